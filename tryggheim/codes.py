@@ -1,0 +1,173 @@
+"""The platform's code table: IEEE 11073 MDC measurement codes with their UCUM units, and the
+platform's own event codes. This is the only place these numbers live; every part imports them.
+
+The MDC numbers are the verified ones listed in ARCHITECTURE.md (reference id, 32-bit code =
+partition << 16 | term code, and the MDC unit code used in HL7 OBX-6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from tryggheim.errors import UnknownCodeError
+
+#: Code system identifier used in HL7 OBX-3 / OBX-6 for MDC codes.
+MDC_CODING_SYSTEM = "MDC"
+#: Code system identifier of the platform's own event codes (documented in docs/codes.md).
+EVENT_CODING_SYSTEM = "TRYGGHEIM"
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A unit of measure: UCUM code for the API and the MDC unit code for HL7."""
+
+    ucum: str
+    mdc_ref: str
+    mdc_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCode:
+    """One kind of value the platform stores."""
+
+    ref: str
+    """MDC reference id (e.g. ``MDC_PRESS_BLD_NONINV_SYS``) or a platform event code."""
+    code: int
+    """Numeric MDC code (partition << 16 | term), or the platform's event number."""
+    system: str
+    display: str
+    """Short human name, used on the dashboard and in HL7 OBX-3 text."""
+
+
+MMHG = Unit("mm[Hg]", "MDC_DIM_MMHG", 266016)
+KPA = Unit("kPa", "MDC_DIM_KILO_PASCAL", 265987)
+BEATS_PER_MIN = Unit("{beat}/min", "MDC_DIM_BEAT_PER_MIN", 264864)
+PERCENT = Unit("%", "MDC_DIM_PERCENT", 262688)
+CELSIUS = Unit("Cel", "MDC_DIM_DEGC", 268192)
+FAHRENHEIT = Unit("[degF]", "MDC_DIM_FAHR", 266560)
+KILOGRAM = Unit("kg", "MDC_DIM_KILO_G", 263875)
+POUND = Unit("[lb_av]", "MDC_DIM_LB", 263904)
+MMOL_PER_L = Unit("mmol/L", "MDC_DIM_MILLI_MOLE_PER_L", 266866)
+MG_PER_DL = Unit("mg/dL", "MDC_DIM_MILLI_G_PER_DL", 264274)
+NO_UNIT = Unit("1", "MDC_DIM_DIMLESS", 262656)
+
+UNITS: dict[str, Unit] = {
+    u.ucum: u
+    for u in (
+        MMHG,
+        KPA,
+        BEATS_PER_MIN,
+        PERCENT,
+        CELSIUS,
+        FAHRENHEIT,
+        KILOGRAM,
+        POUND,
+        MMOL_PER_L,
+        MG_PER_DL,
+        NO_UNIT,
+    )
+}
+
+
+class DeviceProfile(StrEnum):
+    """IEEE 11073 device specialisations; the value is the MDS code used in HL7 OBX-3."""
+
+    BLOOD_PRESSURE = "528391"
+    PULSE_OXIMETER = "528388"
+    THERMOMETER = "528392"
+    SCALE = "528399"
+    GLUCOSE_METER = "528401"
+
+    @property
+    def ref(self) -> str:
+        return _PROFILE_REFS[self]
+
+
+_PROFILE_REFS = {
+    DeviceProfile.BLOOD_PRESSURE: "MDC_DEV_SPEC_PROFILE_BPM",
+    DeviceProfile.PULSE_OXIMETER: "MDC_DEV_SPEC_PROFILE_PULS_OXIM",
+    DeviceProfile.THERMOMETER: "MDC_DEV_SPEC_PROFILE_TEMP",
+    DeviceProfile.SCALE: "MDC_DEV_SPEC_PROFILE_SCALE",
+    DeviceProfile.GLUCOSE_METER: "MDC_DEV_SPEC_PROFILE_GLUCOSE",
+}
+
+
+def _mdc(ref: str, code: int, display: str) -> MetricCode:
+    return MetricCode(ref, code, MDC_CODING_SYSTEM, display)
+
+
+def _event(ref: str, code: int, display: str) -> MetricCode:
+    return MetricCode(ref, code, EVENT_CODING_SYSTEM, display)
+
+
+NIBP_SYS = _mdc("MDC_PRESS_BLD_NONINV_SYS", 150021, "Systolic blood pressure")
+NIBP_DIA = _mdc("MDC_PRESS_BLD_NONINV_DIA", 150022, "Diastolic blood pressure")
+NIBP_MEAN = _mdc("MDC_PRESS_BLD_NONINV_MEAN", 150023, "Mean arterial pressure")
+PULSE_NIBP = _mdc("MDC_PULS_RATE_NON_INV", 149546, "Pulse rate (cuff)")
+PULSE_OXIM = _mdc("MDC_PULS_OXIM_PULS_RATE", 149530, "Pulse rate (oximeter)")
+HEART_RATE = _mdc("MDC_ECG_HEART_RATE", 147842, "Heart rate")
+SPO2 = _mdc("MDC_PULS_OXIM_SAT_O2", 150456, "SpO2")
+BODY_TEMP = _mdc("MDC_TEMP_BODY", 150364, "Body temperature")
+BODY_WEIGHT = _mdc("MDC_MASS_BODY_ACTUAL", 188736, "Body weight")
+BODY_HEIGHT = _mdc("MDC_LEN_BODY_ACTUAL", 188740, "Body height")
+BMI = _mdc("MDC_RATIO_MASS_BODY_LEN_SQ", 188752, "Body mass index")
+GLUCOSE_CAPILLARY = _mdc(
+    "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", 160184, "Glucose (capillary whole blood)"
+)
+
+# Platform event codes (system TRYGGHEIM). Numbers are stable; never reuse one.
+EVENT_FALL = _event("TRY_EVT_FALL", 1001, "Fall detected")
+EVENT_PANIC = _event("TRY_EVT_PANIC_BUTTON", 1002, "Panic button pressed")
+EVENT_DOOR = _event("TRY_EVT_DOOR_CONTACT", 1003, "Door/window contact")
+EVENT_MOTION = _event("TRY_EVT_MOTION", 1004, "Motion")
+EVENT_BED = _event("TRY_EVT_BED_OCCUPANCY", 1005, "Bed occupancy")
+EVENT_SMOKE = _event("TRY_EVT_SMOKE", 1006, "Smoke alarm")
+EVENT_WATER = _event("TRY_EVT_WATER_LEAK", 1007, "Water leak")
+EVENT_BATTERY = _event("TRY_EVT_DEVICE_BATTERY", 1008, "Device battery level")
+EVENT_DEVICE_OFFLINE = _event("TRY_EVT_DEVICE_OFFLINE", 1009, "Device offline")
+
+METRICS: dict[str, MetricCode] = {
+    m.ref: m
+    for m in (
+        NIBP_SYS,
+        NIBP_DIA,
+        NIBP_MEAN,
+        PULSE_NIBP,
+        PULSE_OXIM,
+        HEART_RATE,
+        SPO2,
+        BODY_TEMP,
+        BODY_WEIGHT,
+        BODY_HEIGHT,
+        BMI,
+        GLUCOSE_CAPILLARY,
+        EVENT_FALL,
+        EVENT_PANIC,
+        EVENT_DOOR,
+        EVENT_MOTION,
+        EVENT_BED,
+        EVENT_SMOKE,
+        EVENT_WATER,
+        EVENT_BATTERY,
+        EVENT_DEVICE_OFFLINE,
+    )
+}
+
+#: Events that must go out ahead of any backlog.
+URGENT_EVENTS = frozenset({EVENT_FALL.ref, EVENT_PANIC.ref, EVENT_SMOKE.ref, EVENT_WATER.ref})
+
+
+def metric(ref: str) -> MetricCode:
+    """Look up a code by reference id; unknown codes are a typed error, never a KeyError."""
+    try:
+        return METRICS[ref]
+    except KeyError:
+        raise UnknownCodeError(ref) from None
+
+
+def unit(ucum: str) -> Unit:
+    try:
+        return UNITS[ucum]
+    except KeyError:
+        raise UnknownCodeError(ucum, kind="unit") from None
