@@ -1,0 +1,80 @@
+"use strict";
+// Nurse page: lists the patients with their latest values and refreshes on the live stream.
+
+const BP = ["MDC_PRESS_BLD_NONINV_SYS", "MDC_PRESS_BLD_NONINV_DIA"];
+const PULSE = ["MDC_PULS_RATE_NON_INV", "MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE"];
+const UNIT_TEXT = { "mm[Hg]": "mmHg", "{beat}/min": "/min", "Cel": "°C", "[degF]": "°F" };
+
+function unitText(unit) { return UNIT_TEXT[unit] ?? unit; }
+
+function when(iso) {
+  return new Date(iso).toLocaleString("nb-NO", { dateStyle: "short", timeStyle: "short" });
+}
+
+function cell(text, className) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+function row(patient) {
+  const byCode = new Map(patient.latest.map((o) => [o.code, o]));
+  const tr = document.createElement("tr");
+  tr.dataset.patientId = String(patient.id);
+  const name = document.createElement("th");
+  name.scope = "row";
+  name.textContent = `${patient.family_name}, ${patient.given_name}`;
+  tr.append(name);
+
+  const [sys, dia] = BP.map((c) => byCode.get(c));
+  tr.append(cell(sys && dia ? `${sys.value}/${dia.value} ${unitText(sys.unit)}` : "–", "value bp"));
+  const pulse = PULSE.map((c) => byCode.get(c)).find(Boolean);
+  tr.append(cell(pulse ? `${pulse.value} ${unitText(pulse.unit)}` : "–", "value pulse"));
+
+  const shown = new Set([...BP, ...PULSE]);
+  const others = patient.latest.filter((o) => !shown.has(o.code));
+  tr.append(cell(others.map((o) => `${o.display}: ${o.value} ${unitText(o.unit)}`).join("; ") || "–"));
+
+  const newest = patient.latest.map((o) => o.time).sort().at(-1);
+  const flags = patient.latest.flatMap((o) => o.flags);
+  const time = cell(newest ? when(newest) : "–");
+  if (flags.length) {
+    const flag = document.createElement("span");
+    flag.className = "flag";
+    flag.textContent = ` (${[...new Set(flags)].join(", ").replaceAll("_", " ")})`;
+    time.append(flag);
+  }
+  tr.append(time);
+  return tr;
+}
+
+async function refresh() {
+  const response = await fetch("api/v1/patients");
+  if (!response.ok) throw new Error(`patients: HTTP ${response.status}`);
+  const patients = await response.json();
+  document.querySelector("#patients tbody").replaceChildren(...patients.map(row));
+  document.getElementById("empty").hidden = patients.length > 0;
+}
+
+let pending = null;
+function refreshSoon() {
+  // A cuff reading brings four values at once: one reload for all of them.
+  if (pending) return;
+  pending = setTimeout(() => { pending = null; refresh().catch(showError); }, 300);
+}
+
+function showError(error) {
+  document.getElementById("connection").textContent = `Problem: ${error.message}`;
+}
+
+function connect() {
+  const status = document.getElementById("connection");
+  const source = new EventSource("api/v1/stream");
+  source.addEventListener("open", () => { status.textContent = "Live"; refreshSoon(); });
+  source.addEventListener("observation", refreshSoon);
+  source.addEventListener("error", () => { status.textContent = "Reconnecting…"; });
+}
+
+refresh().catch(showError);
+connect();

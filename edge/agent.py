@@ -1,0 +1,85 @@
+"""The home gateway agent: BLE devices → Observations → durable outbox → uplink.
+
+A reading is in the outbox (fsynced) before the BLE notification handler returns, so a device
+that resends after a reconnect, or a power cut right after a measurement, loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.scanner import BaseBleakScanner
+
+from edge.ble.bumble_backend import bumble_backend
+from edge.ble.reader import BleReader
+from edge.config import BleBackend, EdgeSettings
+from edge.outbox import Outbox
+from edge.uplink import Uplink
+from tryggheim.domain import Observation
+from tryggheim.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BleakBackends = tuple[type[BaseBleakScanner] | None, type[BaseBleakClient] | None]
+
+
+@asynccontextmanager
+async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]:
+    """The bleak backend classes the configuration asks for; ``None`` is bleak's own choice
+    for the platform (BlueZ on a Raspberry Pi)."""
+    if settings.ble.backend is BleBackend.BLUEZ:
+        yield None, None
+        return
+    if settings.ble.hci_transport is None:
+        raise ConfigError("edge config", "ble.hci_transport", "required for the bumble backend")
+    async with bumble_backend(settings.ble.hci_transport) as backend:
+        yield backend.scanner_type, backend.client_type
+
+
+class EdgeAgent:
+    def __init__(self, settings: EdgeSettings) -> None:
+        self.settings = settings
+        self.outbox = Outbox(settings.outbox_path, settings.gateway_id)
+        self.uplink = Uplink(
+            settings.uplink,
+            self.outbox,
+            settings.gateway_id,
+            batch_size=settings.batch_size,
+            resend_after_s=settings.resend_after_s,
+            status_interval_s=settings.status_interval_s,
+        )
+        self.reader: BleReader | None = None
+
+    async def _store(self, observations: Sequence[Observation]) -> None:
+        self.outbox.append(observations)
+        self.uplink.notify()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        s = self.settings
+        try:
+            async with bleak_backends(s) as (scanner_type, client_type):
+                async with BleReader(
+                    scanner_backend=scanner_type,
+                    client_backend=client_type,
+                    addresses=[d.address for d in s.devices],
+                    gateway_id=s.gateway_id,
+                    tz=s.tz,
+                    on_observations=self._store,
+                ) as reader:
+                    self.reader = reader
+                    log.info("edge %s: %d devices", s.gateway_id, len(s.devices))
+                    await self.uplink.run()
+        finally:
+            self.outbox.close()
+
+    async def run_for(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self.run()
+        except TimeoutError:
+            return

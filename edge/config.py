@@ -1,0 +1,71 @@
+"""The home gateway's configuration (TOML, see docs/edge-config.md and examples/edge.toml)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tryggheim.mqtt import MqttSettings
+
+BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
+
+
+class DeviceKind(StrEnum):
+    BLOOD_PRESSURE = "blood_pressure"
+
+
+class BleBackend(StrEnum):
+    BLUEZ = "bluez"
+    """The platform's default bleak backend: BlueZ over D-Bus on a Raspberry Pi."""
+    BUMBLE = "bumble"
+    """bumble host stack on an HCI transport (a USB dongle, or a simulated radio)."""
+
+
+class BleSettings(BaseModel):
+    backend: BleBackend = BleBackend.BLUEZ
+    hci_transport: str | None = None
+    """bumble transport spec, e.g. ``usb:0`` or ``tcp-client:127.0.0.1:9000``."""
+
+
+class DeviceSettings(BaseModel):
+    address: str = Field(pattern=BLE_ADDRESS_PATTERN)
+    kind: DeviceKind
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TRYGGHEIM_EDGE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    gateway_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    timezone: str = "Europe/Oslo"
+    outbox_path: Path
+    uplink: MqttSettings
+    ble: BleSettings = BleSettings()
+    devices: list[DeviceSettings] = []
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    resend_after_s: float = Field(default=20.0, gt=0)
+    """Resend everything not yet committed when no ack has come for this long."""
+    status_interval_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

@@ -1,0 +1,93 @@
+"""Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest/...``.
+
+For each batch: decode (a bad payload is stored as a dead letter, logged and counted — never
+acknowledged, so nothing that was not understood is deleted at the edge), commit to the record
+store, then publish the commit watermark on the gateway's ``down/ack``. Several workers can run
+side by side: they share nothing but the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.events import EventBus
+from gateway.store import CommitResult, RecordStore
+from tryggheim.errors import ConnectionLost, PayloadError
+from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
+from tryggheim.wire import INGEST_SUBSCRIPTION, Ack, ack_topic, decode_batch, encode_ack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    connected: bool = False
+    batches: int = 0
+    observations_new: int = 0
+    observations_duplicate: int = 0
+    rejected: int = 0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        store: RecordStore,
+        events: EventBus,
+        *,
+        client_id: str,
+        on_commit: Callable[[CommitResult], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._events = events
+        self.client_id = client_id
+        self._on_commit = on_commit
+        self.stats = IngestStats()
+
+    async def run(self) -> None:
+        delays = backoff_delays()
+        while True:
+            try:
+                # A persistent session: while this worker is down the broker keeps the group's
+                # messages, and the edge keeps everything until it is acknowledged anyway.
+                async with MqttSession(self._settings, self.client_id, clean_start=False) as mqtt:
+                    await mqtt.subscribe(INGEST_SUBSCRIPTION)
+                    self.stats.connected = True
+                    log.info("ingest %s subscribed", self.client_id)
+                    async for message in mqtt.messages():
+                        await self._handle(mqtt, message)
+            except ConnectionLost as exc:
+                self.stats.connected = False
+                log.warning("ingest %s: %s", self.client_id, exc)
+            await asyncio.sleep(next(delays))
+
+    async def _handle(self, mqtt: MqttSession, message: Message) -> None:
+        if message.topic.endswith("/status"):
+            return
+        try:
+            batch = decode_batch(message.topic, message.payload)
+        except PayloadError as exc:
+            self.stats.rejected += 1
+            log.error("%s", exc)
+            await self._store.reject(message.topic, message.payload, exc.problem, _now())
+            return
+        result = await self._store.commit_batch(batch.gateway_id, batch.observations, _now())
+        self.stats.batches += 1
+        self.stats.observations_new += len(result.inserted)
+        self.stats.observations_duplicate += len(batch.observations) - len(result.inserted)
+        await mqtt.publish(
+            ack_topic(batch.gateway_id), encode_ack(Ack(batch.gateway_id, result.committed_seq))
+        )
+        for row in result.inserted:
+            self._events.publish({"type": "observation", "patient_id": row.patient_id})
+        if self._on_commit is not None:
+            self._on_commit(result)

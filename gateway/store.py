@@ -1,0 +1,323 @@
+"""The record store: every query and transaction of the care platform, behind one class.
+
+Exactly-once rests on two things here: observations are unique on ``(gateway_id, seq)`` so a
+resend inserts nothing, and the per-gateway watermark (the highest ``seq`` below which nothing
+is missing) is advanced inside the same transaction as the inserts, under a row lock, so an ack
+never names a seq that is not committed — even with several ingest workers committing batches
+of one gateway out of order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from gateway.models import (
+    AuditEntry,
+    Base,
+    Device,
+    GatewayProgress,
+    Hl7Message,
+    Hl7MessageState,
+    Hl7State,
+    ObservationRow,
+    Patient,
+    RejectedMessage,
+)
+from tryggheim import codes
+from tryggheim.domain import Observation
+
+#: How many seqs past the watermark one commit looks at to advance it.
+_WATERMARK_SCAN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    committed_seq: int
+    inserted: tuple[ObservationRow, ...]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class RecordStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_async_engine(url, pool_pre_ping=True)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sync_engine: Engine = self.engine.sync_engine
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def create_schema(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    # --- ingest ---
+    def _insert(self) -> Any:
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        return dialect.insert(ObservationRow)
+
+    async def commit_batch(
+        self, gateway_id: str, observations: Sequence[Observation], now: datetime
+    ) -> CommitResult:
+        async with self.session() as s:
+            inserted: list[ObservationRow] = []
+            if observations:
+                owners = await self._device_owners(s, {o.device_id for o in observations})
+                rows = [_row(o, owners.get(o.device_id), now) for o in observations]
+                statement = (
+                    self._insert()
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
+                    .returning(ObservationRow)
+                )
+                inserted = list((await s.scalars(statement)).all())
+            committed = await self._advance_watermark(s, gateway_id, now)
+        return CommitResult(committed, tuple(inserted))
+
+    async def _device_owners(
+        self, s: AsyncSession, device_ids: set[str]
+    ) -> dict[str, tuple[Patient, Device]]:
+        result = await s.execute(
+            select(Device, Patient)
+            .join(Patient, Device.patient_id == Patient.id)
+            .where(Device.device_id.in_(device_ids))
+        )
+        return {device.device_id: (patient, device) for device, patient in result}
+
+    async def _advance_watermark(self, s: AsyncSession, gateway_id: str, now: datetime) -> int:
+        progress = await s.scalar(
+            select(GatewayProgress).where(GatewayProgress.gateway_id == gateway_id).with_for_update()
+        )
+        if progress is None:
+            progress = GatewayProgress(gateway_id=gateway_id, committed_seq=0)
+            s.add(progress)
+        seqs = await s.scalars(
+            select(ObservationRow.seq)
+            .where(ObservationRow.gateway_id == gateway_id)
+            .where(ObservationRow.seq > progress.committed_seq)
+            .order_by(ObservationRow.seq)
+            .limit(_WATERMARK_SCAN)
+        )
+        mark = progress.committed_seq
+        for seq in seqs:
+            if seq != mark + 1:
+                break
+            mark = seq
+        progress.committed_seq = mark
+        progress.last_seen = now
+        return mark
+
+    async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
+        async with self.session() as s:
+            s.add(RejectedMessage(topic=topic, payload=payload, reason=reason, received_at=now))
+
+    # --- registry ---
+    async def upsert_patient(
+        self,
+        *,
+        national_id: str,
+        family_name: str,
+        given_name: str,
+        gp_name: str | None,
+        gp_hl7_host: str | None,
+        gp_hl7_port: int | None,
+    ) -> int:
+        async with self.session() as s:
+            patient = await s.scalar(select(Patient).where(Patient.national_id == national_id))
+            if patient is None:
+                patient = Patient(national_id=national_id)
+                s.add(patient)
+            patient.family_name = family_name
+            patient.given_name = given_name
+            patient.gp_name = gp_name
+            patient.gp_hl7_host = gp_hl7_host
+            patient.gp_hl7_port = gp_hl7_port
+            await s.flush()
+            return patient.id
+
+    async def pair_device(
+        self, *, device_id: str, patient_id: int, gateway_id: str, profile: codes.DeviceProfile
+    ) -> None:
+        async with self.session() as s:
+            await s.merge(
+                Device(
+                    device_id=device_id,
+                    patient_id=patient_id,
+                    gateway_id=gateway_id,
+                    profile=profile.value,
+                )
+            )
+
+    # --- reads for the API ---
+    async def patients(self) -> list[Patient]:
+        async with self.session() as s:
+            return list(await s.scalars(select(Patient).order_by(Patient.family_name)))
+
+    async def patient(self, patient_id: int) -> Patient | None:
+        async with self.session() as s:
+            return await s.get(Patient, patient_id)
+
+    async def latest_values(self) -> list[ObservationRow]:
+        """The newest observation of each code for each patient."""
+        async with self.session() as s:
+            newest = (
+                select(
+                    ObservationRow.patient_id,
+                    ObservationRow.code,
+                    func.max(ObservationRow.time).label("time"),
+                )
+                .where(ObservationRow.patient_id.is_not(None))
+                .group_by(ObservationRow.patient_id, ObservationRow.code)
+                .subquery()
+            )
+            rows = await s.scalars(
+                select(ObservationRow)
+                .join(
+                    newest,
+                    (ObservationRow.patient_id == newest.c.patient_id)
+                    & (ObservationRow.code == newest.c.code)
+                    & (ObservationRow.time == newest.c.time),
+                )
+                .order_by(ObservationRow.patient_id, ObservationRow.code, ObservationRow.seq)
+            )
+            latest: dict[tuple[int | None, str], ObservationRow] = {}
+            for row in rows:
+                latest[(row.patient_id, row.code)] = row
+            return list(latest.values())
+
+    async def observations(
+        self, patient_id: int, *, limit: int, before: datetime | None
+    ) -> list[ObservationRow]:
+        async with self.session() as s:
+            query = select(ObservationRow).where(ObservationRow.patient_id == patient_id)
+            if before is not None:
+                query = query.where(ObservationRow.time < before)
+            query = query.order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
+            return list(await s.scalars(query.limit(limit)))
+
+    async def audit(
+        self,
+        *,
+        actor: str,
+        action: str,
+        patient_id: int | None,
+        purpose: str,
+        client: str | None,
+        now: datetime,
+    ) -> None:
+        async with self.session() as s:
+            s.add(
+                AuditEntry(
+                    at=now,
+                    actor=actor,
+                    action=action,
+                    patient_id=patient_id,
+                    purpose=purpose,
+                    client=client,
+                )
+            )
+
+    # --- totals, for the demo and operators ---
+    async def observation_count(self) -> int:
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(ObservationRow)) or 0)
+
+    async def hl7_counts(self) -> dict[str, int]:
+        async with self.session() as s:
+            result = await s.execute(
+                select(Hl7Message.state, func.count()).group_by(Hl7Message.state)
+            )
+            return {str(state): int(n) for state, n in result}
+
+    async def hl7_sent_count(self) -> int:
+        """Messages transmitted to a peer at least once."""
+        async with self.session() as s:
+            sent = await s.scalar(
+                select(func.count()).select_from(Hl7Message).where(Hl7Message.attempts > 0)
+            )
+            return int(sent or 0)
+
+    async def hl7_backlog(self) -> int:
+        """Measurements not yet in an ORU^R01 plus messages not yet acknowledged."""
+        async with self.session() as s:
+            waiting = await s.scalar(
+                select(func.count())
+                .select_from(ObservationRow)
+                .where(ObservationRow.hl7_state == Hl7State.WAITING)
+            )
+            pending = await s.scalar(
+                select(func.count())
+                .select_from(Hl7Message)
+                .where(Hl7Message.state == Hl7MessageState.PENDING)
+            )
+            return int(waiting or 0) + int(pending or 0)
+
+    async def mark_exported(self, pks: Sequence[int]) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
+            )
+
+    async def unexported(self, limit: int) -> list[tuple[ObservationRow, Patient | None]]:
+        async with self.session() as s:
+            result = await s.execute(
+                select(ObservationRow, Patient)
+                .outerjoin(Patient, ObservationRow.patient_id == Patient.id)
+                .where(ObservationRow.ts_exported.is_(False))
+                .order_by(ObservationRow.pk)
+                .limit(limit)
+            )
+            return [tuple(row) for row in result]
+
+
+def _row(
+    obs: Observation, owner: tuple[Patient, Device] | None, now: datetime
+) -> dict[str, Any]:
+    patient = owner[0] if owner else None
+    measurement = codes.metric(obs.code).system == codes.MDC_CODING_SYSTEM
+    has_gp = patient is not None and patient.gp_hl7_host is not None
+    offset = obs.time.utcoffset()
+    assert offset is not None
+    return {
+        "id": obs.id,
+        "gateway_id": obs.gateway_id,
+        "seq": obs.seq,
+        "device_id": obs.device_id,
+        "patient_id": patient.id if patient else None,
+        "source": obs.source,
+        "code": obs.code,
+        "mdc": obs.mdc,
+        "value": str(obs.value),
+        "unit": obs.unit,
+        "time": obs.time,
+        "utc_offset_min": int(offset.total_seconds() // 60),
+        "time_source": obs.time_source.value,
+        "flags": ",".join(obs.flags),
+        "ingested_at": now,
+        "hl7_state": Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE,
+        "ts_exported": False,
+    }

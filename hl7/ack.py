@@ -1,0 +1,218 @@
+"""HL7 v2 acknowledgements: build the ACK for a received message, parse the ACK of a sent one.
+
+Acknowledgement mode follows HL7 v2 chapter 2: a message with MSH-15 or MSH-16 valued asks for
+*enhanced* mode and gets a commit ACK (``CA``/``CE``/``CR``); otherwise original mode applies
+(``AA``/``AE``/``AR``). Callers pass the outcome in either spelling and :func:`build_ack` writes
+the one the sender asked for. IHE PCD-01 senders (MSH-15 ``AL``) therefore get ``CA``.
+
+Errors are written twice: MSA-3 (deprecated since v2.4 but still what many receivers show) and an
+ERR segment (ERR-2 location, ERR-3 code from HL7 table 0357, ERR-4 severity ``E``, ERR-8 text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum, StrEnum
+
+from hl7.errors import AckParseError, HL7Error
+from hl7.message import (
+    DEFAULT_DELIMITERS,
+    SEGMENT_TERMINATOR,
+    Message,
+    Segment,
+    escape,
+    format_timestamp,
+    parse_message,
+    unescape,
+)
+
+
+class AckCode(StrEnum):
+    AA = "AA"
+    """Original mode: application accept."""
+    AE = "AE"
+    """Original mode: application error (the receiver could not process it; may be resent)."""
+    AR = "AR"
+    """Original mode: application reject (the message itself is wrong; do not resend as is)."""
+    CA = "CA"
+    """Enhanced mode: commit accept (safely stored)."""
+    CE = "CE"
+    """Enhanced mode: commit error."""
+    CR = "CR"
+    """Enhanced mode: commit reject."""
+
+    @property
+    def accepted(self) -> bool:
+        return self in (AckCode.AA, AckCode.CA)
+
+    @property
+    def enhanced(self) -> bool:
+        return self.value.startswith("C")
+
+    def in_mode(self, *, enhanced: bool) -> AckCode:
+        """The same outcome in the given acknowledgement mode (``AA`` <-> ``CA`` ...)."""
+        return AckCode(("C" if enhanced else "A") + self.value[1])
+
+
+class ErrorCode(IntEnum):
+    """HL7 table 0357 (message error condition codes), written in ERR-3."""
+
+    SEGMENT_SEQUENCE_ERROR = 100
+    REQUIRED_FIELD_MISSING = 101
+    DATA_TYPE_ERROR = 102
+    TABLE_VALUE_NOT_FOUND = 103
+    UNSUPPORTED_MESSAGE_TYPE = 200
+    UNSUPPORTED_EVENT_CODE = 201
+    UNSUPPORTED_PROCESSING_ID = 202
+    UNSUPPORTED_VERSION_ID = 203
+    UNKNOWN_KEY_IDENTIFIER = 204
+    DUPLICATE_KEY_IDENTIFIER = 205
+    APPLICATION_RECORD_LOCKED = 206
+    APPLICATION_INTERNAL_ERROR = 207
+
+    @property
+    def display(self) -> str:
+        return self.name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True, slots=True)
+class AckError:
+    """One ERR segment (or a v2.3-style ERR-1) of a received ACK."""
+
+    code: str
+    code_text: str
+    severity: str
+    location: str
+    """ERR-2 as sent, e.g. ``MSH^1^10``."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    code: AckCode
+    acked_control_id: str
+    """MSA-2: the MSH-10 of the message this ACK answers (``""`` if the peer could not read it)."""
+    text: str
+    """MSA-3, or the first ERR-8 when MSA-3 is empty."""
+    errors: tuple[AckError, ...] = ()
+    control_id: str = ""
+    """The ACK's own MSH-10."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.code.accepted
+
+
+_ERROR_LOCATION = re.compile(r"[A-Z][A-Z0-9]{2}(\^\d*){0,5}")
+
+
+def build_ack(
+    message: Message,
+    code: AckCode,
+    text: str,
+    now: datetime,
+    control_id: str,
+    *,
+    error: ErrorCode | None = None,
+    error_location: str = "",
+) -> str:
+    """The ACK answering ``message``.
+
+    ``error`` defaults to ``APPLICATION_INTERNAL_ERROR`` for a non-accepting code; an ERR segment
+    is written whenever the code does not accept. ``error_location`` is an ERL such as
+    ``MSH^1^9``."""
+    if error_location and not _ERROR_LOCATION.fullmatch(error_location):
+        raise ValueError(f"error_location {error_location!r} is not an ERL like MSH^1^9")
+    code = code.in_mode(enhanced=message.enhanced_ack_mode)
+    msh = message.msh
+    trigger = msh.value(9, 2)
+    fields = [
+        "MSH",
+        DEFAULT_DELIMITERS.encoding_characters,
+        # The reply goes back where the message came from: swap sender and receiver.
+        _reencode(msh, 5),
+        _reencode(msh, 6),
+        _reencode(msh, 3),
+        _reencode(msh, 4),
+        format_timestamp(now),
+        "",
+        f"ACK^{escape(trigger)}^ACK" if trigger else "ACK",
+        escape(control_id),
+        escape(msh.value(11)) or "P",
+        escape(msh.value(12)) or "2.6",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "UNICODE UTF-8",
+    ]
+    segments = [
+        "|".join(fields),
+        f"MSA|{code.value}|{escape(message.control_id)}|{escape(text)}".rstrip("|"),
+    ]
+    if not code.accepted:
+        err = error or ErrorCode.APPLICATION_INTERNAL_ERROR
+        segments.append(
+            f"ERR||{error_location}|{err.value}^{err.display}^HL70357|E||||{escape(text)}"
+        )
+    return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
+
+
+def parse_ack(text: str) -> Ack:
+    """Parse an ACK; anything that is not one raises :class:`AckParseError`."""
+    try:
+        message = parse_message(text)
+        msa = message.first("MSA")
+        if msa is None:
+            raise AckParseError("no MSA segment", text=text)
+        raw_code = msa.value(1)
+        try:
+            code = AckCode(raw_code)
+        except ValueError:
+            raise AckParseError(f"MSA-1 {raw_code!r} is not AA/AE/AR/CA/CE/CR", text=text) from None
+        errors = tuple(_ack_error(err) for err in message.all("ERR"))
+        ack_text = msa.value(3) or next((e.message for e in errors if e.message), "")
+        return Ack(code, msa.value(2), ack_text, errors, message.control_id)
+    except AckParseError:
+        raise
+    except HL7Error as exc:
+        raise AckParseError(str(exc), text=text) from exc
+
+
+def _ack_error(err: Segment) -> AckError:
+    if err.field(3):
+        return AckError(
+            code=err.value(3, 1),
+            code_text=err.value(3, 2),
+            severity=err.value(4),
+            location=err.field(2),
+            message=err.value(8),
+        )
+    # v2.3-v2.4 peers: ERR-1 (ELD) = segment^sequence^field^code&text.
+    return AckError(
+        code=err.value(1, 4, 1),
+        code_text=err.value(1, 4, 2),
+        severity="",
+        location="^".join(err.value(1, c) for c in (1, 2, 3)).rstrip("^"),
+        message="",
+    )
+
+
+def _reencode(segment: Segment, n: int) -> str:
+    """Field ``n`` of ``segment`` rewritten in the platform's delimiters (a peer may use others)."""
+    theirs, ours = segment.delimiters, DEFAULT_DELIMITERS
+    raw = segment.field(n)
+    if theirs == ours:
+        return raw
+    return ours.repetition.join(
+        ours.component.join(
+            ours.subcomponent.join(
+                escape(unescape(sub, theirs)) for sub in component.split(theirs.subcomponent)
+            )
+            for component in repetition.split(theirs.component)
+        )
+        for repetition in raw.split(theirs.repetition)
+    )

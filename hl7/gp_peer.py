@@ -1,0 +1,112 @@
+"""A GP-side (fastlege) MLLP receiver for the demo and the tests: it accepts IHE PCD-01
+ORU^R01 messages the way a GP system would.
+
+Each accepted message is appended to an optional log file *before* it is acknowledged (binary,
+UTF-8, segment ``\\r`` kept, one ``\\n`` after each message so a pager shows one message per
+block) and kept in :attr:`GPEndpoint.received`. A resend (same MSH-3, MSH-4 and MSH-10) is
+acknowledged again but stored once. Anything that is not ORU^R01, or has no MSH-10, is
+answered AR with the reason in MSA-3/ERR.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl as ssl_module
+import uuid
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from hl7.ack import AckCode, ErrorCode, build_ack
+from hl7.message import parse_message
+from hl7.mllp import DEFAULT_MAX_FRAME_BYTES, MLLPServer
+
+log = logging.getLogger(__name__)
+
+
+class GPEndpoint:
+    """``async with GPEndpoint() as gp:`` then send to ``127.0.0.1:gp.port``."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        log_path: Path | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.received: list[str] = []
+        """Raw text of each accepted message, in arrival order, duplicates excluded."""
+        self.duplicates = 0
+        self.rejected = 0
+        self._log_path = log_path
+        self._seen: set[tuple[str, str, str]] = set()
+        self.server = MLLPServer(self._handle, host, port, ssl=ssl, max_frame_bytes=max_frame_bytes)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def __aenter__(self) -> Self:
+        await self.server.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.server.__aexit__(exc_type, exc, tb)
+
+    async def _handle(self, text: str, peer: str) -> str:
+        # The server only calls the handler with text that parsed already.
+        message = parse_message(text)
+        now = datetime.now().astimezone()
+        control_id = uuid.uuid4().hex[:20]
+        if not message.control_id:
+            self.rejected += 1
+            return build_ack(
+                message,
+                AckCode.AR,
+                "MSH-10 (message control id) is missing",
+                now,
+                control_id,
+                error=ErrorCode.REQUIRED_FIELD_MISSING,
+                error_location="MSH^1^10",
+            )
+        kind = f"{message.message_code}^{message.trigger_event}"
+        if kind != "ORU^R01":
+            self.rejected += 1
+            return build_ack(
+                message,
+                AckCode.AR,
+                f"{kind} not accepted here; this endpoint receives ORU^R01 only",
+                now,
+                control_id,
+                error=ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
+                error_location="MSH^1^9",
+            )
+        key = (message.msh.value(3), message.msh.value(4), message.control_id)
+        if key in self._seen:
+            self.duplicates += 1
+            log.info("GP %s: duplicate %r acknowledged, not stored again", peer, key[2])
+        else:
+            if self._log_path is not None:
+                self._append_to_log(self._log_path, text)
+            self._seen.add(key)
+            self.received.append(text)
+        return build_ack(message, AckCode.AA, "", now, control_id)
+
+    @staticmethod
+    def _append_to_log(path: Path, text: str) -> None:
+        # A small synchronous append: a demo/test peer on a local disk, and it must be on disk
+        # before the ACK goes out. Binary mode so text-mode newline translation cannot turn
+        # the segment terminators into \n.
+        data = text.encode("utf-8")
+        if not data.endswith(b"\r"):
+            data += b"\r"
+        with path.open("ab") as f:
+            f.write(data + b"\n")

@@ -1,0 +1,439 @@
+"""MLLP (HL7 v2 Minimal Lower Layer Protocol) over TCP or TLS: framing, client, server.
+
+A frame is ``0x0B <message bytes> 0x1C 0x0D``. :class:`MLLPDecoder` is pure and incremental;
+:class:`MLLPClient` and :class:`MLLPServer` are the thin asyncio I/O around it. Message text is
+UTF-8 on the wire (the platform writes MSH-18 ``UNICODE UTF-8``).
+
+Decoder leniency, chosen for peers seen in the field: bytes outside frames (stray CR/LF between
+frames, noise) are skipped and counted; a 0x1C not followed by 0x0D still ends the frame; a new
+0x0B inside an unfinished frame means the peer restarted, so the partial frame is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from hl7.ack import Ack, AckCode, ErrorCode, build_ack, parse_ack
+from hl7.errors import (
+    FrameDecodeError,
+    FrameTooLargeError,
+    HL7Error,
+    MalformedMessageError,
+    MLLPTimeoutError,
+)
+from hl7.message import parse_header, parse_message
+from tryggheim.errors import ConnectionLost
+
+log = logging.getLogger(__name__)
+
+START_BLOCK = 0x0B
+END_BLOCK = 0x1C
+CARRIAGE_RETURN = 0x0D
+#: Far above any ORU/ADT the platform exchanges, low enough that a runaway peer cannot exhaust
+#: the memory of a small host.
+DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: How much of a discarded oversize frame is kept: enough for the MSH segment.
+_HEAD_BYTES = 2048
+_READ_SIZE = 65536
+
+Handler = Callable[[str, str], Awaitable[str]]
+"""Server handler: ``(message text, peer "host:port") -> ACK text``."""
+
+
+def encode_frame(message: str) -> bytes:
+    """One MLLP frame holding ``message`` as UTF-8."""
+    return bytes((START_BLOCK,)) + message.encode("utf-8") + bytes((END_BLOCK, CARRIAGE_RETURN))
+
+
+def decode_frame(frame: bytes) -> str:
+    """The text of a frame's content; non-UTF-8 bytes raise :class:`FrameDecodeError`."""
+    try:
+        return frame.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FrameDecodeError(exc.start, exc.reason, frame=frame) from exc
+
+
+class MLLPDecoder:
+    """Incremental MLLP deframer: bytes in (any chunking), complete frame contents out."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        if max_frame_bytes < 1:
+            raise ValueError("max_frame_bytes must be positive")
+        self.max_frame_bytes = max_frame_bytes
+        self.skipped_bytes = 0
+        """Bytes seen outside any frame."""
+        self.discarded_frames = 0
+        """Frames dropped unfinished: too large, or cut off by a new start block."""
+        self._buffer = bytearray()
+        self._in_frame = False
+        self._after_end = False
+        self._discarding = False
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unfinished frame held in memory."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume ``data``; return the contents of every frame it completes.
+
+        An oversize frame raises :class:`FrameTooLargeError` *after* the whole chunk has been
+        consumed; the error's ``completed`` holds the good frames of this chunk."""
+        frames: list[bytes] = []
+        oversize_head: bytes | None = None
+        i, n = 0, len(data)
+        while i < n:
+            if self._after_end:
+                self._after_end = False
+                if data[i] == CARRIAGE_RETURN:
+                    i += 1
+                    continue
+            if not self._in_frame:
+                start = data.find(START_BLOCK, i)
+                stop = n if start < 0 else start
+                if not self._discarding:
+                    self.skipped_bytes += stop - i
+                if start < 0:
+                    break
+                self._discarding = False
+                self._in_frame = True
+                i = start + 1
+                continue
+            end = data.find(END_BLOCK, i)
+            restart = data.find(START_BLOCK, i)
+            stop = min((p for p in (end, restart) if p >= 0), default=n)
+            if len(self._buffer) + stop - i > self.max_frame_bytes:
+                oversize_head = bytes(self._buffer[:_HEAD_BYTES] + data[i : i + _HEAD_BYTES])
+                oversize_head = oversize_head[:_HEAD_BYTES]
+                self.discarded_frames += 1
+                self._buffer.clear()
+                self._in_frame = False
+                # The rest of that frame, up to the next start block, is not counted as garbage.
+                self._discarding = True
+                i = stop
+                continue
+            self._buffer += data[i:stop]
+            if stop == n:
+                break
+            if data[stop] == END_BLOCK:
+                frames.append(bytes(self._buffer))
+                self._in_frame = False
+                self._after_end = True
+            else:
+                self.discarded_frames += 1
+            self._buffer.clear()
+            i = stop + 1
+        if oversize_head is not None:
+            raise FrameTooLargeError(
+                self.max_frame_bytes, head=oversize_head, completed=tuple(frames)
+            )
+        return frames
+
+
+class MLLPClient:
+    """Sends messages one at a time and waits for the ACK whose MSA-2 names each one.
+
+    The connection is opened on entry and, after any failure, again on the next :meth:`send`.
+    A negative ACK (AE/AR/CE/CR) is returned, not raised: whether to resend is the caller's
+    business. Concurrent sends on one client are serialised (MLLP has no multiplexing)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._ssl = ssl
+        self._server_hostname = server_hostname
+        self._max_frame_bytes = max_frame_bytes
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = MLLPDecoder(max_frame_bytes)
+        self._frames: deque[bytes] = deque()
+        self._lock = asyncio.Lock()
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    async def __aenter__(self) -> Self:
+        await self._connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        # A fresh decoder: bytes of a half-read frame must not leak into the next connection.
+        self._decoder = MLLPDecoder(self._max_frame_bytes)
+        self._frames.clear()
+        if writer is None:
+            return
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError as exc:
+            # The peer may already have reset the connection; it is closed either way.
+            log.debug("MLLP %s: error while closing: %s", self.peer, exc)
+
+    # The deadline is per message on purpose (the outbound queue sets it), hence a parameter.
+    async def send(self, message: str, timeout: float) -> Ack:  # noqa: ASYNC109
+        """Send ``message`` and return its ACK.
+
+        ``timeout`` covers (re)connecting, writing and waiting. Raises
+        :class:`~hl7.errors.MLLPTimeoutError`, :class:`~tryggheim.errors.ConnectionLost`, or
+        :class:`~hl7.errors.HL7Error` when the peer answers with something that is no ACK."""
+        control_id = parse_header(message).control_id
+        if not control_id:
+            raise MalformedMessageError("MSH-10", "empty: the ACK could not be matched")
+        async with self._lock:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self._exchange(message, control_id)
+            except TimeoutError:
+                # Drop the connection: a late ACK must not be mistaken for a later message's.
+                await self.close()
+                raise MLLPTimeoutError(self.peer, control_id, timeout) from None
+            except OSError as exc:
+                await self.close()
+                raise ConnectionLost(self.peer, str(exc) or type(exc).__name__) from exc
+            except (ConnectionLost, HL7Error):
+                await self.close()
+                raise
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._reader is None or self._writer is None:
+            try:
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self._ssl,
+                    server_hostname=self._server_hostname if self._ssl else None,
+                )
+            except OSError as exc:
+                raise ConnectionLost(self.peer, f"cannot connect: {exc}") from exc
+        return self._reader, self._writer
+
+    async def _exchange(self, message: str, control_id: str) -> Ack:
+        reader, writer = await self._connect()
+        writer.write(encode_frame(message))
+        await writer.drain()
+        while True:
+            while self._frames:
+                ack = parse_ack(decode_frame(self._frames.popleft()))
+                if ack.acked_control_id == control_id:
+                    return ack
+                log.warning(
+                    "MLLP %s: ignoring ACK for %r while waiting for %r",
+                    self.peer,
+                    ack.acked_control_id,
+                    control_id,
+                )
+            data = await reader.read(_READ_SIZE)
+            if not data:
+                raise ConnectionLost(self.peer, "peer closed the connection before the ACK")
+            self._frames.extend(self._decoder.feed(data))
+
+
+@dataclass
+class MLLPServerStats:
+    """Counters an operator can read (and a test can assert)."""
+
+    connections: int = 0
+    frames: int = 0
+    rejected: int = 0
+    """Frames the server itself answered with AR because they are not parseable HL7."""
+    unanswerable: int = 0
+    """Frames not even MSH-10 could be read from: logged, no ACK possible."""
+    handler_errors: int = 0
+    oversize: int = 0
+    skipped_bytes: int = 0
+
+
+class MLLPServer:
+    """Listens for MLLP connections and answers each frame with the handler's ACK.
+
+    Bad input never ends the server: an unparseable frame is answered with AR when its MSH-10
+    can be recovered (else logged and counted), and a failing handler yields AE. Connection
+    tasks live in a TaskGroup owned by the server and end on exit."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self._handler = handler
+        self.host = host
+        self._requested_port = port
+        self._ssl = ssl
+        self._max_frame_bytes = max_frame_bytes
+        self.stats = MLLPServerStats()
+        self._server: asyncio.Server | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stack = AsyncExitStack()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the free port chosen when 0 was asked for)."""
+        if self._server is None:
+            raise RuntimeError("the server is not started; use it as an async context manager")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aenter__(self) -> Self:
+        self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self.host, self._requested_port, ssl=self._ssl
+            )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        # Exit order is LIFO: stop accepting and end connections before the group is awaited.
+        self._stack.push_async_callback(self._shutdown)
+        log.info("MLLP server listening on %s:%d", self.host, self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _shutdown(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if server is not None:
+            await server.wait_closed()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None or self._group is None:
+            writer.close()  # accepted while shutting down
+            return
+        task = self._group.create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
+        self.stats.connections += 1
+        decoder = MLLPDecoder(self._max_frame_bytes)
+        try:
+            while data := await reader.read(_READ_SIZE):
+                skipped = decoder.skipped_bytes
+                try:
+                    frames = decoder.feed(data)
+                    oversize_head = None
+                except FrameTooLargeError as exc:
+                    log.warning("MLLP %s: %s", peer, exc)
+                    self.stats.oversize += 1
+                    frames, oversize_head = list(exc.completed), exc.head
+                self.stats.skipped_bytes += decoder.skipped_bytes - skipped
+                replies = [await self._answer(frame, peer) for frame in frames]
+                if oversize_head is not None:
+                    replies.append(
+                        self._reject(
+                            oversize_head.decode("utf-8", errors="replace"),
+                            f"message larger than {self._max_frame_bytes} bytes",
+                            ErrorCode.APPLICATION_INTERNAL_ERROR,
+                            peer,
+                        )
+                    )
+                for reply in replies:
+                    if reply is not None:
+                        writer.write(encode_frame(reply))
+                await writer.drain()
+        except OSError as exc:
+            log.info("MLLP %s: connection lost: %s", peer, exc)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError as exc:
+                log.debug("MLLP %s: error while closing: %s", peer, exc)
+
+    async def _answer(self, frame: bytes, peer: str) -> str | None:
+        self.stats.frames += 1
+        try:
+            text = decode_frame(frame)
+            message = parse_message(text)
+        except FrameDecodeError as exc:
+            # Replacement characters are harmless here: only the ASCII MSH header is read back.
+            text = frame.decode("utf-8", errors="replace")
+            return self._reject(text, str(exc), ErrorCode.DATA_TYPE_ERROR, peer)
+        except HL7Error as exc:
+            return self._reject(text, str(exc), ErrorCode.SEGMENT_SEQUENCE_ERROR, peer)
+        try:
+            return await self._handler(text, peer)
+        except Exception:
+            # The handler is application code: a bug in it must neither end the connection nor
+            # leave the sender without an answer. AE tells the sender to try again later.
+            log.exception("MLLP %s: handler failed on message %r", peer, message.control_id)
+            self.stats.handler_errors += 1
+            return build_ack(
+                message,
+                AckCode.AE,
+                "receiver failed to process the message",
+                _now(),
+                _new_control_id(),
+                error=ErrorCode.APPLICATION_INTERNAL_ERROR,
+            )
+
+    def _reject(self, text: str, problem: str, error: ErrorCode, peer: str) -> str | None:
+        try:
+            header = parse_header(text)
+            if header.control_id:
+                ack = build_ack(header, AckCode.AR, problem, _now(), _new_control_id(), error=error)
+                self.stats.rejected += 1
+                log.warning("MLLP %s: rejected %r: %s", peer, header.control_id, problem)
+                return ack
+        except HL7Error as exc:
+            problem = f"{problem}; header unreadable: {exc}"
+        self.stats.unanswerable += 1
+        log.error("MLLP %s: frame without readable MSH-10 cannot be answered: %s", peer, problem)
+        return None
+
+
+def _now() -> datetime:
+    return datetime.now().astimezone()
+
+
+def _new_control_id() -> str:
+    # 20 characters: the MSH-10 limit of v2.3-v2.5 peers.
+    return uuid.uuid4().hex[:20]

@@ -1,0 +1,244 @@
+"""ORU^R01 v2.6 for one measurement session, following IHE PCD-01 (Communicate PCD Data).
+
+Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made here:
+
+* **MSH** — MSH-9 ``ORU^R01^ORU_R01``, MSH-11 ``P``, MSH-12 ``2.6``, MSH-15 ``AL`` / MSH-16
+  ``NE`` (PCD-01: accept acknowledgement always, no application acknowledgement; this is
+  *enhanced* acknowledgement mode, so a conforming receiver answers ``CA``/``CE``/``CR``),
+  MSH-18 ``UNICODE UTF-8`` (names such as Ødegård are sent as UTF-8, not escaped) and MSH-21
+  the PCD-01 profile ``IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO``.
+* **PID-3** — the Norwegian national identity number as
+  ``<number>^^^FNR&2.16.578.1.12.4.1.4.1&ISO^NNNOR``: identifier type ``NNNOR`` is HL7 table
+  0203's "NNxxx national person identifier" with the ISO 3166 code of Norway, and the assigning
+  authority carries the OID of the fødselsnummer register (used for the same purpose by the
+  HL7 Norway FHIR profiles). A D-number (first digit 4–7) gets ``DNR&2.16.578.1.12.4.1.4.2&ISO``.
+  PID-5 is ``family^given`` with name type ``L`` (legal).
+* **PV1** — PV1-2 ``R`` (recurring patient: home monitoring, no encounter).
+* **OBR** — OBR-3 filler order number ``<MSH-10>^<sending application>``, OBR-4
+  ``182777000^monitoring of patient^SNOMED-CT``, OBR-7 the earliest observation time.
+* **OBX containment** (PCD-01 / Continua H.811) — one OBX for the MDS: OBX-3 the device
+  specialisation (e.g. ``528391^MDC_DEV_SPEC_PROFILE_BPM^MDC``), OBX-4 ``1``, no value, so OBX-11
+  is ``X`` ("no value for this row"); no VMD or channel rows, which PCD-01 allows, so metrics are
+  numbered ``1.0.0.<n>`` (0 = level not sent) in the order given. Each metric OBX: OBX-2 ``NM``,
+  OBX-3 the MDC code, OBX-5 ``str(Decimal)`` (the device's digits, never via float), OBX-6 the
+  MDC unit, OBX-11 ``R``, OBX-14 the observation time, OBX-17 ``AMEAS^auto-measurement^MDC``.
+  Every OBX carries OBX-18 ``<EUI-64>^EUI-64``.
+* **EUI-64** — an 8-octet id (``0123456789ABCDEF``, colon/dash separated, or Zigbee's
+  ``0x…``) is used as it is; a 48-bit BLE/MAC address becomes an EUI-64 by the IEEE rule of
+  inserting ``FFFE`` after the first three octets (``C0:10:00:00:00:01`` →
+  ``C01000FFFE000001``), as Continua/PCHA H.811 does for Bluetooth devices. The IPv6 "modified
+  EUI-64" bit flip is *not* applied: that is an IPv6 interface-id rule, not an EUI-64 one.
+* **Flags** — device status flags (irregular pulse, cuff too loose...) go in an NTE after the
+  metric's OBX (NTE-2 ``L``: comment from the filler, NTE-3 one repetition per flag). OBX-8 is
+  deliberately not used: its values come from HL7 table 0078 (L, H, A...), a clinical
+  interpretation the platform does not make, and device status bits do not fit it.
+* **Times** — DTM with the observation's own UTC offset (``20250301081500+0100``); fractions of a
+  second are written to 4 digits (DTM's limit) only when present.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from hl7.errors import OruBuildError
+from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
+from tryggheim import codes
+from tryggheim.codes import DeviceProfile
+from tryggheim.domain import Observation
+
+PCD_01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+MONITORING_OF_PATIENT = "182777000^monitoring of patient^SNOMED-CT"
+AUTO_MEASUREMENT = "AMEAS^auto-measurement^MDC"
+FNR_AUTHORITY = "FNR&2.16.578.1.12.4.1.4.1&ISO"
+DNR_AUTHORITY = "DNR&2.16.578.1.12.4.1.4.2&ISO"
+NATIONAL_ID_TYPE = "NNNOR"
+
+_HEX_ID = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}[:-]?){5,7}[0-9A-Fa-f]{2})")
+# Control ids travel back in MSA-2 and are compared byte for byte: keep them plain.
+_CONTROL_ID = re.compile(r"[A-Za-z0-9._-]{1,199}")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRef:
+    """Who the observations are about."""
+
+    national_id: str
+    """Fødselsnummer or D-number (11 digits)."""
+    family_name: str
+    given_name: str
+    birth_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """The device that measured; ``device_id`` as in :class:`~tryggheim.domain.Observation`."""
+
+    device_id: str
+    profile: DeviceProfile
+    model: str | None = None
+    manufacturer: str | None = None
+
+
+def eui64(device_id: str) -> str:
+    """The EUI-64 (16 upper-case hex digits) of a device id; see the module docstring."""
+    match = _HEX_ID.fullmatch(device_id.strip())
+    if match is None:
+        raise OruBuildError("device_id", f"{device_id!r} is neither an EUI-64 nor a MAC-48")
+    digits = re.sub(r"[:-]", "", match.group(1)).upper()
+    if len(digits) == 12:
+        return f"{digits[:6]}FFFE{digits[6:]}"
+    if len(digits) == 16:
+        return digits
+    raise OruBuildError("device_id", f"{device_id!r} has {len(digits) // 2} octets, not 6 or 8")
+
+
+def build_oru_r01(
+    *,
+    patient: PatientRef,
+    observations: Sequence[Observation],
+    device: DeviceRef,
+    sending_app: str,
+    sending_facility: str,
+    receiving_app: str,
+    receiving_facility: str,
+    control_id: str,
+    now: datetime,
+    processing_id: str = "P",
+) -> str:
+    """One ORU^R01 carrying the observations of one device's measurement session."""
+    if not observations:
+        raise OruBuildError("observations", "at least one observation is needed")
+    if not _CONTROL_ID.fullmatch(control_id):
+        raise OruBuildError("control_id", f"{control_id!r} must be 1-199 of [A-Za-z0-9._-]")
+    if processing_id not in ("P", "D", "T"):
+        raise OruBuildError("processing_id", f"{processing_id!r} is not P, D or T (table 0103)")
+    for name, value in (
+        ("sending_app", sending_app),
+        ("sending_facility", sending_facility),
+        ("receiving_app", receiving_app),
+        ("receiving_facility", receiving_facility),
+    ):
+        # HD-1 is an IS of at most 20 characters in v2.6; receivers that validate reject more.
+        if len(value) > 20:
+            raise OruBuildError(name, f"{value!r} is longer than 20 characters (HD-1)")
+    for obs in observations:
+        if obs.device_id != device.device_id:
+            raise OruBuildError(
+                "observations", f"{obs.code} is from {obs.device_id!r}, not {device.device_id!r}"
+            )
+    equipment = f"{eui64(device.device_id)}^EUI-64"
+    msh = [
+        "MSH",
+        "^~\\&",
+        escape(sending_app),
+        escape(sending_facility),
+        escape(receiving_app),
+        escape(receiving_facility),
+        format_timestamp(now),
+        "",
+        "ORU^R01^ORU_R01",
+        control_id,
+        processing_id,
+        "2.6",
+        "",
+        "",
+        "AL",
+        "NE",
+        "",
+        "UNICODE UTF-8",
+        "",
+        "",
+        PCD_01_PROFILE,
+    ]
+    segments = [
+        "|".join(msh),
+        _pid(patient),
+        "PV1||R",
+        _seg(
+            "OBR",
+            "1",
+            "",
+            f"{control_id}^{escape(sending_app)}",
+            MONITORING_OF_PATIENT,
+            "",
+            "",
+            format_timestamp(min(obs.time for obs in observations)),
+        ),
+        _seg(
+            "OBX",
+            "1",
+            "",
+            f"{device.profile.value}^{device.profile.ref}^{codes.MDC_CODING_SYSTEM}",
+            "1",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "X",
+            *[""] * 6,
+            equipment,
+        ),
+    ]
+    for number, obs in enumerate(observations, start=1):
+        segments.append(_metric_obx(number + 1, f"1.0.0.{number}", obs, equipment))
+        if obs.flags:
+            segments.append(_seg("NTE", "1", "L", "~".join(escape(f) for f in obs.flags)))
+    return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
+
+
+def _pid(patient: PatientRef) -> str:
+    national_id = patient.national_id.strip()
+    if not (len(national_id) == 11 and national_id.isascii() and national_id.isdigit()):
+        raise OruBuildError("patient.national_id", "a fødselsnummer/D-number has 11 digits")
+    if not patient.family_name.strip():
+        raise OruBuildError("patient.family_name", "must not be empty")
+    authority = DNR_AUTHORITY if national_id[0] in "4567" else FNR_AUTHORITY
+    birth = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
+    return _seg(
+        "PID",
+        "1",
+        "",
+        f"{national_id}^^^{authority}^{NATIONAL_ID_TYPE}",
+        "",
+        f"{escape(patient.family_name)}^{escape(patient.given_name)}^^^^^L",
+        "",
+        birth,
+    )
+
+
+def _metric_obx(set_id: int, position: str, obs: Observation, equipment: str) -> str:
+    metric = codes.metric(obs.code)
+    unit = codes.unit(obs.unit)
+    if not obs.value.is_finite():
+        raise OruBuildError(f"{obs.code} value", f"{obs.value} is not a finite number")
+    return _seg(
+        "OBX",
+        str(set_id),
+        "NM",
+        f"{metric.code}^{metric.ref}^{metric.system}",
+        position,
+        # Same digits as str(Decimal) (never via float), but without exponent form: NM has none.
+        format(obs.value, "f"),
+        f"{unit.mdc_code}^{unit.mdc_ref}^{codes.MDC_CODING_SYSTEM}",
+        "",
+        "",
+        "",
+        "",
+        "R",
+        "",
+        "",
+        format_timestamp(obs.time),
+        "",
+        "",
+        AUTO_MEASUREMENT,
+        equipment,
+    )
+
+
+def _seg(segment_id: str, *fields: str) -> str:
+    return "|".join((segment_id, *fields)).rstrip("|")

@@ -1,0 +1,108 @@
+"""Fixtures for real servers on free loopback ports (helpers in tests/servers.py):
+
+- ``mosquitto``: a Mosquitto broker per test, users "platform" and "gw-test" with the gateway ACL
+  (:class:`servers.BrokerFixture`: ``.server``, ``.users``, ``.host``, ``.port``).
+- ``postgres_server``: one PostgreSQL cluster per session (:class:`servers.PostgresServer`);
+  ``postgres_url``: a fresh database per test, as a SQLAlchemy URL string.
+- ``victoria_metrics``: one VictoriaMetrics per session (:class:`servers.VictoriaMetricsServer`,
+  ``.url``).
+- ``browser`` (session) and ``page`` (per test): Playwright's async API on Debian's chromium.
+  Both live in the session's event loop, so a test using them must run there too:
+  ``@pytest.mark.asyncio(loop_scope="session")`` (or ``pytestmark`` in the module).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright
+from psycopg import sql
+from servers import (
+    BrokerFixture,
+    PostgresServer,
+    VictoriaMetricsServer,
+    require_binary,
+    running_postgres,
+    running_victoria_metrics,
+    start_mosquitto,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # we run as root, where Chromium's sandbox cannot start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # This machine's network is closed: without these, Chromium keeps trying Google's hosts.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[BrokerFixture]:
+    broker = start_mosquitto(tmp_path / "mosquitto")
+    with broker.server:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    # Not under pytest's tmp_path: that lies in a root-only directory, and when we are root
+    # the cluster runs as user postgres, who must reach its data directory.
+    basedir = Path(tempfile.mkdtemp(prefix="tryggheim-pg-"))
+    try:
+        with running_postgres(basedir) as server:
+            yield server
+    finally:
+        shutil.rmtree(basedir)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A SQLAlchemy URL (``postgresql+psycopg://…``) of an empty database made for this test."""
+    dbname = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    yield postgres_server.url(dbname)
+    # FORCE: a test that leaked a connection must not make the drop fail.
+    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VictoriaMetricsServer]:
+    with running_victoria_metrics(tmp_path_factory.mktemp("victoria-metrics")) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    executable = require_binary("chromium", CHROMIUM)
+    async with async_playwright() as playwright:
+        # Debian's chromium, not a browser that Playwright would download.
+        chromium = await playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    """A page in a fresh browser context (no cookies or storage shared between tests)."""
+    context = await browser.new_context()
+    try:
+        yield await context.new_page()
+    finally:
+        await context.close()

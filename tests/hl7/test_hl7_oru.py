@@ -1,0 +1,201 @@
+"""hl7.oru: the IHE PCD-01 ORU^R01 of one blood-pressure session, golden text + hl7apy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse_message
+from hl7apy.parser import parse_segment as hl7apy_parse_segment
+
+from hl7.errors import OruBuildError
+from hl7.message import parse_message
+from hl7.oru import DeviceRef, PatientRef, build_oru_r01, eui64
+from tryggheim.codes import DeviceProfile
+from tryggheim.domain import NaiveTimeError, Observation
+
+OSLO_WINTER = timezone(timedelta(hours=1))
+MEASURED = datetime(2025, 3, 1, 8, 15, 0, tzinfo=OSLO_WINTER)
+NOW = datetime(2025, 3, 1, 8, 16, 30, tzinfo=OSLO_WINTER)
+CUFF = "C0:10:00:00:00:01"
+KARI = PatientRef("15076500565", "Ødegård", "Kari", date(1965, 7, 15))
+BPM = DeviceRef(CUFF, DeviceProfile.BLOOD_PRESSURE)
+
+
+def _obs(code: str, value: str, unit: str, flags: tuple[str, ...] = ()) -> Observation:
+    return Observation("gw-1", CUFF, "ble:2A35", code, Decimal(value), unit, MEASURED, flags=flags)
+
+
+SESSION = (
+    _obs("MDC_PRESS_BLD_NONINV_SYS", "120", "mm[Hg]"),
+    _obs("MDC_PRESS_BLD_NONINV_DIA", "80", "mm[Hg]"),
+    _obs("MDC_PRESS_BLD_NONINV_MEAN", "93", "mm[Hg]"),
+    _obs("MDC_PULS_RATE_NON_INV", "64", "{beat}/min", ("irregular pulse",)),
+)
+
+
+def _build(
+    observations: Sequence[Observation] = SESSION,
+    patient: PatientRef = KARI,
+    device: DeviceRef = BPM,
+    control_id: str = "TRY000001",
+    now: datetime = NOW,
+) -> str:
+    return build_oru_r01(
+        patient=patient,
+        observations=observations,
+        device=device,
+        sending_app="TRYGGHEIM",
+        sending_facility="Bergen kommune",
+        receiving_app="EPJ",
+        receiving_facility="Fjellsiden lk",
+        control_id=control_id,
+        now=now,
+    )
+
+
+EQUIP = "C01000FFFE000001^EUI-64"
+GOLDEN = "\r".join(
+    [
+        "MSH|^~\\&|TRYGGHEIM|Bergen kommune|EPJ|Fjellsiden lk|20250301081630+0100||"
+        "ORU^R01^ORU_R01|TRY000001|P|2.6|||AL|NE||UNICODE UTF-8|||"
+        "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO",
+        "PID|1||15076500565^^^FNR&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Ødegård^Kari^^^^^L||19650715",
+        "PV1||R",
+        "OBR|1||TRY000001^TRYGGHEIM|182777000^monitoring of patient^SNOMED-CT|||"
+        "20250301081500+0100",
+        f"OBX|1||528391^MDC_DEV_SPEC_PROFILE_BPM^MDC|1|||||||X|||||||{EQUIP}",
+        "OBX|2|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.0.0.1|120|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
+        "OBX|3|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.0.0.2|80|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
+        "OBX|4|NM|150023^MDC_PRESS_BLD_NONINV_MEAN^MDC|1.0.0.3|93|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
+        "OBX|5|NM|149546^MDC_PULS_RATE_NON_INV^MDC|1.0.0.4|64|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R"
+        f"|||20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
+        "NTE|1|L|irregular pulse",
+        "",
+    ]
+)
+
+
+def test_golden_blood_pressure_session() -> None:
+    assert _build() == GOLDEN
+
+
+def test_segment_by_segment_with_hl7apy() -> None:
+    text = _build()
+    message = hl7apy_parse_message(text, find_groups=False)
+    assert [s.name for s in message.children] == [
+        "MSH", "PID", "PV1", "OBR", "OBX", "OBX", "OBX", "OBX", "OBX", "NTE",
+    ]  # fmt: skip
+    assert message.msh.msh_9.value == "ORU^R01^ORU_R01"
+    assert message.msh.msh_12.value == "2.6"
+    assert message.msh.msh_21.value == "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
+    assert message.msh.msh_21.ei_3.value == "1.3.6.1.4.1.19376.1.6.1.1.1"
+    assert message.pid.pid_3.cx_5.value == "NNNOR"
+    obx = [s for s in message.children if s.name == "OBX"]
+    assert obx[0].obx_3.value == "528391^MDC_DEV_SPEC_PROFILE_BPM^MDC"
+    assert obx[0].obx_4.value == "1"
+    assert [o.obx_3.cwe_1.value for o in obx[1:]] == ["150021", "150022", "150023", "149546"]
+    assert [o.obx_4.value for o in obx[1:]] == ["1.0.0.1", "1.0.0.2", "1.0.0.3", "1.0.0.4"]
+    assert [o.obx_5.value for o in obx[1:]] == ["120", "80", "93", "64"]
+    assert [o.obx_6.cwe_2.value for o in obx[1:]] == ["MDC_DIM_MMHG"] * 3 + [
+        "MDC_DIM_BEAT_PER_MIN"
+    ]
+    assert {o.obx_17.value for o in obx[1:]} == {"AMEAS^auto-measurement^MDC"}
+    assert {o.obx_18.value for o in obx} == {EQUIP}
+    assert {o.obx_14.value for o in obx[1:]} == {"20250301081500+0100"}
+
+
+def test_hl7apy_strict_v26_validation() -> None:
+    text = _build()
+    # Strict per-segment validation (required fields, data types, lengths of v2.6) ...
+    for segment in text.split("\r")[:-1]:
+        parsed = hl7apy_parse_segment(
+            segment, version="2.6", validation_level=VALIDATION_LEVEL.STRICT
+        )
+        assert parsed.validate(), segment[:3]
+    # ... and the ORU_R01 group structure (fine here: no Z-segments for hl7apy to drop).
+    grouped = hl7apy_parse_message(
+        text, find_groups=True, validation_level=VALIDATION_LEVEL.STRICT
+    )
+    assert grouped.validate()
+
+
+def test_delimiters_in_text_fields_are_escaped() -> None:
+    patient = PatientRef("41017012345", "Berg & Sønn|Co", "Ola^Per~\\", None)
+    message = parse_message(_build(patient=patient))
+    pid = message.first("PID")
+    assert pid is not None
+    assert pid.value(5, 1) == "Berg & Sønn|Co"
+    assert pid.value(5, 2) == "Ola^Per~\\"
+    assert pid.value(3, 4, 2) == "2.16.578.1.12.4.1.4.2"  # D-number authority
+    assert pid.value(7) == ""
+
+
+def test_values_keep_the_device_digits() -> None:
+    thermometer = DeviceRef("00:1B:DC:0F:AA:01", DeviceProfile.THERMOMETER)
+    temps = [
+        Observation(
+            "gw", thermometer.device_id, "ble:2A1C", "MDC_TEMP_BODY", Decimal(v), "Cel", MEASURED
+        )
+        for v in ("37.20", "1E+2", "36.123456789")
+    ]
+    message = parse_message(_build(observations=temps, device=thermometer))
+    values = [s.value(5) for s in message.all("OBX")][1:]
+    assert values == ["37.20", "100", "36.123456789"]
+    mds = message.first("OBX")
+    assert mds is not None
+    assert mds.value(3, 2) == "MDC_DEV_SPEC_PROFILE_TEMP"
+    assert mds.value(18) == "001BDCFFFE0FAA01"
+
+
+@pytest.mark.parametrize(
+    ("device_id", "expected"),
+    [
+        ("C0:10:00:00:00:01", "C01000FFFE000001"),
+        ("c0-10-00-00-00-01", "C01000FFFE000001"),
+        ("c01000000001", "C01000FFFE000001"),
+        ("0123456789abcdef", "0123456789ABCDEF"),
+        ("01:23:45:67:89:AB:CD:EF", "0123456789ABCDEF"),
+        ("0x00158d0001a2b3c4", "00158D0001A2B3C4"),
+    ],
+)
+def test_eui64(device_id: str, expected: str) -> None:
+    assert eui64(device_id) == expected
+
+
+@pytest.mark.parametrize("device_id", ["", "serial-123", "C0:10:00:00:01", "0123456789abcdef00"])
+def test_eui64_rejects_other_ids(device_id: str) -> None:
+    with pytest.raises(OruBuildError):
+        eui64(device_id)
+
+
+def test_input_errors() -> None:
+    with pytest.raises(OruBuildError, match="observations"):
+        _build(observations=())
+    with pytest.raises(OruBuildError, match="control_id"):
+        _build(control_id="A|B")
+    with pytest.raises(OruBuildError, match="national_id"):
+        _build(patient=PatientRef("1234", "X", "Y"))
+    other = DeviceRef("C0:10:00:00:00:02", DeviceProfile.BLOOD_PRESSURE)
+    with pytest.raises(OruBuildError, match="not 'C0:10:00:00:00:02'"):
+        _build(device=other)
+    with pytest.raises(OruBuildError, match="sending_app"):
+        build_oru_r01(
+            patient=KARI,
+            observations=SESSION,
+            device=BPM,
+            sending_app="A" * 21,
+            sending_facility="",
+            receiving_app="",
+            receiving_facility="",
+            control_id="1",
+            now=NOW,
+        )
+    with pytest.raises(NaiveTimeError):
+        _build(now=datetime(2025, 3, 1))

@@ -1,0 +1,132 @@
+"""The MQTT wire contract: round trips, and every malformed payload is a PayloadError."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tryggheim.domain import NaiveTimeError, Observation, TimeSource
+from tryggheim.errors import PayloadError
+from tryggheim.wire import (
+    Ack,
+    decode_ack,
+    decode_batch,
+    encode_ack,
+    encode_batch,
+    gateway_of_topic,
+    obs_topic,
+)
+
+TOPIC = obs_topic("gw-0001")
+
+
+def _obs(seq: int, value: str = "120", **changes: object) -> Observation:
+    fields: dict[str, object] = {
+        "gateway_id": "gw-0001",
+        "seq": seq,
+        "device_id": "C0:10:00:00:00:01",
+        "source": "ble:2A35",
+        "code": "MDC_PRESS_BLD_NONINV_SYS",
+        "value": Decimal(value),
+        "unit": "mm[Hg]",
+        "time": datetime(2026, 11, 22, 7, 30, tzinfo=timezone(timedelta(hours=1))),
+        "time_source": TimeSource.DEVICE,
+        "flags": ("irregular_pulse",),
+    }
+    fields.update(changes)
+    return Observation(**fields)  # type: ignore[arg-type]
+
+
+def test_batch_round_trip_keeps_every_field_and_the_decimal_text() -> None:
+    batch = [_obs(1, "120"), _obs(2, "37.20", code="MDC_TEMP_BODY", unit="Cel")]
+    decoded = decode_batch(TOPIC, encode_batch("gw-0001", batch))
+    assert decoded.gateway_id == "gw-0001"
+    assert decoded.observations == tuple(batch)
+    assert str(decoded.observations[1].value) == "37.20"
+
+
+def test_ack_round_trip() -> None:
+    topic = "tryggheim/v1/gw-0001/down/ack"
+    assert decode_ack(topic, encode_ack(Ack("gw-0001", 42))) == Ack("gw-0001", 42)
+
+
+def test_a_gateway_cannot_speak_for_another() -> None:
+    payload = encode_batch("gw-0002", [_obs(1, gateway_id="gw-0002")])
+    with pytest.raises(PayloadError, match="does not match the topic"):
+        decode_batch(TOPIC, payload)
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(NaiveTimeError):
+        _obs(1, time=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda o: o.update(value="NaN"), "not finite"),
+        (lambda o: o.update(value="12,5"), "not a decimal"),
+        (lambda o: o.update(value=120), "expected str"),
+        (lambda o: o.update(seq=0), "seq: must be >= 1"),
+        (lambda o: o.update(seq=True), "seq: expected int"),
+        (lambda o: o.update(time="yesterday"), "not ISO 8601"),
+        (lambda o: o.update(time="2026-11-22T07:30:00"), "no time zone"),
+        (lambda o: o.update(code="MDC_NOT_A_CODE"), "unknown code"),
+        (lambda o: o.update(unit="furlongs"), "unknown unit"),
+        (lambda o: o.update(flags=[1]), "list of strings"),
+        (lambda o: o.update(time_source="sundial"), "sundial"),
+        (lambda o: o.pop("device_id"), "device_id"),
+    ],
+)
+def test_each_malformed_field_is_named(mutate: object, problem: str) -> None:
+    body = json.loads(encode_batch("gw-0001", [_obs(1)]))
+    mutate(body["observations"][0])  # type: ignore[operator]
+    with pytest.raises(PayloadError, match=problem):
+        decode_batch(TOPIC, json.dumps(body).encode())
+
+
+def test_topic_outside_the_tree_is_refused() -> None:
+    with pytest.raises(PayloadError):
+        gateway_of_topic("zigbee2mqtt/door")
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_escape_as_anything_but_payload_error(payload: bytes) -> None:
+    try:
+        decode_batch(TOPIC, payload)
+    except PayloadError:
+        pass
+    try:
+        decode_ack("tryggheim/v1/gw-0001/down/ack", payload)
+    except PayloadError:
+        pass
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["id", "seq", "value", "time", "flags", "code", "unit",
+                                        "device_id", "source", "time_source", "gateway_id"]),
+                       json_values))
+def test_structurally_wrong_observations_are_payload_errors(changes: dict[str, object]) -> None:
+    body = json.loads(encode_batch("gw-0001", [_obs(1)]))
+    body["observations"][0].update(changes)
+    try:
+        decoded = decode_batch(TOPIC, json.dumps(body).encode())
+    except PayloadError:
+        return
+    # Whatever was accepted is a valid, aware observation of this gateway.
+    (obs,) = decoded.observations
+    assert obs.gateway_id == "gw-0001" and obs.time.utcoffset() is not None
+    assert obs.value.is_finite()
+    assert obs.time.astimezone(UTC).tzinfo is UTC

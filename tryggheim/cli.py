@@ -1,0 +1,151 @@
+"""The ``tryggheim`` command. Each subcommand parses its arguments, loads typed settings, and
+hands over to the part that does the work; errors from this project end the command with a
+one-line reason on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from tryggheim.errors import TryggheimError
+
+log = logging.getLogger("tryggheim")
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+async def _edge_run(args: argparse.Namespace) -> int:
+    from edge.agent import EdgeAgent
+    from edge.config import EdgeSettings
+    from tryggheim.config import load_settings
+
+    settings = load_settings(EdgeSettings, args.config)
+    await EdgeAgent(settings).run()
+    return 0
+
+
+async def _gateway_run(args: argparse.Namespace) -> int:
+    from gateway.service import Platform
+    from gateway.settings import GatewaySettings
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    platform = Platform(settings, workers=args.workers)
+    log.info("care platform on http://%s:%d/", settings.http_host, settings.http_port)
+    await platform.run()
+    return 0
+
+
+async def _gateway_provision(args: argparse.Namespace) -> int:
+    from gateway.provision import load_registry, provision
+    from gateway.settings import GatewaySettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    registry = load_registry(args.registry)
+    store = RecordStore(settings.database_url)
+    try:
+        await store.create_schema()
+        count = await provision(store, registry)
+    finally:
+        await store.close()
+    print(f"provisioned {count} patients")
+    return 0
+
+
+async def _hl7_gp_peer(args: argparse.Namespace) -> int:
+    from hl7.gp_peer import GPEndpoint
+
+    async with GPEndpoint(host=args.host, port=args.port, log_path=args.log) as gp:
+        print(f"GP endpoint listening on {args.host}:{gp.port}", flush=True)
+        await asyncio.Event().wait()
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from tryggheim.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        homes=args.homes,
+        speed=args.speed,
+        duration_s=args.for_seconds,
+        http_port=args.port,
+        workdir=args.workdir,
+    )
+    return await run_demo(options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tryggheim", description="Tryggheim home-care platform: edge, platform, HL7, demo."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    edge = commands.add_parser("edge", help="the home gateway agent").add_subparsers(
+        dest="edge_command", required=True
+    )
+    edge_run = edge.add_parser("run", help="read devices and forward to the platform")
+    edge_run.add_argument("--config", type=Path, required=True, help="edge TOML file")
+    edge_run.set_defaults(handler=_edge_run)
+
+    gateway = commands.add_parser("gateway", help="the care platform service").add_subparsers(
+        dest="gateway_command", required=True
+    )
+    gw_run = gateway.add_parser("run", help="ingest, store, alarm, serve the API")
+    gw_run.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_run.add_argument("--workers", type=int, default=1, help="ingest workers (default 1)")
+    gw_run.set_defaults(handler=_gateway_run)
+    gw_prov = gateway.add_parser("provision", help="load patients and devices from TOML")
+    gw_prov.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_prov.add_argument("registry", type=Path, help="registry TOML file")
+    gw_prov.set_defaults(handler=_gateway_provision)
+
+    hl7 = commands.add_parser("hl7", help="HL7 v2 tools").add_subparsers(
+        dest="hl7_command", required=True
+    )
+    gp_peer = hl7.add_parser("gp-peer", help="a GP MLLP endpoint that logs and ACKs")
+    gp_peer.add_argument("--host", default="127.0.0.1")
+    gp_peer.add_argument("--port", type=int, default=2575)
+    gp_peer.add_argument("--log", type=Path, default=None, help="append messages here")
+    gp_peer.set_defaults(handler=_hl7_gp_peer)
+
+    demo = commands.add_parser("demo", help="a simulated home-care day on one machine")
+    demo.add_argument("--homes", type=int, default=5, help="simulated homes (default 5)")
+    demo.add_argument(
+        "--speed", type=float, default=1440.0, help="simulated seconds per real second"
+    )
+    demo.add_argument(
+        "--for", dest="for_seconds", type=float, default=None, help="stop after SECONDS"
+    )
+    demo.add_argument("--port", type=int, default=8080, help="dashboard port (default 8080)")
+    demo.add_argument("--workdir", type=Path, default=None, help="keep state here")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return asyncio.run(handler(args))
+    except TryggheimError as exc:
+        print(f"tryggheim: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""``tryggheim demo``: a time-compressed home-care day on one machine, every hop real.
+
+Started here: a local Mosquitto (password file + ACL), the care platform (SQLite, dashboard), a
+GP MLLP endpoint, and per home a virtual radio with a simulated blood-pressure cuff and a home
+gateway agent that reaches it through bleak + bumble over HCI on loopback TCP. At the end the
+devices' own record of what they measured is compared with the record store: the last line
+printed is the JSON verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import secrets
+import tempfile
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from edge.agent import EdgeAgent
+from edge.config import BleBackend, BleSettings, DeviceKind, DeviceSettings, EdgeSettings
+from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
+from firmware_sim.ble.radio import VirtualRadio
+from gateway.models import ObservationRow
+from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.service import Platform
+from gateway.settings import GatewaySettings, Hl7Settings
+from hl7.gp_peer import GPEndpoint
+from tryggheim import codes
+from tryggheim.broker import GATEWAY_ACL, MosquittoServer
+from tryggheim.mqtt import MqttSettings
+
+log = logging.getLogger(__name__)
+
+TIMEZONE = ZoneInfo("Europe/Oslo")
+PLATFORM_USER = "platform"
+#: How long the demo waits, after the day ends, for the last readings to arrive everywhere.
+DRAIN_TIMEOUT_S = 60.0
+
+# Fictitious patients (names with Norwegian letters on purpose; national ids are synthetic).
+_PEOPLE = [
+    ("Ødegård", "Kari"),
+    ("Hansen", "Ola"),
+    ("Bjørnstad", "Åse"),
+    ("Lie", "Per"),
+    ("Kristiansen", "Ingrid"),
+    ("Næss", "Håkon"),
+    ("Berg", "Sigrid"),
+    ("Dahl", "Arne"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    homes: int = 5
+    speed: float = 1440.0
+    duration_s: float | None = None
+    http_port: int = 8080
+    workdir: Path | None = None
+
+
+@dataclass(slots=True)
+class Home:
+    gateway_id: str
+    cuff_address: str
+    patient: PatientEntry
+    cuff: SimulatedBloodPressureMonitor | None = None
+    agent: EdgeAgent | None = None
+    produced: list[CuffReading] = field(default_factory=list)
+
+
+def _national_id(n: int) -> str:
+    # Synthetic, clearly-not-real numbers: day 01, month 01, year 40+n, individual 900+.
+    return f"0101{40 + n:02d}{900 + n:03d}{n % 10}{(n * 7) % 10}"
+
+
+def _homes(count: int, gp_port: int) -> list[Home]:
+    homes = []
+    for n in range(1, count + 1):
+        family, given = _PEOPLE[(n - 1) % len(_PEOPLE)]
+        gateway_id = f"gw-{n:04d}"
+        cuff = f"C0:10:00:00:{n // 256:02X}:{n % 256:02X}"
+        patient = PatientEntry(
+            national_id=_national_id(n),
+            family_name=family,
+            given_name=given if n <= len(_PEOPLE) else f"{given} {n}",
+            gp_name="Legekontoret Demo",
+            gp_hl7_host="127.0.0.1",
+            gp_hl7_port=gp_port,
+            devices=[DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind="blood_pressure")],
+        )
+        homes.append(Home(gateway_id, cuff, patient))
+    return homes
+
+
+class SimClock:
+    """Simulated local wall-clock time running ``speed`` times faster than real time."""
+
+    def __init__(self, start: datetime, speed: float) -> None:
+        self._start = start
+        self._speed = speed
+        self._t0 = asyncio.get_running_loop().time()
+
+    def now(self) -> datetime:
+        elapsed = asyncio.get_running_loop().time() - self._t0
+        return self._start + timedelta(seconds=elapsed * self._speed)
+
+    async def sleep_until(self, moment: datetime) -> None:
+        delay = (moment - self.now()).total_seconds() / self._speed
+        await asyncio.sleep(max(0.0, delay))
+
+
+def _measurement_times(day_start: datetime, rng: random.Random) -> list[datetime]:
+    """Morning and evening blood pressure, as a hypertension care plan asks, plus sometimes an
+    extra one when the patient feels unwell."""
+    times = [
+        day_start.replace(hour=7, minute=30) + timedelta(minutes=rng.randint(-20, 40)),
+        day_start.replace(hour=19, minute=0) + timedelta(minutes=rng.randint(-30, 60)),
+    ]
+    if rng.random() < 0.5:
+        times.append(day_start.replace(hour=13) + timedelta(minutes=rng.randint(0, 180)))
+    return sorted(times)
+
+
+async def _live_a_day(home: Home, clock: SimClock, rng: random.Random) -> None:
+    assert home.cuff is not None
+    day = clock.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    while True:
+        for moment in _measurement_times(day, rng):
+            if moment < clock.now():
+                continue
+            await clock.sleep_until(moment)
+            systolic = rng.randint(115, 165)
+            diastolic = rng.randint(65, 95)
+            reading = CuffReading(
+                systolic=Decimal(systolic),
+                diastolic=Decimal(diastolic),
+                mean_arterial=Decimal(round((systolic + 2 * diastolic) / 3)),
+                pulse=Decimal(rng.randint(55, 95)),
+                timestamp=clock.now().replace(tzinfo=None, microsecond=0),
+            )
+            home.produced.append(reading)
+            await home.cuff.measure(reading)
+        day += timedelta(days=1)
+
+
+def _edge_settings(home: Home, broker: MosquittoServer, transport: str, workdir: Path) -> EdgeSettings:
+    return EdgeSettings(
+        gateway_id=home.gateway_id,
+        timezone=TIMEZONE.key,
+        outbox_path=workdir / home.gateway_id / "outbox.db",
+        uplink=MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            username=home.gateway_id,
+            password=SecretStr(broker.users[home.gateway_id]),
+        ),
+        ble=BleSettings(backend=BleBackend.BUMBLE, hci_transport=transport),
+        devices=[DeviceSettings(address=home.cuff_address, kind=DeviceKind.BLOOD_PRESSURE)],
+        resend_after_s=5.0,
+        status_interval_s=10.0,
+    )
+
+
+@asynccontextmanager
+async def _workdir(options: DemoOptions) -> AsyncIterator[Path]:
+    if options.workdir is not None:
+        options.workdir.mkdir(parents=True, exist_ok=True)
+        yield options.workdir
+        return
+    with tempfile.TemporaryDirectory(prefix="tryggheim-demo-") as tmp:
+        yield Path(tmp)
+
+
+async def _until(predicate: object, timeout: float) -> bool:
+    assert callable(predicate)
+    async with asyncio.timeout(timeout):
+        while not await predicate():
+            await asyncio.sleep(0.2)
+    return True
+
+
+async def run_demo(options: DemoOptions) -> int:
+    rng = random.Random(2026)
+    async with _workdir(options) as workdir, AsyncExitStack() as stack:
+        async with GPEndpoint(log_path=workdir / "gp-received.hl7") as gp:
+            homes = _homes(options.homes, gp.port)
+            users = {PLATFORM_USER: secrets.token_urlsafe(16)}
+            users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
+            broker = stack.enter_context(
+                MosquittoServer(workdir / "broker", users, acl_file=GATEWAY_ACL)
+            )
+            settings = GatewaySettings(
+                database_url=f"sqlite+aiosqlite:///{workdir / 'tryggheim.db'}",
+                mqtt=MqttSettings(
+                    host=broker.host,
+                    port=broker.port,
+                    username=PLATFORM_USER,
+                    password=SecretStr(users[PLATFORM_USER]),
+                ),
+                http_port=options.http_port,
+                hl7=Hl7Settings(settle_s=1.0, retry_after_s=5.0),
+            )
+            platform = Platform(settings)
+            await platform.store.create_schema()
+            await provision(platform.store, Registry(patients=[h.patient for h in homes]))
+
+            async with asyncio.TaskGroup() as tasks:
+                platform_task = tasks.create_task(platform.run(), name="platform")
+                home_tasks = []
+                for home in homes:
+                    radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
+                    home.cuff = await stack.enter_async_context(
+                        SimulatedBloodPressureMonitor(radio, home.cuff_address)
+                    )
+                    home.agent = EdgeAgent(
+                        _edge_settings(home, broker, radio.central_transport, workdir)
+                    )
+                    home_tasks.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
+                print(f"Dashboard: http://127.0.0.1:{options.http_port}/", flush=True)
+
+                start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
+                clock = SimClock(start, options.speed)
+                days = [
+                    tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}")
+                    for h in homes
+                ]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.Event().wait(), options.duration_s)
+                for day in days:
+                    day.cancel()
+                await _drain(homes, platform)
+                for task in (*home_tasks, platform_task):
+                    task.cancel()
+            verdict = await _verdict(homes, platform, gp)
+    print(json.dumps(verdict), flush=True)
+    return 0 if verdict["observations_lost"] == 0 and verdict["duplicates"] == 0 else 1
+
+
+async def _drain(homes: list[Home], platform: Platform) -> None:
+    """Let every produced reading reach the record store and every ORU^R01 its ACK."""
+
+    async def delivered() -> bool:
+        cuffs = all(h.cuff is not None and h.cuff.readings_delivered == len(h.produced) for h in homes)
+        outboxes = all(h.agent is not None and h.agent.outbox.depth() == 0 for h in homes)
+        return cuffs and outboxes and await platform.store.hl7_backlog() == 0
+
+    try:
+        await _until(delivered, DRAIN_TIMEOUT_S)
+    except TimeoutError:
+        log.error("not everything was delivered within %.0f s", DRAIN_TIMEOUT_S)
+
+
+async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dict[str, int]:
+    expected: Counter[tuple[str, str, str, str]] = Counter()
+    for home in homes:
+        for r in home.produced:
+            at = r.timestamp.replace(tzinfo=TIMEZONE).isoformat()
+            for code, value in (
+                (codes.NIBP_SYS, r.systolic),
+                (codes.NIBP_DIA, r.diastolic),
+                (codes.NIBP_MEAN, r.mean_arterial),
+                (codes.PULSE_NIBP, r.pulse),
+            ):
+                expected[(home.cuff_address, at, code.ref, str(value))] += 1
+    stored: Counter[tuple[str, str, str, str]] = Counter()
+    async with platform.store.session() as s:
+        for row in await s.scalars(select(ObservationRow)):
+            at = row.time.astimezone(TIMEZONE).isoformat()
+            stored[(row.device_id, at, row.code, row.value)] += 1
+    hl7 = await platform.store.hl7_counts()
+    await platform.store.close()
+    return {
+        "homes": len(homes),
+        "observations_produced": sum(expected.values()),
+        "observations_stored": sum(stored.values()),
+        "observations_lost": sum((expected - stored).values()),
+        "duplicates": sum(n - 1 for n in stored.values() if n > 1),
+        "unexpected": sum((stored - expected).values()),
+        "hl7_sent": await platform.store.hl7_sent_count(),
+        "hl7_acked": hl7.get("acked", 0),
+        "hl7_received_by_gp": len(gp.received),
+    }

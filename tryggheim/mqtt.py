@@ -1,0 +1,288 @@
+"""The one place where paho-mqtt's callbacks are bridged into asyncio.
+
+:class:`MqttSession` is an async context manager around one MQTT v5 connection (like aiomqtt):
+entering it connects and waits for CONNACK; ``publish`` waits for the broker's PUBACK; received
+messages arrive on :meth:`messages`. When the connection drops, every waiter and the message
+iterator raise :class:`ConnectionLost` and the session is over: callers reconnect by entering a
+new session after a backoff (:func:`backoff_delays`), which keeps reconnect policy in one visible
+loop instead of hidden inside the library.
+
+paho drives its socket from callbacks; we register the socket with the event loop's selector
+(``add_reader``/``add_writer``) so all protocol work runs on the loop thread. Only the blocking
+TCP/TLS connect runs in the default executor, so a slow rural uplink cannot stall the loop; the
+socket callbacks it triggers are handed to the loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel, SecretStr
+
+from tryggheim.errors import ConnectionLost
+
+log = logging.getLogger(__name__)
+
+#: Sessions survive a broker restart or a client outage for this long (MQTT v5 session expiry).
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class MqttSettings(BaseModel):
+    """How to reach a broker. Credentials are always required: the brokers we deploy allow no
+    anonymous clients."""
+
+    host: str = "127.0.0.1"
+    port: int = 8883
+    username: str
+    password: SecretStr
+    tls_ca: Path | None = None
+    """CA bundle that signed the broker's certificate; when set, TLS is used and verified."""
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+def backoff_delays(base_s: float = 0.5, cap_s: float = 30.0) -> Iterator[float]:
+    """Jittered exponential backoff ("full jitter"): homes that lost the uplink together must not
+    reconnect together when it returns."""
+    attempt = 0
+    while True:
+        yield random.uniform(0, min(cap_s, base_s * 2**attempt))
+        attempt += 1
+
+
+_DISCONNECTED = Message("", b"", 0, False)
+
+
+class MqttSession:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        *,
+        clean_start: bool = False,
+        will: Will | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client_id = client_id
+        self._clean_start = clean_start
+        self._will = will
+        self._peer = f"mqtt://{settings.host}:{settings.port}"
+        self._loop = asyncio.get_running_loop()
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            reconnect_on_failure=False,
+        )
+        self._connected: asyncio.Future[None] = self._loop.create_future()
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._messages: asyncio.Queue[Message] = asyncio.Queue()
+        self._lost: ConnectionLost | None = None
+        self._misc_task: asyncio.Task[None] | None = None
+        self._wire_callbacks()
+
+    # --- paho callbacks (all run on the loop thread, except socket ones during connect) ---
+    def _wire_callbacks(self) -> None:
+        c = self._client
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+
+    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
+        self._threadsafe(self._loop.add_reader, sock, client.loop_read)
+
+    def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
+        self._threadsafe(self._loop.remove_reader, sock)
+        self._threadsafe(self._loop.remove_writer, sock)
+
+    def _on_register_write(self, client: paho.Client, _ud: Any, sock: Any) -> None:
+        self._threadsafe(self._loop.add_writer, sock, client.loop_write)
+
+    def _on_unregister_write(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
+        self._threadsafe(self._loop.remove_writer, sock)
+
+    def _on_connect(
+        self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any
+    ) -> None:
+        if self._connected.done():
+            return
+        if rc.is_failure:
+            self._connected.set_exception(ConnectionLost(self._peer, f"refused: {rc}"))
+        else:
+            self._connected.set_result(None)
+
+    def _on_disconnect(
+        self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any
+    ) -> None:
+        self._fail(ConnectionLost(self._peer, f"disconnected: {rc}"))
+
+    def _on_publish(
+        self, _c: paho.Client, _ud: Any, mid: int, rc: ReasonCode, _props: Any
+    ) -> None:
+        future = self._pending.pop(mid, None)
+        if future is None or future.done():
+            return
+        if rc.is_failure:
+            future.set_exception(ConnectionLost(self._peer, f"publish refused: {rc}"))
+        else:
+            future.set_result(None)
+
+    def _on_subscribe(
+        self, _c: paho.Client, _ud: Any, mid: int, rcs: list[ReasonCode], _props: Any
+    ) -> None:
+        future = self._pending.pop(mid, None)
+        if future is None or future.done():
+            return
+        refused = [rc for rc in rcs if rc.is_failure]
+        if refused:
+            future.set_exception(ConnectionLost(self._peer, f"subscribe refused: {refused[0]}"))
+        else:
+            future.set_result(None)
+
+    def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
+        self._messages.put_nowait(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+
+    def _fail(self, error: ConnectionLost) -> None:
+        if self._lost is not None:
+            return
+        self._lost = error
+        if not self._connected.done():
+            self._connected.set_exception(error)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+        self._messages.put_nowait(_DISCONNECTED)
+
+    # --- lifecycle ---
+    async def __aenter__(self) -> Self:
+        s = self._settings
+        self._client.username_pw_set(s.username, s.password.get_secret_value())
+        if s.tls_ca is not None:
+            context = ssl.create_default_context(cafile=str(s.tls_ca))
+            self._client.tls_set_context(context)
+        if self._will is not None:
+            self._client.will_set(self._will.topic, self._will.payload, 1, self._will.retain)
+        self._client.connect_timeout = s.connect_timeout_s
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        try:
+            rc = await self._loop.run_in_executor(
+                None,
+                lambda: self._client.connect(
+                    s.host, s.port, s.keepalive_s, clean_start=self._clean_start, properties=props
+                ),
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectionLost(self._peer, f"cannot connect: {exc}") from exc
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionLost(self._peer, f"cannot connect: {paho.error_string(rc)}")
+        self._misc_task = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc-{self._peer}")
+        try:
+            async with asyncio.timeout(s.connect_timeout_s):
+                await self._connected
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._lost is None:
+            self._client.disconnect()
+        self._fail(ConnectionLost(self._peer, "session closed"))
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+            await asyncio.gather(self._misc_task, return_exceptions=True)
+        sock = self._client.socket()
+        if sock is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+
+    async def _misc_loop(self) -> None:
+        """paho needs a periodic call for keepalive pings and retries."""
+        while self._lost is None:
+            if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                self._fail(ConnectionLost(self._peer, "keepalive failed"))
+                return
+            await asyncio.sleep(1)
+
+    # --- API ---
+    def _check(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+
+    async def _await_mid(self, rc: MQTTErrorCode, mid: int, what: str) -> None:
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectionLost(self._peer, f"{what} failed: {paho.error_string(rc)}")
+        future = self._loop.create_future()
+        self._pending[mid] = future
+        await future
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
+        """Publish and, for QoS 1, wait until the broker has taken responsibility (PUBACK)."""
+        self._check()
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if qos == 0:
+            return
+        await self._await_mid(info.rc, info.mid, f"publish to {topic}")
+
+    async def subscribe(self, topic: str, *, qos: int = 1) -> None:
+        self._check()
+        rc, mid = self._client.subscribe(topic, qos=qos)
+        assert mid is not None
+        await self._await_mid(rc, mid, f"subscribe to {topic}")
+
+    async def messages(self) -> AsyncIterator[Message]:
+        """Received messages until the connection drops (then :class:`ConnectionLost`)."""
+        while True:
+            message = await self._messages.get()
+            if message is _DISCONNECTED:
+                raise self._lost or ConnectionLost(self._peer, "disconnected")
+            yield message
