@@ -66,7 +66,7 @@ class EdgeAgent:
                 async with BleReader(
                     scanner_backend=scanner_type,
                     client_backend=client_type,
-                    addresses=[d.address for d in s.devices],
+                    allow_list=[d.address for d in s.devices],
                     gateway_id=s.gateway_id,
                     tz=s.tz,
                     on_observations=self._store,

@@ -98,14 +98,25 @@ class MLLPDecoder:
                 if data[i] == CARRIAGE_RETURN:
                     i += 1
                     continue
+            if self._discarding:
+                # Rest of an oversize frame: dropped up to its end block (or a new start block).
+                end = data.find(END_BLOCK, i)
+                restart = data.find(START_BLOCK, i)
+                if end < 0 and restart < 0:
+                    break
+                self._discarding = False
+                if end >= 0 and (restart < 0 or end < restart):
+                    self._after_end = True
+                    i = end + 1
+                else:
+                    i = restart
+                continue
             if not self._in_frame:
                 start = data.find(START_BLOCK, i)
                 stop = n if start < 0 else start
-                if not self._discarding:
-                    self.skipped_bytes += stop - i
+                self.skipped_bytes += stop - i
                 if start < 0:
                     break
-                self._discarding = False
                 self._in_frame = True
                 i = start + 1
                 continue
@@ -118,7 +129,6 @@ class MLLPDecoder:
                 self.discarded_frames += 1
                 self._buffer.clear()
                 self._in_frame = False
-                # The rest of that frame, up to the next start block, is not counted as garbage.
                 self._discarding = True
                 i = stop
                 continue
@@ -424,7 +434,8 @@ class MLLPServer:
                 log.warning("MLLP %s: rejected %r: %s", peer, header.control_id, problem)
                 return ack
         except HL7Error as exc:
-            problem = f"{problem}; header unreadable: {exc}"
+            if str(exc) != problem:
+                problem = f"{problem}; header unreadable: {exc}"
         self.stats.unanswerable += 1
         log.error("MLLP %s: frame without readable MSH-10 cannot be answered: %s", peer, problem)
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -130,6 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _until_signalled(handler: Handler, args: argparse.Namespace) -> int:
+    """Run the command; SIGTERM (systemd stop, docker stop) and SIGINT end it cleanly."""
+    task = asyncio.create_task(handler(args), name=args.command)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        log.info("stopped by signal")
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -139,12 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     handler: Handler = args.handler
     try:
-        return asyncio.run(handler(args))
+        return asyncio.run(_until_signalled(handler, args))
     except TryggheimError as exc:
         print(f"tryggheim: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

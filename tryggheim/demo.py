@@ -38,8 +38,9 @@ from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
 from hl7.gp_peer import GPEndpoint
 from tryggheim import codes
-from tryggheim.broker import GATEWAY_ACL, MosquittoServer
+from tryggheim.broker import MosquittoServer
 from tryggheim.mqtt import MqttSettings
+from tryggheim.wire import BROKER_ACL
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ async def _live_a_day(home: Home, clock: SimClock, rng: random.Random) -> None:
             reading = CuffReading(
                 systolic=Decimal(systolic),
                 diastolic=Decimal(diastolic),
-                mean_arterial=Decimal(round((systolic + 2 * diastolic) / 3)),
+                mean_arterial_pressure=Decimal(round((systolic + 2 * diastolic) / 3)),
                 pulse=Decimal(rng.randint(55, 95)),
                 timestamp=clock.now().replace(tzinfo=None, microsecond=0),
             )
@@ -199,7 +200,7 @@ async def run_demo(options: DemoOptions) -> int:
             users = {PLATFORM_USER: secrets.token_urlsafe(16)}
             users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
             broker = stack.enter_context(
-                MosquittoServer(workdir / "broker", users, acl_file=GATEWAY_ACL)
+                MosquittoServer(workdir / "broker", users, acl_file=BROKER_ACL)
             )
             settings = GatewaySettings(
                 database_url=f"sqlite+aiosqlite:///{workdir / 'tryggheim.db'}",
@@ -270,7 +271,7 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
             for code, value in (
                 (codes.NIBP_SYS, r.systolic),
                 (codes.NIBP_DIA, r.diastolic),
-                (codes.NIBP_MEAN, r.mean_arterial),
+                (codes.NIBP_MEAN, r.mean_arterial_pressure),
                 (codes.PULSE_NIBP, r.pulse),
             ):
                 expected[(home.cuff_address, at, code.ref, str(value))] += 1

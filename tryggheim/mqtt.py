@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,7 @@ class MqttSession:
         self._will = will
         self._peer = f"mqtt://{settings.host}:{settings.port}"
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -122,21 +124,28 @@ class MqttSession:
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
 
-    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._loop.call_soon_threadsafe(fn, *args)
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the loop thread: now if we are on it, else as soon as it can."""
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
 
+    # Sockets are passed by file descriptor, taken while the callback runs: paho may close
+    # the socket object before a deferred call reaches the loop.
     def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
-        self._threadsafe(self._loop.add_reader, sock, client.loop_read)
+        self._on_loop(self._loop.add_reader, sock.fileno(), client.loop_read)
 
     def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
-        self._threadsafe(self._loop.remove_reader, sock)
-        self._threadsafe(self._loop.remove_writer, sock)
+        fd = sock.fileno()
+        self._on_loop(self._loop.remove_reader, fd)
+        self._on_loop(self._loop.remove_writer, fd)
 
     def _on_register_write(self, client: paho.Client, _ud: Any, sock: Any) -> None:
-        self._threadsafe(self._loop.add_writer, sock, client.loop_write)
+        self._on_loop(self._loop.add_writer, sock.fileno(), client.loop_write)
 
     def _on_unregister_write(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
-        self._threadsafe(self._loop.remove_writer, sock)
+        self._on_loop(self._loop.remove_writer, sock.fileno())
 
     def _on_connect(
         self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any
@@ -239,9 +248,9 @@ class MqttSession:
             self._misc_task.cancel()
             await asyncio.gather(self._misc_task, return_exceptions=True)
         sock = self._client.socket()
-        if sock is not None:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
+        if sock is not None and sock.fileno() >= 0:
+            self._loop.remove_reader(sock.fileno())
+            self._loop.remove_writer(sock.fileno())
 
     async def _misc_loop(self) -> None:
         """paho needs a periodic call for keepalive pings and retries."""

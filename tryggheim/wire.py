@@ -173,3 +173,17 @@ def decode_ack(topic: str, payload: bytes) -> Ack:
     if committed < 0:
         raise PayloadError(topic, f"committed_seq: must be >= 0, got {committed}")
     return Ack(_field(topic, body, "gateway_id", str), committed)
+
+
+#: Mosquitto ACL for the central broker: a home gateway (user name = gateway id) may publish
+#: only under its own ``up/`` and ``status`` and read only its own ``down/``; the platform user
+#: reads and writes the whole tree, including the ingest group's shared subscription.
+BROKER_ACL = f"""\
+pattern write {TOPIC_ROOT}/%u/up/#
+pattern write {TOPIC_ROOT}/%u/status
+pattern read {TOPIC_ROOT}/%u/down/#
+
+user platform
+topic readwrite tryggheim/#
+topic read $share/+/tryggheim/#
+"""

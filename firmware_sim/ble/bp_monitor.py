@@ -133,7 +133,7 @@ class SimulatedBloodPressureMonitor:
         self._delivered = asyncio.Condition()
         self._device: Device | None = None
         self._connection: Connection | None = None
-        self._measurement = gatt.Characteristic(
+        self._measurement: gatt.Characteristic[bytes] = gatt.Characteristic(
             BLOOD_PRESSURE_MEASUREMENT,
             gatt.Characteristic.Properties.INDICATE,
             gatt.Characteristic.READABLE,

@@ -103,9 +103,7 @@ def test_segment_by_segment_with_hl7apy() -> None:
     assert [o.obx_3.cwe_1.value for o in obx[1:]] == ["150021", "150022", "150023", "149546"]
     assert [o.obx_4.value for o in obx[1:]] == ["1.0.0.1", "1.0.0.2", "1.0.0.3", "1.0.0.4"]
     assert [o.obx_5.value for o in obx[1:]] == ["120", "80", "93", "64"]
-    assert [o.obx_6.cwe_2.value for o in obx[1:]] == ["MDC_DIM_MMHG"] * 3 + [
-        "MDC_DIM_BEAT_PER_MIN"
-    ]
+    assert [o.obx_6.cwe_2.value for o in obx[1:]] == ["MDC_DIM_MMHG"] * 3 + ["MDC_DIM_BEAT_PER_MIN"]
     assert {o.obx_17.value for o in obx[1:]} == {"AMEAS^auto-measurement^MDC"}
     assert {o.obx_18.value for o in obx} == {EQUIP}
     assert {o.obx_14.value for o in obx[1:]} == {"20250301081500+0100"}
@@ -120,9 +118,7 @@ def test_hl7apy_strict_v26_validation() -> None:
         )
         assert parsed.validate(), segment[:3]
     # ... and the ORU_R01 group structure (fine here: no Z-segments for hl7apy to drop).
-    grouped = hl7apy_parse_message(
-        text, find_groups=True, validation_level=VALIDATION_LEVEL.STRICT
-    )
+    grouped = hl7apy_parse_message(text, find_groups=True, validation_level=VALIDATION_LEVEL.STRICT)
     assert grouped.validate()
 
 

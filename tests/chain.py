@@ -1,0 +1,211 @@
+"""The whole chain for end-to-end tests, every hop real: a simulated cuff on a bumble virtual
+radio → ``tryggheim edge run`` (a separate process, reaching the radio over HCI on loopback TCP
+through bleak's backend hook) → Mosquitto with the gateway ACL → the care platform (record
+store, VictoriaMetrics, HTTP API) → a GP MLLP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from servers import BrokerFixture, tail
+
+from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
+from firmware_sim.ble.radio import VirtualRadio
+from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.service import Platform
+from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
+from hl7.gp_peer import GPEndpoint
+from tryggheim.broker import find_free_port
+from tryggheim.mqtt import MqttSettings
+
+GATEWAY = "gw-test"
+CUFF = "C0:10:00:00:00:01"
+PATIENT = PatientEntry(
+    national_id="01014090011",
+    family_name="Ødegård",
+    given_name="Kari",
+    gp_name="Legekontoret Test",
+    gp_hl7_host="127.0.0.1",
+    gp_hl7_port=1,  # replaced by the running GP endpoint's port
+    devices=[DeviceEntry(device_id=CUFF, gateway_id=GATEWAY, kind="blood_pressure")],
+)
+
+
+def reading(systolic: int, diastolic: int, pulse: int, at: datetime) -> CuffReading:
+    return CuffReading(
+        systolic=Decimal(systolic),
+        diastolic=Decimal(diastolic),
+        mean_arterial_pressure=Decimal(round((systolic + 2 * diastolic) / 3)),
+        pulse=Decimal(pulse),
+        timestamp=at,
+    )
+
+
+async def until(
+    predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 30, what: str = ""
+) -> None:
+    """Poll ``predicate`` until it is true; fail with ``what`` after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = predicate()
+                if await result if isinstance(result, Awaitable) else result:
+                    return
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+def edge_config(path: Path, broker: BrokerFixture, transport: str) -> Path:
+    path.write_text(
+        f"""
+gateway_id = "{GATEWAY}"
+timezone = "Europe/Oslo"
+outbox_path = "{path.parent / 'outbox.db'}"
+resend_after_s = 2.0
+
+[uplink]
+host = "{broker.host}"
+port = {broker.port}
+username = "{GATEWAY}"
+password = "{broker.users[GATEWAY]}"
+
+[ble]
+backend = "bumble"
+hci_transport = "{transport}"
+
+[[devices]]
+address = "{CUFF}"
+kind = "blood_pressure"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+class EdgeProcess:
+    """``tryggheim edge run --config FILE`` as a child process."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.log = config.parent / "edge.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tryggheim.cli",
+                "edge",
+                "run",
+                "--config",
+                str(self.config),
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        process, self._process = self._process, None
+        if process is None:
+            return 0
+        if process.returncode is None:
+            process.send_signal(sig)
+        try:
+            async with asyncio.timeout(15):
+                return await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise AssertionError(f"edge did not stop on {sig}\n{tail(self.log)}") from None
+
+
+@dataclass
+class Chain:
+    broker: BrokerFixture
+    platform: Platform
+    gp: GPEndpoint
+    radio: VirtualRadio
+    cuff: SimulatedBloodPressureMonitor
+    edge: EdgeProcess
+    http: httpx.AsyncClient
+    base_url: str
+
+    async def patient_latest(self) -> dict[str, Any]:
+        response = await self.http.get("/api/v1/patients")
+        response.raise_for_status()
+        (patient,) = response.json()
+        return {o["code"]: o for o in patient["latest"]}
+
+
+@contextlib.asynccontextmanager
+async def running_chain(
+    broker: BrokerFixture,
+    database_url: str,
+    workdir: Path,
+    *,
+    timeseries_url: str | None = None,
+) -> AsyncIterator[Chain]:
+    http_port = find_free_port()
+    async with (
+        GPEndpoint(log_path=workdir / "gp.hl7") as gp,
+        VirtualRadio(tcp_port=0) as radio,
+        SimulatedBloodPressureMonitor(radio, CUFF, advertising_window=20.0) as cuff,
+    ):
+        settings = GatewaySettings(
+            database_url=database_url,
+            mqtt=MqttSettings(
+                host=broker.host,
+                port=broker.port,
+                username="platform",
+                password=SecretStr(broker.users["platform"]),
+            ),
+            http_port=http_port,
+            timeseries=TimeSeriesSettings(url=timeseries_url) if timeseries_url else None,
+            hl7=Hl7Settings(settle_s=0.5, retry_after_s=2.0),
+        )
+        platform = Platform(settings)
+        await platform.store.create_schema()
+        patient = PATIENT.model_copy(update={"gp_hl7_port": gp.port})
+        await provision(platform.store, Registry(patients=[patient]))
+        platform_task = asyncio.create_task(platform.run(), name="platform")
+        edge = EdgeProcess(edge_config(workdir / "edge.toml", broker, radio.central_transport))
+        await edge.start()
+        base_url = f"http://127.0.0.1:{http_port}"
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+                await until(lambda: platform.started, what="the platform to start")
+                yield Chain(broker, platform, gp, radio, cuff, edge, http, base_url)
+        finally:
+            await edge.stop()
+            platform_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await platform_task
+
+
+def oru_values(message: str) -> dict[str, str]:
+    """OBX-3 identifier → OBX-5 value of the numeric OBX segments of one ORU^R01."""
+    values = {}
+    for segment in message.replace("\n", "\r").split("\r"):
+        fields = segment.split("|")
+        if fields[0] == "OBX" and len(fields) > 5 and fields[2] == "NM":
+            values[fields[3].split("^")[1]] = fields[5]
+    return values
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, indent=2, default=str)
