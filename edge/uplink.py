@@ -155,6 +155,9 @@ class Uplink:
                 last_committed, state.last_progress = committed, now
             state.sent_upto = max(state.sent_upto, committed)
             state.urgent_sent = {s for s in state.urgent_sent if s > committed}
+            if state.sent_upto == committed and not state.urgent_sent:
+                # Nothing awaits an ack: the resend clock starts with the next send.
+                state.last_progress = now
 
             urgent = self._outbox.pending(
                 after_seq=committed,

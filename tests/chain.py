@@ -96,12 +96,12 @@ kind = "blood_pressure"
     return path
 
 
-class EdgeProcess:
-    """``tryggheim edge run --config FILE`` as a child process."""
+class ServiceProcess:
+    """A ``tryggheim`` subcommand as a child process, logging to a file."""
 
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.log = config.parent / "edge.log"
+    def __init__(self, log: Path, *args: str) -> None:
+        self.args = args
+        self.log = log
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -110,14 +110,17 @@ class EdgeProcess:
                 sys.executable,
                 "-m",
                 "tryggheim.cli",
-                "edge",
-                "run",
-                "--config",
-                str(self.config),
+                *self.args,
                 stdout=log,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+
+    async def wait(self, timeout: float = 30) -> int:
+        """Wait for a command that ends by itself; its exit status."""
+        assert self._process is not None
+        async with asyncio.timeout(timeout):
+            return await self._process.wait()
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         process, self._process = self._process, None
@@ -131,7 +134,12 @@ class EdgeProcess:
         except TimeoutError:
             process.kill()
             await process.wait()
-            raise AssertionError(f"edge did not stop on {sig}\n{tail(self.log)}") from None
+            raise AssertionError(f"{self.args} did not stop on {sig}\n{tail(self.log)}") from None
+
+
+def edge_process(config: Path) -> ServiceProcess:
+    """``tryggheim edge run --config FILE`` as a child process."""
+    return ServiceProcess(config.parent / "edge.log", "edge", "run", "--config", str(config))
 
 
 @dataclass
@@ -141,7 +149,7 @@ class Chain:
     gp: GPEndpoint
     radio: VirtualRadio
     cuff: SimulatedBloodPressureMonitor
-    edge: EdgeProcess
+    edge: ServiceProcess
     http: httpx.AsyncClient
     base_url: str
 
@@ -183,7 +191,7 @@ async def running_chain(
         patient = PATIENT.model_copy(update={"gp_hl7_port": gp.port})
         await provision(platform.store, Registry(patients=[patient]))
         platform_task = asyncio.create_task(platform.run(), name="platform")
-        edge = EdgeProcess(edge_config(workdir / "edge.toml", broker, radio.central_transport))
+        edge = edge_process(edge_config(workdir / "edge.toml", broker, radio.central_transport))
         await edge.start()
         base_url = f"http://127.0.0.1:{http_port}"
         try:
@@ -209,3 +217,45 @@ def oru_values(message: str) -> dict[str, str]:
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+def gateway_config(path: Path, broker: BrokerFixture, database_url: str, http_port: int) -> Path:
+    path.write_text(
+        f"""
+database_url = "{database_url}"
+http_port = {http_port}
+
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+username = "platform"
+password = "{broker.users['platform']}"
+
+[hl7]
+settle_s = 0.5
+retry_after_s = 2.0
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def registry_file(path: Path, gp_port: int) -> Path:
+    path.write_text(
+        f"""
+[[patients]]
+national_id = "{PATIENT.national_id}"
+family_name = "{PATIENT.family_name}"
+given_name = "{PATIENT.given_name}"
+gp_name = "{PATIENT.gp_name}"
+gp_hl7_host = "127.0.0.1"
+gp_hl7_port = {gp_port}
+
+[[patients.devices]]
+device_id = "{CUFF}"
+gateway_id = "{GATEWAY}"
+kind = "blood_pressure"
+""",
+        encoding="utf-8",
+    )
+    return path

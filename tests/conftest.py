@@ -28,10 +28,10 @@ from servers import (
     BrokerFixture,
     PostgresServer,
     VictoriaMetricsServer,
+    make_mosquitto,
     require_binary,
     running_postgres,
     running_victoria_metrics,
-    start_mosquitto,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -49,7 +49,7 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[BrokerFixture]:
-    broker = start_mosquitto(tmp_path / "mosquitto")
+    broker = make_mosquitto(tmp_path / "mosquitto")
     with broker.server:
         yield broker
 

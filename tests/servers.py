@@ -124,12 +124,12 @@ class BrokerFixture:
         return self.server.port
 
 
-def start_mosquitto(workdir: Path) -> BrokerFixture:
+def make_mosquitto(workdir: Path) -> BrokerFixture:
+    """A broker with the platform and gw-test users and :data:`BROKER_ACL`, not yet started
+    (``with fixture.server:`` starts it and stops it again)."""
     require_binary("mosquitto")
     users = {PLATFORM_USER: secrets.token_urlsafe(16), GATEWAY_USER: secrets.token_urlsafe(16)}
-    server = MosquittoServer(workdir, users, acl_file=BROKER_ACL)
-    server.start()
-    return BrokerFixture(server=server, users=users)
+    return BrokerFixture(MosquittoServer(workdir, users, acl_file=BROKER_ACL), users)
 
 
 class MqttProbe:

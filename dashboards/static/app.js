@@ -7,9 +7,14 @@ const UNIT_TEXT = { "mm[Hg]": "mmHg", "{beat}/min": "/min", "Cel": "°C", "[degF
 
 function unitText(unit) { return UNIT_TEXT[unit] ?? unit; }
 
+// Times are shown as the patient's own clock showed them: the API keeps the device's offset.
 function when(iso) {
-  return new Date(iso).toLocaleString("nb-NO", { dateStyle: "short", timeStyle: "short" });
+  const [, year, month, day, hour, minute] = iso.match(/^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/);
+  return `${day}.${month}.${year} ${hour}:${minute}`;
 }
+
+// Status bits of the measurement, worth a nurse's attention (not e.g. the cuff's user slot).
+function isWarning(flag) { return !flag.startsWith("device_user"); }
 
 function cell(text, className) {
   const td = document.createElement("td");
@@ -36,8 +41,9 @@ function row(patient) {
   const others = patient.latest.filter((o) => !shown.has(o.code));
   tr.append(cell(others.map((o) => `${o.display}: ${o.value} ${unitText(o.unit)}`).join("; ") || "–"));
 
-  const newest = patient.latest.map((o) => o.time).sort().at(-1);
-  const flags = patient.latest.flatMap((o) => o.flags);
+  const newest = patient.latest.reduce(
+    (a, o) => (!a || Date.parse(o.time) > Date.parse(a) ? o.time : a), null);
+  const flags = patient.latest.flatMap((o) => o.flags).filter(isWarning);
   const time = cell(newest ? when(newest) : "–");
   if (flags.length) {
     const flag = document.createElement("span");

@@ -166,12 +166,14 @@ class BumbleBackend:
     ) -> None:
         device, self._device = self._device, None
         self._scanners.clear()
-        if device is not None:
-            with _as_bleak_errors("power off bumble host"):
-                await device.power_off()
-        if self._transport is not None:
-            await self._transport.close()
-            self._transport = None
+        transport, self._transport = self._transport, None
+        try:
+            if device is not None:
+                with _as_bleak_errors("power off bumble host"):
+                    await device.power_off()
+        finally:
+            if transport is not None:
+                await transport.close()
 
     # --- scanning, shared by all scanners ----------------------------------------------
 

@@ -129,7 +129,7 @@ class SimulatedBloodPressureMonitor:
         self._manufacturer = manufacturer
         self._model = model
         self._serial = serial or address.replace(":", "")
-        self._pending: deque[CuffReading] = deque()
+        self._pending: deque[CuffReading | bytes] = deque()
         self._delivered = asyncio.Condition()
         self._device: Device | None = None
         self._connection: Connection | None = None
@@ -143,6 +143,9 @@ class SimulatedBloodPressureMonitor:
         self._deadline = 0.0
         self._window_task: asyncio.Task[None] | None = None
         self._advertising_lock = asyncio.Lock()
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._delivery_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -184,7 +187,11 @@ class SimulatedBloodPressureMonitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        tasks = list(self._tasks)
+        # Let an advertising HCI command finish first: cancelling one half-way leaves bumble's
+        # host with a response it can no longer deliver.
+        self._closing = True
+        async with self._advertising_lock:
+            tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -201,7 +208,7 @@ class SimulatedBloodPressureMonitor:
     # --- what tests and scenarios use -----------------------------------------------------
 
     @property
-    def pending(self) -> tuple[CuffReading, ...]:
+    def pending(self) -> tuple[CuffReading | bytes, ...]:
         """Readings in the cuff's memory that no central has confirmed yet."""
         return tuple(self._pending)
 
@@ -213,9 +220,10 @@ class SimulatedBloodPressureMonitor:
     def is_advertising(self) -> bool:
         return bool(self.device.is_advertising)
 
-    async def measure(self, reading: CuffReading) -> None:
+    async def measure(self, reading: CuffReading | bytes) -> None:
         """Take a measurement: store it, then advertise (or indicate, if a central is
-        subscribed) so that it reaches the gateway."""
+        subscribed) so that it reaches the gateway. ``bytes`` are sent as they are, to
+        simulate buggy firmware (fault injection)."""
         self._pending.append(reading)
         self.readings_produced += 1
         self._deadline = asyncio.get_running_loop().time() + self.advertising_window
@@ -232,6 +240,10 @@ class SimulatedBloodPressureMonitor:
         target = self.readings_produced if count is None else count
         async with self._delivered:
             await self._delivered.wait_for(lambda: self.readings_delivered >= target)
+
+    async def wait_until_disconnected(self) -> None:
+        """Wait until no central is connected (the cuff hangs up after delivering)."""
+        await self._idle.wait()
 
     # --- advertising ----------------------------------------------------------------------
 
@@ -263,7 +275,7 @@ class SimulatedBloodPressureMonitor:
 
     async def _start_advertising(self) -> None:
         async with self._advertising_lock:
-            if self._connection is not None or self.device.is_advertising:
+            if self._closing or self._connection is not None or self.device.is_advertising:
                 return
             await self.device.start_advertising(
                 advertising_type=AdvertisingType.UNDIRECTED_CONNECTABLE_SCANNABLE,
@@ -297,11 +309,13 @@ class SimulatedBloodPressureMonitor:
 
     def _on_connection(self, connection: Connection) -> None:
         self._connection = connection
+        self._idle.clear()
         self.connections += 1
         connection.on(connection.EVENT_DISCONNECTION, lambda _reason: self._on_disconnection())
 
     def _on_disconnection(self) -> None:
         self._connection = None
+        self._idle.set()
         loop = asyncio.get_running_loop()
         if self._pending and loop.time() < self._deadline:
             self._spawn(self._start_advertising())
@@ -326,7 +340,9 @@ class SimulatedBloodPressureMonitor:
             while self._pending and self._connection is connection:
                 if not self._subscribed(connection):
                     return
-                if not await self._indicate(connection, self._pending[0].encode(self.user_id)):
+                reading = self._pending[0]
+                value = reading if isinstance(reading, bytes) else reading.encode(self.user_id)
+                if not await self._indicate(connection, value):
                     return
                 self._pending.popleft()
                 async with self._delivered:

@@ -18,15 +18,47 @@ A central (the home gateway) can reach the radio two ways:
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from types import TracebackType
 from typing import Self
 
+from bumble import hci
 from bumble.controller import Controller
 from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink, Transport
 from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
+
+
+class _Controller(Controller):
+    """bumble's simulated controller, with LE Create Connection Cancel behaving like real
+    hardware (Core spec Vol 4, Part E, 7.8.13): the pending attempt ends with an LE Connection
+    Complete event carrying status "Unknown Connection Identifier". bumble 0.0.236 only
+    acknowledges the command, which leaves the host's ``connect(timeout=...)`` waiting forever
+    and the controller refusing every later connection attempt."""
+
+    def on_hci_le_create_connection_cancel_command(
+        self, command: hci.HCI_LE_Create_Connection_Cancel_Command
+    ) -> hci.HCI_StatusReturnParameters:
+        pending = self.pending_le_connection
+        if pending is None:
+            return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.COMMAND_DISALLOWED_ERROR)
+        self.pending_le_connection = None
+        failed = hci.HCI_LE_Connection_Complete_Event(
+            status=hci.HCI_ErrorCode.UNKNOWN_CONNECTION_IDENTIFIER_ERROR,
+            connection_handle=0,
+            role=hci.Role.CENTRAL,
+            peer_address_type=pending.peer_address.address_type,
+            peer_address=pending.peer_address,
+            connection_interval=0,
+            peripheral_latency=0,
+            supervision_timeout=0,
+            central_clock_accuracy=0,
+        )
+        # scheduled, so that it follows this command's Command Complete event
+        asyncio.get_running_loop().call_soon(self.send_hci_packet, failed)
+        return hci.HCI_StatusReturnParameters(hci.HCI_ErrorCode.SUCCESS)
 
 
 class VirtualRadio:
@@ -55,7 +87,7 @@ class VirtualRadio:
             sock.bind((self._tcp_host, self._tcp_port))
             self._bound_port = sock.getsockname()[1]
             self._tcp_transport = await open_tcp_server_transport_with_socket(sock)
-            Controller(
+            _Controller(
                 self._controller_name("tcp-central"),
                 host_source=self._tcp_transport.source,
                 host_sink=self._tcp_transport.sink,
@@ -69,9 +101,13 @@ class VirtualRadio:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._tcp_transport is not None:
-            await self._tcp_transport.close()
-            self._tcp_transport = None
+        transport, self._tcp_transport = self._tcp_transport, None
+        if transport is not None:
+            await transport.close()
+            # bumble's TCP server transport does not close its listening server itself
+            server = getattr(transport, "server", None)
+            if isinstance(server, asyncio.Server):
+                server.close()
         self._link = None
 
     def _controller_name(self, role: str) -> str:
@@ -87,10 +123,10 @@ class VirtualRadio:
 
     def new_host(self, role: str = "peripheral") -> Host:
         """A bumble ``Host`` on a fresh controller on this radio, for a simulated device."""
-        controller = Controller(self._controller_name(role), link=self.link)
+        controller = _Controller(self._controller_name(role), link=self.link)
         return Host(controller, AsyncPipeSink(controller))
 
     def open_central_transport(self) -> Transport:
         """An in-process HCI transport to a fresh controller, for a central in this process."""
-        controller = Controller(self._controller_name("central"), link=self.link)
+        controller = _Controller(self._controller_name("central"), link=self.link)
         return Transport(controller, AsyncPipeSink(controller))

@@ -144,3 +144,15 @@ async def test_backend_classes_refuse_use_when_closed(radio: VirtualRadio) -> No
     backend = bumble_backend(radio.open_central_transport())
     with pytest.raises(BleakError):
         await BleakClient(CUFF, backend=backend.client_type, timeout=1).connect()
+
+
+async def test_pair_just_works_and_unpair_is_refused(
+    cuff: SimulatedBloodPressureMonitor, backend: BumbleBackend
+) -> None:
+    await cuff.measure(READING)
+    async with BleakClient(CUFF, backend=backend.client_type, timeout=5) as client:
+        await asyncio.wait_for(client.pair(), 5)
+        feature = await client.read_gatt_char("00002a49-0000-1000-8000-00805f9b34fb")
+        assert feature == bytearray(b"\x1f\x00")
+        with pytest.raises(BleakError, match="unpair"):
+            await client.unpair()

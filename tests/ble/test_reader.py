@@ -1,0 +1,230 @@
+"""BleReader end to end on the real bumble stack: simulated cuff → virtual radio → bumble
+backend → bleak → decode → normalise → callback. In-process and across processes (TCP HCI)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from edge.ble.bumble_backend import bumble_backend
+from edge.ble.reader import BleReader
+from firmware_sim.ble.bp_monitor import CuffReading, CuffStatus, SimulatedBloodPressureMonitor
+from firmware_sim.ble.radio import VirtualRadio
+from tryggheim.domain import Observation, TimeSource
+
+OSLO = ZoneInfo("Europe/Oslo")
+CUFF = "C0:10:00:00:00:01"
+READINGS = [
+    CuffReading(Decimal(128), Decimal(82), Decimal(97), Decimal(66), datetime(2025, 3, 1, 8, 15)),
+    CuffReading(
+        Decimal(141),
+        Decimal(91),
+        Decimal(108),
+        Decimal(88),
+        datetime(2025, 3, 1, 20, 40),
+        CuffStatus.IRREGULAR_PULSE,
+    ),
+    CuffReading(Decimal(119), Decimal(77), Decimal(91), Decimal(61), None),
+]
+
+
+def sessions(observations: list[Observation]) -> dict[object, dict[str, Decimal]]:
+    by_session: dict[object, dict[str, Decimal]] = {}
+    for o in observations:
+        by_session.setdefault(o.session_key, {})[o.code] = o.value
+    return by_session
+
+
+class Outbox:
+    """Stands in for the edge outbox: records what the reader hands over."""
+
+    def __init__(self) -> None:
+        self.observations: list[Observation] = []
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, observations: list[Observation]) -> None:
+        async with self._changed:
+            self.observations.extend(observations)
+            self._changed.notify_all()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(8), self._changed:
+            await self._changed.wait_for(lambda: len(self.observations) >= count)
+
+
+async def test_reader_gets_every_reading_exactly_once_across_reconnects() -> None:
+    outbox = Outbox()
+    received = outbox.observations
+
+    async with (
+        VirtualRadio() as radio,
+        SimulatedBloodPressureMonitor(radio, CUFF, advertising_window=30) as cuff,
+    ):
+        # two measurements while no gateway is listening: they wait in the cuff's memory
+        await cuff.measure(READINGS[0])
+        await cuff.measure(READINGS[1])
+        await asyncio.sleep(0.2)
+        assert cuff.readings_delivered == 0
+
+        async with (
+            bumble_backend(radio.open_central_transport()) as backend,
+            BleReader(
+                allow_list=[CUFF.lower()],
+                gateway_id="gw-1",
+                tz=OSLO,
+                on_observations=outbox,
+                scanner_backend=backend.scanner_type,
+                client_backend=backend.client_type,
+            ) as reader,
+        ):
+            await outbox.wait_for(8)
+            # the cuff hangs up after delivering; the third reading needs a new connection
+            async with asyncio.timeout(5):
+                await cuff.wait_until_disconnected()
+            await cuff.measure(READINGS[2])
+            await outbox.wait_for(12)
+            await cuff.wait_until_delivered()
+            await reader.drain()
+            await asyncio.sleep(0.3)  # nothing more may arrive
+
+            assert reader.connections == 2
+            assert reader.decode_errors == 0
+            assert reader.measurements == 3
+
+    assert len(received) == 12
+    assert len({o.id for o in received}) == 12
+    assert all(o.device_id == CUFF and o.gateway_id == "gw-1" for o in received)
+    assert all(o.source == "ble:2A35" and o.seq is None for o in received)
+    by_session = sessions(received)
+    assert len(by_session) == 3
+    assert list(by_session.values()) == [
+        {
+            "MDC_PRESS_BLD_NONINV_SYS": r.systolic,
+            "MDC_PRESS_BLD_NONINV_DIA": r.diastolic,
+            "MDC_PRESS_BLD_NONINV_MEAN": r.mean_arterial_pressure,
+            "MDC_PULS_RATE_NON_INV": r.pulse,
+        }
+        for r in READINGS
+    ]
+    first = received[0]
+    assert first.time == datetime(2025, 3, 1, 8, 15, tzinfo=OSLO)
+    assert first.time_source is TimeSource.DEVICE
+    assert first.unit == "mm[Hg]"
+    assert received[4].flags == ("irregular_pulse", "device_user_1")
+    assert received[-1].time_source is TimeSource.GATEWAY  # the third reading had no clock
+
+
+async def test_reader_ignores_devices_not_on_the_allow_list() -> None:
+    outbox = Outbox()
+    received = outbox.observations
+
+    async with (
+        VirtualRadio() as radio,
+        SimulatedBloodPressureMonitor(radio, CUFF) as cuff,
+        bumble_backend(radio.open_central_transport()) as backend,
+        BleReader(
+            allow_list=["C0:10:00:00:00:02"],
+            gateway_id="gw-1",
+            tz=OSLO,
+            on_observations=outbox,
+            scanner_backend=backend.scanner_type,
+            client_backend=backend.client_type,
+        ) as reader,
+    ):
+        await cuff.measure(READINGS[0])
+        await asyncio.sleep(0.5)
+        assert reader.connections == 0
+        assert cuff.connections == 0
+    assert received == []
+
+
+async def test_reader_reads_a_cuff_in_another_process_over_tcp() -> None:
+    outbox = Outbox()
+    received = outbox.observations
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "firmware_sim.ble",
+        "--address",
+        CUFF,
+        "--reading",
+        "128/82/97/66@2025-03-01T08:15:00",
+        "--reading",
+        "131/85/100/70@2025-03-01T08:17:00",
+        "--until-stdin-closes",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        async with asyncio.timeout(8):
+            transport = (await process.stdout.readline()).decode().strip()
+        assert transport.startswith("tcp-client:127.0.0.1:")
+        async with (
+            bumble_backend(transport) as backend,
+            BleReader(
+                allow_list=[CUFF],
+                gateway_id="gw-tcp",
+                tz=OSLO,
+                on_observations=outbox,
+                scanner_backend=backend.scanner_type,
+                client_backend=backend.client_type,
+            ),
+        ):
+            await outbox.wait_for(8)
+        process.stdin.close()  # the simulator stops when its stdin closes
+        async with asyncio.timeout(8):
+            summary = (await process.stdout.readline()).decode().strip()
+            assert await process.wait() == 0
+        assert summary == "produced=2 delivered=2"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    counts = Counter(o.code for o in received)
+    assert counts == Counter(
+        {
+            "MDC_PRESS_BLD_NONINV_SYS": 2,
+            "MDC_PRESS_BLD_NONINV_DIA": 2,
+            "MDC_PRESS_BLD_NONINV_MEAN": 2,
+            "MDC_PULS_RATE_NON_INV": 2,
+        }
+    )
+    assert sorted(o.value for o in received if o.code == "MDC_PRESS_BLD_NONINV_SYS") == [
+        Decimal(128),
+        Decimal(131),
+    ]
+
+
+async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
+    outbox = Outbox()
+    async with (
+        VirtualRadio() as radio,
+        SimulatedBloodPressureMonitor(radio, CUFF) as cuff,
+        bumble_backend(radio.open_central_transport()) as backend,
+        BleReader(
+            allow_list=[CUFF],
+            gateway_id="gw-1",
+            tz=OSLO,
+            on_observations=outbox,
+            scanner_backend=backend.scanner_type,
+            client_backend=backend.client_type,
+        ) as reader,
+    ):
+        await cuff.measure(b"\x1e\x80\x00\x52")  # firmware bug: cut-off packet
+        await cuff.measure(READINGS[0])
+        await outbox.wait_for(4)
+        await cuff.wait_until_delivered()
+        assert reader.decode_errors == 1
+        assert reader.measurements == 1
+    assert [o.value for o in outbox.observations] == [
+        Decimal(128),
+        Decimal(82),
+        Decimal(97),
+        Decimal(66),
+    ]

@@ -1,0 +1,104 @@
+"""Killing the care platform (SIGKILL) in the middle of a stream of cuff readings loses and
+doubles nothing: every process real — ``tryggheim gateway run``, ``tryggheim edge run``,
+Mosquitto, SQLite — and the cuff on a virtual radio."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from chain import (
+    CUFF,
+    ServiceProcess,
+    edge_config,
+    edge_process,
+    gateway_config,
+    reading,
+    registry_file,
+    until,
+)
+from servers import BrokerFixture, tail
+from sqlalchemy import select
+
+from firmware_sim.ble.bp_monitor import SimulatedBloodPressureMonitor
+from firmware_sim.ble.radio import VirtualRadio
+from gateway.models import ObservationRow
+from gateway.store import RecordStore
+from hl7.gp_peer import GPEndpoint
+from tryggheim.broker import find_free_port
+
+READINGS = 12
+
+
+async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
+    mosquitto: BrokerFixture, tmp_path: Path
+) -> None:
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, database_url, find_free_port())
+    store = RecordStore(database_url)
+
+    async def rows() -> list[tuple[str, str, str]]:
+        async with store.session() as s:
+            found = await s.scalars(select(ObservationRow))
+            return [(r.code, r.value, r.time.isoformat()) for r in found]
+
+    async with (
+        GPEndpoint() as gp,
+        VirtualRadio(tcp_port=0) as radio,
+        SimulatedBloodPressureMonitor(radio, CUFF, advertising_window=20.0) as cuff,
+    ):
+        provision = ServiceProcess(
+            tmp_path / "provision.log",
+            *("gateway", "provision", "--config", str(config)),
+            str(registry_file(tmp_path / "registry.toml", gp.port)),
+        )
+        await provision.start()
+        assert await provision.wait() == 0, tail(provision.log)
+
+        def platform() -> ServiceProcess:
+            return ServiceProcess(
+                tmp_path / "gateway.log", "gateway", "run", "--config", str(config)
+            )
+
+        gateway = platform()
+        await gateway.start()
+        edge = edge_process(edge_config(tmp_path / "edge.toml", mosquitto, radio.central_transport))
+        await edge.start()
+        try:
+            start = datetime(2026, 11, 22, 8, 0, 0)
+            for n in range(READINGS):
+                await cuff.measure(reading(120 + n, 80, 60 + n, start + timedelta(minutes=n)))
+                if n == READINGS // 3:
+                    await until(lambda: _nonempty(rows), timeout=30, what="first rows")
+                    assert await gateway.stop(signal.SIGKILL) == -signal.SIGKILL
+                if n == 2 * READINGS // 3:
+                    gateway = platform()
+                    await gateway.start()
+                await asyncio.sleep(0.3)
+            await until(
+                lambda: _count_at_least(rows, 4 * READINGS), timeout=60, what="every reading"
+            )
+            await asyncio.sleep(2)  # a resend still in flight must not add a row
+            stored = Counter(await rows())
+            assert len(stored) == 4 * READINGS
+            assert max(stored.values()) == 1, "a reading was stored twice"
+            assert cuff.readings_delivered == READINGS
+        finally:
+            await edge.stop()
+            await gateway.stop()
+            await store.close()
+
+
+Rows = Callable[[], Awaitable[list[tuple[str, str, str]]]]
+
+
+async def _nonempty(rows: Rows) -> bool:
+    return len(await rows()) > 0
+
+
+async def _count_at_least(rows: Rows, n: int) -> bool:
+    return len(await rows()) >= n
