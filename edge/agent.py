@@ -62,18 +62,20 @@ class EdgeAgent:
         """Run until cancelled."""
         s = self.settings
         try:
-            async with bleak_backends(s) as (scanner_type, client_type):
-                async with BleReader(
+            async with (
+                bleak_backends(s) as (scanner_type, client_type),
+                BleReader(
                     scanner_backend=scanner_type,
                     client_backend=client_type,
                     allow_list=[d.address for d in s.devices],
                     gateway_id=s.gateway_id,
                     tz=s.tz,
                     on_observations=self._store,
-                ) as reader:
-                    self.reader = reader
-                    log.info("edge %s: %d devices", s.gateway_id, len(s.devices))
-                    await self.uplink.run()
+                ) as reader,
+            ):
+                self.reader = reader
+                log.info("edge %s: %d devices", s.gateway_id, len(s.devices))
+                await self.uplink.run()
         finally:
             self.outbox.close()
 

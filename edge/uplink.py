@@ -12,13 +12,13 @@ is sent again (the platform ignores what it already has).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 
 from edge.outbox import Outbox
+from tryggheim.aio import wait_event
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import MqttSession, MqttSettings, Will, backoff_delays
@@ -191,8 +191,7 @@ class Uplink:
                 state.urgent_sent.clear()
                 continue
             # Wake for new data or an ack; otherwise look again soon to check the resend timer.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self._resend_after_s / 4)
+            await wait_event(self._wakeup, self._resend_after_s / 4)
 
     async def _publish(self, mqtt: MqttSession, topic: str, batch: list[Observation]) -> None:
         await mqtt.publish(topic, encode_batch(self._gateway_id, batch))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -35,6 +35,7 @@ from hl7.ack import Ack
 from hl7.errors import HL7Error
 from hl7.mllp import MLLPClient
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
+from tryggheim.aio import wait_event
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.errors import ConnectionLost
@@ -92,10 +93,7 @@ class Hl7Outbound:
             self._wakeup.clear()
             await self.compose()
             await self.send_pending()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self._settings.settle_s)
-            except TimeoutError:
-                continue
+            await wait_event(self._wakeup, self._settings.settle_s)
 
     async def compose(self) -> int:
         """Put every settled session into one message; returns how many messages were made."""
@@ -111,7 +109,7 @@ class Hl7Outbound:
                 .order_by(ObservationRow.patient_id, ObservationRow.device_id, ObservationRow.time)
                 .with_for_update(skip_locked=True)
             )
-            rows = [tuple(row) for row in result]
+            rows = list(result)
             for _key, group in groupby(rows, key=lambda t: (t[1].id, t[2].device_id, t[0].time)):
                 session = list(group)
                 await self._queue(s, session)
@@ -120,7 +118,7 @@ class Hl7Outbound:
         return made
 
     async def _queue(
-        self, s: AsyncSession, session: list[tuple[ObservationRow, Patient, Device]]
+        self, s: AsyncSession, session: Sequence[tuple[ObservationRow, Patient, Device]]
     ) -> None:
         _, patient, device = session[0]
         control_id = uuid.uuid4().hex[:20]

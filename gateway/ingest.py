@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.events import EventBus
 from gateway.store import CommitResult, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
@@ -21,6 +23,8 @@ from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import INGEST_SUBSCRIPTION, Ack, ack_topic, decode_batch, encode_ack
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_PAUSE_S = 1.0
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class IngestStats:
     observations_new: int = 0
     observations_duplicate: int = 0
     rejected: int = 0
+    store_errors: int = 0
 
 
 def _now() -> datetime:
@@ -80,7 +85,15 @@ class IngestWorker:
             log.error("%s", exc)
             await self._store.reject(message.topic, message.payload, exc.problem, _now())
             return
-        result = await self._store.commit_batch(batch.gateway_id, batch.observations, _now())
+        try:
+            result = await self._store.commit_batch(batch.gateway_id, batch.observations, _now())
+        except SQLAlchemyError as exc:
+            # Not acknowledged, so the edge keeps the batch and sends it again; pause so that a
+            # database outage is not hammered by every gateway's resends.
+            self.stats.store_errors += 1
+            log.error("record store refused a batch of %s: %s", batch.gateway_id, exc)
+            await asyncio.sleep(STORE_RETRY_PAUSE_S)
+            return
         self.stats.batches += 1
         self.stats.observations_new += len(result.inserted)
         self.stats.observations_duplicate += len(batch.observations) - len(result.inserted)

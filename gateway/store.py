@@ -46,12 +46,21 @@ class CommitResult:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are begun by us (below), not implicitly by the driver.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when the transaction starts. A transaction that reads first and
+    writes later would otherwise fail at once (SQLITE_BUSY_SNAPSHOT, no busy wait) whenever
+    another writer committed in between — e.g. two ingest workers."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class RecordStore:
@@ -61,6 +70,7 @@ class RecordStore:
         if self.dialect == "sqlite":
             sync_engine: Engine = self.engine.sync_engine
             event.listen(sync_engine, "connect", _sqlite_pragmas)
+            event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def create_schema(self) -> None:
@@ -110,7 +120,9 @@ class RecordStore:
 
     async def _advance_watermark(self, s: AsyncSession, gateway_id: str, now: datetime) -> int:
         progress = await s.scalar(
-            select(GatewayProgress).where(GatewayProgress.gateway_id == gateway_id).with_for_update()
+            select(GatewayProgress)
+            .where(GatewayProgress.gateway_id == gateway_id)
+            .with_for_update()
         )
         if progress is None:
             progress = GatewayProgress(gateway_id=gateway_id, committed_seq=0)
@@ -291,12 +303,10 @@ class RecordStore:
                 .order_by(ObservationRow.pk)
                 .limit(limit)
             )
-            return [tuple(row) for row in result]
+            return list(result)
 
 
-def _row(
-    obs: Observation, owner: tuple[Patient, Device] | None, now: datetime
-) -> dict[str, Any]:
+def _row(obs: Observation, owner: tuple[Patient, Device] | None, now: datetime) -> dict[str, Any]:
     patient = owner[0] if owner else None
     measurement = codes.metric(obs.code).system == codes.MDC_CODING_SYSTEM
     has_gp = patient is not None and patient.gp_hl7_host is not None

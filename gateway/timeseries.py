@@ -13,13 +13,15 @@ import logging
 from dataclasses import dataclass
 
 import aiohttp
-from influxdb_client import Point, WritePrecision
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.client.write.point import Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from gateway.models import ObservationRow, Patient
 from gateway.settings import TimeSeriesSettings
 from gateway.store import RecordStore
+from tryggheim.aio import wait_event
 from tryggheim.mqtt import backoff_delays
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,8 @@ class TimeSeriesExporter:
                 try:
                     await writer.write(
                         bucket=s.bucket,
+                        # Each point carries its own precision (milliseconds).
                         record=[to_point(row, patient) for row, patient in batch],
-                        write_precision=WritePrecision.MS,
                     )
                 except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                     self.stats.write_failures += 1
@@ -87,7 +89,4 @@ class TimeSeriesExporter:
                 self.stats.points_written += len(batch)
 
     async def _wait(self) -> None:
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout=5)
-        except TimeoutError:
-            return
+        await wait_event(self._wakeup, timeout=5)

@@ -212,7 +212,7 @@ class MLLPClient:
             log.debug("MLLP %s: error while closing: %s", self.peer, exc)
 
     # The deadline is per message on purpose (the outbound queue sets it), hence a parameter.
-    async def send(self, message: str, timeout: float) -> Ack:  # noqa: ASYNC109
+    async def send(self, message: str, timeout: float) -> Ack:
         """Send ``message`` and return its ACK.
 
         ``timeout`` covers (re)connecting, writing and waiting. Raises

@@ -74,7 +74,7 @@ def edge_config(path: Path, broker: BrokerFixture, transport: str) -> Path:
         f"""
 gateway_id = "{GATEWAY}"
 timezone = "Europe/Oslo"
-outbox_path = "{path.parent / 'outbox.db'}"
+outbox_path = "{path.parent / "outbox.db"}"
 resend_after_s = 2.0
 
 [uplink]
@@ -229,7 +229,7 @@ http_port = {http_port}
 host = "{broker.host}"
 port = {broker.port}
 username = "platform"
-password = "{broker.users['platform']}"
+password = "{broker.users["platform"]}"
 
 [hl7]
 settle_s = 0.5

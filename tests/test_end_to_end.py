@@ -73,7 +73,9 @@ async def test_a_cuff_reading_reaches_every_store_and_the_gp(
 
         await until(lambda: len(exported()) == 4, timeout=30, what="four series in VM")
         systolic = next(
-            s for s in exported() if s["metric"]["code"] == "MDC_PRESS_BLD_NONINV_SYS"  # type: ignore[index]
+            s
+            for s in exported()
+            if s["metric"]["code"] == "MDC_PRESS_BLD_NONINV_SYS"  # type: ignore[index]
         )
         timestamps: list[int] = systolic["timestamps"]  # type: ignore[assignment]
         values: list[float] = systolic["values"]  # type: ignore[assignment]
@@ -101,4 +103,3 @@ async def test_a_cuff_reading_reaches_every_store_and_the_gp(
 async def _has(rows: object, n: int) -> bool:
     assert callable(rows)
     return len(await rows()) >= n
-

@@ -10,14 +10,13 @@ printed is the JSON verdict.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import secrets
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +37,7 @@ from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
 from hl7.gp_peer import GPEndpoint
 from tryggheim import codes
+from tryggheim.aio import wait_event
 from tryggheim.broker import MosquittoServer
 from tryggheim.mqtt import MqttSettings
 from tryggheim.wire import BROKER_ACL
@@ -156,7 +156,9 @@ async def _live_a_day(home: Home, clock: SimClock, rng: random.Random) -> None:
         day += timedelta(days=1)
 
 
-def _edge_settings(home: Home, broker: MosquittoServer, transport: str, workdir: Path) -> EdgeSettings:
+def _edge_settings(
+    home: Home, broker: MosquittoServer, transport: str, workdir: Path
+) -> EdgeSettings:
     return EdgeSettings(
         gateway_id=home.gateway_id,
         timezone=TIMEZONE.key,
@@ -184,67 +186,71 @@ async def _workdir(options: DemoOptions) -> AsyncIterator[Path]:
         yield Path(tmp)
 
 
-async def _until(predicate: object, timeout: float) -> bool:
-    assert callable(predicate)
-    async with asyncio.timeout(timeout):
-        while not await predicate():
-            await asyncio.sleep(0.2)
-    return True
+async def _poll_until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 async def run_demo(options: DemoOptions) -> int:
     rng = random.Random(2026)
-    async with _workdir(options) as workdir, AsyncExitStack() as stack:
-        async with GPEndpoint(log_path=workdir / "gp-received.hl7") as gp:
-            homes = _homes(options.homes, gp.port)
-            users = {PLATFORM_USER: secrets.token_urlsafe(16)}
-            users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
-            broker = stack.enter_context(
-                MosquittoServer(workdir / "broker", users, acl_file=BROKER_ACL)
-            )
-            settings = GatewaySettings(
-                database_url=f"sqlite+aiosqlite:///{workdir / 'tryggheim.db'}",
-                mqtt=MqttSettings(
-                    host=broker.host,
-                    port=broker.port,
-                    username=PLATFORM_USER,
-                    password=SecretStr(users[PLATFORM_USER]),
-                ),
-                http_port=options.http_port,
-                hl7=Hl7Settings(settle_s=1.0, retry_after_s=5.0),
-            )
-            platform = Platform(settings)
-            await platform.store.create_schema()
-            await provision(platform.store, Registry(patients=[h.patient for h in homes]))
+    async with (
+        _workdir(options) as workdir,
+        AsyncExitStack() as stack,
+        GPEndpoint(log_path=workdir / "gp-received.hl7") as gp,
+    ):
+        homes = _homes(options.homes, gp.port)
+        users = {PLATFORM_USER: secrets.token_urlsafe(16)}
+        users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
+        broker = stack.enter_context(
+            MosquittoServer(workdir / "broker", users, acl_file=BROKER_ACL)
+        )
+        settings = GatewaySettings(
+            database_url=f"sqlite+aiosqlite:///{workdir / 'tryggheim.db'}",
+            mqtt=MqttSettings(
+                host=broker.host,
+                port=broker.port,
+                username=PLATFORM_USER,
+                password=SecretStr(users[PLATFORM_USER]),
+            ),
+            http_port=options.http_port,
+            hl7=Hl7Settings(settle_s=1.0, retry_after_s=5.0),
+        )
+        platform = Platform(settings)
+        await platform.store.create_schema()
+        await provision(platform.store, Registry(patients=[h.patient for h in homes]))
 
-            async with asyncio.TaskGroup() as tasks:
-                platform_task = tasks.create_task(platform.run(), name="platform")
-                home_tasks = []
-                for home in homes:
-                    radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
-                    home.cuff = await stack.enter_async_context(
-                        SimulatedBloodPressureMonitor(radio, home.cuff_address)
-                    )
-                    home.agent = EdgeAgent(
-                        _edge_settings(home, broker, radio.central_transport, workdir)
-                    )
-                    home_tasks.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
-                print(f"Dashboard: http://127.0.0.1:{options.http_port}/", flush=True)
+        async with asyncio.TaskGroup() as tasks:
+            platform_task = tasks.create_task(platform.run(), name="platform")
+            home_tasks = []
+            for home in homes:
+                radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
+                home.cuff = await stack.enter_async_context(
+                    SimulatedBloodPressureMonitor(radio, home.cuff_address)
+                )
+                home.agent = EdgeAgent(
+                    _edge_settings(home, broker, radio.central_transport, workdir)
+                )
+                home_tasks.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
+            print(f"Dashboard: http://127.0.0.1:{options.http_port}/", flush=True)
 
-                start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
-                clock = SimClock(start, options.speed)
-                days = [
-                    tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}")
-                    for h in homes
-                ]
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.Event().wait(), options.duration_s)
-                for day in days:
-                    day.cancel()
-                await _drain(homes, platform)
-                for task in (*home_tasks, platform_task):
-                    task.cancel()
-            verdict = await _verdict(homes, platform, gp)
+            start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
+            clock = SimClock(start, options.speed)
+            days = [
+                tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}")
+                for h in homes
+            ]
+            await wait_event(asyncio.Event(), options.duration_s)
+            for day in days:
+                day.cancel()
+            await _drain(homes, platform)
+            for task in (*home_tasks, platform_task):
+                task.cancel()
+        verdict = await _verdict(homes, platform, gp)
     print(json.dumps(verdict), flush=True)
     return 0 if verdict["observations_lost"] == 0 and verdict["duplicates"] == 0 else 1
 
@@ -253,13 +259,13 @@ async def _drain(homes: list[Home], platform: Platform) -> None:
     """Let every produced reading reach the record store and every ORU^R01 its ACK."""
 
     async def delivered() -> bool:
-        cuffs = all(h.cuff is not None and h.cuff.readings_delivered == len(h.produced) for h in homes)
+        cuffs = all(
+            h.cuff is not None and h.cuff.readings_delivered == len(h.produced) for h in homes
+        )
         outboxes = all(h.agent is not None and h.agent.outbox.depth() == 0 for h in homes)
         return cuffs and outboxes and await platform.store.hl7_backlog() == 0
 
-    try:
-        await _until(delivered, DRAIN_TIMEOUT_S)
-    except TimeoutError:
+    if not await _poll_until(delivered, DRAIN_TIMEOUT_S):
         log.error("not everything was delivered within %.0f s", DRAIN_TIMEOUT_S)
 
 
@@ -267,6 +273,7 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
     expected: Counter[tuple[str, str, str, str]] = Counter()
     for home in homes:
         for r in home.produced:
+            assert r.timestamp is not None, "demo cuffs have their clocks set"
             at = r.timestamp.replace(tzinfo=TIMEZONE).isoformat()
             for code, value in (
                 (codes.NIBP_SYS, r.systolic),

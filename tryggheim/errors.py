@@ -26,9 +26,7 @@ class ConfigError(TryggheimError):
         self.source = source
         self.key = key
         self.problem = problem
-        super().__init__(
-            f"{source}: {key}: {problem}", hint="fix the named key and start again"
-        )
+        super().__init__(f"{source}: {key}: {problem}", hint="fix the named key and start again")
 
 
 class UnknownCodeError(TryggheimError):

@@ -162,9 +162,7 @@ class MqttSession:
     ) -> None:
         self._fail(ConnectionLost(self._peer, f"disconnected: {rc}"))
 
-    def _on_publish(
-        self, _c: paho.Client, _ud: Any, mid: int, rc: ReasonCode, _props: Any
-    ) -> None:
+    def _on_publish(self, _c: paho.Client, _ud: Any, mid: int, rc: ReasonCode, _props: Any) -> None:
         future = self._pending.pop(mid, None)
         if future is None or future.done():
             return
