@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.events import EventBus
+from gateway.models import ObservationRow
 from gateway.schemas import ObservationOut, PatientOut, Problem
 from gateway.store import RecordStore
 
@@ -69,22 +70,11 @@ def create_app(store: RecordStore, events: EventBus) -> FastAPI:
     @app.get("/api/v1/patients", response_model=list[PatientOut])
     async def list_patients(store: Store, audit: Audit) -> list[PatientOut]:
         await audit("list_patients", None)
-        latest = await store.latest_values()
-        by_patient: dict[int, list[ObservationOut]] = {}
-        patients = await store.patients()
-        for row in latest:
+        by_patient: dict[int, list[ObservationRow]] = {}
+        for row in await store.latest_values():
             if row.patient_id is not None:
-                by_patient.setdefault(row.patient_id, []).append(ObservationOut.of(row))
-        return [
-            PatientOut(
-                id=p.id,
-                family_name=p.family_name,
-                given_name=p.given_name,
-                gp_name=p.gp_name,
-                latest=by_patient.get(p.id, []),
-            )
-            for p in patients
-        ]
+                by_patient.setdefault(row.patient_id, []).append(row)
+        return [PatientOut.of(p, by_patient.get(p.id, [])) for p in await store.patients()]
 
     @app.get("/api/v1/patients/{patient_id}/observations", response_model=list[ObservationOut])
     async def patient_observations(

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from itertools import groupby
 
 from sqlalchemy import select
@@ -27,7 +26,6 @@ from gateway.models import (
     Hl7State,
     ObservationRow,
     Patient,
-    restore_offset,
 )
 from gateway.settings import Hl7Settings
 from gateway.store import RecordStore
@@ -37,7 +35,6 @@ from hl7.mllp import MLLPClient
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
 from tryggheim.aio import wait_event
 from tryggheim.codes import DeviceProfile
-from tryggheim.domain import Observation, TimeSource
 from tryggheim.errors import ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -53,22 +50,6 @@ class Hl7Stats:
     acked: int = 0
     rejected: int = 0
     failures: int = 0
-
-
-def _domain(row: ObservationRow) -> Observation:
-    return Observation(
-        id=row.id,
-        gateway_id=row.gateway_id,
-        seq=row.seq,
-        device_id=row.device_id,
-        source=row.source,
-        code=row.code,
-        value=Decimal(row.value),
-        unit=row.unit,
-        time=restore_offset(row.time, row.utc_offset_min),
-        time_source=TimeSource(row.time_source),
-        flags=tuple(f for f in row.flags.split(",") if f),
-    )
 
 
 class Hl7Outbound:
@@ -125,7 +106,7 @@ class Hl7Outbound:
         assert patient.gp_hl7_host is not None and patient.gp_hl7_port is not None
         text = build_oru_r01(
             patient=PatientRef(patient.national_id, patient.family_name, patient.given_name),
-            observations=[_domain(row) for row, _, _ in session],
+            observations=[row.observation() for row, _, _ in session],
             device=DeviceRef(device.device_id, DeviceProfile(device.profile)),
             sending_app=self._settings.sending_application,
             sending_facility=self._settings.sending_facility,

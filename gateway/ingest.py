@@ -76,8 +76,6 @@ class IngestWorker:
             await asyncio.sleep(next(delays))
 
     async def _handle(self, mqtt: MqttSession, message: Message) -> None:
-        if message.topic.endswith("/status"):
-            return
         try:
             batch = decode_batch(message.topic, message.payload)
         except PayloadError as exc:

@@ -4,6 +4,7 @@ the two are deliberately separate so the database can change without breaking cl
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -20,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tryggheim.domain import Observation, TimeSource
 
 
 class AwareDateTime(TypeDecorator[datetime]):
@@ -111,6 +114,22 @@ class ObservationRow(Base):
     hl7_state: Mapped[str] = mapped_column(String(16))
     hl7_message_id: Mapped[int | None] = mapped_column(ForeignKey("hl7_messages.id"))
     ts_exported: Mapped[bool] = mapped_column(default=False)
+
+    def observation(self) -> Observation:
+        """The stored row as the domain's Observation, in the device's own UTC offset."""
+        return Observation(
+            id=self.id,
+            gateway_id=self.gateway_id,
+            seq=self.seq,
+            device_id=self.device_id,
+            source=self.source,
+            code=self.code,
+            value=Decimal(self.value),
+            unit=self.unit,
+            time=restore_offset(self.time, self.utc_offset_min),
+            time_source=TimeSource(self.time_source),
+            flags=tuple(f for f in self.flags.split(",") if f),
+        )
 
 
 class GatewayProgress(Base):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from gateway.models import ObservationRow, Patient, restore_offset
+from gateway.models import ObservationRow, Patient
 from tryggheim import codes
 
 
@@ -28,20 +28,21 @@ class ObservationOut(BaseModel):
 
     @classmethod
     def of(cls, row: ObservationRow) -> ObservationOut:
+        obs = row.observation()
         return cls(
-            id=row.id,
-            gateway_id=row.gateway_id,
+            id=obs.id,
+            gateway_id=obs.gateway_id,
             seq=row.seq,
-            device_id=row.device_id,
-            source=row.source,
-            code=row.code,
-            mdc=row.mdc,
-            display=codes.metric(row.code).display,
+            device_id=obs.device_id,
+            source=obs.source,
+            code=obs.code,
+            mdc=obs.mdc,
+            display=codes.metric(obs.code).display,
             value=row.value,
-            unit=row.unit,
-            time=restore_offset(row.time, row.utc_offset_min),
-            time_source=row.time_source,
-            flags=[f for f in row.flags.split(",") if f],
+            unit=obs.unit,
+            time=obs.time,
+            time_source=obs.time_source.value,
+            flags=list(obs.flags),
         )
 
 

@@ -36,8 +36,9 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
     python=""
     for candidate in python3.13 python3.12 python3.11 python3; do
+        # (pyenv's shims exist for versions that are not installed: quiet their complaint)
         if command -v "$candidate" >/dev/null &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
             python="$candidate"
             break
         fi

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from chain import until
 from pydantic import SecretStr
 from servers import BrokerFixture
 from sqlalchemy import func, select
@@ -71,15 +72,6 @@ async def running(coroutine: Awaitable[None], name: str) -> AsyncIterator[asynci
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def until(predicate: Callable[[], Awaitable[bool] | bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            result = predicate()
-            if await result if isinstance(result, Awaitable) else result:
-                return
-            await asyncio.sleep(0.05)
 
 
 async def _count(store: RecordStore) -> tuple[int, int]:
