@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from tryggheim.domain import Observation
+from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import observation_from_dict, observation_to_dict
 
 _SCHEMA = """
@@ -29,7 +30,21 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_urgent ON outbox (urgent, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 """
+
+#: How long a device reading is remembered to recognise it when the device sends it again.
+SEEN_RETENTION_S = 30 * 24 * 3600
+
+
+def reading_key(obs: Observation) -> str | None:
+    """What identifies one reading of a device: a cuff that did not get the confirmation of an
+    indication sends the same reading again after a reconnect. Only readings stamped by the
+    device's clock can be recognised; two equal readings stamped by the gateway are two."""
+    if obs.time_source is not TimeSource.DEVICE:
+        return None
+    return f"{obs.device_id}|{obs.code}|{obs.time.isoformat()}|{obs.value}"
 
 
 class Outbox:
@@ -43,15 +58,27 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.duplicates_dropped = 0
+        """Readings a device sent again and that were therefore not stored twice."""
 
     def close(self) -> None:
         self._db.close()
 
     def append(self, observations: Sequence[Observation]) -> list[Observation]:
-        """Store observations durably; returns them with their assigned ``seq``."""
+        """Store observations durably; returns those stored, with their assigned ``seq``.
+        A reading the device already delivered (see :func:`reading_key`) is left out."""
         stored: list[Observation] = []
+        now = time.time()
         with self._transaction():
             for obs in observations:
+                key = reading_key(obs)
+                if key is not None:
+                    inserted = self._db.execute(
+                        "INSERT OR IGNORE INTO seen (key, at) VALUES (?, ?)", (key, now)
+                    ).rowcount
+                    if not inserted:
+                        self.duplicates_dropped += 1
+                        continue
                 cursor = self._db.execute(
                     "INSERT INTO outbox (urgent, body) VALUES (?, '')", (int(obs.is_urgent),)
                 )
@@ -86,6 +113,7 @@ class Outbox:
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
                 (seq,),
             )
+            self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - SEEN_RETENTION_S,))
         return removed
 
     @property
