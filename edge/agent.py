@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
@@ -18,6 +18,7 @@ from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader
 from edge.config import BleBackend, EdgeSettings
 from edge.outbox import Outbox
+from edge.sensor_listener import SensorListener
 from edge.uplink import Uplink
 from tryggheim.domain import Observation
 from tryggheim.errors import ConfigError
@@ -53,6 +54,16 @@ class EdgeAgent:
             status_interval_s=settings.status_interval_s,
         )
         self.reader: BleReader | None = None
+        self.sensors = (
+            SensorListener(
+                settings.home_broker,
+                settings.sensors,
+                gateway_id=settings.gateway_id,
+                on_observations=self._store,
+            )
+            if settings.home_broker is not None
+            else None
+        )
 
     async def _store(self, observations: Sequence[Observation]) -> None:
         self.outbox.append(observations)
@@ -61,27 +72,24 @@ class EdgeAgent:
     async def run(self) -> None:
         """Run until cancelled."""
         s = self.settings
+        log.info("edge %s: %d devices, %d sensors", s.gateway_id, len(s.devices), len(s.sensors))
         try:
-            async with (
-                bleak_backends(s) as (scanner_type, client_type),
-                BleReader(
-                    scanner_backend=scanner_type,
-                    client_backend=client_type,
-                    allow_list=[d.address for d in s.devices],
-                    gateway_id=s.gateway_id,
-                    tz=s.tz,
-                    on_observations=self._store,
-                ) as reader,
-            ):
-                self.reader = reader
-                log.info("edge %s: %d devices", s.gateway_id, len(s.devices))
-                await self.uplink.run()
+            async with AsyncExitStack() as stack:
+                if s.devices:  # a home with only sensors needs no Bluetooth adapter
+                    scanner_type, client_type = await stack.enter_async_context(bleak_backends(s))
+                    self.reader = await stack.enter_async_context(
+                        BleReader(
+                            scanner_backend=scanner_type,
+                            client_backend=client_type,
+                            allow_list=[d.address for d in s.devices],
+                            gateway_id=s.gateway_id,
+                            tz=s.tz,
+                            on_observations=self._store,
+                        )
+                    )
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self.uplink.run(), name="uplink")
+                    if self.sensors is not None:
+                        tasks.create_task(self.sensors.run(), name="home-sensors")
         finally:
             self.outbox.close()
-
-    async def run_for(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.run()
-        except TimeoutError:
-            return

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from edge.sensors import SensorSettings
 from tryggheim.mqtt import MqttSettings
 
 BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
@@ -52,6 +53,9 @@ class EdgeSettings(BaseSettings):
     uplink: MqttSettings
     ble: BleSettings = BleSettings()
     devices: list[DeviceSettings] = []
+    home_broker: MqttSettings | None = None
+    """The home's local broker, where Zigbee2MQTT publishes the home sensors."""
+    sensors: list[SensorSettings] = []
     batch_size: int = Field(default=200, ge=1, le=5000)
     resend_after_s: float = Field(default=20.0, gt=0)
     """Resend everything not yet committed when no ack has come for this long."""

@@ -48,6 +48,9 @@ CELSIUS = Unit("Cel", "MDC_DIM_DEGC", 268192)
 FAHRENHEIT = Unit("[degF]", "MDC_DIM_FAHR", 266560)
 KILOGRAM = Unit("kg", "MDC_DIM_KILO_G", 263875)
 POUND = Unit("[lb_av]", "MDC_DIM_LB", 263904)
+CENTIMETRE = Unit("cm", "MDC_DIM_CENTI_M", 263441)
+INCH = Unit("[in_i]", "MDC_DIM_INCH", 263520)
+KG_PER_M2 = Unit("kg/m2", "MDC_DIM_KG_PER_M_SQ", 264096)
 MMOL_PER_L = Unit("mmol/L", "MDC_DIM_MILLI_MOLE_PER_L", 266866)
 MG_PER_DL = Unit("mg/dL", "MDC_DIM_MILLI_G_PER_DL", 264274)
 NO_UNIT = Unit("1", "MDC_DIM_DIMLESS", 262656)
@@ -63,6 +66,9 @@ UNITS: dict[str, Unit] = {
         FAHRENHEIT,
         KILOGRAM,
         POUND,
+        CENTIMETRE,
+        INCH,
+        KG_PER_M2,
         MMOL_PER_L,
         MG_PER_DL,
         NO_UNIT,
@@ -126,6 +132,9 @@ EVENT_SMOKE = _event("TRY_EVT_SMOKE", 1006, "Smoke alarm")
 EVENT_WATER = _event("TRY_EVT_WATER_LEAK", 1007, "Water leak")
 EVENT_BATTERY = _event("TRY_EVT_DEVICE_BATTERY", 1008, "Device battery level")
 EVENT_DEVICE_OFFLINE = _event("TRY_EVT_DEVICE_OFFLINE", 1009, "Device offline")
+ROOM_TEMPERATURE = _event("TRY_ENV_ROOM_TEMPERATURE", 1010, "Room temperature")
+ROOM_HUMIDITY = _event("TRY_ENV_ROOM_HUMIDITY", 1011, "Room humidity")
+LINK_QUALITY = _event("TRY_DEV_LINK_QUALITY", 1012, "Radio link quality")
 
 METRICS: dict[str, MetricCode] = {
     m.ref: m
@@ -151,6 +160,9 @@ METRICS: dict[str, MetricCode] = {
         EVENT_WATER,
         EVENT_BATTERY,
         EVENT_DEVICE_OFFLINE,
+        ROOM_TEMPERATURE,
+        ROOM_HUMIDITY,
+        LINK_QUALITY,
     )
 }
 

@@ -1,0 +1,84 @@
+"""Thin I/O around :mod:`edge.sensors`: listens to the home's local broker and hands the
+observations of mapped sensors to the outbox. Malformed payloads and unmapped sensors are
+logged and counted, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from edge.sensors import TOPIC_PREFIX, SensorSettings, decode_z2m, sensor_observations
+from tryggheim.domain import Observation
+from tryggheim.errors import ConnectionLost, PayloadError
+from tryggheim.mqtt import MqttSession, MqttSettings, backoff_delays
+
+log = logging.getLogger(__name__)
+
+ObservationSink = Callable[[Sequence[Observation]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class SensorStats:
+    connected: bool = False
+    messages: int = 0
+    malformed: int = 0
+    unmapped: int = 0
+    last_seen: dict[str, datetime] | None = None
+
+
+class SensorListener:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        sensors: Sequence[SensorSettings],
+        *,
+        gateway_id: str,
+        on_observations: ObservationSink,
+    ) -> None:
+        self._settings = settings
+        self._sensors = {s.name: s for s in sensors}
+        self._gateway_id = gateway_id
+        self._on_observations = on_observations
+        self.stats = SensorStats(last_seen={})
+
+    async def run(self) -> None:
+        delays = backoff_delays()
+        while True:
+            try:
+                async with MqttSession(
+                    self._settings, f"tryggheim-{self._gateway_id}", clean_start=False
+                ) as mqtt:
+                    await mqtt.subscribe(f"{TOPIC_PREFIX}+")
+                    self.stats.connected = True
+                    delays = backoff_delays()
+                    async for message in mqtt.messages():
+                        await self._handle(message.topic, message.payload)
+            except ConnectionLost as exc:
+                self.stats.connected = False
+                log.warning("home broker: %s", exc)
+            await asyncio.sleep(next(delays))
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
+        self.stats.messages += 1
+        now = datetime.now(UTC)
+        try:
+            message = decode_z2m(topic, payload)
+        except PayloadError as exc:
+            self.stats.malformed += 1
+            log.error("%s", exc)
+            return
+        sensor = self._sensors.get(message.name)
+        if sensor is None:
+            self.stats.unmapped += 1
+            log.warning("sensor %r is not in the sensor map; its message is ignored", message.name)
+            return
+        assert self.stats.last_seen is not None
+        self.stats.last_seen[sensor.name] = now
+        observations = sensor_observations(
+            message, sensor, gateway_id=self._gateway_id, received_at=now
+        )
+        if observations:
+            await self._on_observations(observations)

@@ -1,0 +1,111 @@
+"""Home sensors end to end: Zigbee2MQTT messages on the home's own Mosquitto → edge agent →
+central Mosquitto → platform record store. A malformed message is counted, not fatal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chain import until
+from pydantic import SecretStr
+from servers import BrokerFixture
+from sqlalchemy import select
+
+from edge.agent import EdgeAgent
+from edge.config import EdgeSettings
+from edge.sensors import SensorKind, SensorSettings
+from gateway.events import EventBus
+from gateway.ingest import IngestWorker
+from gateway.models import ObservationRow
+from gateway.store import RecordStore
+from tryggheim.broker import MosquittoServer
+from tryggheim.mqtt import MqttSession, MqttSettings
+
+
+@pytest.fixture
+def home_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
+    users = {"zigbee2mqtt": secrets.token_urlsafe(12), "tryggheim": secrets.token_urlsafe(12)}
+    with MosquittoServer(tmp_path / "home-broker", users) as server:
+        yield server
+
+
+def _mqtt(server: MosquittoServer, user: str) -> MqttSettings:
+    return MqttSettings(
+        host=server.host, port=server.port, username=user, password=SecretStr(server.users[user])
+    )
+
+
+async def test_sensor_messages_reach_the_record_store(
+    mosquitto: BrokerFixture, home_broker: MosquittoServer, tmp_path: Path
+) -> None:
+    settings = EdgeSettings(
+        gateway_id="gw-test",
+        outbox_path=tmp_path / "outbox.db",
+        uplink=MqttSettings(
+            host=mosquitto.host,
+            port=mosquitto.port,
+            username="gw-test",
+            password=SecretStr(mosquitto.users["gw-test"]),
+        ),
+        home_broker=_mqtt(home_broker, "tryggheim"),
+        sensors=[
+            SensorSettings(name="front_door", kind=SensorKind.DOOR, room="hall"),
+            SensorSettings(name="pendant", kind=SensorKind.FALL, room="anywhere"),
+        ],
+        resend_after_s=2.0,
+    )
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    await store.create_schema()
+    agent = EdgeAgent(settings)
+    ingest = IngestWorker(
+        MqttSettings(
+            host=mosquitto.host,
+            port=mosquitto.port,
+            username="platform",
+            password=SecretStr(mosquitto.users["platform"]),
+        ),
+        store,
+        EventBus(),
+        client_id="ingest-1",
+    )
+    tasks = [asyncio.create_task(agent.run()), asyncio.create_task(ingest.run())]
+    try:
+        assert agent.sensors is not None
+        sensors = agent.sensors
+        await until(
+            lambda: (
+                agent.uplink.stats.connected and ingest.stats.connected and sensors.stats.connected
+            )
+        )
+        async with MqttSession(_mqtt(home_broker, "zigbee2mqtt"), "z2m") as z2m:
+            await z2m.publish("zigbee2mqtt/front_door", b'{"contact": false, "battery": 80}')
+            await z2m.publish("zigbee2mqtt/front_door", b"{broken")
+            await z2m.publish("zigbee2mqtt/kitchen_lamp", b'{"state": "ON"}')
+            await z2m.publish("zigbee2mqtt/pendant", b'{"fall": true}')
+
+        async def stored() -> list[tuple[str, str]]:
+            async with store.session() as s:
+                rows = await s.scalars(select(ObservationRow).order_by(ObservationRow.seq))
+                return [(r.code, r.value) for r in rows]
+
+        async def three() -> bool:
+            return len(await stored()) == 3
+
+        await until(three, timeout=20)
+        assert sorted(await stored()) == [
+            ("TRY_EVT_DEVICE_BATTERY", "80"),
+            ("TRY_EVT_DOOR_CONTACT", "1"),
+            ("TRY_EVT_FALL", "1"),
+        ]
+        assert (sensors.stats.malformed, sensors.stats.unmapped) == (1, 1)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await store.close()

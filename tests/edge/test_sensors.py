@@ -1,0 +1,145 @@
+"""Zigbee2MQTT home sensors: what each sensor means, unknown keys kept, bad payloads refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.sensors import SensorMessage, SensorSettings, decode_z2m, sensor_name, sensor_observations
+from tryggheim.errors import PayloadError
+
+NOW = datetime(2026, 11, 22, 3, 12, tzinfo=UTC)
+
+
+def _sensor(kind: str, name: str = "s1") -> SensorSettings:
+    return SensorSettings(name=name, kind=kind, room="hall", device_id="0x00124b0012345678")  # type: ignore[arg-type]
+
+
+def _obs(kind: str, body: dict[str, object]) -> list[tuple[str, Decimal, str, tuple[str, ...]]]:
+    message = decode_z2m("zigbee2mqtt/s1", json.dumps(body).encode())
+    observations = sensor_observations(message, _sensor(kind), gateway_id="gw-1", received_at=NOW)
+    assert all(o.device_id == "0x00124b0012345678" and o.time == NOW for o in observations)
+    return [(o.code, o.value, o.unit, o.flags) for o in observations]
+
+
+def test_decode_keeps_known_values_and_names_unknown_keys() -> None:
+    message = decode_z2m(
+        "zigbee2mqtt/front_door",
+        b'{"contact": false, "battery": 87, "linkquality": 120, "last_seen": "x", "vendor_x": 1}',
+    )
+    assert message == SensorMessage(
+        "front_door", {"contact": False, "battery": 87, "linkquality": 120}, ("vendor_x",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "expected"),
+    [
+        ("door", {"contact": False}, [("TRY_EVT_DOOR_CONTACT", Decimal(1), "1", ())]),
+        ("door", {"contact": True}, [("TRY_EVT_DOOR_CONTACT", Decimal(0), "1", ())]),
+        ("motion", {"occupancy": True}, [("TRY_EVT_MOTION", Decimal(1), "1", ())]),
+        ("bed", {"occupancy": False}, [("TRY_EVT_BED_OCCUPANCY", Decimal(0), "1", ())]),
+        ("fall", {"fall": True}, [("TRY_EVT_FALL", Decimal(1), "1", ())]),
+        ("fall", {"action": "fall"}, [("TRY_EVT_FALL", Decimal(1), "1", ())]),
+        ("panic", {"action": "single"}, [("TRY_EVT_PANIC_BUTTON", Decimal(1), "1", ())]),
+        ("panic", {"action": "release"}, []),
+        ("smoke", {"smoke": True}, [("TRY_EVT_SMOKE", Decimal(1), "1", ())]),
+        ("water", {"water_leak": True}, [("TRY_EVT_WATER_LEAK", Decimal(1), "1", ())]),
+        (
+            "climate",
+            {"temperature": 21.5, "humidity": 40},
+            [
+                ("TRY_ENV_ROOM_TEMPERATURE", Decimal("21.5"), "Cel", ()),
+                ("TRY_ENV_ROOM_HUMIDITY", Decimal(40), "%", ()),
+            ],
+        ),
+        (
+            "door",
+            {"contact": True, "battery": 9, "color": "red"},
+            [
+                ("TRY_EVT_DOOR_CONTACT", Decimal(0), "1", ("unknown_key_color",)),
+                ("TRY_EVT_DEVICE_BATTERY", Decimal(9), "%", ("unknown_key_color",)),
+            ],
+        ),
+    ],
+)
+def test_each_kind_of_sensor_means_what_the_map_says(
+    kind: str, body: dict[str, object], expected: list[tuple[str, Decimal, str, tuple[str, ...]]]
+) -> None:
+    assert _obs(kind, body) == expected
+
+
+def test_urgent_sensor_events_are_urgent() -> None:
+    message = decode_z2m("zigbee2mqtt/s1", b'{"water_leak": true}')
+    (obs,) = sensor_observations(message, _sensor("water"), gateway_id="gw-1", received_at=NOW)
+    assert obs.is_urgent
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "problem"),
+    [
+        ("zigbee2mqtt/s1", b"{not json", "not JSON"),
+        ("zigbee2mqtt/s1", b"[1, 2]", "not an object"),
+        ("zigbee2mqtt/s1", b'{"contact": "open"}', "contact: expected true/false"),
+        ("zigbee2mqtt/s1", b'{"battery": true}', "battery: expected a number"),
+        ("zigbee2mqtt/s1", b'{"action": 3}', "action: expected text"),
+        ("zigbee2mqtt/bridge", b"{}", "not a Zigbee2MQTT sensor topic"),
+    ],
+)
+def test_malformed_payloads_name_the_problem(topic: str, payload: bytes, problem: str) -> None:
+    with pytest.raises(PayloadError, match=problem):
+        decode_z2m(topic, payload)
+
+
+def test_bridge_and_command_topics_are_not_sensors() -> None:
+    assert sensor_name("zigbee2mqtt/bridge") is None
+    assert sensor_name("zigbee2mqtt/lamp/set") is None
+    assert sensor_name("zigbee2mqtt/front_door") == "front_door"
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_decode_or_raise_payload_error(payload: bytes) -> None:
+    with contextlib.suppress(PayloadError):
+        decode_z2m("zigbee2mqtt/s1", payload)
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "contact",
+                "occupancy",
+                "water_leak",
+                "smoke",
+                "fall",
+                "action",
+                "battery",
+                "linkquality",
+                "temperature",
+                "humidity",
+                "other",
+            ]
+        ),
+        scalars,
+    ),
+    st.sampled_from(["door", "motion", "bed", "fall", "panic", "smoke", "water", "climate"]),
+)
+def test_any_json_object_gives_valid_observations_or_a_payload_error(
+    body: dict[str, object], kind: str
+) -> None:
+    try:
+        payload = json.dumps(body, allow_nan=True).encode()
+        message = decode_z2m("zigbee2mqtt/s1", payload)
+    except PayloadError:
+        return
+    for obs in sensor_observations(message, _sensor(kind), gateway_id="gw-1", received_at=NOW):
+        assert obs.value.is_finite()
