@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -84,11 +85,14 @@ def production_broker(tmp_path: Path) -> Iterator[ProductionBroker]:
             [binary, "-c", str(config_dir / "mosquitto.conf")], stdout=out, stderr=out
         )
     try:
-        for _ in range(100):
-            if "running" in log.read_text(errors="replace"):
-                break
+        # The config logs to stdout, which Mosquitto buffers: wait for the port instead.
+        for _ in range(200):
             assert process.poll() is None, tail(log)
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
             time.sleep(0.05)
+        else:
+            pytest.fail(f"the production broker did not open its port\n{tail(log)}")
         yield ProductionBroker(port, tls.cafile, passwords)
     finally:
         stop_process(process)
