@@ -69,6 +69,12 @@ async def _hl7_gp_peer(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _ble_decode(args: argparse.Namespace) -> int:
+    from edge.ble.decode_cli import run
+
+    return run(args)
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from tryggheim.demo import DemoOptions, run_demo
 
@@ -116,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     gp_peer.add_argument("--port", type=int, default=2575)
     gp_peer.add_argument("--log", type=Path, default=None, help="append messages here")
     gp_peer.set_defaults(handler=_hl7_gp_peer)
+
+    ble = commands.add_parser("ble", help="Bluetooth LE tools").add_subparsers(
+        dest="ble_command", required=True
+    )
+    ble_decode = ble.add_parser("decode", help="decode one GATT characteristic value as JSON")
+    ble_decode.add_argument("uuid", metavar="UUID", help="16-bit characteristic UUID (2A35)")
+    ble_decode.add_argument("hex", metavar="HEX", nargs="+", help="the value's bytes in hex")
+    ble_decode.add_argument(
+        "--observations", action="store_true", help="print the normalised Observations"
+    )
+    ble_decode.add_argument("--device-id", default="cli", help="Observation device_id")
+    ble_decode.add_argument("--gateway-id", default="cli", help="Observation gateway_id")
+    ble_decode.add_argument("--tz", default="Europe/Oslo", help="time zone of the device clock")
+    ble_decode.add_argument(
+        "--received-at", default=None, help="gateway receive time, ISO 8601 with offset"
+    )
+    ble_decode.set_defaults(handler=_ble_decode)
 
     demo = commands.add_parser("demo", help="a simulated home-care day on one machine")
     demo.add_argument("--homes", type=int, default=5, help="simulated homes (default 5)")

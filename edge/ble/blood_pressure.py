@@ -1,4 +1,5 @@
-"""Pure decoder of the Bluetooth Blood Pressure Measurement characteristic (GATT 0x2A35).
+"""Pure decoders of the Bluetooth Blood Pressure Measurement (GATT 0x2A35) and Intermediate Cuff
+Pressure (0x2A36) characteristics, which share one layout.
 
 Layout (Bluetooth Blood Pressure Service 1.1, all little-endian)::
 
@@ -19,19 +20,14 @@ one: a short packet is a :class:`~tryggheim.errors.DecodeError` naming the field
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from enum import IntFlag, StrEnum
 
-from edge.ble.ieee11073 import SpecialValue, decode_sfloat
-from tryggheim.errors import DecodeError
+from edge.ble.fields import Reader, Sfloat
 
 CHARACTERISTIC_NAME = "0x2A35 Blood Pressure Measurement"
-
-#: A decoded SFLOAT: a number, or the special value the device sent instead of one.
-Sfloat = Decimal | SpecialValue
+INTERMEDIATE_CHARACTERISTIC_NAME = "0x2A36 Intermediate Cuff Pressure"
 
 
 class PressureUnit(StrEnum):
@@ -89,51 +85,6 @@ class BloodPressureMeasurement:
     status: MeasurementStatus | None = None
 
 
-class _Reader:
-    """Cursor over the packet that names the field it was reading when the bytes ran out."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._offset = 0
-
-    def take(self, fmt: str, field: str) -> tuple[int, ...]:
-        size = struct.calcsize(fmt)
-        end = self._offset + size
-        if end > len(self._data):
-            raise DecodeError(
-                CHARACTERISTIC_NAME,
-                field,
-                f"needs {size} bytes at offset {self._offset}, packet has {len(self._data)}",
-            )
-        values = struct.unpack_from(fmt, self._data, self._offset)
-        self._offset = end
-        return values
-
-    def u8(self, field: str) -> int:
-        return self.take("<B", field)[0]
-
-    def u16(self, field: str) -> int:
-        return self.take("<H", field)[0]
-
-    def sfloat(self, field: str) -> Sfloat:
-        return decode_sfloat(self.u16(field))
-
-
-def _timestamp(reader: _Reader) -> datetime | None:
-    year, month, day, hours, minutes, seconds = reader.take("<HBBBBB", "timestamp")
-    if year == 0 or month == 0 or day == 0:
-        return None
-    try:
-        return datetime(year, month, day, hours, minutes, seconds)
-    except ValueError as exc:
-        raise DecodeError(
-            CHARACTERISTIC_NAME,
-            "timestamp",
-            f"{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02} "
-            f"is not a valid date and time ({exc})",
-        ) from None
-
-
 def _status(raw: int) -> MeasurementStatus:
     bits = raw & _KNOWN_STATUS_BITS
     if bits & _PULSE_RANGE_BITS == _PULSE_RANGE_BITS:
@@ -141,16 +92,13 @@ def _status(raw: int) -> MeasurementStatus:
     return MeasurementStatus(bits)
 
 
-def decode_blood_pressure_measurement(data: bytes) -> BloodPressureMeasurement:
-    """Decode one 0x2A35 value; raises :class:`~tryggheim.errors.DecodeError` when it is cut
-    short or carries an impossible timestamp."""
-    reader = _Reader(bytes(data))
+def _decode(reader: Reader, first_field: str) -> BloodPressureMeasurement:
     flags = Flags(reader.u8("flags") & 0x1F)
     unit = PressureUnit.KPA if Flags.UNIT_KPA in flags else PressureUnit.MMHG
-    systolic = reader.sfloat("systolic")
+    systolic = reader.sfloat(first_field)
     diastolic = reader.sfloat("diastolic")
     mean = reader.sfloat("mean_arterial_pressure")
-    timestamp = _timestamp(reader) if Flags.TIMESTAMP_PRESENT in flags else None
+    timestamp = reader.date_time("timestamp") if Flags.TIMESTAMP_PRESENT in flags else None
     pulse = reader.sfloat("pulse_rate") if Flags.PULSE_RATE_PRESENT in flags else None
     user_id = reader.u8("user_id") if Flags.USER_ID_PRESENT in flags else None
     status = (
@@ -167,4 +115,41 @@ def decode_blood_pressure_measurement(data: bytes) -> BloodPressureMeasurement:
         pulse_rate=pulse,
         user_id=user_id,
         status=status,
+    )
+
+
+def decode_blood_pressure_measurement(data: bytes) -> BloodPressureMeasurement:
+    """Decode one 0x2A35 value; raises :class:`~tryggheim.errors.DecodeError` when it is cut
+    short or carries an impossible timestamp."""
+    return _decode(Reader(CHARACTERISTIC_NAME, data), "systolic")
+
+
+@dataclass(frozen=True, slots=True)
+class IntermediateCuffPressure:
+    """One decoded 0x2A36 value: the cuff pressure while the cuff inflates or deflates.
+
+    The wire layout is that of 0x2A35, with the current cuff pressure in the systolic slot and
+    the diastolic and mean slots unused (the specification says the device sends NaN there),
+    so they are not kept. It is a progress display, not a reading.
+    """
+
+    unit: PressureUnit
+    current_cuff_pressure: Sfloat
+    timestamp: datetime | None = None
+    pulse_rate: Sfloat | None = None
+    user_id: int | None = None
+    status: MeasurementStatus | None = None
+
+
+def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
+    """Decode one 0x2A36 value (same layout and errors as 0x2A35; the first pressure field is
+    named ``current_cuff_pressure``)."""
+    m = _decode(Reader(INTERMEDIATE_CHARACTERISTIC_NAME, data), "current_cuff_pressure")
+    return IntermediateCuffPressure(
+        unit=m.unit,
+        current_cuff_pressure=m.systolic,
+        timestamp=m.timestamp,
+        pulse_rate=m.pulse_rate,
+        user_id=m.user_id,
+        status=m.status,
     )

@@ -1,56 +1,149 @@
-"""Turn a decoded 0x2A35 blood-pressure measurement into the platform's Observations.
+"""Turn decoded GATT health values into the platform's Observations.
 
-Rules (ARCHITECTURE.md, "Observation"):
+Rules (ARCHITECTURE.md, "Observation"), the same for every characteristic:
 
-- one Observation per value: systolic, diastolic and mean pressure (``mm[Hg]`` or ``kPa``, as
-  the cuff sent it) and pulse rate (``{beat}/min``); values keep the device's Decimal precision;
-- time: the cuff's clock is local wall-clock time without a zone, so the home's time zone
-  ``tz`` is attached (``time_source`` DEVICE); a cuff without a set clock gets the gateway's
-  receive time (``time_source`` GATEWAY). All values of one reading share that time, which
-  makes them one HL7 session (:attr:`Observation.session_key`);
-- ``flags``: the cuff's measurement-status bits as snake_case names (e.g. ``irregular_pulse``);
-  the cuff's user slot as ``device_user_<n>`` (a shared cuff measures more than one person);
-  and, for every field the cuff sent as an IEEE 11073 special value instead of a number,
+- one Observation per value the platform has a code for; values keep the device's Decimal
+  precision and, except for the unit scalings below, the device's unit (``mm[Hg]`` or ``kPa``,
+  ``Cel`` or ``[degF]``, ``kg`` or ``[lb_av]``);
+- time: a device clock is local wall-clock time without a zone, so the home's time zone ``tz``
+  is attached (``time_source`` DEVICE); a device without a clock, with an unset clock (date 0,
+  or a PLX "device clock not set" flag) or a live stream (heart rate, PLX continuous, battery)
+  gets the gateway's receive time (``time_source`` GATEWAY). All values of one reading share
+  that time, which makes them one HL7 session (:attr:`Observation.session_key`);
+- ``flags``: the device's status bits as snake_case names (e.g. ``irregular_pulse``,
+  ``low_perfusion_detected``); the device's user slot as ``device_user_<n>``; descriptive
+  context as ``<field>_<name>`` (``temperature_type_ear``, ``sample_location_finger``);
+  and, for every field sent as an IEEE 11073 special value instead of a number,
   ``<field>_<special>`` (e.g. ``pulse_rate_nan``). Special values themselves are never turned
   into numbers: that field gets no Observation, and the flag on the others records why.
+
+Unit scalings (exact Decimal, powers of ten only -- a change of SI prefix, not a clinical
+conversion; the device's digits are kept):
+
+- glucose: the Glucose Service sends kg/L or mol/L, the platform's units are mg/dL and mmol/L
+  (ARCHITECTURE.md): mol/L × 10³ → ``mmol/L``, kg/L × 10⁵ → ``mg/dL``. The device's unit
+  *system* is kept (a mass-concentration meter stays in mg/dL); converting mg/dL to mmol/L for
+  Norwegian display is a clinical conversion done explicitly where it is shown, not here.
+- height: a scale sends metres in SI; the platform's height unit is ``cm`` (× 10²). Imperial
+  height stays in inches (``[in_i]``).
+
+Characteristics without a platform code produce no Observations: 0x2A36 (a progress display
+while the cuff inflates), 0x2A9E, 0x2A34 (context belongs to a 0x2A18 record; pairing them by
+sequence number is the connection manager's job), 0x2A52, 0x2A2B and 0x2A08. Glucose values
+whose sample type is not capillary whole blood (the only glucose code in the platform's table)
+produce none either -- a control-solution or plasma value must not be stored as a patient's
+capillary glucose. Energy expended, RR intervals and pulse amplitude index have no code yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum, IntFlag
+from types import UnionType
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from edge.ble import characteristics
+from edge.ble.battery import BatteryLevel
 from edge.ble.blood_pressure import (
     UNKNOWN_USER,
     BloodPressureMeasurement,
-    MeasurementStatus,
+    IntermediateCuffPressure,
     PressureUnit,
-    Sfloat,
 )
+from edge.ble.characteristics import Decoded
+from edge.ble.current_time import CurrentTime, DateTime
+from edge.ble.fields import Sfloat
+from edge.ble.glucose import (
+    ConcentrationUnit,
+    GlucoseMeasurement,
+    GlucoseMeasurementContext,
+    GlucoseType,
+)
+from edge.ble.health_thermometer import TemperatureMeasurement, TemperatureUnit
+from edge.ble.heart_rate import HeartRateMeasurement, SensorContact
 from edge.ble.ieee11073 import SpecialValue
+from edge.ble.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
+from edge.ble.racp import GeneralResponse, NumberOfStoredRecordsResponse
+from edge.ble.weight_scale import UnitSystem, WeightMeasurement, WeightScaleFeature
 from tryggheim import codes
 from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 
-SOURCE = "ble:2A35"
-
-_STATUS_FLAGS: dict[MeasurementStatus, str] = {
-    MeasurementStatus.BODY_MOVEMENT: "body_movement",
-    MeasurementStatus.CUFF_TOO_LOOSE: "cuff_too_loose",
-    MeasurementStatus.IRREGULAR_PULSE: "irregular_pulse",
-    MeasurementStatus.PULSE_RATE_ABOVE_RANGE: "pulse_rate_above_range",
-    MeasurementStatus.PULSE_RATE_BELOW_RANGE: "pulse_rate_below_range",
-    MeasurementStatus.IMPROPER_MEASUREMENT_POSITION: "improper_measurement_position",
-}
+#: One value to normalise: field name (for special-value flags), value, code, unit.
+_Value = tuple[str, Sfloat | None, codes.MetricCode, codes.Unit]
 
 
-def _flags(m: BloodPressureMeasurement, skipped: list[tuple[str, SpecialValue]]) -> tuple[str, ...]:
-    status = m.status if m.status is not None else MeasurementStatus(0)
-    flags = [name for bit, name in _STATUS_FLAGS.items() if bit in status]
-    if m.user_id is not None and m.user_id != UNKNOWN_USER:
-        flags.append(f"device_user_{m.user_id}")
-    flags.extend(f"{field}_{special.value}" for field, special in skipped)
-    return tuple(flags)
+def _require_aware(received_at: datetime) -> None:
+    if received_at.tzinfo is None or received_at.utcoffset() is None:
+        # a gateway time without a zone would silently shift the reading by hours
+        raise NaiveTimeError("received_at")
+
+
+class _Context:
+    """Where a reading came from and when it was received: the same for all its values."""
+
+    __slots__ = ("device_id", "gateway_id", "received_at", "source", "tz")
+
+    def __init__(
+        self, uuid16: int, gateway_id: str, device_id: str, received_at: datetime, tz: ZoneInfo
+    ) -> None:
+        _require_aware(received_at)
+        self.source = characteristics.characteristic(uuid16).source
+        self.gateway_id = gateway_id
+        self.device_id = device_id
+        self.received_at = received_at
+        self.tz = tz
+
+    def observations(
+        self, values: Iterable[_Value], flags: Iterable[str], device_time: datetime | None = None
+    ) -> list[Observation]:
+        if device_time is not None:
+            time, time_source = device_time.replace(tzinfo=self.tz), TimeSource.DEVICE
+        else:
+            time, time_source = self.received_at, TimeSource.GATEWAY
+        numbers: list[tuple[Decimal, codes.MetricCode, codes.Unit]] = []
+        skipped: list[str] = []
+        for field, value, metric, unit in values:
+            if isinstance(value, Decimal):
+                numbers.append((value, metric, unit))
+            elif isinstance(value, SpecialValue):
+                skipped.append(f"{field}_{value.value}")
+        all_flags = (*flags, *skipped)
+        return [
+            Observation(
+                gateway_id=self.gateway_id,
+                device_id=self.device_id,
+                source=self.source,
+                code=metric.ref,
+                value=value,
+                unit=unit.ucum,
+                time=time,
+                time_source=time_source,
+                flags=all_flags,
+            )
+            for value, metric, unit in numbers
+        ]
+
+
+def _bits(status: IntFlag | None) -> list[str]:
+    """The set bits of a status field as snake_case names, in bit order."""
+    if status is None:
+        return []
+    return [bit.name.lower() for bit in type(status) if bit in status and bit.name]
+
+
+def _user(user_id: int | None) -> list[str]:
+    return [] if user_id is None or user_id == UNKNOWN_USER else [f"device_user_{user_id}"]
+
+
+def _described(field: str, value: Enum | int | None) -> list[str]:
+    """A descriptive enumeration as a flag; a reserved raw value keeps its number."""
+    if value is None:
+        return []
+    name = value.name.lower() if isinstance(value, Enum) else str(value)
+    return [f"{field}_{name}"]
 
 
 def blood_pressure_observations(
@@ -61,46 +154,222 @@ def blood_pressure_observations(
     received_at: datetime,
     tz: ZoneInfo,
 ) -> list[Observation]:
-    """The Observations of one cuff reading (see the module docstring for the rules).
+    """The Observations of one cuff reading (0x2A35): systolic, diastolic and mean pressure and
+    pulse rate.
 
     Returns an empty list only if the cuff sent special values for every field. Raises
-    :class:`~tryggheim.domain.NaiveTimeError` if ``received_at`` is naive, because a gateway
-    time without a zone would silently shift the reading by hours.
+    :class:`~tryggheim.domain.NaiveTimeError` if ``received_at`` is naive (the same for every
+    function here).
     """
-    if received_at.tzinfo is None or received_at.utcoffset() is None:
-        raise NaiveTimeError("received_at")
-    if m.timestamp is not None:
-        time, time_source = m.timestamp.replace(tzinfo=tz), TimeSource.DEVICE
-    else:
-        time, time_source = received_at, TimeSource.GATEWAY
-
-    pressure_unit = codes.KPA if m.unit is PressureUnit.KPA else codes.MMHG
-    fields: list[tuple[str, Sfloat | None, codes.MetricCode, codes.Unit]] = [
-        ("systolic", m.systolic, codes.NIBP_SYS, pressure_unit),
-        ("diastolic", m.diastolic, codes.NIBP_DIA, pressure_unit),
-        ("mean_arterial_pressure", m.mean_arterial_pressure, codes.NIBP_MEAN, pressure_unit),
+    ctx = _Context(0x2A35, gateway_id, device_id, received_at, tz)
+    pressure = codes.KPA if m.unit is PressureUnit.KPA else codes.MMHG
+    values: list[_Value] = [
+        ("systolic", m.systolic, codes.NIBP_SYS, pressure),
+        ("diastolic", m.diastolic, codes.NIBP_DIA, pressure),
+        ("mean_arterial_pressure", m.mean_arterial_pressure, codes.NIBP_MEAN, pressure),
         ("pulse_rate", m.pulse_rate, codes.PULSE_NIBP, codes.BEATS_PER_MIN),
     ]
-    values: list[tuple[Decimal, codes.MetricCode, codes.Unit]] = []
-    skipped: list[tuple[str, SpecialValue]] = []
-    for field, value, metric, unit in fields:
-        if isinstance(value, Decimal):
-            values.append((value, metric, unit))
-        elif isinstance(value, SpecialValue):
-            skipped.append((field, value))
+    return ctx.observations(values, [*_bits(m.status), *_user(m.user_id)], m.timestamp)
 
-    flags = _flags(m, skipped)
-    return [
-        Observation(
-            gateway_id=gateway_id,
-            device_id=device_id,
-            source=SOURCE,
-            code=metric.ref,
-            value=value,
-            unit=unit.ucum,
-            time=time,
-            time_source=time_source,
-            flags=flags,
-        )
-        for value, metric, unit in values
+
+def heart_rate_observations(
+    m: HeartRateMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """Heart rate from a strap (0x2A37), ``MDC_ECG_HEART_RATE``; gateway time (a strap streams
+    and has no clock). A strap that reports lost skin contact gets the flag
+    ``sensor_contact_not_detected``."""
+    ctx = _Context(0x2A37, gateway_id, device_id, received_at, tz)
+    flags = (
+        ["sensor_contact_not_detected"] if m.sensor_contact is SensorContact.NOT_DETECTED else []
+    )
+    value = ("heart_rate", Decimal(m.heart_rate), codes.HEART_RATE, codes.BEATS_PER_MIN)
+    return ctx.observations([value], flags)
+
+
+def temperature_observations(
+    m: TemperatureMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """Body temperature (0x2A1C) in the thermometer's unit (``Cel`` or ``[degF]``); the
+    measurement site as ``temperature_type_<site>``."""
+    ctx = _Context(0x2A1C, gateway_id, device_id, received_at, tz)
+    unit = codes.FAHRENHEIT if m.unit is TemperatureUnit.FAHRENHEIT else codes.CELSIUS
+    value = ("temperature", m.temperature, codes.BODY_TEMP, unit)
+    return ctx.observations(
+        [value], _described("temperature_type", m.temperature_type), m.timestamp
+    )
+
+
+def weight_observations(
+    m: WeightMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """Body weight (``kg``/``[lb_av]``), and BMI (``kg/m2``) and height (``cm``/``[in_i]``)
+    when the scale sent them (0x2A9D). A failed weighing gives no weight Observation and the
+    flag ``weight_measurement_unsuccessful`` on the others."""
+    ctx = _Context(0x2A9D, gateway_id, device_id, received_at, tz)
+    imperial = m.unit_system is UnitSystem.IMPERIAL
+    height = m.height if imperial or m.height is None else m.height.scaleb(2)  # m → cm
+    values: list[_Value] = [
+        ("weight", m.weight, codes.BODY_WEIGHT, codes.POUND if imperial else codes.KILOGRAM),
+        ("bmi", m.bmi, codes.BMI, codes.KG_PER_M2),
+        ("height", height, codes.BODY_HEIGHT, codes.INCH if imperial else codes.CENTIMETRE),
     ]
+    flags = _user(m.user_id)
+    if m.weight is None:
+        flags.append("weight_measurement_unsuccessful")
+    return ctx.observations(values, flags, m.timestamp)
+
+
+def _oximeter_values(spo2: Sfloat, pr: Sfloat) -> list[_Value]:
+    return [
+        ("spo2", spo2, codes.SPO2, codes.PERCENT),
+        ("pr", pr, codes.PULSE_OXIM, codes.BEATS_PER_MIN),
+    ]
+
+
+def plx_spot_check_observations(
+    m: PlxSpotCheckMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """SpO2 (``%``) and pulse rate from an oximeter's spot check (0x2A5E); measurement and
+    device/sensor status bits as flags. A timestamp from a clock the device says is not set is
+    ignored (gateway time instead)."""
+    ctx = _Context(0x2A5E, gateway_id, device_id, received_at, tz)
+    flags = [*_bits(m.measurement_status), *_bits(m.device_and_sensor_status)]
+    device_time = None if m.device_clock_not_set else m.timestamp
+    return ctx.observations(_oximeter_values(m.spo2pr.spo2, m.spo2pr.pr), flags, device_time)
+
+
+def plx_continuous_observations(
+    m: PlxContinuousMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """SpO2 and pulse rate from the *normal* averaging set of a continuous oximeter (0x2A5F),
+    gateway time. The fast and slow sets are the same quantity averaged differently; storing
+    them too would triple every value under the same code."""
+    ctx = _Context(0x2A5F, gateway_id, device_id, received_at, tz)
+    flags = [*_bits(m.measurement_status), *_bits(m.device_and_sensor_status)]
+    normal = m.spo2pr_normal
+    return ctx.observations(_oximeter_values(normal.spo2, normal.pr), flags)
+
+
+_GLUCOSE_UNITS: dict[ConcentrationUnit, tuple[int, codes.Unit]] = {
+    ConcentrationUnit.MOL_PER_L: (3, codes.MMOL_PER_L),
+    ConcentrationUnit.KG_PER_L: (5, codes.MG_PER_DL),
+}
+
+
+def glucose_observations(
+    m: GlucoseMeasurement,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """Capillary whole-blood glucose (0x2A18) in ``mmol/L`` or ``mg/dL`` (exact power-of-ten
+    scaling of the device's mol/L or kg/L; see the module docstring). Time is base time plus
+    time offset. Sensor status bits and the sample location are flags. Records without a
+    concentration, or of another sample type, give no Observation."""
+    ctx = _Context(0x2A18, gateway_id, device_id, received_at, tz)
+    if m.glucose_concentration is None or m.type != GlucoseType.CAPILLARY_WHOLE_BLOOD:
+        return []
+    exponent, unit = _GLUCOSE_UNITS[m.unit]
+    value = m.glucose_concentration
+    scaled = value.scaleb(exponent) if isinstance(value, Decimal) else value
+    flags = [
+        *_bits(m.sensor_status_annunciation),
+        *_described("sample_location", m.sample_location),
+    ]
+    return ctx.observations(
+        [("glucose_concentration", scaled, codes.GLUCOSE_CAPILLARY, unit)], flags, m.time
+    )
+
+
+def battery_observations(
+    m: BatteryLevel,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """The device's battery level (0x2A19) as the platform event ``TRY_EVT_DEVICE_BATTERY``
+    with value in ``%`` and gateway time."""
+    ctx = _Context(0x2A19, gateway_id, device_id, received_at, tz)
+    value = ("battery_level", Decimal(m.battery_level), codes.EVENT_BATTERY, codes.PERCENT)
+    return ctx.observations([value], [])
+
+
+def _nothing(m: object, **_: object) -> list[Observation]:
+    return []
+
+
+_Normaliser = Callable[..., list[Observation]]
+
+_NORMALISERS: dict[int, tuple[type[Any] | UnionType, _Normaliser]] = {
+    0x2A35: (BloodPressureMeasurement, blood_pressure_observations),
+    0x2A36: (IntermediateCuffPressure, _nothing),
+    0x2A37: (HeartRateMeasurement, heart_rate_observations),
+    0x2A1C: (TemperatureMeasurement, temperature_observations),
+    0x2A9D: (WeightMeasurement, weight_observations),
+    0x2A9E: (WeightScaleFeature, _nothing),
+    0x2A5E: (PlxSpotCheckMeasurement, plx_spot_check_observations),
+    0x2A5F: (PlxContinuousMeasurement, plx_continuous_observations),
+    0x2A18: (GlucoseMeasurement, glucose_observations),
+    0x2A34: (GlucoseMeasurementContext, _nothing),
+    0x2A52: (NumberOfStoredRecordsResponse | GeneralResponse, _nothing),
+    0x2A19: (BatteryLevel, battery_observations),
+    0x2A2B: (CurrentTime, _nothing),
+    0x2A08: (DateTime, _nothing),
+}
+
+
+def observations_for(
+    uuid16: int,
+    decoded: Decoded,
+    *,
+    gateway_id: str,
+    device_id: str,
+    received_at: datetime,
+    tz: ZoneInfo,
+) -> list[Observation]:
+    """The Observations of ``decoded``, the value of characteristic ``uuid16`` as returned by
+    :func:`edge.ble.characteristics.decode`; ``[]`` for characteristics without a platform
+    code (see the module docstring).
+
+    Raises :class:`~edge.ble.characteristics.UnknownCharacteristicError` for a UUID without a
+    decoder, ``TypeError`` if ``decoded`` is not what that characteristic decodes to (a
+    programming error), and :class:`~tryggheim.domain.NaiveTimeError` for a naive
+    ``received_at``.
+    """
+    characteristics.characteristic(uuid16)
+    kind, normaliser = _NORMALISERS[uuid16]
+    if not isinstance(decoded, kind):
+        raise TypeError(f"0x{uuid16:04X} decodes to {kind}, not {type(decoded).__name__}")
+    _require_aware(received_at)
+    return normaliser(
+        decoded, gateway_id=gateway_id, device_id=device_id, received_at=received_at, tz=tz
+    )

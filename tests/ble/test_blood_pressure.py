@@ -1,5 +1,6 @@
-"""0x2A35 Blood Pressure Measurement decoding: captured packets, every flag combination,
-round-trips through the independent device-side encoder, and fuzzing."""
+"""0x2A35 Blood Pressure Measurement (and 0x2A36 Intermediate Cuff Pressure) decoding: captured
+packets, every flag combination, round-trips through the independent device-side encoder, and
+fuzzing."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from hypothesis import strategies as st
 
 from edge.ble.blood_pressure import (
     BloodPressureMeasurement,
+    IntermediateCuffPressure,
     MeasurementStatus,
     PressureUnit,
     decode_blood_pressure_measurement,
+    decode_intermediate_cuff_pressure,
 )
 from edge.ble.ieee11073 import SpecialValue
 from firmware_sim.ble.encode import (
@@ -246,3 +249,28 @@ def test_round_trip_through_device_encoder(
 def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     with contextlib.suppress(DecodeError):
         decode_blood_pressure_measurement(data)
+
+
+def test_intermediate_cuff_pressure_shares_the_layout() -> None:
+    # cuff deflating at 152 mmHg; unused diastolic and mean slots carry NaN; pulse so far 70
+    data = bytes.fromhex("04 9800 ff07 ff07 4600")
+    assert decode_intermediate_cuff_pressure(data) == IntermediateCuffPressure(
+        unit=PressureUnit.MMHG,
+        current_cuff_pressure=Decimal("152"),
+        pulse_rate=Decimal("70"),
+    )
+
+
+@pytest.mark.parametrize("length", range(len(FULL)))
+def test_intermediate_truncation_names_the_missing_field(length: int) -> None:
+    with pytest.raises(DecodeError) as error:
+        decode_intermediate_cuff_pressure(FULL[:length])
+    assert error.value.what == "0x2A36 Intermediate Cuff Pressure"
+    expected = FIELD_AT[length]
+    assert error.value.field == ("current_cuff_pressure" if expected == "systolic" else expected)
+
+
+@given(st.binary(max_size=40))
+def test_intermediate_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        decode_intermediate_cuff_pressure(data)

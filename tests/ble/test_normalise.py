@@ -1,4 +1,4 @@
-"""Normalising a decoded cuff reading into Observations (pure)."""
+"""Normalising decoded GATT values into Observations (pure)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.ble.blood_pressure import BloodPressureMeasurement, MeasurementStatus, PressureUnit
+from edge.ble.characteristics import UnknownCharacteristicError, decode
 from edge.ble.ieee11073 import SpecialValue
-from edge.ble.normalise import blood_pressure_observations
-from tryggheim.domain import NaiveTimeError, TimeSource
+from edge.ble.normalise import blood_pressure_observations, observations_for
+from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 
 OSLO = ZoneInfo("Europe/Oslo")
 RECEIVED = datetime(2025, 7, 1, 6, 0, 5, tzinfo=UTC)
@@ -104,4 +105,190 @@ def test_naive_received_at_is_refused() -> None:
     with pytest.raises(NaiveTimeError):
         blood_pressure_observations(
             m, gateway_id="gw", device_id="d", received_at=datetime(2025, 1, 1), tz=OSLO
+        )
+
+
+# --- every other characteristic, through the observations_for dispatch ------------------------
+
+
+def observe(uuid16: int, hex_bytes: str) -> list[Observation]:
+    return observations_for(
+        uuid16,
+        decode(uuid16, bytes.fromhex(hex_bytes)),
+        gateway_id="gw",
+        device_id="dev",
+        received_at=RECEIVED,
+        tz=OSLO,
+    )
+
+
+def summary(obs: list[Observation]) -> list[tuple[str, str, str]]:
+    return [(o.code, str(o.value), o.unit) for o in obs]
+
+
+def test_dispatch_keeps_blood_pressure_behaviour() -> None:
+    obs = observe(0x2A35, "1e 8000 5200 6100 e907 03 01 08 0f 00 4200 01 0400")
+    assert summary(obs) == [
+        ("MDC_PRESS_BLD_NONINV_SYS", "128", "mm[Hg]"),
+        ("MDC_PRESS_BLD_NONINV_DIA", "82", "mm[Hg]"),
+        ("MDC_PRESS_BLD_NONINV_MEAN", "97", "mm[Hg]"),
+        ("MDC_PULS_RATE_NON_INV", "66", "{beat}/min"),
+    ]
+    assert obs[0].flags == ("irregular_pulse", "device_user_1")
+    assert obs[0].source == "ble:2A35"
+
+
+def test_heart_rate() -> None:
+    obs = observe(0x2A37, "14 48 0004")  # contact supported but lost
+    assert summary(obs) == [("MDC_ECG_HEART_RATE", "72", "{beat}/min")]
+    assert obs[0].mdc == 147842
+    assert obs[0].source == "ble:2A37"
+    assert obs[0].time == RECEIVED and obs[0].time_source is TimeSource.GATEWAY
+    assert obs[0].flags == ("sensor_contact_not_detected",)
+
+
+@pytest.mark.parametrize(
+    ("hex_bytes", "expected"),
+    [
+        ("06 880e00fe e907 03 01 08 10 20 03", ("37.20", "Cel", ("temperature_type_ear",))),
+        ("01 dd0300ff", ("98.9", "[degF]", ())),
+        ("04 880e00fe 0c", ("37.20", "Cel", ("temperature_type_12",))),
+    ],
+)
+def test_temperature(hex_bytes: str, expected: tuple[str, str, tuple[str, ...]]) -> None:
+    (o,) = observe(0x2A1C, hex_bytes)
+    assert (str(o.value), o.unit, o.flags) == expected
+    assert o.code == "MDC_TEMP_BODY"
+
+
+def test_temperature_device_clock_and_nan() -> None:
+    (o,) = observe(0x2A1C, "02 880e00fe e907 03 01 08 10 20")
+    assert o.time == datetime(2025, 3, 1, 8, 16, 32, tzinfo=OSLO)
+    assert o.time_source is TimeSource.DEVICE
+    assert observe(0x2A1C, "00 ffff7f00") == []
+
+
+def test_weight_si_with_bmi_and_height_in_cm() -> None:
+    obs = observe(0x2A9D, "0c b036 02 e500 d606")  # 70.000 kg, user 2, BMI 22.9, 1.750 m
+    assert summary(obs) == [
+        ("MDC_MASS_BODY_ACTUAL", "70.000", "kg"),
+        ("MDC_RATIO_MASS_BODY_LEN_SQ", "22.9", "kg/m2"),
+        ("MDC_LEN_BODY_ACTUAL", "175.0", "cm"),
+    ]
+    assert all(o.flags == ("device_user_2",) for o in obs)
+
+
+def test_weight_imperial() -> None:
+    obs = observe(0x2A9D, "09 483c e500 b102")  # 154.32 lb, 68.9 in
+    assert summary(obs) == [
+        ("MDC_MASS_BODY_ACTUAL", "154.32", "[lb_av]"),
+        ("MDC_RATIO_MASS_BODY_LEN_SQ", "22.9", "kg/m2"),
+        ("MDC_LEN_BODY_ACTUAL", "68.9", "[in_i]"),
+    ]
+
+
+def test_weight_unsuccessful_is_not_a_number() -> None:
+    assert observe(0x2A9D, "00 ffff") == []
+    obs = observe(0x2A9D, "08 ffff e500 d606")
+    assert [o.code for o in obs] == ["MDC_RATIO_MASS_BODY_LEN_SQ", "MDC_LEN_BODY_ACTUAL"]
+    assert obs[0].flags == ("weight_measurement_unsuccessful",)
+
+
+def test_plx_spot_check() -> None:
+    # SpO2 96.5 %, PR 72, timestamp, low perfusion
+    obs = observe(0x2A5E, "05 c5f3 4800 e907 03 01 09 00 00 200000")
+    assert summary(obs) == [
+        ("MDC_PULS_OXIM_SAT_O2", "96.5", "%"),
+        ("MDC_PULS_OXIM_PULS_RATE", "72", "{beat}/min"),
+    ]
+    assert all(o.flags == ("low_perfusion_detected",) for o in obs)
+    assert obs[0].time == datetime(2025, 3, 1, 9, 0, tzinfo=OSLO)
+
+
+def test_plx_spot_check_unset_clock_uses_gateway_time() -> None:
+    obs = observe(0x2A5E, "11 6100 ff07 d007 01 01 00 00 00")
+    assert summary(obs) == [("MDC_PULS_OXIM_SAT_O2", "97", "%")]
+    assert obs[0].time == RECEIVED and obs[0].time_source is TimeSource.GATEWAY
+    assert obs[0].flags == ("pr_nan",)
+
+
+def test_plx_continuous_uses_the_normal_set() -> None:
+    obs = observe(0x2A5F, "07 6100 4000 5f00 5000 6000 4e00 2000")
+    assert summary(obs) == [
+        ("MDC_PULS_OXIM_SAT_O2", "97", "%"),
+        ("MDC_PULS_OXIM_PULS_RATE", "64", "{beat}/min"),
+    ]
+    assert obs[0].flags == ("measurement_ongoing",)
+    assert obs[0].time_source is TimeSource.GATEWAY
+
+
+@pytest.mark.parametrize(
+    ("hex_bytes", "value", "unit"),
+    [
+        # mol/L × 1000 → mmol/L: 0.0056 mol/L is 5.6 mmol/L
+        ("06 0c00 e907 03 01 07 2d 00 38c0 11", "5.6", "mmol/L"),
+        # kg/L × 100000 → mg/dL: 0.00101 kg/L is 101 mg/dL
+        ("02 0d00 e907 03 01 07 2d 00 65b0 11", "101", "mg/dL"),
+    ],
+)
+def test_glucose_unit_scaling_is_exact(hex_bytes: str, value: str, unit: str) -> None:
+    (o,) = observe(0x2A18, hex_bytes)
+    assert (o.code, str(o.value), o.unit) == ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", value, unit)
+    assert o.time == datetime(2025, 3, 1, 7, 45, tzinfo=OSLO)
+    assert o.flags == ("sample_location_finger",)
+
+
+def test_glucose_time_offset_and_status() -> None:
+    (o,) = observe(0x2A18, "0f 0c00 e907 03 01 07 2d 00 c4ff 38c0 11 0100")
+    assert o.time == datetime(2025, 3, 1, 6, 45, tzinfo=OSLO)
+    assert o.flags == ("device_battery_low", "sample_location_finger")
+
+
+@pytest.mark.parametrize(
+    "hex_bytes",
+    [
+        "00 0c00 e907 03 01 07 2d 00",  # no concentration
+        "06 0c00 e907 03 01 07 2d 00 38c0 1a",  # control solution
+        "06 0c00 e907 03 01 07 2d 00 38c0 12",  # capillary plasma: no code for it
+    ],
+)
+def test_glucose_without_capillary_blood_value(hex_bytes: str) -> None:
+    assert observe(0x2A18, hex_bytes) == []
+
+
+def test_battery_level_is_an_event() -> None:
+    (o,) = observe(0x2A19, "0f")
+    assert (o.code, str(o.value), o.unit) == ("TRY_EVT_DEVICE_BATTERY", "15", "%")
+    assert o.time_source is TimeSource.GATEWAY
+
+
+@pytest.mark.parametrize(
+    ("uuid16", "hex_bytes"),
+    [
+        (0x2A36, "00 9800 ff07 ff07"),
+        (0x2A9E, "00000000"),
+        (0x2A34, "00 0100"),
+        (0x2A52, "06 00 01 01"),
+        (0x2A2B, "e907 03 01 08 0f 1e 06 00 00"),
+        (0x2A08, "e907 03 01 08 0f 1e"),
+    ],
+)
+def test_characteristics_without_observations(uuid16: int, hex_bytes: str) -> None:
+    assert observe(uuid16, hex_bytes) == []
+
+
+def test_dispatch_errors() -> None:
+    bp = decode(0x2A35, bytes.fromhex("00 7800 5000 5d00"))
+    with pytest.raises(TypeError):
+        observations_for(0x2A37, bp, gateway_id="g", device_id="d", received_at=RECEIVED, tz=OSLO)
+    with pytest.raises(UnknownCharacteristicError):
+        observations_for(0x2A99, bp, gateway_id="g", device_id="d", received_at=RECEIVED, tz=OSLO)
+    with pytest.raises(NaiveTimeError):
+        observations_for(
+            0x2A08,
+            decode(0x2A08, bytes(7)),
+            gateway_id="g",
+            device_id="d",
+            received_at=datetime(2025, 1, 1),
+            tz=OSLO,
         )

@@ -1,0 +1,119 @@
+"""Field readers shared by the GATT characteristic decoders in :mod:`edge.ble`.
+
+Every health characteristic is a flags byte followed by little-endian fields whose presence the
+flags decide. :class:`Reader` walks such a packet and, when the bytes run out, raises a
+:class:`~tryggheim.errors.DecodeError` naming the characteristic and the field it was reading, so
+a log line says *what* a device cut short rather than "unpack requires a buffer of 2 bytes".
+Trailing bytes after the last field are never an error (a newer device may append fields); the
+decoders simply stop reading.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+from decimal import Decimal
+from enum import IntEnum
+from typing import TypeVar
+
+from edge.ble.ieee11073 import SpecialValue, decode_float, decode_sfloat
+from tryggheim.errors import DecodeError
+
+#: A decoded SFLOAT/FLOAT: a number, or the special value the device sent instead of one.
+Sfloat = Decimal | SpecialValue
+
+E = TypeVar("E", bound=IntEnum)
+
+
+class Reader:
+    """Cursor over one characteristic value that names the field it was reading when the
+    bytes ran out."""
+
+    __slots__ = ("_data", "_offset", "what")
+
+    def __init__(self, what: str, data: bytes) -> None:
+        self.what = what
+        """The characteristic, as it appears in error messages (e.g. ``0x2A35 Blood ...``)."""
+        self._data = bytes(data)
+        self._offset = 0
+
+    def error(self, field: str, problem: str) -> DecodeError:
+        """A :class:`DecodeError` about ``field`` of this characteristic."""
+        return DecodeError(self.what, field, problem)
+
+    def take(self, fmt: str, field: str) -> tuple[int, ...]:
+        size = struct.calcsize(fmt)
+        end = self._offset + size
+        if end > len(self._data):
+            raise self.error(
+                field, f"needs {size} bytes at offset {self._offset}, packet has {len(self._data)}"
+            )
+        values = struct.unpack_from(fmt, self._data, self._offset)
+        self._offset = end
+        return values
+
+    @property
+    def remaining(self) -> int:
+        """Bytes not read yet."""
+        return len(self._data) - self._offset
+
+    def u8(self, field: str) -> int:
+        return self.take("<B", field)[0]
+
+    def u16(self, field: str) -> int:
+        return self.take("<H", field)[0]
+
+    def s16(self, field: str) -> int:
+        return self.take("<h", field)[0]
+
+    def u24(self, field: str) -> int:
+        low, high = self.take("<HB", field)
+        return low | high << 16
+
+    def u32(self, field: str) -> int:
+        return self.take("<I", field)[0]
+
+    def sfloat(self, field: str) -> Sfloat:
+        return decode_sfloat(self.u16(field))
+
+    def float32(self, field: str) -> Sfloat:
+        return decode_float(self.u32(field))
+
+    def date_time(self, field: str) -> datetime | None:
+        """A GATT Date Time as the device's naive wall-clock time.
+
+        Year, month or day 0 means "not known" (a device whose clock was never set sends all
+        zeros): that is ``None``, not an error. Any other impossible date or time (month 13,
+        hour 24) is a :class:`DecodeError`, because the device's clock cannot be trusted.
+        """
+        year, month, day, hours, minutes, seconds = self.take("<HBBBBB", field)
+        if year == 0 or month == 0 or day == 0:
+            return None
+        try:
+            return datetime(year, month, day, hours, minutes, seconds)
+        except ValueError as exc:
+            raise self.error(
+                field,
+                f"{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02} "
+                f"is not a valid date and time ({exc})",
+            ) from None
+
+
+def scaled(raw: int, resolution: Decimal) -> Decimal:
+    """``raw × resolution`` exactly, keeping the resolution's decimal places (a scale's 14000
+    steps of 0.005 kg are ``70.000`` kg, not the float 70.0). Exact because the product of a
+    16-bit integer and a short resolution needs far fewer digits than Decimal's 28."""
+    return Decimal(raw) * resolution
+
+
+def enum_or_raw(kind: type[E], raw: int) -> E | int:
+    """``raw`` as a member of ``kind``, or the raw int when the value is reserved.
+
+    Used for descriptive enumerations (temperature type, glucose sample location, meal, ...):
+    a reserved value there says nothing about the measured number, so the reading is kept and the
+    raw value passed on (rendered ``unknown(n)``) instead of throwing the reading away.
+    """
+    try:
+        return kind(raw)
+    except ValueError:
+        return raw
