@@ -48,14 +48,20 @@ class SensorListener:
         delays = backoff_delays()
         while True:
             try:
+                # Persistent session, manual acks: a message is acknowledged to the home broker
+                # only once it is in the outbox, so a crash makes the broker send it again.
                 async with MqttSession(
-                    self._settings, f"tryggheim-{self._gateway_id}", clean_start=False
+                    self._settings,
+                    f"tryggheim-{self._gateway_id}",
+                    clean_start=False,
+                    manual_ack=True,
                 ) as mqtt:
                     await mqtt.subscribe(f"{TOPIC_PREFIX}+")
                     self.stats.connected = True
                     delays = backoff_delays()
                     async for message in mqtt.messages():
                         await self._handle(message.topic, message.payload)
+                        mqtt.ack(message)
             except ConnectionLost as exc:
                 self.stats.connected = False
                 log.warning("home broker: %s", exc)

@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -72,6 +72,10 @@ class SensorMessage:
     """Known keys with their values."""
     unknown: tuple[str, ...]
     """Keys the platform does not interpret, sorted."""
+    time: datetime | None = None
+    """When Zigbee2MQTT received the message (its ``last_seen`` option, ISO 8601 or epoch
+    milliseconds): the same message delivered twice then carries the same time, so the
+    outbox recognises the repeat (see :func:`edge.outbox.reading_key`)."""
 
 
 # The keys we interpret; anything else in a payload is reported as unknown.
@@ -79,7 +83,7 @@ _BOOL_KEYS = frozenset({"contact", "occupancy", "water_leak", "smoke", "fall", "
 _NUMBER_KEYS = frozenset({"battery", "linkquality", "temperature", "humidity"})
 _TEXT_KEYS = frozenset({"action"})
 # Zigbee2MQTT adds these for its own bookkeeping; they are not sensor readings.
-_IGNORED_KEYS = frozenset({"last_seen", "update", "update_available", "voltage", "device"})
+_IGNORED_KEYS = frozenset({"update", "update_available", "voltage", "device"})
 
 
 def sensor_name(topic: str) -> str | None:
@@ -104,7 +108,10 @@ def decode_z2m(topic: str, payload: bytes) -> SensorMessage:
         raise PayloadError(topic, "top level is not an object")
     values: dict[str, Scalar] = {}
     unknown: list[str] = []
+    time = _last_seen(topic, body.get("last_seen"))
     for key, value in body.items():
+        if key == "last_seen":
+            continue
         if key in _BOOL_KEYS:
             if value is not None and not isinstance(value, bool):
                 raise PayloadError(topic, f"{key}: expected true/false, got {value!r}")
@@ -123,7 +130,26 @@ def decode_z2m(topic: str, payload: bytes) -> SensorMessage:
                 unknown.append(key)
             continue
         values[key] = value
-    return SensorMessage(name, values, tuple(sorted(unknown)))
+    return SensorMessage(name, values, tuple(sorted(unknown)), time)
+
+
+def _last_seen(topic: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise PayloadError(topic, f"last_seen: not a time: {value!r}") from None
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise PayloadError(topic, f"last_seen: not ISO 8601: {value!r}") from None
+        if moment.utcoffset() is None:
+            raise PayloadError(topic, "last_seen: no time zone (use ISO_8601, not _local)")
+        return moment
+    raise PayloadError(topic, f"last_seen: expected a time, got {value!r}")
 
 
 def _number(value: int | float) -> Decimal:
@@ -192,8 +218,8 @@ def sensor_observations(
             code=code.ref,
             value=value,
             unit=unit,
-            time=received_at,
-            time_source=TimeSource.GATEWAY,
+            time=message.time or received_at,
+            time_source=TimeSource.GATEWAY if message.time is None else TimeSource.DEVICE,
             flags=flags,
         )
         for code, value, unit in readings

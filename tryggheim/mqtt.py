@@ -61,6 +61,8 @@ class Message:
     payload: bytes
     qos: int
     retain: bool
+    mid: int = 0
+    """Packet id, for :meth:`MqttSession.ack` in manual-ack sessions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,11 @@ class MqttSession:
         *,
         clean_start: bool = False,
         will: Will | None = None,
+        manual_ack: bool = False,
     ) -> None:
+        """With ``manual_ack`` a received QoS 1 message is acknowledged to the broker only by
+        :meth:`ack` — call it once the message is stored, so that a crash before that makes
+        the broker deliver it again instead of losing it."""
         self._settings = settings
         self._client_id = client_id
         self._clean_start = clean_start
@@ -103,6 +109,7 @@ class MqttSession:
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
             reconnect_on_failure=False,
+            manual_ack=manual_ack,
         )
         self._connected: asyncio.Future[None] = self._loop.create_future()
         self._pending: dict[int, asyncio.Future[None]] = {}
@@ -184,7 +191,9 @@ class MqttSession:
             future.set_result(None)
 
     def _on_message(self, _c: paho.Client, _ud: Any, msg: paho.MQTTMessage) -> None:
-        self._messages.put_nowait(Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain))
+        self._messages.put_nowait(
+            Message(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid)
+        )
 
     def _fail(self, error: ConnectionLost) -> None:
         if self._lost is not None:
@@ -285,6 +294,12 @@ class MqttSession:
         rc, mid = self._client.subscribe(topic, qos=qos)
         assert mid is not None
         await self._await_mid(rc, mid, f"subscribe to {topic}")
+
+    def ack(self, message: Message) -> None:
+        """Acknowledge a message of a manual-ack session (see ``manual_ack``)."""
+        self._check()
+        if message.qos > 0:
+            self._client.ack(message.mid, message.qos)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages until the connection drops (then :class:`ConnectionLost`)."""

@@ -31,10 +31,10 @@ def _obs(kind: str, body: dict[str, object]) -> list[tuple[str, Decimal, str, tu
 def test_decode_keeps_known_values_and_names_unknown_keys() -> None:
     message = decode_z2m(
         "zigbee2mqtt/front_door",
-        b'{"contact": false, "battery": 87, "linkquality": 120, "last_seen": "x", "vendor_x": 1}',
+        b'{"contact": false, "battery": 87, "linkquality": 120, "voltage": 3000, "vendor_x": 1}',
     )
     assert message == SensorMessage(
-        "front_door", {"contact": False, "battery": 87, "linkquality": 120}, ("vendor_x",)
+        "front_door", {"contact": False, "battery": 87, "linkquality": 120}, ("vendor_x",), None
     )
 
 
@@ -143,3 +143,21 @@ def test_any_json_object_gives_valid_observations_or_a_payload_error(
         return
     for obs in sensor_observations(message, _sensor(kind), gateway_id="gw-1", received_at=NOW):
         assert obs.value.is_finite()
+
+
+def test_last_seen_is_the_message_time_so_a_redelivery_is_recognised() -> None:
+    payload = b'{"occupancy": true, "last_seen": "2026-11-22T03:12:44.120+01:00"}'
+    message = decode_z2m("zigbee2mqtt/s1", payload)
+    (obs,) = sensor_observations(message, _sensor("motion"), gateway_id="gw-1", received_at=NOW)
+    assert obs.time.isoformat() == "2026-11-22T03:12:44.120000+01:00"
+    assert obs.time_source == "device"
+    epoch = decode_z2m("zigbee2mqtt/s1", b'{"occupancy": true, "last_seen": 1700000000000}')
+    assert epoch.time == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "last_seen", ['"2026-11-22T03:12:44"', '"yesterday"', "true", "[1]", "1e300"]
+)
+def test_a_bad_last_seen_is_a_payload_error(last_seen: str) -> None:
+    with pytest.raises(PayloadError, match="last_seen"):
+        decode_z2m("zigbee2mqtt/s1", f'{{"occupancy": true, "last_seen": {last_seen}}}'.encode())
