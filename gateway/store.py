@@ -100,11 +100,12 @@ class RecordStore:
                 rows = [_row(o, owners.get(o.device_id), now) for o in observations]
                 statement = (
                     self._insert()
-                    .values(rows)
                     .on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
                     .returning(ObservationRow)
                 )
-                inserted = list((await s.scalars(statement)).all())
+                # Rows as executemany parameters, not .values(rows): one cached statement
+                # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
+                inserted = list((await s.scalars(statement, rows)).all())
             committed = await self._advance_watermark(s, gateway_id, now)
         return CommitResult(committed, tuple(inserted))
 
