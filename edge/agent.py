@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
@@ -19,6 +20,7 @@ from edge.ble.reader import BleReader
 from edge.config import BleBackend, EdgeSettings
 from edge.outbox import Outbox
 from edge.sensor_listener import SensorListener
+from edge.status import edge_status
 from edge.uplink import Uplink
 from tryggheim.domain import Observation
 from tryggheim.errors import ConfigError
@@ -44,7 +46,11 @@ async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]
 class EdgeAgent:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
-        self.outbox = Outbox(settings.outbox_path, settings.gateway_id)
+        self.outbox = Outbox(
+            settings.outbox_path,
+            settings.gateway_id,
+            quota_bytes=int(settings.outbox_quota_mb * 1024 * 1024),
+        )
         self.uplink = Uplink(
             settings.uplink,
             self.outbox,
@@ -52,6 +58,7 @@ class EdgeAgent:
             batch_size=settings.batch_size,
             resend_after_s=settings.resend_after_s,
             status_interval_s=settings.status_interval_s,
+            describe=self.describe,
         )
         self.reader: BleReader | None = None
         self.sensors = (
@@ -64,6 +71,33 @@ class EdgeAgent:
             if settings.home_broker is not None
             else None
         )
+
+    def describe(self, state: str) -> dict[str, Any]:
+        """The gateway's status: outbox, alarms, and what its sensors last said."""
+        status = edge_status(
+            self.outbox,
+            self.settings.gateway_id,
+            state=state,
+            warn_fraction=self.settings.outbox_warn_fraction,
+        ).to_json()
+        if self.reader is not None:
+            status["devices"] = {
+                address: {
+                    "kind": device.kind.value,
+                    "last_seen": device.last_seen.isoformat() if device.last_seen else None,
+                    "battery": device.battery,
+                    "connected": device.connected,
+                    "clock_error_s": device.clock_error_s,
+                    "decode_errors": device.decode_errors,
+                }
+                for address, device in self.reader.device_status.items()
+            }
+        if self.sensors is not None:
+            status["sensors"] = {
+                name: {"last_seen": seen.isoformat()}
+                for name, seen in (self.sensors.stats.last_seen or {}).items()
+            }
+        return status
 
     async def _store(self, observations: Sequence[Observation]) -> None:
         self.outbox.append(observations)
@@ -81,7 +115,8 @@ class EdgeAgent:
                         BleReader(
                             scanner_backend=scanner_type,
                             client_backend=client_type,
-                            allow_list=[d.address for d in s.devices],
+                            devices=s.devices,
+                            state=self.outbox,
                             gateway_id=s.gateway_id,
                             tz=s.tz,
                             on_observations=self._store,

@@ -16,7 +16,14 @@ BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
 
 
 class DeviceKind(StrEnum):
+    """The BLE health device types the home gateway reads (see :mod:`edge.ble.profiles`)."""
+
     BLOOD_PRESSURE = "blood_pressure"
+    WEIGHT_SCALE = "weight_scale"
+    THERMOMETER = "thermometer"
+    PULSE_OXIMETER = "pulse_oximeter"
+    GLUCOSE_METER = "glucose_meter"
+    HEART_RATE = "heart_rate"
 
 
 class BleBackend(StrEnum):
@@ -35,6 +42,12 @@ class BleSettings(BaseModel):
 class DeviceSettings(BaseModel):
     address: str = Field(pattern=BLE_ADDRESS_PATTERN)
     kind: DeviceKind
+    bond: bool = False
+    """Pair on every connection before subscribing (devices that require an encrypted link).
+    Without it the reader still pairs when a subscription is refused for lack of encryption."""
+    set_clock: bool = True
+    """Write Current Time (0x2A2B) when the device's clock is off by more than the reader's
+    tolerance. Off for a device whose clock the patient keeps deliberately (rare)."""
 
     @field_validator("address", mode="before")
     @classmethod
@@ -50,6 +63,10 @@ class EdgeSettings(BaseSettings):
     gateway_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
     timezone: str = "Europe/Oslo"
     outbox_path: Path
+    outbox_quota_mb: float = Field(default=1024, gt=0)
+    """Disk the outbox may use; a day offline in a busy home takes a few MB."""
+    outbox_warn_fraction: float = Field(default=0.8, gt=0, lt=1)
+    """The status raises ``outbox_nearly_full`` at this share of the quota."""
     uplink: MqttSettings
     ble: BleSettings = BleSettings()
     devices: list[DeviceSettings] = []

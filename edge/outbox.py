@@ -13,14 +13,18 @@ turns every resend into a no-op.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from tryggheim import codes
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import observation_from_dict, observation_to_dict
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -47,12 +51,23 @@ def reading_key(obs: Observation) -> str | None:
     return f"{obs.device_id}|{obs.code}|{obs.time.isoformat()}|{obs.value}"
 
 
+def _sequence_key(device_id: str) -> str:
+    return f"racp_last_sequence_number:{device_id}"
+
+
 class Outbox:
     """Synchronous by design: each call is one short local transaction (well under a
     millisecond plus the fsync), cheaper than handing it to a thread."""
 
-    def __init__(self, path: Path, gateway_id: str) -> None:
+    def __init__(self, path: Path, gateway_id: str, *, quota_bytes: int | None = None) -> None:
+        """``quota_bytes``: above it, only telemetry that is no patient's data (room climate,
+        radio link quality; :data:`tryggheim.codes.TELEMETRY`) is refused — counted and logged.
+        Measurements and events are always stored: a disk that fills up is an error loud
+        enough for the platform to see (the status alarm rises well before)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.quota_bytes = quota_bytes
+        self.telemetry_refused = 0
         self._gateway_id = gateway_id
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -69,8 +84,13 @@ class Outbox:
         A reading the device already delivered (see :func:`reading_key`) is left out."""
         stored: list[Observation] = []
         now = time.time()
+        full = self.fill() >= 1.0
         with self._transaction():
             for obs in observations:
+                if full and obs.code in codes.TELEMETRY:
+                    self.telemetry_refused += 1
+                    log.warning("outbox over quota: %s of %s not stored", obs.code, obs.device_id)
+                    continue
                 key = reading_key(obs)
                 if key is not None:
                     inserted = self._db.execute(
@@ -113,8 +133,35 @@ class Outbox:
                 "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
                 (seq,),
             )
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('committed_at_ms', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (int(time.time() * 1000),),
+            )
             self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - SEEN_RETENTION_S,))
         return removed
+
+    @property
+    def committed_at(self) -> float | None:
+        """When the platform last acknowledged a commit (epoch seconds), if ever."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'committed_at_ms'").fetchone()
+        return int(row[0]) / 1000 if row else None
+
+    def size_bytes(self) -> int:
+        """Bytes the outbox occupies on disk: the database and its write-ahead log."""
+        pages, page_size = (
+            self._db.execute("PRAGMA page_count").fetchone()[0],
+            self._db.execute("PRAGMA page_size").fetchone()[0],
+        )
+        wal = self.path.with_name(self.path.name + "-wal")
+        return int(pages) * int(page_size) + (wal.stat().st_size if wal.exists() else 0)
+
+    def fill(self) -> float:
+        """Fraction of the quota in use (0 without a quota)."""
+        return self.size_bytes() / self.quota_bytes if self.quota_bytes else 0.0
+
+    def urgent_depth(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM outbox WHERE urgent = 1").fetchone()[0])
 
     @property
     def committed_seq(self) -> int:
@@ -125,6 +172,24 @@ class Outbox:
     def last_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
         return int(row[0]) if row else 0
+
+    def last_sequence_number(self, device_id: str) -> int | None:
+        """The highest record sequence number of a stored-record device (RACP) whose records
+        are in this outbox, or ``None`` if none has been downloaded yet."""
+        row = self._db.execute(
+            "SELECT value FROM meta WHERE key = ?", (_sequence_key(device_id),)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def set_last_sequence_number(self, device_id: str, sequence_number: int) -> None:
+        """Remember (durably) that records up to ``sequence_number`` are in the outbox: the
+        next download asks for the records after it."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (_sequence_key(device_id), sequence_number),
+            )
 
     def depth(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])

@@ -15,9 +15,12 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edge.outbox import Outbox
+from edge.status import DEFAULT_WARN_FRACTION, edge_status
 from tryggheim.aio import wait_event
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost, PayloadError
@@ -67,13 +70,17 @@ class Uplink:
         batch_size: int,
         resend_after_s: float,
         status_interval_s: float,
+        describe: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
+        """``describe(state)`` gives the body of the retained status message; by default the
+        outbox's own state (:func:`edge.status.edge_status`)."""
         self._settings = settings
         self._outbox = outbox
         self._gateway_id = gateway_id
         self._batch_size = batch_size
         self._resend_after_s = resend_after_s
         self._status_interval_s = status_interval_s
+        self._describe = describe or self._own_status
         self._wakeup = asyncio.Event()
         self.stats = UplinkStats()
 
@@ -109,15 +116,12 @@ class Uplink:
                 tasks.create_task(self._heartbeat(mqtt), name=f"{gw}-status")
 
     def _status_payload(self, state: str) -> bytes:
-        body = {
-            "v": 1,
-            "gateway_id": self._gateway_id,
-            "state": state,
-            "outbox_depth": self._outbox.depth() if state == "online" else None,
-            "committed_seq": self._outbox.committed_seq,
-            "time": time.time(),
-        }
-        return json.dumps(body).encode()
+        return json.dumps(self._describe(state)).encode()
+
+    def _own_status(self, state: str) -> dict[str, Any]:
+        return edge_status(
+            self._outbox, self._gateway_id, state=state, warn_fraction=DEFAULT_WARN_FRACTION
+        ).to_json()
 
     async def _heartbeat(self, mqtt: MqttSession) -> None:
         while True:

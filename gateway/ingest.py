@@ -64,12 +64,18 @@ class IngestWorker:
             try:
                 # A persistent session: while this worker is down the broker keeps the group's
                 # messages, and the edge keeps everything until it is acknowledged anyway.
-                async with MqttSession(self._settings, self.client_id, clean_start=False) as mqtt:
+                # Manual acks: the broker's copy is released only after the batch is handled,
+                # so a worker that dies mid-batch gets it again on reconnect (the edge would
+                # resend it too, but later).
+                async with MqttSession(
+                    self._settings, self.client_id, clean_start=False, manual_ack=True
+                ) as mqtt:
                     await mqtt.subscribe(INGEST_SUBSCRIPTION)
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
                     async for message in mqtt.messages():
                         await self._handle(mqtt, message)
+                        mqtt.ack(message)
             except ConnectionLost as exc:
                 self.stats.connected = False
                 log.warning("ingest %s: %s", self.client_id, exc)

@@ -76,6 +76,7 @@ gateway_id = "{GATEWAY}"
 timezone = "Europe/Oslo"
 outbox_path = "{path.parent / "outbox.db"}"
 resend_after_s = 2.0
+status_interval_s = 1.0
 
 [uplink]
 host = "{broker.host}"

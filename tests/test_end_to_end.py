@@ -3,6 +3,8 @@ REST API and an ORU^R01 acknowledged by the GP — and a killed platform loses a
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 from datetime import datetime
 from pathlib import Path
@@ -10,10 +12,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from chain import CUFF, GATEWAY, oru_values, reading, running_chain, until
+from delivery import mqtt_settings
 from servers import BrokerFixture, VictoriaMetricsServer, export_series
 from sqlalchemy import select
 
 from gateway.models import Hl7Message, Hl7MessageState, ObservationRow
+from tryggheim.mqtt import MqttSession
+from tryggheim.wire import status_topic
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -104,6 +109,19 @@ async def test_a_cuff_reading_reaches_every_store_and_the_gp(
             return len(sent) == 1 and sent[0].state == Hl7MessageState.ACKED
 
         await until(acked, timeout=15, what="the GP's ACK to be recorded")
+
+        # The gateway's status message reports the cuff: last seen and its battery.
+        async with MqttSession(
+            mqtt_settings(mosquitto, "platform"), "status-watcher", clean_start=True
+        ) as watcher:
+            await watcher.subscribe(status_topic(GATEWAY))
+            async with asyncio.timeout(15):
+                async for message in watcher.messages():
+                    device = json.loads(message.payload).get("devices", {}).get(CUFF, {})
+                    if device.get("battery") is not None:
+                        break
+        assert device["battery"] == 87 and device["kind"] == "blood_pressure"
+        assert device["last_seen"] is not None
 
 
 async def _has(rows: object, n: int) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -28,6 +29,31 @@ async def _edge_run(args: argparse.Namespace) -> int:
     settings = load_settings(EdgeSettings, args.config)
     await EdgeAgent(settings).run()
     return 0
+
+
+async def _edge_status(args: argparse.Namespace) -> int:
+    from edge.config import EdgeSettings
+    from edge.outbox import Outbox
+    from edge.status import edge_status
+    from tryggheim.config import load_settings
+
+    settings = load_settings(EdgeSettings, args.config)
+    outbox = Outbox(
+        settings.outbox_path,
+        settings.gateway_id,
+        quota_bytes=int(settings.outbox_quota_mb * 1024 * 1024),
+    )
+    try:
+        status = edge_status(
+            outbox,
+            settings.gateway_id,
+            state="unknown",
+            warn_fraction=settings.outbox_warn_fraction,
+        )
+    finally:
+        outbox.close()
+    print(json.dumps(status.to_json(), indent=2))
+    return 1 if status.alarms else 0
 
 
 async def _gateway_run(args: argparse.Namespace) -> int:
@@ -101,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     edge_run = edge.add_parser("run", help="read devices and forward to the platform")
     edge_run.add_argument("--config", type=Path, required=True, help="edge TOML file")
     edge_run.set_defaults(handler=_edge_run)
+    edge_status = edge.add_parser(
+        "status", help="outbox depth, last commit and alarms (exit 1 while an alarm is up)"
+    )
+    edge_status.add_argument("--config", type=Path, required=True, help="edge TOML file")
+    edge_status.set_defaults(handler=_edge_status)
 
     gateway = commands.add_parser("gateway", help="the care platform service").add_subparsers(
         dest="gateway_command", required=True

@@ -166,6 +166,10 @@ METRICS: dict[str, MetricCode] = {
     )
 }
 
+#: Telemetry about the home or a device, no patient's data: the first to give way when the
+#: edge outbox is over its disk quota.
+TELEMETRY = frozenset({ROOM_TEMPERATURE.ref, ROOM_HUMIDITY.ref, LINK_QUALITY.ref})
+
 #: Events that must go out ahead of any backlog.
 URGENT_EVENTS = frozenset({EVENT_FALL.ref, EVENT_PANIC.ref, EVENT_SMOKE.ref, EVENT_WATER.ref})
 

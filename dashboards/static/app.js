@@ -23,8 +23,12 @@ function cell(text, className) {
   return td;
 }
 
+// Vital signs only (MDC codes); device and home telemetry (battery, sensors) is not a measurement.
+function isMeasurement(observation) { return observation.code.startsWith("MDC_"); }
+
 function row(patient) {
-  const byCode = new Map(patient.latest.map((o) => [o.code, o]));
+  const latest = patient.latest.filter(isMeasurement);
+  const byCode = new Map(latest.map((o) => [o.code, o]));
   const tr = document.createElement("tr");
   tr.dataset.patientId = String(patient.id);
   const name = document.createElement("th");
@@ -38,12 +42,12 @@ function row(patient) {
   tr.append(cell(pulse ? `${pulse.value} ${unitText(pulse.unit)}` : "–", "value pulse"));
 
   const shown = new Set([...BP, ...PULSE]);
-  const others = patient.latest.filter((o) => !shown.has(o.code));
+  const others = latest.filter((o) => !shown.has(o.code));
   tr.append(cell(others.map((o) => `${o.display}: ${o.value} ${unitText(o.unit)}`).join("; ") || "–"));
 
-  const newest = patient.latest.reduce(
+  const newest = latest.reduce(
     (a, o) => (!a || Date.parse(o.time) > Date.parse(a) ? o.time : a), null);
-  const flags = patient.latest.flatMap((o) => o.flags).filter(isWarning);
+  const flags = latest.flatMap((o) => o.flags).filter(isWarning);
   const time = cell(newest ? when(newest) : "–");
   if (flags.length) {
     const flag = document.createElement("span");

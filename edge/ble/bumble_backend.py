@@ -410,8 +410,18 @@ class BumbleBleakClient(BaseBleakClient):
         def on_value(value: bytes) -> None:
             callback(bytearray(value))
 
-        with _as_bleak_errors(f"subscribe to {characteristic.uuid}"):
-            await proxy.subscribe(on_value, prefer_notify=True)
+        try:
+            with _as_bleak_errors(f"subscribe to {characteristic.uuid}"):
+                await proxy.subscribe(on_value, prefer_notify=True)
+        except BaseException:
+            # bumble registers the callback before it writes the CCCD: after a refused write
+            # (e.g. "insufficient encryption") it would stay registered, and a retry after
+            # pairing would deliver every value twice
+            registered = proxy.subscribers.pop(on_value, None)  # the proxy's decoding wrapper
+            client = proxy.client
+            for subscribers in (client.notification_subscribers, client.indication_subscribers):
+                subscribers.get(characteristic.handle, set()).discard(registered)
+            raise
         self._subscriptions[characteristic.handle] = on_value
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:

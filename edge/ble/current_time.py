@@ -14,6 +14,7 @@ means "not known" and decodes to ``None``.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -73,3 +74,27 @@ def decode_current_time(data: bytes) -> CurrentTime:
     fractions = reader.u8("fractions256")
     reason = AdjustReason(reader.u8("adjust_reason") & 0x0F)
     return CurrentTime(date_time, day_of_week, fractions, reason)
+
+
+def encode_current_time(
+    dt: datetime,
+    adjust_reason: AdjustReason = AdjustReason.EXTERNAL_REFERENCE_TIME_UPDATE,
+) -> bytes:
+    """The 0x2A2B value a gateway writes to set a device's clock to ``dt``, the home's naive
+    wall-clock time (device clocks know no zone). Fractions are truncated to 1/256 s."""
+    if dt.tzinfo is not None:
+        raise ValueError("device clocks take naive local time; convert to the home's zone first")
+    if not 1582 <= dt.year <= 9999:  # the Date Time year range (0 = unknown is not settable)
+        raise ValueError(f"year {dt.year} cannot be written to a GATT Date Time")
+    return struct.pack(
+        "<HBBBBBBBB",
+        dt.year,
+        dt.month,
+        dt.day,
+        dt.hour,
+        dt.minute,
+        dt.second,
+        dt.isoweekday(),
+        dt.microsecond * 256 // 1_000_000,
+        int(adjust_reason),
+    )

@@ -1,5 +1,6 @@
-"""BleReader end to end on the real bumble stack: simulated cuff → virtual radio → bumble
-backend → bleak → decode → normalise → callback. In-process and across processes (TCP HCI)."""
+"""BleReader end to end on the real bumble stack with a cuff: simulated cuff → virtual radio →
+bumble backend → bleak → decode → normalise → callback. In-process and across processes (TCP
+HCI). Other device kinds and misbehaviours: test_reader_devices.py."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from ble.reader_harness import Sink, device
 from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader
+from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import CuffReading, CuffStatus, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
 from tryggheim.domain import Observation, TimeSource
@@ -39,26 +42,8 @@ def sessions(observations: list[Observation]) -> dict[object, dict[str, Decimal]
     return by_session
 
 
-class Outbox:
-    """Stands in for the edge outbox: records what the reader hands over."""
-
-    def __init__(self) -> None:
-        self.observations: list[Observation] = []
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, observations: list[Observation]) -> None:
-        async with self._changed:
-            self.observations.extend(observations)
-            self._changed.notify_all()
-
-    async def wait_for(self, count: int) -> None:
-        async with asyncio.timeout(8), self._changed:
-            await self._changed.wait_for(lambda: len(self.observations) >= count)
-
-
 async def test_reader_gets_every_reading_exactly_once_across_reconnects() -> None:
-    outbox = Outbox()
-    received = outbox.observations
+    outbox = Sink()
 
     async with (
         VirtualRadio() as radio,
@@ -73,7 +58,7 @@ async def test_reader_gets_every_reading_exactly_once_across_reconnects() -> Non
         async with (
             bumble_backend(radio.open_central_transport()) as backend,
             BleReader(
-                allow_list=[CUFF.lower()],
+                devices=[device(CUFF.lower(), DeviceKind.BLOOD_PRESSURE)],
                 gateway_id="gw-1",
                 tz=OSLO,
                 on_observations=outbox,
@@ -95,11 +80,11 @@ async def test_reader_gets_every_reading_exactly_once_across_reconnects() -> Non
             assert reader.decode_errors == 0
             assert reader.measurements == 3
 
-    assert len(received) == 12
-    assert len({o.id for o in received}) == 12
-    assert all(o.device_id == CUFF and o.gateway_id == "gw-1" for o in received)
-    assert all(o.source == "ble:2A35" and o.seq is None for o in received)
-    by_session = sessions(received)
+    assert len(outbox.readings) == 12
+    assert len({o.id for o in outbox.readings}) == 12
+    assert all(o.device_id == CUFF and o.gateway_id == "gw-1" for o in outbox.readings)
+    assert all(o.source == "ble:2A35" and o.seq is None for o in outbox.readings)
+    by_session = sessions(outbox.readings)
     assert len(by_session) == 3
     assert list(by_session.values()) == [
         {
@@ -110,24 +95,23 @@ async def test_reader_gets_every_reading_exactly_once_across_reconnects() -> Non
         }
         for r in READINGS
     ]
-    first = received[0]
+    first = outbox.readings[0]
     assert first.time == datetime(2025, 3, 1, 8, 15, tzinfo=OSLO)
     assert first.time_source is TimeSource.DEVICE
     assert first.unit == "mm[Hg]"
-    assert received[4].flags == ("irregular_pulse", "device_user_1")
-    assert received[-1].time_source is TimeSource.GATEWAY  # the third reading had no clock
+    assert outbox.readings[4].flags == ("irregular_pulse", "device_user_1")
+    assert outbox.readings[-1].time_source is TimeSource.GATEWAY  # the third reading had no clock
 
 
 async def test_reader_ignores_devices_not_on_the_allow_list() -> None:
-    outbox = Outbox()
-    received = outbox.observations
+    outbox = Sink()
 
     async with (
         VirtualRadio() as radio,
         SimulatedBloodPressureMonitor(radio, CUFF) as cuff,
         bumble_backend(radio.open_central_transport()) as backend,
         BleReader(
-            allow_list=["C0:10:00:00:00:02"],
+            devices=[device("C0:10:00:00:00:02", DeviceKind.BLOOD_PRESSURE)],
             gateway_id="gw-1",
             tz=OSLO,
             on_observations=outbox,
@@ -139,12 +123,11 @@ async def test_reader_ignores_devices_not_on_the_allow_list() -> None:
         await asyncio.sleep(0.5)
         assert reader.connections == 0
         assert cuff.connections == 0
-    assert received == []
+    assert outbox.readings == []
 
 
 async def test_reader_reads_a_cuff_in_another_process_over_tcp() -> None:
-    outbox = Outbox()
-    received = outbox.observations
+    outbox = Sink()
 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -168,7 +151,7 @@ async def test_reader_reads_a_cuff_in_another_process_over_tcp() -> None:
         async with (
             bumble_backend(transport) as backend,
             BleReader(
-                allow_list=[CUFF],
+                devices=[device(CUFF, DeviceKind.BLOOD_PRESSURE)],
                 gateway_id="gw-tcp",
                 tz=OSLO,
                 on_observations=outbox,
@@ -186,7 +169,7 @@ async def test_reader_reads_a_cuff_in_another_process_over_tcp() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    counts = Counter(o.code for o in received)
+    counts = Counter(o.code for o in outbox.readings)
     assert counts == Counter(
         {
             "MDC_PRESS_BLD_NONINV_SYS": 2,
@@ -195,20 +178,20 @@ async def test_reader_reads_a_cuff_in_another_process_over_tcp() -> None:
             "MDC_PULS_RATE_NON_INV": 2,
         }
     )
-    assert sorted(o.value for o in received if o.code == "MDC_PRESS_BLD_NONINV_SYS") == [
+    assert sorted(o.value for o in outbox.readings if o.code == "MDC_PRESS_BLD_NONINV_SYS") == [
         Decimal(128),
         Decimal(131),
     ]
 
 
 async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
-    outbox = Outbox()
+    outbox = Sink()
     async with (
         VirtualRadio() as radio,
         SimulatedBloodPressureMonitor(radio, CUFF) as cuff,
         bumble_backend(radio.open_central_transport()) as backend,
         BleReader(
-            allow_list=[CUFF],
+            devices=[device(CUFF, DeviceKind.BLOOD_PRESSURE)],
             gateway_id="gw-1",
             tz=OSLO,
             on_observations=outbox,
@@ -222,7 +205,7 @@ async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
         await cuff.wait_until_delivered()
         assert reader.decode_errors == 1
         assert reader.measurements == 1
-    assert [o.value for o in outbox.observations] == [
+    assert [o.value for o in outbox.readings] == [
         Decimal(128),
         Decimal(82),
         Decimal(97),

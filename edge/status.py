@@ -1,0 +1,71 @@
+"""What the home gateway reports about itself: in the retained ``status`` message to the
+platform, and to a technician on the box (``tryggheim edge status``)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from edge.outbox import Outbox
+
+#: Share of the outbox quota at which the status raises its warning.
+DEFAULT_WARN_FRACTION = 0.8
+
+
+class EdgeAlarm(StrEnum):
+    OUTBOX_NEARLY_FULL = "outbox_nearly_full"
+    """The outbox passed the warning fraction of its disk quota: the uplink has been down long."""
+    OUTBOX_FULL = "outbox_full"
+    """Over quota: home telemetry (room climate, link quality) is no longer stored."""
+    URGENT_WAITING = "urgent_events_waiting"
+    """A fall, panic, smoke or water-leak event is not yet committed by the platform."""
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeStatus:
+    gateway_id: str
+    state: str
+    """``online``, or ``offline`` (the MQTT will) or ``unknown`` (read from disk)."""
+    outbox_depth: int
+    urgent_waiting: int
+    committed_seq: int
+    last_seq: int
+    last_commit_at: float | None
+    outbox_bytes: int
+    outbox_fill: float
+    telemetry_refused: int
+    alarms: tuple[EdgeAlarm, ...]
+    time: float
+
+    def to_json(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["alarms"] = [a.value for a in self.alarms]
+        return {"v": 1, **body}
+
+
+def edge_status(outbox: Outbox, gateway_id: str, *, state: str, warn_fraction: float) -> EdgeStatus:
+    fill = outbox.fill()
+    urgent = outbox.urgent_depth()
+    alarms: list[EdgeAlarm] = []
+    if fill >= 1.0:
+        alarms.append(EdgeAlarm.OUTBOX_FULL)
+    elif fill >= warn_fraction:
+        alarms.append(EdgeAlarm.OUTBOX_NEARLY_FULL)
+    if urgent:
+        alarms.append(EdgeAlarm.URGENT_WAITING)
+    return EdgeStatus(
+        gateway_id=gateway_id,
+        state=state,
+        outbox_depth=outbox.depth(),
+        urgent_waiting=urgent,
+        committed_seq=outbox.committed_seq,
+        last_seq=outbox.last_seq,
+        last_commit_at=outbox.committed_at,
+        outbox_bytes=outbox.size_bytes(),
+        outbox_fill=round(fill, 4),
+        telemetry_refused=outbox.telemetry_refused,
+        alarms=tuple(alarms),
+        time=time.time(),
+    )
