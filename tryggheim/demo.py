@@ -283,8 +283,12 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
             ):
                 expected[(home.cuff_address, at, code.ref, str(value))] += 1
     stored: Counter[tuple[str, str, str, str]] = Counter()
+    device_reports = 0
     async with platform.store.session() as s:
         for row in await s.scalars(select(ObservationRow)):
+            if codes.metric(row.code).system != codes.MDC_CODING_SYSTEM:
+                device_reports += 1  # e.g. the cuff's battery level, read at each connection
+                continue
             at = row.time.astimezone(TIMEZONE).isoformat()
             stored[(row.device_id, at, row.code, row.value)] += 1
     hl7 = await platform.store.hl7_counts()
@@ -296,6 +300,7 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
         "observations_lost": sum((expected - stored).values()),
         "duplicates": sum(n - 1 for n in stored.values() if n > 1),
         "unexpected": sum((stored - expected).values()),
+        "device_reports_stored": device_reports,
         "hl7_sent": await platform.store.hl7_sent_count(),
         "hl7_acked": hl7.get("acked", 0),
         "hl7_received_by_gp": len(gp.received),
