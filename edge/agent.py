@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from bleak.backends.client import BaseBleakClient
@@ -17,13 +18,22 @@ from bleak.backends.scanner import BaseBleakScanner
 
 from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader
+from edge.commands import (
+    TimeSync,
+    apply,
+    decode_command,
+    load_overrides,
+    overrides_path,
+    save_overrides,
+)
 from edge.config import BleBackend, EdgeSettings
 from edge.outbox import Outbox
 from edge.sensor_listener import SensorListener
 from edge.status import edge_status
 from edge.uplink import Uplink
 from tryggheim.domain import Observation
-from tryggheim.errors import ConfigError
+from tryggheim.errors import ConfigError, PayloadError
+from tryggheim.wire import cmd_topic
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,14 @@ async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]
         yield backend.scanner_type, backend.client_type
 
 
+class _RestartRequested(Exception):
+    """Raised inside the agent's task group to stop it for a restart with new settings."""
+
+
+#: A gateway clock further off the platform's than this is logged (device clocks follow it).
+CLOCK_WARNING_S = 5.0
+
+
 class EdgeAgent:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
@@ -59,7 +77,12 @@ class EdgeAgent:
             resend_after_s=settings.resend_after_s,
             status_interval_s=settings.status_interval_s,
             describe=self.describe,
+            on_command=self.on_command,
         )
+        self._restart = asyncio.Event()
+        self.clock_offset_s: float | None = None
+        """The gateway's clock minus the platform's, from the last ``time_sync`` command."""
+        self.commands_refused = 0
         self.reader: BleReader | None = None
         self.sensors = (
             SensorListener(
@@ -80,6 +103,7 @@ class EdgeAgent:
             state=state,
             warn_fraction=self.settings.outbox_warn_fraction,
         ).to_json()
+        status["clock_offset_s"] = self.clock_offset_s
         if self.reader is not None:
             status["devices"] = {
                 address: {
@@ -103,9 +127,37 @@ class EdgeAgent:
         self.outbox.append(observations)
         self.uplink.notify()
 
-    async def run(self) -> None:
-        """Run until cancelled."""
+    async def on_command(self, payload: bytes) -> tuple[dict[str, Any], Callable[[], None] | None]:
+        """Carry out a command from the platform; the reply, and a restart to apply a change."""
+        try:
+            command = decode_command(cmd_topic(self.settings.gateway_id), payload)
+        except PayloadError as exc:
+            self.commands_refused += 1
+            log.error("%s", exc)
+            return {"v": 1, "ok": False, "error": exc.problem}, None
+        if isinstance(command, TimeSync):
+            now = datetime.now(UTC)
+            self.clock_offset_s = (now - command.platform_time).total_seconds()
+            if abs(self.clock_offset_s) > CLOCK_WARNING_S:
+                log.warning("gateway clock is %.1f s off the platform's", self.clock_offset_s)
+            reply = {"gateway_time": now.isoformat(), "clock_offset_s": self.clock_offset_s}
+            return {"v": 1, "id": command.id, "ok": True, **reply}, None
+        try:
+            change = apply(command, self.settings)
+        except ConfigError as exc:
+            self.commands_refused += 1
+            log.error("command %s refused: %s", command.id, exc)
+            return {"v": 1, "id": command.id, "ok": False, "error": exc.problem}, None
+        path = overrides_path(self.settings)
+        save_overrides(path, load_overrides(path) | change)
+        log.info("command %s: %s; restarting to apply it", command.id, type(command).__name__)
+        return {"v": 1, "id": command.id, "ok": True, "restart": True}, self._restart.set
+
+    async def run(self) -> bool:
+        """Run until cancelled, or until a command changed the configuration: then return
+        True, and the caller starts a new agent with the new settings."""
         s = self.settings
+        restart = False
         log.info("edge %s: %d devices, %d sensors", s.gateway_id, len(s.devices), len(s.sensors))
         try:
             async with AsyncExitStack() as stack:
@@ -122,9 +174,15 @@ class EdgeAgent:
                             on_observations=self._store,
                         )
                     )
-                async with asyncio.TaskGroup() as tasks:
-                    tasks.create_task(self.uplink.run(), name="uplink")
-                    if self.sensors is not None:
-                        tasks.create_task(self.sensors.run(), name="home-sensors")
+                try:
+                    async with asyncio.TaskGroup() as tasks:
+                        tasks.create_task(self.uplink.run(), name="uplink")
+                        if self.sensors is not None:
+                            tasks.create_task(self.sensors.run(), name="home-sensors")
+                        await self._restart.wait()
+                        raise _RestartRequested
+                except* _RestartRequested:
+                    restart = True
         finally:
             self.outbox.close()
+        return restart

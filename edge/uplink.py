@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +27,19 @@ from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import MqttSession, MqttSettings, Will, backoff_delays
 from tryggheim.wire import (
     ack_topic,
+    cmd_topic,
     decode_ack,
     encode_batch,
     event_topic,
     obs_topic,
+    reply_topic,
     status_topic,
 )
 
 log = logging.getLogger(__name__)
+
+#: Handles a command's payload: the reply to publish, and what to do once it is out.
+CommandHandler = Callable[[bytes], Awaitable[tuple[dict[str, Any], Callable[[], None] | None]]]
 
 #: Observations sent but not yet acknowledged, at most; bounds what a slow platform must absorb.
 SEND_WINDOW = 5000
@@ -71,6 +76,7 @@ class Uplink:
         resend_after_s: float,
         status_interval_s: float,
         describe: Callable[[str], dict[str, Any]] | None = None,
+        on_command: CommandHandler | None = None,
     ) -> None:
         """``describe(state)`` gives the body of the retained status message; by default the
         outbox's own state (:func:`edge.status.edge_status`)."""
@@ -81,6 +87,7 @@ class Uplink:
         self._resend_after_s = resend_after_s
         self._status_interval_s = status_interval_s
         self._describe = describe or self._own_status
+        self._on_command = on_command
         self._wakeup = asyncio.Event()
         self.stats = UplinkStats()
 
@@ -107,6 +114,8 @@ class Uplink:
         will = Will(status_topic(gw), self._status_payload("offline"))
         async with MqttSession(self._settings, client_id=gw, will=will) as mqtt:
             await mqtt.subscribe(ack_topic(gw))
+            if self._on_command is not None:
+                await mqtt.subscribe(cmd_topic(gw))
             self.stats.connected = True
             log.info("uplink connected to %s:%s", self._settings.host, self._settings.port)
             state = _SendState(sent_upto=self._outbox.committed_seq)
@@ -132,6 +141,9 @@ class Uplink:
 
     async def _receive_acks(self, mqtt: MqttSession) -> None:
         async for message in mqtt.messages():
+            if message.topic == cmd_topic(self._gateway_id):
+                await self._command(mqtt, message.payload)
+                continue
             try:
                 ack = decode_ack(message.topic, message.payload)
             except PayloadError as exc:
@@ -147,6 +159,13 @@ class Uplink:
                 self._outbox.commit_upto(ack.committed_seq)
                 self.stats.last_commit_at = time.time()
             self._wakeup.set()
+
+    async def _command(self, mqtt: MqttSession, payload: bytes) -> None:
+        assert self._on_command is not None
+        reply, then = await self._on_command(payload)
+        await mqtt.publish(reply_topic(self._gateway_id), json.dumps(reply).encode())
+        if then is not None:
+            then()
 
     async def _send(self, mqtt: MqttSession, state: _SendState) -> None:
         gw = self._gateway_id

@@ -82,6 +82,10 @@ class IngestWorker:
             await asyncio.sleep(next(delays))
 
     async def _handle(self, mqtt: MqttSession, message: Message) -> None:
+        if message.topic.endswith("/up/reply"):
+            # Command replies are for the command API (not there yet): keep them in the log.
+            log.info("reply on %s: %s", message.topic, message.payload[:500])
+            return
         try:
             batch = decode_batch(message.topic, message.payload)
         except PayloadError as exc:

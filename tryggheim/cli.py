@@ -23,11 +23,15 @@ Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 async def _edge_run(args: argparse.Namespace) -> int:
     from edge.agent import EdgeAgent
+    from edge.commands import load_overrides, overrides_path, with_overrides
     from edge.config import EdgeSettings
     from tryggheim.config import load_settings
 
-    settings = load_settings(EdgeSettings, args.config)
-    await EdgeAgent(settings).run()
+    base = load_settings(EdgeSettings, args.config)
+    # Commands from the platform (pairing, configuration) are layered over the file; the agent
+    # returns when one changed them, and starts again with the result.
+    while await EdgeAgent(with_overrides(base, load_overrides(overrides_path(base)))).run():
+        log.info("restarting the edge agent with changed settings")
     return 0
 
 

@@ -27,6 +27,11 @@ def event_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/up/event"
 
 
+def reply_topic(gateway_id: str) -> str:
+    """Where a gateway answers the commands it receives on ``down/cmd``."""
+    return f"{TOPIC_ROOT}/{gateway_id}/up/reply"
+
+
 def status_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/status"
 
