@@ -7,6 +7,7 @@ that resends after a reconnect, or a power cut right after a measurement, loses 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -29,7 +30,7 @@ from edge.commands import (
 from edge.config import BleBackend, EdgeSettings
 from edge.outbox import Outbox
 from edge.sensor_listener import SensorListener
-from edge.status import edge_status
+from edge.status import edge_status, status_file, write_atomically
 from edge.uplink import Uplink
 from tryggheim.domain import Observation
 from tryggheim.errors import ConfigError, PayloadError
@@ -123,6 +124,14 @@ class EdgeAgent:
             }
         return status
 
+    async def _write_status(self) -> None:
+        """Keep ``status.json`` beside the outbox current, for ``tryggheim edge status`` on the
+        box (a technician's view when the uplink is down)."""
+        path = status_file(self.settings)
+        while True:
+            write_atomically(path, json.dumps(self.describe("running"), indent=2))
+            await asyncio.sleep(self.settings.status_interval_s)
+
     async def _store(self, observations: Sequence[Observation]) -> None:
         self.outbox.append(observations)
         self.uplink.notify()
@@ -179,6 +188,7 @@ class EdgeAgent:
                         tasks.create_task(self.uplink.run(), name="uplink")
                         if self.sensors is not None:
                             tasks.create_task(self.sensors.run(), name="home-sensors")
+                        tasks.create_task(self._write_status(), name="status-file")
                         await self._restart.wait()
                         raise _RestartRequested
                 except* _RestartRequested:

@@ -18,7 +18,6 @@ Pure functions here; the agent applies them.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge.config import DeviceSettings, EdgeSettings
+from edge.status import write_atomically
 from tryggheim.config import validate_settings
 from tryggheim.errors import ConfigError, PayloadError
 
@@ -135,13 +135,7 @@ def load_overrides(path: Path) -> dict[str, Any]:
 
 
 def save_overrides(path: Path, overrides: dict[str, Any]) -> None:
-    """Atomically: a power cut leaves the old file or the new one, never half of one."""
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("w", encoding="utf-8") as f:
-        json.dump(overrides, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    temporary.replace(path)
+    write_atomically(path, json.dumps(overrides, indent=2))
 
 
 def with_overrides(settings: EdgeSettings, overrides: dict[str, Any]) -> EdgeSettings:

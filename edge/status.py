@@ -3,11 +3,14 @@ platform, and to a technician on the box (``tryggheim edge status``)."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+from edge.config import EdgeSettings
 from edge.outbox import Outbox
 
 #: Share of the outbox quota at which the status raises its warning.
@@ -43,6 +46,22 @@ class EdgeStatus:
         body = asdict(self)
         body["alarms"] = [a.value for a in self.alarms]
         return {"v": 1, **body}
+
+
+def status_file(settings: EdgeSettings) -> Path:
+    """Where the running agent keeps its last status, beside the outbox."""
+    return settings.outbox_path.parent / "status.json"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """A reader sees the old file or the new one, never half of one."""
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        # Durable before the rename: after a power cut the file is the old or the new one.
+        os.fsync(f.fileno())
+    temporary.replace(path)
 
 
 def edge_status(outbox: Outbox, gateway_id: str, *, state: str, warn_fraction: float) -> EdgeStatus:

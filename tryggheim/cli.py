@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -38,7 +39,7 @@ async def _edge_run(args: argparse.Namespace) -> int:
 async def _edge_status(args: argparse.Namespace) -> int:
     from edge.config import EdgeSettings
     from edge.outbox import Outbox
-    from edge.status import edge_status
+    from edge.status import edge_status, status_file
     from tryggheim.config import load_settings
 
     settings = load_settings(EdgeSettings, args.config)
@@ -56,7 +57,13 @@ async def _edge_status(args: argparse.Namespace) -> int:
         )
     finally:
         outbox.close()
-    print(json.dumps(status.to_json(), indent=2))
+    body = status.to_json()
+    # Devices and sensors as the running agent last saw them (written every status interval).
+    with contextlib.suppress(FileNotFoundError, ValueError):  # no agent ran, or mid-write
+        written = json.loads(status_file(settings).read_text(encoding="utf-8"))
+        body |= {k: written[k] for k in ("devices", "sensors", "clock_offset_s") if k in written}
+        body["agent_reported_at"] = written.get("time")
+    print(json.dumps(body, indent=2))
     return 1 if status.alarms else 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,20 @@ async def test_commands_over_the_broker_to_a_running_agent(
                     status_topic(GATEWAY), lambda b: "C0:10:00:00:00:09" in b.get("devices", {})
                 )
                 assert status["devices"]["C0:10:00:00:00:09"]["kind"] == "thermometer"
+                # ... and a technician on the box sees it too.
+                await asyncio.sleep(1.5)  # the agent rewrites status.json every interval
+                show = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "tryggheim.cli",
+                    "edge",
+                    "status",
+                    "--config",
+                    str(config),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                shown = json.loads((await show.communicate())[0])
+                assert shown["devices"]["C0:10:00:00:00:09"]["kind"] == "thermometer"
 
                 reply = await command(cmd="config", settings={"uplink": {"port": 1}})
                 assert not reply["ok"] and "not changeable" in reply["error"]
