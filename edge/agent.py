@@ -17,7 +17,6 @@ from typing import Any
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
-from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader
 from edge.commands import (
     TimeSync,
@@ -50,6 +49,9 @@ async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]
         return
     if settings.ble.hci_transport is None:
         raise ConfigError("edge config", "ble.hci_transport", "required for the bumble backend")
+    # Imported here: bumble's host stack is several MB a Pi on BlueZ never needs.
+    from edge.ble.bumble_backend import bumble_backend
+
     async with bumble_backend(settings.ble.hci_transport) as backend:
         yield backend.scanner_type, backend.client_type
 
