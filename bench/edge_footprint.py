@@ -20,18 +20,18 @@ import json
 import os
 import random
 import secrets
-import sys
 import tempfile
 import time
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+from bench_common import start_platform, tryggheim
 from pydantic import SecretStr
 
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 
@@ -117,23 +117,7 @@ async def run(seconds: float) -> dict[str, object]:
             MosquittoServer(work / "central", central_users, acl_file=BROKER_ACL) as central,
             MosquittoServer(work / "home", home_users) as home,
         ):
-            platform_config = work / "platform.toml"
-            platform_config.write_text(
-                f'database_url = "sqlite+aiosqlite:///{work / "records.db"}"\n'
-                f"http_port = {find_free_port()}\n"
-                f'[mqtt]\nhost = "{central.host}"\nport = {central.port}\n'
-                f'username = "platform"\npassword = "{central_users["platform"]}"\n'
-            )
-            platform = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tryggheim.cli",
-                "gateway",
-                "run",
-                "--config",
-                str(platform_config),
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            platform = await start_platform(work, central)
             async with contextlib.AsyncExitStack() as stack:
                 radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
                 cuffs = [
@@ -143,16 +127,7 @@ async def run(seconds: float) -> dict[str, object]:
                     for n in range(DEVICES)
                 ]
                 config = edge_config(work, central, home, radio.central_transport)
-                edge = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "tryggheim.cli",
-                    "edge",
-                    "run",
-                    "--config",
-                    str(config),
-                    stderr=asyncio.subprocess.DEVNULL,
-                )
+                edge = await tryggheim("edge", "run", "--config", str(config))
                 z2m = await stack.enter_async_context(
                     MqttSession(
                         MqttSettings(

@@ -18,18 +18,18 @@ import contextlib
 import json
 import os
 import secrets
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from bench_common import start_platform
 from pydantic import SecretStr
 
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.broker import MosquittoServer
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.mqtt import MqttSettings
 from tryggheim.wire import BROKER_ACL
@@ -66,23 +66,7 @@ async def run(count: int) -> dict[str, object]:
         work = Path(tmp)
         users = {"platform": secrets.token_urlsafe(12), GATEWAY: secrets.token_urlsafe(12)}
         with MosquittoServer(work / "broker", users, acl_file=BROKER_ACL) as broker:
-            config = work / "platform.toml"
-            config.write_text(
-                f'database_url = "sqlite+aiosqlite:///{work / "records.db"}"\n'
-                f"http_port = {find_free_port()}\n"
-                f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
-                f'username = "platform"\npassword = "{users["platform"]}"\n'
-            )
-            platform = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tryggheim.cli",
-                "gateway",
-                "run",
-                "--config",
-                str(config),
-                stderr=asyncio.subprocess.DEVNULL,
-            )
+            platform = await start_platform(work, broker)
             outbox = Outbox(work / "outbox.db", GATEWAY)
             fill_start = time.perf_counter()
             outbox.append(backlog(count))
