@@ -2,6 +2,7 @@
 
 - ``mosquitto``: a Mosquitto broker per test, users "platform" and "gw-test" with the gateway ACL
   (:class:`servers.BrokerFixture`: ``.server``, ``.users``, ``.host``, ``.port``).
+- ``home_broker``: the home's own Mosquitto per test, users "zigbee2mqtt" and "tryggheim".
 - ``postgres_server``: one PostgreSQL cluster per session (:class:`servers.PostgresServer`);
   ``postgres_url``: a fresh database per test, as a SQLAlchemy URL string.
 - ``victoria_metrics``: one VictoriaMetrics per session (:class:`servers.VictoriaMetricsServer`,
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -34,6 +36,8 @@ from servers import (
     running_victoria_metrics,
 )
 
+from tryggheim.broker import MosquittoServer
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",  # we run as root, where Chromium's sandbox cannot start
@@ -52,6 +56,15 @@ def mosquitto(tmp_path: Path) -> Iterator[BrokerFixture]:
     broker = make_mosquitto(tmp_path / "mosquitto")
     with broker.server:
         yield broker
+
+
+@pytest.fixture
+def home_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
+    """The home's own Mosquitto, where Zigbee2MQTT ("zigbee2mqtt") publishes the sensors and
+    the edge agent ("tryggheim") listens."""
+    users = {"zigbee2mqtt": secrets.token_urlsafe(12), "tryggheim": secrets.token_urlsafe(12)}
+    with MosquittoServer(tmp_path / "home-broker", users) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

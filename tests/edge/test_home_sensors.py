@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from chain import until
+from delivery import make_worker, mqtt_settings
 from pydantic import SecretStr
 from servers import BrokerFixture
 from sqlalchemy import select
@@ -18,19 +16,10 @@ from sqlalchemy import select
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
 from edge.sensors import SensorKind, SensorSettings
-from gateway.events import EventBus
-from gateway.ingest import IngestWorker
 from gateway.models import ObservationRow
 from gateway.store import RecordStore
 from tryggheim.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
-
-
-@pytest.fixture
-def home_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    users = {"zigbee2mqtt": secrets.token_urlsafe(12), "tryggheim": secrets.token_urlsafe(12)}
-    with MosquittoServer(tmp_path / "home-broker", users) as server:
-        yield server
 
 
 def _mqtt(server: MosquittoServer, user: str) -> MqttSettings:
@@ -61,17 +50,7 @@ async def test_sensor_messages_reach_the_record_store(
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
     await store.create_schema()
     agent = EdgeAgent(settings)
-    ingest = IngestWorker(
-        MqttSettings(
-            host=mosquitto.host,
-            port=mosquitto.port,
-            username="platform",
-            password=SecretStr(mosquitto.users["platform"]),
-        ),
-        store,
-        EventBus(),
-        client_id="ingest-1",
-    )
+    ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     tasks = [asyncio.create_task(agent.run()), asyncio.create_task(ingest.run())]
     try:
         assert agent.sensors is not None

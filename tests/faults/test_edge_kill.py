@@ -11,21 +11,17 @@ import asyncio
 import contextlib
 import json
 import random
-import secrets
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from chain import ServiceProcess, until
+from delivery import make_worker, mqtt_settings
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
 from sqlalchemy import select
 
-from gateway.events import EventBus
-from gateway.ingest import IngestWorker
 from gateway.models import ObservationRow
 from gateway.store import RecordStore
 from tryggheim.broker import MosquittoServer
@@ -33,13 +29,6 @@ from tryggheim.mqtt import MqttSession, MqttSettings
 
 KILLS = 20
 READINGS_PER_ROUND = 30
-
-
-@pytest.fixture
-def home_broker(tmp_path: Path) -> Iterator[MosquittoServer]:
-    users = {"zigbee2mqtt": secrets.token_urlsafe(12), "tryggheim": secrets.token_urlsafe(12)}
-    with MosquittoServer(tmp_path / "home-broker", users) as server:
-        yield server
 
 
 def _edge_config(path: Path, central: BrokerFixture, home: MosquittoServer) -> Path:
@@ -82,17 +71,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     rng = random.Random(20261122)
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
     await store.create_schema()
-    ingest = IngestWorker(
-        MqttSettings(
-            host=mosquitto.host,
-            port=mosquitto.port,
-            username="platform",
-            password=SecretStr(mosquitto.users["platform"]),
-        ),
-        store,
-        EventBus(),
-        client_id="ingest-1",
-    )
+    ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())
     config = _edge_config(tmp_path / "edge.toml", mosquitto, home_broker)
     edge = ServiceProcess(tmp_path / "edge.log", "edge", "run", "--config", str(config))
