@@ -3,20 +3,23 @@ store does the work, dependencies carry state in."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from gateway.events import EventBus
 from gateway.models import ObservationRow
 from gateway.schemas import ObservationOut, PatientOut, Problem
-from gateway.store import RecordStore
+from gateway.store import Cursor, HistoryQuery, RecordStore
 
 #: Until the OAuth2/OIDC work lands (issue 5) every caller is recorded under this name, and the
 #: service listens on loopback only by default.
@@ -58,6 +61,56 @@ class Auditor:
 Audit = Annotated[Auditor, Depends(Auditor)]
 
 
+CSV_COLUMNS = [
+    "time",
+    "code",
+    "mdc",
+    "display",
+    "value",
+    "unit",
+    "device_id",
+    "source",
+    "time_source",
+    "flags",
+]
+CSV_PAGE = 5000
+
+
+def csv_line(values: Sequence[object]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(values)
+    return buffer.getvalue()
+
+
+def history_query(
+    since: Annotated[datetime | None, Query(description="from this time (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(description="to this time (exclusive)")] = None,
+    code: Annotated[list[str] | None, Query(description="only these codes")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+) -> HistoryQuery:
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise HTTPException(422, f"{name} must carry a time zone")
+    return HistoryQuery(since=since, until=until, codes=tuple(code or ()), limit=limit)
+
+
+History = Annotated[HistoryQuery, Depends(history_query)]
+
+
+def _cursor(text: str | None) -> Cursor | None:
+    if text is None:
+        return None
+    try:
+        return Cursor.decode(text)
+    except ValueError:
+        raise HTTPException(422, "cursor: not one this API handed out") from None
+
+
+async def _known_patient(store: RecordStore, patient_id: int) -> None:
+    if await store.patient(patient_id) is None:
+        raise HTTPException(404, f"no patient {patient_id}")
+
+
 def create_app(store: RecordStore, events: EventBus) -> FastAPI:
     app = FastAPI(
         title="Tryggheim care platform",
@@ -81,16 +134,60 @@ def create_app(store: RecordStore, events: EventBus) -> FastAPI:
         patient_id: int,
         store: Store,
         audit: Audit,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
-        before: datetime | None = None,
+        query: History,
+        response: Response,
+        cursor: Annotated[str | None, Query(description="X-Next-Cursor of the last page")] = None,
     ) -> list[ObservationOut]:
-        if before is not None and before.tzinfo is None:
-            raise HTTPException(422, "before must carry a time zone")
-        if await store.patient(patient_id) is None:
-            raise HTTPException(404, f"no patient {patient_id}")
+        """A patient's observations, newest first, a page at a time: when a page is full the
+        ``X-Next-Cursor`` response header continues the listing."""
+        after = _cursor(cursor)
+        await _known_patient(store, patient_id)
         await audit("read_observations", patient_id)
-        rows = await store.observations(patient_id, limit=limit, before=before)
+        rows = await store.observations(patient_id, query, after=after)
+        if len(rows) == query.limit:
+            response.headers["X-Next-Cursor"] = Cursor.after(rows[-1]).encode()
         return [ObservationOut.of(row) for row in rows]
+
+    @app.get(
+        "/api/v1/patients/{patient_id}/observations.csv",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/csv": {}}}},
+    )
+    async def patient_observations_csv(
+        patient_id: int, store: Store, audit: Audit, query: History
+    ) -> StreamingResponse:
+        """All of a patient's observations in the range as CSV (UTF-8, one row per value)."""
+        await _known_patient(store, patient_id)
+        await audit("export_csv", patient_id)
+        page = replace(query, limit=CSV_PAGE)
+
+        async def lines() -> AsyncIterator[str]:
+            yield csv_line(CSV_COLUMNS)
+            after: Cursor | None = None
+            while rows := await store.observations(patient_id, page, after=after):
+                for row in rows:
+                    out = ObservationOut.of(row)
+                    yield csv_line(
+                        [
+                            out.time.isoformat(),
+                            out.code,
+                            out.mdc,
+                            out.display,
+                            out.value,
+                            out.unit,
+                            out.device_id,
+                            out.source,
+                            out.time_source,
+                            " ".join(out.flags),
+                        ]
+                    )
+                after = Cursor.after(rows[-1])
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="patient-{patient_id}.csv"'},
+        )
 
     @app.get("/api/v1/stream")
     async def stream(events: Events) -> StreamingResponse:

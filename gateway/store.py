@@ -40,6 +40,38 @@ _WATERMARK_SCAN = 100_000
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    codes: tuple[str, ...] = ()
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of history ended: the last row's time and primary key."""
+
+    time: datetime
+    pk: int
+
+    @classmethod
+    def after(cls, row: ObservationRow) -> Cursor:
+        return cls(row.time, row.pk)
+
+    def encode(self) -> str:
+        return f"{self.time.isoformat()}~{self.pk}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Raises ValueError on anything this class did not produce."""
+        moment, _, pk = text.rpartition("~")
+        time = datetime.fromisoformat(moment)
+        if time.utcoffset() is None:
+            raise ValueError("cursor time has no offset")
+        return cls(time, int(pk))
+
+
+@dataclass(frozen=True, slots=True)
 class CommitResult:
     committed_seq: int
     inserted: tuple[ObservationRow, ...]
@@ -223,14 +255,25 @@ class RecordStore:
             return list(latest.values())
 
     async def observations(
-        self, patient_id: int, *, limit: int, before: datetime | None
+        self, patient_id: int, query: HistoryQuery, *, after: Cursor | None = None
     ) -> list[ObservationRow]:
+        """A page of a patient's observations, newest first; ``after`` continues a listing."""
         async with self.session() as s:
-            query = select(ObservationRow).where(ObservationRow.patient_id == patient_id)
-            if before is not None:
-                query = query.where(ObservationRow.time < before)
-            query = query.order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
-            return list(await s.scalars(query.limit(limit)))
+            statement = select(ObservationRow).where(ObservationRow.patient_id == patient_id)
+            if query.since is not None:
+                statement = statement.where(ObservationRow.time >= query.since)
+            if query.until is not None:
+                statement = statement.where(ObservationRow.time < query.until)
+            if query.codes:
+                statement = statement.where(ObservationRow.code.in_(query.codes))
+            if after is not None:
+                # Keyset paging on (time, pk): values of one measurement share a time.
+                statement = statement.where(
+                    (ObservationRow.time < after.time)
+                    | ((ObservationRow.time == after.time) & (ObservationRow.pk < after.pk))
+                )
+            statement = statement.order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
+            return list(await s.scalars(statement.limit(query.limit)))
 
     async def audit(
         self,
