@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from chain import until
 from delivery import GATEWAY, readings
 from sqlalchemy import select
 
@@ -55,8 +56,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordSt
         uvicorn.Config(create_app(store, EventBus()), port=port, log_level="warning")
     )
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
+    await until(lambda: server.started, what="the HTTP server")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
         yield client, store, patient
     server.should_exit = True
