@@ -146,7 +146,7 @@ async def run(
             MosquittoServer(work / "home", home_users) as home,
         ):
             store = RecordStore(f"sqlite+aiosqlite:///{work / 'records.db'}")
-            await store.create_schema()
+            await store.migrate()
             platform = MqttSettings(
                 host=central.host,
                 port=central.port,

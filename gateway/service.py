@@ -64,7 +64,7 @@ class Platform:
 
     async def run(self) -> None:
         """Run until cancelled."""
-        await self.store.create_schema()
+        await self.store.migrate()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.http.serve(), name="http")

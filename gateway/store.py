@@ -20,9 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from gateway.migrate import upgrade
 from gateway.models import (
     AuditEntry,
-    Base,
     Device,
     GatewayProgress,
     Hl7Message,
@@ -105,9 +105,9 @@ class RecordStore:
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
-    async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic, see gateway/migrate.py)."""
+        await upgrade(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -188,7 +188,7 @@ async def running_chain(
             hl7=Hl7Settings(settle_s=0.5, retry_after_s=2.0),
         )
         platform = Platform(settings)
-        await platform.store.create_schema()
+        await platform.store.migrate()
         patient = PATIENT.model_copy(update={"gp_hl7_port": gp.port})
         await provision(platform.store, Registry(patients=[patient]))
         platform_task = asyncio.create_task(platform.run(), name="platform")

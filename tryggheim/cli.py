@@ -79,6 +79,22 @@ async def _gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _gateway_migrate(args: argparse.Namespace) -> int:
+    from gateway.migrate import current_revision
+    from gateway.settings import GatewaySettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    store = RecordStore(settings.database_url)
+    try:
+        await store.migrate()
+        print(f"record store at revision {await current_revision(store.engine)}")
+    finally:
+        await store.close()
+    return 0
+
+
 async def _gateway_provision(args: argparse.Namespace) -> int:
     from gateway.provision import load_registry, provision
     from gateway.settings import GatewaySettings
@@ -89,7 +105,7 @@ async def _gateway_provision(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry)
     store = RecordStore(settings.database_url)
     try:
-        await store.create_schema()
+        await store.migrate()
         count = await provision(store, registry)
     finally:
         await store.close()
@@ -151,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     gw_run.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_run.add_argument("--workers", type=int, default=1, help="ingest workers (default 1)")
     gw_run.set_defaults(handler=_gateway_run)
+    gw_migrate = gateway.add_parser(
+        "migrate", help="bring the record store's schema to the newest revision"
+    )
+    gw_migrate.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_migrate.set_defaults(handler=_gateway_migrate)
     gw_prov = gateway.add_parser("provision", help="load patients and devices from TOML")
     gw_prov.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_prov.add_argument("registry", type=Path, help="registry TOML file")
@@ -216,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic announces each of its plugins at INFO on every start: not news to an operator.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
         return asyncio.run(_until_signalled(handler, args))

@@ -221,7 +221,7 @@ async def run_demo(options: DemoOptions) -> int:
             hl7=Hl7Settings(settle_s=1.0, retry_after_s=5.0),
         )
         platform = Platform(settings)
-        await platform.store.create_schema()
+        await platform.store.migrate()
         await provision(platform.store, Registry(patients=[h.patient for h in homes]))
 
         async with asyncio.TaskGroup() as tasks:

@@ -48,7 +48,7 @@ async def test_sensor_messages_reach_the_record_store(
         resend_after_s=2.0,
     )
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     agent = EdgeAgent(settings)
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     tasks = [asyncio.create_task(agent.run()), asyncio.create_task(ingest.run())]

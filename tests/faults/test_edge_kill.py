@@ -70,7 +70,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
 ) -> None:
     rng = random.Random(20261122)
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())
     config = _edge_config(tmp_path / "edge.toml", mosquitto, home_broker)

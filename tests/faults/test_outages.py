@@ -44,7 +44,7 @@ async def _in_order(store: RecordStore) -> bool:
 
 async def test_broker_restart_mid_stream(mosquitto: BrokerFixture, tmp_path: Path) -> None:
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
     up = make_uplink(mqtt_settings(mosquitto, GATEWAY), outbox)
     async with (
@@ -64,7 +64,7 @@ async def test_database_refusing_connections_for_a_while(
     mosquitto: BrokerFixture, postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:
     store = RecordStore(postgres_url)
-    await store.create_schema()
+    await store.migrate()
     dbname = postgres_url.rsplit("/", 1)[1]
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
     up = make_uplink(mqtt_settings(mosquitto, GATEWAY), outbox)
@@ -93,7 +93,7 @@ async def test_network_partition_between_home_and_broker(
     mosquitto: BrokerFixture, tmp_path: Path
 ) -> None:
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
     async with PartitionProxy(mosquitto.host, mosquitto.port) as proxy:
         settings = mqtt_settings(mosquitto, GATEWAY).model_copy(

@@ -170,7 +170,7 @@ async def test_a_household_day_through_the_edge_agent(
 ) -> None:
     day = HouseholdDay(seed=20261123, climate_every_min=15)
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())
     config = _edge_config(tmp_path / "edge.toml", mosquitto, home_broker, day)

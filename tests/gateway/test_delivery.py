@@ -34,7 +34,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         url = request.getfixturevalue("postgres_url")
     record_store = RecordStore(url)
-    await record_store.create_schema()
+    await record_store.migrate()
     yield record_store
     await record_store.close()
 

@@ -31,7 +31,7 @@ from tryggheim.codes import DeviceProfile
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordStore, int]]:
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    await store.create_schema()
+    await store.migrate()
     patient = await store.upsert_patient(
         national_id="01014090011",
         family_name="Ødegård",
