@@ -130,7 +130,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_observations_ts_exported", ["ts_exported"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("observations", schema=None) as batch_op:
         batch_op.drop_index("ix_observations_ts_exported")
