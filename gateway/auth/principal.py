@@ -1,0 +1,37 @@
+"""Who is calling: the one object every route receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    NURSE = "nurse"
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+    INTEGRATION = "integration"
+    """A machine (HL7 peer, ingest client), never a person."""
+
+
+class AuthMethod(StrEnum):
+    PASSWORD = "password"
+    """Embedded OAuth2 password flow: a JWT this platform issued itself."""
+    OIDC = "oidc"
+    """A bearer token from the configured OpenID Connect provider (e.g. HelseID)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    """Stable id of the user or client (the token's ``sub``); written to the audit log."""
+    display_name: str
+    tenant_id: str
+    """The municipality; every query is limited to it."""
+    care_team_ids: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[Role] = field(default_factory=frozenset)
+    auth_method: AuthMethod = AuthMethod.PASSWORD
+
+    def has_role(self, *roles: Role) -> bool:
+        """True when the principal holds at least one of ``roles``."""
+        return not self.roles.isdisjoint(roles)
