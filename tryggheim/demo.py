@@ -29,8 +29,10 @@ from sqlalchemy import select
 
 from edge.agent import EdgeAgent
 from edge.config import BleBackend, BleSettings, DeviceKind, DeviceSettings, EdgeSettings
+from edge.sensors import SensorSettings
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
+from firmware_sim.household import HouseholdDay
 from gateway.models import ObservationRow
 from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
@@ -39,13 +41,16 @@ from hl7.gp_peer import GPEndpoint
 from tryggheim import codes
 from tryggheim.aio import wait_event
 from tryggheim.broker import MosquittoServer
-from tryggheim.mqtt import MqttSettings
+from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 
 log = logging.getLogger(__name__)
 
 TIMEZONE = ZoneInfo("Europe/Oslo")
 PLATFORM_USER = "platform"
+#: Users of each home's own broker: Zigbee2MQTT publishes, the home gateway agent listens.
+Z2M_USER = "zigbee2mqtt"
+HOME_AGENT_USER = "tryggheim"
 #: How long the demo waits, after the day ends, for the last readings to arrive everywhere.
 DRAIN_TIMEOUT_S = 60.0
 
@@ -76,7 +81,9 @@ class Home:
     gateway_id: str
     cuff_address: str
     patient: PatientEntry
+    household: HouseholdDay
     cuff: SimulatedBloodPressureMonitor | None = None
+    home_broker: MosquittoServer | None = None
     agent: EdgeAgent | None = None
     produced: list[CuffReading] = field(default_factory=list)
 
@@ -101,7 +108,8 @@ def _homes(count: int, gp_port: int) -> list[Home]:
             gp_hl7_port=gp_port,
             devices=[DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind="blood_pressure")],
         )
-        homes.append(Home(gateway_id, cuff, patient))
+        household = HouseholdDay(day=datetime.now(TIMEZONE).date(), seed=n, tz=TIMEZONE)
+        homes.append(Home(gateway_id, cuff, patient, household))
     return homes
 
 
@@ -159,6 +167,7 @@ async def _live_a_day(home: Home, clock: SimClock, rng: random.Random) -> None:
 def _edge_settings(
     home: Home, broker: MosquittoServer, transport: str, workdir: Path
 ) -> EdgeSettings:
+    assert home.home_broker is not None
     return EdgeSettings(
         gateway_id=home.gateway_id,
         timezone=TIMEZONE.key,
@@ -171,6 +180,13 @@ def _edge_settings(
         ),
         ble=BleSettings(backend=BleBackend.BUMBLE, hci_transport=transport),
         devices=[DeviceSettings(address=home.cuff_address, kind=DeviceKind.BLOOD_PRESSURE)],
+        home_broker=MqttSettings(
+            host=home.home_broker.host,
+            port=home.home_broker.port,
+            username=HOME_AGENT_USER,
+            password=SecretStr(home.home_broker.users[HOME_AGENT_USER]),
+        ),
+        sensors=[SensorSettings.model_validate(entry) for entry in home.household.sensor_map()],
         resend_after_s=5.0,
         status_interval_s=10.0,
     )
@@ -228,6 +244,15 @@ async def run_demo(options: DemoOptions) -> int:
             platform_task = tasks.create_task(platform.run(), name="platform")
             home_tasks = []
             for home in homes:
+                home.home_broker = stack.enter_context(
+                    MosquittoServer(
+                        workdir / home.gateway_id / "home-broker",
+                        {
+                            Z2M_USER: secrets.token_urlsafe(16),
+                            HOME_AGENT_USER: secrets.token_urlsafe(16),
+                        },
+                    )
+                )
                 radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
                 home.cuff = await stack.enter_async_context(
                     SimulatedBloodPressureMonitor(radio, home.cuff_address)
@@ -243,6 +268,9 @@ async def run_demo(options: DemoOptions) -> int:
             days = [
                 tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}")
                 for h in homes
+            ] + [
+                tasks.create_task(_sensors_day(h, options.speed), name=f"sensors-{h.gateway_id}")
+                for h in homes
             ]
             await wait_event(asyncio.Event(), options.duration_s)
             for day in days:
@@ -253,6 +281,33 @@ async def run_demo(options: DemoOptions) -> int:
         verdict = await _verdict(homes, platform, gp)
     print(json.dumps(verdict), flush=True)
     return 0 if verdict["observations_lost"] == 0 and verdict["duplicates"] == 0 else 1
+
+
+async def _sensors_day(home: Home, speed: float) -> None:
+    """The home's Zigbee2MQTT sensors live their day (getting up, a fall, ...), published on
+    the home's own broker as Zigbee2MQTT would."""
+    assert home.home_broker is not None and home.agent is not None
+    agent = home.agent
+    settings = MqttSettings(
+        host=home.home_broker.host,
+        port=home.home_broker.port,
+        username=Z2M_USER,
+        password=SecretStr(home.home_broker.users[Z2M_USER]),
+    )
+    # The agent's persistent session must exist first, or the broker has nobody to keep
+    # messages for.
+    if not await _poll_until(_connected(agent), DRAIN_TIMEOUT_S):
+        log.error("%s: the agent never reached its home broker", home.gateway_id)
+        return
+    async with MqttSession(settings, f"zigbee2mqtt-{home.gateway_id}") as mqtt:
+        await home.household.play(mqtt, speed=speed)
+
+
+def _connected(agent: EdgeAgent) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return agent.sensors is not None and agent.sensors.stats.connected
+
+    return check
 
 
 async def _drain(homes: list[Home], platform: Platform) -> None:
@@ -270,7 +325,7 @@ async def _drain(homes: list[Home], platform: Platform) -> None:
 
 
 async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dict[str, int]:
-    expected: Counter[tuple[str, str, str, str]] = Counter()
+    expected: Counter[tuple[str, str, str, Decimal]] = Counter()
     for home in homes:
         for r in home.produced:
             assert r.timestamp is not None, "demo cuffs have their clocks set"
@@ -281,16 +336,21 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
                 (codes.NIBP_MEAN, r.mean_arterial_pressure),
                 (codes.PULSE_NIBP, r.pulse),
             ):
-                expected[(home.cuff_address, at, code.ref, str(value))] += 1
-    stored: Counter[tuple[str, str, str, str]] = Counter()
+                if value is not None:
+                    expected[(home.cuff_address, at, code.ref, value)] += 1
+        for obs in home.household.expected():
+            at = obs.time.astimezone(TIMEZONE).isoformat()
+            expected[(obs.device_id, at, obs.code, obs.value)] += 1
+    stored: Counter[tuple[str, str, str, Decimal]] = Counter()
     device_reports = 0
+    cuffs = {home.cuff_address for home in homes}
     async with platform.store.session() as s:
         for row in await s.scalars(select(ObservationRow)):
-            if codes.metric(row.code).system != codes.MDC_CODING_SYSTEM:
-                device_reports += 1  # e.g. the cuff's battery level, read at each connection
+            if row.device_id in cuffs and not row.code.startswith("MDC_"):
+                device_reports += 1  # the cuff's battery level, read at each connection
                 continue
             at = row.time.astimezone(TIMEZONE).isoformat()
-            stored[(row.device_id, at, row.code, row.value)] += 1
+            stored[(row.device_id, at, row.code, Decimal(row.value))] += 1
     hl7 = await platform.store.hl7_counts()
     await platform.store.close()
     return {
