@@ -28,7 +28,7 @@ from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
 from hl7.gp_peer import GPEndpoint
-from tryggheim.broker import find_free_port
+from tryggheim.broker import MosquittoServer, find_free_port
 from tryggheim.mqtt import MqttSettings
 
 GATEWAY = "gw-test"
@@ -257,6 +257,35 @@ device_id = "{CUFF}"
 gateway_id = "{GATEWAY}"
 kind = "blood_pressure"
 """,
+        encoding="utf-8",
+    )
+    return path
+
+
+def sensor_edge_config(
+    path: Path, central: BrokerFixture, home: MosquittoServer, sensors_toml: str
+) -> Path:
+    """An edge config for a home with only Zigbee2MQTT sensors (``[[sensors]]`` entries in
+    ``sensors_toml``): uplink to ``central`` as gw-test, home broker ``home``."""
+    path.write_text(
+        f"""
+gateway_id = "{GATEWAY}"
+outbox_path = "{path.parent / "outbox.db"}"
+resend_after_s = 2.0
+status_interval_s = 1.0
+
+[uplink]
+host = "{central.host}"
+port = {central.port}
+username = "{GATEWAY}"
+password = "{central.users[GATEWAY]}"
+
+[home_broker]
+host = "{home.host}"
+port = {home.port}
+username = "tryggheim"
+password = "{home.users["tryggheim"]}"
+{sensors_toml}""",
         encoding="utf-8",
     )
     return path

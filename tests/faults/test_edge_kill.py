@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from chain import ServiceProcess, until
+from chain import ServiceProcess, sensor_edge_config, until
 from delivery import make_worker, mqtt_settings
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
@@ -31,25 +31,7 @@ KILLS = 20
 READINGS_PER_ROUND = 30
 
 
-def _edge_config(path: Path, central: BrokerFixture, home: MosquittoServer) -> Path:
-    path.write_text(
-        f"""
-gateway_id = "gw-test"
-outbox_path = "{path.parent / "outbox.db"}"
-resend_after_s = 2.0
-
-[uplink]
-host = "{central.host}"
-port = {central.port}
-username = "gw-test"
-password = "{central.users["gw-test"]}"
-
-[home_broker]
-host = "{home.host}"
-port = {home.port}
-username = "tryggheim"
-password = "{home.users["tryggheim"]}"
-
+SENSORS = """
 [[sensors]]
 name = "living_room"
 kind = "climate"
@@ -59,10 +41,7 @@ room = "living room"
 name = "bathroom_leak"
 kind = "water"
 room = "bathroom"
-""",
-        encoding="utf-8",
-    )
-    return path
+"""
 
 
 async def test_kill_9_at_random_points_loses_and_doubles_nothing(
@@ -73,7 +52,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     await store.migrate()
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())
-    config = _edge_config(tmp_path / "edge.toml", mosquitto, home_broker)
+    config = sensor_edge_config(tmp_path / "edge.toml", mosquitto, home_broker, SENSORS)
     edge = ServiceProcess(tmp_path / "edge.log", "edge", "run", "--config", str(config))
     expected: Counter[tuple[str, str, str]] = Counter()
     start = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)

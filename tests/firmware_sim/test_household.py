@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from chain import ServiceProcess, until
+from chain import ServiceProcess, sensor_edge_config, until
 from delivery import make_worker, mqtt_settings
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
@@ -130,33 +130,8 @@ async def test_a_message_looks_like_zigbee2mqtt() -> None:
 def _edge_config(
     path: Path, central: BrokerFixture, home: MosquittoServer, day: HouseholdDay
 ) -> Path:
-    path.write_text(
-        f"""
-gateway_id = "gw-test"
-outbox_path = "{path.parent / "outbox.db"}"
-resend_after_s = 2.0
-status_interval_s = 1.0
-
-[uplink]
-host = "{central.host}"
-port = {central.port}
-username = "gw-test"
-password = "{central.users["gw-test"]}"
-
-[home_broker]
-host = "{home.host}"
-port = {home.port}
-username = "tryggheim"
-password = "{home.users["tryggheim"]}"
-
-[[sensors]]
-name = "warm_up"
-kind = "climate"
-room = "nowhere"
-{day.sensor_map_toml()}""",
-        encoding="utf-8",
-    )
-    return path
+    warm_up = '\n[[sensors]]\nname = "warm_up"\nkind = "climate"\nroom = "nowhere"\n'
+    return sensor_edge_config(path, central, home, warm_up + day.sensor_map_toml())
 
 
 def _outbox_depth(path: Path) -> int:
