@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tryggheim.mqtt import MqttSettings
 
 
+class TimeSeriesFlavour(StrEnum):
+    INFLUXDB2 = "influxdb2"
+    VICTORIAMETRICS = "victoriametrics"
+
+
 class TimeSeriesSettings(BaseModel):
     """InfluxDB 2.x/3.x, or VictoriaMetrics (which accepts the same /api/v2/write)."""
 
     url: str
+    flavour: TimeSeriesFlavour = TimeSeriesFlavour.INFLUXDB2
+    """Both accept the same writes; deleting a patient's series differs."""
     token: SecretStr = SecretStr("")
     org: str = "tryggheim"
     bucket: str = "tryggheim"

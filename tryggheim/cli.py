@@ -95,6 +95,63 @@ async def _gateway_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _gateway_export_patient(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from gateway.privacy import export_patient
+    from gateway.settings import GatewaySettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    store = RecordStore(settings.database_url)
+    try:
+        await store.migrate()
+        export = await export_patient(store, args.national_id, now=datetime.now(UTC))
+        await store.audit(
+            actor=args.operator,
+            action="export_patient",
+            patient_id=None,
+            purpose="GDPR access request",
+            client="cli",
+            now=datetime.now(UTC),
+        )
+    finally:
+        await store.close()
+    print(json.dumps(export, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _gateway_erase_patient(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from gateway.privacy import erase_patient
+    from gateway.settings import GatewaySettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    if not args.yes:
+        print("tryggheim: erasure cannot be undone; add --yes to go ahead", file=sys.stderr)
+        return 2
+    settings = load_settings(GatewaySettings, args.config)
+    store = RecordStore(settings.database_url)
+    try:
+        await store.migrate()
+        removed = await erase_patient(store, settings.timeseries, args.national_id)
+        await store.audit(
+            actor=args.operator,
+            action="erase_patient",
+            patient_id=None,
+            purpose="GDPR erasure",
+            client="cli",
+            now=datetime.now(UTC),
+        )
+    finally:
+        await store.close()
+    print(json.dumps({"erased": removed}))
+    return 0
+
+
 async def _gateway_provision(args: argparse.Namespace) -> int:
     from gateway.provision import load_registry, provision
     from gateway.settings import GatewaySettings
@@ -172,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gw_migrate.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_migrate.set_defaults(handler=_gateway_migrate)
+    for name, handler, help_text in (
+        ("export-patient", _gateway_export_patient, "print all data about a patient as JSON"),
+        ("erase-patient", _gateway_erase_patient, "erase a patient from both stores"),
+    ):
+        gdpr = gateway.add_parser(name, help=help_text)
+        gdpr.add_argument("--config", type=Path, required=True, help="platform TOML file")
+        gdpr.add_argument("--national-id", required=True, help="the patient's 11 digits")
+        gdpr.add_argument("--operator", required=True, help="who does this (audit log)")
+        if name == "erase-patient":
+            gdpr.add_argument("--yes", action="store_true", help="really erase")
+        gdpr.set_defaults(handler=handler)
     gw_prov = gateway.add_parser("provision", help="load patients and devices from TOML")
     gw_prov.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_prov.add_argument("registry", type=Path, help="registry TOML file")

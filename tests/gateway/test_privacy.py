@@ -1,0 +1,116 @@
+"""GDPR export and erasure of one patient across the record store (SQLite, PostgreSQL) and
+VictoriaMetrics; another patient's data stays untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from chain import until
+from delivery import GATEWAY, readings, running
+from servers import VictoriaMetricsServer, export_series
+from sqlalchemy import func, select
+
+from gateway.models import ObservationRow, Patient
+from gateway.privacy import UnknownPatient, erase_patient, export_patient
+from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
+from gateway.store import RecordStore
+from gateway.timeseries import TimeSeriesExporter
+from tryggheim.codes import DeviceProfile
+
+KARI, OLA = "01014090011", "01014190022"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+async def _two_patients(store: RecordStore) -> dict[str, int]:
+    ids = {}
+    for n, (national_id, device) in enumerate(
+        ((KARI, "C0:10:00:00:00:01"), (OLA, "C0:10:00:00:00:02"))
+    ):
+        ids[national_id] = await store.upsert_patient(
+            national_id=national_id,
+            family_name="Ødegård" if n == 0 else "Hansen",
+            given_name="Kari" if n == 0 else "Ola",
+            gp_name=None,
+            gp_hl7_host=None,
+            gp_hl7_port=None,
+        )
+        await store.pair_device(
+            device_id=device,
+            patient_id=ids[national_id],
+            gateway_id=GATEWAY,
+            profile=DeviceProfile.BLOOD_PRESSURE,
+        )
+        batch = [
+            replace(o, device_id=device, seq=n * 100 + k + 1) for k, o in enumerate(readings(0, 5))
+        ]
+        await store.commit_batch(GATEWAY, batch, datetime.now(UTC))
+    return ids
+
+
+async def test_export_then_erase_leaves_nothing_of_the_patient(
+    database_url: str, victoria_metrics: VictoriaMetricsServer
+) -> None:
+    store = RecordStore(database_url)
+    await store.migrate()
+    ids = await _two_patients(store)
+    series = TimeSeriesSettings(url=victoria_metrics.url, flavour=TimeSeriesFlavour.VICTORIAMETRICS)
+
+    async def exported() -> bool:
+        return not await store.unexported(1)
+
+    async with running(TimeSeriesExporter(series, store).run(), "exporter"):
+        await until(exported, what="everything written to VictoriaMetrics")
+
+    def points(patient: str) -> int:
+        found = export_series(victoria_metrics.url, f'vitals_value{{patient="{patient}"}}')
+        return sum(len(s["values"]) for s in found)
+
+    await until(lambda: points(str(ids[KARI])) >= 5 and points(str(ids[OLA])) >= 5, timeout=20)
+
+    export = await export_patient(store, KARI, now=datetime.now(UTC))
+    assert export["patient"]["family_name"] == "Ødegård"
+    assert [d["device_id"] for d in export["devices"]] == ["C0:10:00:00:00:01"]
+    assert len(export["observations"]) == 5
+    json.dumps(export)  # JSON-ready as it is
+
+    removed = await erase_patient(store, series, KARI)
+    assert removed == {"observations": 5, "hl7_messages": 0, "devices": 1}
+    async with store.session() as s:
+        assert await s.scalar(select(Patient).where(Patient.national_id == KARI)) is None
+        left = await s.scalar(select(func.count()).select_from(ObservationRow))
+    assert left == 5  # Ola's
+    await until(lambda: points(str(ids[KARI])) == 0, timeout=20)
+    assert points(str(ids[OLA])) >= 5
+    with pytest.raises(UnknownPatient):
+        await export_patient(store, KARI, now=datetime.now(UTC))
+    await store.close()
+
+
+def test_erasure_from_the_command_line_asks_for_yes(tmp_path: Path) -> None:
+    config = tmp_path / "platform.toml"
+    config.write_text(
+        f'database_url = "sqlite+aiosqlite:///{tmp_path / "r.db"}"\n'
+        '[mqtt]\nusername = "platform"\npassword = "x"\n'
+    )
+    base = [sys.executable, "-m", "tryggheim.cli", "gateway"]
+    args = ["--config", str(config), "--national-id", KARI, "--operator", "it-admin"]
+    refused = subprocess.run([*base, "erase-patient", *args], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    unknown = subprocess.run(
+        [*base, "erase-patient", *args, "--yes"], capture_output=True, text=True
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines()[-1].startswith("tryggheim: no patient")
