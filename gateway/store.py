@@ -9,6 +9,7 @@ of one gateway out of order.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -123,6 +124,15 @@ class RecordStore:
         return dialect.insert(ObservationRow)
 
     async def commit_batch(
+        self, gateway_id: str, observations: Sequence[Observation], now: datetime
+    ) -> CommitResult:
+        """Commit a batch and advance the watermark, in one transaction. Shielded: a worker
+        cancelled mid-commit lets the transaction finish rather than leave it open holding
+        locks (and SQLite's write lock) until its connection is collected; the batch's ack is
+        then simply not sent, and the edge's resend finds it committed."""
+        return await asyncio.shield(self._commit_batch(gateway_id, observations, now))
+
+    async def _commit_batch(
         self, gateway_id: str, observations: Sequence[Observation], now: datetime
     ) -> CommitResult:
         async with self.session() as s:
