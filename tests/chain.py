@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
 
@@ -289,3 +290,18 @@ password = "{home.users["tryggheim"]}"
         encoding="utf-8",
     )
     return path
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: Any) -> AsyncIterator[str]:
+    """An ASGI app on a real uvicorn server on a free loopback port; yields its base URL."""
+    port = find_free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve(), name="uvicorn")
+    try:
+        await until(lambda: server.started, what="the HTTP server")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -4,8 +4,6 @@ keyset paging that never skips values sharing a time, CSV export, audit entries,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -15,8 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from chain import until
+from chain import serving_app
 from delivery import GATEWAY, readings
 from sqlalchemy import select
 
@@ -24,7 +21,6 @@ from gateway.api import create_app
 from gateway.events import EventBus
 from gateway.models import AuditEntry
 from gateway.store import RecordStore
-from tryggheim.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 
 
@@ -51,17 +47,11 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordSt
     pairs = [o for obs in minutes for o in (obs, replace(obs, code="MDC_PRESS_BLD_NONINV_DIA"))]
     numbered = [replace(o, seq=n) for n, o in enumerate(pairs, start=1)]
     await store.commit_batch(GATEWAY, numbered, datetime.now(UTC))
-    port = find_free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store, EventBus()), port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    await until(lambda: server.started, what="the HTTP server")
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+    async with (
+        serving_app(create_app(store, EventBus())) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         yield client, store, patient
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
     await store.close()
 
 
