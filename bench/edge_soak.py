@@ -35,7 +35,13 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from firmware_sim.household import HouseholdDay, Sensors, make_sensors
+from firmware_sim.household import (
+    WARM_UP_SENSOR_TOML,
+    HouseholdDay,
+    Sensors,
+    make_sensors,
+    write_edge_config,
+)
 from firmware_sim.sensors import ClimateSensor, Kind
 from gateway.events import EventBus
 from gateway.ingest import IngestWorker
@@ -48,37 +54,6 @@ from tryggheim.wire import BROKER_ACL
 GATEWAY = "gw-soak"
 FIRST_DAY = date(2026, 11, 23)
 Key = tuple[str, str, str, datetime]
-
-
-def edge_config(work: Path, central: MosquittoServer, home: MosquittoServer, map_toml: str) -> Path:
-    path = work / "edge.toml"
-    path.write_text(
-        f"""
-gateway_id = "{GATEWAY}"
-outbox_path = "{work / "outbox.db"}"
-resend_after_s = 2.0
-status_interval_s = 5.0
-
-[uplink]
-host = "{central.host}"
-port = {central.port}
-username = "{GATEWAY}"
-password = "{central.users[GATEWAY]}"
-
-[home_broker]
-host = "{home.host}"
-port = {home.port}
-username = "tryggheim"
-password = "{home.users["tryggheim"]}"
-
-[[sensors]]
-name = "warm_up"
-kind = "climate"
-room = "nowhere"
-{map_toml}""",
-        encoding="utf-8",
-    )
-    return path
 
 
 class Edge:
@@ -155,7 +130,15 @@ async def run(
             )
             ingest = IngestWorker(platform, store, EventBus(), client_id="ingest-soak")
             ingest_task = asyncio.create_task(ingest.run())
-            edge = Edge(edge_config(work, central, home, map_toml), work / "edge.log")
+            config = write_edge_config(
+                work / "edge.toml",
+                gateway_id=GATEWAY,
+                central=central,
+                home=home,
+                sensors_toml=WARM_UP_SENSOR_TOML + map_toml,
+                status_interval_s=5.0,
+            )
+            edge = Edge(config, work / "edge.log")
 
             async def stored() -> Counter[Key]:
                 async with store.session() as s:

@@ -30,7 +30,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from firmware_sim.sensors import (
@@ -375,3 +376,55 @@ class HouseholdDay:
             await self._by_name[step.sensor].report(mqtt, step.at, **step.state)
             self.played += 1
         return list(steps)
+
+
+#: A climate sensor to report through first, before the day starts: until the agent's first
+#: session at the home broker exists, nobody is subscribed and the broker drops messages.
+WARM_UP_SENSOR_TOML = '\n[[sensors]]\nname = "warm_up"\nkind = "climate"\nroom = "nowhere"\n'
+
+
+class Broker(Protocol):
+    """A broker as the simulations know it: where it listens and its users' passwords."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def users(self) -> Mapping[str, str]: ...
+
+
+def write_edge_config(
+    path: Path,
+    *,
+    gateway_id: str,
+    central: Broker,
+    home: Broker,
+    sensors_toml: str,
+    status_interval_s: float = 1.0,
+) -> Path:
+    """An edge config for a home with only Zigbee2MQTT sensors (``[[sensors]]`` entries in
+    ``sensors_toml``, e.g. :meth:`HouseholdDay.sensor_map_toml`): uplink to ``central`` as the
+    gateway's own user, and ``home``'s broker as user ``tryggheim``."""
+    path.write_text(
+        f"""
+gateway_id = "{gateway_id}"
+outbox_path = "{path.parent / "outbox.db"}"
+resend_after_s = 2.0
+status_interval_s = {status_interval_s}
+
+[uplink]
+host = "{central.host}"
+port = {central.port}
+username = "{gateway_id}"
+password = "{central.users[gateway_id]}"
+
+[home_broker]
+host = "{home.host}"
+port = {home.port}
+username = "tryggheim"
+password = "{home.users["tryggheim"]}"
+{sensors_toml}""",
+        encoding="utf-8",
+    )
+    return path

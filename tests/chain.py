@@ -25,6 +25,7 @@ from servers import BrokerFixture, tail
 
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
+from firmware_sim.household import write_edge_config
 from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
@@ -266,30 +267,10 @@ kind = "blood_pressure"
 def sensor_edge_config(
     path: Path, central: BrokerFixture, home: MosquittoServer, sensors_toml: str
 ) -> Path:
-    """An edge config for a home with only Zigbee2MQTT sensors (``[[sensors]]`` entries in
-    ``sensors_toml``): uplink to ``central`` as gw-test, home broker ``home``."""
-    path.write_text(
-        f"""
-gateway_id = "{GATEWAY}"
-outbox_path = "{path.parent / "outbox.db"}"
-resend_after_s = 2.0
-status_interval_s = 1.0
-
-[uplink]
-host = "{central.host}"
-port = {central.port}
-username = "{GATEWAY}"
-password = "{central.users[GATEWAY]}"
-
-[home_broker]
-host = "{home.host}"
-port = {home.port}
-username = "tryggheim"
-password = "{home.users["tryggheim"]}"
-{sensors_toml}""",
-        encoding="utf-8",
+    """An edge config for a sensors-only home, gateway gw-test (see write_edge_config)."""
+    return write_edge_config(
+        path, gateway_id=GATEWAY, central=central, home=home, sensors_toml=sensors_toml
     )
-    return path
 
 
 @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from servers import BrokerFixture, tail
 from sqlalchemy import select
 
-from firmware_sim.household import HouseholdDay
+from firmware_sim.household import WARM_UP_SENSOR_TOML, HouseholdDay
 from firmware_sim.sensors import (
     ClimateSensor,
     ContactSensor,
@@ -130,8 +130,7 @@ async def test_a_message_looks_like_zigbee2mqtt() -> None:
 def _edge_config(
     path: Path, central: BrokerFixture, home: MosquittoServer, day: HouseholdDay
 ) -> Path:
-    warm_up = '\n[[sensors]]\nname = "warm_up"\nkind = "climate"\nroom = "nowhere"\n'
-    return sensor_edge_config(path, central, home, warm_up + day.sensor_map_toml())
+    return sensor_edge_config(path, central, home, WARM_UP_SENSOR_TOML + day.sensor_map_toml())
 
 
 def _outbox_depth(path: Path) -> int:
