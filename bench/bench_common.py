@@ -1,25 +1,41 @@
-"""What the benchmarks share: the care platform in its own process, as a municipality runs it."""
+"""What the benchmarks share: the care platform in its own process, as a municipality runs it,
+and the CPU and memory of a process tree read from /proc."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.auth import generate_signing_key
 from tryggheim.broker import MosquittoServer, find_free_port
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-async def start_platform(work: Path, broker: MosquittoServer) -> asyncio.subprocess.Process:
+
+async def start_platform(
+    work: Path, broker: MosquittoServer, *, workers: int = 1, timeseries_url: str | None = None
+) -> asyncio.subprocess.Process:
     """``tryggheim gateway run`` with a SQLite record store in ``work``, on ``broker`` as its
-    ``platform`` user; the caller terminates it."""
+    ``platform`` user, with ``workers`` ingest workers and, given ``timeseries_url``, exporting
+    to that VictoriaMetrics; the caller terminates it."""
     config = work / "platform.toml"
+    timeseries = (
+        f'[timeseries]\nurl = "{timeseries_url}"\nflavour = "victoriametrics"\n'
+        if timeseries_url is not None
+        else ""
+    )
     config.write_text(
         f'database_url = "sqlite+aiosqlite:///{work / "records.db"}"\n'
         f"http_port = {find_free_port()}\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'username = "platform"\npassword = "{broker.users["platform"]}"\n'
+        # A key for this run only; the benches call no authenticated route.
+        f'[auth]\nsigning_key = "{generate_signing_key()}"\n' + timeseries
     )
-    return await tryggheim("gateway", "run", "--config", str(config))
+    return await tryggheim("gateway", "run", "--config", str(config), "--workers", str(workers))
 
 
 async def tryggheim(*args: str) -> asyncio.subprocess.Process:
@@ -27,3 +43,48 @@ async def tryggheim(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tryggheim.cli", *args, stderr=asyncio.subprocess.DEVNULL
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TreeUsage:
+    cpu_s: float
+    """User + system CPU seconds of the process, its live descendants and the children they
+    have already reaped."""
+    peak_rss_mb: float
+    """Sum of each live process's peak resident memory (VmHWM)."""
+
+
+def tree_usage(pid: int) -> TreeUsage:
+    """CPU and peak memory of process ``pid`` and all its descendants, from /proc (a server
+    that forks helpers or worker processes is measured whole)."""
+    parents: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name (in parentheses) may contain spaces: split after it.
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited while we looked
+        stats[int(entry.name)] = fields
+        parents[int(entry.name)] = int(fields[1])
+    tree = {pid}
+    grew = True
+    while grew:
+        children = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= children
+        grew = bool(children)
+    ticks = 0
+    peak_kb = 0
+    for member in tree & stats.keys():
+        fields = stats[member]
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        peak_kb += next(
+            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0
+        )
+    return TreeUsage(cpu_s=ticks / CLOCK_TICKS, peak_rss_mb=peak_kb / 1024)

@@ -1,65 +1,51 @@
 """REST + live-stream API of the care platform, and the nurse page. Routes stay thin: the record
-store does the work, dependencies carry state in."""
+store and registry do the work; who may do what is decided in gateway/deps.py and
+gateway/auth/policy.py only."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
+from gateway.api_alarms import alarms_router
+from gateway.api_registry import registry_router
+from gateway.auth import Action, BearerVerifier, policy
+from gateway.auth.web import token_router
+from gateway.careplan import CarePlan
+from gateway.deps import (
+    Audit,
+    EditsCarePlan,
+    Events,
+    ExportsMeasurements,
+    ListsPatients,
+    ReadsPatient,
+    Registered,
+    Store,
+    patient_for,
+)
 from gateway.events import EventBus
 from gateway.models import ObservationRow
-from gateway.schemas import ObservationOut, PatientOut, Problem
+from gateway.registry import Registry, RegistryError
+from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Problem
+from gateway.settings import GatewaySettings
 from gateway.store import Cursor, HistoryQuery, RecordStore
+from tryggheim.errors import ConfigError
 
-#: Until the OAuth2/OIDC work lands (issue 5) every caller is recorded under this name, and the
-#: service listens on loopback only by default.
-UNAUTHENTICATED = "unauthenticated"
-
-
-def get_store(request: Request) -> RecordStore:
-    store: RecordStore = request.app.state.store
-    return store
-
-
-def get_events(request: Request) -> EventBus:
-    events: EventBus = request.app.state.events
-    return events
-
-
-Store = Annotated[RecordStore, Depends(get_store)]
-Events = Annotated[EventBus, Depends(get_events)]
-
-
-class Auditor:
-    """Writes one audit entry per read of patient data."""
-
-    def __init__(self, request: Request, store: Store) -> None:
-        self._store = store
-        self._client = request.client.host if request.client else None
-
-    async def __call__(self, action: str, patient_id: int | None) -> None:
-        await self._store.audit(
-            actor=UNAUTHENTICATED,
-            action=action,
-            patient_id=patient_id,
-            purpose="care",
-            client=self._client,
-            now=datetime.now(UTC),
-        )
-
-
-Audit = Annotated[Auditor, Depends(Auditor)]
-
+log = logging.getLogger(__name__)
 
 CSV_COLUMNS = [
     "time",
@@ -94,9 +80,6 @@ def history_query(
     return HistoryQuery(since=since, until=until, codes=tuple(code or ()), limit=limit)
 
 
-History = Annotated[HistoryQuery, Depends(history_query)]
-
-
 def _cursor(text: str | None) -> Cursor | None:
     if text is None:
         return None
@@ -106,42 +89,118 @@ def _cursor(text: str | None) -> Cursor | None:
         raise HTTPException(422, "cursor: not one this API handed out") from None
 
 
-async def _known_patient(store: RecordStore, patient_id: int) -> None:
-    if await store.patient(patient_id) is None:
-        raise HTTPException(404, f"no patient {patient_id}")
+def _verifier(settings: GatewaySettings) -> BearerVerifier:
+    try:
+        return BearerVerifier.from_settings(settings.auth)
+    except ValueError:
+        raise ConfigError(
+            "platform settings",
+            "auth",
+            "neither the password flow nor OIDC is configured: set auth.signing_key "
+            "(TRYGGHEIM_GATEWAY_AUTH__SIGNING_KEY) or an [auth.oidc] table",
+        ) from None
 
 
-def create_app(store: RecordStore, events: EventBus) -> FastAPI:
+def _problem(status: int, message: str, hint: str | None = None) -> JSONResponse:
+    return JSONResponse({"detail": message, "hint": hint}, status_code=status)
+
+
+def create_app(store: RecordStore, events: EventBus, settings: GatewaySettings) -> FastAPI:
     app = FastAPI(
         title="Tryggheim care platform",
-        version="0.1.0",
+        version="0.2.0",
         responses={404: {"model": Problem}},
     )
+    registry = Registry(store)
     app.state.store = store
     app.state.events = events
+    app.state.registry = registry
+    app.state.settings = settings
+    app.state.verifier = _verifier(settings)
+    app.state.counters = Counter[str]()
 
-    @app.get("/api/v1/patients", response_model=list[PatientOut])
-    async def list_patients(store: Store, audit: Audit) -> list[PatientOut]:
+    @app.exception_handler(RegistryError)
+    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
+        return _problem(exc.status_code, str(exc.args[0]), exc.hint)
+
+    @app.exception_handler(AlarmTransitionError)
+    async def transition_error(request: Request, exc: AlarmTransitionError) -> JSONResponse:
+        return _problem(409, str(exc.args[0]), exc.hint)
+
+    @app.exception_handler(ResolutionNoteRequired)
+    async def note_required(request: Request, exc: ResolutionNoteRequired) -> JSONResponse:
+        return _problem(422, str(exc.args[0]), exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        app.state.counters["bad_requests"] += 1
+        log.info("bad request %s %s: %s", request.method, request.url.path, exc.errors()[:3])
+        return JSONResponse({"detail": _jsonable(exc.errors())}, status_code=422)
+
+    if settings.auth.password_flow_enabled:
+        app.include_router(
+            token_router(settings.auth, registry.user_record, on_rehash=registry.rehash)
+        )
+    app.include_router(alarms_router())
+    app.include_router(registry_router())
+    _care_routes(app)
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    static = resources.files("dashboards") / "static"
+    app.mount("/", StaticFiles(directory=str(static), html=True), name="nurse-page")
+    return app
+
+
+def _jsonable(errors: Sequence[Any]) -> Any:
+    """Validation errors as JSON: pydantic puts the offending exception object in ``ctx``."""
+    return json.loads(json.dumps(list(errors), default=str))
+
+
+def _care_routes(app: FastAPI) -> None:
+    @app.get("/api/v1/patients", response_model=list[PatientOut], tags=["care"])
+    async def list_patients(
+        principal: ListsPatients, store: Store, registry: Registered, audit: Audit
+    ) -> list[PatientOut]:
+        """The caller's patients (her care teams; a coordinator's whole municipality) with
+        their latest values and open alarms."""
+        patients = await registry.visible_patients(
+            policy.visible_team_ids(principal, Action.LIST_PATIENTS)
+        )
         await audit("list_patients", None)
+        ids = [p.id for p in patients]
         by_patient: dict[int, list[ObservationRow]] = {}
-        for row in await store.latest_values():
+        for row in await store.latest_values(ids):
             if row.patient_id is not None:
                 by_patient.setdefault(row.patient_id, []).append(row)
-        return [PatientOut.of(p, by_patient.get(p.id, [])) for p in await store.patients()]
+        alarms = await registry.open_alarm_counts(ids)
+        return [PatientOut.of(p, by_patient.get(p.id, []), alarms.get(p.id, [])) for p in patients]
 
-    @app.get("/api/v1/patients/{patient_id}/observations", response_model=list[ObservationOut])
+    @app.get(
+        "/api/v1/patients/{patient_id}/observations",
+        response_model=list[ObservationOut],
+        tags=["care"],
+    )
     async def patient_observations(
         patient_id: int,
+        principal: ReadsPatient,
         store: Store,
+        registry: Registered,
         audit: Audit,
-        query: History,
         response: Response,
+        since: Annotated[datetime | None, Query(description="from (inclusive)")] = None,
+        until: Annotated[datetime | None, Query(description="to (exclusive)")] = None,
+        code: Annotated[list[str] | None, Query(description="only these codes")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
         cursor: Annotated[str | None, Query(description="X-Next-Cursor of the last page")] = None,
     ) -> list[ObservationOut]:
         """A patient's observations, newest first, a page at a time: when a page is full the
         ``X-Next-Cursor`` response header continues the listing."""
+        query = history_query(since, until, code, limit)
         after = _cursor(cursor)
-        await _known_patient(store, patient_id)
+        await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
         await audit("read_observations", patient_id)
         rows = await store.observations(patient_id, query, after=after)
         if len(rows) == query.limit:
@@ -152,14 +211,22 @@ def create_app(store: RecordStore, events: EventBus) -> FastAPI:
         "/api/v1/patients/{patient_id}/observations.csv",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/csv": {}}}},
+        tags=["care"],
     )
     async def patient_observations_csv(
-        patient_id: int, store: Store, audit: Audit, query: History
+        patient_id: int,
+        principal: ExportsMeasurements,
+        store: Store,
+        registry: Registered,
+        audit: Audit,
+        since: Annotated[datetime | None, Query(description="from (inclusive)")] = None,
+        until: Annotated[datetime | None, Query(description="to (exclusive)")] = None,
+        code: Annotated[list[str] | None, Query(description="only these codes")] = None,
     ) -> StreamingResponse:
         """All of a patient's observations in the range as CSV (UTF-8, one row per value)."""
-        await _known_patient(store, patient_id)
+        page = replace(history_query(since, until, code), limit=CSV_PAGE)
+        await patient_for(registry, principal, Action.EXPORT_MEASUREMENTS, patient_id)
         await audit("export_csv", patient_id)
-        page = replace(query, limit=CSV_PAGE)
 
         async def lines() -> AsyncIterator[str]:
             yield csv_line(CSV_COLUMNS)
@@ -189,21 +256,54 @@ def create_app(store: RecordStore, events: EventBus) -> FastAPI:
             headers={"Content-Disposition": f'attachment; filename="patient-{patient_id}.csv"'},
         )
 
-    @app.get("/api/v1/stream")
-    async def stream(events: Events) -> StreamingResponse:
-        """Server-sent events: ``observation`` whenever a patient has a new value."""
+    @app.get("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlan, tags=["care"])
+    async def get_care_plan(
+        patient_id: int, principal: ReadsPatient, registry: Registered, audit: Audit
+    ) -> CarePlan:
+        """Personal thresholds, measurement schedule and combined rules (docs/alarms.md)."""
+        patient = await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
+        await audit("read_care_plan", patient_id)
+        return CarePlan.model_validate_json(patient.care_plan)
+
+    @app.put("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlan, tags=["care"])
+    async def put_care_plan(
+        patient_id: int,
+        plan: CarePlan,
+        principal: EditsCarePlan,
+        registry: Registered,
+        audit: Audit,
+    ) -> CarePlan:
+        await patient_for(registry, principal, Action.EDIT_CARE_PLAN, patient_id)
+        await registry.set_care_plan(principal.tenant_id, patient_id, plan)
+        await audit("edit_care_plan", patient_id)
+        return plan
+
+    @app.put("/api/v1/patients/{patient_id}/care-team", status_code=204, tags=["care"])
+    async def assign_care_team(
+        patient_id: int,
+        body: CareTeamAssignment,
+        principal: EditsCarePlan,
+        registry: Registered,
+        audit: Audit,
+    ) -> None:
+        await patient_for(registry, principal, Action.EDIT_CARE_PLAN, patient_id)
+        await registry.update_patient(
+            principal.tenant_id, patient_id, care_team_id=body.care_team_id
+        )
+        await audit("assign_care_team", patient_id)
+
+    @app.get("/api/v1/stream", tags=["care"])
+    async def stream(principal: ReadsPatient, events: Events, audit: Audit) -> StreamingResponse:
+        """Server-sent events for the caller's patients: ``observation`` when a patient has a
+        new value, ``alarm`` when an alarm is raised, changes state or escalates."""
+        scope = policy.visible_team_ids(principal, Action.READ_PATIENT)
+        await audit("open_live_stream", None)
 
         async def lines() -> AsyncIterator[str]:
             yield ": connected\n\n"
             async for event in events.subscribe():
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                team = event.get("care_team_id")
+                if scope.allows(str(event.get("tenant_id")), None if team is None else str(team)):
+                    yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
         return StreamingResponse(lines(), media_type="text/event-stream")
-
-    @app.get("/healthz")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    static = resources.files("dashboards") / "static"
-    app.mount("/", StaticFiles(directory=str(static), html=True), name="nurse-page")
-    return app

@@ -9,11 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
+
+from gateway.models import AlarmRow
 
 log = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PatientScope:
+    """Who may see a patient's data: the tenant and care team (for live-stream filtering)."""
+
+    tenant_id: str
+    care_team_id: int | None
 
 
 class EventBus:
@@ -39,3 +50,28 @@ class EventBus:
                 yield event
         finally:
             self._subscribers.discard(queue)
+
+
+def observation_event(patient_id: int, scope: PatientScope) -> dict[str, Any]:
+    """A patient has new values (the stream filters on the scope fields)."""
+    return {
+        "type": "observation",
+        "patient_id": patient_id,
+        "tenant_id": scope.tenant_id,
+        "care_team_id": scope.care_team_id,
+    }
+
+
+def alarm_event(row: AlarmRow, scope: PatientScope) -> dict[str, Any]:
+    """The live-stream event for an alarm change (scope fields let the stream filter)."""
+    return {
+        "type": "alarm",
+        "alarm_id": row.id,
+        "patient_id": row.patient_id,
+        "tenant_id": scope.tenant_id,
+        "care_team_id": scope.care_team_id,
+        "state": row.state,
+        "code": row.code,
+        "severity": row.severity,
+        "escalation_level": row.escalation_level,
+    }

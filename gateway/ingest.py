@@ -16,11 +16,19 @@ from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.events import EventBus
+from gateway.events import EventBus, alarm_event, observation_event
 from gateway.store import CommitResult, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
-from tryggheim.wire import INGEST_SUBSCRIPTION, Ack, ack_topic, decode_batch, encode_ack
+from tryggheim.wire import (
+    INGEST_SUBSCRIPTION,
+    STATUS_SUBSCRIPTION,
+    Ack,
+    ack_topic,
+    decode_batch,
+    decode_status,
+    encode_ack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,7 @@ class IngestWorker:
                     self._settings, self.client_id, clean_start=False, manual_ack=True
                 ) as mqtt:
                     await mqtt.subscribe(INGEST_SUBSCRIPTION)
+                    await mqtt.subscribe(STATUS_SUBSCRIPTION)
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
                     async for message in mqtt.messages():
@@ -82,6 +91,9 @@ class IngestWorker:
             await asyncio.sleep(next(delays))
 
     async def _handle(self, mqtt: MqttSession, message: Message) -> None:
+        if message.topic.endswith("/status"):
+            await self._status(message)
+            return
         if message.topic.endswith("/up/reply"):
             # Command replies are for the command API (not there yet): keep them in the log.
             log.info("reply on %s: %s", message.topic, message.payload[:500])
@@ -89,9 +101,7 @@ class IngestWorker:
         try:
             batch = decode_batch(message.topic, message.payload)
         except PayloadError as exc:
-            self.stats.rejected += 1
-            log.error("%s", exc)
-            await self._store.reject(message.topic, message.payload, exc.problem, _now())
+            await self._reject(message, exc)
             return
         try:
             result = await self._store.commit_batch(batch.gateway_id, batch.observations, _now())
@@ -108,7 +118,32 @@ class IngestWorker:
         await mqtt.publish(
             ack_topic(batch.gateway_id), encode_ack(Ack(batch.gateway_id, result.committed_seq))
         )
-        for row in result.inserted:
-            self._events.publish({"type": "observation", "patient_id": row.patient_id})
+        for patient_id in dict.fromkeys(r.patient_id for r in result.inserted):
+            if patient_id is not None:
+                self._events.publish(observation_event(patient_id, result.scopes[patient_id]))
+        for alarm in result.alarms:
+            self._events.publish(alarm_event(alarm, result.scopes[alarm.patient_id]))
         if self._on_commit is not None:
             self._on_commit(result)
+
+    async def _status(self, message: Message) -> None:
+        try:
+            report = decode_status(message.topic, message.payload)
+        except PayloadError as exc:
+            await self._reject(message, exc)
+            return
+        try:
+            alarms, scope = await self._store.gateway_status(report, _now())
+        except SQLAlchemyError as exc:
+            # The next heartbeat (or the offline alarm's silence timer) makes up for it.
+            self.stats.store_errors += 1
+            log.error("record store refused the status of %s: %s", report.gateway_id, exc)
+            return
+        for alarm in alarms:
+            assert scope is not None
+            self._events.publish(alarm_event(alarm, scope))
+
+    async def _reject(self, message: Message, exc: PayloadError) -> None:
+        log.error("%s", exc)
+        await self._store.reject(message.topic, message.payload, exc.problem, _now())
+        self.stats.rejected += 1

@@ -10,11 +10,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -54,6 +57,56 @@ class Base(DeclarativeBase):
     pass
 
 
+#: Every record store has this tenant, so a single municipality needs no set-up and rows
+#: written before tenancy existed (revision 0001) belong somewhere.
+DEFAULT_TENANT = "default"
+
+
+class Tenant(Base):
+    """A municipality. Retention is per tenant (days; enforced by the retention job)."""
+
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Oslo")
+    retention_observations_days: Mapped[int] = mapped_column(Integer, default=3650)
+    retention_alarms_days: Mapped[int] = mapped_column(Integer, default=3650)
+    retention_audit_days: Mapped[int] = mapped_column(Integer, default=3650)
+
+
+class CareTeam(Base):
+    __tablename__ = "care_teams"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_care_team_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+user_teams = Table(
+    "user_teams",
+    Base.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("team_id", ForeignKey("care_teams.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class User(Base):
+    """A person (or machine) of the embedded identity store; OIDC users are not stored."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    roles: Mapped[str] = mapped_column(String(200))
+    """Comma-separated role names (gateway.auth.Role)."""
+    password_hash: Mapped[str] = mapped_column(Text)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class Patient(Base):
     __tablename__ = "patients"
 
@@ -64,6 +117,29 @@ class Patient(Base):
     gp_name: Mapped[str | None] = mapped_column(String(200))
     gp_hl7_host: Mapped[str | None] = mapped_column(String(255))
     gp_hl7_port: Mapped[int | None] = mapped_column(Integer)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id"), default=DEFAULT_TENANT, server_default=DEFAULT_TENANT
+    )
+    care_team_id: Mapped[int | None] = mapped_column(ForeignKey("care_teams.id"))
+    care_plan: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    """JSON: personal thresholds and measurement schedule (gateway.careplan.CarePlan)."""
+    alarm_state: Mapped[str | None] = mapped_column(Text)
+    """JSON of the alarm engine's EvaluatorState; read and written only under this row's lock."""
+
+
+class HomeGateway(Base):
+    """A home gateway in a patient's home; its broker user has the same name as its id."""
+
+    __tablename__ = "home_gateways"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    broker_password_hash: Mapped[str] = mapped_column(Text)
+    """Mosquitto password-file hash ($7$, PBKDF2-SHA512); the password itself is shown once."""
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    status_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
 
 
 class Device(Base):
@@ -185,6 +261,7 @@ class RejectedMessage(Base):
 
 class AuditEntry(Base):
     __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_tenant_at", "tenant_id", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(AwareDateTime())
@@ -193,3 +270,52 @@ class AuditEntry(Base):
     patient_id: Mapped[int | None] = mapped_column(Integer)
     purpose: Mapped[str] = mapped_column(String(200))
     client: Mapped[str | None] = mapped_column(String(100))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    """The actor's tenant; the audit log is read per tenant."""
+
+
+class AlarmRow(Base):
+    """One alarm and its whole lifecycle (gateway.alarms.Alarm); history is kept as JSON."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index("ix_alarms_patient_state", "patient_id", "state"),
+        Index("ix_alarms_escalation", "state", "next_escalation_at"),
+        Index("ix_alarms_raised_at", "raised_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    rule_id: Mapped[str] = mapped_column(String(100))
+    code: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    raised_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    auto_clear: Mapped[bool] = mapped_column(Boolean)
+    auto_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    condition_cleared_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    history: Mapped[str] = mapped_column(Text)
+    escalation_level: Mapped[int | None] = mapped_column(Integer)
+    """The last escalation step sent (index into the policy's levels), None before the first."""
+    escalation_repeat: Mapped[int] = mapped_column(Integer, default=0)
+    next_escalation_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class TimeSeriesDeadLetter(Base):
+    """Points the time-series backend refused (4xx): kept for investigation, never retried."""
+
+    __tablename__ = "timeseries_dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    observation_pk: Mapped[int | None] = mapped_column(BigInteger)
+    line: Mapped[str] = mapped_column(Text)
+    """The point in InfluxDB line protocol, exactly as it was sent."""
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(AwareDateTime())

@@ -1,28 +1,40 @@
 """GDPR: export of everything the platform holds about one patient, and erasure of it from the
 record store and the time-series backend.
 
+Covered: the patient, devices, observations, outbound HL7 messages, alarms, time-series points
+refused by the backend (dead letters: they hold the values), and the patient's points in the
+time-series backend; the patient's home gateway stays registered but is unlinked.
+
 Kept after erasure, on purpose: the audit log (who read the patient's data, and the erasure
 itself — the health-sector security norm requires it; it holds the internal patient number, not
 the person), and dead-lettered MQTT payloads (not attributable to a patient until someone has
-investigated them).
+investigated them). The audit log is not part of the export either: it is the record of who
+accessed what, kept for the data controller, and given out through its own procedure.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import datetime
 from typing import Any, cast
 
-import aiohttp
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from sqlalchemy import CursorResult, Delete, delete, select, update
+from sqlalchemy import CursorResult, Delete, Select, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.models import Device, Hl7Message, ObservationRow, Patient
+from gateway.models import (
+    AlarmRow,
+    Device,
+    Hl7Message,
+    HomeGateway,
+    ObservationRow,
+    Patient,
+    TimeSeriesDeadLetter,
+)
 from gateway.schemas import ObservationOut
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
 from gateway.store import RecordStore
-from gateway.timeseries import MEASUREMENT
-from tryggheim.errors import ConnectionLost, TryggheimError
+from gateway.timeseries import delete_influx_points, delete_victoria_series
+from tryggheim.errors import TryggheimError
 
 EXPORT_FORMAT = "tryggheim-patient-export/1"
 
@@ -45,7 +57,8 @@ async def _patient(store: RecordStore, national_id: str) -> Patient:
 
 
 async def export_patient(store: RecordStore, national_id: str, *, now: datetime) -> dict[str, Any]:
-    """Everything held about the patient, as one JSON-ready object."""
+    """Everything held about the patient, as one JSON-ready object (not the audit log: see the
+    module's docstring)."""
     patient = await _patient(store, national_id)
     async with store.session() as s:
         devices = list(await s.scalars(select(Device).where(Device.patient_id == patient.id)))
@@ -61,6 +74,18 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
                 select(Hl7Message)
                 .where(Hl7Message.patient_id == patient.id)
                 .order_by(Hl7Message.id)
+            )
+        )
+        alarms = list(
+            await s.scalars(
+                select(AlarmRow).where(AlarmRow.patient_id == patient.id).order_by(AlarmRow.id)
+            )
+        )
+        dead_letters = list(
+            await s.scalars(
+                select(TimeSeriesDeadLetter)
+                .where(TimeSeriesDeadLetter.observation_pk.in_(_observation_pks(patient.id)))
+                .order_by(TimeSeriesDeadLetter.id)
             )
         )
     return {
@@ -90,7 +115,38 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
             }
             for m in messages
         ],
+        "alarms": [_alarm(a) for a in alarms],
+        "timeseries_dead_letters": [
+            {"line": d.line, "status": d.status, "reason": d.reason, "at": d.at.isoformat()}
+            for d in dead_letters
+        ],
     }
+
+
+def _alarm(row: AlarmRow) -> dict[str, Any]:
+    # The stored columns, not the API's AlarmOut: an export must not fail on an alarm code that a
+    # later version no longer knows.
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "rule_id": row.rule_id,
+        "code": row.code,
+        "severity": row.severity,
+        "state": row.state,
+        "raised_at": row.raised_at.isoformat(),
+        "acknowledged_by": row.acknowledged_by,
+        "acknowledged_at": moment(row.acknowledged_at),
+        "condition_cleared_at": moment(row.condition_cleared_at),
+        "auto_cleared": row.auto_cleared,
+        "resolution_note": row.resolution_note,
+        "updated_at": row.updated_at.isoformat(),
+        "history": json.loads(row.history),
+    }
+
+
+def _observation_pks(patient_id: int) -> Select[int]:
+    return select(ObservationRow.pk).where(ObservationRow.patient_id == patient_id)
 
 
 async def erase_patient(
@@ -98,10 +154,13 @@ async def erase_patient(
 ) -> dict[str, int]:
     """Delete the patient's data: the time series first (if that fails, the record store still
     holds the patient and the erasure can simply be run again), then the record store in one
-    transaction. Returns what was removed."""
+    transaction. The audit log is kept (module docstring). Returns what was removed."""
     patient = await _patient(store, national_id)
     if timeseries is not None:
-        await _erase_series(timeseries, patient.id)
+        if timeseries.flavour is TimeSeriesFlavour.VICTORIAMETRICS:
+            await delete_victoria_series(timeseries.url, [patient.id])
+        else:
+            await delete_influx_points(timeseries, [patient.id])
     async with store.session() as s:
         # Unlink before deleting: observations point at their HL7 message.
         await s.execute(
@@ -109,13 +168,24 @@ async def erase_patient(
             .where(ObservationRow.patient_id == patient.id)
             .values(hl7_message_id=None)
         )
+        # The home gateway is equipment of the municipality: it stays, without its patient.
+        await s.execute(
+            update(HomeGateway).where(HomeGateway.patient_id == patient.id).values(patient_id=None)
+        )
         removed = {
+            "timeseries_dead_letters": await _delete(
+                s,
+                delete(TimeSeriesDeadLetter).where(
+                    TimeSeriesDeadLetter.observation_pk.in_(_observation_pks(patient.id))
+                ),
+            ),
             "observations": await _delete(
                 s, delete(ObservationRow).where(ObservationRow.patient_id == patient.id)
             ),
             "hl7_messages": await _delete(
                 s, delete(Hl7Message).where(Hl7Message.patient_id == patient.id)
             ),
+            "alarms": await _delete(s, delete(AlarmRow).where(AlarmRow.patient_id == patient.id)),
             "devices": await _delete(s, delete(Device).where(Device.patient_id == patient.id)),
         }
         await s.execute(delete(Patient).where(Patient.id == patient.id))
@@ -125,31 +195,3 @@ async def erase_patient(
 async def _delete(s: AsyncSession, statement: Delete) -> int:
     result = cast(CursorResult[Any], await s.execute(statement))
     return result.rowcount
-
-
-async def _erase_series(settings: TimeSeriesSettings, patient_id: int) -> None:
-    try:
-        if settings.flavour is TimeSeriesFlavour.VICTORIAMETRICS:
-            selector = f'{{__name__=~"{MEASUREMENT}_.*",patient="{patient_id}"}}'
-            async with (
-                aiohttp.ClientSession() as http,
-                http.post(
-                    f"{settings.url}/api/v1/admin/tsdb/delete_series",
-                    params={"match[]": selector},
-                ) as response,
-            ):
-                if response.status >= 300:
-                    raise ConnectionLost(settings.url, f"delete_series: HTTP {response.status}")
-        else:
-            async with InfluxDBClientAsync(
-                url=settings.url, token=settings.token.get_secret_value(), org=settings.org
-            ) as client:
-                await client.delete_api().delete(
-                    start=datetime(1970, 1, 1, tzinfo=UTC),
-                    stop=datetime.now(UTC),
-                    predicate=f'_measurement="{MEASUREMENT}" AND patient="{patient_id}"',
-                    bucket=settings.bucket,
-                    org=settings.org,
-                )
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ConnectionLost(settings.url, f"cannot erase time series: {exc}") from exc

@@ -6,28 +6,23 @@ idempotent, keyed on national identity number and device id.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway import registry as registered
+from gateway.models import DEFAULT_TENANT
+from gateway.schemas import DEVICE_PROFILES, DeviceKindName
 from gateway.store import RecordStore
-from tryggheim.codes import DeviceProfile
 from tryggheim.config import load_settings
-
-_PROFILES = {
-    "blood_pressure": DeviceProfile.BLOOD_PRESSURE,
-    "pulse_oximeter": DeviceProfile.PULSE_OXIMETER,
-    "thermometer": DeviceProfile.THERMOMETER,
-    "scale": DeviceProfile.SCALE,
-    "glucose_meter": DeviceProfile.GLUCOSE_METER,
-}
 
 
 class DeviceEntry(BaseModel):
     device_id: str = Field(min_length=1, max_length=64)
     gateway_id: str = Field(min_length=1, max_length=64)
-    kind: str = Field(pattern="^(" + "|".join(_PROFILES) + ")$")
+    kind: DeviceKindName
 
 
 class PatientEntry(BaseModel):
@@ -38,6 +33,10 @@ class PatientEntry(BaseModel):
     gp_hl7_host: str | None = None
     gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
     devices: list[DeviceEntry] = []
+    care_team: str | None = Field(default=None, min_length=1, max_length=200)
+    """Name of the patient's care team (created when missing)."""
+    home_gateway: str | None = Field(default=None, min_length=1, max_length=64)
+    """The home gateway in her home: home sensors on it are hers."""
 
 
 class Registry(BaseSettings):
@@ -47,6 +46,9 @@ class Registry(BaseSettings):
 
 
 async def provision(store: RecordStore, registry: Registry) -> int:
+    """Idempotent: keyed on national identity number and device id. Patients go to the
+    default tenant."""
+    records = registered.Registry(store)
     for entry in registry.patients:
         patient_id = await store.upsert_patient(
             national_id=entry.national_id,
@@ -61,7 +63,14 @@ async def provision(store: RecordStore, registry: Registry) -> int:
                 device_id=device.device_id.upper(),
                 patient_id=patient_id,
                 gateway_id=device.gateway_id,
-                profile=_PROFILES[device.kind],
+                profile=DEVICE_PROFILES[device.kind],
+            )
+        if entry.care_team is not None:
+            team_id = await records.team_named(DEFAULT_TENANT, entry.care_team)
+            await records.update_patient(DEFAULT_TENANT, patient_id, care_team_id=team_id)
+        if entry.home_gateway is not None:
+            await records.register_gateway(
+                DEFAULT_TENANT, entry.home_gateway, patient_id, datetime.now(UTC)
             )
     return len(registry.patients)
 

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from gateway.models import ObservationRow, Patient
+from gateway.alarm_book import history_of
+from gateway.alarms import AlarmState, Severity, alarm_code
+from gateway.auth import Role
+from gateway.models import AlarmRow, ObservationRow, Patient, User
 from tryggheim import codes
+
+DeviceKindName = Literal[
+    "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
+]
+DEVICE_PROFILES: dict[str, codes.DeviceProfile] = {
+    "blood_pressure": codes.DeviceProfile.BLOOD_PRESSURE,
+    "pulse_oximeter": codes.DeviceProfile.PULSE_OXIMETER,
+    "thermometer": codes.DeviceProfile.THERMOMETER,
+    "scale": codes.DeviceProfile.SCALE,
+    "glucose_meter": codes.DeviceProfile.GLUCOSE_METER,
+}
 
 
 class ObservationOut(BaseModel):
@@ -47,22 +62,248 @@ class ObservationOut(BaseModel):
 
 
 class PatientOut(BaseModel):
+    """A patient as the nurse's list shows her: latest values and open alarms."""
+
     id: int
     family_name: str
     given_name: str
     gp_name: str | None
+    care_team_id: int | None
     latest: list[ObservationOut]
+    open_alarms: list[AlarmOut]
 
     @classmethod
-    def of(cls, patient: Patient, latest: list[ObservationRow]) -> PatientOut:
+    def of(
+        cls, patient: Patient, latest: list[ObservationRow], alarms: list[AlarmRow]
+    ) -> PatientOut:
         return cls(
             id=patient.id,
             family_name=patient.family_name,
             given_name=patient.given_name,
             gp_name=patient.gp_name,
+            care_team_id=patient.care_team_id,
             latest=[ObservationOut.of(row) for row in latest],
+            open_alarms=[AlarmOut.of(row) for row in alarms],
         )
 
 
 class Problem(BaseModel):
     detail: str
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+_GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = Field(min_length=1, max_length=200)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    timezone: str
+    retention_observations_days: int
+    retention_alarms_days: int
+    retention_audit_days: int
+
+
+class RetentionIn(_In):
+    observations_days: int = Field(ge=1, le=36500)
+    alarms_days: int = Field(ge=1, le=36500)
+    audit_days: int = Field(ge=1, le=36500)
+
+
+class CareTeamIn(_In):
+    name: str = _NAME
+
+
+class CareTeamOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+
+
+class UserIn(_In):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
+    display_name: str = _NAME
+    roles: list[Role] = Field(min_length=1)
+    care_team_ids: list[int] = []
+    password: SecretStr = Field(min_length=12, max_length=200)
+
+
+class UserPatch(_In):
+    display_name: str | None = Field(default=None, min_length=1, max_length=200)
+    roles: list[Role] | None = Field(default=None, min_length=1)
+    care_team_ids: list[int] | None = None
+    disabled: bool | None = None
+    password: SecretStr | None = Field(default=None, min_length=12, max_length=200)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    roles: list[Role]
+    care_team_ids: list[int]
+    disabled: bool
+
+    @classmethod
+    def of(cls, user: User, team_ids: tuple[int, ...]) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            roles=[Role(r) for r in user.roles.split(",") if r],
+            care_team_ids=list(team_ids),
+            disabled=user.disabled,
+        )
+
+
+class PatientRegistrationIn(_In):
+    national_id: str = Field(pattern=r"^\d{11}$", description="fødselsnummer or D-number")
+    family_name: str = _NAME
+    given_name: str = _NAME
+    gp_name: str | None = Field(default=None, max_length=200)
+    gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
+    gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
+    care_team_id: int | None = None
+
+
+class PatientRegistrationPatch(_In):
+    family_name: str | None = Field(default=None, min_length=1, max_length=200)
+    given_name: str | None = Field(default=None, min_length=1, max_length=200)
+    gp_name: str | None = Field(default=None, max_length=200)
+    gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
+    gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class PatientRegistrationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    national_id: str
+    family_name: str
+    given_name: str
+    gp_name: str | None
+    gp_hl7_host: str | None
+    gp_hl7_port: int | None
+    care_team_id: int | None
+
+
+class CareTeamAssignment(_In):
+    care_team_id: int | None
+
+
+class GatewayIn(_In):
+    id: str = Field(pattern=_GATEWAY_ID, description="also the gateway's broker user name")
+    patient_id: int | None = None
+
+
+class GatewayOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    patient_id: int | None
+    created_at: datetime
+    online: bool | None
+    status_at: datetime | None
+
+
+class GatewayProvisioned(GatewayOut):
+    broker_username: str
+    broker_password: str
+    """Shown once: put it in the home gateway's edge.toml; the platform keeps only a hash."""
+
+
+class DeviceIn(_In):
+    device_id: str = Field(min_length=1, max_length=64)
+    patient_id: int
+    gateway_id: str = Field(pattern=_GATEWAY_ID)
+    kind: DeviceKindName
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    patient_id: int
+    gateway_id: str
+    profile: int
+
+
+# --- alarms -----------------------------------------------------------------------------------
+
+
+class TransitionOut(BaseModel):
+    from_state: str | None
+    to_state: str
+    at: datetime
+    by: str | None
+    note: str | None
+
+
+class AlarmOut(BaseModel):
+    id: int
+    patient_id: int
+    rule_id: str
+    code: str
+    display: str
+    severity: Severity
+    state: AlarmState
+    raised_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    condition_cleared_at: datetime | None
+    auto_cleared: bool
+    resolution_note: str | None
+    escalation_level: int | None
+    history: list[TransitionOut]
+
+    @classmethod
+    def of(cls, row: AlarmRow) -> AlarmOut:
+        return cls(
+            id=row.id,
+            patient_id=row.patient_id,
+            rule_id=row.rule_id,
+            code=row.code,
+            display=alarm_code(row.code).display,
+            severity=Severity(row.severity),
+            state=AlarmState(row.state),
+            raised_at=row.raised_at,
+            acknowledged_by=row.acknowledged_by,
+            acknowledged_at=row.acknowledged_at,
+            condition_cleared_at=row.condition_cleared_at,
+            auto_cleared=row.auto_cleared,
+            resolution_note=row.resolution_note,
+            escalation_level=row.escalation_level,
+            history=[
+                TransitionOut(
+                    from_state=t.from_state.value if t.from_state else None,
+                    to_state=t.to_state.value,
+                    at=t.at,
+                    by=t.by,
+                    note=t.note,
+                )
+                for t in history_of(row)
+            ],
+        )
+
+
+class ResolveIn(_In):
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    patient_id: int | None
+    purpose: str
+    client: str | None

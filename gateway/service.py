@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
-from gateway.events import EventBus
+from gateway.events import EventBus, PatientScope, alarm_event
 from gateway.hl7_outbound import Hl7Outbound
 from gateway.ingest import IngestWorker
+from gateway.models import AlarmRow
+from gateway.retention import RetentionJob
 from gateway.settings import GatewaySettings
 from gateway.store import CommitResult, RecordStore
 from gateway.timeseries import TimeSeriesExporter
@@ -28,6 +33,7 @@ class Platform:
             TimeSeriesExporter(settings.timeseries, self.store) if settings.timeseries else None
         )
         self.hl7 = Hl7Outbound(settings.hl7, self.store)
+        self.retention = RetentionJob(self.store, settings.timeseries)
         self.workers = [
             IngestWorker(
                 settings.mqtt,
@@ -38,7 +44,7 @@ class Platform:
             )
             for n in range(1, workers + 1)
         ]
-        self.app = create_app(self.store, self.events)
+        self.app = create_app(self.store, self.events, settings)
         self.http = uvicorn.Server(
             uvicorn.Config(
                 self.app,
@@ -73,5 +79,36 @@ class Platform:
                 if self.exporter is not None:
                     tasks.create_task(self.exporter.run(), name="timeseries-export")
                 tasks.create_task(self.hl7.run(), name="hl7-outbound")
+                tasks.create_task(self._alarm_ticks(), name="alarm-tick")
+                tasks.create_task(self._escalations(), name="alarm-escalation")
+                tasks.create_task(
+                    self.retention.run(self.settings.retention_interval_s), name="retention"
+                )
         finally:
             await self.store.close()
+
+    async def _alarm_ticks(self) -> None:
+        """Time-based rules. Every platform process may run this: each patient is ticked
+        under its row lock, and a tick that finds nothing due changes nothing."""
+        while True:
+            await asyncio.sleep(self.settings.alarms.tick_s)
+            await self._announce(self.store.tick_alarms, "alarm tick")
+
+    async def _escalations(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alarms.escalation_check_s)
+            await self._announce(self.store.escalate_alarms, "escalation")
+
+    async def _announce(
+        self,
+        step: Callable[[datetime], Awaitable[list[tuple[AlarmRow, PatientScope]]]],
+        what: str,
+    ) -> None:
+        try:
+            changed = await step(datetime.now(UTC))
+        except SQLAlchemyError as exc:
+            # The record store is down: ingest notices too; try again next round.
+            log.error("%s failed: %s", what, exc)
+            return
+        for row, scope in changed:
+            self.events.publish(alarm_event(row, scope))

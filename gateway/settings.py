@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.auth import AuthSettings
 from tryggheim.mqtt import MqttSettings
 
 
@@ -37,6 +39,22 @@ class Hl7Settings(BaseModel):
     retry_after_s: float = Field(default=15.0, gt=0)
 
 
+class BrokerAccountsSettings(BaseModel):
+    """Where provisioning writes the central broker's password file (home gateways are broker
+    users). Unset: gateways are still registered, and the file is written with
+    ``tryggheim gateway broker-passwords``."""
+
+    password_file: Path | None = None
+    base_password_file: Path | None = None
+    """Static users (the platform's ingest user, operators) copied to the top of the file."""
+
+
+class AlarmSettings(BaseModel):
+    tick_s: float = Field(default=30.0, gt=0)
+    """How often the time-based rules (schedule, inactivity, silence, offline) are checked."""
+    escalation_check_s: float = Field(default=5.0, gt=0)
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -51,3 +69,7 @@ class GatewaySettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     timezone: str = "Europe/Oslo"
+    auth: AuthSettings = AuthSettings()
+    broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
+    alarms: AlarmSettings = AlarmSettings()
+    retention_interval_s: float = Field(default=3600.0, gt=0)

@@ -10,9 +10,9 @@ of one gateway out of order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,20 +21,25 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from gateway.alarm_book import AlarmBook, AlarmNotFound
+from gateway.events import PatientScope
 from gateway.migrate import upgrade
 from gateway.models import (
+    AlarmRow,
     AuditEntry,
     Device,
     GatewayProgress,
     Hl7Message,
     Hl7MessageState,
     Hl7State,
+    HomeGateway,
     ObservationRow,
     Patient,
     RejectedMessage,
 )
 from tryggheim import codes
 from tryggheim.domain import Observation
+from tryggheim.wire import GatewayStatusReport
 
 #: How many seqs past the watermark one commit looks at to advance it.
 _WATERMARK_SCAN = 100_000
@@ -76,6 +81,10 @@ class Cursor:
 class CommitResult:
     committed_seq: int
     inserted: tuple[ObservationRow, ...]
+    alarms: tuple[AlarmRow, ...] = ()
+    """Alarms the new observations raised or changed."""
+    scopes: Mapping[int, PatientScope] = field(default_factory=dict)
+    """Tenant and care team of each patient in ``inserted``, for the live stream."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -105,6 +114,7 @@ class RecordStore:
             event.listen(sync_engine, "connect", _sqlite_pragmas)
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.alarms = AlarmBook()
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, see gateway/migrate.py)."""
@@ -137,8 +147,10 @@ class RecordStore:
     ) -> CommitResult:
         async with self.session() as s:
             inserted: list[ObservationRow] = []
+            alarms: list[AlarmRow] = []
+            owners: dict[str, Patient] = {}
             if observations:
-                owners = await self._device_owners(s, {o.device_id for o in observations})
+                owners = await self._owners(s, gateway_id, {o.device_id for o in observations})
                 rows = [_row(o, owners.get(o.device_id), now) for o in observations]
                 statement = (
                     self._insert()
@@ -148,18 +160,35 @@ class RecordStore:
                 # Rows as executemany parameters, not .values(rows): one cached statement
                 # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
                 inserted = list((await s.scalars(statement, rows)).all())
+                by_patient: dict[int, list[Observation]] = {}
+                for row in inserted:
+                    if row.patient_id is not None:
+                        by_patient.setdefault(row.patient_id, []).append(row.observation())
+                alarms = await self.alarms.observe(s, by_patient, now)
             committed = await self._advance_watermark(s, gateway_id, now)
-        return CommitResult(committed, tuple(inserted))
+        scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
 
-    async def _device_owners(
-        self, s: AsyncSession, device_ids: set[str]
-    ) -> dict[str, tuple[Patient, Device]]:
+    async def _owners(
+        self, s: AsyncSession, gateway_id: str, device_ids: set[str]
+    ) -> dict[str, Patient]:
+        """The patient of each device: the one it is paired to, else the patient whose home the
+        gateway is in (home sensors are not paired one by one)."""
         result = await s.execute(
-            select(Device, Patient)
+            select(Device.device_id, Patient)
             .join(Patient, Device.patient_id == Patient.id)
             .where(Device.device_id.in_(device_ids))
         )
-        return {device.device_id: (patient, device) for device, patient in result}
+        owners: dict[str, Patient] = {device_id: patient for device_id, patient in result}
+        if len(owners) < len(device_ids):
+            home = await s.scalar(
+                select(Patient)
+                .join(HomeGateway, HomeGateway.patient_id == Patient.id)
+                .where(HomeGateway.id == gateway_id)
+            )
+            if home is not None:
+                owners.update({d: home for d in device_ids - owners.keys()})
+        return owners
 
     async def _advance_watermark(self, s: AsyncSession, gateway_id: str, now: datetime) -> int:
         progress = await s.scalar(
@@ -185,6 +214,70 @@ class RecordStore:
         progress.committed_seq = mark
         progress.last_seen = now
         return mark
+
+    # --- alarms ---
+    async def act_on_alarm(
+        self, alarm_id: int, action: str, by: str, now: datetime, *, note: str | None = None
+    ) -> tuple[AlarmRow, Patient]:
+        async with self.session() as s:
+            row = await self.alarms.act(s, alarm_id, action, by, now, note)
+            patient = await s.get(Patient, row.patient_id)
+            assert patient is not None  # the foreign key guarantees it
+            return row, patient
+
+    async def gateway_status(
+        self, report: GatewayStatusReport, now: datetime
+    ) -> tuple[list[AlarmRow], PatientScope | None]:
+        """Record a home gateway's online/offline and feed it to its patient's alarm rules."""
+        async with self.session() as s:
+            gateway = await s.get(HomeGateway, report.gateway_id)
+            if gateway is None:
+                return [], None
+            gateway.online = report.online
+            gateway.status_at = now
+            if gateway.patient_id is None:
+                return [], None
+            changed = await self.alarms.gateway_status(
+                s, gateway.patient_id, gateway.id, report.online, now
+            )
+            patient = await s.get(Patient, gateway.patient_id)
+            assert patient is not None
+            return changed, PatientScope(patient.tenant_id, patient.care_team_id)
+
+    async def tick_alarms(
+        self, now: datetime, chunk: int = 200
+    ) -> list[tuple[AlarmRow, PatientScope]]:
+        """Run the time-based rules for every patient, a chunk of patients per transaction so
+        that ingest never waits long for a patient's lock."""
+        async with self.session() as s:
+            ids = list(await s.scalars(select(Patient.id).order_by(Patient.id)))
+        changed: list[tuple[AlarmRow, PatientScope]] = []
+        for start in range(0, len(ids), chunk):
+            async with self.session() as s:
+                rows = await self.alarms.tick(s, ids[start : start + chunk], now)
+                changed += await self._scoped(s, rows)
+        return changed
+
+    async def escalate_alarms(self, now: datetime) -> list[tuple[AlarmRow, PatientScope]]:
+        async with self.session() as s:
+            return await self._scoped(s, await self.alarms.escalate_due(s, now))
+
+    async def _scoped(
+        self, s: AsyncSession, rows: Sequence[AlarmRow]
+    ) -> list[tuple[AlarmRow, PatientScope]]:
+        scoped = []
+        for row in rows:
+            patient = await s.get(Patient, row.patient_id)
+            assert patient is not None
+            scoped.append((row, PatientScope(patient.tenant_id, patient.care_team_id)))
+        return scoped
+
+    async def alarm(self, alarm_id: int) -> AlarmRow:
+        async with self.session() as s:
+            row = await s.get(AlarmRow, alarm_id)
+            if row is None:
+                raise AlarmNotFound(alarm_id)
+            return row
 
     async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
         async with self.session() as s:
@@ -236,8 +329,8 @@ class RecordStore:
         async with self.session() as s:
             return await s.get(Patient, patient_id)
 
-    async def latest_values(self) -> list[ObservationRow]:
-        """The newest observation of each code for each patient."""
+    async def latest_values(self, patient_ids: Sequence[int]) -> list[ObservationRow]:
+        """The newest observation of each code for each of these patients."""
         async with self.session() as s:
             newest = (
                 select(
@@ -245,7 +338,7 @@ class RecordStore:
                     ObservationRow.code,
                     func.max(ObservationRow.time).label("time"),
                 )
-                .where(ObservationRow.patient_id.is_not(None))
+                .where(ObservationRow.patient_id.in_(patient_ids))
                 .group_by(ObservationRow.patient_id, ObservationRow.code)
                 .subquery()
             )
@@ -263,6 +356,13 @@ class RecordStore:
             for row in rows:
                 latest[(row.patient_id, row.code)] = row
             return list(latest.values())
+
+    async def tenant_of(self, national_id: str) -> str | None:
+        async with self.session() as s:
+            tenant: str | None = await s.scalar(
+                select(Patient.tenant_id).where(Patient.national_id == national_id)
+            )
+            return tenant
 
     async def observations(
         self, patient_id: int, query: HistoryQuery, *, after: Cursor | None = None
@@ -289,6 +389,7 @@ class RecordStore:
         self,
         *,
         actor: str,
+        tenant_id: str | None,
         action: str,
         patient_id: int | None,
         purpose: str,
@@ -300,6 +401,7 @@ class RecordStore:
                 AuditEntry(
                     at=now,
                     actor=actor,
+                    tenant_id=tenant_id,
                     action=action,
                     patient_id=patient_id,
                     purpose=purpose,
@@ -360,8 +462,7 @@ class RecordStore:
             return list(result)
 
 
-def _row(obs: Observation, owner: tuple[Patient, Device] | None, now: datetime) -> dict[str, Any]:
-    patient = owner[0] if owner else None
+def _row(obs: Observation, patient: Patient | None, now: datetime) -> dict[str, Any]:
     measurement = codes.metric(obs.code).system == codes.MDC_CODING_SYSTEM
     has_gp = patient is not None and patient.gp_hl7_host is not None
     offset = obs.time.utcoffset()

@@ -5,8 +5,11 @@ Acknowledgement mode follows HL7 v2 chapter 2: a message with MSH-15 or MSH-16 v
 (``AA``/``AE``/``AR``). Callers pass the outcome in either spelling and :func:`build_ack` writes
 the one the sender asked for. IHE PCD-01 senders (MSH-15 ``AL``) therefore get ``CA``.
 
-Errors are written twice: MSA-3 (deprecated since v2.4 but still what many receivers show) and an
-ERR segment (ERR-2 location, ERR-3 code from HL7 table 0357, ERR-4 severity ``E``, ERR-8 text).
+Errors are written twice: MSA-3 (deprecated since v2.4 and withdrawn in v2.7, so written up to
+v2.6, where many receivers still show it) and an ERR segment (ERR-2 location, ERR-3 code from
+HL7 table 0357, ERR-4 severity ``E``, ERR-8 text). v2.3 and v2.4 have no ERR-2..ERR-8: a message
+of those versions gets its error in ERR-1 (ELD, ``segment^sequence^field^code&text&HL70357``),
+the text in MSA-3 only.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
-from hl7.errors import AckParseError, HL7Error
+from hl7.errors import AckParseError, ErrorCode, HL7Error, MessageError
 from hl7.message import (
     DEFAULT_DELIMITERS,
     SEGMENT_TERMINATOR,
     Message,
     Segment,
+    decode_message,
     escape,
     format_timestamp,
     parse_message,
@@ -56,27 +60,6 @@ class AckCode(StrEnum):
         return AckCode(("C" if enhanced else "A") + self.value[1])
 
 
-class ErrorCode(IntEnum):
-    """HL7 table 0357 (message error condition codes), written in ERR-3."""
-
-    SEGMENT_SEQUENCE_ERROR = 100
-    REQUIRED_FIELD_MISSING = 101
-    DATA_TYPE_ERROR = 102
-    TABLE_VALUE_NOT_FOUND = 103
-    UNSUPPORTED_MESSAGE_TYPE = 200
-    UNSUPPORTED_EVENT_CODE = 201
-    UNSUPPORTED_PROCESSING_ID = 202
-    UNSUPPORTED_VERSION_ID = 203
-    UNKNOWN_KEY_IDENTIFIER = 204
-    DUPLICATE_KEY_IDENTIFIER = 205
-    APPLICATION_RECORD_LOCKED = 206
-    APPLICATION_INTERNAL_ERROR = 207
-
-    @property
-    def display(self) -> str:
-        return self.name.replace("_", " ").capitalize()
-
-
 @dataclass(frozen=True, slots=True)
 class AckError:
     """One ERR segment (or a v2.3-style ERR-1) of a received ACK."""
@@ -106,6 +89,8 @@ class Ack:
 
 
 _ERROR_LOCATION = re.compile(r"[A-Z][A-Z0-9]{2}(\^\d*){0,5}")
+_ELD_VERSIONS = re.compile(r"2\.[34](\.[0-9]+)?")
+_NO_MSA_3_VERSIONS = re.compile(r"2\.(?:[7-9]|[1-9][0-9])(\.[0-9]+)?")
 
 
 def build_ack(
@@ -138,7 +123,7 @@ def build_ack(
         _reencode(msh, 4),
         format_timestamp(now),
         "",
-        f"ACK^{escape(trigger)}^ACK" if trigger else "ACK",
+        _ack_type(trigger, message.version),
         escape(control_id),
         escape(msh.value(11)) or "P",
         escape(msh.value(12)) or "2.6",
@@ -151,20 +136,55 @@ def build_ack(
     ]
     segments = [
         "|".join(fields),
-        f"MSA|{code.value}|{escape(message.control_id)}|{escape(text)}".rstrip("|"),
+        _msa(code, message, text),
     ]
     if not code.accepted:
         err = error or ErrorCode.APPLICATION_INTERNAL_ERROR
-        segments.append(
-            f"ERR||{error_location}|{err.value}^{err.display}^HL70357|E||||{escape(text)}"
-        )
+        segments.append(_err_segment(message.version, err, error_location, text))
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
 
 
-def parse_ack(text: str) -> Ack:
-    """Parse an ACK; anything that is not one raises :class:`AckParseError`."""
+def build_nak(message: Message, error: MessageError, now: datetime, control_id: str) -> str:
+    """The negative ACK answering ``message`` with what ``error`` says about it: AR (CR) when
+    the message is rejected as such, AE (CE) when it could not be processed."""
+    return build_ack(
+        message,
+        AckCode.AR if error.reject else AckCode.AE,
+        error.user_message,
+        now,
+        control_id,
+        error=error.code,
+        error_location=error.location,
+    )
+
+
+def _msa(code: AckCode, message: Message, text: str) -> str:
+    # MSA-3 is withdrawn from v2.7 on (a v2.7 parser rejects it); ERR-8 has the text there.
+    msa_3 = "" if _NO_MSA_3_VERSIONS.fullmatch(message.version) else escape(text)
+    return f"MSA|{code.value}|{escape(message.control_id)}|{msa_3}".rstrip("|")
+
+
+def _ack_type(trigger: str, version: str) -> str:
+    if not trigger:
+        return "ACK"
+    # MSH-9.3 (message structure) exists from v2.3.1 on; a v2.3 parser rejects a third part.
+    return f"ACK^{escape(trigger)}" if version == "2.3" else f"ACK^{escape(trigger)}^ACK"
+
+
+def _err_segment(version: str, error: ErrorCode, location: str, text: str) -> str:
+    if _ELD_VERSIONS.fullmatch(version):
+        place = location.split("^")[:3] if location else []
+        place += [""] * (3 - len(place))
+        return f"ERR|{'^'.join(place)}^{error.value}&{error.display}&HL70357"
+    return f"ERR||{location}|{error.value}^{error.display}^HL70357|E||||{escape(text)}"
+
+
+def parse_ack(data: str | bytes) -> Ack:
+    """Parse an ACK (bytes are decoded as its MSH-18 says); anything that is not one raises
+    :class:`AckParseError`."""
+    text = data if isinstance(data, str) else data.decode("utf-8", errors="replace")
     try:
-        message = parse_message(text)
+        message = parse_message(data) if isinstance(data, str) else decode_message(data)
         msa = message.first("MSA")
         if msa is None:
             raise AckParseError("no MSA segment", text=text)

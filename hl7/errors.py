@@ -1,31 +1,152 @@
 """Errors of the HL7 v2 slice. Each carries the data that caused it and a hint for the integrator.
 
+A received message that cannot be processed raises a :class:`MessageError`: it carries what the
+negative ACK says about it (ERR-3 code from HL7 table 0357, ERR-2 location, reject or error), so
+that :func:`hl7.ack.build_nak` can answer without knowing which check failed.
+
 Network loss is reported with the platform-wide :class:`tryggheim.errors.ConnectionLost`, so
 callers that retry "any lost peer" need not know about MLLP.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import TYPE_CHECKING, ClassVar
+
 from tryggheim.errors import TryggheimError
+
+if TYPE_CHECKING:
+    from hl7.message import Message
+
+
+class ErrorCode(IntEnum):
+    """HL7 table 0357 (message error condition codes), written in ERR-3."""
+
+    SEGMENT_SEQUENCE_ERROR = 100
+    REQUIRED_FIELD_MISSING = 101
+    DATA_TYPE_ERROR = 102
+    TABLE_VALUE_NOT_FOUND = 103
+    UNSUPPORTED_MESSAGE_TYPE = 200
+    UNSUPPORTED_EVENT_CODE = 201
+    UNSUPPORTED_PROCESSING_ID = 202
+    UNSUPPORTED_VERSION_ID = 203
+    UNKNOWN_KEY_IDENTIFIER = 204
+    DUPLICATE_KEY_IDENTIFIER = 205
+    APPLICATION_RECORD_LOCKED = 206
+    APPLICATION_INTERNAL_ERROR = 207
+
+    @property
+    def display(self) -> str:
+        return self.name.replace("_", " ").capitalize()
 
 
 class HL7Error(TryggheimError):
     """Base of every error raised on purpose by the :mod:`hl7` package."""
 
 
-class MalformedMessageError(HL7Error):
-    """HL7 v2 text does not follow the encoding rules (segments, delimiters, escapes).
+class MessageError(HL7Error):
+    """A received message that is not processed, with what its negative ACK needs.
 
-    ``where`` names the place (e.g. ``MSH-2``, ``segment 3``, ``escape sequence``)."""
+    ``code`` goes to ERR-3, ``location`` (an ERL such as ``PID^1^3``, or ``""``) to ERR-2 and
+    ``user_message`` to ERR-8 (and MSA-3). :attr:`reject` says which answer fits: ``AR``/``CR``
+    (the message itself is unacceptable; resending it unchanged cannot help) or ``AE``/``CE``
+    (it could not be processed here and now)."""
 
-    def __init__(self, where: str, problem: str, *, excerpt: str = "") -> None:
+    reject: ClassVar[bool] = True
+
+    def __init__(
+        self, text: str, *, user_message: str, code: ErrorCode, location: str, hint: str
+    ) -> None:
+        self.user_message = user_message
+        self.code = code
+        self.location = location
+        super().__init__(text, hint=hint)
+
+
+class MalformedMessageError(MessageError):
+    """HL7 v2 data does not follow the encoding rules (segments, delimiters, escapes, charset).
+
+    ``where`` names the place (e.g. ``MSH-2``, ``segment 3``, ``escape sequence``). ``header``
+    is the message's MSH when it could still be read, so that the sender can be answered; it
+    is ``None`` when not even that was possible (or not tried: see
+    :func:`hl7.message.decode_message`)."""
+
+    def __init__(
+        self,
+        where: str,
+        problem: str,
+        *,
+        excerpt: str = "",
+        code: ErrorCode = ErrorCode.SEGMENT_SEQUENCE_ERROR,
+        location: str = "",
+        header: Message | None = None,
+    ) -> None:
         self.where = where
         self.problem = problem
         self.excerpt = excerpt
+        self.header = header
         shown = f" near {excerpt[:60]!r}" if excerpt else ""
         super().__init__(
             f"malformed HL7 v2 message: {where}: {problem}{shown}",
+            user_message=f"{where}: {problem}",
+            code=code,
+            location=location,
             hint="the sender does not follow HL7 v2 chapter 2 encoding rules; ask its vendor",
+        )
+
+    def with_header(self, header: Message | None) -> MalformedMessageError:
+        """The same error, knowing the header of the message it is about."""
+        return MalformedMessageError(
+            self.where,
+            self.problem,
+            excerpt=self.excerpt,
+            code=self.code,
+            location=self.location,
+            header=header,
+        )
+
+
+class UnsupportedMessageError(MessageError):
+    """A well-formed message this receiver does not take: its type, trigger event or version."""
+
+    def __init__(self, problem: str, *, code: ErrorCode, location: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"unsupported HL7 v2 message: {problem}",
+            user_message=problem,
+            code=code,
+            location=location,
+            hint="send this interface only the message types and versions it documents",
+        )
+
+
+class MessageContentError(MessageError):
+    """A supported message whose content cannot be used: a required field is missing, a value
+    has the wrong data type or is not in its table. Answered AE/CE: the sender may fix the data
+    in its system and send it again."""
+
+    reject = False
+
+    def __init__(self, problem: str, *, code: ErrorCode, location: str) -> None:
+        self.problem = problem
+        super().__init__(
+            f"HL7 v2 message content: {location or 'message'}: {problem}",
+            user_message=problem,
+            code=code,
+            location=location,
+            hint="correct the named field in the sending system and send the message again",
+        )
+
+
+class UnknownPatientError(MessageContentError):
+    """The message is about a patient this receiver does not know (HL7 table 0357 code 204)."""
+
+    def __init__(self, identifier: str, *, location: str = "PID^1^3") -> None:
+        self.identifier = identifier
+        super().__init__(
+            f"patient {identifier!r} is not known here; register the patient (ADT) first",
+            code=ErrorCode.UNKNOWN_KEY_IDENTIFIER,
+            location=location,
         )
 
 
@@ -67,19 +188,6 @@ class FrameTooLargeError(HL7Error):
         super().__init__(
             f"MLLP frame larger than {limit} bytes discarded",
             hint="raise max_frame_bytes if the peer legitimately sends messages this large",
-        )
-
-
-class FrameDecodeError(HL7Error):
-    """An MLLP frame's bytes are not valid UTF-8 (the platform's HL7 character set)."""
-
-    def __init__(self, position: int, reason: str, *, frame: bytes) -> None:
-        self.position = position
-        self.reason = reason
-        self.frame = frame
-        super().__init__(
-            f"MLLP frame is not UTF-8 at byte {position}: {reason}",
-            hint="the peer must send UTF-8 (MSH-18 'UNICODE UTF-8'); check its character set",
         )
 
 

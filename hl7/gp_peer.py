@@ -1,11 +1,12 @@
 """A GP-side (fastlege) MLLP receiver for the demo and the tests: it accepts IHE PCD-01
 ORU^R01 messages the way a GP system would.
 
-Each accepted message is appended to an optional log file *before* it is acknowledged (binary,
-UTF-8, segment ``\\r`` kept, one ``\\n`` after each message so a pager shows one message per
-block) and kept in :attr:`GPEndpoint.received`. A resend (same MSH-3, MSH-4 and MSH-10) is
-acknowledged again but stored once. Anything that is not ORU^R01, or has no MSH-10, is
-answered AR with the reason in MSA-3/ERR.
+Each accepted message is appended to an optional log file *before* it is acknowledged (the raw
+bytes as received, segment ``\\r`` kept, one ``\\n`` after each message so a pager shows one
+message per block) and kept, decoded, in :attr:`GPEndpoint.received`. A resend (same sender and
+MSH-10: :func:`hl7.inbound.dedupe_key`) is answered with the ACK the original got and stored
+once. Anything that is not ORU^R01, or has no MSH-10, is answered AR with the reason in
+MSA-3/ERR.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from hl7.ack import AckCode, ErrorCode, build_ack
-from hl7.message import parse_message
-from hl7.mllp import DEFAULT_MAX_FRAME_BYTES, MLLPServer
+from hl7.ack import AckCode, build_ack
+from hl7.errors import ErrorCode
+from hl7.inbound import DedupeKey, dedupe_key
+from hl7.mllp import DEFAULT_MAX_FRAME_BYTES, MLLPServer, ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ class GPEndpoint:
         self.duplicates = 0
         self.rejected = 0
         self._log_path = log_path
-        self._seen: set[tuple[str, str, str]] = set()
+        self._acks: dict[DedupeKey, bytes] = {}
         self.server = MLLPServer(self._handle, host, port, ssl=ssl, max_frame_bytes=max_frame_bytes)
 
     @property
@@ -61,12 +63,12 @@ class GPEndpoint:
     ) -> None:
         await self.server.__aexit__(exc_type, exc, tb)
 
-    async def _handle(self, text: str, peer: str) -> str:
-        # The server only calls the handler with text that parsed already.
-        message = parse_message(text)
+    async def _handle(self, received: ReceivedMessage) -> bytes:
+        message = received.message
         now = datetime.now().astimezone()
         control_id = uuid.uuid4().hex[:20]
-        if not message.control_id:
+        key = dedupe_key(message)
+        if key is None:
             self.rejected += 1
             return build_ack(
                 message,
@@ -76,7 +78,12 @@ class GPEndpoint:
                 control_id,
                 error=ErrorCode.REQUIRED_FIELD_MISSING,
                 error_location="MSH^1^10",
-            )
+            ).encode("utf-8")
+        original_ack = self._acks.get(key)
+        if original_ack is not None:
+            self.duplicates += 1
+            log.info("GP %s: duplicate %r answered with its first ACK", received.peer, key)
+            return original_ack
         kind = f"{message.message_code}^{message.trigger_event}"
         if kind != "ORU^R01":
             self.rejected += 1
@@ -88,25 +95,19 @@ class GPEndpoint:
                 control_id,
                 error=ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
                 error_location="MSH^1^9",
-            )
-        key = (message.msh.value(3), message.msh.value(4), message.control_id)
-        if key in self._seen:
-            self.duplicates += 1
-            log.info("GP %s: duplicate %r acknowledged, not stored again", peer, key[2])
-        else:
-            if self._log_path is not None:
-                self._append_to_log(self._log_path, text)
-            self._seen.add(key)
-            self.received.append(text)
-        return build_ack(message, AckCode.AA, "", now, control_id)
+            ).encode("utf-8")
+        if self._log_path is not None:
+            self._append_to_log(self._log_path, received.raw)
+        self.received.append(received.raw.decode(message.charset))
+        ack = build_ack(message, AckCode.AA, "", now, control_id).encode("utf-8")
+        self._acks[key] = ack
+        return ack
 
     @staticmethod
-    def _append_to_log(path: Path, text: str) -> None:
+    def _append_to_log(path: Path, raw: bytes) -> None:
         # A small synchronous append: a demo/test peer on a local disk, and it must be on disk
-        # before the ACK goes out. Binary mode so text-mode newline translation cannot turn
-        # the segment terminators into \n.
-        data = text.encode("utf-8")
-        if not data.endswith(b"\r"):
-            data += b"\r"
+        # before the ACK goes out. Binary, so that nothing translates the segment terminators.
+        if not raw.endswith(b"\r"):
+            raw += b"\r"
         with path.open("ab") as f:
-            f.write(data + b"\n")
+            f.write(raw + b"\n")

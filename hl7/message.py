@@ -1,28 +1,35 @@
-"""Minimal, strict-where-it-matters HL7 v2 parsing: segments, fields, components, escapes.
+"""Tolerant HL7 v2 parsing: bytes or text to segments, fields, components, escapes, timestamps.
 
-Pure functions, frozen dataclasses out, :class:`~hl7.errors.MalformedMessageError` on input that
-breaks the encoding rules. This is the hot path (hl7apy parses ~100 messages/s), so it does only
-what receivers need: find segments, read delimited values and unescape them.
+Pure functions, frozen dataclasses out, typed errors (:mod:`hl7.errors`) on input that breaks
+the encoding rules. This is the hot path (hl7apy parses ~100 messages/s, drops Z-segments that
+are not at the end when it finds groups, and does not unescape), so the parser is flat: it keeps
+every segment, Z-segments included, in the order received, and unescapes only what is read.
 
 Positions use HL7 numbering: ``segment.field(3)`` is PID-3, and for MSH, ``field(1)`` is the field
 separator and ``field(2)`` the encoding characters, exactly as in the standard. Components,
-repetitions and subcomponents are 1-based too. Missing positions read as ``""``; the HL7 null
-``""`` is returned as the two-character string ``'""'`` so callers can tell "delete" from "absent".
+repetitions and subcomponents are 1-based too. Missing positions read as ``""`` with
+:meth:`Segment.value`; :meth:`Segment.get` tells the three states apart: not sent (``None``), the
+HL7 null ``""`` (:data:`NULL`: "delete the value you have") and a value.
 
 Accepted leniently, because real peers send them (ARCHITECTURE.md): ``\\n`` and ``\\r\\n``
-segment terminators, blank lines, Z-segments, missing trailing fields. Rejected: text not
-starting with MSH, broken MSH-1/MSH-2, segment ids that are not 3 upper-case letters/digits, and
-broken escape sequences.
+segment terminators, blank lines, a UTF-8 byte order mark, Z-segments anywhere, missing trailing
+fields (MSH-10 and MSH-11 included), and text in UTF-8 or ISO-8859-1 as MSH-18 says (when it
+says nothing: UTF-8 if the bytes are valid UTF-8, else ISO-8859-1). Rejected: text not starting
+with MSH, broken MSH-1/MSH-2, segment ids that are not 3 upper-case letters/digits, broken
+escape sequences, character sets other than those and bytes that are not in the declared one.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from enum import Enum
+from typing import Final
 
-from hl7.errors import MalformedMessageError
+from hl7.errors import ErrorCode, MalformedMessageError, MessageContentError
 from tryggheim.domain import NaiveTimeError
 
 #: The segment terminator the platform writes.
@@ -31,6 +38,26 @@ SEGMENT_TERMINATOR = "\r"
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_FIRST_LINE = re.compile(rb"[^\r\n]*")
+# HL7 DTM: YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]. ASCII digits only: \d would also
+# match other scripts' digits, which int() accepts.
+_DTM = re.compile(
+    r"([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})"
+    r"(?:([0-9]{2})(?:\.([0-9]{1,4}))?)?)?)?)?)?(?:([+-])([0-9]{2})([0-9]{2}))?"
+)
+_ISO_8859 = re.compile(r"(?:ISO)?8859/?([0-9]{1,2})")
+
+
+class Null(Enum):
+    """The HL7 null ``""``: the sender says "delete the value you have", which is not the same as
+    an empty field ("nothing sent, keep what you have")."""
+
+    NULL = '""'
+
+
+#: The one :class:`Null` value.
+NULL: Final = Null.NULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +86,8 @@ class Segment:
 
     fields: tuple[str, ...]
     delimiters: Delimiters = DEFAULT_DELIMITERS
+    charset: str = "utf-8"
+    """Python codec of the message, for ``\\Xhh\\`` escapes (their bytes are in it)."""
 
     @property
     def id(self) -> str:
@@ -82,10 +111,28 @@ class Segment:
 
     def value(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """The unescaped text at one position of field ``n``."""
+        return self._unescaped(n, self.raw(n, component, subcomponent, repetition))
+
+    def get(
+        self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1
+    ) -> str | Null | None:
+        """One position of field ``n``: ``None`` when not sent, :data:`NULL` for ``""``, else
+        the unescaped text."""
         raw = self.raw(n, component, subcomponent, repetition)
+        if not raw:
+            return None
+        if raw == NULL.value:
+            return NULL
+        return self._unescaped(n, raw)
+
+    def is_null(self, n: int) -> bool:
+        """Whether field ``n`` as a whole is the HL7 null ``""`` (delete all of it)."""
+        return self.field(n) == NULL.value
+
+    def _unescaped(self, n: int, raw: str) -> str:
         if self.id == "MSH" and n <= 2:
             return raw
-        return unescape(raw, self.delimiters)
+        return unescape(raw, self.delimiters, self.charset)
 
     def repetitions(self, n: int) -> int:
         """How many repetitions field ``n`` has (0 when empty)."""
@@ -99,10 +146,17 @@ class Message:
 
     segments: tuple[Segment, ...]
     delimiters: Delimiters
+    charset: str = "utf-8"
+    """Python codec the message was decoded with (from MSH-18, or detected)."""
 
     @property
     def msh(self) -> Segment:
         return self.segments[0]
+
+    @property
+    def z_segments(self) -> tuple[Segment, ...]:
+        """Locally defined segments, wherever they stand, in message order."""
+        return tuple(s for s in self.segments if s.id.startswith("Z"))
 
     @property
     def control_id(self) -> str:
@@ -165,7 +219,9 @@ def parse_delimiters(msh: str) -> Delimiters:
     return Delimiters(field_sep, encoding[0], encoding[1], encoding[2], encoding[3])
 
 
-def parse_segment(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> Segment:
+def parse_segment(
+    text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charset: str = "utf-8"
+) -> Segment:
     """Parse one segment's text (no terminator)."""
     segment_id = text[:3]
     if not _SEGMENT_ID.fullmatch(segment_id) or (len(text) > 3 and text[3] != delimiters.field):
@@ -173,34 +229,207 @@ def parse_segment(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> Seg
     parts = text.split(delimiters.field)
     # For MSH, re-insert MSH-1 (the separator itself) so that field numbers match the standard.
     is_msh = segment_id == "MSH"
-    return Segment(("MSH", delimiters.field, *parts[1:]) if is_msh else tuple(parts), delimiters)
+    fields = ("MSH", delimiters.field, *parts[1:]) if is_msh else tuple(parts)
+    return Segment(fields, delimiters, charset)
 
 
-def parse_header(text: str) -> Message:
+def parse_header(text: str, *, charset: str = "utf-8") -> Message:
     """Parse only the MSH segment of ``text``: enough to acknowledge (or reject) a message
     whose body is broken."""
     segments = split_segments(text.lstrip())
     if not segments:
         raise MalformedMessageError("message", "empty message")
-    delimiters = parse_delimiters(segments[0])
-    return Message((parse_segment(segments[0], delimiters),), delimiters)
+    msh = _parse_msh(segments[0], charset)
+    return Message((msh,), msh.delimiters, charset)
 
 
-def parse_message(text: str) -> Message:
-    """Parse a whole message; every segment must be well formed."""
+def parse_message(text: str, *, charset: str = "utf-8") -> Message:
+    """Parse a whole message; every segment must be well formed. ``charset`` is the codec the
+    text was decoded with, needed to unescape ``\\Xhh\\``."""
     segments = split_segments(text.lstrip())
     if not segments:
         raise MalformedMessageError("message", "empty message")
-    delimiters = parse_delimiters(segments[0])
-    parsed = []
-    for number, segment in enumerate(segments, start=1):
+    msh = _parse_msh(segments[0], charset)
+    parsed = [msh]
+    for number, segment in enumerate(segments[1:], start=2):
         try:
-            parsed.append(parse_segment(segment, delimiters))
+            parsed.append(parse_segment(segment, msh.delimiters, charset))
         except MalformedMessageError as exc:
             raise MalformedMessageError(
                 f"segment {number}", exc.problem, excerpt=exc.excerpt
             ) from exc
-    return Message(tuple(parsed), delimiters)
+    return Message(tuple(parsed), msh.delimiters, charset)
+
+
+def _parse_msh(text: str, charset: str) -> Segment:
+    """The MSH segment, every value of it unescaped once: escapes elsewhere are checked when
+    read, but an ACK (even a NAK) reads MSH, so a parsed MSH must never fail to."""
+    msh = parse_segment(text, parse_delimiters(text), charset)
+    d = msh.delimiters
+    for n in range(3, len(msh.fields)):
+        for repetition in msh.fields[n].split(d.repetition):
+            for component in repetition.split(d.component):
+                for subcomponent in component.split(d.subcomponent):
+                    try:
+                        unescape(subcomponent, d, charset)
+                    except MalformedMessageError as exc:
+                        raise MalformedMessageError(
+                            f"MSH-{n}",
+                            exc.problem,
+                            excerpt=exc.excerpt,
+                            code=exc.code,
+                            location=f"MSH^1^{n}",
+                        ) from exc
+    return msh
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse the bytes of one received message, decoded as its MSH-18 says.
+
+    A :class:`~hl7.errors.MalformedMessageError` raised here has ``header`` set when the MSH
+    could be read, so that the sender can still be answered (see :func:`read_header`)."""
+    try:
+        codec = _codec(_declared_charset(_first_line(data)))
+        if codec is None:
+            try:
+                text, codec = data.decode("utf-8"), "utf-8"
+            except UnicodeDecodeError:
+                # ISO-8859-1 decodes any byte: the other charset Norwegian senders use.
+                text, codec = data.decode("iso8859-1"), "iso8859-1"
+        else:
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise MalformedMessageError(
+                    "MSH-18",
+                    f"byte {exc.start} is not {codec}: {exc.reason}",
+                    excerpt=data[max(exc.start - 20, 0) : exc.end + 20].decode("iso8859-1"),
+                    code=ErrorCode.DATA_TYPE_ERROR,
+                    location="MSH^1^18",
+                ) from exc
+        return parse_message(text.removeprefix("\ufeff"), charset=codec)
+    except MalformedMessageError as exc:
+        raise exc.with_header(read_header(data)) from exc
+
+
+def read_header(data: bytes) -> Message | None:
+    """The MSH of ``data`` (a whole message or only its start), or ``None`` when there is none
+    to read: best effort, for answering a message that cannot be parsed as a whole. Bytes not
+    in the message's charset are read as U+FFFD; the fields an ACK needs are ASCII."""
+    line = _first_line(data)
+    try:
+        codec = _codec(_declared_charset(line)) or "utf-8"
+    except MalformedMessageError:
+        codec = "iso8859-1"
+    try:
+        return parse_header(line.decode(codec, errors="replace"), charset=codec)
+    except MalformedMessageError:
+        return None
+
+
+def _first_line(data: bytes) -> bytes:
+    """The bytes of the first segment (the MSH, if there is one)."""
+    data = data.removeprefix(_UTF8_BOM).lstrip()
+    match = _FIRST_LINE.match(data)
+    return match.group() if match else b""
+
+
+def _declared_charset(first_line: bytes) -> str:
+    """MSH-18's first repetition (the message's character set), ``""`` if none can be read.
+    MSH is ASCII in every charset this parser takes, so ISO-8859-1 reads it byte for byte."""
+    line = first_line.decode("iso8859-1")
+    try:
+        msh = parse_segment(line, parse_delimiters(line))
+    except MalformedMessageError:
+        return ""  # parse_message reports it with the right place
+    return msh.raw(18).strip()
+
+
+def _codec(label: str) -> str | None:
+    """The Python codec for an MSH-18 value (HL7 table 0211), ``None`` for "detect".
+
+    Spellings seen from real senders (``UTF-8``, ``ISO-8859-1``) are taken beside the table's
+    (``UNICODE UTF-8``, ``8859/1``). ``ASCII`` means "detect": senders that claim it often send
+    Latin-1 letters, and ASCII text is valid in both detected charsets."""
+    key = re.sub(r"[\s_-]", "", label).upper()
+    if key in ("", "ASCII", "USASCII"):
+        return None
+    if key in ("UNICODEUTF8", "UTF8"):
+        return "utf-8"
+    match = _ISO_8859.fullmatch(key)
+    if match is not None:
+        try:
+            return codecs.lookup(f"iso8859-{match.group(1)}").name
+        except LookupError:
+            pass  # no such part of ISO 8859 (e.g. 12): unsupported like any other label
+    raise MalformedMessageError(
+        "MSH-18",
+        f"character set {label!r} is not supported (UNICODE UTF-8 or 8859/n)",
+        code=ErrorCode.TABLE_VALUE_NOT_FOUND,
+        location="MSH^1^18",
+    )
+
+
+def parse_timestamp(text: str, *, location: str, default_zone: tzinfo | None = None) -> datetime:
+    """An HL7 DTM (``TS``: its first component) to at least the minute, as an aware datetime.
+
+    Without a UTC offset the time is taken in ``default_zone`` (HL7 v2: the sender's local
+    zone, which only configuration can know); when that is ``None`` too, or the text is no
+    date/time, :class:`~hl7.errors.MessageContentError` (data type error at ``location``)."""
+    match = _DTM.fullmatch(text.strip())
+    if match is None or match.group(5) is None:
+        raise MessageContentError(
+            f"{text!r} is not an HL7 date/time to the minute (YYYYMMDDHHMM[SS[.SSSS]][+ZZZZ])",
+            code=ErrorCode.DATA_TYPE_ERROR,
+            location=location,
+        )
+    year, month, day, hour, minute, second, fraction, sign, zone_h, zone_m = match.groups()
+    try:
+        zone: tzinfo
+        if sign is not None:
+            if int(zone_m) >= 60:
+                raise ValueError("offset minutes must be below 60")
+            offset = timedelta(hours=int(zone_h), minutes=int(zone_m))
+            zone = timezone(-offset if sign == "-" else offset)
+        elif default_zone is not None:
+            zone = default_zone
+        else:
+            raise MessageContentError(
+                f"{text!r} has no UTC offset (+ZZZZ) and no default time zone is configured",
+                code=ErrorCode.DATA_TYPE_ERROR,
+                location=location,
+            )
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            int((fraction or "0").ljust(6, "0")),
+            tzinfo=zone,
+        )
+    except ValueError as exc:  # month 13, offset of 24 h or more ...
+        raise MessageContentError(
+            f"{text!r} is not a valid date/time: {exc}",
+            code=ErrorCode.DATA_TYPE_ERROR,
+            location=location,
+        ) from exc
+
+
+def parse_date(text: str, *, location: str) -> date:
+    """The date of an HL7 DT/DTM (at least YYYYMMDD; a time part is ignored)."""
+    match = _DTM.fullmatch(text.strip())
+    try:
+        if match is None or match.group(3) is None:
+            raise ValueError("expected YYYYMMDD")
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError as exc:
+        raise MessageContentError(
+            f"{text!r} is not an HL7 date: {exc}",
+            code=ErrorCode.DATA_TYPE_ERROR,
+            location=location,
+        ) from exc
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -236,8 +465,9 @@ def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     return "".join(table.get(c, c) for c in text)
 
 
-def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
-    """Undo HL7 escapes: ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` and ``\\Xhh..\\`` (hex bytes, UTF-8).
+def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charset: str = "utf-8") -> str:
+    """Undo HL7 escapes: ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` and ``\\Xhh..\\`` (hex bytes in the
+    message's ``charset``, so one character may take several bytes).
 
     Formatting and character-set escapes (``\\.br\\``, ``\\H\\``, ``\\Cxxyy\\``...) mean something
     only to a display of FT text; they are kept verbatim rather than guessed at."""
@@ -261,28 +491,43 @@ def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
             continue
         end = text.find(esc, i + 1)
         if end < 0:
-            raise MalformedMessageError("escape sequence", "unterminated", excerpt=text[i:])
+            raise MalformedMessageError(
+                "escape sequence",
+                "unterminated",
+                excerpt=text[i:],
+                code=ErrorCode.DATA_TYPE_ERROR,
+            )
         body = text[i + 1 : end]
         if body in simple:
             out.append(simple[body])
         elif body.startswith("X"):
-            out.append(_hex_text(body[1:], text[i : end + 1]))
+            out.append(_hex_text(body[1:], text[i : end + 1], charset))
         elif body:
             out.append(text[i : end + 1])
         else:
-            raise MalformedMessageError("escape sequence", "empty escape", excerpt=text[i:])
+            raise MalformedMessageError(
+                "escape sequence",
+                "empty escape",
+                excerpt=text[i:],
+                code=ErrorCode.DATA_TYPE_ERROR,
+            )
         i = end + 1
     return "".join(out)
 
 
-def _hex_text(digits: str, sequence: str) -> str:
+def _hex_text(digits: str, sequence: str, charset: str) -> str:
     if not digits or len(digits) % 2 or not set(digits) <= _HEX_DIGITS:
-        raise MalformedMessageError("escape sequence", "bad hex data", excerpt=sequence)
+        raise MalformedMessageError(
+            "escape sequence", "bad hex data", excerpt=sequence, code=ErrorCode.DATA_TYPE_ERROR
+        )
     try:
-        return bytes.fromhex(digits).decode("utf-8")
+        return bytes.fromhex(digits).decode(charset)
     except UnicodeDecodeError as exc:
         raise MalformedMessageError(
-            "escape sequence", f"hex data is not UTF-8: {exc.reason}", excerpt=sequence
+            "escape sequence",
+            f"hex data is not {charset}: {exc.reason}",
+            excerpt=sequence,
+            code=ErrorCode.DATA_TYPE_ERROR,
         ) from exc
 
 

@@ -1,12 +1,28 @@
 """MLLP (HL7 v2 Minimal Lower Layer Protocol) over TCP or TLS: framing, client, server.
 
 A frame is ``0x0B <message bytes> 0x1C 0x0D``. :class:`MLLPDecoder` is pure and incremental;
-:class:`MLLPClient` and :class:`MLLPServer` are the thin asyncio I/O around it. Message text is
-UTF-8 on the wire (the platform writes MSH-18 ``UNICODE UTF-8``).
+:class:`MLLPClient` and :class:`MLLPServer` are the thin asyncio I/O around it. The platform
+writes UTF-8 (MSH-18 ``UNICODE UTF-8``); received messages are decoded as their MSH-18 says
+(:func:`hl7.message.decode_message`).
 
 Decoder leniency, chosen for peers seen in the field: bytes outside frames (stray CR/LF between
-frames, noise) are skipped and counted; a 0x1C not followed by 0x0D still ends the frame; a new
-0x0B inside an unfinished frame means the peer restarted, so the partial frame is discarded.
+frames, noise before a start block) are skipped and counted; a 0x1C not followed by 0x0D still
+ends the frame; a new 0x0B inside an unfinished frame means the peer restarted, so the partial
+frame is discarded.
+
+Server rules (a receiver must never lose a message nor die on one):
+
+* many messages per connection, answered in order, each ACK written only after the handler
+  returned it: the handler stores the raw message first (:data:`Handler`);
+* a frame without a readable MSH cannot be answered: it is logged and counted, and the
+  connection is closed, since the peer is not speaking HL7 (or lost the framing);
+* a frame with a readable MSH that does not parse is answered AR/CR with an ERR saying why;
+* a frame over ``max_frame_bytes`` is answered AR/CR when its MSH can be read, then the rest of
+  it is read and dropped and the connection closed;
+* ``read_timeout``: a started frame whose next bytes do not come (and an ACK the peer does not
+  read) closes the connection; ``idle_timeout``: so does a connection with nothing to say;
+* every other failure (peer reset, TLS error, a bug) costs at most that connection, and is
+  logged and counted in :class:`MLLPServerStats`.
 """
 
 from __future__ import annotations
@@ -23,15 +39,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from hl7.ack import Ack, AckCode, ErrorCode, build_ack, parse_ack
+from hl7.ack import Ack, AckCode, build_ack, build_nak, parse_ack
 from hl7.errors import (
-    FrameDecodeError,
+    ErrorCode,
     FrameTooLargeError,
     HL7Error,
     MalformedMessageError,
     MLLPTimeoutError,
 )
-from hl7.message import parse_header, parse_message
+from hl7.message import Message, decode_message, parse_header, read_header
 from tryggheim.errors import ConnectionLost
 
 log = logging.getLogger(__name__)
@@ -39,28 +55,40 @@ log = logging.getLogger(__name__)
 START_BLOCK = 0x0B
 END_BLOCK = 0x1C
 CARRIAGE_RETURN = 0x0D
-#: Far above any ORU/ADT the platform exchanges, low enough that a runaway peer cannot exhaust
-#: the memory of a small host.
+#: Far above any ORU/ADT the platform exchanges (1 MB messages are legal and pass), low enough
+#: that a runaway peer cannot exhaust the memory of a small host.
 DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+#: A sender gets this long to send the rest of a started frame, or to read its ACK.
+DEFAULT_READ_TIMEOUT = 30.0
+#: HL7 interfaces keep connections open between messages; one silent this long is closed.
+DEFAULT_IDLE_TIMEOUT = 600.0
 #: How much of a discarded oversize frame is kept: enough for the MSH segment.
 _HEAD_BYTES = 2048
 _READ_SIZE = 65536
 
-Handler = Callable[[str, str], Awaitable[str]]
-"""Server handler: ``(message text, peer "host:port") -> ACK text``."""
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One received message, as the server hands it to its :data:`Handler`."""
+
+    raw: bytes
+    """The frame's content exactly as received: what the application stores."""
+    message: Message
+    peer: str
+    """``host:port`` of the sender's connection."""
 
 
-def encode_frame(message: str) -> bytes:
-    """One MLLP frame holding ``message`` as UTF-8."""
-    return bytes((START_BLOCK,)) + message.encode("utf-8") + bytes((END_BLOCK, CARRIAGE_RETURN))
+Handler = Callable[[ReceivedMessage], Awaitable[bytes]]
+"""Server handler: stores ``received.raw`` durably (deduplicating on
+:func:`hl7.inbound.dedupe_key`, so that a resend gets the stored ACK instead of a second
+processing) and returns the ACK's bytes, which the server writes only then. An exception is
+answered AE/CE by the server."""
 
 
-def decode_frame(frame: bytes) -> str:
-    """The text of a frame's content; non-UTF-8 bytes raise :class:`FrameDecodeError`."""
-    try:
-        return frame.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise FrameDecodeError(exc.start, exc.reason, frame=frame) from exc
+def encode_frame(message: str | bytes) -> bytes:
+    """One MLLP frame holding ``message`` (text is written as UTF-8)."""
+    data = message.encode("utf-8") if isinstance(message, str) else message
+    return bytes((START_BLOCK,)) + data + bytes((END_BLOCK, CARRIAGE_RETURN))
 
 
 class MLLPDecoder:
@@ -83,6 +111,11 @@ class MLLPDecoder:
     def pending_bytes(self) -> int:
         """Bytes of an unfinished frame held in memory."""
         return len(self._buffer)
+
+    @property
+    def in_frame(self) -> bool:
+        """Whether a frame has started and not ended (an oversize one being discarded too)."""
+        return self._in_frame or self._discarding
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the contents of every frame it completes.
@@ -255,7 +288,7 @@ class MLLPClient:
         await writer.drain()
         while True:
             while self._frames:
-                ack = parse_ack(decode_frame(self._frames.popleft()))
+                ack = parse_ack(self._frames.popleft())
                 if ack.acked_control_id == control_id:
                     return ack
                 log.warning(
@@ -277,20 +310,25 @@ class MLLPServerStats:
     connections: int = 0
     frames: int = 0
     rejected: int = 0
-    """Frames the server itself answered with AR because they are not parseable HL7."""
+    """Frames the server itself answered AR/CR: not parseable HL7, or too large."""
     unanswerable: int = 0
-    """Frames not even MSH-10 could be read from: logged, no ACK possible."""
+    """Frames without a readable MSH: logged, connection closed, no ACK possible."""
     handler_errors: int = 0
     oversize: int = 0
     skipped_bytes: int = 0
+    read_timeouts: int = 0
+    """Connections closed because a started frame stalled or an ACK was not read."""
+    idle_timeouts: int = 0
+    connection_errors: int = 0
+    """Connections lost to the network or TLS (reset, broken pipe, bad handshake data...)."""
+    internal_errors: int = 0
+    """Connections ended by a bug in the server: logged with a traceback."""
 
 
 class MLLPServer:
-    """Listens for MLLP connections and answers each frame with the handler's ACK.
-
-    Bad input never ends the server: an unparseable frame is answered with AR when its MSH-10
-    can be recovered (else logged and counted), and a failing handler yields AE. Connection
-    tasks live in a TaskGroup owned by the server and end on exit."""
+    """Listens for MLLP connections and answers each frame with the handler's ACK (see the
+    module docstring for the rules). Connection tasks live in a TaskGroup owned by the server
+    and end on exit."""
 
     def __init__(
         self,
@@ -300,12 +338,19 @@ class MLLPServer:
         *,
         ssl: ssl_module.SSLContext | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
+        for name, timeout in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
+            if timeout is not None and timeout <= 0:
+                raise ValueError(f"{name} must be positive (or None for no limit)")
         self._handler = handler
         self.host = host
         self._requested_port = port
         self._ssl = ssl
         self._max_frame_bytes = max_frame_bytes
+        self._read_timeout = read_timeout
+        self._idle_timeout = idle_timeout
         self.stats = MLLPServerStats()
         self._server: asyncio.Server | None = None
         self._group: asyncio.TaskGroup | None = None
@@ -324,7 +369,12 @@ class MLLPServer:
         self._group = await self._stack.enter_async_context(asyncio.TaskGroup())
         try:
             self._server = await asyncio.start_server(
-                self._accept, self.host, self._requested_port, ssl=self._ssl
+                self._accept,
+                self.host,
+                self._requested_port,
+                ssl=self._ssl,
+                # A TLS handshake that stalls is a stalled read like any other.
+                ssl_handshake_timeout=self._read_timeout if self._ssl else None,
             )
         except BaseException:
             await self._stack.aclose()
@@ -363,34 +413,19 @@ class MLLPServer:
         peername = writer.get_extra_info("peername")
         peer = f"{peername[0]}:{peername[1]}" if isinstance(peername, tuple) else str(peername)
         self.stats.connections += 1
-        decoder = MLLPDecoder(self._max_frame_bytes)
         try:
-            while data := await reader.read(_READ_SIZE):
-                skipped = decoder.skipped_bytes
-                try:
-                    frames = decoder.feed(data)
-                    oversize_head = None
-                except FrameTooLargeError as exc:
-                    log.warning("MLLP %s: %s", peer, exc)
-                    self.stats.oversize += 1
-                    frames, oversize_head = list(exc.completed), exc.head
-                self.stats.skipped_bytes += decoder.skipped_bytes - skipped
-                replies = [await self._answer(frame, peer) for frame in frames]
-                if oversize_head is not None:
-                    replies.append(
-                        self._reject(
-                            oversize_head.decode("utf-8", errors="replace"),
-                            f"message larger than {self._max_frame_bytes} bytes",
-                            ErrorCode.APPLICATION_INTERNAL_ERROR,
-                            peer,
-                        )
-                    )
-                for reply in replies:
-                    if reply is not None:
-                        writer.write(encode_frame(reply))
-                await writer.drain()
-        except OSError as exc:
+            await self._converse(reader, writer, peer)
+        except TimeoutError:
+            self.stats.read_timeouts += 1
+            log.warning("MLLP %s: the peer does not read its ACKs; closing", peer)
+        except OSError as exc:  # ssl.SSLError is one too
+            self.stats.connection_errors += 1
             log.info("MLLP %s: connection lost: %s", peer, exc)
+        except Exception:
+            # A bug must cost this connection only: an exception leaving this task would end
+            # the TaskGroup, and with it the server and every other connection.
+            self.stats.internal_errors += 1
+            log.exception("MLLP %s: internal error; closing the connection", peer)
         finally:
             writer.close()
             try:
@@ -398,19 +433,62 @@ class MLLPServer:
             except OSError as exc:
                 log.debug("MLLP %s: error while closing: %s", peer, exc)
 
-    async def _answer(self, frame: bytes, peer: str) -> str | None:
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        decoder = MLLPDecoder(self._max_frame_bytes)
+        while data := await self._read(reader, decoder, peer):
+            skipped = decoder.skipped_bytes
+            oversize: FrameTooLargeError | None = None
+            try:
+                frames = decoder.feed(data)
+            except FrameTooLargeError as exc:
+                frames, oversize = list(exc.completed), exc
+            self.stats.skipped_bytes += decoder.skipped_bytes - skipped
+            for frame in frames:
+                reply = await self._answer(frame, peer)
+                if reply is None:
+                    return
+                await self._write(writer, reply)
+            if oversize is not None:
+                await self._refuse_oversize(oversize, reader, writer, decoder, peer)
+                return
+
+    async def _read(self, reader: asyncio.StreamReader, decoder: MLLPDecoder, peer: str) -> bytes:
+        """The next bytes; ``b""`` when the peer closed or stayed silent too long."""
+        in_frame = decoder.in_frame
+        try:
+            async with asyncio.timeout(self._read_timeout if in_frame else self._idle_timeout):
+                return await reader.read(_READ_SIZE)
+        except TimeoutError:
+            if in_frame:
+                self.stats.read_timeouts += 1
+                log.warning("MLLP %s: frame stalled for %g s; closing", peer, self._read_timeout)
+            else:
+                self.stats.idle_timeouts += 1
+                log.info("MLLP %s: idle for %g s; closing", peer, self._idle_timeout)
+            return b""
+
+    async def _write(self, writer: asyncio.StreamWriter, reply: bytes) -> None:
+        writer.write(encode_frame(reply))
+        async with asyncio.timeout(self._read_timeout):
+            await writer.drain()
+
+    async def _answer(self, frame: bytes, peer: str) -> bytes | None:
+        """The reply to one frame; ``None`` when it has no readable MSH to answer."""
         self.stats.frames += 1
         try:
-            text = decode_frame(frame)
-            message = parse_message(text)
-        except FrameDecodeError as exc:
-            # Replacement characters are harmless here: only the ASCII MSH header is read back.
-            text = frame.decode("utf-8", errors="replace")
-            return self._reject(text, str(exc), ErrorCode.DATA_TYPE_ERROR, peer)
-        except HL7Error as exc:
-            return self._reject(text, str(exc), ErrorCode.SEGMENT_SEQUENCE_ERROR, peer)
+            message = decode_message(frame)
+        except MalformedMessageError as exc:
+            if exc.header is None:
+                self.stats.unanswerable += 1
+                log.error("MLLP %s: no readable MSH, closing the connection: %s", peer, exc)
+                return None
+            self.stats.rejected += 1
+            log.warning("MLLP %s: rejected %r: %s", peer, exc.header.control_id, exc)
+            return build_nak(exc.header, exc, _now(), _new_control_id()).encode("utf-8")
         try:
-            return await self._handler(text, peer)
+            return await self._handler(ReceivedMessage(frame, message, peer))
         except Exception:
             # The handler is application code: a bug in it must neither end the connection nor
             # leave the sender without an answer. AE tells the sender to try again later.
@@ -423,22 +501,48 @@ class MLLPServer:
                 _now(),
                 _new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
-            )
+            ).encode("utf-8")
 
-    def _reject(self, text: str, problem: str, error: ErrorCode, peer: str) -> str | None:
+    async def _refuse_oversize(
+        self,
+        error: FrameTooLargeError,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        decoder: MLLPDecoder,
+        peer: str,
+    ) -> None:
+        self.stats.oversize += 1
+        header = read_header(error.head)
+        log.warning(
+            "MLLP %s: %s (MSH-10 %r); closing",
+            peer,
+            error,
+            header.control_id if header else None,
+        )
+        if header is None:
+            self.stats.unanswerable += 1
+            return
+        self.stats.rejected += 1
+        nak = build_ack(
+            header,
+            AckCode.AR,
+            f"message larger than {self._max_frame_bytes} bytes",
+            _now(),
+            _new_control_id(),
+            error=ErrorCode.APPLICATION_INTERNAL_ERROR,
+        )
+        await self._write(writer, nak.encode("utf-8"))
+        # Read the rest of the frame before closing: closing with unread bytes makes the
+        # kernel reset the connection, which can destroy the NAK before the peer reads it.
         try:
-            header = parse_header(text)
-            if header.control_id:
-                ack = build_ack(header, AckCode.AR, problem, _now(), _new_control_id(), error=error)
-                self.stats.rejected += 1
-                log.warning("MLLP %s: rejected %r: %s", peer, header.control_id, problem)
-                return ack
-        except HL7Error as exc:
-            if str(exc) != problem:
-                problem = f"{problem}; header unreadable: {exc}"
-        self.stats.unanswerable += 1
-        log.error("MLLP %s: frame without readable MSH-10 cannot be answered: %s", peer, problem)
-        return None
+            async with asyncio.timeout(self._read_timeout):
+                while decoder.in_frame and (data := await reader.read(_READ_SIZE)):
+                    try:
+                        decoder.feed(data)
+                    except FrameTooLargeError:
+                        continue  # a further oversize frame; the connection ends either way
+        except TimeoutError:
+            log.info("MLLP %s: the rest of the oversize frame did not come in time", peer)
 
 
 def _now() -> datetime:

@@ -45,6 +45,7 @@ from datetime import date, datetime
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
+from hl7.patient import DNR_OID, FNR_OID, Identifier
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
@@ -52,8 +53,8 @@ from tryggheim.domain import Observation
 PCD_01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
 MONITORING_OF_PATIENT = "182777000^monitoring of patient^SNOMED-CT"
 AUTO_MEASUREMENT = "AMEAS^auto-measurement^MDC"
-FNR_AUTHORITY = "FNR&2.16.578.1.12.4.1.4.1&ISO"
-DNR_AUTHORITY = "DNR&2.16.578.1.12.4.1.4.2&ISO"
+FNR_AUTHORITY = f"FNR&{FNR_OID}&ISO"
+DNR_AUTHORITY = f"DNR&{DNR_OID}&ISO"
 NATIONAL_ID_TYPE = "NNNOR"
 
 _HEX_ID = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}[:-]?){5,7}[0-9A-Fa-f]{2})")
@@ -197,7 +198,8 @@ def _pid(patient: PatientRef) -> str:
         raise OruBuildError("patient.national_id", "a fødselsnummer/D-number has 11 digits")
     if not patient.family_name.strip():
         raise OruBuildError("patient.family_name", "must not be empty")
-    authority = DNR_AUTHORITY if national_id[0] in "4567" else FNR_AUTHORITY
+    is_d_number = Identifier(national_id, type_code=NATIONAL_ID_TYPE).is_d_number
+    authority = DNR_AUTHORITY if is_d_number else FNR_AUTHORITY
     birth = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
     return _seg(
         "PID",

@@ -20,12 +20,14 @@ from typing import Any
 
 import httpx
 import uvicorn
+from access import TEST_SIGNING_KEY, auth_settings, bearer
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
 
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.household import write_edge_config
+from gateway.auth import Role
 from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
@@ -188,6 +190,7 @@ async def running_chain(
             http_port=http_port,
             timeseries=TimeSeriesSettings(url=timeseries_url) if timeseries_url else None,
             hl7=Hl7Settings(settle_s=0.5, retry_after_s=2.0),
+            auth=auth_settings(),
         )
         platform = Platform(settings)
         await platform.store.migrate()
@@ -198,7 +201,9 @@ async def running_chain(
         await edge.start()
         base_url = f"http://127.0.0.1:{http_port}"
         try:
-            async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
+            async with httpx.AsyncClient(
+                base_url=base_url, timeout=10, headers=bearer(Role.COORDINATOR)
+            ) as http:
                 await until(lambda: platform.started, what="the platform to start")
                 yield Chain(broker, platform, gp, radio, cuff, edge, http, base_url)
         finally:
@@ -237,6 +242,9 @@ password = "{broker.users["platform"]}"
 [hl7]
 settle_s = 0.5
 retry_after_s = 2.0
+
+[auth]
+signing_key = "{TEST_SIGNING_KEY}"
 """,
         encoding="utf-8",
     )

@@ -22,8 +22,10 @@ def test_shipped_examples_are_valid() -> None:
     assert edge.gateway_id == "gw-0001" and edge.devices[0].address == "C0:10:00:00:00:01"
     platform = load_settings(GatewaySettings, EXAMPLES / "platform.toml")
     assert platform.timeseries is not None and platform.mqtt.tls_ca is not None
+    assert platform.broker_accounts.password_file is not None
     registry = load_registry(EXAMPLES / "registry.toml")
     assert isinstance(registry, Registry) and registry.patients[0].family_name == "Ødegård"
+    assert registry.patients[0].home_gateway == "gw-0001"
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,18 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from access import care_team_of
 from chain import reading, running_chain, until
 from playwright.async_api import Page, expect
 from servers import BrokerFixture
 
+from gateway.auth import Role
+from gateway.bootstrap import add_user
+from gateway.models import DEFAULT_TENANT
+
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NURSE_PASSWORD = "correct horse battery"
 
 
 async def test_nurse_page_shows_a_new_reading_live(
@@ -19,8 +26,25 @@ async def test_nurse_page_shows_a_new_reading_live(
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
     async with running_chain(mosquitto, database_url, tmp_path) as chain:
+        await add_user(
+            chain.platform.store,
+            tenant_id=DEFAULT_TENANT,
+            username="kari.nurse",
+            display_name="Kari Sykepleier",
+            roles=[Role.NURSE],
+            team_names=["Team A"],
+            password=NURSE_PASSWORD,
+        )
+        (patient,) = await chain.platform.store.patients()
+        await care_team_of(chain.platform.store, patient.id, "Team A")
         await page.goto(chain.base_url + "/")
         await expect(page).to_have_title("Tryggheim — my patients")
+        await page.get_by_label("User name").fill("kari.nurse")
+        await page.get_by_label("Password").fill("wrong password!")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("alert")).to_have_text("Wrong user name or password.")
+        await page.get_by_label("Password").fill(NURSE_PASSWORD)
+        await page.get_by_role("button", name="Sign in").click()
         row = page.get_by_role("row", name="Ødegård, Kari")
         await expect(row).to_be_visible()
         await expect(row.locator("td.bp")).to_have_text("–")

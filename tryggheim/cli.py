@@ -11,11 +11,14 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tryggheim.errors import TryggheimError
+
+if TYPE_CHECKING:
+    from gateway.store import RecordStore
 
 log = logging.getLogger("tryggheim")
 
@@ -79,6 +82,64 @@ async def _gateway_run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _gateway_add_tenant(args: argparse.Namespace) -> int:
+    from gateway.registry import Registry
+
+    async with _record_store(args) as store:
+        tenant = await Registry(store).ensure_tenant(args.id, args.name, args.timezone)
+    print(json.dumps({"id": tenant.id, "name": tenant.name, "timezone": tenant.timezone}))
+    return 0
+
+
+async def _gateway_add_user(args: argparse.Namespace) -> int:
+    from gateway.auth import Role
+    from gateway.bootstrap import add_user
+
+    password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        print("tryggheim: give a password of at least 12 characters on stdin", file=sys.stderr)
+        return 2
+    async with _record_store(args) as store:
+        created = await add_user(
+            store,
+            tenant_id=args.tenant,
+            username=args.username,
+            display_name=args.display_name or args.username,
+            roles=[Role(r) for r in args.role],
+            team_names=args.team,
+            password=password,
+        )
+    print(json.dumps({"id": created.user.id, "username": created.user.username}))
+    return 0
+
+
+async def _gateway_broker_passwords(args: argparse.Namespace) -> int:
+    from gateway.bootstrap import write_broker_passwords
+    from gateway.settings import GatewaySettings
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    async with _record_store(args) as store:
+        count = await write_broker_passwords(store, settings.broker_accounts)
+    print(f"wrote {count} home gateways to {settings.broker_accounts.password_file}")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _record_store(args: argparse.Namespace) -> AsyncIterator[RecordStore]:
+    from gateway.settings import GatewaySettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    settings = load_settings(GatewaySettings, args.config)
+    store = RecordStore(settings.database_url)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
 async def _gateway_migrate(args: argparse.Namespace) -> int:
     from gateway.migrate import current_revision
     from gateway.settings import GatewaySettings
@@ -107,9 +168,11 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
     store = RecordStore(settings.database_url)
     try:
         await store.migrate()
+        tenant_id = await store.tenant_of(args.national_id)
         export = await export_patient(store, args.national_id, now=datetime.now(UTC))
         await store.audit(
             actor=args.operator,
+            tenant_id=tenant_id,
             action="export_patient",
             patient_id=None,
             purpose="GDPR access request",
@@ -137,9 +200,11 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
     store = RecordStore(settings.database_url)
     try:
         await store.migrate()
+        tenant_id = await store.tenant_of(args.national_id)
         removed = await erase_patient(store, settings.timeseries, args.national_id)
         await store.audit(
             actor=args.operator,
+            tenant_id=tenant_id,
             action="erase_patient",
             patient_id=None,
             purpose="GDPR erasure",
@@ -240,6 +305,35 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "erase-patient":
             gdpr.add_argument("--yes", action="store_true", help="really erase")
         gdpr.set_defaults(handler=handler)
+    gw_tenant = gateway.add_parser("add-tenant", help="create or rename a tenant (municipality)")
+    gw_tenant.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_tenant.add_argument("--id", required=True, help="short id, e.g. 'tromso'")
+    gw_tenant.add_argument("--name", required=True)
+    gw_tenant.add_argument("--timezone", default="Europe/Oslo")
+    gw_tenant.set_defaults(handler=_gateway_add_tenant)
+    gw_user = gateway.add_parser(
+        "add-user", help="create a user (the password is read from stdin); e.g. the first admin"
+    )
+    gw_user.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_user.add_argument("--username", required=True)
+    gw_user.add_argument("--display-name", default=None)
+    gw_user.add_argument("--tenant", default="default")
+    gw_user.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["nurse", "coordinator", "admin", "integration"],
+        help="repeat for several roles",
+    )
+    gw_user.add_argument(
+        "--team", action="append", default=[], help="care team name (created if missing)"
+    )
+    gw_user.set_defaults(handler=_gateway_add_user)
+    gw_passwd = gateway.add_parser(
+        "broker-passwords", help="write the broker's password file (broker_accounts)"
+    )
+    gw_passwd.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_passwd.set_defaults(handler=_gateway_broker_passwords)
     gw_prov = gateway.add_parser("provision", help="load patients and devices from TOML")
     gw_prov.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_prov.add_argument("registry", type=Path, help="registry TOML file")

@@ -33,7 +33,9 @@ from edge.sensors import SensorSettings
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.household import HouseholdDay
-from gateway.models import ObservationRow
+from gateway.auth import AuthSettings, Role, generate_signing_key
+from gateway.bootstrap import add_user
+from gateway.models import DEFAULT_TENANT, ObservationRow
 from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
@@ -47,6 +49,8 @@ from tryggheim.wire import BROKER_ACL
 log = logging.getLogger(__name__)
 
 TIMEZONE = ZoneInfo("Europe/Oslo")
+DEMO_TEAM = "Hjemmesykepleien sone 1"
+DEMO_NURSE = "sykepleier"
 PLATFORM_USER = "platform"
 #: Users of each home's own broker: Zigbee2MQTT publishes, the home gateway agent listens.
 Z2M_USER = "zigbee2mqtt"
@@ -107,6 +111,8 @@ def _homes(count: int, gp_port: int) -> list[Home]:
             gp_hl7_host="127.0.0.1",
             gp_hl7_port=gp_port,
             devices=[DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind="blood_pressure")],
+            care_team=DEMO_TEAM,
+            home_gateway=gateway_id,
         )
         household = HouseholdDay(day=datetime.now(TIMEZONE).date(), seed=n, tz=TIMEZONE)
         homes.append(Home(gateway_id, cuff, patient, household))
@@ -235,10 +241,22 @@ async def run_demo(options: DemoOptions) -> int:
             ),
             http_port=options.http_port,
             hl7=Hl7Settings(settle_s=1.0, retry_after_s=5.0),
+            # A key for this run only: tokens die with the demo.
+            auth=AuthSettings(signing_key=SecretStr(generate_signing_key())),
         )
         platform = Platform(settings)
         await platform.store.migrate()
         await provision(platform.store, Registry(patients=[h.patient for h in homes]))
+        nurse_password = secrets.token_urlsafe(12)
+        await add_user(
+            platform.store,
+            tenant_id=DEFAULT_TENANT,
+            username=DEMO_NURSE,
+            display_name="Demo Sykepleier",
+            roles=[Role.NURSE],
+            team_names=[DEMO_TEAM],
+            password=nurse_password,
+        )
 
         async with asyncio.TaskGroup() as tasks:
             platform_task = tasks.create_task(platform.run(), name="platform")
@@ -261,7 +279,11 @@ async def run_demo(options: DemoOptions) -> int:
                     _edge_settings(home, broker, radio.central_transport, workdir)
                 )
                 home_tasks.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
-            print(f"Dashboard: http://127.0.0.1:{options.http_port}/", flush=True)
+            print(
+                f"Dashboard: http://127.0.0.1:{options.http_port}/ "
+                f"(sign in as {DEMO_NURSE} / {nurse_password})",
+                flush=True,
+            )
 
             start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
             clock = SimClock(start, options.speed)

@@ -46,6 +46,9 @@ def cmd_topic(gateway_id: str) -> str:
 
 #: What ingest workers subscribe to (MQTT v5 shared subscription).
 INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/up/#"
+#: Home gateways' status (online/offline, outbox depth), for the gateway-offline alarm. Shared
+#: subscriptions get no retained messages: a worker sees changes, not the last known state.
+STATUS_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/status"
 
 
 def gateway_of_topic(topic: str) -> str:
@@ -170,6 +173,30 @@ def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
     items = _field(topic, body, "observations", list)
     observations = tuple(observation_from_dict(topic, item, gateway_id) for item in items)
     return ObservationBatch(gateway_id, observations)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatusReport:
+    gateway_id: str
+    online: bool
+    outbox_depth: int | None
+
+
+def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
+    """A home gateway's retained ``status`` (edge.status.EdgeStatus, or the will's offline)."""
+    if not topic.endswith("/status"):
+        raise PayloadError(topic, "not a status topic")
+    body = _load(topic, payload)
+    gateway_id = _field(topic, body, "gateway_id", str)
+    if gateway_id != gateway_of_topic(topic):
+        raise PayloadError(topic, f"gateway_id {gateway_id!r} does not match the topic")
+    state = _field(topic, body, "state", str)
+    if state not in ("online", "offline"):
+        raise PayloadError(topic, f"state: expected online or offline, got {state!r}")
+    depth = body.get("outbox_depth")
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
+        raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
+    return GatewayStatusReport(gateway_id, state == "online", depth)
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:

@@ -59,11 +59,30 @@ function row(patient) {
   return tr;
 }
 
+// The access token lives in this tab only (sessionStorage): closing the tab signs out.
+const TOKEN_KEY = "tryggheim.token";
+
+class SignedOut extends Error {}
+
+async function api(path, init = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) throw new SignedOut("not signed in");
+  const response = await fetch(path, {
+    ...init, headers: { ...init.headers, Authorization: `Bearer ${token}` },
+  });
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw new SignedOut("session expired");
+  }
+  return response;
+}
+
 async function refresh() {
-  const response = await fetch("api/v1/patients");
+  const response = await api("api/v1/patients");
   if (!response.ok) throw new Error(`patients: HTTP ${response.status}`);
   const patients = await response.json();
   document.querySelector("#patients tbody").replaceChildren(...patients.map(row));
+  document.getElementById("patients").hidden = false;
   document.getElementById("empty").hidden = patients.length > 0;
 }
 
@@ -75,16 +94,71 @@ function refreshSoon() {
 }
 
 function showError(error) {
+  if (error instanceof SignedOut) { showLogin(error.message); return; }
   document.getElementById("connection").textContent = `Problem: ${error.message}`;
 }
 
-function connect() {
-  const status = document.getElementById("connection");
-  const source = new EventSource("api/v1/stream");
-  source.addEventListener("open", () => { status.textContent = "Live"; refreshSoon(); });
-  source.addEventListener("observation", refreshSoon);
-  source.addEventListener("error", () => { status.textContent = "Reconnecting…"; });
+function showLogin(reason) {
+  document.getElementById("patients").hidden = true;
+  document.getElementById("connection").textContent = "Signed out";
+  const form = document.getElementById("login");
+  form.hidden = false;
+  document.getElementById("login-problem").textContent =
+    reason === "not signed in" ? "" : `Please sign in again (${reason}).`;
+  document.getElementById("username").focus();
 }
 
-refresh().catch(showError);
-connect();
+document.getElementById("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  const response = await fetch("api/v1/auth/token", { method: "POST", body: new URLSearchParams(new FormData(form)) });
+  if (!response.ok) {
+    document.getElementById("login-problem").textContent = "Wrong user name or password.";
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
+  form.reset();
+  form.hidden = true;
+  start();
+});
+
+// Server-sent events read with fetch, since EventSource cannot send the Authorization header.
+async function listen() {
+  const status = document.getElementById("connection");
+  const response = await api("api/v1/stream", { headers: { Accept: "text/event-stream" } });
+  if (!response.ok) throw new Error(`live stream: HTTP ${response.status}`);
+  status.textContent = "Live";
+  refreshSoon();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("live stream ended");
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (/^event: (observation|alarm)$/m.test(block)) refreshSoon();
+    }
+  }
+}
+
+async function connect() {
+  for (;;) {
+    try {
+      await listen();
+    } catch (error) {
+      if (error instanceof SignedOut) { showLogin(error.message); return; }
+      document.getElementById("connection").textContent = "Reconnecting…";
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  }
+}
+
+function start() {
+  refresh().catch(showError);
+  connect();
+}
+
+start();

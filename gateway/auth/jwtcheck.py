@@ -94,6 +94,10 @@ def decode(
         raise WrongIssuer(_peek(token, "iss"), [issuer]) from None
     except (jwt.InvalidSignatureError, jwt.InvalidKeyError, jwt.InvalidAlgorithmError) as e:
         raise BadSignature(str(e) or "signature verification failed") from None
+    except TypeError as e:
+        # PyJWT raises TypeError when the key does not fit the algorithm the token names
+        # (found by the fuzz test: an RSA "alg" with a key of another kind).
+        raise BadSignature(f"key does not fit the token's algorithm: {e}") from None
     except InvalidSubjectError as e:
         raise InvalidClaim("sub", str(e)) from None
     except InvalidJTIError as e:

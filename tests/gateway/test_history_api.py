@@ -13,11 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from access import bearer, care_team_of, platform_settings
 from chain import serving_app
 from delivery import GATEWAY, readings
 from sqlalchemy import select
 
 from gateway.api import create_app
+from gateway.auth import Role
 from gateway.events import EventBus
 from gateway.models import AuditEntry
 from gateway.store import RecordStore
@@ -36,6 +38,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordSt
         gp_hl7_host=None,
         gp_hl7_port=None,
     )
+    team = await care_team_of(store, patient)
     await store.pair_device(
         device_id="C0:10:00:00:00:01",
         patient_id=patient,
@@ -48,8 +51,8 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordSt
     numbered = [replace(o, seq=n) for n, o in enumerate(pairs, start=1)]
     await store.commit_batch(GATEWAY, numbered, datetime.now(UTC))
     async with (
-        serving_app(create_app(store, EventBus())) as url,
-        httpx.AsyncClient(base_url=url) as client,
+        serving_app(create_app(store, EventBus(), platform_settings())) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(Role.NURSE, teams=(team,))) as client,
     ):
         yield client, store, patient
     await store.close()

@@ -1,5 +1,6 @@
 """GDPR export and erasure of one patient across the record store (SQLite, PostgreSQL) and
-VictoriaMetrics; another patient's data stays untouched."""
+VictoriaMetrics; another patient's data stays untouched, the home gateway stays registered, the
+audit log is kept."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from delivery import GATEWAY, readings, running
 from servers import VictoriaMetricsServer, export_series
 from sqlalchemy import func, select
 
-from gateway.models import ObservationRow, Patient
+from gateway.models import (
+    DEFAULT_TENANT,
+    AlarmRow,
+    AuditEntry,
+    HomeGateway,
+    ObservationRow,
+    Patient,
+    TimeSeriesDeadLetter,
+)
 from gateway.privacy import UnknownPatient, erase_patient, export_patient
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
 from gateway.store import RecordStore
@@ -57,6 +66,44 @@ async def _two_patients(store: RecordStore) -> dict[str, int]:
             replace(o, device_id=device, seq=n * 100 + k + 1) for k, o in enumerate(readings(0, 5))
         ]
         await store.commit_batch(GATEWAY, batch, datetime.now(UTC))
+    now = datetime.now(UTC)
+    async with store.session() as s:
+        s.add(
+            HomeGateway(
+                id=GATEWAY,
+                tenant_id=DEFAULT_TENANT,
+                patient_id=ids[KARI],
+                broker_password_hash="$7$x",
+                created_at=now,
+            )
+        )
+        s.add_all(
+            AlarmRow(
+                tenant_id=DEFAULT_TENANT,
+                patient_id=patient,
+                key=f"bp-{patient}",
+                rule_id="bp_high",
+                code="TRY_ALARM_BP_HIGH",
+                severity="high",
+                state="closed",
+                raised_at=now,
+                auto_clear=False,
+                history="[]",
+                updated_at=now,
+            )
+            for patient in ids.values()
+        )
+        s.add(
+            AuditEntry(at=now, actor="nurse", action="read", patient_id=ids[KARI], purpose="care")
+        )
+        kari_first = await s.scalar(
+            select(func.min(ObservationRow.pk)).where(ObservationRow.patient_id == ids[KARI])
+        )
+        s.add(
+            TimeSeriesDeadLetter(
+                observation_pk=kari_first, line="vitals value=1E+400", status=0, reason="", at=now
+            )
+        )
     return ids
 
 
@@ -84,14 +131,34 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
     assert export["patient"]["family_name"] == "Ødegård"
     assert [d["device_id"] for d in export["devices"]] == ["C0:10:00:00:00:01"]
     assert len(export["observations"]) == 5
+    async with store.session() as s:
+        kari_alarms = await s.scalar(
+            select(func.count()).select_from(AlarmRow).where(AlarmRow.patient_id == ids[KARI])
+        )
+    assert kari_alarms and len(export["alarms"]) == kari_alarms
+    assert export["alarms"][-1]["rule_id"] == "bp_high"
+    assert [d["line"] for d in export["timeseries_dead_letters"]] == ["vitals value=1E+400"]
+    assert "audit_log" not in export  # the record of who accessed what stays with the controller
     json.dumps(export)  # JSON-ready as it is
 
     removed = await erase_patient(store, series, KARI)
-    assert removed == {"observations": 5, "hl7_messages": 0, "devices": 1}
+    assert removed == {
+        "timeseries_dead_letters": 1,
+        "observations": 5,
+        "hl7_messages": 0,
+        "alarms": kari_alarms,
+        "devices": 1,
+    }
     async with store.session() as s:
         assert await s.scalar(select(Patient).where(Patient.national_id == KARI)) is None
         left = await s.scalar(select(func.count()).select_from(ObservationRow))
+        alarms_left = list(await s.scalars(select(AlarmRow.patient_id)))
+        home = await s.get(HomeGateway, GATEWAY)
+        audit = list(await s.scalars(select(AuditEntry.patient_id)))
     assert left == 5  # Ola's
+    assert set(alarms_left) == {ids[OLA]}
+    assert home is not None and home.patient_id is None
+    assert ids[KARI] in audit
     await until(lambda: points(str(ids[KARI])) == 0, timeout=20)
     assert points(str(ids[OLA])) >= 5
     with pytest.raises(UnknownPatient):

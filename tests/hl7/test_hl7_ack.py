@@ -8,12 +8,21 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message as hl7apy_parse_message
+from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import AckCode, ErrorCode, build_ack, parse_ack
-from hl7.errors import AckParseError
-from hl7.message import parse_message
+from hl7.ack import AckCode, build_ack, build_nak, parse_ack
+from hl7.errors import (
+    AckParseError,
+    ErrorCode,
+    MalformedMessageError,
+    MessageContentError,
+    MessageError,
+    UnknownPatientError,
+    UnsupportedMessageError,
+)
+from hl7.message import decode_message, parse_message, read_header
 
 NOW = datetime(2025, 3, 1, 8, 16, 31, tzinfo=timezone(timedelta(hours=1)))
 ORIGINAL = parse_message(
@@ -146,3 +155,89 @@ def test_parse_ack_fuzz_hl7_like(text: str) -> None:
     except AckParseError:
         return
     assert ack.code in AckCode
+
+
+def _message(version: str, *, enhanced: bool = False) -> bytes:
+    modes = "|||AL|NE" if enhanced else ""
+    return f"MSH|^~\\&|GW|X|TRY|K|20250301||ORU^R01|M9|P|{version}{modes}\rPID|1\r".encode()
+
+
+@pytest.mark.parametrize(
+    ("error", "enhanced", "code"),
+    [
+        (UnknownPatientError("15076500565"), False, AckCode.AE),
+        (UnknownPatientError("15076500565"), True, AckCode.CE),
+        (UnsupportedMessageError("no", code=ErrorCode.UNSUPPORTED_MESSAGE_TYPE, location="MSH^1^9"),
+         False, AckCode.AR),
+        (MalformedMessageError("segment 2", "bad id"), True, AckCode.CR),
+        (MessageContentError("x", code=ErrorCode.DATA_TYPE_ERROR, location="OBX^3^5"), True,
+         AckCode.CE),
+    ],
+)  # fmt: skip
+def test_build_nak(error: MessageError, enhanced: bool, code: AckCode) -> None:
+    message = decode_message(_message("2.6", enhanced=enhanced))
+    ack = parse_ack(build_nak(message, error, NOW, "N1"))
+    assert (ack.code, ack.acked_control_id, ack.text) == (code, "M9", error.user_message)
+    (err,) = ack.errors
+    assert (err.code, err.location, err.message) == (
+        str(error.code.value),
+        error.location,
+        ack.text,
+    )
+
+
+def test_unknown_patient_nak_is_valid_in_every_version() -> None:
+    for version in ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8"):
+        text = build_nak(
+            decode_message(_message(version)), UnknownPatientError("15076500565"), NOW, "N1"
+        )
+        ack = parse_ack(text)
+        assert (ack.code, ack.errors[0].code, ack.errors[0].location) == (
+            AckCode.AE, "204", "PID^1^3",
+        )  # fmt: skip
+        assert "15076500565" in ack.text
+        if version == "2.3":
+            # hl7apy knows no v2.3 ACK structure: its segments are checked one by one.
+            assert text.split("\r")[0].endswith("||ACK^R01|N1|P|2.3||||||UNICODE UTF-8")
+            for segment in text.split("\r")[:-1]:
+                assert hl7apy_parse_segment(
+                    segment, version="2.3", validation_level=VALIDATION_LEVEL.STRICT
+                ).validate()
+        else:
+            parsed = hl7apy_parse_message(
+                text, find_groups=True, validation_level=VALIDATION_LEVEL.STRICT
+            )
+            assert parsed.validate(), version
+
+
+def test_legacy_err_and_withdrawn_msa3() -> None:
+    error = UnknownPatientError("1")
+    v23 = build_nak(decode_message(_message("2.3")), error, NOW, "N1").split("\r")
+    assert v23[2] == "ERR|PID^1^3^204&Unknown key identifier&HL70357"
+    assert v23[1].startswith("MSA|AE|M9|patient ")
+    v28 = build_nak(decode_message(_message("2.8")), error, NOW, "N1").split("\r")
+    assert v28[1] == "MSA|AE|M9"
+    assert v28[2].startswith("ERR||PID^1^3|204^Unknown key identifier^HL70357|E||||patient ")
+
+
+def test_nak_for_a_header_without_control_id() -> None:
+    header = read_header(b"MSH|^~\\&|A|B|C|D|||ORU^R01||P|2.6\rgarbage")
+    assert header is not None
+    ack = parse_ack(build_nak(header, MalformedMessageError("segment 2", "bad"), NOW, "N2"))
+    assert (ack.code, ack.acked_control_id) == (AckCode.AR, "")
+
+
+def test_parse_ack_bytes_in_the_declared_charset() -> None:
+    data = "MSH|^~\\&|A|B|C|D|||ACK|Z|P|2.5||||||8859/1\rMSA|AE|M1|Ødegård ukjent\r"
+    assert parse_ack(data.encode("latin-1")).text == "Ødegård ukjent"
+    with pytest.raises(AckParseError):
+        parse_ack(b"\xff\xfe")
+
+
+@given(st.binary(max_size=200))
+def test_any_readable_header_can_be_answered(data: bytes) -> None:
+    header = read_header(b"MSH|^~\\&|" + data)
+    if header is not None:
+        for code in AckCode:
+            ack = parse_ack(build_ack(header, code, "x", NOW, "F1"))
+            assert ack.code.accepted is code.accepted

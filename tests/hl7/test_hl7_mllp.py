@@ -1,9 +1,11 @@
-"""hl7.mllp framing (pure, fuzzed) and client/server/GP endpoint over real loopback TCP/TLS."""
+"""hl7.mllp framing (pure, fuzzed) and client/server/GP endpoint over real loopback TCP/TLS:
+many messages per connection, 1 MB messages, junk, oversize frames, garbage, timeouts, TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,21 +13,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import AckCode, parse_ack
-from hl7.errors import FrameDecodeError, FrameTooLargeError, MLLPTimeoutError
+from hl7.ack import Ack, AckCode, build_ack, parse_ack
+from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
-from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, decode_frame, encode_frame
+from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost
+from tryggheim.tlsutil import make_test_ca
 
 SB, EB = b"\x0b", b"\x1c\x0d"
 
@@ -40,7 +39,10 @@ def test_decoder_frames_garbage_and_leniency() -> None:
     assert decoder.skipped_bytes == 5
     assert decoder.discarded_frames == 1  # "part" was cut off by a new start block
     assert decoder.pending_bytes == 0
-    assert decoder.feed(SB + b"unfinished") == []
+    assert not decoder.in_frame
+    assert decoder.feed(SB) == []
+    assert decoder.in_frame
+    assert decoder.feed(b"unfinished") == []
     assert decoder.pending_bytes == len(b"unfinished")
 
 
@@ -61,11 +63,18 @@ def test_decoder_rejects_oversize_but_keeps_the_good_frames() -> None:
             decoder.feed(SB if _ == 0 else b"y")
 
 
-def test_decode_frame() -> None:
-    assert decode_frame("Ødegård".encode()) == "Ødegård"
-    with pytest.raises(FrameDecodeError) as info:
-        decode_frame(b"MSH|\xff")
-    assert info.value.position == 4
+def test_an_oversize_frame_is_in_frame_until_its_end() -> None:
+    decoder = MLLPDecoder(max_frame_bytes=10)
+    with pytest.raises(FrameTooLargeError):
+        decoder.feed(SB + b"x" * 11)
+    assert decoder.in_frame  # the rest of the big frame is still to be read and dropped
+    assert decoder.feed(b"y" * 100 + EB) == []
+    assert not decoder.in_frame
+
+
+def test_encode_frame() -> None:
+    assert encode_frame("Ø") == SB + "Ø".encode() + EB
+    assert encode_frame(b"\xd8") == SB + b"\xd8" + EB
 
 
 _message = st.binary(max_size=60).map(lambda b: b.replace(SB, b"").replace(b"\x1c", b""))
@@ -110,11 +119,11 @@ WHEN = dt.datetime(2025, 3, 1, 8, 15, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 CUFF = DeviceRef("C0:10:00:00:00:01", DeviceProfile.BLOOD_PRESSURE)
 
 
-def _oru(control_id: str) -> str:
+def _oru(control_id: str, note: str = "") -> str:
     systolic = Observation(
         "gw", CUFF.device_id, "ble:2A35", "MDC_PRESS_BLD_NONINV_SYS", Decimal("120"), "mm[Hg]", WHEN
     )
-    return build_oru_r01(
+    message = build_oru_r01(
         patient=PatientRef("15076500565", "Ødegård", "Kari"),
         observations=[systolic],
         device=CUFF,
@@ -125,9 +134,24 @@ def _oru(control_id: str) -> str:
         control_id=control_id,
         now=WHEN,
     )
+    return message + (f"NTE|1||{note}\r" if note else "")
 
 
-async def _exchange_raw(port: int, data: bytes, replies: int) -> list[str]:
+class Recorder:
+    """A handler that keeps what it got (as an application stores the raw message) and
+    accepts it."""
+
+    def __init__(self) -> None:
+        self.received: list[ReceivedMessage] = []
+
+    async def __call__(self, received: ReceivedMessage) -> bytes:
+        self.received.append(received)
+        ack = build_ack(received.message, AckCode.AA, "", WHEN, f"A{len(self.received)}")
+        return ack.encode()
+
+
+async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
+    """Write ``data`` on a new connection and read ``replies`` ACKs."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
@@ -136,10 +160,22 @@ async def _exchange_raw(port: int, data: bytes, replies: int) -> list[str]:
         async with asyncio.timeout(5):
             while len(frames) < replies:
                 frames += decoder.feed(await reader.read(65536))
-        return [decode_frame(f) for f in frames]
+        return [parse_ack(f) for f in frames]
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def _until_closed(
+    reader: asyncio.StreamReader, timeout: float = 5
+) -> tuple[list[Ack], float]:
+    """Every ACK the server writes until it closes the connection, and how long that took."""
+    decoder, frames = MLLPDecoder(), list[bytes]()
+    start = asyncio.get_running_loop().time()
+    async with asyncio.timeout(timeout):
+        while data := await reader.read(65536):
+            frames += decoder.feed(data)
+    return [parse_ack(f) for f in frames], asyncio.get_running_loop().time() - start
 
 
 async def test_client_and_gp_endpoint(tmp_path: Path) -> None:
@@ -151,7 +187,7 @@ async def test_client_and_gp_endpoint(tmp_path: Path) -> None:
             (AckCode.CA, "TRY0"), (AckCode.CA, "TRY1"), (AckCode.CA, "TRY2"),
         ]  # fmt: skip
         resend = await client.send(_oru("TRY1"), timeout=5)
-        assert resend.accepted
+        assert resend == acks[1]  # the original ACK, own MSH-10 included
         original_mode = "MSH|^~\\&|A|B|C|D|||ORU^R01|OM1|P|2.6\rPID|1\r"
         assert (await client.send(original_mode, timeout=5)).code is AckCode.AA
     assert gp.duplicates == 1
@@ -168,45 +204,184 @@ async def test_gp_rejects_other_messages() -> None:
         assert ack.code is AckCode.AR
         assert "ADT^A04" in ack.text
         assert ack.errors[0].code == "200"
-        (raw,) = await _exchange_raw(gp.port, encode_frame("MSH|^~\\&|A|B|C|D|||ORU^R01\r"), 1)
-        no_id = parse_ack(raw)
+        (no_id,) = await _exchange_raw(gp.port, encode_frame("MSH|^~\\&|A|B|C|D|||ORU^R01\r"), 1)
         assert (no_id.code, no_id.acked_control_id, no_id.errors[0].code) == (AckCode.AR, "", "101")
     assert gp.received == []
     assert gp.rejected == 2
 
 
-async def test_server_rejects_garbage_and_keeps_serving() -> None:
-    async with GPEndpoint(max_frame_bytes=4096) as gp:
+async def test_hundred_messages_on_one_connection() -> None:
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
+        async with MLLPClient("127.0.0.1", server.port) as client:
+            for i in range(50):
+                assert (await client.send(_oru(f"S{i}"), timeout=5)).accepted
+        # pipelined: all frames in one write, the ACKs come back in order
+        acks = await _exchange_raw(
+            server.port, b"".join(encode_frame(_oru(f"P{i}")) for i in range(50)), 50
+        )
+        assert [a.acked_control_id for a in acks] == [f"P{i}" for i in range(50)]
+        assert (server.stats.connections, server.stats.frames) == (2, 100)
+    assert [r.message.control_id for r in recorder.received[:3]] == ["S0", "S1", "S2"]
+    assert recorder.received[0].raw == _oru("S0").encode()
+
+
+async def test_one_megabyte_message() -> None:
+    recorder = Recorder()
+    big = _oru("BIG", note="x" * 1024 * 1024)
+    async with MLLPServer(recorder) as server, MLLPClient("127.0.0.1", server.port) as client:
+        assert (await client.send(big, timeout=10)).accepted
+        assert (await client.send(_oru("AFTER"), timeout=5)).accepted
+    assert recorder.received[0].raw == big.encode()
+    assert len(recorder.received[0].raw) > 1024 * 1024
+
+
+async def test_junk_before_the_start_block_is_skipped() -> None:
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
+        junk = b"GET / HTTP/1.1\r\n\r\n\x00\xff"
+        (ack,) = await _exchange_raw(server.port, junk + encode_frame(_oru("J1")), 1)
+        assert (ack.code, ack.acked_control_id) == (AckCode.CA, "J1")
+        assert server.stats.skipped_bytes == len(junk)
+
+
+async def test_latin1_message_reaches_the_handler_decoded() -> None:
+    recorder = Recorder()
+    text = "MSH|^~\\&|GW|X|TRY|K|20250301||ADT^A08|L1|P|2.3||||||8859/1\nPID|1||||Ødegård^Kari\n"
+    async with MLLPServer(recorder) as server:
+        (ack,) = await _exchange_raw(server.port, encode_frame(text.encode("latin-1")), 1)
+        assert ack.code is AckCode.AA
+    (received,) = recorder.received
+    assert received.raw == text.encode("latin-1")
+    pid = received.message.first("PID")
+    assert pid is not None
+    assert pid.value(5) == "Ødegård"
+
+
+async def test_oversize_frame_is_refused_then_the_connection_closed() -> None:
+    recorder = Recorder()
+    async with MLLPServer(recorder, max_frame_bytes=4096) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(encode_frame(_oru("OK1")) + encode_frame(_oru("BIG1", note="x" * 10_000)))
+        await writer.drain()
+        acks, _ = await _until_closed(reader)
+        writer.close()
+        assert [(a.code, a.acked_control_id) for a in acks] == [
+            (AckCode.CA, "OK1"), (AckCode.CR, "BIG1"),
+        ]  # fmt: skip
+        assert "larger than 4096 bytes" in acks[1].text
+        # the server serves the next connection
+        (ack,) = await _exchange_raw(server.port, encode_frame(_oru("OK2")), 1)
+        assert ack.accepted
+        assert (server.stats.oversize, server.stats.rejected) == (1, 1)
+    assert [r.message.control_id for r in recorder.received] == ["OK1", "OK2"]
+
+
+async def test_unparseable_with_msh_is_refused_and_the_connection_kept() -> None:
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
         frames = (
             encode_frame("MSH|^~\\&|A|B|C|D|||ORU^R01|BAD1|P|2.6\rthis is no segment\r")
-            + SB + b"total garbage" + EB
-            + SB + b"MSH|^~\\&|A|B|C|D|||ORU^R01|BAD2|P|2.6\rPID|\xff\xfe" + EB
-            + SB + b"MSH|^~\\&|A|B|C|D|||ORU^R01|BIG1|P|2.6\rNTE|" + b"x" * 5000 + EB
-            + b"noise"
+            + SB + b"MSH|^~\\&|A|B|C|D|||ORU^R01|BAD2|P|2.6||||||UNICODE UTF-8\rPID|\xff" + EB
+            + SB + b"MSH|^~\\&|A|B|C|D|||ORU^R01|BAD3|P|2.6||||||EBCDIC\rPID|1" + EB
             + encode_frame(_oru("GOOD1"))
         )  # fmt: skip
-        replies = [parse_ack(r) for r in await _exchange_raw(gp.port, frames, 4)]
-        by_id = {a.acked_control_id: a.code for a in replies}
-        assert by_id == {
-            "BAD1": AckCode.AR, "BAD2": AckCode.AR, "BIG1": AckCode.AR, "GOOD1": AckCode.CA,
-        }  # fmt: skip
-        # the same server still answers a new connection
-        async with MLLPClient("127.0.0.1", gp.port) as client:
-            assert (await client.send(_oru("GOOD2"), timeout=5)).accepted
-        stats = gp.server.stats
-    assert (stats.rejected, stats.unanswerable, stats.oversize) == (3, 1, 1)
-    assert stats.skipped_bytes == len(b"noise")
-    assert gp.received == [_oru("GOOD1"), _oru("GOOD2")]
+        acks = await _exchange_raw(server.port, frames, 4)
+        assert [
+            (a.code, a.acked_control_id, a.errors[0].code if a.errors else "") for a in acks
+        ] == [
+            (AckCode.AR, "BAD1", "100"),
+            (AckCode.AR, "BAD2", "102"),
+            (AckCode.AR, "BAD3", "103"),
+            (AckCode.CA, "GOOD1", ""),
+        ]
+        assert (server.stats.rejected, server.stats.connections) == (3, 1)
+    assert [r.message.control_id for r in recorder.received] == ["GOOD1"]
+
+
+async def test_garbage_without_msh_closes_the_connection_only() -> None:
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(encode_frame(_oru("G1")) + SB + b"total garbage" + EB)
+        writer.write(encode_frame(_oru("G2")))  # after the garbage: not processed
+        await writer.drain()
+        acks, _ = await _until_closed(reader)
+        writer.close()
+        assert [a.acked_control_id for a in acks] == ["G1"]
+        async with MLLPClient("127.0.0.1", server.port) as client:
+            assert (await client.send(_oru("G3"), timeout=5)).accepted
+        assert server.stats.unanswerable == 1
+    assert [r.message.control_id for r in recorder.received] == ["G1", "G3"]
+
+
+async def test_read_timeout_closes_a_stalled_frame() -> None:
+    async with MLLPServer(Recorder(), read_timeout=0.2, idle_timeout=30) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(SB + _oru("STALL").encode()[:100])
+        acks, waited = await _until_closed(reader)
+        writer.close()
+        assert acks == []
+        assert 0.15 < waited < 2
+        assert (server.stats.read_timeouts, server.stats.idle_timeouts) == (1, 0)
+
+
+async def test_idle_timeout_closes_a_silent_connection() -> None:
+    async with MLLPServer(Recorder(), read_timeout=30, idle_timeout=0.2) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        # one message, then silence: the connection stays open only as long as allowed
+        writer.write(encode_frame(_oru("I1")))
+        acks, waited = await _until_closed(reader)
+        writer.close()
+        assert [a.acked_control_id for a in acks] == ["I1"]
+        assert 0.15 < waited < 2
+        assert (server.stats.read_timeouts, server.stats.idle_timeouts) == (0, 1)
+
+
+async def test_the_ack_is_written_only_after_the_handler_returns() -> None:
+    stored = asyncio.Event()
+    release = asyncio.Event()
+
+    async def storing(received: ReceivedMessage) -> bytes:
+        await release.wait()  # e.g. the database commit of the raw message
+        stored.set()
+        return build_ack(received.message, AckCode.AA, "", WHEN, "A1").encode()
+
+    async with MLLPServer(storing) as server, MLLPClient("127.0.0.1", server.port) as client:
+        send = asyncio.create_task(client.send(_oru("W1"), timeout=5))
+        await asyncio.sleep(0.1)
+        assert not send.done()
+        release.set()
+        assert (await send).accepted
+        assert stored.is_set()
 
 
 async def test_handler_failure_is_answered_with_ae() -> None:
-    async def broken(message: str, peer: str) -> str:
+    async def broken(received: ReceivedMessage) -> bytes:
         raise RuntimeError("bug")
 
     async with MLLPServer(broken) as server, MLLPClient("127.0.0.1", server.port) as client:
         ack = await client.send(_oru("E1"), timeout=5)
         assert (ack.code, ack.errors[0].code) == (AckCode.CE, "207")
-        assert server.stats.handler_errors == 1
+        ack = await client.send(_oru("E2"), timeout=5)  # same connection, still served
+        assert ack.acked_control_id == "E2"
+        assert server.stats.handler_errors == 2
+
+
+async def test_random_bytes_never_stop_the_server() -> None:
+    rng = random.Random(7)
+    alphabet = b"MSH|^~\\&\r\n\x0b\x1c\x00\xffPIDOBX12"
+    async with MLLPServer(Recorder(), read_timeout=0.3, idle_timeout=0.3) as server:
+        for _ in range(40):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(bytes(rng.choice(alphabet) for _ in range(rng.randrange(400))))
+            await writer.drain()
+            await _until_closed(reader)
+            writer.close()
+        async with MLLPClient("127.0.0.1", server.port) as client:
+            assert (await client.send(_oru("ALIVE"), timeout=5)).accepted
+        assert server.stats.internal_errors == 0
+        assert server.stats.connections == 41
 
 
 @asynccontextmanager
@@ -268,33 +443,10 @@ async def test_connect_refused_is_connection_lost() -> None:
 
 
 def _tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    files = make_test_ca(tmp_path / "tls")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    client = ssl.create_default_context(cafile=str(cert_file))
+    server.load_cert_chain(files.certfile, files.keyfile)
+    client = ssl.create_default_context(cafile=str(files.cafile))
     return server, client
 
 
@@ -304,8 +456,15 @@ async def test_tls(tmp_path: Path) -> None:
         GPEndpoint(ssl=server_ctx) as gp,
         MLLPClient("127.0.0.1", gp.port, ssl=client_ctx, server_hostname="localhost") as client,
     ):
-        assert (await client.send(_oru("TLS1"), timeout=5)).accepted
-    assert gp.received == [_oru("TLS1")]
+        for i in range(3):
+            assert (await client.send(_oru(f"TLS{i}"), timeout=5)).accepted
+        # a plain-TCP peer on the TLS port costs its own connection only
+        reader, writer = await asyncio.open_connection("127.0.0.1", gp.port)
+        writer.write(encode_frame(_oru("PLAIN")))
+        await _until_closed(reader)
+        writer.close()
+        assert (await client.send(_oru("TLS3"), timeout=5)).accepted
+    assert gp.received == [_oru(f"TLS{i}") for i in range(4)]
 
 
 async def test_shutdown_with_connected_idle_client() -> None:

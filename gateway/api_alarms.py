@@ -1,0 +1,98 @@
+"""Alarm routes: the caller's alarms, and acknowledge → start → resolve → close.
+
+Acknowledging is atomic under the alarm's and its patient's row locks, so two nurses pressing
+at once see one acknowledgement (the first acknowledger is kept) and escalation stops for
+everyone; each change goes out on the live stream at once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+
+from gateway.alarm_book import AlarmNotFound
+from gateway.auth import Action, Principal, policy
+from gateway.deps import Audit, Events, HandlesAlarm, ReadsPatient, Registered, Store, patient_for
+from gateway.events import PatientScope, alarm_event
+from gateway.registry import Registry
+from gateway.schemas import AlarmOut, ResolveIn
+
+AlarmAction = Literal["acknowledge", "start", "resolve", "close"]
+
+
+async def _alarm_patient_id(
+    registry: Registry, principal: Principal, action: Action, alarm_id: int
+) -> int:
+    patient = await registry.alarm_patient(alarm_id)
+    if patient is None:
+        raise HTTPException(404, f"no alarm {alarm_id}")
+    try:
+        await patient_for(registry, principal, action, patient.id)
+    except HTTPException:
+        raise HTTPException(404, f"no alarm {alarm_id}") from None
+    return patient.id
+
+
+def alarms_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
+
+    @router.get("", response_model=list[AlarmOut])
+    async def list_alarms(
+        principal: ReadsPatient,
+        registry: Registered,
+        audit: Audit,
+        patient_id: Annotated[int | None, Query(description="only this patient's")] = None,
+        state: Annotated[Literal["open", "all"], Query()] = "open",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        before_id: Annotated[int | None, Query(description="page on: the last id seen")] = None,
+    ) -> list[AlarmOut]:
+        """Newest first; ``open`` = not closed."""
+        if patient_id is not None:
+            await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
+        rows = await registry.alarms(
+            policy.visible_team_ids(principal, Action.READ_PATIENT),
+            patient_id=patient_id,
+            open_only=state == "open",
+            limit=limit,
+            before_id=before_id,
+        )
+        await audit("list_alarms", patient_id)
+        return [AlarmOut.of(row) for row in rows]
+
+    @router.get("/{alarm_id}", response_model=AlarmOut)
+    async def get_alarm(
+        alarm_id: int, principal: ReadsPatient, store: Store, registry: Registered, audit: Audit
+    ) -> AlarmOut:
+        patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
+        await audit("read_alarm", patient_id)
+        return AlarmOut.of(await store.alarm(alarm_id))
+
+    @router.post("/{alarm_id}/{action}", response_model=AlarmOut)
+    async def act_on_alarm(
+        alarm_id: int,
+        action: AlarmAction,
+        principal: HandlesAlarm,
+        store: Store,
+        registry: Registered,
+        events: Events,
+        audit: Audit,
+        body: ResolveIn | None = None,
+    ) -> AlarmOut:
+        """``resolve`` needs a body ``{"note": "..."}`` saying what was found and done."""
+        patient_id = await _alarm_patient_id(registry, principal, Action.HANDLE_ALARM, alarm_id)
+        try:
+            row, patient = await store.act_on_alarm(
+                alarm_id,
+                action,
+                principal.subject,
+                datetime.now(UTC),
+                note=body.note if body else None,
+            )
+        except AlarmNotFound:
+            raise HTTPException(404, f"no alarm {alarm_id}") from None
+        await audit(f"{action}_alarm", patient_id)
+        events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
+        return AlarmOut.of(row)
+
+    return router

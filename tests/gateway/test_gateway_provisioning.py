@@ -1,0 +1,91 @@
+"""Provisioning a home gateway through the registry API creates its account on a real
+Mosquitto: the password comes back once, the broker's password file is rewritten (static users
+kept), and after a reload the gateway can connect with it — and no longer once it is deleted."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from access import bearer, platform_settings
+from chain import serving_app, until
+from pydantic import SecretStr
+from servers import BrokerFixture
+
+from gateway.api import create_app
+from gateway.auth import Role
+from gateway.events import EventBus
+from gateway.settings import BrokerAccountsSettings
+from gateway.store import RecordStore
+from tryggheim.errors import ConnectionLost
+from tryggheim.mqtt import MqttSession, MqttSettings
+
+
+@pytest.fixture
+async def admin_api(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    base = tmp_path / "static-users"
+    shutil.copy(mosquitto.server.password_path, base)
+    accounts = BrokerAccountsSettings(
+        password_file=mosquitto.server.password_path, base_password_file=base
+    )
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    await store.migrate()
+    app = create_app(store, EventBus(), platform_settings(broker_accounts=accounts))
+    async with (
+        serving_app(app) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(Role.ADMIN)) as client,
+    ):
+        yield client
+    await store.close()
+
+
+def reload_broker(mosquitto: BrokerFixture) -> None:
+    pid = mosquitto.server.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGHUP)
+
+
+async def connects(mosquitto: BrokerFixture, user: str, password: str) -> bool:
+    settings = MqttSettings(
+        host=mosquitto.host, port=mosquitto.port, username=user, password=SecretStr(password)
+    )
+    try:
+        async with MqttSession(settings, f"{user}-probe"):
+            return True
+    except ConnectionLost:
+        return False
+
+
+async def test_a_provisioned_gateway_can_connect_until_it_is_deleted(
+    mosquitto: BrokerFixture, admin_api: httpx.AsyncClient
+) -> None:
+    created = await admin_api.post("/api/v1/registry/gateways", json={"id": "gw-9001"})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["broker_username"] == "gw-9001" and len(body["broker_password"]) >= 40
+    listed = (await admin_api.get("/api/v1/registry/gateways")).json()
+    assert [g["id"] for g in listed] == ["gw-9001"] and "broker_password" not in listed[0]
+
+    reload_broker(mosquitto)
+    password = body["broker_password"]
+    # The broker reloads its password file asynchronously after SIGHUP.
+    await until(lambda: connects(mosquitto, "gw-9001", password), timeout=10, what="reload")
+    assert not await connects(mosquitto, "gw-9001", password + "x")
+    # The static users from the base file are still there.
+    assert await connects(mosquitto, "platform", mosquitto.users["platform"])
+
+    duplicate = await admin_api.post("/api/v1/registry/gateways", json={"id": "gw-9001"})
+    assert duplicate.status_code == 409
+
+    assert (await admin_api.delete("/api/v1/registry/gateways/gw-9001")).status_code == 204
+    reload_broker(mosquitto)
+
+    async def refused() -> bool:
+        return not await connects(mosquitto, "gw-9001", password)
+
+    await until(refused, timeout=10, what="the account to be gone")
