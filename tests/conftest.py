@@ -36,6 +36,7 @@ from servers import (
     running_victoria_metrics,
 )
 
+from gateway.store import RecordStore
 from tryggheim.broker import MosquittoServer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -119,3 +120,21 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
         yield await context.new_page()
     finally:
         await context.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The record store's URL: a test using it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest_asyncio.fixture
+async def store(database_url: str) -> AsyncIterator[RecordStore]:
+    """A migrated record store on SQLite and on PostgreSQL."""
+    record_store = RecordStore(database_url)
+    await record_store.migrate()
+    yield record_store
+    await record_store.close()

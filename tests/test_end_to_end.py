@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from chain import CUFF, GATEWAY, oru_values, reading, running_chain, until
 from delivery import mqtt_settings
 from servers import BrokerFixture, VictoriaMetricsServer, export_series
@@ -19,14 +18,6 @@ from sqlalchemy import select
 from gateway.models import Hl7Message, Hl7MessageState, ObservationRow
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import status_topic
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 async def test_a_cuff_reading_reaches_every_store_and_the_gp(

@@ -5,7 +5,6 @@ drives the offline alarm, and immediate events reach the home's patient through 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -31,18 +30,6 @@ from tryggheim.wire import status_topic
 
 OXIMETER = "C0:20:00:00:00:01"
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordStore]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    record_store = RecordStore(url)
-    await record_store.migrate()
-    yield record_store
-    await record_store.close()
 
 
 async def _patient(store: RecordStore) -> int:

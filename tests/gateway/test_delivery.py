@@ -4,10 +4,8 @@ gateway ACL, on SQLite and on PostgreSQL — including a platform restart mid-st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from chain import until
 from delivery import (
     GATEWAY,
@@ -25,18 +23,6 @@ from edge.outbox import Outbox
 from gateway.models import GatewayProgress, ObservationRow, RejectedMessage
 from gateway.store import RecordStore
 from tryggheim.mqtt import MqttSession
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordStore]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    record_store = RecordStore(url)
-    await record_store.migrate()
-    yield record_store
-    await record_store.close()
 
 
 async def test_every_observation_arrives_once_and_the_outbox_empties(

@@ -3,9 +3,6 @@ migrations produce exactly what the models describe (no drift)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -14,14 +11,6 @@ from alembic.script import ScriptDirectory
 from gateway.migrate import SCRIPT_LOCATION, current_revision
 from gateway.models import Base
 from gateway.store import RecordStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def _head() -> str | None:

@@ -35,14 +35,6 @@ from tryggheim.codes import DeviceProfile
 KARI, OLA = "01014090011", "01014190022"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 async def _two_patients(store: RecordStore) -> dict[str, int]:
     ids = {}
     for n, (national_id, device) in enumerate(

@@ -39,14 +39,6 @@ NOW = datetime.now(UTC)
 OSLO = "oslo"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 def ago(days: int) -> datetime:
     return NOW - timedelta(days=days)
 
