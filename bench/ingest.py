@@ -1,0 +1,552 @@
+"""Sustained ingest (issue 5, part 8): observations/s from many home gateways through Mosquitto
+into the care platform, and the same load through the Node-RED flow users otherwise assemble.
+
+Many simulated home gateways publish observation batches (the real wire format, QoS 1, seq
+from 1 per gateway) at full speed from a few publisher clients. Each consumer gets a fresh
+Mosquitto and a fresh VictoriaMetrics and runs in its own process:
+
+- ours: ``tryggheim gateway run --workers N`` (SQLite record store, time-series export to
+  VictoriaMetrics), once per worker count; done when every gateway's last seq is acknowledged
+  and VictoriaMetrics has received every point;
+- Node-RED (bench/nodered/: ``mqtt in`` -> ``function`` -> node-red-contrib-influxdb
+  ``influxdb batch`` in InfluxDB 2.x mode, HTTP agent capped at 64 sockets); done when
+  VictoriaMetrics has received every point.
+
+The clock runs from the first publish until done; CPU-seconds are those of the consumer's
+process tree over that time (start-up and a warm-up batch excluded). Afterwards the record
+store and VictoriaMetrics are read back: lost and duplicated observations are reported, not
+hidden. Goal: ours >= 5x Node-RED in observations per CPU-second.
+
+Prints one JSON line; exits 1 if ours lost, doubled or invented an observation.
+
+    .venv/bin/python bench/ingest.py [--gateways 200] [--batches-per-gateway 5]
+        [--batch-size 50] [--workers 1,2] [--no-peer] [--nodered-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from bench_common import start_platform, tree_usage
+from pydantic import SecretStr
+
+from gateway.models import ObservationRow
+from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.domain import Observation, TimeSource
+from tryggheim.mqtt import MqttSession, MqttSettings
+from tryggheim.wire import BROKER_ACL, ack_topic, decode_ack, encode_batch, obs_topic
+
+# The VictoriaMetrics helpers of the test suite, reused rather than copied.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers import export_series, running_victoria_metrics
+
+NODERED_SOURCE = Path(__file__).resolve().parent / "nodered"
+WARMUP_GATEWAY = "gw-warmup"
+LOAD_GATEWAYS = "gw-[0-9]+"
+CONSUMER_LOG = "consumer.log"
+# Both load users are confined like gateways: the load generator publishes batches and reads
+# acks for any gateway (it plays all of them), Node-RED only reads batches.
+ACL = (
+    BROKER_ACL
+    + """
+user loadgen
+topic write tryggheim/v1/+/up/obs
+topic read tryggheim/v1/+/down/ack
+
+user nodered
+topic read tryggheim/v1/+/up/obs
+"""
+)
+# A busy home's mix (as in bench/outbox_drain.py): sensor events, room climate, vital signs.
+# Each code has its own device, so every series gets one point per second of simulated time.
+KINDS = [
+    ("0x00124b0000000001", "mqtt:zigbee2mqtt", "TRY_EVT_MOTION", "1"),
+    ("0x00124b0000000002", "mqtt:zigbee2mqtt", "TRY_ENV_ROOM_TEMPERATURE", "Cel"),
+    ("0x00124b0000000003", "mqtt:zigbee2mqtt", "TRY_EVT_DOOR_CONTACT", "1"),
+    ("C0:10:00:00:00:04", "ble:2A5E", "MDC_PULS_OXIM_SAT_O2", "%"),
+]
+# One point as VictoriaMetrics exports it: gateway, device, code, unit, ms timestamp, value.
+PointKey = tuple[str, str, str, str, int, float]
+
+
+@dataclass(frozen=True)
+class Load:
+    """The same messages for every consumer, encoded before any clock starts."""
+
+    batches: dict[str, list[bytes]]
+    """Per gateway, its batches in seq order."""
+    batch_size: int
+    expected: frozenset[PointKey]
+    warmup: bytes
+    first_ms: int
+    last_ms: int
+    """The time range of the observations (the warm-up batch's lies inside it)."""
+
+    @property
+    def observations(self) -> int:
+        return len(self.expected)
+
+    @classmethod
+    def make(cls, gateways: int, batches_per_gateway: int, batch_size: int) -> Load:
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        batches: dict[str, list[bytes]] = {}
+        expected: set[PointKey] = set()
+
+        def observations(gateway: str, first: int) -> list[Observation]:
+            result = []
+            for n in range(first, first + batch_size):
+                device, source, code, unit = KINDS[n % len(KINDS)]
+                result.append(
+                    Observation(
+                        gateway_id=gateway,
+                        device_id=device,
+                        source=source,
+                        code=code,
+                        value=Decimal(n % 97) / 4,
+                        unit=unit,
+                        time=start + timedelta(seconds=n),
+                        time_source=TimeSource.GATEWAY,
+                        seq=n + 1,
+                    )
+                )
+            return result
+
+        for g in range(gateways):
+            gateway = f"gw-{g:04d}"
+            batches[gateway] = []
+            for b in range(batches_per_gateway):
+                batch = observations(gateway, b * batch_size)
+                batches[gateway].append(encode_batch(gateway, batch))
+                expected.update(
+                    (o.gateway_id, o.device_id, o.code, o.unit, _ms(o.time), float(o.value))
+                    for o in batch
+                )
+        warmup = encode_batch(WARMUP_GATEWAY, observations(WARMUP_GATEWAY, 0))
+        times = [key[4] for key in expected]
+        return cls(batches, batch_size, frozenset(expected), warmup, min(times), max(times))
+
+
+def _ms(at: datetime) -> int:
+    return round(at.timestamp() * 1000)
+
+
+@dataclass
+class Acks:
+    """The highest committed seq the platform has acknowledged, per gateway."""
+
+    committed: dict[str, int] = field(default_factory=dict)
+
+    async def follow(self, session: MqttSession) -> None:
+        async for message in session.messages():
+            ack = decode_ack(message.topic, message.payload)
+            previous = self.committed.get(ack.gateway_id, 0)
+            self.committed[ack.gateway_id] = max(previous, ack.committed_seq)
+
+    def total(self, gateways: list[str]) -> int:
+        return sum(self.committed.get(g, 0) for g in gateways)
+
+
+@dataclass(frozen=True)
+class Measured:
+    complete: bool
+    elapsed_s: float
+    publish_s: float
+    commit_s: float | None
+    cpu_s: float
+    peak_rss_mb: float
+
+
+Starter = Callable[[Path, MosquittoServer, str], Awaitable[asyncio.subprocess.Process]]
+
+
+async def vm_points(http: aiohttp.ClientSession, url: str, load: Load, gateways: str) -> int:
+    """Points of the load's time range in VictoriaMetrics whose gateway matches the regex
+    ``gateways``, duplicates included: one flushed count query, cheap enough to poll while the
+    load runs (what was stored exactly is checked after). Its /metrics counters would be
+    cheaper still but are refreshed only once a second."""
+    async with http.get(f"{url}/internal/force_flush") as response:
+        response.raise_for_status()
+    window_s = (load.last_ms - load.first_ms) // 1000 + 2
+    query = f'sum(count_over_time(vitals_value{{gateway=~"{gateways}"}}[{window_s}s]))'
+    at = str(load.last_ms / 1000 + 1)
+    async with http.get(f"{url}/api/v1/query", params={"query": query, "time": at}) as response:
+        response.raise_for_status()
+        result = (await response.json())["data"]["result"]
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def poll(predicate: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def drive(
+    load: Load,
+    work: Path,
+    broker: MosquittoServer,
+    vm_url: str,
+    start: Starter,
+    *,
+    acked: bool,
+    publishers: int,
+    stall_s: float,
+) -> Measured:
+    """Start the consumer, warm it up, run the load and return what it took."""
+
+    def settings(user: str) -> MqttSettings:
+        return MqttSettings(
+            host=broker.host,
+            port=broker.port,
+            username=user,
+            password=SecretStr(broker.users[user]),
+        )
+
+    gateways = list(load.batches)
+    target = load.observations
+    consumer = await start(work, broker, vm_url)
+    acks = Acks()
+    try:
+        async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as stack:
+            sessions = [
+                await stack.enter_async_context(
+                    MqttSession(settings("loadgen"), f"loadgen-{n}", clean_start=True)
+                )
+                for n in range(publishers)
+            ]
+            if acked:
+                ack_session = await stack.enter_async_context(
+                    MqttSession(settings("loadgen"), "loadgen-acks", clean_start=True)
+                )
+                await ack_session.subscribe(ack_topic("+"))
+                stack.push_async_callback(stop, asyncio.create_task(acks.follow(ack_session)))
+
+            # Warm-up: the consumer may not be subscribed yet (a message published before that
+            # is gone), so send one batch until it has gone all the way through.
+            async def warmed_up() -> bool:
+                if acked and acks.committed.get(WARMUP_GATEWAY, 0) < load.batch_size:
+                    return False
+                return await vm_points(http, vm_url, load, WARMUP_GATEWAY) >= load.batch_size
+
+            deadline = time.monotonic() + 120
+            while not await warmed_up():
+                if consumer.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the consumer did not take a warm-up batch; its log:\n{log_tail(work)}"
+                    )
+                await sessions[0].publish(obs_topic(WARMUP_GATEWAY), load.warmup)
+                await poll(warmed_up, 2.0)
+
+            async def publish(n: int, gateway: str) -> None:
+                for payload in load.batches[gateway]:
+                    await sessions[n % publishers].publish(obs_topic(gateway), payload)
+
+            async def publish_all() -> float:
+                await asyncio.gather(*(publish(n, g) for n, g in enumerate(gateways)))
+                return time.perf_counter() - started
+
+            commit_s: float | None = None
+
+            async def progress() -> int:
+                nonlocal commit_s
+                points = await vm_points(http, vm_url, load, LOAD_GATEWAYS)
+                if not acked:
+                    return points
+                committed = acks.total(gateways)
+                if committed >= target and commit_s is None:
+                    commit_s = time.perf_counter() - started
+                return min(points, committed)
+
+            cpu_before = tree_usage(consumer.pid).cpu_s
+            started = time.perf_counter()
+            publishing = asyncio.create_task(publish_all())
+            # Done when everything is confirmed, or given up when nothing has moved for
+            # stall_s after the last publish (a consumer that lost data never gets there).
+            last, moved = -1, time.perf_counter()
+            while (done := await progress()) < target:
+                if done != last:
+                    last, moved = done, time.perf_counter()
+                elif publishing.done() and time.perf_counter() - moved > stall_s:
+                    break
+                await asyncio.sleep(0.1)
+            elapsed = time.perf_counter() - started
+            usage = tree_usage(consumer.pid)
+            publish_s = await publishing
+    finally:
+        if consumer.returncode is None:
+            consumer.terminate()
+        try:
+            async with asyncio.timeout(15):
+                await consumer.wait()
+        except TimeoutError:
+            consumer.kill()
+            await consumer.wait()
+    return Measured(
+        complete=done >= target,
+        # Without the stall wait, which is not ingest time.
+        elapsed_s=elapsed if done >= target else moved - started,
+        publish_s=publish_s,
+        commit_s=commit_s,
+        cpu_s=usage.cpu_s - cpu_before,
+        peak_rss_mb=usage.peak_rss_mb,
+    )
+
+
+def log_tail(work: Path, lines: int = 30) -> str:
+    """The end of the consumer's log (Node-RED's; the platform's is not kept)."""
+    path = work / CONSUMER_LOG
+    if not path.exists():
+        return "(not kept)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def stored_points(url: str, load: Load, timeout: float = 20.0) -> Counter[PointKey]:
+    """Every point of the load in VictoriaMetrics, with how often it is there; polled until all
+    are searchable or ``timeout`` has passed (new series appear with a delay)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        series = export_series(url, f'{{__name__="vitals_value",gateway!="{WARMUP_GATEWAY}"}}')
+        points: Counter[PointKey] = Counter()
+        for s in series:
+            m = s["metric"]
+            head = (m["gateway"], m["device"], m["code"], m["unit"])
+            points.update(
+                (*head, ts, float(v)) for ts, v in zip(s["timestamps"], s["values"], strict=True)
+            )
+        if len(load.expected & points.keys()) == load.observations or time.monotonic() > deadline:
+            return points
+        time.sleep(0.5)
+
+
+def stored_records(db: Path) -> tuple[int, int]:
+    """(rows, distinct (gateway, seq)) of the load in the platform's record store."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        rows, distinct = connection.execute(
+            f"SELECT count(*), count(DISTINCT gateway_id || '/' || seq) "
+            f"FROM {ObservationRow.__tablename__} WHERE gateway_id != ?",
+            (WARMUP_GATEWAY,),
+        ).fetchone()
+    return int(rows), int(distinct)
+
+
+def measure(
+    load: Load, start: Starter, *, records: bool, publishers: int, stall_s: float
+) -> dict[str, Any]:
+    """One consumer against a fresh broker and VictoriaMetrics; its numbers and losses."""
+    with tempfile.TemporaryDirectory(prefix="tryggheim-bench-ingest-") as tmp:
+        work = Path(tmp)
+        users = {name: secrets.token_urlsafe(12) for name in ("platform", "loadgen", "nodered")}
+        (work / "vm").mkdir()
+        with (
+            MosquittoServer(work / "broker", users, acl_file=ACL) as broker,
+            running_victoria_metrics(work / "vm") as vm,
+        ):
+            m = asyncio.run(
+                drive(
+                    load,
+                    work,
+                    broker,
+                    vm.url,
+                    start,
+                    acked=records,
+                    publishers=publishers,
+                    stall_s=stall_s,
+                )
+            )
+            points = stored_points(vm.url, load)
+        found = load.expected & points.keys()
+        # Rates count what arrived, so a consumer that lost data is not credited for it.
+        result: dict[str, Any] = {
+            "complete": m.complete,
+            "elapsed_s": round(m.elapsed_s, 2),
+            "obs_per_s": round(len(found) / m.elapsed_s) if m.elapsed_s else 0,
+            "publish_s": round(m.publish_s, 2),
+            "cpu_s": round(m.cpu_s, 2),
+            "obs_per_cpu_s": round(len(found) / m.cpu_s) if m.cpu_s else None,
+            "peak_rss_mb": round(m.peak_rss_mb, 1),
+            "timeseries": {
+                "stored": len(found),
+                "lost": load.observations - len(found),
+                "duplicates": sum(points[key] for key in found) - len(found),
+                "unexpected": sum(n for key, n in points.items() if key not in found),
+            },
+        }
+        if records:
+            rows, distinct = stored_records(work / "records.db")
+            result["commit_s"] = None if m.commit_s is None else round(m.commit_s, 2)
+            result["records"] = {
+                "stored": distinct,
+                "lost": load.observations - distinct,
+                "duplicates": rows - distinct,
+            }
+    return result
+
+
+def ours(workers: int) -> Starter:
+    async def start(work: Path, broker: MosquittoServer, vm_url: str) -> asyncio.subprocess.Process:
+        return await start_platform(work, broker, workers=workers, timeseries_url=vm_url)
+
+    return start
+
+
+def install_nodered(directory: Path) -> dict[str, str]:
+    """The pinned packages of bench/nodered/package.json in ``directory`` (npm install, only
+    when what is there differs); returns the installed versions."""
+    wanted: dict[str, str] = json.loads((NODERED_SOURCE / "package.json").read_text())[
+        "dependencies"
+    ]
+
+    def installed(name: str) -> str | None:
+        manifest = directory / "node_modules" / name / "package.json"
+        return json.loads(manifest.read_text())["version"] if manifest.exists() else None
+
+    if any(installed(name) != version for name, version in wanted.items()):
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copy(NODERED_SOURCE / "package.json", directory / "package.json")
+        # npm's progress goes to stderr: stdout carries only the result line.
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund"],
+            cwd=directory,
+            stdout=sys.stderr,
+            check=True,
+        )
+    return wanted
+
+
+def nodered(directory: Path) -> Starter:
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("bench/ingest.py: Node.js ('node') is needed for the Node-RED peer")
+
+    async def start(work: Path, broker: MosquittoServer, vm_url: str) -> asyncio.subprocess.Process:
+        user_dir = work / "nodered"
+        user_dir.mkdir()
+        flow = user_dir / "flow.json"
+        shutil.copy(NODERED_SOURCE / "flow.json", flow)
+        # Plain text (settings.js: credentialSecret false), in a directory removed after the run.
+        (user_dir / "flow_cred.json").write_text(
+            json.dumps(
+                {
+                    "bench-broker": {"user": "nodered", "password": broker.users["nodered"]},
+                    "bench-vm": {"token": "bench"},  # VictoriaMetrics ignores it
+                }
+            )
+        )
+        log = (work / CONSUMER_LOG).open("ab")
+        try:
+            return await asyncio.create_subprocess_exec(
+                node,
+                str(directory / "node_modules" / "node-red" / "red.js"),
+                "--settings",
+                str(NODERED_SOURCE / "settings.js"),
+                "--userDir",
+                str(user_dir),
+                "--port",
+                str(find_free_port()),
+                str(flow),
+                stdout=log,
+                stderr=log,
+                env={
+                    **os.environ,
+                    "TRYGGHEIM_BENCH_BROKER_HOST": broker.host,
+                    "TRYGGHEIM_BENCH_BROKER_PORT": str(broker.port),
+                    "TRYGGHEIM_BENCH_VM_URL": vm_url,
+                },
+            )
+        finally:
+            log.close()  # the child has its own copy
+
+    return start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=200)
+    parser.add_argument("--batches-per-gateway", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=50, help="observations per batch")
+    parser.add_argument(
+        "--workers", default="1,2", help="ingest worker counts to run, comma-separated"
+    )
+    parser.add_argument("--publishers", type=int, default=4, help="MQTT clients publishing")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Node-RED peer")
+    parser.add_argument(
+        "--nodered-dir",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "tryggheim-bench"
+        / "nodered",
+        help="where Node-RED is installed (outside the repository)",
+    )
+    parser.add_argument(
+        "--stall-s",
+        type=float,
+        default=30,
+        help="give up when nothing more arrives for this long after the last publish",
+    )
+    args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    # The platform will not start without a way to authenticate API users; this bench uses no
+    # API, so any key does (an older platform ignores the variable).
+    os.environ.setdefault("TRYGGHEIM_GATEWAY_AUTH__SIGNING_KEY", secrets.token_urlsafe(32))
+    versions = None if args.no_peer else install_nodered(args.nodered_dir)
+    load = Load.make(args.gateways, args.batches_per_gateway, args.batch_size)
+    options: dict[str, Any] = {"publishers": args.publishers, "stall_s": args.stall_s}
+    result: dict[str, Any] = {
+        "bench": "ingest",
+        "gateways": args.gateways,
+        "batches_per_gateway": args.batches_per_gateway,
+        "batch_size": args.batch_size,
+        "observations": load.observations,
+        "cores": os.cpu_count(),
+        "ours": {str(w): measure(load, ours(w), records=True, **options) for w in workers},
+    }
+    if versions is not None:
+        peer = measure(load, nodered(args.nodered_dir), records=False, **options)
+        result["nodered"] = {**peer, "versions": versions}
+        result["ratio_per_core"] = {
+            w: round(o["obs_per_cpu_s"] / peer["obs_per_cpu_s"], 2)
+            for w, o in result["ours"].items()
+            if o["obs_per_cpu_s"] and peer["obs_per_cpu_s"]
+        }
+        result["goal_ratio_per_core"] = 5
+    print(json.dumps(result))
+    if any(
+        n
+        for o in result["ours"].values()
+        for part in ("records", "timeseries")
+        for key, n in o[part].items()
+        if key != "stored"
+    ):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

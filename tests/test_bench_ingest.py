@@ -1,0 +1,54 @@
+"""bench/ingest.py with a tiny load and without the Node-RED peer: it runs, prints its JSON
+line, and both worker counts store every observation exactly once in the record store and in
+VictoriaMetrics."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
+
+
+def test_ingest_bench_counts_every_observation_once() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--gateways",
+            "6",
+            "--batches-per-gateway",
+            "3",
+            "--batch-size",
+            "10",
+            "--workers",
+            "1,2",
+            "--no-peer",
+            "--stall-s",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "ingest"
+    assert result["observations"] == 6 * 3 * 10
+    assert "nodered" not in result
+    assert set(result["ours"]) == {"1", "2"}
+    for run in result["ours"].values():
+        assert run["complete"] is True
+        assert run["records"] == {"stored": 180, "lost": 0, "duplicates": 0}, run
+        assert run["timeseries"] == {
+            "stored": 180,
+            "lost": 0,
+            "duplicates": 0,
+            "unexpected": 0,
+        }, run
+        assert run["cpu_s"] > 0
+        assert run["obs_per_s"] > 0
+        assert run["peak_rss_mb"] > 0
