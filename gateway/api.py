@@ -32,6 +32,7 @@ from gateway.deps import (
     Events,
     ExportsMeasurements,
     ListsPatients,
+    PathId,
     ReadsPatient,
     Registered,
     Store,
@@ -184,7 +185,7 @@ def _care_routes(app: FastAPI) -> None:
         tags=["care"],
     )
     async def patient_observations(
-        patient_id: int,
+        patient_id: PathId,
         principal: ReadsPatient,
         store: Store,
         registry: Registered,
@@ -214,7 +215,7 @@ def _care_routes(app: FastAPI) -> None:
         tags=["care"],
     )
     async def patient_observations_csv(
-        patient_id: int,
+        patient_id: PathId,
         principal: ExportsMeasurements,
         store: Store,
         registry: Registered,
@@ -258,7 +259,7 @@ def _care_routes(app: FastAPI) -> None:
 
     @app.get("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlan, tags=["care"])
     async def get_care_plan(
-        patient_id: int, principal: ReadsPatient, registry: Registered, audit: Audit
+        patient_id: PathId, principal: ReadsPatient, registry: Registered, audit: Audit
     ) -> CarePlan:
         """Personal thresholds, measurement schedule and combined rules (docs/alarms.md)."""
         patient = await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
@@ -267,7 +268,7 @@ def _care_routes(app: FastAPI) -> None:
 
     @app.put("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlan, tags=["care"])
     async def put_care_plan(
-        patient_id: int,
+        patient_id: PathId,
         plan: CarePlan,
         principal: EditsCarePlan,
         registry: Registered,
@@ -280,7 +281,7 @@ def _care_routes(app: FastAPI) -> None:
 
     @app.put("/api/v1/patients/{patient_id}/care-team", status_code=204, tags=["care"])
     async def assign_care_team(
-        patient_id: int,
+        patient_id: PathId,
         body: CareTeamAssignment,
         principal: EditsCarePlan,
         registry: Registered,

@@ -13,7 +13,17 @@ from fastapi import APIRouter, HTTPException, Query
 
 from gateway.alarm_book import AlarmNotFound
 from gateway.auth import Action, Principal, policy
-from gateway.deps import Audit, Events, HandlesAlarm, ReadsPatient, Registered, Store, patient_for
+from gateway.deps import (
+    Audit,
+    Events,
+    HandlesAlarm,
+    PathId,
+    QueryId,
+    ReadsPatient,
+    Registered,
+    Store,
+    patient_for,
+)
 from gateway.events import PatientScope, alarm_event
 from gateway.registry import Registry
 from gateway.schemas import AlarmOut, ResolveIn
@@ -42,10 +52,10 @@ def alarms_router() -> APIRouter:
         principal: ReadsPatient,
         registry: Registered,
         audit: Audit,
-        patient_id: Annotated[int | None, Query(description="only this patient's")] = None,
+        patient_id: QueryId = None,
         state: Annotated[Literal["open", "all"], Query()] = "open",
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-        before_id: Annotated[int | None, Query(description="page on: the last id seen")] = None,
+        before_id: QueryId = None,
     ) -> list[AlarmOut]:
         """Newest first; ``open`` = not closed."""
         if patient_id is not None:
@@ -62,7 +72,7 @@ def alarms_router() -> APIRouter:
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
     async def get_alarm(
-        alarm_id: int, principal: ReadsPatient, store: Store, registry: Registered, audit: Audit
+        alarm_id: PathId, principal: ReadsPatient, store: Store, registry: Registered, audit: Audit
     ) -> AlarmOut:
         patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
         await audit("read_alarm", patient_id)
@@ -70,7 +80,7 @@ def alarms_router() -> APIRouter:
 
     @router.post("/{alarm_id}/{action}", response_model=AlarmOut)
     async def act_on_alarm(
-        alarm_id: int,
+        alarm_id: PathId,
         action: AlarmAction,
         principal: HandlesAlarm,
         store: Store,

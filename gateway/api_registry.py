@@ -20,6 +20,8 @@ from gateway.deps import (
     ManagesRegistry,
     ManagesRetention,
     ManagesUsers,
+    PathId,
+    QueryId,
     ReadsAuditLog,
     Registered,
     Store,
@@ -103,12 +105,14 @@ def registry_router() -> APIRouter:
 
     @router.put("/care-teams/{team_id}", response_model=CareTeamOut)
     async def rename_team(
-        team_id: int, body: CareTeamIn, principal: ManagesRegistry, registry: Registered
+        team_id: PathId, body: CareTeamIn, principal: ManagesRegistry, registry: Registered
     ) -> Any:
         return await registry.rename_team(principal.tenant_id, team_id, body.name)
 
     @router.delete("/care-teams/{team_id}", status_code=204)
-    async def delete_team(team_id: int, principal: ManagesRegistry, registry: Registered) -> None:
+    async def delete_team(
+        team_id: PathId, principal: ManagesRegistry, registry: Registered
+    ) -> None:
         await registry.delete_team(principal.tenant_id, team_id)
 
     # --- users ---
@@ -130,7 +134,7 @@ def registry_router() -> APIRouter:
 
     @router.patch("/users/{user_id}", response_model=UserOut)
     async def update_user(
-        user_id: int, body: UserPatch, principal: ManagesUsers, registry: Registered
+        user_id: PathId, body: UserPatch, principal: ManagesUsers, registry: Registered
     ) -> UserOut:
         updated = await registry.update_user(
             principal.tenant_id,
@@ -163,7 +167,7 @@ def registry_router() -> APIRouter:
 
     @router.get("/patients/{patient_id}", response_model=PatientRegistrationOut)
     async def get_registration(
-        patient_id: int, principal: ManagesRegistry, registry: Registered, audit: Audit
+        patient_id: PathId, principal: ManagesRegistry, registry: Registered, audit: Audit
     ) -> Any:
         patient = await registry.patient(principal.tenant_id, patient_id)
         await audit("read_registration", patient_id, purpose="administration")
@@ -171,7 +175,7 @@ def registry_router() -> APIRouter:
 
     @router.patch("/patients/{patient_id}", response_model=PatientRegistrationOut)
     async def update_registration(
-        patient_id: int,
+        patient_id: PathId,
         body: PatientRegistrationPatch,
         principal: ManagesRegistry,
         registry: Registered,
@@ -185,7 +189,7 @@ def registry_router() -> APIRouter:
 
     @router.get("/patients/{patient_id}/export")
     async def export_patient_data(
-        patient_id: int,
+        patient_id: PathId,
         principal: ExportsPatientData,
         store: Store,
         registry: Registered,
@@ -199,7 +203,7 @@ def registry_router() -> APIRouter:
     @router.delete("/patients/{patient_id}")
     async def erase_patient_data(
         request: Request,
-        patient_id: int,
+        patient_id: PathId,
         principal: ErasesPatientData,
         store: Store,
         registry: Registered,
@@ -291,7 +295,7 @@ def registry_router() -> APIRouter:
         registry: Registered,
         since: Annotated[datetime | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-        before_id: Annotated[int | None, Query(description="page on: the last id seen")] = None,
+        before_id: QueryId = None,
     ) -> Any:
         """Who read or changed what, newest first (admins only)."""
         return await registry.audit_entries(

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, HTTPException, Path, Query, Request, Security
 from fastapi.security import OAuth2PasswordBearer
 
 from gateway.auth import Action, AuthError, Principal, TokenVerifier, policy
@@ -20,6 +20,7 @@ from gateway.auth.web import bearer_token, http_error
 from gateway.events import EventBus
 from gateway.models import Patient
 from gateway.registry import NotFound, Registry
+from gateway.schemas import MAX_ROW_ID
 from gateway.store import RecordStore
 
 #: Documents the OAuth2 password flow in the OpenAPI; the header is parsed below so that the
@@ -41,6 +42,11 @@ def get_events(request: Request) -> EventBus:
     events: EventBus = request.app.state.events
     return events
 
+
+#: A row id in a path or query: bounded like the database column, so that a huge number is a
+#: 422 rather than a database error.
+PathId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
 
 Store = Annotated[RecordStore, Depends(get_store)]
 Registered = Annotated[Registry, Depends(get_registry)]

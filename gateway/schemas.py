@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -97,6 +97,12 @@ _GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = Field(min_length=1, max_length=200)
 
 
+#: Ids are 32-bit in the record store (PostgreSQL ``integer``): a larger one is a 422, never a
+#: database error.
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -133,14 +139,14 @@ class UserIn(_In):
     username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
     display_name: str = _NAME
     roles: list[Role] = Field(min_length=1)
-    care_team_ids: list[int] = []
+    care_team_ids: list[RowId] = []
     password: SecretStr = Field(min_length=12, max_length=200)
 
 
 class UserPatch(_In):
     display_name: str | None = Field(default=None, min_length=1, max_length=200)
     roles: list[Role] | None = Field(default=None, min_length=1)
-    care_team_ids: list[int] | None = None
+    care_team_ids: list[RowId] | None = None
     disabled: bool | None = None
     password: SecretStr | None = Field(default=None, min_length=12, max_length=200)
 
@@ -172,7 +178,7 @@ class PatientRegistrationIn(_In):
     gp_name: str | None = Field(default=None, max_length=200)
     gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
     gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
-    care_team_id: int | None = None
+    care_team_id: RowId | None = None
 
 
 class PatientRegistrationPatch(_In):
@@ -197,12 +203,12 @@ class PatientRegistrationOut(BaseModel):
 
 
 class CareTeamAssignment(_In):
-    care_team_id: int | None
+    care_team_id: RowId | None
 
 
 class GatewayIn(_In):
     id: str = Field(pattern=_GATEWAY_ID, description="also the gateway's broker user name")
-    patient_id: int | None = None
+    patient_id: RowId | None = None
 
 
 class GatewayOut(BaseModel):
@@ -223,7 +229,7 @@ class GatewayProvisioned(GatewayOut):
 
 class DeviceIn(_In):
     device_id: str = Field(min_length=1, max_length=64)
-    patient_id: int
+    patient_id: RowId
     gateway_id: str = Field(pattern=_GATEWAY_ID)
     kind: DeviceKindName
 
