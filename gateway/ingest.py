@@ -24,6 +24,7 @@ from tryggheim.wire import (
     INGEST_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     Ack,
+    ObservationBatch,
     ack_topic,
     decode_batch,
     decode_status,
@@ -33,6 +34,8 @@ from tryggheim.wire import (
 log = logging.getLogger(__name__)
 
 STORE_RETRY_PAUSE_S = 1.0
+#: Most MQTT messages committed in one transaction (when that many are waiting).
+MESSAGES_PER_COMMIT = 200
 
 
 @dataclass(slots=True)
@@ -82,41 +85,51 @@ class IngestWorker:
                     await mqtt.subscribe(STATUS_SUBSCRIPTION)
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
-                    async for message in mqtt.messages():
-                        await self._handle(mqtt, message)
-                        mqtt.ack(message)
+                    async for messages in mqtt.message_batches(MESSAGES_PER_COMMIT):
+                        await self._handle(mqtt, messages)
+                        for message in messages:
+                            mqtt.ack(message)
             except ConnectionLost as exc:
                 self.stats.connected = False
                 log.warning("ingest %s: %s", self.client_id, exc)
             await asyncio.sleep(next(delays))
 
-    async def _handle(self, mqtt: MqttSession, message: Message) -> None:
-        if message.topic.endswith("/status"):
-            await self._status(message)
-            return
-        if message.topic.endswith("/up/reply"):
-            # Command replies are for the command API (not there yet): keep them in the log.
-            log.info("reply on %s: %s", message.topic, message.payload[:500])
-            return
+    async def _handle(self, mqtt: MqttSession, messages: list[Message]) -> None:
+        batches: list[ObservationBatch] = []
+        for message in messages:
+            if message.topic.endswith("/status"):
+                await self._status(message)
+            elif message.topic.endswith("/up/reply"):
+                # Command replies are for the command API (not there yet): keep them in the log.
+                log.info("reply on %s: %s", message.topic, message.payload[:500])
+            else:
+                try:
+                    batches.append(decode_batch(message.topic, message.payload))
+                except PayloadError as exc:
+                    await self._reject(message, exc)
+        if batches:
+            await self._commit(mqtt, batches)
+
+    async def _commit(self, mqtt: MqttSession, batches: list[ObservationBatch]) -> None:
         try:
-            batch = decode_batch(message.topic, message.payload)
-        except PayloadError as exc:
-            await self._reject(message, exc)
-            return
-        try:
-            result = await self._store.commit_batch(batch.gateway_id, batch.observations, _now())
+            result = await self._store.commit_batches(batches, _now())
         except SQLAlchemyError as exc:
-            # Not acknowledged, so the edge keeps the batch and sends it again; pause so that a
-            # database outage is not hammered by every gateway's resends.
+            # Not acknowledged, so the edges keep their batches and send them again; pause so
+            # that a database outage is not hammered by every gateway's resends.
             self.stats.store_errors += 1
-            log.error("record store refused a batch of %s: %s", batch.gateway_id, exc)
+            gateways = sorted({b.gateway_id for b in batches})
+            log.error("record store refused batches of %s: %s", ", ".join(gateways), exc)
             await asyncio.sleep(STORE_RETRY_PAUSE_S)
             return
-        self.stats.batches += 1
+        received = sum(len(b.observations) for b in batches)
+        self.stats.batches += len(batches)
         self.stats.observations_new += len(result.inserted)
-        self.stats.observations_duplicate += len(batch.observations) - len(result.inserted)
-        await mqtt.publish(
-            ack_topic(batch.gateway_id), encode_ack(Ack(batch.gateway_id, result.committed_seq))
+        self.stats.observations_duplicate += received - len(result.inserted)
+        await asyncio.gather(
+            *(
+                mqtt.publish(ack_topic(gateway), encode_ack(Ack(gateway, seq)))
+                for gateway, seq in result.committed.items()
+            )
         )
         for patient_id in dict.fromkeys(r.patient_id for r in result.inserted):
             if patient_id is not None:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,7 +39,7 @@ from gateway.models import (
 )
 from tryggheim import codes
 from tryggheim.domain import Observation
-from tryggheim.wire import GatewayStatusReport
+from tryggheim.wire import GatewayStatusReport, ObservationBatch
 
 #: How many seqs past the watermark one commit looks at to advance it.
 _WATERMARK_SCAN = 100_000
@@ -77,14 +77,40 @@ class Cursor:
         return cls(time, int(pk))
 
 
+class UnexportedRow(NamedTuple):
+    pk: int
+    code: str
+    unit: str
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    value: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    """An observation this commit inserted (a resent one is not), with its patient."""
+
+    observation: Observation
+    patient_id: int | None
+
+
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    committed_seq: int
-    inserted: tuple[ObservationRow, ...]
+    committed: Mapping[str, int]
+    """The commit watermark of each gateway in the transaction."""
+    inserted: tuple[StoredObservation, ...]
     alarms: tuple[AlarmRow, ...] = ()
     """Alarms the new observations raised or changed."""
     scopes: Mapping[int, PatientScope] = field(default_factory=dict)
     """Tenant and care team of each patient in ``inserted``, for the live stream."""
+
+    @property
+    def committed_seq(self) -> int:
+        """The watermark of the one gateway of a :meth:`RecordStore.commit_batch`."""
+        (seq,) = self.committed.values()
+        return seq
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -131,63 +157,94 @@ class RecordStore:
     # --- ingest ---
     def _insert(self) -> Any:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
-        return dialect.insert(ObservationRow)
+        # Core, not ORM: the caller already holds every value, so only the keys of the rows
+        # actually inserted come back (a resent row conflicts and returns nothing).
+        table = ObservationRow.__table__
+        return (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
+            .returning(table.c.gateway_id, table.c.seq)
+        )
 
     async def commit_batch(
         self, gateway_id: str, observations: Sequence[Observation], now: datetime
     ) -> CommitResult:
-        """Commit a batch and advance the watermark, in one transaction. Shielded: a worker
-        cancelled mid-commit lets the transaction finish rather than leave it open holding
-        locks (and SQLite's write lock) until its connection is collected; the batch's ack is
-        then simply not sent, and the edge's resend finds it committed."""
-        return await asyncio.shield(self._commit_batch(gateway_id, observations, now))
+        """Commit one gateway's batch; see :meth:`commit_batches`."""
+        return await self.commit_batches([ObservationBatch(gateway_id, tuple(observations))], now)
 
-    async def _commit_batch(
-        self, gateway_id: str, observations: Sequence[Observation], now: datetime
+    async def commit_batches(
+        self, batches: Sequence[ObservationBatch], now: datetime
     ) -> CommitResult:
+        """Commit batches (of one or many gateways), evaluate their alarms and advance each
+        gateway's watermark, all in one transaction: under load an ingest worker hands over
+        everything it has received, and the per-transaction cost is paid once.
+
+        Shielded: a worker cancelled mid-commit lets the transaction finish rather than leave
+        it open holding locks (and SQLite's write lock) until its connection is collected; the
+        acks are then simply not sent, and the edge's resend finds the rows committed."""
+        return await asyncio.shield(self._commit_batches(batches, now))
+
+    async def _commit_batches(
+        self, batches: Sequence[ObservationBatch], now: datetime
+    ) -> CommitResult:
+        # Gateways, and seqs within each, in one order in every transaction: two workers
+        # inserting the same resent rows wait for each other instead of deadlocking.
+        by_gateway: dict[str, dict[int, Observation]] = {}
+        for batch in batches:
+            for obs in batch.observations:
+                if obs.seq is None:
+                    raise ValueError("an observation without seq cannot be committed")
+                by_gateway.setdefault(batch.gateway_id, {})[obs.seq] = obs
+        gateways = sorted(by_gateway)
+        observations = [by_gateway[g][seq] for g in gateways for seq in sorted(by_gateway[g])]
         async with self.session() as s:
-            inserted: list[ObservationRow] = []
+            inserted: list[StoredObservation] = []
             alarms: list[AlarmRow] = []
-            owners: dict[str, Patient] = {}
+            owners: dict[tuple[str, str], Patient] = {}
             if observations:
-                owners = await self._owners(s, gateway_id, {o.device_id for o in observations})
-                rows = [_row(o, owners.get(o.device_id), now) for o in observations]
-                statement = (
-                    self._insert()
-                    .on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
-                    .returning(ObservationRow)
-                )
+                owners = await self._owners(s, observations)
+                rows = [_row(o, owners.get((o.gateway_id, o.device_id)), now) for o in observations]
                 # Rows as executemany parameters, not .values(rows): one cached statement
                 # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
-                inserted = list((await s.scalars(statement, rows)).all())
+                keys = {(gateway, seq) for gateway, seq in await s.execute(self._insert(), rows)}
                 by_patient: dict[int, list[Observation]] = {}
-                for row in inserted:
-                    if row.patient_id is not None:
-                        by_patient.setdefault(row.patient_id, []).append(row.observation())
+                for obs in observations:
+                    if (obs.gateway_id, obs.seq) not in keys:
+                        continue
+                    owner = owners.get((obs.gateway_id, obs.device_id))
+                    inserted.append(StoredObservation(obs, owner.id if owner else None))
+                    if owner is not None:
+                        by_patient.setdefault(owner.id, []).append(obs)
                 alarms = await self.alarms.observe(s, by_patient, now)
-            committed = await self._advance_watermark(s, gateway_id, now)
+            committed = {g: await self._advance_watermark(s, g, now) for g in gateways}
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
 
     async def _owners(
-        self, s: AsyncSession, gateway_id: str, device_ids: set[str]
-    ) -> dict[str, Patient]:
-        """The patient of each device: the one it is paired to, else the patient whose home the
-        gateway is in (home sensors are not paired one by one)."""
-        result = await s.execute(
+        self, s: AsyncSession, observations: Sequence[Observation]
+    ) -> dict[tuple[str, str], Patient]:
+        """The patient of each (gateway, device): the one the device is paired to, else the
+        patient whose home the gateway is in (home sensors are not paired one by one)."""
+        pairs = {(o.gateway_id, o.device_id) for o in observations}
+        paired = await s.execute(
             select(Device.device_id, Patient)
             .join(Patient, Device.patient_id == Patient.id)
-            .where(Device.device_id.in_(device_ids))
+            .where(Device.device_id.in_({device for _, device in pairs}))
         )
-        owners: dict[str, Patient] = {device_id: patient for device_id, patient in result}
-        if len(owners) < len(device_ids):
-            home = await s.scalar(
-                select(Patient)
-                .join(HomeGateway, HomeGateway.patient_id == Patient.id)
-                .where(HomeGateway.id == gateway_id)
+        by_device: dict[str, Patient] = {device_id: patient for device_id, patient in paired}
+        by_home: dict[str, Patient] = {}
+        if any(device not in by_device for _, device in pairs):
+            homes = await s.execute(
+                select(HomeGateway.id, Patient)
+                .join(Patient, HomeGateway.patient_id == Patient.id)
+                .where(HomeGateway.id.in_({gateway for gateway, _ in pairs}))
             )
-            if home is not None:
-                owners.update({d: home for d in device_ids - owners.keys()})
+            by_home = {gateway_id: patient for gateway_id, patient in homes}
+        owners: dict[tuple[str, str], Patient] = {}
+        for gateway, device in pairs:
+            patient = by_device.get(device) or by_home.get(gateway)
+            if patient is not None:
+                owners[(gateway, device)] = patient
         return owners
 
     async def _advance_watermark(self, s: AsyncSession, gateway_id: str, now: datetime) -> int:
@@ -450,16 +507,17 @@ class RecordStore:
                 update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
             )
 
-    async def unexported(self, limit: int) -> list[tuple[ObservationRow, Patient | None]]:
+    async def unexported(self, limit: int) -> list[UnexportedRow]:
+        """The oldest rows not yet in the time-series backend: only the columns a point needs
+        (plain tuples, not ORM objects: the exporter reads every row once)."""
         async with self.session() as s:
             result = await s.execute(
-                select(ObservationRow, Patient)
-                .outerjoin(Patient, ObservationRow.patient_id == Patient.id)
+                select(*(getattr(ObservationRow, name) for name in UnexportedRow._fields))
                 .where(ObservationRow.ts_exported.is_(False))
                 .order_by(ObservationRow.pk)
                 .limit(limit)
             )
-            return list(result)
+            return [UnexportedRow(*row) for row in result]
 
 
 def _row(obs: Observation, patient: Patient | None, now: datetime) -> dict[str, Any]:

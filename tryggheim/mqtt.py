@@ -303,8 +303,20 @@ class MqttSession:
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages until the connection drops (then :class:`ConnectionLost`)."""
+        async for batch in self.message_batches(limit=1):
+            yield batch[0]
+
+    async def message_batches(self, limit: int) -> AsyncIterator[list[Message]]:
+        """Received messages, everything already waiting at once (at most ``limit``), so that
+        a consumer under load can handle many in one transaction; one at a time when idle.
+        Ends like :meth:`messages` when the connection drops."""
         while True:
-            message = await self._messages.get()
-            if message is _DISCONNECTED:
+            batch = [await self._messages.get()]
+            while len(batch) < limit and not self._messages.empty():
+                batch.append(self._messages.get_nowait())
+            if _DISCONNECTED in batch:
+                received = batch[: batch.index(_DISCONNECTED)]
+                if received:
+                    yield received
                 raise self._lost or ConnectionLost(self._peer, "disconnected")
-            yield message
+            yield batch

@@ -4,6 +4,8 @@ gateway ACL, on SQLite and on PostgreSQL — including a platform restart mid-st
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chain import until
@@ -23,6 +25,7 @@ from edge.outbox import Outbox
 from gateway.models import GatewayProgress, ObservationRow, RejectedMessage
 from gateway.store import RecordStore
 from tryggheim.mqtt import MqttSession
+from tryggheim.wire import ObservationBatch
 
 
 async def test_every_observation_arrives_once_and_the_outbox_empties(
@@ -119,3 +122,31 @@ async def test_a_malformed_batch_is_a_dead_letter_and_ingest_goes_on(
         (dead,) = await s.scalars(select(RejectedMessage))
     assert "gateway_id" in dead.reason
     assert await count_rows(store) == (10, 10)
+
+
+async def test_a_burst_of_batches_from_many_gateways_is_one_commit(store: RecordStore) -> None:
+    """What an ingest worker hands over under load: several gateways, a resend among them."""
+
+    def batch(gateway: str, seqs: range) -> ObservationBatch:
+        return ObservationBatch(
+            gateway,
+            tuple(
+                replace(o, gateway_id=gateway, seq=n)
+                for n, o in zip(seqs, readings(seqs.start, len(seqs)), strict=True)
+            ),
+        )
+
+    burst = [batch("gw-a", range(1, 3)), batch("gw-b", range(1, 3)), batch("gw-a", range(3, 4))]
+    now = datetime.now(UTC)
+    first = await store.commit_batches([*burst, burst[0]], now)
+    assert first.committed == {"gw-a": 3, "gw-b": 2}
+    assert sorted((s.observation.gateway_id, s.observation.seq) for s in first.inserted) == [
+        ("gw-a", 1),
+        ("gw-a", 2),
+        ("gw-a", 3),
+        ("gw-b", 1),
+        ("gw-b", 2),
+    ]
+    again = await store.commit_batches(burst, now)
+    assert again.inserted == () and again.committed == first.committed
+    assert await count_rows(store) == (5, 3)
