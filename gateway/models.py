@@ -3,7 +3,7 @@ the two are deliberately separate so the database can change without breaking cl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -125,6 +126,13 @@ class Patient(Base):
     """JSON: personal thresholds and measurement schedule (gateway.careplan.CarePlan)."""
     alarm_state: Mapped[str | None] = mapped_column(Text)
     """JSON of the alarm engine's EvaluatorState; read and written only under this row's lock."""
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    """HL7 table 0001 (F, M, O, U, A, N)."""
+    discharged_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """ADT^A03: home care ended. The patient stays (history, retention) but is shown as such."""
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    """ADT^A40: this record was merged into that one and is no longer used."""
 
 
 class HomeGateway(Base):
@@ -319,3 +327,39 @@ class TimeSeriesDeadLetter(Base):
     status: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class Hl7InboundState(StrEnum):
+    RECEIVED = "received"
+    """Stored, not yet processed (a crash here: the sender's resend finishes it)."""
+    ACCEPTED = "accepted"
+    ERROR = "error"
+    """AE/CE: could not be processed (e.g. unknown patient); a resend may succeed."""
+    REJECTED = "rejected"
+    """AR/CR: the message itself is not acceptable."""
+
+
+class Hl7Inbound(Base):
+    """Every HL7 message received, stored raw before it is acknowledged; ``(sender,
+    control_id)`` is unique so that a resend is recognised and answered with the stored ACK."""
+
+    __tablename__ = "hl7_inbound"
+    __table_args__ = (
+        UniqueConstraint("sender", "control_id", name="uq_hl7_inbound_sender_control_id"),
+        Index("ix_hl7_inbound_received_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sender: Mapped[str] = mapped_column(String(400))
+    """MSH-3 and MSH-4 as sent, joined by ``|``."""
+    control_id: Mapped[str | None] = mapped_column(String(200))
+    """MSH-10; None when the sender left it out (such a message cannot be deduplicated)."""
+    message_type: Mapped[str] = mapped_column(String(40))
+    peer: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    raw: Mapped[bytes]
+    state: Mapped[str] = mapped_column(String(16))
+    ack: Mapped[bytes | None]
+    ack_code: Mapped[str | None] = mapped_column(String(2))
+    detail: Mapped[str | None] = mapped_column(Text)
+    patient_id: Mapped[int | None] = mapped_column(Integer)
