@@ -452,6 +452,8 @@ class Registry:
                 await s.scalars(
                     select(Patient)
                     .where(*_team_filter(scope))
+                    # A record merged into another (ADT^A40) is shown as the surviving one.
+                    .where(Patient.merged_into_id.is_(None))
                     .order_by(Patient.family_name, Patient.given_name, Patient.id)
                 )
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -200,6 +200,12 @@ class PatientRegistrationOut(BaseModel):
     gp_hl7_host: str | None
     gp_hl7_port: int | None
     care_team_id: int | None
+    birth_date: date | None
+    sex: str | None
+    discharged_at: datetime | None
+    """Home care ended (ADT^A03)."""
+    merged_into_id: int | None
+    """This record was merged into that patient (ADT^A40)."""
 
 
 class CareTeamAssignment(_In):

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
 from gateway.events import EventBus, PatientScope, alarm_event
+from gateway.hl7_inbound import serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
 from gateway.ingest import IngestWorker
 from gateway.models import AlarmRow
@@ -84,6 +85,10 @@ class Platform:
                 tasks.create_task(
                     self.retention.run(self.settings.retention_interval_s), name="retention"
                 )
+                if self.settings.hl7_listen is not None:
+                    tasks.create_task(
+                        serve_hl7(self.store, self.settings.hl7_listen), name="hl7-inbound"
+                    )
         finally:
             await self.store.close()
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ssl
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.auth import AuthSettings
 from tryggheim.mqtt import MqttSettings
+
+#: A SQLite file in the working directory: what a first try or the demo needs.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tryggheim.db"
 
 
 class TimeSeriesFlavour(StrEnum):
@@ -55,12 +59,43 @@ class AlarmSettings(BaseModel):
     escalation_check_s: float = Field(default=5.0, gt=0)
 
 
+class Hl7ListenSettings(BaseModel):
+    """The platform's MLLP endpoint for ADT and ORU^R01 from hospitals, GPs and gateways."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
+    tls_cert: Path | None = None
+    """PEM certificate chain; with ``tls_key``, the endpoint speaks MLLP over TLS only."""
+    tls_key: Path | None = None
+    tenant_id: str = "default"
+    """Patients registered by ADT belong to this tenant."""
+    timezone: str = "Europe/Oslo"
+    """HL7 v2 timestamps without an offset are read in this zone."""
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    read_timeout_s: float = Field(default=30.0, gt=0)
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Hl7ListenSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="forbid"
     )
 
-    database_url: str = "sqlite+aiosqlite:///tryggheim.db"
+    database_url: str = DEFAULT_DATABASE_URL
     mqtt: MqttSettings
     ingest_client_id: str = "tryggheim-ingest-1"
     """Each ingest worker needs its own id; they share the subscription group ``ingest``."""
@@ -73,3 +108,5 @@ class GatewaySettings(BaseSettings):
     broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
     alarms: AlarmSettings = AlarmSettings()
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    hl7_listen: Hl7ListenSettings | None = None
+    """Unset: the platform receives no HL7 (it still sends ORU^R01 to GPs)."""

@@ -41,6 +41,9 @@ from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.wire import GatewayStatusReport, ObservationBatch
 
+#: ``Observation.source`` of values received in an HL7 message (``hl7:ORU^R01``).
+HL7_SOURCE_PREFIX = "hl7:"
+
 #: How many seqs past the watermark one commit looks at to advance it.
 _WATERMARK_SCAN = 100_000
 
@@ -173,7 +176,11 @@ class RecordStore:
         return await self.commit_batches([ObservationBatch(gateway_id, tuple(observations))], now)
 
     async def commit_batches(
-        self, batches: Sequence[ObservationBatch], now: datetime
+        self,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        *,
+        patients: Mapping[str, int] | None = None,
     ) -> CommitResult:
         """Commit batches (of one or many gateways), evaluate their alarms and advance each
         gateway's watermark, all in one transaction: under load an ingest worker hands over
@@ -181,11 +188,14 @@ class RecordStore:
 
         Shielded: a worker cancelled mid-commit lets the transaction finish rather than leave
         it open holding locks (and SQLite's write lock) until its connection is collected; the
-        acks are then simply not sent, and the edge's resend finds the rows committed."""
-        return await asyncio.shield(self._commit_batches(batches, now))
+        acks are then simply not sent, and the edge's resend finds the rows committed.
+
+        ``patients`` names the patient of a gateway's unpaired devices when no home gateway
+        row says it (an HL7 sender reporting for a patient it names)."""
+        return await asyncio.shield(self._commit_batches(batches, now, patients or {}))
 
     async def _commit_batches(
-        self, batches: Sequence[ObservationBatch], now: datetime
+        self, batches: Sequence[ObservationBatch], now: datetime, patients: Mapping[str, int]
     ) -> CommitResult:
         # Gateways, and seqs within each, in one order in every transaction: two workers
         # inserting the same resent rows wait for each other instead of deadlocking.
@@ -202,7 +212,7 @@ class RecordStore:
             alarms: list[AlarmRow] = []
             owners: dict[tuple[str, str], Patient] = {}
             if observations:
-                owners = await self._owners(s, observations)
+                owners = await self._owners(s, observations, patients)
                 rows = [_row(o, owners.get((o.gateway_id, o.device_id)), now) for o in observations]
                 # Rows as executemany parameters, not .values(rows): one cached statement
                 # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
@@ -221,7 +231,7 @@ class RecordStore:
         return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
 
     async def _owners(
-        self, s: AsyncSession, observations: Sequence[Observation]
+        self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
     ) -> dict[tuple[str, str], Patient]:
         """The patient of each (gateway, device): the one the device is paired to, else the
         patient whose home the gateway is in (home sensors are not paired one by one)."""
@@ -240,6 +250,9 @@ class RecordStore:
                 .where(HomeGateway.id.in_({gateway for gateway, _ in pairs}))
             )
             by_home = {gateway_id: patient for gateway_id, patient in homes}
+            for gateway_id, patient_id in patients.items():
+                if (named := await s.get(Patient, patient_id)) is not None:
+                    by_home[gateway_id] = named
         owners: dict[tuple[str, str], Patient] = {}
         for gateway, device in pairs:
             patient = by_device.get(device) or by_home.get(gateway)
@@ -521,7 +534,10 @@ class RecordStore:
 
 
 def _row(obs: Observation, patient: Patient | None, now: datetime) -> dict[str, Any]:
-    measurement = codes.metric(obs.code).system == codes.MDC_CODING_SYSTEM
+    # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
+    measurement = codes.metric(
+        obs.code
+    ).system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(HL7_SOURCE_PREFIX)
     has_gp = patient is not None and patient.gp_hl7_host is not None
     offset = obs.time.utcoffset()
     assert offset is not None

@@ -128,11 +128,20 @@ async def _gateway_broker_passwords(args: argparse.Namespace) -> int:
 @contextlib.asynccontextmanager
 async def _record_store(args: argparse.Namespace) -> AsyncIterator[RecordStore]:
     from gateway.settings import GatewaySettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     settings = load_settings(GatewaySettings, args.config)
-    store = RecordStore(settings.database_url)
+    async with _store_at(settings.database_url) as store:
+        yield store
+
+
+@contextlib.asynccontextmanager
+async def _store_at(database_url: str | None) -> AsyncIterator[RecordStore]:
+    """The record store at ``database_url`` (default: the platform's), migrated."""
+    from gateway.settings import DEFAULT_DATABASE_URL
+    from gateway.store import RecordStore
+
+    store = RecordStore(database_url or DEFAULT_DATABASE_URL)
     try:
         await store.migrate()
         yield store
@@ -244,6 +253,57 @@ async def _hl7_gp_peer(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _hl7_listen(args: argparse.Namespace) -> int:
+    from gateway.hl7_inbound import serve_hl7
+    from gateway.settings import Hl7ListenSettings
+    from hl7.mllp import MLLPServer
+
+    settings = Hl7ListenSettings(
+        host=args.host,
+        port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tenant_id=args.tenant,
+    )
+
+    def started(server: MLLPServer) -> None:
+        print(f"HL7 MLLP endpoint listening on {settings.host}:{server.port}", flush=True)
+
+    async with _store_at(args.database) as store:
+        await serve_hl7(store, settings, started=started)
+    return 0
+
+
+async def _patients_list(args: argparse.Namespace) -> int:
+    from gateway.registry import Registry
+
+    async with _store_at(args.database) as store:
+        patients = await Registry(store).patients(args.tenant)
+    rows = [
+        {
+            "id": p.id,
+            "national_id": p.national_id,
+            "family_name": p.family_name,
+            "given_name": p.given_name,
+            "birth_date": p.birth_date.isoformat() if p.birth_date else None,
+            "sex": p.sex,
+            "tenant_id": p.tenant_id,
+            "care_team_id": p.care_team_id,
+            "discharged_at": p.discharged_at.isoformat() if p.discharged_at else None,
+            "merged_into_id": p.merged_into_id,
+        }
+        for p in patients
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            print(
+                f"{row['id']:>6}  {row['national_id']}  {row['family_name']}, {row['given_name']}"
+            )
+    return 0
+
+
 async def _ble_decode(args: argparse.Namespace) -> int:
     from edge.ble.decode_cli import run
 
@@ -342,11 +402,34 @@ def build_parser() -> argparse.ArgumentParser:
     hl7 = commands.add_parser("hl7", help="HL7 v2 tools").add_subparsers(
         dest="hl7_command", required=True
     )
+    listen = hl7.add_parser(
+        "listen", help="the MLLP endpoint for ADT and ORU^R01, in the foreground"
+    )
+    listen.add_argument("--host", default="127.0.0.1")
+    listen.add_argument("--port", type=int, required=True, help="0: any free port")
+    listen.add_argument(
+        "--database", default=None, help="record store URL (default: the platform's)"
+    )
+    listen.add_argument("--tenant", default="default", help="tenant of ADT-registered patients")
+    listen.add_argument("--tls-cert", type=Path, default=None, help="PEM chain: MLLP over TLS")
+    listen.add_argument("--tls-key", type=Path, default=None)
+    listen.set_defaults(handler=_hl7_listen)
     gp_peer = hl7.add_parser("gp-peer", help="a GP MLLP endpoint that logs and ACKs")
     gp_peer.add_argument("--host", default="127.0.0.1")
     gp_peer.add_argument("--port", type=int, default=2575)
     gp_peer.add_argument("--log", type=Path, default=None, help="append messages here")
     gp_peer.set_defaults(handler=_hl7_gp_peer)
+
+    patients = commands.add_parser("patients", help="the patient register").add_subparsers(
+        dest="patients_command", required=True
+    )
+    patients_list = patients.add_parser("list", help="patients with identifiers and names")
+    patients_list.add_argument("--json", action="store_true", help="as JSON")
+    patients_list.add_argument(
+        "--database", default=None, help="record store URL (default: the platform's)"
+    )
+    patients_list.add_argument("--tenant", default="default")
+    patients_list.set_defaults(handler=_patients_list)
 
     ble = commands.add_parser("ble", help="Bluetooth LE tools").add_subparsers(
         dest="ble_command", required=True
