@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,8 +21,9 @@ from gateway.models import Hl7Inbound, Hl7State, ObservationRow, Patient
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
 from hl7.ack import Ack, AckCode, parse_ack
-from hl7.mllp import MLLPDecoder, MLLPServer, encode_frame
+from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from tryggheim.broker import find_free_port
+from tryggheim.tlsutil import make_test_ca
 
 KARI = "15076500565"
 OLA = "01014090011"
@@ -213,3 +215,26 @@ async def test_hl7_listen_and_patients_list_on_the_command_line(tmp_path: Path) 
         "Ødegård",
         "1965-07-15",
     )
+
+
+async def test_the_endpoint_speaks_mllp_over_tls(store: RecordStore, tmp_path: Path) -> None:
+    tls = make_test_ca(tmp_path / "tls")
+    settings = Hl7ListenSettings(port=0, tls_cert=tls.certfile, tls_key=tls.keyfile)
+    listening: asyncio.Future[MLLPServer] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve_hl7(store, settings, started=listening.set_result))
+    try:
+        server = await asyncio.wait_for(listening, 10)
+        trusting = ssl.create_default_context(cafile=tls.cafile)
+        async with MLLPClient(
+            "127.0.0.1", server.port, ssl=trusting, server_hostname="localhost"
+        ) as client:
+            ack = await client.send(adt("A01", "T1", KARI, "Ødegård^Kari").decode("latin-1"), 10)
+        assert ack.accepted
+        # Plain MLLP on the TLS port gets no answer.
+        with pytest.raises((AssertionError, ConnectionError, asyncio.IncompleteReadError)):
+            await exchange(server.port, adt("A01", "T2", KARI, "Ødegård^Kari"))
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert KARI in await patients(store)
