@@ -12,7 +12,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
-from gateway.events import EventBus, PatientScope, alarm_event
+from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
 from gateway.hl7_inbound import serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
 from gateway.ingest import IngestWorker
@@ -30,6 +30,13 @@ class Platform:
         self.settings = settings
         self.store = RecordStore(settings.database_url)
         self.events = EventBus()
+        self.relay = (
+            BrokerEventRelay(
+                settings.mqtt, self.events, client_id=f"{settings.ingest_client_id}-events"
+            )
+            if settings.events_across_processes
+            else None
+        )
         self.exporter = (
             TimeSeriesExporter(settings.timeseries, self.store) if settings.timeseries else None
         )
@@ -75,6 +82,8 @@ class Platform:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.http.serve(), name="http")
+                if self.relay is not None:
+                    tasks.create_task(self.relay.run(), name="event-relay")
                 for worker in self.workers:
                     tasks.create_task(worker.run(), name=f"ingest-{worker.client_id}")
                 if self.exporter is not None:

@@ -33,14 +33,34 @@ class TimeSeriesSettings(BaseModel):
     batch_size: int = Field(default=1000, ge=1)
 
 
+class AlertManagerSettings(BaseModel):
+    """An IHE PCD ACM alert manager that receives the platform's alarms as ORU^R40 (PCD-04)."""
+
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    application: str = Field(default="ALERT_MANAGER", max_length=20)
+    """MSH-5 of the messages."""
+    facility: str = Field(default="ALERT_MANAGER", max_length=20)
+    """MSH-6 of the messages."""
+
+
 class Hl7Settings(BaseModel):
-    sending_application: str = "TRYGGHEIM"
-    sending_facility: str = "TRYGGHEIM"
+    sending_application: str = Field(default="TRYGGHEIM", max_length=20)
+    sending_facility: str = Field(default="TRYGGHEIM", max_length=20)
     settle_s: float = Field(default=2.0, ge=0)
     """Wait this long after a measurement arrives before composing its ORU^R01, so values of
-    one session that travelled in different batches go out in one message."""
+    one session that travelled in different batches go out in one message. Also how often the
+    outbound queue is looked at when nothing wakes it."""
     ack_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: float = Field(default=15.0, gt=0)
+    """First wait before resending a message after a timeout, a lost connection or AR/CR; it
+    doubles with each further attempt, up to ``retry_max_s``."""
+    retry_max_s: float = Field(default=600.0, gt=0)
+    alert_manager: AlertManagerSettings | None = None
+    """Where alarms go as ORU^R40 (IHE PCD-04); none are sent when unset."""
+    alert_lookback_s: float = Field(default=86400.0, gt=0)
+    """Closed alarms changed longer ago than this are not reported (e.g. when an alert manager
+    is configured on a platform that already has a history of alarms); open ones always are."""
 
 
 class BrokerAccountsSettings(BaseModel):
@@ -108,5 +128,8 @@ class GatewaySettings(BaseSettings):
     broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
     alarms: AlarmSettings = AlarmSettings()
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    events_across_processes: bool = False
+    """Set when several platform processes serve the API: live events then travel through the
+    broker so that every process's streams see every change (docs/scale.md)."""
     hl7_listen: Hl7ListenSettings | None = None
     """Unset: the platform receives no HL7 (it still sends ORU^R01 to GPs)."""
