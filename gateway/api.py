@@ -4,6 +4,7 @@ gateway/auth/policy.py only."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,11 +18,14 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.api_alarms import alarms_router
+from gateway.api_hl7 import hl7_router
+from gateway.api_nurse import nurse_router
 from gateway.api_registry import registry_router
 from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.web import token_router
@@ -40,8 +44,9 @@ from gateway.deps import (
 )
 from gateway.events import EventBus
 from gateway.models import ObservationRow
+from gateway.observability import Probes, database_reachable
 from gateway.registry import Registry, RegistryError
-from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Problem
+from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Problem, Readiness
 from gateway.settings import GatewaySettings
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim.errors import ConfigError
@@ -61,6 +66,9 @@ CSV_COLUMNS = [
     "flags",
 ]
 CSV_PAGE = 5000
+#: A comment line on the live stream when it has had nothing to send for this long, so that a
+#: client can tell a quiet stream from a dead one (the nurse app: dashboards/static/stream.js).
+STREAM_KEEPALIVE_S = 15.0
 
 
 def csv_line(values: Sequence[object]) -> str:
@@ -106,7 +114,13 @@ def _problem(status: int, message: str, hint: str | None = None) -> JSONResponse
     return JSONResponse({"detail": message, "hint": hint}, status_code=status)
 
 
-def create_app(store: RecordStore, events: EventBus, settings: GatewaySettings) -> FastAPI:
+def create_app(
+    store: RecordStore,
+    events: EventBus,
+    settings: GatewaySettings,
+    *,
+    probes: Probes | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Tryggheim care platform",
         version="0.2.0",
@@ -143,16 +157,43 @@ def create_app(store: RecordStore, events: EventBus, settings: GatewaySettings) 
             token_router(settings.auth, registry.user_record, on_rehash=registry.rehash)
         )
     app.include_router(alarms_router())
+    app.include_router(nurse_router())
     app.include_router(registry_router())
+    app.include_router(hl7_router())
     _care_routes(app)
 
-    @app.get("/healthz")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    probes = probes or Probes({"database": lambda: database_reachable(store)})
+    _operations_routes(app, probes)
 
     static = resources.files("dashboards") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="nurse-page")
     return app
+
+
+def _operations_routes(app: FastAPI, probes: Probes) -> None:
+    """Liveness, readiness and metrics: for the orchestrator and Prometheus, without a token
+    (they carry no patient data); keep the port off the public network."""
+
+    @app.get("/healthz", tags=["operations"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": Readiness}})
+    async def ready(response: Response) -> Readiness:
+        """Readiness: the record store answers and every part is connected."""
+        checks = {name: await check() for name, check in probes.checks.items()}
+        ready = all(checks.values())
+        if not ready:
+            response.status_code = 503
+        return Readiness(status="ready" if ready else "not ready", checks=checks)
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text format."""
+        if probes.metrics is None:
+            raise HTTPException(404, "metrics are served by the platform service")
+        return PlainTextResponse(probes.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _jsonable(errors: Sequence[Any]) -> Any:
@@ -302,9 +343,31 @@ def _care_routes(app: FastAPI) -> None:
 
         async def lines() -> AsyncIterator[str]:
             yield ": connected\n\n"
-            async for event in events.subscribe():
-                team = event.get("care_team_id")
-                if scope.allows(str(event.get("tenant_id")), None if team is None else str(team)):
-                    yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            # The subscription is read in a task of its own, so that waiting for an event can
+            # time out (a keepalive comment line) without ending the subscription. The hand-over
+            # queue holds one event: a slow reader still backs up the bus, which drops it.
+            inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(1)
+
+            async def receive() -> None:
+                async for event in events.subscribe():
+                    await inbox.put(event)
+                await inbox.put(None)
+
+            receiver = asyncio.create_task(receive(), name="stream-subscription")
+            try:
+                while True:
+                    try:
+                        event = await asyncio.wait_for(inbox.get(), STREAM_KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    if event is None:
+                        return
+                    team = event.get("care_team_id")
+                    team_id = None if team is None else str(team)
+                    if scope.allows(str(event.get("tenant_id")), team_id):
+                        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            finally:
+                receiver.cancel()
 
         return StreamingResponse(lines(), media_type="text/event-stream")

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.models import (
@@ -71,12 +70,6 @@ class InboundStats:
     """Resends answered with the stored ACK."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
-    id: int
-    ack: bytes | None
-
-
 class Hl7Receiver:
     """The :data:`hl7.mllp.Handler` of the platform's MLLP server."""
 
@@ -97,39 +90,56 @@ class Hl7Receiver:
     async def __call__(self, received: ReceivedMessage) -> bytes:
         self.stats.received += 1
         message = received.message
-        stored = await self._store_raw(received)
-        if stored.ack is not None:
-            self.stats.duplicates += 1
-            log.info(
-                "HL7 resend of %r from %s: answered with the stored ACK",
-                message.control_id,
-                received.peer,
-            )
-            return stored.ack
-        try:
-            patient_id, note = await self._process(message, stored.id)
-        except MessageError as exc:
-            ack = build_nak(message, exc, self._local_now(), _control_id())
-            state = Hl7InboundState.REJECTED if exc.reject else Hl7InboundState.ERROR
-            counter = "rejected" if exc.reject else "errors"
-            setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-            log.warning("HL7 %r from %s: %s", message.control_id, received.peer, exc)
-            await self._record(stored.id, ack, state, str(exc.user_message), None)
-        else:
-            ack = build_ack(message, AckCode.AA, "", self._local_now(), _control_id())
-            self.stats.accepted += 1
-            await self._record(stored.id, ack, Hl7InboundState.ACCEPTED, note, patient_id)
-        return ack.encode("utf-8")
+        # One transaction: the raw message, what processing it changed and its ACK commit
+        # together, and only then is the ACK written to the sender. A failure that is not the
+        # message's fault (a bug, the database gone) rolls all of it back; the server answers
+        # AE and the sender's resend starts afresh.
+        async with self._store.session() as s:
+            row = await self._claim(s, received)
+            if row.ack is not None:
+                self.stats.duplicates += 1
+                log.info(
+                    "HL7 resend of %r from %s: answered with the stored ACK",
+                    message.control_id,
+                    received.peer,
+                )
+                return row.ack
+            try:
+                async with s.begin_nested():
+                    patient_id, note = await self._process(s, message, row.id)
+            except MessageError as exc:
+                ack = build_nak(message, exc, self._local_now(), _control_id())
+                row.state = Hl7InboundState.REJECTED if exc.reject else Hl7InboundState.ERROR
+                row.detail = exc.user_message
+                counter = "rejected" if exc.reject else "errors"
+                setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+                log.warning("HL7 %r from %s: %s", message.control_id, received.peer, exc)
+            else:
+                ack = build_ack(message, AckCode.AA, "", self._local_now(), _control_id())
+                row.state, row.detail, row.patient_id = Hl7InboundState.ACCEPTED, note, patient_id
+                self.stats.accepted += 1
+            row.ack = ack.encode("utf-8")
+            row.ack_code = _msa_code(ack)
+        return row.ack
 
     def _local_now(self) -> datetime:
         return self._clock().astimezone(self._zone)
 
-    # --- storage ---
-
-    async def _store_raw(self, received: ReceivedMessage) -> _Stored:
+    async def _claim(self, s: AsyncSession, received: ReceivedMessage) -> Hl7Inbound:
+        """The stored row of this message: new, or the earlier copy of a resend (unique sender
+        + MSH-10), whose ACK is then answered again — or, if that attempt stopped before its
+        ACK was stored, which is processed now."""
         msh = received.message.msh
         sender = f"{msh.field(3)}|{msh.field(4)}"[:400]
         control_id = msh.field(10)[:200] or None
+        if control_id is not None:
+            earlier = await s.scalar(
+                select(Hl7Inbound)
+                .where(Hl7Inbound.sender == sender, Hl7Inbound.control_id == control_id)
+                .with_for_update()
+            )
+            if earlier is not None:
+                return earlier
         row = Hl7Inbound(
             sender=sender,
             control_id=control_id,
@@ -139,75 +149,40 @@ class Hl7Receiver:
             raw=received.raw,
             state=Hl7InboundState.RECEIVED,
         )
-        try:
-            async with self._store.session() as s:
-                s.add(row)
-                await s.flush()
-                return _Stored(row.id, None)
-        except IntegrityError:
-            # Seen before (unique sender + MSH-10): answer as then, or finish it if the first
-            # attempt stopped before its ACK was stored.
-            async with self._store.session() as s:
-                earlier = await s.scalar(
-                    select(Hl7Inbound).where(
-                        Hl7Inbound.sender == sender, Hl7Inbound.control_id == control_id
-                    )
-                )
-            assert earlier is not None  # the unique constraint just said it exists
-            return _Stored(earlier.id, earlier.ack)
-
-    async def _record(
-        self,
-        row_id: int,
-        ack: str,
-        state: Hl7InboundState,
-        detail: str | None,
-        patient_id: int | None,
-    ) -> None:
-        async with self._store.session() as s:
-            await s.execute(
-                update(Hl7Inbound)
-                .where(Hl7Inbound.id == row_id)
-                .values(
-                    ack=ack.encode("utf-8"),
-                    ack_code=_msa_code(ack),
-                    state=state,
-                    detail=detail,
-                    patient_id=patient_id,
-                )
-            )
+        s.add(row)
+        await s.flush()
+        return row
 
     # --- processing ---
 
-    async def _process(self, message: Message, row_id: int) -> tuple[int, str]:
+    async def _process(self, s: AsyncSession, message: Message, row_id: int) -> tuple[int, str]:
         decoded = decode_inbound(message, default_zone=self._zone)
         if isinstance(decoded, AdtMessage):
-            return await self._adt(decoded)
-        return await self._oru(decoded, row_id)
+            return await self._adt(s, decoded)
+        return await self._oru(s, decoded, row_id)
 
-    async def _adt(self, adt: AdtMessage) -> tuple[int, str]:
-        async with self._store.session() as s:
-            patient = await self._patient(s, adt.national_id)
-            if adt.action is PatientAction.MERGE:
-                return await self._merge(s, adt, patient)
-            if patient is None:
-                if adt.name is None or adt.action is PatientAction.DISCHARGE:
-                    raise UnknownPatientError(adt.national_id)
-                patient = Patient(
-                    national_id=adt.national_id,
-                    tenant_id=self._tenant_id,
-                    care_plan="{}",
-                    family_name=adt.name.family,
-                    given_name=adt.name.given,
-                )
-                s.add(patient)
-            _apply_demographics(patient, adt)
-            if adt.action is PatientAction.DISCHARGE:
-                patient.discharged_at = adt.event_time
-            elif adt.action is PatientAction.CREATE_OR_UPDATE:
-                patient.discharged_at = None
-            await s.flush()
-            return patient.id, f"ADT^{adt.event}: {adt.action.value}"
+    async def _adt(self, s: AsyncSession, adt: AdtMessage) -> tuple[int, str]:
+        patient = await self._patient(s, adt.national_id)
+        if adt.action is PatientAction.MERGE:
+            return await self._merge(s, adt, patient)
+        if patient is None:
+            if adt.name is None or adt.action is PatientAction.DISCHARGE:
+                raise UnknownPatientError(adt.national_id)
+            patient = Patient(
+                national_id=adt.national_id,
+                tenant_id=self._tenant_id,
+                care_plan="{}",
+                family_name=adt.name.family,
+                given_name=adt.name.given,
+            )
+            s.add(patient)
+        _apply_demographics(patient, adt)
+        if adt.action is PatientAction.DISCHARGE:
+            patient.discharged_at = adt.event_time
+        elif adt.action is PatientAction.CREATE_OR_UPDATE:
+            patient.discharged_at = None
+        await s.flush()
+        return patient.id, f"ADT^{adt.event}: {adt.action.value}"
 
     async def _merge(
         self, s: AsyncSession, adt: AdtMessage, surviving: Patient | None
@@ -247,18 +222,32 @@ class Hl7Receiver:
             patient = await s.get(Patient, patient.merged_into_id)
         return patient
 
-    async def _oru(self, oru: ReceivedOru, row_id: int) -> tuple[int, str]:
+    async def _oru(self, s: AsyncSession, oru: ReceivedOru, row_id: int) -> tuple[int, str]:
         if oru.national_id is None:
             raise MessageContentError(
                 "no Norwegian national identity number in PID-3",
                 code=ErrorCode.REQUIRED_FIELD_MISSING,
                 location="PID^1^3",
             )
-        async with self._store.session() as s:
-            patient = await self._patient(s, oru.national_id)
-            if patient is None:
-                raise UnknownPatientError(oru.national_id)
-            patient_id = patient.id
+        patient = await self._patient(s, oru.national_id)
+        if patient is None:
+            raise UnknownPatientError(oru.national_id)
+        for problem in oru.problems:
+            log.warning(
+                "HL7 ORU %r: %s %s not taken in: %s",
+                oru.control_id,
+                problem.location,
+                problem.observation,
+                problem.problem,
+            )
+        if not oru.observations and oru.problems:
+            # Nothing could be understood: say so, rather than accept an empty message.
+            first = oru.problems[0]
+            raise MessageContentError(
+                f"no observation could be taken in: {first.problem}",
+                code=first.code,
+                location=first.location,
+            )
         if len(oru.observations) >= _MAX_OBSERVATIONS:
             raise MessageContentError(
                 f"more than {_MAX_OBSERVATIONS - 1} observations in one message",
@@ -279,21 +268,14 @@ class Hl7Receiver:
             )
             for n, obs in enumerate(oru.observations, start=1)
         )
-        result = await self._store.commit_batches(
+        result = await self._store.commit_in(
+            s,
             [ObservationBatch(HL7_GATEWAY, observations)],
             self._clock(),
-            patients={HL7_GATEWAY: patient_id},
+            {HL7_GATEWAY: patient.id},
         )
         skipped = f"; {len(oru.problems)} OBX not taken in" if oru.problems else ""
-        for problem in oru.problems:
-            log.warning(
-                "HL7 ORU %r: %s %s: %s",
-                oru.control_id,
-                problem.location,
-                problem.observation,
-                problem.problem,
-            )
-        return patient_id, f"ORU^R01: {len(result.inserted)} observations{skipped}"
+        return patient.id, f"ORU^R01: {len(result.inserted)} observations{skipped}"
 
 
 def _apply_demographics(patient: Patient, adt: AdtMessage) -> None:
@@ -326,18 +308,22 @@ def _control_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
+def receiver_for(store: RecordStore, settings: Hl7ListenSettings) -> Hl7Receiver:
+    return Hl7Receiver(
+        store, tenant_id=settings.tenant_id, default_zone=ZoneInfo(settings.timezone)
+    )
+
+
 async def serve_hl7(
     store: RecordStore,
     settings: Hl7ListenSettings,
     *,
+    receiver: Hl7Receiver | None = None,
     started: Callable[[MLLPServer], None] | None = None,
 ) -> None:
     """Run the MLLP endpoint until cancelled; ``started`` gets the listening server."""
-    receiver = Hl7Receiver(
-        store, tenant_id=settings.tenant_id, default_zone=ZoneInfo(settings.timezone)
-    )
     async with MLLPServer(
-        receiver,
+        receiver or receiver_for(store, settings),
         settings.host,
         settings.port,
         ssl=settings.ssl_context(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.events import EventBus, alarm_event, observation_event
+from gateway.observability import PlatformMetrics
 from gateway.store import CommitResult, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
@@ -61,12 +63,14 @@ class IngestWorker:
         *,
         client_id: str,
         on_commit: Callable[[CommitResult], None] | None = None,
+        metrics: PlatformMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._events = events
         self.client_id = client_id
         self._on_commit = on_commit
+        self._metrics = metrics
         self.stats = IngestStats()
 
     async def run(self) -> None:
@@ -108,9 +112,12 @@ class IngestWorker:
                 except PayloadError as exc:
                     await self._reject(message, exc)
         if batches:
-            await self._commit(mqtt, batches)
+            await self._commit(mqtt, batches, min(m.received_at for m in messages))
 
-    async def _commit(self, mqtt: MqttSession, batches: list[ObservationBatch]) -> None:
+    async def _commit(
+        self, mqtt: MqttSession, batches: list[ObservationBatch], received_at: float
+    ) -> None:
+        started = time.monotonic()
         try:
             result = await self._store.commit_batches(batches, _now())
         except SQLAlchemyError as exc:
@@ -136,6 +143,12 @@ class IngestWorker:
                 self._events.publish(observation_event(patient_id, result.scopes[patient_id]))
         for alarm in result.alarms:
             self._events.publish(alarm_event(alarm, result.scopes[alarm.patient_id]))
+        if self._metrics is not None:
+            done = time.monotonic()
+            self._metrics.commit_seconds.observe(done - started)
+            for _ in result.alarms:
+                # From the first message of the burst: an upper bound for each alarm in it.
+                self._metrics.alarm_latency.observe(done - received_at)
         if self._on_commit is not None:
             self._on_commit(result)
 

@@ -148,6 +148,8 @@ class HomeGateway(Base):
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     online: Mapped[bool | None] = mapped_column(Boolean)
     status_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    outbox_depth: Mapped[int | None] = mapped_column(Integer)
+    """Observations waiting in its outbox, as its last status said (operators watch it)."""
 
 
 class Device(Base):
@@ -228,21 +230,41 @@ class GatewayProgress(Base):
 
 class Hl7MessageState(StrEnum):
     PENDING = "pending"
+    """Waiting to be sent, or to be sent again (``next_attempt_at``)."""
     ACKED = "acked"
-    """AA/CA received."""
-    REJECTED = "rejected"
-    """AE/AR received: kept, counted and shown to operators; not resent automatically."""
+    """AA/CA received: settled."""
+    PARKED = "parked"
+    """AE/CE received: settled, kept for a person to look at (and requeue through the API);
+    the messages after it on the same destination go on."""
+
+
+class Hl7MessageKind(StrEnum):
+    ORU_R01 = "ORU^R01"
+    """IHE PCD-01 measurements to the patient's GP."""
+    ORU_R40 = "ORU^R40"
+    """IHE PCD-04 alert report to the alert manager."""
 
 
 class Hl7Message(Base):
     """Durable outbound HL7 queue: a row is written in the same transaction that claims the
-    observations, and stays until the peer's ACK is recorded on it."""
+    observations (or records the alarm state it reports), and stays until the peer's ACK is
+    recorded on it. Each destination (``host``, ``port``) is served strictly in ``id`` order."""
 
     __tablename__ = "hl7_messages"
+    __table_args__ = (
+        Index("ix_hl7_messages_destination", "host", "port", "state", "id"),
+        Index("ix_hl7_messages_state", "state"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     control_id: Mapped[str] = mapped_column(String(20), unique=True)
+    """MSH-10; the same on every attempt, so the peer recognises a resend."""
+    kind: Mapped[str] = mapped_column(
+        String(16), default=Hl7MessageKind.ORU_R01, server_default=Hl7MessageKind.ORU_R01.value
+    )
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    alarm_id: Mapped[int | None] = mapped_column(Integer)
+    """The alarm an ORU^R40 reports (no foreign key: the message outlives nothing it names)."""
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
     message: Mapped[str] = mapped_column(Text)
@@ -250,9 +272,45 @@ class Hl7Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(AwareDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """The last attempt."""
+    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """Not before this (backoff after a timeout, a lost connection or AR/CR); None: at once."""
+    settled_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """When it was acked or parked."""
     ack_code: Mapped[str | None] = mapped_column(String(2))
     ack_text: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Hl7Destination(Base):
+    """One outbound HL7 peer (``host:port``): its delivery status, and the lease that lets one
+    platform process at a time send to it, so that its messages stay in order."""
+
+    __tablename__ = "hl7_destinations"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(AwareDateTime())
+
+
+class Hl7AlarmReport(Base):
+    """What the alert manager was last told about an alarm (ORU^R40 queued for it): an alarm
+    whose state differs from this is reported again. ``raised_at`` tells a new alarm from an
+    erased one whose id was reused."""
+
+    __tablename__ = "hl7_alarm_reports"
+
+    alarm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raised_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    state: Mapped[str] = mapped_column(String(16))
+    latched: Mapped[bool] = mapped_column(Boolean)
+    """The condition had cleared (``condition_cleared_at``) while the alarm stayed open."""
+    reported_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
 class RejectedMessage(Base):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from gateway.alarm_book import history_of
-from gateway.alarms import AlarmState, Severity, alarm_code
+from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from tryggheim import codes
@@ -319,3 +319,53 @@ class AuditOut(BaseModel):
     patient_id: int | None
     purpose: str
     client: str | None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
+
+
+# --- the nurse app (gateway/api_nurse.py) -----------------------------------------------------
+
+
+class ThresholdOut(BaseModel):
+    """One threshold in effect for a patient: the default, or her care plan's limit."""
+
+    rule_id: str
+    codes: list[str]
+    comparison: Comparison
+    """Raised when the value is below (``<``) or above (``>``) the limit."""
+    limit: str
+    """Decimal text, in ``unit``."""
+    unit: str
+    margin: str
+    """How far back past the limit a value must come to clear the alarm."""
+    severity: Severity
+    personal: bool
+    """The patient's care plan changed the default limit (docs/alarms.md)."""
+
+
+class PatientThresholdsOut(BaseModel):
+    patient_id: int
+    thresholds: list[ThresholdOut]
+
+
+class PatientDeviceOut(BaseModel):
+    """A device of the patient's home: paired (a BLE medical device) or seen in her data (a
+    home sensor), with what the platform last heard from it."""
+
+    device_id: str
+    gateway_id: str
+    kind: DeviceKindName | None
+    """Of a paired medical device; a home sensor has none (see ``codes``)."""
+    codes: list[str]
+    """What it has reported, e.g. ``TRY_EVT_DOOR_CONTACT``."""
+    last_seen: datetime | None
+    """Time of its newest observation (device clock, in its own UTC offset)."""
+    battery_percent: str | None
+    """Its newest ``TRY_EVT_DEVICE_BATTERY`` value."""
+    battery_at: datetime | None
+    gateway_online: bool | None
+    """The home gateway's last status (None: never reported)."""
+    gateway_status_at: datetime | None

@@ -13,10 +13,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
 from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
-from gateway.hl7_inbound import serve_hl7
+from gateway.hl7_inbound import receiver_for, serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
 from gateway.ingest import IngestWorker
 from gateway.models import AlarmRow
+from gateway.observability import PlatformMetrics, Probes, database_reachable
 from gateway.retention import RetentionJob
 from gateway.settings import GatewaySettings
 from gateway.store import CommitResult, RecordStore
@@ -42,6 +43,19 @@ class Platform:
         )
         self.hl7 = Hl7Outbound(settings.hl7, self.store)
         self.retention = RetentionJob(self.store, settings.timeseries)
+        listen = settings.hl7_listen
+        self.hl7_in = receiver_for(self.store, listen) if listen is not None else None
+        exporter = self.exporter
+        self.metrics = PlatformMetrics(
+            {
+                "ingest": lambda: [w.stats for w in self.workers],
+                "timeseries": lambda: [exporter.stats] if exporter else [],
+                "hl7_outbound": lambda: [self.hl7.stats],
+                "hl7_inbound": lambda: [self.hl7_in.stats] if self.hl7_in else [],
+            },
+            self.store,
+            backlog=exporter.backlog if exporter else None,
+        )
         self.workers = [
             IngestWorker(
                 settings.mqtt,
@@ -49,10 +63,18 @@ class Platform:
                 self.events,
                 client_id=f"{settings.ingest_client_id}-{n}",
                 on_commit=self._committed,
+                metrics=self.metrics,
             )
             for n in range(1, workers + 1)
         ]
-        self.app = create_app(self.store, self.events, settings)
+        probes = Probes(
+            {
+                "database": lambda: database_reachable(self.store),
+                "ingest": self._ingest_connected,
+            },
+            self.metrics,
+        )
+        self.app = create_app(self.store, self.events, settings, probes=probes)
         self.http = uvicorn.Server(
             uvicorn.Config(
                 self.app,
@@ -64,6 +86,9 @@ class Platform:
                 timeout_graceful_shutdown=1,
             )
         )
+
+    async def _ingest_connected(self) -> bool:
+        return all(w.stats.connected for w in self.workers)
 
     def _committed(self, result: CommitResult) -> None:
         if not result.inserted:
@@ -96,8 +121,13 @@ class Platform:
                 )
                 if self.settings.hl7_listen is not None:
                     tasks.create_task(
-                        serve_hl7(self.store, self.settings.hl7_listen), name="hl7-inbound"
+                        serve_hl7(self.store, self.settings.hl7_listen, receiver=self.hl7_in),
+                        name="hl7-inbound",
                     )
+                tasks.create_task(
+                    self.metrics.run(self.settings.metrics_refresh_s, lambda: datetime.now(UTC)),
+                    name="metrics",
+                )
         finally:
             await self.store.close()
 

@@ -128,6 +128,8 @@ class GatewaySettings(BaseSettings):
     broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
     alarms: AlarmSettings = AlarmSettings()
     retention_interval_s: float = Field(default=3600.0, gt=0)
+    metrics_refresh_s: float = Field(default=15.0, gt=0)
+    """How often /metrics re-reads counts from the record store (gateways, alarms, queues)."""
     events_across_processes: bool = False
     """Set when several platform processes serve the API: live events then travel through the
     broker so that every process's streams see every change (docs/scale.md)."""

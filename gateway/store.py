@@ -136,7 +136,9 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 class RecordStore:
     def __init__(self, url: str) -> None:
-        self.engine = create_async_engine(url, pool_pre_ping=True)
+        # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
+        # drop one, and the ping was a round trip to the driver's thread per transaction.
+        self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             sync_engine: Engine = self.engine.sync_engine
@@ -197,6 +199,18 @@ class RecordStore:
     async def _commit_batches(
         self, batches: Sequence[ObservationBatch], now: datetime, patients: Mapping[str, int]
     ) -> CommitResult:
+        async with self.session() as s:
+            return await self.commit_in(s, batches, now, patients)
+
+    async def commit_in(
+        self,
+        s: AsyncSession,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        patients: Mapping[str, int],
+    ) -> CommitResult:
+        """:meth:`commit_batches` inside the caller's transaction ``s`` (which must be one that
+        may take patients' row locks: the alarm engine runs here too)."""
         # Gateways, and seqs within each, in one order in every transaction: two workers
         # inserting the same resent rows wait for each other instead of deadlocking.
         by_gateway: dict[str, dict[int, Observation]] = {}
@@ -207,26 +221,25 @@ class RecordStore:
                 by_gateway.setdefault(batch.gateway_id, {})[obs.seq] = obs
         gateways = sorted(by_gateway)
         observations = [by_gateway[g][seq] for g in gateways for seq in sorted(by_gateway[g])]
-        async with self.session() as s:
-            inserted: list[StoredObservation] = []
-            alarms: list[AlarmRow] = []
-            owners: dict[tuple[str, str], Patient] = {}
-            if observations:
-                owners = await self._owners(s, observations, patients)
-                rows = [_row(o, owners.get((o.gateway_id, o.device_id)), now) for o in observations]
-                # Rows as executemany parameters, not .values(rows): one cached statement
-                # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
-                keys = {(gateway, seq) for gateway, seq in await s.execute(self._insert(), rows)}
-                by_patient: dict[int, list[Observation]] = {}
-                for obs in observations:
-                    if (obs.gateway_id, obs.seq) not in keys:
-                        continue
-                    owner = owners.get((obs.gateway_id, obs.device_id))
-                    inserted.append(StoredObservation(obs, owner.id if owner else None))
-                    if owner is not None:
-                        by_patient.setdefault(owner.id, []).append(obs)
-                alarms = await self.alarms.observe(s, by_patient, now)
-            committed = {g: await self._advance_watermark(s, g, now) for g in gateways}
+        inserted: list[StoredObservation] = []
+        alarms: list[AlarmRow] = []
+        owners: dict[tuple[str, str], Patient] = {}
+        if observations:
+            owners = await self._owners(s, observations, patients)
+            rows = [_row(o, owners.get((o.gateway_id, o.device_id)), now) for o in observations]
+            # Rows as executemany parameters, not .values(rows): one cached statement
+            # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
+            keys = {(gateway, seq) for gateway, seq in await s.execute(self._insert(), rows)}
+            by_patient: dict[int, list[Observation]] = {}
+            for obs in observations:
+                if (obs.gateway_id, obs.seq) not in keys:
+                    continue
+                owner = owners.get((obs.gateway_id, obs.device_id))
+                inserted.append(StoredObservation(obs, owner.id if owner else None))
+                if owner is not None:
+                    by_patient.setdefault(owner.id, []).append(obs)
+            alarms = await self.alarms.observe(s, by_patient, now)
+        committed = {g: await self._advance_watermark(s, g, now) for g in gateways}
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
 
@@ -305,6 +318,8 @@ class RecordStore:
                 return [], None
             gateway.online = report.online
             gateway.status_at = now
+            if report.outbox_depth is not None:
+                gateway.outbox_depth = report.outbox_depth
             if gateway.patient_id is None:
                 return [], None
             changed = await self.alarms.gateway_status(

@@ -14,14 +14,18 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
   HL7 Norway FHIR profiles). A D-number (first digit 4–7) gets ``DNR&2.16.578.1.12.4.1.4.2&ISO``.
   PID-5 is ``family^given`` with name type ``L`` (legal).
 * **PV1** — PV1-2 ``R`` (recurring patient: home monitoring, no encounter).
-* **OBR** — OBR-3 filler order number ``<MSH-10>^<sending application>``, OBR-4
-  ``182777000^monitoring of patient^SNOMED-CT``, OBR-7 the earliest observation time.
+* **OBR** — OBR-3 filler order number ``<MSH-10>^<sending application>^<EUI-64>^EUI-64``
+  (unique per message, and naming the device that measured, as PCD-01 identifies the
+  reporting device by its EUI-64), OBR-4 ``182777000^monitoring of patient^SNOMED-CT``, OBR-7
+  the earliest observation time.
 * **OBX containment** (PCD-01 / Continua H.811) — one OBX for the MDS: OBX-3 the device
   specialisation (e.g. ``528391^MDC_DEV_SPEC_PROFILE_BPM^MDC``), OBX-4 ``1``, no value, so OBX-11
   is ``X`` ("no value for this row"); no VMD or channel rows, which PCD-01 allows, so metrics are
   numbered ``1.0.0.<n>`` (0 = level not sent) in the order given. Each metric OBX: OBX-2 ``NM``,
   OBX-3 the MDC code, OBX-5 ``str(Decimal)`` (the device's digits, never via float), OBX-6 the
-  MDC unit, OBX-11 ``R``, OBX-14 the observation time, OBX-17 ``AMEAS^auto-measurement^MDC``.
+  MDC unit with the UCUM code as the alternate coding (``266016^MDC_DIM_MMHG^MDC^mm[Hg]^mm[Hg]^
+  UCUM``, as PCD-01 allows), OBX-8 the abnormal flag when given, OBX-11 ``R``, OBX-14 the
+  observation time (each episodic measurement its own), OBX-17 ``AMEAS^auto-measurement^MDC``.
   Every OBX carries OBX-18 ``<EUI-64>^EUI-64``.
 * **EUI-64** — an 8-octet id (``0123456789ABCDEF``, colon/dash separated, or Zigbee's
   ``0x…``) is used as it is; a 48-bit BLE/MAC address becomes an EUI-64 by the IEEE rule of
@@ -29,9 +33,12 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
   ``C01000FFFE000001``), as Continua/PCHA H.811 does for Bluetooth devices. The IPv6 "modified
   EUI-64" bit flip is *not* applied: that is an IPv6 interface-id rule, not an EUI-64 one.
 * **Flags** — device status flags (irregular pulse, cuff too loose...) go in an NTE after the
-  metric's OBX (NTE-2 ``L``: comment from the filler, NTE-3 one repetition per flag). OBX-8 is
-  deliberately not used: its values come from HL7 table 0078 (L, H, A...), a clinical
-  interpretation the platform does not make, and device status bits do not fit it.
+  metric's OBX (NTE-2 ``L``: comment from the filler, NTE-3 one repetition per flag): they do
+  not fit HL7 table 0078.
+* **OBX-8** — abnormal flag from HL7 table 0078, only where the caller says so
+  (``abnormal``, keyed by :attr:`Observation.id`): ``H``/``L`` when the value is past one of
+  the patient's own alarm thresholds (:func:`gateway.hl7_outbound.abnormal_flags` decides),
+  ``A`` when past both. Empty otherwise: no flag is "not judged", not "normal".
 * **Times** — DTM with the observation's own UTC offset (``20250301081500+0100``); fractions of a
   second are written to 4 digits (DTM's limit) only when present.
 """
@@ -39,9 +46,10 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import StrEnum
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
@@ -60,6 +68,14 @@ NATIONAL_ID_TYPE = "NNNOR"
 _HEX_ID = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}[:-]?){5,7}[0-9A-Fa-f]{2})")
 # Control ids travel back in MSA-2 and are compared byte for byte: keep them plain.
 _CONTROL_ID = re.compile(r"[A-Za-z0-9._-]{1,199}")
+
+
+class AbnormalFlag(StrEnum):
+    """OBX-8 values used (HL7 table 0078)."""
+
+    HIGH = "H"
+    LOW = "L"
+    ABNORMAL = "A"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +112,35 @@ def eui64(device_id: str) -> str:
     raise OruBuildError("device_id", f"{device_id!r} has {len(digits) // 2} octets, not 6 or 8")
 
 
+_PROFILE_OF_CODE = {
+    **dict.fromkeys(
+        (codes.NIBP_SYS, codes.NIBP_DIA, codes.NIBP_MEAN, codes.PULSE_NIBP),
+        DeviceProfile.BLOOD_PRESSURE,
+    ),
+    **dict.fromkeys((codes.SPO2, codes.PULSE_OXIM), DeviceProfile.PULSE_OXIMETER),
+    codes.BODY_TEMP: DeviceProfile.THERMOMETER,
+    **dict.fromkeys((codes.BODY_WEIGHT, codes.BODY_HEIGHT, codes.BMI), DeviceProfile.SCALE),
+    codes.GLUCOSE_CAPILLARY: DeviceProfile.GLUCOSE_METER,
+}
+_PROFILE_BY_REF = {metric.ref: profile for metric, profile in _PROFILE_OF_CODE.items()}
+
+
+def device_profile_for(observations: Sequence[Observation]) -> DeviceProfile:
+    """The device specialisation whose measurements these are (for a caller that has no
+    device registry, such as ``tryggheim hl7 oru``)."""
+    profiles = set()
+    for obs in observations:
+        profile = _PROFILE_BY_REF.get(obs.code)
+        if profile is None:
+            raise OruBuildError("observations", f"{obs.code} is measured by no device profile")
+        profiles.add(profile)
+    if len(profiles) != 1:
+        names = sorted(p.ref for p in profiles) or ["none"]
+        raise OruBuildError("observations", f"need one device profile, found {names}")
+    (profile,) = profiles
+    return profile
+
+
 def build_oru_r01(
     *,
     patient: PatientRef,
@@ -108,8 +153,11 @@ def build_oru_r01(
     control_id: str,
     now: datetime,
     processing_id: str = "P",
+    abnormal: Mapping[str, AbnormalFlag] | None = None,
 ) -> str:
-    """One ORU^R01 carrying the observations of one device's measurement session."""
+    """One ORU^R01 carrying the observations of one device's measurement session.
+
+    ``abnormal`` gives OBX-8 per observation (keyed by :attr:`Observation.id`)."""
     if not observations:
         raise OruBuildError("observations", "at least one observation is needed")
     if not _CONTROL_ID.fullmatch(control_id):
@@ -130,7 +178,9 @@ def build_oru_r01(
             raise OruBuildError(
                 "observations", f"{obs.code} is from {obs.device_id!r}, not {device.device_id!r}"
             )
-    equipment = f"{eui64(device.device_id)}^EUI-64"
+    device_eui64 = eui64(device.device_id)
+    equipment = f"{device_eui64}^EUI-64"
+    flags = abnormal or {}
     msh = [
         "MSH",
         "^~\\&",
@@ -156,19 +206,19 @@ def build_oru_r01(
     ]
     segments = [
         "|".join(msh),
-        _pid(patient),
+        pid_segment(patient),
         "PV1||R",
-        _seg(
+        segment(
             "OBR",
             "1",
             "",
-            f"{control_id}^{escape(sending_app)}",
+            f"{control_id}^{escape(sending_app)}^{device_eui64}^EUI-64",
             MONITORING_OF_PATIENT,
             "",
             "",
             format_timestamp(min(obs.time for obs in observations)),
         ),
-        _seg(
+        segment(
             "OBX",
             "1",
             "",
@@ -186,13 +236,15 @@ def build_oru_r01(
         ),
     ]
     for number, obs in enumerate(observations, start=1):
-        segments.append(_metric_obx(number + 1, f"1.0.0.{number}", obs, equipment))
+        flag = flags.get(obs.id)
+        segments.append(_metric_obx(number + 1, f"1.0.0.{number}", obs, equipment, flag))
         if obs.flags:
-            segments.append(_seg("NTE", "1", "L", "~".join(escape(f) for f in obs.flags)))
+            segments.append(segment("NTE", "1", "L", "~".join(escape(f) for f in obs.flags)))
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
 
 
-def _pid(patient: PatientRef) -> str:
+def pid_segment(patient: PatientRef) -> str:
+    """PID: the national identity number with its assigning authority, and the legal name."""
     national_id = patient.national_id.strip()
     if not (len(national_id) == 11 and national_id.isascii() and national_id.isdigit()):
         raise OruBuildError("patient.national_id", "a fødselsnummer/D-number has 11 digits")
@@ -201,7 +253,7 @@ def _pid(patient: PatientRef) -> str:
     is_d_number = Identifier(national_id, type_code=NATIONAL_ID_TYPE).is_d_number
     authority = DNR_AUTHORITY if is_d_number else FNR_AUTHORITY
     birth = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
-    return _seg(
+    return segment(
         "PID",
         "1",
         "",
@@ -213,22 +265,35 @@ def _pid(patient: PatientRef) -> str:
     )
 
 
-def _metric_obx(set_id: int, position: str, obs: Observation, equipment: str) -> str:
+def metric_fields(obs: Observation) -> tuple[str, str, str]:
+    """OBX-3, OBX-5 and OBX-6 of a numeric observation."""
     metric = codes.metric(obs.code)
     unit = codes.unit(obs.unit)
     if not obs.value.is_finite():
         raise OruBuildError(f"{obs.code} value", f"{obs.value} is not a finite number")
-    return _seg(
+    return (
+        f"{metric.code}^{metric.ref}^{metric.system}",
+        # Same digits as str(Decimal) (never via float), but without exponent form: NM has none.
+        format(obs.value, "f"),
+        f"{unit.mdc_code}^{unit.mdc_ref}^{codes.MDC_CODING_SYSTEM}"
+        f"^{escape(unit.ucum)}^{escape(unit.ucum)}^UCUM",
+    )
+
+
+def _metric_obx(
+    set_id: int, position: str, obs: Observation, equipment: str, flag: AbnormalFlag | None
+) -> str:
+    code, value, unit = metric_fields(obs)
+    return segment(
         "OBX",
         str(set_id),
         "NM",
-        f"{metric.code}^{metric.ref}^{metric.system}",
+        code,
         position,
-        # Same digits as str(Decimal) (never via float), but without exponent form: NM has none.
-        format(obs.value, "f"),
-        f"{unit.mdc_code}^{unit.mdc_ref}^{codes.MDC_CODING_SYSTEM}",
+        value,
+        unit,
         "",
-        "",
+        flag.value if flag else "",
         "",
         "",
         "R",
@@ -242,5 +307,6 @@ def _metric_obx(set_id: int, position: str, obs: Observation, equipment: str) ->
     )
 
 
-def _seg(segment_id: str, *fields: str) -> str:
+def segment(segment_id: str, *fields: str) -> str:
+    """One segment from already escaped fields; empty trailing fields are left out."""
     return "|".join((segment_id, *fields)).rstrip("|")

@@ -304,6 +304,32 @@ async def _patients_list(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _hl7_oru(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from hl7.tools import oru_for_observations, read_observations
+
+    message = oru_for_observations(
+        read_observations(args.observations),
+        national_id=args.patient_id,
+        patient_name=args.patient_name,
+        device_eui64=args.device_eui64,
+        now=datetime.now().astimezone(),
+    )
+    # One segment per line for the terminal; `hl7 send` turns the line ends back into \r.
+    print(message.rstrip("\r").replace("\r", "\n"))
+    return 0
+
+
+async def _hl7_send(args: argparse.Namespace) -> int:
+    from hl7.tools import message_from_bytes, send_message
+
+    data = sys.stdin.buffer.read() if str(args.file) == "-" else args.file.read_bytes()
+    raw, ack = await send_message(args.host, args.port, message_from_bytes(data), args.timeout)
+    print(raw.decode("utf-8", errors="replace").rstrip("\r").replace("\r", "\n"))
+    return 0 if ack.accepted else 1
+
+
 async def _ble_decode(args: argparse.Namespace) -> int:
     from edge.ble.decode_cli import run
 
@@ -419,6 +445,22 @@ def build_parser() -> argparse.ArgumentParser:
     gp_peer.add_argument("--port", type=int, default=2575)
     gp_peer.add_argument("--log", type=Path, default=None, help="append messages here")
     gp_peer.set_defaults(handler=_hl7_gp_peer)
+    hl7_oru = hl7.add_parser("oru", help="print an ORU^R01 (IHE PCD-01) for observations")
+    hl7_oru.add_argument(
+        "--observations", type=Path, required=True, help="JSON of `ble decode --observations`"
+    )
+    hl7_oru.add_argument("--patient-id", required=True, help="national identity number")
+    hl7_oru.add_argument("--patient-name", required=True, help="FAMILY^GIVEN")
+    hl7_oru.add_argument("--device-eui64", default=None, help="the device's EUI-64 (or MAC)")
+    hl7_oru.set_defaults(handler=_hl7_oru)
+    hl7_send = hl7.add_parser(
+        "send", help="send one HL7 message over MLLP and print the ACK (exit 1 if negative)"
+    )
+    hl7_send.add_argument("--host", required=True)
+    hl7_send.add_argument("--port", type=int, required=True)
+    hl7_send.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    hl7_send.add_argument("file", type=Path, metavar="FILE", help="the message ('-': stdin)")
+    hl7_send.set_defaults(handler=_hl7_send)
 
     patients = commands.add_parser("patients", help="the patient register").add_subparsers(
         dest="patients_command", required=True

@@ -20,8 +20,9 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -63,6 +64,8 @@ class Message:
     retain: bool
     mid: int = 0
     """Packet id, for :meth:`MqttSession.ack` in manual-ack sessions."""
+    received_at: float = field(default_factory=time.monotonic, compare=False)
+    """When it arrived (monotonic clock, as the event loop's), for latency measurements."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,8 @@ from gateway.models import (
     AlarmRow,
     AuditEntry,
     CareTeam,
+    Hl7Message,
+    Hl7MessageState,
     HomeGateway,
     Patient,
     Tenant,
@@ -151,6 +153,7 @@ class About(StrEnum):
     USER = "user"
     GATEWAY = "gateway"
     DEVICE = "device"
+    HL7_MESSAGE = "hl7_message"
 
 
 CARE_OBJECTS = (About.PATIENT, About.ALARM)
@@ -234,6 +237,23 @@ class World:
         )
         return device_id
 
+    async def new_parked_message(self, target: Target) -> int:
+        """An outbound HL7 message a GP refused (AE), about a patient of ``target``."""
+        patient_id = await self.new_patient(target)
+        async with self.store.session() as s:
+            message = Hl7Message(
+                control_id=self.unique("M")[:20],
+                patient_id=patient_id,
+                host="127.0.0.1",
+                port=2575,
+                message="MSH|^~\\&|TRYGGHEIM|T|GP|G|20261122120000+0100||ORU^R01|X|P|2.6\r",
+                state=Hl7MessageState.PARKED,
+                created_at=datetime.now(UTC),
+            )
+            s.add(message)
+            await s.flush()
+            return message.id
+
     async def new_user(self, target: Target) -> int:
         async with self.store.session() as s:
             user = User(
@@ -316,6 +336,8 @@ class World:
                 return await self.new_gateway(target)
             case About.DEVICE:
                 return await self.new_device(target)
+            case About.HL7_MESSAGE:
+                return await self.new_parked_message(target)
         raise AssertionError(f"{route} is about nothing")
 
 
@@ -434,6 +456,10 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", f"{P}/care-plan", A.EDIT_CARE_PLAN, care_plan, About.PATIENT, fresh=True),
     Route("PUT", f"{P}/care-team", A.EDIT_CARE_PLAN, same_tenant_team, About.PATIENT, True, 204),
     Route("GET", "/api/v1/stream", A.READ_PATIENT),
+    # --- the nurse app (gateway/api_nurse.py) ---
+    Route("GET", "/api/v1/thresholds", A.LIST_PATIENTS),
+    Route("GET", f"{P}/thresholds", A.READ_PATIENT, about=About.PATIENT),
+    Route("GET", f"{P}/devices", A.READ_PATIENT, about=About.PATIENT),
     # --- alarms ---
     Route("GET", "/api/v1/alarms", A.READ_PATIENT),
     Route("GET", "/api/v1/alarms", A.READ_PATIENT, about=About.PATIENT, query_about=True),
@@ -494,6 +520,16 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{R}/devices", A.MANAGE_REGISTRY, new_device, ok=201),
     Route("DELETE", f"{R}/devices/{{device_id}}", A.MANAGE_REGISTRY, about=About.DEVICE, ok=204),
     Route("GET", f"{R}/audit", A.READ_AUDIT_LOG),
+    # --- HL7 out ---
+    Route("GET", "/api/v1/hl7/destinations", A.MANAGE_REGISTRY),
+    Route("GET", "/api/v1/hl7/messages", A.MANAGE_REGISTRY),
+    Route(
+        "POST",
+        "/api/v1/hl7/messages/{message_id}/retry",
+        A.MANAGE_REGISTRY,
+        about=About.HL7_MESSAGE,
+        fresh=True,
+    ),
 )
 del A, P, R
 
@@ -504,6 +540,7 @@ ID_NAMES = {
     About.USER: "user_id",
     About.GATEWAY: "gateway_id",
     About.DEVICE: "device_id",
+    About.HL7_MESSAGE: "message_id",
 }
 
 

@@ -10,10 +10,21 @@ import pytest
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message as hl7apy_parse_message
 from hl7apy.parser import parse_segment as hl7apy_parse_segment
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hl7.errors import OruBuildError
 from hl7.message import parse_message
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01, eui64
+from hl7.oru import (
+    AbnormalFlag,
+    DeviceRef,
+    PatientRef,
+    build_oru_r01,
+    device_profile_for,
+    eui64,
+)
+from hl7.oru_inbound import decode_oru
+from hl7.strict import StrictValidationError, validate_strictly
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import NaiveTimeError, Observation
 
@@ -58,6 +69,8 @@ def _build(
 
 
 EQUIP = "C01000FFFE000001^EUI-64"
+MMHG = "266016^MDC_DIM_MMHG^MDC^mm[Hg]^mm[Hg]^UCUM"
+BPM_UNIT = "264864^MDC_DIM_BEAT_PER_MIN^MDC^{beat}/min^{beat}/min^UCUM"
 GOLDEN = "\r".join(
     [
         "MSH|^~\\&|TRYGGHEIM|Bergen kommune|EPJ|Fjellsiden lk|20250301081630+0100||"
@@ -65,16 +78,16 @@ GOLDEN = "\r".join(
         "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO",
         "PID|1||15076500565^^^FNR&2.16.578.1.12.4.1.4.1&ISO^NNNOR||Ødegård^Kari^^^^^L||19650715",
         "PV1||R",
-        "OBR|1||TRY000001^TRYGGHEIM|182777000^monitoring of patient^SNOMED-CT|||"
-        "20250301081500+0100",
+        "OBR|1||TRY000001^TRYGGHEIM^C01000FFFE000001^EUI-64|"
+        "182777000^monitoring of patient^SNOMED-CT|||20250301081500+0100",
         f"OBX|1||528391^MDC_DEV_SPEC_PROFILE_BPM^MDC|1|||||||X|||||||{EQUIP}",
-        "OBX|2|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.0.0.1|120|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"OBX|2|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.0.0.1|120|{MMHG}|||||R|||"
         f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
-        "OBX|3|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.0.0.2|80|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"OBX|3|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.0.0.2|80|{MMHG}|||||R|||"
         f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
-        "OBX|4|NM|150023^MDC_PRESS_BLD_NONINV_MEAN^MDC|1.0.0.3|93|266016^MDC_DIM_MMHG^MDC|||||R|||"
+        f"OBX|4|NM|150023^MDC_PRESS_BLD_NONINV_MEAN^MDC|1.0.0.3|93|{MMHG}|||||R|||"
         f"20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
-        "OBX|5|NM|149546^MDC_PULS_RATE_NON_INV^MDC|1.0.0.4|64|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R"
+        f"OBX|5|NM|149546^MDC_PULS_RATE_NON_INV^MDC|1.0.0.4|64|{BPM_UNIT}|||||R"
         f"|||20250301081500+0100|||AMEAS^auto-measurement^MDC|{EQUIP}",
         "NTE|1|L|irregular pulse",
         "",
@@ -195,3 +208,186 @@ def test_input_errors() -> None:
         )
     with pytest.raises(NaiveTimeError):
         _build(now=datetime(2025, 3, 1))
+
+
+# ---------------------------------------------------------------- issue 6: PCD-01 details
+
+
+def test_the_golden_message_passes_strict_validation() -> None:
+    validate_strictly(GOLDEN)
+
+
+def test_strict_validation_catches_a_value_outside_its_table() -> None:
+    # hl7apy only *warns* about table values; the check treats warnings as failures.
+    with pytest.raises(StrictValidationError, match="HL70155"):
+        validate_strictly(GOLDEN.replace("|AL|NE|", "|XX|NE|"))
+
+
+def test_obr_3_names_the_device_and_obx_8_carries_the_abnormal_flags() -> None:
+    flags = {SESSION[0].id: AbnormalFlag.HIGH, SESSION[3].id: AbnormalFlag.LOW}
+    text = build_oru_r01(
+        patient=KARI,
+        observations=SESSION,
+        device=BPM,
+        sending_app="TRYGGHEIM",
+        sending_facility="Bergen kommune",
+        receiving_app="EPJ",
+        receiving_facility="Fjellsiden lk",
+        control_id="TRY000002",
+        now=NOW,
+        abnormal=flags,
+    )
+    validate_strictly(text)
+    message = parse_message(text)
+    obr = message.first("OBR")
+    assert obr is not None
+    assert [obr.value(3, c) for c in (1, 2, 3, 4)] == [
+        "TRY000002",
+        "TRYGGHEIM",
+        "C01000FFFE000001",
+        "EUI-64",
+    ]
+    metrics = list(message.all("OBX"))[1:]
+    assert [m.value(8) for m in metrics] == ["H", "", "", "L"]
+    # OBX-6: MDC unit, and UCUM as the alternate coding.
+    assert [(m.value(6, 1), m.value(6, 4), m.value(6, 6)) for m in metrics] == [
+        ("266016", "mm[Hg]", "UCUM"),
+        ("266016", "mm[Hg]", "UCUM"),
+        ("266016", "mm[Hg]", "UCUM"),
+        ("264864", "{beat}/min", "UCUM"),
+    ]
+
+
+_UNIT_OF = {
+    "MDC_PRESS_BLD_NONINV_SYS": "mm[Hg]",
+    "MDC_PULS_RATE_NON_INV": "{beat}/min",
+    "MDC_PULS_OXIM_SAT_O2": "%",
+    "MDC_PULS_OXIM_PULS_RATE": "{beat}/min",
+    "MDC_TEMP_BODY": "Cel",
+    "MDC_MASS_BODY_ACTUAL": "kg",
+    "MDC_RATIO_MASS_BODY_LEN_SQ": "kg/m2",
+    "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD": "mmol/L",
+}
+
+
+@pytest.mark.parametrize(
+    ("codes_", "profile"),
+    [
+        (["MDC_PRESS_BLD_NONINV_SYS", "MDC_PULS_RATE_NON_INV"], DeviceProfile.BLOOD_PRESSURE),
+        (["MDC_PULS_OXIM_SAT_O2", "MDC_PULS_OXIM_PULS_RATE"], DeviceProfile.PULSE_OXIMETER),
+        (["MDC_TEMP_BODY"], DeviceProfile.THERMOMETER),
+        (["MDC_MASS_BODY_ACTUAL", "MDC_RATIO_MASS_BODY_LEN_SQ"], DeviceProfile.SCALE),
+        (["MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"], DeviceProfile.GLUCOSE_METER),
+    ],
+)
+def test_device_profile_from_codes(codes_: list[str], profile: DeviceProfile) -> None:
+    observations = [
+        Observation("gw", CUFF, "x", c, Decimal(1), _UNIT_OF[c], MEASURED) for c in codes_
+    ]
+    assert device_profile_for(observations) is profile
+
+
+def test_device_profile_needs_one_profile() -> None:
+    mixed = [
+        _obs("MDC_PRESS_BLD_NONINV_SYS", "120", "mm[Hg]"),
+        Observation("gw", CUFF, "x", "MDC_TEMP_BODY", Decimal("37"), "Cel", MEASURED),
+    ]
+    with pytest.raises(OruBuildError, match="one device profile"):
+        device_profile_for(mixed)
+    with pytest.raises(OruBuildError, match="no device profile"):
+        device_profile_for(
+            [Observation("gw", CUFF, "x", "TRY_EVT_FALL", Decimal(1), "1", MEASURED)]
+        )
+
+
+# ---------------------------------------------------------------- properties
+
+_SESSIONS = {
+    DeviceProfile.BLOOD_PRESSURE: [
+        ("MDC_PRESS_BLD_NONINV_SYS", "mm[Hg]"),
+        ("MDC_PRESS_BLD_NONINV_DIA", "mm[Hg]"),
+        ("MDC_PRESS_BLD_NONINV_MEAN", "kPa"),
+        ("MDC_PULS_RATE_NON_INV", "{beat}/min"),
+    ],
+    DeviceProfile.PULSE_OXIMETER: [
+        ("MDC_PULS_OXIM_SAT_O2", "%"),
+        ("MDC_PULS_OXIM_PULS_RATE", "{beat}/min"),
+    ],
+    DeviceProfile.THERMOMETER: [("MDC_TEMP_BODY", "Cel"), ("MDC_TEMP_BODY", "[degF]")],
+    DeviceProfile.SCALE: [("MDC_MASS_BODY_ACTUAL", "kg"), ("MDC_MASS_BODY_ACTUAL", "[lb_av]")],
+    DeviceProfile.GLUCOSE_METER: [
+        ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mmol/L"),
+        ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mg/dL"),
+    ],
+}
+_NAME = st.text(alphabet=st.sampled_from("abcÆØÅæøå ^|~\\&-'é"), min_size=1, max_size=12).filter(
+    lambda n: n.strip()
+)
+_VALUE = st.decimals(
+    min_value=Decimal("-99999"), max_value=Decimal("99999"), places=None, allow_nan=False
+).filter(lambda d: d.is_finite())
+_OFFSET = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
+
+
+@st.composite
+def _session(draw: st.DrawFn) -> tuple[DeviceRef, list[Observation], dict[str, AbnormalFlag]]:
+    profile = draw(st.sampled_from(list(_SESSIONS)))
+    octets = draw(st.binary(min_size=6, max_size=6))
+    device = DeviceRef(":".join(f"{b:02X}" for b in octets), profile)
+    zone = draw(_OFFSET)
+    observations = []
+    for code, unit in draw(st.lists(st.sampled_from(_SESSIONS[profile]), min_size=1, max_size=4)):
+        at = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 1, 1)))
+        at = at.replace(microsecond=at.microsecond // 100 * 100)  # DTM keeps 4 fraction digits
+        value = draw(_VALUE)
+        observations.append(
+            Observation("gw", device.device_id, "ble", code, value, unit, at.replace(tzinfo=zone))
+        )
+    flags = {
+        obs.id: draw(st.sampled_from(AbnormalFlag)) for obs in observations if draw(st.booleans())
+    }
+    return device, observations, flags
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_session(), _NAME, _NAME, st.sampled_from(["15076500565", "41017012345"]))
+def test_any_session_validates_strictly_and_reads_back(
+    session: tuple[DeviceRef, list[Observation], dict[str, AbnormalFlag]],
+    family: str,
+    given_name: str,
+    national_id: str,
+) -> None:
+    device, observations, flags = session
+    text = build_oru_r01(
+        patient=PatientRef(national_id, family, given_name),
+        observations=observations,
+        device=device,
+        sending_app="TRYGGHEIM",
+        sending_facility="Bergen kommune",
+        receiving_app="EPJ",
+        receiving_facility="Fjellsiden lk",
+        control_id="TRY000003",
+        now=NOW,
+        abnormal=flags,
+    )
+    validate_strictly(text)
+    message = parse_message(text)
+    pid = message.first("PID")
+    assert pid is not None
+    assert (pid.value(5, 1), pid.value(5, 2)) == (family, given_name)
+    # Every timestamp carries a UTC offset.
+    stamps = [message.msh.value(7)] + [s.value(14) for s in list(message.all("OBX"))[1:]]
+    assert all(len(stamp) >= 19 and stamp[-5] in "+-" for stamp in stamps)
+    received = decode_oru(message)
+    assert received.problems == ()
+    assert received.national_id == national_id
+    assert [
+        (o.metric.ref, format(o.value, "f"), o.unit.ucum, o.time) for o in received.observations
+    ] == [(obs.code, format(obs.value, "f"), obs.unit, obs.time) for obs in observations]
+    assert {o.device_id for o in received.observations} == {eui64(device.device_id)}
+    metrics = list(message.all("OBX"))[1:]
+    assert [m.value(8) for m in metrics] == [
+        flags[obs.id].value if obs.id in flags else "" for obs in observations
+    ]

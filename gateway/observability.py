@@ -1,0 +1,174 @@
+"""Operations: Prometheus metrics, liveness and readiness of the care platform service.
+
+Counters come straight from the components' own stats objects (ingest workers, time-series
+exporter, HL7 in and out), read at scrape time, so nothing is counted twice. What needs the
+record store (gateways online, outbox depth the gateways report, open alarms, queue lengths) is
+read by a refresher every ``interval_s`` and served from that snapshot: a scrape never waits
+for the database. No patient data is in the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.models import AlarmRow, Hl7Inbound, Hl7Message, HomeGateway
+from gateway.store import RecordStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "tryggheim"
+
+
+@dataclass(slots=True)
+class StoreSnapshot:
+    """What the refresher last read from the record store."""
+
+    gateways: dict[str, int] = field(default_factory=dict)
+    """online / offline / unknown → count."""
+    outbox_depth: int = 0
+    """Sum of the outbox depths the home gateways last reported."""
+    open_alarms: dict[str, int] = field(default_factory=dict)
+    """severity → count of alarms not closed."""
+    hl7_outbound: dict[str, int] = field(default_factory=dict)
+    hl7_inbound: dict[str, int] = field(default_factory=dict)
+    timeseries_backlog: int | None = None
+    read_at: datetime | None = None
+
+
+class PlatformMetrics(Collector):
+    """One registry per platform (never the global one: no import-time state)."""
+
+    def __init__(
+        self,
+        stats: Mapping[str, Callable[[], Iterable[object]]],
+        store: RecordStore,
+        *,
+        backlog: Callable[[], Awaitable[int]] | None = None,
+    ) -> None:
+        """``stats`` names each component and gives its stats dataclasses (several for the
+        ingest workers, summed); ``backlog`` counts rows not yet in the time-series backend."""
+        self._stats = stats
+        self._store = store
+        self._backlog = backlog
+        self.snapshot = StoreSnapshot()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        self.alarm_latency = Histogram(
+            f"{PREFIX}_alarm_latency_seconds",
+            "From an observation's arrival at the platform to its alarm on the live stream",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            f"{PREFIX}_ingest_commit_seconds",
+            "Duration of one ingest transaction (everything a worker had received)",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterable[Metric]:
+        for component, source in self._stats.items():
+            totals: dict[str, float] = {}
+            for stats in source():
+                for f in fields(stats):  # type: ignore[arg-type]
+                    value = getattr(stats, f.name)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        totals[f.name] = totals.get(f.name, 0) + value
+            for name, total in totals.items():
+                yield CounterMetricFamily(
+                    f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
+                )
+        yield from self._snapshot_metrics()
+
+    def _snapshot_metrics(self) -> Iterable[Metric]:
+        snap = self.snapshot
+        for name, values, label, text in (
+            ("gateways", snap.gateways, "state", "Home gateways by their last status"),
+            ("alarms_open", snap.open_alarms, "severity", "Alarms not closed"),
+            ("hl7_outbound_messages", snap.hl7_outbound, "state", "Outbound HL7 queue"),
+            ("hl7_inbound_messages", snap.hl7_inbound, "state", "HL7 messages received"),
+        ):
+            family = GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=[label])
+            for key, count in sorted(values.items()):
+                family.add_metric([key], count)
+            yield family
+        yield GaugeMetricFamily(
+            f"{PREFIX}_gateway_outbox_depth",
+            "Observations waiting in the home gateways' outboxes (as last reported)",
+            value=snap.outbox_depth,
+        )
+        if snap.timeseries_backlog is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_timeseries_backlog",
+                "Committed observations not yet in the time-series backend",
+                value=snap.timeseries_backlog,
+            )
+
+    async def refresh(self, now: datetime) -> None:
+        async with self._store.session() as s:
+            gateways = await _counts(s, HomeGateway.online)
+            depth = await s.scalar(select(func.coalesce(func.sum(HomeGateway.outbox_depth), 0)))
+            alarms = await _counts(s, AlarmRow.severity, AlarmRow.state != "closed")
+            outbound = await _counts(s, Hl7Message.state)
+            inbound = await _counts(s, Hl7Inbound.state)
+        self.snapshot = StoreSnapshot(
+            gateways={_gateway_state(k): v for k, v in gateways.items()},
+            outbox_depth=int(depth or 0),
+            open_alarms={str(k): v for k, v in alarms.items()},
+            hl7_outbound={str(k): v for k, v in outbound.items()},
+            hl7_inbound={str(k): v for k, v in inbound.items()},
+            timeseries_backlog=await self._backlog() if self._backlog else None,
+            read_at=now,
+        )
+
+    async def run(self, interval_s: float, clock: Callable[[], datetime]) -> None:
+        while True:
+            try:
+                await self.refresh(clock())
+            except SQLAlchemyError as exc:
+                # Readiness says the database is gone; the metrics keep their last values.
+                log.warning("metrics: cannot read the record store: %s", exc)
+            await asyncio.sleep(interval_s)
+
+
+async def _counts(s: Any, column: Any, *where: Any) -> dict[Any, int]:
+    statement = select(column, func.count()).group_by(column)
+    if where:
+        statement = statement.where(*where)
+    return {key: int(count) for key, count in await s.execute(statement)}
+
+
+def _gateway_state(online: bool | None) -> str:
+    return "unknown" if online is None else "online" if online else "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Probes:
+    """What the service's /readyz and /metrics answer from."""
+
+    checks: Mapping[str, Callable[[], Awaitable[bool]]]
+    """name → is that part working now (e.g. database reachable, ingest connected)."""
+    metrics: PlatformMetrics | None = None
+
+
+async def database_reachable(store: RecordStore) -> bool:
+    try:
+        async with store.session() as s:
+            await s.execute(select(1))
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("readiness: record store unreachable: %s", exc)
+        return False
+    return True

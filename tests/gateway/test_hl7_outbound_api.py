@@ -1,0 +1,212 @@
+"""``/api/v1/hl7``: per-destination status, parked messages (audited: they hold patient data)
+and requeueing one, for the tenant's admin only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest_asyncio
+from access import auth_settings, bearer, platform_settings
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from gateway.api_hl7 import hl7_router
+from gateway.auth import BearerVerifier, Role
+from gateway.models import (
+    AuditEntry,
+    Hl7Destination,
+    Hl7Message,
+    Hl7MessageKind,
+    Hl7MessageState,
+    Patient,
+    Tenant,
+)
+from gateway.store import RecordStore
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+GP = ("gp.example", 2575)
+AM = ("alerts.example", 2576)
+World = tuple[httpx.AsyncClient, RecordStore, dict[str, int]]
+
+
+def api(store: RecordStore) -> FastAPI:
+    """The HL7 routes on an app with what the platform's dependencies read from its state."""
+    app = FastAPI()
+    app.state.store = store
+    app.state.settings = platform_settings()
+    app.state.verifier = BearerVerifier.from_settings(auth_settings())
+    app.state.counters = Counter[str]()
+    app.include_router(hl7_router())
+    return app
+
+
+@pytest_asyncio.fixture
+async def world(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[httpx.AsyncClient, RecordStore, dict[str, int]]]:
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    await store.migrate()
+    ids: dict[str, int] = {}
+    async with store.session() as s:
+        s.add(Tenant(id="other", name="Annen kommune", timezone="Europe/Oslo"))
+        await s.flush()
+        for name, tenant, national_id in (
+            ("kari", "default", "15076500565"),
+            ("ola", "default", "01014090011"),
+            ("per", "other", "41017012345"),
+        ):
+            patient = Patient(
+                national_id=national_id,
+                family_name=name.title(),
+                given_name="Test",
+                tenant_id=tenant,
+                care_plan="{}",
+            )
+            s.add(patient)
+            await s.flush()
+            ids[name] = patient.id
+        rows = [
+            ("k1", "kari", GP, Hl7MessageState.ACKED, Hl7MessageKind.ORU_R01),
+            ("k2", "kari", GP, Hl7MessageState.PARKED, Hl7MessageKind.ORU_R01),
+            ("k3", "kari", GP, Hl7MessageState.PENDING, Hl7MessageKind.ORU_R01),
+            ("o1", "ola", AM, Hl7MessageState.PARKED, Hl7MessageKind.ORU_R40),
+            ("p1", "per", GP, Hl7MessageState.PARKED, Hl7MessageKind.ORU_R01),
+        ]
+        for n, (control_id, who, (host, port), state, kind) in enumerate(rows):
+            message = Hl7Message(
+                control_id=control_id,
+                kind=kind,
+                patient_id=ids[who],
+                host=host,
+                port=port,
+                message=f"MSH|^~\\&|T|T|G|G|20250301081500+0100||ORU^R01^ORU_R01|{control_id}|P|2.6\r",
+                state=state,
+                attempts=1,
+                created_at=NOW + timedelta(seconds=n),
+                ack_code={"acked": "CA", "parked": "AE"}.get(state),
+            )
+            s.add(message)
+            await s.flush()
+            ids[control_id] = message.id
+        s.add(
+            Hl7Destination(
+                host=GP[0],
+                port=GP[1],
+                last_success_at=NOW,
+                last_error="k3: MLLPTimeoutError: no ACK",
+                last_error_at=NOW,
+            )
+        )
+    transport = httpx.ASGITransport(app=api(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, store, ids
+    await store.close()
+
+
+async def test_destinations_per_tenant(
+    world: World,
+) -> None:
+    client, _, _ = world
+    response = await client.get("/api/v1/hl7/destinations", headers=bearer(Role.ADMIN))
+    assert response.status_code == 200
+    body = {d["destination"]: d for d in response.json()}
+    assert set(body) == {"gp.example:2575", "alerts.example:2576"}
+    gp = body["gp.example:2575"]
+    assert (gp["pending"], gp["parked"], gp["acked"]) == (1, 1, 1)
+    assert gp["last_error"] == "k3: MLLPTimeoutError: no ACK"
+    assert datetime.fromisoformat(gp["last_success_at"]) == NOW
+    assert gp["oldest_pending_at"] is not None and gp["next_attempt_at"] is None
+    am = body["alerts.example:2576"]
+    assert (am["pending"], am["parked"], am["last_success_at"]) == (0, 1, None)
+    # Another municipality sees only its own patients' messages.
+    other = await client.get("/api/v1/hl7/destinations", headers=bearer(Role.ADMIN, tenant="other"))
+    assert [(d["destination"], d["parked"], d["acked"]) for d in other.json()] == [
+        ("gp.example:2575", 1, 0)
+    ]
+
+
+async def test_only_admins(world: World) -> None:
+    client, _, ids = world
+    for method, url in (
+        ("GET", "/api/v1/hl7/destinations"),
+        ("GET", "/api/v1/hl7/messages"),
+        ("POST", f"/api/v1/hl7/messages/{ids['k2']}/retry"),
+    ):
+        anonymous = await client.request(method, url)
+        assert anonymous.status_code == 401
+        for role in (Role.NURSE, Role.COORDINATOR, Role.INTEGRATION):
+            assert (await client.request(method, url, headers=bearer(role))).status_code == 403
+
+
+async def test_parked_messages_are_listed_and_their_reading_audited(
+    world: World,
+) -> None:
+    client, store, ids = world
+    headers = bearer(Role.ADMIN, subject="user:it")
+    response = await client.get("/api/v1/hl7/messages?state=parked", headers=headers)
+    assert response.status_code == 200
+    listed = response.json()
+    assert [(m["control_id"], m["kind"], m["destination"]) for m in listed] == [
+        ("o1", "ORU^R40", "alerts.example:2576"),
+        ("k2", "ORU^R01", "gp.example:2575"),
+    ]
+    assert listed[1]["message"].startswith("MSH|") and listed[1]["ack_code"] == "AE"
+    everything = await client.get("/api/v1/hl7/messages?limit=2", headers=headers)
+    assert [m["control_id"] for m in everything.json()] == ["o1", "k3"]
+    assert (await client.get("/api/v1/hl7/messages?limit=0", headers=headers)).status_code == 422
+    bad_state = await client.get("/api/v1/hl7/messages?state=lost", headers=headers)
+    assert bad_state.status_code == 422
+    async with store.session() as s:
+        audited = list(
+            await s.scalars(
+                select(AuditEntry).where(AuditEntry.actor == "user:it").order_by(AuditEntry.id)
+            )
+        )
+    assert [(a.action, a.patient_id, a.tenant_id) for a in audited] == [
+        ("read_hl7_messages", ids["kari"], "default"),
+        ("read_hl7_messages", ids["ola"], "default"),
+        ("read_hl7_messages", ids["kari"], "default"),
+        ("read_hl7_messages", ids["ola"], "default"),
+    ]
+    # Nothing to show: the reading is still recorded.
+    none = await client.get(
+        "/api/v1/hl7/messages?state=pending", headers=bearer(Role.ADMIN, tenant="other")
+    )
+    assert none.json() == []
+    async with store.session() as s:
+        recorded = await s.scalar(
+            select(AuditEntry).where(AuditEntry.tenant_id == "other").order_by(AuditEntry.id)
+        )
+    assert recorded is not None
+    assert (recorded.action, recorded.patient_id) == ("read_hl7_messages", None)
+
+
+async def test_a_parked_message_is_requeued(
+    world: World,
+) -> None:
+    client, store, ids = world
+    headers = bearer(Role.ADMIN, subject="user:it")
+    url = f"/api/v1/hl7/messages/{ids['k2']}/retry"
+    response = await client.post(url, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["state"], body["control_id"], body["settled_at"]) == ("pending", "k2", None)
+    assert body["next_attempt_at"] is not None
+    again = await client.post(url, headers=headers)
+    assert again.status_code == 409 and "pending" in again.json()["detail"]
+    theirs = f"/api/v1/hl7/messages/{ids['p1']}/retry"
+    assert (await client.post(theirs, headers=headers)).status_code == 404
+    assert (await client.post("/api/v1/hl7/messages/0/retry", headers=headers)).status_code == 422
+    missing = "/api/v1/hl7/messages/999999/retry"
+    assert (await client.post(missing, headers=headers)).status_code == 404
+    async with store.session() as s:
+        row = await s.get_one(Hl7Message, ids["k2"])
+        assert row.state == Hl7MessageState.PENDING
+        actions = list(
+            await s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "user:it"))
+        )
+    assert actions == ["retry_hl7_message"]

@@ -1,0 +1,89 @@
+"""Operations endpoints of a running platform (real Mosquitto, SQLite): readiness follows the
+ingest connection, /metrics counts what ingest did and what the gateways reported, and the
+alarm latency histogram fills when an alarm is raised."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+from access import auth_settings
+from chain import until
+from delivery import GATEWAY, mqtt_settings, running
+from servers import BrokerFixture
+
+from gateway.models import DEFAULT_TENANT
+from gateway.registry import Registry
+from gateway.service import Platform
+from gateway.settings import GatewaySettings
+from tryggheim.broker import find_free_port
+from tryggheim.domain import Observation
+from tryggheim.mqtt import MqttSession
+from tryggheim.wire import encode_batch, obs_topic, status_topic
+
+
+@pytest.fixture
+async def platform(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[Platform]:
+    settings = GatewaySettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        mqtt=mqtt_settings(mosquitto, "platform"),
+        http_port=find_free_port(),
+        auth=auth_settings(),
+        metrics_refresh_s=0.2,
+    )
+    service = Platform(settings)
+    await service.store.migrate()
+    registry = Registry(service.store)
+    patient = await registry.create_patient(
+        DEFAULT_TENANT, national_id="01014090011", family_name="Ødegård", given_name="Kari"
+    )
+    await registry.register_gateway(DEFAULT_TENANT, GATEWAY, patient.id, datetime.now(UTC))
+    async with running(service.run(), "platform"):
+        await until(lambda: service.started, what="the platform")
+        yield service
+
+
+async def test_readiness_metrics_and_alarm_latency(
+    mosquitto: BrokerFixture, platform: Platform
+) -> None:
+    base = f"http://127.0.0.1:{platform.settings.http_port}"
+    async with httpx.AsyncClient(base_url=base) as http:
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "checks": {"database": True, "ingest": True}}
+
+        fall = Observation(
+            gateway_id=GATEWAY,
+            seq=1,
+            device_id="hall",
+            source="mqtt:zigbee2mqtt",
+            code="TRY_EVT_FALL",
+            value=Decimal(1),
+            unit="1",
+            time=datetime.now(UTC),
+        )
+        async with MqttSession(mqtt_settings(mosquitto, GATEWAY), "gw-metrics") as mqtt:
+            await mqtt.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, [fall]))
+            status = b'{"v": 1, "gateway_id": "gw-test", "state": "online", "outbox_depth": 42}'
+            await mqtt.publish(status_topic(GATEWAY), status)
+
+        async def reported() -> bool:
+            text = (await http.get("/metrics")).text
+            return (
+                "tryggheim_gateway_outbox_depth 42.0" in text
+                and 'tryggheim_alarms_open{severity="critical"} 1.0' in text
+            )
+
+        await until(reported, timeout=20, what="the metrics")
+        text = (await http.get("/metrics")).text
+        assert "tryggheim_ingest_observations_new_total 1.0" in text
+        assert 'tryggheim_gateways{state="online"} 1.0' in text
+        assert "tryggheim_alarm_latency_seconds_count 1.0" in text
+
+        platform.workers[0].stats.connected = False
+        not_ready = await http.get("/readyz")
+        assert not_ready.status_code == 503 and not_ready.json()["checks"]["ingest"] is False

@@ -1,0 +1,70 @@
+"""bench/hl7.py with tiny sizes: it runs every part, prints its JSON line, and every message of
+every part was acknowledged and counted (stored raw, observations, the durable queue drained
+after the GP outage)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "hl7.py"
+
+
+def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--connections",
+            "2",
+            "--ack-messages",
+            "30",
+            "--full-messages",
+            "20",
+            "--outbound-messages",
+            "40",
+            "--backlog",
+            "60",
+            "--patients",
+            "3",
+            "--down-s",
+            "0.5",
+            "--retry-after-s",
+            "0.5",
+            "--baseline-s",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bench"] == "hl7" and result["ok"] is True
+    assert (result["inbound_ack_goal"], result["backlog_goal_s"]) == (2000, 60)
+    assert set(result["goals_met"]) == {"inbound_ack_msgs_per_s", "backlog_drain_s"}
+
+    inbound = result["inbound"]
+    assert inbound["ack"]["acks"] == {"AA": 30}
+    assert inbound["full"]["acks"] == {"CA": 20}  # PCD-01 asks for enhanced mode (MSH-15 AL)
+    # Every message stored raw: 2 registrations + 2 warm-ups + 30 + 20.
+    assert inbound["stored_raw"] == 54
+    assert inbound["observations_stored"] == 4 * (2 + 20)
+    for part in (inbound["ack"], inbound["full"]):
+        assert part["msgs_per_s"] > 0 and part["endpoint_cpu_s"] > 0
+
+    outbound = result["outbound"]
+    assert outbound["acks"] == {"CA": 40} and outbound["msgs_per_s"] > 0
+
+    backlog = result["backlog"]
+    assert backlog["via"].startswith("gateway.hl7_outbound")
+    assert (backlog["messages"], backlog["acked"], backlog["complete"]) == (60, 60, True)
+    assert backlog["states"] == {"acked": 60}
+    assert backlog["attempts_while_down"] >= 1  # the GP really was down
+    assert backlog["drain_s"] > 0
+
+    for parser in ("hl7apy_parse_message", "ours_decode_message", "ours_decode_inbound"):
+        assert result["baseline"][parser]["msgs_per_s"] > 0
