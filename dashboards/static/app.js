@@ -1,164 +1,503 @@
-"use strict";
-// Nurse page: lists the patients with their latest values and refreshes on the live stream.
+// The nurse app: sign in, my patients by urgency, one patient's trends, events and devices,
+// the alarm inbox, settings. Plain ES modules, no build step; pages are hash routes:
+// #/patients, #/patients/{id}?range=7d, #/alarms, #/settings.
 
-const BP = ["MDC_PRESS_BLD_NONINV_SYS", "MDC_PRESS_BLD_NONINV_DIA"];
-const PULSE = ["MDC_PULS_RATE_NON_INV", "MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE"];
-const UNIT_TEXT = { "mm[Hg]": "mmHg", "{beat}/min": "/min", "Cel": "°C", "[degF]": "°F" };
+import * as api from "./api.js";
+import { h, keepingFocus } from "./dom.js";
+import { playAlarmSound, soundState, unlockSound } from "./alerting.js";
+import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
+import { LiveStream, STALE_AFTER_MS } from "./stream.js";
+import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
+import {
+  RANGES, SEVERITY_RANK, alarmsView, byUrgency, loginView, patientName, patientView,
+  patientsView, settingsView,
+} from "./views.js";
 
-function unitText(unit) { return UNIT_TEXT[unit] ?? unit; }
+const SETTINGS_KEY = "tryggheim.settings";
+const LEVELS = { critical: 3, high: 2, all: 0 };
+const DAY = 86_400_000;
 
-// Times are shown as the patient's own clock showed them: the API keeps the device's offset.
-function when(iso) {
-  const [, year, month, day, hour, minute] = iso.match(/^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/);
-  return `${day}.${month}.${year} ${hour}:${minute}`;
-}
+// --- settings (this tablet) ----------------------------------------------------------------
 
-// Status bits of the measurement, worth a nurse's attention (not e.g. the cuff's user slot).
-function isWarning(flag) { return !flag.startsWith("device_user"); }
-
-function cell(text, className) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  if (className) td.className = className;
-  return td;
-}
-
-// Vital signs only (MDC codes); device and home telemetry (battery, sensors) is not a measurement.
-function isMeasurement(observation) { return observation.code.startsWith("MDC_"); }
-
-function row(patient) {
-  const latest = patient.latest.filter(isMeasurement);
-  const byCode = new Map(latest.map((o) => [o.code, o]));
-  const tr = document.createElement("tr");
-  tr.dataset.patientId = String(patient.id);
-  const name = document.createElement("th");
-  name.scope = "row";
-  name.textContent = `${patient.family_name}, ${patient.given_name}`;
-  tr.append(name);
-
-  const [sys, dia] = BP.map((c) => byCode.get(c));
-  tr.append(cell(sys && dia ? `${sys.value}/${dia.value} ${unitText(sys.unit)}` : "–", "value bp"));
-  const pulse = PULSE.map((c) => byCode.get(c)).find(Boolean);
-  tr.append(cell(pulse ? `${pulse.value} ${unitText(pulse.unit)}` : "–", "value pulse"));
-
-  const shown = new Set([...BP, ...PULSE]);
-  const others = latest.filter((o) => !shown.has(o.code));
-  tr.append(cell(others.map((o) => `${o.display}: ${o.value} ${unitText(o.unit)}`).join("; ") || "–"));
-
-  const newest = latest.reduce(
-    (a, o) => (!a || Date.parse(o.time) > Date.parse(a) ? o.time : a), null);
-  const flags = latest.flatMap((o) => o.flags).filter(isWarning);
-  const time = cell(newest ? when(newest) : "–");
-  if (flags.length) {
-    const flag = document.createElement("span");
-    flag.className = "flag";
-    flag.textContent = ` (${[...new Set(flags)].join(", ").replaceAll("_", " ")})`;
-    time.append(flag);
+function loadSettings() {
+  const defaults = { lang: "nb", sound: true, level: "high" };
+  try {
+    return { ...defaults, ...JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") };
+  } catch {
+    return defaults;
   }
-  tr.append(time);
-  return tr;
 }
 
-// The access token lives in this tab only (sessionStorage): closing the tab signs out.
-const TOKEN_KEY = "tryggheim.token";
+const settings = loadSettings();
+setLanguage(settings.lang);
 
-class SignedOut extends Error {}
+// --- state -----------------------------------------------------------------------------------
 
-async function api(path, init = {}) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (!token) throw new SignedOut("not signed in");
-  const response = await fetch(path, {
-    ...init, headers: { ...init.headers, Authorization: `Bearer ${token}` },
-  });
-  if (response.status === 401) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    throw new SignedOut("session expired");
+const state = {
+  patients: [],
+  thresholds: new Map(), // patient id → thresholds in effect
+  alarms: [], // open alarms (not closed)
+  allAlarms: [], // the newest, any state (#/alarms?show=all)
+  loaded: false,
+  detail: null, // the open patient's data
+  known: null, // alarm ids seen since sign-in (null before the first load)
+  banner: [], // new alarms announced and not yet acknowledged or hidden
+  connection: "connecting",
+  lastLive: null,
+  updatedAt: null,
+  top: null, // the patient at the top of the list
+};
+const drafts = new Map(); // alarm id → resolution note being written
+const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
+let route = parseRoute();
+let stream = null;
+let loginProblem = null;
+let soundNote = null;
+let soundBlocked = false;
+let focusView = false;
+
+const ctx = {
+  state, drafts, settings,
+  isOpen: (key, otherwise) => openDetails.get(key) ?? otherwise,
+  get route() { return route; },
+  get live() { return state.connection === "live"; },
+  get loginProblem() { return loginProblem; },
+  get soundNote() { return soundNote; },
+  patient: (id) => state.patients.find((p) => p.id === id),
+  subject: () => api.claims()?.sub,
+  act, signIn, navigate, updateSettings, testSound,
+};
+
+// --- routing ---------------------------------------------------------------------------------
+
+function parseRoute() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const params = new URLSearchParams(query);
+  const patient = path.match(/^\/patients\/(\d+)$/);
+  if (patient) {
+    const range = RANGES[params.get("range")] ? params.get("range") : "7d";
+    return { name: "patient", id: Number(patient[1]), range };
   }
-  return response;
+  if (path === "/alarms") return { name: "alarms", show: params.get("show") === "all" ? "all" : "open" };
+  if (path === "/settings") return { name: "settings" };
+  return { name: "patients" };
 }
 
-async function refresh() {
-  const response = await api("api/v1/patients");
-  if (!response.ok) throw new Error(`patients: HTTP ${response.status}`);
-  const patients = await response.json();
-  document.querySelector("#patients tbody").replaceChildren(...patients.map(row));
-  document.getElementById("patients").hidden = false;
-  document.getElementById("empty").hidden = patients.length > 0;
+function navigate(hash, { keepFocus = false } = {}) {
+  focusView = !keepFocus;
+  if (location.hash === hash) onRoute();
+  else location.hash = hash;
 }
 
-let pending = null;
-function refreshSoon() {
-  // A cuff reading brings four values at once: one reload for all of them.
-  if (pending) return;
-  pending = setTimeout(() => { pending = null; refresh().catch(showError); }, 300);
+function onRoute() {
+  const before = route;
+  route = parseRoute();
+  if (!api.token()) { render({ focus: true }); return; }
+  if (route.name === "patient" && (state.detail?.id !== route.id || state.detail?.range !== route.range)) {
+    if (state.detail?.id !== route.id) state.detail = null;
+    refreshNow({ detail: true });
+  }
+  if (route.name === "alarms" && route.show === "all" && before.show !== "all") refreshNow({ overview: true });
+  render({ focus: focusView || before.name !== route.name || before.id !== route.id });
+  focusView = false;
 }
 
-function showError(error) {
-  if (error instanceof SignedOut) { showLogin(error.message); return; }
-  document.getElementById("connection").textContent = `Problem: ${error.message}`;
+// --- rendering -------------------------------------------------------------------------------
+
+const VIEWS = { patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView };
+
+function viewTitle(signedIn) {
+  if (!signedIn) return t("login.title");
+  if (route.name === "patient") return patientName(ctx.patient(route.id));
+  return t(`${route.name}.title`);
 }
 
-function showLogin(reason) {
-  document.getElementById("patients").hidden = true;
-  document.getElementById("connection").textContent = "Signed out";
-  const form = document.getElementById("login");
-  form.hidden = false;
-  document.getElementById("login-problem").textContent =
-    reason === "not signed in" ? "" : `Please sign in again (${reason}).`;
-  document.getElementById("username").focus();
+function render({ focus = false } = {}) {
+  const signedIn = Boolean(api.token());
+  renderShell(signedIn);
+  const main = document.getElementById("main");
+  const view = signedIn ? VIEWS[route.name] : loginView;
+  keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)),
+    () => document.getElementById("view-title"));
+  main.classList.toggle("not-live", signedIn && state.connection !== "live");
+  const unacknowledged = state.alarms.filter((a) => a.state === "raised").length;
+  document.title = `${unacknowledged ? `(${unacknowledged}) ` : ""}${viewTitle(signedIn)} – Tryggheim`;
+  if (focus) document.getElementById("view-title")?.focus();
 }
 
-document.getElementById("login").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = event.target;
-  const response = await fetch("api/v1/auth/token", { method: "POST", body: new URLSearchParams(new FormData(form)) });
-  if (!response.ok) {
-    document.getElementById("login-problem").textContent = "Wrong user name or password.";
+function renderShell(signedIn) {
+  for (const element of document.querySelectorAll("[data-i18n]")) {
+    element.textContent = t(element.dataset.i18n);
+  }
+  for (const element of document.querySelectorAll("[data-i18n-label]")) {
+    element.setAttribute("aria-label", t(element.dataset.i18nLabel));
+  }
+  document.getElementById("nav").hidden = !signedIn;
+  document.getElementById("sign-out").hidden = !signedIn;
+  for (const link of document.querySelectorAll("#nav a")) {
+    const current = signedIn && (link.dataset.route === route.name
+      || (link.dataset.route === "patients" && route.name === "patient"));
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const count = state.alarms.filter((a) => a.state === "raised").length;
+  const badge = document.getElementById("alarm-count");
+  badge.hidden = !count;
+  badge.textContent = count ? t("nav.open_alarms", { count }) : "";
+  const name = api.claims()?.name;
+  document.getElementById("user").textContent = signedIn && name ? t("signed_in_as", { name }) : "";
+  const language = document.getElementById("language");
+  language.textContent = t("language.switch");
+  language.lang = settings.lang === "nb" ? "en" : "nb";
+  renderConnection(signedIn);
+  renderBanner(signedIn);
+}
+
+function renderConnection(signedIn) {
+  const status = document.getElementById("connection");
+  const alert = document.getElementById("connection-alert");
+  const banner = document.getElementById("connection-banner");
+  const retry = document.getElementById("reconnect");
+  const st = signedIn ? state.connection : null;
+  const statusText = st ? t(`connection.${st}`) : "";
+  if (status.dataset.state !== (st ?? "") || status.dataset.lang !== settings.lang) {
+    status.dataset.state = st ?? "";
+    status.dataset.lang = settings.lang;
+    const dot = { live: "●", connecting: "○" }[st] ?? "⚠";
+    status.replaceChildren(...(st ? [h("span", { class: "dot", "aria-hidden": "true" }, dot), ` ${statusText}`] : []));
+  }
+  document.getElementById("updated").textContent = signedIn && state.updatedAt
+    ? t("connection.updated", { time: clock(state.updatedAt, { seconds: true }) }) : "";
+  const down = st === "stale" || st === "lost";
+  const text = down ? [
+    t(st === "stale" ? "connection.stale_title" : "connection.lost_title", { seconds: Math.round(STALE_AFTER_MS / 1000) }),
+    state.lastLive ? t("connection.since", { time: clock(state.lastLive, { seconds: true }) }) : t("connection.never"),
+  ].join(" ") : "";
+  if (alert.textContent !== text) alert.textContent = text;
+  banner.classList.toggle("down", down);
+  retry.hidden = !down;
+}
+
+function renderBanner(signedIn) {
+  const section = document.getElementById("new-alarms");
+  const alarms = signedIn ? state.banner.map((id) => state.alarms.find((a) => a.id === id)).filter(Boolean) : [];
+  section.hidden = !alarms.length;
+  if (!alarms.length) { section.replaceChildren(); return; }
+  const top = alarms.reduce((a, b) => ((SEVERITY_RANK[b.severity] ?? 0) > (SEVERITY_RANK[a.severity] ?? 0) ? b : a));
+  section.className = `new-alarms sev-${top.severity}`;
+  keepingFocus(() => section.replaceChildren(...[
+    h("h2", { id: "new-alarms-title" }, h("span", { "aria-hidden": "true" }, "⚠ "), t("new_alarms.title")),
+    h("ul", {}, alarms.map((a) => {
+      const patient = patientName(ctx.patient(a.patient_id));
+      return h("li", { class: `sev-${a.severity}`, "data-alarm-id": a.id },
+        h("p", {},
+          h("strong", {}, t("new_alarms.item", { severity: severityWord(a.severity), alarm: alarmName(a), patient })),
+          ` · ${clock(a.raised_at)}`),
+        h("button", {
+          type: "button", class: "primary", "data-key": `banner-${a.id}`, onclick: () => act(a, "acknowledge"),
+        }, t("alarm.acknowledge"), h("span", { class: "visually-hidden" }, `: ${alarmName(a)}, ${patient}`)));
+    })),
+    soundBlocked && settings.sound ? h("p", { class: "sound-blocked" }, t("new_alarms.sound_blocked")) : null,
+    h("p", { class: "banner-actions" },
+      h("a", { href: "#/alarms", "data-key": "banner-open" }, t("new_alarms.open")),
+      h("button", {
+        type: "button", class: "quiet", "data-key": "banner-dismiss",
+        onclick: () => { state.banner = []; render(); },
+      }, t("new_alarms.dismiss"))),
+  ].filter(Boolean)));
+}
+
+const announcing = new Map();
+function announce(text, { urgent = false } = {}) {
+  const id = urgent ? "announce-alert" : "announce-polite";
+  const region = document.getElementById(id);
+  region.textContent = "";
+  clearTimeout(announcing.get(id));
+  // A fresh text node after a moment, so that the same words twice are announced twice.
+  announcing.set(id, setTimeout(() => { region.textContent = text; }, 50));
+}
+
+// --- data ------------------------------------------------------------------------------------
+
+let wanted = { overview: false, detail: false };
+let timer = null;
+let running = null;
+
+/** Reload soon (a cuff reading brings four values at once: one reload for all of them). */
+function refreshSoon(parts) {
+  wanted = { overview: wanted.overview || Boolean(parts.overview), detail: wanted.detail || Boolean(parts.detail) };
+  if (!timer && !running) timer = setTimeout(runRefresh, 250);
+}
+
+function refreshNow(parts) {
+  clearTimeout(timer);
+  timer = null;
+  wanted = { overview: wanted.overview || Boolean(parts.overview), detail: wanted.detail || Boolean(parts.detail) };
+  if (!running) runRefresh();
+}
+
+async function runRefresh() {
+  timer = null;
+  const parts = wanted;
+  wanted = { overview: false, detail: false };
+  running = (async () => {
+    try {
+      if (parts.overview || !state.loaded) await loadOverview();
+      if (parts.detail && route.name === "patient") await loadDetail(route.id, route.range);
+      render();
+    } catch (error) {
+      failed(error);
+    }
+  })();
+  await running;
+  running = null;
+  if (wanted.overview || wanted.detail) timer = setTimeout(runRefresh, 250);
+}
+
+async function loadOverview() {
+  const [patients, alarms, thresholds, all] = await Promise.all([
+    api.get("api/v1/patients"),
+    api.get("api/v1/alarms?state=open&limit=1000"),
+    api.get("api/v1/thresholds"),
+    route.name === "alarms" && route.show === "all" ? api.get("api/v1/alarms?state=all&limit=100") : null,
+  ]);
+  state.patients = patients;
+  state.alarms = alarms;
+  if (all) state.allAlarms = all;
+  state.thresholds = new Map(thresholds.map((p) => [p.patient_id, p.thresholds]));
+  state.loaded = true;
+  state.updatedAt = new Date();
+  noticeNewAlarms(alarms);
+  noticeReorder();
+}
+
+async function loadDetail(id, range) {
+  const to = Date.now();
+  const from = to - RANGES[range] * DAY;
+  const since = encodeURIComponent(new Date(from).toISOString());
+  const base = `api/v1/patients/${id}`;
+  const codes = (list) => list.map((c) => `code=${encodeURIComponent(c)}`).join("&");
+  const [thresholds, observations, events, devices, alarms] = await Promise.all([
+    api.get(`${base}/thresholds`),
+    api.request(`${base}/observations?since=${since}&limit=10000&${codes(VITAL_CODES)}`),
+    api.get(`${base}/observations?since=${since}&limit=2000&${codes(EVENT_CODES)}`),
+    api.get(`${base}/devices`),
+    api.get(`api/v1/alarms?patient_id=${id}&state=all&limit=50`),
+  ]);
+  if (route.name !== "patient" || route.id !== id || route.range !== range) return; // moved on
+  state.detail = {
+    id, range, from, to, thresholds, events, devices, alarms, loaded: true,
+    observations: observations.data,
+    truncated: observations.response.headers.has("X-Next-Cursor"),
+  };
+}
+
+/** New alarms since the last load (live, or missed while disconnected): shown at the top of
+ * every page, read out, and with the sound if the nurse wants it. */
+function noticeNewAlarms(alarms) {
+  if (state.known === null) {
+    state.known = new Set(alarms.map((a) => a.id));
     return;
   }
-  sessionStorage.setItem(TOKEN_KEY, (await response.json()).access_token);
-  form.reset();
-  form.hidden = true;
-  start();
+  const fresh = [];
+  for (const alarm of alarms) {
+    if (state.known.has(alarm.id)) continue;
+    state.known.add(alarm.id);
+    if (alarm.state !== "raised") continue;
+    if ((SEVERITY_RANK[alarm.severity] ?? 0) < LEVELS[settings.level]) continue;
+    fresh.push(alarm);
+  }
+  state.banner = state.banner.filter((id) => alarms.some((a) => a.id === id && a.state === "raised"));
+  if (!fresh.length) return;
+  state.banner.push(...fresh.map((a) => a.id));
+  announce(fresh.map((a) => t("new_alarms.announce", {
+    severity: severityWord(a.severity, { lower: true }), alarm: alarmName(a), patient: patientName(ctx.patient(a.patient_id)),
+  })).join(" "), { urgent: true });
+  const banner = document.getElementById("new-alarms");
+  banner.classList.remove("flash");
+  requestAnimationFrame(() => banner.classList.add("flash"));
+  if (settings.sound) {
+    playAlarmSound().then((played) => {
+      if (soundBlocked !== !played) { soundBlocked = !played; render(); }
+    });
+  }
+}
+
+function noticeReorder() {
+  const [first] = byUrgency(state.patients, (id) => state.thresholds.get(id));
+  const top = first?.p.id ?? null;
+  if (state.top !== null && top !== null && top !== state.top && route.name === "patients") {
+    announce(t("patients.new_top", { name: patientName(first.p) }));
+  }
+  state.top = top;
+}
+
+function replaceAlarm(updated) {
+  const swap = (list) => list.map((a) => (a.id === updated.id ? updated : a));
+  state.alarms = swap(state.alarms).filter((a) => a.state !== "closed");
+  state.allAlarms = swap(state.allAlarms);
+  if (state.detail) state.detail.alarms = swap(state.detail.alarms);
+  for (const patient of state.patients) {
+    if (patient.id === updated.patient_id) {
+      patient.open_alarms = swap(patient.open_alarms).filter((a) => a.state !== "closed");
+    }
+  }
+  if (updated.state !== "raised") state.banner = state.banner.filter((id) => id !== updated.id);
+}
+
+async function act(alarm, action, note) {
+  try {
+    const updated = await api.post(`api/v1/alarms/${alarm.id}/${action}`, action === "resolve" ? { note } : undefined);
+    replaceAlarm(updated);
+    if (action === "resolve") drafts.delete(alarm.id);
+    render();
+    noticeReorder();
+    if (action === "start") {
+      document.getElementById(`alarm-${alarm.id}-note`)?.focus();
+    } else if (!document.activeElement || document.activeElement === document.body) {
+      (document.querySelector(`[data-key="alarm-${alarm.id}-primary"]`) ?? document.getElementById("view-title"))?.focus();
+    }
+    announce(t(`alarm.done.${action}`, { alarm: alarmName(updated), patient: patientName(ctx.patient(updated.patient_id)) }));
+    refreshSoon({ overview: true, detail: route.name === "patient" });
+  } catch (error) {
+    if (error instanceof api.HttpError && error.status === 409) {
+      announce(t("alarm.conflict"));
+      refreshNow({ overview: true, detail: route.name === "patient" });
+    } else {
+      failed(error);
+    }
+  }
+}
+
+function signedOutText(reason) {
+  if (reason === "not signed in") return null;
+  return t(reason === "forbidden" ? "login.forbidden" : "login.expired");
+}
+
+function failed(error) {
+  if (error instanceof api.SignedOut) {
+    showLogin(signedOutText(error.message));
+    return;
+  }
+  console.error(error);
+  // While the live stream is down, its banner already says the screen may be out of date.
+  if (state.connection === "live") announce(t("error.generic", { detail: error.message }), { urgent: true });
+}
+
+// --- the live stream -------------------------------------------------------------------------
+
+function onEvent(type, data) {
+  state.updatedAt = new Date();
+  if (type !== "observation" && type !== "alarm") return;
+  refreshSoon({ overview: true, detail: route.name === "patient" && data.patient_id === route.id });
+}
+
+function onState(connection, { lastLive }) {
+  const wasDown = state.connection === "stale" || state.connection === "lost";
+  state.connection = connection;
+  state.lastLive = lastLive;
+  if (connection === "live") {
+    // Whatever happened while not connected: load it all again.
+    refreshNow({ overview: true, detail: route.name === "patient" });
+    if (wasDown) announce(t("connection.back"));
+  }
+  render();
+}
+
+// --- session ---------------------------------------------------------------------------------
+
+let expiry = null;
+
+function startSession() {
+  stream?.stop();
+  Object.assign(state, {
+    patients: [], thresholds: new Map(), alarms: [], allAlarms: [], loaded: false, detail: null,
+    known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
+  });
+  stream = new LiveStream({ onEvent, onState, onSignedOut: (reason) => showLogin(signedOutText(reason)) });
+  stream.start();
+  refreshNow({ overview: true, detail: route.name === "patient" });
+  clearTimeout(expiry);
+  const exp = api.claims()?.exp;
+  const left = exp ? exp * 1000 - Date.now() : null;
+  if (left !== null && left < 2 ** 31) expiry = setTimeout(() => showLogin(t("login.expired")), Math.max(left, 0));
+}
+
+function showLogin(problem) {
+  stream?.stop();
+  stream = null;
+  clearTimeout(expiry);
+  api.signOut();
+  loginProblem = problem;
+  drafts.clear();
+  state.banner = [];
+  render({ focus: true });
+}
+
+async function signIn(username, password, form) {
+  unlockSound(); // a user gesture: the alarm sound may play from now on
+  const button = form.querySelector("button[type=submit]");
+  const problem = document.getElementById("login-problem");
+  button.disabled = true;
+  button.textContent = t("login.busy");
+  let ok = false;
+  try {
+    ok = await api.signIn(username, password);
+    loginProblem = ok ? null : t("login.wrong");
+  } catch {
+    loginProblem = t("login.unreachable");
+  }
+  button.disabled = false;
+  button.textContent = t("login.submit");
+  if (!ok) {
+    problem.textContent = loginProblem;
+    document.getElementById("password").select();
+    document.getElementById("password").focus();
+    return;
+  }
+  startSession();
+  render({ focus: true });
+}
+
+// --- settings --------------------------------------------------------------------------------
+
+function updateSettings(patch) {
+  Object.assign(settings, patch);
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  if (patch.lang) setLanguage(settings.lang);
+  render();
+  announce(t("settings.saved"));
+}
+
+async function testSound() {
+  unlockSound();
+  const played = await playAlarmSound();
+  soundBlocked = !played;
+  soundNote = t(played ? "settings.sound_state.running" : "settings.sound_state.blocked");
+  render();
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+document.getElementById("language").addEventListener("click", () => {
+  updateSettings({ lang: settings.lang === "nb" ? "en" : "nb" });
 });
-
-// Server-sent events read with fetch, since EventSource cannot send the Authorization header.
-async function listen() {
-  const status = document.getElementById("connection");
-  const response = await api("api/v1/stream", { headers: { Accept: "text/event-stream" } });
-  if (!response.ok) throw new Error(`live stream: HTTP ${response.status}`);
-  status.textContent = "Live";
-  refreshSoon();
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("live stream ended");
-    buffer += value;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      if (/^event: (observation|alarm)$/m.test(block)) refreshSoon();
-    }
-  }
+document.getElementById("sign-out").addEventListener("click", () => showLogin(null));
+document.getElementById("reconnect").addEventListener("click", () => stream?.reconnectNow());
+document.getElementById("main").addEventListener("toggle", (event) => {
+  const key = event.target.dataset?.details;
+  if (!key) return;
+  openDetails.set(key, event.target.open);
+}, true);
+for (const type of ["pointerdown", "keydown"]) {
+  document.addEventListener(type, () => {
+    unlockSound();
+    if (soundBlocked && soundState() === "running") { soundBlocked = false; render(); }
+  });
 }
+window.addEventListener("hashchange", onRoute);
+// Relative times ("5 min ago") move on.
+setInterval(() => { if (api.token()) render(); }, 60_000);
 
-async function connect() {
-  for (;;) {
-    try {
-      await listen();
-    } catch (error) {
-      if (error instanceof SignedOut) { showLogin(error.message); return; }
-      document.getElementById("connection").textContent = "Reconnecting…";
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-    }
-  }
-}
-
-function start() {
-  refresh().catch(showError);
-  connect();
-}
-
-start();
+if (api.token()) startSession();
+render({ focus: false });
