@@ -289,6 +289,7 @@ class Hl7Outbound:
         self._lanes: dict[Destination, asyncio.Task[bool]] = {}
         self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = timedelta(seconds=2 * settings.ack_timeout_s + 30)
+        self._tls = settings.client_ssl_context()
         self.stats = Hl7Stats()
 
     def notify(self) -> None:
@@ -575,7 +576,7 @@ class Hl7Outbound:
         except SQLAlchemyError as exc:
             log.error("HL7 %s:%d: cannot take the destination: %s", host, port, exc)
             return False
-        client = MLLPClient(host, port)
+        client = MLLPClient(host, port, ssl=self._tls, server_hostname=host)
         try:
             message = await self._due_head(host, port)
             while message is not None:

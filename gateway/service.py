@@ -82,6 +82,8 @@ class Platform:
                 port=settings.http_port,
                 log_level="warning",
                 lifespan="off",
+                ssl_certfile=settings.http_tls_cert,
+                ssl_keyfile=settings.http_tls_key,
                 # Live streams stay open; do not let them hold a shutdown up.
                 timeout_graceful_shutdown=1,
             )

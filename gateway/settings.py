@@ -61,6 +61,16 @@ class Hl7Settings(BaseModel):
     alert_lookback_s: float = Field(default=86400.0, gt=0)
     """Closed alarms changed longer ago than this are not reported (e.g. when an alert manager
     is configured on a platform that already has a history of alarms); open ones always are."""
+    tls_ca: Path | None = None
+    """PEM of the CA(s) that sign the GP and alert-manager endpoints: with it every outbound
+    MLLP connection is TLS, and the peer's certificate must match its host name."""
+
+    def client_ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_ca is None:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return context
 
 
 class BrokerAccountsSettings(BaseModel):
@@ -123,6 +133,10 @@ class GatewaySettings(BaseSettings):
     hl7: Hl7Settings = Hl7Settings()
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_tls_cert: Path | None = None
+    """PEM certificate chain: with ``http_tls_key``, the API and the nurse app are HTTPS only."""
+    http_tls_key: Path | None = None
+
     timezone: str = "Europe/Oslo"
     auth: AuthSettings = AuthSettings()
     broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
@@ -135,3 +149,9 @@ class GatewaySettings(BaseSettings):
     broker so that every process's streams see every change (docs/scale.md)."""
     hl7_listen: Hl7ListenSettings | None = None
     """Unset: the platform receives no HL7 (it still sends ORU^R01 to GPs)."""
+
+    @model_validator(mode="after")
+    def _http_tls_pair(self) -> GatewaySettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("set both http_tls_cert and http_tls_key, or neither")
+        return self

@@ -1,9 +1,10 @@
-"""Operations endpoints of a running platform (real Mosquitto, SQLite): readiness follows the
-ingest connection, /metrics counts what ingest did and what the gateways reported, and the
-alarm latency histogram fills when an alarm is raised."""
+"""Operations endpoints and TLS of a running platform (real Mosquitto, SQLite): readiness
+follows the ingest connection, /metrics counts what ingest did and what the gateways reported,
+the alarm latency histogram fills when an alarm is raised; HTTPS and MLLP over TLS to the GP."""
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,10 +20,14 @@ from servers import BrokerFixture
 from gateway.models import DEFAULT_TENANT
 from gateway.registry import Registry
 from gateway.service import Platform
-from gateway.settings import GatewaySettings
-from tryggheim.broker import find_free_port
+from gateway.settings import GatewaySettings, Hl7Settings
+from hl7.ack import AckCode, build_ack
+from hl7.mllp import MLLPServer, ReceivedMessage
+from tryggheim.broker import TlsFiles, find_free_port
+from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
+from tryggheim.tlsutil import make_test_ca
 from tryggheim.wire import encode_batch, obs_topic, status_topic
 
 
@@ -87,3 +92,75 @@ async def test_readiness_metrics_and_alarm_latency(
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")
         assert not_ready.status_code == 503 and not_ready.json()["checks"]["ingest"] is False
+
+
+async def test_https_api_and_mllp_over_tls_to_the_gp(
+    mosquitto: BrokerFixture, tmp_path: Path
+) -> None:
+    """With certificates configured, the API is HTTPS only and HL7 goes to the GP over TLS."""
+    tls = make_test_ca(tmp_path / "tls")
+    received: list[bytes] = []
+
+    async def gp(message: ReceivedMessage) -> bytes:
+        received.append(message.raw)
+        now = datetime.now(UTC)
+        return build_ack(message.message, AckCode.AA, "", now, "GP1").encode()
+
+    trusting = ssl.create_default_context(cafile=tls.cafile)
+    async with MLLPServer(gp, ssl=server_context(tls)) as gp_server:
+        settings = GatewaySettings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+            mqtt=mqtt_settings(mosquitto, "platform"),
+            http_port=find_free_port(),
+            http_tls_cert=tls.certfile,
+            http_tls_key=tls.keyfile,
+            auth=auth_settings(),
+            hl7=Hl7Settings(tls_ca=tls.cafile, settle_s=0.2),
+        )
+        service = Platform(settings)
+        await service.store.migrate()
+        registry = Registry(service.store)
+        patient = await registry.create_patient(
+            DEFAULT_TENANT,
+            national_id="01014090011",
+            family_name="Ødegård",
+            given_name="Kari",
+            gp_hl7_host="localhost",
+            gp_hl7_port=gp_server.port,
+        )
+        await registry.pair_device(
+            DEFAULT_TENANT,
+            device_id="C0:10:00:00:00:01",
+            patient_id=patient.id,
+            gateway_id=GATEWAY,
+            profile=DeviceProfile.BLOOD_PRESSURE,
+        )
+        async with running(service.run(), "platform"):
+            await until(lambda: service.started, what="the platform")
+            port = settings.http_port
+            async with httpx.AsyncClient(verify=trusting) as https:
+                ready = await https.get(f"https://localhost:{port}/healthz")
+                assert ready.status_code == 200
+            async with httpx.AsyncClient() as plain:
+                with pytest.raises(httpx.HTTPError):
+                    await plain.get(f"http://localhost:{port}/healthz")
+            cuff = Observation(
+                gateway_id=GATEWAY,
+                seq=1,
+                device_id="C0:10:00:00:00:01",
+                source="ble:2A35",
+                code="MDC_PRESS_BLD_NONINV_SYS",
+                value=Decimal(128),
+                unit="mm[Hg]",
+                time=datetime.now(UTC),
+            )
+            await service.store.commit_batch(GATEWAY, [cuff], datetime.now(UTC))
+            service.hl7.notify()
+            await until(lambda: bool(received), timeout=20, what="the ORU^R01 over TLS")
+    assert b"ORU^R01" in received[0]
+
+
+def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.certfile, tls.keyfile)
+    return context
