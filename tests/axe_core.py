@@ -7,57 +7,20 @@ honoured) with ``npm ci``; once it is there no network is needed. :func:`violati
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from npm_cache import cache_dir, npm_installed
 from playwright.async_api import Page
-from servers import require_binary
 
 SOURCE = Path(__file__).parent / "axe"
-NPM_TIMEOUT_S = 300
 WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
-def cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tryggheim-tests" / "axe-core"
-
-
 def install(directory: Path | None = None) -> Path:
-    """``npm ci`` of the pinned lock file into ``directory`` unless that lock file is installed
-    there already (a stamp holds its hash); the path of ``axe.min.js``."""
-    directory = directory or cache_dir()
-    lock = (SOURCE / "package-lock.json").read_bytes()
-    digest = hashlib.sha256((SOURCE / "package.json").read_bytes() + lock).hexdigest()
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = directory / ".installed"
-    script = directory / "node_modules" / "axe-core" / "axe.min.js"
-    # Two test runs on one machine must not install into the same directory at once.
-    with (directory / ".lock").open("w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == digest and script.exists():
-            return script
-        stamp.unlink(missing_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(SOURCE / name, directory / name)
-        done = subprocess.run(
-            [require_binary("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci of axe-core failed:\n{done.stderr[-3000:]}")
-        stamp.write_text(digest)
-    return script
+    """The path of ``axe.min.js``, installed first if needed (see tests/npm_cache.py)."""
+    modules = npm_installed(SOURCE, directory or cache_dir("axe-core"))
+    return modules / "axe-core" / "axe.min.js"
 
 
 async def violations(page: Page, source: str) -> list[dict[str, Any]]:

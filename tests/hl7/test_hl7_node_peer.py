@@ -27,12 +27,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -42,6 +38,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import pytest
+from npm_cache import cache_dir, npm_installed
 from servers import require_binary
 from sqlalchemy import select
 
@@ -59,7 +56,6 @@ HERE = Path(__file__).resolve().parent
 PEER_SOURCE = HERE / "node_peer"
 CAPTURED = HERE / "captured"
 RECAPTURE = os.environ.get("TRYGGHEIM_HL7_RECAPTURE") == "1"
-NPM_TIMEOUT_S = 300
 TIMEOUT_S = 15.0
 
 KARI = PatientRef("15076500565", "Ødegård", "Kari", date(1965, 7, 15))
@@ -115,45 +111,10 @@ class NodePeer:
         return {**os.environ, "NODE_PATH": str(self.modules)}
 
 
-def _cache_dir() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "tryggheim-tests" / "hl7-node-peer"
-
-
-def install_peer(directory: Path) -> None:
-    """``npm ci`` of the pinned lock file into ``directory``, unless the same lock file is
-    installed there already (a stamp holds its hash): no network, nor npm, once it is."""
-    lock = (PEER_SOURCE / "package-lock.json").read_bytes()
-    digest = hashlib.sha256((PEER_SOURCE / "package.json").read_bytes() + lock).hexdigest()
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = directory / ".installed"
-    # Two test runs on one machine must not install into the same directory at once.
-    with (directory / ".lock").open("w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == digest:
-            return
-        stamp.unlink(missing_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(PEER_SOURCE / name, directory / name)
-        done = subprocess.run(
-            [require_binary("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"npm ci of the HL7 node peer failed:\n{done.stderr[-3000:]}")
-        stamp.write_text(digest)
-
-
 @pytest.fixture(scope="session")
 def node_peer() -> NodePeer:
     node = require_binary("node")
-    directory = _cache_dir()
-    install_peer(directory)
-    modules = directory / "node_modules"
+    modules = npm_installed(PEER_SOURCE, cache_dir("hl7-node-peer"))
     versions = {
         name: json.loads((modules / name / "package.json").read_text())["version"]
         for name in ("node-hl7-client", "node-hl7-server")
