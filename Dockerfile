@@ -3,7 +3,7 @@
 # non-root user. docker-compose.yml builds it; see README, "Running with docker compose".
 #
 #   docker build -t tryggheim .                        # the platform image
-#   docker build --target simulator -t tryggheim-sim . # plus Mosquitto, for `tryggheim demo`
+#   docker build --target simulator -t tryggheim-sim . # plus Mosquitto, for simulated homes
 
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -36,7 +36,8 @@ EXPOSE 8080 2575
 ENTRYPOINT ["tryggheim"]
 CMD ["--help"]
 
-# `tryggheim demo` starts its own Mosquitto: the simulator adds the broker, nothing else.
+# Simulated homes (`tryggheim simulate`, `tryggheim demo`) run each home's own Mosquitto: the
+# simulator stage adds the broker, nothing else.
 FROM runtime AS simulator
 USER root
 RUN apt-get update \

@@ -676,8 +676,51 @@ def test_the_simulator_is_a_profile() -> None:
     assert with_profiles == {"simulator": ["simulator"]}
     simulator = all_services["simulator"]
     assert simulator["build"]["target"] == "simulator"
-    assert simulator["command"][:2] == ["demo", "--homes"]
-    assert variables_used(simulator["command"][2]) == {"SIMULATOR_HOMES": {":-"}}
+
+
+def test_the_simulator_runs_homes_against_the_stack_over_tls() -> None:
+    from tryggheim.cli import build_parser
+
+    all_services = services()
+    simulator = all_services["simulator"]
+    command = [str(a) for a in simulator["command"]]
+    assert command[0] == "simulate"
+    assert variables_used(" ".join(command)) == {
+        "SIMULATOR_HOMES": {":-"},
+        "SIMULATOR_ADMIN_USERNAME": {":-"},
+    }
+    env = read_env_file(ENV_EXAMPLE)
+    args = build_parser().parse_args([interpolate(a, env) for a in command])
+    assert (args.homes, args.username) == (5, env["SIMULATOR_ADMIN_USERNAME"])
+    # The API through the proxy (HTTPS, a name in its certificate), the broker's TLS listener.
+    assert args.platform_url == "https://proxy:8443"
+    assert 8443 in nginx_listen_ports(DEPLOY / "proxy" / "nginx.conf")
+    assert (args.broker_host, args.broker_port) == ("mosquitto", 8883)
+    certs = (DEPLOY / "make-certs.sh").read_text()
+    for name in ("proxy", "mosquitto"):
+        assert re.search(rf"^{name}\s+\S+\s+(\S+,)?{name}(,|\s|$)", certs, re.M), name
+    # Both verified against the stack's CA, from the volume `certs` fills.
+    assert args.tls_ca is not None
+    assert any(
+        not m.is_bind
+        and m.source == "tls-ca"
+        and m.read_only
+        and args.tls_ca.parent == Path(m.target)
+        for m in mounts(simulator)
+    )
+    assert args.tls_ca.name == "ca.pem"
+    assert args.workdir is not None and args.workdir.is_relative_to("/tmp")
+    assert "/tmp" in simulator["tmpfs"]
+    # The admin's password only from .env; the services it talks to share its network.
+    password = simulator["environment"]["TRYGGHEIM_SIMULATE_PASSWORD"]
+    assert variables_used(password) == {"SIMULATOR_ADMIN_PASSWORD": {":?"}}
+    for target in ("proxy", "mosquitto"):
+        assert simulator["depends_on"][target]["condition"] == "service_healthy"
+        assert set(simulator["networks"]) <= set(all_services[target]["networks"])
+    assert simulator["networks"] == ["backend"] and "ports" not in simulator
+    # The health check reads the status file simulate writes into its workdir.
+    check = " ".join(simulator["healthcheck"]["test"])
+    assert str(args.workdir / "simulate-status.json") in check
 
 
 def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:

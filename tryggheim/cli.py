@@ -349,6 +349,36 @@ async def _demo(args: argparse.Namespace) -> int:
     return await run_demo(options)
 
 
+async def _simulate(args: argparse.Namespace) -> int:
+    import os
+
+    from pydantic import SecretStr
+
+    from tryggheim.simulate import SimulateOptions, run_simulation
+
+    password = os.environ.get("TRYGGHEIM_SIMULATE_PASSWORD") or sys.stdin.readline().rstrip("\n")
+    if not password:
+        print(
+            "tryggheim: give the admin's password in TRYGGHEIM_SIMULATE_PASSWORD or on stdin",
+            file=sys.stderr,
+        )
+        return 2
+    options = SimulateOptions(
+        homes=args.homes,
+        platform_url=args.platform_url,
+        username=args.username,
+        password=SecretStr(password),
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        tls_ca=args.tls_ca,
+        speed=args.speed,
+        duration_s=args.for_seconds,
+        workdir=args.workdir,
+        prefix=args.gateway_prefix,
+    )
+    return await run_simulation(options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tryggheim", description="Tryggheim home-care platform: edge, platform, HL7, demo."
@@ -501,6 +531,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080, help="dashboard port (default 8080)")
     demo.add_argument("--workdir", type=Path, default=None, help="keep state here")
     demo.set_defaults(handler=_demo)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="simulated homes against a running platform and broker "
+        "(admin password: TRYGGHEIM_SIMULATE_PASSWORD or stdin)",
+    )
+    simulate.add_argument("--homes", type=int, default=5, help="simulated homes (default 5)")
+    simulate.add_argument(
+        "--platform-url", required=True, help="the platform's API, e.g. https://host:8443"
+    )
+    simulate.add_argument("--username", required=True, help="an admin user of the platform")
+    simulate.add_argument("--broker-host", required=True, help="the central broker")
+    simulate.add_argument("--broker-port", type=int, default=8883, help="(default 8883)")
+    simulate.add_argument(
+        "--tls-ca", type=Path, default=None, help="CA PEM: TLS to the broker (and https API)"
+    )
+    simulate.add_argument(
+        "--speed", type=float, default=1440.0, help="simulated seconds per real second"
+    )
+    simulate.add_argument(
+        "--for", dest="for_seconds", type=float, default=None, help="stop after SECONDS"
+    )
+    simulate.add_argument("--workdir", type=Path, default=None, help="keep state here")
+    simulate.add_argument(
+        "--gateway-prefix", default="sim", help="gateway ids PREFIX-0001… (default sim)"
+    )
+    simulate.set_defaults(handler=_simulate)
     return parser
 
 

@@ -97,18 +97,20 @@ def _national_id(n: int) -> str:
     return f"0101{40 + n:02d}{900 + n:03d}{n % 10}{(n * 7) % 10}"
 
 
-def _homes(count: int, gp_port: int) -> list[Home]:
+def make_homes(count: int, gp_port: int | None, *, prefix: str = "gw") -> list[Home]:
+    """``count`` fictitious homes: a patient, her gateway ``{prefix}-0001``…, her cuff and her
+    household's day. With ``gp_port`` her GP's HL7 endpoint is on this machine."""
     homes = []
     for n in range(1, count + 1):
         family, given = _PEOPLE[(n - 1) % len(_PEOPLE)]
-        gateway_id = f"gw-{n:04d}"
+        gateway_id = f"{prefix}-{n:04d}"
         cuff = f"C0:10:00:00:{n // 256:02X}:{n % 256:02X}"
         patient = PatientEntry(
             national_id=_national_id(n),
             family_name=family,
             given_name=given if n <= len(_PEOPLE) else f"{given} {n}",
-            gp_name="Legekontoret Demo",
-            gp_hl7_host="127.0.0.1",
+            gp_name="Legekontoret Demo" if gp_port is not None else None,
+            gp_hl7_host="127.0.0.1" if gp_port is not None else None,
             gp_hl7_port=gp_port,
             devices=[DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind="blood_pressure")],
             care_team=DEMO_TEAM,
@@ -170,20 +172,13 @@ async def _live_a_day(home: Home, clock: SimClock, rng: random.Random) -> None:
         day += timedelta(days=1)
 
 
-def _edge_settings(
-    home: Home, broker: MosquittoServer, transport: str, workdir: Path
-) -> EdgeSettings:
+def _edge_settings(home: Home, uplink: MqttSettings, transport: str, workdir: Path) -> EdgeSettings:
     assert home.home_broker is not None
     return EdgeSettings(
         gateway_id=home.gateway_id,
         timezone=TIMEZONE.key,
         outbox_path=workdir / home.gateway_id / "outbox.db",
-        uplink=MqttSettings(
-            host=broker.host,
-            port=broker.port,
-            username=home.gateway_id,
-            password=SecretStr(broker.users[home.gateway_id]),
-        ),
+        uplink=uplink,
         ble=BleSettings(backend=BleBackend.BUMBLE, hci_transport=transport),
         devices=[DeviceSettings(address=home.cuff_address, kind=DeviceKind.BLOOD_PRESSURE)],
         home_broker=MqttSettings(
@@ -198,17 +193,49 @@ def _edge_settings(
     )
 
 
+async def start_home(
+    stack: AsyncExitStack, home: Home, workdir: Path, uplink: MqttSettings
+) -> None:
+    """Set up one home on ``stack``: its own Mosquitto (for Zigbee2MQTT), a virtual radio with
+    the cuff on it, and the home gateway agent (``home.agent``, not yet running) whose uplink is
+    ``uplink``."""
+    home.home_broker = stack.enter_context(
+        MosquittoServer(
+            workdir / home.gateway_id / "home-broker",
+            {Z2M_USER: secrets.token_urlsafe(16), HOME_AGENT_USER: secrets.token_urlsafe(16)},
+        )
+    )
+    radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
+    home.cuff = await stack.enter_async_context(
+        SimulatedBloodPressureMonitor(radio, home.cuff_address)
+    )
+    home.agent = EdgeAgent(_edge_settings(home, uplink, radio.central_transport, workdir))
+
+
+def live(
+    tasks: asyncio.TaskGroup, homes: list[Home], speed: float, rng: random.Random
+) -> list[asyncio.Task[None]]:
+    """Start the homes' day (from 06:00, ``speed`` times real time): the cuff measurements and
+    the home sensors. Cancel the returned tasks to end it."""
+    start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
+    clock = SimClock(start, speed)
+    return [
+        tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}") for h in homes
+    ] + [tasks.create_task(_sensors_day(h, speed), name=f"sensors-{h.gateway_id}") for h in homes]
+
+
 @asynccontextmanager
-async def _workdir(options: DemoOptions) -> AsyncIterator[Path]:
-    if options.workdir is not None:
-        options.workdir.mkdir(parents=True, exist_ok=True)
-        yield options.workdir
+async def workdir_at(path: Path | None, prefix: str = "tryggheim-demo-") -> AsyncIterator[Path]:
+    """``path`` (created), or a temporary directory removed at the end."""
+    if path is not None:
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        yield path
         return
-    with tempfile.TemporaryDirectory(prefix="tryggheim-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         yield Path(tmp)
 
 
-async def _poll_until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> bool:
+async def poll_until(predicate: Callable[[], Awaitable[bool]], timeout: float) -> bool:
     """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -221,11 +248,11 @@ async def _poll_until(predicate: Callable[[], Awaitable[bool]], timeout: float) 
 async def run_demo(options: DemoOptions) -> int:
     rng = random.Random(2026)
     async with (
-        _workdir(options) as workdir,
+        workdir_at(options.workdir) as workdir,
         AsyncExitStack() as stack,
         GPEndpoint(log_path=workdir / "gp-received.hl7") as gp,
     ):
-        homes = _homes(options.homes, gp.port)
+        homes = make_homes(options.homes, gp.port)
         users = {PLATFORM_USER: secrets.token_urlsafe(16)}
         users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
         broker = stack.enter_context(
@@ -262,22 +289,14 @@ async def run_demo(options: DemoOptions) -> int:
             platform_task = tasks.create_task(platform.run(), name="platform")
             home_tasks = []
             for home in homes:
-                home.home_broker = stack.enter_context(
-                    MosquittoServer(
-                        workdir / home.gateway_id / "home-broker",
-                        {
-                            Z2M_USER: secrets.token_urlsafe(16),
-                            HOME_AGENT_USER: secrets.token_urlsafe(16),
-                        },
-                    )
+                uplink = MqttSettings(
+                    host=broker.host,
+                    port=broker.port,
+                    username=home.gateway_id,
+                    password=SecretStr(broker.users[home.gateway_id]),
                 )
-                radio = await stack.enter_async_context(VirtualRadio(tcp_port=0))
-                home.cuff = await stack.enter_async_context(
-                    SimulatedBloodPressureMonitor(radio, home.cuff_address)
-                )
-                home.agent = EdgeAgent(
-                    _edge_settings(home, broker, radio.central_transport, workdir)
-                )
+                await start_home(stack, home, workdir, uplink)
+                assert home.agent is not None
                 home_tasks.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
             print(
                 f"Dashboard: http://127.0.0.1:{options.http_port}/ "
@@ -285,15 +304,7 @@ async def run_demo(options: DemoOptions) -> int:
                 flush=True,
             )
 
-            start = datetime.now(TIMEZONE).replace(hour=6, minute=0, second=0, microsecond=0)
-            clock = SimClock(start, options.speed)
-            days = [
-                tasks.create_task(_live_a_day(h, clock, rng), name=f"day-{h.gateway_id}")
-                for h in homes
-            ] + [
-                tasks.create_task(_sensors_day(h, options.speed), name=f"sensors-{h.gateway_id}")
-                for h in homes
-            ]
+            days = live(tasks, homes, options.speed, rng)
             await wait_event(asyncio.Event(), options.duration_s)
             for day in days:
                 day.cancel()
@@ -318,7 +329,7 @@ async def _sensors_day(home: Home, speed: float) -> None:
     )
     # The agent's persistent session must exist first, or the broker has nobody to keep
     # messages for.
-    if not await _poll_until(_connected(agent), DRAIN_TIMEOUT_S):
+    if not await poll_until(_connected(agent), DRAIN_TIMEOUT_S):
         log.error("%s: the agent never reached its home broker", home.gateway_id)
         return
     async with MqttSession(settings, f"zigbee2mqtt-{home.gateway_id}") as mqtt:
@@ -332,21 +343,25 @@ def _connected(agent: EdgeAgent) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+def homes_delivered(homes: list[Home]) -> bool:
+    """Every reading the cuffs took reached their gateway, and the platform acknowledged
+    everything the gateways sent (their outboxes are empty)."""
+    cuffs = all(h.cuff is not None and h.cuff.readings_delivered == len(h.produced) for h in homes)
+    return cuffs and all(h.agent is not None and h.agent.outbox.depth() == 0 for h in homes)
+
+
 async def _drain(homes: list[Home], platform: Platform) -> None:
     """Let every produced reading reach the record store and every ORU^R01 its ACK."""
 
     async def delivered() -> bool:
-        cuffs = all(
-            h.cuff is not None and h.cuff.readings_delivered == len(h.produced) for h in homes
-        )
-        outboxes = all(h.agent is not None and h.agent.outbox.depth() == 0 for h in homes)
-        return cuffs and outboxes and await platform.store.hl7_backlog() == 0
+        return homes_delivered(homes) and await platform.store.hl7_backlog() == 0
 
-    if not await _poll_until(delivered, DRAIN_TIMEOUT_S):
+    if not await poll_until(delivered, DRAIN_TIMEOUT_S):
         log.error("not everything was delivered within %.0f s", DRAIN_TIMEOUT_S)
 
 
-async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dict[str, int]:
+def expected_observations(homes: list[Home]) -> Counter[tuple[str, str, str, Decimal]]:
+    """(device, local time, code, value) of every observation the homes' devices produced."""
     expected: Counter[tuple[str, str, str, Decimal]] = Counter()
     for home in homes:
         for r in home.produced:
@@ -363,6 +378,11 @@ async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dic
         for obs in home.household.expected():
             at = obs.time.astimezone(TIMEZONE).isoformat()
             expected[(obs.device_id, at, obs.code, obs.value)] += 1
+    return expected
+
+
+async def _verdict(homes: list[Home], platform: Platform, gp: GPEndpoint) -> dict[str, int]:
+    expected = expected_observations(homes)
     stored: Counter[tuple[str, str, str, Decimal]] = Counter()
     device_reports = 0
     cuffs = {home.cuff_address for home in homes}
