@@ -26,8 +26,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,8 @@ from sqlalchemy.engine import make_url
 from gateway.broker_credentials import mosquitto_hash, write_password_file
 from gateway.settings import GatewaySettings
 from gateway.store import RecordStore
+from hl7.gp_peer import GPEndpoint
+from hl7.mllp import MLLPClient
 from tryggheim.broker import find_free_port
 from tryggheim.config import load_settings
 from tryggheim.errors import ConnectionLost
@@ -499,9 +504,19 @@ def test_the_platform_config_loads_with_the_environment_compose_gives(tmp_path: 
     assert settings.timeseries.token.get_secret_value() == "token-minted-by-influxdb"
     assert settings.hl7_listen is not None
     assert settings.hl7_listen.tls_cert is not None and settings.hl7_listen.tls_key is not None
-    for path in (settings.hl7_listen.tls_cert, settings.hl7_listen.tls_key):
-        mount = mount_for(all_services["platform"], str(path))
-        assert mount is not None and mount.source == "tls-platform"
+    # HTTPS only, outbound MLLP over TLS only: the files from the platform's own TLS volume.
+    assert settings.http_tls_cert is not None and settings.http_tls_key is not None
+    assert settings.hl7.tls_ca is not None
+    paths: tuple[Path, ...] = (
+        settings.hl7_listen.tls_cert,
+        settings.hl7_listen.tls_key,
+        settings.http_tls_cert,
+        settings.http_tls_key,
+        settings.hl7.tls_ca,
+    )
+    for tls_path in paths:
+        mount = mount_for(all_services["platform"], str(tls_path))
+        assert mount is not None and mount.source == "tls-platform" and mount.read_only, tls_path
 
 
 def test_the_platform_reaches_the_other_services_where_they_listen(tmp_path: Path) -> None:
@@ -538,8 +553,12 @@ def test_the_platform_reaches_the_other_services_where_they_listen(tmp_path: Pat
     assert settings.http_port not in published_ports(platform, env)
     assert settings.hl7_listen is not None
     assert settings.hl7_listen.port in published_ports(platform, env)
+    # The health check speaks HTTPS to the platform, verified with the platform's CA file under a
+    # name in its certificate.
     health = " ".join(platform["healthcheck"]["test"])
-    assert f"127.0.0.1:{settings.http_port}/readyz" in health
+    assert f"'https://localhost:{settings.http_port}/readyz'" in health
+    assert "localhost" in cert_services()["platform"][1]
+    assert f"cafile='{settings.hl7.tls_ca}'" in health
 
 
 def test_the_database_url_matches_the_app_role_and_the_server_certificate() -> None:
@@ -636,6 +655,56 @@ def test_each_hop_is_configured_for_tls() -> None:
     ]
     assert "ssl_verify_client on;" in nginx
     assert re.search(r"location = /metrics \{ return 404; \}", nginx)
+
+
+def nginx_directives(text: str) -> dict[str, list[str]]:
+    """Directive -> its values (each occurrence), comments left out."""
+    result: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.endswith(";") and " " in line:
+            name, value = line[:-1].split(None, 1)
+            result.setdefault(name, []).append(value.strip())
+    return result
+
+
+def test_the_proxy_reaches_the_platform_over_verified_tls(tmp_path: Path) -> None:
+    _, env = filled_env(tmp_path)
+    proxy = services()["proxy"]
+    directives = nginx_directives((DEPLOY / "proxy" / "nginx.conf").read_text())
+    # Every location that forwards, forwards to the upstream over HTTPS.
+    assert directives["proxy_pass"] and set(directives["proxy_pass"]) == {"https://platform"}
+    assert directives["proxy_ssl_verify"] == ["on"]
+    assert directives["proxy_ssl_name"] == ["platform"]
+    assert "platform" in cert_services()["platform"][1]
+    (trusted,) = directives["proxy_ssl_trusted_certificate"]
+    mount = mount_for(proxy, trusted)
+    assert mount is not None and mount.source == "tls-proxy" and trusted.endswith("/ca.pem")
+    # The platform serves HTTPS only on the upstream's port.
+    settings = platform_settings(services()["platform"], env)
+    assert settings.http_tls_cert is not None and settings.http_tls_key is not None
+    assert directives["server"] == [f"platform:{settings.http_port}"]
+
+
+def test_the_outbound_hl7_to_the_gp_peer_is_tls(tmp_path: Path) -> None:
+    _, env = filled_env(tmp_path)
+    all_services = services()
+    settings = platform_settings(all_services["platform"], env)
+    assert settings.hl7.tls_ca is not None  # every outbound MLLP connection is TLS
+    gp = all_services["gp-peer"]
+    command = [str(a) for a in gp["command"]]
+    assert command[:2] == ["hl7", "gp-peer"]
+    assert int(command[command.index("--port") + 1]) == 2575
+    for option, file in (("--tls-cert", "server.pem"), ("--tls-key", "server.key")):
+        path = command[command.index(option) + 1]
+        assert path.endswith("/" + file), option
+        mount = mount_for(gp, path)
+        assert mount is not None and mount.source == "tls-gp-peer" and mount.read_only, option
+    # Its certificate names "gp-peer", the host a patient's GP endpoint gives in the stack.
+    assert "gp-peer" in cert_services()["gp-peer"][1]
+    assert set(gp["networks"]) & set(all_services["platform"]["networks"])
+    health = " ".join(gp["healthcheck"]["test"])
+    assert "wrap_socket" in health and "cafile='/etc/tryggheim/tls/ca.pem'" in health
 
 
 # -- Prometheus ------------------------------------------------------------------------------------
@@ -1164,3 +1233,142 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         check=False,
     )
     assert refused.returncode != 0 and "in .env" in refused.stderr
+
+
+# -- the platform's TLS hops, run for real ---------------------------------------------------------
+
+
+class _Readyz(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"platform over tls " + self.path.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _https_server(directory: Path) -> Iterator[int]:
+    """An HTTPS server with ``directory``'s certificate, standing in for the platform."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "server.pem", directory / "server.key")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Readyz)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _get(url: str, ca: Path) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=str(ca))
+    try:
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.parametrize("upstream_cert", ["platform", "gp-peer"])
+def test_nginx_verifies_the_platform_certificate(tmp_path: Path, upstream_cert: str) -> None:
+    """The compose nginx.conf for real, in front of an HTTPS server: with the platform's
+    certificate the request goes through; with another of the stack's certificates (signed by
+    the same CA, another name) nginx refuses the upstream."""
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    tls = make_certs(tmp_path)
+    with _https_server(tls / upstream_cert) as backend:
+        public = find_free_port()
+        conf = (
+            (DEPLOY / "proxy" / "nginx.conf")
+            .read_text()
+            .replace("/etc/nginx/tls/", f"{tls / 'proxy'}/")
+            .replace("server platform:8080;", f"server 127.0.0.1:{backend};")
+            .replace("listen 8443 ssl;", f"listen 127.0.0.1:{public} ssl;")
+            .replace("listen 9443 ssl;", f"listen 127.0.0.1:{find_free_port()} ssl;")
+            .replace("pid /tmp/nginx.pid;", f"pid {tmp_path / 'nginx.pid'};")
+            .replace("access_log /dev/stdout;", "access_log off;")
+            # The image's nginx 1.27 knows `http2 on;`, Debian's older one may not.
+            .replace("http2 on;", "")
+            .replace(
+                "http {\n",
+                "http {\n"
+                + "".join(
+                    f"    {name}_temp_path {tmp_path / name};\n"
+                    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+                ),
+                1,
+            )
+        )
+        assert f"server 127.0.0.1:{backend};" in conf
+        (tmp_path / "nginx.conf").write_text(conf)
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (tmp_path / name).mkdir()
+        log = tmp_path / "error.log"
+        process = subprocess.Popen(
+            [nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+             "-e", str(log), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError):
+                    socket.create_connection(("127.0.0.1", public), timeout=1).close()
+                    break
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+            status, body = _get(f"https://localhost:{public}/healthz", tls / "ca" / "ca.pem")
+        finally:
+            process.terminate()
+            _, stderr = process.communicate(timeout=10)
+            errors = stderr.decode(errors="replace") + (log.read_text() if log.exists() else "")
+    if upstream_cert == "platform":
+        assert (status, body) == (200, b"platform over tls /healthz")
+    else:
+        assert status == 502
+        assert "upstream SSL certificate does not match" in errors
+
+
+async def test_the_platform_sends_hl7_to_the_gp_peer_over_tls(tmp_path: Path) -> None:
+    """The platform's outbound TLS settings from the compose stack against a GP endpoint with
+    gp-peer's certificate: accepted under the name "gp-peer", refused under another name."""
+    tls = make_certs(tmp_path)
+    _, env = filled_env(tmp_path)
+    settings = platform_settings(services()["platform"], env)
+    assert settings.hl7.tls_ca is not None
+    host_ca = host_path_of(services()["platform"], str(settings.hl7.tls_ca))
+    assert host_ca is None  # from the TLS volume, which make-certs fills
+    hl7 = settings.hl7.model_copy(update={"tls_ca": tls / "platform" / "ca.pem"})
+    client_context = hl7.client_ssl_context()
+    assert client_context is not None
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(tls / "gp-peer" / "server.pem", tls / "gp-peer" / "server.key")
+    message = (
+        "MSH|^~\\&|TRYGGHEIM|TRYGGHEIM|GP|GP|20250301081500+0100||ORU^R01^ORU_R01|C1|P|2.6\r"
+        "PID|1||15076500565^^^NOR^NNFNR||Nordmann^Kari\r"
+        "OBR|1|||1^x\r"
+    )
+    async with GPEndpoint(ssl=server_context) as gp:
+        async with MLLPClient(
+            "127.0.0.1", gp.port, ssl=client_context, server_hostname="gp-peer"
+        ) as client:
+            ack = await client.send(message, timeout=10)
+        assert ack.accepted
+        with pytest.raises(ConnectionLost):
+            async with MLLPClient(
+                "127.0.0.1", gp.port, ssl=client_context, server_hostname="platform"
+            ) as wrong:
+                await wrong.send(message, timeout=10)
+    assert len(gp.received) == 1

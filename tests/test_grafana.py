@@ -189,6 +189,8 @@ async def scraped(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[dic
             "mqtt": mqtt_settings(mosquitto, "platform"),
             "http_host": "127.0.0.1",
             "http_port": find_free_port(),
+            "http_tls_cert": None,
+            "http_tls_key": None,
             "metrics_refresh_s": 0.2,
             # Nobody listens there: the export waits, and its backlog is reported.
             "timeseries": compose.timeseries.model_copy(
@@ -197,7 +199,7 @@ async def scraped(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[dic
             "hl7_listen": compose.hl7_listen.model_copy(
                 update={"host": "127.0.0.1", "port": hl7_port, "tls_cert": None, "tls_key": None}
             ),
-            "hl7": compose.hl7.model_copy(update={"settle_s": 0.1}),
+            "hl7": compose.hl7.model_copy(update={"settle_s": 0.1, "tls_ca": None}),
         }
     )
     service = Platform(settings)

@@ -245,10 +245,21 @@ async def _gateway_provision(args: argparse.Namespace) -> int:
 
 
 async def _hl7_gp_peer(args: argparse.Namespace) -> int:
+    import ssl
+
     from hl7.gp_peer import GPEndpoint
 
-    async with GPEndpoint(host=args.host, port=args.port, log_path=args.log) as gp:
-        print(f"GP endpoint listening on {args.host}:{gp.port}", flush=True)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("tryggheim: give both --tls-cert and --tls-key, or neither", file=sys.stderr)
+        return 2
+    context: ssl.SSLContext | None = None
+    if args.tls_cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    async with GPEndpoint(host=args.host, port=args.port, ssl=context, log_path=args.log) as gp:
+        over = " (MLLP over TLS)" if context is not None else ""
+        print(f"GP endpoint listening on {args.host}:{gp.port}{over}", flush=True)
         await asyncio.Event().wait()
     return 0
 
@@ -474,6 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     gp_peer.add_argument("--host", default="127.0.0.1")
     gp_peer.add_argument("--port", type=int, default=2575)
     gp_peer.add_argument("--log", type=Path, default=None, help="append messages here")
+    gp_peer.add_argument("--tls-cert", type=Path, default=None, help="PEM chain: MLLP over TLS")
+    gp_peer.add_argument("--tls-key", type=Path, default=None)
     gp_peer.set_defaults(handler=_hl7_gp_peer)
     hl7_oru = hl7.add_parser("oru", help="print an ORU^R01 (IHE PCD-01) for observations")
     hl7_oru.add_argument(

@@ -30,6 +30,7 @@ platform    10001:1883   platform,localhost,public
 proxy       0:0          proxy,localhost,public
 grafana     472:0        grafana,localhost,public
 prometheus  65534:65534  prometheus,localhost
+gp-peer     10001:10001  gp-peer,localhost
 '
 
 log() { echo "make-certs: $*"; }

@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from hl7.ack import AckCode, build_ack
+from hl7.errors import MLLPTimeoutError
 from hl7.message import parse_message
-from hl7.mllp import MLLPServer, ReceivedMessage
+from hl7.mllp import MLLPClient, MLLPServer, ReceivedMessage
+from hl7.oru import DeviceRef, PatientRef, build_oru_r01
 from hl7.strict import validate_strictly
 from hl7.tools import ToolInputError, message_from_bytes, oru_for_observations, read_observations
+from tryggheim.codes import DeviceProfile
+from tryggheim.domain import Observation
+from tryggheim.errors import ConnectionLost
+from tryggheim.tlsutil import make_test_ca
 
 # Systolic 120, diastolic 80, mean 93 mmHg, 2025-03-01 08:15:00, pulse 64: Blood Pressure
 # Measurement (0x2A35) with a time stamp and a pulse rate.
@@ -175,3 +183,57 @@ def test_bad_message_files() -> None:
     with pytest.raises(ToolInputError, match="UTF-8"):
         message_from_bytes(b"MSH|^~\\&|\xff\n")
     assert message_from_bytes(b"\xef\xbb\xbfMSH|^~\\&|A\r\n\r\nPID|1\n") == "MSH|^~\\&|A\rPID|1\r"
+
+
+async def test_gp_peer_serves_mllp_over_tls(tmp_path: Path) -> None:
+    """``tryggheim hl7 gp-peer --tls-cert --tls-key`` (the compose stack's GP): an ORU^R01 over
+    TLS verified for the peer's name is accepted and logged; plain MLLP is not."""
+    files = make_test_ca(tmp_path / "tls")
+    log_file = tmp_path / "received.hl7"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tryggheim.cli", "hl7", "gp-peer", "--port", "0",
+        "--tls-cert", str(files.certfile), "--tls-key", str(files.keyfile),
+        "--log", str(log_file),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        assert "MLLP over TLS" in line, line
+        port = int(line.split(":")[1].split()[0])
+        oru = build_oru_r01(
+            patient=PatientRef("15076500565", "Ødegård", "Kari"),
+            observations=[
+                Observation(
+                    "gw", CUFF, "ble:2A35", "MDC_PRESS_BLD_NONINV_SYS", Decimal("120"),
+                    "mm[Hg]", datetime(2025, 3, 1, 8, 15, tzinfo=UTC),
+                )
+            ],
+            device=DeviceRef(CUFF, DeviceProfile.BLOOD_PRESSURE),
+            sending_app="TRYGGHEIM",
+            sending_facility="K",
+            receiving_app="EPJ",
+            receiving_facility="L",
+            control_id="GPTLS1",
+            now=datetime(2025, 3, 1, 8, 16, tzinfo=UTC),
+        )  # fmt: skip
+        client_ctx = ssl.create_default_context(cafile=str(files.cafile))
+        async with MLLPClient(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
+        ) as client:
+            ack = await client.send(oru, timeout=10)
+        assert ack.accepted and ack.acked_control_id == "GPTLS1"
+        assert log_file.read_bytes() == oru.encode("utf-8") + b"\n"
+        with pytest.raises((ConnectionLost, MLLPTimeoutError)):
+            async with MLLPClient("127.0.0.1", port) as plain:
+                await plain.send(oru, timeout=5)
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+async def test_gp_peer_wants_both_tls_files(tmp_path: Path) -> None:
+    code, out, err = await _tryggheim("hl7", "gp-peer", "--tls-cert", str(tmp_path / "c.pem"))
+    assert code == 2 and out == ""
+    assert err.strip() == "tryggheim: give both --tls-cert and --tls-key, or neither"
