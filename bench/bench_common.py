@@ -16,11 +16,23 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 async def start_platform(
-    work: Path, broker: MosquittoServer, *, workers: int = 1, timeseries_url: str | None = None
+    work: Path,
+    broker: MosquittoServer,
+    *,
+    workers: int = 1,
+    timeseries_url: str | None = None,
+    signing_key: str | None = None,
+    registry: Path | None = None,
 ) -> asyncio.subprocess.Process:
     """``tryggheim gateway run`` with a SQLite record store in ``work``, on ``broker`` as its
     ``platform`` user, with ``workers`` ingest workers and, given ``timeseries_url``, exporting
-    to that VictoriaMetrics; the caller terminates it."""
+    to that VictoriaMetrics; the caller terminates it. Its settings are in
+    ``work / "platform.toml"`` (the HTTP port among them).
+
+    ``signing_key`` is the API's token key (a fresh one when not given), for a bench that mints
+    its own bearer tokens. ``registry``, a registry TOML file, is loaded with ``tryggheim
+    gateway provision`` before the platform starts (RuntimeError with its output if that
+    fails)."""
     config = work / "platform.toml"
     timeseries = (
         f'[timeseries]\nurl = "{timeseries_url}"\nflavour = "victoriametrics"\n'
@@ -32,9 +44,27 @@ async def start_platform(
         f"http_port = {find_free_port()}\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'username = "platform"\npassword = "{broker.users["platform"]}"\n'
-        # A key for this run only; the benches call no authenticated route.
-        f'[auth]\nsigning_key = "{generate_signing_key()}"\n' + timeseries
+        # A key for this run only; most benches call no authenticated route.
+        f'[auth]\nsigning_key = "{signing_key or generate_signing_key()}"\n' + timeseries
     )
+    if registry is not None:
+        provision = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tryggheim.cli",
+            "gateway",
+            "provision",
+            "--config",
+            str(config),
+            str(registry),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await provision.communicate()
+        if provision.returncode != 0:
+            raise RuntimeError(
+                f"provisioning {registry} failed:\n{output.decode(errors='replace')}"
+            )
     return await tryggheim("gateway", "run", "--config", str(config), "--workers", str(workers))
 
 
