@@ -103,9 +103,12 @@ async def test_a_day_at_home_reaches_the_outbox_exactly_once(tmp_path: Path) -> 
             status = reader.device_status
             assert reader.decode_errors == 0
             assert status[CUFF].pairings == status[CUFF].connections >= 2
-            assert status[THERMO].clock_corrections == 1
+            # Set at least once. The day runs compressed, so on a loaded machine the few real
+            # milliseconds between reading and setting a clock can be more than the 60 s
+            # tolerance in simulated time, and the next visit sets it again (seen once in CI).
+            assert status[THERMO].clock_corrections >= 1
             assert status[SCALE].clock_corrections == 0  # 20 s off: within tolerance
-            assert status[GLUCOSE].clock_corrections == 1
+            assert status[GLUCOSE].clock_corrections >= 1
             assert status[GLUCOSE].battery == 6
             assert all(s.last_seen is not None for s in status.values())
 
