@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +26,7 @@ from tryggheim.wire import (
     INGEST_SUBSCRIPTION,
     STATUS_SUBSCRIPTION,
     Ack,
+    GatewayStatusReport,
     ObservationBatch,
     ack_topic,
     decode_batch,
@@ -99,33 +100,37 @@ class IngestWorker:
             await asyncio.sleep(next(delays))
 
     async def _handle(self, mqtt: MqttSession, messages: list[Message]) -> None:
-        batches: list[ObservationBatch] = []
-        for message in messages:
-            if message.topic.endswith("/status"):
-                await self._status(message)
-            elif message.topic.endswith("/up/reply"):
-                # Command replies are for the command API (not there yet): keep them in the log.
-                log.info("reply on %s: %s", message.topic, message.payload[:500])
-            else:
-                try:
-                    batches.append(decode_batch(message.topic, message.payload))
-                except PayloadError as exc:
-                    await self._reject(message, exc)
-        if batches:
-            await self._commit(mqtt, batches, min(m.received_at for m in messages))
+        plan = plan_round(messages)
+        for message in plan.replies:
+            # Command replies are for the command API (not there yet): keep them in the log.
+            log.info("reply on %s: %s", message.topic, message.payload[:500])
+        received_at = min(m.received_at for m in messages)
+        if plan.urgent:
+            await self._commit(mqtt, list(plan.urgent), received_at)
+        if plan.rest or plan.statuses:
+            await self._commit(mqtt, list(plan.rest), received_at, list(plan.statuses))
+        for message, exc in plan.rejected:
+            await self._reject(message, exc)
 
     async def _commit(
-        self, mqtt: MqttSession, batches: list[ObservationBatch], received_at: float
+        self,
+        mqtt: MqttSession,
+        batches: list[ObservationBatch],
+        received_at: float,
+        statuses: list[GatewayStatusReport] | None = None,
     ) -> None:
         started = time.monotonic()
         try:
-            result = await self._store.commit_batches(batches, _now())
+            result = await self._store.commit_batches(batches, _now(), statuses=statuses or ())
         except SQLAlchemyError as exc:
             # Not acknowledged, so the edges keep their batches and send them again; pause so
-            # that a database outage is not hammered by every gateway's resends.
+            # that a database outage is not hammered by every gateway's resends. A heartbeat
+            # lost here is made up for by the next one (or the offline alarm's silence timer).
             self.stats.store_errors += 1
-            gateways = sorted({b.gateway_id for b in batches})
-            log.error("record store refused batches of %s: %s", ", ".join(gateways), exc)
+            gateways = sorted(
+                {b.gateway_id for b in batches} | {r.gateway_id for r in statuses or ()}
+            )
+            log.error("record store refused the messages of %s: %s", ", ".join(gateways), exc)
             await asyncio.sleep(STORE_RETRY_PAUSE_S)
             return
         received = sum(len(b.observations) for b in batches)
@@ -152,24 +157,50 @@ class IngestWorker:
         if self._on_commit is not None:
             self._on_commit(result)
 
-    async def _status(self, message: Message) -> None:
-        try:
-            report = decode_status(message.topic, message.payload)
-        except PayloadError as exc:
-            await self._reject(message, exc)
-            return
-        try:
-            alarms, scope = await self._store.gateway_status(report, _now())
-        except SQLAlchemyError as exc:
-            # The next heartbeat (or the offline alarm's silence timer) makes up for it.
-            self.stats.store_errors += 1
-            log.error("record store refused the status of %s: %s", report.gateway_id, exc)
-            return
-        for alarm in alarms:
-            assert scope is not None
-            self._events.publish(alarm_event(alarm, scope))
-
     async def _reject(self, message: Message, exc: PayloadError) -> None:
         log.error("%s", exc)
         await self._store.reject(message.topic, message.payload, exc.problem, _now())
         self.stats.rejected += 1
+
+
+@dataclass(frozen=True, slots=True)
+class RoundPlan:
+    """What one round of received messages becomes: two commits, dead letters and log lines."""
+
+    urgent: tuple[ObservationBatch, ...]
+    """Every batch of the gateways that sent an urgent event (``up/event``) in this round."""
+    rest: tuple[ObservationBatch, ...]
+    statuses: tuple[GatewayStatusReport, ...]
+    rejected: tuple[tuple[Message, PayloadError], ...]
+    replies: tuple[Message, ...]
+
+
+def plan_round(messages: Sequence[Message]) -> RoundPlan:
+    """Decode a round and split it. A fall or a water leak must not wait for the round's
+    telemetry and heartbeats, so the gateways with an urgent event commit first, in a
+    transaction of their own; all of their batches of the round go with it, so that each
+    gateway's seqs are committed in order and its watermark can advance."""
+    batches: list[tuple[ObservationBatch, bool]] = []
+    statuses: list[GatewayStatusReport] = []
+    rejected: list[tuple[Message, PayloadError]] = []
+    replies: list[Message] = []
+    for message in messages:
+        if message.topic.endswith("/up/reply"):
+            replies.append(message)
+            continue
+        try:
+            if message.topic.endswith("/status"):
+                statuses.append(decode_status(message.topic, message.payload))
+            else:
+                batch = decode_batch(message.topic, message.payload)
+                batches.append((batch, message.topic.endswith("/up/event")))
+        except PayloadError as exc:
+            rejected.append((message, exc))
+    first = {batch.gateway_id for batch, urgent in batches if urgent}
+    return RoundPlan(
+        urgent=tuple(b for b, _ in batches if b.gateway_id in first),
+        rest=tuple(b for b, _ in batches if b.gateway_id not in first),
+        statuses=tuple(statuses),
+        rejected=tuple(rejected),
+        replies=tuple(replies),
+    )

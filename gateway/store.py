@@ -183,10 +183,12 @@ class RecordStore:
         now: datetime,
         *,
         patients: Mapping[str, int] | None = None,
+        statuses: Sequence[GatewayStatusReport] = (),
     ) -> CommitResult:
         """Commit batches (of one or many gateways), evaluate their alarms and advance each
         gateway's watermark, all in one transaction: under load an ingest worker hands over
-        everything it has received, and the per-transaction cost is paid once.
+        everything it has received, and the per-transaction cost is paid once. ``statuses``
+        (home gateways' heartbeats received meanwhile) are recorded in the same transaction.
 
         Shielded: a worker cancelled mid-commit lets the transaction finish rather than leave
         it open holding locks (and SQLite's write lock) until its connection is collected; the
@@ -194,13 +196,17 @@ class RecordStore:
 
         ``patients`` names the patient of a gateway's unpaired devices when no home gateway
         row says it (an HL7 sender reporting for a patient it names)."""
-        return await asyncio.shield(self._commit_batches(batches, now, patients or {}))
+        return await asyncio.shield(self._commit_batches(batches, now, patients or {}, statuses))
 
     async def _commit_batches(
-        self, batches: Sequence[ObservationBatch], now: datetime, patients: Mapping[str, int]
+        self,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        patients: Mapping[str, int],
+        statuses: Sequence[GatewayStatusReport],
     ) -> CommitResult:
         async with self.session() as s:
-            return await self.commit_in(s, batches, now, patients)
+            return await self.commit_in(s, batches, now, patients, statuses)
 
     async def commit_in(
         self,
@@ -208,6 +214,7 @@ class RecordStore:
         batches: Sequence[ObservationBatch],
         now: datetime,
         patients: Mapping[str, int],
+        statuses: Sequence[GatewayStatusReport] = (),
     ) -> CommitResult:
         """:meth:`commit_batches` inside the caller's transaction ``s`` (which must be one that
         may take patients' row locks: the alarm engine runs here too)."""
@@ -241,6 +248,11 @@ class RecordStore:
             alarms = await self.alarms.observe(s, by_patient, now)
         committed = {g: await self._advance_watermark(s, g, now) for g in gateways}
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        for report in statuses:
+            changed, patient = await self._record_status(s, report, now)
+            if patient is not None:
+                alarms += changed
+                scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
         return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
 
     async def _owners(
@@ -308,26 +320,22 @@ class RecordStore:
             assert patient is not None  # the foreign key guarantees it
             return row, patient
 
-    async def gateway_status(
-        self, report: GatewayStatusReport, now: datetime
-    ) -> tuple[list[AlarmRow], PatientScope | None]:
-        """Record a home gateway's online/offline and feed it to its patient's alarm rules."""
-        async with self.session() as s:
-            gateway = await s.get(HomeGateway, report.gateway_id)
-            if gateway is None:
-                return [], None
-            gateway.online = report.online
-            gateway.status_at = now
-            if report.outbox_depth is not None:
-                gateway.outbox_depth = report.outbox_depth
-            if gateway.patient_id is None:
-                return [], None
-            changed = await self.alarms.gateway_status(
-                s, gateway.patient_id, gateway.id, report.online, now
-            )
-            patient = await s.get(Patient, gateway.patient_id)
-            assert patient is not None
-            return changed, PatientScope(patient.tenant_id, patient.care_team_id)
+    async def _record_status(
+        self, s: AsyncSession, report: GatewayStatusReport, now: datetime
+    ) -> tuple[list[AlarmRow], Patient | None]:
+        gateway = await s.get(HomeGateway, report.gateway_id)
+        if gateway is None:
+            return [], None
+        gateway.online = report.online
+        gateway.status_at = now
+        if report.outbox_depth is not None:
+            gateway.outbox_depth = report.outbox_depth
+        if gateway.patient_id is None:
+            return [], None
+        changed = await self.alarms.gateway_status(
+            s, gateway.patient_id, gateway.id, report.online, now
+        )
+        return changed, await s.get(Patient, gateway.patient_id)
 
     async def tick_alarms(
         self, now: datetime, chunk: int = 20
