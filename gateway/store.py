@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Table, bindparam, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -246,7 +246,9 @@ class RecordStore:
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
             alarms = await self.alarms.observe(s, by_patient, now)
-        committed = {g: await self._advance_watermark(s, g, now) for g in gateways}
+        committed = await self._advance_watermarks(
+            s, {g: sorted(by_gateway[g]) for g in gateways}, now
+        )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         for report in statuses:
             changed, patient = await self._record_status(s, report, now)
@@ -285,29 +287,83 @@ class RecordStore:
                 owners[(gateway, device)] = patient
         return owners
 
-    async def _advance_watermark(self, s: AsyncSession, gateway_id: str, now: datetime) -> int:
-        progress = await s.scalar(
-            select(GatewayProgress)
-            .where(GatewayProgress.gateway_id == gateway_id)
+    async def _advance_watermarks(
+        self, s: AsyncSession, seqs: Mapping[str, Sequence[int]], now: datetime
+    ) -> dict[str, int]:
+        """Advance each gateway's watermark past the seqs of this transaction (ascending per
+        gateway), under the gateways' progress row locks taken in gateway order. Three
+        statements for the whole round: the common case — a gateway sending in order — needs
+        only the highest seq it has stored to know that nothing lies beyond what this round
+        filled in. A gateway with seqs stored past that (batches committed out of order) is
+        scanned from its new mark."""
+        gateways = sorted(seqs)
+        if not gateways:
+            return {}
+        progress = cast(Table, GatewayProgress.__table__)
+        locked = (
+            select(progress.c.gateway_id, progress.c.committed_seq)
+            .order_by(progress.c.gateway_id)
             .with_for_update()
         )
-        if progress is None:
-            progress = GatewayProgress(gateway_id=gateway_id, committed_seq=0)
-            s.add(progress)
+        marks: dict[str, int] = dict(
+            (await s.execute(locked.where(progress.c.gateway_id.in_(gateways)))).tuples().all()
+        )
+        if missing := [g for g in gateways if g not in marks]:
+            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            await s.execute(
+                dialect.insert(progress).on_conflict_do_nothing(index_elements=["gateway_id"]),
+                [{"gateway_id": g, "committed_seq": 0} for g in missing],
+            )
+            marks |= dict(
+                (await s.execute(locked.where(progress.c.gateway_id.in_(missing)))).tuples().all()
+            )
+        observations = ObservationRow.__table__
+        highest = (
+            select(func.max(observations.c.seq))
+            .where(observations.c.gateway_id == progress.c.gateway_id)
+            .scalar_subquery()
+        )
+        stored: dict[str, int | None] = dict(
+            (
+                await s.execute(
+                    select(progress.c.gateway_id, highest).where(
+                        progress.c.gateway_id.in_(gateways)
+                    )
+                )
+            )
+            .tuples()
+            .all()
+        )
+        for gateway in gateways:
+            mark = marks[gateway]
+            for seq in seqs[gateway]:
+                if seq == mark + 1:
+                    mark = seq
+                elif seq > mark:
+                    break
+            if (stored[gateway] or 0) > mark:
+                mark = await self._scan_watermark(s, gateway, mark)
+            marks[gateway] = mark
+        await s.execute(
+            update(progress)
+            .where(progress.c.gateway_id == bindparam("gateway"))
+            .values(committed_seq=bindparam("mark"), last_seen=bindparam("now")),
+            [{"gateway": g, "mark": marks[g], "now": now} for g in gateways],
+        )
+        return {g: marks[g] for g in gateways}
+
+    async def _scan_watermark(self, s: AsyncSession, gateway_id: str, mark: int) -> int:
         seqs = await s.scalars(
             select(ObservationRow.seq)
             .where(ObservationRow.gateway_id == gateway_id)
-            .where(ObservationRow.seq > progress.committed_seq)
+            .where(ObservationRow.seq > mark)
             .order_by(ObservationRow.seq)
             .limit(_WATERMARK_SCAN)
         )
-        mark = progress.committed_seq
         for seq in seqs:
             if seq != mark + 1:
                 break
             mark = seq
-        progress.committed_seq = mark
-        progress.last_seen = now
         return mark
 
     # --- alarms ---
