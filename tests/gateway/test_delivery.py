@@ -150,3 +150,37 @@ async def test_a_burst_of_batches_from_many_gateways_is_one_commit(store: Record
     again = await store.commit_batches(burst, now)
     assert again.inserted == () and again.committed == first.committed
     assert await count_rows(store) == (5, 3)
+
+
+async def test_watermarks_of_a_round_follow_gaps_out_of_order_commits_and_resends(
+    store: RecordStore,
+) -> None:
+    """One round commits batches of several gateways; each watermark stops at its first gap and
+    jumps over seqs an earlier out-of-order commit stored beyond it."""
+    now = datetime.now(UTC)
+
+    def batch(gateway: str, first: int, last: int) -> ObservationBatch:
+        rows = readings(first - 1, last - first + 1)
+        return ObservationBatch(
+            gateway,
+            tuple(replace(o, gateway_id=gateway, seq=first + n) for n, o in enumerate(rows)),
+        )
+
+    first = await store.commit_batches(
+        [batch("gw-a", 1, 5), batch("gw-b", 4, 6), batch("gw-c", 1, 2), batch("gw-c", 4, 4)], now
+    )
+    assert first.committed == {"gw-a": 5, "gw-b": 0, "gw-c": 2}
+    # gw-b's gap is filled (the stored 4-6 lie beyond what this round carries), gw-c's too,
+    # and gw-a resends what it already has.
+    second = await store.commit_batches(
+        [batch("gw-b", 1, 3), batch("gw-c", 3, 3), batch("gw-a", 4, 6)], now
+    )
+    assert second.committed == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
+    assert len(second.inserted) == 3 + 1 + 1
+    async with store.session() as s:
+        marks = dict(
+            (await s.execute(select(GatewayProgress.gateway_id, GatewayProgress.committed_seq)))
+            .tuples()
+            .all()
+        )
+    assert marks == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
