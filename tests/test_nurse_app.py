@@ -1,7 +1,8 @@
 """The nurse app (dashboards/static) in headless Chromium against a real platform with a week of
 data (tests/nurse_world.py): the main workflows, keyboard included, and axe-core's WCAG 2.1 A/AA
 rules on every page state, with zero violations. The screenshots in docs/screenshots/ (tablet,
-1024×768) are made here.
+1024×768) are made here: they are written there when TRYGGHEIM_UPDATE_SCREENSHOTS=1, and to a
+temporary directory otherwise, so that a test run leaves the checkout as it was.
 
 - sign in (bokmål by default), my team's patients sorted by urgency, values coloured against
   each patient's own limits, and no other team's patient;
@@ -17,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from tryggheim.broker import find_free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 TABLET = {"width": 1024, "height": 768}
 
 
@@ -79,9 +82,16 @@ async def accessible(page: Page, script: str, what: str) -> None:
     assert found == [], f"axe-core, {what}:\n{report(found)}"
 
 
+def screenshot_dir() -> Path:
+    if os.environ.get("TRYGGHEIM_UPDATE_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    return Path(tempfile.gettempdir()) / "tryggheim-screenshots"
+
+
 async def screenshot(page: Page, name: str, **options: Any) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / name), **options)
+    directory = screenshot_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(directory / name), **options)
 
 
 async def sign_in(page: Page, url: str, hash_: str = "") -> None:
