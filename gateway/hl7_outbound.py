@@ -14,7 +14,8 @@ alarm that went through several states between two rounds is reported in its lat
 (one raised and closed in between: ``start`` then ``end``).
 
 **Sending.** Each destination (``host:port``) is a lane served strictly in message ``id`` order:
-a message is sent only when every earlier one for the same destination is settled.
+a message is sent only when the peer has answered every earlier one for the same destination
+with one of:
 
 * ``AA``/``CA``: acked, the next one follows at once;
 * ``AE``/``CE``: *parked* (kept for a person to see, requeued through the API), the next
@@ -22,11 +23,24 @@ a message is sent only when every earlier one for the same destination is settle
 * ``AR``/``CR``, no ACK in ``ack_timeout_s``, a lost or refused connection, an answer that is no
   ACK: the *same* message (same MSH-10, so the peer can recognise a resend) is tried again
   after ``retry_after_s``, doubling per attempt up to ``retry_max_s``; until then this
-  destination waits and the others go on.
+  destination waits (nothing after that message is sent) and the others go on.
+
+A lane reads a *window* of its destination's next due messages (up to :data:`WINDOW`) in one
+query and sends them one after another over its one connection. It records what happened (each
+attempt, its ACK and the message's new state) and renews its lease in one transaction: at the
+end of the window, at once after a failed attempt, and at least every :data:`SETTLE_EVERY_S`
+while it sends. A message is marked acked only when the peer's ACK for it is in, and a parked
+message requeued while the lane sends goes before the rest of the window (looked for at each
+recording). A crash between a peer's ACK and the recording's commit loses those outcomes: the
+messages are still pending and are sent again, with the same MSH-10, which the receiver knows
+(it deduplicates on sender and MSH-10) and acknowledges again. So a crash resends up to
+``SETTLE_EVERY_S`` worth of messages, and an attempt without a recorded outcome is not counted
+in ``attempts``. A platform that stops (rather than crashes) records what it has first.
 
 Lanes run side by side, each holding a lease on its destination (table ``hl7_destinations``) so
 that two platform processes never send to one destination at once, which would break the order.
-A lease that is not renewed (a crashed process) expires after ``2 × ack_timeout_s + 30 s``.
+A lease that is not renewed (a crashed process) expires after ``2 × ack_timeout_s + 30 s``; a
+lane that finds at a recording that another process took its destination stops.
 """
 
 from __future__ import annotations
@@ -44,7 +58,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, Text, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,6 +117,11 @@ GP_APPLICATION = "GP"
 _HD_LENGTH = 20
 #: Alarms looked at per reconciliation round (the rest wait for the next round).
 _ALARM_BATCH = 500
+#: Messages a lane reads from its destination's queue in one query and sends one after another.
+WINDOW = 200
+#: A lane records outcomes (and renews its lease) at least this often while it sends, so a
+#: crash can make it send again at most what it sent in this time.
+SETTLE_EVERY_S = 0.1
 
 Destination = tuple[str, int]
 
@@ -261,6 +280,61 @@ def _new_control_id() -> str:
     return uuid.uuid4().hex[:20]
 
 
+# --- sending: what a lane reads and records ------------------------------------------------
+
+
+class _LeaseLost(Exception):
+    """Another process took the destination: its lease had expired (this one stalled)."""
+
+    def __init__(self) -> None:
+        super().__init__("lease expired and the destination taken by another process")
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A message as a lane reads it: plain values, no ORM object (the lane only reads it)."""
+
+    id: int
+    control_id: str
+    kind: str
+    text: str
+    attempts: int
+    """As read: the attempt being made is number ``attempts + 1``."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    message: _Queued
+    sent_at: datetime
+    state: Hl7MessageState
+    """``pending``: not delivered, to be tried again after the backoff."""
+    ack: Ack | None
+    error: str | None
+    """What went wrong (a negative ACK, a timeout, a lost connection); ``None`` when acked."""
+
+
+#: One attempt and its outcome, per message (executemany). Only a row still as the lane read it
+#: is changed, so recording the same outcomes twice (a settle cancelled after its commit and
+#: done again) counts one attempt. A value left ``None`` keeps the row's earlier one (e.g. the
+#: last ACK code when the connection was lost).
+_RECORD_OUTCOME = (
+    update(Hl7Message)
+    .where(Hl7Message.id == bindparam("b_id"))
+    .where(Hl7Message.state == Hl7MessageState.PENDING)
+    .where(Hl7Message.attempts == bindparam("b_attempts"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=Hl7Message.attempts + 1,
+        sent_at=bindparam("b_sent_at"),
+        settled_at=bindparam("b_settled_at"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        ack_code=func.coalesce(bindparam("b_ack_code", type_=String()), Hl7Message.ack_code),
+        ack_text=func.coalesce(bindparam("b_ack_text", type_=Text()), Hl7Message.ack_text),
+        last_error=func.coalesce(bindparam("b_error", type_=Text()), Hl7Message.last_error),
+    )
+)
+
+
 # --- the outbound service ------------------------------------------------------------------
 
 
@@ -330,7 +404,6 @@ class Hl7Outbound:
     async def compose(self) -> int:
         """Put every settled session into one message; returns how many messages were made."""
         settled_before = self._clock() - timedelta(seconds=self._settings.settle_s)
-        made = 0
         async with self._store.session() as s:
             result = await s.execute(
                 select(ObservationRow, Patient, Device, Tenant.timezone)
@@ -344,26 +417,63 @@ class Hl7Outbound:
             )
             rows = list(result)
             rules: dict[int, PatientRules | None] = {}
+            messages: list[dict[str, object]] = []
+            members_of: list[list[int]] = []  # the observations' keys, per message
             for _key, group in groupby(rows, key=lambda t: (t[1].id, t[2].device_id, t[0].time)):
                 members = list(group)
                 _, patient, _, timezone = members[0]
                 if patient.id not in rules:
                     rules[patient.id] = _rules(patient.care_plan, timezone)
                 session = [(row, patient, device) for row, patient, device, _ in members]
-                made += await self._queue_oru(s, session, rules[patient.id])
-        self.stats.composed += made
-        return made
+                message = self._oru(session, rules[patient.id])
+                if message is not None:
+                    messages.append(message)
+                    members_of.append([row.pk for row, _, _ in session])
+            if messages:
+                await self._queue_orus(s, messages, members_of)
+        self.stats.composed += len(messages)
+        return len(messages)
 
-    async def _queue_oru(
+    @staticmethod
+    async def _queue_orus(
+        s: AsyncSession, messages: Sequence[Mapping[str, object]], members_of: Sequence[list[int]]
+    ) -> None:
+        """Insert the message rows and mark their observations queued: two statements (each an
+        executemany) for any number of messages, rather than an ORM object and a flush each."""
+        connection = await s.connection()
+        # One row after another, so ids follow the order the sessions were composed in (a
+        # patient's measurements go out in time order).
+        await connection.execute(insert(Hl7Message), messages)
+        # Linked through MSH-10 (unique) rather than the new ids: reading those back in
+        # order (RETURNING) takes a statement per row on SQLite.
+        await connection.execute(
+            update(ObservationRow)
+            .where(ObservationRow.pk == bindparam("b_pk"))
+            .values(
+                hl7_state=Hl7State.QUEUED,
+                hl7_message_id=select(Hl7Message.id)
+                .where(Hl7Message.control_id == bindparam("b_control_id"))
+                .scalar_subquery(),
+            ),
+            [
+                {"b_pk": pk, "b_control_id": message["control_id"]}
+                for message, members in zip(messages, members_of, strict=True)
+                for pk in members
+            ],
+        )
+
+    def _oru(
         self,
-        s: AsyncSession,
         session: Sequence[tuple[ObservationRow, Patient, Device]],
         rules: PatientRules | None,
-    ) -> int:
+    ) -> dict[str, object] | None:
+        """The message row (column values) for one session's ORU^R01, or ``None`` when the
+        session cannot have one (its observations are then marked so)."""
         _, patient, device = session[0]
         control_id = _new_control_id()
         if patient.gp_hl7_host is None or patient.gp_hl7_port is None:
             return self._not_applicable(session, "the patient has no GP endpoint")
+        now = self._clock()
         try:
             observations = [row.observation() for row, _, _ in session]
             text = build_oru_r01(
@@ -375,28 +485,29 @@ class Hl7Outbound:
                 receiving_app=GP_APPLICATION,
                 receiving_facility=(patient.gp_name or GP_APPLICATION)[:_HD_LENGTH],
                 control_id=control_id,
-                now=self._clock(),
+                now=now,
                 abnormal=abnormal_flags(observations, rules) if rules else None,
             )
         except (TryggheimError, ValueError) as exc:
             # One bad session (a patient without a valid national id, a device that is no
             # EUI-64 or MAC) must not hold up every other one.
             return self._not_applicable(session, str(exc))
-        message = self._message(
-            Hl7MessageKind.ORU_R01, patient.id, patient.gp_hl7_host, patient.gp_hl7_port, text
-        )
-        message.control_id = control_id  # the one written in MSH-10
-        s.add(message)
-        await s.flush()
-        for row, _, _ in session:
-            row.hl7_state = Hl7State.QUEUED
-            row.hl7_message_id = message.id
-        return 1
+        return {
+            "control_id": control_id,  # the one written in MSH-10
+            "kind": Hl7MessageKind.ORU_R01.value,
+            "patient_id": patient.id,
+            "host": patient.gp_hl7_host,
+            "port": patient.gp_hl7_port,
+            "message": text,
+            "state": Hl7MessageState.PENDING.value,
+            "attempts": 0,
+            "created_at": now,
+        }
 
     @staticmethod
     def _not_applicable(
         session: Sequence[tuple[ObservationRow, Patient, Device]], reason: str
-    ) -> int:
+    ) -> None:
         row, patient, _ = session[0]
         log.error(
             "no ORU^R01 for patient %s, device %s at %s: %s",
@@ -407,7 +518,6 @@ class Hl7Outbound:
         )
         for obs, _, _ in session:
             obs.hl7_state = Hl7State.NOT_APPLICABLE
-        return 0
 
     def _message(
         self, kind: Hl7MessageKind, patient_id: int, host: str, port: int, text: str
@@ -578,10 +688,12 @@ class Hl7Outbound:
             return False
         client = MLLPClient(host, port, ssl=self._tls, server_hostname=host)
         try:
-            message = await self._due_head(host, port)
-            while message is not None:
-                message = await self._attempt(client, message)
+            while await self._send_window(client, host, port):
+                pass
             return True
+        except _LeaseLost as exc:
+            log.warning("HL7 %s:%d: %s", host, port, exc)
+            return False
         except SQLAlchemyError as exc:
             log.error("HL7 %s:%d: record store failed: %s", host, port, exc)
             return False
@@ -626,112 +738,187 @@ class Hl7Outbound:
                 .values(lease_owner=None, lease_until=None)
             )
 
-    async def _due_head(self, host: str, port: int) -> Hl7Message | None:
+    async def _send_window(self, client: MLLPClient, host: str, port: int) -> bool:
+        """Send the destination's next due messages (up to ``WINDOW``) one after another over
+        ``client``, recording their outcomes at least every ``SETTLE_EVERY_S``; whether more
+        may be due now (``False`` after a failed attempt: the destination waits)."""
+        window = await self._due_window(host, port)
+        if not window:
+            return False
+        loop = asyncio.get_running_loop()
+        outcomes: list[_Outcome] = []
+        settle_at = loop.time() + SETTLE_EVERY_S
+        try:
+            for position, message in enumerate(window):
+                outcome = await self._exchange(client, message)
+                outcomes.append(outcome)
+                if outcome.state is Hl7MessageState.PENDING:
+                    # Nothing after it goes before it: the destination waits for its backoff.
+                    await self._settle(host, port, outcomes)
+                    return False
+                following = position + 1
+                if following < len(window) and loop.time() >= settle_at:
+                    in_order = await self._settle(host, port, outcomes, window[following].id)
+                    outcomes = []
+                    if not in_order:
+                        return True  # a message before the rest of the window was requeued
+                    settle_at = loop.time() + SETTLE_EVERY_S
+            await self._settle(host, port, outcomes)
+            return True
+        except asyncio.CancelledError:
+            # The platform stops: record what the peer has answered, or a restart sends it
+            # all again. (A crash has no such chance; see the module docstring.)
+            if outcomes:
+                try:
+                    await self._settle(host, port, outcomes)
+                except _LeaseLost as exc:
+                    log.warning("HL7 %s:%d: %s", host, port, exc)  # recorded all the same
+                except SQLAlchemyError as exc:
+                    log.error("HL7 %s:%d: outcomes not recorded: %s", host, port, exc)
+            raise
+
+    async def _due_window(self, host: str, port: int) -> list[_Queued]:
+        """The destination's oldest unsettled messages in id order, as many as may be sent now
+        (the first one not due yet and everything after it wait)."""
         async with self._store.session() as s:
-            return await self._next_due(s, host, port)
-
-    async def _next_due(self, s: AsyncSession, host: str, port: int) -> Hl7Message | None:
-        """The destination's oldest unsettled message, if it may be sent now."""
-        head = await s.scalar(
-            select(Hl7Message)
-            .where(Hl7Message.host == host, Hl7Message.port == port)
-            .where(Hl7Message.state == Hl7MessageState.PENDING)
-            .order_by(Hl7Message.id)
-            .limit(1)
-        )
+            result = await s.execute(
+                select(
+                    Hl7Message.id,
+                    Hl7Message.control_id,
+                    Hl7Message.kind,
+                    Hl7Message.message,
+                    Hl7Message.attempts,
+                    Hl7Message.next_attempt_at,
+                )
+                .where(Hl7Message.host == host, Hl7Message.port == port)
+                .where(Hl7Message.state == Hl7MessageState.PENDING)
+                .order_by(Hl7Message.id)
+                .limit(WINDOW)
+            )
+            rows = result.all()
         now = self._clock()
-        if head is None or (head.next_attempt_at is not None and head.next_attempt_at > now):
-            return None
-        return head
+        window = []
+        for id_, control_id, kind, text, attempts, next_attempt_at in rows:
+            if next_attempt_at is not None and next_attempt_at > now:
+                break
+            window.append(_Queued(id_, control_id, kind, text, attempts))
+        return window
 
-    async def _attempt(self, client: MLLPClient, message: Hl7Message) -> Hl7Message | None:
-        """Send one message and record the outcome; the next message the lane may send now.
-
-        The attempt is recorded together with its outcome (and the next message is read in
-        that same transaction): one transaction per message. A crash between sending and
-        recording only means the message is sent again, with the same MSH-10, which the peer
-        recognises."""
+    async def _exchange(self, client: MLLPClient, message: _Queued) -> _Outcome:
+        """Send one message and judge its answer (nothing is recorded yet)."""
         sent_at = self._clock()
         self.stats.sent += 1
         try:
-            ack = await client.send(message.message, timeout=self._settings.ack_timeout_s)
+            ack = await client.send(message.text, timeout=self._settings.ack_timeout_s)
         except (HL7Error, ConnectionLost, OSError) as exc:
-            await self._retry_later(message, sent_at, f"{type(exc).__name__}: {exc}")
-            return None
+            error = f"{type(exc).__name__}: {exc}"
+            return _Outcome(message, sent_at, Hl7MessageState.PENDING, None, error)
         if ack.accepted:
-            self.stats.acked += 1
-            return await self._settle(message, ack, Hl7MessageState.ACKED, sent_at)
+            return _Outcome(message, sent_at, Hl7MessageState.ACKED, ack, None)
+        error = f"{ack.code}: {ack.text}"
         if ack.code in (AckCode.AE, AckCode.CE):
-            log.error(
-                "HL7 %s:%d parked %s %s: %s %s",
-                message.host,
-                message.port,
-                message.kind,
-                message.control_id,
-                ack.code,
-                ack.text,
-            )
-            self.stats.parked += 1
-            return await self._settle(message, ack, Hl7MessageState.PARKED, sent_at)
-        await self._retry_later(message, sent_at, f"{ack.code}: {ack.text}", ack)
-        return None
-
-    async def _record_attempt(
-        self, s: AsyncSession, message: Hl7Message, sent_at: datetime
-    ) -> tuple[Hl7Message, Hl7Destination]:
-        row = await s.get_one(Hl7Message, message.id, with_for_update=True)
-        row.attempts += 1
-        row.sent_at = sent_at
-        dest = await s.get_one(Hl7Destination, (message.host, message.port))
-        dest.last_attempt_at = sent_at
-        dest.lease_until = self._clock() + self._lease
-        return row, dest
+            return _Outcome(message, sent_at, Hl7MessageState.PARKED, ack, error)
+        return _Outcome(message, sent_at, Hl7MessageState.PENDING, ack, error)
 
     async def _settle(
-        self, message: Hl7Message, ack: Ack, state: Hl7MessageState, sent_at: datetime
-    ) -> Hl7Message | None:
+        self, host: str, port: int, outcomes: Sequence[_Outcome], resume: int | None = None
+    ) -> bool:
+        """Record the attempts and their outcomes and renew the lease, in one transaction;
+        whether the lane may go on with message ``resume``: no message before it is pending
+        (one may have been requeued meanwhile). Raises :class:`_LeaseLost` (after recording)
+        when another process took the destination."""
         now = self._clock()
+        retry_at: dict[int, datetime] = {}
+        params = []
+        for outcome in outcomes:
+            message, ack = outcome.message, outcome.ack
+            settled = outcome.state is not Hl7MessageState.PENDING
+            if not settled:
+                wait = backoff(
+                    message.attempts + 1, self._settings.retry_after_s, self._settings.retry_max_s
+                )
+                retry_at[message.id] = now + wait
+            params.append(
+                {
+                    "b_id": message.id,
+                    "b_attempts": message.attempts,
+                    "b_state": outcome.state.value,
+                    "b_sent_at": outcome.sent_at,
+                    "b_settled_at": now if settled else None,
+                    "b_next_attempt_at": retry_at.get(message.id),
+                    "b_ack_code": ack.code.value if ack else None,
+                    "b_ack_text": ack.text if ack else None,
+                    "b_error": outcome.error,
+                }
+            )
+        destination: dict[str, object] = {
+            "last_attempt_at": outcomes[-1].sent_at,
+            "lease_until": now + self._lease,
+        }
+        if any(o.state is Hl7MessageState.ACKED for o in outcomes):
+            destination["last_success_at"] = now
+        failed = [o for o in outcomes if o.error is not None]
+        if failed:
+            destination["last_error"] = f"{failed[-1].message.control_id}: {failed[-1].error}"
+            destination["last_error_at"] = now
         async with self._store.session() as s:
-            row, dest = await self._record_attempt(s, message, sent_at)
-            row.state = state
-            row.settled_at = now
-            row.next_attempt_at = None
-            row.ack_code = ack.code.value
-            row.ack_text = ack.text
-            if state is Hl7MessageState.ACKED:
-                dest.last_success_at = now
-            else:
-                row.last_error = f"{ack.code}: {ack.text}"
-                dest.last_error = f"{message.control_id}: {row.last_error}"
-                dest.last_error_at = now
-            await s.flush()
-            return await self._next_due(s, message.host, message.port)
+            # On the connection, not the session: a list of parameters is one executemany
+            # there, where the session would make it an ORM bulk update by primary key.
+            connection = await s.connection()
+            await connection.execute(_RECORD_OUTCOME, params)
+            renewed = await connection.execute(
+                update(Hl7Destination)
+                .where(Hl7Destination.host == host, Hl7Destination.port == port)
+                .where(Hl7Destination.lease_owner == self._owner)
+                .values(destination)
+            )
+            first_pending = None
+            if resume is not None:
+                first_pending = await connection.scalar(
+                    select(func.min(Hl7Message.id))
+                    .where(Hl7Message.host == host, Hl7Message.port == port)
+                    .where(Hl7Message.state == Hl7MessageState.PENDING)
+                )
+        self._count(host, port, outcomes, retry_at, now)
+        if renewed.rowcount == 0:
+            raise _LeaseLost
+        return resume is None or first_pending is None or first_pending >= resume
 
-    async def _retry_later(
-        self, message: Hl7Message, sent_at: datetime, error: str, ack: Ack | None = None
+    def _count(
+        self,
+        host: str,
+        port: int,
+        outcomes: Sequence[_Outcome],
+        retry_at: Mapping[int, datetime],
+        now: datetime,
     ) -> None:
-        now = self._clock()
-        self.stats.retries += 1
-        async with self._store.session() as s:
-            row, dest = await self._record_attempt(s, message, sent_at)
-            wait = backoff(row.attempts, self._settings.retry_after_s, self._settings.retry_max_s)
-            row.last_error = error
-            row.next_attempt_at = now + wait
-            if ack is not None:
-                row.ack_code = ack.code.value
-                row.ack_text = ack.text
-            dest.last_error = f"{message.control_id}: {error}"
-            dest.last_error_at = now
-        log.warning(
-            "HL7 %s:%d: %s %s not delivered (attempt %d), again in %.1f s: %s",
-            message.host,
-            message.port,
-            message.kind,
-            message.control_id,
-            row.attempts,
-            wait.total_seconds(),
-            error,
-        )
+        """Stats and log lines for outcomes just recorded."""
+        for outcome in outcomes:
+            message = outcome.message
+            if outcome.state is Hl7MessageState.ACKED:
+                self.stats.acked += 1
+            elif outcome.state is Hl7MessageState.PARKED:
+                self.stats.parked += 1
+                log.error(
+                    "HL7 %s:%d parked %s %s: %s",
+                    host,
+                    port,
+                    message.kind,
+                    message.control_id,
+                    outcome.error,
+                )
+            else:
+                self.stats.retries += 1
+                log.warning(
+                    "HL7 %s:%d: %s %s not delivered (attempt %d), again in %.1f s: %s",
+                    host,
+                    port,
+                    message.kind,
+                    message.control_id,
+                    message.attempts + 1,
+                    (retry_at[message.id] - now).total_seconds(),
+                    outcome.error,
+                )
 
 
 async def _pending_heads(store: RecordStore) -> list[tuple[Destination, datetime | None]]:

@@ -1,20 +1,26 @@
 """The outbound HL7 queue against real MLLP peers on loopback, on SQLite and PostgreSQL: strict
 order per destination, retries with the same MSH-10 after AR, a timeout or a refused
-connection, AE parks, one blocked destination does not hold up another, ORU^R01 with abnormal
-flags from the care plan, and alarms reported to an alert manager as ORU^R40."""
+connection, AE parks, one blocked destination does not hold up another; windows (several
+messages per query, outcomes recorded together) that stop at a failure, let a requeued message
+go first, are recorded when the platform stops, resent with the same MSH-10 after a crash, and
+end when the lease is lost; ORU^R01 with abnormal flags from the care plan, and alarms reported
+to an alert manager as ORU^R40."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from gateway import hl7_outbound
 from gateway.alarms import AlarmState
 from gateway.hl7_outbound import (
     Hl7Outbound,
@@ -25,6 +31,7 @@ from gateway.hl7_outbound import (
 )
 from gateway.models import (
     AlarmRow,
+    Hl7Destination,
     Hl7Message,
     Hl7MessageKind,
     Hl7MessageState,
@@ -48,6 +55,7 @@ FAST = Hl7Settings(settle_s=0.05, ack_timeout_s=2.0, retry_after_s=0.1, retry_ma
 #: then, so the assertions below allow a resend anywhere (never a reordering).
 IMPATIENT = FAST.model_copy(update={"ack_timeout_s": 0.3})
 GATEWAY = "gw-hl7"
+REPO = Path(__file__).resolve().parents[2]
 _seqs = itertools.count(1)
 
 
@@ -63,6 +71,7 @@ class Peer:
         self.default = default
         self.received: list[str] = []
         self.messages: list[str] = []
+        self.received_at: list[float] = []  # the event loop's clock
         self._released = asyncio.Event()
         self.server = MLLPServer(self._answer, port=port)
 
@@ -85,6 +94,7 @@ class Peer:
         control_id = received.message.control_id
         self.received.append(control_id)
         self.messages.append(received.raw.decode())
+        self.received_at.append(asyncio.get_running_loop().time())
         reply = self.script.pop(0) if self.script else self.default
         if reply == "hang":
             await self._released.wait()
@@ -167,7 +177,9 @@ async def queue(store: RecordStore, patient_id: int, *items: tuple[Peer | int, s
 
 async def messages(store: RecordStore) -> dict[str, Hl7Message]:
     async with store.session() as s:
-        return {m.control_id: m for m in await s.scalars(select(Hl7Message))}
+        # In id order: PostgreSQL returns updated rows in any order, and tests compare lists.
+        rows = await s.scalars(select(Hl7Message).order_by(Hl7Message.id))
+        return {m.control_id: m for m in rows}
 
 
 async def states(store: RecordStore, *control_ids: str) -> list[str]:
@@ -301,6 +313,200 @@ async def test_one_process_at_a_time_sends_to_a_destination(store: RecordStore) 
     assert await first._claim("127.0.0.1", 2575)  # renewing its own lease
     await first._release("127.0.0.1", 2575)
     assert await second._claim("127.0.0.1", 2575)
+
+
+# --- windows: several messages per query and per recording ----------------------------------
+
+
+async def _settled_at(store: RecordStore, *control_ids: str) -> list[datetime | None]:
+    found = await messages(store)
+    return [found[c].settled_at for c in control_ids]
+
+
+async def test_a_window_is_recorded_in_one_transaction_and_an_ae_in_it_parks_only_that_one(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows of 4, each recorded once at its end.
+    monkeypatch.setattr(hl7_outbound, "WINDOW", 4)
+    monkeypatch.setattr(hl7_outbound, "SETTLE_EVERY_S", 3600)
+    ids = [f"w{n}" for n in range(1, 8)]
+    async with Peer("AA", "AE", "AA", "CE", "AA") as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, *((gp, c) for c in ids))
+        outbound = Hl7Outbound(FAST, store)
+        await outbound.send_pending()
+    assert gp.received == ids
+    found = await messages(store)
+    assert [(found[c].state, found[c].ack_code, found[c].attempts) for c in ids] == [
+        ("acked", "AA", 1),
+        ("parked", "AE", 1),
+        ("acked", "AA", 1),
+        ("parked", "CE", 1),
+        ("acked", "AA", 1),
+        ("acked", "AA", 1),
+        ("acked", "AA", 1),
+    ]
+    assert found["w2"].last_error == "AE: peer says no" and found["w1"].last_error is None
+    settled = await _settled_at(store, *ids)
+    assert len(set(settled[:4])) == 1 and len(set(settled[4:])) == 1 and settled[0] < settled[4]
+    assert all(found[c].sent_at is not None for c in ids)
+    assert (outbound.stats.sent, outbound.stats.acked, outbound.stats.parked) == (7, 5, 2)
+    (status,) = await destination_statuses(store, "default")
+    # The window's last failure is the destination's last error.
+    assert status.last_error == "w4: CE: peer says no"
+    assert (status.pending, status.parked, status.acked) == (0, 2, 5)
+
+
+@pytest.mark.parametrize("failure", ["AR", "hang"])
+async def test_a_failure_in_a_window_stops_it_and_that_message_goes_first_after_the_backoff(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    monkeypatch.setattr(hl7_outbound, "SETTLE_EVERY_S", 3600)
+    timeout = 1.0 if failure == "hang" else FAST.ack_timeout_s
+    settings = FAST.model_copy(
+        update={"retry_after_s": 0.5, "retry_max_s": 0.5, "ack_timeout_s": timeout}
+    )
+    ids = ["f1", "f2", "f3", "f4", "f5"]
+    async with Peer("AA", failure) as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, *((gp, c) for c in ids))
+        async with running(Hl7Outbound(settings, store)):
+
+            async def failed_once() -> bool:
+                return (await messages(store))["f2"].attempts >= 1
+
+            await until(failed_once, what="the failed attempt recorded")
+            # Recorded at once, with the ACK before it; nothing after it was sent.
+            found = await messages(store)
+            assert gp.received[:2] == ["f1", "f2"]
+            if found["f2"].attempts == 1:  # not tried again yet
+                assert "f3" not in gp.received
+            assert (found["f1"].state, found["f1"].attempts) == ("acked", 1)
+            f2 = found["f2"]
+            assert f2.state == "pending" and f2.next_attempt_at is not None
+            assert f2.last_error is not None
+            assert f2.last_error.startswith("AR: " if failure == "AR" else "MLLPTimeoutError")
+            gp.release()
+            await until(lambda: _settled(store, *ids), what="all delivered")
+    assert _in_order(gp.received) == ids
+    # The same MSH-10 again, after the backoff, before anything after it.
+    second = gp.received.index("f2", 2)
+    assert "f3" not in gp.received[:second]
+    assert gp.received_at[second] - gp.received_at[1] >= 0.5 - 0.05
+    assert gp.messages[second] == gp.messages[1]
+    found = await messages(store)
+    assert [found[c].state for c in ids] == ["acked"] * 5
+    assert found["f2"].attempts >= 2 and found["f2"].next_attempt_at is None
+
+
+async def test_a_parked_message_requeued_during_a_window_goes_before_the_rest_of_it(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Recorded after every message: each recording looks for a requeued message.
+    monkeypatch.setattr(hl7_outbound, "SETTLE_EVERY_S", 0)
+    ids = ["q1", "q2", "q3", "q4", "q5"]
+    async with Peer("AE", "AA", "hang") as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, *((gp, c) for c in ids))
+        async with running(Hl7Outbound(FAST, store)):
+            await until(lambda: _len_at_least(gp.received, 3), what="q3 sent")
+            assert await states(store, "q1", "q2") == ["parked", "acked"]
+            await requeue_parked(
+                store, "default", (await messages(store))["q1"].id, datetime.now(UTC)
+            )
+            gp.release()
+            await until(lambda: _settled(store, *ids), what="all delivered")
+    assert gp.received == ["q1", "q2", "q3", "q1", "q4", "q5"]
+    found = await messages(store)
+    assert (found["q1"].state, found["q1"].attempts) == ("acked", 2)
+
+
+async def test_a_stopping_platform_records_what_was_answered(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hl7_outbound, "SETTLE_EVERY_S", 3600)
+    async with Peer("AA", "AA", "hang") as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, (gp, "s1"), (gp, "s2"), (gp, "s3"))
+        async with running(Hl7Outbound(FAST, store)):
+            await until(lambda: _len_at_least(gp.received, 3), what="s3 sent")
+        # Stopped while waiting for s3's ACK: s1 and s2 were recorded on the way out.
+        found = await messages(store)
+        assert [(found[c].state, found[c].attempts) for c in ("s1", "s2", "s3")] == [
+            ("acked", 1),
+            ("acked", 1),
+            ("pending", 0),
+        ]
+        gp.release()
+        await Hl7Outbound(FAST, store).send_pending()
+    assert gp.received == ["s1", "s2", "s3", "s3"]
+
+
+#: An outbound queue in a process of its own (the test kills it): it records nothing before
+#: the end of its window.
+_CRASHING_SENDER = """
+import asyncio, sys
+from gateway import hl7_outbound
+from gateway.settings import Hl7Settings
+from gateway.store import RecordStore
+
+hl7_outbound.SETTLE_EVERY_S = 3600
+settings = Hl7Settings.model_validate_json(sys.argv[2])
+asyncio.run(hl7_outbound.Hl7Outbound(settings, RecordStore(sys.argv[1])).send_pending())
+"""
+
+
+async def test_after_a_crash_before_the_recording_the_messages_go_again_with_their_msh10(
+    store: RecordStore, database_url: str
+) -> None:
+    async with Peer("AA", "AA", "hang") as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, (gp, "c1"), (gp, "c2"), (gp, "c3"))
+        sender = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CRASHING_SENDER,
+            database_url,
+            FAST.model_dump_json(),
+            cwd=REPO,
+        )
+        try:
+            await until(lambda: _len_at_least(gp.received, 3), timeout=30, what="c3 sent")
+        finally:
+            sender.kill()
+            await sender.wait()
+        # c1 and c2 were acknowledged by the peer, but the sender died before recording it.
+        found = await messages(store)
+        assert [(m.state, m.attempts) for m in found.values()] == [("pending", 0)] * 3
+        gp.release()
+        # The dead process's lease has to expire first: a clock an hour ahead.
+        later = Hl7Outbound(FAST, store, clock=lambda: datetime.now(UTC) + timedelta(hours=1))
+        await later.send_pending()
+    assert gp.received == ["c1", "c2", "c3", "c1", "c2", "c3"]
+    assert gp.messages[3:] == gp.messages[:3]  # the very same messages, MSH-10 and all
+    assert await states(store, "c1", "c2", "c3") == ["acked"] * 3
+
+
+async def test_a_lane_that_lost_its_lease_records_what_it_has_and_stops(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hl7_outbound, "WINDOW", 3)
+    monkeypatch.setattr(hl7_outbound, "SETTLE_EVERY_S", 3600)
+    async with Peer("AA", "hang") as gp:
+        patient = await new_patient(store, "15076500565")
+        await queue(store, patient, (gp, "l1"), (gp, "l2"), (gp, "l3"), (gp, "l4"))
+        outbound = Hl7Outbound(FAST, store)
+        lane = asyncio.create_task(outbound.send_pending())
+        await until(lambda: _len_at_least(gp.received, 2), what="l2 sent")
+        # Meanwhile its lease expired and another process took the destination.
+        async with store.session() as s:
+            dest = await s.get_one(Hl7Destination, ("127.0.0.1", gp.port))
+            dest.lease_owner = "another process"
+            dest.lease_until = datetime.now(UTC) + LATER
+        gp.release()
+        await lane
+    assert gp.received == ["l1", "l2", "l3"]  # the window it had; nothing after that
+    assert await states(store, "l1", "l2", "l3", "l4") == ["acked"] * 3 + ["pending"]
 
 
 # --- ORU^R01 --------------------------------------------------------------------------------
