@@ -3,13 +3,16 @@ outbound queue after a GP outage, and hl7apy's parse rate as the baseline, in on
 
 - **inbound**: ``tryggheim hl7 listen`` (its own process, SQLite record store) takes messages
   over ``--connections`` persistent MLLP connections, each sending its next message when the
-  previous one's ACK is in (MLLP has no pipelining). The endpoint always stores the raw message,
-  processes it and stores the ACK before answering; it has no store-only mode. So:
+  previous one's ACK is in (MLLP has no pipelining). Two paths (see gateway/hl7_inbound.py):
 
-  - ``ack``: ADT^A08 updates of already registered patients (one per connection): the trivial
-    processing (one patient row updated) on top of the store-and-ACK work;
+  - ``ack``: the store-and-ACK path. ADT^A08 updates of already registered patients (one per
+    connection) with MSH-15 ``AL``, MSH-16 ``NE`` (accept acknowledgement only): each is
+    stored raw (group commit) and answered CA; the endpoint's processor applies them
+    afterwards. After the last CA the clock runs on until every one of them is processed
+    (``processed_s``, from the first message sent), read from the record store;
   - ``full``: ORU^R01 (IHE PCD-01, 4 observations: systolic, diastolic, mean, pulse) for known
-    patients: each message also becomes 4 observations (``commit_batches``, alarm evaluation).
+    patients, sent in original mode (MSH-15/16 empty): each is stored, becomes 4 observations
+    (``commit_batches``, alarm evaluation) and only then is answered AA.
 
 - **outbound**: :func:`hl7.oru.build_oru_r01` then :meth:`hl7.mllp.MLLPClient.send` to the GP
   endpoint (``tryggheim hl7 gp-peer``, its own process) over one connection, one at a time.
@@ -25,7 +28,8 @@ outbound queue after a GP outage, and hl7apy's parse rate as the baseline, in on
   ``--baseline-s`` seconds, and our own parser (:func:`hl7.message.decode_message`, and
   :func:`hl7.inbound.decode_inbound` that also reads every field the platform uses) likewise.
 
-CPU-seconds are those of the endpoint's or GP's process (``endpoint_cpu_s``, ``gp_cpu_s``) and
+CPU-seconds are those of the endpoint's or GP's process (``endpoint_cpu_s``, ``gp_cpu_s``; for
+``ack`` up to the last CA, and ``processed_cpu_s`` up to the last one processed) and
 of this process, which runs the load generator, the sender or the outbound queue
 (``bench_cpu_s``, ``sender_cpu_s``, ``queue_cpu_s``). Goals (issue 6): inbound ``ack`` >= 2,000
 messages/s, the 10,000-message backlog drained in <= 60 s. Prints one JSON line; exits 1 when a
@@ -36,7 +40,8 @@ does not add up. The run takes as long as the slowest part needs: with the platf
     .venv/bin/python bench/hl7.py [--parts baseline,inbound,outbound,backlog]
         [--connections 4] [--ack-messages 2000] [--full-messages 1000]
         [--outbound-messages 4000] [--backlog 10000] [--patients 50] [--down-s 3]
-        [--retry-after-s 1] [--drain-limit-s 900] [--baseline-s 2] [--backlog-via queue|client]
+        [--retry-after-s 1] [--drain-limit-s 900] [--process-limit-s 300] [--baseline-s 2]
+        [--backlog-via queue|client]
 """
 
 # ruff: noqa: E402 - sys.path is put right before the project's imports (see below).
@@ -150,13 +155,23 @@ def oru(patient: int, k: int, control_id: str) -> str:
     )
 
 
-def adt(event: str, patient: int, control_id: str, given: str) -> str:
+def adt(event: str, patient: int, control_id: str, given: str, *, accept: bool = False) -> str:
+    """``accept``: MSH-15 AL, MSH-16 NE (the store-and-ACK path), else original mode."""
+    modes = "AL|NE" if accept else "|"
     return (
         "MSH|^~\\&|DIPS|AHUS|TRYGGHEIM|BAERUM|20261101120000+0100||"
-        f"ADT^{event}^ADT_A01|{control_id}|P|2.5|||||NOR|UNICODE UTF-8\r"
+        f"ADT^{event}^ADT_A01|{control_id}|P|2.5|||{modes}|NOR|UNICODE UTF-8\r"
         f"EVN|{event}|20261101115930+0100\r"
         f"PID|1||{national_id(patient)}^^^NOR^NNNOR||Ødegård^{given}||19650715|F\r"
     )
+
+
+def original_mode(message: str) -> str:
+    """``message`` with MSH-15 and MSH-16 emptied: answered AA/AE/AR after processing."""
+    msh, rest = message.split("\r", 1)
+    fields = msh.split("|")
+    fields[14:16] = ["", ""]  # fields[n - 1] is MSH-n: MSH-1 is the separator itself
+    return "|".join(fields) + "\r" + rest
 
 
 # --- child processes ---
@@ -247,6 +262,34 @@ def split(messages: Sequence[str], parts: int) -> list[list[str]]:
     return [list(messages[i::parts]) for i in range(parts)]
 
 
+@dataclass
+class Processed:
+    wait_s: float
+    """From the last ACK until the last row was processed."""
+    states: dict[str, int]
+    endpoint_cpu_s: float
+    """Of the wait."""
+
+
+async def wait_processed(
+    database: Path, prefix: str, expected: int, pid: int, limit_s: float
+) -> Processed:
+    """Poll the record store until ``expected`` rows whose MSH-10 starts with ``prefix`` are
+    processed (state no longer ``received``), or ``limit_s`` passed."""
+    cpu_endpoint = tree_usage(pid).cpu_s
+    started = time.perf_counter()
+    deadline = started + limit_s
+    query = "SELECT state, count(*) FROM hl7_inbound WHERE control_id LIKE ? GROUP BY state"
+    while True:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            states = dict(db.execute(query, (f"{prefix}%",)).fetchall())
+        done = sum(n for state, n in states.items() if state != "received")
+        if done >= expected or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(0.02)
+    return Processed(time.perf_counter() - started, states, tree_usage(pid).cpu_s - cpu_endpoint)
+
+
 def result_of(sent: Sent, messages: int, what: str) -> dict[str, Any]:
     latencies = sorted(sent.latencies_ms)
     return {
@@ -267,7 +310,7 @@ def result_of(sent: Sent, messages: int, what: str) -> dict[str, Any]:
 
 
 async def inbound(
-    work: Path, connections: int, ack_messages: int, full_messages: int
+    work: Path, connections: int, ack_messages: int, full_messages: int, process_limit_s: float
 ) -> dict[str, Any]:
     database = work / "inbound.db"
     url = f"sqlite+aiosqlite:///{database}"
@@ -278,16 +321,19 @@ async def inbound(
         registered = await send_all(
             port, [[adt("A01", p, f"REG{p}", "Kari")] for p in range(connections)]
         )
-        warmup = [[oru(p, 0, f"WARM{p}")] for p in range(connections)]
+        warmup = [[original_mode(oru(p, 0, f"WARM{p}"))] for p in range(connections)]
         await send_all(port, warmup)
 
         updates = [
-            adt("A08", n % connections, f"A08-{n:07d}", f"Kari {n}") for n in range(ack_messages)
+            adt("A08", n % connections, f"A08-{n:07d}", f"Kari {n}", accept=True)
+            for n in range(ack_messages)
         ]
         # Message n goes over connection n % connections: each connection has its patient.
         ack = await send_all(port, split(updates, connections), pid)
+        processed = await wait_processed(database, "A08-", ack_messages, pid, process_limit_s)
         readings = [
-            oru(n % connections, 1 + n // connections, f"ORU-{n:07d}") for n in range(full_messages)
+            original_mode(oru(n % connections, 1 + n // connections, f"ORU-{n:07d}"))
+            for n in range(full_messages)
         ]
         full = await send_all(port, split(readings, connections), pid)
 
@@ -298,17 +344,35 @@ async def inbound(
     checks = {
         "registered": registered.codes["AA"] == connections,
         "stored_raw": stored == expected_rows,
+        "processed": processed.states == {"accepted": ack_messages},
         "observations": observations == len(SESSION) * (connections + full_messages),
     }
+    processed_s = ack.elapsed_s + processed.wait_s
+    processed_cpu_s = ack.endpoint_cpu_s + processed.endpoint_cpu_s
     return {
         "connections": connections,
-        "ack": result_of(ack, ack_messages, "ADT^A08 update of a known patient"),
-        "full": result_of(full, full_messages, "ORU^R01, 4 observations, known patient"),
+        "ack": result_of(
+            ack,
+            ack_messages,
+            "ADT^A08 update of a known patient, MSH-15 AL / MSH-16 NE: stored, answered CA, "
+            "processed afterwards",
+        )
+        | {
+            "processed": sum(n for state, n in processed.states.items() if state != "received"),
+            "processed_states": processed.states,
+            "processed_s": round(processed_s, 3),
+            "processed_msgs_per_s": round(ack_messages / processed_s, 1),
+            "processed_cpu_s": round(processed_cpu_s, 2),
+            "processed_cpu_ms_per_msg": round(processed_cpu_s * 1000 / ack_messages, 3),
+        },
+        "full": result_of(
+            full, full_messages, "ORU^R01, 4 observations, known patient, original mode (AA)"
+        ),
         "stored_raw": stored,
         "observations_stored": observations,
         "ok": all(checks.values())
-        and ack.codes["AA"] == ack_messages
-        and full.codes["CA"] + full.codes["AA"] == full_messages,
+        and ack.codes["CA"] == ack_messages
+        and full.codes["AA"] == full_messages,
         "checks": checks,
     }
 
@@ -536,7 +600,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             result["baseline"] = baseline(args.baseline_s)
         if "inbound" in parts:
             result["inbound"] = await inbound(
-                work, args.connections, args.ack_messages, args.full_messages
+                work, args.connections, args.ack_messages, args.full_messages, args.process_limit_s
             )
         if "outbound" in parts:
             result["outbound"] = await outbound(work, args.outbound_messages)
@@ -587,6 +651,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=float,
         default=900.0,
         help="stop the backlog drain after this long (reported as incomplete)",
+    )
+    parser.add_argument(
+        "--process-limit-s",
+        type=float,
+        default=300.0,
+        help="stop waiting for the inbound ack messages to be processed after this long",
     )
     parser.add_argument("--baseline-s", type=float, default=2.0, help="per parser")
     parser.add_argument("--backlog-via", choices=("queue", "client"), default="queue")

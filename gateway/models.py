@@ -389,7 +389,8 @@ class TimeSeriesDeadLetter(Base):
 
 class Hl7InboundState(StrEnum):
     RECEIVED = "received"
-    """Stored, not yet processed (a crash here: the sender's resend finishes it)."""
+    """Stored, not yet processed: the receiver's processor takes it in id order (at start
+    too, after a crash)."""
     ACCEPTED = "accepted"
     ERROR = "error"
     """AE/CE: could not be processed (e.g. unknown patient); a resend may succeed."""
@@ -405,6 +406,8 @@ class Hl7Inbound(Base):
     __table_args__ = (
         UniqueConstraint("sender", "control_id", name="uq_hl7_inbound_sender_control_id"),
         Index("ix_hl7_inbound_received_at", "received_at"),
+        # The processor's next batch: unprocessed rows in id order.
+        Index("ix_hl7_inbound_state_id", "state", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -418,6 +421,14 @@ class Hl7Inbound(Base):
     raw: Mapped[bytes]
     state: Mapped[str] = mapped_column(String(16))
     ack: Mapped[bytes | None]
+    """What the sender was answered (and a resend is answered again): the accept
+    acknowledgement (CA/CE/CR) when the message asked for one, else the application
+    acknowledgement; None while an original-mode message waits to be processed."""
     ack_code: Mapped[str | None] = mapped_column(String(2))
     detail: Mapped[str | None] = mapped_column(Text)
     patient_id: Mapped[int | None] = mapped_column(Integer)
+    application_ack: Mapped[bytes | None]
+    """The application acknowledgement (AA/AE/AR, with an ERR when negative) of the outcome;
+    None until processed, and for a message refused before it was stored (CR)."""
+    processed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """When the outcome (state, detail, application_ack) was recorded."""

@@ -1,9 +1,15 @@
 """HL7 v2 acknowledgements: build the ACK for a received message, parse the ACK of a sent one.
 
-Acknowledgement mode follows HL7 v2 chapter 2: a message with MSH-15 or MSH-16 valued asks for
-*enhanced* mode and gets a commit ACK (``CA``/``CE``/``CR``); otherwise original mode applies
-(``AA``/``AE``/``AR``). Callers pass the outcome in either spelling and :func:`build_ack` writes
-the one the sender asked for. IHE PCD-01 senders (MSH-15 ``AL``) therefore get ``CA``.
+Acknowledgement modes follow HL7 v2 chapter 2. A message whose MSH-15 (accept acknowledgement
+type) is valued and not ``NE`` asks for an *accept* acknowledgement first: ``CA``/``CE``/``CR``
+say that the receiver has (or has not) safely stored the message and taken responsibility for
+it; whether it could be processed is the *application* acknowledgement (``AA``/``AE``/``AR``),
+a separate message in enhanced mode. Any other message (original mode, or enhanced mode asking
+only for an application acknowledgement with MSH-16) is answered ``AA``/``AE``/``AR`` after it
+was processed. Callers pass the outcome in either spelling and :func:`build_ack` writes the one
+the message asked for (:func:`wants_accept_ack`); ``application=True`` builds the application
+acknowledgement of an enhanced-mode message. IHE PCD-01 senders (MSH-15 ``AL``) therefore get
+``CA``.
 
 Errors are written twice: MSA-3 (deprecated since v2.4 and withdrawn in v2.7, so written up to
 v2.6, where many receivers still show it) and an ERR segment (ERR-2 location, ERR-3 code from
@@ -35,17 +41,17 @@ from hl7.message import (
 
 class AckCode(StrEnum):
     AA = "AA"
-    """Original mode: application accept."""
+    """Application accept (processed): the answer in original mode."""
     AE = "AE"
-    """Original mode: application error (the receiver could not process it; may be resent)."""
+    """Application error (the receiver could not process it; may be resent)."""
     AR = "AR"
-    """Original mode: application reject (the message itself is wrong; do not resend as is)."""
+    """Application reject (the message itself is wrong; do not resend as is)."""
     CA = "CA"
-    """Enhanced mode: commit accept (safely stored)."""
+    """Enhanced mode: commit accept (safely stored; the receiver is responsible for it now)."""
     CE = "CE"
-    """Enhanced mode: commit error."""
+    """Enhanced mode: commit error (not stored, e.g. the store is down; may be resent)."""
     CR = "CR"
-    """Enhanced mode: commit reject."""
+    """Enhanced mode: commit reject (type, version or a header field not acceptable)."""
 
     @property
     def accepted(self) -> bool:
@@ -91,6 +97,17 @@ class Ack:
 _ERROR_LOCATION = re.compile(r"[A-Z][A-Z0-9]{2}(\^\d*){0,5}")
 _ELD_VERSIONS = re.compile(r"2\.[34](\.[0-9]+)?")
 _NO_MSA_3_VERSIONS = re.compile(r"2\.(?:[7-9]|[1-9][0-9])(\.[0-9]+)?")
+#: MSH-15 values (HL7 table 0155) that ask for no accept acknowledgement: ``NE``, and the HL7
+#: null ``""`` (no value).
+_NO_ACCEPT_ACK = frozenset({"", "NE", '""'})
+
+
+def wants_accept_ack(message: Message) -> bool:
+    """Whether ``message`` asks for an accept acknowledgement (MSH-15 valued and not ``NE``).
+
+    ``ER`` and ``SU`` (only on error / only on success) count as asking: an MLLP sender waits
+    for an answer to every message, so one is always sent."""
+    return message.msh.value(15).strip().upper() not in _NO_ACCEPT_ACK
 
 
 def build_ack(
@@ -102,15 +119,19 @@ def build_ack(
     *,
     error: ErrorCode | None = None,
     error_location: str = "",
+    application: bool = False,
 ) -> str:
-    """The ACK answering ``message``.
+    """The ACK answering ``message``: ``CA``/``CE``/``CR`` when it asks for an accept
+    acknowledgement, else ``AA``/``AE``/``AR`` (``code`` is written in that spelling).
+    ``application``: the application acknowledgement of a message that asked for an accept
+    acknowledgement first, always ``AA``/``AE``/``AR``.
 
     ``error`` defaults to ``APPLICATION_INTERNAL_ERROR`` for a non-accepting code; an ERR segment
     is written whenever the code does not accept. ``error_location`` is an ERL such as
     ``MSH^1^9``."""
     if error_location and not _ERROR_LOCATION.fullmatch(error_location):
         raise ValueError(f"error_location {error_location!r} is not an ERL like MSH^1^9")
-    code = code.in_mode(enhanced=message.enhanced_ack_mode)
+    code = code.in_mode(enhanced=not application and wants_accept_ack(message))
     msh = message.msh
     trigger = msh.value(9, 2)
     fields = [
@@ -144,9 +165,17 @@ def build_ack(
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
 
 
-def build_nak(message: Message, error: MessageError, now: datetime, control_id: str) -> str:
+def build_nak(
+    message: Message,
+    error: MessageError,
+    now: datetime,
+    control_id: str,
+    *,
+    application: bool = False,
+) -> str:
     """The negative ACK answering ``message`` with what ``error`` says about it: AR (CR) when
-    the message is rejected as such, AE (CE) when it could not be processed."""
+    the message is rejected as such, AE (CE) when it could not be processed (``application``
+    as for :func:`build_ack`)."""
     return build_ack(
         message,
         AckCode.AR if error.reject else AckCode.AE,
@@ -155,6 +184,7 @@ def build_nak(message: Message, error: MessageError, now: datetime, control_id: 
         control_id,
         error=error.code,
         error_location=error.location,
+        application=application,
     )
 
 

@@ -1,6 +1,6 @@
 """bench/hl7.py with tiny sizes: it runs every part, prints its JSON line, and every message of
-every part was acknowledged and counted (stored raw, observations, the durable queue drained
-after the GP outage)."""
+every part was acknowledged and counted (stored raw, processed after the accept ACK,
+observations, the durable queue drained after the GP outage)."""
 
 from __future__ import annotations
 
@@ -48,12 +48,20 @@ def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
     assert set(result["goals_met"]) == {"inbound_ack_msgs_per_s", "backlog_drain_s"}
 
     inbound = result["inbound"]
-    assert inbound["ack"]["acks"] == {"AA": 30}
-    assert inbound["full"]["acks"] == {"CA": 20}  # PCD-01 asks for enhanced mode (MSH-15 AL)
+    ack = inbound["ack"]
+    # MSH-15 AL, MSH-16 NE: answered CA once stored, processed afterwards, all of them.
+    assert ack["acks"] == {"CA": 30} and "MSH-15 AL" in ack["what"]
+    assert (ack["processed"], ack["processed_states"]) == (30, {"accepted": 30})
+    assert ack["processed_s"] >= ack["elapsed_s"] > 0
+    assert ack["processed_cpu_s"] >= ack["endpoint_cpu_s"]
+    assert inbound["full"]["acks"] == {"AA": 20}  # original mode: processed, then answered
     # Every message stored raw: 2 registrations + 2 warm-ups + 30 + 20.
     assert inbound["stored_raw"] == 54
     assert inbound["observations_stored"] == 4 * (2 + 20)
-    for part in (inbound["ack"], inbound["full"]):
+    assert inbound["checks"] == dict.fromkeys(
+        ("registered", "stored_raw", "processed", "observations"), True
+    )
+    for part in (ack, inbound["full"]):
         assert part["msgs_per_s"] > 0 and part["endpoint_cpu_s"] > 0
 
     outbound = result["outbound"]

@@ -1,4 +1,5 @@
-"""hl7.ack: ACK building in original/enhanced mode, ACK parsing, and parse_ack fuzzing."""
+"""hl7.ack: ACK building in original/enhanced mode (accept ACK when MSH-15 asks for one, the
+application ACK otherwise or on request), ACK parsing, and parse_ack fuzzing."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import AckCode, build_ack, build_nak, parse_ack
+from hl7.ack import AckCode, build_ack, build_nak, parse_ack, wants_accept_ack
 from hl7.errors import (
     AckParseError,
     ErrorCode,
@@ -60,6 +61,30 @@ def test_enhanced_mode_is_answered_with_commit_codes() -> None:
     # HD components of the sender survive the swap into the ACK's receiver fields
     header = parse_message(build_ack(ENHANCED, AckCode.AA, "", NOW, "A4")).msh
     assert header.value(5, 2) == "C01000FFFE000001"
+
+
+def test_only_an_accept_ack_request_is_answered_with_commit_codes() -> None:
+    def header(modes: str) -> str:
+        return f"MSH|^~\\&|A|B|C|D|20250301||ADT^A08|M1|P|2.5|||{modes}\rPID|1\r"
+
+    for modes, accept in [
+        ("AL|NE", True),
+        ("ER|AL", True),
+        ("SU", True),
+        ("al", True),
+        ("NE|AL", False),  # enhanced mode, application ACK only: AA/AE/AR
+        ("|AL", False),
+        ('""|AL', False),
+        ("", False),
+    ]:
+        message = parse_message(header(modes))
+        assert wants_accept_ack(message) is accept, modes
+        assert parse_ack(build_ack(message, AckCode.AA, "", NOW, "A1")).code.enhanced is accept
+        # The application ACK (after processing) is AA/AE/AR whatever was asked first.
+        application = build_ack(message, AckCode.CE, "x", NOW, "A2", application=True)
+        assert parse_ack(application).code is AckCode.AE
+    nak = build_nak(ENHANCED, UnknownPatientError("1"), NOW, "N1", application=True)
+    assert parse_ack(nak).code is AckCode.AE
 
 
 def test_reject_carries_err_segment() -> None:
@@ -234,10 +259,12 @@ def test_parse_ack_bytes_in_the_declared_charset() -> None:
         parse_ack(b"\xff\xfe")
 
 
-@given(st.binary(max_size=200))
-def test_any_readable_header_can_be_answered(data: bytes) -> None:
+@given(st.binary(max_size=200), st.booleans())
+def test_any_readable_header_can_be_answered(data: bytes, application: bool) -> None:
     header = read_header(b"MSH|^~\\&|" + data)
     if header is not None:
+        commit = wants_accept_ack(header) and not application
         for code in AckCode:
-            ack = parse_ack(build_ack(header, code, "x", NOW, "F1"))
+            ack = parse_ack(build_ack(header, code, "x", NOW, "F1", application=application))
             assert ack.code.accepted is code.accepted
+            assert ack.code.enhanced is commit
