@@ -306,7 +306,7 @@ class RecordStore:
             .with_for_update()
         )
         marks: dict[str, int] = dict(
-            (await s.execute(locked.where(progress.c.gateway_id.in_(gateways)))).tuples().all()
+            (await s.execute(locked.where(progress.c.gateway_id.in_(gateways)))).all()
         )
         if missing := [g for g in gateways if g not in marks]:
             dialect = postgresql if self.dialect == "postgresql" else sqlite
@@ -314,9 +314,7 @@ class RecordStore:
                 dialect.insert(progress).on_conflict_do_nothing(index_elements=["gateway_id"]),
                 [{"gateway_id": g, "committed_seq": 0} for g in missing],
             )
-            marks |= dict(
-                (await s.execute(locked.where(progress.c.gateway_id.in_(missing)))).tuples().all()
-            )
+            marks |= dict((await s.execute(locked.where(progress.c.gateway_id.in_(missing)))).all())
         observations = ObservationRow.__table__
         highest = (
             select(func.max(observations.c.seq))
@@ -330,9 +328,7 @@ class RecordStore:
                         progress.c.gateway_id.in_(gateways)
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         for gateway in gateways:
             mark = marks[gateway]
