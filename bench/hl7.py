@@ -14,6 +14,11 @@ outbound queue after a GP outage, and hl7apy's parse rate as the baseline, in on
     patients, sent in original mode (MSH-15/16 empty): each is stored, becomes 4 observations
     (``commit_batches``, alarm evaluation) and only then is answered AA.
 
+  With ``--ack-sweep`` (default 1, 8 and 16) the ``ack`` path is measured again with those
+  numbers of connections, each against a fresh endpoint (``inbound_ack_by_connections``):
+  group commit stores everything waiting on all connections in one transaction, so the rate
+  depends on how many senders there are.
+
 - **outbound**: :func:`hl7.oru.build_oru_r01` then :meth:`hl7.mllp.MLLPClient.send` to the GP
   endpoint (``tryggheim hl7 gp-peer``, its own process) over one connection, one at a time.
 - **backlog**: ``--backlog`` measurement sessions (4 observations each, for ``--patients``
@@ -38,7 +43,7 @@ does not add up. The run takes as long as the slowest part needs: with the platf
 2026-11-22 about 5 minutes, 4 of them the backlog's drain.
 
     .venv/bin/python bench/hl7.py [--parts baseline,inbound,outbound,backlog]
-        [--connections 4] [--ack-messages 2000] [--full-messages 1000]
+        [--connections 4] [--ack-sweep 1,8,16] [--ack-messages 4000] [--full-messages 1000]
         [--outbound-messages 4000] [--backlog 10000] [--patients 50] [--down-s 3]
         [--retry-after-s 1] [--drain-limit-s 900] [--process-limit-s 300] [--baseline-s 2]
         [--backlog-via queue|client]
@@ -602,6 +607,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             result["inbound"] = await inbound(
                 work, args.connections, args.ack_messages, args.full_messages, args.process_limit_s
             )
+            # The store-and-ACK rate at other numbers of concurrent senders: a fresh endpoint
+            # each (the full part there is a single message).
+            sweep = {}
+            for connections in args.ack_sweep:
+                run = work / f"ack-{connections}"
+                run.mkdir()
+                alone = await inbound(run, connections, args.ack_messages, 1, args.process_limit_s)
+                sweep[str(connections)] = alone["ack"] | {"ok": alone["ok"]}
+            result["inbound_ack_by_connections"] = sweep
         if "outbound" in parts:
             result["outbound"] = await outbound(work, args.outbound_messages)
         if "backlog" in parts and args.backlog_via == "queue":
@@ -621,13 +635,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if "inbound" in result:
             ack_rate = result["inbound"]["ack"]["msgs_per_s"]
             goals["inbound_ack_msgs_per_s"] = ack_rate >= INBOUND_ACK_GOAL
+            goals["inbound_ack_msgs_per_s_by_connections"] = {
+                connections: run["msgs_per_s"] >= INBOUND_ACK_GOAL
+                for connections, run in result["inbound_ack_by_connections"].items()
+            }
         if "backlog" in result:
             drain_s = result["backlog"]["drain_s"]
             goals["backlog_drain_s"] = drain_s is not None and drain_s <= BACKLOG_GOAL_S
         result["goals_met"] = goals
         result["ok"] = all(
             result[part]["ok"] for part in ("inbound", "outbound", "backlog") if part in result
-        )
+        ) and all(run["ok"] for run in result.get("inbound_ack_by_connections", {}).values())
         return result
     finally:
         if args.keep:
@@ -639,7 +657,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--ack-messages", type=int, default=2000, help="ADT^A08 sent inbound")
+    parser.add_argument(
+        "--ack-sweep",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[1, 8, 16],
+        help="also measure the store-and-ACK path with these numbers of connections "
+        "(comma-separated; empty: none)",
+    )
+    parser.add_argument("--ack-messages", type=int, default=4000, help="ADT^A08 sent inbound")
     parser.add_argument("--full-messages", type=int, default=1000, help="ORU^R01 sent inbound")
     parser.add_argument("--outbound-messages", type=int, default=4000)
     parser.add_argument("--backlog", type=int, default=10000)
@@ -668,7 +693,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
-    if min(args.connections, args.ack_messages, args.full_messages, args.patients) < 1:
+    if (
+        min(args.connections, args.ack_messages, args.full_messages, args.patients, *args.ack_sweep)
+        < 1
+    ):
         parser.error("counts must be at least 1")
     if min(args.outbound_messages, args.backlog) < 1:
         parser.error("counts must be at least 1")

@@ -238,7 +238,7 @@ class Hl7Receiver:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         batch_size: int = 100,
         quiet_s: float = 0.05,
-        defer_s: float = 2.0,
+        defer_s: float = 30.0,
     ) -> None:
         """``batch_size``: rows processed per transaction; ``quiet_s``, ``defer_s``: the
         processor waits for a pause of ``quiet_s`` in arrivals, at most ``defer_s``."""
@@ -912,7 +912,10 @@ def _control_id() -> str:
 
 def receiver_for(store: RecordStore, settings: Hl7ListenSettings) -> Hl7Receiver:
     return Hl7Receiver(
-        store, tenant_id=settings.tenant_id, default_zone=ZoneInfo(settings.timezone)
+        store,
+        tenant_id=settings.tenant_id,
+        default_zone=ZoneInfo(settings.timezone),
+        defer_s=settings.processing_delay_max_s,
     )
 
 

@@ -104,6 +104,9 @@ class Hl7ListenSettings(BaseModel):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     read_timeout_s: float = Field(default=30.0, gt=0)
     idle_timeout_s: float = Field(default=600.0, gt=0)
+    processing_delay_max_s: float = Field(default=30.0, ge=0)
+    """While accept-mode messages keep arriving (a sender flushing its queue), their senders
+    get their CA first and processing waits for a pause: this long at most."""
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Hl7ListenSettings:

@@ -19,6 +19,8 @@ def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
             str(BENCH),
             "--connections",
             "2",
+            "--ack-sweep",
+            "1,3",
             "--ack-messages",
             "30",
             "--full-messages",
@@ -45,7 +47,18 @@ def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["bench"] == "hl7" and result["ok"] is True
     assert (result["inbound_ack_goal"], result["backlog_goal_s"]) == (2000, 60)
-    assert set(result["goals_met"]) == {"inbound_ack_msgs_per_s", "backlog_drain_s"}
+    assert set(result["goals_met"]) == {
+        "inbound_ack_msgs_per_s",
+        "inbound_ack_msgs_per_s_by_connections",
+        "backlog_drain_s",
+    }
+    # The store-and-ACK path again with 1 and 3 senders, each against a fresh endpoint.
+    sweep = result["inbound_ack_by_connections"]
+    assert set(sweep) == set(result["goals_met"]["inbound_ack_msgs_per_s_by_connections"])
+    assert set(sweep) == {"1", "3"}
+    for run in sweep.values():
+        assert run["acks"] == {"CA": 30} and run["processed_states"] == {"accepted": 30}
+        assert run["ok"] is True and run["msgs_per_s"] > 0
 
     inbound = result["inbound"]
     ack = inbound["ack"]
