@@ -40,14 +40,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import aiosqlite
 from sqlalchemy import Select, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
@@ -113,6 +115,11 @@ _PEER_WINDOW_S = 0.1
 #: Failed processing transactions in a row (the last ones of a single row) after which that
 #: row is recorded as failed, when the store is up and refuses it.
 _GIVE_UP_AFTER = 3
+
+
+#: What a failing store raises: SQLAlchemy's errors, and the SQLite driver's own where the
+#: writer uses it directly (:class:`_SqliteRows`).
+STORE_ERRORS = (SQLAlchemyError, OSError, sqlite3.Error)
 
 
 @dataclass(slots=True)
@@ -200,6 +207,120 @@ class _Backlog:
     """Original-mode senders by row id: answered when their row is processed."""
 
 
+Key = tuple[str, str]
+"""Sender and MSH-10."""
+
+
+class _Rows(Protocol):
+    """The writer's own connection to ``hl7_inbound``, kept between batches (a pool checkout and
+    return per batch cost as much CPU as the insert)."""
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str | None]]:
+        """Insert the rows; a row whose sender and MSH-10 are stored already is left out. The
+        inserted rows' id, sender and MSH-10, in no particular order."""
+
+    async def earlier(self, keys: Sequence[Key]) -> dict[Key, tuple[int, bytes | None]]:
+        """The stored rows of resent messages: id and ACK (None: still to be processed)."""
+
+    async def close(self) -> None: ...
+
+
+class _CoreRows:
+    """SQLAlchemy Core on the store's engine (PostgreSQL; SQLite in memory)."""
+
+    def __init__(self, connection: AsyncConnection, dialect: str) -> None:
+        self._connection = connection
+        table = Hl7Inbound.__table__
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        # Core, not ORM: the writer holds every value, and only the keys of the rows inserted
+        # come back (a resend conflicts on sender + MSH-10 and returns nothing).
+        self._insert = insert.on_conflict_do_nothing(
+            index_elements=["sender", "control_id"]
+        ).returning(table.c.id, table.c.sender, table.c.control_id)
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._connection.begin()
+
+    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str | None]]:
+        return [tuple(row) for row in await self._connection.execute(self._insert, rows)]
+
+    async def earlier(self, keys: Sequence[Key]) -> dict[Key, tuple[int, bytes | None]]:
+        c = Hl7Inbound.__table__.c
+        query = select(c.id, c.sender, c.control_id, c.ack).where(
+            tuple_(c.sender, c.control_id).in_(keys)
+        )
+        # Locked: a processor of another platform process that has this row records its ACK
+        # after the sender is registered as waiting for it.
+        rows = await self._connection.execute(query.with_for_update())
+        return {(sender, control_id): (row_id, ack) for row_id, sender, control_id, ack in rows}
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+
+class _SqliteRows:
+    """The same statements written out for SQLite, on a connection of the writer's own: a batch
+    is three calls into the driver's thread (BEGIN IMMEDIATE, the insert, COMMIT). Through
+    SQLAlchemy the same transaction cost about 1.3 ms of CPU, three times the whole of this
+    (bench/hl7.py, docs/benchmarks.md) — and with MLLP's one message per connection at a time,
+    the transaction is what bounds the messages per second."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        table = Hl7Inbound.__table__
+        self._columns = [c.name for c in table.columns if c.name not in ("id", "patient_id")]
+        dialect = sqlite.dialect()
+        # The column types' own conversions (times in UTC, as SQLAlchemy writes them).
+        self._bind = [table.c[name].type.bind_processor(dialect) for name in self._columns]
+        self._sql: dict[int, str] = {}
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self._db.rollback()
+            raise
+        await self._db.execute("COMMIT")
+
+    def _insert_sql(self, count: int) -> str:
+        if count not in self._sql:
+            row = f"({', '.join('?' * len(self._columns))})"
+            self._sql[count] = (
+                f"INSERT INTO hl7_inbound ({', '.join(self._columns)}) "
+                f"VALUES {', '.join([row] * count)} "
+                "ON CONFLICT (sender, control_id) DO NOTHING "
+                "RETURNING id, sender, control_id"
+            )
+        return self._sql[count]
+
+    async def insert(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str | None]]:
+        values = [
+            bind(row[name]) if bind is not None else row[name]
+            for row in rows
+            for name, bind in zip(self._columns, self._bind, strict=True)
+        ]
+        return [
+            tuple(row)
+            for row in await self._db.execute_fetchall(self._insert_sql(len(rows)), values)
+        ]
+
+    async def earlier(self, keys: Sequence[Key]) -> dict[Key, tuple[int, bytes | None]]:
+        pairs = ", ".join(["(?, ?)"] * len(keys))
+        rows = await self._db.execute_fetchall(
+            "SELECT id, sender, control_id, ack FROM hl7_inbound "
+            f"WHERE (sender, control_id) IN (VALUES {pairs})",
+            [part for key in keys for part in key],
+        )
+        return {(sender, control_id): (row_id, ack) for row_id, sender, control_id, ack in rows}
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
 def screen(message: Message, *, accept_mode: bool) -> None:
     """Raise the :class:`~hl7.errors.MessageError` (a reject: AR/CR) that the header alone
     earns: what is checked before a message is stored and answered.
@@ -260,18 +381,9 @@ class Hl7Receiver:
         self._backlog = _Backlog()
         self._peers: dict[str, float] = {}
         """Senders (connections) by when their last message came (loop time)."""
-        self._connection: AsyncConnection | None = None
+        self._rows: _Rows | None = None
         """The writer's."""
         self._running = False
-        dialect = postgresql if store.dialect == "postgresql" else sqlite
-        table = Hl7Inbound.__table__
-        # Core, not ORM: the writer holds every value, and only the keys of the rows inserted
-        # come back (a resend conflicts on sender + MSH-10 and returns nothing).
-        self._insert_rows = (
-            dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=["sender", "control_id"])
-            .returning(table.c.id, table.c.sender, table.c.control_id)
-        )
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -334,7 +446,7 @@ class Hl7Receiver:
                 values |= {"ack": ca.encode("utf-8"), "ack_code": AckCode.CA.value}
         try:
             stored = await self._stored(values)
-        except (SQLAlchemyError, OSError) as exc:
+        except STORE_ERRORS as exc:
             self.stats.store_errors += 1
             log.error(
                 "HL7 %r from %s could not be stored: %s", message.control_id, received.peer, exc
@@ -397,7 +509,7 @@ class Hl7Receiver:
                 batch = self._take([])
                 try:
                     await self._write(batch, gather=True)
-                except (SQLAlchemyError, OSError) as exc:
+                except STORE_ERRORS as exc:
                     if len(batch) == 1:
                         _settle(batch[0].stored, exc)
                         continue
@@ -407,12 +519,12 @@ class Hl7Receiver:
                     for arrival in batch:
                         try:
                             await self._write([arrival], gather=False)
-                        except (SQLAlchemyError, OSError) as alone:
+                        except STORE_ERRORS as alone:
                             _settle(arrival.stored, alone)
         finally:
-            connection, self._connection = self._connection, None
-            if connection is not None:
-                await connection.close()
+            rows, self._rows = self._rows, None
+            if rows is not None:
+                await rows.close()
 
     def _take(self, batch: list[_Arrival]) -> list[_Arrival]:
         """``batch`` with the waiting arrivals added (up to :data:`MAX_STORE_BATCH`)."""
@@ -439,43 +551,51 @@ class Hl7Receiver:
     async def _write(self, batch: list[_Arrival], *, gather: bool) -> None:
         """Store ``batch`` (with ``gather``, and what arrives in a moment) in one transaction,
         then answer it, or register the senders that wait for processing."""
-        # The writer keeps its connection: a pool checkout and return per batch cost as much
-        # CPU as the insert.
-        if self._connection is None:
-            self._connection = await self._store.engine.connect()
-        conn = self._connection
+        if self._rows is None:
+            self._rows = await self._open_rows()
+        rows = self._rows
         if gather:
             await self._gather(batch)
         try:
-            async with self._turn, conn.begin():
-                inserted = await self._insert(conn, batch)
-        except (SQLAlchemyError, OSError):
+            async with self._turn, rows.transaction():
+                inserted = await self._insert(rows, batch)
+        except STORE_ERRORS:
             # The connection may be what failed: the next batch takes a fresh one. Closing a
             # broken connection may fail too; it is dropped either way.
-            self._connection = None
-            with contextlib.suppress(SQLAlchemyError, OSError):
-                await conn.close()
+            self._rows = None
+            with contextlib.suppress(*STORE_ERRORS):
+                await rows.close()
             raise
         self._answer_stored(batch, inserted)
 
-    async def _insert(self, conn: AsyncConnection, batch: Sequence[_Arrival]) -> _Inserted:
+    async def _open_rows(self) -> _Rows:
+        db = await self._store.sqlite_connection()
+        if db is not None:
+            return _SqliteRows(db)
+        return _CoreRows(await self._store.engine.connect(), self._store.dialect)
+
+    @staticmethod
+    async def _insert(rows: _Rows, batch: Sequence[_Arrival]) -> _Inserted:
         """Insert the rows of ``batch``. Resends, of earlier messages or within the batch, are
         not stored again: their earlier rows are read instead."""
-        firsts: dict[tuple[str, str], _Arrival] = {}
+        firsts: dict[Key, _Arrival] = {}
         for arrival in batch:
             if arrival.key is not None:
                 firsts.setdefault(arrival.key, arrival)
         inserted = _Inserted(firsts)
         if firsts:
-            rows = [arrival.values for arrival in firsts.values()]
-            for row_id, sender, control_id in await conn.execute(self._insert_rows, rows):
+            for row_id, sender, control_id in await rows.insert(
+                [arrival.values for arrival in firsts.values()]
+            ):
+                assert control_id is not None  # every row of ``firsts`` has its MSH-10
                 inserted.ids[(sender, control_id)] = row_id
             if resent := [key for key in firsts if key not in inserted.ids]:
-                inserted.earlier = await self._earlier(conn, resent)
+                inserted.earlier = await rows.earlier(resent)
         for arrival in batch:
             if arrival.key is None:
-                result = await conn.execute(self._insert_rows, arrival.values)
-                inserted.unkeyed.append(result.scalar_one())
+                # One at a time: the order of a multi-row insert's RETURNING is not defined.
+                ((row_id, _, _),) = await rows.insert([arrival.values])
+                inserted.unkeyed.append(row_id)
         return inserted
 
     def _answer_stored(self, batch: Sequence[_Arrival], inserted: _Inserted) -> None:
@@ -509,19 +629,6 @@ class Hl7Receiver:
             self._work.set()
         if self._backlog.waiting:
             self._work.set()
-
-    async def _earlier(
-        self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[int, bytes | None]]:
-        """The stored rows of resent messages: id and ACK (None: still to be processed)."""
-        c = Hl7Inbound.__table__.c
-        query = select(c.id, c.sender, c.control_id, c.ack).where(
-            tuple_(c.sender, c.control_id).in_(keys)
-        )
-        # Locked (PostgreSQL): a processor of another platform process that has this row
-        # records its ACK after the sender is registered as waiting for it.
-        rows = await conn.execute(query.with_for_update())
-        return {(sender, control_id): (row_id, ack) for row_id, sender, control_id, ack in rows}
 
     # --- the processor ---
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
+import aiosqlite
 from sqlalchemy import Table, bindparam, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -116,14 +117,22 @@ class CommitResult:
         return seq
 
 
+#: Every SQLite connection of the record store: WAL with a full sync, so a commit is on disk
+#: before anything is acknowledged; writers wait for each other rather than fail.
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Transactions are begun by us (below), not implicitly by the driver.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -153,6 +162,18 @@ class RecordStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def sqlite_connection(self) -> aiosqlite.Connection | None:
+        """A connection of the caller's own to the SQLite file, set up as the engine's (but
+        beginning no transaction by itself), for a hot path where SQLAlchemy's work per
+        statement is the cost; ``None`` on PostgreSQL and for an in-memory database."""
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        connection = await aiosqlite.connect(database, isolation_level=None)
+        for pragma in _SQLITE_PRAGMAS:
+            await connection.execute(pragma)
+        return connection
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -292,7 +292,8 @@ async def test_accept_mode_is_answered_ca_once_stored_and_processed_afterwards(
     store: RecordStore,
 ) -> None:
     # The processor waits for a pause of 2 s in arrivals: the CA comes before processing.
-    receiver = Hl7Receiver(store, quiet_s=2.0, defer_s=2.0)
+    at = datetime(2026, 11, 22, 21, 30, 15, 123456, tzinfo=UTC)
+    receiver = Hl7Receiver(store, quiet_s=2.0, defer_s=2.0, clock=lambda: at)
     async with serving(store, receiver) as port:
         message = adt("A01", "C1", KARI, "Ødegård^Kari", modes=ACCEPT)
         answer = await exchange(port, message)
@@ -301,6 +302,8 @@ async def test_accept_mode_is_answered_ca_once_stored_and_processed_afterwards(
         row = (await inbound_rows(store))["C1"]
         assert (row.raw, row.ack, row.ack_code) == (message, answer, "CA")
         assert (row.state, row.application_ack, row.processed_at) == ("received", None, None)
+        # The writer's own SQLite statements store times as the ORM reads them back.
+        assert row.received_at == at and row.received_at.utcoffset() is not None
         assert KARI not in await patients(store)
 
         await until(lambda: processed(store, "C1"), what="processing")
