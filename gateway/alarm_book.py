@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.alarms import (
+    ActiveCondition,
     Alarm,
     AlarmChange,
     AlarmState,
@@ -225,6 +226,9 @@ class AlarmBook:
             code=alarm.code,
             severity=alarm.severity.value,
             raised_at=alarm.raised_at,
+            device_id=_subject(change.condition),
+            trigger_value=None if change.condition.value is None else str(change.condition.value),
+            trigger_unit=change.condition.unit,
             auto_clear=alarm.auto_clear,
             escalation_repeat=0,
         )
@@ -343,3 +347,10 @@ def _engine_state(patient: Patient, now: datetime) -> EvaluatorState:
         # from the next values) and say so loudly.
         log.error("patient %s: alarm state unreadable (%s); starting afresh", patient.id, exc)
         return EvaluatorState.new(str(patient.id), now)
+
+
+def _subject(condition: ActiveCondition) -> str | None:
+    """The device an alarm is about; for a latched event, the first device that asserted it."""
+    if condition.device_id is not None:
+        return condition.device_id[:64]
+    return condition.devices[0][:64] if condition.devices else None

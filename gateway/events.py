@@ -155,4 +155,5 @@ def alarm_event(row: AlarmRow, scope: PatientScope) -> dict[str, Any]:
         "code": row.code,
         "severity": row.severity,
         "escalation_level": row.escalation_level,
+        "device_id": row.device_id,
     }

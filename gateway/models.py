@@ -359,6 +359,13 @@ class AlarmRow(Base):
     severity: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     raised_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    """The device (or home gateway) the alarm is about: the one with the low battery, gone
+    silent or offline, or that sent the value or event; None for a rule about the patient as a
+    whole (no movement, a missed measurement, a trend)."""
+    trigger_value: Mapped[str | None] = mapped_column(String(64))
+    """The value that raised it (decimal text as measured), with its UCUM unit."""
+    trigger_unit: Mapped[str | None] = mapped_column(String(32))
     auto_clear: Mapped[bool] = mapped_column(Boolean)
     auto_cleared: Mapped[bool] = mapped_column(Boolean, default=False)
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))

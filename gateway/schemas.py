@@ -267,6 +267,11 @@ class AlarmOut(BaseModel):
     severity: Severity
     state: AlarmState
     raised_at: datetime
+    device_id: str | None
+    """The device (or home gateway) the alarm is about; None for the patient as a whole."""
+    trigger_value: str | None
+    """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
+    trigger_unit: str | None
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     condition_cleared_at: datetime | None
@@ -286,6 +291,9 @@ class AlarmOut(BaseModel):
             severity=Severity(row.severity),
             state=AlarmState(row.state),
             raised_at=row.raised_at,
+            device_id=row.device_id,
+            trigger_value=row.trigger_value,
+            trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
             acknowledged_at=row.acknowledged_at,
             condition_cleared_at=row.condition_cleared_at,

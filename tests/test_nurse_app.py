@@ -312,6 +312,12 @@ async def test_a_new_alarm_appears_live_and_is_handled_to_the_end(
     # Unacknowledged alarms go first: once acknowledged the card moves, and focus with it.
     first = page.locator(f'.alarm-list > li[data-alarm-id="{fall.id}"]')
     await expect(first.locator(".state")).to_have_text("Ny")
+    # Which sensor it came from; an event has no measured value to show.
+    await expect(first.locator(".alarm-meta")).to_contain_text("Enhet fall-ødegård")
+    await expect(first.locator(".alarm-meta")).not_to_contain_text("Målt")
+    # Nilsen's SpO2 alarm says what was measured, and on which oximeter.
+    nilsen = page.locator(".alarm-list > li").filter(has_text="Nilsen, Per")
+    await expect(nilsen.locator(".alarm-meta")).to_contain_text("Målt 86 %")
     await first.get_by_role("button", name="Kvitter").click()
     await expect(first.locator(".state")).to_have_text("Kvittert")
     await expect(banner).to_be_hidden()

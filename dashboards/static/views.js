@@ -84,6 +84,11 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   const patient = ctx.patient(alarm.patient_id);
   const me = ctx.subject();
   const lines = [h("span", {}, t("alarm.raised", { time: `${clock(alarm.raised_at)} (${ago(alarm.raised_at)})` }))];
+  // An event (a fall, the panic button) is "1" of unit "1": no value worth reading out.
+  if (alarm.trigger_value != null && alarm.trigger_unit !== "1") {
+    lines.push(h("span", {}, t("alarm.measured", { value: valueText(alarm.trigger_value, alarm.trigger_unit ?? "") })));
+  }
+  if (alarm.device_id) lines.push(h("span", {}, t("alarm.device", { device: alarm.device_id })));
   if (alarm.acknowledged_by && alarm.acknowledged_at) {
     const who = alarm.acknowledged_by === me ? t("alarm.you") : alarm.acknowledged_by;
     lines.push(h("span", {}, t("alarm.acknowledged_by", { who, time: clock(alarm.acknowledged_at) })));

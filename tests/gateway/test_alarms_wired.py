@@ -21,6 +21,7 @@ from gateway.alarms import AlarmState, AlarmTransitionError, ResolutionNoteRequi
 from gateway.careplan import CarePlan, ThresholdOverride
 from gateway.models import DEFAULT_TENANT, AlarmRow, HomeGateway, RejectedMessage
 from gateway.registry import Registry
+from gateway.schemas import AlarmOut
 from gateway.store import RecordStore
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
@@ -94,6 +95,9 @@ async def test_a_low_spo2_raises_one_alarm_which_clears_itself_and_a_resend_rais
     assert (alarm.rule_id, alarm.code, alarm.state) == ("spo2_low", "TRY_ALM_SPO2_LOW", "raised")
     assert alarm.patient_id == patient and alarm.severity == "high"
     assert first.scopes[patient].tenant_id == DEFAULT_TENANT
+    # What the nurse sees: the oximeter and the value that raised it, as measured.
+    shown = AlarmOut.of(alarm)
+    assert (shown.device_id, shown.trigger_value, shown.trigger_unit) == (OXIMETER, "88", "%")
 
     resend = await store.commit_batch(GATEWAY, [spo2(1, "88", 0), spo2(2, "87", 1)], T0)
     assert resend.inserted == () and resend.alarms == ()
@@ -159,6 +163,7 @@ async def test_a_fall_from_an_unpaired_home_sensor_alarms_her_and_closing_releas
     patient = await _patient(store)
     (fall,) = (await store.commit_batch(GATEWAY, [event(1, "TRY_EVT_FALL", 1, 0)], T0)).alarms
     assert (fall.patient_id, fall.severity, fall.code) == (patient, "critical", "TRY_ALM_FALL")
+    assert fall.device_id == "hall-sensor"
     at = T0 + timedelta(minutes=3)
     for action in ("acknowledge", "start"):
         await store.act_on_alarm(fall.id, action, "user:kari", at)
@@ -227,3 +232,11 @@ async def test_bad_status_payload_is_a_dead_letter(
     async with store.session() as s:
         (dead,) = await s.scalars(select(RejectedMessage))
     assert dead.topic == status_topic(GATEWAY) and "state" in dead.reason
+
+
+async def test_a_low_battery_alarm_names_its_device(store: RecordStore) -> None:
+    await _patient(store)
+    battery = replace(event(1, codes.EVENT_BATTERY.ref, 8, 0, device=OXIMETER), unit="%")
+    (alarm,) = (await store.commit_batch(GATEWAY, [battery], T0)).alarms
+    assert alarm.rule_id == "low_battery"
+    assert (alarm.device_id, alarm.trigger_value, alarm.trigger_unit) == (OXIMETER, "8", "%")
