@@ -178,9 +178,6 @@ async def test_watermarks_of_a_round_follow_gaps_out_of_order_commits_and_resend
     assert second.committed == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
     assert len(second.inserted) == 3 + 1 + 1
     async with store.session() as s:
-        marks = dict(
-            (await s.execute(select(GatewayProgress.gateway_id, GatewayProgress.committed_seq)))
-            .tuples()
-            .all()
-        )
+        query = select(GatewayProgress.gateway_id, GatewayProgress.committed_seq)
+        marks = dict((await s.execute(query)).all())
     assert marks == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
