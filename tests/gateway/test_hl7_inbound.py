@@ -26,7 +26,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
-from gateway.hl7_inbound import HL7_GATEWAY, Hl7Receiver, screen, serve_hl7
+from gateway.hl7_apply import HL7_GATEWAY
+from gateway.hl7_inbound import Hl7Receiver, screen, serve_hl7
 from gateway.models import Hl7Inbound, Hl7State, ObservationRow, Patient
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
