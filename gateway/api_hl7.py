@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from gateway.deps import Audit, ManagesRegistry, PathId, Store
-from gateway.hl7_outbound import (
+from gateway.hl7_queue_admin import (
     DestinationStatus,
     MessageNotFound,
     MessageNotParked,

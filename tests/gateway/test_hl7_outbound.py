@@ -22,8 +22,8 @@ from sqlalchemy import select
 
 from gateway import hl7_outbound
 from gateway.alarms import AlarmState
-from gateway.hl7_outbound import (
-    Hl7Outbound,
+from gateway.hl7_outbound import Hl7Outbound
+from gateway.hl7_queue_admin import (
     MessageNotFound,
     MessageNotParked,
     destination_statuses,

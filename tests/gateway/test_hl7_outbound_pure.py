@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from gateway.alarms import Comparison, PatientRules, Severity, ThresholdRule
 from gateway.alarms import codes as alarm_codes
 from gateway.careplan import CarePlan
-from gateway.hl7_outbound import abnormal_flags, alert_report, backoff
+from gateway.hl7_compose import abnormal_flags, alert_report
+from gateway.hl7_sending import backoff
 from gateway.models import AlarmRow
 from hl7.oru import AbnormalFlag
 from hl7.oru_r40 import (
