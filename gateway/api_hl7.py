@@ -1,8 +1,8 @@
-"""Outbound HL7 status for municipality IT (admin role: ``MANAGES_REGISTRY``): per destination
-how much waits, what is parked and when it last worked; the parked messages themselves; and
-requeueing one. Everything is limited to the caller's tenant (its patients' messages). The
-message text holds patient data, so each patient whose messages are shown is written to the
-audit log."""
+"""HL7 status for municipality IT (admin role: ``MANAGES_REGISTRY``), limited to the caller's
+tenant. Outbound: per destination how much waits, what is parked and when it last worked; the
+messages themselves; and requeueing a parked one. Inbound: what the tenant's MLLP endpoint
+received and what came of it. Messages hold patient data, so each patient whose messages are
+shown is written to the audit log."""
 
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,10 +16,11 @@ from gateway.hl7_queue_admin import (
     MessageNotFound,
     MessageNotParked,
     destination_statuses,
+    list_inbound,
     list_messages,
     requeue_parked,
 )
-from gateway.models import Hl7Message, Hl7MessageState
+from gateway.models import Hl7Inbound, Hl7InboundState, Hl7Message, Hl7MessageState
 
 PURPOSE = "administration"
 
@@ -103,6 +104,53 @@ class Hl7MessageOut(BaseModel):
         )
 
 
+class Hl7InboundOut(BaseModel):
+    id: int
+    sender: str
+    """MSH-3 and MSH-4, joined by ``|``."""
+    control_id: str | None
+    """MSH-10."""
+    message_type: str
+    peer: str
+    """The sender's address."""
+    received_at: datetime
+    state: Hl7InboundState
+    """``received`` (not processed yet), ``accepted``, ``error`` (AE) or ``rejected`` (AR/CR)."""
+    detail: str | None
+    """What processing did, or the ERR text."""
+    patient_id: int | None
+    ack_code: str | None
+    """What the sender was answered (CA/CE/CR in accept mode, else AA/AE/AR)."""
+    application_ack: str | None
+    """The outcome as an application acknowledgement (with its ERR), once processed."""
+    processed_at: datetime | None
+    message: str
+    """The message as received, segments separated by ``\\r`` (bytes that are no UTF-8
+    shown as U+FFFD)."""
+
+    @classmethod
+    def of(cls, row: Hl7Inbound) -> "Hl7InboundOut":
+        return cls(
+            id=row.id,
+            sender=row.sender,
+            control_id=row.control_id,
+            message_type=row.message_type,
+            peer=row.peer,
+            received_at=row.received_at,
+            state=Hl7InboundState(row.state),
+            detail=row.detail,
+            patient_id=row.patient_id,
+            ack_code=row.ack_code,
+            application_ack=_text(row.application_ack),
+            processed_at=row.processed_at,
+            message=_text(row.raw) or "",
+        )
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
 def hl7_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1/hl7", tags=["hl7"])
 
@@ -129,6 +177,27 @@ def hl7_router() -> APIRouter:
         for patient_id in patients or [None]:
             await audit("read_hl7_messages", patient_id, purpose=PURPOSE)
         return [Hl7MessageOut.of(row) for row in rows]
+
+    @router.get("/inbound", response_model=list[Hl7InboundOut])
+    async def inbound(
+        principal: ManagesRegistry,
+        store: Store,
+        audit: Audit,
+        state: Annotated[
+            Hl7InboundState | None, Query(description="only messages in this state")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[Hl7InboundOut]:
+        """What the tenant's MLLP endpoint received, newest first (``?state=error``: accepted
+        with CA, then failed in processing, e.g. an unknown patient). Each patient shown is
+        audited."""
+        rows = await list_inbound(store, principal.tenant_id, state=state, limit=limit)
+        patients: list[int | None] = [
+            *sorted({row.patient_id for row in rows if row.patient_id is not None})
+        ]
+        for patient_id in patients or [None]:
+            await audit("read_hl7_inbound", patient_id, purpose=PURPOSE)
+        return [Hl7InboundOut.of(row) for row in rows]
 
     @router.post(
         "/messages/{message_id}/retry",

@@ -118,6 +118,7 @@ class Hl7Receiver:
     ) -> None:
         """``batch_size``: rows processed per transaction; ``quiet_s``, ``defer_s``: the
         processor waits for a pause of ``quiet_s`` in arrivals, at most ``defer_s``."""
+        self._tenant_id = tenant_id
         self._zone = default_zone
         self._clock = clock
         self.stats = InboundStats()
@@ -165,6 +166,7 @@ class Hl7Receiver:
         msh = message.msh
         received_at = self._clock()
         values: dict[str, Any] = {
+            "tenant_id": self._tenant_id,
             "sender": storable_text(f"{msh.field(3)}|{msh.field(4)}")[:400],
             "control_id": storable_text(msh.field(10))[:200] or None,
             "message_type": storable_text(msh.field(9))[:40],

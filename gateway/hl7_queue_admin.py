@@ -1,6 +1,7 @@
-"""Status and operator actions on the outbound HL7 queue (:mod:`gateway.hl7_outbound`), behind
-the API (:mod:`gateway.api_hl7`): each destination's counts and delivery status, the messages,
-and requeueing a parked one."""
+"""Status and operator actions behind the HL7 API (:mod:`gateway.api_hl7`): of the outbound
+queue (:mod:`gateway.hl7_outbound`) each destination's counts and delivery status, the
+messages, and requeueing a parked one; of the inbound endpoint (:mod:`gateway.hl7_inbound`)
+the messages received."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, func, or_, select
 
 from gateway.hl7_sending import Destination, pending_heads
-from gateway.models import Hl7Destination, Hl7Message, Hl7MessageState, Patient
+from gateway.models import (
+    Hl7Destination,
+    Hl7Inbound,
+    Hl7InboundState,
+    Hl7Message,
+    Hl7MessageState,
+    Patient,
+)
 from gateway.store import RecordStore
 
 
@@ -126,6 +134,23 @@ async def list_messages(
         if state is not None:
             statement = statement.where(Hl7Message.state == state)
         return list(await s.scalars(statement.order_by(Hl7Message.id.desc()).limit(limit)))
+
+
+async def list_inbound(
+    store: RecordStore,
+    tenant_id: str,
+    *,
+    state: Hl7InboundState | None = None,
+    limit: int = 100,
+) -> list[Hl7Inbound]:
+    """The messages the tenant's MLLP endpoint received, newest first, in one state or all
+    (``error``: accept-mode messages answered CA whose processing failed — the sender was told
+    nothing more, so a person has to look)."""
+    async with store.session() as s:
+        statement = select(Hl7Inbound).where(Hl7Inbound.tenant_id == tenant_id)
+        if state is not None:
+            statement = statement.where(Hl7Inbound.state == state)
+        return list(await s.scalars(statement.order_by(Hl7Inbound.id.desc()).limit(limit)))
 
 
 async def requeue_parked(

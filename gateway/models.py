@@ -415,9 +415,12 @@ class Hl7Inbound(Base):
         Index("ix_hl7_inbound_received_at", "received_at"),
         # The processor's next batch: unprocessed rows in id order.
         Index("ix_hl7_inbound_state_id", "state", "id"),
+        Index("ix_hl7_inbound_tenant_id", "tenant_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    """The tenant of the endpoint that received it (``[hl7_listen] tenant_id``)."""
     sender: Mapped[str] = mapped_column(String(400))
     """MSH-3 and MSH-4 as sent, joined by ``|``."""
     control_id: Mapped[str | None] = mapped_column(String(200))

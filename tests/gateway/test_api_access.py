@@ -523,6 +523,7 @@ ROUTES: tuple[Route, ...] = (
     # --- HL7 out ---
     Route("GET", "/api/v1/hl7/destinations", A.MANAGE_REGISTRY),
     Route("GET", "/api/v1/hl7/messages", A.MANAGE_REGISTRY),
+    Route("GET", "/api/v1/hl7/inbound", A.MANAGE_REGISTRY),
     Route(
         "POST",
         "/api/v1/hl7/messages/{message_id}/retry",

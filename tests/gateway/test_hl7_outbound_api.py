@@ -1,5 +1,5 @@
 """``/api/v1/hl7``: per-destination status, parked messages (audited: they hold patient data)
-and requeueing one, for the tenant's admin only."""
+and requeueing one, and the messages the endpoint received, for the tenant's admin only."""
 
 from __future__ import annotations
 
@@ -11,14 +11,17 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 from access import auth_settings, bearer, platform_settings
+from chain import until
 from fastapi import FastAPI
 from sqlalchemy import select
 
 from gateway.api_hl7 import hl7_router
 from gateway.auth import BearerVerifier, Role
+from gateway.hl7_inbound import Hl7Receiver
 from gateway.models import (
     AuditEntry,
     Hl7Destination,
+    Hl7Inbound,
     Hl7Message,
     Hl7MessageKind,
     Hl7MessageState,
@@ -26,6 +29,9 @@ from gateway.models import (
     Tenant,
 )
 from gateway.store import RecordStore
+from hl7.ack import parse_ack
+from hl7.message import decode_message
+from hl7.mllp import ReceivedMessage
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 GP = ("gp.example", 2575)
@@ -210,3 +216,70 @@ async def test_a_parked_message_is_requeued(
             await s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "user:it"))
         )
     assert actions == ["retry_hl7_message"]
+
+
+def accepted_oru(control_id: str, national_id: str) -> bytes:
+    """An ORU^R01 asking for the accept acknowledgement only (MSH-15 AL, MSH-16 NE)."""
+    return (
+        "MSH|^~\\&|AHD^0123456789ABCDEF^EUI-64|Continua|TRYGGHEIM|BAERUM|20250301081630+0100||"
+        f"ORU^R01^ORU_R01|{control_id}|P|2.6|||AL|NE||UNICODE UTF-8\r"
+        f"PID|||{national_id}^^^NOR^NNNOR||Ødegård^Kari\r"
+        "OBR|1|X^AHD||182777000^monitoring of patient^SNOMED-CT|||20250301081500+0100\r"
+        "OBX|1|NM|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1.0.1.1|128|266016^MDC_DIM_MMHG^MDC"
+        "|||||R|||20250301081500+0100\r"
+    ).encode()
+
+
+async def receive(receiver: Hl7Receiver, raw: bytes) -> str:
+    """Hand one message to the endpoint's handler (as its MLLP server does); the answer's code."""
+    answer = await receiver(ReceivedMessage(raw, decode_message(raw), "10.0.0.7:41000"))
+    return parse_ack(answer).code.value
+
+
+async def test_inbound_messages_show_what_processing_made_of_them_per_tenant(
+    world: World,
+) -> None:
+    client, store, ids = world
+    ours = Hl7Receiver(store, quiet_s=0.0)
+    theirs = Hl7Receiver(store, tenant_id="other", quiet_s=0.0)
+    async with ours.running(), theirs.running():
+        # Accepted (CA) before processing: that the patient is unknown only shows afterwards.
+        assert await receive(ours, accepted_oru("IN-1", "15076500565")) == "CA"
+        assert await receive(ours, accepted_oru("IN-2", "24107712345")) == "CA"
+        assert await receive(theirs, accepted_oru("IN-3", "41017012345")) == "CA"
+
+        async def processed() -> bool:
+            async with store.session() as s:
+                states = await s.scalars(select(Hl7Inbound.state))
+                return "received" not in set(states)
+
+        await until(processed, what="processing")
+    headers = bearer(Role.ADMIN, subject="user:it")
+    errors = (await client.get("/api/v1/hl7/inbound?state=error", headers=headers)).json()
+    assert [(m["control_id"], m["ack_code"], m["patient_id"]) for m in errors] == [
+        ("IN-2", "CA", None)
+    ]
+    assert "24107712345" in errors[0]["detail"] and "not known" in errors[0]["detail"]
+    assert parse_ack(errors[0]["application_ack"].encode()).code.value == "AE"
+    assert errors[0]["message"].startswith("MSH|") and "Ødegård" in errors[0]["message"]
+    everything = (await client.get("/api/v1/hl7/inbound", headers=headers)).json()
+    assert [(m["control_id"], m["state"]) for m in everything] == [
+        ("IN-2", "error"),
+        ("IN-1", "accepted"),
+    ]
+    assert everything[1]["patient_id"] == ids["kari"]
+    other = await client.get("/api/v1/hl7/inbound", headers=bearer(Role.ADMIN, tenant="other"))
+    assert [(m["control_id"], m["state"]) for m in other.json()] == [("IN-3", "accepted")]
+    nurse = await client.get("/api/v1/hl7/inbound", headers=bearer(Role.NURSE))
+    assert nurse.status_code == 403
+    async with store.session() as s:
+        audited = list(
+            await s.scalars(
+                select(AuditEntry).where(AuditEntry.actor == "user:it").order_by(AuditEntry.id)
+            )
+        )
+    # The error row names nobody; the accepted one names Kari.
+    assert [(a.action, a.patient_id) for a in audited] == [
+        ("read_hl7_inbound", None),
+        ("read_hl7_inbound", ids["kari"]),
+    ]
