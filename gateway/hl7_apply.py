@@ -46,7 +46,7 @@ class MessageApplier:
         clock: Callable[[], datetime],
     ) -> None:
         self._store = store
-        self._tenant_id = tenant_id
+        self.tenant_id = tenant_id
         self._zone = zone
         self._clock = clock
 
@@ -67,7 +67,7 @@ class MessageApplier:
                 raise UnknownPatientError(adt.national_id)
             patient = Patient(
                 national_id=adt.national_id,
-                tenant_id=self._tenant_id,
+                tenant_id=self.tenant_id,
                 care_plan="{}",
                 family_name=adt.name.family,
                 given_name=adt.name.given,
@@ -112,7 +112,7 @@ class MessageApplier:
     async def _patient(self, s: AsyncSession, national_id: str) -> Patient | None:
         patient: Patient | None = await s.scalar(
             select(Patient)
-            .where(Patient.national_id == national_id, Patient.tenant_id == self._tenant_id)
+            .where(Patient.national_id == national_id, Patient.tenant_id == self.tenant_id)
             .with_for_update()
         )
         while patient is not None and patient.merged_into_id is not None:

@@ -160,6 +160,9 @@ class InboundProcessor:
         return (
             select(Hl7Inbound.id, Hl7Inbound.raw, Hl7Inbound.ack_code)
             .where(Hl7Inbound.state == Hl7InboundState.RECEIVED)
+            # Another tenant's endpoint on the same record store processes its own messages:
+            # patients are looked up within the tenant.
+            .where(Hl7Inbound.tenant_id == self._applier.tenant_id)
             .order_by(Hl7Inbound.id)
             .limit(limit)
             # PostgreSQL: a second platform process's processor waits rather than processing
