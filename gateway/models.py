@@ -419,7 +419,7 @@ class Hl7Inbound(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
     """The tenant of the endpoint that received it (``[hl7_listen] tenant_id``)."""
     sender: Mapped[str] = mapped_column(String(400))
     """MSH-3 and MSH-4 as sent, joined by ``|``."""

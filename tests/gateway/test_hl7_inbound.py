@@ -436,6 +436,7 @@ async def test_rows_left_unprocessed_are_processed_at_start_in_order(store: Reco
         for control_id, raw, ack in [("L1", admit, b"MSH|...CA"), ("L2", update, None)]:
             s.add(
                 Hl7Inbound(
+                    tenant_id="default",
                     sender="DIPS|AHUS",
                     control_id=control_id,
                     message_type="ADT",

@@ -26,6 +26,8 @@ def upgrade() -> None:
         "UPDATE hl7_inbound SET tenant_id = COALESCE("
         "(SELECT tenant_id FROM patients WHERE patients.id = hl7_inbound.patient_id), 'default')"
     )
+    with op.batch_alter_table("hl7_inbound", schema=None) as batch_op:
+        batch_op.alter_column("tenant_id", existing_type=sa.String(length=64), nullable=False)
 
 
 def downgrade() -> None:
