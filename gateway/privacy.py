@@ -1,9 +1,12 @@
 """GDPR: export of everything the platform holds about one patient, and erasure of it from the
 record store and the time-series backend.
 
-Covered: the patient, devices, observations, outbound HL7 messages, alarms, time-series points
-refused by the backend (dead letters: they hold the values), and the patient's points in the
-time-series backend; the patient's home gateway stays registered but is unlinked.
+Covered: the patient, devices, observations, outbound HL7 messages, the HL7 messages received
+about the patient (ADT, ORU^R01: stored raw), alarms, time-series points refused by the backend
+(dead letters: they hold the values), and the patient's points in the time-series backend; the
+patient's home gateway stays registered but is unlinked. A received message that could not be
+tied to a patient (an unknown national identity number) has no patient to follow: it goes with
+the tenant's retention.
 
 Kept after erasure, on purpose: the audit log (who read the patient's data, and the erasure
 itself — the health-sector security norm requires it; it holds the internal patient number, not
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.models import (
     AlarmRow,
     Device,
+    Hl7Inbound,
     Hl7Message,
     HomeGateway,
     ObservationRow,
@@ -76,6 +80,13 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
                 .order_by(Hl7Message.id)
             )
         )
+        received = list(
+            await s.scalars(
+                select(Hl7Inbound)
+                .where(Hl7Inbound.patient_id == patient.id)
+                .order_by(Hl7Inbound.id)
+            )
+        )
         alarms = list(
             await s.scalars(
                 select(AlarmRow).where(AlarmRow.patient_id == patient.id).order_by(AlarmRow.id)
@@ -114,6 +125,18 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
                 "message": m.message,
             }
             for m in messages
+        ],
+        "hl7_received": [
+            {
+                "sender": m.sender,
+                "control_id": m.control_id,
+                "message_type": m.message_type,
+                "received_at": m.received_at.isoformat(),
+                "state": m.state,
+                "detail": m.detail,
+                "message": m.raw.decode("utf-8", errors="replace"),
+            }
+            for m in received
         ],
         "alarms": [_alarm(a) for a in alarms],
         "timeseries_dead_letters": [
@@ -184,6 +207,9 @@ async def erase_patient(
             ),
             "hl7_messages": await _delete(
                 s, delete(Hl7Message).where(Hl7Message.patient_id == patient.id)
+            ),
+            "hl7_received": await _delete(
+                s, delete(Hl7Inbound).where(Hl7Inbound.patient_id == patient.id)
             ),
             "alarms": await _delete(s, delete(AlarmRow).where(AlarmRow.patient_id == patient.id)),
             "devices": await _delete(s, delete(Device).where(Device.patient_id == patient.id)),

@@ -5,6 +5,8 @@
 - outbound HL7 messages whose observations are all gone, or created before the observation
   limit. A message still waiting for its ACK is left to the outbound queue, which owns it; it
   goes in a later run once answered;
+- HL7 messages received (stored raw: they name the patient) before the observation limit,
+  once processed; a resend of one of them after that would be processed again;
 - closed alarms whose last change is older than the alarm limit; open alarms never;
 - audit entries older than the audit limit (entries with no tenant belong to the default one).
 
@@ -50,6 +52,8 @@ from gateway.models import (
     AlarmRow,
     AuditEntry,
     Base,
+    Hl7Inbound,
+    Hl7InboundState,
     Hl7Message,
     Hl7MessageState,
     ObservationRow,
@@ -74,6 +78,7 @@ class TenantPurge:
     observations: int = 0
     timeseries_dead_letters: int = 0
     hl7_messages: int = 0
+    hl7_received: int = 0
     alarms: int = 0
     audit_entries: int = 0
     series_patients: int = 0
@@ -142,6 +147,13 @@ class RetentionJob:
                 tenant.id, observations_before
             )
             messages += await self._purge_old_messages(tenant.id, observations_before)
+            received = await self._delete_chunked(
+                Hl7Inbound,
+                Hl7Inbound.id,
+                (Hl7Inbound.tenant_id == tenant.id)
+                & (Hl7Inbound.state != Hl7InboundState.RECEIVED)
+                & (Hl7Inbound.received_at < observations_before),
+            )
             alarms = await self._delete_chunked(
                 AlarmRow,
                 AlarmRow.id,
@@ -159,6 +171,7 @@ class RetentionJob:
                 observations=observations,
                 timeseries_dead_letters=dead_letters,
                 hl7_messages=messages,
+                hl7_received=received,
                 alarms=alarms,
                 audit_entries=audit,
                 series_patients=series,

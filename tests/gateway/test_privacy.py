@@ -21,6 +21,7 @@ from gateway.models import (
     DEFAULT_TENANT,
     AlarmRow,
     AuditEntry,
+    Hl7Inbound,
     HomeGateway,
     ObservationRow,
     Patient,
@@ -119,8 +120,28 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
 
     await until(lambda: points(str(ids[KARI])) >= 5 and points(str(ids[OLA])) >= 5, timeout=20)
 
+    # An ADT received about each of them, stored raw with what processing made of it.
+    async with store.session() as s:
+        for who, name in ((KARI, "Ødegård^Kari"), (OLA, "Nordmann^Ola")):
+            raw = f"MSH|^~\\&|DIPS|AHUS|T|T|20261101120000+0100||ADT^A08|A08-{who}|P|2.5\r"
+            s.add(
+                Hl7Inbound(
+                    tenant_id="default",
+                    sender="DIPS|AHUS",
+                    control_id=f"A08-{who}",
+                    message_type="ADT^A08",
+                    peer="10.0.0.7:41000",
+                    received_at=datetime.now(UTC),
+                    raw=(raw + f"PID|1||{who}^^^NOR^NNNOR||{name}\r").encode(),
+                    state="accepted",
+                    patient_id=ids[who],
+                )
+            )
+
     export = await export_patient(store, KARI, now=datetime.now(UTC))
     assert export["patient"]["family_name"] == "Ødegård"
+    assert [m["control_id"] for m in export["hl7_received"]] == [f"A08-{KARI}"]
+    assert "Ødegård^Kari" in export["hl7_received"][0]["message"]
     assert [d["device_id"] for d in export["devices"]] == ["C0:10:00:00:00:01"]
     assert len(export["observations"]) == 5
     async with store.session() as s:
@@ -138,6 +159,7 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
         "timeseries_dead_letters": 1,
         "observations": 5,
         "hl7_messages": 0,
+        "hl7_received": 1,
         "alarms": kari_alarms,
         "devices": 1,
     }
@@ -147,7 +169,9 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
         alarms_left = list(await s.scalars(select(AlarmRow.patient_id)))
         home = await s.get(HomeGateway, GATEWAY)
         audit = list(await s.scalars(select(AuditEntry.patient_id)))
+        received_left = list(await s.scalars(select(Hl7Inbound.control_id)))
     assert left == 5  # Ola's
+    assert received_left == [f"A08-{OLA}"]
     assert set(alarms_left) == {ids[OLA]}
     assert home is not None and home.patient_id is None
     assert ids[KARI] in audit

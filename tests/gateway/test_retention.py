@@ -21,6 +21,7 @@ from gateway.models import (
     DEFAULT_TENANT,
     AlarmRow,
     AuditEntry,
+    Hl7Inbound,
     Hl7Message,
     Hl7State,
     ObservationRow,
@@ -120,6 +121,18 @@ async def _world(store: RecordStore) -> World:
             tenant_id=tenant,
         )
 
+    def received(tenant: str, days: int, state: str) -> Hl7Inbound:
+        return Hl7Inbound(
+            tenant_id=tenant,
+            sender="DIPS|AHUS",
+            control_id=f"{tenant}-{days}-{state}",
+            message_type="ADT^A08",
+            peer="10.0.0.7:41000",
+            received_at=ago(days),
+            raw=b"MSH|^~\\&|DIPS|AHUS|T|T|20261101120000+0100||ADT^A08|X|P|2.5\r",
+            state=state,
+        )
+
     async with store.session() as s:
         await s.execute(
             update(Tenant)
@@ -201,6 +214,15 @@ async def _world(store: RecordStore) -> World:
                 audit(DEFAULT_TENANT, 400),  # goes
             ]
         )
+        s.add_all(
+            [
+                received(OSLO, 40, "accepted"),  # beyond Oslo's 30 days: goes
+                received(OSLO, 40, "received"),  # not processed yet: kept
+                received(OSLO, 10, "error"),
+                received(DEFAULT_TENANT, 400, "rejected"),  # goes
+                received(DEFAULT_TENANT, 100, "accepted"),
+            ]
+        )
     return world
 
 
@@ -233,12 +255,14 @@ async def _remaining(store: RecordStore, world: World) -> dict[str, object]:
             for tenant, t in (await s.execute(select(AuditEntry.tenant_id, AuditEntry.at))).all()
         )
         messages = sorted(await s.scalars(select(Hl7Message.id)))
+        received = sorted(await s.scalars(select(Hl7Inbound.control_id)))
         dead_letters = len(list(await s.scalars(select(TimeSeriesDeadLetter.id))))
     return {
         "observations": observations,
         "alarms": alarms,
         "audit": audit,
         "hl7_messages": messages,
+        "hl7_received": received,
         "dead_letters": dead_letters,
     }
 
@@ -248,6 +272,7 @@ EXPECTED_REMAINING = {
     "alarms": [(1, "closed", 10), (2, "raised", 400), (2, "resolved", 400), (3, "closed", 100)],
     "audit": [("None", 100), ("oslo", 10)],
     "hl7_messages": [4, 5],
+    "hl7_received": ["default-100-accepted", "oslo-10-error", "oslo-40-received"],
     "dead_letters": 1,
 }
 
@@ -280,11 +305,12 @@ async def test_each_tenant_keeps_exactly_what_its_limits_allow(
             observations=3,
             timeseries_dead_letters=1,
             hl7_messages=3,
+            hl7_received=1,
             alarms=1,
             audit_entries=1,
             series_patients=1,
         ),
-        DEFAULT_TENANT: TenantPurge(observations=2, alarms=1, audit_entries=2),
+        DEFAULT_TENANT: TenantPurge(observations=2, hl7_received=1, alarms=1, audit_entries=2),
     }
     assert await _remaining(store, world) == EXPECTED_REMAINING
     # Patient 1 has nothing within Oslo's limit: the whole series goes. Patient 2 has a recent
