@@ -49,6 +49,7 @@ async def reconcile_alarms(
     latched = AlarmRow.condition_cleared_at.is_not(None)
     made = 0
     async with store.session() as s:
+        await store.lock_hl7_queue(s)
         result = await s.execute(
             select(AlarmRow, Hl7AlarmReport)
             .outerjoin(Hl7AlarmReport, Hl7AlarmReport.alarm_id == AlarmRow.id)

@@ -44,6 +44,7 @@ async def compose_sessions(
     """Put every settled session into one message; returns how many messages were made."""
     settled_before = clock() - timedelta(seconds=settings.settle_s)
     async with store.session() as s:
+        await store.lock_hl7_queue(s)
         result = await s.execute(
             select(ObservationRow, Patient, Device, Tenant.timezone)
             .join(Patient, ObservationRow.patient_id == Patient.id)

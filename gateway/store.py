@@ -45,6 +45,9 @@ from tryggheim.wire import GatewayStatusReport, ObservationBatch
 #: ``Observation.source`` of values received in an HL7 message (``hl7:ORU^R01``).
 HL7_SOURCE_PREFIX = "hl7:"
 
+#: The PostgreSQL advisory lock of :meth:`RecordStore.lock_hl7_queue` ("TRYHL7Q").
+HL7_QUEUE_LOCK = 0x5452_5948_4C37_51
+
 #: How many seqs past the watermark one commit looks at to advance it.
 _WATERMARK_SCAN = 100_000
 
@@ -179,6 +182,18 @@ class RecordStore:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def lock_hl7_queue(self, s: AsyncSession) -> None:
+        """Serialise, until ``s`` ends, the transactions that add messages to the outbound HL7
+        queue. A lane sends its destination's messages in id order and never goes back; on
+        PostgreSQL two platform processes composing at once could commit a lower id after a
+        higher one was sent, so they take turns on a transaction-scoped advisory lock. On
+        SQLite the transaction's start (``BEGIN IMMEDIATE``) takes the database's one write
+        lock, which does the same."""
+        if self.dialect == "postgresql":
+            await s.execute(select(func.pg_advisory_xact_lock(HL7_QUEUE_LOCK)))
+        else:
+            await s.connection()
 
     # --- ingest ---
     def _insert(self) -> Any:

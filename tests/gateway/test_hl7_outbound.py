@@ -581,6 +581,28 @@ async def test_measurements_go_out_with_abnormal_flags_from_the_care_plan(
 # --- ORU^R40 --------------------------------------------------------------------------------
 
 
+async def test_composers_take_turns_so_ids_are_committed_in_order(store: RecordStore) -> None:
+    """While one transaction adds to the queue (it holds the queue lock), another composer
+    waits: a lane, which never goes back in id order, cannot see a higher id commit before a
+    lower one (PostgreSQL with two platform processes)."""
+    patient = await new_patient(store, "15076500565", gp=("127.0.0.1", 1))
+    await store.pair_device(
+        device_id="C0:10:00:00:00:02",
+        patient_id=patient,
+        gateway_id=GATEWAY,
+        profile=DeviceProfile.PULSE_OXIMETER,
+    )
+    at = datetime(2025, 3, 1, 8, 15, tzinfo=UTC)
+    await measure(store, "C0:10:00:00:00:02", [("MDC_PULS_OXIM_SAT_O2", "97", "%")], at)
+    outbound = Hl7Outbound(FAST, store)
+    async with store.session() as s:
+        await store.lock_hl7_queue(s)
+        composing = asyncio.create_task(outbound.compose())
+        done, _ = await asyncio.wait([composing], timeout=1.0)
+        assert not done, "a composer went ahead while another transaction held the queue"
+    assert await asyncio.wait_for(composing, 10) == 1
+
+
 def _with_alert_manager(port: int, **changes: float) -> Hl7Settings:
     manager = AlertManagerSettings(host="127.0.0.1", port=port, application="AM", facility="AM")
     return FAST.model_copy(update={"alert_manager": manager, **changes})
