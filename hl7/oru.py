@@ -160,19 +160,17 @@ def build_oru_r01(
     ``abnormal`` gives OBX-8 per observation (keyed by :attr:`Observation.id`)."""
     if not observations:
         raise OruBuildError("observations", "at least one observation is needed")
-    if not _CONTROL_ID.fullmatch(control_id):
-        raise OruBuildError("control_id", f"{control_id!r} must be 1-199 of [A-Za-z0-9._-]")
-    if processing_id not in ("P", "D", "T"):
-        raise OruBuildError("processing_id", f"{processing_id!r} is not P, D or T (table 0103)")
-    for name, value in (
-        ("sending_app", sending_app),
-        ("sending_facility", sending_facility),
-        ("receiving_app", receiving_app),
-        ("receiving_facility", receiving_facility),
-    ):
-        # HD-1 is an IS of at most 20 characters in v2.6; receivers that validate reject more.
-        if len(value) > 20:
-            raise OruBuildError(name, f"{value!r} is longer than 20 characters (HD-1)")
+    header = msh_segment(
+        message_type="ORU^R01^ORU_R01",
+        profile=PCD_01_PROFILE,
+        sending_app=sending_app,
+        sending_facility=sending_facility,
+        receiving_app=receiving_app,
+        receiving_facility=receiving_facility,
+        control_id=control_id,
+        now=now,
+        processing_id=processing_id,
+    )
     for obs in observations:
         if obs.device_id != device.device_id:
             raise OruBuildError(
@@ -181,31 +179,8 @@ def build_oru_r01(
     device_eui64 = eui64(device.device_id)
     equipment = f"{device_eui64}^EUI-64"
     flags = abnormal or {}
-    msh = [
-        "MSH",
-        "^~\\&",
-        escape(sending_app),
-        escape(sending_facility),
-        escape(receiving_app),
-        escape(receiving_facility),
-        format_timestamp(now),
-        "",
-        "ORU^R01^ORU_R01",
-        control_id,
-        processing_id,
-        "2.6",
-        "",
-        "",
-        "AL",
-        "NE",
-        "",
-        "UNICODE UTF-8",
-        "",
-        "",
-        PCD_01_PROFILE,
-    ]
     segments = [
-        "|".join(msh),
+        header,
         pid_segment(patient),
         "PV1||R",
         segment(
@@ -241,6 +216,59 @@ def build_oru_r01(
         if obs.flags:
             segments.append(segment("NTE", "1", "L", "~".join(escape(f) for f in obs.flags)))
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
+
+
+def msh_segment(
+    *,
+    message_type: str,
+    profile: str,
+    sending_app: str,
+    sending_facility: str,
+    receiving_app: str,
+    receiving_facility: str,
+    control_id: str,
+    now: datetime,
+    processing_id: str,
+) -> str:
+    """The MSH of a message the platform sends (v2.6, UTF-8, accept ACK always, application ACK
+    never, as IHE PCD asks), after checking what the caller gave for it."""
+    if not _CONTROL_ID.fullmatch(control_id):
+        raise OruBuildError("control_id", f"{control_id!r} must be 1-199 of [A-Za-z0-9._-]")
+    if processing_id not in ("P", "D", "T"):
+        raise OruBuildError("processing_id", f"{processing_id!r} is not P, D or T (table 0103)")
+    for name, value in (
+        ("sending_app", sending_app),
+        ("sending_facility", sending_facility),
+        ("receiving_app", receiving_app),
+        ("receiving_facility", receiving_facility),
+    ):
+        # HD-1 is an IS of at most 20 characters in v2.6; receivers that validate reject more.
+        if len(value) > 20:
+            raise OruBuildError(name, f"{value!r} is longer than 20 characters (HD-1)")
+    fields = [
+        "MSH",
+        "^~\\&",
+        escape(sending_app),
+        escape(sending_facility),
+        escape(receiving_app),
+        escape(receiving_facility),
+        format_timestamp(now),
+        "",
+        message_type,
+        control_id,
+        processing_id,
+        "2.6",
+        "",
+        "",
+        "AL",
+        "NE",
+        "",
+        "UNICODE UTF-8",
+        "",
+        "",
+        profile,
+    ]
+    return "|".join(fields)
 
 
 def pid_segment(patient: PatientRef) -> str:

@@ -48,7 +48,7 @@ from enum import StrEnum
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
-from hl7.oru import AbnormalFlag, PatientRef, metric_fields, pid_segment, segment
+from hl7.oru import AbnormalFlag, PatientRef, metric_fields, msh_segment, pid_segment, segment
 from tryggheim.domain import Observation
 
 PCD_04_PROFILE = "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
@@ -61,7 +61,6 @@ ALERT_TYPE = "68485^MDC_ATTR_ALERT_TYPE^MDC"
 #: The platform's own alarm code system (gateway.alarms.codes).
 ALARM_CODING_SYSTEM = "TRYGGHEIM-ALARM"
 
-_CONTROL_ID = re.compile(r"[A-Za-z0-9._-]{1,199}")
 _ALERT_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _EUI64 = re.compile(r"[0-9A-F]{16}")
 
@@ -143,48 +142,24 @@ def build_oru_r40(
     processing_id: str = "P",
 ) -> str:
     """One ORU^R40 reporting ``alert`` (see the module docstring)."""
-    if not _CONTROL_ID.fullmatch(control_id):
-        raise OruBuildError("control_id", f"{control_id!r} must be 1-199 of [A-Za-z0-9._-]")
+    header = msh_segment(
+        message_type="ORU^R40^ORU_R40",
+        profile=PCD_04_PROFILE,
+        sending_app=sending_app,
+        sending_facility=sending_facility,
+        receiving_app=receiving_app,
+        receiving_facility=receiving_facility,
+        control_id=control_id,
+        now=now,
+        processing_id=processing_id,
+    )
     if not _ALERT_ID.fullmatch(alert.alert_id):
         raise OruBuildError("alert_id", f"{alert.alert_id!r} must be 1-100 of [A-Za-z0-9._-]")
-    if processing_id not in ("P", "D", "T"):
-        raise OruBuildError("processing_id", f"{processing_id!r} is not P, D or T (table 0103)")
     if alert.device_eui64 is not None and not _EUI64.fullmatch(alert.device_eui64):
         raise OruBuildError("device_eui64", f"{alert.device_eui64!r} is not 16 hex digits")
-    for name, value in (
-        ("sending_app", sending_app),
-        ("sending_facility", sending_facility),
-        ("receiving_app", receiving_app),
-        ("receiving_facility", receiving_facility),
-    ):
-        if len(value) > 20:
-            raise OruBuildError(name, f"{value!r} is longer than 20 characters (HD-1)")
-    msh = [
-        "MSH",
-        "^~\\&",
-        escape(sending_app),
-        escape(sending_facility),
-        escape(receiving_app),
-        escape(receiving_facility),
-        format_timestamp(now),
-        "",
-        "ORU^R40^ORU_R40",
-        control_id,
-        processing_id,
-        "2.6",
-        "",
-        "",
-        "AL",
-        "NE",
-        "",
-        "UNICODE UTF-8",
-        "",
-        "",
-        PCD_04_PROFILE,
-    ]
     equipment = f"{alert.device_eui64}^EUI-64" if alert.device_eui64 else ""
     segments = [
-        "|".join(msh),
+        header,
         pid_segment(patient),
         "PV1||R",
         segment(
