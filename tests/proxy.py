@@ -1,6 +1,7 @@
-"""A TCP proxy on loopback that a test can cut, to make a network partition between a home
-gateway and the broker: while cut, established connections go silent (packets "lost", as on a
-dead mobile link) and new connections are refused."""
+"""TCP proxies on loopback for tests: each forwards the connections it accepts to a target and
+sees every byte go by. :class:`PartitionProxy` can be cut, to make a network partition between
+a home gateway and the broker: while cut, established connections go silent (packets "lost",
+as on a dead mobile link) and new connections are refused."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from types import TracebackType
 from typing import Self
 
 
-class PartitionProxy:
+class LoopbackProxy:
+    """Forwards each connection accepted on a free loopback port to ``target``. Subclasses
+    decide per chunk whether it passes (:meth:`_passes`) and whether a connection is refused
+    (:meth:`_refuses`)."""
+
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
-        self._cut = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted = 0
 
     @property
     def port(self) -> int:
@@ -40,6 +45,56 @@ class PartitionProxy:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _refuses(self) -> bool:
+        return False
+
+    def _opened(self, connection: int) -> None:
+        """The ``connection``-th accepted connection (from 0) reached the target."""
+
+    def _passes(self, connection: int, upstream: bool, data: bytes) -> bool:
+        return True
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refuses():
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        connection, self._accepted = self._accepted, self._accepted + 1
+        self._opened(connection)
+        self._connections |= {writer, up_writer}
+        for source, sink, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pump(connection, upstream, source, sink))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self,
+        connection: int,
+        upstream: bool,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                if self._passes(connection, upstream, data):
+                    sink.write(data)
+                    await sink.drain()
+        except (ConnectionError, OSError):
+            pass  # the other side went away; closing below is all there is to do
+        finally:
+            sink.close()
+            self._connections.discard(sink)
+
+
+class PartitionProxy(LoopbackProxy):
+    def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__(target_host, target_port)
+        self._cut = asyncio.Event()
+
     @contextlib.asynccontextmanager
     async def partitioned(self) -> AsyncIterator[None]:
         self._cut.set()
@@ -51,30 +106,8 @@ class PartitionProxy:
             for writer in list(self._connections):
                 writer.close()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._cut.is_set():
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._connections |= {writer, up_writer}
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(source, sink))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _refuses(self) -> bool:
+        return self._cut.is_set()
 
-    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        try:
-            while data := await source.read(65536):
-                if self._cut.is_set():
-                    continue  # dropped on the floor
-                sink.write(data)
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass  # the other side went away; closing below is all there is to do
-        finally:
-            sink.close()
-            self._connections.discard(sink)
+    def _passes(self, connection: int, upstream: bool, data: bytes) -> bool:
+        return not self._cut.is_set()  # while cut: dropped on the floor

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from npm_cache import cache_dir, npm_installed
+from proxy import LoopbackProxy
 from servers import require_binary
 from sqlalchemy import select
 
@@ -208,60 +208,22 @@ async def run_node_client(node_peer: NodePeer, port: int, *messages: str) -> lis
 # --- a recording TCP proxy: what crossed the wire, each way ---
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackProxy):
     """Forwards each accepted connection to ``127.0.0.1:target_port`` and keeps every byte:
     ``upstream[n]`` from the n-th client, ``downstream[n]`` to it (recorded before forwarding)."""
 
     def __init__(self, target_port: int) -> None:
-        self._target_port = target_port
+        super().__init__("127.0.0.1", target_port)
         self.upstream: list[bytearray] = []
         self.downstream: list[bytearray] = []
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+    def _opened(self, connection: int) -> None:
+        self.upstream.append(bytearray())
+        self.downstream.append(bytearray())
 
-    async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up, down = bytearray(), bytearray()
-        self.upstream.append(up)
-        self.downstream.append(down)
-        target_reader, target_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
-        pumps = [
-            asyncio.create_task(self._pump(reader, target_writer, up)),
-            asyncio.create_task(self._pump(target_reader, writer, down)),
-        ]
-        self._tasks.update(pumps)
-
-    @staticmethod
-    async def _pump(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: bytearray
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                record += data
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
+    def _passes(self, connection: int, upstream: bool, data: bytes) -> bool:
+        (self.upstream if upstream else self.downstream)[connection] += data
+        return True
 
 
 def frames(wire: bytes) -> list[bytes]:
