@@ -62,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from bench_common import start_platform, tree_usage
+from bench_common import EdgeProcess, start_platform, stop_process, tree_usage
 from pydantic import SecretStr
 
 from firmware_sim.household import WARM_UP_SENSOR_TOML, write_edge_config
@@ -356,42 +356,6 @@ async def gateway_sessions(
 # --- the measured home ------------------------------------------------------------------------
 
 
-class Edge:
-    """``tryggheim edge run`` as a child process, its log kept in its directory."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.log = config.parent / "edge.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def __aenter__(self) -> Edge:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tryggheim.cli",
-                "edge",
-                "run",
-                "--config",
-                str(self.config),
-                stdout=log,
-                stderr=log,
-            )
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    async def __aexit__(self, *_: object) -> None:
-        if self.process is not None:
-            await stop(self.process)
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
 class Zigbee2Mqtt:
     """The measured home's Zigbee2MQTT: publishes sensor states with ``last_seen`` (ISO 8601,
     ms), strictly increasing per sensor, so the edge never takes two messages for one."""
@@ -434,17 +398,6 @@ class Tap:
                 if obs.code == codes.EVENT_WATER.ref and obs.value == 1:
                     # A resend (no ack in time) must not move the first arrival.
                     self.arrived.setdefault(obs.time, at)
-
-
-async def stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-    try:
-        async with asyncio.timeout(15):
-            await process.wait()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
 
 
 def cpu_of(pid: int | None) -> float:
@@ -573,7 +526,7 @@ async def run(options: Options) -> dict[str, Any]:
                     options, rng, gateways, work, central, home, platform, signing_key
                 )
             finally:
-                await stop(platform)
+                await stop_process(platform)
 
 
 async def measure(
@@ -633,7 +586,7 @@ async def measure(
             live_stream(http, base, token, patient_id) as stream,
             MqttSession(platform_mqtt, "bench-tap", clean_start=True) as tap_session,
             MqttSession(z2m_settings, "zigbee2mqtt", clean_start=True) as z2m_session,
-            Edge(edge_config) as edge,
+            EdgeProcess(edge_config, edge_config.parent / "edge.log") as edge,
         ):
             await tap_session.subscribe(event_topic(MEASURED_GATEWAY))
             tapping = asyncio.create_task(tap.follow(tap_session))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,63 @@ async def tryggheim(*args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tryggheim.cli", *args, stderr=asyncio.subprocess.DEVNULL
     )
+
+
+async def stop_process(process: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (if it still runs) and wait for the end; SIGKILL after 15 s."""
+    if process.returncode is None:
+        process.send_signal(sig)
+    try:
+        async with asyncio.timeout(15):
+            await process.wait()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+class EdgeProcess:
+    """``tryggheim edge run`` as a child process that can be stopped (or killed) and started
+    again, its output appended to ``log``; as a context manager, started and stopped."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tryggheim.cli",
+                "edge",
+                "run",
+                "--config",
+                str(self.config),
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        process, self.process = self.process, None
+        if process is not None:
+            await stop_process(process, sig)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def __aenter__(self) -> EdgeProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
 
 
 @dataclass(frozen=True, slots=True)

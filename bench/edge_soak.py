@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import secrets
 import signal
@@ -32,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from bench_common import EdgeProcess
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -54,43 +54,6 @@ from tryggheim.wire import BROKER_ACL
 GATEWAY = "gw-soak"
 FIRST_DAY = date(2026, 11, 23)
 Key = tuple[str, str, str, datetime]
-
-
-class Edge:
-    """``tryggheim edge run`` as a child process that can be killed and started again."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tryggheim.cli",
-                "edge",
-                "run",
-                "--config",
-                str(self.config),
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-
-    async def stop(self, sig: int = signal.SIGTERM) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.returncode is None:
-            process.send_signal(sig)
-        try:
-            async with asyncio.timeout(15):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def _poll(predicate: Callable[[], Awaitable[bool]], timeout: float) -> bool:
@@ -138,7 +101,7 @@ async def run(
                 sensors_toml=WARM_UP_SENSOR_TOML + map_toml,
                 status_interval_s=5.0,
             )
-            edge = Edge(config, work / "edge.log")
+            edge = EdgeProcess(config, work / "edge.log")
 
             async def stored() -> Counter[Key]:
                 async with store.session() as s:
