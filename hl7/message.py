@@ -178,12 +178,6 @@ class Message:
         """MSH-12.1, e.g. ``2.6``."""
         return self.msh.value(12, 1)
 
-    @property
-    def enhanced_ack_mode(self) -> bool:
-        """HL7 v2 chapter 2: a message asks for enhanced acknowledgement when MSH-15 or MSH-16
-        is valued; otherwise original mode (AA/AE/AR) applies."""
-        return bool(self.msh.value(15) or self.msh.value(16))
-
     def first(self, segment_id: str) -> Segment | None:
         return next(self.all(segment_id), None)
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hl7.ack import wants_accept_ack
 from hl7.errors import ErrorCode, MalformedMessageError, MessageContentError
 from hl7.message import (
     DEFAULT_DELIMITERS,
@@ -55,7 +56,7 @@ def test_fields_components_and_msh_numbering() -> None:
     assert (message.message_code, message.trigger_event) == ("ADT", "A08")
     assert message.control_id == "C&1"
     assert message.version == "2.6"
-    assert not message.enhanced_ack_mode
+    assert not wants_accept_ack(message)
     pid = message.first("PID")
     assert pid is not None
     assert pid.value(3) == "12345"
@@ -83,7 +84,7 @@ def test_custom_delimiters() -> None:
 
 
 def test_enhanced_mode_from_msh15() -> None:
-    assert parse_message("MSH|^~\\&|||||||ORU^R01|1|P|2.6|||AL|NE").enhanced_ack_mode
+    assert wants_accept_ack(parse_message("MSH|^~\\&|||||||ORU^R01|1|P|2.6|||AL|NE"))
 
 
 @pytest.mark.parametrize(
