@@ -106,30 +106,28 @@ class IngestWorker:
             log.info("reply on %s: %s", message.topic, message.payload[:500])
         received_at = min(m.received_at for m in messages)
         if plan.urgent:
-            await self._commit(mqtt, list(plan.urgent), received_at)
+            await self._commit(mqtt, plan.urgent, received_at)
         if plan.rest or plan.statuses:
-            await self._commit(mqtt, list(plan.rest), received_at, list(plan.statuses))
+            await self._commit(mqtt, plan.rest, received_at, plan.statuses)
         for message, exc in plan.rejected:
             await self._reject(message, exc)
 
     async def _commit(
         self,
         mqtt: MqttSession,
-        batches: list[ObservationBatch],
+        batches: Sequence[ObservationBatch],
         received_at: float,
-        statuses: list[GatewayStatusReport] | None = None,
+        statuses: Sequence[GatewayStatusReport] = (),
     ) -> None:
         started = time.monotonic()
         try:
-            result = await self._store.commit_batches(batches, _now(), statuses=statuses or ())
+            result = await self._store.commit_batches(batches, _now(), statuses=statuses)
         except SQLAlchemyError as exc:
             # Not acknowledged, so the edges keep their batches and send them again; pause so
             # that a database outage is not hammered by every gateway's resends. A heartbeat
             # lost here is made up for by the next one (or the offline alarm's silence timer).
             self.stats.store_errors += 1
-            gateways = sorted(
-                {b.gateway_id for b in batches} | {r.gateway_id for r in statuses or ()}
-            )
+            gateways = sorted({b.gateway_id for b in batches} | {r.gateway_id for r in statuses})
             log.error("record store refused the messages of %s: %s", ", ".join(gateways), exc)
             await asyncio.sleep(STORE_RETRY_PAUSE_S)
             return

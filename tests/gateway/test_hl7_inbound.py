@@ -25,15 +25,16 @@ from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.hl7_apply import HL7_GATEWAY
+from gateway.hl7_apply import HL7_GATEWAY, MessageApplier
 from gateway.hl7_inbound import Hl7Receiver, screen, serve_hl7
 from gateway.models import Hl7Inbound, Hl7State, ObservationRow, Patient
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
 from hl7.ack import Ack, AckCode, parse_ack
 from hl7.errors import MessageError
-from hl7.message import parse_message, read_header
+from hl7.message import Message, parse_message, read_header
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from tryggheim.broker import find_free_port
 from tryggheim.tlsutil import make_test_ca
@@ -519,3 +520,29 @@ def test_screen_says_what_processing_would() -> None:
     assert (refused.value.code, refused.value.location) == (201, "MSH^1^9")
     # Content is the processing's business (AE on the row, not CR).
     screen(parse_message("MSH|^~\\&|A|B|C|D|20250301||ADT^A01|M1|P|2.5"), accept_mode=True)
+
+
+async def test_a_bug_in_processing_costs_that_message_only(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of ours (not of the message, not of the store) while applying one message is
+    logged, counted and answered AE with ERR 207; the endpoint goes on with the next."""
+    applying = MessageApplier.apply
+
+    async def faulty(
+        self: MessageApplier, s: AsyncSession, message: Message, row_id: int
+    ) -> tuple[int, str]:
+        if message.control_id == "BUG":
+            raise RuntimeError("a bug in the applier")
+        return await applying(self, s, message, row_id)
+
+    monkeypatch.setattr(MessageApplier, "apply", faulty)
+    receiver = Hl7Receiver(store)
+    async with serving(store, receiver) as port:
+        failed = await send(port, adt("A01", "BUG", KARI, "Ødegård^Kari"))
+        assert (failed.code, failed.errors[0].code) == (AckCode.AE, "207")
+        assert "failed to process" in failed.text
+        assert (await send(port, adt("A01", "OK", KARI, "Ødegård^Kari"))).code is AckCode.AA
+    rows = await inbound_rows(store)
+    assert (rows["BUG"].state, rows["OK"].state) == ("error", "accepted")
+    assert (receiver.stats.errors, receiver.stats.accepted) == (1, 1)
