@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -54,6 +54,7 @@ def _build(
     device: DeviceRef = BPM,
     control_id: str = "TRY000001",
     now: datetime = NOW,
+    abnormal: Mapping[str, AbnormalFlag] | None = None,
 ) -> str:
     return build_oru_r01(
         patient=patient,
@@ -65,6 +66,7 @@ def _build(
         receiving_facility="Fjellsiden lk",
         control_id=control_id,
         now=now,
+        abnormal=abnormal,
     )
 
 
@@ -225,18 +227,7 @@ def test_strict_validation_catches_a_value_outside_its_table() -> None:
 
 def test_obr_3_names_the_device_and_obx_8_carries_the_abnormal_flags() -> None:
     flags = {SESSION[0].id: AbnormalFlag.HIGH, SESSION[3].id: AbnormalFlag.LOW}
-    text = build_oru_r01(
-        patient=KARI,
-        observations=SESSION,
-        device=BPM,
-        sending_app="TRYGGHEIM",
-        sending_facility="Bergen kommune",
-        receiving_app="EPJ",
-        receiving_facility="Fjellsiden lk",
-        control_id="TRY000002",
-        now=NOW,
-        abnormal=flags,
-    )
+    text = _build(control_id="TRY000002", abnormal=flags)
     validate_strictly(text)
     message = parse_message(text)
     obr = message.first("OBR")
@@ -360,16 +351,11 @@ def test_any_session_validates_strictly_and_reads_back(
     national_id: str,
 ) -> None:
     device, observations, flags = session
-    text = build_oru_r01(
-        patient=PatientRef(national_id, family, given_name),
-        observations=observations,
-        device=device,
-        sending_app="TRYGGHEIM",
-        sending_facility="Bergen kommune",
-        receiving_app="EPJ",
-        receiving_facility="Fjellsiden lk",
+    text = _build(
+        observations,
+        PatientRef(national_id, family, given_name),
+        device,
         control_id="TRY000003",
-        now=NOW,
         abnormal=flags,
     )
     validate_strictly(text)
