@@ -18,6 +18,12 @@ from tryggheim.errors import PayloadError, TryggheimError
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "tryggheim/v1"
+#: A home gateway's id, which is also its broker user name and a topic level: lower-case letters,
+#: digits and hyphens, 2 to 63 characters, so it can never contain MQTT wildcards, ``/``, the
+#: password file's ``:`` or a line break, nor start like a static user (``_healthcheck``).
+GATEWAY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+#: The platform's own broker user; the ACL gives it the whole tree.
+PLATFORM_BROKER_USER = "platform"
 
 
 def obs_topic(gateway_id: str) -> str:
@@ -235,7 +241,7 @@ pattern write {TOPIC_ROOT}/%u/up/#
 pattern write {TOPIC_ROOT}/%u/status
 pattern read {TOPIC_ROOT}/%u/down/#
 
-user platform
+user {PLATFORM_BROKER_USER}
 topic readwrite tryggheim/#
 topic read $share/+/tryggheim/#
 """
