@@ -30,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from programs import PROGRAMS
 
 from tryggheim.broker import MosquittoServer, find_free_port
 
@@ -42,6 +43,8 @@ SETUP_HINT = "run `make test` (or `make setup`), which installs it with scripts/
 def require_binary(name: str, *candidates: str) -> str:
     """Path of an executable: the first existing candidate, else ``name`` on PATH (or /usr/sbin),
     else fail the test with the install instruction."""
+    if name not in PROGRAMS:
+        pytest.fail(f"'{name}' is not in tests/programs.py: add it, and its package to setup.sh")
     for candidate in candidates:
         if os.access(candidate, os.X_OK):
             return candidate
