@@ -92,7 +92,15 @@ def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instal
         [sys.executable, "-m", "venv", str(venv)], cwd=base, env=_clean_env(), check=True
     )
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile", str(wheel)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            str(wheel),
+        ],
         cwd=base,
         env=_clean_env(),
         check=True,
