@@ -9,17 +9,22 @@ the source tree and without PYTHONPATH, so nothing is imported from the checkout
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tryggheim.broker import find_free_port
 
@@ -172,3 +177,50 @@ def test_the_demo_runs_from_the_wheel(installed_wheel: InstalledWheel) -> None:
     verdict = json.loads(demo.stdout.strip().splitlines()[-1])
     assert verdict["observations_lost"] == 0 and verdict["duplicates"] == 0, verdict
     assert verdict["hl7_acked"] == verdict["hl7_sent"] > 0, verdict
+
+
+def _runtime_closure() -> set[str]:
+    """Normalised names of the project's runtime dependencies and everything they pull in
+    (with the extras they ask for), as installed here."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    todo = [Requirement(r) for r in declared["project"]["dependencies"]]
+    seen: set[str] = set()
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        if name in seen:
+            continue
+        seen.add(name)
+        extras = requirement.extras | {""}
+        for text in metadata.requires(requirement.name) or []:
+            pulled = Requirement(text)
+            if pulled.marker is None or any(pulled.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(Requirement(str(pulled).split(";")[0]))
+    return seen
+
+
+def test_every_module_the_product_imports_is_a_runtime_dependency() -> None:
+    """Statically, for every import in the product's packages, also those that no command
+    of the wheel test reaches (e.g. the OIDC client)."""
+    distributions = metadata.packages_distributions()
+    closure = _runtime_closure()
+    missing: dict[str, list[str]] = {}
+    for package in PRODUCT_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top in PRODUCT_PACKAGES:
+                        continue
+                    providers = {canonicalize_name(d) for d in distributions.get(top, [])}
+                    if not providers & closure:
+                        missing.setdefault(top, []).append(str(path.relative_to(ROOT)))
+    assert missing == {}, "add these to [project] dependencies in pyproject.toml"
