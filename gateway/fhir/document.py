@@ -119,6 +119,46 @@ def _events(alarm: Alarm, closed_at: datetime) -> list[dict[str, Any]]:
     return events
 
 
+def alarm_key(alarm: Alarm, tenant_id: str) -> str:
+    """What names an alarm for ever: an erased alarm's id may come back, its raise time not."""
+    return f"{tenant_id}/{alarm.id}/{alarm.raised_at.isoformat()}"
+
+
+def detected_issue(
+    alarm: Alarm,
+    key: str,
+    *,
+    patient: PatientRef,
+    device: DeviceRef | None,
+    evidence: list[dict[str, str]],
+    profiles: FhirProfiles,
+    refs: Refs,
+) -> Resource:
+    """The alarm as a DetectedIssue: final once closed, the VKP alert code where it has one."""
+    code = alarm_code(alarm.code)
+    issue: Resource = {"resourceType": "DetectedIssue", "id": resource_id("detected-issue", key)}
+    if profiles.detected_issue:
+        issue["meta"] = {"profile": [profiles.detected_issue]}
+    codings = [{"system": PLATFORM_ALARM_SYSTEM, "code": code.ref, "display": code.display}]
+    if code.vkp_code is not None and (vkp_display := code.vkp_display) is not None:
+        codings.insert(
+            0, {"system": VKP_ALERT_CODE_SYSTEM, "code": code.vkp_code, "display": vkp_display}
+        )
+    issue |= {
+        "identifier": [{"system": URI_IDENTIFIER, "value": f"urn:uuid:{issue['id']}"}],
+        "status": "final" if alarm.state is AlarmState.CLOSED else "preliminary",
+        "code": {"coding": codings, "text": code.display},
+        "severity": _DETECTED_ISSUE_SEVERITY[alarm.severity],
+        "patient": patient.reference(),
+        "identifiedDateTime": instant(alarm.raised_at, "alarm raised_at"),
+    }
+    if device is not None:
+        issue["author"] = refs.to("Device", device.id)
+    if evidence:
+        issue["evidence"] = [{"detail": evidence}]
+    return issue
+
+
 def alarm_document(
     closed: ClosedAlarm,
     *,
@@ -135,7 +175,7 @@ def alarm_document(
     if code.vkp_code is None or code.vkp_display is None:
         raise NotJournaled(alarm.id, f"{code.ref} has no VKP alert code")
     closed_at = _closed_at(alarm)
-    key = f"{closed.tenant_id}/{alarm.id}/{alarm.raised_at.isoformat()}"
+    key = alarm_key(alarm, closed.tenant_id)
     refs = Refs.BUNDLE
     devices = (closed.device,) if closed.device is not None else ()
     mapped = map_observations(
@@ -147,31 +187,15 @@ def alarm_document(
     if closed.device is not None:
         device_resources.setdefault(closed.device.id, device_resource(closed.device, patient))
 
-    issue: Resource = {"resourceType": "DetectedIssue", "id": resource_id("detected-issue", key)}
-    if profiles.detected_issue:
-        issue["meta"] = {"profile": [profiles.detected_issue]}
-    issue |= {
-        "identifier": [{"system": URI_IDENTIFIER, "value": f"urn:uuid:{issue['id']}"}],
-        "status": "final",
-        "code": {
-            "coding": [
-                {
-                    "system": VKP_ALERT_CODE_SYSTEM,
-                    "code": code.vkp_code,
-                    "display": code.vkp_display,
-                },
-                {"system": PLATFORM_ALARM_SYSTEM, "code": code.ref, "display": code.display},
-            ],
-            "text": code.display,
-        },
-        "severity": _DETECTED_ISSUE_SEVERITY[alarm.severity],
-        "patient": patient.reference(),
-        "identifiedDateTime": instant(alarm.raised_at, "alarm raised_at"),
-    }
-    if closed.device is not None:
-        issue["author"] = refs.to("Device", closed.device.id)
-    if observation_refs:
-        issue["evidence"] = [{"detail": observation_refs}]
+    issue = detected_issue(
+        alarm,
+        key,
+        patient=patient,
+        device=closed.device,
+        evidence=observation_refs,
+        profiles=profiles,
+        refs=refs,
+    )
 
     category_code, category_display = _CATEGORY[code.vkp_code.split(".")[0]]
     composition: Resource = {"resourceType": "Composition", "id": resource_id("composition", key)}

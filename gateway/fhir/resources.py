@@ -320,28 +320,29 @@ def collection_bundle(resources: Sequence[Resource], *, now: datetime) -> Resour
     }
 
 
-def _json_text(value: Any) -> Iterable[str]:
+def _json_text(value: Any, indent: int | None, depth: int) -> Iterable[str]:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise FhirMappingError("value", f"{value} is not a finite number")
         yield str(value)
-    elif isinstance(value, dict):
-        yield "{"
-        for n, (key, item) in enumerate(value.items()):
-            yield ("," if n else "") + json.dumps(key, ensure_ascii=False) + ":"
-            yield from _json_text(item)
-        yield "}"
-    elif isinstance(value, list | tuple):
-        yield "["
-        for n, item in enumerate(value):
-            if n:
-                yield ","
-            yield from _json_text(item)
-        yield "]"
-    else:
+        return
+    if not isinstance(value, dict | list | tuple) or not value:
         yield json.dumps(value, ensure_ascii=False)
+        return
+    inner = "" if indent is None else "\n" + " " * indent * (depth + 1)
+    outer = "" if indent is None else "\n" + " " * indent * depth
+    colon = ":" if indent is None else ": "
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    yield "{" if isinstance(value, dict) else "["
+    for n, (key, item) in enumerate(items):
+        yield ("," if n else "") + inner
+        if isinstance(value, dict):
+            yield json.dumps(key, ensure_ascii=False) + colon
+        yield from _json_text(item, indent, depth + 1)
+    yield outer + ("}" if isinstance(value, dict) else "]")
 
 
-def fhir_json(resource: Resource) -> str:
-    """The resource as compact JSON, decimals digit for digit (``37.20`` stays ``37.20``)."""
-    return "".join(_json_text(resource))
+def fhir_json(resource: Resource, indent: int | None = None) -> str:
+    """The resource as JSON (compact, or indented by ``indent``), decimals digit for digit
+    (``37.20`` stays ``37.20``, where ``json.dumps`` of a float would write ``37.2``)."""
+    return "".join(_json_text(resource, indent, 0))

@@ -327,7 +327,8 @@ def validate(resource: Any) -> list[Problem]:
     problems = _schema_problems(resource, "$")
     if not isinstance(resource, dict):
         return problems
-    base = str(resource.get("resourceType", "$"))
+    resource_type = resource.get("resourceType")
+    base = resource_type if resource_type in resource_types() else "$"
     problems = [Problem(p.path.replace("$", base, 1), p.rule, p.message) for p in problems]
     for path, obs in _vital_signs_in(resource, base):
         problems += [Problem(path, "vital-signs", m) for m in _vital_sign_problems(obs)]
