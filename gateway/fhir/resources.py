@@ -19,7 +19,7 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -110,6 +110,30 @@ class PatientRef:
         if self.display:
             ref["display"] = self.display
         return ref
+
+
+def patient_resource(
+    patient: PatientRef,
+    *,
+    family: str,
+    given: str,
+    birth_date: date | None,
+    gender: str | None,
+    active: bool,
+) -> Resource:
+    """The patient as the read API shows her (``patient.server_id`` is her id there)."""
+    resource: Resource = {
+        "resourceType": "Patient",
+        "id": patient.server_id or resource_id("patient", patient.national_id),
+        "identifier": [patient.identifier()],
+        "active": active,
+        "name": [{"family": family, "given": [given]} if given else {"family": family}],
+    }
+    if gender is not None:
+        resource["gender"] = gender
+    if birth_date is not None:
+        resource["birthDate"] = birth_date.isoformat()
+    return resource
 
 
 def organisation_reference(organisation: Organisation) -> dict[str, Any]:
