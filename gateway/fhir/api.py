@@ -23,7 +23,7 @@ from gateway.alarms import ALARM_CODES
 from gateway.auth import Action, Principal, policy
 from gateway.deps import Audit, ListsPatients, PathId, ReadsPatient, Registered, Store, patient_for
 from gateway.fhir import terminology as t
-from gateway.fhir.document import alarm_key, detected_issue
+from gateway.fhir.document import alarm_key, detected_issue, in_zone
 from gateway.fhir.records import MEASURED_CODES, devices_of, patient_ref
 from gateway.fhir.resources import (
     DeviceRef,
@@ -429,9 +429,10 @@ def fhir_router() -> APIRouter:
         )
         ref = patient_ref(found, server=True)
         profiles = settings_of(request).profiles
+        zone = ZoneInfo((await registry.tenant(found.tenant_id)).timezone)
         resources = [
             detected_issue(
-                alarm_of(row),
+                in_zone(alarm_of(row), zone),
                 alarm_key(alarm_of(row), row.tenant_id),
                 patient=ref,
                 device=DeviceRef(row.device_id) if row.device_id else None,

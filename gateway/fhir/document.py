@@ -11,8 +11,8 @@ and the observations (:mod:`gateway.fhir.records`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, tzinfo
 from html import escape
 from typing import Any
 
@@ -119,9 +119,23 @@ def _events(alarm: Alarm, closed_at: datetime) -> list[dict[str, Any]]:
     return events
 
 
+def in_zone(alarm: Alarm, zone: tzinfo) -> Alarm:
+    """The alarm with every time shown in ``zone`` (the record store keeps them in UTC): a
+    document reads in the municipality's local time, as its measurements do."""
+    return replace(
+        alarm,
+        raised_at=alarm.raised_at.astimezone(zone),
+        acknowledged_at=alarm.acknowledged_at and alarm.acknowledged_at.astimezone(zone),
+        condition_cleared_at=(
+            alarm.condition_cleared_at and alarm.condition_cleared_at.astimezone(zone)
+        ),
+        history=tuple(replace(step, at=step.at.astimezone(zone)) for step in alarm.history),
+    )
+
+
 def alarm_key(alarm: Alarm, tenant_id: str) -> str:
     """What names an alarm for ever: an erased alarm's id may come back, its raise time not."""
-    return f"{tenant_id}/{alarm.id}/{alarm.raised_at.isoformat()}"
+    return f"{tenant_id}/{alarm.id}/{alarm.raised_at.astimezone(UTC).isoformat()}"
 
 
 def detected_issue(

@@ -8,15 +8,16 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from gateway.alarm_book import alarm_of
-from gateway.fhir.document import ClosedAlarm, alarm_document
+from gateway.fhir.document import ClosedAlarm, alarm_document, in_zone
 from gateway.fhir.resources import DeviceRef, PatientRef, Resource
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.terminology import BLOOD_PRESSURE_COMPONENTS, VITAL_SIGNS
-from gateway.models import AlarmRow, Device, ObservationRow, Patient
+from gateway.models import AlarmRow, Device, ObservationRow, Patient, Tenant
 from gateway.store import RecordStore
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
@@ -66,7 +67,9 @@ async def load_alarm(store: RecordStore, alarm_id: int) -> AlarmRecord:
         if row is None:
             raise UnknownAlarm(alarm_id)
         patient = await s.get(Patient, row.patient_id)
-        assert patient is not None  # a foreign key
+        tenant = await s.get(Tenant, row.tenant_id)
+        assert patient is not None and tenant is not None  # foreign keys
+        alarm = in_zone(alarm_of(row), ZoneInfo(tenant.timezone))
         device: DeviceRef | None = None
         evidence: list[Observation] = []
         if row.device_id is not None:
@@ -86,7 +89,7 @@ async def load_alarm(store: RecordStore, alarm_id: int) -> AlarmRecord:
             )
             evidence = [r.observation() for r in rows if r.time == rows[0].time]
             evidence.reverse()
-    return AlarmRecord(ClosedAlarm(alarm_of(row), row.tenant_id, device, tuple(evidence)), patient)
+    return AlarmRecord(ClosedAlarm(alarm, row.tenant_id, device, tuple(evidence)), patient)
 
 
 async def document_for_alarm(

@@ -227,6 +227,8 @@ async def test_detected_issues_final_when_closed(server: Server) -> None:
     assert set(by_code) == {"TRY_ALM_SPO2_LOW", "TRY_ALM_FALL", "TRY_ALM_LOW_BATTERY"}
     assert by_code["TRY_ALM_FALL"]["status"] == "final"
     assert by_code["TRY_ALM_FALL"]["code"]["coding"][0]["code"] == "4.1"
+    # Stored in UTC, shown in the municipality's time zone (Europe/Oslo).
+    assert by_code["TRY_ALM_FALL"]["identifiedDateTime"].endswith("+01:00")
     assert by_code["TRY_ALM_LOW_BATTERY"]["status"] == "preliminary"
     assert len(by_code["TRY_ALM_LOW_BATTERY"]["code"]["coding"]) == 1
 

@@ -6,7 +6,7 @@ Every resource produced is checked against the official R4 JSON Schema with our 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from gateway.alarms import ALARM_CODES, AlarmState, alarm_code
 from gateway.alarms.codes import VKP_ALERT_DISPLAYS
 from gateway.fhir import terminology as t
-from gateway.fhir.document import ClosedAlarm, NotJournaled, alarm_document
+from gateway.fhir.document import ClosedAlarm, NotJournaled, alarm_document, in_zone
 from gateway.fhir.resources import (
     DeviceRef,
     PatientRef,
@@ -383,10 +383,16 @@ def test_a_closed_fall_is_a_vkp_document() -> None:
     assert evidence == [document["entry"][2]["fullUrl"], document["entry"][3]["fullUrl"]]
 
 
-def test_the_same_alarm_gives_the_same_document_identifier() -> None:
+def test_the_same_alarm_gives_the_same_document_identifier_in_any_zone() -> None:
     first, later = fall_document(), fall_document(now=MORNING + timedelta(days=1))
     assert first["identifier"] == later["identifier"]
     assert first["entry"] == later["entry"]
+    in_utc = ClosedAlarm(in_zone(closed_fall(), UTC), "default", DeviceRef(FALL_SENSOR), EVIDENCE)
+    shifted = alarm_document(
+        in_utc, patient=PATIENT, performer=MUNICIPALITY, profiles=FhirProfiles(), now=MORNING
+    )
+    assert shifted["identifier"] == first["identifier"]
+    assert shifted["entry"][1]["resource"]["identifiedDateTime"] == "2026-12-06T07:30:05+00:00"
 
 
 def test_the_note_is_escaped_into_xhtml() -> None:

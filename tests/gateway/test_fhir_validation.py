@@ -279,6 +279,7 @@ async def test_fhir_alarm_document_of_a_closed_alarm(tmp_path: Path) -> None:
     assert problems(document) == []
     issue = document["entry"][1]["resource"]
     assert issue["code"]["coding"][0]["code"] == "5.2.1"
+    assert issue["identifiedDateTime"].endswith("+01:00")
     evidence = [
         e["resource"]
         for e in document["entry"][2:]
