@@ -11,7 +11,7 @@ every read is audited. Errors are OperationOutcomes. Searchsets are paged with `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from gateway.fhir.resources import (
 from gateway.fhir.settings import FhirSettings
 from gateway.models import ObservationRow, Patient
 from gateway.registry import Registry
+from gateway.schemas import MAX_ROW_ID
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim import codes
 
@@ -124,6 +125,7 @@ async def _patient_of_search(
         raise FhirRequestError(
             400, "required", "name one patient: patient, subject or patient.identifier"
         )
+    patient_id: int | None
     if identifier is not None:
         system, value = _split_token(identifier)
         async with store.session() as s:
@@ -136,10 +138,9 @@ async def _patient_of_search(
             return None
         patient_id = found.id
     else:
-        text = (patient or subject or "").removeprefix("Patient/")
-        if not text.isdigit() or len(text) > 12:
-            return None
-        patient_id = int(text)
+        patient_id = _row_id((patient or subject or "").removeprefix("Patient/"))
+    if patient_id is None:
+        return None
     try:
         return await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
     except HTTPException:
@@ -189,7 +190,7 @@ def _codes_for(token: str) -> set[str]:
     return found & set(MEASURED_CODES)
 
 
-def _date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+def date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     """``date`` parameters (``ge2026-12-01``, ``lt2026-12-02T00:00:00+01:00``, ...) as an
     inclusive start and an exclusive end. A date is a day in the tenant's time zone; a time of
     day must carry its zone."""
@@ -208,8 +209,12 @@ def _date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, 
                 day = date.fromisoformat(text)
                 start = datetime.combine(day, time(), tz)
                 end = datetime.combine(day + timedelta(days=1), time(), tz)
+            # The record store compares in UTC; a bound with no UTC time is no date of ours.
+            start.astimezone(UTC), end.astimezone(UTC)
         except ValueError:
             raise FhirRequestError(400, "value", f"date={raw}: not a FHIR date") from None
+        except OverflowError:
+            raise FhirRequestError(400, "value", f"date={raw}: out of range") from None
         if prefix in {"eq", "ge"}:
             since = start if since is None else max(since, start)
         if prefix == "gt":
@@ -362,7 +367,7 @@ def fhir_router() -> APIRouter:
         if found is None:
             return FhirResponse(_empty(request))
         tz = ZoneInfo((await registry.tenant(found.tenant_id)).timezone)
-        since, until = _date_bounds(date_ or [], tz)
+        since, until = date_bounds(date_ or [], tz)
         wanted = set(MEASURED_CODES)
         if code is not None:
             wanted = set().union(*(_codes_for(token) for token in code.split(",")))
@@ -413,11 +418,9 @@ def fhir_router() -> APIRouter:
         )
         if found is None:
             return FhirResponse(_empty(request))
-        before: int | None = None
-        if page is not None:
-            if not page.isdigit() or len(page) > 12:
-                raise FhirRequestError(400, "value", "_page: not one this server handed out")
-            before = int(page)
+        before = None if page is None else _row_id(page)
+        if page is not None and before is None:
+            raise FhirRequestError(400, "value", "_page: not one this server handed out")
         await audit("fhir_search_detected_issue", found.id)
         per_page = _count(count)
         rows = await registry.alarms(
@@ -469,6 +472,14 @@ def fhir_router() -> APIRouter:
         return FhirResponse(_searchset(request, resources, None))
 
     return router
+
+
+def _row_id(text: str) -> int | None:
+    """A row id as a path or search gives it, bounded like the database column."""
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ROW_ID else None
 
 
 def _cursor(text: str | None) -> Cursor | None:

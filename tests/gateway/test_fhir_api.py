@@ -315,3 +315,24 @@ async def test_every_read_is_audited(server: Server) -> None:
     assert entries[-1].action == "fhir_search_device"
     assert entries[-1].patient_id == server.alarms.patient_id
     assert {e.action for e in entries} >= {"fhir_search_observation", "fhir_search_patient"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"patient": "999999"},
+        {"patient": "99999999999999999999"},
+        {"patient": "Patient/abc"},
+        {"patient": "٣"},
+        {"patient.identifier": "urn:oid:2.16.578.1.12.4.1.4.2|01017012345"},
+        {"patient.identifier": "01017099999"},
+    ],
+)
+async def test_an_unknown_or_impossible_patient_is_an_empty_searchset(
+    server: Server, query: dict[str, str]
+) -> None:
+    async with server.http(Role.COORDINATOR, teams=()) as http:
+        for resource in ("Observation", "DetectedIssue", "Device"):
+            answer = await http.get(f"/{resource}", params=query)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["entry"] == []
