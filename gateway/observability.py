@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.models import AlarmRow, Hl7Inbound, Hl7Message, HomeGateway
 from gateway.store import RecordStore
+from tryggheim.version import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class PlatformMetrics(Collector):
                 yield CounterMetricFamily(
                     f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
                 )
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info", "The running Tryggheim's version (always 1)", labels=["version"]
+        )
+        build.add_metric([installed_version()], 1)
+        yield build
         yield from self._snapshot_metrics()
 
     def _snapshot_metrics(self) -> Iterable[Metric]:

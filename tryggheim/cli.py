@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tryggheim.errors import TryggheimError
+from tryggheim.version import installed_version
 
 if TYPE_CHECKING:
     from gateway.store import RecordStore
@@ -395,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tryggheim", description="Tryggheim home-care platform: edge, platform, HL7, demo."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     edge = commands.add_parser("edge", help="the home gateway agent").add_subparsers(

@@ -28,6 +28,7 @@ from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.tlsutil import make_test_ca
+from tryggheim.version import installed_version
 from tryggheim.wire import encode_batch, obs_topic, status_topic
 
 
@@ -88,6 +89,7 @@ async def test_readiness_metrics_and_alarm_latency(
         assert "tryggheim_ingest_observations_new_total 1.0" in text
         assert 'tryggheim_gateways{state="online"} 1.0' in text
         assert "tryggheim_alarm_latency_seconds_count 1.0" in text
+        assert f'tryggheim_build_info{{version="{installed_version()}"}} 1.0' in text
 
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")
