@@ -17,10 +17,12 @@ from tryggheim.wire import (
     Ack,
     decode_ack,
     decode_batch,
+    decode_status,
     encode_ack,
     encode_batch,
     gateway_of_topic,
     obs_topic,
+    status_topic,
 )
 
 TOPIC = obs_topic("gw-0001")
@@ -145,3 +147,18 @@ def test_structurally_wrong_observations_are_payload_errors(changes: dict[str, o
     assert obs.gateway_id == "gw-0001" and obs.time.utcoffset() is not None
     assert obs.value.is_finite()
     assert obs.time.astimezone(UTC).tzinfo is UTC
+
+
+def test_a_status_carries_what_the_gateway_was_told_is_committed() -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": 4711}
+    report = decode_status(status_topic("gw-0001"), json.dumps(body).encode())
+    assert report.committed_seq == 4711
+    del body["committed_seq"]  # an offline will, or an older agent
+    assert decode_status(status_topic("gw-0001"), json.dumps(body).encode()).committed_seq is None
+
+
+@pytest.mark.parametrize("committed", [-1, 2**63, True, "12", 1.5])
+def test_a_status_with_an_impossible_committed_seq_is_refused(committed: object) -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": committed}
+    with pytest.raises(PayloadError, match="committed_seq"):
+        decode_status(status_topic("gw-0001"), json.dumps(body).encode())

@@ -180,6 +180,8 @@ class GatewayStatusReport:
     gateway_id: str
     online: bool
     outbox_depth: int | None
+    committed_seq: int | None = None
+    """The highest seq the gateway was told is committed (and has deleted up to)."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -196,7 +198,12 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     depth = body.get("outbox_depth")
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
         raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
-    return GatewayStatusReport(gateway_id, state == "online", depth)
+    committed = body.get("committed_seq")
+    if committed is not None and not (
+        isinstance(committed, int) and not isinstance(committed, bool) and 0 <= committed < 2**63
+    ):
+        raise PayloadError(topic, f"committed_seq: expected a seq, got {committed!r}")
+    return GatewayStatusReport(gateway_id, state == "online", depth, committed)
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:
