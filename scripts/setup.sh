@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # nginx and openssl: the compose tests run the stack's proxy config and certificate script.
-PACKAGES=(mosquitto postgresql victoria-metrics chromium nginx openssl)
+PACKAGES=(mosquitto postgresql victoria-metrics chromium nginx openssl prometheus)
 # Node.js runs the independent HL7 peer in the tests and the Node-RED bench. A machine that
 # already has a node (e.g. from NodeSource) keeps it; otherwise Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from access import auth_settings
 from chain import until
+from cryptography import x509
 from delivery import GATEWAY, mqtt_settings, running
+from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
 
 from gateway.models import DEFAULT_TENANT
@@ -61,6 +63,23 @@ async def test_readiness_metrics_and_alarm_latency(
         ready = await http.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "checks": {"database": True, "ingest": True}}
+
+        async def zeros_before_anything_happened() -> bool:
+            # A dashboard or alert must see 0, not a series that is missing.
+            text = (await http.get("/metrics")).text
+            return all(
+                line in text.splitlines()
+                for line in (
+                    'tryggheim_gateways{state="offline"} 0.0',
+                    'tryggheim_alarms_open{severity="critical"} 0.0',
+                    'tryggheim_hl7_outbound_messages{state="parked"} 0.0',
+                    'tryggheim_hl7_inbound_messages{state="error"} 0.0',
+                    "tryggheim_record_store_up 1.0",
+                    "tryggheim_ingest_connected 1.0",
+                )
+            )
+
+        await until(zeros_before_anything_happened, timeout=20, what="zeros in the metrics")
 
         fall = Observation(
             gateway_id=GATEWAY,
@@ -143,6 +162,19 @@ async def test_https_api_and_mllp_over_tls_to_the_gp(
             async with httpx.AsyncClient(verify=trusting) as https:
                 ready = await https.get(f"https://localhost:{port}/healthz")
                 assert ready.status_code == 200
+                metrics = (await https.get(f"https://localhost:{port}/metrics")).text
+            # The alert on certificate expiry reads when each one runs out.
+            expiries = {
+                sample.labels["certificate"]: sample.value
+                for family in text_string_to_metric_families(metrics)
+                if family.name == "tryggheim_tls_certificate_expiry_timestamp_seconds"
+                for sample in family.samples
+            }
+            assert expiries == {
+                name: x509.load_pem_x509_certificate(path.read_bytes())
+                .not_valid_after_utc.timestamp()
+                for name, path in (("http", tls.certfile), ("hl7_ca", tls.cafile))
+            }
             async with httpx.AsyncClient() as plain:
                 with pytest.raises(httpx.HTTPError):
                     await plain.get(f"http://localhost:{port}/healthz")
