@@ -108,28 +108,31 @@ async def test_restore_drill_every_row_back_and_the_outage_filled_from_the_outbo
             outbox.append(falls(200, FALLS))
             uplink.notify()
             await until(lambda: outbox.depth() == 0, timeout=60)
-            for n in range(5):
-                await store.audit(
-                    actor="nurse-ida",
-                    tenant_id=DEFAULT_TENANT,
-                    action="read_history",
-                    patient_id=kari.id,
-                    purpose="care",
-                    client="test",
-                    now=datetime.now(UTC) + timedelta(seconds=n),
-                )
-            backed_up = await table_contents(store)
-            assert len(backed_up["observations"]) == 200 + FALLS
-            assert len(backed_up["alarms"]) >= 1 and len(backed_up["audit_log"]) == 5
-
-            backup = tmp_path / "backups" / "nightly"
-            manifest = json.loads(
-                await cli("gateway", "backup", "--config", str(config), "--to", str(backup))
+        # Ingest pauses while the comparison copy and the backup are taken, so that a status
+        # heartbeat landing between the two cannot make them differ.
+        for n in range(5):
+            await store.audit(
+                actor="nurse-ida",
+                tenant_id=DEFAULT_TENANT,
+                action="read_history",
+                patient_id=kari.id,
+                purpose="care",
+                client="test",
+                now=datetime.now(UTC) + timedelta(seconds=n),
             )
-            assert manifest == json.loads((backup / MANIFEST).read_text())
-            assert manifest["dialect"] == store.dialect
-            assert oct(backup.stat().st_mode & 0o777) == "0o700"
+        backed_up = await table_contents(store)
+        assert len(backed_up["observations"]) == 200 + FALLS
+        assert len(backed_up["alarms"]) >= 1 and len(backed_up["audit_log"]) == 5
 
+        backup = tmp_path / "backups" / "nightly"
+        manifest = json.loads(
+            await cli("gateway", "backup", "--config", str(config), "--to", str(backup))
+        )
+        assert manifest == json.loads((backup / MANIFEST).read_text())
+        assert manifest["dialect"] == store.dialect
+        assert oct(backup.stat().st_mode & 0o777) == "0o700"
+
+        async with running(make_worker(platform, store).run(), "ingest"):
             # After the backup the platform commits and acknowledges more: that is what the
             # disaster takes (the recovery point), and the gateway no longer has it.
             outbox.append(readings(300, 40))
