@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from dataclasses import replace
@@ -253,3 +254,40 @@ async def test_a_backup_of_one_kind_of_store_is_not_restored_into_another(
     )
     with pytest.raises(BackupError, match=f"a {other} backup cannot be restored"):
         await restore(store, tmp_path / "b", reexport=False)
+
+
+async def test_a_time_series_that_makes_no_snapshot_stops_the_backup_with_the_reason(
+    store: RecordStore, tmp_path: Path
+) -> None:
+    nobody = TimeSeriesSettings(
+        url=f"http://127.0.0.1:{find_free_port()}", flavour=TimeSeriesFlavour.VICTORIAMETRICS
+    )
+    with pytest.raises(BackupError, match="made no snapshot") as caught:
+        await back_up(store, nobody, tmp_path / "b", datetime.now(UTC))
+    assert "/snapshot/create" in caught.value.hint
+    assert not (tmp_path / "b" / MANIFEST).exists()  # not a backup anyone could restore
+
+
+async def test_the_commands_refuse_without_their_tools_or_consent(
+    mosquitto: BrokerFixture, database_url: str, tmp_path: Path
+) -> None:
+    config = gateway_config(tmp_path / "gateway.toml", mosquitto, database_url, find_free_port())
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "tryggheim.cli", "gateway", "restore", "--config", str(config), str(tmp_path)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await refused.communicate()
+    assert refused.returncode == 2 and b"add --yes" in err
+    if database_url.startswith("postgresql"):
+        # No PostgreSQL client on PATH: a one-line reason and what to install.
+        backup = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "tryggheim.cli", "gateway", "backup", "--config", str(config)),
+            *("--to", str(tmp_path / "b")),
+            stderr=asyncio.subprocess.PIPE,
+            env=os.environ | {"PATH": str(tmp_path / "empty")},
+        )
+        _, err = await backup.communicate()
+        assert backup.returncode == 2
+        assert b"pg_dump is not installed" in err and b"postgresql-client" in err
