@@ -400,9 +400,7 @@ class RecordStore:
         (and on over what it has resent since); returns (new watermark, observations lost)."""
         claimed = report.committed_seq
         progress = cast(Table, GatewayProgress.__table__)
-        mark_of = select(progress.c.committed_seq).where(
-            progress.c.gateway_id == report.gateway_id
-        )
+        mark_of = select(progress.c.committed_seq).where(progress.c.gateway_id == report.gateway_id)
         if claimed is None:
             return None
         # The common case (the gateway is not ahead) takes no lock.

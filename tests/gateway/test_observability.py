@@ -162,19 +162,29 @@ async def test_https_api_and_mllp_over_tls_to_the_gp(
             async with httpx.AsyncClient(verify=trusting) as https:
                 ready = await https.get(f"https://localhost:{port}/healthz")
                 assert ready.status_code == 200
-                metrics = (await https.get(f"https://localhost:{port}/metrics")).text
-            # The alert on certificate expiry reads when each one runs out.
-            expiries = {
-                sample.labels["certificate"]: sample.value
-                for family in text_string_to_metric_families(metrics)
-                if family.name == "tryggheim_tls_certificate_expiry_timestamp_seconds"
-                for sample in family.samples
-            }
-            assert expiries == {
-                name: x509.load_pem_x509_certificate(path.read_bytes())
-                .not_valid_after_utc.timestamp()
-                for name, path in (("http", tls.certfile), ("hl7_ca", tls.cafile))
-            }
+
+                async def expiries() -> dict[str, float]:
+                    text = (await https.get(f"https://localhost:{port}/metrics")).text
+                    return {
+                        sample.labels["certificate"]: sample.value
+                        for family in text_string_to_metric_families(text)
+                        if family.name == "tryggheim_tls_certificate_expiry_timestamp_seconds"
+                        for sample in family.samples
+                    }
+
+                # The alert on certificate expiry reads when each one runs out (from the
+                # metrics' first read, which may follow the start).
+                expected = {
+                    name: x509.load_pem_x509_certificate(
+                        path.read_bytes()
+                    ).not_valid_after_utc.timestamp()
+                    for name, path in (("http", tls.certfile), ("hl7_ca", tls.cafile))
+                }
+
+                async def reported() -> bool:
+                    return await expiries() == expected
+
+                await until(reported, timeout=20, what="the certificates' expiry")
             async with httpx.AsyncClient() as plain:
                 with pytest.raises(httpx.HTTPError):
                     await plain.get(f"http://localhost:{port}/healthz")
