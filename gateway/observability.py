@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,52 @@ def _expiries(certificates: Mapping[str, Path]) -> dict[str, float]:
 
 def _gateway_state(online: bool | None) -> str:
     return "unknown" if online is None else "online" if online else "offline"
+
+
+class PlatformProblem(StrEnum):
+    """What makes the platform degraded for the care teams, most serious first; the thresholds
+    are those of the alerts in dashboards/prometheus/alerts.yml."""
+
+    RECORD_STORE = "record_store"
+    """The database does not answer: nothing is stored, no alarm is raised."""
+    INGEST = "ingest"
+    """Not connected to the broker: nothing arrives from the homes."""
+    GATEWAYS_OFFLINE = "gateways_offline"
+    """Many home gateways offline at once."""
+    HL7_OUTBOUND = "hl7_outbound"
+    """Messages to GPs are not being delivered."""
+    TIMESERIES = "timeseries"
+    """The charts lag far behind."""
+
+
+#: Home gateways offline at once, at least, and their share of all (TryggheimManyGatewaysOffline).
+MANY_OFFLINE = 5
+OFFLINE_SHARE = 0.1
+#: Outbound HL7 messages waiting (TryggheimHl7OutboundBacklog).
+HL7_PENDING = 1000
+#: Observations not yet in the time-series backend (TryggheimTimeSeriesBacklog).
+TIMESERIES_BACKLOG = 10_000
+
+
+def platform_problems(
+    checks: Mapping[str, bool], snapshot: StoreSnapshot | None
+) -> list[PlatformProblem]:
+    """The problems the readiness ``checks`` and the metrics' last ``snapshot`` show."""
+    problems = []
+    store_failed = snapshot is not None and snapshot.read_at and not snapshot.record_store_up
+    if not checks.get("database", True) or store_failed:
+        problems.append(PlatformProblem.RECORD_STORE)
+    if not checks.get("ingest", True):
+        problems.append(PlatformProblem.INGEST)
+    if snapshot is not None:
+        offline = snapshot.gateways.get("offline", 0)
+        if offline >= MANY_OFFLINE and offline > OFFLINE_SHARE * sum(snapshot.gateways.values()):
+            problems.append(PlatformProblem.GATEWAYS_OFFLINE)
+        if snapshot.hl7_outbound.get("pending", 0) > HL7_PENDING:
+            problems.append(PlatformProblem.HL7_OUTBOUND)
+        if (snapshot.timeseries_backlog or 0) > TIMESERIES_BACKLOG:
+            problems.append(PlatformProblem.TIMESERIES)
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
 
 from gateway.models import DEFAULT_TENANT
+from gateway.observability import PlatformProblem, StoreSnapshot, platform_problems
 from gateway.registry import Registry
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
@@ -208,3 +209,31 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.certfile, tls.keyfile)
     return context
+
+
+def test_what_makes_the_platform_degraded_for_the_care_teams() -> None:
+    """The coordinators' banner follows the readiness checks and the same thresholds as IT's
+    alerts (dashboards/prometheus/alerts.yml)."""
+    read = datetime(2026, 12, 6, tzinfo=UTC)
+    healthy = StoreSnapshot(
+        gateways={"online": 95, "offline": 5}, record_store_up=True, read_at=read
+    )
+    assert platform_problems({"database": True, "ingest": True}, healthy) == []
+    assert platform_problems({}, None) == []  # nothing known yet: no alarm of the alarm system
+    bad = StoreSnapshot(
+        gateways={"online": 40, "offline": 10},
+        hl7_outbound={"pending": 1001},
+        timeseries_backlog=10_001,
+        record_store_up=False,
+        read_at=read,
+    )
+    assert platform_problems({"database": True, "ingest": False}, bad) == [
+        PlatformProblem.RECORD_STORE,
+        PlatformProblem.INGEST,
+        PlatformProblem.GATEWAYS_OFFLINE,
+        PlatformProblem.HL7_OUTBOUND,
+        PlatformProblem.TIMESERIES,
+    ]
+    # Four homes offline is each one's own alarm for her nurse, not a platform problem.
+    few = StoreSnapshot(gateways={"offline": 4}, record_store_up=True, read_at=read)
+    assert platform_problems({}, few) == []
