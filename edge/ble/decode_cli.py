@@ -4,7 +4,9 @@ Output contract (integrators and tests rely on it):
 
 - the decoded value as a JSON object whose keys are the dataclass fields, snake_case names as
   in the GATT specification; a GATT Date Time is an object with ``year month day hours minutes
-  seconds`` (``null`` when the device sent an unknown date);
+  seconds``. In Date Time (0x2A08) and Current Time (0x2A2B) the fields are as sent, 0 meaning
+  "not known" (an unknown date keeps its known time of day); a timestamp inside a measurement
+  whose date is unknown is ``null`` (the reading then gets the gateway's time);
 - Decimals are JSON *strings* (``"37.20"``): a JSON number is read as a binary float by most
   consumers, which would lose the device's precision -- the reason the platform uses Decimal;
 - an IEEE 11073 special value is its name as a string (``"nan"``, ``"nres"``,

@@ -455,7 +455,7 @@ class _Session:
         data = await client.read_gatt_char(characteristic)
         home_now = self.reader._clock().astimezone(self.reader.tz).replace(tzinfo=None)
         try:
-            device_time = decode_current_time(bytes(data)).date_time
+            device_time = decode_current_time(bytes(data)).date_time.moment
         except DecodeError as error:  # an impossible date: the clock needs setting all the more
             self._decode_error(CURRENT_TIME, data, error)
             device_time = None
