@@ -34,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import re
 import sys
-import typing
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum, IntFlag
@@ -46,6 +44,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.ble.characteristics import decode
+from edge.ble.fields import enum_fields
 from edge.ble.normalise import observations_for
 from tryggheim.errors import TryggheimError
 from tryggheim.wire import observation_to_dict
@@ -98,22 +97,10 @@ def _received_at(text: str | None) -> datetime:
     return moment
 
 
-@functools.cache
-def _enum_fields(cls: type[Any]) -> frozenset[str]:
-    """Fields of dataclass ``cls`` typed as an enumeration: a plain int there is a reserved
-    value the decoder kept raw."""
-    hints = typing.get_type_hints(cls)
-    return frozenset(
-        name
-        for name, hint in hints.items()
-        if any(isinstance(arg, type) and issubclass(arg, Enum) for arg in typing.get_args(hint))
-    )
-
-
 def to_json(value: object) -> Any:
     """A decoded value as JSON-ready data (see the module docstring for the rules)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        raw_enums = _enum_fields(type(value))
+        raw_enums = enum_fields(type(value))
         result: dict[str, Any] = {}
         for field in dataclasses.fields(value):
             item = getattr(value, field.name)

@@ -10,12 +10,14 @@ decoders simply stop reading.
 
 from __future__ import annotations
 
+import functools
 import struct
+import typing
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from enum import IntEnum
-from typing import TypeVar
+from enum import Enum, IntEnum
+from typing import Any, TypeVar
 
 from edge.ble.ieee11073 import SpecialValue, decode_float, decode_sfloat
 from tryggheim.errors import DecodeError
@@ -141,6 +143,18 @@ def scaled(raw: int, resolution: Decimal) -> Decimal:
     steps of 0.005 kg are ``70.000`` kg, not the float 70.0). Exact because the product of a
     16-bit integer and a short resolution needs far fewer digits than Decimal's 28."""
     return Decimal(raw) * resolution
+
+
+@functools.cache
+def enum_fields(cls: type[Any]) -> frozenset[str]:
+    """Fields of dataclass ``cls`` typed as an enumeration: a plain int there is a reserved
+    value the decoder kept raw (see :func:`enum_or_raw`)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(
+        name
+        for name, hint in hints.items()
+        if any(isinstance(arg, type) and issubclass(arg, Enum) for arg in typing.get_args(hint))
+    )
 
 
 def enum_or_raw(kind: type[E], raw: int) -> E | int:
