@@ -59,7 +59,7 @@ def test_current_time_encoder_round_trips() -> None:
     moment = datetime(2025, 3, 4, 21, 5, 7, 500_000)
     value = encode_current_time(moment, AdjustReason.EXTERNAL_REFERENCE_TIME_UPDATE)
     decoded = decode_current_time(value)
-    assert (decoded.date_time, decoded.day_of_week, decoded.fractions256) == (
+    assert (decoded.date_time.moment, decoded.day_of_week, decoded.fractions256) == (
         moment.replace(microsecond=0),
         2,
         128,
