@@ -393,12 +393,18 @@ async def test_settings_english_and_which_alarms_give_notice(
     # A high alarm gives no notice now (critical only) but is in the list and the inbox.
     await page.get_by_role("link", name="Patients").click()
     berg = gateway_of("Berg")
-    low_glucose = [("C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref, "2.9", "mmol/L", now_here())]
+    # a plasma-calibrated meter (issue 14): alarmed like any glucose, its sample type shown
+    low_glucose = [
+        ("C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY_PLASMA.ref, "2.9", "mmol/L", now_here())
+    ]
     glucose = await world.commit(berg, low_glucose)
     berg_card = card(page, "Berg, Ola")
     await expect(berg_card.locator(".alarm-badges")).to_contain_text("High: Low blood glucose New")
     await expect(berg_card.locator("[data-vital=glucose] .assessment")).to_have_text(
         "▼ Below the limit 4 mmol/L"
+    )
+    await expect(berg_card.locator("[data-vital=glucose] .sample")).to_have_text(
+        " (capillary plasma)"
     )
     await expect(page.get_by_role("region", name="New alarm")).to_have_count(0)
 

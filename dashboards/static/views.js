@@ -9,6 +9,7 @@ import {
 } from "./i18n.js";
 import {
   DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceKind,
+  sampleText,
   eventText, latestOf, limitsFor, trim, unitText, valueText,
 } from "./vitals.js";
 
@@ -189,10 +190,12 @@ function vitalCell(group, latest, thresholds) {
   const unit = unitText(found.parts[0].unit);
   const value = found.parts.map((o) => decimal(o.value)).join("/");
   const flags = [...new Set(found.parts.flatMap((o) => o.flags).filter((f) => !f.startsWith("device_user")))];
+  const sample = sampleText(found.parts[0].code);
   return h("div", { class: `vital ${worst ? `out ${worst.status}` : "ok"}`, "data-vital": group.id },
     h("dt", {}, label),
     h("dd", {},
       h("span", { class: "value" }, value), " ", h("span", { class: "unit" }, unit),
+      sample ? h("span", { class: "sample" }, ` (${sample})`) : null,
       worst ? flag(worst.status === "high" ? "▲" : "▼",
         assessmentText(worst, found.parts[assessed.indexOf(worst)].unit)) : null,
       flags.length ? h("span", { class: "flags" }, ` (${flags.join(", ").replaceAll("_", " ")})`) : null,

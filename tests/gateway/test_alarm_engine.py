@@ -172,6 +172,27 @@ def test_threshold_boundaries_and_hysteresis(
     assert kinds(changes) == expected
 
 
+@pytest.mark.parametrize("glucose", [m.ref for m in codes.GLUCOSE_BY_SAMPLE])
+def test_glucose_rules_apply_to_every_patient_sample_type(glucose: str) -> None:
+    # issue 14: a plasma-calibrated meter's low glucose raises the alarm too
+    items: list[Observation | GatewayStatus] = [
+        obs(glucose, "3.1", T0, unit="mmol/L"),
+        obs(glucose, "288", T0 + timedelta(hours=1), unit="mg/dL"),
+    ]
+    _, changes = feed(fresh(), rules(), items)
+    assert kinds(changes) == [
+        ("raised", "glucose_low"),
+        ("cleared", "glucose_low"),
+        ("raised", "glucose_high"),
+    ]
+
+
+def test_a_control_solution_check_is_no_patient_glucose() -> None:
+    control = obs(codes.GLUCOSE_CONTROL_CHECK.ref, "2.0", T0, unit="mmol/L")
+    _, changes = feed(fresh(), rules(), [control])
+    assert changes == []
+
+
 def test_raised_change_carries_rule_code_severity_and_value() -> None:
     _, changes = feed(fresh(), rules(), [obs(codes.SPO2.ref, "88", T0)])
     (change,) = changes

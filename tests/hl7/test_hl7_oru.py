@@ -258,6 +258,9 @@ _UNIT_OF = {
     "MDC_MASS_BODY_ACTUAL": "kg",
     "MDC_RATIO_MASS_BODY_LEN_SQ": "kg/m2",
     "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD": "mmol/L",
+    "MDC_CONC_GLU_CAPILLARY_PLASMA": "mmol/L",
+    "MDC_CONC_GLU_VENOUS_PLASMA": "mmol/L",
+    "MDC_CONC_GLU_ISF": "mmol/L",
 }
 
 
@@ -269,6 +272,8 @@ _UNIT_OF = {
         (["MDC_TEMP_BODY"], DeviceProfile.THERMOMETER),
         (["MDC_MASS_BODY_ACTUAL", "MDC_RATIO_MASS_BODY_LEN_SQ"], DeviceProfile.SCALE),
         (["MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"], DeviceProfile.GLUCOSE_METER),
+        (["MDC_CONC_GLU_CAPILLARY_PLASMA"], DeviceProfile.GLUCOSE_METER),
+        (["MDC_CONC_GLU_VENOUS_PLASMA", "MDC_CONC_GLU_ISF"], DeviceProfile.GLUCOSE_METER),
     ],
 )
 def test_device_profile_from_codes(codes_: list[str], profile: DeviceProfile) -> None:
@@ -309,6 +314,10 @@ _SESSIONS = {
     DeviceProfile.GLUCOSE_METER: [
         ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mmol/L"),
         ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mg/dL"),
+        ("MDC_CONC_GLU_CAPILLARY_PLASMA", "mmol/L"),
+        ("MDC_CONC_GLU_VENOUS_PLASMA", "mg/dL"),
+        ("MDC_CONC_GLU_UNDETERMINED_WHOLEBLOOD", "mmol/L"),
+        ("MDC_CONC_GLU_ISF", "mmol/L"),
     ],
 }
 _NAME = st.text(alphabet=st.sampled_from("abcÆØÅæøå ^|~\\&-'é"), min_size=1, max_size=12).filter(
