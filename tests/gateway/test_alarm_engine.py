@@ -607,6 +607,37 @@ def test_low_battery(levels: list[str], expected: list[tuple[str, str]]) -> None
     assert kinds(changes) == expected
 
 
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([("low", 0)], []),
+        ([("low", 1)], [("raised", "low_battery:dev-1")]),
+        ([("low", 1), ("low", 1)], [("raised", "low_battery:dev-1")]),
+        (
+            [("low", 1), ("low", 0)],
+            [("raised", "low_battery:dev-1"), ("cleared", "low_battery:dev-1")],
+        ),
+        # a percentage alarm is the percentage's to clear, not a "not low" flag's
+        ([("%", 10), ("low", 0)], [("raised", "low_battery:dev-1")]),
+    ],
+)
+def test_battery_low_flag_without_a_percentage(
+    reports: list[tuple[str, int]], expected: list[tuple[str, str]]
+) -> None:
+    # issue 14: IAS sensors (frient, Heiman, Sonoff) publish battery_low, often no percentage
+    items: list[Observation | GatewayStatus] = [
+        obs(
+            codes.EVENT_BATTERY_LOW.ref if kind == "low" else codes.EVENT_BATTERY.ref,
+            value,
+            T0 + timedelta(hours=i),
+            unit="1" if kind == "low" else "%",
+        )
+        for i, (kind, value) in enumerate(reports)
+    ]
+    _, changes = feed(fresh(), rules(), items)
+    assert kinds(changes) == expected
+
+
 # --- gateway offline -------------------------------------------------------------------------
 
 
