@@ -337,3 +337,27 @@ async def test_glucose_of_every_sample_type_is_kept_with_its_context(tmp_path: P
         ("MDC_CONC_GLU_ISF", Decimal("4.9"), ("sample_location_not_available", "meal_preprandial")),
     ]
     assert counts == {"ble": {"control_solution": 1}}
+
+
+async def test_a_record_whose_announced_context_never_comes_is_kept_and_counted(
+    tmp_path: Path,
+) -> None:
+    sink = OutboxSink(tmp_path / "outbox.db")
+    # record 1 says "context follows" (flags 0x16), but the meter sends none
+    announced = bytes.fromhex("16 0100 e907 03 04 08 0f 00 38c0 12")
+    async with (
+        VirtualRadio() as radio,
+        SimulatedGlucoseMeter(radio, ADDRESS, first_sequence_number=1) as meter,
+    ):
+        await meter.measure(announced)
+        await meter.measure(GlucoseReading(Decimal("6.0"), WHEN + timedelta(hours=1)))
+        async with gateway(radio, [device(ADDRESS, DeviceKind.GLUCOSE_METER)], sink) as reader:
+            await wait_until(lambda: sink.outbox.last_sequence_number(ADDRESS) == 2)
+            await reader.drain()
+            counts = reader.adjustments.to_json()
+    stored = [o for o in sink.stored() if o.code != EVENT_BATTERY.ref]
+    assert [(o.code, o.value) for o in stored] == [
+        ("MDC_CONC_GLU_CAPILLARY_PLASMA", Decimal("5.6")),
+        ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", Decimal("6.0")),
+    ]
+    assert counts == {"ble": {"reading_without_context": 1}}
