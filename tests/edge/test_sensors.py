@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from edge.adjustments import Reason
 from edge.sensors import (
+    SensorKind,
     SensorMessage,
     SensorSettings,
     decode_z2m,
@@ -149,9 +150,16 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
             [
                 "contact",
                 "occupancy",
+                "presence",
                 "water_leak",
                 "smoke",
+                "test",
                 "fall",
+                "fall_down_status",
+                "status",
+                "state",
+                "sos",
+                "battery_low",
                 "action",
                 "battery",
                 "linkquality",
@@ -160,20 +168,24 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
                 "other",
             ]
         ),
-        scalars,
+        scalars | st.lists(st.integers(), max_size=2),
     ),
-    st.sampled_from(["door", "motion", "bed", "fall", "panic", "smoke", "water", "climate"]),
+    st.sampled_from(list(SensorKind)),
 )
-def test_any_json_object_gives_valid_observations_or_a_payload_error(
-    body: dict[str, object], kind: str
+def test_any_json_object_is_kept_and_every_key_accounted_for(
+    body: dict[str, object], kind: SensorKind
 ) -> None:
-    try:
-        payload = json.dumps(body, allow_nan=True).encode()
-        message = decode_z2m("zigbee2mqtt/s1", payload)
-    except PayloadError:
-        return
-    for obs in sensor_observations(message, _sensor(kind), gateway_id="gw-1", received_at=NOW):
+    """Keep what can be understood: a JSON object is never refused for its values, and every
+    key is read, flagged as unknown, or dropped as the wrong type -- never lost silently."""
+    payload = json.dumps(body, allow_nan=True).encode()
+    message = decode_z2m("zigbee2mqtt/s1", payload)
+    for key in body:
+        assert key in message.values or key in message.unknown or key in message.wrong_type
+    reading = interpret_sensor(message, _sensor(kind), gateway_id="gw-1", received_at=NOW)
+    for obs in reading.observations:
         assert obs.value.is_finite()
+    dropped = {detail for reason, detail in reading.adjustments if reason is Reason.WRONG_TYPE}
+    assert dropped == set(message.wrong_type)
 
 
 def test_last_seen_is_the_message_time_so_a_redelivery_is_recognised() -> None:
