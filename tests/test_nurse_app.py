@@ -504,3 +504,27 @@ async def test_the_app_says_plainly_when_it_is_not_live(
                 "Kritisk: Fall Ny"
             )
         await world.settle(fall.id)
+
+
+async def test_a_device_checking_itself_is_shown_on_the_device(
+    world: NurseWorld, tablet: Page
+) -> None:
+    """Issue 14: a smoke alarm's test and a sensor's own "battery low" (it reports no
+    percentage) show on the device, not as a fire. Last in the module: its low-battery alarm
+    would change the other tests' alarm counts."""
+    at = now_here()
+    await world.commit(
+        gateway_of("Ødegård"),
+        [
+            ("smoke-odegard", codes.EVENT_SMOKE_TEST.ref, "1", "1", at),
+            ("smoke-odegard", codes.EVENT_BATTERY_LOW.ref, "1", "1", at),
+        ],
+    )
+    page = tablet
+    await sign_in(page, world.url)
+    await card(page, "Ødegård, Kari").get_by_role("link").click()
+    devices = page.get_by_role("region", name="Enheter")
+    smoke = devices.locator("tr", has_text="smoke-odegard")
+    await expect(smoke.locator("th")).to_contain_text("Røykvarsler")
+    await expect(smoke.locator("th .device-check")).to_contain_text("Alarmtest")
+    await expect(smoke.locator("td").nth(0)).to_have_text("▼ lavt")

@@ -179,6 +179,8 @@ const nb = {
   "devices.col.last_seen": "Sist hørt fra",
   "devices.col.gateway": "Hjemmeenhet",
   "devices.battery_low": "lavt",
+  "devices.check.control": "Kontrollvæske {value}",
+  "devices.check.alarm_test": "Alarmtest",
   "devices.unknown": "ukjent",
   "devices.never": "aldri",
   "devices.silent": "stille i {duration}",
@@ -197,6 +199,7 @@ const nb = {
   "device.panic": "Trygghetsalarm",
   "device.smoke": "Røykvarsler",
   "device.water": "Vannsensor",
+  "device.vibration": "Vibrasjonssensor",
   "device.climate": "Romsensor",
   "device.other": "Enhet",
 
@@ -396,6 +399,8 @@ const en = {
   "devices.col.last_seen": "Last heard from",
   "devices.col.gateway": "Home gateway",
   "devices.battery_low": "low",
+  "devices.check.control": "Control solution {value}",
+  "devices.check.alarm_test": "Alarm test",
   "devices.unknown": "unknown",
   "devices.never": "never",
   "devices.silent": "silent for {duration}",
@@ -414,6 +419,7 @@ const en = {
   "device.panic": "Panic button",
   "device.smoke": "Smoke alarm",
   "device.water": "Water sensor",
+  "device.vibration": "Vibration sensor",
   "device.climate": "Room sensor",
   "device.other": "Device",
 

@@ -141,6 +141,7 @@ export function eventText(observation) {
 
 const SENSOR_KINDS = [
   ["TRY_EVT_FALL", "fall"], ["TRY_EVT_PANIC_BUTTON", "panic"], ["TRY_EVT_SMOKE", "smoke"],
+  ["TRY_EVT_SMOKE_ALARM_TEST", "smoke"], ["TRY_EVT_VIBRATION", "vibration"],
   ["TRY_EVT_WATER_LEAK", "water"], ["TRY_EVT_DOOR_CONTACT", "door"],
   ["TRY_EVT_BED_OCCUPANCY", "bed"], ["TRY_EVT_MOTION", "motion"],
   ["TRY_ENV_ROOM_TEMPERATURE", "climate"], ["TRY_ENV_ROOM_HUMIDITY", "climate"],
