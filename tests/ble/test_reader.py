@@ -204,6 +204,7 @@ async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
         await outbox.wait_for(4)
         await cuff.wait_until_delivered()
         assert reader.decode_errors == 1
+        assert reader.adjustments.to_json() == {"ble": {"malformed": 1}}
         assert reader.measurements == 1
     assert [o.value for o in outbox.readings] == [
         Decimal(128),
