@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -270,22 +271,13 @@ _NUMBERS: tuple[tuple[str, codes.MetricCode, codes.Unit], ...] = (
     ("linkquality", codes.LINK_QUALITY, codes.NO_UNIT),
 )
 _NUMBER_KEYS = frozenset(key for key, _, _ in _NUMBERS)
-_TEXT_KEYS = frozenset({"action"})
-_BOOL_KEYS = frozenset(
-    {"tamper"}
-    | {
-        key
-        for table in (*_TABLES.values(), _COMMON)
-        for key, values in table.items()
-        if True in values
-    }
-)
-_TEXT_KEYS |= frozenset(
-    key
-    for table in _TABLES.values()
-    for key, values in table.items()
-    if key not in _BOOL_KEYS and any(isinstance(v, str) for v in values)
-)
+_TABLE_KEYS = [
+    (key, values) for table in (*_TABLES.values(), _COMMON) for key, values in table.items()
+]
+# A key is true/false when its table reads booleans (the tables never mix the two); the rest of
+# the table keys, and a call button's ``action``, are text.
+_BOOL_KEYS = frozenset({"tamper"} | {key for key, values in _TABLE_KEYS if True in values})
+_TEXT_KEYS = frozenset({"action"} | {key for key, _ in _TABLE_KEYS} - _BOOL_KEYS)
 _KNOWN_KEYS = _BOOL_KEYS | _TEXT_KEYS | _NUMBER_KEYS
 # Zigbee2MQTT adds these for its own bookkeeping; they are not sensor readings.
 _IGNORED_KEYS = frozenset({"update", "update_available", "voltage", "device", "last_seen"})
@@ -369,6 +361,12 @@ def _number(value: int | float) -> Decimal:
     return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
 
 
+def _flag(key: str, value: Scalar) -> str:
+    """``<key>_<value>`` as a flag: lower case, runs of other characters as one ``_``
+    (OWON's ``Unknown (7)`` becomes ``status_unknown_7``)."""
+    return re.sub(r"[^a-z0-9]+", "_", f"{key}_{value}".lower()).strip("_")
+
+
 def _call_action(value: str) -> Meaning:
     """A call button or remote: every press calls (``single``, ``emergency``, ``on``,
     IKEA SOMRIG's ``1_initial_press``); a release or stop, or the empty action Zigbee2MQTT
@@ -410,7 +408,7 @@ def interpret_sensor(
             used.add(key)
             continue
         if key == "action" and sensor.kind in _CALL_KINDS and key not in sensor.states:
-            meanings.append((_call_action(str(value)), f"action_{value}" if value else None))
+            meanings.append((_call_action(str(value)), _flag(key, value) if value else None))
             used.add(key)
             continue
         states = table.get(key)
@@ -418,13 +416,11 @@ def interpret_sensor(
             continue
         used.add(key)
         meaning = states.get(value) if isinstance(value, bool | str) else None
-        label = f"{key}_{value}" if isinstance(value, str) else None
         if meaning is None:
             adjustments.append((Reason.UNKNOWN_STATE, f"{key}={value!r}"))
-            flag = f"{key}_{value}".lower()
-            meanings.append((M.IGNORE, flag))
+            meanings.append((M.IGNORE, _flag(key, value)))
             continue
-        meanings.append((meaning, label))
+        meanings.append((meaning, _flag(key, value) if isinstance(value, str) else None))
     unknown = sorted({*message.unknown, *message.values} - used)
     adjustments += [(Reason.UNKNOWN_KEY, key) for key in unknown]
     flags = [
