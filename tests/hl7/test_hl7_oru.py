@@ -97,6 +97,17 @@ GOLDEN = "\r".join(
 )
 
 
+def test_glucose_obx_names_its_sample_type() -> None:
+    # issue 14: a plasma-calibrated meter's reading goes out under its own MDC code
+    plasma = _obs("MDC_CONC_GLU_CAPILLARY_PLASMA", "6.1", "mmol/L", ("meal_preprandial",))
+    meter = DeviceRef(CUFF, DeviceProfile.GLUCOSE_METER)  # the helper's device id
+    message = parse_message(_build([plasma], device=meter))
+    mds, metric = list(message.all("OBX"))
+    assert mds.value(3) == "528401"
+    assert (metric.value(3, 1), metric.value(3, 2)) == ("160188", "MDC_CONC_GLU_CAPILLARY_PLASMA")
+    assert metric.value(5) == "6.1"
+
+
 def test_golden_blood_pressure_session() -> None:
     assert _build() == GOLDEN
 
