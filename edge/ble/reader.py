@@ -44,7 +44,12 @@ How it behaves, and why:
   delivering advertisements without any error. A quiet home (no device around advertising)
   restarts the scanner every ``watchdog_s``, which costs nothing;
 - malformed bytes are logged and counted (:attr:`BleReader.decode_errors`), never fatal: one
-  bad packet must not stop the readings of every other device;
+  bad packet must not stop the readings of every other device; they, and every value passed on
+  altered (special values, reserved enumeration values, control-solution checks, glucose
+  context without its record), are counted per reason in :attr:`BleReader.adjustments`;
+- a glucose record whose flags announce a context (0x2A34) waits for the context with its
+  sequence number, which the meter sends right after it; the next record, the end of the
+  transfer (RACP response) or the end of the link stores it without one (counted);
 - the ``on_observations`` callback (which writes to the durable outbox) is awaited for each
   value in arrival order by one task. bleak's public API runs an async notification callback
   as a detached task, and the backend confirms an indication when the synchronous part of the
