@@ -72,6 +72,25 @@ _KNOWN_LABELS: dict[str, tuple[str, ...]] = {
 }
 
 
+class EdgeInputCounts:
+    """What each home gateway's entry points (BLE, Zigbee2MQTT) dropped or altered, as its
+    last status said (counts since its agent started); the metric is their sum per entry point
+    and reason. In memory: every gateway repeats it in each heartbeat."""
+
+    def __init__(self) -> None:
+        self._by_gateway: dict[str, Mapping[tuple[str, str], int]] = {}
+
+    def report(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        self._by_gateway[gateway_id] = dict(counts)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        totals: dict[tuple[str, str], int] = {}
+        for counts in self._by_gateway.values():
+            for key, count in counts.items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
+
+
 class PlatformMetrics(Collector):
     """One registry per platform (never the global one: no import-time state)."""
 
@@ -92,6 +111,7 @@ class PlatformMetrics(Collector):
         self._backlog = backlog
         self._certificates = dict(certificates or {})
         self.snapshot = StoreSnapshot()
+        self.edge_inputs = EdgeInputCounts()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.alarm_latency = Histogram(
@@ -135,6 +155,14 @@ class PlatformMetrics(Collector):
         build.add_metric([installed_version()], 1)
         yield build
         yield from self._snapshot_metrics()
+        adjusted = CounterMetricFamily(
+            f"{PREFIX}_edge_input_values_adjusted",
+            "Values the home gateways' entry points dropped or altered (docs/edge-config.md)",
+            labels=["source", "reason"],
+        )
+        for (entry_point, reason), count in sorted(self.edge_inputs.totals().items()):
+            adjusted.add_metric([entry_point, reason], count)
+        yield adjusted
 
     def _snapshot_metrics(self) -> Iterable[Metric]:
         snap = self.snapshot

@@ -44,7 +44,10 @@ grep -q "^## \[$version\]" CHANGELOG.md || {
 dist=${DIST:-dist}
 mkdir -p "$dist"
 rm -f "$dist/tryggheim-$version-"*.whl
+# setuptools reuses build/: a module deleted since an earlier build would still be packed.
+rm -rf build
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$dist" .
+rm -rf build
 wheel=$(ls "$dist/tryggheim-$version-"*.whl)
 echo "release: built $wheel"
 

@@ -149,6 +149,30 @@ def test_structurally_wrong_observations_are_payload_errors(changes: dict[str, o
     assert obs.time.astimezone(UTC).tzinfo is UTC
 
 
+def _status(**extra: object) -> bytes:
+    return json.dumps({"v": 1, "gateway_id": "gw-0001", "state": "online", **extra}).encode()
+
+
+def test_status_carries_what_the_edge_dropped_or_altered() -> None:
+    body = {"ble": {"control_solution": 1}, "zigbee2mqtt": {"unknown_key": 40, "wrong_type": 2}}
+    report = decode_status(status_topic("gw-0001"), _status(input_adjustments=body))
+    assert report.input_adjustments == {
+        ("ble", "control_solution"): 1,
+        ("zigbee2mqtt", "unknown_key"): 40,
+        ("zigbee2mqtt", "wrong_type"): 2,
+    }
+    # optional: an older edge's status has none
+    assert decode_status(status_topic("gw-0001"), _status()).input_adjustments == {}
+
+
+@pytest.mark.parametrize(
+    "adjustments", [[1], {"ble": 3}, {"ble": {"malformed": -1}}, {"ble": {"malformed": True}}]
+)
+def test_a_malformed_input_adjustments_is_a_payload_error(adjustments: object) -> None:
+    with pytest.raises(PayloadError, match="input_adjustments"):
+        decode_status(status_topic("gw-0001"), _status(input_adjustments=adjustments))
+
+
 def test_a_status_carries_what_the_gateway_was_told_is_committed() -> None:
     body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": 4711}
     report = decode_status(status_topic("gw-0001"), json.dumps(body).encode())
