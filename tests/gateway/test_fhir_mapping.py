@@ -444,3 +444,19 @@ def test_profiles_are_settings() -> None:
     document = fall_document(profiles=profiles)
     assert "meta" not in document["entry"][0]["resource"]
     assert document["entry"][1]["resource"]["meta"] == {"profile": ["http://example.org/DI"]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(max_size=40),
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
+    st.sampled_from([None, 2]),
+)
+def test_json_keeps_every_decimal_and_every_text(
+    text: str, value: Decimal, indent: int | None
+) -> None:
+    written = fhir_json({"note": text, "value": value, "list": [value, text]}, indent)
+    parsed = json.loads(written, parse_float=Decimal)
+    assert parsed["note"] == text and parsed["list"][1] == text
+    assert parsed["value"] == value and parsed["list"][0] == value
+    assert str(value) in written
