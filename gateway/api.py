@@ -4,36 +4,33 @@ gateway/auth/policy.py only."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.api_alarms import alarms_router
+from gateway.api_errors import document_errors, install_error_handlers, invalid_query
 from gateway.api_hl7 import hl7_router
 from gateway.api_nurse import nurse_router
 from gateway.api_registry import registry_router
+from gateway.api_stream import stream_router
 from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.web import token_router
 from gateway.careplan import CarePlan
 from gateway.deps import (
     Audit,
     EditsCarePlan,
-    Events,
     ExportsMeasurements,
     ListsPatients,
     PathId,
@@ -45,8 +42,8 @@ from gateway.deps import (
 from gateway.events import EventBus
 from gateway.models import ObservationRow
 from gateway.observability import Probes, database_reachable
-from gateway.registry import Registry, RegistryError
-from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Problem, Readiness
+from gateway.registry import Registry
+from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Readiness
 from gateway.settings import GatewaySettings
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim.errors import ConfigError
@@ -66,9 +63,6 @@ CSV_COLUMNS = [
     "flags",
 ]
 CSV_PAGE = 5000
-#: A comment line on the live stream when it has had nothing to send for this long, so that a
-#: client can tell a quiet stream from a dead one (the nurse app: dashboards/static/stream.js).
-STREAM_KEEPALIVE_S = 15.0
 
 
 def csv_line(values: Sequence[object]) -> str:
@@ -85,7 +79,7 @@ def history_query(
 ) -> HistoryQuery:
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
-            raise HTTPException(422, f"{name} must carry a time zone")
+            raise invalid_query(name, "must carry a time zone", moment.isoformat())
     return HistoryQuery(since=since, until=until, codes=tuple(code or ()), limit=limit)
 
 
@@ -95,7 +89,7 @@ def _cursor(text: str | None) -> Cursor | None:
     try:
         return Cursor.decode(text)
     except ValueError:
-        raise HTTPException(422, "cursor: not one this API handed out") from None
+        raise invalid_query("cursor", "not one this API handed out", text) from None
 
 
 def _verifier(settings: GatewaySettings) -> BearerVerifier:
@@ -110,10 +104,6 @@ def _verifier(settings: GatewaySettings) -> BearerVerifier:
         ) from None
 
 
-def _problem(status: int, message: str, hint: str | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message, "hint": hint}, status_code=status)
-
-
 def create_app(
     store: RecordStore,
     events: EventBus,
@@ -121,11 +111,7 @@ def create_app(
     *,
     probes: Probes | None = None,
 ) -> FastAPI:
-    app = FastAPI(
-        title="Tryggheim care platform",
-        version="0.2.0",
-        responses={404: {"model": Problem}},
-    )
+    app = FastAPI(title="Tryggheim care platform", version="0.2.0")
     registry = Registry(store)
     app.state.store = store
     app.state.events = events
@@ -134,23 +120,8 @@ def create_app(
     app.state.verifier = _verifier(settings)
     app.state.counters = Counter[str]()
 
-    @app.exception_handler(RegistryError)
-    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
-        return _problem(exc.status_code, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(AlarmTransitionError)
-    async def transition_error(request: Request, exc: AlarmTransitionError) -> JSONResponse:
-        return _problem(409, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(ResolutionNoteRequired)
-    async def note_required(request: Request, exc: ResolutionNoteRequired) -> JSONResponse:
-        return _problem(422, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        app.state.counters["bad_requests"] += 1
-        log.info("bad request %s %s: %s", request.method, request.url.path, exc.errors()[:3])
-        return JSONResponse({"detail": _jsonable(exc.errors())}, status_code=422)
+    install_error_handlers(app)
+    document_errors(app)
 
     if settings.auth.password_flow_enabled:
         app.include_router(
@@ -160,6 +131,7 @@ def create_app(
     app.include_router(nurse_router())
     app.include_router(registry_router())
     app.include_router(hl7_router())
+    app.include_router(stream_router())
     _care_routes(app)
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})
@@ -196,11 +168,6 @@ def _operations_routes(app: FastAPI, probes: Probes) -> None:
         return PlainTextResponse(probes.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _jsonable(errors: Sequence[Any]) -> Any:
-    """Validation errors as JSON: pydantic puts the offending exception object in ``ctx``."""
-    return json.loads(json.dumps(list(errors), default=str))
-
-
 def _care_routes(app: FastAPI) -> None:
     @app.get("/api/v1/patients", response_model=list[PatientOut], tags=["care"])
     async def list_patients(
@@ -211,8 +178,8 @@ def _care_routes(app: FastAPI) -> None:
         patients = await registry.visible_patients(
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
-        await audit("list_patients", None)
         ids = [p.id for p in patients]
+        await audit.shown("list_patients", ids)
         by_patient: dict[int, list[ObservationRow]] = {}
         for row in await store.latest_values(ids):
             if row.patient_id is not None:
@@ -333,41 +300,3 @@ def _care_routes(app: FastAPI) -> None:
             principal.tenant_id, patient_id, care_team_id=body.care_team_id
         )
         await audit("assign_care_team", patient_id)
-
-    @app.get("/api/v1/stream", tags=["care"])
-    async def stream(principal: ReadsPatient, events: Events, audit: Audit) -> StreamingResponse:
-        """Server-sent events for the caller's patients: ``observation`` when a patient has a
-        new value, ``alarm`` when an alarm is raised, changes state or escalates."""
-        scope = policy.visible_team_ids(principal, Action.READ_PATIENT)
-        await audit("open_live_stream", None)
-
-        async def lines() -> AsyncIterator[str]:
-            yield ": connected\n\n"
-            # The subscription is read in a task of its own, so that waiting for an event can
-            # time out (a keepalive comment line) without ending the subscription. The hand-over
-            # queue holds one event: a slow reader still backs up the bus, which drops it.
-            inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(1)
-
-            async def receive() -> None:
-                async for event in events.subscribe():
-                    await inbox.put(event)
-                await inbox.put(None)
-
-            receiver = asyncio.create_task(receive(), name="stream-subscription")
-            try:
-                while True:
-                    try:
-                        event = await asyncio.wait_for(inbox.get(), STREAM_KEEPALIVE_S)
-                    except TimeoutError:
-                        yield ": keepalive\n\n"
-                        continue
-                    if event is None:
-                        return
-                    team = event.get("care_team_id")
-                    team_id = None if team is None else str(team)
-                    if scope.allows(str(event.get("tenant_id")), team_id):
-                        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            finally:
-                receiver.cancel()
-
-        return StreamingResponse(lines(), media_type="text/event-stream")

@@ -106,6 +106,9 @@ class User(Base):
     """Comma-separated role names (gateway.auth.Role)."""
     password_hash: Mapped[str] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Raised by every change that must end her access (disabled, roles, care teams,
+    password); a token carrying an older version is refused on its next request."""
 
 
 class Patient(Base):
@@ -338,6 +341,8 @@ class AuditEntry(Base):
     client: Mapped[str | None] = mapped_column(String(100))
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     """The actor's tenant; the audit log is read per tenant."""
+    outcome: Mapped[str] = mapped_column(String(16), default="allowed", server_default="allowed")
+    """``allowed``, or ``denied``: a read of patient data that was refused (403/404)."""
 
 
 class AlarmRow(Base):

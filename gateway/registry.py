@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.auth import Role, TeamScope
+from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
 from gateway.careplan import CarePlan
 from gateway.models import (
@@ -144,6 +144,13 @@ class Registry:
             await s.execute(
                 update(Patient).where(Patient.care_team_id == team.id).values(care_team_id=None)
             )
+            members = select(user_teams.c.user_id).where(user_teams.c.team_id == team.id)
+            # Their tokens name the team (whose id a new team may get again): they end now.
+            await s.execute(
+                update(User)
+                .where(User.id.in_(members))
+                .values(token_version=User.token_version + 1)
+            )
             await s.execute(delete(user_teams).where(user_teams.c.team_id == team.id))
             await s.delete(team)
 
@@ -218,6 +225,12 @@ class Registry:
             user = await s.get(User, user_id)
             if user is None or user.tenant_id != tenant_id:
                 raise NotFound("user", user_id)
+            before = (
+                user.roles,
+                user.disabled,
+                user.password_hash,
+                await self._team_ids(s, user.id),
+            )
             if display_name is not None:
                 user.display_name = display_name
             if roles is not None:
@@ -230,7 +243,11 @@ class Registry:
                 await self._check_teams(s, tenant_id, team_ids)
                 await s.execute(delete(user_teams).where(user_teams.c.user_id == user.id))
                 await self._set_teams(s, user.id, team_ids)
-            return UserWithTeams(user, await self._team_ids(s, user.id))
+            teams = await self._team_ids(s, user.id)
+            if (user.roles, user.disabled, user.password_hash, teams) != before:
+                # What her tokens say about her is no longer true: they end now.
+                user.token_version += 1
+            return UserWithTeams(user, teams)
 
     async def _set_teams(self, s: AsyncSession, user_id: int, team_ids: Sequence[int]) -> None:
         if team_ids:
@@ -253,6 +270,34 @@ class Registry:
                 care_team_ids=frozenset(str(t) for t in await self._team_ids(s, user.id)),
                 roles=frozenset(Role(r) for r in user.roles.split(",") if r),
                 disabled=user.disabled,
+                token_version=user.token_version,
+            )
+
+    async def check_session(self, principal: Principal) -> None:
+        """Raise TokenRevoked unless the user of this embedded token still exists, is enabled,
+        and her account has not changed since the token was issued (one primary-key read per
+        request, so that a change ends access on the next request in every process)."""
+        _, _, number = principal.subject.partition(":")
+        user_id = int(number) if number.isdigit() and len(number) < 19 else None
+        async with self._store.session() as s:
+            row = (
+                None
+                if user_id is None
+                else (
+                    await s.execute(
+                        select(User.tenant_id, User.disabled, User.token_version).where(
+                            User.id == user_id
+                        )
+                    )
+                ).first()
+            )
+        if row is None or row.tenant_id != principal.tenant_id:
+            raise TokenRevoked(principal.subject, "no such user")
+        if row.disabled:
+            raise TokenRevoked(principal.subject, "the account is disabled")
+        if row.token_version != principal.token_version:
+            raise TokenRevoked(
+                principal.subject, "the account's roles, care teams or password changed"
             )
 
     async def rehash(self, record: UserRecord, new_hash: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import schemathesis
-from access import bearer, platform_settings
+from access import platform_settings, signed_in
 from chain import serving_app
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -66,6 +66,7 @@ FUZZ_SETTINGS = settings(
 class Platform:
     url: str
     team: int
+    store: RecordStore
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -116,7 +117,7 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
     )
     app = create_app(store, EventBus(), platform_settings())
     async with serving_app(app) as url:
-        yield Platform(url, team_id)
+        yield Platform(url, team_id, store)
     await store.close()
 
 
@@ -173,7 +174,9 @@ def fuzz(url: str, headers: dict[str, str]) -> Report:
 async def test_no_generated_request_gets_a_server_error(
     platform: Platform, roles: tuple[Role, ...]
 ) -> None:
-    headers = bearer(*roles, teams=(platform.team,), subject=f"user:fuzz-{roles[0]}")
+    headers = await signed_in(
+        platform.store, *roles, teams=(platform.team,), name=f"fuzz-{roles[0]}"
+    )
     report = await asyncio.to_thread(fuzz, platform.url, headers)
     assert set(report.skipped) == EXCLUDED, "an excluded operation left the schema"
     assert len(report.fuzzed) >= 30, "the live schema lost its operations"
