@@ -160,7 +160,12 @@ def _operations_routes(app: FastAPI, probes: Probes) -> None:
             response.status_code = 503
         return Readiness(status="ready" if ready else "not ready", checks=checks)
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={404: {"description": "This process serves no metrics"}},
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         if probes.metrics is None:

@@ -202,7 +202,7 @@ def install_error_handlers(app: FastAPI) -> None:
 # --- the OpenAPI document -------------------------------------------------------------------
 
 _DESCRIPTIONS = {
-    400: "Bad request",
+    400: "The body cannot be parsed (e.g. not JSON)",
     401: "No valid bearer token (missing, malformed, expired, or its access has ended)",
     403: "The caller's roles do not allow this",
     404: "Not found, or outside the caller's tenant or care teams",
@@ -224,12 +224,15 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[in
         statuses.add(409)
     if parameters or "requestBody" in operation:
         statuses.add(422)
+    if "requestBody" in operation:
+        statuses.add(400)
     return statuses
 
 
 def document_errors(app: FastAPI) -> None:
     """Replace ``app.openapi`` by one that documents the problem answers of every ``/api/``
-    route (the token route keeps its RFC 6749 400)."""
+    route (the token route keeps its RFC 6749 400), and gives the problem body to any error a
+    route declares without one."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
@@ -241,11 +244,16 @@ def document_errors(app: FastAPI) -> None:
         schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, item in schema.get("paths", {}).items():
-            if not path.startswith("/api/"):
-                continue
             for method, operation in item.items():
                 responses = operation.setdefault("responses", {})
-                for status in sorted(_error_statuses(path, method, operation)):
+                declared = {
+                    int(code)
+                    for code, answer in responses.items()
+                    if code.isdigit() and int(code) >= 400 and "content" not in answer
+                }
+                if path.startswith("/api/"):
+                    declared |= _error_statuses(path, method, operation)
+                for status in sorted(declared):
                     documented = responses.get(str(status), {})
                     if status == 400 and documented:
                         continue
