@@ -165,8 +165,14 @@ class TokenResponse(BaseModel):
 
 
 class TokenError(BaseModel):
-    """RFC 6749 §5.2."""
+    """RFC 6749 §5.2 (``error``, ``error_description``, as OAuth2 clients read it), in the
+    API's problem shape (RFC 9457: ``type``, ``title``, ``status``, ``detail``, ``hint``)."""
 
+    type: str = "about:blank"
+    title: str = "Bad Request"
+    status: int = 400
+    detail: str
+    hint: str | None = None
     error: str
     error_description: str
 
@@ -208,7 +214,10 @@ def token_router(
             )
         if user is None or not ok or user.disabled:
             error = InvalidCredentials()
-            body = TokenError(error=error.error, error_description=str(error.args[0]))
+            message = str(error.args[0])
+            body = TokenError(
+                detail=message, hint=error.hint, error=error.error, error_description=message
+            )
             return JSONResponse(body.model_dump(), status_code=400, headers=no_store)
         if new_hash is not None and on_rehash is not None:
             await on_rehash(user, new_hash)
