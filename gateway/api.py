@@ -112,7 +112,7 @@ def create_app(
     probes: Probes | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Tryggheim care platform", version="0.2.0")
-    registry = Registry(store)
+    registry = Registry(store, session_check_cache_s=settings.auth.session_check_cache_s)
     app.state.store = store
     app.state.events = events
     app.state.registry = registry

@@ -4,6 +4,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,9 +69,17 @@ class UserWithTeams:
     team_ids: tuple[int, ...]
 
 
+#: Sessions remembered as checked at most this many (then the memory starts afresh).
+_MAX_CHECKED_SESSIONS = 10_000
+
+
 class Registry:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, *, session_check_cache_s: float = 0.0) -> None:
+        """``session_check_cache_s``: how long a token found valid by :meth:`check_session`
+        is taken as valid without asking the database again (0: ask on every request)."""
         self._store = store
+        self._session_check_cache_s = session_check_cache_s
+        self._checked_sessions: dict[tuple[str, str, int | None], float] = {}
 
     # --- tenants ---
     async def ensure_tenant(self, tenant_id: str, name: str, timezone: str) -> Tenant:
@@ -153,6 +162,7 @@ class Registry:
             )
             await s.execute(delete(user_teams).where(user_teams.c.team_id == team.id))
             await s.delete(team)
+        self._checked_sessions.clear()
 
     async def _team(self, s: AsyncSession, tenant_id: str, team_id: int) -> CareTeam:
         team = await s.get(CareTeam, team_id)
@@ -247,7 +257,8 @@ class Registry:
             if (user.roles, user.disabled, user.password_hash, teams) != before:
                 # What her tokens say about her is no longer true: they end now.
                 user.token_version += 1
-            return UserWithTeams(user, teams)
+        self._checked_sessions.clear()  # after the commit: no check may see the old row again
+        return UserWithTeams(user, teams)
 
     async def _set_teams(self, s: AsyncSession, user_id: int, team_ids: Sequence[int]) -> None:
         if team_ids:
@@ -276,7 +287,13 @@ class Registry:
     async def check_session(self, principal: Principal) -> None:
         """Raise TokenRevoked unless the user of this embedded token still exists, is enabled,
         and her account has not changed since the token was issued (one primary-key read per
-        request, so that a change ends access on the next request in every process)."""
+        request, so that a change ends access on the next request in every process; with
+        ``session_check_cache_s``, a change made by another process within that time)."""
+        key = (principal.subject, principal.tenant_id, principal.token_version)
+        checked_at = self._checked_sessions.get(key)
+        now = time.monotonic()
+        if checked_at is not None and now - checked_at < self._session_check_cache_s:
+            return
         _, _, number = principal.subject.partition(":")
         user_id = int(number) if number.isdigit() and len(number) < 19 else None
         async with self._store.session() as s:
@@ -299,6 +316,10 @@ class Registry:
             raise TokenRevoked(
                 principal.subject, "the account's roles, care teams or password changed"
             )
+        if self._session_check_cache_s > 0:
+            if len(self._checked_sessions) >= _MAX_CHECKED_SESSIONS:
+                self._checked_sessions.clear()
+            self._checked_sessions[key] = now
 
     async def rehash(self, record: UserRecord, new_hash: str) -> None:
         async with self._store.session() as s:
