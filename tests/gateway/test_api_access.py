@@ -783,6 +783,34 @@ async def test_alarm_lists_stay_within_tenant_and_teams(world: World) -> None:
     assert coordinator.isdisjoint(other_ids)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "params", "field"),
+    [
+        ("GET", "/api/v1/patients/{patient}/observations", {"cursor": ""}, ["query", "cursor"]),
+        ("GET", "/api/v1/patients/{patient}/observations", {"since": "2026-11-22T06:00"}, None),
+        ("GET", "/api/v1/patients/{patient}/observations", {"limit": "0"}, ["query", "limit"]),
+        ("POST", "/api/v1/alarms/{alarm}/resolve", {}, ["body", "note"]),
+    ],
+    ids=["empty cursor", "time without zone", "limit 0", "resolve without a body"],
+)
+async def test_every_422_names_its_invalid_fields(
+    world: World, method: str, path: str, params: dict[str, str], field: list[str] | None
+) -> None:
+    """Issue 12 #12: schemathesis found 422s whose ``detail`` was a bare string."""
+    alarm = await world.new_alarm(Target.TEAM_A, "resolve")
+    url = path.format(patient=world.patients[Target.TEAM_A], alarm=alarm)
+    response = await world.client.request(
+        method, url, params=params, headers=world.headers(COORDINATOR)
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["detail"]
+    assert problem["errors"], "a 422 lists each invalid field"
+    if field is not None:
+        assert problem["errors"][0]["loc"] == field
+
+
 async def test_acknowledging_twice_keeps_the_first_acknowledger(world: World) -> None:
     alarm = await world.new_alarm(Target.TEAM_A, "acknowledge")
     url = f"/api/v1/alarms/{alarm}/acknowledge"
