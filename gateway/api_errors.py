@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.auth import AuthError, PermissionDenied
 from gateway.auth.web import auth_headers
+from gateway.broker_credentials import BrokerUserTaken
 from gateway.deps import PATIENT_DATA_ACTIONS, Auditor, NotVisible
 from gateway.privacy import UnknownPatient
 from gateway.registry import RegistryError
@@ -168,6 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RegistryError, typed(lambda e: e.status_code))
     app.add_exception_handler(AlarmTransitionError, typed(409))
+    app.add_exception_handler(BrokerUserTaken, typed(409))
     # A GDPR export or erasure that lost a race with an erasure: the patient is gone.
     app.add_exception_handler(UnknownPatient, typed(404))
 
