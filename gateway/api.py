@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -29,6 +28,7 @@ from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.web import token_router
 from gateway.careplan import CarePlan
 from gateway.deps import (
+    ApiStats,
     Audit,
     EditsCarePlan,
     ExportsMeasurements,
@@ -118,7 +118,7 @@ def create_app(
     app.state.registry = registry
     app.state.settings = settings
     app.state.verifier = _verifier(settings)
-    app.state.counters = Counter[str]()
+    app.state.stats = ApiStats()
 
     install_error_handlers(app)
     document_errors(app)

@@ -26,7 +26,7 @@ from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.auth import AuthError, PermissionDenied
 from gateway.auth.web import auth_headers
 from gateway.broker_credentials import BrokerUserTaken
-from gateway.deps import PATIENT_DATA_ACTIONS, Auditor, NotVisible
+from gateway.deps import PATIENT_DATA_ACTIONS, Auditor, NotVisible, api_stats
 from gateway.privacy import UnknownPatient
 from gateway.registry import RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem
@@ -70,7 +70,7 @@ def problem(
 
 
 def store_unavailable(request: Request, error: Exception) -> JSONResponse:
-    request.app.state.counters["store_unavailable"] += 1
+    api_stats(request).store_unavailable += 1
     log.warning(
         "record store unavailable during %s %s: %s",
         request.method,
@@ -98,6 +98,7 @@ async def _audit_denial(
     """Write the refusal to the audit log; a 503 answer when the log cannot be written."""
     if getattr(request.state, "principal", None) is None:
         return None
+    api_stats(request).denied_patient_data += 1
     try:
         await Auditor(request, request.app.state.store).denied(action, patient_id)
     except STORE_UNAVAILABLE as e:
@@ -149,7 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        app.state.counters["bad_requests"] += 1
+        api_stats(request).bad_requests += 1
         errors = _jsonable(exc.errors())
         log.info("bad request %s %s: %s", request.method, request.url.path, errors[:3])
         return problem(422, _validation_summary(errors), errors=errors)

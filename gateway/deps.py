@@ -10,6 +10,7 @@ typed errors (AuthError, NotVisible) and answered, and audited, in gateway/api_e
 objects.)"""
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -24,6 +25,26 @@ from gateway.registry import NotFound, Registry
 from gateway.schemas import MAX_ROW_ID
 from gateway.store import RecordStore
 from tryggheim.errors import TryggheimError
+
+
+@dataclass(slots=True)
+class ApiStats:
+    """What the API refused, counted (exported as ``tryggheim_api_*`` metrics)."""
+
+    auth_failures: int = 0
+    """401s and 503s of token checking (missing, bad, expired or revoked tokens)."""
+    bad_requests: int = 0
+    """422s: input that does not fit the schema."""
+    denied_patient_data: int = 0
+    """Refusals of patient data (403/404), each also in the audit log."""
+    store_unavailable: int = 0
+    """503s because the record store could not be reached."""
+
+
+def api_stats(request: Request) -> ApiStats:
+    stats: ApiStats = request.app.state.stats
+    return stats
+
 
 #: Documents the OAuth2 password flow in the OpenAPI; the header is parsed below so that the
 #: same dependency also accepts OIDC tokens.
@@ -69,7 +90,7 @@ async def current_principal(
         if principal.auth_method is AuthMethod.PASSWORD:
             await registry.check_session(principal)
     except AuthError:
-        request.app.state.counters["auth_failures"] += 1
+        api_stats(request).auth_failures += 1
         raise
     request.state.principal = principal
     return principal

@@ -88,6 +88,9 @@ async def test_readiness_metrics_and_alarm_latency(
         assert "tryggheim_ingest_observations_new_total 1.0" in text
         assert 'tryggheim_gateways{state="online"} 1.0' in text
         assert "tryggheim_alarm_latency_seconds_count 1.0" in text
+        # What the API refused is counted too: here one request without a token.
+        assert (await http.get("/api/v1/patients")).status_code == 401
+        assert "tryggheim_api_auth_failures_total 1.0" in (await http.get("/metrics")).text
 
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")
