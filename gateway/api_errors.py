@@ -28,7 +28,7 @@ from gateway.auth.web import auth_headers
 from gateway.broker_credentials import BrokerUserTaken
 from gateway.deps import PATIENT_DATA_ACTIONS, Auditor, NotVisible, api_stats
 from gateway.privacy import UnknownPatient
-from gateway.registry import RegistryError
+from gateway.registry import NotFound, RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem
 from tryggheim.errors import TryggheimError
 
@@ -168,7 +168,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
         return handler
 
-    app.add_exception_handler(RegistryError, typed(lambda e: e.status_code))
+    @app.exception_handler(RegistryError)
+    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
+        if isinstance(exc, NotFound) and exc.what == "patient" and isinstance(exc.key, int):
+            # An administrator's read of a patient outside her tenant (or of none): refused.
+            route = request.scope.get("route")
+            action = getattr(route, "name", None) or request.url.path
+            failed = await _audit_denial(request, action, exc.key)
+            if failed is not None:
+                return failed
+        return problem(exc.status_code, str(exc.args[0]), hint=exc.hint)
+
     app.add_exception_handler(AlarmTransitionError, typed(409))
     app.add_exception_handler(BrokerUserTaken, typed(409))
     # A GDPR export or erasure that lost a race with an erasure: the patient is gone.

@@ -32,7 +32,7 @@ from access import auth_settings, platform_settings, user
 from chain import serving_app
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.api import create_app
 from gateway.auth import Action, EmbeddedTokens, Principal, Role, policy
@@ -860,6 +860,8 @@ async def test_a_refused_read_is_audited_as_denied(world: World) -> None:
     """Issue 12 #11: a read of another team's patient (404) and a read the role does not allow
     (403) are in the audit log, naming the patient asked for."""
     patient = world.patients[Target.TEAM_A]
+    async with world.store.session() as s:
+        before = await s.scalar(select(func.max(AuditEntry.id))) or 0
     refused = await world.client.get(
         f"/api/v1/patients/{patient}/observations", headers=world.headers(STRANGER)
     )
@@ -872,13 +874,40 @@ async def test_a_refused_read_is_audited_as_denied(world: World) -> None:
         entries = list(
             await s.scalars(
                 select(AuditEntry)
-                .where(AuditEntry.actor.in_([world.subject(STRANGER), world.subject(ADMIN_OTHER)]))
+                .where(
+                    AuditEntry.id > before,
+                    AuditEntry.actor.in_([world.subject(STRANGER), world.subject(ADMIN_OTHER)]),
+                )
                 .order_by(AuditEntry.id)
             )
         )
     assert [(e.actor, e.action, e.patient_id, e.outcome) for e in entries] == [
         (world.subject(STRANGER), "read_patient", patient, "denied"),
         (world.subject(ADMIN_OTHER), "read_patient", patient, "denied"),
+    ]
+
+
+async def test_an_administrators_refused_read_of_a_registration_is_audited(world: World) -> None:
+    patient = world.patients[Target.TEAM_A]
+    for path in (
+        f"/api/v1/registry/patients/{patient}",
+        f"/api/v1/registry/patients/{patient}/export",
+    ):
+        response = await world.client.get(path, headers=world.headers(ADMIN_OTHER))
+        assert response.status_code == 404
+    async with world.store.session() as s:
+        entries = list(
+            await s.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.actor == world.subject(ADMIN_OTHER), AuditEntry.patient_id == patient
+                )
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert [(e.action, e.outcome) for e in entries][-2:] == [
+        ("get_registration", "denied"),
+        ("export_patient_data", "denied"),
     ]
 
 
