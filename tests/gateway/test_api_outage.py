@@ -138,6 +138,7 @@ async def test_a_stopped_database_is_a_503_with_retry_after_on_every_route(
 # --- races ----------------------------------------------------------------------------------
 
 PATIENTS = 15
+OBSERVATIONS = 20
 
 
 @pytest_asyncio.fixture
@@ -171,7 +172,7 @@ async def patients(store: RecordStore) -> list[int]:
                     time=now,
                     seq=seq,
                 )
-                for seq in range(1, 21)
+                for seq in range(1, OBSERVATIONS + 1)
             ],
             now,
         )
@@ -196,6 +197,10 @@ async def test_an_export_racing_an_erasure_is_a_404_never_a_500(
             for answer in answers:
                 if answer.status_code >= 400:
                     assert answer.headers["content-type"] == "application/problem+json"
+            for export in (answers[0], answers[2]):
+                if export.status_code == 200:  # whole, never half erased
+                    assert len(export.json()["observations"]) == OBSERVATIONS
+                    assert len(export.json()["devices"]) == 1
             return [a.status_code for a in answers]
 
         statuses = Counter(
