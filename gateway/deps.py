@@ -117,6 +117,7 @@ ReadsAuditLog = Annotated[Principal, Depends(allowed_to(Action.READ_AUDIT_LOG))]
 ManagesRetention = Annotated[Principal, Depends(allowed_to(Action.MANAGE_RETENTION))]
 ExportsPatientData = Annotated[Principal, Depends(allowed_to(Action.EXPORT_PATIENT_DATA))]
 ErasesPatientData = Annotated[Principal, Depends(allowed_to(Action.ERASE_PATIENT_DATA))]
+ReadsPlatformStatus = Annotated[Principal, Depends(allowed_to(Action.READ_PLATFORM_STATUS))]
 
 #: Actions on patient data: a refusal of one of them is written to the audit log too.
 PATIENT_DATA_ACTIONS = frozenset(
