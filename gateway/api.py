@@ -193,7 +193,6 @@ def _platform_status_route(app: FastAPI, probes: Probes) -> None:
         return PlatformStatusOut(degraded=bool(problems), problems=problems)
 
 
-
 def _care_routes(app: FastAPI) -> None:
     @app.get("/api/v1/patients", response_model=list[PatientOut], tags=["care"])
     async def list_patients(

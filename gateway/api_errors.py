@@ -26,7 +26,13 @@ from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.auth import AuthError, PermissionDenied
 from gateway.auth.web import auth_headers
 from gateway.broker_credentials import BrokerUserTaken
-from gateway.deps import PATIENT_DATA_ACTIONS, Auditor, NotVisible, api_stats
+from gateway.deps import (
+    PATIENT_DATA_ACTIONS,
+    STORE_UNAVAILABLE,
+    Auditor,
+    NotVisible,
+    api_stats,
+)
 from gateway.privacy import UnknownPatient
 from gateway.registry import NotFound, RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem
@@ -37,14 +43,6 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 #: Seconds a client should wait before retrying while the record store is unreachable.
 RETRY_AFTER_S = 10
-#: Errors of a record store that cannot be reached (server down, connections refused or cut,
-#: pool exhausted, SQLite busy): the request may succeed later, so 503, not 500.
-STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    sa.OperationalError,
-    sa.InterfaceError,
-    sa.DisconnectionError,
-    sa.TimeoutError,
-)
 
 
 def problem(

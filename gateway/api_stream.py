@@ -17,9 +17,8 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from gateway.api_errors import STORE_UNAVAILABLE
 from gateway.auth import Action, AuthError, AuthMethod, Principal, policy
-from gateway.deps import Audit, Auditor, Events, ReadsPatient, Registered
+from gateway.deps import STORE_UNAVAILABLE, Audit, Auditor, Events, ReadsPatient, Registered
 from gateway.events import ACCESS_CHANGED, EventBus
 from gateway.registry import Registry
 

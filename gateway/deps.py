@@ -9,6 +9,7 @@ typed errors (AuthError, NotVisible) and answered, and audited, in gateway/api_e
 (No ``from __future__ import annotations``: FastAPI must see the dependency annotations as
 objects.)"""
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import exc as sa
 
 from gateway.auth import Action, AuthError, AuthMethod, Principal, TokenVerifier, policy
 from gateway.auth.web import bearer_token
@@ -25,6 +27,8 @@ from gateway.registry import NotFound, Registry
 from gateway.schemas import MAX_ROW_ID
 from gateway.store import RecordStore
 from tryggheim.errors import TryggheimError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -76,19 +80,28 @@ Registered = Annotated[Registry, Depends(get_registry)]
 Events = Annotated[EventBus, Depends(get_events)]
 
 
-async def current_principal(
-    request: Request, _documented: Annotated[str | None, Security(oauth2_scheme)]
-) -> Principal:
-    """The caller, from her bearer token; for a token this platform issued, also checked
-    against her account as it is now (``Registry.check_session``), so that disabling her or
-    changing her roles or teams ends access on her next request. An AuthError becomes a
-    problem answer in gateway/api_errors.py."""
+#: Errors of a record store that cannot be reached (server down, connections refused or cut,
+#: pool exhausted, SQLite busy): the request may succeed later, so 503, not 500.
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.OperationalError,
+    sa.InterfaceError,
+    sa.DisconnectionError,
+    sa.TimeoutError,
+)
+
+
+async def _caller(request: Request, *, while_store_down: bool) -> Principal:
     verifier: TokenVerifier = request.app.state.verifier
     registry: Registry = request.app.state.registry
     try:
         principal = await verifier.verify(bearer_token(request.headers.get("authorization")))
         if principal.auth_method is AuthMethod.PASSWORD:
-            await registry.check_session(principal)
+            try:
+                await registry.check_session(principal)
+            except STORE_UNAVAILABLE:
+                if not while_store_down:
+                    raise
+                log.warning("%s: session not checked, the record store is down", principal.subject)
     except AuthError:
         api_stats(request).auth_failures += 1
         raise
@@ -96,10 +109,29 @@ async def current_principal(
     return principal
 
 
-def allowed_to(action: Action) -> Callable[..., Awaitable[Principal]]:
-    async def principal_allowed(
-        principal: Annotated[Principal, Depends(current_principal)],
-    ) -> Principal:
+async def current_principal(
+    request: Request, _documented: Annotated[str | None, Security(oauth2_scheme)]
+) -> Principal:
+    """The caller, from her bearer token; for a token this platform issued, also checked
+    against her account as it is now (``Registry.check_session``), so that disabling her or
+    changing her roles or teams ends access on her next request. An AuthError becomes a
+    problem answer in gateway/api_errors.py."""
+    return await _caller(request, while_store_down=False)
+
+
+async def principal_while_store_down(
+    request: Request, _documented: Annotated[str | None, Security(oauth2_scheme)]
+) -> Principal:
+    """Like :func:`current_principal`, but when the record store cannot be asked, the token's
+    signature and expiry suffice: for a route with no patient data that must say that the
+    platform is degraded (the platform status) exactly then."""
+    return await _caller(request, while_store_down=True)
+
+
+def allowed_to(
+    action: Action, caller: Callable[..., Awaitable[Principal]] = current_principal
+) -> Callable[..., Awaitable[Principal]]:
+    async def principal_allowed(principal: Annotated[Principal, Depends(caller)]) -> Principal:
         policy.require(principal, action)
         return principal
 
@@ -117,7 +149,9 @@ ReadsAuditLog = Annotated[Principal, Depends(allowed_to(Action.READ_AUDIT_LOG))]
 ManagesRetention = Annotated[Principal, Depends(allowed_to(Action.MANAGE_RETENTION))]
 ExportsPatientData = Annotated[Principal, Depends(allowed_to(Action.EXPORT_PATIENT_DATA))]
 ErasesPatientData = Annotated[Principal, Depends(allowed_to(Action.ERASE_PATIENT_DATA))]
-ReadsPlatformStatus = Annotated[Principal, Depends(allowed_to(Action.READ_PLATFORM_STATUS))]
+ReadsPlatformStatus = Annotated[
+    Principal, Depends(allowed_to(Action.READ_PLATFORM_STATUS, principal_while_store_down))
+]
 
 #: Actions on patient data: a refusal of one of them is written to the audit log too.
 PATIENT_DATA_ACTIONS = frozenset(

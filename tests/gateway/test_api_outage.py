@@ -55,6 +55,7 @@ class Platform:
     patient: int
     nurse: dict[str, str]
     admin: dict[str, str]
+    coordinator: dict[str, str]
 
 
 @pytest_asyncio.fixture
@@ -71,9 +72,10 @@ async def platform(own_postgres: PostgresServer) -> AsyncIterator[Platform]:
     team = await care_team_of(store, patient_id)
     nurse = await signed_in(store, Role.NURSE, teams=(team,))
     admin_headers = await signed_in(store, Role.ADMIN)
+    coordinator = await signed_in(store, Role.COORDINATOR)
     app = create_app(store, EventBus(), platform_settings())
     async with serving_app(app) as url, httpx.AsyncClient(base_url=url, timeout=20) as client:
-        yield Platform(client, patient_id, nurse, admin_headers)
+        yield Platform(client, patient_id, nurse, admin_headers, coordinator)
     await store.close()
 
 
@@ -123,6 +125,11 @@ async def test_a_stopped_database_is_a_503_with_retry_after_on_every_route(
             assert response.headers["content-type"] == "application/problem+json"
             body = response.json()
             assert body["status"] == 503 and "record store" in body["detail"]
+        # ... but the coordinators' banner learns why: the platform status has no patient
+        # data, and a valid token suffices while the store cannot be asked.
+        status = await platform.client.get("/api/v1/platform/status", headers=platform.coordinator)
+        assert status.status_code == 200, status.text
+        assert status.json()["degraded"] is True
     finally:
         start_postgres(own_postgres)
 
