@@ -24,10 +24,10 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from enum import Enum
-from typing import Final
+from typing import Final, TypeAlias
 
 from hl7.errors import ErrorCode, MalformedMessageError, MessageContentError
 from tryggheim.domain import NaiveTimeError
@@ -47,6 +47,9 @@ _DTM = re.compile(
     r"(?:([0-9]{2})(?:\.([0-9]{1,4}))?)?)?)?)?)?(?:([+-])([0-9]{2})([0-9]{2}))?"
 )
 _ISO_8859 = re.compile(r"(?:ISO)?8859/?([0-9]{1,2})")
+
+_Field: TypeAlias = tuple[tuple[tuple[str, ...], ...], ...]
+"""A field split: repetitions of components of subcomponents."""
 
 
 class Null(Enum):
@@ -88,6 +91,9 @@ class Segment:
     delimiters: Delimiters = DEFAULT_DELIMITERS
     charset: str = "utf-8"
     """Python codec of the message, for ``\\Xhh\\`` escapes (their bytes are in it)."""
+    _split: dict[int, _Field] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Fields split into repetitions, components and subcomponents, each once, when first
+    read: re-splitting a field per position read made a field of n repetitions cost n²."""
 
     @property
     def id(self) -> str:
@@ -101,13 +107,25 @@ class Segment:
 
     def raw(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """The raw (escaped) text at one position of field ``n``."""
-        if self.id == "MSH" and n <= 2:
+        if n <= 2 and self.fields[0] == "MSH":
             # MSH-1 and MSH-2 hold delimiters themselves and are never split or unescaped.
             return self.field(n)
+        if component < 1 or subcomponent < 1 or repetition < 1:
+            raise ValueError(f"HL7 positions start at 1, got {component, subcomponent, repetition}")
+        split = self._split.get(n) or self._structure(n)
+        try:
+            return split[repetition - 1][component - 1][subcomponent - 1]
+        except IndexError:
+            return ""
+
+    def _structure(self, n: int) -> _Field:
         d = self.delimiters
-        value = _nth(self.field(n), d.repetition, repetition)
-        value = _nth(value, d.component, component)
-        return _nth(value, d.subcomponent, subcomponent)
+        split = tuple(
+            tuple(tuple(c.split(d.subcomponent)) for c in r.split(d.component))
+            for r in self.field(n).split(d.repetition)
+        )
+        self._split[n] = split
+        return split
 
     def value(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """The unescaped text at one position of field ``n``."""
@@ -130,14 +148,13 @@ class Segment:
         return self.field(n) == NULL.value
 
     def _unescaped(self, n: int, raw: str) -> str:
-        if self.id == "MSH" and n <= 2:
+        if n <= 2 and self.fields[0] == "MSH":
             return raw
         return unescape(raw, self.delimiters, self.charset)
 
     def repetitions(self, n: int) -> int:
         """How many repetitions field ``n`` has (0 when empty)."""
-        raw = self.field(n)
-        return raw.count(self.delimiters.repetition) + 1 if raw else 0
+        return len(self._structure(n)) if self.field(n) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,10 +540,3 @@ def _hex_text(digits: str, sequence: str, charset: str) -> str:
             excerpt=sequence,
             code=ErrorCode.DATA_TYPE_ERROR,
         ) from exc
-
-
-def _nth(text: str, separator: str, n: int) -> str:
-    if n < 1:
-        raise ValueError(f"HL7 positions start at 1, got {n}")
-    parts = text.split(separator)
-    return parts[n - 1] if n <= len(parts) else ""
