@@ -129,7 +129,7 @@ class Hl7Receiver:
         self._writer = InboundWriter(store, self.stats, backlog, turn)
         self._processor = InboundProcessor(
             store,
-            MessageApplier(store, tenant_id=tenant_id, zone=default_zone, clock=clock),
+            MessageApplier(store, tenant_id=tenant_id, clock=clock),
             self.stats,
             backlog,
             turn,
@@ -269,6 +269,7 @@ async def serve_hl7(
             settings.port,
             ssl=settings.ssl_context(),
             max_frame_bytes=settings.max_message_bytes,
+            max_buffered_bytes=settings.max_buffered_bytes,
             read_timeout=settings.read_timeout_s,
             idle_timeout=settings.idle_timeout_s,
         ) as server,

@@ -39,7 +39,9 @@ from gateway.models import Hl7Inbound, Hl7InboundState
 from gateway.store import RecordStore
 from hl7.ack import AckCode, build_ack, build_nak
 from hl7.errors import ErrorCode, MalformedMessageError, MessageError
+from hl7.inbound import InboundMessage, decode_inbound
 from hl7.message import Message, decode_message, read_header
+from hl7.mllp import parse_off_loop
 
 # The endpoint's logger (gateway.hl7_inbound), whichever of its modules logs.
 log = logging.getLogger("gateway.hl7_inbound")
@@ -250,19 +252,30 @@ class InboundProcessor:
         for waiter in self._backlog.waiting.pop(row_id, []):
             settle(waiter.future, Stored(ack, waiter.duplicate))
 
+    def _decode(self, raw: bytes) -> tuple[Message, InboundMessage | MessageError]:
+        """The stored bytes parsed and decoded, or what the decoding found wrong with them."""
+        message = decode_message(raw)
+        try:
+            return message, decode_inbound(message, default_zone=self._zone)
+        except MessageError as exc:
+            return message, exc
+
     async def _outcome(self, s: AsyncSession, row_id: int, raw: bytes) -> _Outcome:
         """Process one stored message in a savepoint; what came of it. A failure that is not
         the message's fault (the store) propagates: the whole batch is tried again."""
         try:
-            message = decode_message(raw)
+            # Off the event loop when large: decoding is linear, but 4 MB still take seconds.
+            message, decoded = await parse_off_loop(raw, self._decode)
         except MalformedMessageError as exc:
             # The endpoint parsed these bytes before storing them; rows written otherwise
             # (by hand, by an older version) might not parse.
             header = exc.header or read_header(raw)
             return self._failed(row_id, header, exc)
+        if isinstance(decoded, MessageError):
+            return self._failed(row_id, message, decoded)
         try:
             async with s.begin_nested():
-                patient_id, note = await self._applier.apply(s, message, row_id)
+                patient_id, note = await self._applier.apply(s, decoded, row_id)
         except MessageError as exc:
             return self._failed(row_id, message, exc)
         except (IntegrityError, DataError) as exc:

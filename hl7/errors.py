@@ -80,6 +80,7 @@ class MalformedMessageError(MessageError):
         code: ErrorCode = ErrorCode.SEGMENT_SEQUENCE_ERROR,
         location: str = "",
         header: Message | None = None,
+        hint: str = "the sender does not follow HL7 v2 chapter 2 encoding rules; ask its vendor",
     ) -> None:
         self.where = where
         self.problem = problem
@@ -91,7 +92,7 @@ class MalformedMessageError(MessageError):
             user_message=f"{where}: {problem}",
             code=code,
             location=location,
-            hint="the sender does not follow HL7 v2 chapter 2 encoding rules; ask its vendor",
+            hint=hint,
         )
 
     def with_header(self, header: Message | None) -> MalformedMessageError:
@@ -103,6 +104,7 @@ class MalformedMessageError(MessageError):
             code=self.code,
             location=self.location,
             header=header,
+            hint=self.hint,
         )
 
 

@@ -34,6 +34,11 @@ from tryggheim.domain import NaiveTimeError
 
 #: The segment terminator the platform writes.
 SEGMENT_TERMINATOR = "\r"
+#: The most segments a message may have (an ORU of 1,000 observations has about 1,000). The
+#: budget that keeps the parse of one message cheap: splitting is linear in the size, but every
+#: segment is an object, and hundreds of thousands of them (a 3 MB frame of tiny segments) cost
+#: the garbage collector seconds during which no other work runs.
+MAX_SEGMENTS = 10_000
 
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
@@ -261,6 +266,13 @@ def parse_message(text: str, *, charset: str = "utf-8") -> Message:
     if not segments:
         raise MalformedMessageError("message", "empty message")
     msh = _parse_msh(segments[0], charset)
+    if len(segments) > MAX_SEGMENTS:
+        raise MalformedMessageError(
+            "message",
+            f"{len(segments)} segments, more than the {MAX_SEGMENTS} taken in one message",
+            code=ErrorCode.APPLICATION_INTERNAL_ERROR,
+            hint="send the content as several messages",
+        )
     parsed = [msh]
     for number, segment in enumerate(segments[1:], start=2):
         try:

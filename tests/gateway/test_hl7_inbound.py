@@ -34,7 +34,8 @@ from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
 from hl7.ack import Ack, AckCode, parse_ack
 from hl7.errors import MessageError
-from hl7.message import Message, parse_message, read_header
+from hl7.inbound import InboundMessage
+from hl7.message import parse_message, read_header
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from tryggheim.broker import find_free_port
 from tryggheim.tlsutil import make_test_ca
@@ -530,11 +531,11 @@ async def test_a_bug_in_processing_costs_that_message_only(
     applying = MessageApplier.apply
 
     async def faulty(
-        self: MessageApplier, s: AsyncSession, message: Message, row_id: int
+        self: MessageApplier, s: AsyncSession, decoded: InboundMessage, row_id: int
     ) -> tuple[int, str]:
-        if message.control_id == "BUG":
+        if decoded.control_id == "BUG":
             raise RuntimeError("a bug in the applier")
-        return await applying(self, s, message, row_id)
+        return await applying(self, s, decoded, row_id)
 
     monkeypatch.setattr(MessageApplier, "apply", faulty)
     receiver = Hl7Receiver(store)

@@ -4,6 +4,7 @@ many messages per connection, 1 MB messages, junk, oversize frames, garbage, tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import ssl
@@ -13,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -477,3 +479,117 @@ async def test_shutdown_with_connected_idle_client() -> None:
         # ... and the client notices on its next send
         with pytest.raises(ConnectionLost):
             await client.send(_oru("S2"), timeout=2)
+
+
+# ---------------------------------------------------------------- bounds (issue 12, finding 8)
+
+
+async def test_a_frame_trickled_byte_by_byte_is_closed_at_its_deadline() -> None:
+    """``read_timeout`` is a deadline for the whole frame, not for each read: a peer sending a
+    byte now and then cannot hold a connection (and its buffer) open for ever."""
+    async with MLLPServer(Recorder(), read_timeout=0.6, idle_timeout=30) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        start = asyncio.get_running_loop().time()
+        closed = asyncio.create_task(_until_closed(reader, timeout=10))
+        for byte in (SB + _oru("SLOW").encode())[:40]:
+            if closed.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes((byte,)))
+                await writer.drain()
+            await asyncio.sleep(0.1)
+        acks, _ = await closed
+        waited = asyncio.get_running_loop().time() - start
+        writer.close()
+        assert acks == []
+        assert 0.5 < waited < 2, f"closed after {waited:.2f} s"
+        assert server.stats.read_timeouts == 1
+
+
+async def test_unfinished_frames_of_all_connections_share_one_memory_bound() -> None:
+    """Past ``max_buffered_bytes`` held in unfinished frames across connections, the connection
+    that would go over is answered CE (busy: send again later) and closed; the others, and
+    new connections, go on."""
+    recorder = Recorder()
+    async with MLLPServer(
+        recorder, max_frame_bytes=9000, max_buffered_bytes=10_000, read_timeout=5
+    ) as server:
+        first_reader, first = await asyncio.open_connection("127.0.0.1", server.port)
+        whole = encode_frame(_oru("HOLD1", note="x" * 7000))
+        first.write(whole[:6000])
+        await first.drain()
+        await until(lambda: server.buffered_bytes > 5000)
+        second_reader, second = await asyncio.open_connection("127.0.0.1", server.port)
+        second.write(encode_frame(_oru("HOLD2", note="y" * 7000))[:6000])
+        await second.drain()
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(5):
+            while not (frames := decoder.feed(await second_reader.read(65536))):
+                pass
+        acks = [parse_ack(f) for f in frames]
+        second.close()
+        assert [(a.code, a.acked_control_id, a.errors[0].code) for a in acks] == [
+            (AckCode.CE, "HOLD2", "207")
+        ]
+        assert "send it again" in acks[0].text
+        assert server.stats.busy == 1
+        first.write(whole[6000:])
+        await first.drain()
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(5):
+            while not (frames := decoder.feed(await first_reader.read(65536))):
+                pass
+        assert parse_ack(frames[0]).acked_control_id == "HOLD1"
+        first.close()
+        (ack,) = await _exchange_raw(server.port, encode_frame(_oru("AFTER")), 1)
+        assert ack.accepted
+        assert server.buffered_bytes == 0
+    assert [r.message.control_id for r in recorder.received] == ["HOLD1", "AFTER"]
+
+
+async def test_a_costly_frame_does_not_stall_other_connections() -> None:
+    """A 2 MB MSH of a million repetitions (every MSH value is checked before any ACK) takes a
+    second or more to parse: it is parsed off the event loop, which keeps serving (a heartbeat
+    on it never waits long), and a message on another connection is answered meanwhile."""
+    recorder = Recorder()
+    costly = encode_frame(_oru("COSTLY").replace("|K|", "|" + "K~" * 1_000_000 + "K|", 1))
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - before)
+
+    async with MLLPServer(recorder, read_timeout=30) as server:
+        beating = asyncio.create_task(heartbeat())
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(costly)
+        await writer.drain()
+        await until(lambda: server.stats.frames == 1)
+        (ack,) = await _exchange_raw(server.port, encode_frame(_oru("QUICK")), 1)
+        quick_answered = len(recorder.received)
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(30):
+            while not (frames := decoder.feed(await reader.read(65536))):
+                pass
+        beating.cancel()
+        writer.close()
+    assert ack.accepted
+    assert parse_ack(frames[0]).acked_control_id == "COSTLY"
+    assert quick_answered == 1, "the quick message waited for the costly one"
+    assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps):.2f} s"
+
+
+async def test_a_frame_of_too_many_segments_is_refused_at_once() -> None:
+    """300,000 tiny segments (3 MB) would be 300,000 objects, seconds of garbage collection:
+    past hl7.message.MAX_SEGMENTS a message is refused (AR, ERR 207) before they are made."""
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
+        many = encode_frame(_oru("MANY") + "ZZZ|a|b|c\r" * 300_000)
+        ack, after = await _exchange_raw(server.port, many + encode_frame(_oru("NEXT")), 2)
+        assert (ack.code, ack.acked_control_id, ack.errors[0].code) == (AckCode.CR, "MANY", "207")
+        assert "more than the 10000" in ack.text
+        assert (after.code, after.acked_control_id) == (AckCode.CA, "NEXT")
+    assert [r.message.control_id for r in recorder.received] == ["NEXT"]
