@@ -64,7 +64,7 @@ from gateway.hl7_inbound_writer import InboundWriter
 from gateway.models import DEFAULT_TENANT, Hl7InboundState
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
-from hl7.ack import AckCode, build_ack, build_nak, wants_accept_ack
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack, wants_accept_ack
 from hl7.errors import ErrorCode, MessageError, UnsupportedMessageError
 from hl7.inbound import decode_inbound
 from hl7.message import Message
@@ -185,7 +185,7 @@ class Hl7Receiver:
             screen(message, accept_mode=accept_mode)
         except MessageError as exc:
             refused = exc
-            nak = build_nak(message, exc, self._local_now(), new_control_id()).encode("utf-8")
+            nak = encode_ack(build_nak(message, exc, self._local_now(), new_control_id()), message)
             values |= {
                 "state": Hl7InboundState.REJECTED.value,
                 "ack": nak,
@@ -198,7 +198,7 @@ class Hl7Receiver:
         else:
             if accept_mode:
                 ca = build_ack(message, AckCode.CA, "", self._local_now(), new_control_id())
-                values |= {"ack": ca.encode("utf-8"), "ack_code": AckCode.CA.value}
+                values |= {"ack": encode_ack(ca, message), "ack_code": AckCode.CA.value}
         try:
             stored = await self._writer.stored(values)
         except STORE_ERRORS as exc:
@@ -215,7 +215,7 @@ class Hl7Receiver:
                 new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             )
-            return not_stored.encode("utf-8")
+            return encode_ack(not_stored, message)
         if stored.duplicate:
             self.stats.duplicates += 1
             log.info(
@@ -235,7 +235,7 @@ class Hl7Receiver:
                 new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             )
-            return earlier.encode("utf-8")
+            return encode_ack(earlier, message)
         return stored.ack
 
     def _local_now(self) -> datetime:

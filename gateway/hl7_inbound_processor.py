@@ -37,7 +37,7 @@ from gateway.hl7_inbound_shared import (
 )
 from gateway.models import Hl7Inbound, Hl7InboundState
 from gateway.store import RecordStore
-from hl7.ack import AckCode, build_ack, build_nak
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack
 from hl7.errors import ErrorCode, MalformedMessageError, MessageError
 from hl7.inbound import InboundMessage, decode_inbound
 from hl7.message import Message, decode_message, read_header
@@ -294,7 +294,7 @@ class InboundProcessor:
         )
         self._stats.accepted += 1
         log.debug("HL7 inbound row %d (%r): %s", row_id, message.control_id, note)
-        return _Outcome(Hl7InboundState.ACCEPTED, note, patient_id, ack.encode("utf-8"))
+        return _Outcome(Hl7InboundState.ACCEPTED, note, patient_id, encode_ack(ack, message))
 
     def _failed(self, row_id: int, message: Message | None, error: MessageError) -> _Outcome:
         if error.reject:
@@ -306,7 +306,7 @@ class InboundProcessor:
         if message is None:
             return _Outcome(state, error.user_message, None, None)
         nak = build_nak(message, error, self._local_now(), new_control_id(), application=True)
-        return _Outcome(state, error.user_message, None, nak.encode("utf-8"))
+        return _Outcome(state, error.user_message, None, encode_ack(nak, message))
 
     def _internal_error(self, message: Message, text: str) -> _Outcome:
         self._stats.errors += 1
@@ -319,7 +319,7 @@ class InboundProcessor:
             error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             application=True,
         )
-        return _Outcome(Hl7InboundState.ERROR, text, None, ack.encode("utf-8"))
+        return _Outcome(Hl7InboundState.ERROR, text, None, encode_ack(ack, message))
 
     def _local_now(self) -> datetime:
         return self._clock().astimezone(self._zone)

@@ -31,6 +31,7 @@ from hl7.message import (
     SEGMENT_TERMINATOR,
     Message,
     Segment,
+    charset_label,
     decode_message,
     escape,
     format_timestamp,
@@ -153,7 +154,7 @@ def build_ack(
         "",
         "",
         "",
-        "UNICODE UTF-8",
+        charset_label(message.charset),
     ]
     segments = [
         "|".join(fields),
@@ -163,6 +164,14 @@ def build_ack(
         err = error or ErrorCode.APPLICATION_INTERNAL_ERROR
         segments.append(_err_segment(message.version, err, error_location, text))
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
+
+
+def encode_ack(ack: str, message: Message) -> bytes:
+    """The bytes of ``ack`` (built by :func:`build_ack` or :func:`build_nak`), answering
+    ``message``: in the character set ``message`` was read in, which its MSH-18 names, so that
+    the values echoed (MSH-3 to MSH-6, MSH-10) are the very bytes the sender sent. A character
+    of the receiver's own text that this charset lacks is written ``?``."""
+    return ack.encode(message.charset, errors="replace")
 
 
 def build_nak(
@@ -191,7 +200,8 @@ def build_nak(
 def _msa(code: AckCode, message: Message, text: str) -> str:
     # MSA-3 is withdrawn from v2.7 on (a v2.7 parser rejects it); ERR-8 has the text there.
     msa_3 = "" if _NO_MSA_3_VERSIONS.fullmatch(message.version) else escape(text)
-    return f"MSA|{code.value}|{escape(message.control_id)}|{msa_3}".rstrip("|")
+    # MSA-2 is MSH-10 as sent, the whole field (a sender may send a composite, ``^A``).
+    return f"MSA|{code.value}|{_reencode(message.msh, 10)}|{msa_3}".rstrip("|")
 
 
 def _ack_type(trigger: str, version: str) -> str:
@@ -260,7 +270,8 @@ def _reencode(segment: Segment, n: int) -> str:
     return ours.repetition.join(
         ours.component.join(
             ours.subcomponent.join(
-                escape(unescape(sub, theirs)) for sub in component.split(theirs.subcomponent)
+                escape(unescape(sub, theirs, segment.charset))
+                for sub in component.split(theirs.subcomponent)
             )
             for component in repetition.split(theirs.component)
         )

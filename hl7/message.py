@@ -284,26 +284,64 @@ def parse_message(text: str, *, charset: str = "utf-8") -> Message:
     return Message(tuple(parsed), msh.delimiters, charset)
 
 
-def _parse_msh(text: str, charset: str) -> Segment:
+def _parse_msh(text: str, charset: str, *, lenient: bool = False) -> Segment:
     """The MSH segment, every value of it unescaped once: escapes elsewhere are checked when
-    read, but an ACK (even a NAK) reads MSH, so a parsed MSH must never fail to."""
+    read, but an ACK (even a NAK) reads MSH, so a parsed MSH must never fail to. ``lenient``:
+    a broken escape sequence is read literally (its escape character escaped) rather than
+    raised, so that a NAK can still answer the message by name."""
     msh = parse_segment(text, parse_delimiters(text), charset)
     d = msh.delimiters
-    for n in range(3, len(msh.fields)):
-        for repetition in msh.fields[n].split(d.repetition):
+    fields = list(msh.fields)
+    for n in range(3, len(fields)):
+        repetitions = []
+        for repetition in fields[n].split(d.repetition):
+            components = []
             for component in repetition.split(d.component):
+                subcomponents = []
                 for subcomponent in component.split(d.subcomponent):
                     try:
                         unescape(subcomponent, d, charset)
                     except MalformedMessageError as exc:
-                        raise MalformedMessageError(
-                            f"MSH-{n}",
-                            exc.problem,
-                            excerpt=exc.excerpt,
-                            code=exc.code,
-                            location=f"MSH^1^{n}",
-                        ) from exc
-    return msh
+                        if not lenient:
+                            raise MalformedMessageError(
+                                f"MSH-{n}",
+                                exc.problem,
+                                excerpt=exc.excerpt,
+                                code=exc.code,
+                                location=f"MSH^1^{n}",
+                            ) from exc
+                        subcomponent = _literal_escapes(subcomponent, d, charset)
+                    subcomponents.append(subcomponent)
+                components.append(d.subcomponent.join(subcomponents))
+            repetitions.append(d.component.join(components))
+        fields[n] = d.repetition.join(repetitions)
+    return Segment(tuple(fields), d, charset) if lenient else msh
+
+
+def _literal_escapes(text: str, delimiters: Delimiters, charset: str) -> str:
+    """``text`` with every escape character that starts no valid escape sequence escaped
+    (``\\E\\``): unescaped, it reads as the characters that were sent."""
+    esc = delimiters.escape
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        end = text.find(esc, i + 1) if text[i] == esc else -1
+        if text[i] != esc:
+            out.append(text[i])
+            i += 1
+            continue
+        if end >= 0:
+            try:
+                unescape(text[i : end + 1], delimiters, charset)
+            except MalformedMessageError:
+                pass
+            else:
+                out.append(text[i : end + 1])
+                i = end + 1
+                continue
+        out.append(f"{esc}E{esc}")
+        i += 1
+    return "".join(out)
 
 
 def decode_message(data: bytes) -> Message:
@@ -337,17 +375,34 @@ def decode_message(data: bytes) -> Message:
 
 def read_header(data: bytes) -> Message | None:
     """The MSH of ``data`` (a whole message or only its start), or ``None`` when there is none
-    to read: best effort, for answering a message that cannot be parsed as a whole. Bytes not
-    in the message's charset are read as U+FFFD; the fields an ACK needs are ASCII."""
+    to read: best effort, for answering a message that cannot be parsed as a whole.
+
+    The header is decoded as the message says (MSH-18, else UTF-8), and when its bytes are not
+    in that charset, or the charset is not supported, as ISO-8859-1, which maps every byte to a
+    character: an answer written in the same charset gives the sender's bytes back. Broken
+    escape sequences are read literally."""
     line = _first_line(data)
     try:
         codec = _codec(_declared_charset(line)) or "utf-8"
-    except MalformedMessageError:
+        text = line.decode(codec)
+    except (MalformedMessageError, UnicodeDecodeError):
         codec = "iso8859-1"
+        text = line.decode(codec)
     try:
-        return parse_header(line.decode(codec, errors="replace"), charset=codec)
+        msh = _parse_msh(text, codec, lenient=True)
     except MalformedMessageError:
         return None
+    return Message((msh,), msh.delimiters, codec)
+
+
+def charset_label(codec: str) -> str:
+    """The MSH-18 value (HL7 table 0211) naming a codec :func:`decode_message` reads with."""
+    name = codecs.lookup(codec).name
+    if name.startswith("iso8859-"):
+        return f"8859/{name.removeprefix('iso8859-')}"
+    if name == "utf-8":
+        return "UNICODE UTF-8"
+    raise ValueError(f"{codec!r} is no character set of HL7 table 0211 taken here")
 
 
 def _first_line(data: bytes) -> bytes:

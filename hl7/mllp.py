@@ -46,7 +46,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self, TypeVar
 
-from hl7.ack import Ack, AckCode, build_ack, build_nak, parse_ack
+from hl7.ack import Ack, AckCode, build_ack, build_nak, encode_ack, parse_ack
 from hl7.errors import (
     ErrorCode,
     FrameTooLargeError,
@@ -563,7 +563,7 @@ class MLLPServer:
                 return None
             self.stats.rejected += 1
             log.warning("MLLP %s: rejected %r: %s", peer, exc.header.control_id, exc)
-            return build_nak(exc.header, exc, _now(), _new_control_id()).encode("utf-8")
+            return encode_ack(build_nak(exc.header, exc, _now(), _new_control_id()), exc.header)
         try:
             return await self._handler(ReceivedMessage(frame, message, peer))
         except Exception:
@@ -571,14 +571,15 @@ class MLLPServer:
             # leave the sender without an answer. AE tells the sender to try again later.
             log.exception("MLLP %s: handler failed on message %r", peer, message.control_id)
             self.stats.handler_errors += 1
-            return build_ack(
+            ack = build_ack(
                 message,
                 AckCode.AE,
                 "receiver failed to process the message",
                 _now(),
                 _new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
-            ).encode("utf-8")
+            )
+            return encode_ack(ack, message)
 
     async def _refuse(
         self,
@@ -609,7 +610,7 @@ class MLLPServer:
             _new_control_id(),
             error=ErrorCode.APPLICATION_INTERNAL_ERROR,
         )
-        await self._write(writer, nak.encode("utf-8"))
+        await self._write(writer, encode_ack(nak, header))
         # Read the rest of the frame before closing: closing with unread bytes makes the
         # kernel reset the connection, which can destroy the NAK before the peer reads it. The
         # frame's deadline still holds.

@@ -18,7 +18,7 @@ from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import Ack, AckCode, build_ack, parse_ack
+from hl7.ack import Ack, AckCode, build_ack, encode_ack, parse_ack
 from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
@@ -149,7 +149,7 @@ class Recorder:
     async def __call__(self, received: ReceivedMessage) -> bytes:
         self.received.append(received)
         ack = build_ack(received.message, AckCode.AA, "", WHEN, f"A{len(self.received)}")
-        return ack.encode()
+        return encode_ack(ack, received.message)
 
 
 async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
@@ -593,3 +593,71 @@ async def test_a_frame_of_too_many_segments_is_refused_at_once() -> None:
         assert "more than the 10000" in ack.text
         assert (after.code, after.acked_control_id) == (AckCode.CA, "NEXT")
     assert [r.message.control_id for r in recorder.received] == ["NEXT"]
+
+
+# ------------------------------------------------ answers that name MSH-10 (issue 12, finding 10)
+
+
+async def _raw_replies(port: int, data: bytes, replies: int) -> list[bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        decoder, frames = MLLPDecoder(), list[bytes]()
+        async with asyncio.timeout(5):
+            while len(frames) < replies:
+                chunk = await reader.read(65536)
+                assert chunk, "the connection was closed without an answer"
+                frames += decoder.feed(chunk)
+        return frames
+    finally:
+        writer.close()
+
+
+def _segment(reply: bytes, segment_id: bytes) -> bytes:
+    return next(s for s in reply.split(b"\r") if s.startswith(segment_id + b"|"))
+
+
+@pytest.mark.parametrize("control_id", [b"^A", b"F&002773", b"X^Y~Z"])
+async def test_msa_2_echoes_a_composite_msh_10_as_sent(control_id: bytes) -> None:
+    message = b"MSH|^~\\&|A|B|C|D|20250301120000+0100||ADT^A08|" + control_id + b"|P|2.5\rPID|1"
+    async with MLLPServer(Recorder()) as server:
+        (reply,) = await _raw_replies(server.port, SB + message + EB, 1)
+    assert _segment(reply, b"MSA") == b"MSA|AA|" + control_id
+
+
+async def test_an_answer_echoes_the_senders_bytes_in_its_charset() -> None:
+    """ISO-8859-1 (declared, detected, or the fallback for bytes not in the declared charset) is
+    answered in ISO-8859-1: MSH-10 and the sender's names come back as the same bytes."""
+    latin = (
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K1|P|2.5\rPID|1",
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K2|P|2.5||||||8859/1\rPID|1",
+        # declared UTF-8, but not: rejected (AR), and still answered by name
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K3|P|2.5||||||"
+        b"UNICODE UTF-8\rPID|1",
+    )
+    async with MLLPServer(Recorder()) as server:
+        replies = await _raw_replies(server.port, b"".join(SB + m + EB for m in latin), 3)
+    for number, reply in enumerate(replies, start=1):
+        msh = _segment(reply, b"MSH").split(b"|")
+        assert (msh[2], msh[3], msh[17]) == (b"C", b"D", b"8859/1")
+        assert (msh[4], msh[5]) == (b"S\xd8R", b"\xc5S")
+        assert _segment(reply, b"MSA").split(b"|")[2] == b"\xd8K%d" % number
+        assert "\N{REPLACEMENT CHARACTER}" not in reply.decode("latin-1")
+    assert _segment(replies[2], b"MSA").startswith(b"MSA|AR|")
+
+
+async def test_a_lone_backslash_in_msh_is_refused_with_a_nak_not_a_closed_connection() -> None:
+    recorder = Recorder()
+    broken = b"MSH|^~\\&|A|B\\C|C|D|20250301120000+0100||ADT^A08|BS\\1|P|2.5\rPID|1"
+    async with MLLPServer(recorder) as server:
+        nak, after = await _raw_replies(
+            server.port, SB + broken + EB + encode_frame(_oru("AFTER")), 2
+        )
+    ack = parse_ack(nak)
+    assert (ack.code, ack.errors[0].code, ack.errors[0].location) == (AckCode.AR, "102", "MSH^1^4")
+    # the sender's values, read literally: the lone backslash escaped (\E\) in the answer
+    assert _segment(nak, b"MSA").startswith(b"MSA|AR|BS\\E\\1|")
+    assert ack.acked_control_id == "BS\\1"
+    assert _segment(nak, b"MSH").split(b"|")[5] == b"B\\E\\C"
+    assert parse_ack(after).acked_control_id == "AFTER"
