@@ -21,11 +21,12 @@ the text in MSA-3 only.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from hl7.errors import AckParseError, ErrorCode, HL7Error, MessageError
+from hl7.errors import AckParseError, ErrorCode, FieldWarning, HL7Error, MessageError
 from hl7.message import (
     DEFAULT_DELIMITERS,
     SEGMENT_TERMINATOR,
@@ -121,6 +122,7 @@ def build_ack(
     error: ErrorCode | None = None,
     error_location: str = "",
     application: bool = False,
+    warnings: Sequence[FieldWarning] = (),
 ) -> str:
     """The ACK answering ``message``: ``CA``/``CE``/``CR`` when it asks for an accept
     acknowledgement, else ``AA``/``AE``/``AR`` (``code`` is written in that spelling).
@@ -129,7 +131,8 @@ def build_ack(
 
     ``error`` defaults to ``APPLICATION_INTERNAL_ERROR`` for a non-accepting code; an ERR segment
     is written whenever the code does not accept. ``error_location`` is an ERL such as
-    ``MSH^1^9``."""
+    ``MSH^1^9``. ``warnings``: values taken in altered or left out, one ERR of severity ``W``
+    each (v2.5 on; v2.3 and v2.4 have no severity, so their text goes to MSA-3 instead)."""
     if error_location and not _ERROR_LOCATION.fullmatch(error_location):
         raise ValueError(f"error_location {error_location!r} is not an ERL like MSH^1^9")
     code = code.in_mode(enhanced=not application and wants_accept_ack(message))
@@ -156,6 +159,9 @@ def build_ack(
         "",
         charset_label(message.charset),
     ]
+    legacy = _ELD_VERSIONS.fullmatch(message.version) is not None
+    if warnings and legacy:
+        text = "; ".join(filter(None, [text, *(w.text for w in warnings)]))
     segments = [
         "|".join(fields),
         _msa(code, message, text),
@@ -163,6 +169,10 @@ def build_ack(
     if not code.accepted:
         err = error or ErrorCode.APPLICATION_INTERNAL_ERROR
         segments.append(_err_segment(message.version, err, error_location, text))
+    if not legacy:
+        segments += (
+            _err_segment(message.version, w.code, w.location, w.text, "W") for w in warnings
+        )
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
 
 
@@ -211,12 +221,14 @@ def _ack_type(trigger: str, version: str) -> str:
     return f"ACK^{escape(trigger)}" if version == "2.3" else f"ACK^{escape(trigger)}^ACK"
 
 
-def _err_segment(version: str, error: ErrorCode, location: str, text: str) -> str:
+def _err_segment(
+    version: str, error: ErrorCode, location: str, text: str, severity: str = "E"
+) -> str:
     if _ELD_VERSIONS.fullmatch(version):
         place = location.split("^")[:3] if location else []
         place += [""] * (3 - len(place))
         return f"ERR|{'^'.join(place)}^{error.value}&{error.display}&HL70357"
-    return f"ERR||{location}|{error.value}^{error.display}^HL70357|E||||{escape(text)}"
+    return f"ERR||{location}|{error.value}^{error.display}^HL70357|{severity}||||{escape(text)}"
 
 
 def parse_ack(data: str | bytes) -> Ack:

@@ -10,6 +10,7 @@ callers that retry "any lost peer" need not know about MLLP.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -38,6 +39,21 @@ class ErrorCode(IntEnum):
     @property
     def display(self) -> str:
         return self.name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWarning:
+    """A value of an accepted message that was taken in altered, or left out: the message is
+    answered AA with an ERR of severity ``W`` naming it (keep what can be understood, say what
+    was changed)."""
+
+    location: str
+    """ERL of the field, e.g. ``PID^1^8``."""
+    code: ErrorCode
+    reason: str
+    """A short label to count it by, e.g. ``sex_spelling``."""
+    text: str
+    """What was done, for the sender and the operator, e.g. ``sex 'K' read as F``."""
 
 
 class HL7Error(TryggheimError):

@@ -17,6 +17,7 @@ from hl7.ack import AckCode, build_ack, build_nak, parse_ack, wants_accept_ack
 from hl7.errors import (
     AckParseError,
     ErrorCode,
+    FieldWarning,
     MalformedMessageError,
     MessageContentError,
     MessageError,
@@ -268,3 +269,23 @@ def test_any_readable_header_can_be_answered(data: bytes, application: bool) -> 
             ack = parse_ack(build_ack(header, code, "x", NOW, "F1", application=application))
             assert ack.code.accepted is code.accepted
             assert ack.code.enhanced is commit
+
+
+def test_warnings_are_err_segments_of_severity_w_on_an_aa() -> None:
+    """Issue 14: a value taken in altered is answered AA, with an ERR naming it (severity W);
+    v2.3/v2.4 have no ERR severity, so the text goes to MSA-3 there."""
+    sex = FieldWarning(
+        "PID^1^8", ErrorCode.TABLE_VALUE_NOT_FOUND, "sex_spelling", "sex 'K' read as F"
+    )
+    text = build_ack(ORIGINAL, AckCode.AA, "", NOW, "A1", warnings=[sex])
+    assert text.split("\r")[2] == (
+        "ERR||PID^1^8|103^Table value not found^HL70357|W||||sex 'K' read as F"
+    )
+    ack = parse_ack(text)
+    assert (ack.code, ack.accepted) == (AckCode.AA, True)
+    assert [(e.severity, e.location, e.code, e.message) for e in ack.errors] == [
+        ("W", "PID^1^8", "103", "sex 'K' read as F")
+    ]
+    v23 = parse_message("MSH|^~\\&|A|B|C|D|20250301||ADT^A08|M1|P|2.3\r")
+    old = build_ack(v23, AckCode.AA, "", NOW, "A2", warnings=[sex])
+    assert old.split("\r")[1:] == ["MSA|AA|M1|sex 'K' read as F", ""]
