@@ -6,7 +6,6 @@ gives each message a savepoint of its own); applying a message again changes not
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 
@@ -22,9 +21,6 @@ from hl7.message import Null
 from hl7.oru_inbound import ReceivedOru
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import ObservationBatch
-
-# The endpoint's logger (gateway.hl7_inbound), whichever of its modules logs.
-log = logging.getLogger("gateway.hl7_inbound")
 
 #: The pseudo home gateway of observations received over HL7; their seq is derived from the
 #: stored message's id, so a reprocessed message inserts nothing twice.
@@ -121,14 +117,6 @@ class MessageApplier:
         patient = await self._patient(s, oru.national_id)
         if patient is None:
             raise UnknownPatientError(oru.national_id)
-        for problem in oru.problems:
-            log.warning(
-                "HL7 ORU %r: %s %s not taken in: %s",
-                oru.control_id,
-                problem.location,
-                problem.observation,
-                problem.problem,
-            )
         if not oru.observations and oru.problems:
             # Nothing could be understood: say so, rather than accept an empty message.
             first = oru.problems[0]
@@ -163,8 +151,8 @@ class MessageApplier:
             self._clock(),
             {HL7_GATEWAY: patient.id},
         )
-        skipped = f"; {len(oru.problems)} OBX not taken in" if oru.problems else ""
-        return patient.id, f"ORU^R01: {len(result.inserted)} observations{skipped}"
+        # The OBX left out are the message's warnings (ERR W), counted by the processor.
+        return patient.id, f"ORU^R01: {len(result.inserted)} observations"
 
 
 def _apply_demographics(patient: Patient, adt: AdtMessage) -> None:

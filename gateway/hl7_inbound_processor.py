@@ -289,10 +289,29 @@ class InboundProcessor:
             # A bug must cost this message only, not stop the processing of every later one.
             log.exception("HL7 inbound row %d: processing failed", row_id)
             return self._internal_error(message, "receiver failed to process the message")
+        warnings = decoded.warnings
         ack = build_ack(
-            message, AckCode.AA, "", self._local_now(), new_control_id(), application=True
+            message,
+            AckCode.AA,
+            "",
+            self._local_now(),
+            new_control_id(),
+            application=True,
+            warnings=warnings,
         )
         self._stats.accepted += 1
+        for warning in warnings:
+            # Kept, but not as sent: counted by reason and said on the row and in the ACK.
+            self._stats.altered[warning.reason] = self._stats.altered.get(warning.reason, 0) + 1
+            log.warning(
+                "HL7 inbound row %d (%r): %s: %s",
+                row_id,
+                message.control_id,
+                warning.location,
+                warning.text,
+            )
+        if warnings:
+            note += "; " + "; ".join(f"{w.location}: {w.text}" for w in warnings)
         log.debug("HL7 inbound row %d (%r): %s", row_id, message.control_id, note)
         return _Outcome(Hl7InboundState.ACCEPTED, note, patient_id, encode_ack(ack, message))
 

@@ -82,15 +82,28 @@ class PlatformMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         for component, source in self._stats.items():
             totals: dict[str, float] = {}
+            by_reason: dict[str, dict[str, float]] = {}
             for stats in source():
                 for f in fields(stats):  # type: ignore[arg-type]
                     value = getattr(stats, f.name)
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         totals[f.name] = totals.get(f.name, 0) + value
+                    elif isinstance(value, Mapping):
+                        # A counter per reason (e.g. values altered, by why): one labelled metric.
+                        counts = by_reason.setdefault(f.name, {})
+                        for reason, count in value.items():
+                            counts[str(reason)] = counts.get(str(reason), 0) + count
             for name, total in totals.items():
                 yield CounterMetricFamily(
                     f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
                 )
+            for name, counts in by_reason.items():
+                family = CounterMetricFamily(
+                    f"{PREFIX}_{component}_{name}", f"{component}: {name}", labels=["reason"]
+                )
+                for reason, count in sorted(counts.items()):
+                    family.add_metric([reason], count)
+                yield family
         yield from self._snapshot_metrics()
 
     def _snapshot_metrics(self) -> Iterable[Metric]:

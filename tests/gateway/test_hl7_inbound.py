@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.hl7_apply import HL7_GATEWAY, MessageApplier
 from gateway.hl7_inbound import Hl7Receiver, screen, serve_hl7
 from gateway.models import Hl7Inbound, Hl7State, ObservationRow, Patient
+from gateway.observability import PlatformMetrics
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
 from hl7.ack import Ack, AckCode, parse_ack
@@ -547,3 +548,54 @@ async def test_a_bug_in_processing_costs_that_message_only(
     rows = await inbound_rows(store)
     assert (rows["BUG"].state, rows["OK"].state) == ("error", "accepted")
     assert (receiver.stats.errors, receiver.stats.accepted) == (1, 1)
+
+
+# --- keep the unusual but legal (issue 14) ---
+
+FH_NUMMER = "81212121223"  # felles hjelpenummer: first digit 8, mod-11 control digits
+
+
+async def test_unusual_but_legal_values_are_kept_warned_and_counted(store: RecordStore) -> None:
+    """A national code for sex (PID-8 ``1`` from a Norwegian sender), ``FEMALE``, an unknown
+    code, a patient known only by her FH-nummer, an ORU with one OBX of an unknown unit: each
+    message is accepted (AA) with an ERR of severity W naming what was altered or left out; the
+    row says so, and the alterations are counted by reason in /metrics."""
+    receiver = Hl7Receiver(store)
+    async with serving(store, receiver) as port:
+        national_code = adt("A01", "U1", FH_NUMMER, "Nyfødt^Gutt").replace(
+            b"|19650715|F\r", b"|19650715|1\r"
+        )
+        spelled = adt("A01", "U2", KARI, "Ødegård^Kari").replace(
+            b"|19650715|F\r", b"|19650715|FEMALE\r"
+        )
+        unknown = adt("A01", "U3", OLA, "Nordmann^Ola").replace(b"|19650715|F\r", b"|19650715|X\r")
+        answers = [await send(port, m) for m in (national_code, spelled, unknown)]
+        two_obx = oru("U4", KARI, "128") + (
+            b"OBX|2|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.0.1.2|80|999^NO_SUCH_UNIT^MDC"
+            b"|||||R|||20250301081500+0100\n"
+        )
+        answers.append(await send(port, two_obx))
+    assert [(a.code, a.acked_control_id) for a in answers] == [
+        (AckCode.AA, "U1"), (AckCode.AA, "U2"), (AckCode.AA, "U3"), (AckCode.AA, "U4"),
+    ]  # fmt: skip
+    assert [[(e.severity, e.location, e.code) for e in a.errors] for a in answers] == [
+        [("W", "PID^1^8", "103")],
+        [("W", "PID^1^8", "103")],
+        [("W", "PID^1^8", "103")],
+        [("W", "OBX^2^6", "103")],
+    ]
+    registered = await patients(store)
+    assert (registered[FH_NUMMER].sex, registered[KARI].sex, registered[OLA].sex) == ("M", "F", "U")
+    rows = await inbound_rows(store)
+    assert "PID^1^8: sex '1' read as M" in (rows["U1"].detail or "")
+    assert "stored as U" in (rows["U3"].detail or "")
+    assert "OBX^2^6" in (rows["U4"].detail or "")
+    assert receiver.stats.altered == {
+        "sex_code_list_3101": 1,
+        "sex_spelling": 1,
+        "sex_not_understood": 1,
+        "observation_left_out": 1,
+    }
+    metrics = PlatformMetrics({"hl7_inbound": lambda: [receiver.stats]}, store).render().decode()
+    assert 'tryggheim_hl7_inbound_altered_total{reason="sex_spelling"} 1.0' in metrics
+    assert 'tryggheim_hl7_inbound_altered_total{reason="observation_left_out"} 1.0' in metrics
