@@ -154,6 +154,11 @@ class Recorder:
 
 async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
     """Write ``data`` on a new connection and read ``replies`` ACKs."""
+    return [parse_ack(f) for f in await _raw_replies(port, data, replies)]
+
+
+async def _raw_replies(port: int, data: bytes, replies: int) -> list[bytes]:
+    """Write ``data`` on a new connection and read ``replies`` frames, as they came."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
@@ -161,8 +166,10 @@ async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
         decoder, frames = MLLPDecoder(), list[bytes]()
         async with asyncio.timeout(5):
             while len(frames) < replies:
-                frames += decoder.feed(await reader.read(65536))
-        return [parse_ack(f) for f in frames]
+                chunk = await reader.read(65536)
+                assert chunk, "the connection was closed before the answers"
+                frames += decoder.feed(chunk)
+        return frames
     finally:
         writer.close()
         await writer.wait_closed()
@@ -596,22 +603,6 @@ async def test_a_frame_of_too_many_segments_is_refused_at_once() -> None:
 
 
 # ------------------------------------------------ answers that name MSH-10 (issue 12, finding 10)
-
-
-async def _raw_replies(port: int, data: bytes, replies: int) -> list[bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        decoder, frames = MLLPDecoder(), list[bytes]()
-        async with asyncio.timeout(5):
-            while len(frames) < replies:
-                chunk = await reader.read(65536)
-                assert chunk, "the connection was closed without an answer"
-                frames += decoder.feed(chunk)
-        return frames
-    finally:
-        writer.close()
 
 
 def _segment(reply: bytes, segment_id: bytes) -> bytes:
