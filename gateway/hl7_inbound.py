@@ -68,7 +68,7 @@ from hl7.ack import AckCode, build_ack, build_nak, encode_ack, wants_accept_ack
 from hl7.errors import ErrorCode, MessageError, UnsupportedMessageError
 from hl7.inbound import decode_inbound
 from hl7.message import Message
-from hl7.mllp import MLLPServer, ReceivedMessage
+from hl7.mllp import MLLPServer, MLLPServerStats, ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,8 @@ class Hl7Receiver:
         self._zone = default_zone
         self._clock = clock
         self.stats = InboundStats()
+        self.connection_stats = MLLPServerStats()
+        """The MLLP server's counters (frames refused, busy, deadlines missed...)."""
         backlog = Backlog()
         # The writer and the processor take turns: in SQLite only one can write anyway, and
         # a waiting sender is registered before the processor can look at its row.
@@ -272,6 +274,7 @@ async def serve_hl7(
             max_buffered_bytes=settings.max_buffered_bytes,
             read_timeout=settings.read_timeout_s,
             idle_timeout=settings.idle_timeout_s,
+            stats=receiver.connection_stats,
         ) as server,
     ):
         if started is not None:

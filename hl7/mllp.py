@@ -380,7 +380,9 @@ class MLLPServer:
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         read_timeout: float | None = DEFAULT_READ_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        stats: MLLPServerStats | None = None,
     ) -> None:
+        """``stats``: the counters to count in (an application exporting them owns them)."""
         if max_buffered_bytes < max_frame_bytes:
             raise ValueError("max_buffered_bytes must hold at least one frame of max_frame_bytes")
         for name, timeout in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
@@ -394,7 +396,7 @@ class MLLPServer:
         self._max_buffered_bytes = max_buffered_bytes
         self._read_timeout = read_timeout
         self._idle_timeout = idle_timeout
-        self.stats = MLLPServerStats()
+        self.stats = stats if stats is not None else MLLPServerStats()
         self.buffered_bytes = 0
         """Bytes of unfinished frames held for all connections now."""
         self._server: asyncio.Server | None = None

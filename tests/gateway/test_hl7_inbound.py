@@ -596,6 +596,12 @@ async def test_unusual_but_legal_values_are_kept_warned_and_counted(store: Recor
         "sex_not_understood": 1,
         "observation_left_out": 1,
     }
-    metrics = PlatformMetrics({"hl7_inbound": lambda: [receiver.stats]}, store).render().decode()
-    assert 'tryggheim_hl7_inbound_altered_total{reason="sex_spelling"} 1.0' in metrics
-    assert 'tryggheim_hl7_inbound_altered_total{reason="observation_left_out"} 1.0' in metrics
+    metrics = PlatformMetrics(
+        {"hl7_inbound": lambda: [receiver.stats], "hl7_mllp": lambda: [receiver.connection_stats]},
+        store,
+    )
+    text = metrics.render().decode()
+    assert 'tryggheim_hl7_inbound_altered_total{reason="sex_spelling"} 1.0' in text
+    assert 'tryggheim_hl7_inbound_altered_total{reason="observation_left_out"} 1.0' in text
+    # the endpoint's connection counters too (frames, busy, deadlines missed...)
+    assert "tryggheim_hl7_mllp_frames_total 4.0" in text
