@@ -13,7 +13,7 @@ from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import AckCode, build_ack, build_nak, parse_ack, wants_accept_ack
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack, parse_ack, wants_accept_ack
 from hl7.errors import (
     AckParseError,
     ErrorCode,
@@ -289,3 +289,20 @@ def test_warnings_are_err_segments_of_severity_w_on_an_aa() -> None:
     v23 = parse_message("MSH|^~\\&|A|B|C|D|20250301||ADT^A08|M1|P|2.3\r")
     old = build_ack(v23, AckCode.AA, "", NOW, "A2", warnings=[sex])
     assert old.split("\r")[1:] == ["MSA|AA|M1|sex 'K' read as F", ""]
+
+
+@given(
+    st.binary(max_size=30).filter(lambda b: not set(b) & set(b"|\r\n\\")),
+    st.sampled_from([b"", b"UNICODE UTF-8", b"8859/1"]),
+)
+def test_msa_2_gives_back_the_bytes_of_msh_10(control_id: bytes, charset: bytes) -> None:
+    """Issue 12: whatever bytes MSH-10 holds, in whatever charset (declared, detected, or not
+    the declared one), the answer's MSA-2 is those bytes (a body that cannot be read too)."""
+    data = (
+        b"MSH|^~\\&|A|B|C|D|20250301||ADT^A08|" + control_id + b"|P|2.5||||||" + charset
+    ) + b"\rPID|1|\xff\r"
+    header = read_header(data)
+    assert header is not None
+    answer = encode_ack(build_ack(header, AckCode.AR, "x", NOW, "F1"), header)
+    msa = next(s for s in answer.split(b"\r") if s.startswith(b"MSA|"))
+    assert msa.split(b"|")[2] == control_id
