@@ -33,7 +33,8 @@ with an ERR of severity W):
   numeric codes of the Norwegian code list 3101 (volven, OID :data:`VOLVEN_SEX_OID`: 0 not
   known, 1 man, 2 woman, 9 not specified) when the sender names that list in PID-8.3 or is
   Norwegian (MSH-17 ``NOR``); anything else is stored as ``U`` (unknown);
-* PID-7 birth date that is no date: left out (the one stored is kept).
+* PID-7 birth date that is no date: left out (the one stored is kept);
+* EVN-2 event time that is no time: the message time (MSH-7) is used when it can be read.
 """
 
 from __future__ import annotations
@@ -191,13 +192,14 @@ def decode_adt(message: Message, *, default_zone: tzinfo | None = None) -> AdtMe
         )
     prior_national, prior_ids = _prior(message) if action is PatientAction.MERGE else (None, ())
     warnings: list[FieldWarning] = []
+    event_time = _event_time(message, default_zone, warnings)
     birth_date = _birth_date(pid, warnings)
     sex = _sex(pid, message.msh, warnings)
     return AdtMessage(
         event=event,
         action=action,
         control_id=message.control_id,
-        event_time=_event_time(message, default_zone),
+        event_time=event_time,
         national_id=national.id,
         identifiers=ids,
         name=name,
@@ -237,10 +239,25 @@ def _shown(ids: tuple[Identifier, ...]) -> str:
     return ", ".join(f"{i.id} ({i.type_code or i.authority or 'no type'})" for i in ids) or "none"
 
 
-def _event_time(message: Message, default_zone: tzinfo | None) -> datetime:
+def _event_time(
+    message: Message, default_zone: tzinfo | None, warnings: list[FieldWarning]
+) -> datetime:
     evn = message.first("EVN")
     if evn is not None and evn.value(2, 1):
-        return parse_timestamp(evn.value(2, 1), location="EVN^1^2", default_zone=default_zone)
+        try:
+            return parse_timestamp(evn.value(2, 1), location="EVN^1^2", default_zone=default_zone)
+        except MessageContentError as exc:
+            if not message.msh.value(7, 1):
+                raise
+            # The message time is the next best: the event happened at the latest then.
+            warnings.append(
+                FieldWarning(
+                    "EVN^1^2",
+                    exc.code,
+                    "event_time_unreadable",
+                    f"{exc.problem}; the message time (MSH-7) used",
+                )
+            )
     if message.msh.value(7, 1):
         return parse_timestamp(
             message.msh.value(7, 1), location="MSH^1^7", default_zone=default_zone

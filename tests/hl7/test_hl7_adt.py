@@ -215,6 +215,16 @@ def test_an_unusual_sex_is_kept_as_far_as_understood_and_warned(
     assert all(w.code == 103 and repr(sex.split("^")[0]) in w.text for w in adt.warnings)
 
 
+def test_an_unreadable_event_time_falls_back_to_the_message_time() -> None:
+    data = _adt(extra="EVN|A01|yesterday\r")
+    adt = decode_adt(decode_message(data))
+    assert adt.event_time == datetime(2025, 3, 1, 12, 0, tzinfo=CET)
+    assert [(w.location, w.reason) for w in adt.warnings] == [("EVN^1^2", "event_time_unreadable")]
+    with pytest.raises(MessageContentError) as refused:  # nothing else to go by
+        decode_adt(decode_message(data.replace(b"20250301120000+0100", b"")))
+    assert refused.value.location == "EVN^1^2"
+
+
 def test_a_birth_date_that_is_no_date_is_left_out_and_warned() -> None:
     adt = decode_adt(decode_message(_adt(dob="1965")))
     assert adt.birth_date is None
