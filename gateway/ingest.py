@@ -110,6 +110,9 @@ class IngestWorker:
         received_at = min(m.received_at for m in messages)
         if plan.urgent:
             await self._commit(mqtt, plan.urgent, received_at)
+        if self._metrics is not None:
+            for status in plan.statuses:
+                self._metrics.edge_inputs.report(status.gateway_id, status.input_adjustments)
         if plan.rest or plan.statuses:
             await self._commit(mqtt, plan.rest, received_at, plan.statuses)
         for message, exc in plan.rejected:

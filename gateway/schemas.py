@@ -364,6 +364,15 @@ class PatientThresholdsOut(BaseModel):
     thresholds: list[ThresholdOut]
 
 
+class DeviceCheckOut(BaseModel):
+    """A device checking itself: never a value of the patient's."""
+
+    code: str
+    value: str
+    unit: str
+    time: datetime
+
+
 class PatientDeviceOut(BaseModel):
     """A device of the patient's home: paired (a BLE medical device) or seen in her data (a
     home sensor), with what the platform last heard from it."""
@@ -379,6 +388,12 @@ class PatientDeviceOut(BaseModel):
     battery_percent: str | None
     """Its newest ``TRY_EVT_DEVICE_BATTERY`` value."""
     battery_at: datetime | None
+    battery_low: bool | None = None
+    """Its newest own "battery low" flag (``TRY_EVT_DEVICE_BATTERY_LOW``; None: never said),
+    for sensors that report no percentage."""
+    last_check: DeviceCheckOut | None = None
+    """Its newest self-check: a glucose meter's control-solution reading
+    (``TRY_DEV_GLUCOSE_CONTROL_CHECK``) or a smoke alarm's test (``TRY_EVT_SMOKE_ALARM_TEST``)."""
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None

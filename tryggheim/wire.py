@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -206,6 +206,9 @@ class GatewayStatusReport:
     gateway_id: str
     online: bool
     outbox_depth: int | None
+    input_adjustments: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(entry point, reason) → values the edge dropped or altered since it started (optional
+    ``input_adjustments`` of the status, docs/wire.md)."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -222,7 +225,23 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     depth = body.get("outbox_depth")
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
         raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
-    return GatewayStatusReport(gateway_id, state == "online", depth)
+    adjustments = _adjustments(topic, body.get("input_adjustments", {}))
+    return GatewayStatusReport(gateway_id, state == "online", depth, adjustments)
+
+
+def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
+    problem = "input_adjustments: expected {source: {reason: count}}"
+    if not isinstance(raw, dict):
+        raise PayloadError(topic, problem)
+    counts: dict[tuple[str, str], int] = {}
+    for source, reasons in raw.items():
+        if not isinstance(reasons, dict):
+            raise PayloadError(topic, problem)
+        for reason, count in reasons.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise PayloadError(topic, f"{problem}, got {count!r} for {source}/{reason}")
+            counts[(source, reason)] = count
+    return counts
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:
