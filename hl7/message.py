@@ -291,13 +291,10 @@ def _parse_msh(text: str, charset: str, *, lenient: bool = False) -> Segment:
     raised, so that a NAK can still answer the message by name."""
     msh = parse_segment(text, parse_delimiters(text), charset)
     d = msh.delimiters
-    fields = list(msh.fields)
-    for n in range(3, len(fields)):
-        repetitions = []
-        for repetition in fields[n].split(d.repetition):
-            components = []
+    repaired: dict[int, str] = {}
+    for n in range(3, len(msh.fields)):
+        for repetition in msh.fields[n].split(d.repetition):
             for component in repetition.split(d.component):
-                subcomponents = []
                 for subcomponent in component.split(d.subcomponent):
                     try:
                         unescape(subcomponent, d, charset)
@@ -310,12 +307,25 @@ def _parse_msh(text: str, charset: str, *, lenient: bool = False) -> Segment:
                                 code=exc.code,
                                 location=f"MSH^1^{n}",
                             ) from exc
-                        subcomponent = _literal_escapes(subcomponent, d, charset)
-                    subcomponents.append(subcomponent)
-                components.append(d.subcomponent.join(subcomponents))
-            repetitions.append(d.component.join(components))
-        fields[n] = d.repetition.join(repetitions)
-    return Segment(tuple(fields), d, charset) if lenient else msh
+                        repaired[n] = _with_literal_escapes(msh.fields[n], d, charset)
+    if not repaired:
+        return msh
+    fields = tuple(repaired.get(n, value) for n, value in enumerate(msh.fields))
+    return Segment(fields, d, charset)
+
+
+def _with_literal_escapes(raw: str, delimiters: Delimiters, charset: str) -> str:
+    """The raw field ``raw`` with :func:`_literal_escapes` applied to each subcomponent."""
+    d = delimiters
+    return d.repetition.join(
+        d.component.join(
+            d.subcomponent.join(
+                _literal_escapes(sub, d, charset) for sub in c.split(d.subcomponent)
+            )
+            for c in r.split(d.component)
+        )
+        for r in raw.split(d.repetition)
+    )
 
 
 def _literal_escapes(text: str, delimiters: Delimiters, charset: str) -> str:
