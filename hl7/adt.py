@@ -313,22 +313,16 @@ def _sex(pid: Segment, msh: Segment, warnings: list[FieldWarning]) -> Sex | Null
     if code in _VOLVEN_SEX and (
         coding in (VOLVEN_SEX_OID, "3101") or msh.value(17).strip().upper() == "NOR"
     ):
-        sex, reason = _VOLVEN_SEX[code], "sex_code_list_3101"
+        sex, reason, done = _VOLVEN_SEX[code], "sex_code_list_3101", "read as"
     elif code in _SEX_SPELLINGS:
-        sex, reason = _SEX_SPELLINGS[code], "sex_spelling"
+        sex, reason, done = _SEX_SPELLINGS[code], "sex_spelling", "read as"
     else:
-        warnings.append(
-            FieldWarning(
-                "PID^1^8",
-                ErrorCode.TABLE_VALUE_NOT_FOUND,
-                "sex_not_understood",
-                f"sex {sent!r} is not in HL7 table 0001 ({', '.join(Sex)}); stored as U",
-            )
-        )
-        return Sex.UNKNOWN
+        table = ", ".join(Sex)
+        sex, reason = Sex.UNKNOWN, "sex_not_understood"
+        done = f"is not in HL7 table 0001 ({table}): stored as"
     warnings.append(
         FieldWarning(
-            "PID^1^8", ErrorCode.TABLE_VALUE_NOT_FOUND, reason, f"sex {sent!r} read as {sex}"
+            "PID^1^8", ErrorCode.TABLE_VALUE_NOT_FOUND, reason, f"sex {sent!r} {done} {sex}"
         )
     )
     return sex
