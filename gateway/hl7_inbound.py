@@ -37,6 +37,9 @@ identity number, observations on the stored row's id. What a message does to the
 - ADT A01/A04 register (or update) a patient, A08/A31 update, A03 discharge, A40 merge;
 - ORU^R01 (IHE PCD-01, e.g. from a Continua gateway) becomes observations of a known patient;
   an unknown patient is AE with an ERR saying so;
+- a value taken in altered or left out (an unusual PID-8, an OBX not understood: the decoders'
+  ``warnings``) makes the answer AA with an ERR of severity W each; it is logged, written in
+  the row's detail and counted by reason (``InboundStats.altered``);
 - anything else is AR/CR (:func:`screen`, and hl7.inbound.decode_inbound says which).
 """
 
