@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -41,7 +41,7 @@ from hl7.ack import AckCode, build_ack, build_nak, encode_ack
 from hl7.errors import ErrorCode, MalformedMessageError, MessageError
 from hl7.inbound import InboundMessage, decode_inbound
 from hl7.message import Message, decode_message, read_header
-from hl7.mllp import parse_off_loop
+from hl7.mllp import INLINE_PARSE_BYTES, parse_off_loop
 
 # The endpoint's logger (gateway.hl7_inbound), whichever of its modules logs.
 log = logging.getLogger("gateway.hl7_inbound")
@@ -56,6 +56,14 @@ _POLL_S = 1.0
 #: Failed processing transactions in a row (the last ones of a single row) after which that
 #: row is recorded as failed, when the store is up and refuses it.
 _GIVE_UP_AFTER = 3
+
+
+#: At most this many large stored messages are decoded ahead of the write turn (each may be
+#: several MB, and its decoded form several times that).
+_DECODED_AHEAD = 4
+
+_Decoded: TypeAlias = tuple[Message, InboundMessage | MessageError] | MalformedMessageError
+"""A stored message parsed and decoded, or what is wrong with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +119,9 @@ class InboundProcessor:
             # After a failure one row at a time: a row that fails the transaction is found.
             limit = 1 if failures else self._batch_size
             try:
+                ahead = await self._decode_large_ahead(limit)
                 async with self._turn:
-                    full = await self._process_batch(limit)
+                    full = await self._process_batch(limit, ahead)
                     if not full and self._backlog.waiting:
                         await self._answer_processed_elsewhere()
                     self._backlog.released = asyncio.get_running_loop().time()
@@ -172,15 +181,37 @@ class InboundProcessor:
             .with_for_update()
         )
 
-    async def _process_batch(self, limit: int) -> bool:
-        """Process the next stored rows in id order in one transaction; whether the batch was
-        full (more may wait)."""
+    async def _decode_large_ahead(self, limit: int) -> dict[int, _Decoded]:
+        """The large messages among the next ``limit`` rows (at most :data:`_DECODED_AHEAD`),
+        decoded before the write turn is taken: a few MB take a second or more to decode, and
+        meanwhile the writer must go on storing (and answering CA to) what arrives."""
+        c = Hl7Inbound.__table__.c
+        next_rows = (
+            select(c.id)
+            .where(c.state == Hl7InboundState.RECEIVED, c.tenant_id == self._applier.tenant_id)
+            .order_by(c.id)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(c.id, c.raw)
+            .where(c.id.in_(select(next_rows.c.id)), func.length(c.raw) > INLINE_PARSE_BYTES)
+            .order_by(c.id)
+            .limit(_DECODED_AHEAD)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row_id: await parse_off_loop(raw, self._decode) for row_id, raw in rows}
+
+    async def _process_batch(self, limit: int, ahead: dict[int, _Decoded]) -> bool:
+        """Process the next stored rows in id order in one transaction (``ahead``: those
+        decoded already); whether the batch was full (more may wait)."""
         async with self._store.session() as s:
             rows = (await s.execute(self._next_rows(limit))).all()
             if not rows:
                 return False
             outcomes = [
-                (row_id, ack_code, await self._outcome(s, row_id, raw))
+                (row_id, ack_code, await self._outcome(s, row_id, raw, ahead.get(row_id)))
                 for row_id, raw, ack_code in rows
             ]
             answers = await self._record(s, outcomes)
@@ -252,25 +283,30 @@ class InboundProcessor:
         for waiter in self._backlog.waiting.pop(row_id, []):
             settle(waiter.future, Stored(ack, waiter.duplicate))
 
-    def _decode(self, raw: bytes) -> tuple[Message, InboundMessage | MessageError]:
-        """The stored bytes parsed and decoded, or what the decoding found wrong with them."""
-        message = decode_message(raw)
+    def _decode(self, raw: bytes) -> _Decoded:
+        """The stored bytes parsed and decoded, or what is wrong with them."""
+        try:
+            message = decode_message(raw)
+        except MalformedMessageError as exc:
+            return exc
         try:
             return message, decode_inbound(message, default_zone=self._zone)
         except MessageError as exc:
             return message, exc
 
-    async def _outcome(self, s: AsyncSession, row_id: int, raw: bytes) -> _Outcome:
-        """Process one stored message in a savepoint; what came of it. A failure that is not
-        the message's fault (the store) propagates: the whole batch is tried again."""
-        try:
-            # Off the event loop when large: decoding is linear, but 4 MB still take seconds.
-            message, decoded = await parse_off_loop(raw, self._decode)
-        except MalformedMessageError as exc:
+    async def _outcome(
+        self, s: AsyncSession, row_id: int, raw: bytes, ahead: _Decoded | None
+    ) -> _Outcome:
+        """Process one stored message in a savepoint (``ahead``: decoded already); what came
+        of it. A failure that is not the message's fault (the store) propagates: the whole
+        batch is tried again."""
+        # Off the event loop when large: decoding is linear, but 4 MB still take seconds.
+        decoding = ahead if ahead is not None else await parse_off_loop(raw, self._decode)
+        if isinstance(decoding, MalformedMessageError):
             # The endpoint parsed these bytes before storing them; rows written otherwise
             # (by hand, by an older version) might not parse.
-            header = exc.header or read_header(raw)
-            return self._failed(row_id, header, exc)
+            return self._failed(row_id, decoding.header or read_header(raw), decoding)
+        message, decoded = decoding
         if isinstance(decoded, MessageError):
             return self._failed(row_id, message, decoded)
         try:

@@ -605,3 +605,23 @@ async def test_unusual_but_legal_values_are_kept_warned_and_counted(store: Recor
     assert 'tryggheim_hl7_inbound_altered_total{reason="observation_left_out"} 1.0' in text
     # the endpoint's connection counters too (frames, busy, deadlines missed...)
     assert "tryggheim_hl7_mllp_frames_total 4.0" in text
+
+
+async def test_a_large_message_being_processed_does_not_hold_up_the_next_ca(
+    store: RecordStore,
+) -> None:
+    """A 2.4 MB ADT (600,000 repetitions) takes a second or more to decode: it is decoded before
+    the processor takes the store's write turn, so a message arriving meanwhile is stored and
+    answered CA at once."""
+    receiver = Hl7Receiver(store, quiet_s=0.0)
+    big = adt("A01", "BIG", KARI, "N^K~" * 600_000)
+    async with serving(store, receiver) as port:
+        loop = asyncio.get_running_loop()
+        answered = asyncio.create_task(send(port, big))
+        await until(lambda: receiver.stats.stored == 1, what="the large message stored")
+        start = loop.time()
+        ca = await send(port, adt("A08", "NEXT", KARI, "Ødegård^Kari", modes=ACCEPT))
+        waited = loop.time() - start
+        big_ack = await answered
+    assert (ca.code, big_ack.code) == (AckCode.CA, AckCode.AA)
+    assert waited < 0.5, f"the CA waited {waited:.2f} s"
