@@ -115,11 +115,12 @@ class InboundProcessor:
                 async with asyncio.timeout(_POLL_S if self._backlog.waiting else None):
                     await self._backlog.work.wait()
             self._backlog.work.clear()
-            await self._yield_to_arrivals()
             # After a failure one row at a time: a row that fails the transaction is found.
             limit = 1 if failures else self._batch_size
             try:
+                # Before the pause for arrivals, so that what arrives meanwhile is waited for.
                 ahead = await self._decode_large_ahead(limit)
+                await self._yield_to_arrivals()
                 async with self._turn:
                     full = await self._process_batch(limit, ahead)
                     if not full and self._backlog.waiting:
