@@ -16,7 +16,7 @@ of :class:`Step` (when, which sensor, what it reports, why) and plays it on a ho
 - the afternoon in the armchair, the evening bathroom visit, to bed.
 
 Which incidents a day has is chosen (:class:`Incident`; by default the fall): a day without
-the fall has lunch and dinner in the kitchen instead of the quiet morning; a day with
+the fall has coffee, lunch and dinner in the kitchen instead of the quiet morning; a day with
 :attr:`Incident.DOOR_AT_NIGHT` has the front door opened at night. With ``checkin_every_min``
 every sensor also reports its state when it has said nothing for that long, as battery
 Zigbee devices do, so the platform never finds a working sensor silent.
@@ -372,9 +372,16 @@ class HouseholdDay:
         )
 
     def _meals(self) -> None:
-        """Lunch and dinner in the kitchen: a day without the fall is never still for hours."""
+        """Coffee, lunch, dinner and an evening snack in the kitchen: a day without the fall is
+        never still for hours (the platform's inactivity alarm comes after four)."""
         s = self.sensors
-        for label, hh_mm in (("lunch", "11:45"), ("dinner", "17:45")):
+        for label, hh_mm in (
+            ("coffee", "10:30"),
+            ("lunch", "12:30"),
+            ("coffee", "15:00"),
+            ("dinner", "17:45"),
+            ("evening", "20:00"),
+        ):
             self._sequence(
                 self._t(hh_mm, 30 * 60),
                 label,

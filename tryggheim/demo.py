@@ -80,9 +80,10 @@ INCIDENT_LENGTH = timedelta(hours=1)
 #: The log, in the work directory (``tryggheim -v demo`` shows it on the terminal instead).
 LOG_FILE = "demo.log"
 #: The platform checks its time-based rules (missed measurement, silent device) this long
-#: after the replay is over, and not during it: while the replay runs, the replayed day is
-#: hours behind the wall clock, and every sensor would look silent.
-TICK_AFTER_REPLAY_S = 10.0
+#: after the replay is over, and not during it: while the replay runs, and until the platform
+#: has stored what was replayed, the replayed day is behind the wall clock and every sensor
+#: would look silent. (A run with ``--for`` checks them once more when everything is in.)
+TICK_AFTER_REPLAY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +289,8 @@ class ReplayClock:
         self._t0 = self._loop.time()
         self._replay_s = replay_s
         self._speed = span.total_seconds() / replay_s
-        self.end = datetime.now(TIMEZONE) + timedelta(seconds=replay_s)
+        # In UTC: arithmetic on local times would count a daylight-saving day wrong.
+        self.end = datetime.now(UTC) + timedelta(seconds=replay_s)
         """Where the replay meets the wall clock."""
         self.start = self.end - span
 
@@ -305,7 +307,7 @@ class ReplayClock:
             due = self._replay_s + (moment - self.end).total_seconds()
         await asyncio.sleep(max(0.0, due - (self._loop.time() - self._t0)))
         # The monotonic clock and the wall clock may disagree by a little: never stamp ahead.
-        ahead = (moment - datetime.now(TIMEZONE)).total_seconds()
+        ahead = (moment - datetime.now(UTC)).total_seconds()
         if ahead > 0:
             await asyncio.sleep(ahead + 0.001)
 
@@ -340,7 +342,7 @@ async def _take_measurements(
     """``device`` measures at ``times`` of each day from the start of the replay on; the
     ``n``-th reading of the run is ``reading(n, when, rng)``."""
     rng = random.Random(f"{home.gateway_id}:{device.address}")
-    day = clock.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    day = clock.start.astimezone(TIMEZONE).replace(hour=0, minute=0, second=0, microsecond=0)
     taken = 0
     while True:
         for moment in times(day, rng):
@@ -556,7 +558,7 @@ async def run_demo(options: DemoOptions) -> int:
         gp = await stack.enter_async_context(GPEndpoint(log_path=workdir / "gp-received.hl7"))
         # Where the replay will meet the wall clock: the homes' incidents and care plans are
         # placed in the day before it (the replay starts once everything is up).
-        expected_end = datetime.now(TIMEZONE) + timedelta(seconds=replay_s)
+        expected_end = datetime.now(UTC) + timedelta(seconds=replay_s)
         homes = make_homes(options.homes, gp.port, replay_end=expected_end)
         users = {PLATFORM_USER: secrets.token_urlsafe(16)}
         users |= {h.gateway_id: secrets.token_urlsafe(16) for h in homes}
