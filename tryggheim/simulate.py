@@ -1,9 +1,9 @@
 """``tryggheim simulate``: simulated homes against a running platform and its central broker.
 
 Signs in to the platform's API as an admin (OAuth2 password flow), registers one patient, home
-gateway and blood-pressure cuff per home through the registry API, then runs the homes as
-``tryggheim demo`` does (virtual BLE cuff, home Mosquitto with Zigbee2MQTT sensors, the home
-gateway agent) with each gateway's uplink on the given broker under the credentials the
+gateway and her BLE devices (a blood-pressure cuff; an oximeter in one home) per home through
+the registry API, then runs the homes as ``tryggheim demo`` does (their last day replayed, then
+live; virtual BLE devices, home Mosquitto with Zigbee2MQTT sensors, the home gateway agent) with each gateway's uplink on the given broker under the credentials the
 platform just issued. Re-running is safe: patients are found again by national id, and each
 gateway is deleted and created again, which gives it a fresh broker password.
 
