@@ -1,4 +1,5 @@
-"""Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest/...``.
+"""Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest-<key>/...``
+(:func:`tryggheim.wire.ingest_share_group`).
 
 For each batch: decode (a bad payload is stored as a dead letter, logged and counted — never
 acknowledged, so nothing that was not understood is deleted at the edge), commit to the record
@@ -23,8 +24,6 @@ from gateway.store import CommitResult, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import (
-    INGEST_SUBSCRIPTION,
-    STATUS_SUBSCRIPTION,
     Ack,
     GatewayStatusReport,
     ObservationBatch,
@@ -32,6 +31,9 @@ from tryggheim.wire import (
     decode_batch,
     decode_status,
     encode_ack,
+    ingest_share_group,
+    ingest_subscription,
+    status_subscription,
 )
 
 log = logging.getLogger(__name__)
@@ -86,8 +88,9 @@ class IngestWorker:
                 async with MqttSession(
                     self._settings, self.client_id, clean_start=False, manual_ack=True
                 ) as mqtt:
-                    await mqtt.subscribe(INGEST_SUBSCRIPTION)
-                    await mqtt.subscribe(STATUS_SUBSCRIPTION)
+                    group = ingest_share_group(self._settings.password.get_secret_value())
+                    await mqtt.subscribe(ingest_subscription(group))
+                    await mqtt.subscribe(status_subscription(group))
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
                     async for messages in mqtt.message_batches(MESSAGES_PER_COMMIT):
@@ -107,6 +110,9 @@ class IngestWorker:
         received_at = min(m.received_at for m in messages)
         if plan.urgent:
             await self._commit(mqtt, plan.urgent, received_at)
+        if self._metrics is not None:
+            for status in plan.statuses:
+                self._metrics.edge_inputs.report(status.gateway_id, status.input_adjustments)
         if plan.rest or plan.statuses:
             await self._commit(mqtt, plan.rest, received_at, plan.statuses)
         for message, exc in plan.rejected:

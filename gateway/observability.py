@@ -46,6 +46,25 @@ class StoreSnapshot:
     read_at: datetime | None = None
 
 
+class EdgeInputCounts:
+    """What each home gateway's entry points (BLE, Zigbee2MQTT) dropped or altered, as its
+    last status said (counts since its agent started); the metric is their sum per entry point
+    and reason. In memory: every gateway repeats it in each heartbeat."""
+
+    def __init__(self) -> None:
+        self._by_gateway: dict[str, Mapping[tuple[str, str], int]] = {}
+
+    def report(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        self._by_gateway[gateway_id] = dict(counts)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        totals: dict[tuple[str, str], int] = {}
+        for counts in self._by_gateway.values():
+            for key, count in counts.items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
+
+
 class PlatformMetrics(Collector):
     """One registry per platform (never the global one: no import-time state)."""
 
@@ -62,6 +81,7 @@ class PlatformMetrics(Collector):
         self._store = store
         self._backlog = backlog
         self.snapshot = StoreSnapshot()
+        self.edge_inputs = EdgeInputCounts()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.alarm_latency = Histogram(
@@ -92,6 +112,14 @@ class PlatformMetrics(Collector):
                     f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
                 )
         yield from self._snapshot_metrics()
+        adjusted = CounterMetricFamily(
+            f"{PREFIX}_edge_input_values_adjusted",
+            "Values the home gateways' entry points dropped or altered (docs/edge-config.md)",
+            labels=["source", "reason"],
+        )
+        for (entry_point, reason), count in sorted(self.edge_inputs.totals().items()):
+            adjusted.add_metric([entry_point, reason], count)
+        yield adjusted
 
     def _snapshot_metrics(self) -> Iterable[Metric]:
         snap = self.snapshot

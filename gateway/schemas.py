@@ -12,6 +12,7 @@ from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from tryggheim import codes
+from tryggheim.wire import GATEWAY_ID_PATTERN
 
 DeviceKindName = Literal[
     "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
@@ -93,7 +94,7 @@ class Problem(BaseModel):
 
 # --- registry ---------------------------------------------------------------------------------
 
-_GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_GATEWAY_ID = GATEWAY_ID_PATTERN
 _NAME = Field(min_length=1, max_length=200)
 
 
@@ -213,7 +214,11 @@ class CareTeamAssignment(_In):
 
 
 class GatewayIn(_In):
-    id: str = Field(pattern=_GATEWAY_ID, description="also the gateway's broker user name")
+    id: str = Field(
+        pattern=_GATEWAY_ID,
+        description="also the gateway's broker user name: lower-case letters, digits and hyphens,"
+        " 2 to 63 characters; not a static broker user such as `platform`",
+    )
     patient_id: RowId | None = None
 
 
@@ -359,6 +364,15 @@ class PatientThresholdsOut(BaseModel):
     thresholds: list[ThresholdOut]
 
 
+class DeviceCheckOut(BaseModel):
+    """A device checking itself: never a value of the patient's."""
+
+    code: str
+    value: str
+    unit: str
+    time: datetime
+
+
 class PatientDeviceOut(BaseModel):
     """A device of the patient's home: paired (a BLE medical device) or seen in her data (a
     home sensor), with what the platform last heard from it."""
@@ -374,6 +388,12 @@ class PatientDeviceOut(BaseModel):
     battery_percent: str | None
     """Its newest ``TRY_EVT_DEVICE_BATTERY`` value."""
     battery_at: datetime | None
+    battery_low: bool | None = None
+    """Its newest own "battery low" flag (``TRY_EVT_DEVICE_BATTERY_LOW``; None: never said),
+    for sensors that report no percentage."""
+    last_check: DeviceCheckOut | None = None
+    """Its newest self-check: a glucose meter's control-solution reading
+    (``TRY_DEV_GLUCOSE_CONTROL_CHECK``) or a smoke alarm's test (``TRY_EVT_SMOKE_ALARM_TEST``)."""
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None

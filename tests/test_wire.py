@@ -17,10 +17,12 @@ from tryggheim.wire import (
     Ack,
     decode_ack,
     decode_batch,
+    decode_status,
     encode_ack,
     encode_batch,
     gateway_of_topic,
     obs_topic,
+    status_topic,
 )
 
 TOPIC = obs_topic("gw-0001")
@@ -145,3 +147,27 @@ def test_structurally_wrong_observations_are_payload_errors(changes: dict[str, o
     assert obs.gateway_id == "gw-0001" and obs.time.utcoffset() is not None
     assert obs.value.is_finite()
     assert obs.time.astimezone(UTC).tzinfo is UTC
+
+
+def _status(**extra: object) -> bytes:
+    return json.dumps({"v": 1, "gateway_id": "gw-0001", "state": "online", **extra}).encode()
+
+
+def test_status_carries_what_the_edge_dropped_or_altered() -> None:
+    body = {"ble": {"control_solution": 1}, "zigbee2mqtt": {"unknown_key": 40, "wrong_type": 2}}
+    report = decode_status(status_topic("gw-0001"), _status(input_adjustments=body))
+    assert report.input_adjustments == {
+        ("ble", "control_solution"): 1,
+        ("zigbee2mqtt", "unknown_key"): 40,
+        ("zigbee2mqtt", "wrong_type"): 2,
+    }
+    # optional: an older edge's status has none
+    assert decode_status(status_topic("gw-0001"), _status()).input_adjustments == {}
+
+
+@pytest.mark.parametrize(
+    "adjustments", [[1], {"ble": 3}, {"ble": {"malformed": -1}}, {"ble": {"malformed": True}}]
+)
+def test_a_malformed_input_adjustments_is_a_payload_error(adjustments: object) -> None:
+    with pytest.raises(PayloadError, match="input_adjustments"):
+        decode_status(status_topic("gw-0001"), _status(input_adjustments=adjustments))

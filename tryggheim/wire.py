@@ -5,9 +5,10 @@ Pure functions: bytes in, frozen dataclasses out, :class:`PayloadError` naming w
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +18,12 @@ from tryggheim.errors import PayloadError, TryggheimError
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "tryggheim/v1"
+#: A home gateway's id, which is also its broker user name and a topic level: lower-case letters,
+#: digits and hyphens, 2 to 63 characters, so it can never contain MQTT wildcards, ``/``, the
+#: password file's ``:`` or a line break, nor start like a static user (``_healthcheck``).
+GATEWAY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+#: The platform's own broker user; the ACL gives it the whole tree.
+PLATFORM_BROKER_USER = "platform"
 
 
 def obs_topic(gateway_id: str) -> str:
@@ -44,11 +51,30 @@ def cmd_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/down/cmd"
 
 
-#: What ingest workers subscribe to (MQTT v5 shared subscription).
-INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/up/#"
-#: Home gateways' status (online/offline, outbox depth), for the gateway-offline alarm. Shared
-#: subscriptions get no retained messages: a worker sees changes, not the last known state.
-STATUS_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/status"
+def ingest_share_group(platform_password: str) -> str:
+    """The name of the ingest workers' MQTT v5 shared-subscription group, keyed with the
+    platform's broker password.
+
+    Mosquitto 2.0's ACL file does not check subscriptions (only what is delivered), so any
+    gateway may subscribe to ``$share/<group>/tryggheim/v1/+/up/#``. Had the group a fixed name,
+    a gateway could join the ingest workers' group: the broker would hand it every n-th batch of
+    every home and then drop it, because the gateway may not read it. Only holders of the
+    platform's password can name this group; a gateway that subscribes to any other group
+    is alone in it and receives nothing."""
+    key = hmac.new(platform_password.encode(), b"tryggheim ingest share group", "sha256")
+    return f"ingest-{key.hexdigest()[:24]}"
+
+
+def ingest_subscription(group: str) -> str:
+    """What ingest workers subscribe to (MQTT v5 shared subscription)."""
+    return f"$share/{group}/{TOPIC_ROOT}/+/up/#"
+
+
+def status_subscription(group: str) -> str:
+    """Home gateways' status (online/offline, outbox depth), for the gateway-offline alarm.
+    Shared subscriptions get no retained messages: a worker sees changes, not the last known
+    state."""
+    return f"$share/{group}/{TOPIC_ROOT}/+/status"
 
 
 def gateway_of_topic(topic: str) -> str:
@@ -180,6 +206,9 @@ class GatewayStatusReport:
     gateway_id: str
     online: bool
     outbox_depth: int | None
+    input_adjustments: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(entry point, reason) → values the edge dropped or altered since it started (optional
+    ``input_adjustments`` of the status, docs/wire.md)."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -196,7 +225,23 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     depth = body.get("outbox_depth")
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
         raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
-    return GatewayStatusReport(gateway_id, state == "online", depth)
+    adjustments = _adjustments(topic, body.get("input_adjustments", {}))
+    return GatewayStatusReport(gateway_id, state == "online", depth, adjustments)
+
+
+def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
+    problem = "input_adjustments: expected {source: {reason: count}}"
+    if not isinstance(raw, dict):
+        raise PayloadError(topic, problem)
+    counts: dict[tuple[str, str], int] = {}
+    for source, reasons in raw.items():
+        if not isinstance(reasons, dict):
+            raise PayloadError(topic, problem)
+        for reason, count in reasons.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise PayloadError(topic, f"{problem}, got {count!r} for {source}/{reason}")
+            counts[(source, reason)] = count
+    return counts
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:
@@ -215,7 +260,7 @@ pattern write {TOPIC_ROOT}/%u/up/#
 pattern write {TOPIC_ROOT}/%u/status
 pattern read {TOPIC_ROOT}/%u/down/#
 
-user platform
+user {PLATFORM_BROKER_USER}
 topic readwrite tryggheim/#
 topic read $share/+/tryggheim/#
 """

@@ -73,7 +73,11 @@ async def test_readiness_metrics_and_alarm_latency(
         )
         async with MqttSession(mqtt_settings(mosquitto, GATEWAY), "gw-metrics") as mqtt:
             await mqtt.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, [fall]))
-            status = b'{"v": 1, "gateway_id": "gw-test", "state": "online", "outbox_depth": 42}'
+            status = (
+                b'{"v": 1, "gateway_id": "gw-test", "state": "online", "outbox_depth": 42,'
+                b' "input_adjustments": {"ble": {"control_solution": 2},'
+                b' "zigbee2mqtt": {"wrong_type": 3, "unknown_key": 5}}}'
+            )
             await mqtt.publish(status_topic(GATEWAY), status)
 
         async def reported() -> bool:
@@ -88,6 +92,10 @@ async def test_readiness_metrics_and_alarm_latency(
         assert "tryggheim_ingest_observations_new_total 1.0" in text
         assert 'tryggheim_gateways{state="online"} 1.0' in text
         assert "tryggheim_alarm_latency_seconds_count 1.0" in text
+        # what the edge dropped or altered, per entry point and reason (issue 14)
+        adjusted = "tryggheim_edge_input_values_adjusted_total"
+        assert f'{adjusted}{{reason="control_solution",source="ble"}} 2.0' in text
+        assert f'{adjusted}{{reason="wrong_type",source="zigbee2mqtt"}} 3.0' in text
 
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")
