@@ -3,9 +3,11 @@
 Signs in to the platform's API as an admin (OAuth2 password flow), registers one patient, home
 gateway and her BLE devices (a blood-pressure cuff; an oximeter in one home) per home through
 the registry API, then runs the homes as ``tryggheim demo`` does (their last day replayed, then
-live; virtual BLE devices, home Mosquitto with Zigbee2MQTT sensors, the home gateway agent) with each gateway's uplink on the given broker under the credentials the
-platform just issued. Re-running is safe: patients are found again by national id, and each
-gateway is deleted and created again, which gives it a fresh broker password.
+live; virtual BLE devices, home Mosquitto with Zigbee2MQTT sensors, the home gateway agent)
+with each gateway's uplink on the given broker under the credentials the platform just issued.
+The scenarios' care plans (a personal limit, a measurement schedule) are the demo's own; here
+the patients keep the defaults. Re-running is safe: patients are found again by national id,
+and each gateway is deleted and created again, which gives it a fresh broker password.
 
 The broker must reload its password file after the gateways are registered (the compose stack's
 broker does so by itself within seconds); until then the agents retry with backoff.
