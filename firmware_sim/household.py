@@ -68,6 +68,15 @@ class Incident(StrEnum):
     DOOR_AT_NIGHT = "door at night"
     """Out of bed at night and out through the front door for a few minutes."""
 
+    @property
+    def starts(self) -> time:
+        """When it begins (local time; the plan adds up to 20 minutes, and it is over within
+        the hour)."""
+        return _INCIDENT_START[self]
+
+
+_INCIDENT_START = {Incident.FALL: time(12, 50), Incident.DOOR_AT_NIGHT: time(1, 20)}
+
 
 class Timeline(Protocol):
     """Simulated time a run plays on (e.g. a compressed past that meets the wall clock)."""
@@ -351,7 +360,7 @@ class HouseholdDay:
         """A fall after a morning without movement; the panic button; help arrives."""
         s = self.sensors
         # No movement all morning: nothing from 09:00 until the fall after noon.
-        fall = self._t("12:50", 15 * 60)
+        fall = self._t(Incident.FALL.starts.isoformat("minutes"), 15 * 60)
         self._sequence(
             fall,
             "fall",
@@ -398,7 +407,7 @@ class HouseholdDay:
         open, back to bed."""
         s = self.sensors
         self._sequence(
-            self._t("01:20", 20 * 60),
+            self._t(Incident.DOOR_AT_NIGHT.starts.isoformat("minutes"), 20 * 60),
             "door at night",
             [
                 (0, s.bed, "occupancy", False),

@@ -123,8 +123,6 @@ SCENARIOS = (
 )
 #: The personal systolic limit of the patient whose pressure drifts (the default is 180).
 PERSONAL_SYSTOLIC_LIMIT = Decimal(150)
-#: When, local time, the incidents begin (firmware_sim.household plans them).
-_INCIDENT_START = {Incident.FALL: time(12, 50), Incident.DOOR_AT_NIGHT: time(1, 20)}
 
 # Fictitious patients (names with Norwegian letters on purpose; national ids are synthetic).
 _PEOPLE = [
@@ -195,7 +193,7 @@ def _incident_days(scenario: Scenario, replay_end: datetime) -> dict[date, set[I
     end = replay_end.astimezone(TIMEZONE)
     for incident in incidents:
         day = end.date()
-        if datetime.combine(day, _INCIDENT_START[incident], TIMEZONE) + INCIDENT_LENGTH > end:
+        if datetime.combine(day, incident.starts, TIMEZONE) + INCIDENT_LENGTH > end:
             day -= timedelta(days=1)
         days.setdefault(day, set()).add(incident)
     return days
@@ -439,9 +437,7 @@ def replay_seconds(speed: float, duration_s: float | None) -> float:
     return replay_s if duration_s is None else min(replay_s, duration_s)
 
 
-def live(
-    tasks: asyncio.TaskGroup, homes: list[Home], replay_s: float
-) -> tuple[ReplayClock, list[asyncio.Task[None]]]:
+def live(tasks: asyncio.TaskGroup, homes: list[Home], replay_s: float) -> list[asyncio.Task[None]]:
     """Start the homes' life: :data:`REPLAYED` in ``replay_s`` seconds, then in real time;
     the devices' measurements and the home sensors. Cancel the returned tasks to end it."""
     clock = ReplayClock(REPLAYED, replay_s)
@@ -462,7 +458,7 @@ def live(
             )
             started.append(tasks.create_task(spot_checks, name=f"oximeter-{h.gateway_id}"))
         started.append(tasks.create_task(_sensors(h, clock), name=f"sensors-{h.gateway_id}"))
-    return clock, started
+    return started
 
 
 @asynccontextmanager
@@ -609,7 +605,7 @@ async def run_demo(options: DemoOptions) -> int:
             url = f"http://127.0.0.1:{options.http_port}/"
             print(banner(url, passwords, log_path, replay_s), flush=True)
 
-            _, days = live(tasks, homes, replay_s)
+            days = live(tasks, homes, replay_s)
             await wait_event(asyncio.Event(), options.duration_s)
             for day in days:
                 day.cancel()

@@ -239,7 +239,7 @@ async def run_simulation(options: SimulateOptions) -> int:
             assert home.agent is not None
             agents.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
         status = tasks.create_task(_report_status(homes, workdir / STATUS_FILE), name="status")
-        _, days = live(tasks, homes, replay_seconds(options.speed, options.duration_s))
+        days = live(tasks, homes, replay_seconds(options.speed, options.duration_s))
         try:
             await wait_event(asyncio.Event(), options.duration_s)
         except asyncio.CancelledError:
