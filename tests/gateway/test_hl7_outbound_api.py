@@ -296,7 +296,8 @@ async def test_an_inbound_message_kept_with_an_altered_value_says_so(world: Worl
     ).encode()
     async with receiver.running():
         assert await receive(receiver, adt) == "AA"
-    (row,) = (await client.get("/api/v1/hl7/inbound", headers=bearer(Role.ADMIN))).json()
+    admin = await signed_in(store, Role.ADMIN)
+    (row,) = (await client.get("/api/v1/hl7/inbound", headers=admin)).json()
     assert (row["control_id"], row["state"]) == ("SEX-1", "accepted")
     assert "PID^1^8: sex 'FEMALE' read as F" in row["detail"]
     (warning,) = parse_ack(row["application_ack"].encode()).errors
