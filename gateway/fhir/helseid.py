@@ -188,7 +188,8 @@ class HelseIdClient:
         self._clock = clock
         self._client_key = load_private_key(settings.client_key_file)
         self._client_kid = jwk_thumbprint(public_jwk(self._client_key))
-        self.dpop = DpopKey.from_file(settings.dpop_key_file, clock=clock)
+        # Proofs and assertions carry the real time; ``clock`` only ages the cached token.
+        self.dpop = DpopKey.from_file(settings.dpop_key_file)
         self._token_endpoint = str(settings.token_endpoint)
         self._token: AccessToken | None = None
         self._token_lock = asyncio.Lock()
@@ -213,7 +214,7 @@ class HelseIdClient:
             self._token = None
 
     def _client_assertion(self) -> str:
-        now = int(self._clock())
+        now = int(time.time())
         claims = {
             "iss": self._settings.client_id,
             "sub": self._settings.client_id,
