@@ -44,6 +44,7 @@ from gateway.deps import (
     patient_for,
 )
 from gateway.events import EventBus
+from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.models import ObservationRow
 from gateway.observability import Probes, database_reachable
 from gateway.registry import Registry, RegistryError
@@ -165,6 +166,7 @@ def create_app(
     app.include_router(nurse_router())
     app.include_router(registry_router())
     app.include_router(hl7_router())
+    app.include_router(fhir_outbound_router())
     _care_routes(app)
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,17 +22,22 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from access import auth_settings, bearer, platform_settings
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import FastAPI
 from fhir_documents import closed_alarm_document, invalid_document
 from helseid_provider import HelseIdProvider, helseid_provider, write_key
 from jft_peer import Failure, JftPeer, jft_peer
 from sqlalchemy import select
 
+from gateway.auth import BearerVerifier, Role
+from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
 from gateway.fhir.transport_settings import FhirDestinationSettings, FhirOutboundSettings
-from gateway.models import AlarmRow, FhirMessage, FhirMessageState, Patient
+from gateway.models import AlarmRow, AuditEntry, FhirMessage, FhirMessageState, Patient
 from gateway.store import RecordStore
+from tryggheim.errors import TryggheimError
 
 TENANT = "default"
 DESTINATION = f"jft:{TENANT}"
@@ -381,3 +387,68 @@ async def test_a_stop_mid_send_loses_nothing_and_journals_once(
 
 async def _truthy(value: bool) -> bool:
     return value
+
+
+# --- the admin API -----------------------------------------------------------------------------
+
+
+def admin_api(store: RecordStore) -> httpx.AsyncClient:
+    app = FastAPI()
+    app.state.store = store
+    app.state.settings = platform_settings()
+    app.state.verifier = BearerVerifier.from_settings(auth_settings())
+    app.state.counters = Counter[str]()
+    app.include_router(fhir_outbound_router())
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_parked_documents_are_shown_with_their_outcome_and_requeued(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    ids = await close_alarms(store, 3)
+    refused, unbuildable = ids[0], ids[1]
+    broken = [True]
+
+    async def builder(alarm_id: int) -> dict[str, Any]:
+        if alarm_id == unbuildable and broken[0]:
+            raise TryggheimError("the patient has no national id", hint="register one")
+        return (
+            invalid_document(alarm_id) if alarm_id == refused else closed_alarm_document(alarm_id)
+        )
+
+    settled = (FhirMessageState.JOURNALED, FhirMessageState.PARKED)
+    outbound = make_outbound(queue_settings(peer, provider), store, http, builder)
+    async with running(outbound):
+        await until(lambda: all_in(store, *settled), what="settled")
+    admin = bearer(Role.ADMIN)
+    async with admin_api(store) as api:
+        [status] = (await api.get("/api/v1/fhir/destinations", headers=admin)).json()
+        assert (status["destination"], status["journaled"], status["parked"]) == (DESTINATION, 1, 2)
+        assert status["last_error"] and status["last_success_at"]
+        parked = (await api.get("/api/v1/fhir/messages?state=parked", headers=admin)).json()
+        by_alarm = {m["alarm_id"]: m for m in parked}
+        assert set(by_alarm) == {refused, unbuildable}
+        assert by_alarm[refused]["http_status"] == 400
+        assert by_alarm[refused]["outcome"]["resourceType"] == "OperationOutcome"
+        assert "no national id" in by_alarm[unbuildable]["last_error"]
+        assert (
+            await api.get("/api/v1/fhir/destinations", headers=bearer(Role.NURSE))
+        ).status_code == 403
+        assert (await api.get("/api/v1/fhir/destinations")).status_code == 401
+        other = await api.get("/api/v1/fhir/messages", headers=bearer(Role.ADMIN, tenant="other"))
+        assert other.json() == []
+        broken[0] = False  # someone registered the national id
+        url = f"/api/v1/fhir/messages/{by_alarm[unbuildable]['id']}/requeue"
+        requeued = await api.post(url, headers=admin)
+        assert requeued.status_code == 200 and requeued.json()["state"] == "pending"
+        assert (await api.post(url, headers=admin)).status_code == 409
+        assert (
+            await api.post("/api/v1/fhir/messages/999999/requeue", headers=admin)
+        ).status_code == 404
+    async with running(outbound):
+        await until(lambda: all_in(store, *settled), what="settled again")
+    rows = {r.alarm_id: r.state for r in await queued(store)}
+    assert rows == {refused: "parked", unbuildable: "journaled", ids[2]: "journaled"}
+    async with store.session() as s:
+        actions = list(await s.scalars(select(AuditEntry.action)))
+    assert "read_fhir_messages" in actions and "requeue_fhir_message" in actions
