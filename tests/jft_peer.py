@@ -287,8 +287,8 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
-    assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    assert isinstance(server, asyncio.Server)
+    port = server.sockets[0].getsockname()[1]
     peer.url = f"http://127.0.0.1:{port}"
     try:
         yield peer

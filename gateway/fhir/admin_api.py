@@ -98,7 +98,9 @@ def fhir_outbound_router() -> APIRouter:
     ) -> list[FhirMessageOut]:
         """The tenant's outbound documents, newest first. Each patient shown is audited."""
         rows = await list_messages(store, principal.tenant_id, state=state, limit=limit)
-        shown = sorted({row.patient_id for row in rows if row.patient_id is not None})
+        shown: list[int | None] = [
+            *sorted({row.patient_id for row in rows if row.patient_id is not None})
+        ]
         for patient_id in shown or [None]:
             await audit("read_fhir_messages", patient_id, purpose=PURPOSE)
         return [FhirMessageOut.of(row) for row in rows]

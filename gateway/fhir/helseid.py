@@ -116,8 +116,10 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateK
 
 def public_jwk(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> dict[str, str]:
     """The public half as a JWK with only its key members (no ``d``, no key_ops)."""
-    algorithm = jwt.algorithms.RSAAlgorithm if isinstance(key, rsa.RSAPrivateKey) else None
-    text = (algorithm or jwt.algorithms.ECAlgorithm).to_jwk(key.public_key())
+    if isinstance(key, rsa.RSAPrivateKey):
+        text = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())
+    else:
+        text = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())
     full: dict[str, str] = json.loads(text)
     members = ("kty", "crv", "x", "y") if full["kty"] == "EC" else ("kty", "n", "e")
     return {m: full[m] for m in members}

@@ -56,8 +56,11 @@ log = logging.getLogger(__name__)
 #: The document of a closed alarm, by its id (a FHIR ``document`` Bundle as JSON-ready dict,
 #: with ``identifier``). Raises :class:`TryggheimError` when there is none to send.
 DocumentBuilder = Callable[[int], Awaitable[dict[str, Any]]]
-#: Rows a lane reads from its destination in one query.
+#: Rows a lane reads from its destination in one query, and answers it records in one.
 WINDOW = 100
+#: Answers are recorded at least this often, so a crash makes a lane send again at most what
+#: it sent in this time (the receiver journals a resend once).
+SETTLE_EVERY_S = 0.1
 
 
 class LeaseLost(TryggheimError):
@@ -79,6 +82,24 @@ class _Queued:
     attempts: int
     polls: int
     next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    text: str
+    identifier: str
+    """``system|value`` of Bundle.identifier."""
+
+    def values(self) -> dict[str, Any]:
+        return {"bundle": self.text, "bundle_identifier": self.identifier}
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    message: _Queued
+    values: dict[str, Any]
+    error: str | None
+    success: bool
 
 
 @dataclass
@@ -116,6 +137,9 @@ class FhirOutbound:
         self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = timedelta(seconds=2 * settings.request_timeout_s + 30)
         self._wakeup = asyncio.Event()
+        self._changes: dict[str, list[_Change]] = {}
+        """Per destination: answers had, not recorded yet."""
+        self._changes_since: dict[str, float] = {}
         self.stats = FhirStats()
 
     def notify(self) -> None:
@@ -153,6 +177,9 @@ class FhirOutbound:
             log.warning("%s", exc)
             return self._settings.idle_s
         finally:
+            # Stopping (or failing): record the answers in hand, or a restart sends them again.
+            with contextlib.suppress(SQLAlchemyError, LeaseLost):
+                await self._flush(destination)
             with contextlib.suppress(SQLAlchemyError):
                 await self._release(destination)
 
@@ -190,6 +217,7 @@ class FhirOutbound:
             self.stats.polls += 1
             answer = await client.poll(message.location)
             await self._record_poll(destination, message, answer)
+        await self._flush(destination)
         return bool(due)
 
     async def _next_poll_in(self, destination: str) -> float:
@@ -210,30 +238,39 @@ class FhirOutbound:
         """Send the destination's pending documents in order until one must wait; whether any
         was sent, and the seconds until the head may go."""
         sent = False
-        while window := await self._window(destination, FhirMessageState.PENDING):
+        while True:
+            await self._flush(destination)  # what the last window did, before reading on
+            window = await self._window(destination, FhirMessageState.PENDING)
+            if not window:
+                return sent, float("inf")
             for message in window:
                 now = self._clock()
                 if message.next_attempt_at is not None and message.next_attempt_at > now:
                     return sent, (message.next_attempt_at - now).total_seconds()
-                body = message.bundle or await self._compose(destination, message)
-                if body is None:
-                    sent = True
-                    continue  # parked: the next one follows
+                made = None
+                if message.bundle is None:
+                    made = await self._compose(destination, message)
+                    if made is None:
+                        sent = True
+                        continue  # parked: the next one follows
+                body = made.text if made is not None else message.bundle
+                assert body is not None
                 self.stats.sent += 1
                 answer = await client.post_bundle(body.encode("utf-8"))
-                await self._record_send(destination, message, answer)
+                await self._record_send(destination, message, answer, made)
                 sent = True
                 if answer.verdict is Verdict.TRANSIENT:
+                    await self._flush(destination)
                     wait = backoff(
                         message.attempts + 1,
                         self._settings.retry_after_s,
                         self._settings.retry_max_s,
                     )
                     return sent, wait.total_seconds()
-        return sent, float("inf")
 
-    async def _compose(self, destination: str, message: _Queued) -> str | None:
-        """Make and keep the document; ``None`` (and the row parked) when there is none."""
+    async def _compose(self, destination: str, message: _Queued) -> _Document | None:
+        """Make the document (kept with its first recorded answer); ``None`` (and the row
+        parked) when there is none."""
         try:
             bundle = await self._build(message.alarm_id)
             identifier = bundle["identifier"]
@@ -250,15 +287,7 @@ class FhirOutbound:
             limit = self._settings.max_bundle_bytes
             await self._park(destination, message, f"document of {size} bytes, over {limit}")
             return None
-        async with self._store.session() as s:
-            await s.execute(
-                update(FhirMessage)
-                .where(FhirMessage.id == message.id, FhirMessage.bundle.is_(None))
-                .values(bundle=text, bundle_identifier=key)
-            )
-            # Another process may have made it first (after a lease expired): send that one.
-            stored = await s.scalar(select(FhirMessage.bundle).where(FhirMessage.id == message.id))
-        return stored
+        return _Document(text, key)
 
     # --- recording ---
 
@@ -273,9 +302,12 @@ class FhirOutbound:
             error=error,
         )
 
-    async def _record_send(self, destination: str, message: _Queued, answer: Answer) -> None:
+    async def _record_send(
+        self, destination: str, message: _Queued, answer: Answer, made: _Document | None
+    ) -> None:
         now = self._clock()
-        values: dict[str, Any] = {
+        values: dict[str, Any] = {} if made is None else made.values()
+        values |= {
             "attempts": message.attempts + 1,
             "sent_at": now,
             "http_status": answer.status,
@@ -349,22 +381,43 @@ class FhirOutbound:
         error: str | None,
         success: bool = False,
     ) -> None:
-        """The message's new values (only if it is still as read) and the destination's status
-        and lease, in one transaction. Raises :class:`LeaseLost` when another process has it."""
+        """Keep the message's new values for the next :meth:`_flush`, which is now when the
+        answers kept are many or old enough."""
+        changes = self._changes.setdefault(destination, [])
+        changes.append(_Change(message, values, error, success))
+        loop = asyncio.get_running_loop()
+        started = self._changes_since.setdefault(destination, loop.time())
+        if len(changes) >= WINDOW or loop.time() - started >= SETTLE_EVERY_S:
+            await self._flush(destination)
+
+    async def _flush(self, destination: str) -> None:
+        """The kept changes (each only if its row is still as read) and the destination's
+        status and lease, in one transaction. Raises :class:`LeaseLost` when another process
+        has it."""
+        changes = self._changes.pop(destination, [])
+        self._changes_since.pop(destination, None)
+        if not changes:
+            return
         now = self._clock()
         status: dict[str, Any] = {"last_attempt_at": now, "lease_until": now + self._lease}
-        if success:
+        if any(c.success for c in changes):
             status["last_success_at"] = now
-        if error is not None:
-            status |= {"last_error": f"alarm {message.alarm_id}: {error}", "last_error_at": now}
+        if failed := [c for c in changes if c.error is not None]:
+            last = failed[-1]
+            status |= {
+                "last_error": f"alarm {last.message.alarm_id}: {last.error}",
+                "last_error_at": now,
+            }
         async with self._store.session() as s:
-            await s.execute(
-                update(FhirMessage)
-                .where(FhirMessage.id == message.id, FhirMessage.state == message.state)
-                .where(FhirMessage.attempts == message.attempts)
-                .where(FhirMessage.polls == message.polls)
-                .values(values)
-            )
+            for change in changes:
+                message = change.message
+                await s.execute(
+                    update(FhirMessage)
+                    .where(FhirMessage.id == message.id, FhirMessage.state == message.state)
+                    .where(FhirMessage.attempts == message.attempts)
+                    .where(FhirMessage.polls == message.polls)
+                    .values(change.values)
+                )
             renewed = await s.execute(
                 update(FhirDestination)
                 .where(FhirDestination.destination == destination)

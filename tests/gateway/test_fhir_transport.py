@@ -75,7 +75,7 @@ def queue_settings(
 ) -> FhirOutboundSettings:
     values: dict[str, Any] = {
         "helseid": provider.settings(),
-        "destinations": {TENANT: FhirDestinationSettings(base_url=peer.url)},
+        "destinations": {TENANT: FhirDestinationSettings.model_validate({"base_url": peer.url})},
         "request_timeout_s": 1.0,
         "retry_after_s": 0.05,
         "retry_max_s": 0.2,
@@ -259,7 +259,7 @@ async def test_a_token_the_api_refuses_is_replaced_once(
     client = HelseIdClient(provider.settings(), http)
     await client.access_token()
     # A token from another provider (another key): the API refuses it with invalid_token.
-    client._token = type(client._token)(jwt.encode({"x": 1}, "k" * 32), 2e9)  # type: ignore[call-arg,misc]
+    client._token = type(client._token)(jwt.encode({"x": 1}, "k" * 32), 2e9)  # type: ignore[misc]
     response = await client.request("GET", f"{peer.url}/v1/Bundle/nothing/$status", timeout=5)
     assert response.status_code == 404
     assert provider.tokens_issued() == 2
