@@ -51,6 +51,8 @@ class IngestStats:
     observations_duplicate: int = 0
     rejected: int = 0
     store_errors: int = 0
+    observations_lost: int = 0
+    """Acknowledged observations the record store no longer has (restored from a backup)."""
 
 
 def _now() -> datetime:
@@ -141,6 +143,15 @@ class IngestWorker:
         self.stats.batches += len(batches)
         self.stats.observations_new += len(result.inserted)
         self.stats.observations_duplicate += received - len(result.inserted)
+        for gateway, count in result.lost.items():
+            self.stats.observations_lost += count
+            log.warning(
+                "%s: %d observations it was told were committed are not in the record store "
+                "(restored from an older backup?); its watermark moves on to %d",
+                gateway,
+                count,
+                result.committed[gateway],
+            )
         await asyncio.gather(
             *(
                 mqtt.publish(ack_topic(gateway), encode_ack(Ack(gateway, seq)))

@@ -11,6 +11,7 @@ from gateway.alarm_book import history_of
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
+from gateway.observability import PlatformProblem
 from tryggheim import codes
 from tryggheim.wire import GATEWAY_ID_PATTERN
 
@@ -337,6 +338,14 @@ class AuditOut(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     checks: dict[str, bool]
+
+
+class PlatformStatusOut(BaseModel):
+    """Whether the platform itself is degraded, for the coordinators' banner (no patient data)."""
+
+    degraded: bool
+    problems: list[PlatformProblem]
+    """What is wrong, most serious first (docs/runbook.md has what IT does about each)."""
 
 
 # --- the nurse app (gateway/api_nurse.py) -----------------------------------------------------

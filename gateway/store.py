@@ -112,6 +112,9 @@ class CommitResult:
     """Alarms the new observations raised or changed."""
     scopes: Mapping[int, PatientScope] = field(default_factory=dict)
     """Tenant and care team of each patient in ``inserted``, for the live stream."""
+    lost: Mapping[str, int] = field(default_factory=dict)
+    """Observations a gateway had been told were committed that the record store no longer
+    has (it was restored from an older backup), per gateway: see :meth:`RecordStore._catch_up`."""
 
     @property
     def committed_seq(self) -> int:
@@ -286,12 +289,15 @@ class RecordStore:
             s, {g: sorted(by_gateway[g]) for g in gateways}, now
         )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        lost: dict[str, int] = {}
         for report in statuses:
+            if caught_up := await self._catch_up(s, report):
+                committed[report.gateway_id], lost[report.gateway_id] = caught_up
             changed, patient = await self._record_status(s, report, now)
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
-        return CommitResult(committed, tuple(inserted), tuple(alarms), scopes)
+        return CommitResult(committed, tuple(inserted), tuple(alarms), scopes, lost)
 
     async def _owners(
         self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
@@ -383,6 +389,40 @@ class RecordStore:
             [{"gateway": g, "mark": marks[g], "now": now} for g in gateways],
         )
         return {g: marks[g] for g in gateways}
+
+    async def _catch_up(
+        self, s: AsyncSession, report: GatewayStatusReport
+    ) -> tuple[int, int] | None:
+        """A home gateway that was told more is committed than the record store now holds: the
+        store was restored from a backup older than the gateway's last ack. The gateway deleted
+        those rows, so they will never come again, and a watermark waiting for them would stall
+        for ever and the gateway's outbox with it. The watermark moves to what the gateway says
+        (and on over what it has resent since); returns (new watermark, observations lost)."""
+        claimed = report.committed_seq
+        progress = cast(Table, GatewayProgress.__table__)
+        mark_of = select(progress.c.committed_seq).where(progress.c.gateway_id == report.gateway_id)
+        if claimed is None:
+            return None
+        # The common case (the gateway is not ahead) takes no lock.
+        mark = await s.scalar(mark_of)
+        if mark is None or claimed <= mark:
+            return None
+        mark = await s.scalar(mark_of.with_for_update())
+        if mark is None or claimed <= mark:
+            return None
+        observations = ObservationRow.__table__
+        kept = await s.scalar(
+            select(func.count())
+            .where(observations.c.gateway_id == report.gateway_id)
+            .where(observations.c.seq > mark, observations.c.seq <= claimed)
+        )
+        new_mark = await self._scan_watermark(s, report.gateway_id, claimed)
+        await s.execute(
+            update(progress)
+            .where(progress.c.gateway_id == report.gateway_id)
+            .values(committed_seq=new_mark)
+        )
+        return new_mark, claimed - mark - int(kept or 0)
 
     async def _scan_watermark(self, s: AsyncSession, gateway_id: str, mark: int) -> int:
         seqs = await s.scalars(

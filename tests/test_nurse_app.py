@@ -30,7 +30,16 @@ import pytest_asyncio
 import uvicorn
 from axe_core import install, report, violations
 from chain import until
-from nurse_world import ADMIN, NURSE, PASSWORD, NurseWorld, gateway_of, now_here, running_world
+from nurse_world import (
+    ADMIN,
+    COORDINATOR,
+    NURSE,
+    PASSWORD,
+    NurseWorld,
+    gateway_of,
+    now_here,
+    running_world,
+)
 from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
 
@@ -94,9 +103,9 @@ async def screenshot(page: Page, name: str, **options: Any) -> None:
     await page.screenshot(path=str(directory / name), **options)
 
 
-async def sign_in(page: Page, url: str, hash_: str = "") -> None:
+async def sign_in(page: Page, url: str, hash_: str = "", username: str = NURSE) -> None:
     await page.goto(f"{url}/{hash_}")
-    await page.get_by_label("Brukernavn").fill(NURSE)
+    await page.get_by_label("Brukernavn").fill(username)
     await page.get_by_label("Passord").fill(PASSWORD)
     await page.get_by_role("button", name="Logg inn").click()
     await expect(page.locator("#connection")).to_contain_text("Direkte")
@@ -528,3 +537,38 @@ async def test_a_device_checking_itself_is_shown_on_the_device(
     await expect(smoke.locator("th")).to_contain_text("Røykvarsler")
     await expect(smoke.locator("th .device-check")).to_contain_text("Alarmtest")
     await expect(smoke.locator("td").nth(0)).to_have_text("▼ lavt")
+
+
+# --- the platform's own health -------------------------------------------------------------------
+
+
+async def test_a_coordinator_is_told_when_the_platform_itself_is_degraded(
+    world: NurseWorld, browser: Browser, axe_script: str
+) -> None:
+    """A coordinator sees a banner while the platform cannot hear the homes (the readiness
+    check IT's alert TryggheimIngestDisconnected watches too); a nurse is not asked, and stays
+    signed in."""
+    async with tablet_page(browser) as coordinator, tablet_page(browser) as nurse:
+        await sign_in(coordinator, world.url, username=COORDINATOR)
+        banner = coordinator.locator("#platform-banner")
+        await expect(coordinator.locator("#platform-alert")).to_have_count(1)
+        await expect(banner).to_be_hidden()
+        world.platform_checks["ingest"] = False
+        try:
+            await coordinator.reload()  # the app asks at once on start, then every 30 s
+            await expect(banner).to_be_visible()
+            await expect(banner).to_contain_text("ingen forbindelse til hjemmene")
+            await expect(coordinator.locator("#platform-alert")).to_have_attribute("role", "status")
+            await accessible(coordinator, axe_script, "coordinator, platform degraded")
+            await coordinator.get_by_role("button", name="English").click()
+            await expect(banner).to_contain_text("no connection to the homes")
+            await coordinator.get_by_role("button", name="Norsk (bokmål)").click()
+
+            await sign_in(nurse, world.url)
+            await expect(nurse.locator(".patient-list")).to_be_visible()
+            await expect(nurse.locator("#platform-banner")).to_be_hidden()
+            await expect(nurse.locator("#connection")).to_contain_text("Direkte")
+        finally:
+            world.platform_checks["ingest"] = True
+        await coordinator.reload()
+        await expect(banner).to_be_hidden()

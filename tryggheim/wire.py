@@ -209,6 +209,8 @@ class GatewayStatusReport:
     input_adjustments: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """(entry point, reason) → values the edge dropped or altered since it started (optional
     ``input_adjustments`` of the status, docs/wire.md)."""
+    committed_seq: int | None = None
+    """The highest seq the gateway was told is committed (and has deleted up to)."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -226,7 +228,12 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
         raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
     adjustments = _adjustments(topic, body.get("input_adjustments", {}))
-    return GatewayStatusReport(gateway_id, state == "online", depth, adjustments)
+    committed = body.get("committed_seq")
+    if committed is not None and not (
+        isinstance(committed, int) and not isinstance(committed, bool) and 0 <= committed < 2**63
+    ):
+        raise PayloadError(topic, f"committed_seq: expected a seq, got {committed!r}")
+    return GatewayStatusReport(gateway_id, state == "online", depth, adjustments, committed)
 
 
 def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
