@@ -26,16 +26,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from fhir_documents import closed_alarm_document  # noqa: E402
-from helseid_provider import helseid_provider  # noqa: E402
-from jft_peer import jft_peer  # noqa: E402
-from sqlalchemy import func, select  # noqa: E402
+from fhir_documents import closed_alarm_document
+from helseid_provider import helseid_provider
+from jft_peer import jft_peer
+from sqlalchemy import func, select
 
-from gateway.fhir.helseid import HelseIdClient  # noqa: E402
-from gateway.fhir.outbound import FhirOutbound  # noqa: E402
-from gateway.fhir.transport_settings import FhirOutboundSettings  # noqa: E402
-from gateway.models import FhirMessage, FhirMessageState  # noqa: E402
-from gateway.store import RecordStore  # noqa: E402
+from gateway.fhir.helseid import HelseIdClient
+from gateway.fhir.outbound import FhirOutbound
+from gateway.fhir.transport_settings import FhirOutboundSettings
+from gateway.models import FhirMessage, FhirMessageState
+from gateway.store import RecordStore
 
 TENANT = "default"
 
