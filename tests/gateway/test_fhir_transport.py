@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,17 +31,25 @@ from fastapi import FastAPI
 from fhir_documents import closed_alarm_document, invalid_document
 from helseid_provider import HelseIdProvider, helseid_provider, write_key
 from jft_peer import Failure, JftPeer, jft_peer
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.auth import BearerVerifier, Role
 from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
 from gateway.fhir.transport_settings import FhirDestinationSettings, FhirOutboundSettings
-from gateway.models import AlarmRow, AuditEntry, FhirMessage, FhirMessageState, Patient
+from gateway.models import (
+    AlarmRow,
+    AuditEntry,
+    FhirDestination,
+    FhirMessage,
+    FhirMessageState,
+    Patient,
+)
 from gateway.store import RecordStore
 from tryggheim.errors import TryggheimError
 
+REPO = Path(__file__).resolve().parents[2]
 TENANT = "default"
 DESTINATION = f"jft:{TENANT}"
 
@@ -452,3 +463,39 @@ async def test_parked_documents_are_shown_with_their_outcome_and_requeued(
     async with store.session() as s:
         actions = list(await s.scalars(select(AuditEntry.action)))
     assert "read_fhir_messages" in actions and "requeue_fhir_message" in actions
+
+
+async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
+    provider: HelseIdProvider,
+    peer: JftPeer,
+    store: RecordStore,
+    http: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL of the sender's process while JFT has the first document and its answer is on
+    the way: the row is still pending, another process (once the dead one's lease has expired)
+    sends it again, and it is journaled once."""
+    await close_alarms(store, 3)
+    peer.fail_next(Failure.ACCEPT_THEN_HANG)
+    settings = queue_settings(peer, provider, request_timeout_s=10.0)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(REPO / "tests" / "fhir_sender_process.py"),
+        settings.model_dump_json(),
+        f"sqlite+aiosqlite:///{tmp_path / 'records.db'}",
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        await until(lambda: _truthy(len(peer.journaled) == 1), what="the first POST")
+    finally:
+        process.kill()
+        await process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert [r.state for r in await queued(store)] == ["pending"] * 3
+    async with store.session() as s:  # the dead process's lease runs out
+        await s.execute(update(FhirDestination).values(lease_until=datetime.now(UTC)))
+    survivor = make_outbound(queue_settings(peer, provider), store, http)
+    async with running(survivor):
+        await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
+    assert len(peer.journaled) == 3 and sorted(peer.received.values()) == [1, 1, 2]
