@@ -46,6 +46,7 @@ from gateway.deps import (
 )
 from gateway.events import EventBus
 from gateway.fhir.admin_api import fhir_outbound_router
+from gateway.fhir.api import FhirRequestError, fhir_router, operation_outcome
 from gateway.models import ObservationRow
 from gateway.observability import Probes, database_reachable, platform_problems
 from gateway.registry import Registry, RegistryError
@@ -160,10 +161,21 @@ def create_app(
     async def note_required(request: Request, exc: ResolutionNoteRequired) -> JSONResponse:
         return _problem(422, str(exc.args[0]), exc.hint)
 
+    @app.exception_handler(FhirRequestError)
+    async def fhir_request_error(request: Request, exc: FhirRequestError) -> Response:
+        app.state.counters["bad_requests"] += 1
+        log.info("FHIR request refused %s: %s", request.url.path, exc.detail)
+        return operation_outcome(exc.status_code, exc.code, str(exc.detail))
+
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         app.state.counters["bad_requests"] += 1
         log.info("bad request %s %s: %s", request.method, request.url.path, exc.errors()[:3])
+        if request.url.path.startswith("/fhir/"):
+            where = "; ".join(
+                f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()
+            )
+            return operation_outcome(400, "value", where)
         return JSONResponse({"detail": _jsonable(exc.errors())}, status_code=422)
 
     if settings.auth.password_flow_enabled:
@@ -175,6 +187,7 @@ def create_app(
     app.include_router(registry_router())
     app.include_router(hl7_router())
     app.include_router(fhir_outbound_router())
+    app.include_router(fhir_router())
     _care_routes(app)
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -457,3 +458,14 @@ class FhirOutbound:
                 .where(FhirDestination.lease_owner == self._owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+
+async def serve_fhir_outbound(
+    settings: FhirOutboundSettings, store: RecordStore, build_document: DocumentBuilder
+) -> None:
+    """The queue for a platform process, until cancelled. The key files are read first: a
+    missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
+    naming it."""
+    async with httpx.AsyncClient() as http:
+        helseid = HelseIdClient(settings.helseid, http)
+        await FhirOutbound(settings, store, helseid, build_document).run()

@@ -37,6 +37,8 @@ from gateway.auth import BearerVerifier, Role
 from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
+from gateway.fhir.records import document_for_alarm
+from gateway.fhir.settings import FhirSettings
 from gateway.fhir.transport_settings import FhirDestinationSettings, FhirOutboundSettings
 from gateway.models import (
     AlarmRow,
@@ -100,14 +102,14 @@ async def build(alarm_id: int) -> dict[str, Any]:
 
 
 async def close_alarms(
-    store: RecordStore, count: int, *, note: str = "Sjekket, alt vel."
+    store: RecordStore, count: int, *, note: str = "Sjekket, alt vel.", national_id: str = ""
 ) -> list[int]:
     """Raise ``count`` alarms for one patient and take each through to closed, as a nurse
     does (acknowledge, start, resolve with a note, close)."""
     now = datetime.now(UTC)
     async with store.session() as s:
         patient = Patient(
-            national_id=f"{uuid.uuid4().int % 10**11:011d}",
+            national_id=national_id or f"{uuid.uuid4().int % 10**11:011d}",
             family_name="Ødegård",
             given_name="Kari",
             tenant_id=TENANT,
@@ -120,7 +122,7 @@ async def close_alarms(
                 patient_id=patient.id,
                 key=f"fall-{uuid.uuid4().hex}",
                 rule_id="fall",
-                code="TRY_ALARM_FALL",
+                code="TRY_ALM_FALL",
                 severity="critical",
                 state="raised",
                 raised_at=now - timedelta(minutes=10),
@@ -297,6 +299,33 @@ async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
         closed_alarm_document(i)["identifier"] for i in ids
     ]
     assert provider.tokens_issued() == 1
+
+
+async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """The document builder of gateway/fhir (VKP 0.9.0 document) through the queue: JFT's
+    stand-in validates it against the official schema and fhir.resources, and journals it."""
+    [alarm_id] = await close_alarms(
+        store, 1, note="Lå på badegulvet; hjulpet opp, ingen skade.", national_id="15076500565"
+    )
+
+    async def build_real(alarm_id: int) -> dict[str, Any]:
+        return await document_for_alarm(store, alarm_id, FhirSettings(), datetime.now(UTC))
+
+    outbound = make_outbound(queue_settings(peer, provider), store, http, build_real)
+    async with running(outbound):
+        await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
+    [row] = await queued(store)
+    document = json.loads(row.bundle or "")
+    assert document["type"] == "document"
+    assert document["entry"][0]["resource"]["resourceType"] == "Composition"
+    assert "badegulvet" in json.dumps(document, ensure_ascii=False)
+    assert (
+        row.bundle_identifier
+        == f"{document['identifier'].get('system', '')}|{document['identifier']['value']}"
+    )
+    assert list(peer.journaled) == [row.bundle_identifier]
 
 
 async def test_an_alarm_closed_without_journaling_or_twice_is_queued_once(
