@@ -306,9 +306,8 @@ async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
 ) -> None:
     """The document builder of gateway/fhir (VKP 0.9.0 document) through the queue: JFT's
     stand-in validates it against the official schema and fhir.resources, and journals it."""
-    [alarm_id] = await close_alarms(
-        store, 1, note="Lå på badegulvet; hjulpet opp, ingen skade.", national_id="15076500565"
-    )
+    note = "Lå på badegulvet; hjulpet opp, ingen skade."
+    [closed] = await close_alarms(store, 1, note=note, national_id="15076500565")
 
     async def build_real(alarm_id: int) -> dict[str, Any]:
         return await document_for_alarm(store, alarm_id, FhirSettings(), datetime.now(UTC))
@@ -321,10 +320,9 @@ async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
     assert document["type"] == "document"
     assert document["entry"][0]["resource"]["resourceType"] == "Composition"
     assert "badegulvet" in json.dumps(document, ensure_ascii=False)
-    assert (
-        row.bundle_identifier
-        == f"{document['identifier'].get('system', '')}|{document['identifier']['value']}"
-    )
+    identifier = document["identifier"]
+    assert row.alarm_id == closed
+    assert row.bundle_identifier == f"{identifier.get('system', '')}|{identifier['value']}"
     assert list(peer.journaled) == [row.bundle_identifier]
 
 
