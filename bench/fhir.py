@@ -49,7 +49,7 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def main(backlog: int) -> dict[str, object]:
+async def main(backlog: int, in_flight: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as work:
         directory = Path(work)
         store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
@@ -78,6 +78,7 @@ async def main(backlog: int) -> dict[str, object]:
                     "helseid": provider.settings(),
                     "destinations": {TENANT: {"base_url": peer.url}},
                     "poll_after_s": 0.001,
+                    "in_flight": in_flight,
                 }
             )
             outbound = FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), build)
@@ -97,6 +98,7 @@ async def main(backlog: int) -> dict[str, object]:
     return {
         "bench": "fhir",
         "backlog": backlog,
+        "in_flight": in_flight,
         "drain_s": round(drain_s, 2),
         "documents_per_s": round(backlog / drain_s, 1),
         "cpu_s": round(cpu, 2),
@@ -111,6 +113,8 @@ async def main(backlog: int) -> dict[str, object]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=10_000)
-    result = asyncio.run(main(parser.parse_args().backlog))
+    parser.add_argument("--in-flight", type=int, default=8, help="FhirOutboundSettings.in_flight")
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments.backlog, arguments.in_flight))
     print(json.dumps(result))
     sys.exit(0 if result["ok"] else 1)

@@ -185,7 +185,8 @@ class JftPeer:
             self.refused.append(str(exc))
             headers = {"WWW-Authenticate": f'DPoP error="{exc.error}"'}
             if exc.error == "use_dpop_nonce":
-                self.rotate_nonce()
+                # The current nonce (it changes only by rotate_nonce): clients sending side by
+                # side all get the same one, as from a server that keeps a nonce a while.
                 headers["DPoP-Nonce"] = self.nonce
             return web.json_response(
                 {"error": exc.error, "error_description": exc.description},

@@ -213,11 +213,13 @@ class FhirOutbound:
             for m in await self._window(destination, FhirMessageState.ACCEPTED)
             if m.next_attempt_at is None or m.next_attempt_at <= now
         ]
-        for message in due:
-            assert message.location is not None
-            self.stats.polls += 1
-            answer = await client.poll(message.location)
-            await self._record_poll(destination, message, answer)
+        in_flight = self._settings.in_flight
+        for first in range(0, len(due), in_flight):
+            chunk = due[first : first + in_flight]
+            self.stats.polls += len(chunk)
+            answers = await asyncio.gather(*(client.poll(m.location or "") for m in chunk))
+            for message, answer in zip(chunk, answers, strict=True):
+                await self._record_poll(destination, message, answer)
         await self._flush(destination)
         return bool(due)
 
@@ -244,30 +246,44 @@ class FhirOutbound:
             window = await self._window(destination, FhirMessageState.PENDING)
             if not window:
                 return sent, float("inf")
+            ready: list[tuple[_Queued, _Document | None, str]] = []
+            head_waits: float | None = None
             for message in window:
                 now = self._clock()
                 if message.next_attempt_at is not None and message.next_attempt_at > now:
-                    return sent, (message.next_attempt_at - now).total_seconds()
+                    head_waits = (message.next_attempt_at - now).total_seconds()
+                    break
                 made = None
                 if message.bundle is None:
                     made = await self._compose(destination, message)
                     if made is None:
                         sent = True
                         continue  # parked: the next one follows
-                body = made.text if made is not None else message.bundle
-                assert body is not None
-                self.stats.sent += 1
-                answer = await client.post_bundle(body.encode("utf-8"))
-                await self._record_send(destination, message, answer, made)
+                ready.append((message, made, made.text if made else message.bundle or ""))
+            in_flight = self._settings.in_flight
+            for first in range(0, len(ready), in_flight):
+                chunk = ready[first : first + in_flight]
+                self.stats.sent += len(chunk)
+                answers = await asyncio.gather(
+                    *(client.post_bundle(body.encode("utf-8")) for _, _, body in chunk)
+                )
+                failed: _Queued | None = None
+                for (message, made, _), answer in zip(chunk, answers, strict=True):
+                    await self._record_send(destination, message, answer, made)
+                    if answer.verdict is Verdict.TRANSIENT and failed is None:
+                        failed = message
                 sent = True
-                if answer.verdict is Verdict.TRANSIENT:
+                if failed is not None:
+                    # Nothing after it goes before it is tried again: the destination waits.
                     await self._flush(destination)
                     wait = backoff(
-                        message.attempts + 1,
+                        failed.attempts + 1,
                         self._settings.retry_after_s,
                         self._settings.retry_max_s,
                     )
                     return sent, wait.total_seconds()
+            if head_waits is not None:
+                return sent, head_waits
 
     async def _compose(self, destination: str, message: _Queued) -> _Document | None:
         """Make the document (kept with its first recorded answer); ``None`` (and the row

@@ -54,6 +54,11 @@ class FhirOutboundSettings(BaseModel):
     """First wait before resending after a 5xx, a timeout or a lost connection; it doubles per
     attempt up to ``retry_max_s``. A destination waits meanwhile (its order is kept)."""
     retry_max_s: float = Field(default=600.0, gt=0)
+    in_flight: int = Field(default=1, ge=1, le=64)
+    """Documents sent to one destination at once. 1: strictly one after another, in order.
+    More: sent in order in groups of this many, answers awaited together; a document of a
+    group that fails is tried again after its backoff at the head of the next group, so it may
+    be journaled after later documents of its group (or alongside those of the next)."""
     poll_after_s: float = Field(default=5.0, gt=0)
     """How long after a 202 (and between polls) ``$status`` is asked."""
     poll_max_s: float = Field(default=300.0, gt=0)

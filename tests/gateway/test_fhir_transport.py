@@ -526,3 +526,28 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
     async with running(survivor):
         await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
     assert len(peer.journaled) == 3 and sorted(peer.received.values()) == [1, 1, 2]
+
+
+async def test_documents_in_flight_side_by_side_are_each_journaled_once(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """``in_flight`` 4: sent in groups of four (answers awaited together, nonce and token
+    shared); one that fails is tried again after its backoff, the rest of its group is
+    journaled meanwhile, and it goes again at the head of the next group (before the third)."""
+    ids = await close_alarms(store, 9)
+    peer.fail_next(Failure.SERVER_ERROR)
+    settings = queue_settings(peer, provider, in_flight=4, retry_after_s=0.3)
+    outbound = make_outbound(settings, store, http)
+    async with running(outbound):
+        await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
+    rows = {r.alarm_id: r for r in await queued(store)}
+    assert sum(r.attempts for r in rows.values()) == 10
+    assert len(peer.journaled) == 9 and set(peer.received.values()) == {1}
+    order = [key.rsplit(":", 1)[1] for key in peer.journaled]
+    failed = next(i for i in ids if rows[i].attempts == 2)
+    # The failed one was journaled after its group's others, and before the next group.
+    position = order.index(
+        json.loads(rows[failed].bundle or "")["identifier"]["value"].rsplit(":", 1)[1]
+    )
+    assert position == 3
+    assert provider.tokens_issued() == 1
