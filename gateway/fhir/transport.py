@@ -58,23 +58,33 @@ def _outcome(response: httpx.Response) -> tuple[dict[str, Any] | None, str | Non
     return None, None
 
 
+def _issues(outcome: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The issues that are objects (a server may send anything in their place)."""
+    issues = outcome.get("issue") if outcome is not None else None
+    return [i for i in issues if isinstance(i, dict)] if isinstance(issues, list) else []
+
+
+def _issue_text(issue: dict[str, Any]) -> str:
+    details = issue.get("details")
+    for text in (
+        issue.get("diagnostics"),
+        details.get("text") if isinstance(details, dict) else None,
+        issue.get("code"),
+    ):
+        if isinstance(text, str) and text:
+            return text
+    return "?"
+
+
 def outcome_summary(outcome: dict[str, Any] | None) -> str:
-    """The issues' diagnostics (or codes), for a log line and ``last_error``."""
+    """The issues' diagnostics (or details, or codes), for a log line and ``last_error``."""
     if outcome is None:
         return "no OperationOutcome"
-    texts = [
-        str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code", "?"))
-        for i in outcome.get("issue", [])
-        if isinstance(i, dict)
-    ]
-    return "; ".join(texts)[:2000] or "empty OperationOutcome"
+    return "; ".join(_issue_text(i) for i in _issues(outcome))[:2000] or "empty OperationOutcome"
 
 
 def _failed(outcome: dict[str, Any] | None) -> bool:
-    return outcome is not None and any(
-        isinstance(i, dict) and i.get("severity") in ("error", "fatal")
-        for i in outcome.get("issue", [])
-    )
+    return any(i.get("severity") in ("error", "fatal") for i in _issues(outcome))
 
 
 class JftClient:

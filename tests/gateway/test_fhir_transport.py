@@ -49,6 +49,7 @@ from gateway.models import (
     Patient,
 )
 from gateway.store import RecordStore
+from tryggheim.broker import find_free_port
 from tryggheim.errors import TryggheimError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -551,3 +552,27 @@ async def test_documents_in_flight_side_by_side_are_each_journaled_once(
     )
     assert position == 3
     assert provider.tokens_issued() == 1
+
+
+async def test_no_token_from_helseid_keeps_the_documents_waiting(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """HelseID unreachable: nothing is parked (the documents are fine), the destination waits
+    and says why; once HelseID answers, they go."""
+    await close_alarms(store, 2)
+    dead = f"http://127.0.0.1:{find_free_port()}/token"
+    settings = queue_settings(peer, provider).model_copy(
+        update={"helseid": provider.settings(token_endpoint=dead)}
+    )
+    outbound = make_outbound(settings, store, http)
+    await outbound.send_due()
+    rows = await queued(store)
+    assert [(r.state, r.attempts) for r in rows] == [("pending", 1), ("pending", 0)]
+    assert "token endpoint unavailable" in (rows[0].last_error or "")
+    assert peer.received == {}
+    async with admin_api(store) as api:
+        [status] = (await api.get("/api/v1/fhir/destinations", headers=bearer(Role.ADMIN))).json()
+    assert "token endpoint unavailable" in status["last_error"] and status["pending"] == 2
+    healthy = make_outbound(queue_settings(peer, provider), store, http)
+    async with running(healthy):
+        await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
