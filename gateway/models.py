@@ -459,9 +459,10 @@ class FhirMessageState(StrEnum):
 
 class FhirMessage(Base):
     """Durable outbound FHIR queue (gateway.fhir.outbound). A closed alarm's row is written in
-    the transaction that closes it; its document is made when it is first sent and kept, so
-    every attempt sends the same bytes (and the same ``Bundle.identifier``, which the receiver
-    deduplicates on). Each destination is served in ``id`` order."""
+    the transaction that closes it; its document is made when it is first sent and kept with
+    the first recorded answer, so every later attempt sends the same bytes (and the same
+    ``Bundle.identifier``, which the receiver deduplicates on). Each destination is served in
+    ``id`` order."""
 
     __tablename__ = "fhir_messages"
     __table_args__ = (

@@ -3,9 +3,10 @@ document to its tenant's Journalføringstjenesten (docs/fhir.md, "Transport").
 
 **Queueing.** :func:`enqueue_closed_alarm` writes the row in the transaction that closes an
 alarm (one with a resolution note), so a close is never without its row. The document is made
-(by the injected :data:`DocumentBuilder`) when the row is first sent, and kept: every attempt
-sends the same bytes, with the same ``Bundle.identifier`` (the builder names it after the
-alarm), so the receiver can recognise a resend and journal it once.
+(by the injected :data:`DocumentBuilder`) when the row is first sent, and kept with its first
+recorded answer: every later attempt sends the same bytes, with the same ``Bundle.identifier``
+(the builder names it after the alarm), so the receiver can recognise a resend and journal it
+once.
 
 **Sending.** Each destination (``jft:<tenant>``) is served in ``id`` order by one lane at a time
 (a lease in ``fhir_destinations``, so several platform processes never interleave it):
@@ -19,9 +20,11 @@ alarm), so the receiver can recognise a resend and journal it once.
   document is tried again after ``retry_after_s``, doubling per attempt up to ``retry_max_s``;
   until then the destination waits (nothing after it is sent).
 
-Each outcome is recorded (with the lease renewed) in one transaction right after the answer. A
-crash between the answer and that commit leaves the row as it was: it is sent (or polled)
-again, and the receiver deduplicates on ``Bundle.identifier``.
+Answers are recorded (with the lease renewed) in one transaction at least every
+:data:`SETTLE_EVERY_S`, after a failure and when a lane stops. A crash before that leaves the
+rows as they were: those documents are sent (or polled) again, and the receiver deduplicates on
+``Bundle.identifier``. With ``in_flight`` > 1 a destination's documents go in groups side by
+side (see :class:`~gateway.fhir.transport_settings.FhirOutboundSettings`).
 """
 
 from __future__ import annotations
