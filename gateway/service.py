@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
 from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
-from gateway.fhir.outbound import serve_fhir_outbound
+from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
 from gateway.fhir.records import document_for_alarm
 from gateway.hl7_inbound import receiver_for, serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
@@ -45,6 +45,7 @@ class Platform:
             TimeSeriesExporter(settings.timeseries, self.store) if settings.timeseries else None
         )
         self.hl7 = Hl7Outbound(settings.hl7, self.store)
+        self.fhir_stats = FhirStats()
         if settings.fhir_outbound is not None:
             # Closes of these tenants' alarms queue their documents (same transaction).
             self.store.alarms.journal_tenants = frozenset(settings.fhir_outbound.destinations)
@@ -58,6 +59,7 @@ class Platform:
                 "timeseries": lambda: [exporter.stats] if exporter else [],
                 "hl7_outbound": lambda: [self.hl7.stats],
                 "hl7_inbound": lambda: [self.hl7_in.stats] if self.hl7_in else [],
+                "fhir_outbound": lambda: [self.fhir_stats] if settings.fhir_outbound else [],
             },
             self.store,
             backlog=exporter.backlog if exporter else None,
@@ -126,7 +128,10 @@ class Platform:
                 if self.settings.fhir_outbound is not None:
                     tasks.create_task(
                         serve_fhir_outbound(
-                            self.settings.fhir_outbound, self.store, self._alarm_document
+                            self.settings.fhir_outbound,
+                            self.store,
+                            self._alarm_document,
+                            self.fhir_stats,
                         ),
                         name="fhir-outbound",
                     )

@@ -126,6 +126,7 @@ class FhirOutbound:
         helseid: HelseIdClient,
         build_document: DocumentBuilder,
         *,
+        stats: FhirStats | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
@@ -144,7 +145,8 @@ class FhirOutbound:
         self._changes: dict[str, list[_Change]] = {}
         """Per destination: answers had, not recorded yet."""
         self._changes_since: dict[str, float] = {}
-        self.stats = FhirStats()
+        self.stats = stats or FhirStats()
+        """Counters for /metrics (``tryggheim_fhir_outbound_*``)."""
 
     def notify(self) -> None:
         self._wakeup.set()
@@ -480,11 +482,14 @@ class FhirOutbound:
 
 
 async def serve_fhir_outbound(
-    settings: FhirOutboundSettings, store: RecordStore, build_document: DocumentBuilder
+    settings: FhirOutboundSettings,
+    store: RecordStore,
+    build_document: DocumentBuilder,
+    stats: FhirStats,
 ) -> None:
     """The queue for a platform process, until cancelled. The key files are read first: a
     missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
     naming it."""
     async with httpx.AsyncClient() as http:
         helseid = HelseIdClient(settings.helseid, http)
-        await FhirOutbound(settings, store, helseid, build_document).run()
+        await FhirOutbound(settings, store, helseid, build_document, stats=stats).run()

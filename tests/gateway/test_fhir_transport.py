@@ -48,6 +48,7 @@ from gateway.models import (
     FhirMessageState,
     Patient,
 )
+from gateway.observability import PlatformMetrics
 from gateway.store import RecordStore
 from tryggheim.broker import find_free_port
 from tryggheim.errors import TryggheimError
@@ -300,6 +301,8 @@ async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
         closed_alarm_document(i)["identifier"] for i in ids
     ]
     assert provider.tokens_issued() == 1
+    metrics = PlatformMetrics({"fhir_outbound": lambda: [outbound.stats]}, store).render()
+    assert b"tryggheim_fhir_outbound_journaled_total 3.0" in metrics
 
 
 async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
