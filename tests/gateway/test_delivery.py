@@ -25,7 +25,7 @@ from edge.outbox import Outbox
 from gateway.models import GatewayProgress, ObservationRow, RejectedMessage
 from gateway.store import OutboxKey, RecordStore
 from tryggheim.mqtt import MqttSession
-from tryggheim.wire import LEGACY_EPOCH, ObservationBatch
+from tryggheim.wire import ObservationBatch
 
 
 async def test_every_observation_arrives_once_and_the_outbox_empties(
@@ -83,7 +83,7 @@ async def test_two_workers_share_the_stream_and_the_ack_never_runs_ahead(
         await until(lambda: outbox.depth() == 0, timeout=60)
     assert await count_rows(store) == (1000, 1000)
     async with store.session() as s:
-        progress = await s.get_one(GatewayProgress, (GATEWAY, LEGACY_EPOCH))
+        progress = await s.get_one(GatewayProgress, (GATEWAY, outbox.epoch))
     assert progress.committed_seq == 1000
 
 
