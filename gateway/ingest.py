@@ -207,7 +207,7 @@ class IngestWorker:
     ) -> None:
         started = time.monotonic()
         try:
-            results = await self._store_round([*batches, *statuses])
+            results = await self.store_round([*batches, *statuses])
         except Exception as exc:
             # Not acknowledged, so the edges keep their batches and send them again; pause so
             # that a database outage is not hammered by every gateway's resends. A heartbeat
@@ -230,7 +230,7 @@ class IngestWorker:
         for result in results:
             await self._committed(mqtt, result, started, received_at)
 
-    async def _store_round(self, parts: Sequence[_Part]) -> list[CommitResult]:
+    async def store_round(self, parts: Sequence[_Part]) -> list[CommitResult]:
         """Commit the round in one transaction; if the store refuses its data, commit it in
         halves, and so on down to the one observation (or status) it refuses, which is
         dead-lettered with the store's reason: one poison costs its round a few more

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -340,20 +341,20 @@ class RecordStore:
                 assert obs.seq is not None
                 refused.setdefault(key, {})[obs.seq] = RejectedItem(
                     obs.seq,
-                    f"seq {obs.seq} already holds another observation of this outbox "
-                    "(was the outbox replaced? an edge that sends an epoch starts a new one)",
+                    "the seq already holds another observation of this outbox (was the outbox "
+                    "replaced? an edge that sends an epoch starts a new one)",
                     json.dumps(observation_to_dict(obs)),
                 )
             alarms = await self.alarms.observe(s, by_patient, now)
         rejected = {
             key: tuple(items[seq] for seq in sorted(items)) for key, items in refused.items()
         }
-        await self._dead_letter(s, rejected, now)
+        dead = await self._dead_letter(s, rejected, now)
         seqs = {
             key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
             for key in sorted(by_outbox.keys() | refused.keys())
         }
-        committed, jumps = await self._advance_watermarks(s, seqs, now)
+        committed, jumps = await self._advance_watermarks(s, seqs, dead, now)
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         for report in statuses:
             changed, patient = await self._record_status(s, report, now)
@@ -385,28 +386,30 @@ class RecordStore:
 
     async def _dead_letter(
         self, s: AsyncSession, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
-    ) -> None:
+    ) -> Counter[OutboxKey]:
+        """Keep the rejected observations; how many of each outbox are new dead letters."""
         if not rejected:
-            return
+            return Counter()
         dialect = postgresql if self.dialect == "postgresql" else sqlite
         table = RejectedObservation.__table__
-        await s.execute(
-            dialect.insert(table).on_conflict_do_nothing(
-                index_elements=["gateway_id", "epoch", "seq"]
-            ),
-            [
-                {
-                    "gateway_id": key.gateway_id,
-                    "epoch": key.epoch,
-                    "seq": item.seq,
-                    "reason": item.reason,
-                    "body": item.body,
-                    "received_at": now,
-                }
-                for key, items in rejected.items()
-                for item in items
-            ],
+        statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
+            .returning(table.c.gateway_id, table.c.epoch)
         )
+        rows = [
+            {
+                "gateway_id": key.gateway_id,
+                "epoch": key.epoch,
+                "seq": item.seq,
+                "reason": item.reason,
+                "body": item.body,
+                "received_at": now,
+            }
+            for key, items in rejected.items()
+            for item in items
+        ]
+        return Counter(OutboxKey(*row) for row in await s.execute(statement, rows))
 
     async def dead_letter(
         self, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
@@ -452,7 +455,11 @@ class RecordStore:
         return owners
 
     async def _advance_watermarks(
-        self, s: AsyncSession, seqs: Mapping[OutboxKey, Sequence[int]], now: datetime
+        self,
+        s: AsyncSession,
+        seqs: Mapping[OutboxKey, Sequence[int]],
+        dead: Mapping[OutboxKey, int],
+        now: datetime,
     ) -> tuple[dict[OutboxKey, int], tuple[OutboxKey, ...]]:
         """Advance each outbox's watermark past the seqs of this transaction (ascending per
         outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
@@ -495,15 +502,16 @@ class RecordStore:
                 for g, e, mark, top in await s.execute(locked.where(row_key.in_(missing)))
             }
         observations = ObservationRow.__table__
-        dead = RejectedObservation.__table__
+        letters = RejectedObservation.__table__
         same_outbox = (observations.c.gateway_id == progress.c.gateway_id) & (
             observations.c.epoch == progress.c.epoch
         )
         highest_stored = select(func.max(observations.c.seq)).where(same_outbox).scalar_subquery()
         highest_dead = (
-            select(func.max(dead.c.seq))
+            select(func.max(letters.c.seq))
             .where(
-                (dead.c.gateway_id == progress.c.gateway_id) & (dead.c.epoch == progress.c.epoch)
+                (letters.c.gateway_id == progress.c.gateway_id)
+                & (letters.c.epoch == progress.c.epoch)
             )
             .scalar_subquery()
         )
@@ -545,6 +553,7 @@ class RecordStore:
                     "mark": mark,
                     "highest": max(highest_before, stored[key]),
                     "jumped": int(key in jumps),
+                    "dead": dead.get(key, 0),
                     "now": now,
                 }
             )
@@ -556,6 +565,7 @@ class RecordStore:
                 committed_seq=bindparam("mark"),
                 highest_seq=bindparam("highest"),
                 seq_jumps=progress.c.seq_jumps + bindparam("jumped"),
+                rejected=progress.c.rejected + bindparam("dead"),
                 last_seen=bindparam("now"),
             ),
             changes,
