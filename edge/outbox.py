@@ -6,8 +6,9 @@ it, and it stays until the platform acknowledges that its record store has commi
 Durability: WAL journal with ``synchronous=FULL`` — a transaction is on stable storage when
 ``append`` returns (the WAL is fsynced at each commit), so a power cut after a device was told
 its reading was received cannot lose it. ``AUTOINCREMENT`` makes ``seq`` strictly increasing and
-never reused, even after rows are deleted, so the platform's ``(gateway_id, seq)`` uniqueness
-turns every resend into a no-op.
+never reused, even after rows are deleted, so the platform's ``(gateway_id, epoch, seq)``
+uniqueness turns every resend into a no-op; the epoch, a random id made with the database, keeps
+a replaced outbox (counting from 1 again) apart from the one before.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest/...``.
 
-For each batch: decode (a bad payload is stored as a dead letter, logged and counted — never
-acknowledged, so nothing that was not understood is deleted at the edge), commit to the record
-store, then publish the commit watermark on the gateway's ``down/ack``. Several workers can run
-side by side: they share nothing but the database.
+For each round of received messages: decode (a message that cannot be read is stored as a dead
+letter, logged and counted — never acknowledged to the edge; an observation out of bounds is
+dead-lettered by its seq and the edge is told with a ``rejected`` ack), commit to the record
+store, then publish each edge outbox's commit watermark on its gateway's ``down/ack``. A round
+the store refuses for its data is committed in halves down to the poison. Nothing from input
+escapes a round: the worker runs in the platform's task group beside the API, alarms and HL7.
+Several workers can run side by side: they share nothing but the database.
 """
 
 from __future__ import annotations

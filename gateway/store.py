@@ -1,10 +1,11 @@
 """The record store: every query and transaction of the care platform, behind one class.
 
-Exactly-once rests on two things here: observations are unique on ``(gateway_id, seq)`` so a
-resend inserts nothing, and the per-gateway watermark (the highest ``seq`` below which nothing
-is missing) is advanced inside the same transaction as the inserts, under a row lock, so an ack
-never names a seq that is not committed — even with several ingest workers committing batches
-of one gateway out of order.
+Exactly-once rests on two things here: observations are unique on ``(gateway_id, epoch, seq)``
+(the epoch names the edge outbox) so a resend inserts nothing, and the per-outbox watermark (the
+highest ``seq`` below which nothing is missing: stored, or dead-lettered as refused) is advanced
+inside the same transaction as the inserts, under a row lock, so an ack never names a seq that
+is not committed — even with several ingest workers committing batches of one gateway out of
+order.
 """
 
 from __future__ import annotations
