@@ -9,7 +9,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from chain import until
+import httpx
+from access import bearer, platform_settings
+from chain import serving_app, until
 from delivery import (
     GATEWAY,
     count_rows,
@@ -24,6 +26,9 @@ from sqlalchemy import select
 
 from edge.outbox import Outbox
 from edge.status import DEFAULT_WARN_FRACTION, EdgeAlarm, edge_status
+from gateway.api import create_app
+from gateway.auth import Role
+from gateway.events import EventBus
 from gateway.models import DEFAULT_TENANT, GatewayProgress, ObservationRow, RejectedObservation
 from gateway.registry import Registry
 from gateway.store import OutboxKey, RecordStore
@@ -206,10 +211,19 @@ async def test_seq_jumps_are_counted_and_shown_in_the_gateway_view(store: Record
     jumped = await store.commit_batches([batch(1_000_000)], now)
     assert jumped.seq_jumps == (OutboxKey(GATEWAY, "e-1"),)
     assert jumped.committed == {OutboxKey(GATEWAY, "e-1"): 3}
-    (outbox,) = await registry.gateway_outboxes(DEFAULT_TENANT, GATEWAY)
-    assert (outbox.epoch, outbox.committed_seq, outbox.highest_seq, outbox.seq_jumps) == (
-        "e-1",
-        3,
-        1_000_000,
-        1,
-    )
+    app = create_app(store, EventBus(), platform_settings())
+    async with (
+        serving_app(app) as url,
+        httpx.AsyncClient(base_url=url, headers=bearer(Role.ADMIN)) as api,
+    ):
+        answer = await api.get(f"/api/v1/registry/gateways/{GATEWAY}/outboxes")
+        unknown = await api.get("/api/v1/registry/gateways/gw-nobody/outboxes")
+    assert answer.status_code == 200, answer.text
+    (outbox,) = answer.json()
+    assert {k: outbox[k] for k in ("epoch", "committed_seq", "highest_seq", "seq_jumps")} == {
+        "epoch": "e-1",
+        "committed_seq": 3,
+        "highest_seq": 1_000_000,
+        "seq_jumps": 1,
+    }
+    assert unknown.status_code == 404
