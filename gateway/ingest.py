@@ -83,9 +83,7 @@ def _now() -> datetime:
 
 
 def is_outage(exc: BaseException) -> bool:
-    """The record store is unreachable or busy: the same data will go in later. Anything else
-    it raises is about the data of the transaction (a value a column cannot hold, a broken
-    constraint), and retrying the same data would fail forever."""
+    """The record store is unreachable or busy: the same data will go in later."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(
@@ -345,7 +343,6 @@ class IngestWorker:
 
     async def _reject(self, message: Message, exc: PayloadError) -> None:
         log.error("%s", exc)
-        self.stats.rejected += 1
         try:
             await self._store.reject(message.topic, message.payload, exc.problem, _now())
         except Exception as failed:
@@ -353,6 +350,7 @@ class IngestWorker:
                 raise
             # It is in the log above; the edge would send the same again anyway.
             log.error("dead letter of %s not kept: %s", message.topic, failed)
+        self.stats.rejected += 1
 
 
 @dataclass(frozen=True, slots=True)
