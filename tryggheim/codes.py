@@ -205,14 +205,18 @@ def unit(ucum: str) -> Unit:
 MAX_VALUE_CHARS = 32
 
 
+#: (code, unit) → the unit, for every unit a code may come in.
+_UNIT_OF_CODE: dict[tuple[str, str], Unit] = {
+    (m.ref, u.ucum): u for m in METRICS.values() for u in m.units
+}
+
+
 def check_plausible(ref: str, ucum: str, value: Decimal) -> None:
     """Raise :class:`ImplausibleValueError` unless ``value`` in ``ucum`` is something a device
     reporting ``ref`` can say: one of the code's units, inside the unit's physical range."""
-    metric_code = metric(ref)
-    allowed = metric_code.units
-    found = next((u for u in allowed if u.ucum == ucum), None)
+    found = _UNIT_OF_CODE.get((ref, ucum))
     if found is None:
-        units = ", ".join(u.ucum for u in allowed)
+        units = ", ".join(u.ucum for u in metric(ref).units)
         raise ImplausibleValueError(ref, ucum, f"unit: expected {units}")
     if not found.lowest <= value <= found.highest:
         raise ImplausibleValueError(

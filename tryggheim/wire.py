@@ -264,26 +264,37 @@ def observation_from_dict(topic: str, item: dict[str, Any], gateway_id: str) -> 
 def _bounded(topic: str, obs: Observation) -> Observation:
     """The platform's bounds on a structurally valid observation: lengths that fit the
     record store's columns, a time that converts to UTC, and a unit and value that are
-    plausible for the code."""
-    for key, text, most in (
-        ("id", obs.id, MAX_ID_CHARS),
-        ("device_id", obs.device_id, MAX_NAME_CHARS),
-        ("source", obs.source, MAX_NAME_CHARS),
+    plausible for the code. On the hot path: the common case is a few comparisons."""
+    if not (
+        0 < len(obs.id) <= MAX_ID_CHARS
+        and 0 < len(obs.device_id) <= MAX_NAME_CHARS
+        and 0 < len(obs.source) <= MAX_NAME_CHARS
     ):
-        if not text or len(text) > most:
-            raise PayloadError(topic, f"{key}: expected 1 to {most} characters, got {len(text)}")
-    if len(obs.flags) > MAX_FLAGS or any(not 0 < len(f) <= MAX_FLAG_CHARS for f in obs.flags):
+        for key, text, most in (
+            ("id", obs.id, MAX_ID_CHARS),
+            ("device_id", obs.device_id, MAX_NAME_CHARS),
+            ("source", obs.source, MAX_NAME_CHARS),
+        ):
+            if not 0 < len(text) <= most:
+                raise PayloadError(
+                    topic, f"{key}: expected 1 to {most} characters, got {len(text)}"
+                )
+    if obs.flags and (
+        len(obs.flags) > MAX_FLAGS or not all(0 < len(f) <= MAX_FLAG_CHARS for f in obs.flags)
+    ):
         raise PayloadError(
             topic, f"flags: at most {MAX_FLAGS} flags of 1 to {MAX_FLAG_CHARS} characters"
         )
-    try:
-        year = obs.time.astimezone(UTC).year
-    except OverflowError:
-        year = obs.time.year
-    if not EARLIEST_YEAR <= year <= LATEST_YEAR:
-        raise PayloadError(
-            topic, f"time: {obs.time.isoformat()} is not in {EARLIEST_YEAR}..{LATEST_YEAR}"
-        )
+    # A local year well inside the bounds is inside them in UTC too (offsets are < 1 day).
+    if not EARLIEST_YEAR < obs.time.year < LATEST_YEAR:
+        try:
+            year = obs.time.astimezone(UTC).year
+        except OverflowError:
+            year = obs.time.year
+        if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+            raise PayloadError(
+                topic, f"time: {obs.time.isoformat()} is not in {EARLIEST_YEAR}..{LATEST_YEAR}"
+            )
     try:
         codes.check_plausible(obs.code, obs.unit, obs.value)
     except ImplausibleValueError as exc:
