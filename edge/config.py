@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.sensors import SensorSettings
 from tryggheim.mqtt import MqttSettings
+from tryggheim.wire import GATEWAY_ID_PATTERN
 
 BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
 
@@ -60,7 +61,7 @@ class EdgeSettings(BaseSettings):
         env_prefix="TRYGGHEIM_EDGE_", env_nested_delimiter="__", extra="forbid"
     )
 
-    gateway_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    gateway_id: str = Field(pattern=GATEWAY_ID_PATTERN)
     timezone: str = "Europe/Oslo"
     outbox_path: Path
     outbox_quota_mb: float = Field(default=1024, gt=0)

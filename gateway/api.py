@@ -29,6 +29,7 @@ from gateway.api_nurse import nurse_router
 from gateway.api_registry import registry_router
 from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.web import token_router
+from gateway.broker_credentials import BrokerUserTaken
 from gateway.careplan import CarePlan
 from gateway.deps import (
     Audit,
@@ -137,6 +138,10 @@ def create_app(
     @app.exception_handler(RegistryError)
     async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
         return _problem(exc.status_code, str(exc.args[0]), exc.hint)
+
+    @app.exception_handler(BrokerUserTaken)
+    async def broker_user_taken(request: Request, exc: BrokerUserTaken) -> JSONResponse:
+        return _problem(409, str(exc.args[0]), exc.hint)
 
     @app.exception_handler(AlarmTransitionError)
     async def transition_error(request: Request, exc: AlarmTransitionError) -> JSONResponse:

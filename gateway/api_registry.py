@@ -12,7 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from gateway.auth import Passwords
-from gateway.broker_credentials import mosquitto_hash, new_password, write_password_file
+from gateway.broker_credentials import (
+    check_gateway_user,
+    mosquitto_hash,
+    new_password,
+    write_password_file,
+)
 from gateway.deps import (
     Audit,
     ErasesPatientData,
@@ -236,7 +241,11 @@ def registry_router() -> APIRouter:
         request: Request, body: GatewayIn, principal: ManagesRegistry, registry: Registered
     ) -> GatewayProvisioned:
         """Registers the home gateway and creates its broker account; the password is in this
-        answer only."""
+        answer only. A static broker user's name (``platform``, or one in the base password
+        file) is refused with 409 before anything is written."""
+        await asyncio.to_thread(
+            check_gateway_user, body.id, _settings(request).broker_accounts.base_password_file
+        )
         password = new_password()
         gateway = await registry.create_gateway(
             principal.tenant_id,

@@ -1,4 +1,5 @@
-"""Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest/...``.
+"""Ingest worker: one member of the MQTT v5 shared subscription ``$share/ingest-<key>/...``
+(:func:`tryggheim.wire.ingest_share_group`).
 
 For each round of received messages: decode (a message that cannot be read is stored as a dead
 letter, logged and counted — never acknowledged to the edge; an observation out of bounds is
@@ -36,9 +37,7 @@ from gateway.store import CommitResult, OutboxKey, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import (
-    INGEST_SUBSCRIPTION,
     MAX_REASON_CHARS,
-    STATUS_SUBSCRIPTION,
     Ack,
     GatewayStatusReport,
     ObservationBatch,
@@ -48,7 +47,10 @@ from tryggheim.wire import (
     decode_batch,
     decode_status,
     encode_ack,
+    ingest_share_group,
+    ingest_subscription,
     observation_to_dict,
+    status_subscription,
 )
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,9 @@ class IngestWorker:
                 async with MqttSession(
                     self._settings, self.client_id, clean_start=False, manual_ack=True
                 ) as mqtt:
-                    await mqtt.subscribe(INGEST_SUBSCRIPTION)
-                    await mqtt.subscribe(STATUS_SUBSCRIPTION)
+                    group = ingest_share_group(self._settings.password.get_secret_value())
+                    await mqtt.subscribe(ingest_subscription(group))
+                    await mqtt.subscribe(status_subscription(group))
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
                     async for messages in mqtt.message_batches(MESSAGES_PER_COMMIT):

@@ -12,6 +12,7 @@ from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from tryggheim import codes
+from tryggheim.wire import GATEWAY_ID_PATTERN
 
 DeviceKindName = Literal[
     "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
@@ -93,7 +94,7 @@ class Problem(BaseModel):
 
 # --- registry ---------------------------------------------------------------------------------
 
-_GATEWAY_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_GATEWAY_ID = GATEWAY_ID_PATTERN
 _NAME = Field(min_length=1, max_length=200)
 
 
@@ -213,7 +214,11 @@ class CareTeamAssignment(_In):
 
 
 class GatewayIn(_In):
-    id: str = Field(pattern=_GATEWAY_ID, description="also the gateway's broker user name")
+    id: str = Field(
+        pattern=_GATEWAY_ID,
+        description="also the gateway's broker user name: lower-case letters, digits and hyphens,"
+        " 2 to 63 characters; not a static broker user such as `platform`",
+    )
     patient_id: RowId | None = None
 
 

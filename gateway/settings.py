@@ -5,8 +5,9 @@ from __future__ import annotations
 import ssl
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.auth import AuthSettings
@@ -14,6 +15,40 @@ from tryggheim.mqtt import MqttSettings
 
 #: A SQLite file in the working directory: what a first try or the demo needs.
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///tryggheim.db"
+
+#: URL scheme as users write it → the asyncio driver the record store runs on.
+_DATABASE_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "postgresql+psycopg_async": "postgresql+psycopg",
+}
+ACCEPTED_DATABASE_URLS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user:password@host/db"
+    " (also with the drivers named: sqlite+aiosqlite://, postgresql+psycopg://)"
+)
+
+
+def normalise_database_url(url: str) -> str:
+    """The record store's URL as users and runbooks write it, with the asyncio driver the
+    platform uses named. ``ValueError`` (naming the scheme, never the password) for anything
+    else."""
+    scheme, separator, rest = url.strip().partition("://")
+    driver = _DATABASE_DRIVERS.get(scheme.lower()) if separator else None
+    if driver is None:
+        shown = f"scheme {scheme!r}" if separator else "no scheme://"
+        raise ValueError(f"unusable database URL ({shown}); use {ACCEPTED_DATABASE_URLS}")
+    if driver == "sqlite+aiosqlite" and not (rest.startswith("/") and rest.strip("/")):
+        raise ValueError(f"a SQLite URL needs a file path; use {ACCEPTED_DATABASE_URLS}")
+    if driver == "postgresql+psycopg" and not rest:
+        raise ValueError(f"a PostgreSQL URL needs a host or database; use {ACCEPTED_DATABASE_URLS}")
+    return f"{driver}://{rest}"
+
+
+#: A record-store URL in settings: accepted as users write it, stored with the driver named.
+DatabaseUrl = Annotated[str, AfterValidator(normalise_database_url)]
 
 
 class TimeSeriesFlavour(StrEnum):
@@ -123,12 +158,35 @@ class Hl7ListenSettings(BaseModel):
         return context
 
 
+class RecordStoreSettings(BaseSettings):
+    """What the commands that work on the record store alone read from the platform's file
+    (and environment): the rest of the file, e.g. ``[mqtt]``, may be missing."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    database_url: DatabaseUrl = DEFAULT_DATABASE_URL
+
+
+class BrokerPasswordsSettings(RecordStoreSettings):
+    """What ``tryggheim gateway broker-passwords`` reads."""
+
+    broker_accounts: BrokerAccountsSettings = BrokerAccountsSettings()
+
+
+class ErasureSettings(RecordStoreSettings):
+    """What ``tryggheim gateway erase-patient`` reads: the patient's series are erased too."""
+
+    timeseries: TimeSeriesSettings | None = None
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="forbid"
     )
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: DatabaseUrl = DEFAULT_DATABASE_URL
     mqtt: MqttSettings
     ingest_client_id: str = "tryggheim-ingest-1"
     """Each ingest worker needs its own id; they share the subscription group ``ingest``."""

@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# nginx and openssl: the compose tests run the stack's proxy config and certificate script.
-PACKAGES=(mosquitto postgresql victoria-metrics chromium nginx openssl)
+# The servers the tests and the demo start. mosquitto-clients: mosquitto_sub, the compose
+# broker's health check. nginx and openssl: the compose tests run the stack's proxy config and
+# certificate script. git and systemd: the compose and Pi-install tests ask them. python3-venv:
+# Debian's python3 makes .venv only with it. tests/programs.py lists every program the code and
+# the tests start, and tests/test_setup.py checks that one of these packages provides each.
+PACKAGES=(mosquitto mosquitto-clients postgresql victoria-metrics chromium nginx openssl git
+    systemd python3 python3-venv)
 # Node.js runs the independent HL7 peer in the tests and the Node-RED bench. A machine that
 # already has a node (e.g. from NodeSource) keeps it; otherwise Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

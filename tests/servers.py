@@ -30,8 +30,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from programs import PROGRAMS
 
 from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.wire import BROKER_ACL
 
 T = TypeVar("T")
 
@@ -42,6 +44,8 @@ SETUP_HINT = "run `make test` (or `make setup`), which installs it with scripts/
 def require_binary(name: str, *candidates: str) -> str:
     """Path of an executable: the first existing candidate, else ``name`` on PATH (or /usr/sbin),
     else fail the test with the install instruction."""
+    if name not in PROGRAMS:
+        pytest.fail(f"'{name}' is not in tests/programs.py: add it, and its package to setup.sh")
     for candidate in candidates:
         if os.access(candidate, os.X_OK):
             return candidate
@@ -93,20 +97,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
 PLATFORM_USER = "platform"
 GATEWAY_USER = "gw-test"
 
-# Gateway rules are patterns (%u = the user name, which is the gateway id), so any gateway user
-# added to the broker gets exactly its own topics. They apply to every user, also "platform".
-# A "$share/<group>/<filter>" subscription is checked by Mosquitto against its full text, so
-# the platform's shared subscriptions need their own read rule.
-BROKER_ACL = """\
-pattern write tryggheim/v1/%u/up/#
-pattern write tryggheim/v1/%u/status
-pattern read tryggheim/v1/%u/down/#
-
-user platform
-topic readwrite tryggheim/#
-topic read $share/+/tryggheim/#
-"""
-
 
 @dataclass(frozen=True)
 class BrokerFixture:
@@ -125,7 +115,8 @@ class BrokerFixture:
 
 
 def make_mosquitto(workdir: Path) -> BrokerFixture:
-    """A broker with the platform and gw-test users and :data:`BROKER_ACL`, not yet started
+    """A broker with the platform and gw-test users and the production ACL
+    (:data:`tryggheim.wire.BROKER_ACL`), not yet started
     (``with fixture.server:`` starts it and stops it again)."""
     require_binary("mosquitto")
     users = {PLATFORM_USER: secrets.token_urlsafe(16), GATEWAY_USER: secrets.token_urlsafe(16)}

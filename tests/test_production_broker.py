@@ -12,19 +12,21 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from chain import until
+from delivery import count_rows, make_worker, readings, running
 from pydantic import SecretStr
 from servers import require_binary, stop_process, tail
 
+from gateway.store import RecordStore
 from tryggheim.broker import find_free_port
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import Message, MqttSession, MqttSettings
 from tryggheim.tlsutil import make_test_ca
-from tryggheim.wire import BROKER_ACL, ack_topic, obs_topic
+from tryggheim.wire import BROKER_ACL, ack_topic, encode_batch, obs_topic
 
 DEPLOY = Path(__file__).parent.parent / "deploy" / "mosquitto"
 USERS = ("platform", "gw-a", "gw-b")
@@ -147,3 +149,48 @@ async def test_there_is_no_plain_text_listener(production_broker: ProductionBrok
     with pytest.raises(ConnectionLost):
         async with MqttSession(plain, "gw-a-plain"):
             pass
+
+
+async def test_a_gateway_that_subscribes_everywhere_gets_nothing_and_takes_nothing_from_ingest(
+    production_broker: ProductionBroker, tmp_path: Path
+) -> None:
+    """Mosquitto 2.0's ACL file grants every subscription and filters only what it delivers:
+    a gateway that joined the ingest workers' shared-subscription group would be handed every
+    n-th batch of every home, which the broker then drops. The group is keyed (wire.py), so
+    three such sessions and every other wide filter get nothing and cost no home a batch."""
+    broker = production_broker
+    hostile_filters = [
+        "$share/ingest/tryggheim/v1/+/up/#",
+        "$share/ingest/tryggheim/v1/+/up/#",
+        "$share/ingest/tryggheim/v1/+/up/#",
+        "$share/ingest/tryggheim/v1/+/status",
+        "tryggheim/v1/+/up/#",
+        "tryggheim/v1/gw-b/down/#",
+        "#",
+    ]
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    await store.migrate()
+    worker = make_worker(broker.settings("platform"), store)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            hostile = [
+                await stack.enter_async_context(
+                    collecting(broker.settings("gw-a"), f"gw-a-{n}", topic)
+                )
+                for n, topic in enumerate(hostile_filters)
+            ]
+            await stack.enter_async_context(running(worker.run(), "ingest"))
+            await until(lambda: worker.stats.connected, timeout=10)
+            home_b = await stack.enter_async_context(
+                MqttSession(broker.settings("gw-b"), "gw-b")
+            )
+            for seq in range(1, 41):
+                observation = replace(readings(seq, 1)[0], gateway_id="gw-b", seq=seq)
+                await home_b.publish(obs_topic("gw-b"), encode_batch("gw-b", [observation]))
+            # No resends here (an edge would resend after 20 s): each batch must arrive once.
+            await until(lambda: worker.stats.batches == 40, 10, "home B's 40 batches in ingest")
+            await asyncio.sleep(0.3)  # let anything that should not arrive have its chance
+            assert await count_rows(store) == (40, 40)
+            assert [[m.topic for m in got] for got in hostile] == [[]] * len(hostile_filters)
+    finally:
+        await store.close()

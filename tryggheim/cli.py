@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tryggheim.errors import TryggheimError
+from tryggheim.errors import ConfigError, TryggheimError
 
 if TYPE_CHECKING:
     from gateway.store import RecordStore
@@ -115,11 +115,15 @@ async def _gateway_add_user(args: argparse.Namespace) -> int:
 
 async def _gateway_broker_passwords(args: argparse.Namespace) -> int:
     from gateway.bootstrap import write_broker_passwords
-    from gateway.settings import GatewaySettings
+    from gateway.settings import BrokerPasswordsSettings
     from tryggheim.config import load_settings
 
-    settings = load_settings(GatewaySettings, args.config)
-    async with _record_store(args) as store:
+    settings = load_settings(BrokerPasswordsSettings, args.config)
+    if settings.broker_accounts.password_file is None:
+        raise ConfigError(
+            str(args.config), "broker_accounts.password_file", "not set: the file to write"
+        )
+    async with _store_at(settings.database_url) as store:
         count = await write_broker_passwords(store, settings.broker_accounts)
     print(f"wrote {count} home gateways to {settings.broker_accounts.password_file}")
     return 0
@@ -127,21 +131,31 @@ async def _gateway_broker_passwords(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def _record_store(args: argparse.Namespace) -> AsyncIterator[RecordStore]:
-    from gateway.settings import GatewaySettings
+    """The record store of the platform file ``--config`` (which needs only ``database_url``)."""
+    from gateway.settings import RecordStoreSettings
     from tryggheim.config import load_settings
 
-    settings = load_settings(GatewaySettings, args.config)
+    settings = load_settings(RecordStoreSettings, args.config)
     async with _store_at(settings.database_url) as store:
         yield store
 
 
+def _database_option(value: str | None) -> str:
+    """``--database`` as the user wrote it (default: the platform's), with its driver named."""
+    from gateway.settings import DEFAULT_DATABASE_URL, normalise_database_url
+
+    try:
+        return normalise_database_url(value or DEFAULT_DATABASE_URL)
+    except ValueError as exc:
+        raise ConfigError("command line", "--database", str(exc)) from None
+
+
 @contextlib.asynccontextmanager
-async def _store_at(database_url: str | None) -> AsyncIterator[RecordStore]:
-    """The record store at ``database_url`` (default: the platform's), migrated."""
-    from gateway.settings import DEFAULT_DATABASE_URL
+async def _store_at(database_url: str) -> AsyncIterator[RecordStore]:
+    """The record store at ``database_url`` (normalised already), migrated."""
     from gateway.store import RecordStore
 
-    store = RecordStore(database_url or DEFAULT_DATABASE_URL)
+    store = RecordStore(database_url)
     try:
         await store.migrate()
         yield store
@@ -151,11 +165,11 @@ async def _store_at(database_url: str | None) -> AsyncIterator[RecordStore]:
 
 async def _gateway_migrate(args: argparse.Namespace) -> int:
     from gateway.migrate import current_revision
-    from gateway.settings import GatewaySettings
+    from gateway.settings import RecordStoreSettings
     from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
-    settings = load_settings(GatewaySettings, args.config)
+    settings = load_settings(RecordStoreSettings, args.config)
     store = RecordStore(settings.database_url)
     try:
         await store.migrate()
@@ -169,11 +183,11 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from gateway.privacy import export_patient
-    from gateway.settings import GatewaySettings
+    from gateway.settings import RecordStoreSettings
     from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
-    settings = load_settings(GatewaySettings, args.config)
+    settings = load_settings(RecordStoreSettings, args.config)
     store = RecordStore(settings.database_url)
     try:
         await store.migrate()
@@ -198,14 +212,14 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from gateway.privacy import erase_patient
-    from gateway.settings import GatewaySettings
+    from gateway.settings import ErasureSettings
     from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     if not args.yes:
         print("tryggheim: erasure cannot be undone; add --yes to go ahead", file=sys.stderr)
         return 2
-    settings = load_settings(GatewaySettings, args.config)
+    settings = load_settings(ErasureSettings, args.config)
     store = RecordStore(settings.database_url)
     try:
         await store.migrate()
@@ -228,11 +242,11 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
 
 async def _gateway_provision(args: argparse.Namespace) -> int:
     from gateway.provision import load_registry, provision
-    from gateway.settings import GatewaySettings
+    from gateway.settings import RecordStoreSettings
     from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
-    settings = load_settings(GatewaySettings, args.config)
+    settings = load_settings(RecordStoreSettings, args.config)
     registry = load_registry(args.registry)
     store = RecordStore(settings.database_url)
     try:
@@ -280,7 +294,7 @@ async def _hl7_listen(args: argparse.Namespace) -> int:
     def started(server: MLLPServer) -> None:
         print(f"HL7 MLLP endpoint listening on {settings.host}:{server.port}", flush=True)
 
-    async with _store_at(args.database) as store:
+    async with _store_at(_database_option(args.database)) as store:
         await serve_hl7(store, settings, started=started)
     return 0
 
@@ -288,7 +302,7 @@ async def _hl7_listen(args: argparse.Namespace) -> int:
 async def _patients_list(args: argparse.Namespace) -> int:
     from gateway.registry import Registry
 
-    async with _store_at(args.database) as store:
+    async with _store_at(_database_option(args.database)) as store:
         patients = await Registry(store).patients(args.tenant)
     rows = [
         {

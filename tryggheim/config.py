@@ -1,8 +1,8 @@
 """Loading typed settings from TOML files with errors that name the file, the key and the problem.
 
 Settings classes are pydantic-settings models: values come from the file passed in, and any key
-can be overridden by an environment variable (so secrets such as broker passwords need not sit
-in the file). Nothing is read at import time.
+the file leaves out can come from an environment variable (so secrets such as broker passwords
+need not sit in the file); when both set a key, the file wins. Nothing is read at import time.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Pure functions: bytes in, frozen dataclasses out, :class:`PayloadError` naming w
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Sequence
@@ -19,6 +20,12 @@ from tryggheim.errors import ImplausibleValueError, PayloadError, TryggheimError
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "tryggheim/v1"
+#: A home gateway's id, which is also its broker user name and a topic level: lower-case letters,
+#: digits and hyphens, 2 to 63 characters, so it can never contain MQTT wildcards, ``/``, the
+#: password file's ``:`` or a line break, nor start like a static user (``_healthcheck``).
+GATEWAY_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+#: The platform's own broker user; the ACL gives it the whole tree.
+PLATFORM_BROKER_USER = "platform"
 
 
 def obs_topic(gateway_id: str) -> str:
@@ -46,11 +53,30 @@ def cmd_topic(gateway_id: str) -> str:
     return f"{TOPIC_ROOT}/{gateway_id}/down/cmd"
 
 
-#: What ingest workers subscribe to (MQTT v5 shared subscription).
-INGEST_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/up/#"
-#: Home gateways' status (online/offline, outbox depth), for the gateway-offline alarm. Shared
-#: subscriptions get no retained messages: a worker sees changes, not the last known state.
-STATUS_SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/+/status"
+def ingest_share_group(platform_password: str) -> str:
+    """The name of the ingest workers' MQTT v5 shared-subscription group, keyed with the
+    platform's broker password.
+
+    Mosquitto 2.0's ACL file does not check subscriptions (only what is delivered), so any
+    gateway may subscribe to ``$share/<group>/tryggheim/v1/+/up/#``. Had the group a fixed name,
+    a gateway could join the ingest workers' group: the broker would hand it every n-th batch of
+    every home and then drop it, because the gateway may not read it. Only holders of the
+    platform's password can name this group; a gateway that subscribes to any other group
+    is alone in it and receives nothing."""
+    key = hmac.new(platform_password.encode(), b"tryggheim ingest share group", "sha256")
+    return f"ingest-{key.hexdigest()[:24]}"
+
+
+def ingest_subscription(group: str) -> str:
+    """What ingest workers subscribe to (MQTT v5 shared subscription)."""
+    return f"$share/{group}/{TOPIC_ROOT}/+/up/#"
+
+
+def status_subscription(group: str) -> str:
+    """Home gateways' status (online/offline, outbox depth), for the gateway-offline alarm.
+    Shared subscriptions get no retained messages: a worker sees changes, not the last known
+    state."""
+    return f"$share/{group}/{TOPIC_ROOT}/+/status"
 
 
 def gateway_of_topic(topic: str) -> str:
@@ -396,7 +422,7 @@ pattern write {TOPIC_ROOT}/%u/up/#
 pattern write {TOPIC_ROOT}/%u/status
 pattern read {TOPIC_ROOT}/%u/down/#
 
-user platform
+user {PLATFORM_BROKER_USER}
 topic readwrite tryggheim/#
 topic read $share/+/tryggheim/#
 """

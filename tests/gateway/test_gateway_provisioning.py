@@ -19,6 +19,7 @@ from servers import BrokerFixture
 
 from gateway.api import create_app
 from gateway.auth import Role
+from gateway.broker_credentials import BrokerUserTaken, mosquitto_hash, write_password_file
 from gateway.events import EventBus
 from gateway.settings import BrokerAccountsSettings
 from gateway.store import RecordStore
@@ -89,3 +90,37 @@ async def test_a_provisioned_gateway_can_connect_until_it_is_deleted(
         return not await connects(mosquitto, "gw-9001", password)
 
     await until(refused, timeout=10, what="the account to be gone")
+
+
+async def test_a_gateway_cannot_take_a_static_broker_users_name(
+    mosquitto: BrokerFixture, admin_api: httpx.AsyncClient
+) -> None:
+    """Mosquitto keeps a user's last line in the password file: a gateway named ``platform``
+    would lock ingest out and get the platform's ACL. Refused before anything is written."""
+    before = mosquitto.server.password_path.read_bytes()
+    for static in ("platform", "gw-test"):  # the ACL's user, and one of the base file
+        taken = await admin_api.post("/api/v1/registry/gateways", json={"id": static})
+        assert taken.status_code == 409, taken.text
+        assert "static broker user" in taken.json()["detail"]
+    for unsafe in ("Platform", "platform\n", "gw_1", "gw.1", "g", "-gw", "gw/1", "_healthcheck"):
+        refused = await admin_api.post("/api/v1/registry/gateways", json={"id": unsafe})
+        assert refused.status_code == 422, (unsafe, refused.text)
+    assert (await admin_api.get("/api/v1/registry/gateways")).json() == []
+    assert mosquitto.server.password_path.read_bytes() == before
+
+    reload_broker(mosquitto)
+    await until(lambda: connects(mosquitto, "platform", mosquitto.users["platform"]), timeout=10)
+    assert await connects(mosquitto, "gw-test", mosquitto.users["gw-test"])
+
+
+def test_the_password_file_writer_refuses_a_static_users_name(tmp_path: Path) -> None:
+    base = tmp_path / "static-users"
+    base.write_text(f"operator:{mosquitto_hash('x' * 20)}\n")
+    passwd = tmp_path / "passwd"
+    passwd.write_text("unchanged\n")
+    for user in ("platform", "operator"):
+        with pytest.raises(BrokerUserTaken, match=user):
+            write_password_file(passwd, base, [f"gw-1:{mosquitto_hash('a')}", f"{user}:hash"])
+    assert passwd.read_text() == "unchanged\n"
+    write_password_file(passwd, base, ["gw-1:hash"])
+    assert passwd.read_text().splitlines() == [base.read_text().strip(), "gw-1:hash"]

@@ -24,7 +24,7 @@ from chain import until
 from delivery import mqtt_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import BROKER_ACL, BrokerFixture
+from servers import BrokerFixture
 
 from gateway.service import Platform
 from gateway.settings import GatewaySettings
@@ -32,6 +32,7 @@ from tryggheim.broker import MosquittoServer, find_free_port
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import (
+    BROKER_ACL,
     ack_topic,
     decode_ack,
     encode_batch,

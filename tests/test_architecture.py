@@ -1,0 +1,43 @@
+"""The house rules of docs/architecture.md: which of our folders may import which. The kernel
+(tryggheim/, except the apps that live in its folder) imports nothing of ours; edge/, hl7/ and
+firmware_sim/ only the kernel; gateway/ the kernel and hl7/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+OURS = {"tryggheim", "edge", "gateway", "hl7", "dashboards", "firmware_sim"}
+APPS = {"tryggheim/cli.py", "tryggheim/demo.py", "tryggheim/simulate.py"}
+MAY_IMPORT = {
+    "tryggheim": set(),
+    "edge": {"tryggheim"},
+    "hl7": {"tryggheim"},
+    "firmware_sim": {"tryggheim"},
+    "gateway": {"tryggheim", "hl7"},
+    "dashboards": set(),
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {name.split(".")[0] for name in names} & OURS
+
+
+def test_each_folder_imports_only_what_the_architecture_allows() -> None:
+    breaches = {}
+    for folder, allowed in MAY_IMPORT.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = str(path.relative_to(ROOT))
+            if relative in APPS:
+                continue
+            extra = imported_packages(path) - allowed - {folder}
+            if extra:
+                breaches[relative] = sorted(extra)
+    assert breaches == {}, "see docs/architecture.md, 'The house'"
