@@ -355,7 +355,9 @@ class RecordStore:
             key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
             for key in sorted(by_outbox.keys() | refused.keys())
         }
-        committed, jumps = await self._advance_watermarks(s, seqs, dead, now)
+        committed, jumps = await self._advance_watermarks(
+            s, seqs, dead, now, count_jumps=from_edges
+        )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         for report in statuses:
             changed, patient = await self._record_status(s, report, now)
@@ -461,13 +463,16 @@ class RecordStore:
         seqs: Mapping[OutboxKey, Sequence[int]],
         dead: Mapping[OutboxKey, int],
         now: datetime,
+        *,
+        count_jumps: bool,
     ) -> tuple[dict[OutboxKey, int], tuple[OutboxKey, ...]]:
         """Advance each outbox's watermark past the seqs of this transaction (ascending per
         outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
         order. Three statements for the whole round: the common case — a gateway sending in
         order — needs only the highest seq it has stored to know that nothing lies beyond what
         this round filled in. An outbox with seqs stored past that (batches committed out of
-        order) is scanned from its new mark. Also returns the outboxes whose seqs jumped."""
+        order) is scanned from its new mark. Also returns the outboxes whose seqs jumped (with
+        ``count_jumps``: other senders than edges, HL7, number their seqs with gaps by design)."""
         outboxes = sorted(seqs)
         if not outboxes:
             return {}, ()
@@ -530,7 +535,7 @@ class RecordStore:
         for key in outboxes:
             mark, highest_before = found[key]
             arrived = seqs[key]
-            if arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
+            if count_jumps and arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
                 jumps.append(key)
                 log.warning(
                     "%s (epoch %r): seq %d arrived far beyond the watermark %d",

@@ -207,8 +207,8 @@ async def test_seq_jumps_are_counted_and_shown_in_the_gateway_view(store: Record
         )
 
     now = datetime.now(UTC)
-    assert (await store.commit_batches([batch(1, 2, 3)], now)).seq_jumps == ()
-    jumped = await store.commit_batches([batch(1_000_000)], now)
+    assert (await store.commit_batches([batch(1, 2, 3)], now, from_edges=True)).seq_jumps == ()
+    jumped = await store.commit_batches([batch(1_000_000)], now, from_edges=True)
     assert jumped.seq_jumps == (OutboxKey(GATEWAY, "e-1"),)
     assert jumped.committed == {OutboxKey(GATEWAY, "e-1"): 3}
     app = create_app(store, EventBus(), platform_settings())
