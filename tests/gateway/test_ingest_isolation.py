@@ -227,3 +227,29 @@ async def test_seq_jumps_are_counted_and_shown_in_the_gateway_view(store: Record
         "seq_jumps": 1,
     }
     assert unknown.status_code == 404
+
+
+async def test_each_value_postgresql_refuses_is_dead_lettered_alone(
+    mosquitto: BrokerFixture, postgres_url: str
+) -> None:
+    """The probe's PostgreSQL poisons, handed to the store without the wire's bounds: each one
+    is a DataError of its own, found by the bisection, and the readings around it are stored."""
+    store = RecordStore(postgres_url)
+    await store.migrate()
+    try:
+        rows = [replace(o, seq=n + 1) for n, o in enumerate(readings(0, 8))]
+        rows[1] = replace(rows[1], device_id="d" * 80)
+        rows[3] = replace(rows[3], id="i" * 40)
+        rows[5] = replace(rows[5], source="s" * 70)
+        worker = make_worker(mqtt_settings(mosquitto, "platform"), store)
+        await worker.store_round([ObservationBatch(GATEWAY, tuple(rows))])
+        async with store.session() as s:
+            stored = sorted(await s.scalars(select(ObservationRow.seq)))
+            dead = list(await s.scalars(select(RejectedObservation).order_by("seq")))
+            progress = await s.get_one(GatewayProgress, (GATEWAY, ""))
+        assert stored == [1, 3, 5, 7, 8]
+        assert [d.seq for d in dead] == [2, 4, 6]
+        assert all("value too long" in d.reason for d in dead)
+        assert progress.committed_seq == 8 and progress.rejected == 3
+    finally:
+        await store.close()
