@@ -250,7 +250,7 @@ def observation_from_dict(topic: str, item: dict[str, Any], gateway_id: str) -> 
     with this); :func:`decode_batch` checks the platform's bounds on top."""
     if not isinstance(item, dict):
         raise PayloadError(topic, "observation is not an object")
-    raw_value = _text(topic, item, "value", codes.MAX_VALUE_CHARS)
+    raw_value = _field(topic, item, "value", str)
     try:
         value = Decimal(raw_value)
     except InvalidOperation:
@@ -305,6 +305,10 @@ def _bounded(topic: str, obs: Observation) -> Observation:
                 raise PayloadError(
                     topic, f"{key}: expected 1 to {most} characters, got {len(text)}"
                 )
+    if len(text := str(obs.value)) > codes.MAX_VALUE_CHARS:
+        raise PayloadError(
+            topic, f"value: expected 1 to {codes.MAX_VALUE_CHARS} characters, got {len(text)}"
+        )
     if obs.flags and (
         len(obs.flags) > MAX_FLAGS or not all(0 < len(f) <= MAX_FLAG_CHARS for f in obs.flags)
     ):
