@@ -332,6 +332,15 @@ def _bounded(topic: str, obs: Observation) -> Observation:
     return obs
 
 
+def _kept(item: dict[str, Any]) -> str:
+    """The observation as it arrived, for its dead letter."""
+    try:
+        return json.dumps(item)
+    except RecursionError:
+        # Decoded a few frames up the stack, it may not encode again here.
+        return '"(nested too deeply to keep)"'
+
+
 def _item_seq(item: Any) -> int | None:
     """The seq an observation claims, if it is one the platform could store and name."""
     seq = item.get("seq") if isinstance(item, dict) else None
@@ -369,7 +378,7 @@ def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
             if seq is None:
                 raise
             reason = exc.problem[:MAX_REASON_CHARS]
-            rejected.append(RejectedItem(seq, reason, json.dumps(item)))
+            rejected.append(RejectedItem(seq, reason, _kept(item)))
     return ObservationBatch(gateway_id, tuple(observations), epoch, tuple(rejected))
 
 
