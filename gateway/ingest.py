@@ -37,6 +37,7 @@ from gateway.store import CommitResult, OutboxKey, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import (
+    MAX_KEPT_BYTES,
     MAX_REASON_CHARS,
     Ack,
     GatewayStatusReport,
@@ -347,7 +348,11 @@ class IngestWorker:
     async def _reject(self, message: Message, exc: PayloadError) -> None:
         log.error("%s", exc)
         try:
-            await self._store.reject(message.topic, message.payload, exc.problem, _now())
+            kept = message.payload[:MAX_KEPT_BYTES]
+            reason = exc.problem
+            if len(kept) < len(message.payload):
+                reason += f" (the first {len(kept)} of {len(message.payload)} bytes kept)"
+            await self._store.reject(message.topic, kept, reason, _now())
         except Exception as failed:
             if not is_outage(failed):
                 raise

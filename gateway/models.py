@@ -254,7 +254,7 @@ class RejectedObservation(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
-    """The observation as it arrived (JSON)."""
+    """The observation as it arrived (JSON, cut after 64 KiB)."""
     received_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 

@@ -108,6 +108,10 @@ _EPOCH_CHARS = re.compile(r"[A-Za-z0-9-]+")
 MAX_FLAGS = 32
 MAX_FLAG_CHARS = 64
 MAX_REASON_CHARS = 500
+#: What a dead letter keeps of what arrived: enough to investigate, and a gateway sending
+#: refused messages at full speed cannot fill the record store's disk much faster than the
+#: broker lets it send.
+MAX_KEPT_BYTES = 64 * 1024
 #: Observation times: a device clock outside these years is broken, and a time near year 1 or
 #: 9999 cannot even be converted to UTC.
 EARLIEST_YEAR = 1970
@@ -121,7 +125,7 @@ class RejectedItem:
     seq: int
     reason: str
     body: str
-    """The observation as it arrived (JSON), kept as a dead letter."""
+    """The observation as it arrived (JSON, cut after :data:`MAX_KEPT_BYTES` characters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,10 +339,11 @@ def _bounded(topic: str, obs: Observation) -> Observation:
 def _kept(item: dict[str, Any]) -> str:
     """The observation as it arrived, for its dead letter."""
     try:
-        return json.dumps(item)
+        text = json.dumps(item)
     except RecursionError:
         # Decoded a few frames up the stack, it may not encode again here.
         return '"(nested too deeply to keep)"'
+    return text[:MAX_KEPT_BYTES]
 
 
 def _item_seq(item: Any) -> int | None:

@@ -25,7 +25,9 @@ from delivery import mqtt_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from servers import BrokerFixture
+from sqlalchemy import select
 
+from gateway.models import RejectedObservation
 from gateway.service import Platform
 from gateway.settings import GatewaySettings
 from tryggheim.broker import MosquittoServer, find_free_port
@@ -33,6 +35,7 @@ from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import (
     BROKER_ACL,
+    MAX_KEPT_BYTES,
     ack_topic,
     decode_ack,
     encode_batch,
@@ -168,6 +171,15 @@ async def test_the_known_hostile_messages_cost_the_platform_nothing_also_after_a
         await until(refused, what="the hostile messages to be counted")
         # Messages refused as a whole, and observations refused by their seq.
         assert counted == {"rejected": 5, "observations_rejected": 6, "handling_errors": 0}
+        async with platform.store.session() as s:
+            kept = {
+                r.seq: len(r.body)
+                for r in await s.scalars(
+                    select(RejectedObservation).where(RejectedObservation.gateway_id == EVIL)
+                )
+            }
+        # The 100,000-digit value is kept in part only.
+        assert kept[7] == MAX_KEPT_BYTES and len(kept) == 6
     # The retained status and the persistent session are still there: a restart must not die.
     async with running_platform(broker, database_url) as (platform, task):
         await ingested(broker, 2)
