@@ -18,6 +18,12 @@ COPY firmware_sim ./firmware_sim
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
+# The release step (scripts/release.sh) passes the tag's version; a local build says "dev".
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="tryggheim" \
+      org.opencontainers.image.description="Tryggheim home-care platform: care platform, HL7 endpoints, tools" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

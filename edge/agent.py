@@ -17,6 +17,7 @@ from typing import Any
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
+from edge.adjustments import InputAdjustments
 from edge.ble.reader import BleReader
 from edge.commands import (
     TimeSync,
@@ -86,6 +87,8 @@ class EdgeAgent:
         self.clock_offset_s: float | None = None
         """The gateway's clock minus the platform's, from the last ``time_sync`` command."""
         self.commands_refused = 0
+        self.adjustments = InputAdjustments()
+        """What the BLE reader and the sensor listener dropped or altered, per reason."""
         self.reader: BleReader | None = None
         self.sensors = (
             SensorListener(
@@ -93,6 +96,7 @@ class EdgeAgent:
                 settings.sensors,
                 gateway_id=settings.gateway_id,
                 on_observations=self._store,
+                adjustments=self.adjustments,
             )
             if settings.home_broker is not None
             else None
@@ -107,6 +111,7 @@ class EdgeAgent:
             warn_fraction=self.settings.outbox_warn_fraction,
         ).to_json()
         status["clock_offset_s"] = self.clock_offset_s
+        status["input_adjustments"] = self.adjustments.to_json()
         if self.reader is not None:
             status["devices"] = {
                 address: {
@@ -183,6 +188,7 @@ class EdgeAgent:
                             gateway_id=s.gateway_id,
                             tz=s.tz,
                             on_observations=self._store,
+                            adjustments=self.adjustments,
                         )
                     )
                 try:

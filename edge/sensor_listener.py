@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from edge.sensors import TOPIC_PREFIX, SensorSettings, decode_z2m, sensor_observations
+from edge.adjustments import InputAdjustments, Reason, Source
+from edge.sensors import TOPIC_PREFIX, SensorSettings, decode_z2m, interpret_sensor
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import MqttSession, MqttSettings, backoff_delays
@@ -37,12 +38,14 @@ class SensorListener:
         *,
         gateway_id: str,
         on_observations: ObservationSink,
+        adjustments: InputAdjustments | None = None,
     ) -> None:
         self._settings = settings
         self._sensors = {s.name: s for s in sensors}
         self._gateway_id = gateway_id
         self._on_observations = on_observations
         self.stats = SensorStats(last_seen={})
+        self.adjustments = adjustments if adjustments is not None else InputAdjustments()
 
     async def run(self) -> None:
         delays = backoff_delays()
@@ -74,17 +77,19 @@ class SensorListener:
             message = decode_z2m(topic, payload)
         except PayloadError as exc:
             self.stats.malformed += 1
-            log.error("%s", exc)
+            self.adjustments.count(Source.ZIGBEE2MQTT, Reason.MALFORMED, str(exc))
             return
         sensor = self._sensors.get(message.name)
         if sensor is None:
             self.stats.unmapped += 1
-            log.warning("sensor %r is not in the sensor map; its message is ignored", message.name)
+            self.adjustments.count(
+                Source.ZIGBEE2MQTT, Reason.UNMAPPED_SENSOR, f"{message.name!r} is not in the map"
+            )
             return
         assert self.stats.last_seen is not None
         self.stats.last_seen[sensor.name] = now
-        observations = sensor_observations(
-            message, sensor, gateway_id=self._gateway_id, received_at=now
-        )
-        if observations:
-            await self._on_observations(observations)
+        reading = interpret_sensor(message, sensor, gateway_id=self._gateway_id, received_at=now)
+        for reason, detail in reading.adjustments:
+            self.adjustments.count(Source.ZIGBEE2MQTT, reason, f"{sensor.name}: {detail}")
+        if reading.observations:
+            await self._on_observations(reading.observations)

@@ -39,15 +39,23 @@ from gateway.deps import (
     ListsPatients,
     PathId,
     ReadsPatient,
+    ReadsPlatformStatus,
     Registered,
     Store,
     patient_for,
 )
 from gateway.events import EventBus
 from gateway.models import ObservationRow
-from gateway.observability import Probes, database_reachable
+from gateway.observability import Probes, database_reachable, platform_problems
 from gateway.registry import Registry, RegistryError
-from gateway.schemas import CareTeamAssignment, ObservationOut, PatientOut, Problem, Readiness
+from gateway.schemas import (
+    CareTeamAssignment,
+    ObservationOut,
+    PatientOut,
+    PlatformStatusOut,
+    Problem,
+    Readiness,
+)
 from gateway.settings import GatewaySettings
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim.errors import ConfigError
@@ -169,6 +177,7 @@ def create_app(
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})
     _operations_routes(app, probes)
+    _platform_status_route(app, probes)
 
     static = resources.files("dashboards") / "static"
     app.mount("/", StaticFiles(directory=str(static), html=True), name="nurse-page")
@@ -199,6 +208,18 @@ def _operations_routes(app: FastAPI, probes: Probes) -> None:
         if probes.metrics is None:
             raise HTTPException(404, "metrics are served by the platform service")
         return PlainTextResponse(probes.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _platform_status_route(app: FastAPI, probes: Probes) -> None:
+    @app.get("/api/v1/platform/status", tags=["operations"], response_model=PlatformStatusOut)
+    async def platform_status(principal: ReadsPlatformStatus) -> PlatformStatusOut:
+        """Whether the platform itself is degraded (the coordinators' banner): from the
+        readiness checks and the metrics' last read of the record store. No patient data, so
+        not audited."""
+        checks = {name: await check() for name, check in probes.checks.items()}
+        snapshot = probes.metrics.snapshot if probes.metrics is not None else None
+        problems = platform_problems(checks, snapshot)
+        return PlatformStatusOut(degraded=bool(problems), problems=problems)
 
 
 def _jsonable(errors: Sequence[Any]) -> Any:

@@ -8,6 +8,7 @@ answers 404 for a patient outside the caller's scope. Every read is audited."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from gateway.models import Device, HomeGateway, ObservationRow, Patient, restore
 from gateway.registry import Registry
 from gateway.schemas import (
     DEVICE_PROFILES,
+    DeviceCheckOut,
     DeviceKindName,
     PatientDeviceOut,
     PatientThresholdsOut,
@@ -108,6 +110,8 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
         seen = by_device.get(device_id, [])
         last = max(seen, key=lambda r: r.time, default=None)
         battery = _newest(r for r in seen if r.code == codes.EVENT_BATTERY.ref)
+        battery_low = _newest(r for r in seen if r.code == codes.EVENT_BATTERY_LOW.ref)
+        check = _newest(r for r in seen if r.code in _DEVICE_CHECKS)
         gateway_id = last.gateway_id if last is not None else paired_gateway[device_id]
         gateway = gateways.get(gateway_id)
         out.append(
@@ -123,9 +127,24 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
                 ),
                 gateway_online=gateway.online if gateway else None,
                 gateway_status_at=gateway.status_at if gateway else None,
+                battery_low=Decimal(battery_low.value) != 0 if battery_low else None,
+                last_check=(
+                    DeviceCheckOut(
+                        code=check.code,
+                        value=check.value,
+                        unit=check.unit,
+                        time=restore_offset(check.time, check.utc_offset_min),
+                    )
+                    if check
+                    else None
+                ),
             )
         )
     return out
+
+
+#: Observations in which a device checks itself (shown on the device, never as a vital).
+_DEVICE_CHECKS = frozenset({codes.GLUCOSE_CONTROL_CHECK.ref, codes.EVENT_SMOKE_TEST.ref})
 
 
 def _newest(rows: Iterable[ObservationRow]) -> ObservationRow | None:

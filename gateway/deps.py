@@ -90,6 +90,7 @@ ReadsAuditLog = Annotated[Principal, Depends(allowed_to(Action.READ_AUDIT_LOG))]
 ManagesRetention = Annotated[Principal, Depends(allowed_to(Action.MANAGE_RETENTION))]
 ExportsPatientData = Annotated[Principal, Depends(allowed_to(Action.EXPORT_PATIENT_DATA))]
 ErasesPatientData = Annotated[Principal, Depends(allowed_to(Action.ERASE_PATIENT_DATA))]
+ReadsPlatformStatus = Annotated[Principal, Depends(allowed_to(Action.READ_PLATFORM_STATUS))]
 
 
 async def patient_for(

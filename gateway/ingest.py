@@ -79,6 +79,8 @@ class IngestStats:
     handling_errors: int = 0
     """Rounds that failed in an unforeseen way: logged, acknowledged, and ingest went on."""
     store_errors: int = 0
+    observations_lost: int = 0
+    """Acknowledged observations the record store no longer has (restored from a backup)."""
 
 
 def _now() -> datetime:
@@ -198,6 +200,9 @@ class IngestWorker:
         received_at = min(m.received_at for m in messages)
         if plan.urgent:
             await self._commit(mqtt, plan.urgent, received_at)
+        if self._metrics is not None:
+            for status in plan.statuses:
+                self._metrics.edge_inputs.report(status.gateway_id, status.input_adjustments)
         if plan.rest or plan.statuses:
             await self._commit(mqtt, plan.rest, received_at, plan.statuses)
         for message, exc in plan.rejected:
@@ -315,6 +320,16 @@ class IngestWorker:
                     rejected.last_seq,
                     rejected.reason,
                 )
+        for key, count in result.lost.items():
+            self.stats.observations_lost += count
+            log.warning(
+                "%s (epoch %r): %d observations it was told were committed are not in the record "
+                "store (restored from an older backup?); its watermark moves on to %d",
+                key.gateway_id,
+                key.epoch,
+                count,
+                result.committed[key],
+            )
         await asyncio.gather(
             *(
                 mqtt.publish(

@@ -14,16 +14,28 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.models import AlarmRow, Hl7Inbound, Hl7Message, HomeGateway
+from gateway.alarms.rules import Severity
+from gateway.models import (
+    AlarmRow,
+    Hl7Inbound,
+    Hl7InboundState,
+    Hl7Message,
+    Hl7MessageState,
+    HomeGateway,
+)
 from gateway.store import RecordStore
+from tryggheim.version import installed_version
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +55,40 @@ class StoreSnapshot:
     hl7_outbound: dict[str, int] = field(default_factory=dict)
     hl7_inbound: dict[str, int] = field(default_factory=dict)
     timeseries_backlog: int | None = None
+    certificates: dict[str, float] = field(default_factory=dict)
+    """name → the certificate's notAfter (Unix seconds)."""
+    record_store_up: bool = False
+    """Whether the last read of the record store succeeded."""
     read_at: datetime | None = None
+
+
+#: Every label value a gauge of counts can have is exported, 0 when there is none, so that a
+#: dashboard or alert sees 0 rather than no series.
+_KNOWN_LABELS: dict[str, tuple[str, ...]] = {
+    "gateways": ("online", "offline", "unknown"),
+    "alarms_open": tuple(Severity),
+    "hl7_outbound_messages": tuple(Hl7MessageState),
+    "hl7_inbound_messages": tuple(Hl7InboundState),
+}
+
+
+class EdgeInputCounts:
+    """What each home gateway's entry points (BLE, Zigbee2MQTT) dropped or altered, as its
+    last status said (counts since its agent started); the metric is their sum per entry point
+    and reason. In memory: every gateway repeats it in each heartbeat."""
+
+    def __init__(self) -> None:
+        self._by_gateway: dict[str, Mapping[tuple[str, str], int]] = {}
+
+    def report(self, gateway_id: str, counts: Mapping[tuple[str, str], int]) -> None:
+        self._by_gateway[gateway_id] = dict(counts)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        totals: dict[tuple[str, str], int] = {}
+        for counts in self._by_gateway.values():
+            for key, count in counts.items():
+                totals[key] = totals.get(key, 0) + count
+        return totals
 
 
 class PlatformMetrics(Collector):
@@ -55,13 +100,18 @@ class PlatformMetrics(Collector):
         store: RecordStore,
         *,
         backlog: Callable[[], Awaitable[int]] | None = None,
+        certificates: Mapping[str, Path] | None = None,
     ) -> None:
         """``stats`` names each component and gives its stats dataclasses (several for the
-        ingest workers, summed); ``backlog`` counts rows not yet in the time-series backend."""
+        ingest workers, summed); ``backlog`` counts rows not yet in the time-series backend;
+        ``certificates`` names the PEM files whose expiry is reported (re-read at every
+        refresh, so a renewed file is seen)."""
         self._stats = stats
         self._store = store
         self._backlog = backlog
+        self._certificates = dict(certificates or {})
         self.snapshot = StoreSnapshot()
+        self.edge_inputs = EdgeInputCounts()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
         self.alarm_latency = Histogram(
@@ -82,16 +132,37 @@ class PlatformMetrics(Collector):
     def collect(self) -> Iterable[Metric]:
         for component, source in self._stats.items():
             totals: dict[str, float] = {}
+            states: dict[str, int] = {}
             for stats in source():
                 for f in fields(stats):  # type: ignore[arg-type]
                     value = getattr(stats, f.name)
-                    if isinstance(value, int | float) and not isinstance(value, bool):
+                    if isinstance(value, bool):
+                        # A state (e.g. connected): how many of the component's parts are in it.
+                        states[f.name] = states.get(f.name, 0) + value
+                    elif isinstance(value, int | float):
                         totals[f.name] = totals.get(f.name, 0) + value
             for name, total in totals.items():
                 yield CounterMetricFamily(
                     f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
                 )
+            for name, count in states.items():
+                yield GaugeMetricFamily(
+                    f"{PREFIX}_{component}_{name}", f"{component}: how many are {name}", count
+                )
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info", "The running Tryggheim's version (always 1)", labels=["version"]
+        )
+        build.add_metric([installed_version()], 1)
+        yield build
         yield from self._snapshot_metrics()
+        adjusted = CounterMetricFamily(
+            f"{PREFIX}_edge_input_values_adjusted",
+            "Values the home gateways' entry points dropped or altered (docs/edge-config.md)",
+            labels=["source", "reason"],
+        )
+        for (entry_point, reason), count in sorted(self.edge_inputs.totals().items()):
+            adjusted.add_metric([entry_point, reason], count)
+        yield adjusted
 
     def _snapshot_metrics(self) -> Iterable[Metric]:
         snap = self.snapshot
@@ -102,7 +173,8 @@ class PlatformMetrics(Collector):
             ("hl7_inbound_messages", snap.hl7_inbound, "state", "HL7 messages received"),
         ):
             family = GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=[label])
-            for key, count in sorted(values.items()):
+            zeros = dict.fromkeys(_KNOWN_LABELS[name], 0)
+            for key, count in sorted((zeros | values).items()):
                 family.add_metric([key], count)
             yield family
         yield GaugeMetricFamily(
@@ -110,6 +182,19 @@ class PlatformMetrics(Collector):
             "Observations waiting in the home gateways' outboxes (as last reported)",
             value=snap.outbox_depth,
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_record_store_up",
+            "1 when the last read of the record store succeeded, else 0",
+            value=int(snap.record_store_up),
+        )
+        expiry = GaugeMetricFamily(
+            f"{PREFIX}_tls_certificate_expiry_timestamp_seconds",
+            "When each certificate the platform uses expires (notAfter, Unix time)",
+            labels=["certificate"],
+        )
+        for certificate, not_after in sorted(snap.certificates.items()):
+            expiry.add_metric([certificate], not_after)
+        yield expiry
         if snap.timeseries_backlog is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_timeseries_backlog",
@@ -131,6 +216,8 @@ class PlatformMetrics(Collector):
             hl7_outbound={str(k): v for k, v in outbound.items()},
             hl7_inbound={str(k): v for k, v in inbound.items()},
             timeseries_backlog=await self._backlog() if self._backlog else None,
+            certificates=await asyncio.to_thread(_expiries, self._certificates),
+            record_store_up=True,
             read_at=now,
         )
 
@@ -138,8 +225,9 @@ class PlatformMetrics(Collector):
         while True:
             try:
                 await self.refresh(clock())
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError) as exc:
                 # Readiness says the database is gone; the metrics keep their last values.
+                self.snapshot.record_store_up = False
                 log.warning("metrics: cannot read the record store: %s", exc)
             await asyncio.sleep(interval_s)
 
@@ -151,8 +239,68 @@ async def _counts(s: Any, column: Any, *where: Any) -> dict[Any, int]:
     return {key: int(count) for key, count in await s.execute(statement)}
 
 
+def _expiries(certificates: Mapping[str, Path]) -> dict[str, float]:
+    """The notAfter of the first certificate in each PEM file; a file that cannot be read is
+    left out (and logged): the alert on a missing series says so."""
+    found: dict[str, float] = {}
+    for name, path in certificates.items():
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            log.warning("metrics: cannot read the %s certificate %s: %s", name, path, exc)
+            continue
+        found[name] = certificate.not_valid_after_utc.timestamp()
+    return found
+
+
 def _gateway_state(online: bool | None) -> str:
     return "unknown" if online is None else "online" if online else "offline"
+
+
+class PlatformProblem(StrEnum):
+    """What makes the platform degraded for the care teams, most serious first; the thresholds
+    are those of the alerts in dashboards/prometheus/alerts.yml."""
+
+    RECORD_STORE = "record_store"
+    """The database does not answer: nothing is stored, no alarm is raised."""
+    INGEST = "ingest"
+    """Not connected to the broker: nothing arrives from the homes."""
+    GATEWAYS_OFFLINE = "gateways_offline"
+    """Many home gateways offline at once."""
+    HL7_OUTBOUND = "hl7_outbound"
+    """Messages to GPs are not being delivered."""
+    TIMESERIES = "timeseries"
+    """The charts lag far behind."""
+
+
+#: Home gateways offline at once, at least, and their share of all (TryggheimManyGatewaysOffline).
+MANY_OFFLINE = 5
+OFFLINE_SHARE = 0.1
+#: Outbound HL7 messages waiting (TryggheimHl7OutboundBacklog).
+HL7_PENDING = 1000
+#: Observations not yet in the time-series backend (TryggheimTimeSeriesBacklog).
+TIMESERIES_BACKLOG = 10_000
+
+
+def platform_problems(
+    checks: Mapping[str, bool], snapshot: StoreSnapshot | None
+) -> list[PlatformProblem]:
+    """The problems the readiness ``checks`` and the metrics' last ``snapshot`` show."""
+    problems = []
+    store_failed = snapshot is not None and snapshot.read_at and not snapshot.record_store_up
+    if not checks.get("database", True) or store_failed:
+        problems.append(PlatformProblem.RECORD_STORE)
+    if not checks.get("ingest", True):
+        problems.append(PlatformProblem.INGEST)
+    if snapshot is not None:
+        offline = snapshot.gateways.get("offline", 0)
+        if offline >= MANY_OFFLINE and offline > OFFLINE_SHARE * sum(snapshot.gateways.values()):
+            problems.append(PlatformProblem.GATEWAYS_OFFLINE)
+        if snapshot.hl7_outbound.get("pending", 0) > HL7_PENDING:
+            problems.append(PlatformProblem.HL7_OUTBOUND)
+        if (snapshot.timeseries_backlog or 0) > TIMESERIES_BACKLOG:
+            problems.append(PlatformProblem.TIMESERIES)
+    return problems
 
 
 @dataclass(frozen=True, slots=True)

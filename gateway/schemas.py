@@ -11,6 +11,7 @@ from gateway.alarm_book import history_of
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
+from gateway.observability import PlatformProblem
 from tryggheim import codes
 from tryggheim.wire import GATEWAY_ID_PATTERN
 
@@ -358,6 +359,14 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
 
 
+class PlatformStatusOut(BaseModel):
+    """Whether the platform itself is degraded, for the coordinators' banner (no patient data)."""
+
+    degraded: bool
+    problems: list[PlatformProblem]
+    """What is wrong, most serious first (docs/runbook.md has what IT does about each)."""
+
+
 # --- the nurse app (gateway/api_nurse.py) -----------------------------------------------------
 
 
@@ -383,6 +392,15 @@ class PatientThresholdsOut(BaseModel):
     thresholds: list[ThresholdOut]
 
 
+class DeviceCheckOut(BaseModel):
+    """A device checking itself: never a value of the patient's."""
+
+    code: str
+    value: str
+    unit: str
+    time: datetime
+
+
 class PatientDeviceOut(BaseModel):
     """A device of the patient's home: paired (a BLE medical device) or seen in her data (a
     home sensor), with what the platform last heard from it."""
@@ -398,6 +416,12 @@ class PatientDeviceOut(BaseModel):
     battery_percent: str | None
     """Its newest ``TRY_EVT_DEVICE_BATTERY`` value."""
     battery_at: datetime | None
+    battery_low: bool | None = None
+    """Its newest own "battery low" flag (``TRY_EVT_DEVICE_BATTERY_LOW``; None: never said),
+    for sensors that report no percentage."""
+    last_check: DeviceCheckOut | None = None
+    """Its newest self-check: a glucose meter's control-solution reading
+    (``TRY_DEV_GLUCOSE_CONTROL_CHECK``) or a smoke alarm's test (``TRY_EVT_SMOKE_ALARM_TEST``)."""
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None

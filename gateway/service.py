@@ -19,7 +19,7 @@ from gateway.ingest import IngestWorker
 from gateway.models import AlarmRow
 from gateway.observability import PlatformMetrics, Probes, database_reachable
 from gateway.retention import RetentionJob
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, certificates_in_use
 from gateway.store import CommitResult, RecordStore
 from gateway.timeseries import TimeSeriesExporter
 
@@ -55,6 +55,7 @@ class Platform:
             },
             self.store,
             backlog=exporter.backlog if exporter else None,
+            certificates=certificates_in_use(settings),
         )
         self.workers = [
             IngestWorker(

@@ -176,7 +176,8 @@ class BrokerPasswordsSettings(RecordStoreSettings):
 
 
 class ErasureSettings(RecordStoreSettings):
-    """What ``tryggheim gateway erase-patient`` reads: the patient's series are erased too."""
+    """What ``tryggheim gateway erase-patient`` reads (the patient's series are erased too), and
+    ``backup`` and ``restore`` (the time-series is snapshotted, and exported again)."""
 
     timeseries: TimeSeriesSettings | None = None
 
@@ -216,3 +217,16 @@ class GatewaySettings(BaseSettings):
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("set both http_tls_cert and http_tls_key, or neither")
         return self
+
+
+def certificates_in_use(settings: GatewaySettings) -> dict[str, Path]:
+    """The PEM files of certificates and CAs the platform uses, by a name for the operator:
+    each one's expiry is in /metrics."""
+    listen = settings.hl7_listen
+    files = {
+        "http": settings.http_tls_cert,
+        "hl7_listen": listen.tls_cert if listen is not None else None,
+        "hl7_ca": settings.hl7.tls_ca,
+        "broker_ca": settings.mqtt.tls_ca,
+    }
+    return {name: path for name, path in files.items() if path is not None}

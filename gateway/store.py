@@ -145,6 +145,9 @@ class CommitResult:
     """Observations dead-lettered in the transaction, per outbox, in seq order."""
     seq_jumps: tuple[OutboxKey, ...] = ()
     """Outboxes a seq of which arrived far beyond anything they sent before."""
+    lost: Mapping[OutboxKey, int] = field(default_factory=dict)
+    """Observations an outbox had been told were committed that the record store no longer
+    has (it was restored from an older backup), per outbox: see :meth:`RecordStore._catch_up`."""
 
     @property
     def committed_seq(self) -> int:
@@ -359,12 +362,24 @@ class RecordStore:
             s, seqs, dead, now, count_jumps=from_edges
         )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        lost: dict[OutboxKey, int] = {}
         for report in statuses:
+            if caught_up := await self._catch_up(s, report):
+                key = OutboxKey(report.gateway_id, report.epoch)
+                committed[key], lost[key] = caught_up
             changed, patient = await self._record_status(s, report, now)
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
-        return CommitResult(committed, tuple(inserted), tuple(alarms), scopes, rejected, jumps)
+        return CommitResult(
+            committed,
+            tuple(inserted),
+            tuple(alarms),
+            scopes,
+            rejected=rejected,
+            seq_jumps=jumps,
+            lost=lost,
+        )
 
     async def _reused_seqs(
         self, s: AsyncSession, conflicts: Mapping[OutboxKey, Sequence[Observation]]
@@ -577,6 +592,51 @@ class RecordStore:
             changes,
         )
         return marks, tuple(jumps)
+
+    async def _catch_up(
+        self, s: AsyncSession, report: GatewayStatusReport
+    ) -> tuple[int, int] | None:
+        """A home gateway that was told more is committed than the record store now holds: the
+        store was restored from a backup older than the gateway's last ack. The gateway deleted
+        those rows, so they will never come again, and a watermark waiting for them would stall
+        for ever and the gateway's outbox with it. The watermark moves to what the gateway says
+        (and on over what it has resent since); returns (new watermark, observations lost)."""
+        claimed = report.committed_seq
+        if claimed is None:
+            return None
+        key = OutboxKey(report.gateway_id, report.epoch)
+        progress = cast(Table, GatewayProgress.__table__)
+        mark_of = (
+            select(progress.c.committed_seq)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
+        )
+        # The common case (the gateway is not ahead) takes no lock.
+        mark = await s.scalar(mark_of)
+        if mark is None or claimed <= mark:
+            return None
+        mark = await s.scalar(mark_of.with_for_update())
+        if mark is None or claimed <= mark:
+            return None
+        kept = 0
+        for table in (ObservationRow.__table__, RejectedObservation.__table__):
+            kept += (
+                await s.scalar(
+                    select(func.count())
+                    .where(table.c.gateway_id == key.gateway_id)
+                    .where(table.c.epoch == key.epoch)
+                    .where(table.c.seq > mark, table.c.seq <= claimed)
+                )
+                or 0
+            )
+        new_mark = await self._scan_watermark(s, key, claimed)
+        await s.execute(
+            update(progress)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
+            .values(committed_seq=new_mark)
+        )
+        return new_mark, claimed - mark - kept
 
     async def _scan_watermark(self, s: AsyncSession, key: OutboxKey, mark: int) -> int:
         stored = (

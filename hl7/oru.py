@@ -120,7 +120,7 @@ _PROFILE_OF_CODE = {
     **dict.fromkeys((codes.SPO2, codes.PULSE_OXIM), DeviceProfile.PULSE_OXIMETER),
     codes.BODY_TEMP: DeviceProfile.THERMOMETER,
     **dict.fromkeys((codes.BODY_WEIGHT, codes.BODY_HEIGHT, codes.BMI), DeviceProfile.SCALE),
-    codes.GLUCOSE_CAPILLARY: DeviceProfile.GLUCOSE_METER,
+    **dict.fromkeys(codes.GLUCOSE_BY_SAMPLE, DeviceProfile.GLUCOSE_METER),
 }
 _PROFILE_BY_REF = {metric.ref: profile for metric, profile in _PROFILE_OF_CODE.items()}
 

@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian's python3 makes .venv only with it. tests/programs.py lists every program the code and
 # the tests start, and tests/test_setup.py checks that one of these packages provides each.
 PACKAGES=(mosquitto mosquitto-clients postgresql victoria-metrics chromium nginx openssl git
-    systemd python3 python3-venv)
+    systemd python3 python3-venv prometheus)
 # Node.js runs the independent HL7 peer in the tests and the Node-RED bench. A machine that
 # already has a node (e.g. from NodeSource) keeps it; otherwise Debian's.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -32,6 +32,7 @@ from gateway.auth import Role
 from gateway.bootstrap import add_user
 from gateway.events import EventBus, PatientScope, alarm_event, observation_event
 from gateway.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
+from gateway.observability import Probes, database_reachable
 from gateway.store import CommitResult, RecordStore
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
@@ -44,6 +45,8 @@ PASSWORD = "correct horse battery"
 TEAM = "Hjemmesykepleien sone 1"
 ADMIN = "it.admin"
 """Manages the registry, sees no patients: the app turns her away."""
+COORDINATOR = "kari.koordinator"
+"""Sees every patient of the municipality, and the platform's own problems."""
 
 SYS, DIA, MEAN = codes.NIBP_SYS.ref, codes.NIBP_DIA.ref, codes.NIBP_MEAN.ref
 
@@ -57,6 +60,8 @@ class NurseWorld:
     patients: dict[str, int] = field(default_factory=dict)
     """Family name → patient id."""
     nurse_subject: str = ""
+    platform_checks: dict[str, bool] = field(default_factory=lambda: {"ingest": True})
+    """The readiness checks the app's platform status reports; a test sets one False."""
     _seqs: dict[str, itertools.count[int]] = field(default_factory=dict)
 
     async def commit(
@@ -216,6 +221,15 @@ async def seed(world: NurseWorld) -> None:
     await add_user(
         store,
         tenant_id=DEFAULT_TENANT,
+        username=COORDINATOR,
+        display_name="Kari Koordinator",
+        roles=[Role.COORDINATOR],
+        team_names=[TEAM],
+        password=PASSWORD,
+    )
+    await add_user(
+        store,
+        tenant_id=DEFAULT_TENANT,
         username=ADMIN,
         display_name="IT",
         roles=[Role.ADMIN],
@@ -346,7 +360,14 @@ async def running_world(directory: Path) -> AsyncIterator[NurseWorld]:
     store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
     await store.migrate()
     events = EventBus()
-    world = NurseWorld(store, events, create_app(store, events, platform_settings()))
+    checks: dict[str, bool] = {"ingest": True}
+
+    async def ingest_connected() -> bool:
+        return checks["ingest"]
+
+    probes = Probes({"database": lambda: database_reachable(store), "ingest": ingest_connected})
+    app = create_app(store, events, platform_settings(), probes=probes)
+    world = NurseWorld(store, events, app, platform_checks=checks)
     await seed(world)
     try:
         async with serving_app(world.app) as url:

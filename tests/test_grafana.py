@@ -342,6 +342,17 @@ def test_platform_health_shows_what_operators_watch() -> None:
         assert job in jobs
 
 
+def test_stat_panels_show_zero_rather_than_no_data() -> None:
+    """A count with nothing to count (no gateway offline, no alarm open, before the first
+    scrape) is 0 on the operators' screen, not "No data"."""
+    health = next(d for d in dashboards().values() if d["uid"] == "tryggheim-platform-health")
+    stats = [p for p in panels(health) if p["type"] == "stat" and p["title"] != "Platform up"]
+    assert {"Gateways offline", "Alarms open"} <= {p["title"] for p in stats}
+    for panel in stats:
+        for target in panel["targets"]:
+            assert target["expr"].endswith(" or vector(0)"), panel["title"]
+
+
 # -- Flux queries against what the exporter writes ------------------------------------------------
 
 

@@ -30,7 +30,16 @@ import pytest_asyncio
 import uvicorn
 from axe_core import install, report, violations
 from chain import until
-from nurse_world import ADMIN, NURSE, PASSWORD, NurseWorld, gateway_of, now_here, running_world
+from nurse_world import (
+    ADMIN,
+    COORDINATOR,
+    NURSE,
+    PASSWORD,
+    NurseWorld,
+    gateway_of,
+    now_here,
+    running_world,
+)
 from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
 
@@ -94,9 +103,9 @@ async def screenshot(page: Page, name: str, **options: Any) -> None:
     await page.screenshot(path=str(directory / name), **options)
 
 
-async def sign_in(page: Page, url: str, hash_: str = "") -> None:
+async def sign_in(page: Page, url: str, hash_: str = "", username: str = NURSE) -> None:
     await page.goto(f"{url}/{hash_}")
-    await page.get_by_label("Brukernavn").fill(NURSE)
+    await page.get_by_label("Brukernavn").fill(username)
     await page.get_by_label("Passord").fill(PASSWORD)
     await page.get_by_role("button", name="Logg inn").click()
     await expect(page.locator("#connection")).to_contain_text("Direkte")
@@ -393,12 +402,18 @@ async def test_settings_english_and_which_alarms_give_notice(
     # A high alarm gives no notice now (critical only) but is in the list and the inbox.
     await page.get_by_role("link", name="Patients").click()
     berg = gateway_of("Berg")
-    low_glucose = [("C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref, "2.9", "mmol/L", now_here())]
+    # a plasma-calibrated meter (issue 14): alarmed like any glucose, its sample type shown
+    low_glucose = [
+        ("C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY_PLASMA.ref, "2.9", "mmol/L", now_here())
+    ]
     glucose = await world.commit(berg, low_glucose)
     berg_card = card(page, "Berg, Ola")
     await expect(berg_card.locator(".alarm-badges")).to_contain_text("High: Low blood glucose New")
     await expect(berg_card.locator("[data-vital=glucose] .assessment")).to_have_text(
         "▼ Below the limit 4 mmol/L"
+    )
+    await expect(berg_card.locator("[data-vital=glucose] .sample")).to_have_text(
+        " (capillary plasma)"
     )
     await expect(page.get_by_role("region", name="New alarm")).to_have_count(0)
 
@@ -498,3 +513,62 @@ async def test_the_app_says_plainly_when_it_is_not_live(
                 "Kritisk: Fall Ny"
             )
         await world.settle(fall.id)
+
+
+async def test_a_device_checking_itself_is_shown_on_the_device(
+    world: NurseWorld, tablet: Page
+) -> None:
+    """Issue 14: a smoke alarm's test and a sensor's own "battery low" (it reports no
+    percentage) show on the device, not as a fire. Last in the module: its low-battery alarm
+    would change the other tests' alarm counts."""
+    at = now_here()
+    await world.commit(
+        gateway_of("Ødegård"),
+        [
+            ("smoke-odegard", codes.EVENT_SMOKE_TEST.ref, "1", "1", at),
+            ("smoke-odegard", codes.EVENT_BATTERY_LOW.ref, "1", "1", at),
+        ],
+    )
+    page = tablet
+    await sign_in(page, world.url)
+    await card(page, "Ødegård, Kari").get_by_role("link").click()
+    devices = page.get_by_role("region", name="Enheter")
+    smoke = devices.locator("tr", has_text="smoke-odegard")
+    await expect(smoke.locator("th")).to_contain_text("Røykvarsler")
+    await expect(smoke.locator("th .device-check")).to_contain_text("Alarmtest")
+    await expect(smoke.locator("td").nth(0)).to_have_text("▼ lavt")
+
+
+# --- the platform's own health -------------------------------------------------------------------
+
+
+async def test_a_coordinator_is_told_when_the_platform_itself_is_degraded(
+    world: NurseWorld, browser: Browser, axe_script: str
+) -> None:
+    """A coordinator sees a banner while the platform cannot hear the homes (the readiness
+    check IT's alert TryggheimIngestDisconnected watches too); a nurse is not asked, and stays
+    signed in."""
+    async with tablet_page(browser) as coordinator, tablet_page(browser) as nurse:
+        await sign_in(coordinator, world.url, username=COORDINATOR)
+        banner = coordinator.locator("#platform-banner")
+        await expect(coordinator.locator("#platform-alert")).to_have_count(1)
+        await expect(banner).to_be_hidden()
+        world.platform_checks["ingest"] = False
+        try:
+            await coordinator.reload()  # the app asks at once on start, then every 30 s
+            await expect(banner).to_be_visible()
+            await expect(banner).to_contain_text("ingen forbindelse til hjemmene")
+            await expect(coordinator.locator("#platform-alert")).to_have_attribute("role", "status")
+            await accessible(coordinator, axe_script, "coordinator, platform degraded")
+            await coordinator.get_by_role("button", name="English").click()
+            await expect(banner).to_contain_text("no connection to the homes")
+            await coordinator.get_by_role("button", name="Norsk (bokmål)").click()
+
+            await sign_in(nurse, world.url)
+            await expect(nurse.locator(".patient-list")).to_be_visible()
+            await expect(nurse.locator("#platform-banner")).to_be_hidden()
+            await expect(nurse.locator("#connection")).to_contain_text("Direkte")
+        finally:
+            world.platform_checks["ingest"] = True
+        await coordinator.reload()
+        await expect(banner).to_be_hidden()

@@ -13,14 +13,17 @@ import httpx
 import pytest
 import pytest_asyncio
 from access import bearer
-from nurse_world import NURSE, PASSWORD, NurseWorld, running_world
+from nurse_world import NURSE, PASSWORD, NurseWorld, now_here, running_world
 from sqlalchemy import select
 
 import gateway.api
 from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Role
 from gateway.models import AuditEntry
+from tryggheim import codes
 from tryggheim.codes import DeviceProfile
+
+GLUCOSE_METER = "C0:40:00:00:00:03"
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -140,6 +143,31 @@ async def test_the_devices_of_her_home_with_battery_and_last_seen(
         assert device["last_seen"].endswith(("+01:00", "+02:00")), "not in Oslo time"
 
 
+async def test_device_checks_and_battery_low_flags_show_on_the_device(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    """Issue 14: a control-solution check is the meter's, not the patient's glucose; a sensor
+    that only says "battery low" shows it."""
+    berg = world.patients["Berg"]
+    at = now_here()
+    control = (GLUCOSE_METER, codes.GLUCOSE_CONTROL_CHECK.ref, "5.9", "mmol/L", at)
+    await world.commit(
+        "gw-berg", [control, ("door-berg", codes.EVENT_BATTERY_LOW.ref, "1", "1", at)]
+    )
+    devices = by((await nurse.get(f"/api/v1/patients/{berg}/devices")).json(), "device_id")
+    check = devices[GLUCOSE_METER]["last_check"]
+    assert (check["code"], check["value"], check["unit"]) == (
+        "TRY_DEV_GLUCOSE_CONTROL_CHECK",
+        "5.9",
+        "mmol/L",
+    )
+    assert datetime.fromisoformat(check["time"]) == at
+    assert devices["door-berg"]["battery_low"] is True
+    latest = (await nurse.get(f"/api/v1/patients/{berg}/observations")).json()
+    glucose = [o for o in latest if o["code"] in codes.GLUCOSE_CODES]
+    assert all(o["value"] != "5.9" for o in glucose)
+
+
 async def test_a_paired_device_never_heard_from_is_listed(
     world: NurseWorld, nurse: httpx.AsyncClient
 ) -> None:
@@ -162,6 +190,8 @@ async def test_a_paired_device_never_heard_from_is_listed(
         "battery_at": None,
         "gateway_online": True,
         "gateway_status_at": new["gateway_status_at"],
+        "battery_low": None,
+        "last_check": None,
     }
     async with world.store.session() as s:
         actions = set(

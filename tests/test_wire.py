@@ -297,3 +297,68 @@ def test_any_value_in_any_top_level_field_is_a_payload_error_or_decodes(
     for topic, decode in ((TOPIC, decode_batch), (STATUS, decode_status), (ACK, decode_ack)):
         with contextlib.suppress(PayloadError):
             decode(topic, payload)
+
+
+def _status(**extra: object) -> bytes:
+    return json.dumps({"v": 1, "gateway_id": "gw-0001", "state": "online", **extra}).encode()
+
+
+def test_status_carries_what_the_edge_dropped_or_altered() -> None:
+    body = {"ble": {"control_solution": 1}, "zigbee2mqtt": {"unknown_key": 40, "wrong_type": 2}}
+    report = decode_status(status_topic("gw-0001"), _status(input_adjustments=body))
+    assert report.input_adjustments == {
+        ("ble", "control_solution"): 1,
+        ("zigbee2mqtt", "unknown_key"): 40,
+        ("zigbee2mqtt", "wrong_type"): 2,
+    }
+    # optional: an older edge's status has none
+    assert decode_status(status_topic("gw-0001"), _status()).input_adjustments == {}
+
+
+@pytest.mark.parametrize(
+    "adjustments", [[1], {"ble": 3}, {"ble": {"malformed": -1}}, {"ble": {"malformed": True}}]
+)
+def test_a_malformed_input_adjustments_is_a_payload_error(adjustments: object) -> None:
+    with pytest.raises(PayloadError, match="input_adjustments"):
+        decode_status(status_topic("gw-0001"), _status(input_adjustments=adjustments))
+
+
+def test_a_status_carries_what_the_gateway_was_told_is_committed() -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": 4711}
+    report = decode_status(status_topic("gw-0001"), json.dumps(body).encode())
+    assert report.committed_seq == 4711
+    del body["committed_seq"]  # an offline will, or an older agent
+    assert decode_status(status_topic("gw-0001"), json.dumps(body).encode()).committed_seq is None
+
+
+@pytest.mark.parametrize("committed", [-1, 2**63, True, "12", 1.5])
+def test_a_status_with_an_impossible_committed_seq_is_refused(committed: object) -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": committed}
+    with pytest.raises(PayloadError, match="committed_seq"):
+        decode_status(status_topic("gw-0001"), json.dumps(body).encode())
+
+
+#: What a home gateway of version 0.1.0 publishes, byte for byte: the platform of this version
+#: and the next must accept it (docs/upgrade.md, "Wire compatibility").
+BATCH_0_1_0 = (
+    b'{"v":1,"gateway_id":"gw-0001","observations":[{"id":"0b7e6a52-1c0e-4d8e-9d55-000000000001",'
+    b'"gateway_id":"gw-0001","seq":4711,"device_id":"C0:10:00:00:00:01","source":"ble:2A35",'
+    b'"code":"MDC_PRESS_BLD_NONINV_SYS","mdc":150021,"value":"138","unit":"mm[Hg]",'
+    b'"time":"2026-11-22T07:30:00+01:00","time_source":"device","flags":["irregular_pulse"]}]}'
+)
+STATUS_0_1_0 = (
+    b'{"v": 1, "gateway_id": "gw-0001", "state": "online", "outbox_depth": 12, '
+    b'"urgent_waiting": 0, "committed_seq": 4711, "last_seq": 4723, '
+    b'"last_commit_at": 1795370522.8, "outbox_bytes": 118784, "outbox_fill": 0.0001, '
+    b'"telemetry_refused": 0, "alarms": [], "time": 1795370523.1, "clock_offset_s": 0.4, '
+    b'"devices": {}, "sensors": {}}'
+)
+
+
+def test_what_a_gateway_of_the_previous_version_sends_is_understood() -> None:
+    batch = decode_batch(TOPIC, BATCH_0_1_0)
+    (obs,) = batch.observations
+    assert (obs.seq, obs.value, obs.flags) == (4711, Decimal("138"), ("irregular_pulse",))
+    assert obs.time == datetime(2026, 11, 22, 6, 30, tzinfo=UTC)
+    status = decode_status(status_topic("gw-0001"), STATUS_0_1_0)
+    assert (status.online, status.outbox_depth, status.committed_seq) == (True, 12, 4711)

@@ -12,10 +12,12 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tryggheim.errors import ConfigError, TryggheimError
+from tryggheim.version import installed_version
 
 if TYPE_CHECKING:
     from gateway.store import RecordStore
@@ -176,6 +178,48 @@ async def _gateway_migrate(args: argparse.Namespace) -> int:
         print(f"record store at revision {await current_revision(store.engine)}")
     finally:
         await store.close()
+    return 0
+
+
+async def _gateway_backup(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from gateway.backup import back_up
+    from gateway.settings import ErasureSettings
+    from tryggheim.config import load_settings
+
+    settings = load_settings(ErasureSettings, args.config)
+    async with _store_at(settings.database_url) as store:
+        manifest = await back_up(store, settings.timeseries, args.to, datetime.now(UTC))
+    print(manifest.to_json(), end="")
+    return 0
+
+
+async def _gateway_restore(args: argparse.Namespace) -> int:
+    from gateway.backup import restore
+    from gateway.settings import ErasureSettings
+    from gateway.store import RecordStore
+    from tryggheim.config import load_settings
+
+    if not args.yes:
+        print(
+            "tryggheim: restore replaces everything in the record store; add --yes to go ahead",
+            file=sys.stderr,
+        )
+        return 2
+    settings = load_settings(ErasureSettings, args.config)
+    # Not migrated first: the backup brings its own schema; `gateway run` migrates it after.
+    store = RecordStore(settings.database_url)
+    try:
+        manifest = await restore(
+            store,
+            args.backup,
+            reexport=settings.timeseries is not None,
+            reexport_since=args.timeseries_backed_up_at,
+        )
+    finally:
+        await store.close()
+    print(manifest.to_json(), end="")
     return 0
 
 
@@ -404,11 +448,22 @@ async def _simulate(args: argparse.Namespace) -> int:
     return await run_simulation(options)
 
 
+def _aware_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if when.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"give the time with its UTC offset: {text!r}")
+    return when
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tryggheim", description="Tryggheim home-care platform: edge, platform, HL7, demo."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     edge = commands.add_parser("edge", help="the home gateway agent").add_subparsers(
@@ -446,6 +501,25 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "erase-patient":
             gdpr.add_argument("--yes", action="store_true", help="really erase")
         gdpr.set_defaults(handler=handler)
+    gw_backup = gateway.add_parser(
+        "backup", help="back up the time-series (VictoriaMetrics snapshot), then the record store"
+    )
+    gw_backup.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_backup.add_argument("--to", type=Path, required=True, help="a new directory")
+    gw_backup.set_defaults(handler=_gateway_backup)
+    gw_restore = gateway.add_parser(
+        "restore", help="replace the record store with a backup (platform stopped; docs/backup.md)"
+    )
+    gw_restore.add_argument("--config", type=Path, required=True, help="platform TOML file")
+    gw_restore.add_argument("backup", type=Path, help="a directory `gateway backup` made")
+    gw_restore.add_argument("--yes", action="store_true", help="really replace")
+    gw_restore.add_argument(
+        "--timeseries-backed-up-at",
+        type=_aware_time,
+        default=None,
+        help="when the time-series backup began, if not made by `gateway backup` (ISO 8601)",
+    )
+    gw_restore.set_defaults(handler=_gateway_restore)
     gw_tenant = gateway.add_parser("add-tenant", help="create or rename a tenant (municipality)")
     gw_tenant.add_argument("--config", type=Path, required=True, help="platform TOML file")
     gw_tenant.add_argument("--id", required=True, help="short id, e.g. 'tromso'")

@@ -133,6 +133,27 @@ GLUCOSE_CAPILLARY = _mdc(
     MMOL_PER_L,
     MG_PER_DL,
 )
+# One glucose code per sample type of a Bluetooth glucose meter (0x2A18 Type); sources of the
+# numbers in docs/codes.md.
+GLUCOSE_CAPILLARY_PLASMA = _mdc(
+    "MDC_CONC_GLU_CAPILLARY_PLASMA", 160188, "Glucose (capillary plasma)"
+)
+GLUCOSE_VENOUS_WHOLEBLOOD = _mdc(
+    "MDC_CONC_GLU_VENOUS_WHOLEBLOOD", 160192, "Glucose (venous whole blood)"
+)
+GLUCOSE_VENOUS_PLASMA = _mdc("MDC_CONC_GLU_VENOUS_PLASMA", 160196, "Glucose (venous plasma)")
+GLUCOSE_ARTERIAL_WHOLEBLOOD = _mdc(
+    "MDC_CONC_GLU_ARTERIAL_WHOLEBLOOD", 160200, "Glucose (arterial whole blood)"
+)
+GLUCOSE_ARTERIAL_PLASMA = _mdc("MDC_CONC_GLU_ARTERIAL_PLASMA", 160204, "Glucose (arterial plasma)")
+GLUCOSE_UNDETERMINED_WHOLEBLOOD = _mdc(
+    "MDC_CONC_GLU_UNDETERMINED_WHOLEBLOOD", 160364, "Glucose (whole blood, site undetermined)"
+)
+GLUCOSE_UNDETERMINED_PLASMA = _mdc(
+    "MDC_CONC_GLU_UNDETERMINED_PLASMA", 160368, "Glucose (plasma, site undetermined)"
+)
+GLUCOSE_ISF = _mdc("MDC_CONC_GLU_ISF", 160212, "Glucose (interstitial fluid)")
+GLUCOSE_GENERAL = _mdc("MDC_CONC_GLU_GEN", 160020, "Glucose (sample type not stated)")
 
 # Platform event codes (system TRYGGHEIM). Numbers are stable; never reuse one.
 EVENT_FALL = _event("TRY_EVT_FALL", 1001, "Fall detected")
@@ -147,6 +168,29 @@ EVENT_DEVICE_OFFLINE = _event("TRY_EVT_DEVICE_OFFLINE", 1009, "Device offline")
 ROOM_TEMPERATURE = _event("TRY_ENV_ROOM_TEMPERATURE", 1010, "Room temperature", CELSIUS)
 ROOM_HUMIDITY = _event("TRY_ENV_ROOM_HUMIDITY", 1011, "Room humidity", PERCENT)
 LINK_QUALITY = _event("TRY_DEV_LINK_QUALITY", 1012, "Radio link quality")
+GLUCOSE_CONTROL_CHECK = _event(
+    "TRY_DEV_GLUCOSE_CONTROL_CHECK", 1013, "Glucose meter check with control solution"
+)
+EVENT_SMOKE_TEST = _event("TRY_EVT_SMOKE_ALARM_TEST", 1014, "Smoke/heat alarm test")
+EVENT_BATTERY_LOW = _event("TRY_EVT_DEVICE_BATTERY_LOW", 1015, "Device battery low")
+EVENT_VIBRATION = _event("TRY_EVT_VIBRATION", 1016, "Vibration")
+
+#: Every patient glucose code (all sample types): the glucose alarm rules, the nurse app's
+#: glucose chart and HL7's glucose-meter profile take them all. A control-solution check is not
+#: among them (it is :data:`GLUCOSE_CONTROL_CHECK`, a device event).
+GLUCOSE_BY_SAMPLE: tuple[MetricCode, ...] = (
+    GLUCOSE_CAPILLARY,
+    GLUCOSE_CAPILLARY_PLASMA,
+    GLUCOSE_VENOUS_WHOLEBLOOD,
+    GLUCOSE_VENOUS_PLASMA,
+    GLUCOSE_ARTERIAL_WHOLEBLOOD,
+    GLUCOSE_ARTERIAL_PLASMA,
+    GLUCOSE_UNDETERMINED_WHOLEBLOOD,
+    GLUCOSE_UNDETERMINED_PLASMA,
+    GLUCOSE_ISF,
+    GLUCOSE_GENERAL,
+)
+GLUCOSE_CODES = frozenset(m.ref for m in GLUCOSE_BY_SAMPLE)
 
 METRICS: dict[str, MetricCode] = {
     m.ref: m
@@ -162,7 +206,7 @@ METRICS: dict[str, MetricCode] = {
         BODY_WEIGHT,
         BODY_HEIGHT,
         BMI,
-        GLUCOSE_CAPILLARY,
+        *GLUCOSE_BY_SAMPLE,
         EVENT_FALL,
         EVENT_PANIC,
         EVENT_DOOR,
@@ -175,6 +219,10 @@ METRICS: dict[str, MetricCode] = {
         ROOM_TEMPERATURE,
         ROOM_HUMIDITY,
         LINK_QUALITY,
+        GLUCOSE_CONTROL_CHECK,
+        EVENT_SMOKE_TEST,
+        EVENT_BATTERY_LOW,
+        EVENT_VIBRATION,
     )
 }
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -108,6 +108,8 @@ _EPOCH_CHARS = re.compile(r"[A-Za-z0-9-]+")
 MAX_FLAGS = 32
 MAX_FLAG_CHARS = 64
 MAX_REASON_CHARS = 500
+#: (entry point, reason) pairs a status may count in ``input_adjustments``.
+MAX_ADJUSTMENTS = 256
 #: What a dead letter keeps of what arrived: enough to investigate, and a gateway sending
 #: refused messages at full speed cannot fill the record store's disk much faster than the
 #: broker lets it send.
@@ -365,11 +367,7 @@ def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
     gateway_id = _text(topic, body, "gateway_id", MAX_NAME_CHARS)
     if gateway_id != gateway_of_topic(topic):
         raise PayloadError(topic, f"gateway_id {_shown(gateway_id)} does not match the topic")
-    epoch = body.get("epoch", LEGACY_EPOCH)
-    if epoch != LEGACY_EPOCH:
-        epoch = _text(topic, body, "epoch", MAX_EPOCH_CHARS)
-        if not _EPOCH_CHARS.fullmatch(epoch):
-            raise PayloadError(topic, "epoch: letters, digits and '-' only")
+    epoch = _epoch(topic, body)
     items = _field(topic, body, "observations", list)
     if len(items) > MAX_BATCH_OBSERVATIONS:
         raise PayloadError(topic, f"observations: more than {MAX_BATCH_OBSERVATIONS}")
@@ -392,6 +390,13 @@ class GatewayStatusReport:
     gateway_id: str
     online: bool
     outbox_depth: int | None
+    input_adjustments: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """(entry point, reason) → values the edge dropped or altered since it started (optional
+    ``input_adjustments`` of the status, docs/wire.md)."""
+    committed_seq: int | None = None
+    """The highest seq the gateway was told is committed (and has deleted up to)."""
+    epoch: str = LEGACY_EPOCH
+    """The edge outbox ``committed_seq`` is of."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -408,15 +413,49 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     depth = None
     if body.get("outbox_depth") is not None:
         depth = _count(topic, body, "outbox_depth", 0, MAX_COUNT)
-    return GatewayStatusReport(gateway_id, state == "online", depth)
+    adjustments = _adjustments(topic, body.get("input_adjustments", {}))
+    committed = None
+    if body.get("committed_seq") is not None:
+        committed = _count(topic, body, "committed_seq", 0, MAX_SEQ)
+    return GatewayStatusReport(
+        gateway_id, state == "online", depth, adjustments, committed, _epoch(topic, body)
+    )
+
+
+def _epoch(topic: str, body: dict[str, Any]) -> str:
+    """The optional ``epoch`` of a batch or status: the legacy epoch when there is none."""
+    if body.get("epoch", LEGACY_EPOCH) == LEGACY_EPOCH:
+        return LEGACY_EPOCH
+    epoch = _text(topic, body, "epoch", MAX_EPOCH_CHARS)
+    if not _EPOCH_CHARS.fullmatch(epoch):
+        raise PayloadError(topic, "epoch: letters, digits and '-' only")
+    return epoch
+
+
+def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
+    problem = "input_adjustments: expected {source: {reason: count}}"
+    if not isinstance(raw, dict):
+        raise PayloadError(topic, problem)
+    counts: dict[tuple[str, str], int] = {}
+    for source, reasons in raw.items():
+        if not isinstance(reasons, dict):
+            raise PayloadError(topic, problem)
+        for reason, count in reasons.items():
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_SEQ:
+                raise PayloadError(topic, f"{problem}, got {_shown(count)} for {_shown(reason)}")
+            if len(source) > MAX_NAME_CHARS or len(reason) > MAX_NAME_CHARS:
+                raise PayloadError(topic, f"input_adjustments: names of at most {MAX_NAME_CHARS}")
+            counts[(source, reason)] = count
+            # Each pair becomes a metric label: a status must not invent them by the thousand.
+            if len(counts) > MAX_ADJUSTMENTS:
+                raise PayloadError(topic, f"input_adjustments: more than {MAX_ADJUSTMENTS}")
+    return counts
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:
     body = _load(topic, payload)
     committed = _count(topic, body, "committed_seq", 0, MAX_SEQ)
-    epoch = body.get("epoch", LEGACY_EPOCH)
-    if epoch != LEGACY_EPOCH:
-        epoch = _text(topic, body, "epoch", MAX_EPOCH_CHARS)
+    epoch = _epoch(topic, body)
     listed = body.get("rejected", [])
     if not isinstance(listed, list):
         raise PayloadError(topic, f"rejected: expected an array, got {_shown(listed)}")

@@ -6,6 +6,7 @@ import * as api from "./api.js";
 import { h, keepingFocus } from "./dom.js";
 import { playAlarmSound, soundState, unlockSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
+import { PlatformWatch } from "./platform.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
 import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
 import {
@@ -46,11 +47,13 @@ const state = {
   lastLive: null,
   updatedAt: null,
   top: null, // the patient at the top of the list
+  platform: null, // the platform's own problems (coordinators); null: not asked or not allowed
 };
 const drafts = new Map(); // alarm id → resolution note being written
 const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
 let route = parseRoute();
 let stream = null;
+const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
 let soundNote = null;
 let soundBlocked = false;
@@ -150,7 +153,18 @@ function renderShell(signedIn) {
   language.textContent = t("language.switch");
   language.lang = settings.lang === "nb" ? "en" : "nb";
   renderConnection(signedIn);
+  renderPlatform(signedIn);
   renderBanner(signedIn);
+}
+
+function renderPlatform(signedIn) {
+  const problems = signedIn ? state.platform ?? [] : [];
+  const text = problems.length
+    ? t("platform.degraded", { problems: problems.map((p) => t(`platform.${p}`)).join("; ") })
+    : "";
+  const alert = document.getElementById("platform-alert");
+  if (alert.textContent !== text) alert.textContent = text;
+  document.getElementById("platform-banner").hidden = !problems.length;
 }
 
 function renderConnection(signedIn) {
@@ -416,6 +430,8 @@ function startSession() {
   });
   stream = new LiveStream({ onEvent, onState, onSignedOut: (reason) => showLogin(signedOutText(reason)) });
   stream.start();
+  state.platform = null;
+  platformWatch.start();
   refreshNow({ overview: true, detail: route.name === "patient" });
   clearTimeout(expiry);
   const exp = api.claims()?.exp;
@@ -426,6 +442,8 @@ function startSession() {
 function showLogin(problem) {
   stream?.stop();
   stream = null;
+  platformWatch.stop();
+  state.platform = null;
   clearTimeout(expiry);
   api.signOut();
   loginProblem = problem;

@@ -9,6 +9,7 @@ import {
 } from "./i18n.js";
 import {
   DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceKind,
+  sampleText,
   eventText, latestOf, limitsFor, trim, unitText, valueText,
 } from "./vitals.js";
 
@@ -189,10 +190,12 @@ function vitalCell(group, latest, thresholds) {
   const unit = unitText(found.parts[0].unit);
   const value = found.parts.map((o) => decimal(o.value)).join("/");
   const flags = [...new Set(found.parts.flatMap((o) => o.flags).filter((f) => !f.startsWith("device_user")))];
+  const sample = sampleText(found.parts[0].code);
   return h("div", { class: `vital ${worst ? `out ${worst.status}` : "ok"}`, "data-vital": group.id },
     h("dt", {}, label),
     h("dd", {},
       h("span", { class: "value" }, value), " ", h("span", { class: "unit" }, unit),
+      sample ? h("span", { class: "sample" }, ` (${sample})`) : null,
       worst ? flag(worst.status === "high" ? "▲" : "▼",
         assessmentText(worst, found.parts[assessed.indexOf(worst)].unit)) : null,
       flags.length ? h("span", { class: "flags" }, ` (${flags.join(", ").replaceAll("_", " ")})`) : null,
@@ -390,10 +393,20 @@ function eventsSection(ctx, data, from, to) {
     ] : h("p", { class: "empty" }, t("events.none")));
 }
 
+/** A device's self-check in words: "Control solution 5,9 mmol/L, 06.12. 08:15". */
+function checkText(check) {
+  const what = check.code === "TRY_DEV_GLUCOSE_CONTROL_CHECK"
+    ? t("devices.check.control", { value: valueText(check.value, check.unit) })
+    : t("devices.check.alarm_test");
+  return `${what}, ${deviceTime(check.time)}`;
+}
+
 function devicesSection(data, now) {
   const titleId = "devices-title";
   const rows = data.devices.map((d) => {
-    const low = d.battery_percent !== null && Number(d.battery_percent) < LOW_BATTERY;
+    // a percentage below the limit, or the sensor's own "battery low" when it has no percentage
+    const low = d.battery_percent !== null
+      ? Number(d.battery_percent) < LOW_BATTERY : d.battery_low === true;
     const silentFor = d.last_seen ? now - Date.parse(d.last_seen) : null;
     const silent = silentFor !== null && silentFor > 36 * 3_600_000;
     const gateway = d.gateway_online === null
@@ -401,9 +414,11 @@ function devicesSection(data, now) {
       : t(d.gateway_online ? "devices.gateway_online" : "devices.gateway_offline", { id: d.gateway_id });
     return h("tr", { "data-device-id": d.device_id },
       h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceKind(d)), h("br"),
-        h("span", { class: "device-id" }, d.device_id)),
-      h("td", { class: low ? "out low" : "" }, d.battery_percent === null ? t("devices.unknown") : [
-        `${decimal(d.battery_percent)} %`, low ? flag("▼", t("devices.battery_low")) : null]),
+        h("span", { class: "device-id" }, d.device_id),
+        d.last_check ? [h("br"), h("span", { class: "device-check" }, checkText(d.last_check))] : null),
+      h("td", { class: low ? "out low" : "" }, [
+        d.battery_percent === null ? (low ? null : t("devices.unknown")) : `${decimal(d.battery_percent)} %`,
+        low ? flag("▼", t("devices.battery_low")) : null]),
       h("td", { class: silent ? "out" : "" }, d.last_seen ? [
         deviceTime(d.last_seen), h("br"), h("span", { class: "when" }, ago(d.last_seen, now)),
         silent ? flag("⚠", t("devices.silent", { duration: duration(silentFor) })) : null,

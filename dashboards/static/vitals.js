@@ -7,6 +7,26 @@ export const SYS = "MDC_PRESS_BLD_NONINV_SYS";
 export const DIA = "MDC_PRESS_BLD_NONINV_DIA";
 const PULSE_CODES = ["MDC_PULS_RATE_NON_INV", "MDC_PULS_OXIM_PULS_RATE", "MDC_ECG_HEART_RATE"];
 
+// Glucose: one code per sample type (docs/codes.md); the nurse sees which sample it was.
+const GLUCOSE_SAMPLES = {
+  MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD: "capillary_whole_blood",
+  MDC_CONC_GLU_CAPILLARY_PLASMA: "capillary_plasma",
+  MDC_CONC_GLU_VENOUS_WHOLEBLOOD: "venous_whole_blood",
+  MDC_CONC_GLU_VENOUS_PLASMA: "venous_plasma",
+  MDC_CONC_GLU_ARTERIAL_WHOLEBLOOD: "arterial_whole_blood",
+  MDC_CONC_GLU_ARTERIAL_PLASMA: "arterial_plasma",
+  MDC_CONC_GLU_UNDETERMINED_WHOLEBLOOD: "undetermined_whole_blood",
+  MDC_CONC_GLU_UNDETERMINED_PLASMA: "undetermined_plasma",
+  MDC_CONC_GLU_ISF: "interstitial_fluid",
+  MDC_CONC_GLU_GEN: "not_stated",
+};
+
+/** The sample type of a glucose value in words ("kapillært plasma"); null for other codes. */
+export function sampleText(code) {
+  const sample = GLUCOSE_SAMPLES[code];
+  return sample ? t(`glucose.sample.${sample}`) : null;
+}
+
 /** One chart and one cell of the list per group; blood pressure shows systolic/diastolic. */
 export const GROUPS = [
   { id: "bp", codes: [SYS, DIA] },
@@ -14,7 +34,7 @@ export const GROUPS = [
   { id: "spo2", codes: ["MDC_PULS_OXIM_SAT_O2"] },
   { id: "temp", codes: ["MDC_TEMP_BODY"] },
   { id: "weight", codes: ["MDC_MASS_BODY_ACTUAL"] },
-  { id: "glucose", codes: ["MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"] },
+  { id: "glucose", codes: Object.keys(GLUCOSE_SAMPLES) },
 ];
 export const VITAL_CODES = GROUPS.flatMap((g) => g.codes);
 
@@ -121,6 +141,7 @@ export function eventText(observation) {
 
 const SENSOR_KINDS = [
   ["TRY_EVT_FALL", "fall"], ["TRY_EVT_PANIC_BUTTON", "panic"], ["TRY_EVT_SMOKE", "smoke"],
+  ["TRY_EVT_SMOKE_ALARM_TEST", "smoke"], ["TRY_EVT_VIBRATION", "vibration"],
   ["TRY_EVT_WATER_LEAK", "water"], ["TRY_EVT_DOOR_CONTACT", "door"],
   ["TRY_EVT_BED_OCCUPANCY", "bed"], ["TRY_EVT_MOTION", "motion"],
   ["TRY_ENV_ROOM_TEMPERATURE", "climate"], ["TRY_ENV_ROOM_HUMIDITY", "climate"],

@@ -1,7 +1,8 @@
 """Pure decoders of the Current Time (GATT 0x2A2B) and Date Time (0x2A08) characteristics.
 
 0x2A08 Date Time: year u16, month, day, hours, minutes, seconds (u8 each); year, month or day 0
-means "not known" and decodes to ``None``.
+means "not known". The fields are kept as sent (:class:`~edge.ble.fields.DateTimeFields`), so a
+clock that knows the time of day but not the date (``00000000121A20``: 18:26:32) keeps it.
 
 0x2A2B Current Time (Current Time Service 1.1), "Exact Time 256" followed by the adjust reason::
 
@@ -20,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum, IntFlag
 
-from edge.ble.fields import Reader, enum_or_raw
+from edge.ble.fields import DateTimeFields, Reader, enum_or_raw
 
 CURRENT_TIME_NAME = "0x2A2B Current Time"
 DATE_TIME_NAME = "0x2A08 Date Time"
@@ -46,13 +47,13 @@ class AdjustReason(IntFlag):
 
 @dataclass(frozen=True, slots=True)
 class DateTime:
-    date_time: datetime | None
-    """Device wall-clock time (naive); ``None`` if not known (year/month/day 0)."""
+    date_time: DateTimeFields
+    """Device wall-clock time as sent (0 = not known); ``.moment`` is the naive datetime."""
 
 
 @dataclass(frozen=True, slots=True)
 class CurrentTime:
-    date_time: datetime | None
+    date_time: DateTimeFields
     day_of_week: DayOfWeek | int
     fractions256: int
     adjust_reason: AdjustReason
@@ -64,12 +65,12 @@ class CurrentTime:
 
 
 def decode_date_time(data: bytes) -> DateTime:
-    return DateTime(Reader(DATE_TIME_NAME, data).date_time("date_time"))
+    return DateTime(Reader(DATE_TIME_NAME, data).date_time_fields("date_time"))
 
 
 def decode_current_time(data: bytes) -> CurrentTime:
     reader = Reader(CURRENT_TIME_NAME, data)
-    date_time = reader.date_time("date_time")
+    date_time = reader.date_time_fields("date_time")
     day_of_week = enum_or_raw(DayOfWeek, reader.u8("day_of_week"))
     fractions = reader.u8("fractions256")
     reason = AdjustReason(reader.u8("adjust_reason") & 0x0F)

@@ -4,7 +4,9 @@ Output contract (integrators and tests rely on it):
 
 - the decoded value as a JSON object whose keys are the dataclass fields, snake_case names as
   in the GATT specification; a GATT Date Time is an object with ``year month day hours minutes
-  seconds`` (``null`` when the device sent an unknown date);
+  seconds``. In Date Time (0x2A08) and Current Time (0x2A2B) the fields are as sent, 0 meaning
+  "not known" (an unknown date keeps its known time of day); a timestamp inside a measurement
+  whose date is unknown is ``null`` (the reading then gets the gateway's time);
 - Decimals are JSON *strings* (``"37.20"``): a JSON number is read as a binary float by most
   consumers, which would lose the device's precision -- the reason the platform uses Decimal;
 - an IEEE 11073 special value is its name as a string (``"nan"``, ``"nres"``,
@@ -32,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import re
 import sys
-import typing
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum, IntFlag
@@ -44,6 +44,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge.ble.characteristics import decode
+from edge.ble.fields import enum_fields
 from edge.ble.normalise import observations_for
 from tryggheim.errors import TryggheimError
 from tryggheim.wire import observation_to_dict
@@ -96,22 +97,10 @@ def _received_at(text: str | None) -> datetime:
     return moment
 
 
-@functools.cache
-def _enum_fields(cls: type[Any]) -> frozenset[str]:
-    """Fields of dataclass ``cls`` typed as an enumeration: a plain int there is a reserved
-    value the decoder kept raw."""
-    hints = typing.get_type_hints(cls)
-    return frozenset(
-        name
-        for name, hint in hints.items()
-        if any(isinstance(arg, type) and issubclass(arg, Enum) for arg in typing.get_args(hint))
-    )
-
-
 def to_json(value: object) -> Any:
     """A decoded value as JSON-ready data (see the module docstring for the rules)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        raw_enums = _enum_fields(type(value))
+        raw_enums = enum_fields(type(value))
         result: dict[str, Any] = {}
         for field in dataclasses.fields(value):
             item = getattr(value, field.name)

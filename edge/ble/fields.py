@@ -10,11 +10,14 @@ decoders simply stop reading.
 
 from __future__ import annotations
 
+import functools
 import struct
-from datetime import datetime
+import typing
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from decimal import Decimal
-from enum import IntEnum
-from typing import TypeVar
+from enum import Enum, IntEnum
+from typing import Any, TypeVar
 
 from edge.ble.ieee11073 import SpecialValue, decode_float, decode_sfloat
 from tryggheim.errors import DecodeError
@@ -79,24 +82,60 @@ class Reader:
     def float32(self, field: str) -> Sfloat:
         return decode_float(self.u32(field))
 
-    def date_time(self, field: str) -> datetime | None:
-        """A GATT Date Time as the device's naive wall-clock time.
-
-        Year, month or day 0 means "not known" (a device whose clock was never set sends all
-        zeros): that is ``None``, not an error. Any other impossible date or time (month 13,
-        hour 24) is a :class:`DecodeError`, because the device's clock cannot be trusted.
-        """
-        year, month, day, hours, minutes, seconds = self.take("<HBBBBB", field)
-        if year == 0 or month == 0 or day == 0:
-            return None
+    def date_time_fields(self, field: str) -> DateTimeFields:
+        """A GATT Date Time field by field, as sent: year, month or day 0 means "not known"
+        (a device whose clock was never set sends all zeros), and a time of day stays known
+        when the date is not. An impossible value (month 13, hour 24, 30 February) is a
+        :class:`DecodeError`, because the device's clock cannot be trusted."""
+        fields = DateTimeFields(*self.take("<HBBBBB", field))
         try:
-            return datetime(year, month, day, hours, minutes, seconds)
+            fields.check()
         except ValueError as exc:
-            raise self.error(
-                field,
-                f"{year:04}-{month:02}-{day:02} {hours:02}:{minutes:02}:{seconds:02} "
-                f"is not a valid date and time ({exc})",
-            ) from None
+            raise self.error(field, f"{fields} is not a valid date and time ({exc})") from None
+        return fields
+
+    def date_time(self, field: str) -> datetime | None:
+        """A GATT Date Time as the device's naive wall-clock time, ``None`` when the date is
+        not known (see :meth:`date_time_fields`)."""
+        return self.date_time_fields(field).moment
+
+
+@dataclass(frozen=True, slots=True)
+class DateTimeFields:
+    """A GATT Date Time (0x2A08 layout) as its six fields; 0 in year, month or day means
+    "not known", and the time of day is kept even then."""
+
+    year: int
+    month: int
+    day: int
+    hours: int
+    minutes: int
+    seconds: int
+
+    @property
+    def date_known(self) -> bool:
+        return self.year != 0 and self.month != 0 and self.day != 0
+
+    @property
+    def moment(self) -> datetime | None:
+        """The naive wall-clock time, or ``None`` when the date is not known."""
+        if not self.date_known:
+            return None
+        return datetime(self.year, self.month, self.day, self.hours, self.minutes, self.seconds)
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a value no clock can show (a 0 date field is allowed)."""
+        time(self.hours, self.minutes, self.seconds)
+        if not 0 <= self.month <= 12 or not 0 <= self.day <= 31:
+            raise ValueError(f"month {self.month} or day {self.day} out of range")
+        if self.date_known:
+            date(self.year, self.month, self.day)  # no 30 February
+
+    def __str__(self) -> str:
+        return (
+            f"{self.year:04}-{self.month:02}-{self.day:02} "
+            f"{self.hours:02}:{self.minutes:02}:{self.seconds:02}"
+        )
 
 
 def scaled(raw: int, resolution: Decimal) -> Decimal:
@@ -104,6 +143,18 @@ def scaled(raw: int, resolution: Decimal) -> Decimal:
     steps of 0.005 kg are ``70.000`` kg, not the float 70.0). Exact because the product of a
     16-bit integer and a short resolution needs far fewer digits than Decimal's 28."""
     return Decimal(raw) * resolution
+
+
+@functools.cache
+def enum_fields(cls: type[Any]) -> frozenset[str]:
+    """Fields of dataclass ``cls`` typed as an enumeration: a plain int there is a reserved
+    value the decoder kept raw (see :func:`enum_or_raw`)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(
+        name
+        for name, hint in hints.items()
+        if any(isinstance(arg, type) and issubclass(arg, Enum) for arg in typing.get_args(hint))
+    )
 
 
 def enum_or_raw(kind: type[E], raw: int) -> E | int:

@@ -27,16 +27,29 @@ conversion; the device's digits are kept):
 - height: a scale sends metres in SI; the platform's height unit is ``cm`` (× 10²). Imperial
   height stays in inches (``[in_i]``).
 
+Glucose: each sample type (0x2A18 Type) has its own MDC code (capillary/venous/arterial whole
+blood and plasma, undetermined whole blood and plasma, interstitial fluid; a reserved type gets
+``MDC_CONC_GLU_GEN`` and the flag ``sample_type_<n>``). A *control solution* reading (type or
+sample location "control solution") checks the meter, not the patient: it becomes the device
+event ``TRY_DEV_GLUCOSE_CONTROL_CHECK`` with the measured concentration, never a glucose value.
+The record's Glucose Measurement Context (0x2A34, same sequence number; paired by the connection
+manager) travels as flags: ``meal_<meal>``, ``tester_<tester>``, ``health_<health>``,
+``carbohydrate_<id>``, ``medication_<id>``, and the amounts as ``<field>_<value><unit>``
+(``carbohydrate_0.045kg``, ``exercise_duration_1800s``, ``exercise_intensity_50percent``,
+``medication_0.0002l``, ``hba1c_6.5percent``).
+
 Characteristics without a platform code produce no Observations: 0x2A36 (a progress display
-while the cuff inflates), 0x2A9E, 0x2A34 (context belongs to a 0x2A18 record; pairing them by
-sequence number is the connection manager's job), 0x2A52, 0x2A2B and 0x2A08. Glucose values
-whose sample type is not capillary whole blood (the only glucose code in the platform's table)
-produce none either -- a control-solution or plasma value must not be stored as a patient's
-capillary glucose. Energy expended, RR intervals and pulse amplitude index have no code yet.
+while the cuff inflates), 0x2A9E, 0x2A34 on its own (context belongs to a 0x2A18 record), 0x2A52,
+0x2A2B and 0x2A08. Energy expended, RR intervals and pulse amplitude index have no code yet.
+
+:func:`alterations` lists, for any decoded value, what of it does not reach the platform as
+sent (special values, reserved enumeration values, a control-solution reading), so that the
+reader can count each with its reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
@@ -45,6 +58,7 @@ from types import UnionType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from edge.adjustments import Reason
 from edge.ble import characteristics
 from edge.ble.battery import BatteryLevel
 from edge.ble.blood_pressure import (
@@ -55,12 +69,15 @@ from edge.ble.blood_pressure import (
 )
 from edge.ble.characteristics import Decoded
 from edge.ble.current_time import CurrentTime, DateTime
-from edge.ble.fields import Sfloat
+from edge.ble.fields import Sfloat, enum_fields
 from edge.ble.glucose import (
+    EXERCISE_DURATION_OVERRUN,
     ConcentrationUnit,
     GlucoseMeasurement,
     GlucoseMeasurementContext,
     GlucoseType,
+    MedicationUnit,
+    SampleLocation,
 )
 from edge.ble.health_thermometer import TemperatureMeasurement, TemperatureUnit
 from edge.ble.heart_rate import HeartRateMeasurement, SensorContact
@@ -280,6 +297,66 @@ _GLUCOSE_UNITS: dict[ConcentrationUnit, tuple[int, codes.Unit]] = {
     ConcentrationUnit.KG_PER_L: (5, codes.MG_PER_DL),
 }
 
+_GLUCOSE_CODES: dict[GlucoseType, codes.MetricCode] = {
+    GlucoseType.CAPILLARY_WHOLE_BLOOD: codes.GLUCOSE_CAPILLARY,
+    GlucoseType.CAPILLARY_PLASMA: codes.GLUCOSE_CAPILLARY_PLASMA,
+    GlucoseType.VENOUS_WHOLE_BLOOD: codes.GLUCOSE_VENOUS_WHOLEBLOOD,
+    GlucoseType.VENOUS_PLASMA: codes.GLUCOSE_VENOUS_PLASMA,
+    GlucoseType.ARTERIAL_WHOLE_BLOOD: codes.GLUCOSE_ARTERIAL_WHOLEBLOOD,
+    GlucoseType.ARTERIAL_PLASMA: codes.GLUCOSE_ARTERIAL_PLASMA,
+    GlucoseType.UNDETERMINED_WHOLE_BLOOD: codes.GLUCOSE_UNDETERMINED_WHOLEBLOOD,
+    GlucoseType.UNDETERMINED_PLASMA: codes.GLUCOSE_UNDETERMINED_PLASMA,
+    GlucoseType.INTERSTITIAL_FLUID: codes.GLUCOSE_ISF,
+}
+
+
+def is_control_solution(m: GlucoseMeasurement) -> bool:
+    """A meter check with control solution (by its type or its sample location)."""
+    return (
+        m.type == GlucoseType.CONTROL_SOLUTION
+        or m.sample_location == SampleLocation.CONTROL_SOLUTION
+    )
+
+
+def glucose_code(m: GlucoseMeasurement) -> codes.MetricCode:
+    """The code a glucose record is stored under: its sample type's, or the control check."""
+    if is_control_solution(m):
+        return codes.GLUCOSE_CONTROL_CHECK
+    if isinstance(m.type, GlucoseType):
+        return _GLUCOSE_CODES[m.type]
+    return codes.GLUCOSE_GENERAL
+
+
+def _amount(field: str, value: Sfloat | int | None, unit: str) -> list[str]:
+    if value is None:
+        return []
+    return [
+        f"{field}_{value.value}" if isinstance(value, SpecialValue) else f"{field}_{value}{unit}"
+    ]
+
+
+def glucose_context_flags(c: GlucoseMeasurementContext) -> list[str]:
+    """The 0x2A34 context of a reading as flags (see the module docstring)."""
+    duration = c.exercise_duration
+    return [
+        *_described("carbohydrate", c.carbohydrate_id),
+        *_amount("carbohydrate", c.carbohydrate, "kg"),
+        *_described("meal", c.meal),
+        *_described("tester", c.tester),
+        *_described("health", c.health),
+        *(
+            ["exercise_duration_overrun"]
+            if duration == EXERCISE_DURATION_OVERRUN
+            else _amount("exercise_duration", duration, "s")
+        ),
+        *_amount("exercise_intensity", c.exercise_intensity, "percent"),
+        *_described("medication", c.medication_id),
+        *_amount(
+            "medication", c.medication, "l" if c.medication_unit is MedicationUnit.LITERS else "kg"
+        ),
+        *_amount("hba1c", c.hba1c, "percent"),
+    ]
+
 
 def glucose_observations(
     m: GlucoseMeasurement,
@@ -288,23 +365,33 @@ def glucose_observations(
     device_id: str,
     received_at: datetime,
     tz: ZoneInfo,
+    context: GlucoseMeasurementContext | None = None,
 ) -> list[Observation]:
-    """Capillary whole-blood glucose (0x2A18) in ``mmol/L`` or ``mg/dL`` (exact power-of-ten
-    scaling of the device's mol/L or kg/L; see the module docstring). Time is base time plus
-    time offset. Sensor status bits and the sample location are flags. Records without a
-    concentration, or of another sample type, give no Observation."""
+    """Glucose (0x2A18) under its sample type's code (see the module docstring) in ``mmol/L``
+    or ``mg/dL`` (exact power-of-ten scaling of the device's mol/L or kg/L). Time is base time
+    plus time offset. Sensor status bits, the sample location and ``context`` (the record's
+    0x2A34 with the same sequence number) are flags. A control-solution reading is the device
+    event ``TRY_DEV_GLUCOSE_CONTROL_CHECK``. A record without a concentration gives nothing.
+
+    Raises ``ValueError`` if ``context`` belongs to another record."""
     ctx = _Context(0x2A18, gateway_id, device_id, received_at, tz)
-    if m.glucose_concentration is None or m.type != GlucoseType.CAPILLARY_WHOLE_BLOOD:
+    if context is not None and context.sequence_number != m.sequence_number:
+        raise ValueError(
+            f"context {context.sequence_number} is not that of record {m.sequence_number}"
+        )
+    if m.glucose_concentration is None:
         return []
     exponent, unit = _GLUCOSE_UNITS[m.unit]
     value = m.glucose_concentration
     scaled = value.scaleb(exponent) if isinstance(value, Decimal) else value
     flags = [
         *_bits(m.sensor_status_annunciation),
+        *([] if isinstance(m.type, GlucoseType) else _described("sample_type", m.type)),
         *_described("sample_location", m.sample_location),
+        *(glucose_context_flags(context) if context is not None else []),
     ]
     return ctx.observations(
-        [("glucose_concentration", scaled, codes.GLUCOSE_CAPILLARY, unit)], flags, m.time
+        [("glucose_concentration", scaled, glucose_code(m), unit)], flags, m.time
     )
 
 
@@ -321,6 +408,36 @@ def battery_observations(
     ctx = _Context(0x2A19, gateway_id, device_id, received_at, tz)
     value = ("battery_level", Decimal(m.battery_level), codes.EVENT_BATTERY, codes.PERCENT)
     return ctx.observations([value], [])
+
+
+def alterations(decoded: object) -> list[tuple[Reason, str]]:
+    """What of a decoded value does not reach the platform as sent, as (reason, field): its
+    special values and reserved enumeration values (nested values included), and a glucose
+    reading of control solution."""
+    found: list[tuple[Reason, str]] = []
+    if (
+        isinstance(decoded, GlucoseMeasurement)
+        and decoded.glucose_concentration is not None
+        and is_control_solution(decoded)
+    ):
+        found.append((Reason.CONTROL_SOLUTION, "glucose_concentration"))
+    _walk(decoded, "", found)
+    return found
+
+
+def _walk(value: object, prefix: str, found: list[tuple[Reason, str]]) -> None:
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return
+    reserved = enum_fields(type(value))
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        name = prefix + field.name
+        if isinstance(item, SpecialValue):
+            found.append((Reason.SPECIAL_VALUE, name))
+        elif field.name in reserved and type(item) is int:
+            found.append((Reason.RESERVED_VALUE, name))
+        else:
+            _walk(item, f"{name}.", found)
 
 
 def _nothing(m: object, **_: object) -> list[Observation]:

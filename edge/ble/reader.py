@@ -44,7 +44,12 @@ How it behaves, and why:
   delivering advertisements without any error. A quiet home (no device around advertising)
   restarts the scanner every ``watchdog_s``, which costs nothing;
 - malformed bytes are logged and counted (:attr:`BleReader.decode_errors`), never fatal: one
-  bad packet must not stop the readings of every other device;
+  bad packet must not stop the readings of every other device; they, and every value passed on
+  altered (special values, reserved enumeration values, control-solution checks, glucose
+  context without its record), are counted per reason in :attr:`BleReader.adjustments`;
+- a glucose record whose flags announce a context (0x2A34) waits for the context with its
+  sequence number, which the meter sends right after it; the next record, the end of the
+  transfer (RACP response) or the end of the link stores it without one (counted);
 - the ``on_observations`` callback (which writes to the durable outbox) is awaited for each
   value in arrival order by one task. bleak's public API runs an async notification callback
   as a detached task, and the backend confirms an indication when the synchronous part of the
@@ -77,11 +82,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
+from edge.adjustments import InputAdjustments, Reason, Source
 from edge.ble import characteristics
 from edge.ble.battery import BatteryLevel
 from edge.ble.current_time import AdjustReason, decode_current_time, encode_current_time
-from edge.ble.glucose import GlucoseMeasurement
-from edge.ble.normalise import observations_for
+from edge.ble.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from edge.ble.normalise import alterations, glucose_observations, observations_for
 from edge.ble.profiles import (
     BATTERY_LEVEL,
     CURRENT_TIME,
@@ -195,6 +201,7 @@ class BleReader:
         download_rest_s: float = 10.0,
         watchdog_s: float = 120.0,
         clock: Callable[[], datetime] = _utc_now,
+        adjustments: InputAdjustments | None = None,
     ) -> None:
         """``devices``: this home's devices (address and kind). ``state`` keeps the RACP
         sequence numbers (default: in memory). ``clock`` gives the gateway's time
@@ -215,6 +222,8 @@ class BleReader:
         self._download_rest_s = download_rest_s
         self._watchdog_s = watchdog_s
         self._clock = clock
+        self.adjustments = adjustments if adjustments is not None else InputAdjustments()
+        """Values dropped or altered, per reason (shared with the agent's status)."""
 
         self.device_status: dict[str, DeviceStatus] = {
             address: DeviceStatus(address, d.kind, needs_pairing=d.bond)
@@ -345,6 +354,8 @@ class _Session:
         self.disconnected = asyncio.Event()
         self.paired = False
         self.racp_response: asyncio.Future[RacpResponse] | None = None
+        self.pending_glucose: tuple[GlucoseMeasurement, datetime] | None = None
+        """A glucose record waiting for its context, with its receive time."""
 
     async def run(self, device: BLEDevice) -> None:
         reader = self.reader
@@ -383,6 +394,7 @@ class _Session:
 
     def _on_disconnected(self) -> None:
         self.disconnected.set()
+        self._flush_glucose()
         if self.racp_response is not None and not self.racp_response.done():
             self.racp_response.set_exception(
                 BleakError("disconnected during the record transfer; next time from last+1")
@@ -455,7 +467,7 @@ class _Session:
         data = await client.read_gatt_char(characteristic)
         home_now = self.reader._clock().astimezone(self.reader.tz).replace(tzinfo=None)
         try:
-            device_time = decode_current_time(bytes(data)).date_time
+            device_time = decode_current_time(bytes(data)).date_time.moment
         except DecodeError as error:  # an impossible date: the clock needs setting all the more
             self._decode_error(CURRENT_TIME, data, error)
             device_time = None
@@ -494,6 +506,7 @@ class _Session:
 
     def _decode_error(self, uuid16: int, data: bytearray, error: DecodeError) -> None:
         self.reader.decode_errors += 1
+        self.reader.adjustments.count(Source.BLE, Reason.MALFORMED, f"{self.address} {error}")
         self.status.decode_errors += 1
         logger.warning(
             "%s: dropped malformed 0x%04X value %s: %s", self.address, uuid16, data.hex(), error
@@ -509,7 +522,13 @@ class _Session:
             self._decode_error(uuid16, data, error)
             return
         if uuid16 == RECORD_ACCESS_CONTROL_POINT:
+            self._flush_glucose()  # the transfer is over: no context is coming any more
             self._on_racp(decoded)
+            return
+        for reason, field in alterations(decoded):
+            reader.adjustments.count(Source.BLE, reason, f"{self.address} 0x{uuid16:04X} {field}")
+        if isinstance(decoded, GlucoseMeasurement | GlucoseMeasurementContext):
+            self._on_glucose(decoded, received_at)
             return
         observations = observations_for(
             uuid16,
@@ -519,7 +538,6 @@ class _Session:
             received_at=received_at,
             tz=reader.tz,
         )
-        then: Callable[[], None] | None = None
         if isinstance(decoded, BatteryLevel):
             if decoded.battery_level == self.status.battery:
                 return  # unchanged: "last seen" says the device is alive
@@ -527,10 +545,66 @@ class _Session:
         else:
             reader.measurements += 1
             self.status.values += 1
-        if isinstance(decoded, GlucoseMeasurement):
-            then = partial(
-                reader._state.set_last_sequence_number, self.address, decoded.sequence_number
+        reader._queue.put_nowait(_Handover(observations))
+
+    # --- glucose records and their context ------------------------------------------------
+
+    def _on_glucose(
+        self, value: GlucoseMeasurement | GlucoseMeasurementContext, received_at: datetime
+    ) -> None:
+        """A meter sends a record's context (0x2A34) right after the record, with the same
+        sequence number, when the record's flags announce it: the record waits for it, and
+        is stored without it (counted) if the next record, the end of the transfer or the end
+        of the link comes first."""
+        if isinstance(value, GlucoseMeasurement):
+            self._flush_glucose()
+            if value.context_information_follows:
+                self.pending_glucose = (value, received_at)
+            else:
+                self._queue_glucose(value, received_at, None)
+            return
+        pending, self.pending_glucose = self.pending_glucose, None
+        if pending is None or pending[0].sequence_number != value.sequence_number:
+            self.reader.adjustments.count(
+                Source.BLE,
+                Reason.CONTEXT_WITHOUT_READING,
+                f"{self.address} context of record {value.sequence_number}",
             )
+            if pending is not None:
+                self.pending_glucose = pending
+            return
+        self._queue_glucose(pending[0], pending[1], value)
+
+    def _flush_glucose(self) -> None:
+        pending, self.pending_glucose = self.pending_glucose, None
+        if pending is not None:
+            record, received_at = pending
+            self.reader.adjustments.count(
+                Source.BLE,
+                Reason.READING_WITHOUT_CONTEXT,
+                f"{self.address} record {record.sequence_number}",
+            )
+            self._queue_glucose(record, received_at, None)
+
+    def _queue_glucose(
+        self,
+        record: GlucoseMeasurement,
+        received_at: datetime,
+        context: GlucoseMeasurementContext | None,
+    ) -> None:
+        reader = self.reader
+        observations = glucose_observations(
+            record,
+            gateway_id=reader.gateway_id,
+            device_id=self.address,
+            received_at=received_at,
+            tz=reader.tz,
+            context=context,
+        )
+        reader.measurements += 1
+        self.status.values += 1
+        # the RACP bookkeeping moves on once the outbox has the record
+        then = partial(reader._state.set_last_sequence_number, self.address, record.sequence_number)
         reader._queue.put_nowait(_Handover(observations, then))
 
     def _on_racp(self, response: characteristics.Decoded) -> None:

@@ -386,9 +386,19 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
             else:
                 w.deactivate(dkey)
         case LowBatteryRule():
+            dkey = f"{key}:{obs.device_id}"
+            if obs.code == codes.EVENT_BATTERY_LOW.ref:
+                # a sensor that reports only "battery low" (no percentage): its own word
+                # raises the alarm, and clears the one it raised
+                if not w.newer(f"{dkey}:flag", obs.time):
+                    return
+                if obs.value != 0:
+                    w.activate(dkey, rule, obs.time, device_id=obs.device_id, detail=_REPORTED_LOW)
+                elif w.active.get(dkey) and w.active[dkey].detail == _REPORTED_LOW:
+                    w.deactivate(dkey)
+                return
             if obs.code != codes.EVENT_BATTERY.ref or obs.unit != "%":
                 return
-            dkey = f"{key}:{obs.device_id}"
             if not w.newer(dkey, obs.time):
                 return
             if w.is_active(dkey):
@@ -404,6 +414,10 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
             for child in rule.rules:
                 _observe(w, child, key + "/", obs)
             _settle(w, rule, key)
+
+
+#: The detail of a low-battery alarm raised by the device's own battery-low flag.
+_REPORTED_LOW = "reported low"
 
 
 def _latch(w: _Work, rule: Rule, key: str, obs: Observation, *, assert_: bool) -> None:

@@ -413,6 +413,8 @@ def _threshold(
 
 
 _B, _A = Comparison.BELOW, Comparison.ABOVE
+#: Every patient sample type (never a control-solution check: that is a device event).
+_GLUCOSE_CODES = tuple(m.ref for m in codes.GLUCOSE_BY_SAMPLE)
 
 DEFAULT_THRESHOLDS: tuple[ThresholdRule, ...] = (
     _threshold("spo2_low", (codes.SPO2.ref,), _B, "92", "%", "2", alarm_codes.SPO2_LOW),
@@ -435,7 +437,7 @@ DEFAULT_THRESHOLDS: tuple[ThresholdRule, ...] = (
     ),
     _threshold(
         "glucose_low",
-        (codes.GLUCOSE_CAPILLARY.ref,),
+        _GLUCOSE_CODES,
         _B,
         "4.0",
         "mmol/L",
@@ -444,7 +446,7 @@ DEFAULT_THRESHOLDS: tuple[ThresholdRule, ...] = (
     ),
     _threshold(
         "glucose_high",
-        (codes.GLUCOSE_CAPILLARY.ref,),
+        _GLUCOSE_CODES,
         _A,
         "15",
         "mmol/L",

@@ -41,6 +41,8 @@ class Action(StrEnum):
     """GDPR: erasure of one patient's data in every store."""
     INGEST = "ingest"
     """Machine input: observation ingest, HL7 (ADT in / ACKs) endpoints."""
+    READ_PLATFORM_STATUS = "read_platform_status"
+    """Whether the platform itself is degraded (no patient data): the coordinators' banner."""
 
 
 class Scope(StrEnum):
@@ -62,6 +64,7 @@ POLICY: dict[Role, dict[Action, Scope]] = {
         A.HANDLE_ALARM: Scope.TENANT,
         A.EXPORT_MEASUREMENTS: Scope.TENANT,
         A.EDIT_CARE_PLAN: Scope.TENANT,
+        A.READ_PLATFORM_STATUS: Scope.TENANT,
     },
     Role.ADMIN: {
         A.MANAGE_REGISTRY: Scope.TENANT,
@@ -70,6 +73,7 @@ POLICY: dict[Role, dict[Action, Scope]] = {
         A.MANAGE_RETENTION: Scope.TENANT,
         A.EXPORT_PATIENT_DATA: Scope.TENANT,
         A.ERASE_PATIENT_DATA: Scope.TENANT,
+        A.READ_PLATFORM_STATUS: Scope.TENANT,
     },
     Role.INTEGRATION: {
         A.INGEST: Scope.TENANT,

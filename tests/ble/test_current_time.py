@@ -22,28 +22,44 @@ from edge.ble.current_time import (
     decode_current_time,
     decode_date_time,
 )
+from edge.ble.fields import DateTimeFields
 from tryggheim.errors import DecodeError
 
 WHEN = datetime(2025, 3, 1, 8, 15, 30)  # a Saturday
 
 
+WHEN_FIELDS = DateTimeFields(2025, 3, 1, 8, 15, 30)
+UNKNOWN = DateTimeFields(0, 0, 0, 0, 0, 0)
+
+
 @pytest.mark.parametrize(
-    ("data", "expected"),
+    ("data", "expected", "moment"),
     [
-        (date_time(WHEN), DateTime(WHEN)),
-        (bytes.fromhex("e907 03 01 08 0f 1e ff"), DateTime(WHEN)),  # trailing byte
-        (date_time(None), DateTime(None)),
-        (bytes.fromhex("e907 00 01 08 0f 1e"), DateTime(None)),  # month unknown
-        (bytes.fromhex("e907 03 00 08 0f 1e"), DateTime(None)),  # day unknown
-        (bytes.fromhex("0000 03 01 08 0f 1e"), DateTime(None)),  # year unknown
+        (date_time(WHEN), WHEN_FIELDS, WHEN),
+        (bytes.fromhex("e907 03 01 08 0f 1e ff"), WHEN_FIELDS, WHEN),  # trailing byte
+        (date_time(None), UNKNOWN, None),
+        (bytes.fromhex("e907 00 01 08 0f 1e"), DateTimeFields(2025, 0, 1, 8, 15, 30), None),
+        (bytes.fromhex("e907 03 00 08 0f 1e"), DateTimeFields(2025, 3, 0, 8, 15, 30), None),
+        (bytes.fromhex("0000 03 01 08 0f 1e"), DateTimeFields(0, 3, 1, 8, 15, 30), None),
+        # a clock that knows the time of day but not the date keeps the time (issue 14)
+        (bytes.fromhex("00000000121A20"), DateTimeFields(0, 0, 0, 18, 26, 32), None),
     ],
 )
-def test_date_time(data: bytes, expected: DateTime) -> None:
-    assert decode_date_time(data) == expected
+def test_date_time(data: bytes, expected: DateTimeFields, moment: datetime | None) -> None:
+    decoded = decode_date_time(data)
+    assert decoded == DateTime(expected)
+    assert decoded.date_time.moment == moment
 
 
 @pytest.mark.parametrize(
-    "hex_bytes", ["e907 0d 01 00 00 00", "e907 02 1e 00 00 00", "e907 03 01 18 00 00"]
+    "hex_bytes",
+    [
+        "e907 0d 01 00 00 00",
+        "e907 02 1e 00 00 00",
+        "e907 03 01 18 00 00",
+        "0000 00 00 18 00 00",  # hour 24 is impossible with or without a date
+        "0000 00 20 00 00 00",  # day 32
+    ],
 )
 def test_impossible_date_time(hex_bytes: str) -> None:
     with pytest.raises(DecodeError) as error:
@@ -57,7 +73,7 @@ def test_impossible_date_time(hex_bytes: str) -> None:
         (
             date_time(WHEN) + u8(6) + u8(128) + u8(0x03),
             CurrentTime(
-                WHEN,
+                WHEN_FIELDS,
                 DayOfWeek.SATURDAY,
                 128,
                 AdjustReason.MANUAL_TIME_UPDATE | AdjustReason.EXTERNAL_REFERENCE_TIME_UPDATE,
@@ -65,12 +81,12 @@ def test_impossible_date_time(hex_bytes: str) -> None:
         ),
         (
             date_time(None) + u8(0) + u8(0) + u8(0xF0) + b"\x00",
-            CurrentTime(None, DayOfWeek.UNKNOWN, 0, AdjustReason(0)),
+            CurrentTime(UNKNOWN, DayOfWeek.UNKNOWN, 0, AdjustReason(0)),
         ),
         (
             date_time(WHEN) + u8(9) + u8(255) + u8(0x0C),
             CurrentTime(
-                WHEN, 9, 255, AdjustReason.CHANGE_OF_TIME_ZONE | AdjustReason.CHANGE_OF_DST
+                WHEN_FIELDS, 9, 255, AdjustReason.CHANGE_OF_TIME_ZONE | AdjustReason.CHANGE_OF_DST
             ),
         ),
     ],
@@ -80,7 +96,7 @@ def test_current_time(data: bytes, expected: CurrentTime) -> None:
 
 
 def test_fractions_in_seconds_are_exact() -> None:
-    assert CurrentTime(WHEN, DayOfWeek.SATURDAY, 1, AdjustReason(0)).fraction_s == Decimal(
+    assert CurrentTime(WHEN_FIELDS, DayOfWeek.SATURDAY, 1, AdjustReason(0)).fraction_s == Decimal(
         "0.00390625"
     )
 

@@ -80,6 +80,15 @@ def test_special_values_enums_and_unknown_dates() -> None:
     assert decoded("2A5F", "00 6100 4000")["spo2pr_normal"] == {"spo2": "97", "pr": "64"}
 
 
+def test_date_time_with_unknown_date_keeps_the_time_of_day() -> None:
+    # issue 14: "2A08 00000000121A20" printed {"date_time": null} although 18:26:32 is known
+    time_of_day = {"year": 0, "month": 0, "day": 0, "hours": 18, "minutes": 26, "seconds": 32}
+    assert decoded("2A08", "00000000121A20") == {"date_time": time_of_day}
+    current = decoded("2A2B", "00000000121A20 00 00 00")
+    assert current["date_time"] == time_of_day
+    assert current["day_of_week"] == "unknown"
+
+
 def test_observations() -> None:
     observations = decoded(
         "2A35",

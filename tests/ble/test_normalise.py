@@ -8,10 +8,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from edge.adjustments import Reason
 from edge.ble.blood_pressure import BloodPressureMeasurement, MeasurementStatus, PressureUnit
 from edge.ble.characteristics import UnknownCharacteristicError, decode
+from edge.ble.glucose import GlucoseMeasurement, GlucoseMeasurementContext
 from edge.ble.ieee11073 import SpecialValue
-from edge.ble.normalise import blood_pressure_observations, observations_for
+from edge.ble.normalise import (
+    alterations,
+    blood_pressure_observations,
+    glucose_observations,
+    observations_for,
+)
+from tryggheim import codes
 from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -244,16 +252,95 @@ def test_glucose_time_offset_and_status() -> None:
     assert o.flags == ("device_battery_low", "sample_location_finger")
 
 
+def test_glucose_record_without_concentration_gives_nothing() -> None:
+    assert observe(0x2A18, "00 0c00 e907 03 01 07 2d 00") == []
+
+
 @pytest.mark.parametrize(
-    "hex_bytes",
+    ("type_location", "code", "number"),
     [
-        "00 0c00 e907 03 01 07 2d 00",  # no concentration
-        "06 0c00 e907 03 01 07 2d 00 38c0 1a",  # control solution
-        "06 0c00 e907 03 01 07 2d 00 38c0 12",  # capillary plasma: no code for it
+        (0x11, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", 160184),
+        (0x12, "MDC_CONC_GLU_CAPILLARY_PLASMA", 160188),
+        (0x13, "MDC_CONC_GLU_VENOUS_WHOLEBLOOD", 160192),
+        (0x14, "MDC_CONC_GLU_VENOUS_PLASMA", 160196),
+        (0x15, "MDC_CONC_GLU_ARTERIAL_WHOLEBLOOD", 160200),
+        (0x16, "MDC_CONC_GLU_ARTERIAL_PLASMA", 160204),
+        (0x17, "MDC_CONC_GLU_UNDETERMINED_WHOLEBLOOD", 160364),
+        (0x18, "MDC_CONC_GLU_UNDETERMINED_PLASMA", 160368),
+        (0x19, "MDC_CONC_GLU_ISF", 160212),
     ],
 )
-def test_glucose_without_capillary_blood_value(hex_bytes: str) -> None:
-    assert observe(0x2A18, hex_bytes) == []
+def test_every_patient_sample_type_has_its_own_code(
+    type_location: int, code: str, number: int
+) -> None:
+    (o,) = observe(0x2A18, f"06 0c00 e907 03 01 07 2d 00 38c0 {type_location:02x}")
+    assert (o.code, o.mdc, str(o.value), o.unit) == (code, number, "5.6", "mmol/L")
+    assert o.flags == ("sample_location_finger",)
+
+
+def test_issue_14_capillary_plasma_reading_is_kept() -> None:
+    # the quoted reading: 27 Feb 2019 11:10:30, time offset -5, capillary plasma, finger
+    (o,) = observe(0x2A18, "1B0100E307021B0B0A1EFBFF1E00120501")
+    assert o.code == "MDC_CONC_GLU_CAPILLARY_PLASMA"
+    assert o.time == datetime(2019, 2, 27, 11, 5, 30, tzinfo=OSLO)
+
+
+def test_reserved_sample_type_is_kept_as_general_glucose() -> None:
+    (o,) = observe(0x2A18, "06 0c00 e907 03 01 07 2d 00 38c0 1b")
+    assert (o.code, str(o.value)) == ("MDC_CONC_GLU_GEN", "5.6")
+    assert o.flags == ("sample_type_11", "sample_location_finger")
+    assert alterations(decode(0x2A18, bytes.fromhex("06 0c00 e907 03 01 07 2d 00 38c0 1b"))) == [
+        (Reason.RESERVED_VALUE, "type")
+    ]
+
+
+@pytest.mark.parametrize("type_location", ["1a", "41", "4a"])
+def test_control_solution_is_a_device_check_never_the_patients_glucose(type_location: str) -> None:
+    data = f"06 0c00 e907 03 01 07 2d 00 38c0 {type_location}"
+    (o,) = observe(0x2A18, data)
+    assert (o.code, str(o.value), o.unit) == ("TRY_DEV_GLUCOSE_CONTROL_CHECK", "5.6", "mmol/L")
+    assert o.code not in codes.GLUCOSE_CODES
+    assert (Reason.CONTROL_SOLUTION, "glucose_concentration") in alterations(
+        decode(0x2A18, bytes.fromhex(data))
+    )
+
+
+def test_glucose_context_travels_as_flags() -> None:
+    record = decode(0x2A18, bytes.fromhex("16 0c00 e907 03 01 07 2d 00 38c0 12"))
+    # carbohydrate breakfast 0.045 kg, meal preprandial, tester self / health none, exercise
+    # 1800 s at 50 %, HbA1c 6.5 %
+    context = decode(0x2A34, bytes.fromhex("4f 0c00 01 2dd0 01 51 0807 32 41f0"))
+    assert isinstance(record, GlucoseMeasurement)
+    assert isinstance(context, GlucoseMeasurementContext)
+    (o,) = glucose_observations(
+        record, gateway_id="gw", device_id="dev", received_at=RECEIVED, tz=OSLO, context=context
+    )
+    assert o.code == "MDC_CONC_GLU_CAPILLARY_PLASMA"
+    assert o.flags == (
+        "sample_location_finger",
+        "carbohydrate_breakfast",
+        "carbohydrate_0.045kg",
+        "meal_preprandial",
+        "tester_self",
+        "health_no_health_issues",
+        "exercise_duration_1800s",
+        "exercise_intensity_50percent",
+        "hba1c_6.5percent",
+    )
+    other = decode(0x2A34, bytes.fromhex("02 0d00 01"))
+    assert isinstance(other, GlucoseMeasurementContext)
+    with pytest.raises(ValueError, match="context 13"):
+        glucose_observations(
+            record, gateway_id="gw", device_id="dev", received_at=RECEIVED, tz=OSLO, context=other
+        )
+
+
+def test_alterations_name_special_and_reserved_values() -> None:
+    assert alterations(decode(0x2A1C, bytes.fromhex("06 ffff7f00 00000000000000 0c"))) == [
+        (Reason.SPECIAL_VALUE, "temperature"),
+        (Reason.RESERVED_VALUE, "temperature_type"),
+    ]
+    assert alterations(decode(0x2A35, bytes.fromhex("00 7800 5000 5d00"))) == []
 
 
 def test_battery_level_is_an_event() -> None:

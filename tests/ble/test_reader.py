@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from ble.reader_harness import Sink, device
 from edge.ble.bumble_backend import bumble_backend
-from edge.ble.reader import BleReader
+from edge.ble.reader import BleReader, _Session
 from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import CuffReading, CuffStatus, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
@@ -204,6 +204,7 @@ async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
         await outbox.wait_for(4)
         await cuff.wait_until_delivered()
         assert reader.decode_errors == 1
+        assert reader.adjustments.to_json() == {"ble": {"malformed": 1}}
         assert reader.measurements == 1
     assert [o.value for o in outbox.readings] == [
         Decimal(128),
@@ -211,3 +212,33 @@ async def test_malformed_indication_is_counted_and_reading_goes_on() -> None:
         Decimal(97),
         Decimal(66),
     ]
+
+
+def test_glucose_context_pairs_with_its_record_by_sequence_number() -> None:
+    """The pairing rule on its own (no radio needed: the values as the link delivers them):
+    a context waits for nothing, a record announcing one waits for it, and a context of
+    another record neither pairs nor drops the waiting record."""
+    meter = "C0:40:00:00:00:03"
+    reader = BleReader(
+        devices=[device(meter, DeviceKind.GLUCOSE_METER)],
+        gateway_id="gw-1",
+        tz=OSLO,
+        on_observations=Sink(),
+        clock=lambda: datetime(2025, 3, 4, 7, 0, tzinfo=ZoneInfo("UTC")),
+    )
+    session = _Session(reader, reader.devices[meter])
+    for uuid16, hex_value in [
+        (0x2A34, "02 0700 01"),  # context of record 7, which never came
+        (0x2A18, "16 0800 e907 03 04 08 0f 00 38c0 12"),  # record 8: context follows
+        (0x2A34, "02 0900 01"),  # context of record 9: not this one
+        (0x2A34, "02 0800 03"),  # record 8's context: fasting
+    ]:
+        session._on_value(uuid16, None, bytearray.fromhex(hex_value))
+    handover = reader._queue.get_nowait()
+    assert reader._queue.empty()
+    (o,) = handover.observations
+    assert (o.code, o.flags) == (
+        "MDC_CONC_GLU_CAPILLARY_PLASMA",
+        ("sample_location_finger", "meal_fasting"),
+    )
+    assert reader.adjustments.to_json() == {"ble": {"context_without_reading": 2}}

@@ -14,13 +14,14 @@ from pathlib import Path
 from ble.reader_harness import OSLO, OutboxSink, Sink, device, gateway, wait_until
 from edge.ble.bumble_backend import bumble_backend
 from edge.ble.current_time import AdjustReason, decode_current_time, encode_current_time
+from edge.ble.glucose import GlucoseType, Meal, SampleLocation
 from edge.ble.profiles import PROFILES
 from edge.ble.reader import BleReader
 from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.clock import DeviceClock
 from firmware_sim.ble.day import Peripheral, Reading, expected_observations
-from firmware_sim.ble.glucose_meter import GlucoseReading, SimulatedGlucoseMeter
+from firmware_sim.ble.glucose_meter import GlucoseContext, GlucoseReading, SimulatedGlucoseMeter
 from firmware_sim.ble.heart_rate import HeartRateReading, SimulatedHeartRateStrap
 from firmware_sim.ble.pulse_oximeter import (
     ContinuousReading,
@@ -58,7 +59,7 @@ def test_current_time_encoder_round_trips() -> None:
     moment = datetime(2025, 3, 4, 21, 5, 7, 500_000)
     value = encode_current_time(moment, AdjustReason.EXTERNAL_REFERENCE_TIME_UPDATE)
     decoded = decode_current_time(value)
-    assert (decoded.date_time, decoded.day_of_week, decoded.fractions256) == (
+    assert (decoded.date_time.moment, decoded.day_of_week, decoded.fractions256) == (
         moment.replace(microsecond=0),
         2,
         128,
@@ -284,3 +285,79 @@ async def test_watchdog_restarts_a_scanner_that_stopped_delivering() -> None:
         await sink.wait_for(4, timeout=3)
         await cuff.wait_until_delivered()
         assert reader.scanner_restarts == 1
+
+
+async def test_glucose_of_every_sample_type_is_kept_with_its_context(tmp_path: Path) -> None:
+    """Keep the unusual but legal (issue 14): plasma-calibrated meters, venous samples and a
+    reserved sample type reach the outbox, each under its own code, a record's context
+    (0x2A34, same sequence number) rides on it, and a control-solution check is a device
+    event -- each alteration counted with its reason."""
+    sink = OutboxSink(tmp_path / "outbox.db")
+    before_meal = GlucoseContext(meal=Meal.PREPRANDIAL)
+    readings = [
+        GlucoseReading(
+            Decimal("6.1"), WHEN, glucose_type=GlucoseType.CAPILLARY_PLASMA, context=before_meal
+        ),
+        GlucoseReading(
+            Decimal("5.4"), WHEN + timedelta(hours=1), glucose_type=GlucoseType.VENOUS_PLASMA
+        ),
+        GlucoseReading(
+            Decimal("7.0"),
+            WHEN + timedelta(hours=2),
+            glucose_type=GlucoseType.CONTROL_SOLUTION,
+            sample_location=SampleLocation.CONTROL_SOLUTION,
+        ),
+        GlucoseReading(
+            Decimal("4.9"),
+            WHEN + timedelta(hours=3),
+            glucose_type=GlucoseType.INTERSTITIAL_FLUID,
+            sample_location=SampleLocation.NOT_AVAILABLE,
+            context=before_meal,
+        ),
+    ]
+    async with (
+        VirtualRadio() as radio,
+        SimulatedGlucoseMeter(radio, ADDRESS) as meter,
+    ):
+        for reading in readings:
+            await meter.measure(reading)
+        async with gateway(radio, [device(ADDRESS, DeviceKind.GLUCOSE_METER)], sink) as reader:
+            await wait_until(lambda: sink.outbox.last_sequence_number(ADDRESS) == 4)
+            await reader.drain()
+            counts = reader.adjustments.to_json()
+    stored = [o for o in sink.stored() if o.code != EVENT_BATTERY.ref]
+    assert [(o.code, o.value, o.flags) for o in stored] == [
+        (
+            "MDC_CONC_GLU_CAPILLARY_PLASMA",
+            Decimal("6.1"),
+            ("sample_location_finger", "meal_preprandial"),
+        ),
+        ("MDC_CONC_GLU_VENOUS_PLASMA", Decimal("5.4"), ("sample_location_finger",)),
+        ("TRY_DEV_GLUCOSE_CONTROL_CHECK", Decimal("7.0"), ("sample_location_control_solution",)),
+        ("MDC_CONC_GLU_ISF", Decimal("4.9"), ("sample_location_not_available", "meal_preprandial")),
+    ]
+    assert counts == {"ble": {"control_solution": 1}}
+
+
+async def test_a_record_whose_announced_context_never_comes_is_kept_and_counted(
+    tmp_path: Path,
+) -> None:
+    sink = OutboxSink(tmp_path / "outbox.db")
+    # record 1 says "context follows" (flags 0x16), but the meter sends none
+    announced = bytes.fromhex("16 0100 e907 03 04 08 0f 00 38c0 12")
+    async with (
+        VirtualRadio() as radio,
+        SimulatedGlucoseMeter(radio, ADDRESS, first_sequence_number=1) as meter,
+    ):
+        await meter.measure(announced)
+        await meter.measure(GlucoseReading(Decimal("6.0"), WHEN + timedelta(hours=1)))
+        async with gateway(radio, [device(ADDRESS, DeviceKind.GLUCOSE_METER)], sink) as reader:
+            await wait_until(lambda: sink.outbox.last_sequence_number(ADDRESS) == 2)
+            await reader.drain()
+            counts = reader.adjustments.to_json()
+    stored = [o for o in sink.stored() if o.code != EVENT_BATTERY.ref]
+    assert [(o.code, o.value) for o in stored] == [
+        ("MDC_CONC_GLU_CAPILLARY_PLASMA", Decimal("5.6")),
+        ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", Decimal("6.0")),
+    ]
+    assert counts == {"ble": {"reading_without_context": 1}}

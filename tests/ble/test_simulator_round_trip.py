@@ -285,7 +285,7 @@ def test_racp(response: int, request: int, count: int) -> None:
 @given(st.datetimes(datetime(1582, 1, 1), datetime(9999, 12, 31)), st.integers(0, 15))
 def test_current_time(now: datetime, reason: int) -> None:
     m = decode_current_time(encode.encode_current_time(now, encode.AdjustReason(reason)))
-    assert m.date_time == now.replace(microsecond=0)
+    assert m.date_time.moment == now.replace(microsecond=0)
     assert m.day_of_week == DayOfWeek(now.isoweekday())
     assert m.fractions256 == now.microsecond * 256 // 1_000_000
     assert m.adjust_reason == AdjustReason(reason)

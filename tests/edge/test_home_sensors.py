@@ -44,6 +44,9 @@ async def test_sensor_messages_reach_the_record_store(
         sensors=[
             SensorSettings(name="front_door", kind=SensorKind.DOOR, room="hall"),
             SensorSettings(name="pendant", kind=SensorKind.FALL, room="anywhere"),
+            SensorSettings(
+                name="bathroom_radar", kind=SensorKind.FALL, room="bathroom", model="MIR-HE200-TY"
+            ),
         ],
         resend_after_s=2.0,
     )
@@ -65,22 +68,33 @@ async def test_sensor_messages_reach_the_record_store(
             await z2m.publish("zigbee2mqtt/front_door", b"{broken")
             await z2m.publish("zigbee2mqtt/kitchen_lamp", b'{"state": "ON"}')
             await z2m.publish("zigbee2mqtt/pendant", b'{"fall": true}')
+            # a real Tuya fall radar's keys, with a number where true/false belongs: the fall
+            # is raised, the odd value alone dropped and counted (issue 14)
+            await z2m.publish(
+                "zigbee2mqtt/bathroom_radar",
+                b'{"presence": true, "fall_down_status": "fall", "battery_low": 0}',
+            )
 
         async def stored() -> list[tuple[str, str]]:
             async with store.session() as s:
                 rows = await s.scalars(select(ObservationRow).order_by(ObservationRow.seq))
                 return [(r.code, r.value) for r in rows]
 
-        async def three() -> bool:
-            return len(await stored()) == 3
+        async def five() -> bool:
+            return len(await stored()) == 5
 
-        await until(three, timeout=20)
+        await until(five, timeout=20)
         assert sorted(await stored()) == [
             ("TRY_EVT_DEVICE_BATTERY", "80"),
             ("TRY_EVT_DOOR_CONTACT", "1"),
             ("TRY_EVT_FALL", "1"),
+            ("TRY_EVT_FALL", "1"),
+            ("TRY_EVT_MOTION", "1"),
         ]
         assert (sensors.stats.malformed, sensors.stats.unmapped) == (1, 1)
+        assert agent.describe("running")["input_adjustments"] == {
+            "zigbee2mqtt": {"malformed": 1, "unmapped_sensor": 1, "wrong_type": 1}
+        }
     finally:
         for task in tasks:
             task.cancel()

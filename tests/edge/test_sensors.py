@@ -11,7 +11,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.sensors import SensorMessage, SensorSettings, decode_z2m, sensor_name, sensor_observations
+from edge.adjustments import Reason
+from edge.sensors import (
+    SensorKind,
+    SensorMessage,
+    SensorSettings,
+    decode_z2m,
+    interpret_sensor,
+    sensor_name,
+    sensor_observations,
+)
 from tryggheim.errors import PayloadError
 
 NOW = datetime(2026, 11, 22, 3, 12, tzinfo=UTC)
@@ -34,8 +43,27 @@ def test_decode_keeps_known_values_and_names_unknown_keys() -> None:
         b'{"contact": false, "battery": 87, "linkquality": 120, "voltage": 3000, "vendor_x": 1}',
     )
     assert message == SensorMessage(
-        "front_door", {"contact": False, "battery": 87, "linkquality": 120}, ("vendor_x",), None
+        "front_door",
+        {"contact": False, "battery": 87, "linkquality": 120, "vendor_x": 1},
+        ("vendor_x",),
+        None,
     )
+
+
+def test_a_value_of_the_wrong_type_drops_that_value_not_the_message() -> None:
+    # issue 14: a number where true/false belongs took battery and link quality with it
+    body = {"occupancy": 1, "battery": 80, "linkquality": 96, "battery_low": "no"}
+    message = decode_z2m("zigbee2mqtt/s1", json.dumps(body).encode())
+    assert message.wrong_type == ("battery_low", "occupancy")
+    reading = interpret_sensor(message, _sensor("motion"), gateway_id="gw-1", received_at=NOW)
+    assert [(o.code, o.value, o.flags) for o in reading.observations] == [
+        ("TRY_EVT_DEVICE_BATTERY", Decimal(80), ("wrong_type_battery_low", "wrong_type_occupancy")),
+        ("TRY_DEV_LINK_QUALITY", Decimal(96), ("wrong_type_battery_low", "wrong_type_occupancy")),
+    ]
+    assert reading.adjustments == [
+        (Reason.WRONG_TYPE, "battery_low"),
+        (Reason.WRONG_TYPE, "occupancy"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -46,8 +74,12 @@ def test_decode_keeps_known_values_and_names_unknown_keys() -> None:
         ("motion", {"occupancy": True}, [("TRY_EVT_MOTION", Decimal(1), "1", ())]),
         ("bed", {"occupancy": False}, [("TRY_EVT_BED_OCCUPANCY", Decimal(0), "1", ())]),
         ("fall", {"fall": True}, [("TRY_EVT_FALL", Decimal(1), "1", ())]),
-        ("fall", {"action": "fall"}, [("TRY_EVT_FALL", Decimal(1), "1", ())]),
-        ("panic", {"action": "single"}, [("TRY_EVT_PANIC_BUTTON", Decimal(1), "1", ())]),
+        ("fall", {"action": "fall"}, [("TRY_EVT_FALL", Decimal(1), "1", ("action_fall",))]),
+        (
+            "panic",
+            {"action": "single"},
+            [("TRY_EVT_PANIC_BUTTON", Decimal(1), "1", ("action_single",))],
+        ),
         ("panic", {"action": "release"}, []),
         ("smoke", {"smoke": True}, [("TRY_EVT_SMOKE", Decimal(1), "1", ())]),
         ("water", {"water_leak": True}, [("TRY_EVT_WATER_LEAK", Decimal(1), "1", ())]),
@@ -86,9 +118,6 @@ def test_urgent_sensor_events_are_urgent() -> None:
     [
         ("zigbee2mqtt/s1", b"{not json", "not JSON"),
         ("zigbee2mqtt/s1", b"[1, 2]", "not an object"),
-        ("zigbee2mqtt/s1", b'{"contact": "open"}', "contact: expected true/false"),
-        ("zigbee2mqtt/s1", b'{"battery": true}', "battery: expected a number"),
-        ("zigbee2mqtt/s1", b'{"action": 3}', "action: expected text"),
         ("zigbee2mqtt/bridge", b"{}", "not a Zigbee2MQTT sensor topic"),
     ],
 )
@@ -121,9 +150,16 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
             [
                 "contact",
                 "occupancy",
+                "presence",
                 "water_leak",
                 "smoke",
+                "test",
                 "fall",
+                "fall_down_status",
+                "status",
+                "state",
+                "sos",
+                "battery_low",
                 "action",
                 "battery",
                 "linkquality",
@@ -132,20 +168,24 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
                 "other",
             ]
         ),
-        scalars,
+        scalars | st.lists(st.integers(), max_size=2),
     ),
-    st.sampled_from(["door", "motion", "bed", "fall", "panic", "smoke", "water", "climate"]),
+    st.sampled_from(list(SensorKind)),
 )
-def test_any_json_object_gives_valid_observations_or_a_payload_error(
-    body: dict[str, object], kind: str
+def test_any_json_object_is_kept_and_every_key_accounted_for(
+    body: dict[str, object], kind: SensorKind
 ) -> None:
-    try:
-        payload = json.dumps(body, allow_nan=True).encode()
-        message = decode_z2m("zigbee2mqtt/s1", payload)
-    except PayloadError:
-        return
-    for obs in sensor_observations(message, _sensor(kind), gateway_id="gw-1", received_at=NOW):
+    """Keep what can be understood: a JSON object is never refused for its values, and every
+    key is read, flagged as unknown, or dropped as the wrong type -- never lost silently."""
+    payload = json.dumps(body, allow_nan=True).encode()
+    message = decode_z2m("zigbee2mqtt/s1", payload)
+    for key in body:
+        assert key in message.values or key in message.unknown or key in message.wrong_type
+    reading = interpret_sensor(message, _sensor(kind), gateway_id="gw-1", received_at=NOW)
+    for obs in reading.observations:
         assert obs.value.is_finite()
+    dropped = {detail for reason, detail in reading.adjustments if reason is Reason.WRONG_TYPE}
+    assert dropped == set(message.wrong_type)
 
 
 def test_last_seen_is_the_message_time_so_a_redelivery_is_recognised() -> None:

@@ -172,6 +172,27 @@ def test_threshold_boundaries_and_hysteresis(
     assert kinds(changes) == expected
 
 
+@pytest.mark.parametrize("glucose", [m.ref for m in codes.GLUCOSE_BY_SAMPLE])
+def test_glucose_rules_apply_to_every_patient_sample_type(glucose: str) -> None:
+    # issue 14: a plasma-calibrated meter's low glucose raises the alarm too
+    items: list[Observation | GatewayStatus] = [
+        obs(glucose, "3.1", T0, unit="mmol/L"),
+        obs(glucose, "288", T0 + timedelta(hours=1), unit="mg/dL"),
+    ]
+    _, changes = feed(fresh(), rules(), items)
+    assert kinds(changes) == [
+        ("raised", "glucose_low"),
+        ("cleared", "glucose_low"),
+        ("raised", "glucose_high"),
+    ]
+
+
+def test_a_control_solution_check_is_no_patient_glucose() -> None:
+    control = obs(codes.GLUCOSE_CONTROL_CHECK.ref, "2.0", T0, unit="mmol/L")
+    _, changes = feed(fresh(), rules(), [control])
+    assert changes == []
+
+
 def test_raised_change_carries_rule_code_severity_and_value() -> None:
     _, changes = feed(fresh(), rules(), [obs(codes.SPO2.ref, "88", T0)])
     (change,) = changes
@@ -581,6 +602,37 @@ def test_device_offline_event_raises_for_that_device() -> None:
 def test_low_battery(levels: list[str], expected: list[tuple[str, str]]) -> None:
     items: list[Observation | GatewayStatus] = [
         obs(codes.EVENT_BATTERY.ref, v, T0 + timedelta(hours=i)) for i, v in enumerate(levels)
+    ]
+    _, changes = feed(fresh(), rules(), items)
+    assert kinds(changes) == expected
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([("low", 0)], []),
+        ([("low", 1)], [("raised", "low_battery:dev-1")]),
+        ([("low", 1), ("low", 1)], [("raised", "low_battery:dev-1")]),
+        (
+            [("low", 1), ("low", 0)],
+            [("raised", "low_battery:dev-1"), ("cleared", "low_battery:dev-1")],
+        ),
+        # a percentage alarm is the percentage's to clear, not a "not low" flag's
+        ([("%", 10), ("low", 0)], [("raised", "low_battery:dev-1")]),
+    ],
+)
+def test_battery_low_flag_without_a_percentage(
+    reports: list[tuple[str, int]], expected: list[tuple[str, str]]
+) -> None:
+    # issue 14: IAS sensors (frient, Heiman, Sonoff) publish battery_low, often no percentage
+    items: list[Observation | GatewayStatus] = [
+        obs(
+            codes.EVENT_BATTERY_LOW.ref if kind == "low" else codes.EVENT_BATTERY.ref,
+            value,
+            T0 + timedelta(hours=i),
+            unit="1" if kind == "low" else "%",
+        )
+        for i, (kind, value) in enumerate(reports)
     ]
     _, changes = feed(fresh(), rules(), items)
     assert kinds(changes) == expected

@@ -521,6 +521,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{R}/devices", A.MANAGE_REGISTRY, new_device, ok=201),
     Route("DELETE", f"{R}/devices/{{device_id}}", A.MANAGE_REGISTRY, about=About.DEVICE, ok=204),
     Route("GET", f"{R}/audit", A.READ_AUDIT_LOG),
+    # --- the platform's own health (no patient data) ---
+    Route("GET", "/api/v1/platform/status", A.READ_PLATFORM_STATUS),
     # --- HL7 out ---
     Route("GET", "/api/v1/hl7/destinations", A.MANAGE_REGISTRY),
     Route("GET", "/api/v1/hl7/messages", A.MANAGE_REGISTRY),

@@ -29,6 +29,7 @@ EXPECTED: dict[Action, tuple[Scope | None, Scope | None, Scope | None, Scope | N
     Action.EXPORT_PATIENT_DATA: (None, None, W, None),
     Action.ERASE_PATIENT_DATA: (None, None, W, None),
     Action.INGEST: (None, None, None, W),
+    Action.READ_PLATFORM_STATUS: (None, W, W, None),
 }
 ROLES = (N, C, AD, I)
 

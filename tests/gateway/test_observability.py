@@ -14,10 +14,13 @@ import httpx
 import pytest
 from access import auth_settings
 from chain import until
+from cryptography import x509
 from delivery import GATEWAY, mqtt_settings, running
+from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
 
 from gateway.models import DEFAULT_TENANT
+from gateway.observability import PlatformProblem, StoreSnapshot, platform_problems
 from gateway.registry import Registry
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
@@ -28,6 +31,7 @@ from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.tlsutil import make_test_ca
+from tryggheim.version import installed_version
 from tryggheim.wire import encode_batch, obs_topic, status_topic
 
 
@@ -61,6 +65,23 @@ async def test_readiness_metrics_and_alarm_latency(
         assert ready.status_code == 200
         assert ready.json() == {"status": "ready", "checks": {"database": True, "ingest": True}}
 
+        async def zeros_before_anything_happened() -> bool:
+            # A dashboard or alert must see 0, not a series that is missing.
+            text = (await http.get("/metrics")).text
+            return all(
+                line in text.splitlines()
+                for line in (
+                    'tryggheim_gateways{state="offline"} 0.0',
+                    'tryggheim_alarms_open{severity="critical"} 0.0',
+                    'tryggheim_hl7_outbound_messages{state="parked"} 0.0',
+                    'tryggheim_hl7_inbound_messages{state="error"} 0.0',
+                    "tryggheim_record_store_up 1.0",
+                    "tryggheim_ingest_connected 1.0",
+                )
+            )
+
+        await until(zeros_before_anything_happened, timeout=20, what="zeros in the metrics")
+
         fall = Observation(
             gateway_id=GATEWAY,
             seq=1,
@@ -73,7 +94,11 @@ async def test_readiness_metrics_and_alarm_latency(
         )
         async with MqttSession(mqtt_settings(mosquitto, GATEWAY), "gw-metrics") as mqtt:
             await mqtt.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, [fall]))
-            status = b'{"v": 1, "gateway_id": "gw-test", "state": "online", "outbox_depth": 42}'
+            status = (
+                b'{"v": 1, "gateway_id": "gw-test", "state": "online", "outbox_depth": 42,'
+                b' "input_adjustments": {"ble": {"control_solution": 2},'
+                b' "zigbee2mqtt": {"wrong_type": 3, "unknown_key": 5}}}'
+            )
             await mqtt.publish(status_topic(GATEWAY), status)
 
         async def reported() -> bool:
@@ -88,6 +113,11 @@ async def test_readiness_metrics_and_alarm_latency(
         assert "tryggheim_ingest_observations_new_total 1.0" in text
         assert 'tryggheim_gateways{state="online"} 1.0' in text
         assert "tryggheim_alarm_latency_seconds_count 1.0" in text
+        assert f'tryggheim_build_info{{version="{installed_version()}"}} 1.0' in text
+        # what the edge dropped or altered, per entry point and reason (issue 14)
+        adjusted = "tryggheim_edge_input_values_adjusted_total"
+        assert f'{adjusted}{{reason="control_solution",source="ble"}} 2.0' in text
+        assert f'{adjusted}{{reason="wrong_type",source="zigbee2mqtt"}} 3.0' in text
 
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")
@@ -141,6 +171,29 @@ async def test_https_api_and_mllp_over_tls_to_the_gp(
             async with httpx.AsyncClient(verify=trusting) as https:
                 ready = await https.get(f"https://localhost:{port}/healthz")
                 assert ready.status_code == 200
+
+                async def expiries() -> dict[str, float]:
+                    text = (await https.get(f"https://localhost:{port}/metrics")).text
+                    return {
+                        sample.labels["certificate"]: sample.value
+                        for family in text_string_to_metric_families(text)
+                        if family.name == "tryggheim_tls_certificate_expiry_timestamp_seconds"
+                        for sample in family.samples
+                    }
+
+                # The alert on certificate expiry reads when each one runs out (from the
+                # metrics' first read, which may follow the start).
+                expected = {
+                    name: x509.load_pem_x509_certificate(
+                        path.read_bytes()
+                    ).not_valid_after_utc.timestamp()
+                    for name, path in (("http", tls.certfile), ("hl7_ca", tls.cafile))
+                }
+
+                async def reported() -> bool:
+                    return await expiries() == expected
+
+                await until(reported, timeout=20, what="the certificates' expiry")
             async with httpx.AsyncClient() as plain:
                 with pytest.raises(httpx.HTTPError):
                     await plain.get(f"http://localhost:{port}/healthz")
@@ -164,3 +217,31 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls.certfile, tls.keyfile)
     return context
+
+
+def test_what_makes_the_platform_degraded_for_the_care_teams() -> None:
+    """The coordinators' banner follows the readiness checks and the same thresholds as IT's
+    alerts (dashboards/prometheus/alerts.yml)."""
+    read = datetime(2026, 12, 6, tzinfo=UTC)
+    healthy = StoreSnapshot(
+        gateways={"online": 95, "offline": 5}, record_store_up=True, read_at=read
+    )
+    assert platform_problems({"database": True, "ingest": True}, healthy) == []
+    assert platform_problems({}, None) == []  # nothing known yet: no alarm of the alarm system
+    bad = StoreSnapshot(
+        gateways={"online": 40, "offline": 10},
+        hl7_outbound={"pending": 1001},
+        timeseries_backlog=10_001,
+        record_store_up=False,
+        read_at=read,
+    )
+    assert platform_problems({"database": True, "ingest": False}, bad) == [
+        PlatformProblem.RECORD_STORE,
+        PlatformProblem.INGEST,
+        PlatformProblem.GATEWAYS_OFFLINE,
+        PlatformProblem.HL7_OUTBOUND,
+        PlatformProblem.TIMESERIES,
+    ]
+    # Four homes offline is each one's own alarm for her nurse, not a platform problem.
+    few = StoreSnapshot(gateways={"offline": 4}, record_store_up=True, read_at=read)
+    assert platform_problems({}, few) == []

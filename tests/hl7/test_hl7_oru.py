@@ -97,6 +97,17 @@ GOLDEN = "\r".join(
 )
 
 
+def test_glucose_obx_names_its_sample_type() -> None:
+    # issue 14: a plasma-calibrated meter's reading goes out under its own MDC code
+    plasma = _obs("MDC_CONC_GLU_CAPILLARY_PLASMA", "6.1", "mmol/L", ("meal_preprandial",))
+    meter = DeviceRef(CUFF, DeviceProfile.GLUCOSE_METER)  # the helper's device id
+    message = parse_message(_build([plasma], device=meter))
+    mds, metric = list(message.all("OBX"))
+    assert mds.value(3) == "528401"
+    assert (metric.value(3, 1), metric.value(3, 2)) == ("160188", "MDC_CONC_GLU_CAPILLARY_PLASMA")
+    assert metric.value(5) == "6.1"
+
+
 def test_golden_blood_pressure_session() -> None:
     assert _build() == GOLDEN
 
@@ -258,6 +269,9 @@ _UNIT_OF = {
     "MDC_MASS_BODY_ACTUAL": "kg",
     "MDC_RATIO_MASS_BODY_LEN_SQ": "kg/m2",
     "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD": "mmol/L",
+    "MDC_CONC_GLU_CAPILLARY_PLASMA": "mmol/L",
+    "MDC_CONC_GLU_VENOUS_PLASMA": "mmol/L",
+    "MDC_CONC_GLU_ISF": "mmol/L",
 }
 
 
@@ -269,6 +283,8 @@ _UNIT_OF = {
         (["MDC_TEMP_BODY"], DeviceProfile.THERMOMETER),
         (["MDC_MASS_BODY_ACTUAL", "MDC_RATIO_MASS_BODY_LEN_SQ"], DeviceProfile.SCALE),
         (["MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"], DeviceProfile.GLUCOSE_METER),
+        (["MDC_CONC_GLU_CAPILLARY_PLASMA"], DeviceProfile.GLUCOSE_METER),
+        (["MDC_CONC_GLU_VENOUS_PLASMA", "MDC_CONC_GLU_ISF"], DeviceProfile.GLUCOSE_METER),
     ],
 )
 def test_device_profile_from_codes(codes_: list[str], profile: DeviceProfile) -> None:
@@ -309,6 +325,10 @@ _SESSIONS = {
     DeviceProfile.GLUCOSE_METER: [
         ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mmol/L"),
         ("MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", "mg/dL"),
+        ("MDC_CONC_GLU_CAPILLARY_PLASMA", "mmol/L"),
+        ("MDC_CONC_GLU_VENOUS_PLASMA", "mg/dL"),
+        ("MDC_CONC_GLU_UNDETERMINED_WHOLEBLOOD", "mmol/L"),
+        ("MDC_CONC_GLU_ISF", "mmol/L"),
     ],
 }
 _NAME = st.text(alphabet=st.sampled_from("abcÆØÅæøå ^|~\\&-'é"), min_size=1, max_size=12).filter(
