@@ -182,7 +182,9 @@ class ObservationRow(Base):
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     id: Mapped[str] = mapped_column(String(36))
     gateway_id: Mapped[str] = mapped_column(String(64))
-    epoch: Mapped[str] = mapped_column(String(36), default="", server_default="")
+    # Server defaults only (here and in GatewayProgress): a row written with the columns of an
+    # older revision gets them too.
+    epoch: Mapped[str] = mapped_column(String(36), server_default="")
     """The edge outbox that numbered ``seq`` ("" for edges that name none)."""
     seq: Mapped[int] = mapped_column(BigInteger)
     device_id: Mapped[str] = mapped_column(String(64))
@@ -230,12 +232,12 @@ class GatewayProgress(Base):
     epoch: Mapped[str] = mapped_column(String(36), primary_key=True, server_default="")
     committed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seen: Mapped[datetime | None] = mapped_column(AwareDateTime())
-    highest_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    highest_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
     """The highest seq received: above ``committed_seq`` while seqs are missing."""
-    seq_jumps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    seq_jumps: Mapped[int] = mapped_column(Integer, server_default="0")
     """Seqs that arrived far beyond the watermark (an outbox reset without a new epoch, or a
     broken edge), counted for the operators' gateway view."""
-    rejected: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
     """Observations of this outbox dead-lettered (as :class:`RejectedObservation`)."""
 
 

@@ -132,10 +132,13 @@ async def write_at_revision(
         for table in Base.metadata.sorted_tables:
             if table.name not in old.tables or not rows[table.name]:
                 continue
-            columns = {c.name for c in old.tables[table.name].columns}
+            then = old.tables[table.name]
+            columns = {c.name for c in then.columns}
             await conn.execute(delete(table))  # what the migrations seed (the default tenant)
+            # Into the table as it is at ``revision``: today's model would also name the
+            # columns it has since added (their defaults, a key's server default).
             await conn.execute(
-                insert(table),
+                insert(then),
                 [{k: v for k, v in row.items() if k in columns} for row in rows[table.name]],
             )
             if store.dialect == "postgresql":
