@@ -362,3 +362,14 @@ def test_what_a_gateway_of_the_previous_version_sends_is_understood() -> None:
     assert obs.time == datetime(2026, 11, 22, 6, 30, tzinfo=UTC)
     status = decode_status(status_topic("gw-0001"), STATUS_0_1_0)
     assert (status.online, status.outbox_depth, status.committed_seq) == (True, 12, 4711)
+
+
+def test_a_status_names_its_outbox_epoch_and_bounds_its_adjustments() -> None:
+    report = decode_status(STATUS, _status(committed_seq=7, epoch="5f0c-42"))
+    assert (report.committed_seq, report.epoch) == (7, "5f0c-42")
+    assert decode_status(STATUS, _status()).epoch == LEGACY_EPOCH
+    many = {"zigbee2mqtt": {f"reason-{n}": 1 for n in range(257)}}
+    with pytest.raises(PayloadError, match="more than 256"):
+        decode_status(STATUS, _status(input_adjustments=many))
+    with pytest.raises(PayloadError, match="at most 64"):
+        decode_status(STATUS, _status(input_adjustments={"ble": {"r" * 65: 1}}))
