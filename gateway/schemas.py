@@ -174,7 +174,10 @@ class UserOut(BaseModel):
 
 
 class PatientRegistrationIn(_In):
-    national_id: str = Field(pattern=r"^\d{11}$", description="fødselsnummer or D-number")
+    national_id: str = Field(
+        pattern=r"^\d{11}$",
+        description="fødselsnummer, D-nummer or FH-nummer (felles hjelpenummer)",
+    )
     family_name: str = _NAME
     given_name: str = _NAME
     gp_name: str | None = Field(default=None, max_length=200)

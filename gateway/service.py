@@ -52,6 +52,7 @@ class Platform:
                 "timeseries": lambda: [exporter.stats] if exporter else [],
                 "hl7_outbound": lambda: [self.hl7.stats],
                 "hl7_inbound": lambda: [self.hl7_in.stats] if self.hl7_in else [],
+                "hl7_mllp": lambda: [self.hl7_in.connection_stats] if self.hl7_in else [],
             },
             self.store,
             backlog=exporter.backlog if exporter else None,

@@ -283,3 +283,21 @@ async def test_inbound_messages_show_what_processing_made_of_them_per_tenant(
         ("read_hl7_inbound", None),
         ("read_hl7_inbound", ids["kari"]),
     ]
+
+
+async def test_an_inbound_message_kept_with_an_altered_value_says_so(world: World) -> None:
+    """Issue 14: an ADT whose PID-8 is ``FEMALE`` registers the patient (AA); the inbound list
+    shows what was altered, in the row's detail and in the ERR (severity W) of its ACK."""
+    client, store, _ = world
+    receiver = Hl7Receiver(store, quiet_s=0.0)
+    adt = (
+        "MSH|^~\\&|DIPS|AHUS|TRYGGHEIM|BAERUM|20250301120000+0100||ADT^A01|SEX-1|P|2.5\r"
+        "PID|1||81212121223^^^FHN&2.16.578.1.12.4.1.4.3&ISO^FHN||Nyfødt^Jente||20250301|FEMALE\r"
+    ).encode()
+    async with receiver.running():
+        assert await receive(receiver, adt) == "AA"
+    (row,) = (await client.get("/api/v1/hl7/inbound", headers=bearer(Role.ADMIN))).json()
+    assert (row["control_id"], row["state"]) == ("SEX-1", "accepted")
+    assert "PID^1^8: sex 'FEMALE' read as F" in row["detail"]
+    (warning,) = parse_ack(row["application_ack"].encode()).errors
+    assert (warning.severity, warning.location) == ("W", "PID^1^8")
