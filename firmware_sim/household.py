@@ -15,6 +15,13 @@ of :class:`Step` (when, which sensor, what it reports, why) and plays it on a ho
   door, the fall detector cleared;
 - the afternoon in the armchair, the evening bathroom visit, to bed.
 
+Which incidents a day has is chosen (:class:`Incident`; by default the fall): a day without
+the fall has coffee, lunch and dinner in the kitchen instead of the quiet morning; a day with
+:attr:`Incident.DOOR_AT_NIGHT` has the front door opened at night. With ``checkin_every_min``
+every sensor also reports its state when it has said nothing for that long, as battery
+Zigbee devices do, so the platform never finds a working sensor silent.
+:class:`Household` chains days on one set of sensors for a run of any length.
+
 Deterministic: the same ``seed`` gives the same plan and the same messages (times jitter by
 seconds and milliseconds, temperatures and link quality vary, all from seeded generators).
 Every message published is kept by its sensor; :meth:`HouseholdDay.expected` lists the
@@ -30,12 +37,14 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from firmware_sim.sensors import (
     HOME_ZONE,
+    PRIMARY,
     AlarmSensor,
     ClimateSensor,
     ContactSensor,
@@ -49,6 +58,30 @@ from firmware_sim.sensors import (
     SensorOptions,
     SimulatedSensor,
 )
+
+
+class Incident(StrEnum):
+    """Something in a day that the care team must see."""
+
+    FALL = "fall"
+    """No movement all morning, a fall in the hall, the panic button, help arrives."""
+    DOOR_AT_NIGHT = "door at night"
+    """Out of bed at night and out through the front door for a few minutes."""
+
+    @property
+    def starts(self) -> time:
+        """When it begins (local time; the plan adds up to 20 minutes, and it is over within
+        the hour)."""
+        return _INCIDENT_START[self]
+
+
+_INCIDENT_START = {Incident.FALL: time(12, 50), Incident.DOOR_AT_NIGHT: time(1, 20)}
+
+
+class Timeline(Protocol):
+    """Simulated time a run plays on (e.g. a compressed past that meets the wall clock)."""
+
+    async def sleep_until(self, moment: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +131,33 @@ class Sensors:
             *self.extra,
         ]
 
+    def sensor_map(self) -> list[dict[str, str]]:
+        """The edge config's ``[[sensors]]`` entries."""
+        return [
+            {"name": s.name, "kind": s.kind.value, "room": s.room, "device_id": s.device_id}
+            for s in self.all()
+        ]
+
+    def expected(self) -> list[ExpectedObservation]:
+        """The observations of every message published so far, in publishing order."""
+        found = [
+            (message.time, n, obs)
+            for n, sensor in enumerate(self.all())
+            for message in sensor.published
+            for obs in sensor.expected_of(message)
+        ]
+        return [obs for _, _, obs in sorted(found, key=lambda item: (item[0], item[1]))]
+
 
 def make_sensors(
-    *, seed: int = 0, tz: ZoneInfo = HOME_ZONE, unknown_key_rate: float = 0.2
+    *,
+    seed: int = 0,
+    tz: ZoneInfo = HOME_ZONE,
+    unknown_key_rate: float = 0.2,
+    low_battery: bool = True,
 ) -> Sensors:
-    """One home's sensors. The bathroom motion sensor's battery is low; the hall motion
-    sensor now and then sends a vendor key the platform does not know."""
+    """One home's sensors. With ``low_battery`` the bathroom motion sensor's battery is low;
+    the hall motion sensor now and then sends a vendor key the platform does not know."""
     serial = iter(range(1, 100))
 
     def options(**changes: Any) -> SensorOptions:
@@ -116,7 +170,10 @@ def make_sensors(
             "bedroom_motion", Kind.MOTION, room="bedroom", options=options()
         ),
         bathroom_motion=OccupancySensor(
-            "bathroom_motion", Kind.MOTION, room="bathroom", options=options(low_battery=True)
+            "bathroom_motion",
+            Kind.MOTION,
+            room="bathroom",
+            options=options(low_battery=low_battery),
         ),
         kitchen_motion=OccupancySensor(
             "kitchen_motion", Kind.MOTION, room="kitchen", options=options()
@@ -153,19 +210,26 @@ class HouseholdDay:
         tz: ZoneInfo = HOME_ZONE,
         climate_every_min: int = 30,
         sensors: Sensors | None = None,
+        incidents: Iterable[Incident] = (Incident.FALL,),
+        checkin_every_min: int | None = None,
     ) -> None:
         if climate_every_min < 1:
             raise ValueError("climate_every_min must be at least 1")
+        if checkin_every_min is not None and checkin_every_min < 1:
+            raise ValueError("checkin_every_min must be at least 1")
         self.day = day
         self.seed = seed
         self.tz = tz
         self.climate_every_min = climate_every_min
+        self.incidents = frozenset(incidents)
+        self.checkin_every_min = checkin_every_min
         self.sensors = sensors or make_sensors(seed=seed, tz=tz)
         self._by_name = {s.name: s for s in self.sensors.all()}
         self._rng = random.Random(seed)
         self.steps: list[Step] = []
         self.quiet: tuple[datetime, datetime] = (self._t("09:00"), self._t("09:00"))
-        """The morning stretch without any movement: (start, the fall)."""
+        """The morning stretch without any movement: (start, the fall); empty without the
+        fall."""
         self._plan()
         self.played = 0
         """How many steps :meth:`play` has published so far."""
@@ -257,26 +321,12 @@ class HouseholdDay:
                 (1900, s.kitchen_motion, "occupancy", False),
             ],
         )
-        # No movement all morning: nothing from 09:00 until the fall after noon.
-        fall = self._t("12:50", 15 * 60)
-        self._sequence(
-            fall,
-            "fall",
-            [(0, s.fall_detector, "fall", True), (1, s.hall_motion, "occupancy", True)],
-        )
-        self._sequence(
-            fall + timedelta(seconds=40), "panic", [(0, s.panic_button, "action", "sos")]
-        )
-        self._sequence(
-            fall + timedelta(minutes=20),
-            "help arrives",
-            [
-                (0, s.front_door, "contact", False),
-                (10, s.front_door, "contact", True),
-                (300, s.fall_detector, "fall", False),
-                (400, s.hall_motion, "occupancy", False),
-            ],
-        )
+        if Incident.FALL in self.incidents:
+            self._fall()
+        else:
+            self._meals()
+        if Incident.DOOR_AT_NIGHT in self.incidents:
+            self._door_at_night()
         afternoon = self._t("14:30", 10 * 60)
         self._sequence(
             afternoon,
@@ -300,8 +350,100 @@ class HouseholdDay:
                 (800, s.bedroom_motion, "occupancy", False),
             ],
         )
+        if self.checkin_every_min is not None:
+            self._check_ins(timedelta(minutes=self.checkin_every_min))
         self._order()
-        self.quiet = (self._t("09:00"), self.steps[self.index("fall")].at)
+        if Incident.FALL in self.incidents:
+            self.quiet = (self._t("09:00"), self.steps[self.index("fall")].at)
+
+    def _fall(self) -> None:
+        """A fall after a morning without movement; the panic button; help arrives."""
+        s = self.sensors
+        # No movement all morning: nothing from 09:00 until the fall after noon.
+        fall = self._t(Incident.FALL.starts.isoformat("minutes"), 15 * 60)
+        self._sequence(
+            fall,
+            "fall",
+            [(0, s.fall_detector, "fall", True), (1, s.hall_motion, "occupancy", True)],
+        )
+        self._sequence(
+            fall + timedelta(seconds=40), "panic", [(0, s.panic_button, "action", "sos")]
+        )
+        self._sequence(
+            fall + timedelta(minutes=20),
+            "help arrives",
+            [
+                (0, s.front_door, "contact", False),
+                (10, s.front_door, "contact", True),
+                (300, s.fall_detector, "fall", False),
+                (400, s.hall_motion, "occupancy", False),
+            ],
+        )
+
+    def _meals(self) -> None:
+        """Coffee, lunch, dinner and an evening snack in the kitchen: a day without the fall is
+        never still for hours (the platform's inactivity alarm comes after four)."""
+        s = self.sensors
+        for label, hh_mm in (
+            ("coffee", "10:30"),
+            ("lunch", "12:30"),
+            ("coffee", "15:00"),
+            ("dinner", "17:45"),
+            ("evening", "20:00"),
+        ):
+            self._sequence(
+                self._t(hh_mm, 30 * 60),
+                label,
+                [
+                    (0, s.hall_motion, "occupancy", True),
+                    (20, s.kitchen_motion, "occupancy", True),
+                    (200, s.hall_motion, "occupancy", False),
+                    (1800, s.kitchen_motion, "occupancy", False),
+                ],
+            )
+
+    def _door_at_night(self) -> None:
+        """Out of bed after midnight, out on the front steps for a few minutes with the door
+        open, back to bed."""
+        s = self.sensors
+        self._sequence(
+            self._t(Incident.DOOR_AT_NIGHT.starts.isoformat("minutes"), 20 * 60),
+            "door at night",
+            [
+                (0, s.bed, "occupancy", False),
+                (5, s.bedroom_motion, "occupancy", True),
+                (40, s.hall_motion, "occupancy", True),
+                (60, s.front_door, "contact", False),  # out on the steps, the door open
+                (400, s.front_door, "contact", True),
+                (480, s.hall_motion, "occupancy", False),
+                (500, s.bedroom_motion, "occupancy", False),
+                (520, s.bed, "occupancy", True),
+            ],
+        )
+
+    def _check_ins(self, every: timedelta) -> None:
+        """A report of the current state from each event sensor whenever it has been quiet
+        for ``every`` (climate sensors report on their own schedule)."""
+        midnight = self._t("00:00")
+        end = midnight + timedelta(days=1)
+        planned = sorted(self.steps, key=lambda step: step.at)
+        for n, sensor in enumerate(self.sensors.all()):
+            if sensor.kind is Kind.CLIMATE:
+                continue
+            own = [step for step in planned if step.sensor == sensor.name]
+            state = _resting_state(sensor.kind)
+            # Staggered, so that the sensors of a home do not all report in one instant.
+            last = midnight - every + timedelta(seconds=17 * n + 3)
+            for step in [*own, None]:
+                until = end if step is None else step.at
+                while until - last > every:
+                    last += every - timedelta(seconds=self._rng.uniform(0, 60))
+                    self._add(last, sensor, "check-in", **state)
+                if step is not None:
+                    last = step.at
+                    key = PRIMARY[sensor.kind][0] if sensor.kind in PRIMARY else None
+                    if key is not None and key in step.state:
+                        state = {key: step.state[key]}
 
     def _order(self) -> None:
         """Sort by time; a sensor's messages get distinct times (the gateway recognises a
@@ -332,10 +474,7 @@ class HouseholdDay:
 
     def sensor_map(self) -> list[dict[str, str]]:
         """The edge config's ``[[sensors]]`` entries for this home."""
-        return [
-            {"name": s.name, "kind": s.kind.value, "room": s.room, "device_id": s.device_id}
-            for s in self.sensors.all()
-        ]
+        return self.sensors.sensor_map()
 
     def sensor_map_toml(self) -> str:
         return "".join(
@@ -345,13 +484,7 @@ class HouseholdDay:
 
     def expected(self) -> list[ExpectedObservation]:
         """The observations of every message published so far, in publishing order."""
-        found = [
-            (message.time, n, obs)
-            for n, sensor in enumerate(self.sensors.all())
-            for message in sensor.published
-            for obs in sensor.expected_of(message)
-        ]
-        return [obs for _, _, obs in sorted(found, key=lambda item: (item[0], item[1]))]
+        return self.sensors.expected()
 
     def published_count(self) -> int:
         return sum(len(sensor.published) for sensor in self.sensors.all())
@@ -376,6 +509,75 @@ class HouseholdDay:
             await self._by_name[step.sensor].report(mqtt, step.at, **step.state)
             self.played += 1
         return list(steps)
+
+
+class Household:
+    """One home's sensors living day after day for as long as a run lasts: each day is a
+    :class:`HouseholdDay` on the same sensors, with the ``incidents`` planned for its date and
+    check-ins every ``checkin_every_min``. Without incidents a day is an ordinary one."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        tz: ZoneInfo = HOME_ZONE,
+        incidents: Mapping[date, Iterable[Incident]] | None = None,
+        low_battery: bool = False,
+        checkin_every_min: int = 25,
+    ) -> None:
+        self.seed = seed
+        self.tz = tz
+        self.incidents = {day: frozenset(found) for day, found in (incidents or {}).items()}
+        self.checkin_every_min = checkin_every_min
+        self.sensors = make_sensors(seed=seed, tz=tz, low_battery=low_battery)
+        self._days: dict[date, HouseholdDay] = {}
+
+    def day(self, day: date) -> HouseholdDay:
+        """The plan of ``day`` (made once)."""
+        if day not in self._days:
+            self._days[day] = HouseholdDay(
+                day=day,
+                seed=self.seed * 1_000_000 + day.toordinal(),
+                tz=self.tz,
+                sensors=self.sensors,
+                incidents=self.incidents.get(day, ()),
+                checkin_every_min=self.checkin_every_min,
+            )
+        return self._days[day]
+
+    async def live(self, mqtt: Publisher, timeline: Timeline, *, since: datetime) -> None:
+        """Publish every step after ``since`` when ``timeline`` reaches it, day after day,
+        until cancelled. Each sensor publishes on its own, as real ones do: a message waiting
+        for the broker's PUBACK holds up no other sensor."""
+        async with asyncio.TaskGroup() as tasks:
+            for sensor in self.sensors.all():
+                tasks.create_task(self._live(sensor, mqtt, timeline, since), name=sensor.name)
+
+    async def _live(
+        self, sensor: SimulatedSensor, mqtt: Publisher, timeline: Timeline, since: datetime
+    ) -> None:
+        day = since.astimezone(self.tz).date()
+        while True:
+            for step in self.day(day).steps:
+                if step.sensor == sensor.name and step.at > since:
+                    await timeline.sleep_until(step.at)
+                    await sensor.report(mqtt, step.at, **step.state)
+            day += timedelta(days=1)
+
+    def sensor_map(self) -> list[dict[str, str]]:
+        return self.sensors.sensor_map()
+
+    def expected(self) -> list[ExpectedObservation]:
+        return self.sensors.expected()
+
+
+def _resting_state(kind: Kind) -> dict[str, Scalar]:
+    """What a sensor of ``kind`` reports before anything happened: door closed, nobody there,
+    no fall, no smoke, no water (a panic button reports only battery and link)."""
+    if kind not in PRIMARY:
+        return {}
+    key, _, negate = PRIMARY[kind]
+    return {key: negate}
 
 
 #: A climate sensor to report through first, before the day starts: until the agent's first

@@ -202,9 +202,15 @@ class SimulatedSensor:
             body[key] = value
         body["last_seen"] = self._stamp(at)
         payload = json.dumps(body).encode()
-        await mqtt.publish(self.topic, payload, qos=1)
         message = Published(self.topic, payload, body, at)
+        # Kept before the PUBACK is awaited: a run that ends (is cancelled) while waiting for
+        # it has handed the message to the client already, and the broker will have it.
         self.published.append(message)
+        try:
+            await mqtt.publish(self.topic, payload, qos=1)
+        except Exception:
+            self.published.remove(message)
+            raise
         return message
 
     def _battery(self) -> int:

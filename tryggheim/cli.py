@@ -241,7 +241,7 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
             actor=args.operator,
             tenant_id=tenant_id,
             action="export_patient",
-            patient_id=None,
+            patient_ids=[None],
             purpose="GDPR access request",
             client="cli",
             now=datetime.now(UTC),
@@ -273,7 +273,7 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
             actor=args.operator,
             tenant_id=tenant_id,
             action="erase_patient",
-            patient_id=None,
+            patient_ids=[None],
             purpose="GDPR erasure",
             client="cli",
             now=datetime.now(UTC),
@@ -487,6 +487,7 @@ async def _demo(args: argparse.Namespace) -> int:
         duration_s=args.for_seconds,
         http_port=args.port,
         workdir=args.workdir,
+        verbose=args.verbose,
     )
     return await run_demo(options)
 
@@ -727,10 +728,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ble_decode.set_defaults(handler=_ble_decode)
 
-    demo = commands.add_parser("demo", help="a simulated home-care day on one machine")
-    demo.add_argument("--homes", type=int, default=5, help="simulated homes (default 5)")
+    demo = commands.add_parser(
+        "demo", help="simulated homes on one machine: their last day replayed, then live"
+    )
+    demo.add_argument("--homes", type=int, default=8, help="simulated homes (default 8)")
     demo.add_argument(
-        "--speed", type=float, default=1440.0, help="simulated seconds per real second"
+        "--speed",
+        type=float,
+        default=1440.0,
+        help="how much faster than real time the last day is replayed (default 1440)",
+    )
+    demo.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log to the terminal (otherwise to demo.log in the work directory)",
     )
     demo.add_argument(
         "--for", dest="for_seconds", type=float, default=None, help="stop after SECONDS"

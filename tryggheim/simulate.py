@@ -1,11 +1,13 @@
 """``tryggheim simulate``: simulated homes against a running platform and its central broker.
 
 Signs in to the platform's API as an admin (OAuth2 password flow), registers one patient, home
-gateway and blood-pressure cuff per home through the registry API, then runs the homes as
-``tryggheim demo`` does (virtual BLE cuff, home Mosquitto with Zigbee2MQTT sensors, the home
-gateway agent) with each gateway's uplink on the given broker under the credentials the
-platform just issued. Re-running is safe: patients are found again by national id, and each
-gateway is deleted and created again, which gives it a fresh broker password.
+gateway and her BLE devices (a blood-pressure cuff; an oximeter in one home) per home through
+the registry API, then runs the homes as ``tryggheim demo`` does (their last day replayed, then
+live; virtual BLE devices, home Mosquitto with Zigbee2MQTT sensors, the home gateway agent)
+with each gateway's uplink on the given broker under the credentials the platform just issued.
+The scenarios' care plans (a personal limit, a measurement schedule) are the demo's own; here
+the patients keep the defaults. Re-running is safe: patients are found again by national id,
+and each gateway is deleted and created again, which gives it a fresh broker password.
 
 The broker must reload its password file after the gateways are registered (the compose stack's
 broker does so by itself within seconds); until then the agents retry with backoff.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
 import urllib.error
 import urllib.parse
@@ -38,6 +39,7 @@ from tryggheim.demo import (
     live,
     make_homes,
     poll_until,
+    replay_seconds,
     start_home,
     workdir_at,
 )
@@ -118,12 +120,14 @@ class PlatformApi:
             created = await self._call("POST", "/api/v1/registry/gateways", json_body=body)
         return str(created["broker_password"])
 
-    async def pair_device(self, device_id: str, patient_id: int, gateway_id: str) -> None:
+    async def pair_device(
+        self, device_id: str, patient_id: int, gateway_id: str, kind: str
+    ) -> None:
         body = {
             "device_id": device_id,
             "patient_id": patient_id,
             "gateway_id": gateway_id,
-            "kind": "blood_pressure",
+            "kind": kind,
         }
         await self._call("POST", "/api/v1/registry/devices", json_body=body)
 
@@ -180,7 +184,8 @@ async def register_homes(api: PlatformApi, homes: list[Home]) -> dict[str, str]:
             )
             patient_id = int((await api.create_patient(fields))["id"])
         passwords[home.gateway_id] = await api.provision_gateway(home.gateway_id, patient_id)
-        await api.pair_device(home.cuff_address, patient_id, home.gateway_id)
+        for device in entry.devices:
+            await api.pair_device(device.device_id, patient_id, home.gateway_id, device.kind)
         log.info("%s: patient %d, cuff %s", home.gateway_id, patient_id, home.cuff_address)
     return passwords
 
@@ -188,9 +193,7 @@ async def register_homes(api: PlatformApi, homes: list[Home]) -> dict[str, str]:
 def _summary(homes: list[Home]) -> dict[str, int]:
     produced = sum(expected_observations(homes).values())
     pending = sum(h.agent.outbox.depth() for h in homes if h.agent is not None)
-    uncollected = sum(
-        len(h.produced) - h.cuff.readings_delivered for h in homes if h.cuff is not None
-    )
+    uncollected = sum(h.not_collected() for h in homes)
     return {
         "homes": len(homes),
         "observations_produced": produced,
@@ -217,7 +220,6 @@ async def run_simulation(options: SimulateOptions) -> int:
         f"{options.broker_host}:{options.broker_port}" + (" (TLS)" if options.tls_ca else ""),
         flush=True,
     )
-    rng = random.Random(2026)
     drain_s = DRAIN_TIMEOUT_S
     async with (
         workdir_at(options.workdir, "tryggheim-simulate-") as workdir,
@@ -237,7 +239,7 @@ async def run_simulation(options: SimulateOptions) -> int:
             assert home.agent is not None
             agents.append(tasks.create_task(home.agent.run(), name=home.gateway_id))
         status = tasks.create_task(_report_status(homes, workdir / STATUS_FILE), name="status")
-        days = live(tasks, homes, options.speed, rng)
+        days = live(tasks, homes, replay_seconds(options.speed, options.duration_s))
         try:
             await wait_event(asyncio.Event(), options.duration_s)
         except asyncio.CancelledError:

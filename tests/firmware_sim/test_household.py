@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sqlite3
 from collections import Counter
@@ -24,7 +25,7 @@ from pydantic import SecretStr
 from servers import BrokerFixture, tail
 from sqlalchemy import select
 
-from firmware_sim.household import WARM_UP_SENSOR_TOML, HouseholdDay
+from firmware_sim.household import WARM_UP_SENSOR_TOML, Household, HouseholdDay, Incident
 from firmware_sim.sensors import (
     ClimateSensor,
     ContactSensor,
@@ -33,6 +34,7 @@ from firmware_sim.sensors import (
     OccupancySensor,
     SensorOptions,
 )
+from gateway.alarms import DeviceSilentRule
 from gateway.models import ObservationRow
 from gateway.store import RecordStore
 from tryggheim.broker import MosquittoServer
@@ -87,6 +89,71 @@ async def test_the_day_has_what_the_issue_asks_for() -> None:
     battery = [o.value for o in expected if o.sensor == "bathroom_motion" and "BATTERY" in o.code]
     assert battery and max(battery) < 10, "the bathroom motion sensor's battery is low"
     assert any(obs.flags == ("unknown_key_vendor_sensitivity",) for obs in expected)
+
+
+class FastTimeline:
+    """Simulated time that jumps to whatever is asked for, up to ``until``; there each of
+    ``sensors`` waits for ever, and :attr:`reached` is set when all of them do."""
+
+    def __init__(self, until: datetime, sensors: int) -> None:
+        self.until = until
+        self.waiting = sensors
+        self.reached = asyncio.Event()
+
+    async def sleep_until(self, moment: datetime) -> None:
+        if moment > self.until:
+            self.waiting -= 1
+            if self.waiting == 0:
+                self.reached.set()
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
+
+
+async def test_a_household_lives_day_after_day_and_no_sensor_falls_silent() -> None:
+    """The demo's homes: their sensors live as long as the run, and the platform's "device
+    silent" rule, which learns each sensor's rhythm, never finds one silent."""
+    household = Household(seed=4, checkin_every_min=25)
+    since = datetime(2026, 11, 23, 14, 0, tzinfo=household.tz)
+    until = since + timedelta(days=3)
+    timeline = FastTimeline(until, len(household.sensors.all()))
+    living = asyncio.create_task(household.live(Recorder(), timeline, since=since))
+    await asyncio.wait_for(timeline.reached.wait(), timeout=60)
+    living.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await living
+    rule = DeviceSilentRule()
+    for sensor in household.sensors.all():
+        times = [m.time for m in sensor.published]
+        assert since < times[0] < since + timedelta(minutes=30), sensor.name
+        assert times[-1] > until - timedelta(minutes=30), sensor.name
+        gaps: list[int] = []
+        for earlier, later in itertools.pairwise(times):
+            assert later - earlier <= rule.interval(tuple(gaps)), (sensor.name, later)
+            gaps.append(int((later - earlier).total_seconds()))
+
+
+@pytest.mark.parametrize("seed", range(1, 9))
+def test_an_ordinary_day_has_no_incident_and_is_never_still_for_hours(seed: int) -> None:
+    day = HouseholdDay(seed=seed, incidents=())
+    labels = {step.label for step in day.steps}
+    assert not labels & {"fall", "panic", "help arrives", "door at night"}
+    moving = [
+        step.at
+        for step in day.steps
+        if step.sensor.endswith("_motion") and step.state.get("occupancy") is True
+    ]
+    awake = [at for at in moving if day._t("08:00") <= at <= day._t("22:00")]
+    day_window = [day._t("08:00"), *awake, day._t("22:00")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(day_window)]
+    assert max(gaps) < timedelta(hours=4)  # the platform's default inactivity limit
+
+
+def test_a_night_at_the_door_opens_it_once_at_night() -> None:
+    day = HouseholdDay(seed=6, incidents=(Incident.DOOR_AT_NIGHT,))
+    night = [step for step in day.steps if step.label == "door at night"]
+    opened = [s for s in night if s.sensor == "front_door" and s.state == {"contact": False}]
+    assert len(opened) == 1 and opened[0].at.hour < 6
+    assert not any(step.label == "fall" for step in day.steps)
 
 
 async def test_a_message_looks_like_zigbee2mqtt() -> None:
