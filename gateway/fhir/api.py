@@ -10,8 +10,9 @@ every read is audited. Errors are OperationOutcomes. Searchsets are paged with `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,16 @@ from sqlalchemy import select
 from gateway.alarm_book import alarm_of
 from gateway.alarms import ALARM_CODES
 from gateway.auth import Action, Principal, policy
-from gateway.deps import Audit, ListsPatients, PathId, ReadsPatient, Registered, Store, patient_for
+from gateway.deps import (
+    Audit,
+    ListsPatients,
+    NotVisible,
+    PathId,
+    ReadsPatient,
+    Registered,
+    Store,
+    patient_for,
+)
 from gateway.fhir import terminology as t
 from gateway.fhir.document import alarm_key, detected_issue, in_zone
 from gateway.fhir.records import MEASURED_CODES, devices_of, patient_ref
@@ -115,11 +125,13 @@ async def _patient_of_search(
     registry: Registry,
     store: RecordStore,
     principal: Principal,
+    denied: Callable[[int | None], Awaitable[None]],
     patient: str | None,
     subject: str | None,
     identifier: str | None,
 ) -> Patient | None:
-    """The one patient a search names (None: no such patient the caller may see)."""
+    """The one patient a search names (None: no such patient the caller may see; a patient
+    who exists outside her scope is written to the audit log as a refused read)."""
     given = [p for p in (patient, subject, identifier) if p is not None]
     if len(given) != 1:
         raise FhirRequestError(
@@ -143,8 +155,14 @@ async def _patient_of_search(
         return None
     try:
         return await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-    except HTTPException:
+    except NotVisible as exc:
+        await denied(exc.patient_id if await _exists(store, patient_id) else None)
         return None
+
+
+async def _exists(store: RecordStore, patient_id: int) -> bool:
+    async with store.session() as s:
+        return await s.get(Patient, patient_id) is not None
 
 
 def _searchset(
@@ -362,7 +380,13 @@ def fhir_router() -> APIRouter:
         ``date`` (``ge``/``gt``/``le``/``lt``/``eq``), ``_count`` per page."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, subject, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_observation"),
+            patient,
+            subject,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))
@@ -414,7 +438,13 @@ def fhir_router() -> APIRouter:
         """A patient's alarms, newest first: final once closed, else preliminary."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, None, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_detected_issue"),
+            patient,
+            None,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))
@@ -462,7 +492,13 @@ def fhir_router() -> APIRouter:
         """The patient's paired devices and those her measurements came from."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, None, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_device"),
+            patient,
+            None,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))

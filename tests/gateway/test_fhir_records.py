@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from access import platform_settings, token
+from access import platform_settings, signed_in
 from chain import serving_app
 from fhir_samples import MORNING, PATIENT, store_closed_alarms
 from fhirpy import AsyncFHIRClient
@@ -40,9 +40,8 @@ async def test_documents_and_the_read_api_on_either_store(store: RecordStore) ->
 
     app = create_app(store, EventBus(), platform_settings(fhir=settings))
     async with serving_app(app) as url:
-        client = AsyncFHIRClient(
-            f"{url}/fhir/R4", authorization=f"Bearer {token(Role.COORDINATOR)}"
-        )
+        headers = await signed_in(store, Role.COORDINATOR)
+        client = AsyncFHIRClient(f"{url}/fhir/R4", authorization=headers["Authorization"])
         for resource_type in ("Observation", "DetectedIssue", "Device"):
             found = (
                 await client.resources(resource_type)
