@@ -18,9 +18,11 @@ requests fail (5xx, a hang past the client's timeout, or a closed connection).""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -256,6 +258,12 @@ class JftPeer:
             operation_outcome([("error", "invalid", p) for p in problems]), status=400
         )
 
+    async def counts(self, request: web.Request) -> web.Response:
+        """What the peer saw, for a test or bench that runs it in its own process."""
+        return web.json_response(
+            {"journaled": len(self.journaled), "posts": sum(self.received.values())}
+        )
+
     async def status(self, request: web.Request) -> web.StreamResponse:
         refusal = await self._gate(request)
         if refusal is not None:
@@ -283,6 +291,7 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
     app = web.Application(client_max_size=1_000_000)
     app.router.add_post("/v1/Bundle", peer.post_bundle)
     app.router.add_get("/v1/Bundle/{id}/$status", peer.status)
+    app.router.add_get("/peer/counts", peer.counts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -295,3 +304,23 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
         yield peer
     finally:
         await runner.cleanup()
+
+
+async def _serve(issuer: str, jwks_uri: str, polls_before_done: int) -> None:
+    """The peer until stdin closes, its URL printed first (bench/fhir.py runs it so: its CPU
+    is then apart from the sender's, and on a core of its own when there is one)."""
+    async with jft_peer(issuer, jwks_uri, polls_before_done=polls_before_done) as peer:
+        print(json.dumps({"url": peer.url}), flush=True)
+        stdin = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        await stdin.read()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the JFT-like test peer in its own process")
+    parser.add_argument("--issuer", required=True)
+    parser.add_argument("--jwks-uri", required=True)
+    parser.add_argument("--polls-before-done", type=int, default=0)
+    arguments = parser.parse_args()
+    asyncio.run(_serve(arguments.issuer, arguments.jwks_uri, arguments.polls_before_done))

@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from fhir_documents import closed_alarm_document, invalid_document
 from helseid_provider import HelseIdProvider, helseid_provider, write_key
 from jft_peer import Failure, JftPeer, jft_peer
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from gateway.api_errors import install_error_handlers
 from gateway.auth import BearerVerifier, Role
@@ -587,3 +587,25 @@ async def test_no_token_from_helseid_keeps_the_documents_waiting(
     healthy = make_outbound(queue_settings(peer, provider), store, http)
     async with running(healthy):
         await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
+
+
+async def test_answers_are_recorded_a_statement_per_kind_not_per_document(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """The bench's finding (docs/benchmarks.md): an UPDATE per answer was most of the sender's
+    record-store time. 40 documents sent side by side and polled: their answers are written
+    a statement per kind of change (accepted, journaled) and window, run for all its rows."""
+    await close_alarms(store, 40)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE FHIR_MESSAGES"):
+            statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+    outbound = make_outbound(queue_settings(peer, provider, in_flight=8), store, http)
+    async with running(outbound):
+        await until(lambda: all_in(store, FhirMessageState.JOURNALED), what="journaled")
+    event.remove(store.engine.sync_engine, "before_cursor_execute", count)
+    assert len(peer.journaled) == 40 and set(peer.received.values()) == {1}
+    assert len(statements) < 40, len(statements)  # one per answer: 80
