@@ -10,6 +10,7 @@ loopback port). It checks what the real one checks before it accepts a document:
   ``dist/fhir/r4/fhir.schema.json``) and PyPI ``fhir.resources`` (its R4B models) must both
   accept it, else 400 with an OperationOutcome naming each problem.
 
+``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once.
 ``POST /v1/Bundle`` answers 202 with ``Location: /v1/Bundle/{id}/$status``; a Bundle whose
 identifier it has journaled already gets the same Location and is not journaled again (the
 peer counts both). ``GET …/$status`` answers 202 for the first ``polls_before_done`` polls and
@@ -91,6 +92,7 @@ class Journaled:
     id: str
     identifier: str
     polls: int = 0
+    bundle: dict[str, Any] = field(default_factory=dict)
 
 
 def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -211,6 +213,13 @@ class JftPeer:
     # --- routes ---
 
     async def post_bundle(self, request: web.Request) -> web.StreamResponse:
+        return await self._take(request, polled=True)
+
+    async def post_measurements(self, request: web.Request) -> web.StreamResponse:
+        """PMD: the Bundle (a ``collection``) is taken at once, 201, nothing to poll."""
+        return await self._take(request, polled=False)
+
+    async def _take(self, request: web.Request, *, polled: bool) -> web.StreamResponse:
         refusal = await self._gate(request)
         if refusal is not None:
             return refusal
@@ -242,11 +251,16 @@ class JftPeer:
         self.received[key] += 1
         entry = self.journaled.get(key)
         if entry is None:
-            entry = Journaled(uuid.uuid4().hex, key)
+            entry = Journaled(uuid.uuid4().hex, key, bundle=bundle)
             self.journaled[key] = entry
             self.by_id[entry.id] = entry
         if failure is not None:
             return await self._fail(request, failure, status)
+        if not polled:
+            return web.json_response(
+                operation_outcome([("information", "informational", f"stored {key}")]),
+                status=201,
+            )
         return web.json_response(
             operation_outcome([("information", "informational", "accepted")]),
             status=202,
@@ -291,6 +305,7 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
     app = web.Application(client_max_size=1_000_000)
     app.router.add_post("/v1/Bundle", peer.post_bundle)
     app.router.add_get("/v1/Bundle/{id}/$status", peer.status)
+    app.router.add_post("/pmd/", peer.post_measurements)
     app.router.add_get("/peer/counts", peer.counts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

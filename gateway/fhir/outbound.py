@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.queue import destination_of
 from gateway.fhir.transport import Answer, JftClient, Verdict
-from gateway.fhir.transport_settings import FhirOutboundSettings
+from gateway.fhir.transport_settings import DestinationKind, FhirOutboundSettings
 from gateway.hl7_sending import backoff
 from gateway.models import FhirDestination, FhirMessage, FhirMessageState
 from gateway.store import RecordStore
@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 #: The document of a closed alarm, by its id (a FHIR ``document`` Bundle as JSON-ready dict,
 #: with ``identifier``). Raises :class:`TryggheimError` when there is none to send.
 DocumentBuilder = Callable[[int], Awaitable[dict[str, Any]]]
+#: Queues the tenant's due PMD batches (gateway.fhir.pmd.queue_measurement_batches, bound).
+MeasurementBatcher = Callable[[str], Awaitable[object]]
 #: Rows a lane reads from its destination in one query, and answers it records in one.
 WINDOW = 100
 #: Answers are recorded at least this often, so a crash makes a lane send again at most what
@@ -126,6 +128,7 @@ class FhirOutbound:
         helseid: HelseIdClient,
         build_document: DocumentBuilder,
         *,
+        batch_measurements: MeasurementBatcher | None = None,
         stats: FhirStats | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -133,12 +136,17 @@ class FhirOutbound:
         self._store = store
         self._build = build_document
         self._clock = clock
+        timeout_s = settings.request_timeout_s
         self._clients = {
-            destination_of(d.kind, tenant): JftClient(
-                str(d.base_url), helseid, timeout_s=settings.request_timeout_s
-            )
+            destination_of(d.kind, tenant): JftClient(str(d.base_url), helseid, timeout_s=timeout_s)
             for tenant, d in settings.destinations.items()
+        } | {
+            destination_of(DestinationKind.PMD, tenant): JftClient(
+                str(p.base_url), helseid, timeout_s=timeout_s, path="", polled=False
+            )
+            for tenant, p in settings.pmd.items()
         }
+        self._batch_measurements = batch_measurements
         self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = timedelta(seconds=2 * settings.request_timeout_s + 30)
         self._wakeup = asyncio.Event()
@@ -163,7 +171,11 @@ class FhirOutbound:
 
     async def send_due(self) -> float:
         """Serve every configured destination that has due work, side by side; returns the
-        seconds until the earliest not yet due."""
+        seconds until the earliest not yet due. Consenting patients' measurements are queued
+        for PMD first (in batches, :mod:`gateway.fhir.pmd`)."""
+        if self._batch_measurements is not None:
+            for tenant in self._settings.pmd:
+                await self._batch_measurements(tenant)
         waits = await asyncio.gather(*(self._lane(d) for d in self._clients))
         return min(waits, default=float("inf"))
 
@@ -343,6 +355,9 @@ class FhirOutbound:
                 "location": answer.location,
                 "next_attempt_at": now + timedelta(seconds=self._settings.poll_after_s),
             }
+        elif answer.verdict is Verdict.DONE:  # an endpoint that is not polled (PMD)
+            self.stats.journaled += 1
+            values |= {"state": FhirMessageState.JOURNALED, "settled_at": now}
         elif answer.verdict is Verdict.REFUSED:
             self.stats.parked += 1
             log.error("FHIR %s refused alarm %d: %s", destination, message.alarm_id, answer.error)
@@ -368,7 +383,7 @@ class FhirOutbound:
             message,
             values,
             error=answer.error,
-            success=answer.verdict is Verdict.ACCEPTED,
+            success=answer.verdict in (Verdict.ACCEPTED, Verdict.DONE),
         )
 
     async def _record_poll(self, destination: str, message: _Queued, answer: Answer) -> None:
@@ -502,10 +517,18 @@ async def serve_fhir_outbound(
     store: RecordStore,
     build_document: DocumentBuilder,
     stats: FhirStats,
+    batch_measurements: MeasurementBatcher | None = None,
 ) -> None:
     """The queue for a platform process, until cancelled. The key files are read first: a
     missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
     naming it."""
     async with httpx.AsyncClient() as http:
         helseid = HelseIdClient(settings.helseid, http)
-        await FhirOutbound(settings, store, helseid, build_document, stats=stats).run()
+        await FhirOutbound(
+            settings,
+            store,
+            helseid,
+            build_document,
+            batch_measurements=batch_measurements,
+            stats=stats,
+        ).run()
