@@ -49,7 +49,9 @@ class Platform:
         self.fhir_stats = FhirStats()
         if settings.fhir_outbound is not None:
             # Closes of these tenants' alarms queue their documents (same transaction).
-            self.store.alarms.journal_tenants = frozenset(settings.fhir_outbound.destinations)
+            self.store.alarms.journal_tenants = {
+                tenant: d.kind for tenant, d in settings.fhir_outbound.destinations.items()
+            }
         self.retention = RetentionJob(self.store, settings.timeseries)
         listen = settings.hl7_listen
         self.hl7_in = receiver_for(self.store, listen) if listen is not None else None

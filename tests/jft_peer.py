@@ -10,7 +10,9 @@ loopback port). It checks what the real one checks before it accepts a document:
   ``dist/fhir/r4/fhir.schema.json``) and PyPI ``fhir.resources`` (its R4B models) must both
   accept it, else 400 with an OperationOutcome naming each problem.
 
-``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once.
+``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once;
+so does ``POST /epj/r4/{orgnr}/bundle`` (VKP R4), which wants a plain Bearer token instead
+(the provider's, for this resource, not bound to a key: no DPoP).
 ``POST /v1/Bundle`` answers 202 with ``Location: /v1/Bundle/{id}/$status``; a Bundle whose
 identifier it has journaled already gets the same Location and is not journaled again (the
 peer counts both). ``GET …/$status`` answers 202 for the first ``polls_before_done`` polls and
@@ -129,6 +131,8 @@ class JftPeer:
     """POSTs per Bundle.identifier, resends included."""
     refused: list[str] = field(default_factory=list)
     """Why each refused request was refused (auth and DPoP)."""
+    vkp_organisations: Counter[str] = field(default_factory=Counter)
+    """VKP POSTs per organisation number in the path."""
     failures: list[tuple[Failure, int]] = field(default_factory=list)
     """What the next POSTs do instead of answering (in turn)."""
 
@@ -181,10 +185,30 @@ class JftPeer:
         if access.get("cnf", {}).get("jkt") != jwk_thumbprint(header["jwk"]):
             raise DpopRefused("invalid_token", "token not bound to the proof's key")
 
-    async def _gate(self, request: web.Request) -> web.StreamResponse | None:
+    def _check_bearer(self, request: web.Request) -> None:
+        """VKP: a plain Bearer token of the provider for this resource, not bound to a key."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            raise DpopRefused("invalid_token", "Authorization must be 'Bearer <token>'")
+        try:
+            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
+            access = jwt.decode(
+                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
+            )
+        except (jwt.PyJWTError, KeyError) as exc:
+            raise DpopRefused("invalid_token", f"access token: {exc}") from None
+        if "cnf" in access:
+            raise DpopRefused("invalid_token", "a DPoP-bound token sent as Bearer")
+
+    async def _gate(
+        self, request: web.Request, *, bearer: bool = False
+    ) -> web.StreamResponse | None:
         """An auth refusal, else ``None`` (go on)."""
         try:
-            self._check_auth(request)
+            if bearer:
+                self._check_bearer(request)
+            else:
+                self._check_auth(request)
         except DpopRefused as exc:
             self.refused.append(str(exc))
             headers = {"WWW-Authenticate": f'DPoP error="{exc.error}"'}
@@ -219,8 +243,15 @@ class JftPeer:
         """PMD: the Bundle (a ``collection``) is taken at once, 201, nothing to poll."""
         return await self._take(request, polled=False)
 
-    async def _take(self, request: web.Request, *, polled: bool) -> web.StreamResponse:
-        refusal = await self._gate(request)
+    async def post_vkp(self, request: web.Request) -> web.StreamResponse:
+        """VKP R4: ``POST /epj/r4/{orgnr}/bundle`` with a Bearer token, taken at once (201)."""
+        self.vkp_organisations[request.match_info["orgnr"]] += 1
+        return await self._take(request, polled=False, bearer=True)
+
+    async def _take(
+        self, request: web.Request, *, polled: bool, bearer: bool = False
+    ) -> web.StreamResponse:
+        refusal = await self._gate(request, bearer=bearer)
         if refusal is not None:
             return refusal
         failure, status = self.failures.pop(0) if self.failures else (None, 0)
@@ -306,6 +337,7 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
     app.router.add_post("/v1/Bundle", peer.post_bundle)
     app.router.add_get("/v1/Bundle/{id}/$status", peer.status)
     app.router.add_post("/pmd/", peer.post_measurements)
+    app.router.add_post("/epj/r4/{orgnr}/bundle", peer.post_vkp)
     app.router.add_get("/peer/counts", peer.counts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -48,7 +48,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.queue import destination_of
 from gateway.fhir.transport import Answer, JftClient, Verdict
-from gateway.fhir.transport_settings import DestinationKind, FhirOutboundSettings
+from gateway.fhir.transport_settings import (
+    DestinationKind,
+    FhirDestinationSettings,
+    FhirOutboundSettings,
+)
 from gateway.hl7_sending import backoff
 from gateway.models import FhirDestination, FhirMessage, FhirMessageState
 from gateway.store import RecordStore
@@ -118,6 +122,20 @@ class FhirStats:
     polls: int = 0
 
 
+def _record_client(
+    destination: FhirDestinationSettings, helseid: HelseIdClient, timeout_s: float
+) -> JftClient:
+    """The client of a tenant's record destination: JFT (DPoP, polled) or VKP (Bearer)."""
+    base = str(destination.base_url)
+    if destination.kind is DestinationKind.VKP:
+        bearer = helseid.sibling(destination.helseid, bound=False)
+        path = f"/epj/r4/{destination.organisation_number}/bundle"
+        return JftClient(base, bearer, timeout_s=timeout_s, path=path, polled=False)
+    if destination.helseid is not None:
+        helseid = helseid.sibling(destination.helseid)
+    return JftClient(base, helseid, timeout_s=timeout_s)
+
+
 class FhirOutbound:
     """The queue in one platform process: a lane per destination that has due work."""
 
@@ -138,7 +156,7 @@ class FhirOutbound:
         self._clock = clock
         timeout_s = settings.request_timeout_s
         self._clients = {
-            destination_of(d.kind, tenant): JftClient(str(d.base_url), helseid, timeout_s=timeout_s)
+            destination_of(d.kind, tenant): _record_client(d, helseid, timeout_s)
             for tenant, d in settings.destinations.items()
         } | {
             destination_of(DestinationKind.PMD, tenant): JftClient(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, model_validator
 
 
 class HelseIdSettings(BaseModel):
@@ -37,6 +38,10 @@ class DestinationKind(StrEnum):
     """Journalføringstjenesten: ``POST {base}/v1/Bundle`` → 202 + ``Location``, polled via
     ``$status``; HelseID token bound with DPoP."""
 
+    VKP = "vkp"
+    """Velferdsteknologisk knutepunkt (R4): ``POST {base}/epj/r4/{orgnr}/bundle`` → 200/201
+    (not polled); a plain Bearer HelseID token (client credentials, ``private_key_jwt``, no
+    DPoP)."""
     PMD = "pmd"
     """Pasientens måledata: ``POST {base}`` of a ``collection`` Bundle of a patient's
     measurements → 200/201 (not polled); HelseID token bound with DPoP."""
@@ -57,7 +62,18 @@ class PmdSettings(BaseModel):
 class FhirDestinationSettings(BaseModel):
     kind: DestinationKind = DestinationKind.JFT
     base_url: HttpUrl
-    """E.g. ``https://jft.nhn.no``; ``/v1/Bundle`` is added."""
+    """E.g. ``https://jft.nhn.no``; ``/v1/Bundle`` is added (VKP: ``/epj/r4/{orgnr}/bundle``)."""
+    organisation_number: str | None = Field(default=None, pattern=r"^[0-9]{9}$")
+    """VKP: the municipality's number in Enhetsregisteret, in the path."""
+    helseid: HelseIdSettings | None = None
+    """Another HelseID client for this destination (e.g. VKP's, with its scope); default the
+    common one."""
+
+    @model_validator(mode="after")
+    def _vkp_has_organisation(self) -> Self:
+        if self.kind is DestinationKind.VKP and self.organisation_number is None:
+            raise ValueError("a VKP destination needs organisation_number (its path has it)")
+        return self
 
 
 class FhirOutboundSettings(BaseModel):

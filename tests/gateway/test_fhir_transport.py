@@ -28,8 +28,9 @@ from access import auth_settings, platform_settings, signed_in
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import FastAPI
 from fhir_documents import closed_alarm_document, invalid_document
-from helseid_provider import HelseIdProvider, helseid_provider, write_key
+from helseid_provider import CLIENT_ID, HelseIdProvider, helseid_provider, write_key
 from jft_peer import Failure, JftPeer, jft_peer
+from pydantic import ValidationError
 from sqlalchemy import event, select, update
 
 from gateway.api_errors import install_error_handlers
@@ -42,7 +43,11 @@ from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
 from gateway.fhir.pmd import queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.fhir.settings import FhirSettings
-from gateway.fhir.transport_settings import FhirDestinationSettings, FhirOutboundSettings
+from gateway.fhir.transport_settings import (
+    DestinationKind,
+    FhirDestinationSettings,
+    FhirOutboundSettings,
+)
 from gateway.models import (
     AlarmRow,
     AuditEntry,
@@ -86,7 +91,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 async def store(tmp_path: Path) -> AsyncIterator[RecordStore]:
     records = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
     await records.migrate()
-    records.alarms.journal_tenants = frozenset({TENANT})
+    records.alarms.journal_tenants = {TENANT: DestinationKind.JFT}
     yield records
     await records.close()
 
@@ -339,7 +344,7 @@ async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
 async def test_an_alarm_closed_without_journaling_or_twice_is_queued_once(
     store: RecordStore,
 ) -> None:
-    store.alarms.journal_tenants = frozenset()
+    store.alarms.journal_tenants = {}
     await close_alarms(store, 1)
     assert await queued(store) == []
 
@@ -761,3 +766,37 @@ async def test_a_pmd_batch_lost_mid_send_is_resent_and_stored_once(
     assert row.state == "journaled" and row.bundle == sent
     [received] = peer.journaled.values()
     assert peer.received[received.identifier] == 2 and len(peer.journaled) == 1
+
+
+# --- VKP -----------------------------------------------------------------------------------------
+
+
+async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """A tenant whose destination is ``kind = "vkp"``: each closed alarm's document is posted
+    to ``/epj/r4/{orgnr}/bundle`` with a Bearer token from the provider (client credentials,
+    private_key_jwt, no DPoP: the token is bound to no key), journaled at the 201, never
+    polled."""
+    store.alarms.journal_tenants = {TENANT: DestinationKind.VKP}
+    await close_alarms(store, 2)
+    vkp = {
+        "kind": "vkp",
+        "base_url": peer.url,
+        "organisation_number": "921234567",
+        "helseid": provider.settings(client_id=f"{CLIENT_ID}-bearer"),
+    }
+    settings = queue_settings(peer, provider, destinations={TENANT: vkp})
+    await make_outbound(settings, store, http).send_due()
+    rows = await queued(store)
+    assert [(r.destination, r.state, r.polls) for r in rows] == [
+        (f"vkp:{TENANT}", "journaled", 0)
+    ] * 2
+    assert peer.vkp_organisations == {"921234567": 2}
+    assert len(peer.journaled) == 2 and set(peer.received.values()) == {1}
+    assert [e["jkt"] for e in provider.events if e["event"] == "token"] == [None]
+
+
+def test_a_vkp_destination_names_its_organisation() -> None:
+    with pytest.raises(ValidationError, match="organisation_number"):
+        FhirDestinationSettings.model_validate({"kind": "vkp", "base_url": "https://vkp.example"})
