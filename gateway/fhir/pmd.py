@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.careplan import CarePlan
@@ -39,6 +39,8 @@ from gateway.models import Device, FhirMessage, FhirMessageState, ObservationRow
 from gateway.store import RecordStore
 
 log = logging.getLogger(__name__)
+
+CONSENT_WITHDRAWN = "consent to PMD withdrawn: not sent"
 
 
 def measurement_bundle(
@@ -84,14 +86,24 @@ async def queue_measurement_batches(
     fhir: FhirSettings,
     now: datetime,
 ) -> int:
-    """Queue the tenant's due batches for PMD; how many."""
+    """Queue the tenant's due batches for PMD; how many. The batches not sent yet of a
+    patient who withdrew her consent are parked, not sent."""
     destination = destination_of(DestinationKind.PMD, tenant_id)
     async with store.session() as s:
-        patients = [
-            p
-            for p in await s.scalars(select(Patient).where(Patient.tenant_id == tenant_id))
-            if CarePlan.model_validate_json(p.care_plan).pmd_consent
-        ]
+        patients: list[Patient] = []
+        withdrawn: list[int] = []
+        for p in await s.scalars(select(Patient).where(Patient.tenant_id == tenant_id)):
+            if CarePlan.model_validate_json(p.care_plan).pmd_consent:
+                patients.append(p)
+            else:
+                withdrawn.append(p.id)
+        await s.execute(
+            update(FhirMessage)
+            .where(FhirMessage.destination == destination)
+            .where(FhirMessage.state == FhirMessageState.PENDING)
+            .where(FhirMessage.patient_id.in_(withdrawn))
+            .values(state=FhirMessageState.PARKED, settled_at=now, last_error=CONSENT_WITHDRAWN)
+        )
         sent_through: dict[int, int] = {
             patient_id: through
             for patient_id, through in await s.execute(

@@ -40,7 +40,7 @@ from gateway.deps import ApiStats
 from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
-from gateway.fhir.pmd import queue_measurement_batches
+from gateway.fhir.pmd import CONSENT_WITHDRAWN, queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.transport_settings import (
@@ -800,3 +800,27 @@ async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
 def test_a_vkp_destination_names_its_organisation() -> None:
     with pytest.raises(ValidationError, match="organisation_number"):
         FhirDestinationSettings.model_validate({"kind": "vkp", "base_url": "https://vkp.example"})
+
+
+async def test_a_pmd_batch_not_sent_when_consent_is_withdrawn_is_parked(
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+) -> None:
+    """Her batch is queued, PMD is down; she withdraws her consent before it could go: it is
+    parked (for a person to see), never sent, and nothing more of hers is queued."""
+    patient_id = await patient_measuring(store, consent=True, readings=2)
+    peer.fail_next(Failure.SERVER_ERROR)
+    outbound = pmd_outbound(peer, provider, store, http, batch_every_s=60)
+    await outbound.send_due()
+    [row] = await queued(store)
+    assert row.state == "pending" and len(peer.journaled) == 0
+    async with store.session() as s:
+        await s.execute(
+            update(Patient)
+            .where(Patient.id == patient_id)
+            .values(care_plan=CarePlan(pmd_consent=False).model_dump_json())
+        )
+    await asyncio.sleep(0.3)  # past the backoff
+    await outbound.send_due()
+    [row] = await queued(store)
+    assert row.state == "parked" and row.last_error == CONSENT_WITHDRAWN
+    assert len(peer.journaled) == 0
