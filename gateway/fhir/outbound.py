@@ -323,6 +323,10 @@ class FhirOutbound:
     async def _compose(self, destination: str, message: _Queued) -> _Document | None:
         """Make the document (kept with its first recorded answer); ``None`` (and the row
         parked) when there is none."""
+        if destination.startswith(f"{DestinationKind.PMD}:"):
+            # A PMD batch's Bundle is made when it is cut; its alarm_id is no alarm.
+            await self._park(destination, message, "a PMD batch without its Bundle")
+            return None
         try:
             bundle = await self._build(message.alarm_id)
             identifier = bundle["identifier"]
