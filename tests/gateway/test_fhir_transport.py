@@ -579,7 +579,8 @@ async def test_no_token_from_helseid_keeps_the_documents_waiting(
     and says why; once HelseID answers, they go."""
     await close_alarms(store, 2)
     dead = f"http://127.0.0.1:{find_free_port()}/token"
-    settings = queue_settings(peer, provider).model_copy(
+    # A backoff long enough that a loaded machine does not end it inside this round.
+    settings = queue_settings(peer, provider, retry_after_s=2.0, retry_max_s=2.0).model_copy(
         update={"helseid": provider.settings(token_endpoint=dead)}
     )
     outbound = make_outbound(settings, store, http)
