@@ -604,24 +604,41 @@ def _track(w: _Work, item: Observation | GatewayStatus) -> None:
 _MAX_GAPS = 50
 
 
+def _settled(
+    w: _Work, rules: PatientRules, before: Mapping[str, ActiveCondition]
+) -> list[AlarmChange]:
+    """The alarm changes from ``before`` to the working copy's conditions now."""
+    for key in [k for k in w.active if _top_rule_id(k) not in rules.by_id]:
+        w.deactivate(key)  # the rule was removed or switched off: nothing watches it any more
+    patient_id = w.state.patient_id
+    changes: list[AlarmChange] = []
+    old = {k for k in before if _is_top_level(k)}
+    new = {k for k in w.active if _is_top_level(k)}
+    for key in sorted(old - new):
+        changes.append(AlarmChange(ChangeKind.CLEARED, key, patient_id, w.now, before[key]))
+    for key in sorted(new - old):
+        changes.append(AlarmChange(ChangeKind.RAISED, key, patient_id, w.now, w.active[key]))
+    return changes
+
+
 def _finish(
     before: EvaluatorState, w: _Work, rules: PatientRules
 ) -> tuple[EvaluatorState, list[AlarmChange]]:
-    for key in [k for k in w.active if _top_rule_id(k) not in rules.by_id]:
-        w.deactivate(key)  # the rule was removed or switched off: nothing watches it any more
-    after = w.freeze()
-    changes: list[AlarmChange] = []
-    old = {k for k in before.active if _is_top_level(k)}
-    new = {k for k in after.active if _is_top_level(k)}
-    for key in sorted(old - new):
-        changes.append(
-            AlarmChange(ChangeKind.CLEARED, key, before.patient_id, w.now, before.active[key])
-        )
-    for key in sorted(new - old):
-        changes.append(
-            AlarmChange(ChangeKind.RAISED, key, before.patient_id, w.now, after.active[key])
-        )
-    return after, changes
+    changes = _settled(w, rules, before.active)
+    return w.freeze(), changes
+
+
+def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> None:
+    if isinstance(item, Observation) and item.time.utcoffset() != timedelta(0):
+        item = replace(item, time=item.time.astimezone(UTC))
+    _track(w, item)
+    if isinstance(item, Observation):
+        for rule in rules.watching(item.code):
+            _observe(w, rule, "", item)
+        return
+    for rule in rules.rules:
+        if isinstance(rule, GatewayOfflineRule) and item.online:
+            w.deactivate(f"{rule.rule_id}:{item.gateway_id}")
 
 
 def evaluate(
@@ -631,16 +648,7 @@ def evaluate(
     now: datetime,
 ) -> tuple[EvaluatorState, list[AlarmChange]]:
     """Feed one observation or gateway status received at ``now``."""
-    w = _Work(state, rules, _aware(now, "evaluation time"))
-    if isinstance(item, Observation) and item.time.utcoffset() != timedelta(0):
-        item = replace(item, time=item.time.astimezone(UTC))
-    _track(w, item)
-    for rule in rules.rules:
-        if isinstance(item, Observation):
-            _observe(w, rule, "", item)
-        elif isinstance(rule, GatewayOfflineRule) and item.online:
-            w.deactivate(f"{rule.rule_id}:{item.gateway_id}")
-    return _finish(state, w, rules)
+    return evaluate_all(state, rules, (item,), now)
 
 
 def evaluate_all(
@@ -649,12 +657,18 @@ def evaluate_all(
     items: Iterable[Observation | GatewayStatus],
     now: datetime,
 ) -> tuple[EvaluatorState, list[AlarmChange]]:
-    """Feed a batch received at ``now``; the changes of every item, in order."""
+    """Feed a batch received at ``now``; the changes of every item, in order (a dip below a
+    limit and back within one batch is an alarm raised and cleared). One working copy serves
+    the whole batch: the state's dicts are copied once, not once per item."""
+    w = _Work(state, rules, _aware(now, "evaluation time"))
     changes: list[AlarmChange] = []
+    fed = False
     for item in items:
-        state, more = evaluate(state, rules, item, now)
-        changes.extend(more)
-    return state, changes
+        before = dict(w.active)
+        _feed(w, rules, item)
+        changes += _settled(w, rules, before)
+        fed = True
+    return (w.freeze() if fed else state), changes
 
 
 def tick(
