@@ -281,6 +281,10 @@ class _Work:
         self.series = dict(state.series)
         self.devices = dict(state.devices)
         self.gateways = dict(state.gateways)
+        self.raised: list[str] = []
+        """Keys activated since :meth:`settle` last ran."""
+        self.ended: dict[str, ActiveCondition] = {}
+        """Keys deactivated since then, with the condition they had."""
 
     def is_active(self, key: str) -> bool:
         return key in self.active
@@ -299,6 +303,7 @@ class _Work:
     ) -> None:
         if key in self.active:
             return
+        self.raised.append(key)
         self.active[key] = ActiveCondition(
             rule_id=rule.rule_id,
             alarm_code=rule.alarm_code,
@@ -314,7 +319,33 @@ class _Work:
         )
 
     def deactivate(self, key: str) -> None:
-        self.active.pop(key, None)
+        ended = self.active.pop(key, None)
+        if ended is not None:
+            self.ended.setdefault(key, ended)
+
+    def settle(self, rules: PatientRules) -> list[AlarmChange]:
+        """The alarm changes since the last call: keys that ended and keys that began (a key
+        that ended and began again in between is no change)."""
+        for key in [k for k in self.active if _top_rule_id(k) not in rules.by_id]:
+            self.deactivate(key)  # the rule was removed or switched off: nothing watches it
+        if not self.raised and not self.ended:
+            return []
+        patient_id = self.state.patient_id
+        cleared = sorted(k for k in self.ended if _is_top_level(k) and k not in self.active)
+        began = sorted(
+            {k for k in self.raised if _is_top_level(k) and k in self.active} - self.ended.keys()
+        )
+        changes = [
+            AlarmChange(ChangeKind.CLEARED, key, patient_id, self.now, self.ended[key])
+            for key in cleared
+        ]
+        changes += [
+            AlarmChange(ChangeKind.RAISED, key, patient_id, self.now, self.active[key])
+            for key in began
+        ]
+        self.raised = []
+        self.ended = {}
+        return changes
 
     def newer(self, key: str, at: datetime) -> bool:
         """Record ``at`` as the newest value time for ``key``; False if a newer one was seen."""
@@ -604,30 +635,6 @@ def _track(w: _Work, item: Observation | GatewayStatus) -> None:
 _MAX_GAPS = 50
 
 
-def _settled(
-    w: _Work, rules: PatientRules, before: Mapping[str, ActiveCondition]
-) -> list[AlarmChange]:
-    """The alarm changes from ``before`` to the working copy's conditions now."""
-    for key in [k for k in w.active if _top_rule_id(k) not in rules.by_id]:
-        w.deactivate(key)  # the rule was removed or switched off: nothing watches it any more
-    patient_id = w.state.patient_id
-    changes: list[AlarmChange] = []
-    old = {k for k in before if _is_top_level(k)}
-    new = {k for k in w.active if _is_top_level(k)}
-    for key in sorted(old - new):
-        changes.append(AlarmChange(ChangeKind.CLEARED, key, patient_id, w.now, before[key]))
-    for key in sorted(new - old):
-        changes.append(AlarmChange(ChangeKind.RAISED, key, patient_id, w.now, w.active[key]))
-    return changes
-
-
-def _finish(
-    before: EvaluatorState, w: _Work, rules: PatientRules
-) -> tuple[EvaluatorState, list[AlarmChange]]:
-    changes = _settled(w, rules, before.active)
-    return w.freeze(), changes
-
-
 def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> None:
     if isinstance(item, Observation) and item.time.utcoffset() != timedelta(0):
         item = replace(item, time=item.time.astimezone(UTC))
@@ -664,9 +671,8 @@ def evaluate_all(
     changes: list[AlarmChange] = []
     fed = False
     for item in items:
-        before = dict(w.active)
         _feed(w, rules, item)
-        changes += _settled(w, rules, before)
+        changes += w.settle(rules)
         fed = True
     return (w.freeze() if fed else state), changes
 
@@ -685,7 +691,8 @@ def tick(
     for rule in rules.rules:
         if not isinstance(rule, GatewayOfflineRule):
             _tick(w, rule, "", gateway_down)
-    return _finish(state, w, rules)
+    changes = w.settle(rules)
+    return w.freeze(), changes
 
 
 def release(
