@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -132,6 +133,13 @@ def _store(row: AlarmRow, alarm: Alarm, now: datetime) -> None:
 # --- the book --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _rules(care_plan: str, tz: str) -> PatientRules:
+    """A care plan's rules, built once per plan text and time zone: rules are frozen values,
+    and most patients share a few plans (the default above all)."""
+    return CarePlan.model_validate_json(care_plan).rules(ZoneInfo(tz))
+
+
 @dataclass(frozen=True, slots=True)
 class _Locked:
     patient: Patient
@@ -167,8 +175,9 @@ class AlarmBook:
         )
         locked = []
         for patient, tz in result:
-            rules = CarePlan.model_validate_json(patient.care_plan).rules(ZoneInfo(tz))
-            locked.append(_Locked(patient, rules, _engine_state(patient, now)))
+            locked.append(
+                _Locked(patient, _rules(patient.care_plan, tz), _engine_state(patient, now))
+            )
         return locked
 
     async def observe(
