@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from gateway.alarm_book import history_of
-from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
+from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from gateway.observability import PlatformProblem
@@ -284,6 +284,9 @@ class AlarmOut(BaseModel):
     auto_cleared: bool
     resolution_note: str | None
     escalation_level: int | None
+    escalated_to: str | None
+    """Who the last escalation notified (the level's name in the alarm's escalation policy:
+    ``care_team``, ``coordinator``, ``on_call``); None before the first."""
     history: list[TransitionOut]
 
     @classmethod
@@ -306,6 +309,7 @@ class AlarmOut(BaseModel):
             auto_cleared=row.auto_cleared,
             resolution_note=row.resolution_note,
             escalation_level=row.escalation_level,
+            escalated_to=escalated_to(row),
             history=[
                 TransitionOut(
                     from_state=t.from_state.value if t.from_state else None,
@@ -406,3 +410,11 @@ class PatientDeviceOut(BaseModel):
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None
+
+
+def escalated_to(row: AlarmRow) -> str | None:
+    """The name of the escalation level an alarm last reached, from its severity's policy."""
+    if row.escalation_level is None:
+        return None
+    levels = policy_for(Severity(row.severity)).levels
+    return levels[min(row.escalation_level, len(levels) - 1)].name

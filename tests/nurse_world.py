@@ -100,18 +100,22 @@ class NurseWorld:
         (alarm,) = [a for a in result.alarms if a.rule_id == "fall"]
         return alarm
 
-    async def settle(self, alarm_id: int) -> None:
-        """Take an alarm through to closed (as another nurse would), live."""
-        row = await self.store.alarm(alarm_id)
+    async def act(self, alarm_id: int, step: str, by: str = "user:colleague") -> AlarmRow:
+        """One step of an alarm (acknowledge, start, resolve, close) by ``by``, live."""
+        row, patient = await self.store.act_on_alarm(
+            alarm_id, step, by, datetime.now(UTC), note="Handled by a colleague."
+        )
+        self.events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
+        return row
+
+    async def settle(self, *alarm_ids: int) -> None:
+        """Take alarms through to closed (as another nurse would), live."""
         steps = ["acknowledge", "start", "resolve", "close"]
         done = {"raised": 0, "acknowledged": 1, "in_progress": 2, "resolved": 3, "closed": 4}
-        for step in steps[done[row.state] :]:
-            row, patient = await self.store.act_on_alarm(
-                alarm_id, step, "user:colleague", datetime.now(UTC), note="Handled by a colleague."
-            )
-            self.events.publish(
-                alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id))
-            )
+        for alarm_id in alarm_ids:
+            row = await self.store.alarm(alarm_id)
+            for step in steps[done[row.state] :]:
+                await self.act(alarm_id, step)
 
     async def alarm_state(self, alarm_id: int) -> str:
         return (await self.store.alarm(alarm_id)).state

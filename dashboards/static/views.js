@@ -14,7 +14,6 @@ import {
 } from "./vitals.js";
 
 export const SEVERITY_RANK = { critical: 3, high: 2, medium: 1, low: 0 };
-const STATE_RANK = { raised: 0, acknowledged: 1, in_progress: 2, resolved: 3, closed: 4 };
 const SEVERITY_ICON = { critical: "⚠", high: "▲", medium: "●", low: "○" };
 const ACTIVE = new Set(["raised", "acknowledged", "in_progress"]);
 
@@ -24,31 +23,39 @@ export function patientName(patient) {
 
 // --- urgency ---------------------------------------------------------------------------------
 
-/** Alarms first (most severe, then not yet acknowledged, then waiting longest), then values
- * outside the patient's own limits, then the rest by name. */
+/** The triage order (the app's help and the README say it in words): patients with open
+ * alarms first, by their most severe alarm whether acknowledged or not (a fall being handled
+ * still outranks a new low battery); at equal severity one nobody has acknowledged first, then
+ * the newest (a brand-new critical alarm goes to the top); then patients with values outside
+ * their own limits; then the rest by name. */
 export function urgency(patient, thresholds) {
   const active = patient.open_alarms.filter((a) => ACTIVE.has(a.state));
   const severity = Math.max(-1, ...active.map((a) => SEVERITY_RANK[a.severity] ?? 0));
-  const unacknowledged = active.some((a) => a.state === "raised");
-  const oldest = Math.min(Infinity, ...active.map((a) => Date.parse(a.raised_at)));
+  const worst = active.filter((a) => (SEVERITY_RANK[a.severity] ?? 0) === severity);
+  const unacknowledged = worst.some((a) => a.state === "raised");
+  const newest = Math.max(-Infinity, ...worst.map((a) => Date.parse(a.raised_at)));
   const outOfRange = patient.latest.filter((o) => assess(o, thresholds).status !== "normal").length;
-  return { severity, unacknowledged, oldest, outOfRange, active };
+  return { severity, unacknowledged, newest, outOfRange, active };
 }
 
 export function byUrgency(patients, thresholdsOf) {
   const keyed = patients.map((p) => ({ p, u: urgency(p, thresholdsOf(p.id)) }));
   keyed.sort((a, b) => (b.u.severity - a.u.severity)
     || (Number(b.u.unacknowledged) - Number(a.u.unacknowledged))
-    || (a.u.oldest - b.u.oldest)
+    || (b.u.newest - a.u.newest)
     || (Number(b.u.outOfRange > 0) - Number(a.u.outOfRange > 0))
     || patientName(a.p).localeCompare(patientName(b.p), language()));
   return keyed;
 }
 
+/** Alarms being dealt with (new, acknowledged, taken) before those only waiting to be closed;
+ * then by severity, acknowledged or not; then the newest first. Acknowledging an alarm does not
+ * move it. */
 export function byAlarmUrgency(alarms) {
-  return [...alarms].sort((a, b) => (STATE_RANK[a.state] - STATE_RANK[b.state])
+  return [...alarms].sort((a, b) => (Number(!ACTIVE.has(a.state)) - Number(!ACTIVE.has(b.state)))
     || ((SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0))
-    || (Date.parse(a.raised_at) - Date.parse(b.raised_at)));
+    || (Date.parse(b.raised_at) - Date.parse(a.raised_at))
+    || (b.id - a.id));
 }
 
 // --- shared pieces -----------------------------------------------------------------------------
@@ -71,6 +78,14 @@ function staleNotice(ctx) {
 /** A value's assessment in words, with its symbol for the eye only. */
 function flag(symbol, text) {
   return h("span", { class: "assessment" }, h("span", { "aria-hidden": "true" }, ` ${symbol} `), text);
+}
+
+/** The app's help on the triage order, under the intro of the patients and alarms pages. */
+function orderHelp(ctx) {
+  return h("details", { class: "help", "data-details": "help-order", open: ctx.isOpen("help-order", false) },
+    h("summary", { "data-key": "help-order" }, t("help.order.title")),
+    h("p", {}, t("help.order.patients")),
+    h("p", {}, t("help.order.alarms")));
 }
 
 function heading(text) {
@@ -99,11 +114,20 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   }
   const actions = h("div", { class: "actions" });
   const action = ACTIONS[alarm.state];
+  const step = ctx.pending.get(alarm.id);
+  const statusId = `alarm-${alarm.id}-status`;
+  // Pending → done or failed, said on the card itself; the button stays focusable (not disabled).
+  const busy = step?.status === "pending";
+  const stepLabel = (name) => {
+    if (step?.action !== name) return t(`alarm.${name}`);
+    return busy ? t(`alarm.pending.${name}`) : t("alarm.retry", { action: t(`alarm.${name}`) });
+  };
+  const stepButton = (name, attributes) => h("button", {
+    class: `primary action-${name}`, "data-key": `alarm-${alarm.id}-${name}`,
+    "aria-describedby": `${titleId} ${statusId}`, "aria-disabled": busy ? "true" : null, ...attributes,
+  }, stepLabel(name));
   if (action) {
-    actions.append(h("button", {
-      type: "button", class: `primary action-${action}`, "data-key": `alarm-${alarm.id}-primary`,
-      "aria-describedby": titleId, onclick: () => ctx.act(alarm, action),
-    }, t(`alarm.${action}`)));
+    actions.append(stepButton(action, { type: "button", onclick: () => ctx.act(alarm, action) }));
   } else if (alarm.state === "in_progress") {
     const noteId = `alarm-${alarm.id}-note`;
     const problemId = `alarm-${alarm.id}-problem`;
@@ -119,6 +143,7 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
         e.preventDefault();
         const text = note.value.trim();
         const problem = document.getElementById(problemId);
+        if (ctx.pending.get(alarm.id)?.status === "pending") return;
         if (!text) {
           problem.textContent = t("alarm.note_missing");
           note.setAttribute("aria-invalid", "true");
@@ -131,17 +156,16 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
     h("label", { for: noteId }, t("alarm.note_label")),
     note,
     h("p", { id: problemId, class: "problem" }),
-    h("button", {
-      type: "submit", class: "primary action-resolve", "data-key": `alarm-${alarm.id}-primary`,
-      "aria-describedby": titleId,
-    }, t("alarm.resolve"))));
+    stepButton("resolve", { type: "submit" })));
   }
+  actions.append(h("p", { id: statusId, class: `step-status${step?.status === "failed" ? " problem" : ""}`, role: "status" },
+    step ? (busy ? t(`alarm.pending.${step.action}`) : step.reason) : ""));
   const Heading = headingLevel;
   return h("li", {
     class: `alarm-card sev-${alarm.severity} alarm-${alarm.state}`,
     "data-alarm-id": alarm.id,
   },
-  h("article", { "aria-labelledby": titleId },
+  h("article", { "aria-labelledby": titleId, tabindex: "-1", "data-key": `alarm-${alarm.id}-card` },
     h(Heading, { id: titleId, class: "alarm-title" },
       h("span", { "aria-hidden": "true", class: "icon" }, SEVERITY_ICON[alarm.severity] ?? "●"),
       " ", alarmName(alarm),
@@ -227,6 +251,7 @@ export function patientsView(ctx) {
     heading(t("patients.title")),
     staleNotice(ctx),
     h("p", { class: "intro" }, t("patients.summary", { count: sorted.length, alarms: withAlarms })),
+    orderHelp(ctx),
     sorted.length ? list : h("p", {}, t("patients.empty")),
   ];
 }
@@ -241,6 +266,7 @@ export function alarmsView(ctx) {
     heading(t("alarms.title")),
     staleNotice(ctx),
     h("p", { class: "intro" }, t("alarms.intro")),
+    orderHelp(ctx),
     h("fieldset", { class: "segmented" },
       h("legend", {}, t("alarms.show")),
       ["open", "all"].map((value) => {
@@ -416,14 +442,14 @@ function devicesSection(data, now) {
       h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceKind(d)), h("br"),
         h("span", { class: "device-id" }, d.device_id),
         d.last_check ? [h("br"), h("span", { class: "device-check" }, checkText(d.last_check))] : null),
-      h("td", { class: low ? "out low" : "" }, [
+      h("td", { class: low ? "out low" : "", "data-label": t("devices.col.battery") }, [
         d.battery_percent === null ? (low ? null : t("devices.unknown")) : `${decimal(d.battery_percent)} %`,
         low ? flag("▼", t("devices.battery_low")) : null]),
-      h("td", { class: silent ? "out" : "" }, d.last_seen ? [
+      h("td", { class: silent ? "out" : "", "data-label": t("devices.col.last_seen") }, d.last_seen ? [
         deviceTime(d.last_seen), h("br"), h("span", { class: "when" }, ago(d.last_seen, now)),
         silent ? flag("⚠", t("devices.silent", { duration: duration(silentFor) })) : null,
       ] : t("devices.never")),
-      h("td", { class: d.gateway_online === false ? "out" : "" },
+      h("td", { class: d.gateway_online === false ? "out" : "", "data-label": t("devices.col.gateway") },
         d.gateway_online === false ? h("span", { "aria-hidden": "true" }, "⚠ ") : null, gateway));
   });
   return h("section", { "aria-labelledby": titleId, class: "devices" },
