@@ -67,8 +67,10 @@ from pydantic import SecretStr
 
 from firmware_sim.household import WARM_UP_SENSOR_TOML, write_edge_config
 from gateway.alarms import codes as alarm_codes
-from gateway.auth import AuthSettings, EmbeddedTokens, Principal, Role, generate_signing_key
+from gateway.auth import AuthSettings, EmbeddedTokens, Role, generate_signing_key
 from gateway.models import DEFAULT_TENANT
+from gateway.registry import Registry
+from gateway.store import RecordStore
 from tryggheim import codes
 from tryggheim.broker import MosquittoServer
 from tryggheim.domain import Observation, TimeSource
@@ -126,16 +128,27 @@ def write_registry(path: Path, gateways: list[str]) -> Path:
     return path
 
 
-def coordinator_token(signing_key: str) -> str:
-    principal = Principal(
-        subject="user:bench-coordinator",
-        display_name="Bench coordinator",
-        tenant_id=DEFAULT_TENANT,
-        roles=frozenset({Role.COORDINATOR}),
-    )
+async def coordinator_token(database_url: str, signing_key: str) -> str:
+    """A coordinator of the platform's user table (it checks every token against its user)
+    and a token of hers."""
+    store = RecordStore(database_url)
+    try:
+        registry = Registry(store)
+        await registry.create_user(
+            DEFAULT_TENANT,
+            username="bench-coordinator",
+            display_name="Bench coordinator",
+            roles=[Role.COORDINATOR],
+            team_ids=[],
+            password_hash="!",  # no password signs her in
+        )
+        record = await registry.user_record("bench-coordinator")
+    finally:
+        await store.close()
+    assert record is not None
     # The longest lifetime allowed: the token must outlive the run.
     settings = AuthSettings(signing_key=SecretStr(signing_key), access_token_lifetime_s=24 * 3600)
-    return EmbeddedTokens(settings).issue(principal, now=datetime.now(UTC)).access_token
+    return EmbeddedTokens(settings).issue(record.principal(), now=datetime.now(UTC)).access_token
 
 
 def nearest_rank(sorted_values: list[float], percent: float) -> float:
@@ -541,7 +554,7 @@ async def measure(
 ) -> dict[str, Any]:
     settings = tomllib.loads((work / "platform.toml").read_text())
     base = f"http://127.0.0.1:{settings['http_port']}"
-    token = coordinator_token(signing_key)
+    token = await coordinator_token(settings["database_url"], signing_key)
     headers = {"Authorization": f"Bearer {token}"}
     edge_config = write_edge_config(
         work / "edge" / "edge.toml",

@@ -4,37 +4,33 @@ gateway/auth/policy.py only."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-import json
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.alarms import AlarmTransitionError, ResolutionNoteRequired
 from gateway.api_alarms import alarms_router
+from gateway.api_errors import document_errors, install_error_handlers, invalid_query
 from gateway.api_hl7 import hl7_router
 from gateway.api_nurse import nurse_router
 from gateway.api_registry import registry_router
+from gateway.api_stream import stream_router
 from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.web import token_router
-from gateway.broker_credentials import BrokerUserTaken
 from gateway.careplan import CarePlan
 from gateway.deps import (
+    ApiStats,
     Audit,
     EditsCarePlan,
-    Events,
     ExportsMeasurements,
     ListsPatients,
     PathId,
@@ -45,15 +41,16 @@ from gateway.deps import (
     patient_for,
 )
 from gateway.events import EventBus
+from gateway.fhir.admin_api import fhir_outbound_router
+from gateway.fhir.api import fhir_router
 from gateway.models import ObservationRow
 from gateway.observability import Probes, database_reachable, platform_problems
-from gateway.registry import Registry, RegistryError
+from gateway.registry import Registry
 from gateway.schemas import (
     CareTeamAssignment,
     ObservationOut,
     PatientOut,
     PlatformStatusOut,
-    Problem,
     Readiness,
 )
 from gateway.settings import GatewaySettings
@@ -75,9 +72,6 @@ CSV_COLUMNS = [
     "flags",
 ]
 CSV_PAGE = 5000
-#: A comment line on the live stream when it has had nothing to send for this long, so that a
-#: client can tell a quiet stream from a dead one (the nurse app: dashboards/static/stream.js).
-STREAM_KEEPALIVE_S = 15.0
 
 
 def csv_line(values: Sequence[object]) -> str:
@@ -94,7 +88,7 @@ def history_query(
 ) -> HistoryQuery:
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
-            raise HTTPException(422, f"{name} must carry a time zone")
+            raise invalid_query(name, "must carry a time zone", moment.isoformat())
     return HistoryQuery(since=since, until=until, codes=tuple(code or ()), limit=limit)
 
 
@@ -104,7 +98,7 @@ def _cursor(text: str | None) -> Cursor | None:
     try:
         return Cursor.decode(text)
     except ValueError:
-        raise HTTPException(422, "cursor: not one this API handed out") from None
+        raise invalid_query("cursor", "not one this API handed out", text) from None
 
 
 def _verifier(settings: GatewaySettings) -> BearerVerifier:
@@ -119,10 +113,6 @@ def _verifier(settings: GatewaySettings) -> BearerVerifier:
         ) from None
 
 
-def _problem(status: int, message: str, hint: str | None = None) -> JSONResponse:
-    return JSONResponse({"detail": message, "hint": hint}, status_code=status)
-
-
 def create_app(
     store: RecordStore,
     events: EventBus,
@@ -130,40 +120,17 @@ def create_app(
     *,
     probes: Probes | None = None,
 ) -> FastAPI:
-    app = FastAPI(
-        title="Tryggheim care platform",
-        version="0.2.0",
-        responses={404: {"model": Problem}},
-    )
-    registry = Registry(store)
+    app = FastAPI(title="Tryggheim care platform", version="0.2.0")
+    registry = Registry(store, session_check_cache_s=settings.auth.session_check_cache_s)
     app.state.store = store
     app.state.events = events
     app.state.registry = registry
     app.state.settings = settings
     app.state.verifier = _verifier(settings)
-    app.state.counters = Counter[str]()
+    app.state.stats = ApiStats()
 
-    @app.exception_handler(RegistryError)
-    async def registry_error(request: Request, exc: RegistryError) -> JSONResponse:
-        return _problem(exc.status_code, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(BrokerUserTaken)
-    async def broker_user_taken(request: Request, exc: BrokerUserTaken) -> JSONResponse:
-        return _problem(409, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(AlarmTransitionError)
-    async def transition_error(request: Request, exc: AlarmTransitionError) -> JSONResponse:
-        return _problem(409, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(ResolutionNoteRequired)
-    async def note_required(request: Request, exc: ResolutionNoteRequired) -> JSONResponse:
-        return _problem(422, str(exc.args[0]), exc.hint)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        app.state.counters["bad_requests"] += 1
-        log.info("bad request %s %s: %s", request.method, request.url.path, exc.errors()[:3])
-        return JSONResponse({"detail": _jsonable(exc.errors())}, status_code=422)
+    install_error_handlers(app)
+    document_errors(app)
 
     if settings.auth.password_flow_enabled:
         app.include_router(
@@ -173,6 +140,9 @@ def create_app(
     app.include_router(nurse_router())
     app.include_router(registry_router())
     app.include_router(hl7_router())
+    app.include_router(stream_router())
+    app.include_router(fhir_outbound_router())
+    app.include_router(fhir_router())
     _care_routes(app)
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})
@@ -202,7 +172,12 @@ def _operations_routes(app: FastAPI, probes: Probes) -> None:
             response.status_code = 503
         return Readiness(status="ready" if ready else "not ready", checks=checks)
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={404: {"description": "This process serves no metrics"}},
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         if probes.metrics is None:
@@ -222,11 +197,6 @@ def _platform_status_route(app: FastAPI, probes: Probes) -> None:
         return PlatformStatusOut(degraded=bool(problems), problems=problems)
 
 
-def _jsonable(errors: Sequence[Any]) -> Any:
-    """Validation errors as JSON: pydantic puts the offending exception object in ``ctx``."""
-    return json.loads(json.dumps(list(errors), default=str))
-
-
 def _care_routes(app: FastAPI) -> None:
     @app.get("/api/v1/patients", response_model=list[PatientOut], tags=["care"])
     async def list_patients(
@@ -237,8 +207,8 @@ def _care_routes(app: FastAPI) -> None:
         patients = await registry.visible_patients(
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
-        await audit("list_patients", None)
         ids = [p.id for p in patients]
+        await audit.shown("list_patients", ids)
         by_patient: dict[int, list[ObservationRow]] = {}
         for row in await store.latest_values(ids):
             if row.patient_id is not None:
@@ -359,41 +329,3 @@ def _care_routes(app: FastAPI) -> None:
             principal.tenant_id, patient_id, care_team_id=body.care_team_id
         )
         await audit("assign_care_team", patient_id)
-
-    @app.get("/api/v1/stream", tags=["care"])
-    async def stream(principal: ReadsPatient, events: Events, audit: Audit) -> StreamingResponse:
-        """Server-sent events for the caller's patients: ``observation`` when a patient has a
-        new value, ``alarm`` when an alarm is raised, changes state or escalates."""
-        scope = policy.visible_team_ids(principal, Action.READ_PATIENT)
-        await audit("open_live_stream", None)
-
-        async def lines() -> AsyncIterator[str]:
-            yield ": connected\n\n"
-            # The subscription is read in a task of its own, so that waiting for an event can
-            # time out (a keepalive comment line) without ending the subscription. The hand-over
-            # queue holds one event: a slow reader still backs up the bus, which drops it.
-            inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(1)
-
-            async def receive() -> None:
-                async for event in events.subscribe():
-                    await inbox.put(event)
-                await inbox.put(None)
-
-            receiver = asyncio.create_task(receive(), name="stream-subscription")
-            try:
-                while True:
-                    try:
-                        event = await asyncio.wait_for(inbox.get(), STREAM_KEEPALIVE_S)
-                    except TimeoutError:
-                        yield ": keepalive\n\n"
-                        continue
-                    if event is None:
-                        return
-                    team = event.get("care_team_id")
-                    team_id = None if team is None else str(team)
-                    if scope.allows(str(event.get("tenant_id")), team_id):
-                        yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            finally:
-                receiver.cancel()
-
-        return StreamingResponse(lines(), media_type="text/event-stream")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from gateway.alarm_book import AlarmNotFound
 from gateway.auth import Action, Principal, policy
@@ -17,6 +17,7 @@ from gateway.deps import (
     Audit,
     Events,
     HandlesAlarm,
+    NotVisible,
     PathId,
     QueryId,
     ReadsPatient,
@@ -36,11 +37,11 @@ async def _alarm_patient_id(
 ) -> int:
     patient = await registry.alarm_patient(alarm_id)
     if patient is None:
-        raise HTTPException(404, f"no alarm {alarm_id}")
+        raise NotVisible("alarm", alarm_id, action, None)
     try:
         await patient_for(registry, principal, action, patient.id)
-    except HTTPException:
-        raise HTTPException(404, f"no alarm {alarm_id}") from None
+    except NotVisible:
+        raise NotVisible("alarm", alarm_id, action, patient.id) from None
     return patient.id
 
 
@@ -67,7 +68,7 @@ def alarms_router() -> APIRouter:
             limit=limit,
             before_id=before_id,
         )
-        await audit("list_alarms", patient_id)
+        await audit.shown("list_alarms", [patient_id, *(row.patient_id for row in rows)])
         return [AlarmOut.of(row) for row in rows]
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
@@ -100,7 +101,8 @@ def alarms_router() -> APIRouter:
                 note=body.note if body else None,
             )
         except AlarmNotFound:
-            raise HTTPException(404, f"no alarm {alarm_id}") from None
+            # Closed and purged (retention) or erased with its patient since the check above.
+            raise NotVisible("alarm", alarm_id, Action.HANDLE_ALARM, patient_id) from None
         await audit(f"{action}_alarm", patient_id)
         events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
         return AlarmOut.of(row)

@@ -4,14 +4,13 @@ messages themselves; and requeueing a parked one. Inbound: what the tenant's MLL
 received and what came of it. Messages hold patient data, so each patient whose messages are
 shown is written to the audit log."""
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from gateway.deps import Audit, Auditor, ManagesRegistry, PathId, Store
+from gateway.deps import Audit, ManagesRegistry, PathId, Store
 from gateway.hl7_queue_admin import (
     DestinationStatus,
     MessageNotFound,
@@ -151,14 +150,6 @@ class Hl7InboundOut(BaseModel):
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
 
 
-async def _audit_reading(audit: Auditor, action: str, patient_ids: Iterable[int | None]) -> None:
-    """One audit entry per patient shown; one naming nobody when none is (the reading itself
-    is recorded all the same)."""
-    shown: list[int | None] = [*sorted({p for p in patient_ids if p is not None})]
-    for patient_id in shown or [None]:
-        await audit(action, patient_id, purpose=PURPOSE)
-
-
 def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", errors="replace")
 
@@ -185,7 +176,7 @@ def hl7_router() -> APIRouter:
         """The tenant's outbound messages, newest first (``?state=parked``: those waiting for
         a person). Each patient shown is audited."""
         rows = await list_messages(store, principal.tenant_id, state=state, limit=limit)
-        await _audit_reading(audit, "read_hl7_messages", (row.patient_id for row in rows))
+        await audit.shown("read_hl7_messages", (row.patient_id for row in rows), PURPOSE)
         return [Hl7MessageOut.of(row) for row in rows]
 
     @router.get("/inbound", response_model=list[Hl7InboundOut])
@@ -202,7 +193,7 @@ def hl7_router() -> APIRouter:
         with CA, then failed in processing, e.g. an unknown patient). Each patient shown is
         audited."""
         rows = await list_inbound(store, principal.tenant_id, state=state, limit=limit)
-        await _audit_reading(audit, "read_hl7_inbound", (row.patient_id for row in rows))
+        await audit.shown("read_hl7_inbound", (row.patient_id for row in rows), PURPOSE)
         return [Hl7InboundOut.of(row) for row in rows]
 
     @router.post(

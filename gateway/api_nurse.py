@@ -163,7 +163,7 @@ def nurse_router() -> APIRouter:
         patients = await registry.visible_patients(
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
-        await audit("list_thresholds", None)
+        await audit.shown("list_thresholds", (p.id for p in patients))
         tz = await _timezone(registry, principal.tenant_id)
         return [
             PatientThresholdsOut(patient_id=p.id, thresholds=thresholds_of(p, tz)) for p in patients

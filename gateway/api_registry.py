@@ -21,6 +21,7 @@ from gateway.broker_credentials import (
 from gateway.deps import (
     Audit,
     ErasesPatientData,
+    Events,
     ExportsPatientData,
     ManagesRegistry,
     ManagesRetention,
@@ -31,6 +32,7 @@ from gateway.deps import (
     Registered,
     Store,
 )
+from gateway.events import access_changed_event
 from gateway.privacy import erase_patient, export_patient
 from gateway.registry import Registry
 from gateway.schemas import (
@@ -116,9 +118,11 @@ def registry_router() -> APIRouter:
 
     @router.delete("/care-teams/{team_id}", status_code=204)
     async def delete_team(
-        team_id: PathId, principal: ManagesRegistry, registry: Registered
+        team_id: PathId, principal: ManagesRegistry, registry: Registered, events: Events
     ) -> None:
+        """Its members' tokens end: they sign in again (and see their other teams)."""
         await registry.delete_team(principal.tenant_id, team_id)
+        events.publish(access_changed_event(principal.tenant_id))
 
     # --- users ---
     @router.get("/users", response_model=list[UserOut])
@@ -139,8 +143,14 @@ def registry_router() -> APIRouter:
 
     @router.patch("/users/{user_id}", response_model=UserOut)
     async def update_user(
-        user_id: PathId, body: UserPatch, principal: ManagesUsers, registry: Registered
+        user_id: PathId,
+        body: UserPatch,
+        principal: ManagesUsers,
+        registry: Registered,
+        events: Events,
     ) -> UserOut:
+        """A change of roles, care teams, password or ``disabled`` ends the user's access at
+        once: her tokens are refused from her next request, her live streams close."""
         updated = await registry.update_user(
             principal.tenant_id,
             user_id,
@@ -152,6 +162,7 @@ def registry_router() -> APIRouter:
                 await _hash(body.password.get_secret_value()) if body.password else None
             ),
         )
+        events.publish(access_changed_event(principal.tenant_id))
         return UserOut.of(updated.user, updated.team_ids)
 
     # --- patients ---
@@ -159,8 +170,9 @@ def registry_router() -> APIRouter:
     async def list_registered_patients(
         principal: ManagesRegistry, registry: Registered, audit: Audit
     ) -> Any:
-        await audit("list_registrations", None, purpose="administration")
-        return await registry.patients(principal.tenant_id)
+        patients = await registry.patients(principal.tenant_id)
+        await audit.shown("list_registrations", (p.id for p in patients), "administration")
+        return patients
 
     @router.post("/patients", response_model=PatientRegistrationOut, status_code=201)
     async def register_patient(

@@ -157,3 +157,12 @@ def alarm_event(row: AlarmRow, scope: PatientScope) -> dict[str, Any]:
         "escalation_level": row.escalation_level,
         "device_id": row.device_id,
     }
+
+
+def access_changed_event(tenant_id: str) -> dict[str, Any]:
+    """A user's access changed (disabled, roles, teams): open live streams check theirs at
+    once. Never sent to a client."""
+    return {"type": ACCESS_CHANGED, "tenant_id": tenant_id}
+
+
+ACCESS_CHANGED = "access_changed"

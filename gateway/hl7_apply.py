@@ -6,10 +6,8 @@ gives each message a savepoint of its own); applying a message again changes not
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +16,11 @@ from gateway.models import AlarmRow, Device, HomeGateway, ObservationRow, Patien
 from gateway.store import HL7_SOURCE_PREFIX, RecordStore
 from hl7.adt import AdtMessage, PatientAction
 from hl7.errors import ErrorCode, MessageContentError, UnknownPatientError
-from hl7.inbound import decode_inbound
-from hl7.message import Message, Null
+from hl7.inbound import InboundMessage
+from hl7.message import Null
 from hl7.oru_inbound import ReceivedOru
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import ObservationBatch
-
-# The endpoint's logger (gateway.hl7_inbound), whichever of its modules logs.
-log = logging.getLogger("gateway.hl7_inbound")
 
 #: The pseudo home gateway of observations received over HL7; their seq is derived from the
 #: stored message's id, so a reprocessed message inserts nothing twice.
@@ -35,25 +30,18 @@ _MAX_OBSERVATIONS = 1000
 
 class MessageApplier:
     """Applies decoded ADT and ORU^R01 messages to the patients and observations of one
-    tenant; HL7 times without an offset are taken in ``zone``."""
+    tenant."""
 
     def __init__(
-        self,
-        store: RecordStore,
-        *,
-        tenant_id: str,
-        zone: ZoneInfo,
-        clock: Callable[[], datetime],
+        self, store: RecordStore, *, tenant_id: str, clock: Callable[[], datetime]
     ) -> None:
         self._store = store
         self.tenant_id = tenant_id
-        self._zone = zone
         self._clock = clock
 
-    async def apply(self, s: AsyncSession, message: Message, row_id: int) -> tuple[int, str]:
+    async def apply(self, s: AsyncSession, decoded: InboundMessage, row_id: int) -> tuple[int, str]:
         """Apply the message stored as row ``row_id``: the patient's id and what was done. A
         :class:`~hl7.errors.MessageError` says what the message got wrong."""
-        decoded = decode_inbound(message, default_zone=self._zone)
         if isinstance(decoded, AdtMessage):
             return await self._adt(s, decoded)
         return await self._oru(s, decoded, row_id)
@@ -129,14 +117,6 @@ class MessageApplier:
         patient = await self._patient(s, oru.national_id)
         if patient is None:
             raise UnknownPatientError(oru.national_id)
-        for problem in oru.problems:
-            log.warning(
-                "HL7 ORU %r: %s %s not taken in: %s",
-                oru.control_id,
-                problem.location,
-                problem.observation,
-                problem.problem,
-            )
         if not oru.observations and oru.problems:
             # Nothing could be understood: say so, rather than accept an empty message.
             first = oru.problems[0]
@@ -171,8 +151,8 @@ class MessageApplier:
             self._clock(),
             {HL7_GATEWAY: patient.id},
         )
-        skipped = f"; {len(oru.problems)} OBX not taken in" if oru.problems else ""
-        return patient.id, f"ORU^R01: {len(result.inserted)} observations{skipped}"
+        # The OBX left out are the message's warnings (ERR W), counted by the processor.
+        return patient.id, f"ORU^R01: {len(result.inserted)} observations"
 
 
 def _apply_demographics(patient: Patient, adt: AdtMessage) -> None:

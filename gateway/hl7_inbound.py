@@ -37,6 +37,9 @@ identity number, observations on the stored row's id. What a message does to the
 - ADT A01/A04 register (or update) a patient, A08/A31 update, A03 discharge, A40 merge;
 - ORU^R01 (IHE PCD-01, e.g. from a Continua gateway) becomes observations of a known patient;
   an unknown patient is AE with an ERR saying so;
+- a value taken in altered or left out (an unusual PID-8, an OBX not understood: the decoders'
+  ``warnings``) makes the answer AA with an ERR of severity W each; it is logged, written in
+  the row's detail and counted by reason (``InboundStats.altered``);
 - anything else is AR/CR (:func:`screen`, and hl7.inbound.decode_inbound says which).
 """
 
@@ -64,11 +67,11 @@ from gateway.hl7_inbound_writer import InboundWriter
 from gateway.models import DEFAULT_TENANT, Hl7InboundState
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
-from hl7.ack import AckCode, build_ack, build_nak, wants_accept_ack
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack, wants_accept_ack
 from hl7.errors import ErrorCode, MessageError, UnsupportedMessageError
 from hl7.inbound import decode_inbound
 from hl7.message import Message
-from hl7.mllp import MLLPServer, ReceivedMessage
+from hl7.mllp import MLLPServer, MLLPServerStats, ReceivedMessage
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,8 @@ class Hl7Receiver:
         self._zone = default_zone
         self._clock = clock
         self.stats = InboundStats()
+        self.connection_stats = MLLPServerStats()
+        """The MLLP server's counters (frames refused, busy, deadlines missed...)."""
         backlog = Backlog()
         # The writer and the processor take turns: in SQLite only one can write anyway, and
         # a waiting sender is registered before the processor can look at its row.
@@ -129,7 +134,7 @@ class Hl7Receiver:
         self._writer = InboundWriter(store, self.stats, backlog, turn)
         self._processor = InboundProcessor(
             store,
-            MessageApplier(store, tenant_id=tenant_id, zone=default_zone, clock=clock),
+            MessageApplier(store, tenant_id=tenant_id, clock=clock),
             self.stats,
             backlog,
             turn,
@@ -185,7 +190,7 @@ class Hl7Receiver:
             screen(message, accept_mode=accept_mode)
         except MessageError as exc:
             refused = exc
-            nak = build_nak(message, exc, self._local_now(), new_control_id()).encode("utf-8")
+            nak = encode_ack(build_nak(message, exc, self._local_now(), new_control_id()), message)
             values |= {
                 "state": Hl7InboundState.REJECTED.value,
                 "ack": nak,
@@ -198,7 +203,7 @@ class Hl7Receiver:
         else:
             if accept_mode:
                 ca = build_ack(message, AckCode.CA, "", self._local_now(), new_control_id())
-                values |= {"ack": ca.encode("utf-8"), "ack_code": AckCode.CA.value}
+                values |= {"ack": encode_ack(ca, message), "ack_code": AckCode.CA.value}
         try:
             stored = await self._writer.stored(values)
         except STORE_ERRORS as exc:
@@ -215,7 +220,7 @@ class Hl7Receiver:
                 new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             )
-            return not_stored.encode("utf-8")
+            return encode_ack(not_stored, message)
         if stored.duplicate:
             self.stats.duplicates += 1
             log.info(
@@ -235,7 +240,7 @@ class Hl7Receiver:
                 new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             )
-            return earlier.encode("utf-8")
+            return encode_ack(earlier, message)
         return stored.ack
 
     def _local_now(self) -> datetime:
@@ -269,8 +274,10 @@ async def serve_hl7(
             settings.port,
             ssl=settings.ssl_context(),
             max_frame_bytes=settings.max_message_bytes,
+            max_buffered_bytes=settings.max_buffered_bytes,
             read_timeout=settings.read_timeout_s,
             idle_timeout=settings.idle_timeout_s,
+            stats=receiver.connection_stats,
         ) as server,
     ):
         if started is not None:

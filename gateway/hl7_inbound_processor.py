@@ -11,10 +11,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -37,9 +37,11 @@ from gateway.hl7_inbound_shared import (
 )
 from gateway.models import Hl7Inbound, Hl7InboundState
 from gateway.store import RecordStore
-from hl7.ack import AckCode, build_ack, build_nak
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack
 from hl7.errors import ErrorCode, MalformedMessageError, MessageError
+from hl7.inbound import InboundMessage, decode_inbound
 from hl7.message import Message, decode_message, read_header
+from hl7.mllp import INLINE_PARSE_BYTES, parse_off_loop
 
 # The endpoint's logger (gateway.hl7_inbound), whichever of its modules logs.
 log = logging.getLogger("gateway.hl7_inbound")
@@ -54,6 +56,14 @@ _POLL_S = 1.0
 #: Failed processing transactions in a row (the last ones of a single row) after which that
 #: row is recorded as failed, when the store is up and refuses it.
 _GIVE_UP_AFTER = 3
+
+
+#: At most this many large stored messages are decoded ahead of the write turn (each may be
+#: several MB, and its decoded form several times that).
+_DECODED_AHEAD = 4
+
+_Decoded: TypeAlias = tuple[Message, InboundMessage | MessageError] | MalformedMessageError
+"""A stored message parsed and decoded, or what is wrong with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +115,14 @@ class InboundProcessor:
                 async with asyncio.timeout(_POLL_S if self._backlog.waiting else None):
                     await self._backlog.work.wait()
             self._backlog.work.clear()
-            await self._yield_to_arrivals()
             # After a failure one row at a time: a row that fails the transaction is found.
             limit = 1 if failures else self._batch_size
             try:
+                # Before the pause for arrivals, so that what arrives meanwhile is waited for.
+                ahead = await self._decode_large_ahead(limit)
+                await self._yield_to_arrivals()
                 async with self._turn:
-                    full = await self._process_batch(limit)
+                    full = await self._process_batch(limit, ahead)
                     if not full and self._backlog.waiting:
                         await self._answer_processed_elsewhere()
                     self._backlog.released = asyncio.get_running_loop().time()
@@ -170,15 +182,37 @@ class InboundProcessor:
             .with_for_update()
         )
 
-    async def _process_batch(self, limit: int) -> bool:
-        """Process the next stored rows in id order in one transaction; whether the batch was
-        full (more may wait)."""
+    async def _decode_large_ahead(self, limit: int) -> dict[int, _Decoded]:
+        """The large messages among the next ``limit`` rows (at most :data:`_DECODED_AHEAD`),
+        decoded before the write turn is taken: a few MB take a second or more to decode, and
+        meanwhile the writer must go on storing (and answering CA to) what arrives."""
+        c = Hl7Inbound.__table__.c
+        next_rows = (
+            select(c.id)
+            .where(c.state == Hl7InboundState.RECEIVED, c.tenant_id == self._applier.tenant_id)
+            .order_by(c.id)
+            .limit(limit)
+            .subquery()
+        )
+        query = (
+            select(c.id, c.raw)
+            .where(c.id.in_(select(next_rows.c.id)), func.length(c.raw) > INLINE_PARSE_BYTES)
+            .order_by(c.id)
+            .limit(_DECODED_AHEAD)
+        )
+        async with self._store.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {row_id: await parse_off_loop(raw, self._decode) for row_id, raw in rows}
+
+    async def _process_batch(self, limit: int, ahead: dict[int, _Decoded]) -> bool:
+        """Process the next stored rows in id order in one transaction (``ahead``: those
+        decoded already); whether the batch was full (more may wait)."""
         async with self._store.session() as s:
             rows = (await s.execute(self._next_rows(limit))).all()
             if not rows:
                 return False
             outcomes = [
-                (row_id, ack_code, await self._outcome(s, row_id, raw))
+                (row_id, ack_code, await self._outcome(s, row_id, raw, ahead.get(row_id)))
                 for row_id, raw, ack_code in rows
             ]
             answers = await self._record(s, outcomes)
@@ -250,19 +284,35 @@ class InboundProcessor:
         for waiter in self._backlog.waiting.pop(row_id, []):
             settle(waiter.future, Stored(ack, waiter.duplicate))
 
-    async def _outcome(self, s: AsyncSession, row_id: int, raw: bytes) -> _Outcome:
-        """Process one stored message in a savepoint; what came of it. A failure that is not
-        the message's fault (the store) propagates: the whole batch is tried again."""
+    def _decode(self, raw: bytes) -> _Decoded:
+        """The stored bytes parsed and decoded, or what is wrong with them."""
         try:
             message = decode_message(raw)
         except MalformedMessageError as exc:
+            return exc
+        try:
+            return message, decode_inbound(message, default_zone=self._zone)
+        except MessageError as exc:
+            return message, exc
+
+    async def _outcome(
+        self, s: AsyncSession, row_id: int, raw: bytes, ahead: _Decoded | None
+    ) -> _Outcome:
+        """Process one stored message in a savepoint (``ahead``: decoded already); what came
+        of it. A failure that is not the message's fault (the store) propagates: the whole
+        batch is tried again."""
+        # Off the event loop when large: decoding is linear, but 4 MB still take seconds.
+        decoding = ahead if ahead is not None else await parse_off_loop(raw, self._decode)
+        if isinstance(decoding, MalformedMessageError):
             # The endpoint parsed these bytes before storing them; rows written otherwise
             # (by hand, by an older version) might not parse.
-            header = exc.header or read_header(raw)
-            return self._failed(row_id, header, exc)
+            return self._failed(row_id, decoding.header or read_header(raw), decoding)
+        message, decoded = decoding
+        if isinstance(decoded, MessageError):
+            return self._failed(row_id, message, decoded)
         try:
             async with s.begin_nested():
-                patient_id, note = await self._applier.apply(s, message, row_id)
+                patient_id, note = await self._applier.apply(s, decoded, row_id)
         except MessageError as exc:
             return self._failed(row_id, message, exc)
         except (IntegrityError, DataError) as exc:
@@ -276,12 +326,31 @@ class InboundProcessor:
             # A bug must cost this message only, not stop the processing of every later one.
             log.exception("HL7 inbound row %d: processing failed", row_id)
             return self._internal_error(message, "receiver failed to process the message")
+        warnings = decoded.warnings
         ack = build_ack(
-            message, AckCode.AA, "", self._local_now(), new_control_id(), application=True
+            message,
+            AckCode.AA,
+            "",
+            self._local_now(),
+            new_control_id(),
+            application=True,
+            warnings=warnings,
         )
         self._stats.accepted += 1
+        for warning in warnings:
+            # Kept, but not as sent: counted by reason and said on the row and in the ACK.
+            self._stats.altered[warning.reason] = self._stats.altered.get(warning.reason, 0) + 1
+            log.warning(
+                "HL7 inbound row %d (%r): %s: %s",
+                row_id,
+                message.control_id,
+                warning.location,
+                warning.text,
+            )
+        if warnings:
+            note += "; " + "; ".join(f"{w.location}: {w.text}" for w in warnings)
         log.debug("HL7 inbound row %d (%r): %s", row_id, message.control_id, note)
-        return _Outcome(Hl7InboundState.ACCEPTED, note, patient_id, ack.encode("utf-8"))
+        return _Outcome(Hl7InboundState.ACCEPTED, note, patient_id, encode_ack(ack, message))
 
     def _failed(self, row_id: int, message: Message | None, error: MessageError) -> _Outcome:
         if error.reject:
@@ -293,7 +362,7 @@ class InboundProcessor:
         if message is None:
             return _Outcome(state, error.user_message, None, None)
         nak = build_nak(message, error, self._local_now(), new_control_id(), application=True)
-        return _Outcome(state, error.user_message, None, nak.encode("utf-8"))
+        return _Outcome(state, error.user_message, None, encode_ack(nak, message))
 
     def _internal_error(self, message: Message, text: str) -> _Outcome:
         self._stats.errors += 1
@@ -306,7 +375,7 @@ class InboundProcessor:
             error=ErrorCode.APPLICATION_INTERNAL_ERROR,
             application=True,
         )
-        return _Outcome(Hl7InboundState.ERROR, text, None, ack.encode("utf-8"))
+        return _Outcome(Hl7InboundState.ERROR, text, None, encode_ack(ack, message))
 
     def _local_now(self) -> datetime:
         return self._clock().astimezone(self._zone)

@@ -30,6 +30,9 @@ class InboundStats:
     process_batches: int = 0
     process_failures: int = 0
     """Processing transactions that failed (the store is down): retried with backoff."""
+    altered: dict[str, int] = field(default_factory=dict)
+    """Values of accepted messages taken in altered or left out, by reason (e.g.
+    ``sex_spelling``, ``observation_left_out``): exported with a ``reason`` label."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,9 @@ class User(Base):
     """Comma-separated role names (gateway.auth.Role)."""
     password_hash: Mapped[str] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Raised by every change that must end her access (disabled, roles, care teams,
+    password); a token carrying an older version is refused on its next request."""
 
 
 class Patient(Base):
@@ -338,6 +341,8 @@ class AuditEntry(Base):
     client: Mapped[str | None] = mapped_column(String(100))
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     """The actor's tenant; the audit log is read per tenant."""
+    outcome: Mapped[str] = mapped_column(String(16), default="allowed", server_default="allowed")
+    """``allowed``, or ``denied``: a read of patient data that was refused (403/404)."""
 
 
 class AlarmRow(Base):
@@ -442,3 +447,72 @@ class Hl7Inbound(Base):
     None until processed, and for a message refused before it was stored (CR)."""
     processed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     """When the outcome (state, detail, application_ack) was recorded."""
+
+
+class FhirMessageState(StrEnum):
+    PENDING = "pending"
+    """Waiting to be sent, or to be sent again (``next_attempt_at``)."""
+    ACCEPTED = "accepted"
+    """The destination answered 202: its ``$status`` (``location``) is polled until it is done."""
+    JOURNALED = "journaled"
+    """``$status`` said it is done: settled."""
+    PARKED = "parked"
+    """Refused (400 with an OperationOutcome, or failed in processing), or no document could be
+    made: kept for a person to see and requeue through the API; the rest of the destination
+    goes on."""
+
+
+class FhirMessage(Base):
+    """Durable outbound FHIR queue (gateway.fhir.outbound). A closed alarm's row is written in
+    the transaction that closes it; its document is made when it is first sent and kept with
+    the first recorded answer, so every later attempt sends the same bytes (and the same
+    ``Bundle.identifier``, which the receiver deduplicates on). Each destination is served in
+    ``id`` order."""
+
+    __tablename__ = "fhir_messages"
+    __table_args__ = (
+        UniqueConstraint("destination", "alarm_id", name="uq_fhir_messages_alarm"),
+        Index("ix_fhir_messages_destination", "destination", "state", "id"),
+        Index("ix_fhir_messages_tenant", "tenant_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination: Mapped[str] = mapped_column(String(100))
+    """``jft:<tenant id>``: the tenant's Journalføringstjenesten (its URL is a setting)."""
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    alarm_id: Mapped[int] = mapped_column(Integer)
+    """The closed alarm the document is about (no foreign key: the row outlives nothing)."""
+    patient_id: Mapped[int | None] = mapped_column(Integer)
+    bundle_identifier: Mapped[str | None] = mapped_column(String(200))
+    bundle: Mapped[str | None] = mapped_column(Text)
+    """The document as sent (JSON); None until it is first made."""
+    state: Mapped[str] = mapped_column(String(16), default=FhirMessageState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """Not before this: a resend after a backoff, or the next ``$status`` poll."""
+    accepted_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    location: Mapped[str | None] = mapped_column(Text)
+    """Where the destination reports its processing (``$status``)."""
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    """The destination's last OperationOutcome (JSON), e.g. why it refused the document."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FhirDestination(Base):
+    """One outbound FHIR destination: its delivery status, and the lease that lets one platform
+    process at a time send to it, so that its documents go in order."""
+
+    __tablename__ = "fhir_destinations"
+
+    destination: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(AwareDateTime())

@@ -133,6 +133,7 @@ class PlatformMetrics(Collector):
         for component, source in self._stats.items():
             totals: dict[str, float] = {}
             states: dict[str, int] = {}
+            by_reason: dict[str, dict[str, float]] = {}
             for stats in source():
                 for f in fields(stats):  # type: ignore[arg-type]
                     value = getattr(stats, f.name)
@@ -141,10 +142,22 @@ class PlatformMetrics(Collector):
                         states[f.name] = states.get(f.name, 0) + value
                     elif isinstance(value, int | float):
                         totals[f.name] = totals.get(f.name, 0) + value
+                    elif isinstance(value, Mapping):
+                        # A counter per reason (e.g. values altered, by why): one labelled metric.
+                        counts = by_reason.setdefault(f.name, {})
+                        for reason, count in value.items():
+                            counts[str(reason)] = counts.get(str(reason), 0) + count
             for name, total in totals.items():
                 yield CounterMetricFamily(
                     f"{PREFIX}_{component}_{name}", f"{component}: {name}", value=total
                 )
+            for name, counts in by_reason.items():
+                family = CounterMetricFamily(
+                    f"{PREFIX}_{component}_{name}", f"{component}: {name}", labels=["reason"]
+                )
+                for reason, count in sorted(counts.items()):
+                    family.add_metric([reason], count)
+                yield family
             for name, count in states.items():
                 yield GaugeMetricFamily(
                     f"{PREFIX}_{component}_{name}", f"{component}: how many are {name}", count

@@ -63,8 +63,14 @@ async def _patient(store: RecordStore, national_id: str) -> Patient:
 async def export_patient(store: RecordStore, national_id: str, *, now: datetime) -> dict[str, Any]:
     """Everything held about the patient, as one JSON-ready object (not the audit log: see the
     module's docstring)."""
-    patient = await _patient(store, national_id)
     async with store.session() as s:
+        if store.dialect == "postgresql":
+            # One snapshot for the whole export: an erasure committing meanwhile is either all
+            # in it or not at all (SQLite's transactions are serial already).
+            await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        patient = await s.scalar(select(Patient).where(Patient.national_id == national_id))
+        if patient is None:
+            raise UnknownPatient(national_id)
         devices = list(await s.scalars(select(Device).where(Device.patient_id == patient.id)))
         rows = list(
             await s.scalars(

@@ -4,6 +4,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.auth import Role, TeamScope
+from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
 from gateway.careplan import CarePlan
 from gateway.models import (
@@ -68,9 +69,17 @@ class UserWithTeams:
     team_ids: tuple[int, ...]
 
 
+#: Sessions remembered as checked at most this many (then the memory starts afresh).
+_MAX_CHECKED_SESSIONS = 10_000
+
+
 class Registry:
-    def __init__(self, store: RecordStore) -> None:
+    def __init__(self, store: RecordStore, *, session_check_cache_s: float = 0.0) -> None:
+        """``session_check_cache_s``: how long a token found valid by :meth:`check_session`
+        is taken as valid without asking the database again (0: ask on every request)."""
         self._store = store
+        self._session_check_cache_s = session_check_cache_s
+        self._checked_sessions: dict[tuple[str, str, int | None], float] = {}
 
     # --- tenants ---
     async def ensure_tenant(self, tenant_id: str, name: str, timezone: str) -> Tenant:
@@ -144,8 +153,16 @@ class Registry:
             await s.execute(
                 update(Patient).where(Patient.care_team_id == team.id).values(care_team_id=None)
             )
+            members = select(user_teams.c.user_id).where(user_teams.c.team_id == team.id)
+            # Their tokens name the team (whose id a new team may get again): they end now.
+            await s.execute(
+                update(User)
+                .where(User.id.in_(members))
+                .values(token_version=User.token_version + 1)
+            )
             await s.execute(delete(user_teams).where(user_teams.c.team_id == team.id))
             await s.delete(team)
+        self._checked_sessions.clear()
 
     async def _team(self, s: AsyncSession, tenant_id: str, team_id: int) -> CareTeam:
         team = await s.get(CareTeam, team_id)
@@ -218,6 +235,12 @@ class Registry:
             user = await s.get(User, user_id)
             if user is None or user.tenant_id != tenant_id:
                 raise NotFound("user", user_id)
+            before = (
+                user.roles,
+                user.disabled,
+                user.password_hash,
+                await self._team_ids(s, user.id),
+            )
             if display_name is not None:
                 user.display_name = display_name
             if roles is not None:
@@ -230,7 +253,12 @@ class Registry:
                 await self._check_teams(s, tenant_id, team_ids)
                 await s.execute(delete(user_teams).where(user_teams.c.user_id == user.id))
                 await self._set_teams(s, user.id, team_ids)
-            return UserWithTeams(user, await self._team_ids(s, user.id))
+            teams = await self._team_ids(s, user.id)
+            if (user.roles, user.disabled, user.password_hash, teams) != before:
+                # What her tokens say about her is no longer true: they end now.
+                user.token_version += 1
+        self._checked_sessions.clear()  # after the commit: no check may see the old row again
+        return UserWithTeams(user, teams)
 
     async def _set_teams(self, s: AsyncSession, user_id: int, team_ids: Sequence[int]) -> None:
         if team_ids:
@@ -253,7 +281,45 @@ class Registry:
                 care_team_ids=frozenset(str(t) for t in await self._team_ids(s, user.id)),
                 roles=frozenset(Role(r) for r in user.roles.split(",") if r),
                 disabled=user.disabled,
+                token_version=user.token_version,
             )
+
+    async def check_session(self, principal: Principal) -> None:
+        """Raise TokenRevoked unless the user of this embedded token still exists, is enabled,
+        and her account has not changed since the token was issued (one primary-key read per
+        request, so that a change ends access on the next request in every process; with
+        ``session_check_cache_s``, a change made by another process within that time)."""
+        key = (principal.subject, principal.tenant_id, principal.token_version)
+        checked_at = self._checked_sessions.get(key)
+        now = time.monotonic()
+        if checked_at is not None and now - checked_at < self._session_check_cache_s:
+            return
+        _, _, number = principal.subject.partition(":")
+        user_id = int(number) if number.isdigit() and len(number) < 19 else None
+        async with self._store.session() as s:
+            row = (
+                None
+                if user_id is None
+                else (
+                    await s.execute(
+                        select(User.tenant_id, User.disabled, User.token_version).where(
+                            User.id == user_id
+                        )
+                    )
+                ).first()
+            )
+        if row is None or row.tenant_id != principal.tenant_id:
+            raise TokenRevoked(principal.subject, "no such user")
+        if row.disabled:
+            raise TokenRevoked(principal.subject, "the account is disabled")
+        if row.token_version != principal.token_version:
+            raise TokenRevoked(
+                principal.subject, "the account's roles, care teams or password changed"
+            )
+        if self._session_check_cache_s > 0:
+            if len(self._checked_sessions) >= _MAX_CHECKED_SESSIONS:
+                self._checked_sessions.clear()
+            self._checked_sessions[key] = now
 
     async def rehash(self, record: UserRecord, new_hash: str) -> None:
         async with self._store.session() as s:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -90,7 +90,21 @@ class PatientOut(BaseModel):
 
 
 class Problem(BaseModel):
+    """An error answer (RFC 9457 problem details, ``application/problem+json``): the same shape
+    for every 4xx and 5xx of the API (gateway/api_errors.py)."""
+
+    type: str = "about:blank"
+    title: str
+    """The HTTP status phrase."""
+    status: int
     detail: str
+    """What was wrong, for a person."""
+    hint: str | None = None
+    """What to do about it."""
+    error: str | None = None
+    """401/403: the RFC 6750 error code (``invalid_token``, ``insufficient_scope``)."""
+    errors: list[dict[str, Any]] | None = None
+    """422: each invalid input, as ``{"type", "loc", "msg", ...}``."""
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -174,7 +188,10 @@ class UserOut(BaseModel):
 
 
 class PatientRegistrationIn(_In):
-    national_id: str = Field(pattern=r"^\d{11}$", description="fødselsnummer or D-number")
+    national_id: str = Field(
+        pattern=r"^\d{11}$",
+        description="fødselsnummer, D-nummer or FH-nummer (felles hjelpenummer)",
+    )
     family_name: str = _NAME
     given_name: str = _NAME
     gp_name: str | None = Field(default=None, max_length=200)
@@ -337,6 +354,8 @@ class AuditOut(BaseModel):
     patient_id: int | None
     purpose: str
     client: str | None
+    outcome: Literal["allowed", "denied"]
+    """``denied``: a read of this patient's data that was refused (403 or 404)."""
 
 
 class Readiness(BaseModel):

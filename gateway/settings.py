@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validato
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.auth import AuthSettings
+from gateway.fhir.settings import FhirSettings
+from gateway.fhir.transport_settings import FhirOutboundSettings
 from tryggheim.mqtt import MqttSettings
 
 #: A SQLite file in the working directory: what a first try or the demo needs.
@@ -137,16 +139,23 @@ class Hl7ListenSettings(BaseModel):
     timezone: str = "Europe/Oslo"
     """HL7 v2 timestamps without an offset are read in this zone."""
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_buffered_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Unfinished frames of all connections together; past it a connection's frame is answered
+    AE/CE (busy, send it again) and the connection closed. At least ``max_message_bytes``."""
     read_timeout_s: float = Field(default=30.0, gt=0)
+    """A started frame must be complete within this many seconds (a deadline for the whole
+    frame, not for each read); a peer must read its ACK within it too."""
     idle_timeout_s: float = Field(default=600.0, gt=0)
     processing_delay_max_s: float = Field(default=30.0, ge=0)
     """While accept-mode messages keep arriving (a sender flushing its queue), their senders
     get their CA first and processing waits for a pause: this long at most."""
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> Hl7ListenSettings:
+    def _consistent(self) -> Hl7ListenSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("set both tls_cert and tls_key, or neither")
+        if self.max_buffered_bytes < self.max_message_bytes:
+            raise ValueError("max_buffered_bytes must be at least max_message_bytes")
         return self
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -182,6 +191,12 @@ class ErasureSettings(RecordStoreSettings):
     timeseries: TimeSeriesSettings | None = None
 
 
+class FhirCommandSettings(RecordStoreSettings):
+    """What ``tryggheim fhir alarm-document`` reads: the profiles and the municipalities."""
+
+    fhir: FhirSettings = FhirSettings()
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -211,6 +226,10 @@ class GatewaySettings(BaseSettings):
     broker so that every process's streams see every change (docs/scale.md)."""
     hl7_listen: Hl7ListenSettings | None = None
     """Unset: the platform receives no HL7 (it still sends ORU^R01 to GPs)."""
+    fhir: FhirSettings = FhirSettings()
+    """FHIR R4: profiles claimed, and each tenant's municipality (docs/fhir.md)."""
+    fhir_outbound: FhirOutboundSettings | None = None
+    """Unset: no closed alarm is journaled (docs/fhir.md, "Transport")."""
 
     @model_validator(mode="after")
     def _http_tls_pair(self) -> GatewaySettings:

@@ -615,13 +615,16 @@ class RecordStore:
         actor: str,
         tenant_id: str | None,
         action: str,
-        patient_id: int | None,
+        patient_ids: Sequence[int | None],
         purpose: str,
         client: str | None,
         now: datetime,
+        outcome: str = "allowed",
     ) -> None:
+        """One audit entry per patient (None: an access that named no patient), in one
+        transaction."""
         async with self.session() as s:
-            s.add(
+            s.add_all(
                 AuditEntry(
                     at=now,
                     actor=actor,
@@ -630,7 +633,9 @@ class RecordStore:
                     patient_id=patient_id,
                     purpose=purpose,
                     client=client,
+                    outcome=outcome,
                 )
+                for patient_id in patient_ids
             )
 
     # --- totals, for the demo and operators ---

@@ -21,16 +21,18 @@ the text in MSA-3 only.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from hl7.errors import AckParseError, ErrorCode, HL7Error, MessageError
+from hl7.errors import AckParseError, ErrorCode, FieldWarning, HL7Error, MessageError
 from hl7.message import (
     DEFAULT_DELIMITERS,
     SEGMENT_TERMINATOR,
     Message,
     Segment,
+    charset_label,
     decode_message,
     escape,
     format_timestamp,
@@ -120,6 +122,7 @@ def build_ack(
     error: ErrorCode | None = None,
     error_location: str = "",
     application: bool = False,
+    warnings: Sequence[FieldWarning] = (),
 ) -> str:
     """The ACK answering ``message``: ``CA``/``CE``/``CR`` when it asks for an accept
     acknowledgement, else ``AA``/``AE``/``AR`` (``code`` is written in that spelling).
@@ -128,7 +131,8 @@ def build_ack(
 
     ``error`` defaults to ``APPLICATION_INTERNAL_ERROR`` for a non-accepting code; an ERR segment
     is written whenever the code does not accept. ``error_location`` is an ERL such as
-    ``MSH^1^9``."""
+    ``MSH^1^9``. ``warnings``: values taken in altered or left out, one ERR of severity ``W``
+    each (v2.5 on; v2.3 and v2.4 have no severity, so their text goes to MSA-3 instead)."""
     if error_location and not _ERROR_LOCATION.fullmatch(error_location):
         raise ValueError(f"error_location {error_location!r} is not an ERL like MSH^1^9")
     code = code.in_mode(enhanced=not application and wants_accept_ack(message))
@@ -153,8 +157,11 @@ def build_ack(
         "",
         "",
         "",
-        "UNICODE UTF-8",
+        charset_label(message.charset),
     ]
+    legacy = _ELD_VERSIONS.fullmatch(message.version) is not None
+    if warnings and legacy:
+        text = "; ".join(filter(None, [text, *(w.text for w in warnings)]))
     segments = [
         "|".join(fields),
         _msa(code, message, text),
@@ -162,7 +169,19 @@ def build_ack(
     if not code.accepted:
         err = error or ErrorCode.APPLICATION_INTERNAL_ERROR
         segments.append(_err_segment(message.version, err, error_location, text))
+    if not legacy:
+        segments += (
+            _err_segment(message.version, w.code, w.location, w.text, "W") for w in warnings
+        )
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
+
+
+def encode_ack(ack: str, message: Message) -> bytes:
+    """The bytes of ``ack`` (built by :func:`build_ack` or :func:`build_nak`), answering
+    ``message``: in the character set ``message`` was read in, which its MSH-18 names, so that
+    the values echoed (MSH-3 to MSH-6, MSH-10) are the very bytes the sender sent. A character
+    of the receiver's own text that this charset lacks is written ``?``."""
+    return ack.encode(message.charset, errors="replace")
 
 
 def build_nak(
@@ -191,7 +210,8 @@ def build_nak(
 def _msa(code: AckCode, message: Message, text: str) -> str:
     # MSA-3 is withdrawn from v2.7 on (a v2.7 parser rejects it); ERR-8 has the text there.
     msa_3 = "" if _NO_MSA_3_VERSIONS.fullmatch(message.version) else escape(text)
-    return f"MSA|{code.value}|{escape(message.control_id)}|{msa_3}".rstrip("|")
+    # MSA-2 is MSH-10 as sent, the whole field (a sender may send a composite, ``^A``).
+    return f"MSA|{code.value}|{_reencode(message.msh, 10)}|{msa_3}".rstrip("|")
 
 
 def _ack_type(trigger: str, version: str) -> str:
@@ -201,12 +221,14 @@ def _ack_type(trigger: str, version: str) -> str:
     return f"ACK^{escape(trigger)}" if version == "2.3" else f"ACK^{escape(trigger)}^ACK"
 
 
-def _err_segment(version: str, error: ErrorCode, location: str, text: str) -> str:
+def _err_segment(
+    version: str, error: ErrorCode, location: str, text: str, severity: str = "E"
+) -> str:
     if _ELD_VERSIONS.fullmatch(version):
         place = location.split("^")[:3] if location else []
         place += [""] * (3 - len(place))
         return f"ERR|{'^'.join(place)}^{error.value}&{error.display}&HL70357"
-    return f"ERR||{location}|{error.value}^{error.display}^HL70357|E||||{escape(text)}"
+    return f"ERR||{location}|{error.value}^{error.display}^HL70357|{severity}||||{escape(text)}"
 
 
 def parse_ack(data: str | bytes) -> Ack:
@@ -260,7 +282,8 @@ def _reencode(segment: Segment, n: int) -> str:
     return ours.repetition.join(
         ours.component.join(
             ours.subcomponent.join(
-                escape(unescape(sub, theirs)) for sub in component.split(theirs.subcomponent)
+                escape(unescape(sub, theirs, segment.charset))
+                for sub in component.split(theirs.subcomponent)
             )
             for component in repetition.split(theirs.component)
         )

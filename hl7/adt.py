@@ -17,10 +17,24 @@ be deleted (the register needs one), so a ``""`` PID-5 reads as not sent.
 
 Fields read: PID-3 identifiers (the national id is chosen as :mod:`hl7.patient` says, the others
 are kept), PID-5 name (the legal one, XPN-7 ``L``, when several are sent), PID-7 birth date,
-PID-8 sex (table 0001), PID-11 address (the home one, XAD-7 ``H``, when several are sent), the
-GP from PD1-4 or else from a ROL segment with role ``PP`` (primary care provider) or ``FHCP``
-(family health care professional), and the event time from EVN-2, else MSH-7. Z-segments are
-passed on untouched, wherever they stand.
+PID-8 sex (table 0001, see below), PID-11 address (the home one, XAD-7 ``H``, when several are
+sent), the GP from PD1-4 or else from a ROL segment with role ``PP`` (primary care provider)
+or ``FHCP`` (family health care professional), and the event time from EVN-2, else MSH-7.
+Z-segments are passed on untouched, wherever they stand.
+
+Keep what can be understood: only what identifies the patient (PID-3, and PID-5 to register)
+and the message itself (type, event time) can refuse it. A value of another field that is not
+as the standard says is taken in as far as it can be understood, and each value altered or
+left out is one :class:`~hl7.errors.FieldWarning` in :attr:`AdtMessage.warnings` (answered AA
+with an ERR of severity W):
+
+* PID-8 sex: table 0001 codes as they are (any case); the spellings ``K``/``KVINNE``/``FEMALE``/
+  ``WOMAN`` and ``MANN``/``MALE``/``MAN`` (and ``UNKNOWN``, ``OTHER``) read as their code; the
+  numeric codes of the Norwegian code list 3101 (volven, OID :data:`VOLVEN_SEX_OID`: 0 not
+  known, 1 man, 2 woman, 9 not specified) when the sender names that list in PID-8.3 or is
+  Norwegian (MSH-17 ``NOR``); anything else is stored as ``U`` (unknown);
+* PID-7 birth date that is no date: left out (the one stored is kept);
+* EVN-2 event time that is no time: the message time (MSH-7) is used when it can be read.
 """
 
 from __future__ import annotations
@@ -32,7 +46,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Final
 
-from hl7.errors import ErrorCode, MessageContentError, UnsupportedMessageError
+from hl7.errors import ErrorCode, FieldWarning, MessageContentError, UnsupportedMessageError
 from hl7.message import NULL, Message, Null, Segment, parse_date, parse_timestamp
 from hl7.patient import Identifier, identifiers, national_id
 
@@ -71,6 +85,27 @@ class Sex(StrEnum):
     NOT_APPLICABLE = "N"
 
 
+#: OID of the Norwegian code list 3101 (kjønn): 0 not known, 1 man, 2 woman, 9 not specified.
+VOLVEN_SEX_OID = "2.16.578.1.12.4.1.1.3101"
+_VOLVEN_SEX: Final[Mapping[str, Sex]] = MappingProxyType(
+    {"0": Sex.UNKNOWN, "1": Sex.MALE, "2": Sex.FEMALE, "9": Sex.UNKNOWN}
+)
+_SEX_CODES = frozenset(Sex)
+_SEX_SPELLINGS: Final[Mapping[str, Sex]] = MappingProxyType(
+    {
+        "K": Sex.FEMALE,  # kvinne
+        "KVINNE": Sex.FEMALE,
+        "FEMALE": Sex.FEMALE,
+        "WOMAN": Sex.FEMALE,
+        "MANN": Sex.MALE,
+        "MALE": Sex.MALE,
+        "MAN": Sex.MALE,
+        "UNKNOWN": Sex.UNKNOWN,
+        "OTHER": Sex.OTHER,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class PersonName:
     family: str
@@ -106,7 +141,7 @@ class AdtMessage:
     """MSH-10 (``""`` when the sender left it out)."""
     event_time: datetime
     national_id: str
-    """The (surviving) patient's fødselsnummer or D-number."""
+    """The (surviving) patient's fødselsnummer, D-number or FH-nummer."""
     identifiers: tuple[Identifier, ...]
     """Every PID-3 identifier, the national id's included, in the sender's order."""
     name: PersonName | None
@@ -119,6 +154,8 @@ class AdtMessage:
     prior_identifiers: tuple[Identifier, ...] = ()
     """A40: every MRG-1 identifier."""
     z_segments: tuple[Segment, ...] = ()
+    warnings: tuple[FieldWarning, ...] = ()
+    """Values taken in altered or left out (see the module docstring)."""
 
 
 def decode_adt(message: Message, *, default_zone: tzinfo | None = None) -> AdtMessage:
@@ -154,21 +191,26 @@ def decode_adt(message: Message, *, default_zone: tzinfo | None = None) -> AdtMe
             location="PID^1^5",
         )
     prior_national, prior_ids = _prior(message) if action is PatientAction.MERGE else (None, ())
+    warnings: list[FieldWarning] = []
+    event_time = _event_time(message, default_zone, warnings)
+    birth_date = _birth_date(pid, warnings)
+    sex = _sex(pid, message.msh, warnings)
     return AdtMessage(
         event=event,
         action=action,
         control_id=message.control_id,
-        event_time=_event_time(message, default_zone),
+        event_time=event_time,
         national_id=national.id,
         identifiers=ids,
         name=name,
-        birth_date=_birth_date(pid),
-        sex=_sex(pid),
+        birth_date=birth_date,
+        sex=sex,
         address=_address(pid),
         gp=_gp(message),
         prior_national_id=prior_national,
         prior_identifiers=prior_ids,
         z_segments=message.z_segments,
+        warnings=tuple(warnings),
     )
 
 
@@ -197,10 +239,25 @@ def _shown(ids: tuple[Identifier, ...]) -> str:
     return ", ".join(f"{i.id} ({i.type_code or i.authority or 'no type'})" for i in ids) or "none"
 
 
-def _event_time(message: Message, default_zone: tzinfo | None) -> datetime:
+def _event_time(
+    message: Message, default_zone: tzinfo | None, warnings: list[FieldWarning]
+) -> datetime:
     evn = message.first("EVN")
     if evn is not None and evn.value(2, 1):
-        return parse_timestamp(evn.value(2, 1), location="EVN^1^2", default_zone=default_zone)
+        try:
+            return parse_timestamp(evn.value(2, 1), location="EVN^1^2", default_zone=default_zone)
+        except MessageContentError as exc:
+            if not message.msh.value(7, 1):
+                raise
+            # The message time is the next best: the event happened at the latest then.
+            warnings.append(
+                FieldWarning(
+                    "EVN^1^2",
+                    exc.code,
+                    "event_time_unreadable",
+                    f"{exc.problem}; the message time (MSH-7) used",
+                )
+            )
     if message.msh.value(7, 1):
         return parse_timestamp(
             message.msh.value(7, 1), location="MSH^1^7", default_zone=default_zone
@@ -228,27 +285,47 @@ def _name(pid: Segment) -> PersonName | None:
     return PersonName(family, pid.value(5, 2, 1, rep), pid.value(5, 3, 1, rep))
 
 
-def _birth_date(pid: Segment) -> date | Null | None:
+def _birth_date(pid: Segment, warnings: list[FieldWarning]) -> date | Null | None:
     if pid.is_null(7):
         return NULL
     text = pid.value(7, 1)
-    return parse_date(text, location="PID^1^7") if text else None
-
-
-def _sex(pid: Segment) -> Sex | Null | None:
-    if pid.is_null(8):
-        return NULL
-    code = pid.value(8, 1).strip().upper()
-    if not code:
+    if not text:
         return None
     try:
+        return parse_date(text, location="PID^1^7")
+    except MessageContentError as exc:
+        warnings.append(
+            FieldWarning("PID^1^7", exc.code, "birth_date_unreadable", f"{exc.problem}; left out")
+        )
+        return None
+
+
+def _sex(pid: Segment, msh: Segment, warnings: list[FieldWarning]) -> Sex | Null | None:
+    if pid.is_null(8):
+        return NULL
+    sent = pid.value(8, 1).strip()
+    code = sent.upper()
+    if not code:
+        return None
+    if code in _SEX_CODES:
         return Sex(code)
-    except ValueError:
-        raise MessageContentError(
-            f"sex {code!r} is not in HL7 table 0001 ({', '.join(Sex)})",
-            code=ErrorCode.TABLE_VALUE_NOT_FOUND,
-            location="PID^1^8",
-        ) from None
+    coding = pid.value(8, 3).strip()
+    if code in _VOLVEN_SEX and (
+        coding in (VOLVEN_SEX_OID, "3101") or msh.value(17).strip().upper() == "NOR"
+    ):
+        sex, reason, done = _VOLVEN_SEX[code], "sex_code_list_3101", "read as"
+    elif code in _SEX_SPELLINGS:
+        sex, reason, done = _SEX_SPELLINGS[code], "sex_spelling", "read as"
+    else:
+        table = ", ".join(Sex)
+        sex, reason = Sex.UNKNOWN, "sex_not_understood"
+        done = f"is not in HL7 table 0001 ({table}): stored as"
+    warnings.append(
+        FieldWarning(
+            "PID^1^8", ErrorCode.TABLE_VALUE_NOT_FOUND, reason, f"sex {sent!r} {done} {sex}"
+        )
+    )
+    return sex
 
 
 def _address(pid: Segment) -> Address | Null | None:

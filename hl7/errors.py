@@ -10,6 +10,7 @@ callers that retry "any lost peer" need not know about MLLP.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, ClassVar
 
@@ -38,6 +39,21 @@ class ErrorCode(IntEnum):
     @property
     def display(self) -> str:
         return self.name.replace("_", " ").capitalize()
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWarning:
+    """A value of an accepted message that was taken in altered, or left out: the message is
+    answered AA with an ERR of severity ``W`` naming it (keep what can be understood, say what
+    was changed)."""
+
+    location: str
+    """ERL of the field, e.g. ``PID^1^8``."""
+    code: ErrorCode
+    reason: str
+    """A short label to count it by, e.g. ``sex_spelling``."""
+    text: str
+    """What was done, for the sender and the operator, e.g. ``sex 'K' read as F``."""
 
 
 class HL7Error(TryggheimError):
@@ -80,6 +96,7 @@ class MalformedMessageError(MessageError):
         code: ErrorCode = ErrorCode.SEGMENT_SEQUENCE_ERROR,
         location: str = "",
         header: Message | None = None,
+        hint: str = "the sender does not follow HL7 v2 chapter 2 encoding rules; ask its vendor",
     ) -> None:
         self.where = where
         self.problem = problem
@@ -91,7 +108,7 @@ class MalformedMessageError(MessageError):
             user_message=f"{where}: {problem}",
             code=code,
             location=location,
-            hint="the sender does not follow HL7 v2 chapter 2 encoding rules; ask its vendor",
+            hint=hint,
         )
 
     def with_header(self, header: Message | None) -> MalformedMessageError:
@@ -103,6 +120,7 @@ class MalformedMessageError(MessageError):
             code=self.code,
             location=self.location,
             header=header,
+            hint=self.hint,
         )
 
 

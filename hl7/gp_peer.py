@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from hl7.ack import AckCode, build_ack
+from hl7.ack import AckCode, build_ack, encode_ack
 from hl7.errors import ErrorCode
 from hl7.inbound import DedupeKey, dedupe_key
 from hl7.mllp import DEFAULT_MAX_FRAME_BYTES, MLLPServer, ReceivedMessage
@@ -70,7 +70,7 @@ class GPEndpoint:
         key = dedupe_key(message)
         if key is None:
             self.rejected += 1
-            return build_ack(
+            missing = build_ack(
                 message,
                 AckCode.AR,
                 "MSH-10 (message control id) is missing",
@@ -78,7 +78,8 @@ class GPEndpoint:
                 control_id,
                 error=ErrorCode.REQUIRED_FIELD_MISSING,
                 error_location="MSH^1^10",
-            ).encode("utf-8")
+            )
+            return encode_ack(missing, message)
         original_ack = self._acks.get(key)
         if original_ack is not None:
             self.duplicates += 1
@@ -87,7 +88,7 @@ class GPEndpoint:
         kind = f"{message.message_code}^{message.trigger_event}"
         if kind != "ORU^R01":
             self.rejected += 1
-            return build_ack(
+            refused = build_ack(
                 message,
                 AckCode.AR,
                 f"{kind} not accepted here; this endpoint receives ORU^R01 only",
@@ -95,11 +96,12 @@ class GPEndpoint:
                 control_id,
                 error=ErrorCode.UNSUPPORTED_MESSAGE_TYPE,
                 error_location="MSH^1^9",
-            ).encode("utf-8")
+            )
+            return encode_ack(refused, message)
         if self._log_path is not None:
             self._append_to_log(self._log_path, received.raw)
         self.received.append(received.raw.decode(message.charset))
-        ack = build_ack(message, AckCode.AA, "", now, control_id).encode("utf-8")
+        ack = encode_ack(build_ack(message, AckCode.AA, "", now, control_id), message)
         self._acks[key] = ack
         return ack
 

@@ -24,16 +24,21 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from enum import Enum
-from typing import Final
+from typing import Final, TypeAlias
 
 from hl7.errors import ErrorCode, MalformedMessageError, MessageContentError
 from tryggheim.domain import NaiveTimeError
 
 #: The segment terminator the platform writes.
 SEGMENT_TERMINATOR = "\r"
+#: The most segments a message may have (an ORU of 1,000 observations has about 1,000). The
+#: budget that keeps the parse of one message cheap: splitting is linear in the size, but every
+#: segment is an object, and hundreds of thousands of them (a 3 MB frame of tiny segments) cost
+#: the garbage collector seconds during which no other work runs.
+MAX_SEGMENTS = 10_000
 
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
@@ -47,6 +52,9 @@ _DTM = re.compile(
     r"(?:([0-9]{2})(?:\.([0-9]{1,4}))?)?)?)?)?)?(?:([+-])([0-9]{2})([0-9]{2}))?"
 )
 _ISO_8859 = re.compile(r"(?:ISO)?8859/?([0-9]{1,2})")
+
+_Field: TypeAlias = tuple[tuple[tuple[str, ...], ...], ...]
+"""A field split: repetitions of components of subcomponents."""
 
 
 class Null(Enum):
@@ -88,6 +96,9 @@ class Segment:
     delimiters: Delimiters = DEFAULT_DELIMITERS
     charset: str = "utf-8"
     """Python codec of the message, for ``\\Xhh\\`` escapes (their bytes are in it)."""
+    _split: dict[int, _Field] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Fields split into repetitions, components and subcomponents, each once, when first
+    read: re-splitting a field per position read made a field of n repetitions cost n²."""
 
     @property
     def id(self) -> str:
@@ -101,13 +112,25 @@ class Segment:
 
     def raw(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """The raw (escaped) text at one position of field ``n``."""
-        if self.id == "MSH" and n <= 2:
+        if n <= 2 and self.fields[0] == "MSH":
             # MSH-1 and MSH-2 hold delimiters themselves and are never split or unescaped.
             return self.field(n)
+        if component < 1 or subcomponent < 1 or repetition < 1:
+            raise ValueError(f"HL7 positions start at 1, got {component, subcomponent, repetition}")
+        split = self._split.get(n) or self._structure(n)
+        try:
+            return split[repetition - 1][component - 1][subcomponent - 1]
+        except IndexError:
+            return ""
+
+    def _structure(self, n: int) -> _Field:
         d = self.delimiters
-        value = _nth(self.field(n), d.repetition, repetition)
-        value = _nth(value, d.component, component)
-        return _nth(value, d.subcomponent, subcomponent)
+        split = tuple(
+            tuple(tuple(c.split(d.subcomponent)) for c in r.split(d.component))
+            for r in self.field(n).split(d.repetition)
+        )
+        self._split[n] = split
+        return split
 
     def value(self, n: int, component: int = 1, subcomponent: int = 1, repetition: int = 1) -> str:
         """The unescaped text at one position of field ``n``."""
@@ -130,14 +153,13 @@ class Segment:
         return self.field(n) == NULL.value
 
     def _unescaped(self, n: int, raw: str) -> str:
-        if self.id == "MSH" and n <= 2:
+        if n <= 2 and self.fields[0] == "MSH":
             return raw
         return unescape(raw, self.delimiters, self.charset)
 
     def repetitions(self, n: int) -> int:
         """How many repetitions field ``n`` has (0 when empty)."""
-        raw = self.field(n)
-        return raw.count(self.delimiters.repetition) + 1 if raw else 0
+        return len(self._structure(n)) if self.field(n) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +266,13 @@ def parse_message(text: str, *, charset: str = "utf-8") -> Message:
     if not segments:
         raise MalformedMessageError("message", "empty message")
     msh = _parse_msh(segments[0], charset)
+    if len(segments) > MAX_SEGMENTS:
+        raise MalformedMessageError(
+            "message",
+            f"{len(segments)} segments, more than the {MAX_SEGMENTS} taken in one message",
+            code=ErrorCode.APPLICATION_INTERNAL_ERROR,
+            hint="send the content as several messages",
+        )
     parsed = [msh]
     for number, segment in enumerate(segments[1:], start=2):
         try:
@@ -255,11 +284,14 @@ def parse_message(text: str, *, charset: str = "utf-8") -> Message:
     return Message(tuple(parsed), msh.delimiters, charset)
 
 
-def _parse_msh(text: str, charset: str) -> Segment:
+def _parse_msh(text: str, charset: str, *, lenient: bool = False) -> Segment:
     """The MSH segment, every value of it unescaped once: escapes elsewhere are checked when
-    read, but an ACK (even a NAK) reads MSH, so a parsed MSH must never fail to."""
+    read, but an ACK (even a NAK) reads MSH, so a parsed MSH must never fail to. ``lenient``:
+    a broken escape sequence is read literally (its escape character escaped) rather than
+    raised, so that a NAK can still answer the message by name."""
     msh = parse_segment(text, parse_delimiters(text), charset)
     d = msh.delimiters
+    repaired: dict[int, str] = {}
     for n in range(3, len(msh.fields)):
         for repetition in msh.fields[n].split(d.repetition):
             for component in repetition.split(d.component):
@@ -267,14 +299,59 @@ def _parse_msh(text: str, charset: str) -> Segment:
                     try:
                         unescape(subcomponent, d, charset)
                     except MalformedMessageError as exc:
-                        raise MalformedMessageError(
-                            f"MSH-{n}",
-                            exc.problem,
-                            excerpt=exc.excerpt,
-                            code=exc.code,
-                            location=f"MSH^1^{n}",
-                        ) from exc
-    return msh
+                        if not lenient:
+                            raise MalformedMessageError(
+                                f"MSH-{n}",
+                                exc.problem,
+                                excerpt=exc.excerpt,
+                                code=exc.code,
+                                location=f"MSH^1^{n}",
+                            ) from exc
+                        repaired[n] = _with_literal_escapes(msh.fields[n], d, charset)
+    if not repaired:
+        return msh
+    fields = tuple(repaired.get(n, value) for n, value in enumerate(msh.fields))
+    return Segment(fields, d, charset)
+
+
+def _with_literal_escapes(raw: str, delimiters: Delimiters, charset: str) -> str:
+    """The raw field ``raw`` with :func:`_literal_escapes` applied to each subcomponent."""
+    d = delimiters
+    return d.repetition.join(
+        d.component.join(
+            d.subcomponent.join(
+                _literal_escapes(sub, d, charset) for sub in c.split(d.subcomponent)
+            )
+            for c in r.split(d.component)
+        )
+        for r in raw.split(d.repetition)
+    )
+
+
+def _literal_escapes(text: str, delimiters: Delimiters, charset: str) -> str:
+    """``text`` with every escape character that starts no valid escape sequence escaped
+    (``\\E\\``): unescaped, it reads as the characters that were sent."""
+    esc = delimiters.escape
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        end = text.find(esc, i + 1) if text[i] == esc else -1
+        if text[i] != esc:
+            out.append(text[i])
+            i += 1
+            continue
+        if end >= 0:
+            try:
+                unescape(text[i : end + 1], delimiters, charset)
+            except MalformedMessageError:
+                pass
+            else:
+                out.append(text[i : end + 1])
+                i = end + 1
+                continue
+        out.append(f"{esc}E{esc}")
+        i += 1
+    return "".join(out)
 
 
 def decode_message(data: bytes) -> Message:
@@ -308,17 +385,34 @@ def decode_message(data: bytes) -> Message:
 
 def read_header(data: bytes) -> Message | None:
     """The MSH of ``data`` (a whole message or only its start), or ``None`` when there is none
-    to read: best effort, for answering a message that cannot be parsed as a whole. Bytes not
-    in the message's charset are read as U+FFFD; the fields an ACK needs are ASCII."""
+    to read: best effort, for answering a message that cannot be parsed as a whole.
+
+    The header is decoded as the message says (MSH-18, else UTF-8), and when its bytes are not
+    in that charset, or the charset is not supported, as ISO-8859-1, which maps every byte to a
+    character: an answer written in the same charset gives the sender's bytes back. Broken
+    escape sequences are read literally."""
     line = _first_line(data)
     try:
         codec = _codec(_declared_charset(line)) or "utf-8"
-    except MalformedMessageError:
+        text = line.decode(codec)
+    except (MalformedMessageError, UnicodeDecodeError):
         codec = "iso8859-1"
+        text = line.decode(codec)
     try:
-        return parse_header(line.decode(codec, errors="replace"), charset=codec)
+        msh = _parse_msh(text, codec, lenient=True)
     except MalformedMessageError:
         return None
+    return Message((msh,), msh.delimiters, codec)
+
+
+def charset_label(codec: str) -> str:
+    """The MSH-18 value (HL7 table 0211) naming a codec :func:`decode_message` reads with."""
+    name = codecs.lookup(codec).name
+    if name.startswith("iso8859-"):
+        return f"8859/{name.removeprefix('iso8859-')}"
+    if name == "utf-8":
+        return "UNICODE UTF-8"
+    raise ValueError(f"{codec!r} is no character set of HL7 table 0211 taken here")
 
 
 def _first_line(data: bytes) -> bytes:
@@ -523,10 +617,3 @@ def _hex_text(digits: str, sequence: str, charset: str) -> str:
             excerpt=sequence,
             code=ErrorCode.DATA_TYPE_ERROR,
         ) from exc
-
-
-def _nth(text: str, separator: str, n: int) -> str:
-    if n < 1:
-        raise ValueError(f"HL7 positions start at 1, got {n}")
-    parts = text.split(separator)
-    return parts[n - 1] if n <= len(parts) else ""

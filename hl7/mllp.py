@@ -19,8 +19,15 @@ Server rules (a receiver must never lose a message nor die on one):
 * a frame with a readable MSH that does not parse is answered AR/CR with an ERR saying why;
 * a frame over ``max_frame_bytes`` is answered AR/CR when its MSH can be read, then the rest of
   it is read and dropped and the connection closed;
-* ``read_timeout``: a started frame whose next bytes do not come (and an ACK the peer does not
-  read) closes the connection; ``idle_timeout``: so does a connection with nothing to say;
+* ``read_timeout`` is a deadline for the whole frame: a frame not complete that long after its
+  first bytes came (a stalled or trickling peer), and an ACK the peer does not read, close the
+  connection; ``idle_timeout``: so does a connection with nothing to say;
+* ``max_buffered_bytes`` bounds the unfinished frames of all connections together: the
+  connection whose frame would go over it is answered AE/CE ("busy, send it again") and closed,
+  so that many peers sending large frames slowly cannot exhaust the host's memory;
+* a frame larger than :data:`INLINE_PARSE_BYTES` is parsed in a worker thread: parsing is linear
+  in the frame's size, but a 4 MB frame still takes a second or more, during which the event
+  loop must go on serving other connections (and whatever else shares it);
 * every other failure (peer reset, TLS error, a bug) costs at most that connection, and is
   logged and counted in :class:`MLLPServerStats`.
 """
@@ -37,9 +44,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
-from hl7.ack import Ack, AckCode, build_ack, build_nak, parse_ack
+from hl7.ack import Ack, AckCode, build_ack, build_nak, encode_ack, parse_ack
 from hl7.errors import (
     ErrorCode,
     FrameTooLargeError,
@@ -52,14 +59,21 @@ from tryggheim.errors import ConnectionLost
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 START_BLOCK = 0x0B
 END_BLOCK = 0x1C
 CARRIAGE_RETURN = 0x0D
 #: Far above any ORU/ADT the platform exchanges (1 MB messages are legal and pass), low enough
 #: that a runaway peer cannot exhaust the memory of a small host.
 DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
-#: A sender gets this long to send the rest of a started frame, or to read its ACK.
+#: A sender gets this long to send the whole of a started frame, or to read its ACK.
 DEFAULT_READ_TIMEOUT = 30.0
+#: All connections' unfinished frames together: 16 frames of the largest size.
+DEFAULT_MAX_BUFFERED_BYTES = 16 * DEFAULT_MAX_FRAME_BYTES
+#: Frames up to this size parse in well under 20 ms and are parsed on the event loop; larger
+#: ones in a worker thread (a thread hop costs more than parsing a typical ORU or ADT).
+INLINE_PARSE_BYTES = 32 * 1024
 #: HL7 interfaces keep connections open between messages; one silent this long is closed.
 DEFAULT_IDLE_TIMEOUT = 600.0
 #: How much of a discarded oversize frame is kept: enough for the MSH segment.
@@ -83,6 +97,14 @@ Handler = Callable[[ReceivedMessage], Awaitable[bytes]]
 :func:`hl7.inbound.dedupe_key`, so that a resend gets the stored ACK instead of a second
 processing) and returns the ACK's bytes, which the server writes only then. An exception is
 answered AE/CE by the server."""
+
+
+async def parse_off_loop(data: bytes, parse: Callable[[bytes], _T]) -> _T:
+    """``parse(data)``, in a worker thread when ``data`` is larger than
+    :data:`INLINE_PARSE_BYTES`, so that a large message never stalls the event loop."""
+    if len(data) <= INLINE_PARSE_BYTES:
+        return parse(data)
+    return await asyncio.to_thread(parse, data)
 
 
 def encode_frame(message: str | bytes) -> bytes:
@@ -111,6 +133,19 @@ class MLLPDecoder:
     def pending_bytes(self) -> int:
         """Bytes of an unfinished frame held in memory."""
         return len(self._buffer)
+
+    @property
+    def head(self) -> bytes:
+        """The start of the unfinished frame: enough for its MSH segment."""
+        return bytes(self._buffer[:_HEAD_BYTES])
+
+    def discard(self) -> None:
+        """Drop the unfinished frame; the rest of it will be read and dropped too."""
+        if self._in_frame:
+            self.discarded_frames += 1
+            self._buffer.clear()
+            self._in_frame = False
+            self._discarding = True
 
     @property
     def in_frame(self) -> bool:
@@ -317,7 +352,11 @@ class MLLPServerStats:
     oversize: int = 0
     skipped_bytes: int = 0
     read_timeouts: int = 0
-    """Connections closed because a started frame stalled or an ACK was not read."""
+    """Connections closed because a started frame was not complete in time or an ACK was not
+    read."""
+    busy: int = 0
+    """Frames refused (AE/CE, connection closed) because the unfinished frames of all
+    connections held ``max_buffered_bytes``."""
     idle_timeouts: int = 0
     connection_errors: int = 0
     """Connections lost to the network or TLS (reset, broken pipe, bad handshake data...)."""
@@ -338,9 +377,14 @@ class MLLPServer:
         *,
         ssl: ssl_module.SSLContext | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         read_timeout: float | None = DEFAULT_READ_TIMEOUT,
         idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        stats: MLLPServerStats | None = None,
     ) -> None:
+        """``stats``: the counters to count in (an application exporting them owns them)."""
+        if max_buffered_bytes < max_frame_bytes:
+            raise ValueError("max_buffered_bytes must hold at least one frame of max_frame_bytes")
         for name, timeout in (("read_timeout", read_timeout), ("idle_timeout", idle_timeout)):
             if timeout is not None and timeout <= 0:
                 raise ValueError(f"{name} must be positive (or None for no limit)")
@@ -349,9 +393,12 @@ class MLLPServer:
         self._requested_port = port
         self._ssl = ssl
         self._max_frame_bytes = max_frame_bytes
+        self._max_buffered_bytes = max_buffered_bytes
         self._read_timeout = read_timeout
         self._idle_timeout = idle_timeout
-        self.stats = MLLPServerStats()
+        self.stats = stats if stats is not None else MLLPServerStats()
+        self.buffered_bytes = 0
+        """Bytes of unfinished frames held for all connections now."""
         self._server: asyncio.Server | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -437,33 +484,65 @@ class MLLPServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
         decoder = MLLPDecoder(self._max_frame_bytes)
-        while data := await self._read(reader, decoder, peer):
-            skipped = decoder.skipped_bytes
-            oversize: FrameTooLargeError | None = None
-            try:
-                frames = decoder.feed(data)
-            except FrameTooLargeError as exc:
-                frames, oversize = list(exc.completed), exc
-            self.stats.skipped_bytes += decoder.skipped_bytes - skipped
-            for frame in frames:
-                reply = await self._answer(frame, peer)
-                if reply is None:
-                    return
-                await self._write(writer, reply)
-            if oversize is not None:
-                await self._refuse_oversize(oversize, reader, writer, decoder, peer)
-                return
-
-    async def _read(self, reader: asyncio.StreamReader, decoder: MLLPDecoder, peer: str) -> bytes:
-        """The next bytes; ``b""`` when the peer closed or stayed silent too long."""
-        in_frame = decoder.in_frame
+        held = 0  # this connection's share of buffered_bytes
+        deadline: float | None = None  # when the frame being received must be complete
         try:
-            async with asyncio.timeout(self._read_timeout if in_frame else self._idle_timeout):
+            while data := await self._read(reader, deadline, peer):
+                skipped = decoder.skipped_bytes
+                oversize: FrameTooLargeError | None = None
+                try:
+                    frames = decoder.feed(data)
+                except FrameTooLargeError as exc:
+                    frames, oversize = list(exc.completed), exc
+                if frames or not decoder.in_frame:
+                    deadline = None  # a frame ended: the unfinished one (if any) is a new one
+                if decoder.in_frame and deadline is None and self._read_timeout is not None:
+                    deadline = asyncio.get_running_loop().time() + self._read_timeout
+                self.buffered_bytes += decoder.pending_bytes - held
+                held = decoder.pending_bytes
+                self.stats.skipped_bytes += decoder.skipped_bytes - skipped
+                for frame in frames:
+                    reply = await self._answer(frame, peer)
+                    if reply is None:
+                        return
+                    await self._write(writer, reply)
+                if oversize is not None:
+                    self.stats.oversize += 1
+                    text = f"message larger than {self._max_frame_bytes} bytes"
+                    await self._refuse(
+                        oversize.head, AckCode.AR, text, reader, writer, decoder, peer, deadline
+                    )
+                    return
+                if held and self.buffered_bytes > self._max_buffered_bytes:
+                    self.stats.busy += 1
+                    head = decoder.head
+                    decoder.discard()
+                    self.buffered_bytes -= held
+                    held = 0
+                    text = "the receiver is busy with other large messages; send it again"
+                    await self._refuse(
+                        head, AckCode.AE, text, reader, writer, decoder, peer, deadline
+                    )
+                    return
+        finally:
+            self.buffered_bytes -= held
+
+    async def _read(self, reader: asyncio.StreamReader, deadline: float | None, peer: str) -> bytes:
+        """The next bytes; ``b""`` when the peer closed, stayed silent too long or did not
+        finish its frame by ``deadline`` (loop time; ``None`` between frames)."""
+        if deadline is None:
+            timeout = self._idle_timeout
+        else:
+            timeout = max(deadline - asyncio.get_running_loop().time(), 0.0)
+        try:
+            async with asyncio.timeout(timeout):
                 return await reader.read(_READ_SIZE)
         except TimeoutError:
-            if in_frame:
+            if deadline is not None:
                 self.stats.read_timeouts += 1
-                log.warning("MLLP %s: frame stalled for %g s; closing", peer, self._read_timeout)
+                log.warning(
+                    "MLLP %s: frame not complete within %g s; closing", peer, self._read_timeout
+                )
             else:
                 self.stats.idle_timeouts += 1
                 log.info("MLLP %s: idle for %g s; closing", peer, self._idle_timeout)
@@ -478,7 +557,7 @@ class MLLPServer:
         """The reply to one frame; ``None`` when it has no readable MSH to answer."""
         self.stats.frames += 1
         try:
-            message = decode_message(frame)
+            message = await parse_off_loop(frame, decode_message)
         except MalformedMessageError as exc:
             if exc.header is None:
                 self.stats.unanswerable += 1
@@ -486,7 +565,7 @@ class MLLPServer:
                 return None
             self.stats.rejected += 1
             log.warning("MLLP %s: rejected %r: %s", peer, exc.header.control_id, exc)
-            return build_nak(exc.header, exc, _now(), _new_control_id()).encode("utf-8")
+            return encode_ack(build_nak(exc.header, exc, _now(), _new_control_id()), exc.header)
         try:
             return await self._handler(ReceivedMessage(frame, message, peer))
         except Exception:
@@ -494,30 +573,32 @@ class MLLPServer:
             # leave the sender without an answer. AE tells the sender to try again later.
             log.exception("MLLP %s: handler failed on message %r", peer, message.control_id)
             self.stats.handler_errors += 1
-            return build_ack(
+            ack = build_ack(
                 message,
                 AckCode.AE,
                 "receiver failed to process the message",
                 _now(),
                 _new_control_id(),
                 error=ErrorCode.APPLICATION_INTERNAL_ERROR,
-            ).encode("utf-8")
+            )
+            return encode_ack(ack, message)
 
-    async def _refuse_oversize(
+    async def _refuse(
         self,
-        error: FrameTooLargeError,
+        head: bytes,
+        code: AckCode,
+        text: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         decoder: MLLPDecoder,
         peer: str,
+        deadline: float | None,
     ) -> None:
-        self.stats.oversize += 1
-        header = read_header(error.head)
+        """Answer a frame that is dropped unread (``head`` is its start) and end the
+        connection once the rest of the frame is read, or at the frame's ``deadline``."""
+        header = read_header(head)
         log.warning(
-            "MLLP %s: %s (MSH-10 %r); closing",
-            peer,
-            error,
-            header.control_id if header else None,
+            "MLLP %s: %s (MSH-10 %r); closing", peer, text, header.control_id if header else None
         )
         if header is None:
             self.stats.unanswerable += 1
@@ -525,24 +606,25 @@ class MLLPServer:
         self.stats.rejected += 1
         nak = build_ack(
             header,
-            AckCode.AR,
-            f"message larger than {self._max_frame_bytes} bytes",
+            code,
+            text,
             _now(),
             _new_control_id(),
             error=ErrorCode.APPLICATION_INTERNAL_ERROR,
         )
-        await self._write(writer, nak.encode("utf-8"))
+        await self._write(writer, encode_ack(nak, header))
         # Read the rest of the frame before closing: closing with unread bytes makes the
-        # kernel reset the connection, which can destroy the NAK before the peer reads it.
+        # kernel reset the connection, which can destroy the NAK before the peer reads it. The
+        # frame's deadline still holds.
         try:
-            async with asyncio.timeout(self._read_timeout):
+            async with asyncio.timeout_at(deadline):
                 while decoder.in_frame and (data := await reader.read(_READ_SIZE)):
                     try:
                         decoder.feed(data)
                     except FrameTooLargeError:
                         continue  # a further oversize frame; the connection ends either way
         except TimeoutError:
-            log.info("MLLP %s: the rest of the oversize frame did not come in time", peer)
+            log.info("MLLP %s: the rest of the refused frame did not come in time", peer)
 
 
 def _now() -> datetime:

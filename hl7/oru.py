@@ -11,7 +11,8 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
   ``<number>^^^FNR&2.16.578.1.12.4.1.4.1&ISO^NNNOR``: identifier type ``NNNOR`` is HL7 table
   0203's "NNxxx national person identifier" with the ISO 3166 code of Norway, and the assigning
   authority carries the OID of the fødselsnummer register (used for the same purpose by the
-  HL7 Norway FHIR profiles). A D-number (first digit 4–7) gets ``DNR&2.16.578.1.12.4.1.4.2&ISO``.
+  HL7 Norway FHIR profiles). A D-number (first digit 4–7) gets ``DNR&2.16.578.1.12.4.1.4.2&ISO``,
+  an FH-nummer (first digit 8 or 9) ``FHN&2.16.578.1.12.4.1.4.3&ISO``.
   PID-5 is ``family^given`` with name type ``L`` (legal).
 * **PV1** — PV1-2 ``R`` (recurring patient: home monitoring, no encounter).
 * **OBR** — OBR-3 filler order number ``<MSH-10>^<sending application>^<EUI-64>^EUI-64``
@@ -53,7 +54,7 @@ from enum import StrEnum
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
-from hl7.patient import DNR_OID, FNR_OID, Identifier
+from hl7.patient import national_id_kind
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
@@ -61,8 +62,6 @@ from tryggheim.domain import Observation
 PCD_01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
 MONITORING_OF_PATIENT = "182777000^monitoring of patient^SNOMED-CT"
 AUTO_MEASUREMENT = "AMEAS^auto-measurement^MDC"
-FNR_AUTHORITY = f"FNR&{FNR_OID}&ISO"
-DNR_AUTHORITY = f"DNR&{DNR_OID}&ISO"
 NATIONAL_ID_TYPE = "NNNOR"
 
 _HEX_ID = re.compile(r"(?:0x)?((?:[0-9A-Fa-f]{2}[:-]?){5,7}[0-9A-Fa-f]{2})")
@@ -275,11 +274,13 @@ def pid_segment(patient: PatientRef) -> str:
     """PID: the national identity number with its assigning authority, and the legal name."""
     national_id = patient.national_id.strip()
     if not (len(national_id) == 11 and national_id.isascii() and national_id.isdigit()):
-        raise OruBuildError("patient.national_id", "a fødselsnummer/D-number has 11 digits")
+        raise OruBuildError(
+            "patient.national_id", "a fødselsnummer, D-number or FH-nummer has 11 digits"
+        )
     if not patient.family_name.strip():
         raise OruBuildError("patient.family_name", "must not be empty")
-    is_d_number = Identifier(national_id, type_code=NATIONAL_ID_TYPE).is_d_number
-    authority = DNR_AUTHORITY if is_d_number else FNR_AUTHORITY
+    kind = national_id_kind(national_id)
+    authority = f"{kind.value}&{kind.oid}&ISO"
     birth = patient.birth_date.strftime("%Y%m%d") if patient.birth_date else ""
     return segment(
         "PID",

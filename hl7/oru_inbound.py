@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from hl7.errors import ErrorCode, MessageContentError, UnsupportedMessageError
+from hl7.errors import ErrorCode, FieldWarning, MessageContentError, UnsupportedMessageError
 from hl7.message import Message, Segment, parse_timestamp
 from hl7.patient import Identifier, identifiers, national_id
 from tryggheim import codes
@@ -74,11 +74,19 @@ class ObservationProblem:
 class ReceivedOru:
     control_id: str
     national_id: str | None
-    """The patient's fødselsnummer or D-number, when PID-3 has one."""
+    """The patient's fødselsnummer, D-number or FH-nummer, when PID-3 has one."""
     identifiers: tuple[Identifier, ...]
     observations: tuple[ReceivedObservation, ...]
     problems: tuple[ObservationProblem, ...]
     z_segments: tuple[Segment, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[FieldWarning, ...]:
+        """The OBX left out, as warnings of an accepted message (an ERR of severity W each)."""
+        return tuple(
+            FieldWarning(p.location, p.code, "observation_left_out", f"{p.problem}; left out")
+            for p in self.problems
+        )
 
 
 def decode_oru(message: Message, *, default_zone: tzinfo | None = None) -> ReceivedOru:

@@ -1,16 +1,20 @@
 """Who calls the API in tests: the platform's auth settings with a test-only signing key, and
-bearer tokens for principals of any role, tenant and care team (minted directly: the password
-flow has tests of its own)."""
+users of any role, tenant and care team with their bearer tokens (minted directly: the
+password flow has tests of its own)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from gateway.auth import AuthSettings, EmbeddedTokens, Principal, Role
-from gateway.models import DEFAULT_TENANT, CareTeam, Patient
+from gateway.auth import AuthSettings, EmbeddedTokens, Role
+from gateway.auth.web import UserRecord
+from gateway.models import DEFAULT_TENANT, CareTeam, Patient, Tenant
+from gateway.registry import Registry
 from gateway.settings import GatewaySettings
 from gateway.store import RecordStore
 from tryggheim.mqtt import MqttSettings
@@ -18,29 +22,49 @@ from tryggheim.mqtt import MqttSettings
 #: A key for tests only; real deployments take theirs from the environment.
 TEST_SIGNING_KEY = "tryggheim-test-signing-key-not-for-production-use"
 
+_numbers = itertools.count(1)
+
 
 def auth_settings() -> AuthSettings:
     return AuthSettings(signing_key=SecretStr(TEST_SIGNING_KEY))
 
 
-def token(
+async def user(
+    store: RecordStore,
     *roles: Role,
     tenant: str = DEFAULT_TENANT,
     teams: tuple[int, ...] = (),
-    subject: str = "user:test",
-) -> str:
-    principal = Principal(
-        subject=subject,
-        display_name=subject,
-        tenant_id=tenant,
-        care_team_ids=frozenset(str(t) for t in teams),
-        roles=frozenset(roles),
+    name: str = "test",
+) -> UserRecord:
+    """A user made for the test (her tenant too, when missing): the platform checks every
+    token it issued against the user's row, so a token needs one."""
+    registry = Registry(store)
+    async with store.session() as s:
+        known = await s.get(Tenant, tenant)
+    if known is None:
+        await registry.ensure_tenant(tenant, tenant, "Europe/Oslo")
+    username = f"{name}-{next(_numbers)}"
+    await registry.create_user(
+        tenant,
+        username=username,
+        display_name=name,
+        roles=roles,
+        team_ids=teams,
+        password_hash="!",  # no password signs her in
     )
-    return EmbeddedTokens(auth_settings()).issue(principal, now=datetime.now(UTC)).access_token
+    record = await registry.user_record(username)
+    assert record is not None
+    return record
 
 
-def bearer(*roles: Role, **kwargs: object) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(*roles, **kwargs)}"}  # type: ignore[arg-type]
+def bearer_of(record: UserRecord, *, now: datetime | None = None) -> dict[str, str]:
+    issued = EmbeddedTokens(auth_settings()).issue(record.principal(), now=now or datetime.now(UTC))
+    return {"Authorization": f"Bearer {issued.access_token}"}
+
+
+async def signed_in(store: RecordStore, *roles: Role, **kwargs: Any) -> dict[str, str]:
+    """Bearer headers of a new user with ``roles`` (keywords as :func:`user`)."""
+    return bearer_of(await user(store, *roles, **kwargs))
 
 
 def platform_settings(**overrides: object) -> GatewaySettings:

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from access import TEST_SIGNING_KEY, auth_settings, bearer
+from access import TEST_SIGNING_KEY, auth_settings, signed_in
 from pydantic import SecretStr
 from servers import BrokerFixture, tail
 
@@ -196,13 +196,14 @@ async def running_chain(
         await platform.store.migrate()
         patient = PATIENT.model_copy(update={"gp_hl7_port": gp.port})
         await provision(platform.store, Registry(patients=[patient]))
+        coordinator = await signed_in(platform.store, Role.COORDINATOR)
         platform_task = asyncio.create_task(platform.run(), name="platform")
         edge = edge_process(edge_config(workdir / "edge.toml", broker, radio.central_transport))
         await edge.start()
         base_url = f"http://127.0.0.1:{http_port}"
         try:
             async with httpx.AsyncClient(
-                base_url=base_url, timeout=10, headers=bearer(Role.COORDINATOR)
+                base_url=base_url, timeout=10, headers=coordinator
             ) as http:
                 await until(lambda: platform.started, what="the platform to start")
                 yield Chain(broker, platform, gp, radio, cuff, edge, http, base_url)

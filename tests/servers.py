@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -228,6 +228,8 @@ class PostgresServer:
     password: str
     datadir: Path
     log_path: Path
+    options: str = ""
+    """The server's command-line options (``pg_ctl start -o``)."""
 
     def url(self, dbname: str) -> str:
         """SQLAlchemy URL of database ``dbname`` on this server."""
@@ -325,37 +327,56 @@ def running_postgres(basedir: Path) -> Iterator[PostgresServer]:
             "-c max_connections=200",
         ]
     )
-    pg_ctl = str(bindir / "pg_ctl")
+    server = replace(server, options=options)
     try:
-        _run_checked(
-            # -w: return once the server accepts connections (at most -t seconds)
-            _as_postgres(
-                [
-                    pg_ctl,
-                    "start",
-                    "-w",
-                    "-t",
-                    "30",
-                    "-D",
-                    str(datadir),
-                    "-l",
-                    str(log_path),
-                    "-o",
-                    options,
-                ]
-            ),
-            "pg_ctl start",
-            log_path,
-        )
+        start_postgres(server)
         yield server
     finally:
         # Also after a failed or timed-out start, which can leave a postmaster running.
-        if (datadir / "postmaster.pid").exists():
-            _run_checked(
-                _as_postgres([pg_ctl, "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
-                "pg_ctl stop",
-                log_path,
-            )
+        stop_postgres(server)
+
+
+def start_postgres(server: PostgresServer) -> None:
+    """``pg_ctl start``: return once the server accepts connections (at most 30 s)."""
+    _run_checked(
+        _as_postgres(
+            [
+                str(_postgres_bindir() / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "30",
+                "-D",
+                str(server.datadir),
+                "-l",
+                str(server.log_path),
+                "-o",
+                server.options,
+            ]
+        ),
+        "pg_ctl start",
+        server.log_path,
+    )
+
+
+def stop_postgres(server: PostgresServer) -> None:
+    """``pg_ctl stop -m immediate`` (like a crash: open connections are cut), if it runs."""
+    if (server.datadir / "postmaster.pid").exists():
+        _run_checked(
+            _as_postgres(
+                [
+                    str(_postgres_bindir() / "pg_ctl"),
+                    "-D",
+                    str(server.datadir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ]
+            ),
+            "pg_ctl stop",
+            server.log_path,
+        )
 
 
 # -- VictoriaMetrics -----------------------------------------------------------------------------

@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from access import bearer
+from access import signed_in
 from nurse_world import NURSE, PASSWORD, NurseWorld, now_here, running_world
 from sqlalchemy import select
 
-import gateway.api
+import gateway.api_stream
 from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Role
 from gateway.models import AuditEntry
@@ -86,7 +86,9 @@ async def test_one_patients_thresholds_follow_her_care_plan(
 ) -> None:
     berg = world.patients["Berg"]
     plan = {"thresholds": {"pulse_low": {"enabled": False}, "temperature_high": {"limit": "38.0"}}}
-    async with httpx.AsyncClient(base_url=world.url, headers=bearer(Role.COORDINATOR)) as coord:
+    async with httpx.AsyncClient(
+        base_url=world.url, headers=await signed_in(world.store, Role.COORDINATOR)
+    ) as coord:
         changed = await coord.put(f"/api/v1/patients/{berg}/care-plan", json=plan)
         assert changed.status_code == 200, changed.text
     response = await nurse.get(f"/api/v1/patients/{berg}/thresholds")
@@ -207,7 +209,7 @@ async def test_a_paired_device_never_heard_from_is_listed(
 async def test_the_live_stream_says_it_is_alive_between_events(
     world: NurseWorld, nurse: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway.api, "STREAM_KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(gateway.api_stream, "STREAM_KEEPALIVE_S", 0.2)
     async with nurse.stream("GET", "/api/v1/stream") as response:
         assert response.status_code == 200
         lines = response.aiter_lines()

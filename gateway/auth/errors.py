@@ -161,3 +161,16 @@ class PermissionDenied(AuthError):
             f"{subject} may not {action}: {reason}",
             hint="ask an administrator for the role or care team membership this needs",
         )
+
+
+class TokenRevoked(AuthError):
+    """A well-signed, unexpired token whose access has ended: the user was disabled or deleted,
+    or her roles, care teams or password changed after it was issued."""
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(
+            f"access token no longer valid: {reason}",
+            hint="sign in again; if that fails, ask an administrator about the account",
+        )

@@ -4,7 +4,7 @@ Time is checked here against an explicit ``now`` (PyJWT would read the clock its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -112,6 +112,17 @@ def decode(
     if nbf is not None and timestamp < nbf - leeway_s:
         raise TokenNotYetValid(nbf)
     return claims
+
+
+def expiry(claims: dict[str, Any]) -> datetime | None:
+    """``exp`` as a time (after :func:`decode` checked that it is a number)."""
+    exp = _numeric(claims, "exp")
+    if exp is None:
+        return None
+    try:
+        return datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidClaim("exp", "out of range") from None
 
 
 def _numeric(claims: dict[str, Any], name: str) -> float | None:

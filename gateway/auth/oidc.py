@@ -223,4 +223,5 @@ class OidcVerifier:
             care_team_ids=frozenset(jwtcheck.string_list_claim(claims, mapping.teams)),
             roles=roles,
             auth_method=AuthMethod.OIDC,
+            expires_at=jwtcheck.expiry(claims),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -31,6 +32,13 @@ class Principal:
     care_team_ids: frozenset[str] = field(default_factory=frozenset)
     roles: frozenset[Role] = field(default_factory=frozenset)
     auth_method: AuthMethod = AuthMethod.PASSWORD
+    token_version: int | None = None
+    """Embedded tokens: the user's token version when the token was issued. A change to her
+    account that must end access (disabled, roles, care teams, password) raises the stored
+    version, and every request compares the two (``gateway.registry.Registry.check_session``).
+    None for OIDC tokens: the identity provider revokes those."""
+    expires_at: datetime | None = None
+    """When the token expires (its ``exp``): a live stream ends then."""
 
     def has_role(self, *roles: Role) -> bool:
         """True when the principal holds at least one of ``roles``."""

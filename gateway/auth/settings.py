@@ -95,6 +95,12 @@ class AuthSettings(BaseModel):
     """HS256: a random string of at least 32 bytes (see ``generate_signing_key``); EdDSA/ES256: a
     PEM private key (Ed25519 / P-256). None switches the embedded password flow off."""
     leeway_s: float = Field(default=10.0, ge=0, le=300)
+    session_check_cache_s: float = Field(default=1.0, ge=0, le=60)
+    """Every request with one of the platform's own tokens checks its user's row (disabled,
+    changed roles, teams or password end the token). A token found valid is taken as valid for
+    this long without asking again: a change made in this process still counts at once, one
+    made by another platform process (or in the database by hand) within this time. 0: ask
+    the database on every request."""
     token_url: str = "/api/v1/auth/token"
     realm: str = "tryggheim"
     oidc: OidcSettings | None = None

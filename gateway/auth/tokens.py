@@ -29,7 +29,7 @@ class IssuedToken:
 class EmbeddedTokens:
     """Issue and verify the platform's own JWTs. Claims: ``iss``, ``aud``, ``sub``, ``iat``,
     ``nbf``, ``exp``, ``jti``, ``name``, ``tenant``, ``teams`` (list), ``roles`` (list),
-    ``amr`` (``["pwd"]``)."""
+    ``amr`` (``["pwd"]``), ``ver`` (the user's token version: see ``Principal.token_version``)."""
 
     def __init__(self, settings: AuthSettings) -> None:
         if settings.signing_key is None:
@@ -49,6 +49,8 @@ class EmbeddedTokens:
     def issue(self, principal: Principal, *, now: datetime) -> IssuedToken:
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
+        if principal.token_version is None:
+            raise ValueError("an embedded token needs the user's token_version")
         lifetime = self.settings.access_token_lifetime_s
         expires_at = now + timedelta(seconds=lifetime)
         claims: dict[str, Any] = {
@@ -64,6 +66,7 @@ class EmbeddedTokens:
             "teams": sorted(principal.care_team_ids),
             "roles": sorted(principal.roles),
             "amr": ["pwd"],
+            "ver": principal.token_version,
         }
         token = jwt.encode(claims, self._signing_key, algorithm=self.settings.algorithm)
         return IssuedToken(token, expires_at, lifetime)
@@ -86,6 +89,11 @@ class EmbeddedTokens:
         except ValueError:
             raise InvalidClaim("roles", f"unknown role in {roles}") from None
         subject = jwtcheck.string_claim(claims, "sub")
+        version = claims.get("ver")
+        if version is None:
+            raise MissingClaim("ver")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidClaim("ver", "must be an integer")
         name = claims.get("name")
         return Principal(
             subject=subject,
@@ -94,4 +102,6 @@ class EmbeddedTokens:
             care_team_ids=frozenset(jwtcheck.string_list_claim(claims, "teams")),
             roles=parsed,
             auth_method=AuthMethod.PASSWORD,
+            token_version=version,
+            expires_at=jwtcheck.expiry(claims),
         )

@@ -49,9 +49,8 @@ def _quoted(text: str) -> str:
     return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:200]
 
 
-def http_error(error: AuthError, realm: str = "tryggheim") -> HTTPException:
-    """The HTTP answer to an AuthError: 401 + ``WWW-Authenticate: Bearer`` for bad or missing
-    credentials, 403 for a role or team failure, 503 when the provider's keys are unreachable."""
+def auth_headers(error: AuthError, realm: str = "tryggheim") -> dict[str, str]:
+    """``WWW-Authenticate: Bearer`` on 401 and 403 (RFC 6750 §3), ``Retry-After`` on 503."""
     message = str(error.args[0]) if error.args else type(error).__name__
     headers: dict[str, str] = {}
     if error.status_code in (401, 403):
@@ -61,8 +60,15 @@ def http_error(error: AuthError, realm: str = "tryggheim") -> HTTPException:
         headers["WWW-Authenticate"] = challenge
     elif error.status_code == 503:
         headers["Retry-After"] = "30"
+    return headers
+
+
+def http_error(error: AuthError, realm: str = "tryggheim") -> HTTPException:
+    """The HTTP answer to an AuthError: 401 + ``WWW-Authenticate: Bearer`` for bad or missing
+    credentials, 403 for a role or team failure, 503 when the provider's keys are unreachable."""
+    message = str(error.args[0]) if error.args else type(error).__name__
     detail = {"error": error.error or "unauthorized", "message": message, "hint": error.hint}
-    return HTTPException(error.status_code, detail=detail, headers=headers)
+    return HTTPException(error.status_code, detail=detail, headers=auth_headers(error, realm))
 
 
 def principal_dependency(settings: AuthSettings, verifier: TokenVerifier) -> PrincipalDependency:
@@ -134,6 +140,7 @@ class UserRecord:
     care_team_ids: frozenset[str] = field(default_factory=frozenset)
     roles: frozenset[Role] = field(default_factory=frozenset)
     disabled: bool = False
+    token_version: int = 0
 
     def principal(self) -> Principal:
         return Principal(
@@ -143,6 +150,7 @@ class UserRecord:
             care_team_ids=self.care_team_ids,
             roles=self.roles,
             auth_method=AuthMethod.PASSWORD,
+            token_version=self.token_version,
         )
 
 
@@ -157,8 +165,14 @@ class TokenResponse(BaseModel):
 
 
 class TokenError(BaseModel):
-    """RFC 6749 §5.2."""
+    """RFC 6749 §5.2 (``error``, ``error_description``, as OAuth2 clients read it), in the
+    API's problem shape (RFC 9457: ``type``, ``title``, ``status``, ``detail``, ``hint``)."""
 
+    type: str = "about:blank"
+    title: str = "Bad Request"
+    status: int = 400
+    detail: str
+    hint: str | None = None
     error: str
     error_description: str
 
@@ -200,7 +214,10 @@ def token_router(
             )
         if user is None or not ok or user.disabled:
             error = InvalidCredentials()
-            body = TokenError(error=error.error, error_description=str(error.args[0]))
+            message = str(error.args[0])
+            body = TokenError(
+                detail=message, hint=error.hint, error=error.error, error_description=message
+            )
             return JSONResponse(body.model_dump(), status_code=400, headers=no_store)
         if new_hash is not None and on_rehash is not None:
             await on_rehash(user, new_hash)

@@ -28,14 +28,15 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from access import auth_settings, platform_settings
+from access import auth_settings, platform_settings, user
 from chain import serving_app
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.api import create_app
 from gateway.auth import Action, EmbeddedTokens, Principal, Role, policy
+from gateway.auth.web import UserRecord
 from gateway.events import EventBus
 from gateway.models import (
     DEFAULT_TENANT,
@@ -86,10 +87,6 @@ class Caller:
     teams: tuple[Team, ...] = ()
     credentials: Credentials = Credentials.VALID
 
-    @property
-    def subject(self) -> str:
-        return f"user:{self.name}"
-
 
 NURSE_A = Caller("nurse-a", (Role.NURSE,), teams=(Team.A,))
 NURSE_B = Caller("nurse-b", (Role.NURSE,), teams=(Team.B,))
@@ -101,6 +98,11 @@ ANONYMOUS = Caller("anonymous", credentials=Credentials.NONE)
 GARBAGE = Caller("garbage", (Role.COORDINATOR,), credentials=Credentials.GARBAGE)
 # A coordinator's token: refused for its age alone.
 EXPIRED = Caller("expired", (Role.COORDINATOR,), credentials=Credentials.EXPIRED)
+
+# For the audit log's checks.
+AUDITEE = Caller("auditee", (Role.NURSE,), teams=(Team.A,))
+STRANGER = Caller("stranger", (Role.NURSE,), teams=(Team.B,))
+ADMIN_OTHER = Caller("admin-other", (Role.ADMIN,), tenant=OTHER_TENANT)
 
 CALLERS = (
     NURSE_A,
@@ -169,6 +171,7 @@ class World:
         self.teams: dict[Team, int] = {}
         self.patients: dict[Target, int] = {}
         self.alarms: dict[Target, int] = {}
+        self.users: dict[str, UserRecord] = {}
         self._numbers = itertools.count(1)
         self._seqs = itertools.count(1)
 
@@ -183,14 +186,21 @@ class World:
         return f"{prefix}-{self.number():05d}"
 
     # --- principals and their tokens ---
-    def principal(self, caller: Caller) -> Principal:
-        return Principal(
-            subject=caller.subject,
-            display_name=caller.name,
-            tenant_id=caller.tenant,
-            care_team_ids=frozenset(str(self.teams[t]) for t in caller.teams),
-            roles=frozenset(caller.roles),
+    async def sign_up(self, caller: Caller) -> None:
+        """The caller's user row: the platform checks every token against it."""
+        self.users[caller.name] = await user(
+            self.store,
+            *caller.roles,
+            tenant=caller.tenant,
+            teams=tuple(self.teams[t] for t in caller.teams),
+            name=caller.name,
         )
+
+    def principal(self, caller: Caller) -> Principal:
+        return self.users[caller.name].principal()
+
+    def subject(self, caller: Caller) -> str:
+        return self.users[caller.name].subject
 
     def headers(self, caller: Caller) -> dict[str, str]:
         if caller.credentials is Credentials.NONE:
@@ -601,6 +611,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
         world.teams[Team.A] = await world.new_team(DEFAULT_TENANT, "Team A")
         world.teams[Team.B] = await world.new_team(DEFAULT_TENANT, "Team B")
         world.teams[Team.O] = await world.new_team(OTHER_TENANT, "Team O")
+        for caller in (*CALLERS, AUDITEE, STRANGER, ADMIN_OTHER):
+            if caller.credentials in (Credentials.VALID, Credentials.EXPIRED):
+                await world.sign_up(caller)
         for target in Target:
             patient = await world.new_patient(target)
             device = await world.new_device(target, patient)
@@ -674,8 +687,12 @@ async def test_access(world: World, route: Route, caller: Caller, target: Target
     assert response.status_code == expected, response.text[:500]
     if expected == 401:
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    if expected >= 400:  # one error shape everywhere (RFC 9457)
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == expected and isinstance(problem["detail"], str)
     if expected == 403:
-        assert response.json()["detail"]["error"] == "insufficient_scope"
+        assert response.json()["error"] == "insufficient_scope"
 
 
 async def test_the_cases_reach_every_outcome(world: World) -> None:
@@ -768,13 +785,41 @@ async def test_alarm_lists_stay_within_tenant_and_teams(world: World) -> None:
     assert coordinator.isdisjoint(other_ids)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "params", "field"),
+    [
+        ("GET", "/api/v1/patients/{patient}/observations", {"cursor": ""}, ["query", "cursor"]),
+        ("GET", "/api/v1/patients/{patient}/observations", {"since": "2026-11-22T06:00"}, None),
+        ("GET", "/api/v1/patients/{patient}/observations", {"limit": "0"}, ["query", "limit"]),
+        ("POST", "/api/v1/alarms/{alarm}/resolve", {}, ["body", "note"]),
+    ],
+    ids=["empty cursor", "time without zone", "limit 0", "resolve without a body"],
+)
+async def test_every_422_names_its_invalid_fields(
+    world: World, method: str, path: str, params: dict[str, str], field: list[str] | None
+) -> None:
+    """Issue 12 #12: schemathesis found 422s whose ``detail`` was a bare string."""
+    alarm = await world.new_alarm(Target.TEAM_A, "resolve")
+    url = path.format(patient=world.patients[Target.TEAM_A], alarm=alarm)
+    response = await world.client.request(
+        method, url, params=params, headers=world.headers(COORDINATOR)
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 422 and problem["detail"]
+    assert problem["errors"], "a 422 lists each invalid field"
+    if field is not None:
+        assert problem["errors"][0]["loc"] == field
+
+
 async def test_acknowledging_twice_keeps_the_first_acknowledger(world: World) -> None:
     alarm = await world.new_alarm(Target.TEAM_A, "acknowledge")
     url = f"/api/v1/alarms/{alarm}/acknowledge"
     first = await world.client.post(url, headers=world.headers(NURSE_A))
     second = await world.client.post(url, headers=world.headers(COORDINATOR))
     assert first.status_code == second.status_code == 200
-    assert second.json()["acknowledged_by"] == NURSE_A.subject
+    assert second.json()["acknowledged_by"] == world.subject(NURSE_A)
     assert second.json()["state"] == "acknowledged"
 
 
@@ -782,7 +827,7 @@ async def test_acknowledging_twice_keeps_the_first_acknowledger(world: World) ->
 
 
 async def test_reading_patient_data_is_audited_with_the_callers_identity(world: World) -> None:
-    reader = Caller("auditee", (Role.NURSE,), teams=(Team.A,))
+    reader = AUDITEE
     patient = world.patients[Target.TEAM_A]
     response = await world.client.get(
         f"/api/v1/patients/{patient}/observations", headers=world.headers(reader)
@@ -790,7 +835,7 @@ async def test_reading_patient_data_is_audited_with_the_callers_identity(world: 
     assert response.status_code == 200
     async with world.store.session() as s:
         entries = list(
-            await s.scalars(select(AuditEntry).where(AuditEntry.actor == reader.subject))
+            await s.scalars(select(AuditEntry).where(AuditEntry.actor == world.subject(reader)))
         )
     assert [(e.action, e.patient_id, e.tenant_id, e.purpose) for e in entries] == [
         ("read_observations", patient, DEFAULT_TENANT, "care")
@@ -802,29 +847,70 @@ async def test_reading_patient_data_is_audited_with_the_callers_identity(world: 
         "/api/v1/registry/audit", params={"limit": 5000}, headers=world.headers(ADMIN)
     )
     assert log.status_code == 200
-    mine = [e for e in log.json() if e["actor"] == reader.subject]
+    mine = [e for e in log.json() if e["actor"] == world.subject(reader)]
     assert [(e["action"], e["patient_id"]) for e in mine] == [("read_observations", patient)]
     # ... an admin of another tenant does not.
-    other_admin = Caller("admin-other", (Role.ADMIN,), tenant=OTHER_TENANT)
+    other_admin = ADMIN_OTHER
     elsewhere = await world.client.get(
         "/api/v1/registry/audit", params={"limit": 5000}, headers=world.headers(other_admin)
     )
     assert elsewhere.status_code == 200
-    assert all(e["actor"] != reader.subject for e in elsewhere.json())
+    assert all(e["actor"] != world.subject(reader) for e in elsewhere.json())
 
 
-async def test_a_refused_read_writes_no_audit_entry(world: World) -> None:
-    stranger = Caller("stranger", (Role.NURSE,), teams=(Team.B,))
+async def test_a_refused_read_is_audited_as_denied(world: World) -> None:
+    """Issue 12 #11: a read of another team's patient (404) and a read the role does not allow
+    (403) are in the audit log, naming the patient asked for."""
     patient = world.patients[Target.TEAM_A]
-    response = await world.client.get(
-        f"/api/v1/patients/{patient}/observations", headers=world.headers(stranger)
-    )
-    assert response.status_code == 404
     async with world.store.session() as s:
-        actors = list(
-            await s.scalars(select(AuditEntry.id).where(AuditEntry.actor == stranger.subject))
+        before = await s.scalar(select(func.max(AuditEntry.id))) or 0
+    refused = await world.client.get(
+        f"/api/v1/patients/{patient}/observations", headers=world.headers(STRANGER)
+    )
+    assert refused.status_code == 404
+    forbidden = await world.client.get(
+        f"/api/v1/patients/{patient}/observations", headers=world.headers(ADMIN_OTHER)
+    )
+    assert forbidden.status_code == 403
+    async with world.store.session() as s:
+        entries = list(
+            await s.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.id > before,
+                    AuditEntry.actor.in_([world.subject(STRANGER), world.subject(ADMIN_OTHER)]),
+                )
+                .order_by(AuditEntry.id)
+            )
         )
-    assert actors == []
+    assert [(e.actor, e.action, e.patient_id, e.outcome) for e in entries] == [
+        (world.subject(STRANGER), "read_patient", patient, "denied"),
+        (world.subject(ADMIN_OTHER), "read_patient", patient, "denied"),
+    ]
+
+
+async def test_an_administrators_refused_read_of_a_registration_is_audited(world: World) -> None:
+    patient = world.patients[Target.TEAM_A]
+    for path in (
+        f"/api/v1/registry/patients/{patient}",
+        f"/api/v1/registry/patients/{patient}/export",
+    ):
+        response = await world.client.get(path, headers=world.headers(ADMIN_OTHER))
+        assert response.status_code == 404
+    async with world.store.session() as s:
+        entries = list(
+            await s.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.actor == world.subject(ADMIN_OTHER), AuditEntry.patient_id == patient
+                )
+                .order_by(AuditEntry.id)
+            )
+        )
+    assert [(e.action, e.outcome) for e in entries][-2:] == [
+        ("get_registration", "denied"),
+        ("export_patient_data", "denied"),
+    ]
 
 
 @pytest.mark.parametrize("caller", [NURSE_A, COORDINATOR, INTEGRATION, COORDINATOR_OTHER])

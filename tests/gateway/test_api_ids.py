@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from access import bearer, platform_settings
+from access import platform_settings, signed_in
 from chain import serving_app
 
 from gateway.api import create_app
@@ -20,7 +20,8 @@ TOO_BIG = [2**31, 2**63, 10**30]
 async def test_an_id_too_big_for_the_database_is_a_422(store: RecordStore, big: int) -> None:
     app = create_app(store, EventBus(), platform_settings())
     async with serving_app(app) as url, httpx.AsyncClient(base_url=url) as client:
-        coordinator, admin = bearer(Role.COORDINATOR), bearer(Role.ADMIN)
+        coordinator = await signed_in(store, Role.COORDINATOR)
+        admin = await signed_in(store, Role.ADMIN)
         calls = [
             ("GET", f"/api/v1/patients/{big}/observations", coordinator, None),
             ("GET", f"/api/v1/alarms/{big}", coordinator, None),

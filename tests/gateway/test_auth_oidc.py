@@ -170,6 +170,7 @@ async def test_rs256_and_es256_tokens_verify_and_keys_are_cached(jwks_server: Jw
         care_team_ids=frozenset({"team-a"}),
         roles=frozenset({Role.NURSE}),
         auth_method=AuthMethod.OIDC,
+        expires_at=NOW + timedelta(minutes=10),
     )
     assert (await oidc.verify(ec_key.sign(), now=NOW)).subject == "nurse-17"
     for _ in range(5):
@@ -327,7 +328,8 @@ async def test_bearer_verifier_dispatches_on_issuer(jwks_server: JwksServer) -> 
     both = BearerVerifier.from_settings(auth)
     assert (await both.verify(key.sign(), now=NOW)).auth_method is AuthMethod.OIDC
     own = EmbeddedTokens(auth).issue(
-        Principal("user:1", "Ola", "oslo", roles=frozenset({Role.ADMIN})), now=NOW
+        Principal("user:1", "Ola", "oslo", roles=frozenset({Role.ADMIN}), token_version=0),
+        now=NOW,
     )
     assert (await both.verify(own.access_token, now=NOW)).auth_method is AuthMethod.PASSWORD
     with pytest.raises(WrongIssuer) as raised:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -42,6 +43,7 @@ KARI = Principal(
     tenant_id="oslo",
     care_team_ids=frozenset({"team-a", "team-b"}),
     roles=frozenset({Role.NURSE}),
+    token_version=3,
 )
 
 
@@ -95,8 +97,10 @@ def test_issue_and_verify_round_trip() -> None:
     issued = tokens.issue(KARI, now=NOW)
     assert issued.expires_in == 1800
     assert issued.expires_at == NOW + timedelta(seconds=1800)
-    assert tokens.verify(issued.access_token, now=NOW + timedelta(minutes=29)) == KARI
+    verified = tokens.verify(issued.access_token, now=NOW + timedelta(minutes=29))
+    assert verified == replace(KARI, expires_at=issued.expires_at)
     claims = jwt.decode(issued.access_token, options={"verify_signature": False})
+    assert claims["ver"] == 3
     assert claims["roles"] == ["nurse"] and claims["teams"] == ["team-a", "team-b"]
     assert claims["iss"] == "tryggheim" and claims["aud"] == "tryggheim-api"
 
@@ -165,6 +169,7 @@ def _signed(**changes: object) -> str:
         "exp": int((NOW + timedelta(minutes=5)).timestamp()),
         "tenant": "oslo",
         "roles": ["nurse"],
+        "ver": 0,
     }
     for name, value in changes.items():
         if value is None:
@@ -174,7 +179,7 @@ def _signed(**changes: object) -> str:
     return jwt.encode(claims, KEY, algorithm="HS256")
 
 
-@pytest.mark.parametrize("claim", ["exp", "sub", "aud", "tenant", "roles"])
+@pytest.mark.parametrize("claim", ["exp", "sub", "aud", "tenant", "roles", "ver"])
 def test_missing_claims(claim: str) -> None:
     with pytest.raises(MissingClaim) as raised:
         EmbeddedTokens(SETTINGS).verify(_signed(**{claim: None}), now=NOW)
@@ -183,7 +188,15 @@ def test_missing_claims(claim: str) -> None:
 
 @pytest.mark.parametrize(
     ("claim", "value"),
-    [("roles", ["nurse", "superuser"]), ("roles", {"a": 1}), ("exp", "tomorrow"), ("teams", 5)],
+    [
+        ("roles", ["nurse", "superuser"]),
+        ("roles", {"a": 1}),
+        ("exp", "tomorrow"),
+        ("exp", 10**20),
+        ("teams", 5),
+        ("ver", "1"),
+        ("ver", True),
+    ],
 )
 def test_invalid_claims(claim: str, value: object) -> None:
     with pytest.raises((InvalidClaim, MalformedToken)):
@@ -209,4 +222,4 @@ def test_asymmetric_embedded_keys(algorithm: Literal["EdDSA", "ES256"]) -> None:
     tokens = EmbeddedTokens(AuthSettings(algorithm=algorithm, signing_key=SecretStr(pem)))
     token = tokens.issue(KARI, now=NOW).access_token
     assert jwt.get_unverified_header(token)["alg"] == algorithm
-    assert tokens.verify(token, now=NOW) == KARI
+    assert tokens.verify(token, now=NOW) == replace(KARI, expires_at=NOW + timedelta(minutes=30))

@@ -140,10 +140,13 @@ async def test_bad_credentials_are_invalid_grant(
         assert response.status_code == 422  # form validation: password is required
         return
     assert response.status_code == 400
-    assert response.json() == {
-        "error": "invalid_grant",
-        "error_description": "incorrect username or password",
-    }
+    body = response.json()
+    assert (body["error"], body["error_description"]) == (
+        "invalid_grant",
+        "incorrect username or password",
+    )
+    # ... and the API's one error shape (RFC 9457) besides.
+    assert (body["status"], body["detail"]) == (400, "incorrect username or password")
 
 
 @pytest.mark.parametrize("header", [None, "", "Basic a2FyaTpwdw==", "Bearer", "Token abc"])

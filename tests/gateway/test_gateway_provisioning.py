@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from access import bearer, platform_settings
+from access import platform_settings, signed_in
 from chain import serving_app, until
 from pydantic import SecretStr
 from servers import BrokerFixture
@@ -37,9 +37,10 @@ async def admin_api(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[h
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
     await store.migrate()
     app = create_app(store, EventBus(), platform_settings(broker_accounts=accounts))
+    admin = await signed_in(store, Role.ADMIN)
     async with (
         serving_app(app) as url,
-        httpx.AsyncClient(base_url=url, headers=bearer(Role.ADMIN)) as client,
+        httpx.AsyncClient(base_url=url, headers=admin) as client,
     ):
         yield client
     await store.close()

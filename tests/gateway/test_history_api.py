@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from access import bearer, care_team_of, platform_settings
+from access import care_team_of, platform_settings, signed_in
 from chain import serving_app
 from delivery import GATEWAY, readings
 from sqlalchemy import select
@@ -50,9 +50,10 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordSt
     pairs = [o for obs in minutes for o in (obs, replace(obs, code="MDC_PRESS_BLD_NONINV_DIA"))]
     numbered = [replace(o, seq=n) for n, o in enumerate(pairs, start=1)]
     await store.commit_batch(GATEWAY, numbered, datetime.now(UTC))
+    nurse = await signed_in(store, Role.NURSE, teams=(team,))
     async with (
         serving_app(create_app(store, EventBus(), platform_settings())) as url,
-        httpx.AsyncClient(base_url=url, headers=bearer(Role.NURSE, teams=(team,))) as client,
+        httpx.AsyncClient(base_url=url, headers=nurse) as client,
     ):
         yield client, store, patient
     await store.close()

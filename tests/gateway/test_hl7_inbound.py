@@ -30,11 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.hl7_apply import HL7_GATEWAY, MessageApplier
 from gateway.hl7_inbound import Hl7Receiver, screen, serve_hl7
 from gateway.models import Hl7Inbound, Hl7State, ObservationRow, Patient
+from gateway.observability import PlatformMetrics
 from gateway.settings import Hl7ListenSettings
 from gateway.store import RecordStore
 from hl7.ack import Ack, AckCode, parse_ack
 from hl7.errors import MessageError
-from hl7.message import Message, parse_message, read_header
+from hl7.inbound import InboundMessage
+from hl7.message import parse_message, read_header
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from tryggheim.broker import find_free_port
 from tryggheim.tlsutil import make_test_ca
@@ -530,11 +532,11 @@ async def test_a_bug_in_processing_costs_that_message_only(
     applying = MessageApplier.apply
 
     async def faulty(
-        self: MessageApplier, s: AsyncSession, message: Message, row_id: int
+        self: MessageApplier, s: AsyncSession, decoded: InboundMessage, row_id: int
     ) -> tuple[int, str]:
-        if message.control_id == "BUG":
+        if decoded.control_id == "BUG":
             raise RuntimeError("a bug in the applier")
-        return await applying(self, s, message, row_id)
+        return await applying(self, s, decoded, row_id)
 
     monkeypatch.setattr(MessageApplier, "apply", faulty)
     receiver = Hl7Receiver(store)
@@ -546,3 +548,80 @@ async def test_a_bug_in_processing_costs_that_message_only(
     rows = await inbound_rows(store)
     assert (rows["BUG"].state, rows["OK"].state) == ("error", "accepted")
     assert (receiver.stats.errors, receiver.stats.accepted) == (1, 1)
+
+
+# --- keep the unusual but legal (issue 14) ---
+
+FH_NUMMER = "81212121223"  # felles hjelpenummer: first digit 8, mod-11 control digits
+
+
+async def test_unusual_but_legal_values_are_kept_warned_and_counted(store: RecordStore) -> None:
+    """A national code for sex (PID-8 ``1`` from a Norwegian sender), ``FEMALE``, an unknown
+    code, a patient known only by her FH-nummer, an ORU with one OBX of an unknown unit: each
+    message is accepted (AA) with an ERR of severity W naming what was altered or left out; the
+    row says so, and the alterations are counted by reason in /metrics."""
+    receiver = Hl7Receiver(store)
+    async with serving(store, receiver) as port:
+        national_code = adt("A01", "U1", FH_NUMMER, "Nyfødt^Gutt").replace(
+            b"|19650715|F\r", b"|19650715|1\r"
+        )
+        spelled = adt("A01", "U2", KARI, "Ødegård^Kari").replace(
+            b"|19650715|F\r", b"|19650715|FEMALE\r"
+        )
+        unknown = adt("A01", "U3", OLA, "Nordmann^Ola").replace(b"|19650715|F\r", b"|19650715|X\r")
+        answers = [await send(port, m) for m in (national_code, spelled, unknown)]
+        two_obx = oru("U4", KARI, "128") + (
+            b"OBX|2|NM|150022^MDC_PRESS_BLD_NONINV_DIA^MDC|1.0.1.2|80|999^NO_SUCH_UNIT^MDC"
+            b"|||||R|||20250301081500+0100\n"
+        )
+        answers.append(await send(port, two_obx))
+    assert [(a.code, a.acked_control_id) for a in answers] == [
+        (AckCode.AA, "U1"), (AckCode.AA, "U2"), (AckCode.AA, "U3"), (AckCode.AA, "U4"),
+    ]  # fmt: skip
+    assert [[(e.severity, e.location, e.code) for e in a.errors] for a in answers] == [
+        [("W", "PID^1^8", "103")],
+        [("W", "PID^1^8", "103")],
+        [("W", "PID^1^8", "103")],
+        [("W", "OBX^2^6", "103")],
+    ]
+    registered = await patients(store)
+    assert (registered[FH_NUMMER].sex, registered[KARI].sex, registered[OLA].sex) == ("M", "F", "U")
+    rows = await inbound_rows(store)
+    assert "PID^1^8: sex '1' read as M" in (rows["U1"].detail or "")
+    assert "stored as U" in (rows["U3"].detail or "")
+    assert "OBX^2^6" in (rows["U4"].detail or "")
+    assert receiver.stats.altered == {
+        "sex_code_list_3101": 1,
+        "sex_spelling": 1,
+        "sex_not_understood": 1,
+        "observation_left_out": 1,
+    }
+    metrics = PlatformMetrics(
+        {"hl7_inbound": lambda: [receiver.stats], "hl7_mllp": lambda: [receiver.connection_stats]},
+        store,
+    )
+    text = metrics.render().decode()
+    assert 'tryggheim_hl7_inbound_altered_total{reason="sex_spelling"} 1.0' in text
+    assert 'tryggheim_hl7_inbound_altered_total{reason="observation_left_out"} 1.0' in text
+    # the endpoint's connection counters too (frames, busy, deadlines missed...)
+    assert "tryggheim_hl7_mllp_frames_total 4.0" in text
+
+
+async def test_a_large_message_being_processed_does_not_hold_up_the_next_ca(
+    store: RecordStore,
+) -> None:
+    """A 2.4 MB ADT (600,000 repetitions) takes a second or more to decode: it is decoded before
+    the processor takes the store's write turn, so a message arriving meanwhile is stored and
+    answered CA at once."""
+    receiver = Hl7Receiver(store, quiet_s=0.0)
+    big = adt("A01", "BIG", KARI, "N^K~" * 600_000)
+    async with serving(store, receiver) as port:
+        loop = asyncio.get_running_loop()
+        answered = asyncio.create_task(send(port, big))
+        await until(lambda: receiver.stats.stored == 1, what="the large message stored")
+        start = loop.time()
+        ca = await send(port, adt("A08", "NEXT", KARI, "Ødegård^Kari", modes=ACCEPT))
+        waited = loop.time() - start
+        big_ack = await answered
+    assert (ca.code, big_ack.code) == (AckCode.CA, AckCode.AA)
+    assert waited < 0.5, f"the CA waited {waited:.2f} s"

@@ -3,20 +3,19 @@ and requeueing one, and the messages the endpoint received, for the tenant's adm
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest_asyncio
-from access import auth_settings, bearer, platform_settings
+from access import bearer_of, platform_settings, signed_in, user
 from chain import until
-from fastapi import FastAPI
 from sqlalchemy import select
 
-from gateway.api_hl7 import hl7_router
-from gateway.auth import BearerVerifier, Role
+from gateway.api import create_app
+from gateway.auth import Role
+from gateway.events import EventBus
 from gateway.hl7_inbound import Hl7Receiver
 from gateway.models import (
     AuditEntry,
@@ -37,17 +36,6 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 GP = ("gp.example", 2575)
 AM = ("alerts.example", 2576)
 World = tuple[httpx.AsyncClient, RecordStore, dict[str, int]]
-
-
-def api(store: RecordStore) -> FastAPI:
-    """The HL7 routes on an app with what the platform's dependencies read from its state."""
-    app = FastAPI()
-    app.state.store = store
-    app.state.settings = platform_settings()
-    app.state.verifier = BearerVerifier.from_settings(auth_settings())
-    app.state.counters = Counter[str]()
-    app.include_router(hl7_router())
-    return app
 
 
 @pytest_asyncio.fixture
@@ -107,7 +95,7 @@ async def world(
                 last_error_at=NOW,
             )
         )
-    transport = httpx.ASGITransport(app=api(store))
+    transport = httpx.ASGITransport(app=create_app(store, EventBus(), platform_settings()))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client, store, ids
     await store.close()
@@ -116,8 +104,10 @@ async def world(
 async def test_destinations_per_tenant(
     world: World,
 ) -> None:
-    client, _, _ = world
-    response = await client.get("/api/v1/hl7/destinations", headers=bearer(Role.ADMIN))
+    client, store, _ = world
+    response = await client.get(
+        "/api/v1/hl7/destinations", headers=await signed_in(store, Role.ADMIN)
+    )
     assert response.status_code == 200
     body = {d["destination"]: d for d in response.json()}
     assert set(body) == {"gp.example:2575", "alerts.example:2576"}
@@ -129,14 +119,16 @@ async def test_destinations_per_tenant(
     am = body["alerts.example:2576"]
     assert (am["pending"], am["parked"], am["last_success_at"]) == (0, 1, None)
     # Another municipality sees only its own patients' messages.
-    other = await client.get("/api/v1/hl7/destinations", headers=bearer(Role.ADMIN, tenant="other"))
+    other = await client.get(
+        "/api/v1/hl7/destinations", headers=await signed_in(store, Role.ADMIN, tenant="other")
+    )
     assert [(d["destination"], d["parked"], d["acked"]) for d in other.json()] == [
         ("gp.example:2575", 1, 0)
     ]
 
 
 async def test_only_admins(world: World) -> None:
-    client, _, ids = world
+    client, store, ids = world
     for method, url in (
         ("GET", "/api/v1/hl7/destinations"),
         ("GET", "/api/v1/hl7/messages"),
@@ -145,14 +137,17 @@ async def test_only_admins(world: World) -> None:
         anonymous = await client.request(method, url)
         assert anonymous.status_code == 401
         for role in (Role.NURSE, Role.COORDINATOR, Role.INTEGRATION):
-            assert (await client.request(method, url, headers=bearer(role))).status_code == 403
+            assert (
+                await client.request(method, url, headers=await signed_in(store, role))
+            ).status_code == 403
 
 
 async def test_parked_messages_are_listed_and_their_reading_audited(
     world: World,
 ) -> None:
     client, store, ids = world
-    headers = bearer(Role.ADMIN, subject="user:it")
+    it = await user(store, Role.ADMIN, name="it")
+    headers = bearer_of(it)
     response = await client.get("/api/v1/hl7/messages?state=parked", headers=headers)
     assert response.status_code == 200
     listed = response.json()
@@ -169,7 +164,7 @@ async def test_parked_messages_are_listed_and_their_reading_audited(
     async with store.session() as s:
         audited = list(
             await s.scalars(
-                select(AuditEntry).where(AuditEntry.actor == "user:it").order_by(AuditEntry.id)
+                select(AuditEntry).where(AuditEntry.actor == it.subject).order_by(AuditEntry.id)
             )
         )
     assert [(a.action, a.patient_id, a.tenant_id) for a in audited] == [
@@ -180,7 +175,8 @@ async def test_parked_messages_are_listed_and_their_reading_audited(
     ]
     # Nothing to show: the reading is still recorded.
     none = await client.get(
-        "/api/v1/hl7/messages?state=pending", headers=bearer(Role.ADMIN, tenant="other")
+        "/api/v1/hl7/messages?state=pending",
+        headers=await signed_in(store, Role.ADMIN, tenant="other"),
     )
     assert none.json() == []
     async with store.session() as s:
@@ -195,7 +191,8 @@ async def test_a_parked_message_is_requeued(
     world: World,
 ) -> None:
     client, store, ids = world
-    headers = bearer(Role.ADMIN, subject="user:it")
+    it = await user(store, Role.ADMIN, name="it")
+    headers = bearer_of(it)
     url = f"/api/v1/hl7/messages/{ids['k2']}/retry"
     response = await client.post(url, headers=headers)
     assert response.status_code == 200, response.text
@@ -213,7 +210,7 @@ async def test_a_parked_message_is_requeued(
         row = await s.get_one(Hl7Message, ids["k2"])
         assert row.state == Hl7MessageState.PENDING
         actions = list(
-            await s.scalars(select(AuditEntry.action).where(AuditEntry.actor == "user:it"))
+            await s.scalars(select(AuditEntry.action).where(AuditEntry.actor == it.subject))
         )
     assert actions == ["retry_hl7_message"]
 
@@ -254,7 +251,8 @@ async def test_inbound_messages_show_what_processing_made_of_them_per_tenant(
                 return "received" not in set(states)
 
         await until(processed, what="processing")
-    headers = bearer(Role.ADMIN, subject="user:it")
+    it = await user(store, Role.ADMIN, name="it")
+    headers = bearer_of(it)
     errors = (await client.get("/api/v1/hl7/inbound?state=error", headers=headers)).json()
     assert [(m["control_id"], m["ack_code"], m["patient_id"]) for m in errors] == [
         ("IN-2", "CA", None)
@@ -268,14 +266,16 @@ async def test_inbound_messages_show_what_processing_made_of_them_per_tenant(
         ("IN-1", "accepted"),
     ]
     assert everything[1]["patient_id"] == ids["kari"]
-    other = await client.get("/api/v1/hl7/inbound", headers=bearer(Role.ADMIN, tenant="other"))
+    other = await client.get(
+        "/api/v1/hl7/inbound", headers=await signed_in(store, Role.ADMIN, tenant="other")
+    )
     assert [(m["control_id"], m["state"]) for m in other.json()] == [("IN-3", "accepted")]
-    nurse = await client.get("/api/v1/hl7/inbound", headers=bearer(Role.NURSE))
+    nurse = await client.get("/api/v1/hl7/inbound", headers=await signed_in(store, Role.NURSE))
     assert nurse.status_code == 403
     async with store.session() as s:
         audited = list(
             await s.scalars(
-                select(AuditEntry).where(AuditEntry.actor == "user:it").order_by(AuditEntry.id)
+                select(AuditEntry).where(AuditEntry.actor == it.subject).order_by(AuditEntry.id)
             )
         )
     # The error row names nobody; the accepted one names Kari.
@@ -283,3 +283,22 @@ async def test_inbound_messages_show_what_processing_made_of_them_per_tenant(
         ("read_hl7_inbound", None),
         ("read_hl7_inbound", ids["kari"]),
     ]
+
+
+async def test_an_inbound_message_kept_with_an_altered_value_says_so(world: World) -> None:
+    """Issue 14: an ADT whose PID-8 is ``FEMALE`` registers the patient (AA); the inbound list
+    shows what was altered, in the row's detail and in the ERR (severity W) of its ACK."""
+    client, store, _ = world
+    receiver = Hl7Receiver(store, quiet_s=0.0)
+    adt = (
+        "MSH|^~\\&|DIPS|AHUS|TRYGGHEIM|BAERUM|20250301120000+0100||ADT^A01|SEX-1|P|2.5\r"
+        "PID|1||81212121223^^^FHN&2.16.578.1.12.4.1.4.3&ISO^FHN||Nyfødt^Jente||20250301|FEMALE\r"
+    ).encode()
+    async with receiver.running():
+        assert await receive(receiver, adt) == "AA"
+    admin = await signed_in(store, Role.ADMIN)
+    (row,) = (await client.get("/api/v1/hl7/inbound", headers=admin)).json()
+    assert (row["control_id"], row["state"]) == ("SEX-1", "accepted")
+    assert "PID^1^8: sex 'FEMALE' read as F" in row["detail"]
+    (warning,) = parse_ack(row["application_ack"].encode()).errors
+    assert (warning.severity, warning.location) == ("W", "PID^1^8")

@@ -118,6 +118,9 @@ async def test_readiness_metrics_and_alarm_latency(
         adjusted = "tryggheim_edge_input_values_adjusted_total"
         assert f'{adjusted}{{reason="control_solution",source="ble"}} 2.0' in text
         assert f'{adjusted}{{reason="wrong_type",source="zigbee2mqtt"}} 3.0' in text
+        # What the API refused is counted too: here one request without a token.
+        assert (await http.get("/api/v1/patients")).status_code == 401
+        assert "tryggheim_api_auth_failures_total 1.0" in (await http.get("/metrics")).text
 
         platform.workers[0].stats.connected = False
         not_ready = await http.get("/readyz")

@@ -13,10 +13,11 @@ from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import AckCode, build_ack, build_nak, parse_ack, wants_accept_ack
+from hl7.ack import AckCode, build_ack, build_nak, encode_ack, parse_ack, wants_accept_ack
 from hl7.errors import (
     AckParseError,
     ErrorCode,
+    FieldWarning,
     MalformedMessageError,
     MessageContentError,
     MessageError,
@@ -268,3 +269,40 @@ def test_any_readable_header_can_be_answered(data: bytes, application: bool) -> 
             ack = parse_ack(build_ack(header, code, "x", NOW, "F1", application=application))
             assert ack.code.accepted is code.accepted
             assert ack.code.enhanced is commit
+
+
+def test_warnings_are_err_segments_of_severity_w_on_an_aa() -> None:
+    """Issue 14: a value taken in altered is answered AA, with an ERR naming it (severity W);
+    v2.3/v2.4 have no ERR severity, so the text goes to MSA-3 there."""
+    sex = FieldWarning(
+        "PID^1^8", ErrorCode.TABLE_VALUE_NOT_FOUND, "sex_spelling", "sex 'K' read as F"
+    )
+    text = build_ack(ORIGINAL, AckCode.AA, "", NOW, "A1", warnings=[sex])
+    assert text.split("\r")[2] == (
+        "ERR||PID^1^8|103^Table value not found^HL70357|W||||sex 'K' read as F"
+    )
+    ack = parse_ack(text)
+    assert (ack.code, ack.accepted) == (AckCode.AA, True)
+    assert [(e.severity, e.location, e.code, e.message) for e in ack.errors] == [
+        ("W", "PID^1^8", "103", "sex 'K' read as F")
+    ]
+    v23 = parse_message("MSH|^~\\&|A|B|C|D|20250301||ADT^A08|M1|P|2.3\r")
+    old = build_ack(v23, AckCode.AA, "", NOW, "A2", warnings=[sex])
+    assert old.split("\r")[1:] == ["MSA|AA|M1|sex 'K' read as F", ""]
+
+
+@given(
+    st.binary(max_size=30).filter(lambda b: not set(b) & set(b"|\r\n\\")),
+    st.sampled_from([b"", b"UNICODE UTF-8", b"8859/1"]),
+)
+def test_msa_2_gives_back_the_bytes_of_msh_10(control_id: bytes, charset: bytes) -> None:
+    """Issue 12: whatever bytes MSH-10 holds, in whatever charset (declared, detected, or not
+    the declared one), the answer's MSA-2 is those bytes (a body that cannot be read too)."""
+    data = (
+        b"MSH|^~\\&|A|B|C|D|20250301||ADT^A08|" + control_id + b"|P|2.5||||||" + charset
+    ) + b"\rPID|1|\xff\r"
+    header = read_header(data)
+    assert header is not None
+    answer = encode_ack(build_ack(header, AckCode.AR, "x", NOW, "F1"), header)
+    msa = next(s for s in answer.split(b"\r") if s.startswith(b"MSA|"))
+    assert msa.split(b"|")[2] == control_id

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.adt import Address, AdtMessage, PatientAction, PersonName, Practitioner, Sex, decode_adt
+from hl7.adt import (
+    VOLVEN_SEX_OID,
+    Address,
+    AdtMessage,
+    PatientAction,
+    PersonName,
+    Practitioner,
+    Sex,
+    decode_adt,
+)
 from hl7.errors import (
     MessageContentError,
     MessageError,
@@ -18,7 +27,7 @@ from hl7.errors import (
 )
 from hl7.inbound import DedupeKey, decode_inbound, dedupe_key
 from hl7.message import DEFAULT_DELIMITERS, NULL, Segment, decode_message
-from hl7.patient import DNR_OID, FNR_OID, Identifier
+from hl7.patient import DNR_OID, FHN_OID, FNR_OID, Identifier, NationalIdKind, national_id_kind
 
 CET = timezone(timedelta(hours=1))
 CEST = timezone(timedelta(hours=2))
@@ -116,7 +125,7 @@ def test_a04_v28_d_number_rol_gp_and_home_address() -> None:
         address=Address("Fjellveien 2", "", "Bergen", "5019", "NOR"),
         gp=Practitioner("1234567", "Hansen", "Hanne"),
     )
-    assert decoded.identifiers[0].is_d_number
+    assert national_id_kind(decoded.national_id) is NationalIdKind.DNR
 
 
 def test_a03_a31_and_rol_deleting_the_gp() -> None:
@@ -173,6 +182,78 @@ def _adt(
 
 
 @pytest.mark.parametrize(
+    ("sex", "msh_17", "stored", "reason"),
+    [
+        ("F", "", Sex.FEMALE, None),
+        ("m", "", Sex.MALE, None),
+        ("K", "", Sex.FEMALE, "sex_spelling"),
+        ("FEMALE", "", Sex.FEMALE, "sex_spelling"),
+        ("Mann", "", Sex.MALE, "sex_spelling"),
+        ("1", "NOR", Sex.MALE, "sex_code_list_3101"),
+        ("2", "NOR", Sex.FEMALE, "sex_code_list_3101"),
+        ("9", "NOR", Sex.UNKNOWN, "sex_code_list_3101"),
+        (f"2^Kvinne^{VOLVEN_SEX_OID}", "", Sex.FEMALE, "sex_code_list_3101"),
+        ("1", "", Sex.UNKNOWN, "sex_not_understood"),  # a number, but of which list?
+        ("X", "NOR", Sex.UNKNOWN, "sex_not_understood"),
+    ],
+)
+def test_an_unusual_sex_is_kept_as_far_as_understood_and_warned(
+    sex: str, msh_17: str, stored: Sex, reason: str | None
+) -> None:
+    """Issue 14: PID-8 ``1`` or ``FEMALE`` refused the whole registration; now the patient is
+    registered, the value read as far as it can be, and each alteration is a W warning."""
+    data = _adt(sex=sex).replace(b"|P|2.5\r", f"|P|2.5|||||{msh_17}\r".encode())
+    adt = decode_adt(decode_message(data))
+    assert (adt.national_id, adt.name, adt.sex) == (
+        "15076500565",
+        PersonName("Hansen", "Per"),
+        stored,
+    )
+    assert [(w.location, w.reason) for w in adt.warnings] == (
+        [("PID^1^8", reason)] if reason else []
+    )
+    assert all(w.code == 103 and repr(sex.split("^")[0]) in w.text for w in adt.warnings)
+
+
+def test_an_unreadable_event_time_falls_back_to_the_message_time() -> None:
+    data = _adt(extra="EVN|A01|yesterday\r")
+    adt = decode_adt(decode_message(data))
+    assert adt.event_time == datetime(2025, 3, 1, 12, 0, tzinfo=CET)
+    assert [(w.location, w.reason) for w in adt.warnings] == [("EVN^1^2", "event_time_unreadable")]
+    with pytest.raises(MessageContentError) as refused:  # nothing else to go by
+        decode_adt(decode_message(data.replace(b"20250301120000+0100", b"")))
+    assert refused.value.location == "EVN^1^2"
+
+
+def test_a_birth_date_that_is_no_date_is_left_out_and_warned() -> None:
+    adt = decode_adt(decode_message(_adt(dob="1965")))
+    assert adt.birth_date is None
+    ((warning),) = adt.warnings
+    assert (warning.location, warning.code, warning.reason) == (
+        "PID^1^7",
+        102,
+        "birth_date_unreadable",
+    )
+
+
+@pytest.mark.parametrize(
+    "pid3",
+    [
+        f"81212121223^^^FHN&{FHN_OID}&ISO^FHN",
+        "94545456561^^^^FHN",
+        f"81212121223^^^&{FHN_OID}&ISO",
+        "81212121223^^^FHN",
+    ],
+)
+def test_an_fh_nummer_is_a_national_identity(pid3: str) -> None:
+    """Issue 14: a patient with neither fødselsnummer nor D-number (a newborn, a visitor) is
+    registered on her felles hjelpenummer (first digit 8 or 9, mod-11 control digits)."""
+    adt = decode_adt(decode_message(_adt(pid3=f"778899^^^AHUS^PI~{pid3}")))
+    assert national_id_kind(adt.national_id) is NationalIdKind.FHN
+    assert adt.national_id == pid3[:11]
+
+
+@pytest.mark.parametrize(
     ("data", "error", "code", "location"),
     [
         (_adt(version="2.2"), UnsupportedMessageError, 203, "MSH^1^12"),
@@ -183,8 +264,8 @@ def _adt(
         (_adt(pid3="12345^^^AHUS^MR"), MessageContentError, 101, "PID^1^3"),
         (_adt(pid3="1507650056^^^^FNR"), MessageContentError, 101, "PID^1^3"),  # 10 digits
         (_adt(name='""'), MessageContentError, 101, "PID^1^5"),
-        (_adt(dob="1965"), MessageContentError, 102, "PID^1^7"),
-        (_adt(sex="K"), MessageContentError, 103, "PID^1^8"),
+        # an FH-nummer with wrong control digits
+        (_adt(pid3="81212121224^^^^FHN"), MessageContentError, 101, "PID^1^3"),
         (_adt().split(b"\rPID")[0], MessageContentError, 100, "PID"),
         (_adt(extra="PID|2||41017012345^^^^DNR\r"), MessageContentError, 100, "PID^2"),
         (_adt().replace(b"ADT^A01", b"ADT^A40"), MessageContentError, 100, "MRG"),

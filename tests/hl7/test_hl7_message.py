@@ -241,11 +241,13 @@ def test_decode_errors_carry_the_header_for_the_nak(
     assert error.reject
     assert error.hint
     assert error.user_message.startswith(where)
-    if where == "MSH-3":
-        assert error.header is None  # a header whose values cannot be read cannot be answered
-    else:
-        assert error.header is not None
+    assert error.header is not None
+    if where != "MSH-3":
         assert error.header.control_id == "1"
+    else:
+        # a broken escape is read literally, so that the NAK can name the message
+        assert error.header.msh.field(3) == "A\\E\\X4\\E\\"
+        assert error.header.msh.value(3) == "A\\X4\\"
 
 
 @pytest.mark.parametrize("data", [b"", b"\r\n", b"hello", b"PID|1", b"MSH|^~", b"\x00MSH|^~\\&|"])

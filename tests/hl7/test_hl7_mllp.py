@@ -4,6 +4,7 @@ many messages per connection, 1 MB messages, junk, oversize frames, garbage, tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import ssl
@@ -13,10 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hl7.ack import Ack, AckCode, build_ack, parse_ack
+from hl7.ack import Ack, AckCode, build_ack, encode_ack, parse_ack
 from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
@@ -147,11 +149,16 @@ class Recorder:
     async def __call__(self, received: ReceivedMessage) -> bytes:
         self.received.append(received)
         ack = build_ack(received.message, AckCode.AA, "", WHEN, f"A{len(self.received)}")
-        return ack.encode()
+        return encode_ack(ack, received.message)
 
 
 async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
     """Write ``data`` on a new connection and read ``replies`` ACKs."""
+    return [parse_ack(f) for f in await _raw_replies(port, data, replies)]
+
+
+async def _raw_replies(port: int, data: bytes, replies: int) -> list[bytes]:
+    """Write ``data`` on a new connection and read ``replies`` frames, as they came."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
@@ -159,8 +166,10 @@ async def _exchange_raw(port: int, data: bytes, replies: int) -> list[Ack]:
         decoder, frames = MLLPDecoder(), list[bytes]()
         async with asyncio.timeout(5):
             while len(frames) < replies:
-                frames += decoder.feed(await reader.read(65536))
-        return [parse_ack(f) for f in frames]
+                chunk = await reader.read(65536)
+                assert chunk, "the connection was closed before the answers"
+                frames += decoder.feed(chunk)
+        return frames
     finally:
         writer.close()
         await writer.wait_closed()
@@ -477,3 +486,169 @@ async def test_shutdown_with_connected_idle_client() -> None:
         # ... and the client notices on its next send
         with pytest.raises(ConnectionLost):
             await client.send(_oru("S2"), timeout=2)
+
+
+# ---------------------------------------------------------------- bounds (issue 12, finding 8)
+
+
+async def test_a_frame_trickled_byte_by_byte_is_closed_at_its_deadline() -> None:
+    """``read_timeout`` is a deadline for the whole frame, not for each read: a peer sending a
+    byte now and then cannot hold a connection (and its buffer) open for ever."""
+    async with MLLPServer(Recorder(), read_timeout=0.6, idle_timeout=30) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        start = asyncio.get_running_loop().time()
+        closed = asyncio.create_task(_until_closed(reader, timeout=10))
+        for byte in (SB + _oru("SLOW").encode())[:40]:
+            if closed.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes((byte,)))
+                await writer.drain()
+            await asyncio.sleep(0.1)
+        acks, _ = await closed
+        waited = asyncio.get_running_loop().time() - start
+        writer.close()
+        assert acks == []
+        assert 0.5 < waited < 2, f"closed after {waited:.2f} s"
+        assert server.stats.read_timeouts == 1
+
+
+async def test_unfinished_frames_of_all_connections_share_one_memory_bound() -> None:
+    """Past ``max_buffered_bytes`` held in unfinished frames across connections, the connection
+    that would go over is answered CE (busy: send again later) and closed; the others, and
+    new connections, go on."""
+    recorder = Recorder()
+    async with MLLPServer(
+        recorder, max_frame_bytes=9000, max_buffered_bytes=10_000, read_timeout=5
+    ) as server:
+        first_reader, first = await asyncio.open_connection("127.0.0.1", server.port)
+        whole = encode_frame(_oru("HOLD1", note="x" * 7000))
+        first.write(whole[:6000])
+        await first.drain()
+        await until(lambda: server.buffered_bytes > 5000)
+        second_reader, second = await asyncio.open_connection("127.0.0.1", server.port)
+        second.write(encode_frame(_oru("HOLD2", note="y" * 7000))[:6000])
+        await second.drain()
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(5):
+            while not (frames := decoder.feed(await second_reader.read(65536))):
+                pass
+        acks = [parse_ack(f) for f in frames]
+        second.close()
+        assert [(a.code, a.acked_control_id, a.errors[0].code) for a in acks] == [
+            (AckCode.CE, "HOLD2", "207")
+        ]
+        assert "send it again" in acks[0].text
+        assert server.stats.busy == 1
+        first.write(whole[6000:])
+        await first.drain()
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(5):
+            while not (frames := decoder.feed(await first_reader.read(65536))):
+                pass
+        assert parse_ack(frames[0]).acked_control_id == "HOLD1"
+        first.close()
+        (ack,) = await _exchange_raw(server.port, encode_frame(_oru("AFTER")), 1)
+        assert ack.accepted
+        assert server.buffered_bytes == 0
+    assert [r.message.control_id for r in recorder.received] == ["HOLD1", "AFTER"]
+
+
+async def test_a_costly_frame_does_not_stall_other_connections() -> None:
+    """A 2 MB MSH of a million repetitions (every MSH value is checked before any ACK) takes a
+    second or more to parse: it is parsed off the event loop, which keeps serving (a heartbeat
+    on it never waits long), and a message on another connection is answered meanwhile."""
+    recorder = Recorder()
+    costly = encode_frame(_oru("COSTLY").replace("|K|", "|" + "K~" * 1_000_000 + "K|", 1))
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - before)
+
+    async with MLLPServer(recorder, read_timeout=30) as server:
+        beating = asyncio.create_task(heartbeat())
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(costly)
+        await writer.drain()
+        await until(lambda: server.stats.frames == 1)
+        (ack,) = await _exchange_raw(server.port, encode_frame(_oru("QUICK")), 1)
+        quick_answered = len(recorder.received)
+        decoder = MLLPDecoder()
+        async with asyncio.timeout(30):
+            while not (frames := decoder.feed(await reader.read(65536))):
+                pass
+        beating.cancel()
+        writer.close()
+    assert ack.accepted
+    assert parse_ack(frames[0]).acked_control_id == "COSTLY"
+    assert quick_answered == 1, "the quick message waited for the costly one"
+    assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps):.2f} s"
+
+
+async def test_a_frame_of_too_many_segments_is_refused_at_once() -> None:
+    """300,000 tiny segments (3 MB) would be 300,000 objects, seconds of garbage collection:
+    past hl7.message.MAX_SEGMENTS a message is refused (AR, ERR 207) before they are made."""
+    recorder = Recorder()
+    async with MLLPServer(recorder) as server:
+        many = encode_frame(_oru("MANY") + "ZZZ|a|b|c\r" * 300_000)
+        ack, after = await _exchange_raw(server.port, many + encode_frame(_oru("NEXT")), 2)
+        assert (ack.code, ack.acked_control_id, ack.errors[0].code) == (AckCode.CR, "MANY", "207")
+        assert "more than the 10000" in ack.text
+        assert (after.code, after.acked_control_id) == (AckCode.CA, "NEXT")
+    assert [r.message.control_id for r in recorder.received] == ["NEXT"]
+
+
+# ------------------------------------------------ answers that name MSH-10 (issue 12, finding 10)
+
+
+def _segment(reply: bytes, segment_id: bytes) -> bytes:
+    return next(s for s in reply.split(b"\r") if s.startswith(segment_id + b"|"))
+
+
+@pytest.mark.parametrize("control_id", [b"^A", b"F&002773", b"X^Y~Z"])
+async def test_msa_2_echoes_a_composite_msh_10_as_sent(control_id: bytes) -> None:
+    message = b"MSH|^~\\&|A|B|C|D|20250301120000+0100||ADT^A08|" + control_id + b"|P|2.5\rPID|1"
+    async with MLLPServer(Recorder()) as server:
+        (reply,) = await _raw_replies(server.port, SB + message + EB, 1)
+    assert _segment(reply, b"MSA") == b"MSA|AA|" + control_id
+
+
+async def test_an_answer_echoes_the_senders_bytes_in_its_charset() -> None:
+    """ISO-8859-1 (declared, detected, or the fallback for bytes not in the declared charset) is
+    answered in ISO-8859-1: MSH-10 and the sender's names come back as the same bytes."""
+    latin = (
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K1|P|2.5\rPID|1",
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K2|P|2.5||||||8859/1\rPID|1",
+        # declared UTF-8, but not: rejected (AR), and still answered by name
+        b"MSH|^~\\&|S\xd8R|\xc5S|C|D|20250301120000+0100||ADT^A08|\xd8K3|P|2.5||||||"
+        b"UNICODE UTF-8\rPID|1",
+    )
+    async with MLLPServer(Recorder()) as server:
+        replies = await _raw_replies(server.port, b"".join(SB + m + EB for m in latin), 3)
+    for number, reply in enumerate(replies, start=1):
+        msh = _segment(reply, b"MSH").split(b"|")
+        assert (msh[2], msh[3], msh[17]) == (b"C", b"D", b"8859/1")
+        assert (msh[4], msh[5]) == (b"S\xd8R", b"\xc5S")
+        assert _segment(reply, b"MSA").split(b"|")[2] == b"\xd8K%d" % number
+        assert "\N{REPLACEMENT CHARACTER}" not in reply.decode("latin-1")
+    assert _segment(replies[2], b"MSA").startswith(b"MSA|AR|")
+
+
+async def test_a_lone_backslash_in_msh_is_refused_with_a_nak_not_a_closed_connection() -> None:
+    recorder = Recorder()
+    broken = b"MSH|^~\\&|A|B\\C|C|D|20250301120000+0100||ADT^A08|BS\\1|P|2.5\rPID|1"
+    async with MLLPServer(recorder) as server:
+        nak, after = await _raw_replies(
+            server.port, SB + broken + EB + encode_frame(_oru("AFTER")), 2
+        )
+    ack = parse_ack(nak)
+    assert (ack.code, ack.errors[0].code, ack.errors[0].location) == (AckCode.AR, "102", "MSH^1^4")
+    # the sender's values, read literally: the lone backslash escaped (\E\) in the answer
+    assert _segment(nak, b"MSA").startswith(b"MSA|AR|BS\\E\\1|")
+    assert ack.acked_control_id == "BS\\1"
+    assert _segment(nak, b"MSH").split(b"|")[5] == b"B\\E\\C"
+    assert parse_ack(after).acked_control_id == "AFTER"

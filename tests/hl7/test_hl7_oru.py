@@ -159,6 +159,23 @@ def test_delimiters_in_text_fields_are_escaped() -> None:
     assert pid.value(7) == ""
 
 
+@pytest.mark.parametrize(
+    ("national_id", "authority"),
+    [
+        ("15076500565", "FNR&2.16.578.1.12.4.1.4.1&ISO"),
+        ("41017012345", "DNR&2.16.578.1.12.4.1.4.2&ISO"),
+        ("81212121223", "FHN&2.16.578.1.12.4.1.4.3&ISO"),  # felles hjelpenummer
+    ],
+)
+def test_pid_3_names_the_register_of_each_national_identity(
+    national_id: str, authority: str
+) -> None:
+    message = parse_message(_build(patient=PatientRef(national_id, "Nordmann", "Kari", None)))
+    pid = message.first("PID")
+    assert pid is not None
+    assert pid.field(3) == f"{national_id}^^^{authority}^NNNOR"
+
+
 def test_values_keep_the_device_digits() -> None:
     thermometer = DeviceRef("00:1B:DC:0F:AA:01", DeviceProfile.THERMOMETER)
     temps = [
