@@ -108,6 +108,13 @@ class NurseWorld:
         self.events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
         return row
 
+    async def escalate(self, minutes: int) -> None:
+        """The platform's escalation check, run as if ``minutes`` had passed: unacknowledged
+        alarms go on to the next level of their policy, live."""
+        now = datetime.now(UTC) + timedelta(minutes=minutes)
+        for row, scope in await self.store.escalate_alarms(now):
+            self.events.publish(alarm_event(row, scope))
+
     async def settle(self, *alarm_ids: int) -> None:
         """Take alarms through to closed (as another nurse would), live."""
         steps = ["acknowledge", "start", "resolve", "close"]

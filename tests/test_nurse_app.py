@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -761,6 +762,48 @@ async def test_a_step_that_fails_says_so_and_can_be_retried(
         assert await world.alarm_state(panic.id) == "acknowledged"
     finally:
         await world.settle(panic.id)
+
+
+async def test_the_words_say_to_whom_and_what(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """An alarm not acknowledged in time says who it went on to (not "level 2"); a leak that
+    stopped is "opphørt"; a new alarm is announced as "Ny alarm – høy", not "Ny høy alarm"."""
+    page = sized
+    berg = gateway_of("Berg")
+    start = now_here() - timedelta(minutes=30)
+    leak = await world.commit(
+        berg,
+        [
+            ("water-berg", codes.EVENT_WATER.ref, "1", "1", start),
+            ("water-berg", codes.EVENT_WATER.ref, "0", "1", start + timedelta(minutes=10)),
+        ],
+    )
+    # raised, then its condition cleared: one alarm, changed twice
+    (alarm_id,) = {a.id for a in leak.alarms if a.rule_id == "water_leak"}
+    await world.escalate(minutes=6)  # a critical alarm reaches on-call after 5 minutes
+    opened = [alarm_id]
+    try:
+        await sign_in(page, world.url, f"#/patients/{world.patients['Berg']}")
+        card_ = page.locator(f'.alarm-list > li[data-alarm-id="{alarm_id}"]')
+        await expect(card_.locator(".escalated")).to_have_text(
+            "Ikke kvittert i tide: varslet videre til vakthavende"
+        )
+        events = page.get_by_role("region", name="Hendelser i hjemmet")
+        await expect(events.get_by_text("Vannlekkasje opphørt").first).to_be_visible()
+        meter, code = "C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref
+        # normal first (an earlier test may have left it low), then low now
+        glucose = [
+            (meter, code, "6.0", "mmol/L", now_here() - timedelta(seconds=2)),
+            (meter, code, "2.9", "mmol/L", now_here()),
+        ]
+        opened += [a.id for a in (await world.commit(berg, glucose)).alarms]
+        await expect(page.locator("#announce-alert")).to_have_text(
+            "Ny alarm – høy: Lavt blodsukker hos Berg, Ola."
+        )
+        await accessible(page, axe_script, f"an escalated alarm ({size})")
+    finally:
+        await world.settle(*opened)
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(

@@ -109,8 +109,9 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
     const who = alarm.acknowledged_by === me ? t("alarm.you") : alarm.acknowledged_by;
     lines.push(h("span", {}, t("alarm.acknowledged_by", { who, time: clock(alarm.acknowledged_at) })));
   }
-  if (alarm.escalation_level && alarm.state === "raised") {
-    lines.push(h("span", {}, t("alarm.escalated", { level: alarm.escalation_level })));
+  // Level 0 is her own team; past it the alarm has gone to someone else: say to whom.
+  if (alarm.escalated_to && alarm.escalation_level && alarm.state === "raised") {
+    lines.push(h("span", { class: "escalated" }, t("alarm.escalated", { to: t(`escalation.${alarm.escalated_to}`) })));
   }
   const actions = h("div", { class: "actions" });
   const action = ACTIONS[alarm.state];
