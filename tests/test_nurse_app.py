@@ -806,6 +806,33 @@ async def test_the_words_say_to_whom_and_what(
         await world.settle(*opened)
 
 
+async def test_a_phone_shows_a_compact_header_and_nothing_sideways(
+    world: NurseWorld, browser: Browser, axe_script: str
+) -> None:
+    """On a phone (390×844) the header leaves the screen to the patients, and no part of a
+    patient's page (the devices included) scrolls sideways."""
+    async with tablet_page(browser, "phone") as page:
+        await sign_in(page, world.url)
+        header = await page.locator("header.top").bounding_box()
+        await screenshot(page, "patients-phone.png")
+        assert header is not None and header["height"] <= 130, f"header {header}"
+        await screenshot(page, "patients-phone.png")
+        await card(page, "Ødegård, Kari").get_by_role("link").click()
+        devices = page.get_by_role("region", name="Enheter")
+        await expect(devices.locator("[data-device-id]").first).to_be_visible()
+        wide = await devices.evaluate(
+            """(section) => [...section.querySelectorAll("*")]
+                .filter((e) => e.clientWidth > 1 && e.scrollWidth > e.clientWidth + 1
+                               && getComputedStyle(e).overflowX !== "visible")
+                .map((e) => e.className || e.tagName)"""
+        )
+        assert wide == [], f"these scroll sideways: {wide}"
+        await no_sideways_scrolling(page)
+        await accessible(page, axe_script, "a patient on a phone")
+        await devices.scroll_into_view_if_needed()
+        await screenshot(page, "patient-devices-phone.png")
+
+
 async def test_a_device_checking_itself_is_shown_on_the_device(
     world: NurseWorld, tablet: Page
 ) -> None:

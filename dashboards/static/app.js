@@ -68,6 +68,7 @@ const ctx = {
   get soundNote() { return soundNote; },
   patient: (id) => state.patients.find((p) => p.id === id),
   subject: () => api.claims()?.sub,
+  userName: () => api.claims()?.name,
   act, signIn, navigate, updateSettings, testSound,
 };
 
@@ -178,7 +179,9 @@ function renderShell(signedIn) {
   const count = state.alarms.filter((a) => a.state === "raised").length;
   const badge = document.getElementById("alarm-count");
   badge.hidden = !count;
-  badge.textContent = count ? t("nav.open_alarms", { count }) : "";
+  // A phone shows the number only; a screen reader hears the words.
+  badge.replaceChildren(...(count ? [h("span", { class: "count-full" }, t("nav.open_alarms", { count })),
+    h("span", { class: "count-short", "aria-hidden": "true" }, String(count))] : []));
   const name = api.claims()?.name;
   document.getElementById("user").textContent = signedIn && name ? t("signed_in_as", { name }) : "";
   const language = document.getElementById("language");

@@ -521,8 +521,10 @@ export function patientView(ctx) {
 
 export function settingsView(ctx) {
   const settings = ctx.settings;
+  const name = ctx.userName();
   return [
     heading(t("settings.title")),
+    name ? h("p", { class: "intro" }, t("signed_in_as", { name })) : null,
     h("form", { class: "settings", onsubmit: (e) => e.preventDefault() },
       h("fieldset", {},
         h("legend", {}, t("settings.language")),
