@@ -5,7 +5,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -183,6 +183,20 @@ class Registry:
                 )
             )
             return [UserWithTeams(u, await self._team_ids(s, u.id)) for u in users]
+
+    async def display_names(self, tenant_id: str, subjects: Iterable[str | None]) -> dict[str, str]:
+        """Subject (``user:17``) → display name, for the people named on alarms; a subject
+        that is not a user of the tenant (``user:colleague``, a system) is left out."""
+        ids = {int(s[5:]) for s in subjects if s and s.startswith("user:") and s[5:].isdigit()}
+        if not ids:
+            return {}
+        async with self._store.session() as s:
+            rows = await s.execute(
+                select(User.id, User.display_name).where(
+                    User.tenant_id == tenant_id, User.id.in_(ids)
+                )
+            )
+            return {f"user:{user_id}": name for user_id, name in rows}
 
     async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
         rows = await s.scalars(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from gateway.alarm_book import history_of
-from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for
+from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from gateway.observability import PlatformProblem
@@ -296,7 +297,12 @@ class AlarmOut(BaseModel):
     """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
     trigger_unit: str | None
     acknowledged_by: str | None
+    acknowledged_by_name: str | None
+    """The display name of whoever acknowledged it (a user's name, not ``user:2``)."""
     acknowledged_at: datetime | None
+    taken_by: str | None
+    """Who has the alarm now (took it, or took it over); None until someone has."""
+    taken_by_name: str | None
     condition_cleared_at: datetime | None
     auto_cleared: bool
     resolution_note: str | None
@@ -307,7 +313,11 @@ class AlarmOut(BaseModel):
     history: list[TransitionOut]
 
     @classmethod
-    def of(cls, row: AlarmRow) -> AlarmOut:
+    def of(cls, row: AlarmRow, names: Mapping[str, str] | None = None) -> AlarmOut:
+        """``names``: subject → display name of the people in its history."""
+        names = names or {}
+        history = history_of(row)
+        taker = taken_by(history)
         return cls(
             id=row.id,
             patient_id=row.patient_id,
@@ -321,7 +331,10 @@ class AlarmOut(BaseModel):
             trigger_value=row.trigger_value,
             trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
+            acknowledged_by_name=names.get(row.acknowledged_by or ""),
             acknowledged_at=row.acknowledged_at,
+            taken_by=taker,
+            taken_by_name=names.get(taker or ""),
             condition_cleared_at=row.condition_cleared_at,
             auto_cleared=row.auto_cleared,
             resolution_note=row.resolution_note,
@@ -335,7 +348,7 @@ class AlarmOut(BaseModel):
                     by=t.by,
                     note=t.note,
                 )
-                for t in history_of(row)
+                for t in history
             ],
         )
 

@@ -60,6 +60,8 @@ class NurseWorld:
     patients: dict[str, int] = field(default_factory=dict)
     """Family name → patient id."""
     nurse_subject: str = ""
+    coordinator_subject: str = ""
+    """Kari Koordinator, of the nurse's team: the colleague who takes alarms in the tests."""
     platform_checks: dict[str, bool] = field(default_factory=lambda: {"ingest": True})
     """The readiness checks the app's platform status reports; a test sets one False."""
     _seqs: dict[str, itertools.count[int]] = field(default_factory=dict)
@@ -229,7 +231,7 @@ async def seed(world: NurseWorld) -> None:
         )
     ).team_ids[0]
 
-    await add_user(
+    coordinator = await add_user(
         store,
         tenant_id=DEFAULT_TENANT,
         username=COORDINATOR,
@@ -238,6 +240,7 @@ async def seed(world: NurseWorld) -> None:
         team_names=[TEAM],
         password=PASSWORD,
     )
+    world.coordinator_subject = f"user:{coordinator.user.id}"
     await add_user(
         store,
         tenant_id=DEFAULT_TENANT,

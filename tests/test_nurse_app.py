@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import tempfile
@@ -831,6 +832,46 @@ async def test_a_phone_shows_a_compact_header_and_nothing_sideways(
         await accessible(page, axe_script, "a patient on a phone")
         await devices.scroll_into_view_if_needed()
         await screenshot(page, "patient-devices-phone.png")
+
+
+async def test_who_has_an_alarm_is_named_and_she_takes_over(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """Acknowledged and taken by a colleague: said by name ("Kari Koordinator", not "user:3"),
+    and she is offered "Ta over" rather than the resolve form; taking over is hers, live for
+    the colleague, and the alarm's history keeps both."""
+    page = sized
+    panic = (
+        await world.commit(
+            gateway_of("Berg"), [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())]
+        )
+    ).alarms[0]
+    await world.act(panic.id, "acknowledge", world.coordinator_subject)
+    await world.act(panic.id, "start", world.coordinator_subject)
+    try:
+        await sign_in(page, world.url, "#/alarms")
+        card_ = inbox_card(page, panic.id)
+        meta = card_.locator(".alarm-meta")
+        await expect(meta).to_contain_text("Kvittert av Kari Koordinator")
+        await expect(card_.locator(".taken-by")).to_have_text("Tatt av Kari Koordinator")
+        await expect(meta).not_to_contain_text("user:")
+        await expect(card_.get_by_role("textbox")).to_have_count(0)
+        haugen = page.locator(".alarm-list > li").filter(has_text="Haugen, Ingrid")
+        await expect(haugen.locator(".alarm-meta")).to_contain_text("Kvittert av deg")
+        await accessible(page, axe_script, f"an alarm a colleague has taken ({size})")
+        await screenshot(page, f"taken-by-colleague-{size}.png")
+
+        await card_.get_by_role("button", name="Ta over").click()
+        await expect(card_.locator(".taken-by")).to_have_text("Tatt av deg")
+        await expect(card_.get_by_label("Hva ble funnet og gjort? (påkrevd)")).to_be_focused()
+        row = await world.store.alarm(panic.id)
+        assert row.state == "in_progress"
+        assert [t["by"] for t in json.loads(row.history)][-2:] == [
+            world.coordinator_subject,
+            world.nurse_subject,
+        ]
+    finally:
+        await world.settle(panic.id)
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(

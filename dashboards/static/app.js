@@ -434,7 +434,7 @@ function neighbours(alarm) {
  * into view; an alarm that has left the list hands focus to the nearest alarm's card, or the
  * list. */
 function focusAfter(alarm, action, around) {
-  let target = action === "start"
+  let target = action === "start" || action === "take_over"
     ? document.getElementById(`alarm-${alarm.id}-note`)
     : document.querySelector(`[data-alarm-id="${alarm.id}"] .actions button`)
       ?? document.querySelector(`[data-key="alarm-${alarm.id}-card"]`);

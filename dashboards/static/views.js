@@ -105,9 +105,15 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
     lines.push(h("span", {}, t("alarm.measured", { value: valueText(alarm.trigger_value, alarm.trigger_unit ?? "") })));
   }
   if (alarm.device_id) lines.push(h("span", {}, t("alarm.device", { device: alarm.device_id })));
+  // People by name, never by id ("user:2"): "Kvittert av Kari", "Tatt av deg".
+  const person = (subject, name) => (subject === me ? t("alarm.you") : name ?? t("alarm.someone"));
   if (alarm.acknowledged_by && alarm.acknowledged_at) {
-    const who = alarm.acknowledged_by === me ? t("alarm.you") : alarm.acknowledged_by;
+    const who = person(alarm.acknowledged_by, alarm.acknowledged_by_name);
     lines.push(h("span", {}, t("alarm.acknowledged_by", { who, time: clock(alarm.acknowledged_at) })));
+  }
+  const takenByOther = alarm.state === "in_progress" && alarm.taken_by && alarm.taken_by !== me;
+  if (alarm.taken_by && alarm.state === "in_progress") {
+    lines.push(h("span", { class: "taken-by" }, t("alarm.taken_by", { who: person(alarm.taken_by, alarm.taken_by_name) })));
   }
   // Level 0 is her own team; past it the alarm has gone to someone else: say to whom.
   if (alarm.escalated_to && alarm.escalation_level && alarm.state === "raised") {
@@ -129,6 +135,9 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   }, stepLabel(name));
   if (action) {
     actions.append(stepButton(action, { type: "button", onclick: () => ctx.act(alarm, action) }));
+  } else if (takenByOther) {
+    // A colleague has it: she may take it over, not resolve it behind the colleague's back.
+    actions.append(stepButton("take_over", { type: "button", onclick: () => ctx.act(alarm, "take_over") }));
   } else if (alarm.state === "in_progress") {
     const noteId = `alarm-${alarm.id}-note`;
     const problemId = `alarm-${alarm.id}-problem`;
