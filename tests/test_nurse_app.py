@@ -874,6 +874,41 @@ async def test_who_has_an_alarm_is_named_and_she_takes_over(
         await world.settle(panic.id)
 
 
+async def test_charts_stay_in_their_frame_with_limits_on_their_own_series(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """A value stamped later than now (a device clock ahead) is not drawn outside the chart;
+    the systolic limits are drawn on the systolic values, not through the diastolic ones."""
+    page = sized
+    ahead = now_here() + timedelta(hours=1)
+    oximeter = "C0:10:00:00:00:02"
+    await world.commit(gateway_of("Ødegård"), [(oximeter, codes.SPO2.ref, "95", "%", ahead)])
+    await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+    spo2 = page.locator("figure[data-group=spo2] .chart-svg")
+    await expect(spo2.locator(".point").first).to_be_attached()
+    outside = await spo2.evaluate(
+        """(svg) => {
+            const frame = svg.querySelector(".frame").getBBox();
+            return [...svg.querySelectorAll(".series .point")].filter((point) => {
+                const box = point.getBBox();
+                const middle = box.x + box.width / 2;
+                return middle < frame.x - 0.5 || middle > frame.x + frame.width + 0.5;
+            }).length;
+        }"""
+    )
+    assert outside == 0, f"{outside} points drawn outside the chart's frame"
+    bp = page.locator("figure[data-group=bp]")
+    systolic = bp.locator('.chart-svg[data-series="Systolisk"]')
+    diastolic = bp.locator('.chart-svg[data-series="Diastolisk"]')
+    await expect(systolic.locator(".limit line")).to_have_count(2)
+    await expect(systolic.locator(".point").first).to_be_attached()
+    await expect(diastolic.locator(".point").first).to_be_attached()
+    await expect(diastolic.locator(".limit")).to_have_count(0)
+    await accessible(page, axe_script, f"a patient's charts ({size})")
+    await bp.scroll_into_view_if_needed()
+    await screenshot(page, f"chart-bp-{size}.png")
+
+
 async def test_a_device_checking_itself_is_shown_on_the_device(
     world: NurseWorld, tablet: Page
 ) -> None:

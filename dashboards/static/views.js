@@ -341,6 +341,7 @@ function chartFor(ctx, group, data, thresholds, from, to) {
         rule.personal ? t("chart.personal") : null,
       ].filter(Boolean);
       limits.push({ value: rule.at, label: text, note: notes.join(", "),
+        series: group.id === "bp" ? t(which) : null,
         text: notes.length ? `${text} (${notes.join(", ")})` : text });
     }
   }
