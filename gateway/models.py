@@ -176,7 +176,7 @@ class Hl7State(StrEnum):
 class ObservationRow(Base):
     __tablename__ = "observations"
     __table_args__ = (
-        UniqueConstraint("gateway_id", "seq", name="uq_observation_gateway_seq"),
+        UniqueConstraint("gateway_id", "epoch", "seq", name="uq_observation_outbox_seq"),
         Index("ix_observations_patient_time", "patient_id", "time"),
         Index("ix_observations_hl7_state", "hl7_state"),
         Index("ix_observations_ts_exported", "ts_exported"),
@@ -185,6 +185,10 @@ class ObservationRow(Base):
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     id: Mapped[str] = mapped_column(String(36))
     gateway_id: Mapped[str] = mapped_column(String(64))
+    # Server defaults only (here and in GatewayProgress): a row written with the columns of an
+    # older revision gets them too.
+    epoch: Mapped[str] = mapped_column(String(36), server_default="")
+    """The edge outbox that numbered ``seq`` ("" for edges that name none)."""
     seq: Mapped[int] = mapped_column(BigInteger)
     device_id: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
@@ -222,13 +226,41 @@ class ObservationRow(Base):
 
 
 class GatewayProgress(Base):
-    """The commit watermark per home gateway: every seq up to it is in the record store."""
+    """The commit watermark per edge outbox (home gateway and epoch): every seq up to it is in
+    the record store, or dead-lettered as a :class:`RejectedObservation`."""
 
     __tablename__ = "gateway_progress"
 
     gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(36), primary_key=True, server_default="")
     committed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seen: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    highest_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """The highest seq received: above ``committed_seq`` while seqs are missing."""
+    seq_jumps: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Seqs that arrived far beyond the watermark (an outbox reset without a new epoch, or a
+    broken edge), counted for the operators' gateway view."""
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Observations of this outbox dead-lettered (as :class:`RejectedObservation`)."""
+
+
+class RejectedObservation(Base):
+    """Dead letters by seq: observations the platform will never store, and the reason. They
+    count as settled for the watermark; the edge is told (a ``rejected`` ack) and keeps them."""
+
+    __tablename__ = "rejected_observations"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "epoch", "seq", name="uq_rejected_outbox_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    """The observation as it arrived (JSON, cut after 64 KiB)."""
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
 class Hl7MessageState(StrEnum):

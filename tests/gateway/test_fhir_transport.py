@@ -32,6 +32,7 @@ from helseid_provider import HelseIdProvider, helseid_provider, write_key
 from jft_peer import Failure, JftPeer, jft_peer
 from sqlalchemy import select, update
 
+from gateway.api_errors import install_error_handlers
 from gateway.auth import BearerVerifier, Role
 from gateway.deps import ApiStats
 from gateway.fhir.admin_api import fhir_outbound_router
@@ -49,6 +50,7 @@ from gateway.models import (
     Patient,
 )
 from gateway.observability import PlatformMetrics
+from gateway.registry import Registry
 from gateway.store import RecordStore
 from tryggheim.broker import find_free_port
 from tryggheim.errors import TryggheimError
@@ -440,6 +442,8 @@ def admin_api(store: RecordStore) -> httpx.AsyncClient:
     app.state.settings = platform_settings()
     app.state.verifier = BearerVerifier.from_settings(auth_settings())
     app.state.stats = ApiStats()
+    app.state.registry = Registry(store)
+    install_error_handlers(app)
     app.include_router(fhir_outbound_router())
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
@@ -477,7 +481,9 @@ async def test_parked_documents_are_shown_with_their_outcome_and_requeued(
             await api.get("/api/v1/fhir/destinations", headers=await signed_in(store, Role.NURSE))
         ).status_code == 403
         assert (await api.get("/api/v1/fhir/destinations")).status_code == 401
-        other = await api.get("/api/v1/fhir/messages", headers=await signed_in(store, Role.ADMIN, tenant="other"))
+        other = await api.get(
+            "/api/v1/fhir/messages", headers=await signed_in(store, Role.ADMIN, tenant="other")
+        )
         assert other.json() == []
         broken[0] = False  # someone registered the national id
         url = f"/api/v1/fhir/messages/{by_alarm[unbuildable]['id']}/requeue"
@@ -574,7 +580,9 @@ async def test_no_token_from_helseid_keeps_the_documents_waiting(
     assert "token endpoint unavailable" in (rows[0].last_error or "")
     assert peer.received == {}
     async with admin_api(store) as api:
-        [status] = (await api.get("/api/v1/fhir/destinations", headers=await signed_in(store, Role.ADMIN))).json()
+        [status] = (
+            await api.get("/api/v1/fhir/destinations", headers=await signed_in(store, Role.ADMIN))
+        ).json()
     assert "token endpoint unavailable" in status["last_error"] and status["pending"] == 2
     healthy = make_outbound(queue_settings(peer, provider), store, http)
     async with running(healthy):
