@@ -19,7 +19,14 @@ from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Action, policy
 from gateway.careplan import CarePlan
 from gateway.deps import Audit, ListsPatients, PathId, ReadsPatient, Registered, Store, patient_for
-from gateway.models import Device, HomeGateway, ObservationRow, Patient, restore_offset
+from gateway.models import (
+    Device,
+    HomeGateway,
+    HomeSensor,
+    ObservationRow,
+    Patient,
+    restore_offset,
+)
 from gateway.registry import Registry
 from gateway.schemas import (
     DEVICE_PROFILES,
@@ -98,6 +105,12 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
                 )
             )
         }
+        places = {
+            (p.gateway_id, p.device_id): p
+            for p in await s.scalars(
+                select(HomeSensor).where(HomeSensor.gateway_id.in_(gateways.keys()))
+            )
+        }
 
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
@@ -114,11 +127,14 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
         check = _newest(r for r in seen if r.code in _DEVICE_CHECKS)
         gateway_id = last.gateway_id if last is not None else paired_gateway[device_id]
         gateway = gateways.get(gateway_id)
+        place = places.get((gateway_id, device_id))
         out.append(
             PatientDeviceOut(
                 device_id=device_id,
                 gateway_id=gateway_id,
                 kind=kinds.get(device_id),
+                sensor_kind=place.kind if place else None,
+                room=place.room if place else None,
                 codes=sorted({r.code for r in seen}),
                 last_seen=restore_offset(last.time, last.utc_offset_min) if last else None,
                 battery_percent=battery.value if battery else None,

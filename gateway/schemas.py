@@ -445,6 +445,10 @@ class PatientDeviceOut(BaseModel):
     gateway_id: str
     kind: DeviceKindName | None
     """Of a paired medical device; a home sensor has none (see ``codes``)."""
+    sensor_kind: str | None = None
+    """Of a home sensor, from its gateway's sensor map (``motion``, ``door``, ``fall`` …)."""
+    room: str | None = None
+    """Where it is, from the sensor map (``Bad``); None when the map does not say."""
     codes: list[str]
     """What it has reported, e.g. ``TRY_EVT_DOOR_CONTACT``."""
     last_seen: datetime | None

@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from proxy import PartitionProxy
 
 from tryggheim import codes
 from tryggheim.broker import find_free_port
+from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -907,6 +908,40 @@ async def test_charts_stay_in_their_frame_with_limits_on_their_own_series(
     await accessible(page, axe_script, f"a patient's charts ({size})")
     await bp.scroll_into_view_if_needed()
     await screenshot(page, f"chart-bp-{size}.png")
+
+
+async def test_devices_are_named_by_room_and_kind(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """The home gateway's sensor map names the sensors: "Bad – bevegelse", "Gang – dør", grouped
+    by room, never a bare address."""
+    placements = (
+        SensorPlacement("motion-odegard", "motion", "Bad"),
+        SensorPlacement("door-odegard", "door", "Gang"),
+        SensorPlacement("bed-odegard", "bed", "Soverom"),
+        SensorPlacement("fall-odegard", "fall", "Bad"),
+    )
+    status = GatewayStatusReport(gateway_of("Ødegård"), True, 0, sensors=placements)
+    await world.store.commit_batches([], datetime.now(UTC), statuses=[status])
+    page = sized
+    await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+    devices = page.get_by_role("region", name="Enheter")
+    bathroom = devices.locator('tbody[data-room="Bad"]')
+    await expect(bathroom.locator(".room-row")).to_have_text("Bad")
+    await expect(bathroom.locator("[data-device-id] .device-kind")).to_have_text(
+        ["Bad – bevegelse", "Bad – fall"]
+    )
+    door = devices.locator('tr[data-device-id="door-odegard"] .device-kind')
+    await expect(door).to_have_text("Gang – dør")
+    await expect(devices.locator('tbody[data-room=""] .room-row')).to_have_text(
+        "Måleutstyr og enheter uten rom"
+    )
+    labels = await devices.locator("[data-device-id] .device-kind").all_inner_texts()
+    assert all(label and label != "Enhet" for label in labels), labels
+    await no_sideways_scrolling(page)
+    await accessible(page, axe_script, f"devices by room ({size})")
+    await devices.scroll_into_view_if_needed()
+    await screenshot(page, f"devices-by-room-{size}.png")
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(

@@ -8,7 +8,7 @@ import {
   severityWord, t,
 } from "./i18n.js";
 import {
-  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceKind,
+  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceLabel,
   sampleText,
   eventText, latestOf, limitsFor, trim, unitText, valueText,
 } from "./vitals.js";
@@ -440,7 +440,7 @@ function checkText(check) {
 
 function devicesSection(data, now) {
   const titleId = "devices-title";
-  const rows = data.devices.map((d) => {
+  const row = (d) => {
     // a percentage below the limit, or the sensor's own "battery low" when it has no percentage
     const low = d.battery_percent !== null
       ? Number(d.battery_percent) < LOW_BATTERY : d.battery_low === true;
@@ -450,7 +450,7 @@ function devicesSection(data, now) {
       ? t("devices.gateway_unknown", { id: d.gateway_id })
       : t(d.gateway_online ? "devices.gateway_online" : "devices.gateway_offline", { id: d.gateway_id });
     return h("tr", { "data-device-id": d.device_id },
-      h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceKind(d)), h("br"),
+      h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceLabel(d)), h("br"),
         h("span", { class: "device-id" }, d.device_id),
         d.last_check ? [h("br"), h("span", { class: "device-check" }, checkText(d.last_check))] : null),
       h("td", { class: low ? "out low" : "", "data-label": t("devices.col.battery") }, [
@@ -462,14 +462,27 @@ function devicesSection(data, now) {
       ] : t("devices.never")),
       h("td", { class: d.gateway_online === false ? "out" : "", "data-label": t("devices.col.gateway") },
         d.gateway_online === false ? h("span", { "aria-hidden": "true" }, "⚠ ") : null, gateway));
-  });
+  };
+  // Grouped by room (the home gateway's sensor map), rooms by name; devices without one last.
+  const rooms = new Map();
+  for (const d of [...data.devices].sort((a, b) => deviceLabel(a).localeCompare(deviceLabel(b), language()))) {
+    const room = d.room ?? "";
+    if (!rooms.has(room)) rooms.set(room, []);
+    rooms.get(room).push(d);
+  }
+  const order = [...rooms.keys()].sort((a, b) => (!a - !b) || a.localeCompare(b, language()));
+  const grouped = rooms.size > 1 || !rooms.has("");
+  const rows = order.map((room) => h("tbody", { "data-room": room },
+    grouped ? h("tr", { class: "room-row" },
+      h("th", { scope: "colgroup", colspan: 4 }, room || t("devices.no_room"))) : null,
+    rooms.get(room).map(row)));
   return h("section", { "aria-labelledby": titleId, class: "devices" },
     h("h2", { id: titleId }, t("devices.title")),
     rows.length ? h("div", { class: "table-scroll" }, h("table", {},
       h("caption", { class: "visually-hidden" }, t("devices.title")),
       h("thead", {}, h("tr", {},
         ["device", "battery", "last_seen", "gateway"].map((c) => h("th", { scope: "col" }, t(`devices.col.${c}`))))),
-      h("tbody", {}, rows))) : h("p", {}, t("devices.none")));
+      rows)) : h("p", {}, t("devices.none")));
 }
 
 export function patientView(ctx) {
