@@ -37,7 +37,10 @@ async def _named(registry: Registry, principal: Principal, rows: list[AlarmRow])
     """The alarms with the display names of who acknowledged and who has taken each."""
     people = [t.by for row in rows for t in history_of(row)] + [r.acknowledged_by for r in rows]
     names = await registry.display_names(principal.tenant_id, people)
-    return [AlarmOut.of(row, names) for row in rows]
+    places = await registry.device_places((row.patient_id, row.device_id) for row in rows)
+    return [
+        AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or ""))) for row in rows
+    ]
 
 
 async def _alarm_patient_id(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import cast
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
@@ -29,9 +28,8 @@ from gateway.models import (
 )
 from gateway.registry import Registry
 from gateway.schemas import (
-    DEVICE_PROFILES,
+    KIND_OF_PROFILE,
     DeviceCheckOut,
-    DeviceKindName,
     PatientDeviceOut,
     PatientThresholdsOut,
     ThresholdOut,
@@ -40,9 +38,6 @@ from gateway.store import RecordStore
 from tryggheim import codes
 
 _DEFAULTS = {r.rule_id: r for r in default_rules() if isinstance(r, ThresholdRule)}
-_KIND_OF_PROFILE: dict[str, DeviceKindName] = {
-    profile.value: cast(DeviceKindName, kind) for kind, profile in DEVICE_PROFILES.items()
-}
 
 
 def thresholds_of(patient: Patient, tz: ZoneInfo) -> list[ThresholdOut]:
@@ -115,7 +110,7 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row)
-    kinds = {d.device_id: _KIND_OF_PROFILE.get(d.profile) for d in paired}
+    kinds = {d.device_id: KIND_OF_PROFILE.get(d.profile) for d in paired}
     paired_gateway = {d.device_id: d.gateway_id for d in paired}
 
     out = []

@@ -24,6 +24,7 @@ from gateway.models import (
     Device,
     GatewayProgress,
     HomeGateway,
+    HomeSensor,
     Patient,
     Tenant,
     User,
@@ -62,6 +63,17 @@ def _team_filter(scope: TeamScope) -> list[ColumnElement[bool]]:
         ids = [int(t) for t in scope.team_ids if t.isdigit()]
         conditions.append(Patient.care_team_id.in_(ids))
     return conditions
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePlace:
+    """What a device is and where, for naming it to a nurse."""
+
+    sensor_kind: str | None
+    """A home sensor's kind (its gateway's sensor map)."""
+    profile: str | None
+    """A paired medical device's IEEE 11073 profile."""
+    room: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +210,36 @@ class Registry:
                 )
             )
             return {f"user:{user_id}": name for user_id, name in rows}
+
+    async def device_places(
+        self, devices: Iterable[tuple[int, str | None]]
+    ) -> dict[tuple[int, str], DevicePlace]:
+        """(patient, device) → what the device is and where: a home sensor's kind and room from
+        its home gateway's sensor map, a paired medical device's profile."""
+        wanted = {(p, d) for p, d in devices if d}
+        if not wanted:
+            return {}
+        patient_ids = {p for p, _ in wanted}
+        async with self._store.session() as s:
+            sensors = await s.execute(
+                select(
+                    HomeGateway.patient_id, HomeSensor.device_id, HomeSensor.kind, HomeSensor.room
+                )
+                .join(HomeSensor, HomeSensor.gateway_id == HomeGateway.id)
+                .where(HomeGateway.patient_id.in_(patient_ids))
+            )
+            paired = await s.execute(
+                select(Device.patient_id, Device.device_id, Device.profile).where(
+                    Device.patient_id.in_(patient_ids)
+                )
+            )
+            places = {
+                (p, d): DevicePlace(None, profile) for p, d, profile in paired if (p, d) in wanted
+            }
+            for p, d, kind, room in sensors:
+                if p is not None and (p, d) in wanted:
+                    places[(p, d)] = DevicePlace(kind, None, room)
+            return places
 
     async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
         rows = await s.scalars(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -15,6 +15,9 @@ from gateway.models import AlarmRow, ObservationRow, Patient, User
 from gateway.observability import PlatformProblem
 from tryggheim import codes
 from tryggheim.wire import GATEWAY_ID_PATTERN
+
+if TYPE_CHECKING:
+    from gateway.registry import DevicePlace
 
 DeviceKindName = Literal[
     "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
@@ -312,6 +315,11 @@ class AlarmOut(BaseModel):
     raised_at: datetime
     device_id: str | None
     """The device (or home gateway) the alarm is about; None for the patient as a whole."""
+    device_kind: str | None = None
+    """What that device is: a paired medical device's kind (``blood_pressure``) or a home
+    sensor's (``motion``); None when the platform does not know it."""
+    device_room: str | None = None
+    """Where a home sensor is (its gateway's sensor map)."""
     trigger_value: str | None
     """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
     trigger_unit: str | None
@@ -332,9 +340,15 @@ class AlarmOut(BaseModel):
     history: list[TransitionOut]
 
     @classmethod
-    def of(cls, row: AlarmRow, names: Mapping[str, str] | None = None) -> AlarmOut:
-        """``names``: subject → display name of the people in its history."""
+    def of(
+        cls, row: AlarmRow, names: Mapping[str, str] | None = None, place: DevicePlace | None = None
+    ) -> AlarmOut:
+        """``names``: subject → display name of the people in its history; ``place``: what and
+        where its device is."""
         names = names or {}
+        kind = None
+        if place is not None:
+            kind = place.sensor_kind or KIND_OF_PROFILE.get(place.profile or "")
         history = history_of(row)
         taker = taken_by(history)
         return cls(
@@ -347,6 +361,8 @@ class AlarmOut(BaseModel):
             state=AlarmState(row.state),
             raised_at=row.raised_at,
             device_id=row.device_id,
+            device_kind=kind,
+            device_room=place.room if place else None,
             trigger_value=row.trigger_value,
             trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
@@ -465,6 +481,12 @@ class PatientDeviceOut(BaseModel):
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None
+
+
+#: A paired device's profile code → its kind name (the reverse of DEVICE_PROFILES).
+KIND_OF_PROFILE: dict[str, DeviceKindName] = {
+    profile.value: cast(DeviceKindName, kind) for kind, profile in DEVICE_PROFILES.items()
+}
 
 
 def escalated_to(row: AlarmRow) -> str | None:

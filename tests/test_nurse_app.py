@@ -370,7 +370,7 @@ async def test_a_new_alarm_appears_live_and_is_handled_to_the_end(
     first = page.locator(f'.alarm-list > li[data-alarm-id="{fall.id}"]')
     await expect(first.locator(".state")).to_have_text("Ny")
     # Which sensor it came from; an event has no measured value to show.
-    await expect(first.locator(".alarm-meta")).to_contain_text("Enhet fall-ødegård")
+    await expect(first.locator(".alarm-meta")).to_contain_text("Enhet: fall-ødegård")
     await expect(first.locator(".alarm-meta")).not_to_contain_text("Målt")
     # Nilsen's SpO2 alarm says what was measured, and on which oximeter.
     nilsen = page.locator(".alarm-list > li").filter(has_text="Nilsen, Per")
@@ -942,6 +942,12 @@ async def test_devices_are_named_by_room_and_kind(
     await accessible(page, axe_script, f"devices by room ({size})")
     await devices.scroll_into_view_if_needed()
     await screenshot(page, f"devices-by-room-{size}.png")
+    # The alarms name the device the same way.
+    await page.get_by_role("navigation").get_by_role("link", name=re.compile("^Alarmer")).click()
+    battery = page.locator(".alarm-list > li").filter(has_text="Lavt batteri – Ødegård, Kari")
+    await expect(battery.locator(".alarm-device")).to_have_text("Enhet: Bad – bevegelse")
+    cuff = page.locator(".alarm-list > li").filter(has_text="Haugen, Ingrid")
+    await expect(cuff.locator(".alarm-device")).to_have_text("Enhet: Blodtrykksmåler")
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(

@@ -104,7 +104,14 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   if (alarm.trigger_value != null && alarm.trigger_unit !== "1") {
     lines.push(h("span", {}, t("alarm.measured", { value: valueText(alarm.trigger_value, alarm.trigger_unit ?? "") })));
   }
-  if (alarm.device_id) lines.push(h("span", {}, t("alarm.device", { device: alarm.device_id })));
+  if (alarm.device_id) {
+    // "Bad – bevegelse" or "Blodtrykksmåler" when the platform knows the device; its id only
+    // when it does not.
+    const known = alarm.device_kind
+      ? deviceLabel({ sensor_kind: alarm.device_kind, room: alarm.device_room })
+      : alarm.device_id;
+    lines.push(h("span", { class: "alarm-device" }, t("alarm.device", { device: known })));
+  }
   // People by name, never by id ("user:2"): "Kvittert av Kari", "Tatt av deg".
   const person = (subject, name) => (subject === me ? t("alarm.you") : name ?? t("alarm.someone"));
   if (alarm.acknowledged_by && alarm.acknowledged_at) {
