@@ -115,7 +115,9 @@ def alarms_router() -> APIRouter:
             # Closed and purged (retention) or erased with its patient since the check above.
             raise NotVisible("alarm", alarm_id, Action.HANDLE_ALARM, patient_id) from None
         await audit(f"{action}_alarm", patient_id)
-        events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
-        return (await _named(registry, principal, [row]))[0]
+        (shown,) = await _named(registry, principal, [row])
+        scope = PatientScope(patient.tenant_id, patient.care_team_id)
+        events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
+        return shown
 
     return router

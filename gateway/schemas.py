@@ -14,6 +14,7 @@ from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from gateway.observability import PlatformProblem
 from tryggheim import codes
+from tryggheim.domain import Observation
 from tryggheim.wire import GATEWAY_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -49,17 +50,21 @@ class ObservationOut(BaseModel):
 
     @classmethod
     def of(cls, row: ObservationRow) -> ObservationOut:
-        obs = row.observation()
+        return cls.of_observation(row.observation(), row.seq, row.value)
+
+    @classmethod
+    def of_observation(cls, obs: Observation, seq: int, value: str) -> ObservationOut:
+        """``value``: the decimal text as stored."""
         return cls(
             id=obs.id,
             gateway_id=obs.gateway_id,
-            seq=row.seq,
+            seq=seq,
             device_id=obs.device_id,
             source=obs.source,
             code=obs.code,
             mdc=obs.mdc,
             display=codes.metric(obs.code).display,
-            value=row.value,
+            value=value,
             unit=obs.unit,
             time=obs.time,
             time_source=obs.time_source.value,

@@ -27,12 +27,16 @@ from access import platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
+from gateway.alarm_book import history_of
 from gateway.api import create_app
 from gateway.auth import Role
 from gateway.bootstrap import add_user
-from gateway.events import EventBus, PatientScope, alarm_event, observation_event
+from gateway.events import EventBus, PatientScope, alarm_event
+from gateway.ingest import publish_commit
 from gateway.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
 from gateway.observability import Probes, database_reachable
+from gateway.registry import Registry
+from gateway.schemas import AlarmOut
 from gateway.store import CommitResult, RecordStore
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
@@ -86,11 +90,7 @@ class NurseWorld:
             for device, code, value, unit, at in values
         ]
         result = await self.store.commit_batch(gateway, observations, datetime.now(UTC))
-        for patient_id in dict.fromkeys(r.patient_id for r in result.inserted):
-            if patient_id is not None:
-                self.events.publish(observation_event(patient_id, result.scopes[patient_id]))
-        for alarm in result.alarms:
-            self.events.publish(alarm_event(alarm, result.scopes[alarm.patient_id]))
+        publish_commit(self.events, result)
         return result
 
     async def fall(self, family_name: str) -> AlarmRow:
@@ -107,15 +107,23 @@ class NurseWorld:
         row, patient = await self.store.act_on_alarm(
             alarm_id, step, by, datetime.now(UTC), note="Handled by a colleague."
         )
-        self.events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
+        await self.publish_alarm(row, PatientScope(patient.tenant_id, patient.care_team_id))
         return row
+
+    async def publish_alarm(self, row: AlarmRow, scope: PatientScope) -> None:
+        """An alarm change on the live stream, as the API shows it (names and all)."""
+        registry = Registry(self.store)
+        names = await registry.display_names(DEFAULT_TENANT, [t.by for t in history_of(row)])
+        places = await registry.device_places([(row.patient_id, row.device_id)])
+        shown = AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or "")))
+        self.events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
 
     async def escalate(self, minutes: int) -> None:
         """The platform's escalation check, run as if ``minutes`` had passed: unacknowledged
         alarms go on to the next level of their policy, live."""
         now = datetime.now(UTC) + timedelta(minutes=minutes)
         for row, scope in await self.store.escalate_alarms(now):
-            self.events.publish(alarm_event(row, scope))
+            await self.publish_alarm(row, scope)
 
     async def settle(self, *alarm_ids: int) -> None:
         """Take alarms through to closed (as another nurse would), live."""

@@ -44,7 +44,9 @@ from nurse_world import (
 )
 from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
+from sqlalchemy import select
 
+from gateway.models import AuditEntry
 from tryggheim import codes
 from tryggheim.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
@@ -948,6 +950,53 @@ async def test_devices_are_named_by_room_and_kind(
     await expect(battery.locator(".alarm-device")).to_have_text("Enhet: Bad – bevegelse")
     cuff = page.locator(".alarm-list > li").filter(has_text="Haugen, Ingrid")
     await expect(cuff.locator(".alarm-device")).to_have_text("Enhet: Blodtrykksmåler")
+
+
+async def audit_actions(world: NurseWorld) -> list[str]:
+    async with world.store.session() as s:
+        return list(await s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+async def test_live_readings_are_applied_without_asking_again(
+    world: NurseWorld, sized: Page, size: str
+) -> None:
+    """The live stream's events carry what changed: five readings and a new alarm reach the
+    list without one request to the API, and the audit log gets no row per reading (only the
+    stream's one row per patient it showed, once per stream)."""
+    page = sized
+    await sign_in(page, world.url)
+    await expect(cards(page)).to_have_count(4)
+    await expect(page.locator("#updated")).not_to_be_empty()
+    await asyncio.sleep(0.5)  # the first loads are done
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.url)
+            if "/api/v1/" in request.url and "/api/v1/stream" not in request.url
+            else None
+        ),
+    )
+    before = len(await audit_actions(world))
+    thermometer = "C0:40:00:00:00:01"
+    start = now_here() - timedelta(seconds=10)
+    for n in range(5):
+        at = start + timedelta(seconds=n)
+        await world.commit(
+            gateway_of("Berg"), [(thermometer, codes.BODY_TEMP.ref, f"36.{n + 1}", "Cel", at)]
+        )
+    temperature = card(page, "Berg, Ola").locator("[data-vital=temp] .value")
+    await expect(temperature).to_have_text("36,5")
+    fall = await world.fall("Ødegård")
+    try:
+        await expect(page.get_by_role("region", name="Ny alarm")).to_contain_text("Fall")
+        await expect(cards(page).first).to_have_text("Ødegård, Kari")
+        await asyncio.sleep(0.5)
+        assert asked == [], f"the app asked again: {asked}"
+        added = (await audit_actions(world))[before:]
+        assert set(added) <= {"live_stream"} and len(added) <= 2, added
+    finally:
+        await world.settle(fall.id)
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(

@@ -15,6 +15,7 @@ import {
 } from "./views.js";
 
 const SETTINGS_KEY = "tryggheim.settings";
+const BATTERY_CODE = "TRY_EVT_DEVICE_BATTERY";
 const LEVELS = { critical: 3, high: 2, all: 0 };
 const DAY = 86_400_000;
 
@@ -510,10 +511,66 @@ function failed(error) {
 
 // --- the live stream -------------------------------------------------------------------------
 
+// An event carries what changed (the alarm as the API shows it, the new values): the app
+// applies it as it is, and asks the platform again only for an event without its data (a
+// platform of an older version). Fifty tablets on the list page ask nothing per reading.
 function onEvent(type, data) {
   state.updatedAt = new Date();
-  if (type !== "observation" && type !== "alarm") return;
-  refreshSoon({ overview: true, detail: route.name === "patient" && data.patient_id === route.id });
+  if (type === "alarm" && data.alarm) {
+    applyAlarm(data.alarm);
+  } else if (type === "observation" && Array.isArray(data.observations)) {
+    applyObservations(data.patient_id, data.observations);
+  } else if (type === "observation" || type === "alarm") {
+    refreshSoon({ overview: true, detail: route.name === "patient" && data.patient_id === route.id });
+  }
+}
+
+function applyAlarm(alarm) {
+  const known = [...state.alarms, ...state.allAlarms].find((a) => a.id === alarm.id);
+  // Names and places are looked up where a person acted; a change by the engine (escalated,
+  // cleared) keeps those already known.
+  const shown = { ...alarm };
+  for (const key of ["acknowledged_by_name", "taken_by_name", "device_kind", "device_room"]) {
+    shown[key] ??= known?.[key] ?? null;
+  }
+  if (shown.state !== "closed" && !state.alarms.some((a) => a.id === shown.id)) state.alarms = [shown, ...state.alarms];
+  const patient = ctx.patient(shown.patient_id);
+  if (patient && shown.state !== "closed" && !patient.open_alarms.some((a) => a.id === shown.id)) {
+    patient.open_alarms = [...patient.open_alarms, shown];
+  }
+  if (state.detail?.id === shown.patient_id && !state.detail.alarms.some((a) => a.id === shown.id)) {
+    state.detail.alarms = [shown, ...state.detail.alarms];
+  }
+  replaceAlarm(shown);
+  noticeNewAlarms(state.alarms);
+  noticeReorder();
+  render();
+}
+
+function applyObservations(patientId, observations) {
+  const patient = ctx.patient(patientId);
+  for (const o of patient ? observations : []) {
+    const at = patient.latest.findIndex((l) => l.code === o.code);
+    if (at < 0) patient.latest = [...patient.latest, o];
+    else if (Date.parse(o.time) >= Date.parse(patient.latest[at].time)) patient.latest[at] = o;
+  }
+  const detail = state.detail;
+  if (detail?.id === patientId && detail.loaded) {
+    const newest = [...observations].sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+    detail.observations = [...newest.filter((o) => VITAL_CODES.includes(o.code)), ...detail.observations];
+    detail.events = [...newest.filter((o) => EVENT_CODES.includes(o.code)), ...detail.events];
+    detail.to = Date.now();
+    for (const device of detail.devices) {
+      const own = newest.filter((o) => o.device_id === device.device_id);
+      if (!own.length) continue;
+      if (!device.last_seen || Date.parse(own[0].time) > Date.parse(device.last_seen)) device.last_seen = own[0].time;
+      const battery = own.find((o) => o.code === BATTERY_CODE);
+      if (battery) device.battery_percent = battery.value;
+    }
+  }
+  state.updatedAt = new Date();
+  noticeReorder();
+  render();
 }
 
 function onState(connection, { lastLive }) {
