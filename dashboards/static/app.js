@@ -516,13 +516,19 @@ function failed(error) {
 // platform of an older version). Fifty tablets on the list page ask nothing per reading.
 function onEvent(type, data) {
   state.updatedAt = new Date();
+  if (type !== "observation" && type !== "alarm") return;
+  const parts = { overview: true, detail: route.name === "patient" && data.patient_id === route.id };
   if (type === "alarm" && data.alarm) {
     applyAlarm(data.alarm);
   } else if (type === "observation" && Array.isArray(data.observations)) {
     applyObservations(data.patient_id, data.observations);
-  } else if (type === "observation" || type === "alarm") {
-    refreshSoon({ overview: true, detail: route.name === "patient" && data.patient_id === route.id });
+  } else {
+    refreshSoon(parts);
+    return;
   }
+  // A load under way may answer with the state from before this event and overwrite it: load
+  // once more after it.
+  if (running) refreshSoon(parts);
 }
 
 function applyAlarm(alarm) {
