@@ -731,13 +731,13 @@ async def test_a_step_that_fails_says_so_and_can_be_retried(
     """Pressing "Kvitter" shows it pending, then done; offline it shows why it failed and a
     retry on the card, and nothing changed on the platform until the retry."""
     page = sized
+    await sign_in(page, world.url, "#/alarms")
     panic = (
         await world.commit(
             gateway_of("Berg"), [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())]
         )
     ).alarms[0]
     try:
-        await sign_in(page, world.url, "#/alarms")
         card_ = inbox_card(page, panic.id)
         await expect(card_.locator(".state")).to_have_text("Ny")
         await page.context.set_offline(True)
@@ -748,6 +748,12 @@ async def test_a_step_that_fails_says_so_and_can_be_retried(
         await expect(page.locator("#announce-alert")).to_contain_text("Kvitter gikk ikke")
         retry = card_.get_by_role("button", name="Prøv igjen: Kvitter")
         await expect(retry).to_be_visible()
+        # The new-alarm banner's button says the same.
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(
+            banner.get_by_role("button", name=re.compile("^Prøv igjen: Kvitter"))
+        ).to_be_visible()
+        await expect(banner).to_contain_text("Ingen forbindelse til plattformen.")
         assert await world.alarm_state(panic.id) == "raised"
         await accessible(page, axe_script, f"a step that failed ({size})")
         await screenshot(page, f"step-failed-{size}.png")

@@ -269,13 +269,20 @@ function renderBanner(signedIn) {
     h("h2", { id: "new-alarms-title" }, h("span", { "aria-hidden": "true" }, "⚠ "), t("new_alarms.title")),
     h("ul", {}, alarms.map((a) => {
       const patient = patientName(ctx.patient(a.patient_id));
+      const step = pending.get(a.id)?.action === "acknowledge" ? pending.get(a.id) : null;
       return h("li", { class: `sev-${a.severity}`, "data-alarm-id": a.id },
         h("p", {},
           h("strong", {}, bannerText(a)),
           ` · ${clock(a.raised_at)}`),
         h("button", {
           type: "button", class: "primary", "data-key": `banner-${a.id}`, onclick: () => act(a, "acknowledge"),
-        }, t("alarm.acknowledge"), h("span", { class: "visually-hidden" }, `: ${alarmName(a)}, ${patient}`)));
+          "aria-disabled": step?.status === "pending" ? "true" : null,
+        }, !step ? t("alarm.acknowledge")
+          : step.status === "pending" ? t("alarm.pending.acknowledge")
+            : t("alarm.retry", { action: t("alarm.acknowledge") }),
+        h("span", { class: "visually-hidden" }, `: ${alarmName(a)}, ${patient}`)),
+        // The same pending → failed (with the reason) as on the alarm's card.
+        step?.status === "failed" ? h("p", { class: "problem", role: "status" }, step.reason) : null);
     })),
     h("p", { class: "banner-actions" },
       h("a", { href: "#/alarms", "data-key": "banner-open" }, t("new_alarms.open")),
