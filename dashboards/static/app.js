@@ -382,8 +382,10 @@ async function loadDetail(id, range) {
  * every page, read out, and with the sound if the nurse wants it. */
 function noticeNewAlarms(alarms) {
   if (state.known === null) {
-    state.known = new Set(alarms.map((a) => a.id));
-    return;
+    // What the first load finds is known already, except an alarm the live stream brought
+    // before that load answered: it is new.
+    state.known = new Set(alarms.filter((a) => !arrivedLive.has(a.id)).map((a) => a.id));
+    arrivedLive.clear();
   }
   const fresh = [];
   for (const alarm of alarms) {
@@ -538,7 +540,10 @@ function onEvent(type, data) {
   if (running) refreshSoon(parts);
 }
 
+const arrivedLive = new Set(); // alarms raised live before the first load answered
+
 function applyAlarm(alarm) {
+  if (state.known === null && alarm.state === "raised") arrivedLive.add(alarm.id);
   const known = [...state.alarms, ...state.allAlarms].find((a) => a.id === alarm.id);
   // Names and places are looked up where a person acted; a change by the engine (escalated,
   // cleared) keeps those already known.
@@ -555,7 +560,7 @@ function applyAlarm(alarm) {
     state.detail.alarms = [shown, ...state.detail.alarms];
   }
   replaceAlarm(shown);
-  noticeNewAlarms(state.alarms);
+  if (state.known !== null) noticeNewAlarms(state.alarms);
   noticeReorder();
   render();
 }
