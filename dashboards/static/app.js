@@ -466,7 +466,9 @@ function reasonOf(error) {
 /** One step of an alarm: pending on its card until the platform answers, then done (focus
  * stays with the alarm) or failed with the reason and a retry on the same card. */
 async function act(alarm, action, note) {
-  if (pending.get(alarm.id)?.status === "pending") return;
+  // The same step twice while the first is under way is one step; another step is its own.
+  const before = pending.get(alarm.id);
+  if (before?.status === "pending" && before.action === action) return;
   const around = neighbours(alarm);
   const hadFocus = document.activeElement?.closest?.(`[data-alarm-id="${alarm.id}"]`);
   pending.set(alarm.id, { action, status: "pending" });

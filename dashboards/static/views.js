@@ -138,7 +138,8 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   };
   const stepButton = (name, attributes) => h("button", {
     class: `primary action-${name}`, "data-key": `alarm-${alarm.id}-${name}`,
-    "aria-describedby": `${titleId} ${statusId}`, "aria-disabled": busy ? "true" : null, ...attributes,
+    "aria-describedby": `${titleId} ${statusId}`,
+    "aria-disabled": busy && step.action === name ? "true" : null, ...attributes,
   }, stepLabel(name));
   if (action) {
     actions.append(stepButton(action, { type: "button", onclick: () => ctx.act(alarm, action) }));
@@ -160,7 +161,8 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
         e.preventDefault();
         const text = note.value.trim();
         const problem = document.getElementById(problemId);
-        if (ctx.pending.get(alarm.id)?.status === "pending") return;
+        const step = ctx.pending.get(alarm.id);
+        if (step?.status === "pending" && step.action === "resolve") return;
         if (!text) {
           problem.textContent = t("alarm.note_missing");
           note.setAttribute("aria-invalid", "true");
