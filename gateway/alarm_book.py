@@ -51,6 +51,7 @@ from gateway.alarms.escalation import due_step
 from gateway.alarms.lifecycle import Transition
 from gateway.careplan import CarePlan
 from gateway.fhir.queue import enqueue_closed_alarm
+from gateway.fhir.transport_settings import DestinationKind
 from gateway.models import AlarmRow, Patient, Tenant
 from tryggheim.domain import Observation
 
@@ -143,9 +144,10 @@ class AlarmBook:
     """Evaluates and keeps alarms inside the caller's transaction (``s``)."""
 
     def __init__(self) -> None:
-        self.journal_tenants: frozenset[str] = frozenset()
-        """Tenants whose closed alarms are journaled (a FHIR destination is configured): the
-        close of one with a resolution note queues its document in the same transaction."""
+        self.journal_tenants: dict[str, DestinationKind] = {}
+        """Tenants whose closed alarms are journaled, and where (JFT or VKP; a FHIR destination
+        is configured): the close of one with a resolution note queues its document in the
+        same transaction."""
 
     async def _lock(
         self, s: AsyncSession, patient_ids: Iterable[int], now: datetime
@@ -298,7 +300,7 @@ class AlarmBook:
             state, _ = release(item.state, alarm.key, now)
             item.patient.alarm_state = state.to_json()
         if action == "close" and alarm.resolution_note and row.tenant_id in self.journal_tenants:
-            await enqueue_closed_alarm(s, row, now)
+            await enqueue_closed_alarm(s, row, now, self.journal_tenants[row.tenant_id])
         return row
 
     # --- escalation ---

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.api import create_app
 from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
+from gateway.fhir.pmd import queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.hl7_inbound import receiver_for, serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
@@ -49,7 +50,9 @@ class Platform:
         self.fhir_stats = FhirStats()
         if settings.fhir_outbound is not None:
             # Closes of these tenants' alarms queue their documents (same transaction).
-            self.store.alarms.journal_tenants = frozenset(settings.fhir_outbound.destinations)
+            self.store.alarms.journal_tenants = {
+                tenant: d.kind for tenant, d in settings.fhir_outbound.destinations.items()
+            }
         self.retention = RetentionJob(self.store, settings.timeseries)
         listen = settings.hl7_listen
         self.hl7_in = receiver_for(self.store, listen) if listen is not None else None
@@ -135,6 +138,7 @@ class Platform:
                             self.store,
                             self._alarm_document,
                             self.fhir_stats,
+                            self._pmd_batches,
                         ),
                         name="fhir-outbound",
                     )
@@ -157,6 +161,13 @@ class Platform:
 
     async def _alarm_document(self, alarm_id: int) -> dict[str, Any]:
         return await document_for_alarm(self.store, alarm_id, self.settings.fhir, datetime.now(UTC))
+
+    async def _pmd_batches(self, tenant_id: str) -> int:
+        assert self.settings.fhir_outbound is not None  # the sender runs only when it is set
+        pmd = self.settings.fhir_outbound.pmd[tenant_id]
+        return await queue_measurement_batches(
+            self.store, tenant_id, pmd, self.settings.fhir, datetime.now(UTC)
+        )
 
     async def _alarm_ticks(self) -> None:
         """Time-based rules. Every platform process may run this: each patient is ticked
