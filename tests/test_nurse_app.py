@@ -128,9 +128,11 @@ async def sized(browser: Browser, size: str) -> AsyncIterator[Page]:
 async def in_viewport(page: Page, locator: Locator, what: str) -> None:
     """The element is on screen as a whole, wherever the page is scrolled to."""
     await expect(locator).to_be_visible()
-    box = await locator.bounding_box()
-    if box is None:  # re-rendered (a live update) between finding and measuring it
-        box = await locator.bounding_box()
+    box = None
+    for _ in range(10):  # a live update may re-render it between finding and measuring it
+        if (box := await locator.bounding_box()) is not None:
+            break
+        await asyncio.sleep(0.1)
     viewport = page.viewport_size
     assert box is not None and viewport is not None, f"{what} is not shown"
     assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (
