@@ -111,6 +111,11 @@ class EdgeAgent:
             warn_fraction=self.settings.outbox_warn_fraction,
         ).to_json()
         status["clock_offset_s"] = self.clock_offset_s
+        # Where each sensor is: the platform shows "Bad – bevegelse", not an address.
+        status["sensor_map"] = [
+            {"device_id": sensor.identity, "kind": sensor.kind.value, "room": sensor.room}
+            for sensor in self.settings.sensors
+        ]
         status["input_adjustments"] = self.adjustments.to_json()
         if self.reader is not None:
             status["devices"] = {

@@ -45,6 +45,7 @@ from gateway.alarms import (
     release,
     resolve,
     start,
+    take_over,
     tick,
 )
 from gateway.alarms.escalation import due_step
@@ -294,6 +295,8 @@ class AlarmBook:
             alarm = acknowledge(alarm, by, now)
         elif action == "start":
             alarm = start(alarm, by, now)
+        elif action == "take_over":
+            alarm = take_over(alarm, by, now)
         elif action == "resolve":
             alarm = resolve(alarm, by, now, note or "")
         else:

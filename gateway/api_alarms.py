@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gateway.alarm_book import AlarmNotFound
+from gateway.alarm_book import AlarmNotFound, history_of
 from gateway.auth import Action, Principal, policy
 from gateway.deps import (
     Audit,
@@ -26,10 +26,21 @@ from gateway.deps import (
     patient_for,
 )
 from gateway.events import PatientScope, alarm_event
+from gateway.models import AlarmRow
 from gateway.registry import Registry
 from gateway.schemas import AlarmOut, ResolveIn
 
-AlarmAction = Literal["acknowledge", "start", "resolve", "close"]
+AlarmAction = Literal["acknowledge", "start", "take_over", "resolve", "close"]
+
+
+async def _named(registry: Registry, principal: Principal, rows: list[AlarmRow]) -> list[AlarmOut]:
+    """The alarms with the display names of who acknowledged and who has taken each."""
+    people = [t.by for row in rows for t in history_of(row)] + [r.acknowledged_by for r in rows]
+    names = await registry.display_names(principal.tenant_id, people)
+    places = await registry.device_places((row.patient_id, row.device_id) for row in rows)
+    return [
+        AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or ""))) for row in rows
+    ]
 
 
 async def _alarm_patient_id(
@@ -69,7 +80,7 @@ def alarms_router() -> APIRouter:
             before_id=before_id,
         )
         await audit.shown("list_alarms", [patient_id, *(row.patient_id for row in rows)])
-        return [AlarmOut.of(row) for row in rows]
+        return await _named(registry, principal, list(rows))
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
     async def get_alarm(
@@ -77,7 +88,7 @@ def alarms_router() -> APIRouter:
     ) -> AlarmOut:
         patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
         await audit("read_alarm", patient_id)
-        return AlarmOut.of(await store.alarm(alarm_id))
+        return (await _named(registry, principal, [await store.alarm(alarm_id)]))[0]
 
     @router.post("/{alarm_id}/{action}", response_model=AlarmOut)
     async def act_on_alarm(
@@ -104,7 +115,9 @@ def alarms_router() -> APIRouter:
             # Closed and purged (retention) or erased with its patient since the check above.
             raise NotVisible("alarm", alarm_id, Action.HANDLE_ALARM, patient_id) from None
         await audit(f"{action}_alarm", patient_id)
-        events.publish(alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id)))
-        return AlarmOut.of(row)
+        (shown,) = await _named(registry, principal, [row])
+        scope = PatientScope(patient.tenant_id, patient.care_team_id)
+        events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
+        return shown
 
     return router

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import cast
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
@@ -19,12 +18,18 @@ from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Action, policy
 from gateway.careplan import CarePlan
 from gateway.deps import Audit, ListsPatients, PathId, ReadsPatient, Registered, Store, patient_for
-from gateway.models import Device, HomeGateway, ObservationRow, Patient, restore_offset
+from gateway.models import (
+    Device,
+    HomeGateway,
+    HomeSensor,
+    ObservationRow,
+    Patient,
+    restore_offset,
+)
 from gateway.registry import Registry
 from gateway.schemas import (
-    DEVICE_PROFILES,
+    KIND_OF_PROFILE,
     DeviceCheckOut,
-    DeviceKindName,
     PatientDeviceOut,
     PatientThresholdsOut,
     ThresholdOut,
@@ -33,9 +38,6 @@ from gateway.store import RecordStore
 from tryggheim import codes
 
 _DEFAULTS = {r.rule_id: r for r in default_rules() if isinstance(r, ThresholdRule)}
-_KIND_OF_PROFILE: dict[str, DeviceKindName] = {
-    profile.value: cast(DeviceKindName, kind) for kind, profile in DEVICE_PROFILES.items()
-}
 
 
 def thresholds_of(patient: Patient, tz: ZoneInfo) -> list[ThresholdOut]:
@@ -98,11 +100,17 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
                 )
             )
         }
+        places = {
+            (p.gateway_id, p.device_id): p
+            for p in await s.scalars(
+                select(HomeSensor).where(HomeSensor.gateway_id.in_(gateways.keys()))
+            )
+        }
 
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row)
-    kinds = {d.device_id: _KIND_OF_PROFILE.get(d.profile) for d in paired}
+    kinds = {d.device_id: KIND_OF_PROFILE.get(d.profile) for d in paired}
     paired_gateway = {d.device_id: d.gateway_id for d in paired}
 
     out = []
@@ -114,11 +122,14 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
         check = _newest(r for r in seen if r.code in _DEVICE_CHECKS)
         gateway_id = last.gateway_id if last is not None else paired_gateway[device_id]
         gateway = gateways.get(gateway_id)
+        place = places.get((gateway_id, device_id))
         out.append(
             PatientDeviceOut(
                 device_id=device_id,
                 gateway_id=gateway_id,
                 kind=kinds.get(device_id),
+                sensor_kind=place.kind if place else None,
+                room=place.room if place else None,
                 codes=sorted({r.code for r in seen}),
                 last_seen=restore_offset(last.time, last.utc_offset_min) if last else None,
                 battery_percent=battery.value if battery else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,19 +133,28 @@ class BrokerEventRelay:
             log.error("event relay: not an event on %s: %r", EVENTS_TOPIC, payload[:200])
 
 
-def observation_event(patient_id: int, scope: PatientScope) -> dict[str, Any]:
-    """A patient has new values (the stream filters on the scope fields)."""
+def observation_event(
+    patient_id: int, scope: PatientScope, observations: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """A patient has new values (the stream filters on the scope fields); ``observations``
+    are the new values as the API shows them (``ObservationOut``), so that the nurse app applies
+    them without asking again."""
     return {
         "type": "observation",
         "patient_id": patient_id,
         "tenant_id": scope.tenant_id,
         "care_team_id": scope.care_team_id,
+        "observations": list(observations),
     }
 
 
-def alarm_event(row: AlarmRow, scope: PatientScope) -> dict[str, Any]:
-    """The live-stream event for an alarm change (scope fields let the stream filter)."""
+def alarm_event(
+    row: AlarmRow, scope: PatientScope, shown: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The live-stream event for an alarm change (scope fields let the stream filter);
+    ``shown`` is the alarm as the API shows it (``AlarmOut``), applied by the app as it is."""
     return {
+        "alarm": dict(shown) if shown is not None else None,
         "type": "alarm",
         "alarm_id": row.id,
         "patient_id": row.patient_id,

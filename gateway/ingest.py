@@ -34,6 +34,7 @@ from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 
 from gateway.events import EventBus, alarm_event, observation_event
 from gateway.observability import PlatformMetrics
+from gateway.schemas import AlarmOut, ObservationOut
 from gateway.store import CommitResult, OutboxKey, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import Message, MqttSession, MqttSettings, backoff_delays
@@ -56,6 +57,26 @@ from tryggheim.wire import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def publish_commit(events: EventBus, result: CommitResult) -> None:
+    """Put a commit on the live stream: each patient's new values, and each alarm it raised or
+    changed, carrying the data itself (the nurse app applies it without asking again)."""
+    by_patient: dict[int, list[dict[str, object]]] = {}
+    for stored in result.inserted:
+        if stored.patient_id is not None:
+            obs = stored.observation
+            by_patient.setdefault(stored.patient_id, []).append(
+                ObservationOut.of_observation(obs, obs.seq or 0, str(obs.value)).model_dump(
+                    mode="json"
+                )
+            )
+    for patient_id, observations in by_patient.items():
+        events.publish(observation_event(patient_id, result.scopes[patient_id], observations))
+    for alarm in result.alarms:
+        shown = AlarmOut.of(alarm).model_dump(mode="json")
+        events.publish(alarm_event(alarm, result.scopes[alarm.patient_id], shown))
+
 
 STORE_RETRY_PAUSE_S = 1.0
 #: Home gateway statuses (heartbeats) wait in memory at most this long and are committed
@@ -385,11 +406,7 @@ class IngestWorker:
                 for key, seq in result.committed.items()
             )
         )
-        for patient_id in dict.fromkeys(r.patient_id for r in result.inserted):
-            if patient_id is not None:
-                self._events.publish(observation_event(patient_id, result.scopes[patient_id]))
-        for alarm in result.alarms:
-            self._events.publish(alarm_event(alarm, result.scopes[alarm.patient_id]))
+        publish_commit(self._events, result)
         if self._metrics is not None:
             done = time.monotonic()
             self._metrics.commit_seconds.observe(done - started)

@@ -138,6 +138,17 @@ class Patient(Base):
     """ADT^A40: this record was merged into that one and is no longer used."""
 
 
+class HomeSensor(Base):
+    """A home sensor's place and kind, from its home gateway's sensor map (its status)."""
+
+    __tablename__ = "home_sensors"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str] = mapped_column(String(64))
+
+
 class HomeGateway(Base):
     """A home gateway in a patient's home; its broker user has the same name as its id."""
 

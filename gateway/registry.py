@@ -5,7 +5,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from gateway.models import (
     Device,
     GatewayProgress,
     HomeGateway,
+    HomeSensor,
     Patient,
     Tenant,
     User,
@@ -62,6 +63,17 @@ def _team_filter(scope: TeamScope) -> list[ColumnElement[bool]]:
         ids = [int(t) for t in scope.team_ids if t.isdigit()]
         conditions.append(Patient.care_team_id.in_(ids))
     return conditions
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePlace:
+    """What a device is and where, for naming it to a nurse."""
+
+    sensor_kind: str | None
+    """A home sensor's kind (its gateway's sensor map)."""
+    profile: str | None
+    """A paired medical device's IEEE 11073 profile."""
+    room: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +196,50 @@ class Registry:
                 )
             )
             return [UserWithTeams(u, await self._team_ids(s, u.id)) for u in users]
+
+    async def display_names(self, tenant_id: str, subjects: Iterable[str | None]) -> dict[str, str]:
+        """Subject (``user:17``) → display name, for the people named on alarms; a subject
+        that is not a user of the tenant (``user:colleague``, a system) is left out."""
+        ids = {int(s[5:]) for s in subjects if s and s.startswith("user:") and s[5:].isdigit()}
+        if not ids:
+            return {}
+        async with self._store.session() as s:
+            rows = await s.execute(
+                select(User.id, User.display_name).where(
+                    User.tenant_id == tenant_id, User.id.in_(ids)
+                )
+            )
+            return {f"user:{user_id}": name for user_id, name in rows}
+
+    async def device_places(
+        self, devices: Iterable[tuple[int, str | None]]
+    ) -> dict[tuple[int, str], DevicePlace]:
+        """(patient, device) → what the device is and where: a home sensor's kind and room from
+        its home gateway's sensor map, a paired medical device's profile."""
+        wanted = {(p, d) for p, d in devices if d}
+        if not wanted:
+            return {}
+        patient_ids = {p for p, _ in wanted}
+        async with self._store.session() as s:
+            sensors = await s.execute(
+                select(
+                    HomeGateway.patient_id, HomeSensor.device_id, HomeSensor.kind, HomeSensor.room
+                )
+                .join(HomeSensor, HomeSensor.gateway_id == HomeGateway.id)
+                .where(HomeGateway.patient_id.in_(patient_ids))
+            )
+            paired = await s.execute(
+                select(Device.patient_id, Device.device_id, Device.profile).where(
+                    Device.patient_id.in_(patient_ids)
+                )
+            )
+            places = {
+                (p, d): DevicePlace(None, profile) for p, d, profile in paired if (p, d) in wanted
+            }
+            for p, d, kind, room in sensors:
+                if p is not None and (p, d) in wanted:
+                    places[(p, d)] = DevicePlace(kind, None, room)
+            return places
 
     async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
         rows = await s.scalars(

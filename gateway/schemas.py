@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from gateway.alarm_book import history_of
-from gateway.alarms import AlarmState, Comparison, Severity, alarm_code
+from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.auth import Role
 from gateway.models import AlarmRow, ObservationRow, Patient, User
 from gateway.observability import PlatformProblem
 from tryggheim import codes
+from tryggheim.domain import Observation
 from tryggheim.wire import GATEWAY_ID_PATTERN
+
+if TYPE_CHECKING:
+    from gateway.registry import DevicePlace
 
 DeviceKindName = Literal[
     "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
@@ -45,17 +50,21 @@ class ObservationOut(BaseModel):
 
     @classmethod
     def of(cls, row: ObservationRow) -> ObservationOut:
-        obs = row.observation()
+        return cls.of_observation(row.observation(), row.seq, row.value)
+
+    @classmethod
+    def of_observation(cls, obs: Observation, seq: int, value: str) -> ObservationOut:
+        """``value``: the decimal text as stored."""
         return cls(
             id=obs.id,
             gateway_id=obs.gateway_id,
-            seq=row.seq,
+            seq=seq,
             device_id=obs.device_id,
             source=obs.source,
             code=obs.code,
             mdc=obs.mdc,
             display=codes.metric(obs.code).display,
-            value=row.value,
+            value=value,
             unit=obs.unit,
             time=obs.time,
             time_source=obs.time_source.value,
@@ -311,19 +320,42 @@ class AlarmOut(BaseModel):
     raised_at: datetime
     device_id: str | None
     """The device (or home gateway) the alarm is about; None for the patient as a whole."""
+    device_kind: str | None = None
+    """What that device is: a paired medical device's kind (``blood_pressure``) or a home
+    sensor's (``motion``); None when the platform does not know it."""
+    device_room: str | None = None
+    """Where a home sensor is (its gateway's sensor map)."""
     trigger_value: str | None
     """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
     trigger_unit: str | None
     acknowledged_by: str | None
+    acknowledged_by_name: str | None
+    """The display name of whoever acknowledged it (a user's name, not ``user:2``)."""
     acknowledged_at: datetime | None
+    taken_by: str | None
+    """Who has the alarm now (took it, or took it over); None until someone has."""
+    taken_by_name: str | None
     condition_cleared_at: datetime | None
     auto_cleared: bool
     resolution_note: str | None
     escalation_level: int | None
+    escalated_to: str | None
+    """Who the last escalation notified (the level's name in the alarm's escalation policy:
+    ``care_team``, ``coordinator``, ``on_call``); None before the first."""
     history: list[TransitionOut]
 
     @classmethod
-    def of(cls, row: AlarmRow) -> AlarmOut:
+    def of(
+        cls, row: AlarmRow, names: Mapping[str, str] | None = None, place: DevicePlace | None = None
+    ) -> AlarmOut:
+        """``names``: subject → display name of the people in its history; ``place``: what and
+        where its device is."""
+        names = names or {}
+        kind = None
+        if place is not None:
+            kind = place.sensor_kind or KIND_OF_PROFILE.get(place.profile or "")
+        history = history_of(row)
+        taker = taken_by(history)
         return cls(
             id=row.id,
             patient_id=row.patient_id,
@@ -334,14 +366,20 @@ class AlarmOut(BaseModel):
             state=AlarmState(row.state),
             raised_at=row.raised_at,
             device_id=row.device_id,
+            device_kind=kind,
+            device_room=place.room if place else None,
             trigger_value=row.trigger_value,
             trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
+            acknowledged_by_name=names.get(row.acknowledged_by or ""),
             acknowledged_at=row.acknowledged_at,
+            taken_by=taker,
+            taken_by_name=names.get(taker or ""),
             condition_cleared_at=row.condition_cleared_at,
             auto_cleared=row.auto_cleared,
             resolution_note=row.resolution_note,
             escalation_level=row.escalation_level,
+            escalated_to=escalated_to(row),
             history=[
                 TransitionOut(
                     from_state=t.from_state.value if t.from_state else None,
@@ -350,7 +388,7 @@ class AlarmOut(BaseModel):
                     by=t.by,
                     note=t.note,
                 )
-                for t in history_of(row)
+                for t in history
             ],
         )
 
@@ -428,6 +466,10 @@ class PatientDeviceOut(BaseModel):
     gateway_id: str
     kind: DeviceKindName | None
     """Of a paired medical device; a home sensor has none (see ``codes``)."""
+    sensor_kind: str | None = None
+    """Of a home sensor, from its gateway's sensor map (``motion``, ``door``, ``fall`` …)."""
+    room: str | None = None
+    """Where it is, from the sensor map (``Bad``); None when the map does not say."""
     codes: list[str]
     """What it has reported, e.g. ``TRY_EVT_DOOR_CONTACT``."""
     last_seen: datetime | None
@@ -444,3 +486,17 @@ class PatientDeviceOut(BaseModel):
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None
+
+
+#: A paired device's profile code → its kind name (the reverse of DEVICE_PROFILES).
+KIND_OF_PROFILE: dict[str, DeviceKindName] = {
+    profile.value: cast(DeviceKindName, kind) for kind, profile in DEVICE_PROFILES.items()
+}
+
+
+def escalated_to(row: AlarmRow) -> str | None:
+    """The name of the escalation level an alarm last reached, from its severity's policy."""
+    if row.escalation_level is None:
+        return None
+    levels = policy_for(Severity(row.severity)).levels
+    return levels[min(row.escalation_level, len(levels) - 1)].name

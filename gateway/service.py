@@ -24,6 +24,7 @@ from gateway.ingest import IngestWorker
 from gateway.models import AlarmRow
 from gateway.observability import PlatformMetrics, Probes, database_reachable
 from gateway.retention import RetentionJob
+from gateway.schemas import AlarmOut
 from gateway.settings import GatewaySettings, certificates_in_use
 from gateway.store import CommitResult, RecordStore
 from gateway.timeseries import TimeSeriesExporter
@@ -196,4 +197,4 @@ class Platform:
             log.error("%s failed: %s", what, exc)
             return
         for row, scope in changed:
-            self.events.publish(alarm_event(row, scope))
+            self.events.publish(alarm_event(row, scope, AlarmOut.of(row).model_dump(mode="json")))

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
-from sqlalchemy import Table, bindparam, event, func, select, tuple_, union_all, update
+from sqlalchemy import Table, bindparam, delete, event, func, select, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -38,6 +38,7 @@ from gateway.models import (
     Hl7MessageState,
     Hl7State,
     HomeGateway,
+    HomeSensor,
     ObservationRow,
     Patient,
     RejectedMessage,
@@ -702,6 +703,12 @@ class RecordStore:
         gateway.status_at = now
         if report.outbox_depth is not None:
             gateway.outbox_depth = report.outbox_depth
+        if report.sensors is not None:
+            await s.execute(delete(HomeSensor).where(HomeSensor.gateway_id == gateway.id))
+            s.add_all(
+                HomeSensor(gateway_id=gateway.id, device_id=p.device_id, kind=p.kind, room=p.room)
+                for p in {p.device_id: p for p in report.sensors}.values()
+            )
         if gateway.patient_id is None:
             return [], None
         # A heartbeat that says what the last one said changes no alarm; it only keeps the

@@ -27,12 +27,16 @@ from access import platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
+from gateway.alarm_book import history_of
 from gateway.api import create_app
 from gateway.auth import Role
 from gateway.bootstrap import add_user
-from gateway.events import EventBus, PatientScope, alarm_event, observation_event
+from gateway.events import EventBus, PatientScope, alarm_event
+from gateway.ingest import publish_commit
 from gateway.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
 from gateway.observability import Probes, database_reachable
+from gateway.registry import Registry
+from gateway.schemas import AlarmOut
 from gateway.store import CommitResult, RecordStore
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
@@ -60,6 +64,8 @@ class NurseWorld:
     patients: dict[str, int] = field(default_factory=dict)
     """Family name → patient id."""
     nurse_subject: str = ""
+    coordinator_subject: str = ""
+    """Kari Koordinator, of the nurse's team: the colleague who takes alarms in the tests."""
     platform_checks: dict[str, bool] = field(default_factory=lambda: {"ingest": True})
     """The readiness checks the app's platform status reports; a test sets one False."""
     _seqs: dict[str, itertools.count[int]] = field(default_factory=dict)
@@ -84,11 +90,7 @@ class NurseWorld:
             for device, code, value, unit, at in values
         ]
         result = await self.store.commit_batch(gateway, observations, datetime.now(UTC))
-        for patient_id in dict.fromkeys(r.patient_id for r in result.inserted):
-            if patient_id is not None:
-                self.events.publish(observation_event(patient_id, result.scopes[patient_id]))
-        for alarm in result.alarms:
-            self.events.publish(alarm_event(alarm, result.scopes[alarm.patient_id]))
+        publish_commit(self.events, result)
         return result
 
     async def fall(self, family_name: str) -> AlarmRow:
@@ -100,18 +102,37 @@ class NurseWorld:
         (alarm,) = [a for a in result.alarms if a.rule_id == "fall"]
         return alarm
 
-    async def settle(self, alarm_id: int) -> None:
-        """Take an alarm through to closed (as another nurse would), live."""
-        row = await self.store.alarm(alarm_id)
+    async def act(self, alarm_id: int, step: str, by: str = "user:colleague") -> AlarmRow:
+        """One step of an alarm (acknowledge, start, resolve, close) by ``by``, live."""
+        row, patient = await self.store.act_on_alarm(
+            alarm_id, step, by, datetime.now(UTC), note="Handled by a colleague."
+        )
+        await self.publish_alarm(row, PatientScope(patient.tenant_id, patient.care_team_id))
+        return row
+
+    async def publish_alarm(self, row: AlarmRow, scope: PatientScope) -> None:
+        """An alarm change on the live stream, as the API shows it (names and all)."""
+        registry = Registry(self.store)
+        names = await registry.display_names(DEFAULT_TENANT, [t.by for t in history_of(row)])
+        places = await registry.device_places([(row.patient_id, row.device_id)])
+        shown = AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or "")))
+        self.events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
+
+    async def escalate(self, minutes: int) -> None:
+        """The platform's escalation check, run as if ``minutes`` had passed: unacknowledged
+        alarms go on to the next level of their policy, live."""
+        now = datetime.now(UTC) + timedelta(minutes=minutes)
+        for row, scope in await self.store.escalate_alarms(now):
+            await self.publish_alarm(row, scope)
+
+    async def settle(self, *alarm_ids: int) -> None:
+        """Take alarms through to closed (as another nurse would), live."""
         steps = ["acknowledge", "start", "resolve", "close"]
         done = {"raised": 0, "acknowledged": 1, "in_progress": 2, "resolved": 3, "closed": 4}
-        for step in steps[done[row.state] :]:
-            row, patient = await self.store.act_on_alarm(
-                alarm_id, step, "user:colleague", datetime.now(UTC), note="Handled by a colleague."
-            )
-            self.events.publish(
-                alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id))
-            )
+        for alarm_id in alarm_ids:
+            row = await self.store.alarm(alarm_id)
+            for step in steps[done[row.state] :]:
+                await self.act(alarm_id, step)
 
     async def alarm_state(self, alarm_id: int) -> str:
         return (await self.store.alarm(alarm_id)).state
@@ -218,7 +239,7 @@ async def seed(world: NurseWorld) -> None:
         )
     ).team_ids[0]
 
-    await add_user(
+    coordinator = await add_user(
         store,
         tenant_id=DEFAULT_TENANT,
         username=COORDINATOR,
@@ -227,6 +248,7 @@ async def seed(world: NurseWorld) -> None:
         team_names=[TEAM],
         password=PASSWORD,
     )
+    world.coordinator_subject = f"user:{coordinator.user.id}"
     await add_user(
         store,
         tenant_id=DEFAULT_TENANT,

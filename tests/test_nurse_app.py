@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +44,35 @@ from nurse_world import (
 )
 from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
+from sqlalchemy import select
 
+from gateway.models import AuditEntry
 from tryggheim import codes
 from tryggheim.broker import find_free_port
+from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DOCS_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 TABLET = {"width": 1024, "height": 768}
+PHONE = {"width": 390, "height": 844}
+SIZES = {"tablet": TABLET, "phone": PHONE}
+
+# Headless Chromium plays sound without a user gesture; a tablet's browser does not. As a real
+# one does, an AudioContext made before the page has been touched starts suspended, and resume()
+# works only during a touch or key press.
+BROWSER_AUDIO_POLICY = """(() => {
+  const Real = window.AudioContext;
+  window.AudioContext = class extends Real {
+    constructor(...args) {
+      super(...args);
+      if (!navigator.userActivation.hasBeenActive) super.suspend();
+    }
+    resume() {
+      return navigator.userActivation.isActive ? super.resume() : new Promise(() => {});
+    }
+  };
+})();"""
 
 
 @pytest.fixture(scope="session")
@@ -65,11 +88,15 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nurse
 
 
 @contextlib.asynccontextmanager
-async def tablet_page(browser: Browser, **options: Any) -> AsyncIterator[Page]:
-    """A tablet-sized page in Oslo time; uncaught script errors fail the test."""
+async def tablet_page(
+    browser: Browser, size: str = "tablet", **options: Any
+) -> AsyncIterator[Page]:
+    """A tablet-sized (or ``size``) page in Oslo time, whose browser keeps the alarm sound
+    blocked until the page is touched; uncaught script errors fail the test."""
     context = await browser.new_context(
-        viewport=TABLET, timezone_id="Europe/Oslo", locale="nb-NO", **options
+        viewport=SIZES[size], timezone_id="Europe/Oslo", locale="nb-NO", **options
     )
+    await context.add_init_script(BROWSER_AUDIO_POLICY)
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -84,6 +111,34 @@ async def tablet_page(browser: Browser, **options: Any) -> AsyncIterator[Page]:
 async def tablet(browser: Browser) -> AsyncIterator[Page]:
     async with tablet_page(browser) as page:
         yield page
+
+
+@pytest.fixture(params=list(SIZES))
+def size(request: pytest.FixtureRequest) -> str:
+    """The tests of issue 16 run at tablet (1024×768) and phone (390×844) size."""
+    return str(request.param)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sized(browser: Browser, size: str) -> AsyncIterator[Page]:
+    async with tablet_page(browser, size) as page:
+        yield page
+
+
+async def in_viewport(page: Page, locator: Locator, what: str) -> None:
+    """The element is on screen as a whole, wherever the page is scrolled to."""
+    await expect(locator).to_be_visible()
+    box = None
+    for _ in range(10):  # a live update may re-render it between finding and measuring it
+        if (box := await locator.bounding_box()) is not None:
+            break
+        await asyncio.sleep(0.1)
+    viewport = page.viewport_size
+    assert box is not None and viewport is not None, f"{what} is not shown"
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], (
+        f"{what} is off screen: y = {box['y']:.0f}, height {box['height']:.0f}, "
+        f"viewport {viewport['height']}"
+    )
 
 
 async def accessible(page: Page, script: str, what: str) -> None:
@@ -296,9 +351,9 @@ async def test_a_new_alarm_appears_live_and_is_handled_to_the_end(
     fall = await world.fall("Ødegård")
 
     banner = page.get_by_role("region", name="Ny alarm")
-    await expect(banner).to_contain_text("Kritisk alarm: Fall hos Ødegård, Kari")
+    await expect(banner).to_contain_text("Kritisk: Fall hos Ødegård, Kari")
     await expect(page.locator("#announce-alert")).to_have_text(
-        "Ny kritisk alarm: Fall hos Ødegård, Kari."
+        "Ny alarm – kritisk: Fall hos Ødegård, Kari."
     )
     await expect(page.locator("html")).to_have_attribute("data-alarm-sounds", "1")
     await expect(cards(page)).to_have_text(
@@ -322,7 +377,7 @@ async def test_a_new_alarm_appears_live_and_is_handled_to_the_end(
     first = page.locator(f'.alarm-list > li[data-alarm-id="{fall.id}"]')
     await expect(first.locator(".state")).to_have_text("Ny")
     # Which sensor it came from; an event has no measured value to show.
-    await expect(first.locator(".alarm-meta")).to_contain_text("Enhet fall-ødegård")
+    await expect(first.locator(".alarm-meta")).to_contain_text("Enhet: fall-ødegård")
     await expect(first.locator(".alarm-meta")).not_to_contain_text("Målt")
     # Nilsen's SpO2 alarm says what was measured, and on which oximeter.
     nilsen = page.locator(".alarm-list > li").filter(has_text="Nilsen, Per")
@@ -420,9 +475,9 @@ async def test_settings_english_and_which_alarms_give_notice(
     # A critical one does: shown and read out, but without sound (switched off).
     panic = await world.commit(berg, [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())])
     banner = page.get_by_role("region", name="New alarm")
-    await expect(banner).to_contain_text("Critical alarm: Panic button for Berg, Ola")
+    await expect(banner).to_contain_text("Critical: Panic button for Berg, Ola")
     await expect(page.locator("#announce-alert")).to_have_text(
-        "New critical alarm: Panic button for Berg, Ola."
+        "New alarm – critical: Panic button for Berg, Ola."
     )
     await expect(cards(page).first).to_have_text("Berg, Ola")
     assert await page.locator("html").get_attribute("data-alarm-sounds") is None
@@ -459,12 +514,12 @@ async def platform_on(world: NurseWorld, port: int) -> AsyncIterator[uvicorn.Ser
 
 
 async def test_the_app_says_plainly_when_it_is_not_live(
-    world: NurseWorld, browser: Browser, axe_script: str
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
 ) -> None:
     port = find_free_port()
     async with (
         PartitionProxy("127.0.0.1", port) as proxy,
-        tablet_page(browser) as page,
+        tablet_page(browser, size) as page,
     ):
         url = f"http://127.0.0.1:{proxy.port}"
         await page.clock.install()
@@ -473,6 +528,10 @@ async def test_the_app_says_plainly_when_it_is_not_live(
             await expect(cards(page)).to_have_count(4)
             banner = page.locator("#connection-alert")
             await expect(banner).to_have_text("")
+            # Far down a long page: the banner must still be on screen (issue 16).
+            await card(page, "Ødegård, Kari").get_by_role("link").click()
+            await expect(page.get_by_role("region", name="Enheter")).to_be_visible()
+            await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
 
             # The network goes silent (nothing arrives, nothing fails): stale after 40 s.
             async with proxy.partitioned():
@@ -483,8 +542,9 @@ async def test_the_app_says_plainly_when_it_is_not_live(
                 await expect(page.locator("#connection")).to_contain_text("Ikke oppdatert")
                 await expect(page.locator("main")).to_have_class(re.compile(r"\bnot-live\b"))
                 await expect(page.locator(".stale-marker")).to_have_text("⚠ Kan være utdatert")
+                await in_viewport(page, page.locator("#connection-banner"), "the stale banner")
                 await accessible(page, axe_script, "not live (stale)")
-                await screenshot(page, "connection-lost.png")
+                await screenshot(page, f"connection-lost-{size}.png")
             # The network is back: live again by itself, and it says so.
             await page.clock.fast_forward(20_000)
             await expect(page.locator("#connection")).to_contain_text("Direkte")
@@ -498,7 +558,10 @@ async def test_the_app_says_plainly_when_it_is_not_live(
         await expect(banner).to_contain_text("Ikke direkte: forbindelsen til plattformen er brutt.")
         await expect(banner).to_contain_text("Det du ser, kan være utdatert.")
         await expect(page.locator("#connection")).to_contain_text("Frakoblet")
+        await page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")
+        await in_viewport(page, page.locator("#connection-banner"), "the lost banner")
         await accessible(page, axe_script, "not live (lost)")
+        await page.get_by_role("link", name="Alle pasienter").click()
 
         # An alarm raised while the app was not connected ...
         fall = await world.fall("Ødegård")
@@ -507,11 +570,446 @@ async def test_the_app_says_plainly_when_it_is_not_live(
             await expect(page.locator("#connection")).to_contain_text("Direkte")
             # ... is shown and announced once the app is live again.
             await expect(page.get_by_role("region", name="Ny alarm")).to_contain_text(
-                "Kritisk alarm: Fall hos Ødegård, Kari"
+                "Kritisk: Fall hos Ødegård, Kari"
             )
             await expect(card(page, "Ødegård, Kari").locator(".alarm-badges")).to_contain_text(
                 "Kritisk: Fall Ny"
             )
+        await world.settle(fall.id)
+
+
+# --- issue 16: a nurse's shift ------------------------------------------------------------------
+
+
+async def test_a_new_alarm_and_the_sound_cannot_be_missed(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """The new-alarm banner stays in the viewport wherever she has scrolled to, the tab title
+    says the same alarm, and the alarm sound's state is always shown: after a reload the browser
+    blocks it until the page is touched, and one tap arms it again."""
+    page = sized
+    await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+    sound = page.locator("#sound-status")
+    await expect(sound).to_have_text("Lyd: på")
+    await page.reload()
+    await expect(page.locator("#connection")).to_contain_text("Direkte")
+    await expect(sound).to_have_text("Lyd: blokkert")
+    sound_banner = page.locator("#sound-banner")
+    await expect(sound_banner).to_contain_text("nye alarmer gir ingen lyd")
+    await in_viewport(page, sound_banner, "the blocked-sound banner")
+    await accessible(page, axe_script, f"sound blocked ({size})")
+    await page.get_by_role("button", name="Slå på lyden", exact=True).click()
+    await expect(sound).to_have_text("Lyd: på")
+    await expect(sound_banner).to_be_hidden()
+
+    await expect(page.get_by_role("region", name="Enheter")).to_be_visible()
+    await page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    fall = await world.fall("Ødegård")
+    banner = page.get_by_role("region", name="Ny alarm")
+    await expect(banner).to_contain_text("Kritisk: Fall hos Ødegård, Kari")
+    await expect(page.locator("html")).to_have_attribute("data-alarm-sounds", re.compile(r"\d"))
+    await expect(page).to_have_title(
+        re.compile(r"^\(\d+\) ⚠ Kritisk: Fall hos Ødegård, Kari – Tryggheim$")
+    )
+    for where in ("document.body.scrollHeight", "document.body.scrollHeight / 2", "0"):
+        await page.evaluate(f"window.scrollTo(0, {where})")
+        await in_viewport(page, banner, f"the new-alarm banner at scrollTo({where})")
+    await page.evaluate("window.scrollTo(0, document.body.scrollHeight / 2)")
+    await accessible(page, axe_script, f"new alarm, scrolled ({size})")
+    await screenshot(page, f"new-alarm-scrolled-{size}.png")
+    # Handled by a colleague: the banner and the title's alarm go together.
+    await world.settle(fall.id)
+    await expect(banner).to_be_hidden()
+    await expect(page).not_to_have_title(re.compile("⚠"))
+
+
+async def test_triage_puts_the_most_severe_and_newest_first(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """Critical before anything, acknowledged or not; a brand-new critical alarm above an older
+    one; a handful of new low alarms never above an acknowledged fall."""
+    page = sized
+    berg = gateway_of("Berg")
+    at = now_here()
+    lows = await world.commit(
+        berg, [(f"sensor-{n}-berg", codes.EVENT_BATTERY.ref, "9", "%", at) for n in range(6)]
+    )
+    fall = await world.fall("Ødegård")
+    await asyncio.sleep(1.1)  # the leak is a second newer than the fall
+    leak = await world.commit(
+        gateway_of("Haugen"), [("water-haugen", codes.EVENT_WATER.ref, "1", "1", now_here())]
+    )
+    try:
+        await sign_in(page, world.url)
+        await expect(cards(page)).to_have_text(
+            ["Haugen, Ingrid", "Ødegård, Kari", "Nilsen, Per", "Berg, Ola"]
+        )
+        # Her colleague acknowledges the fall: it stays above the new high and low alarms.
+        await world.act(fall.id, "acknowledge")
+        await (
+            page.get_by_role("navigation").get_by_role("link", name=re.compile("^Alarmer")).click()
+        )
+        await expect(page.locator(".alarm-list > li").first).to_have_attribute(
+            "data-alarm-id", str(leak.alarms[0].id)
+        )
+        order = await page.locator(".alarm-list > li").evaluate_all(
+            "(items) => items.map((li) => [li.dataset.alarmId, li.className])"
+        )
+        severities = [re.search(r"sev-(\w+)", c).group(1) for _, c in order]  # type: ignore[union-attr]
+        assert [int(i) for i, _ in order[:2]] == [leak.alarms[0].id, fall.id]
+        assert severities == sorted(severities, key=["critical", "high", "medium", "low"].index)
+        await expect(cards(page)).to_have_count(0)
+        # The order is explained in the app's help.
+        await page.get_by_text("Slik sorteres listene").click()
+        await expect(page.locator(".help")).to_contain_text("kvittert eller ikke")
+        await accessible(page, axe_script, f"alarm inbox in triage order ({size})")
+    finally:
+        await world.settle(fall.id, *(a.id for a in leak.alarms), *(a.id for a in lows.alarms))
+
+
+def inbox_card(page: Page, alarm_id: int) -> Locator:
+    return page.locator(f'.alarm-list > li[data-alarm-id="{alarm_id}"]')
+
+
+async def focused_alarm(page: Page) -> tuple[str | None, str]:
+    """(the alarm id of the card holding focus, the focused element's tag)."""
+    found: list[Any] = await page.evaluate(
+        """() => [document.activeElement.closest("[data-alarm-id]")?.dataset.alarmId ?? null,
+                  document.activeElement.tagName]"""
+    )
+    return found[0], found[1]
+
+
+async def test_focus_stays_with_the_alarm_she_acted_on(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """Enter on "Kvitter" leaves focus on that alarm's next step, on screen; a colleague's
+    change to the alarm she has focused leaves focus on its card, so Enter does not act on it;
+    after "Lukk" focus goes to the nearest alarm, not the top heading."""
+    page = sized
+    fall = await world.fall("Ødegård")
+    raised = (
+        await world.commit(
+            gateway_of("Berg"), [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())]
+        )
+    ).alarms
+    (panic,) = [a for a in raised if a.rule_id == "panic"]
+    try:
+        await sign_in(page, world.url, "#/alarms")
+        fall_card = inbox_card(page, fall.id)
+        await fall_card.get_by_role("button", name="Kvitter").focus()
+        await page.keyboard.press("Enter")
+        take = fall_card.get_by_role("button", name="Ta oppdraget")
+        await expect(take).to_be_focused()
+        await in_viewport(page, take, "the next step of the alarm she acknowledged")
+        assert await world.alarm_state(fall.id) == "acknowledged"
+
+        # A colleague acknowledges the alarm whose "Kvitter" she has focused.
+        panic_card = inbox_card(page, panic.id)
+        await panic_card.get_by_role("button", name="Kvitter").focus()
+        await world.act(panic.id, "acknowledge")
+        await expect(panic_card.locator(".state")).to_have_text("Kvittert")
+        assert await focused_alarm(page) == (str(panic.id), "ARTICLE")
+        await page.keyboard.press("Enter")
+        await asyncio.sleep(0.5)
+        assert await world.alarm_state(panic.id) == "acknowledged", "Enter took the alarm"
+        await accessible(page, axe_script, f"alarm inbox after a colleague's change ({size})")
+
+        # Closed by her: focus goes to the nearest alarm, not to the top of the page.
+        await world.act(panic.id, "start")
+        await world.act(panic.id, "resolve")
+        close = panic_card.get_by_role("button", name="Lukk alarmen")
+        await close.click()
+        await expect(panic_card).to_have_count(0)
+        alarm, tag = await focused_alarm(page)
+        assert alarm is not None and tag == "ARTICLE", f"focus went to {tag}, alarm {alarm}"
+        await expect(page.locator("#view-title")).not_to_be_focused()
+    finally:
+        await world.settle(fall.id, panic.id)
+
+
+async def test_a_step_that_fails_says_so_and_can_be_retried(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """Pressing "Kvitter" shows it pending, then done; offline it shows why it failed and a
+    retry on the card, and nothing changed on the platform until the retry."""
+    page = sized
+    await sign_in(page, world.url, "#/alarms")
+    raised = (
+        await world.commit(
+            gateway_of("Berg"), [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())]
+        )
+    ).alarms
+    (panic,) = [a for a in raised if a.rule_id == "panic"]
+    try:
+        card_ = inbox_card(page, panic.id)
+        await expect(card_.locator(".state")).to_have_text("Ny")
+        await page.context.set_offline(True)
+        await card_.get_by_role("button", name="Kvitter").click()
+        await expect(card_.locator(".step-status")).to_have_text(
+            "Ingen forbindelse til plattformen. Ingenting er endret."
+        )
+        await expect(page.locator("#announce-alert")).to_contain_text("Kvitter gikk ikke")
+        retry = card_.get_by_role("button", name="Prøv igjen: Kvitter")
+        await expect(retry).to_be_visible()
+        # The new-alarm banner's button says the same.
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(
+            banner.get_by_role("button", name=re.compile("^Prøv igjen: Kvitter"))
+        ).to_be_visible()
+        await expect(banner).to_contain_text("Ingen forbindelse til plattformen.")
+        assert await world.alarm_state(panic.id) == "raised"
+        await accessible(page, axe_script, f"a step that failed ({size})")
+        await screenshot(page, f"step-failed-{size}.png")
+
+        # Back online; the platform is slow to answer: "Kvitterer …" until it has.
+        await page.context.set_offline(False)
+        answer = asyncio.Event()
+
+        async def slow(route: Any) -> None:
+            await answer.wait()
+            await route.continue_()
+
+        await page.route(f"**/api/v1/alarms/{panic.id}/acknowledge", slow)
+        await retry.click()
+        await expect(card_.locator(".step-status")).to_have_text("Kvitterer …")
+        answer.set()
+        await expect(card_.locator(".state")).to_have_text("Kvittert")
+        await expect(card_.locator(".step-status")).to_have_text("")
+        assert await world.alarm_state(panic.id) == "acknowledged"
+    finally:
+        await world.settle(panic.id)
+
+
+async def test_the_words_say_to_whom_and_what(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """An alarm not acknowledged in time says who it went on to (not "level 2"); a leak that
+    stopped is "opphørt"; a new alarm is announced as "Ny alarm – høy", not "Ny høy alarm"."""
+    page = sized
+    berg = gateway_of("Berg")
+    start = now_here() - timedelta(minutes=30)
+    leak = await world.commit(
+        berg,
+        [
+            ("water-berg", codes.EVENT_WATER.ref, "1", "1", start),
+            ("water-berg", codes.EVENT_WATER.ref, "0", "1", start + timedelta(minutes=10)),
+        ],
+    )
+    # raised, then its condition cleared: one alarm, changed twice
+    (alarm_id,) = {a.id for a in leak.alarms if a.rule_id == "water_leak"}
+    await world.escalate(minutes=6)  # a critical alarm reaches on-call after 5 minutes
+    opened = [alarm_id]
+    try:
+        await sign_in(page, world.url, f"#/patients/{world.patients['Berg']}")
+        card_ = page.locator(f'.alarm-list > li[data-alarm-id="{alarm_id}"]')
+        await expect(card_.locator(".escalated")).to_have_text(
+            "Ikke kvittert i tide: varslet videre til vakthavende"
+        )
+        events = page.get_by_role("region", name="Hendelser i hjemmet")
+        await expect(events.get_by_text("Vannlekkasje opphørt").first).to_be_visible()
+        meter, code = "C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref
+        # normal first (an earlier test may have left it low), then low now
+        glucose = [
+            (meter, code, "6.0", "mmol/L", now_here() - timedelta(seconds=2)),
+            (meter, code, "2.9", "mmol/L", now_here()),
+        ]
+        opened += [a.id for a in (await world.commit(berg, glucose)).alarms]
+        await expect(page.locator("#announce-alert")).to_have_text(
+            "Ny alarm – høy: Lavt blodsukker hos Berg, Ola."
+        )
+        await accessible(page, axe_script, f"an escalated alarm ({size})")
+    finally:
+        await world.settle(*opened)
+
+
+async def test_a_phone_shows_a_compact_header_and_nothing_sideways(
+    world: NurseWorld, browser: Browser, axe_script: str
+) -> None:
+    """On a phone (390×844) the header leaves the screen to the patients, and no part of a
+    patient's page (the devices included) scrolls sideways."""
+    async with tablet_page(browser, "phone") as page:
+        await sign_in(page, world.url)
+        header = await page.locator("header.top").bounding_box()
+        await screenshot(page, "patients-phone.png")
+        assert header is not None and header["height"] <= 130, f"header {header}"
+        await screenshot(page, "patients-phone.png")
+        await card(page, "Ødegård, Kari").get_by_role("link").click()
+        devices = page.get_by_role("region", name="Enheter")
+        await expect(devices.locator("[data-device-id]").first).to_be_visible()
+        wide = await devices.evaluate(
+            """(section) => [...section.querySelectorAll("*")]
+                .filter((e) => e.clientWidth > 1 && e.scrollWidth > e.clientWidth + 1
+                               && getComputedStyle(e).overflowX !== "visible")
+                .map((e) => e.className || e.tagName)"""
+        )
+        assert wide == [], f"these scroll sideways: {wide}"
+        await no_sideways_scrolling(page)
+        await accessible(page, axe_script, "a patient on a phone")
+        await devices.scroll_into_view_if_needed()
+        await screenshot(page, "patient-devices-phone.png")
+
+
+async def test_who_has_an_alarm_is_named_and_she_takes_over(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """Acknowledged and taken by a colleague: said by name ("Kari Koordinator", not "user:3"),
+    and she is offered "Ta over" rather than the resolve form; taking over is hers, live for
+    the colleague, and the alarm's history keeps both."""
+    page = sized
+    raised = (
+        await world.commit(
+            gateway_of("Berg"), [("panic-berg", codes.EVENT_PANIC.ref, "1", "1", now_here())]
+        )
+    ).alarms
+    (panic,) = [a for a in raised if a.rule_id == "panic"]
+    await world.act(panic.id, "acknowledge", world.coordinator_subject)
+    await world.act(panic.id, "start", world.coordinator_subject)
+    try:
+        await sign_in(page, world.url, "#/alarms")
+        card_ = inbox_card(page, panic.id)
+        meta = card_.locator(".alarm-meta")
+        await expect(meta).to_contain_text("Kvittert av Kari Koordinator")
+        await expect(card_.locator(".taken-by")).to_have_text("Tatt av Kari Koordinator")
+        await expect(meta).not_to_contain_text("user:")
+        await expect(card_.get_by_role("textbox")).to_have_count(0)
+        haugen = page.locator(".alarm-list > li").filter(has_text="Haugen, Ingrid")
+        await expect(haugen.locator(".alarm-meta")).to_contain_text("Kvittert av deg")
+        await accessible(page, axe_script, f"an alarm a colleague has taken ({size})")
+        await screenshot(page, f"taken-by-colleague-{size}.png")
+
+        await card_.get_by_role("button", name="Ta over").click()
+        await expect(card_.locator(".taken-by")).to_have_text("Tatt av deg")
+        await expect(card_.get_by_label("Hva ble funnet og gjort? (påkrevd)")).to_be_focused()
+        row = await world.store.alarm(panic.id)
+        assert row.state == "in_progress"
+        assert [t["by"] for t in json.loads(row.history)][-2:] == [
+            world.coordinator_subject,
+            world.nurse_subject,
+        ]
+    finally:
+        await world.settle(panic.id)
+
+
+async def test_charts_stay_in_their_frame_with_limits_on_their_own_series(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """A value stamped later than now (a device clock ahead) is not drawn outside the chart;
+    the systolic limits are drawn on the systolic values, not through the diastolic ones."""
+    page = sized
+    ahead = now_here() + timedelta(hours=1)
+    oximeter = "C0:10:00:00:00:02"
+    await world.commit(gateway_of("Ødegård"), [(oximeter, codes.SPO2.ref, "95", "%", ahead)])
+    await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+    spo2 = page.locator("figure[data-group=spo2] .chart-svg")
+    await expect(spo2.locator(".point").first).to_be_attached()
+    outside = await spo2.evaluate(
+        """(svg) => {
+            const frame = svg.querySelector(".frame").getBBox();
+            return [...svg.querySelectorAll(".series .point")].filter((point) => {
+                const box = point.getBBox();
+                const middle = box.x + box.width / 2;
+                return middle < frame.x - 0.5 || middle > frame.x + frame.width + 0.5;
+            }).length;
+        }"""
+    )
+    assert outside == 0, f"{outside} points drawn outside the chart's frame"
+    bp = page.locator("figure[data-group=bp]")
+    systolic = bp.locator('.chart-svg[data-series="Systolisk"]')
+    diastolic = bp.locator('.chart-svg[data-series="Diastolisk"]')
+    await expect(systolic.locator(".limit line")).to_have_count(2)
+    await expect(systolic.locator(".point").first).to_be_attached()
+    await expect(diastolic.locator(".point").first).to_be_attached()
+    await expect(diastolic.locator(".limit")).to_have_count(0)
+    await accessible(page, axe_script, f"a patient's charts ({size})")
+    await bp.scroll_into_view_if_needed()
+    await screenshot(page, f"chart-bp-{size}.png")
+
+
+async def test_devices_are_named_by_room_and_kind(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """The home gateway's sensor map names the sensors: "Bad – bevegelse", "Gang – dør", grouped
+    by room, never a bare address."""
+    placements = (
+        SensorPlacement("motion-odegard", "motion", "Bad"),
+        SensorPlacement("door-odegard", "door", "Gang"),
+        SensorPlacement("bed-odegard", "bed", "Soverom"),
+        SensorPlacement("fall-odegard", "fall", "Bad"),
+    )
+    status = GatewayStatusReport(gateway_of("Ødegård"), True, 0, sensors=placements)
+    await world.store.commit_batches([], datetime.now(UTC), statuses=[status])
+    page = sized
+    await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+    devices = page.get_by_role("region", name="Enheter")
+    bathroom = devices.locator('tbody[data-room="Bad"]')
+    await expect(bathroom.locator(".room-row")).to_have_text("Bad")
+    await expect(bathroom.locator("[data-device-id] .device-kind")).to_have_text(
+        ["Bad – bevegelse", "Bad – fall"]
+    )
+    door = devices.locator('tr[data-device-id="door-odegard"] .device-kind')
+    await expect(door).to_have_text("Gang – dør")
+    await expect(devices.locator('tbody[data-room=""] .room-row')).to_have_text(
+        "Måleutstyr og enheter uten rom"
+    )
+    labels = await devices.locator("[data-device-id] .device-kind").all_inner_texts()
+    assert all(label and label != "Enhet" for label in labels), labels
+    await no_sideways_scrolling(page)
+    await accessible(page, axe_script, f"devices by room ({size})")
+    await devices.scroll_into_view_if_needed()
+    await screenshot(page, f"devices-by-room-{size}.png")
+    # The alarms name the device the same way.
+    await page.get_by_role("navigation").get_by_role("link", name=re.compile("^Alarmer")).click()
+    battery = page.locator(".alarm-list > li").filter(has_text="Lavt batteri – Ødegård, Kari")
+    await expect(battery.locator(".alarm-device")).to_have_text("Enhet: Bad – bevegelse")
+    cuff = page.locator(".alarm-list > li").filter(has_text="Haugen, Ingrid")
+    await expect(cuff.locator(".alarm-device")).to_have_text("Enhet: Blodtrykksmåler")
+
+
+async def audit_actions(world: NurseWorld) -> list[str]:
+    async with world.store.session() as s:
+        return list(await s.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+
+
+async def test_live_readings_are_applied_without_asking_again(
+    world: NurseWorld, sized: Page, size: str
+) -> None:
+    """The live stream's events carry what changed: five readings and a new alarm reach the
+    list without one request to the API, and the audit log gets no row per reading (only the
+    stream's one row per patient it showed, once per stream)."""
+    page = sized
+    await sign_in(page, world.url)
+    await expect(cards(page)).to_have_count(4)
+    await expect(page.locator("#updated")).not_to_be_empty()
+    await asyncio.sleep(0.5)  # the first loads are done
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            asked.append(request.url)
+            if "/api/v1/" in request.url and "/api/v1/stream" not in request.url
+            else None
+        ),
+    )
+    before = len(await audit_actions(world))
+    thermometer = "C0:40:00:00:00:01"
+    start = now_here() - timedelta(seconds=10)
+    for n in range(5):
+        at = start + timedelta(seconds=n)
+        await world.commit(
+            gateway_of("Berg"), [(thermometer, codes.BODY_TEMP.ref, f"36.{n + 1}", "Cel", at)]
+        )
+    temperature = card(page, "Berg, Ola").locator("[data-vital=temp] .value")
+    await expect(temperature).to_have_text("36,5")
+    fall = await world.fall("Ødegård")
+    try:
+        await expect(page.get_by_role("region", name="Ny alarm")).to_contain_text("Fall")
+        await expect(cards(page).first).to_have_text("Ødegård, Kari")
+        await asyncio.sleep(0.5)
+        assert asked == [], f"the app asked again: {asked}"
+        added = (await audit_actions(world))[before:]
+        assert set(added) <= {"live_stream"} and len(added) <= 2, added
+    finally:
         await world.settle(fall.id)
 
 

@@ -186,6 +186,8 @@ async def test_a_paired_device_never_heard_from_is_listed(
         "device_id": "C0:40:00:00:00:09",
         "gateway_id": "gw-berg",
         "kind": "blood_pressure",
+        "sensor_kind": None,
+        "room": None,
         "codes": [],
         "last_seen": None,
         "battery_percent": None,

@@ -18,6 +18,7 @@ from tryggheim.wire import (
     MAX_KEPT_BYTES,
     Ack,
     RejectedRange,
+    SensorPlacement,
     ack_topic,
     decode_ack,
     decode_batch,
@@ -336,6 +337,39 @@ def test_a_status_with_an_impossible_committed_seq_is_refused(committed: object)
     body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "committed_seq": committed}
     with pytest.raises(PayloadError, match="committed_seq"):
         decode_status(status_topic("gw-0001"), json.dumps(body).encode())
+
+
+def test_a_status_carries_where_each_sensor_is() -> None:
+    """Issue 16: the sensor map's rooms and kinds, so the nurse app says "Bad – bevegelse"."""
+    body: dict[str, object] = {"v": 1, "gateway_id": "gw-0001", "state": "online"}
+    assert decode_status(STATUS, json.dumps(body).encode()).sensors is None
+    body["sensor_map"] = [{"device_id": "0x00158d0000010009", "kind": "motion", "room": "Bad"}]
+    report = decode_status(STATUS, json.dumps(body).encode())
+    assert report.sensors == (SensorPlacement("0x00158d0000010009", "motion", "Bad"),)
+
+
+@pytest.mark.parametrize(
+    "sensors",
+    [
+        "Bad",
+        [["0x01", "motion", "Bad"]],
+        [{"device_id": "0x01", "kind": "motion"}],
+        [{"device_id": "0x01", "kind": "motion", "room": ""}],
+        [{"device_id": "0x01", "kind": "motion", "room": "x" * 65}],
+        [{"device_id": "0x01", "kind": "motion", "room": "Bad"}] * 257,
+    ],
+)
+def test_a_status_with_a_bad_sensor_map_is_refused(sensors: object) -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "sensor_map": sensors}
+    with pytest.raises(PayloadError, match=r"sensor_map|room"):
+        decode_status(STATUS, json.dumps(body).encode())
+
+
+@given(st.recursive(st.none() | st.text(max_size=5) | st.integers(), st.lists, max_leaves=8))
+def test_any_sensors_value_is_decoded_or_refused_never_a_crash(sensors: object) -> None:
+    body = {"v": 1, "gateway_id": "gw-0001", "state": "online", "sensor_map": sensors}
+    with contextlib.suppress(PayloadError):
+        decode_status(STATUS, json.dumps(body).encode())
 
 
 #: What a home gateway of version 0.1.0 publishes, byte for byte: the platform of this version

@@ -386,6 +386,20 @@ def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorPlacement:
+    """Where a home sensor is and what it is, from the gateway's sensor map: what a nurse reads
+    ("Bad – bevegelse") instead of its address."""
+
+    device_id: str
+    kind: str
+    room: str
+
+
+#: At most this many sensors in one status (a home has a dozen).
+MAX_SENSORS = 256
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayStatusReport:
     gateway_id: str
     online: bool
@@ -397,6 +411,9 @@ class GatewayStatusReport:
     """The highest seq the gateway was told is committed (and has deleted up to)."""
     epoch: str = LEGACY_EPOCH
     """The edge outbox ``committed_seq`` is of."""
+    sensors: tuple[SensorPlacement, ...] | None = None
+    """The sensor map (optional ``sensor_map`` of the status); None when the status has none (the
+    will's offline), which leaves what the platform knows as it is."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -417,9 +434,29 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     committed = None
     if body.get("committed_seq") is not None:
         committed = _count(topic, body, "committed_seq", 0, MAX_SEQ)
+    raw = body.get("sensor_map")
+    sensors = None if raw is None else _sensors(topic, raw)
     return GatewayStatusReport(
-        gateway_id, state == "online", depth, adjustments, committed, _epoch(topic, body)
+        gateway_id, state == "online", depth, adjustments, committed, _epoch(topic, body), sensors
     )
+
+
+def _sensors(topic: str, raw: object) -> tuple[SensorPlacement, ...]:
+    problem = "sensor_map: expected [{device_id, kind, room}]"
+    if not isinstance(raw, list) or len(raw) > MAX_SENSORS:
+        raise PayloadError(topic, f"{problem}, at most {MAX_SENSORS}")
+    placements = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise PayloadError(topic, f"{problem}, got {_shown(item)}")
+        placements.append(
+            SensorPlacement(
+                _text(topic, item, "device_id", MAX_NAME_CHARS),
+                _text(topic, item, "kind", MAX_NAME_CHARS),
+                _text(topic, item, "room", MAX_NAME_CHARS),
+            )
+        )
+    return tuple(placements)
 
 
 def _epoch(topic: str, body: dict[str, Any]) -> str:

@@ -5,14 +5,21 @@
 
 let context = null;
 let played = 0;
+let onChange = () => {};
 
 function audio() {
   if (!context) {
     const Context = window.AudioContext ?? window.webkitAudioContext;
     if (!Context) return null;
     context = new Context();
+    context.addEventListener("statechange", () => onChange(soundState()));
   }
   return context;
+}
+
+/** Call `listener(state)` whenever the browser blocks or allows the sound (the app shows it). */
+export function watchSound(listener) {
+  onChange = listener;
 }
 
 export function unlockSound() {

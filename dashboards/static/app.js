@@ -4,7 +4,7 @@
 
 import * as api from "./api.js";
 import { h, keepingFocus } from "./dom.js";
-import { playAlarmSound, soundState, unlockSound } from "./alerting.js";
+import { playAlarmSound, soundState, unlockSound, watchSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
@@ -15,6 +15,7 @@ import {
 } from "./views.js";
 
 const SETTINGS_KEY = "tryggheim.settings";
+const BATTERY_CODE = "TRY_EVT_DEVICE_BATTERY";
 const LEVELS = { critical: 3, high: 2, all: 0 };
 const DAY = 86_400_000;
 
@@ -50,17 +51,17 @@ const state = {
   platform: null, // the platform's own problems (coordinators); null: not asked or not allowed
 };
 const drafts = new Map(); // alarm id → resolution note being written
+const pending = new Map(); // alarm id → { action, status: "pending" | "failed", reason } of the nurse's step
 const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
 let route = parseRoute();
 let stream = null;
 const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
 let soundNote = null;
-let soundBlocked = false;
 let focusView = false;
 
 const ctx = {
-  state, drafts, settings,
+  state, drafts, pending, settings,
   isOpen: (key, otherwise) => openDetails.get(key) ?? otherwise,
   get route() { return route; },
   get live() { return state.connection === "live"; },
@@ -68,6 +69,7 @@ const ctx = {
   get soundNote() { return soundNote; },
   patient: (id) => state.patients.find((p) => p.id === id),
   subject: () => api.claims()?.sub,
+  userName: () => api.claims()?.name,
   act, signIn, navigate, updateSettings, testSound,
 };
 
@@ -120,12 +122,44 @@ function render({ focus = false } = {}) {
   renderShell(signedIn);
   const main = document.getElementById("main");
   const view = signedIn ? VIEWS[route.name] : loginView;
-  keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)),
-    () => document.getElementById("view-title"));
+  keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)), focusInstead);
   main.classList.toggle("not-live", signedIn && state.connection !== "live");
-  const unacknowledged = state.alarms.filter((a) => a.state === "raised").length;
-  document.title = `${unacknowledged ? `(${unacknowledged}) ` : ""}${viewTitle(signedIn)} – Tryggheim`;
+  document.title = tabTitle(signedIn);
+  // Scrolling to what has focus leaves room for the alerts fixed at the top of the viewport.
+  document.documentElement.style.scrollPaddingTop = `${document.getElementById("alerts").offsetHeight + 8}px`;
   if (focus) document.getElementById("view-title")?.focus();
+}
+
+/** The tab says what the banner says: the count of unacknowledged alarms and, while the banner
+ * shows one, that alarm first (a nurse in another tab sees the same alarm as on the page). */
+function tabTitle(signedIn) {
+  if (!signedIn) return `${viewTitle(false)} – Tryggheim`;
+  const unacknowledged = state.alarms.filter((a) => a.state === "raised").length;
+  const count = unacknowledged ? `(${unacknowledged}) ` : "";
+  const [lead] = bannerAlarms(signedIn);
+  return lead ? `${count}⚠ ${bannerText(lead)} – Tryggheim` : `${count}${viewTitle(true)} – Tryggheim`;
+}
+
+function bannerAlarms(signedIn) {
+  if (!signedIn) return [];
+  const alarms = state.banner.map((id) => state.alarms.find((a) => a.id === id)).filter(Boolean);
+  return alarms.sort((a, b) => (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0)
+    || Date.parse(b.raised_at) - Date.parse(a.raised_at));
+}
+
+function bannerText(alarm) {
+  return t("new_alarms.item", {
+    severity: severityWord(alarm.severity), alarm: alarmName(alarm), patient: patientName(ctx.patient(alarm.patient_id)),
+  });
+}
+
+/** Where focus goes when what had it is gone. A button of an alarm that changed (a colleague
+ * acknowledged it, say) leaves focus on that alarm's card, never on the next step's button:
+ * Enter must not act on what she did not choose. */
+function focusInstead(key) {
+  const alarm = key?.match(/^alarm-(\d+)-/)?.[1];
+  const card = alarm ? document.querySelector(`[data-key="alarm-${alarm}-card"]`) : null;
+  return card ?? document.getElementById("view-title");
 }
 
 function renderShell(signedIn) {
@@ -146,7 +180,9 @@ function renderShell(signedIn) {
   const count = state.alarms.filter((a) => a.state === "raised").length;
   const badge = document.getElementById("alarm-count");
   badge.hidden = !count;
-  badge.textContent = count ? t("nav.open_alarms", { count }) : "";
+  // A phone shows the number only; a screen reader hears the words.
+  badge.replaceChildren(...(count ? [h("span", { class: "count-full" }, t("nav.open_alarms", { count })),
+    h("span", { class: "count-short", "aria-hidden": "true" }, String(count))] : []));
   const name = api.claims()?.name;
   document.getElementById("user").textContent = signedIn && name ? t("signed_in_as", { name }) : "";
   const language = document.getElementById("language");
@@ -154,7 +190,37 @@ function renderShell(signedIn) {
   language.lang = settings.lang === "nb" ? "en" : "nb";
   renderConnection(signedIn);
   renderPlatform(signedIn);
+  renderSound(signedIn);
   renderBanner(signedIn);
+}
+
+/** The alarm sound's state is always in the header; when the browser blocks it (after a reload,
+ * until the first touch) a banner says so, and one tap arms it. */
+function renderSound(signedIn) {
+  const sound = !settings.sound ? "off" : soundState();
+  const status = document.getElementById("sound-status");
+  status.hidden = !signedIn;
+  status.dataset.state = sound;
+  status.textContent = t(`sound.status.${sound}`);
+  status.title = t(`sound.status_hint.${sound}`);
+  status.setAttribute("aria-label", `${t(`sound.status.${sound}`)}. ${t(`sound.status_hint.${sound}`)}`);
+  const blocked = signedIn && sound === "blocked";
+  document.getElementById("sound-banner").hidden = !blocked;
+  const text = blocked ? t("sound.blocked") : "";
+  const alert = document.getElementById("sound-alert");
+  if (alert.textContent !== text) alert.textContent = text;
+}
+
+function armSound() {
+  unlockSound();
+  render();
+}
+
+function onSoundStatus() {
+  const sound = !settings.sound ? "off" : soundState();
+  if (sound === "off") updateSettings({ sound: true });
+  if (sound === "running") testSound();
+  else armSound();
 }
 
 function renderPlatform(signedIn) {
@@ -194,24 +260,30 @@ function renderConnection(signedIn) {
 
 function renderBanner(signedIn) {
   const section = document.getElementById("new-alarms");
-  const alarms = signedIn ? state.banner.map((id) => state.alarms.find((a) => a.id === id)).filter(Boolean) : [];
+  const alarms = bannerAlarms(signedIn);
   section.hidden = !alarms.length;
   if (!alarms.length) { section.replaceChildren(); return; }
-  const top = alarms.reduce((a, b) => ((SEVERITY_RANK[b.severity] ?? 0) > (SEVERITY_RANK[a.severity] ?? 0) ? b : a));
-  section.className = `new-alarms sev-${top.severity}`;
+  const flashing = section.classList.contains("flash");
+  section.className = `new-alarms sev-${alarms[0].severity}${flashing ? " flash" : ""}`;
   keepingFocus(() => section.replaceChildren(...[
     h("h2", { id: "new-alarms-title" }, h("span", { "aria-hidden": "true" }, "⚠ "), t("new_alarms.title")),
     h("ul", {}, alarms.map((a) => {
       const patient = patientName(ctx.patient(a.patient_id));
+      const step = pending.get(a.id)?.action === "acknowledge" ? pending.get(a.id) : null;
       return h("li", { class: `sev-${a.severity}`, "data-alarm-id": a.id },
         h("p", {},
-          h("strong", {}, t("new_alarms.item", { severity: severityWord(a.severity), alarm: alarmName(a), patient })),
+          h("strong", {}, bannerText(a)),
           ` · ${clock(a.raised_at)}`),
         h("button", {
           type: "button", class: "primary", "data-key": `banner-${a.id}`, onclick: () => act(a, "acknowledge"),
-        }, t("alarm.acknowledge"), h("span", { class: "visually-hidden" }, `: ${alarmName(a)}, ${patient}`)));
+          "aria-disabled": step?.status === "pending" ? "true" : null,
+        }, !step ? t("alarm.acknowledge")
+          : step.status === "pending" ? t("alarm.pending.acknowledge")
+            : t("alarm.retry", { action: t("alarm.acknowledge") }),
+        h("span", { class: "visually-hidden" }, `: ${alarmName(a)}, ${patient}`)),
+        // The same pending → failed (with the reason) as on the alarm's card.
+        step?.status === "failed" ? h("p", { class: "problem", role: "status" }, step.reason) : null);
     })),
-    soundBlocked && settings.sound ? h("p", { class: "sound-blocked" }, t("new_alarms.sound_blocked")) : null,
     h("p", { class: "banner-actions" },
       h("a", { href: "#/alarms", "data-key": "banner-open" }, t("new_alarms.open")),
       h("button", {
@@ -310,8 +382,10 @@ async function loadDetail(id, range) {
  * every page, read out, and with the sound if the nurse wants it. */
 function noticeNewAlarms(alarms) {
   if (state.known === null) {
-    state.known = new Set(alarms.map((a) => a.id));
-    return;
+    // What the first load finds is known already, except an alarm the live stream brought
+    // before that load answered: it is new.
+    state.known = new Set(alarms.filter((a) => !arrivedLive.has(a.id)).map((a) => a.id));
+    arrivedLive.clear();
   }
   const fresh = [];
   for (const alarm of alarms) {
@@ -331,9 +405,7 @@ function noticeNewAlarms(alarms) {
   banner.classList.remove("flash");
   requestAnimationFrame(() => banner.classList.add("flash"));
   if (settings.sound) {
-    playAlarmSound().then((played) => {
-      if (soundBlocked !== !played) { soundBlocked = !played; render(); }
-    });
+    playAlarmSound().then(() => render());
   }
 }
 
@@ -359,26 +431,73 @@ function replaceAlarm(updated) {
   if (updated.state !== "raised") state.banner = state.banner.filter((id) => id !== updated.id);
 }
 
+/** The alarm cards around `alarm` in the list it is shown in (to move focus to a neighbour
+ * when it leaves the list). */
+function neighbours(alarm) {
+  const card = document.querySelector(`[data-alarm-id="${alarm.id}"]`);
+  const ids = [...(card?.parentElement?.children ?? [])].map((li) => li.dataset.alarmId);
+  const at = ids.indexOf(String(alarm.id));
+  return at < 0 ? [] : [...ids.slice(at + 1), ...ids.slice(0, at).reverse()];
+}
+
+/** Focus stays with the alarm she acted on: its next step (the note after "take it"), scrolled
+ * into view; an alarm that has left the list hands focus to the nearest alarm's card, or the
+ * list. */
+function focusAfter(alarm, action, around) {
+  let target = action === "start" || action === "take_over"
+    ? document.getElementById(`alarm-${alarm.id}-note`)
+    : document.querySelector(`[data-alarm-id="${alarm.id}"] .actions button`)
+      ?? document.querySelector(`[data-key="alarm-${alarm.id}-card"]`);
+  if (!target) {
+    target = around.map((id) => document.querySelector(`[data-key="alarm-${id}-card"]`)).find(Boolean)
+      ?? document.querySelector(".alarm-list") ?? document.getElementById("view-title");
+  }
+  target?.focus({ preventScroll: true });
+  target?.scrollIntoView({ block: "nearest" });
+}
+
+/** Why a step failed, in words a nurse can act on. */
+function reasonOf(error) {
+  if (error instanceof api.HttpError) return t("alarm.failed_http", { detail: error.message });
+  if (error?.name === "TimeoutError") return t("alarm.failed_timeout");
+  return t("alarm.failed_offline");
+}
+
+/** One step of an alarm: pending on its card until the platform answers, then done (focus
+ * stays with the alarm) or failed with the reason and a retry on the same card. */
 async function act(alarm, action, note) {
+  // The same step twice while the first is under way is one step; another step is its own.
+  const before = pending.get(alarm.id);
+  if (before?.status === "pending" && before.action === action) return;
+  const around = neighbours(alarm);
+  const hadFocus = document.activeElement?.closest?.(`[data-alarm-id="${alarm.id}"]`);
+  pending.set(alarm.id, { action, status: "pending" });
+  render();
   try {
     const updated = await api.post(`api/v1/alarms/${alarm.id}/${action}`, action === "resolve" ? { note } : undefined);
+    pending.delete(alarm.id);
     replaceAlarm(updated);
     if (action === "resolve") drafts.delete(alarm.id);
     render();
     noticeReorder();
-    if (action === "start") {
-      document.getElementById(`alarm-${alarm.id}-note`)?.focus();
-    } else if (!document.activeElement || document.activeElement === document.body) {
-      (document.querySelector(`[data-key="alarm-${alarm.id}-primary"]`) ?? document.getElementById("view-title"))?.focus();
+    if (hadFocus || !document.activeElement || document.activeElement === document.body) {
+      focusAfter(updated, action, around);
     }
     announce(t(`alarm.done.${action}`, { alarm: alarmName(updated), patient: patientName(ctx.patient(updated.patient_id)) }));
     refreshSoon({ overview: true, detail: route.name === "patient" });
   } catch (error) {
-    if (error instanceof api.HttpError && error.status === 409) {
+    if (error instanceof api.SignedOut) {
+      pending.delete(alarm.id);
+      failed(error);
+    } else if (error instanceof api.HttpError && error.status === 409) {
+      pending.delete(alarm.id);
       announce(t("alarm.conflict"));
       refreshNow({ overview: true, detail: route.name === "patient" });
     } else {
-      failed(error);
+      const reason = reasonOf(error);
+      pending.set(alarm.id, { action, status: "failed", reason });
+      render();
+      announce(t("alarm.failed", { action: t(`alarm.${action}`), reason }), { urgent: true });
     }
   }
 }
@@ -394,16 +513,84 @@ function failed(error) {
     return;
   }
   console.error(error);
-  // While the live stream is down, its banner already says the screen may be out of date.
-  if (state.connection === "live") announce(t("error.generic", { detail: error.message }), { urgent: true });
+  // A network failure is the live stream's to tell (its banner says the screen may be out of
+  // date); while it is down, so is everything else.
+  if (state.connection === "live" && error instanceof api.HttpError) {
+    announce(t("error.generic", { detail: error.message }), { urgent: true });
+  }
 }
 
 // --- the live stream -------------------------------------------------------------------------
 
+// An event carries what changed (the alarm as the API shows it, the new values): the app
+// applies it as it is, and asks the platform again only for an event without its data (a
+// platform of an older version). Fifty tablets on the list page ask nothing per reading.
 function onEvent(type, data) {
   state.updatedAt = new Date();
   if (type !== "observation" && type !== "alarm") return;
-  refreshSoon({ overview: true, detail: route.name === "patient" && data.patient_id === route.id });
+  const parts = { overview: true, detail: route.name === "patient" && data.patient_id === route.id };
+  if (type === "alarm" && data.alarm) {
+    applyAlarm(data.alarm);
+  } else if (type === "observation" && Array.isArray(data.observations)) {
+    applyObservations(data.patient_id, data.observations);
+  } else {
+    refreshSoon(parts);
+    return;
+  }
+  // A load under way may answer with the state from before this event and overwrite it: load
+  // once more after it.
+  if (running) refreshSoon(parts);
+}
+
+const arrivedLive = new Set(); // alarms raised live before the first load answered
+
+function applyAlarm(alarm) {
+  if (state.known === null && alarm.state === "raised") arrivedLive.add(alarm.id);
+  const known = [...state.alarms, ...state.allAlarms].find((a) => a.id === alarm.id);
+  // Names and places are looked up where a person acted; a change by the engine (escalated,
+  // cleared) keeps those already known.
+  const shown = { ...alarm };
+  for (const key of ["acknowledged_by_name", "taken_by_name", "device_kind", "device_room"]) {
+    shown[key] ??= known?.[key] ?? null;
+  }
+  if (shown.state !== "closed" && !state.alarms.some((a) => a.id === shown.id)) state.alarms = [shown, ...state.alarms];
+  const patient = ctx.patient(shown.patient_id);
+  if (patient && shown.state !== "closed" && !patient.open_alarms.some((a) => a.id === shown.id)) {
+    patient.open_alarms = [...patient.open_alarms, shown];
+  }
+  if (state.detail?.id === shown.patient_id && !state.detail.alarms.some((a) => a.id === shown.id)) {
+    state.detail.alarms = [shown, ...state.detail.alarms];
+  }
+  replaceAlarm(shown);
+  if (state.known !== null) noticeNewAlarms(state.alarms);
+  noticeReorder();
+  render();
+}
+
+function applyObservations(patientId, observations) {
+  const patient = ctx.patient(patientId);
+  for (const o of patient ? observations : []) {
+    const at = patient.latest.findIndex((l) => l.code === o.code);
+    if (at < 0) patient.latest = [...patient.latest, o];
+    else if (Date.parse(o.time) >= Date.parse(patient.latest[at].time)) patient.latest[at] = o;
+  }
+  const detail = state.detail;
+  if (detail?.id === patientId && detail.loaded) {
+    const newest = [...observations].sort((a, b) => Date.parse(b.time) - Date.parse(a.time));
+    detail.observations = [...newest.filter((o) => VITAL_CODES.includes(o.code)), ...detail.observations];
+    detail.events = [...newest.filter((o) => EVENT_CODES.includes(o.code)), ...detail.events];
+    detail.to = Date.now();
+    for (const device of detail.devices) {
+      const own = newest.filter((o) => o.device_id === device.device_id);
+      if (!own.length) continue;
+      if (!device.last_seen || Date.parse(own[0].time) > Date.parse(device.last_seen)) device.last_seen = own[0].time;
+      const battery = own.find((o) => o.code === BATTERY_CODE);
+      if (battery) device.battery_percent = battery.value;
+    }
+  }
+  state.updatedAt = new Date();
+  noticeReorder();
+  render();
 }
 
 function onState(connection, { lastLive }) {
@@ -490,7 +677,6 @@ function updateSettings(patch) {
 async function testSound() {
   unlockSound();
   const played = await playAlarmSound();
-  soundBlocked = !played;
   soundNote = t(played ? "settings.sound_state.running" : "settings.sound_state.blocked");
   render();
 }
@@ -502,16 +688,16 @@ document.getElementById("language").addEventListener("click", () => {
 });
 document.getElementById("sign-out").addEventListener("click", () => showLogin(null));
 document.getElementById("reconnect").addEventListener("click", () => stream?.reconnectNow());
+document.getElementById("sound-arm").addEventListener("click", armSound);
+document.getElementById("sound-status").addEventListener("click", onSoundStatus);
+watchSound(() => { if (api.token()) render(); });
 document.getElementById("main").addEventListener("toggle", (event) => {
   const key = event.target.dataset?.details;
   if (!key) return;
   openDetails.set(key, event.target.open);
 }, true);
 for (const type of ["pointerdown", "keydown"]) {
-  document.addEventListener(type, () => {
-    unlockSound();
-    if (soundBlocked && soundState() === "running") { soundBlocked = false; render(); }
-  });
+  document.addEventListener(type, () => unlockSound());
 }
 window.addEventListener("hashchange", onRoute);
 // Relative times ("5 min ago") move on.

@@ -7,7 +7,7 @@ import { number, t } from "./i18n.js";
 
 const W = 800;
 const H = 260;
-const M = { left: 56, right: 150, top: 16, bottom: 40 };
+const M = { left: 56, right: 150, top: 20, bottom: 40 };
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const TIME_STEPS = [HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 5 * DAY,
@@ -84,10 +84,44 @@ function marker(kind, x, y, className) {
 export function lineChart({ group, title, summary, series, limits, from, to, table, open = false }) {
   const titleId = uid("chart-title");
   const summaryId = uid("chart-summary");
-  const values = series.flatMap((se) => se.points.map((p) => p.value));
+  // Each series with a limit of its own gets a panel of its own (systolic above diastolic), so
+  // that a limit is drawn on the series it belongs to and never across another one's values.
+  const own = (se) => limits.filter((l) => !l.series || l.series === se.label);
+  const panels = series.length > 1 && limits.some((l) => l.series)
+    ? series.map((se) => plot([se], own(se), from, to, se.label))
+    : [plot(series, limits, from, to, null)];
+  const legend = h("ul", { class: "legend", "aria-label": t("chart.legend") },
+    series.map((se) => h("li", {}, swatch(se.line, se.marker), se.label)),
+    limits.length ? h("li", {}, swatch("limit"), t("chart.legend.threshold")) : null,
+    series.some((se) => se.points.some((p) => p.status !== "normal"))
+      ? h("li", {}, swatch("out", "high"), t("chart.legend.out")) : null);
+
+  return h("figure", { class: "chart", "data-group": group },
+    h("figcaption", {},
+      h("h3", { id: titleId }, title),
+      h("p", { id: summaryId, class: "chart-summary" }, summary)),
+    h("div", { role: "img", "aria-labelledby": `${titleId} ${summaryId}`, class: "chart-panels" }, panels),
+    legend,
+    h("details", { class: "chart-table", "data-details": `table-${group}`, open },
+      h("summary", { "data-key": `table-${group}` }, t("chart.table")),
+      h("div", { class: "table-scroll" },
+        h("table", {},
+          h("caption", { class: "visually-hidden" }, title),
+          h("thead", {}, h("tr", {}, table.columns.map((c) => h("th", { scope: "col" }, c)))),
+          h("tbody", {}, table.rows.map((row) => h("tr", {},
+            row.map((cell, i) => (i === 0 ? h("th", { scope: "row" }, cell) : h("td", {}, cell))))))))));
+}
+
+/** One plot (an SVG, for the eye only: the figure's text is its name): the series over
+ * [from, to] with their limits, clipped to its frame, so a value stamped later than "now" (a
+ * device clock ahead) is never drawn outside it. */
+function plot(series, limits, from, to, label) {
+  const shown = series.map((se) => ({ ...se, points: se.points.filter((p) => p.at >= from && p.at <= to) }));
+  const values = shown.flatMap((se) => se.points.map((p) => p.value));
   const limitValues = limits.map((l) => l.value);
   let min = Math.min(...values, ...limitValues);
   let max = Math.max(...values, ...limitValues);
+  if (!Number.isFinite(min)) { min = 0; max = 1; }
   const padding = (max - min) * 0.08 || Math.abs(max) * 0.05 || 1;
   min -= padding;
   max += padding;
@@ -96,11 +130,14 @@ export function lineChart({ group, title, summary, series, limits, from, to, tab
   max = Math.max(max, yTicks.at(-1));
   const x = (at) => M.left + ((at - from) / (to - from)) * (W - M.left - M.right);
   const y = (v) => M.top + (1 - (v - min) / (max - min)) * (H - M.top - M.bottom);
+  const clipId = uid("chart-frame");
 
   const svg = s("svg", {
-    viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": `${titleId} ${summaryId}`,
-    class: "chart-svg", focusable: "false",
+    viewBox: `0 0 ${W} ${H}`, "aria-hidden": "true", class: "chart-svg", focusable: "false",
+    "data-series": label ?? "",
   });
+  const frame = { x: M.left, y: M.top, width: W - M.left - M.right, height: H - M.top - M.bottom };
+  svg.append(s("defs", {}, s("clipPath", { id: clipId }, s("rect", frame))));
   const grid = s("g", { class: "grid" });
   for (const v of yTicks) {
     grid.append(
@@ -116,9 +153,8 @@ export function lineChart({ group, title, summary, series, limits, from, to, tab
         timeLabel(at, daily)),
     );
   }
-  grid.append(s("rect", {
-    x: M.left, y: M.top, width: W - M.left - M.right, height: H - M.top - M.bottom, class: "frame",
-  }));
+  grid.append(s("rect", { ...frame, class: "frame" }));
+  if (label) grid.append(s("text", { x: M.left, y: M.top - 3, class: "panel-label" }, label));
   svg.append(grid);
 
   for (const limit of limits) {
@@ -129,9 +165,9 @@ export function lineChart({ group, title, summary, series, limits, from, to, tab
       limit.note ? s("text", { x: W - M.right + 8, y: ly + 20, class: "limit-note" }, `(${limit.note})`) : null));
   }
 
-  series.forEach((se) => {
+  shown.forEach((se) => {
     const points = [...se.points].sort((a, b) => a.at - b.at);
-    const g = s("g", { class: `series series-${se.line}` });
+    const g = s("g", { class: `series series-${se.line}`, "clip-path": `url(#${clipId})` });
     if (points.length > 1) {
       g.append(s("polyline", {
         points: points.map((p) => `${x(p.at).toFixed(1)},${y(p.value).toFixed(1)}`).join(" "),
@@ -143,27 +179,7 @@ export function lineChart({ group, title, summary, series, limits, from, to, tab
     }
     svg.append(g);
   });
-
-  const legend = h("ul", { class: "legend", "aria-label": t("chart.legend") },
-    series.map((se) => h("li", {}, swatch(se.line, se.marker), se.label)),
-    limits.length ? h("li", {}, swatch("limit"), t("chart.legend.threshold")) : null,
-    series.some((se) => se.points.some((p) => p.status !== "normal"))
-      ? h("li", {}, swatch("out", "high"), t("chart.legend.out")) : null);
-
-  return h("figure", { class: "chart", "data-group": group },
-    h("figcaption", {},
-      h("h3", { id: titleId }, title),
-      h("p", { id: summaryId, class: "chart-summary" }, summary)),
-    svg,
-    legend,
-    h("details", { class: "chart-table", "data-details": `table-${group}`, open },
-      h("summary", { "data-key": `table-${group}` }, t("chart.table")),
-      h("div", { class: "table-scroll" },
-        h("table", {},
-          h("caption", { class: "visually-hidden" }, title),
-          h("thead", {}, h("tr", {}, table.columns.map((c) => h("th", { scope: "col" }, c)))),
-          h("tbody", {}, table.rows.map((row) => h("tr", {},
-            row.map((cell, i) => (i === 0 ? h("th", { scope: "row" }, cell) : h("td", {}, cell))))))))));
+  return svg;
 }
 
 function swatch(line, mark = "circle") {

@@ -52,7 +52,8 @@ export function uid(prefix) {
 /**
  * Re-render without losing the keyboard user's place: the focused element (found again by its
  * data-key) keeps focus, and a text field keeps its caret. When the focused element is gone,
- * focus goes to `fallback()` (e.g. the page heading) rather than to the top of the document.
+ * focus goes to `fallback(key)` (e.g. the card it was in, or the page heading) rather than to
+ * the top of the document.
  */
 export function keepingFocus(render, fallback = () => null) {
   const active = document.activeElement;
@@ -69,6 +70,6 @@ export function keepingFocus(render, fallback = () => null) {
       try { again.setSelectionRange(...caret); } catch { /* not a text field */ }
     }
   } else if (!active.isConnected) {
-    fallback()?.focus({ preventScroll: true });
+    fallback(key)?.focus({ preventScroll: true });
   }
 }

@@ -8,13 +8,12 @@ import {
   severityWord, t,
 } from "./i18n.js";
 import {
-  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceKind,
+  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceLabel,
   sampleText,
   eventText, latestOf, limitsFor, trim, unitText, valueText,
 } from "./vitals.js";
 
 export const SEVERITY_RANK = { critical: 3, high: 2, medium: 1, low: 0 };
-const STATE_RANK = { raised: 0, acknowledged: 1, in_progress: 2, resolved: 3, closed: 4 };
 const SEVERITY_ICON = { critical: "⚠", high: "▲", medium: "●", low: "○" };
 const ACTIVE = new Set(["raised", "acknowledged", "in_progress"]);
 
@@ -24,31 +23,39 @@ export function patientName(patient) {
 
 // --- urgency ---------------------------------------------------------------------------------
 
-/** Alarms first (most severe, then not yet acknowledged, then waiting longest), then values
- * outside the patient's own limits, then the rest by name. */
+/** The triage order (the app's help and the README say it in words): patients with open
+ * alarms first, by their most severe alarm whether acknowledged or not (a fall being handled
+ * still outranks a new low battery); at equal severity one nobody has acknowledged first, then
+ * the newest (a brand-new critical alarm goes to the top); then patients with values outside
+ * their own limits; then the rest by name. */
 export function urgency(patient, thresholds) {
   const active = patient.open_alarms.filter((a) => ACTIVE.has(a.state));
   const severity = Math.max(-1, ...active.map((a) => SEVERITY_RANK[a.severity] ?? 0));
-  const unacknowledged = active.some((a) => a.state === "raised");
-  const oldest = Math.min(Infinity, ...active.map((a) => Date.parse(a.raised_at)));
+  const worst = active.filter((a) => (SEVERITY_RANK[a.severity] ?? 0) === severity);
+  const unacknowledged = worst.some((a) => a.state === "raised");
+  const newest = Math.max(-Infinity, ...worst.map((a) => Date.parse(a.raised_at)));
   const outOfRange = patient.latest.filter((o) => assess(o, thresholds).status !== "normal").length;
-  return { severity, unacknowledged, oldest, outOfRange, active };
+  return { severity, unacknowledged, newest, outOfRange, active };
 }
 
 export function byUrgency(patients, thresholdsOf) {
   const keyed = patients.map((p) => ({ p, u: urgency(p, thresholdsOf(p.id)) }));
   keyed.sort((a, b) => (b.u.severity - a.u.severity)
     || (Number(b.u.unacknowledged) - Number(a.u.unacknowledged))
-    || (a.u.oldest - b.u.oldest)
+    || (b.u.newest - a.u.newest)
     || (Number(b.u.outOfRange > 0) - Number(a.u.outOfRange > 0))
     || patientName(a.p).localeCompare(patientName(b.p), language()));
   return keyed;
 }
 
+/** Alarms being dealt with (new, acknowledged, taken) before those only waiting to be closed;
+ * then by severity, acknowledged or not; then the newest first. Acknowledging an alarm does not
+ * move it. */
 export function byAlarmUrgency(alarms) {
-  return [...alarms].sort((a, b) => (STATE_RANK[a.state] - STATE_RANK[b.state])
+  return [...alarms].sort((a, b) => (Number(!ACTIVE.has(a.state)) - Number(!ACTIVE.has(b.state)))
     || ((SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0))
-    || (Date.parse(a.raised_at) - Date.parse(b.raised_at)));
+    || (Date.parse(b.raised_at) - Date.parse(a.raised_at))
+    || (b.id - a.id));
 }
 
 // --- shared pieces -----------------------------------------------------------------------------
@@ -73,6 +80,14 @@ function flag(symbol, text) {
   return h("span", { class: "assessment" }, h("span", { "aria-hidden": "true" }, ` ${symbol} `), text);
 }
 
+/** The app's help on the triage order, under the intro of the patients and alarms pages. */
+function orderHelp(ctx) {
+  return h("details", { class: "help", "data-details": "help-order", open: ctx.isOpen("help-order", false) },
+    h("summary", { "data-key": "help-order" }, t("help.order.title")),
+    h("p", {}, t("help.order.patients")),
+    h("p", {}, t("help.order.alarms")));
+}
+
 function heading(text) {
   return h("h1", { tabindex: "-1", id: "view-title" }, text);
 }
@@ -89,21 +104,48 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
   if (alarm.trigger_value != null && alarm.trigger_unit !== "1") {
     lines.push(h("span", {}, t("alarm.measured", { value: valueText(alarm.trigger_value, alarm.trigger_unit ?? "") })));
   }
-  if (alarm.device_id) lines.push(h("span", {}, t("alarm.device", { device: alarm.device_id })));
+  if (alarm.device_id) {
+    // "Bad – bevegelse" or "Blodtrykksmåler" when the platform knows the device; its id only
+    // when it does not.
+    const known = alarm.device_kind
+      ? deviceLabel({ sensor_kind: alarm.device_kind, room: alarm.device_room })
+      : alarm.device_id;
+    lines.push(h("span", { class: "alarm-device" }, t("alarm.device", { device: known })));
+  }
+  // People by name, never by id ("user:2"): "Kvittert av Kari", "Tatt av deg".
+  const person = (subject, name) => (subject === me ? t("alarm.you") : name ?? t("alarm.someone"));
   if (alarm.acknowledged_by && alarm.acknowledged_at) {
-    const who = alarm.acknowledged_by === me ? t("alarm.you") : alarm.acknowledged_by;
+    const who = person(alarm.acknowledged_by, alarm.acknowledged_by_name);
     lines.push(h("span", {}, t("alarm.acknowledged_by", { who, time: clock(alarm.acknowledged_at) })));
   }
-  if (alarm.escalation_level && alarm.state === "raised") {
-    lines.push(h("span", {}, t("alarm.escalated", { level: alarm.escalation_level })));
+  const takenByOther = alarm.state === "in_progress" && alarm.taken_by && alarm.taken_by !== me;
+  if (alarm.taken_by && alarm.state === "in_progress") {
+    lines.push(h("span", { class: "taken-by" }, t("alarm.taken_by", { who: person(alarm.taken_by, alarm.taken_by_name) })));
+  }
+  // Level 0 is her own team; past it the alarm has gone to someone else: say to whom.
+  if (alarm.escalated_to && alarm.escalation_level && alarm.state === "raised") {
+    lines.push(h("span", { class: "escalated" }, t("alarm.escalated", { to: t(`escalation.${alarm.escalated_to}`) })));
   }
   const actions = h("div", { class: "actions" });
   const action = ACTIONS[alarm.state];
+  const step = ctx.pending.get(alarm.id);
+  const statusId = `alarm-${alarm.id}-status`;
+  // Pending → done or failed, said on the card itself; the button stays focusable (not disabled).
+  const busy = step?.status === "pending";
+  const stepLabel = (name) => {
+    if (step?.action !== name) return t(`alarm.${name}`);
+    return busy ? t(`alarm.pending.${name}`) : t("alarm.retry", { action: t(`alarm.${name}`) });
+  };
+  const stepButton = (name, attributes) => h("button", {
+    class: `primary action-${name}`, "data-key": `alarm-${alarm.id}-${name}`,
+    "aria-describedby": `${titleId} ${statusId}`,
+    "aria-disabled": busy && step.action === name ? "true" : null, ...attributes,
+  }, stepLabel(name));
   if (action) {
-    actions.append(h("button", {
-      type: "button", class: `primary action-${action}`, "data-key": `alarm-${alarm.id}-primary`,
-      "aria-describedby": titleId, onclick: () => ctx.act(alarm, action),
-    }, t(`alarm.${action}`)));
+    actions.append(stepButton(action, { type: "button", onclick: () => ctx.act(alarm, action) }));
+  } else if (takenByOther) {
+    // A colleague has it: she may take it over, not resolve it behind the colleague's back.
+    actions.append(stepButton("take_over", { type: "button", onclick: () => ctx.act(alarm, "take_over") }));
   } else if (alarm.state === "in_progress") {
     const noteId = `alarm-${alarm.id}-note`;
     const problemId = `alarm-${alarm.id}-problem`;
@@ -119,6 +161,8 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
         e.preventDefault();
         const text = note.value.trim();
         const problem = document.getElementById(problemId);
+        const step = ctx.pending.get(alarm.id);
+        if (step?.status === "pending" && step.action === "resolve") return;
         if (!text) {
           problem.textContent = t("alarm.note_missing");
           note.setAttribute("aria-invalid", "true");
@@ -131,17 +175,16 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
     h("label", { for: noteId }, t("alarm.note_label")),
     note,
     h("p", { id: problemId, class: "problem" }),
-    h("button", {
-      type: "submit", class: "primary action-resolve", "data-key": `alarm-${alarm.id}-primary`,
-      "aria-describedby": titleId,
-    }, t("alarm.resolve"))));
+    stepButton("resolve", { type: "submit" })));
   }
+  actions.append(h("p", { id: statusId, class: `step-status${step?.status === "failed" ? " problem" : ""}`, role: "status" },
+    step ? (busy ? t(`alarm.pending.${step.action}`) : step.reason) : ""));
   const Heading = headingLevel;
   return h("li", {
     class: `alarm-card sev-${alarm.severity} alarm-${alarm.state}`,
     "data-alarm-id": alarm.id,
   },
-  h("article", { "aria-labelledby": titleId },
+  h("article", { "aria-labelledby": titleId, tabindex: "-1", "data-key": `alarm-${alarm.id}-card` },
     h(Heading, { id: titleId, class: "alarm-title" },
       h("span", { "aria-hidden": "true", class: "icon" }, SEVERITY_ICON[alarm.severity] ?? "●"),
       " ", alarmName(alarm),
@@ -227,6 +270,7 @@ export function patientsView(ctx) {
     heading(t("patients.title")),
     staleNotice(ctx),
     h("p", { class: "intro" }, t("patients.summary", { count: sorted.length, alarms: withAlarms })),
+    orderHelp(ctx),
     sorted.length ? list : h("p", {}, t("patients.empty")),
   ];
 }
@@ -241,6 +285,7 @@ export function alarmsView(ctx) {
     heading(t("alarms.title")),
     staleNotice(ctx),
     h("p", { class: "intro" }, t("alarms.intro")),
+    orderHelp(ctx),
     h("fieldset", { class: "segmented" },
       h("legend", {}, t("alarms.show")),
       ["open", "all"].map((value) => {
@@ -305,6 +350,7 @@ function chartFor(ctx, group, data, thresholds, from, to) {
         rule.personal ? t("chart.personal") : null,
       ].filter(Boolean);
       limits.push({ value: rule.at, label: text, note: notes.join(", "),
+        series: group.id === "bp" ? t(which) : null,
         text: notes.length ? `${text} (${notes.join(", ")})` : text });
     }
   }
@@ -403,7 +449,7 @@ function checkText(check) {
 
 function devicesSection(data, now) {
   const titleId = "devices-title";
-  const rows = data.devices.map((d) => {
+  const row = (d) => {
     // a percentage below the limit, or the sensor's own "battery low" when it has no percentage
     const low = d.battery_percent !== null
       ? Number(d.battery_percent) < LOW_BATTERY : d.battery_low === true;
@@ -413,26 +459,39 @@ function devicesSection(data, now) {
       ? t("devices.gateway_unknown", { id: d.gateway_id })
       : t(d.gateway_online ? "devices.gateway_online" : "devices.gateway_offline", { id: d.gateway_id });
     return h("tr", { "data-device-id": d.device_id },
-      h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceKind(d)), h("br"),
+      h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceLabel(d)), h("br"),
         h("span", { class: "device-id" }, d.device_id),
         d.last_check ? [h("br"), h("span", { class: "device-check" }, checkText(d.last_check))] : null),
-      h("td", { class: low ? "out low" : "" }, [
+      h("td", { class: low ? "out low" : "", "data-label": t("devices.col.battery") }, [
         d.battery_percent === null ? (low ? null : t("devices.unknown")) : `${decimal(d.battery_percent)} %`,
         low ? flag("▼", t("devices.battery_low")) : null]),
-      h("td", { class: silent ? "out" : "" }, d.last_seen ? [
+      h("td", { class: silent ? "out" : "", "data-label": t("devices.col.last_seen") }, d.last_seen ? [
         deviceTime(d.last_seen), h("br"), h("span", { class: "when" }, ago(d.last_seen, now)),
         silent ? flag("⚠", t("devices.silent", { duration: duration(silentFor) })) : null,
       ] : t("devices.never")),
-      h("td", { class: d.gateway_online === false ? "out" : "" },
+      h("td", { class: d.gateway_online === false ? "out" : "", "data-label": t("devices.col.gateway") },
         d.gateway_online === false ? h("span", { "aria-hidden": "true" }, "⚠ ") : null, gateway));
-  });
+  };
+  // Grouped by room (the home gateway's sensor map), rooms by name; devices without one last.
+  const rooms = new Map();
+  for (const d of [...data.devices].sort((a, b) => deviceLabel(a).localeCompare(deviceLabel(b), language()))) {
+    const room = d.room ?? "";
+    if (!rooms.has(room)) rooms.set(room, []);
+    rooms.get(room).push(d);
+  }
+  const order = [...rooms.keys()].sort((a, b) => (!a - !b) || a.localeCompare(b, language()));
+  const grouped = rooms.size > 1 || !rooms.has("");
+  const rows = order.map((room) => h("tbody", { "data-room": room },
+    grouped ? h("tr", { class: "room-row" },
+      h("th", { scope: "colgroup", colspan: 4 }, room || t("devices.no_room"))) : null,
+    rooms.get(room).map(row)));
   return h("section", { "aria-labelledby": titleId, class: "devices" },
     h("h2", { id: titleId }, t("devices.title")),
     rows.length ? h("div", { class: "table-scroll" }, h("table", {},
       h("caption", { class: "visually-hidden" }, t("devices.title")),
       h("thead", {}, h("tr", {},
         ["device", "battery", "last_seen", "gateway"].map((c) => h("th", { scope: "col" }, t(`devices.col.${c}`))))),
-      h("tbody", {}, rows))) : h("p", {}, t("devices.none")));
+      rows)) : h("p", {}, t("devices.none")));
 }
 
 export function patientView(ctx) {
@@ -494,8 +553,10 @@ export function patientView(ctx) {
 
 export function settingsView(ctx) {
   const settings = ctx.settings;
+  const name = ctx.userName();
   return [
     heading(t("settings.title")),
+    name ? h("p", { class: "intro" }, t("signed_in_as", { name })) : null,
     h("form", { class: "settings", onsubmit: (e) => e.preventDefault() },
       h("fieldset", {},
         h("legend", {}, t("settings.language")),

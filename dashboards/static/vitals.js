@@ -149,8 +149,16 @@ const SENSOR_KINDS = [
 
 export function deviceKind(device) {
   if (device.kind) return t(`device.${device.kind}`);
+  if (device.sensor_kind) return t(`device.${device.sensor_kind}`);
   const found = SENSOR_KINDS.find(([code]) => device.codes.includes(code));
   return t(`device.${found ? found[1] : "other"}`);
+}
+
+/** What a nurse calls the device: "Bad – bevegelse" when its room is known (the home gateway's
+ * sensor map), else its kind ("Blodtrykksmåler"); never only its address. */
+export function deviceLabel(device) {
+  if (device.room && device.sensor_kind) return `${device.room} – ${t(`place.${device.sensor_kind}`)}`;
+  return deviceKind(device);
 }
 
 export const LOW_BATTERY = 20;

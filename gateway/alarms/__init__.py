@@ -36,6 +36,8 @@ from gateway.alarms.lifecycle import (
     condition_cleared,
     resolve,
     start,
+    take_over,
+    taken_by,
 )
 from gateway.alarms.rules import (
     Comparison,
@@ -105,5 +107,7 @@ __all__ = [
     "release",
     "resolve",
     "start",
+    "take_over",
+    "taken_by",
     "tick",
 ]

@@ -131,6 +131,9 @@ class DeviceTrack:
     last_seen: datetime
     gaps_s: tuple[int, ...] = ()
     """Recent gaps between its observations, in whole seconds (newest last)."""
+    safety: bool = False
+    """It has reported a fall, panic, smoke (or smoke test) or water-leak event: a safety sensor,
+    whose silence is an alarm of the rule's ``safety_severity``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,11 @@ class EvaluatorState:
                     for k, s in sorted(self.series.items())
                 },
                 "devices": {
-                    k: {"last_seen": d.last_seen.isoformat(), "gaps_s": list(d.gaps_s)}
+                    k: {
+                        "last_seen": d.last_seen.isoformat(),
+                        "gaps_s": list(d.gaps_s),
+                        "safety": d.safety,
+                    }
                     for k, d in sorted(self.devices.items())
                 },
                 "gateways": {
@@ -240,7 +247,12 @@ class EvaluatorState:
                     k: tuple((_dt(t), Decimal(v)) for t, v in s) for k, s in d["series"].items()
                 },
                 devices={
-                    k: DeviceTrack(_dt(v["last_seen"]), tuple(int(g) for g in v["gaps_s"]))
+                    k: DeviceTrack(
+                        _dt(v["last_seen"]),
+                        tuple(int(g) for g in v["gaps_s"]),
+                        # states saved before safety sensors were told apart
+                        bool(v.get("safety", False)),
+                    )
                     for k, v in d["devices"].items()
                 },
                 gateways={
@@ -300,6 +312,7 @@ class _Work:
         device_id: str | None = None,
         devices: tuple[str, ...] = (),
         detail: str = "",
+        severity: Severity | None = None,
     ) -> None:
         if key in self.active:
             return
@@ -307,7 +320,7 @@ class _Work:
         self.active[key] = ActiveCondition(
             rule_id=rule.rule_id,
             alarm_code=rule.alarm_code,
-            severity=rule.severity,
+            severity=severity or rule.severity,
             auto_clear=rule.auto_clear,
             since=self.now,
             trigger_time=trigger_time,
@@ -411,7 +424,14 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
             dkey = f"{key}:{obs.device_id}"
             if obs.code == codes.EVENT_DEVICE_OFFLINE.ref:
                 if obs.value != 0:
-                    w.activate(dkey, rule, obs.time, device_id=obs.device_id, detail="reported")
+                    w.activate(
+                        dkey,
+                        rule,
+                        obs.time,
+                        device_id=obs.device_id,
+                        detail="reported",
+                        severity=rule.severity_of(w.devices.get(obs.device_id)),
+                    )
                 else:
                     w.deactivate(dkey)
             else:
@@ -545,7 +565,13 @@ def _tick(w: _Work, rule: Rule, prefix: str, gateway_down: bool) -> None:
                 return
             for device_id, track in w.devices.items():
                 if w.now - track.last_seen > rule.interval(track.gaps_s):
-                    w.activate(f"{key}:{device_id}", rule, track.last_seen, device_id=device_id)
+                    w.activate(
+                        f"{key}:{device_id}",
+                        rule,
+                        track.last_seen,
+                        device_id=device_id,
+                        severity=rule.severity_of(track),
+                    )
         case GatewayOfflineRule():
             for gateway_id, g in w.gateways.items():
                 gkey = f"{key}:{gateway_id}"
@@ -624,15 +650,21 @@ def _track(w: _Work, item: Observation | GatewayStatus) -> None:
     if item.code == codes.EVENT_DEVICE_OFFLINE.ref or not item.device_id:
         return
     track = w.devices.get(item.device_id)
+    safety = item.code in SAFETY_SENSOR_CODES or (track is not None and track.safety)
     if track is None:
-        w.devices[item.device_id] = DeviceTrack(item.time)
+        w.devices[item.device_id] = DeviceTrack(item.time, safety=safety)
     elif item.time > track.last_seen:
         gap = int((item.time - track.last_seen).total_seconds())
         gaps = (*track.gaps_s, gap)[-_MAX_GAPS:] if gap >= 1 else track.gaps_s
-        w.devices[item.device_id] = DeviceTrack(item.time, gaps)
+        w.devices[item.device_id] = DeviceTrack(item.time, gaps, safety)
+    elif safety != track.safety:
+        w.devices[item.device_id] = DeviceTrack(track.last_seen, track.gaps_s, safety)
 
 
 _MAX_GAPS = 50
+
+#: The codes only a safety sensor sends: its silence leaves a person without help.
+SAFETY_SENSOR_CODES = frozenset({*codes.URGENT_EVENTS, codes.EVENT_SMOKE_TEST.ref})
 
 
 def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> None:

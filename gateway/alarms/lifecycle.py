@@ -138,6 +138,18 @@ def start(alarm: Alarm, by: str, at: datetime) -> Alarm:
     return _step(alarm, "start", AlarmState.ACKNOWLEDGED, AlarmState.IN_PROGRESS, by, at)
 
 
+def take_over(alarm: Alarm, by: str, at: datetime) -> Alarm:
+    """in_progress → in_progress, now taken by ``by`` (a colleague takes over what another
+    nurse took); the history says who had it and who has it now."""
+    return _step(alarm, "take_over", AlarmState.IN_PROGRESS, AlarmState.IN_PROGRESS, by, at)
+
+
+def taken_by(alarm_history: tuple[Transition, ...]) -> str | None:
+    """Who has the alarm now: the last to take it (start or take over); None before that."""
+    taken = [t.by for t in alarm_history if t.to_state is AlarmState.IN_PROGRESS]
+    return taken[-1] if taken else None
+
+
 def resolve(alarm: Alarm, by: str, at: datetime, note: str) -> Alarm:
     """in_progress → resolved; ``note`` (what was found and done) is required."""
     if not note or not note.strip():

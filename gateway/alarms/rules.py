@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.alarms import codes as alarm_codes
@@ -271,13 +271,22 @@ class ImmediateRule:
         alarm_codes.alarm_code(self.alarm_code)
 
 
+class SafetyAware(Protocol):
+    """What the engine knows of a device: whether it is a safety sensor."""
+
+    @property
+    def safety(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceSilentRule:
     """A device has sent nothing for longer than its learned reporting interval: the median of
     its last ``max_samples`` gaps × ``factor`` (never less than ``floor``), or ``fallback`` while
     fewer than ``min_samples`` gaps are known. An edge ``TRY_EVT_DEVICE_OFFLINE`` value 1 raises
     it at once. One alarm per device; cleared by the device's next observation. Not raised while
-    the home gateway itself is offline (that alarm covers it)."""
+    the home gateway itself is offline (that alarm covers it). A safety sensor's silence (one
+    that has reported a fall, panic, smoke or water-leak event) is ``safety_severity``: the
+    person is then without that protection."""
 
     rule_id: str = "device_silent"
     factor: Decimal = Decimal(3)
@@ -286,6 +295,7 @@ class DeviceSilentRule:
     fallback: timedelta = timedelta(hours=36)
     floor: timedelta = timedelta(minutes=30)
     severity: Severity = Severity.LOW
+    safety_severity: Severity = Severity.HIGH
     alarm_code: str = alarm_codes.DEVICE_SILENT.ref
     auto_clear: ClassVar[bool] = True
     per_device: ClassVar[bool] = True
@@ -295,6 +305,10 @@ class DeviceSilentRule:
         if self.factor < 1 or self.min_samples < 1 or self.max_samples < self.min_samples:
             raise RuleError(self.rule_id, "factor >= 1 and 1 <= min_samples <= max_samples")
         alarm_codes.alarm_code(self.alarm_code)
+
+    def severity_of(self, track: SafetyAware | None) -> Severity:
+        """The severity of this device's silence."""
+        return self.safety_severity if track is not None and track.safety else self.severity
 
     def interval(self, gaps_s: tuple[int, ...]) -> timedelta:
         """How long the device may be silent, given its recent gaps in seconds."""
@@ -337,7 +351,8 @@ class GatewayOfflineRule:
     rule_id: str = "gateway_offline"
     offline_grace: timedelta = timedelta(minutes=2)
     silence: timedelta = timedelta(minutes=5)
-    severity: Severity = Severity.MEDIUM
+    # High, and so notified: every sensor of the home (fall, panic, smoke) is cut off with it.
+    severity: Severity = Severity.HIGH
     alarm_code: str = alarm_codes.GATEWAY_OFFLINE.ref
     auto_clear: ClassVar[bool] = True
     per_device: ClassVar[bool] = True

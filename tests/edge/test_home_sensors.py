@@ -95,6 +95,12 @@ async def test_sensor_messages_reach_the_record_store(
         assert agent.describe("running")["input_adjustments"] == {
             "zigbee2mqtt": {"malformed": 1, "unmapped_sensor": 1, "wrong_type": 1}
         }
+        # where each sensor is, for the platform to name it (issue 16)
+        assert agent.describe("running")["sensor_map"] == [
+            {"device_id": "z2m:front_door", "kind": "door", "room": "hall"},
+            {"device_id": "z2m:pendant", "kind": "fall", "room": "anywhere"},
+            {"device_id": "z2m:bathroom_radar", "kind": "fall", "room": "bathroom"},
+        ]
     finally:
         for task in tasks:
             task.cancel()

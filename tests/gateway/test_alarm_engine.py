@@ -837,3 +837,46 @@ def test_every_time_in_evaluations_is_utc_safe() -> None:
         fresh(), rules(), obs(codes.EVENT_DOOR.ref, 1, at_local(1, 2).astimezone(UTC)), T0
     )
     assert kinds(a) == kinds(b) == [("raised", "door_at_night")]
+
+
+# --- clinically sensible severities (issue 16) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "severity"),
+    [
+        (codes.EVENT_FALL.ref, Severity.HIGH),
+        (codes.EVENT_PANIC.ref, Severity.HIGH),
+        (codes.EVENT_SMOKE_TEST.ref, Severity.HIGH),
+        (codes.EVENT_WATER.ref, Severity.HIGH),
+        (codes.EVENT_MOTION.ref, Severity.LOW),
+    ],
+)
+def test_a_silent_safety_sensor_is_high(code: str, severity: Severity) -> None:
+    """A fall, panic, smoke or water sensor gone silent leaves the person without that help."""
+    prs = rules()
+    state, _ = feed(fresh(), prs, [obs(code, 0, T0, device="sensor")])
+    later = T0 + timedelta(hours=37)
+    state = alive(state, later)
+    state, changes = tick(state, prs, later)
+    assert [(c.key, c.severity) for c in changes] == [("device_silent:sensor", severity)]
+    # what the engine learnt survives a restart of the platform
+    assert EvaluatorState.from_json(state.to_json()).devices["sensor"].safety is (
+        severity is Severity.HIGH
+    )
+
+
+def test_a_safety_sensor_reporting_itself_offline_is_high() -> None:
+    prs = rules()
+    state, _ = feed(fresh(), prs, [obs(codes.EVENT_SMOKE.ref, 0, T0, device="smoke")])
+    _, changes = evaluate(
+        state, prs, obs(codes.EVENT_DEVICE_OFFLINE.ref, 1, T0, device="smoke"), T0
+    )
+    assert [(c.key, c.severity) for c in changes] == [("device_silent:smoke", Severity.HIGH)]
+
+
+def test_an_offline_gateway_is_high() -> None:
+    prs = rules()
+    state, _ = evaluate(fresh(), prs, GatewayStatus("gw-1", False), T0)
+    _, changes = tick(state, prs, T0 + timedelta(minutes=3))
+    assert [(c.key, c.severity) for c in changes] == [("gateway_offline:gw-1", Severity.HIGH)]
