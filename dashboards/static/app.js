@@ -7,6 +7,7 @@ import { h, keepingFocus } from "./dom.js";
 import { playAlarmSound, soundState, unlockSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
+import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
 import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
 import {
@@ -49,12 +50,13 @@ const state = {
   top: null, // the patient at the top of the list
   platform: null, // the platform's own problems (coordinators); null: not asked or not allowed
 };
-const drafts = new Map(); // alarm id → resolution note being written
+const drafts = new Drafts(); // alarm id → resolution note being written (kept in this tab)
 const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
 let route = parseRoute();
 let stream = null;
 const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
+let sessionEnded = null; // { at }: the session ended; its last screen is kept, marked stale
 let soundNote = null;
 let soundBlocked = false;
 let focusView = false;
@@ -116,7 +118,9 @@ function viewTitle(signedIn) {
 }
 
 function render({ focus = false } = {}) {
-  const signedIn = Boolean(api.token());
+  // After the session ended, the last screen stays (not live) under the notice.
+  const signedIn = Boolean(api.token()) || sessionEnded !== null;
+  renderSessionEnded(document.getElementById("session-ended"), sessionEnded, () => showLogin(null, { keepDrafts: true }));
   renderShell(signedIn);
   const main = document.getElementById("main");
   const view = signedIn ? VIEWS[route.name] : loginView;
@@ -124,7 +128,9 @@ function render({ focus = false } = {}) {
     () => document.getElementById("view-title"));
   main.classList.toggle("not-live", signedIn && state.connection !== "live");
   const unacknowledged = state.alarms.filter((a) => a.state === "raised").length;
-  document.title = `${unacknowledged ? `(${unacknowledged}) ` : ""}${viewTitle(signedIn)} – Tryggheim`;
+  document.title = sessionEnded
+    ? `${t("connection.ended")} – Tryggheim`
+    : `${unacknowledged ? `(${unacknowledged}) ` : ""}${viewTitle(signedIn)} – Tryggheim`;
   if (focus) document.getElementById("view-title")?.focus();
 }
 
@@ -390,7 +396,8 @@ function signedOutText(reason) {
 
 function failed(error) {
   if (error instanceof api.SignedOut) {
-    showLogin(signedOutText(error.message));
+    if (error.message === "session expired") sessionHasEnded();
+    else showLogin(signedOutText(error.message));
     return;
   }
   console.error(error);
@@ -420,7 +427,39 @@ function onState(connection, { lastLive }) {
 
 // --- session ---------------------------------------------------------------------------------
 
-let expiry = null;
+const keeper = new SessionKeeper({
+  onRenewed: () => {
+    // The stream moves to the new token before the old one expires; what arrived while it
+    // reconnected is loaded again.
+    stream?.renew();
+    refreshSoon({ overview: true, detail: route.name === "patient" });
+  },
+  onEnded: () => sessionHasEnded(),
+});
+
+/** The stream was refused (401): its token expired while the tablet slept, or the session
+ * was revoked. A refresh tells which. */
+async function streamSignedOut(reason) {
+  if (reason === "forbidden") { showLogin(signedOutText(reason)); return; }
+  if (await api.refresh().catch(() => false)) {
+    keeper.start();
+    stream?.start();
+  } else {
+    sessionHasEnded();
+  }
+}
+
+function sessionHasEnded() {
+  if (sessionEnded) return;
+  stream?.stop();
+  platformWatch.stop();
+  keeper.stop();
+  api.signOut();
+  sessionEnded = { at: new Date() };
+  state.connection = "ended";
+  state.banner = [];
+  render();
+}
 
 function startSession() {
   stream?.stop();
@@ -428,26 +467,30 @@ function startSession() {
     patients: [], thresholds: new Map(), alarms: [], allAlarms: [], loaded: false, detail: null,
     known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
   });
-  stream = new LiveStream({ onEvent, onState, onSignedOut: (reason) => showLogin(signedOutText(reason)) });
+  sessionEnded = null;
+  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut });
   stream.start();
   state.platform = null;
   platformWatch.start();
   refreshNow({ overview: true, detail: route.name === "patient" });
-  clearTimeout(expiry);
-  const exp = api.claims()?.exp;
-  const left = exp ? exp * 1000 - Date.now() : null;
-  if (left !== null && left < 2 ** 31) expiry = setTimeout(() => showLogin(t("login.expired")), Math.max(left, 0));
+  keeper.start();
 }
 
-function showLogin(problem) {
+/** The sign-in form. Signing out on purpose (no problem) ends the session at the platform and
+ * forgets the drafts; after a session ended by itself, they are kept for her next sign-in. */
+function showLogin(problem, { keepDrafts = false } = {}) {
   stream?.stop();
   stream = null;
   platformWatch.stop();
   state.platform = null;
-  clearTimeout(expiry);
+  keeper.stop();
+  if (problem === null && !keepDrafts) {
+    drafts.clear();
+    api.endSession();
+  }
   api.signOut();
+  sessionEnded = null;
   loginProblem = problem;
-  drafts.clear();
   state.banner = [];
   render({ focus: true });
 }
@@ -517,5 +560,10 @@ window.addEventListener("hashchange", onRoute);
 // Relative times ("5 min ago") move on.
 setInterval(() => { if (api.token()) render(); }, 60_000);
 
-if (api.token()) startSession();
 render({ focus: false });
+// A reload: the session goes on with its refresh cookie, if it has one.
+api.refresh().then((ok) => {
+  if (!ok) return;
+  startSession();
+  render({ focus: false });
+}, () => {});
