@@ -6,8 +6,9 @@ it, and it stays until the platform acknowledges that its record store has commi
 Durability: WAL journal with ``synchronous=FULL`` — a transaction is on stable storage when
 ``append`` returns (the WAL is fsynced at each commit), so a power cut after a device was told
 its reading was received cannot lose it. ``AUTOINCREMENT`` makes ``seq`` strictly increasing and
-never reused, even after rows are deleted, so the platform's ``(gateway_id, seq)`` uniqueness
-turns every resend into a no-op.
+never reused, even after rows are deleted, so the platform's ``(gateway_id, epoch, seq)``
+uniqueness turns every resend into a no-op; the epoch, a random id made with the database, keeps
+a replaced outbox (counting from 1 again) apart from the one before.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import json
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from tryggheim import codes
 from tryggheim.domain import Observation, TimeSource
-from tryggheim.wire import observation_from_dict, observation_to_dict
+from tryggheim.wire import LEGACY_EPOCH, observation_from_dict, observation_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,13 @@ CREATE INDEX IF NOT EXISTS outbox_urgent ON outbox (urgent, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
+CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 #: How long a device reading is remembered to recognise it when the device sends it again.
@@ -73,8 +82,23 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self.epoch = self._epoch()
+        """This outbox's identity, sent with every batch: a new outbox (a new SD card) numbers
+        its seqs from 1 again, and the platform must not take them for the old ones."""
         self.duplicates_dropped = 0
         """Readings a device sent again and that were therefore not stored twice."""
+
+    def _epoch(self) -> str:
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM identity WHERE key = 'epoch'").fetchone()
+            if row is not None:
+                return str(row[0])
+            # An outbox that numbered seqs before epochs existed goes on as the legacy epoch:
+            # the platform knows its seqs under that one.
+            used = self.last_seq > 0 or self.committed_seq > 0
+            epoch = LEGACY_EPOCH if used else str(uuid.uuid4())
+            self._db.execute("INSERT INTO identity (key, value) VALUES ('epoch', ?)", (epoch,))
+        return epoch
 
     def close(self) -> None:
         self._db.close()
@@ -140,6 +164,29 @@ class Outbox:
             )
             self._db.execute("DELETE FROM seen WHERE at < ?", (time.time() - SEEN_RETENTION_S,))
         return removed
+
+    def reject(self, first_seq: int, last_seq: int, reason: str) -> int:
+        """The platform will never store these seqs: set them aside (kept, with the reason,
+        for a technician; no longer sent) so the rest can flow. Returns rows set aside."""
+        with self._transaction():
+            moved = self._db.execute(
+                "INSERT OR IGNORE INTO rejected (seq, body, reason, at) "
+                "SELECT seq, body, ?, ? FROM outbox WHERE seq BETWEEN ? AND ?",
+                (reason, time.time(), first_seq, last_seq),
+            ).rowcount
+            self._db.execute("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
+        if moved:
+            log.error(
+                "platform rejected seqs %d..%d (%d kept aside): %s",
+                first_seq,
+                last_seq,
+                moved,
+                reason,
+            )
+        return moved
+
+    def rejected_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM rejected").fetchone()[0])
 
     @property
     def committed_at(self) -> float | None:

@@ -24,6 +24,8 @@ class EdgeAlarm(StrEnum):
     """Over quota: home telemetry (room climate, link quality) is no longer stored."""
     URGENT_WAITING = "urgent_events_waiting"
     """A fall, panic, smoke or water-leak event is not yet committed by the platform."""
+    OBSERVATIONS_REJECTED = "observations_rejected"
+    """The platform refused observations for good (a rejected ack); they are kept aside."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class EdgeStatus:
     outbox_bytes: int
     outbox_fill: float
     telemetry_refused: int
+    rejected: int
+    """Observations the platform refused for good, kept aside in the outbox."""
+    epoch: str
     alarms: tuple[EdgeAlarm, ...]
     time: float
 
@@ -74,6 +79,9 @@ def edge_status(outbox: Outbox, gateway_id: str, *, state: str, warn_fraction: f
         alarms.append(EdgeAlarm.OUTBOX_NEARLY_FULL)
     if urgent:
         alarms.append(EdgeAlarm.URGENT_WAITING)
+    rejected = outbox.rejected_count()
+    if rejected:
+        alarms.append(EdgeAlarm.OBSERVATIONS_REJECTED)
     return EdgeStatus(
         gateway_id=gateway_id,
         state=state,
@@ -85,6 +93,8 @@ def edge_status(outbox: Outbox, gateway_id: str, *, state: str, warn_fraction: f
         outbox_bytes=outbox.size_bytes(),
         outbox_fill=round(fill, 4),
         telemetry_refused=outbox.telemetry_refused,
+        rejected=rejected,
+        epoch=outbox.epoch,
         alarms=tuple(alarms),
         time=time.time(),
     )

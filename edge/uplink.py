@@ -52,6 +52,8 @@ class UplinkStats:
     observations_sent: int = 0
     acks_received: int = 0
     bad_acks: int = 0
+    observations_rejected: int = 0
+    """Outbox rows the platform said it will never store (set aside, see Outbox.reject)."""
     last_commit_at: float | None = None
     reconnects: int = 0
 
@@ -154,7 +156,18 @@ class Uplink:
                 self.stats.bad_acks += 1
                 log.error("ack for %s arrived on our topic; ignored", ack.gateway_id)
                 continue
+            if ack.epoch != self._outbox.epoch:
+                # For the outbox this one replaced: its seqs are not ours.
+                self.stats.bad_acks += 1
+                log.warning(
+                    "ack for outbox epoch %r ignored (ours is %r)", ack.epoch, self._outbox.epoch
+                )
+                continue
             self.stats.acks_received += 1
+            for rejected in ack.rejected:
+                self.stats.observations_rejected += self._outbox.reject(
+                    rejected.first_seq, rejected.last_seq, rejected.reason
+                )
             if ack.committed_seq > self._outbox.committed_seq:
                 self._outbox.commit_upto(ack.committed_seq)
                 self.stats.last_commit_at = time.time()
@@ -217,6 +230,6 @@ class Uplink:
             await wait_event(self._wakeup, self._resend_after_s / 4)
 
     async def _publish(self, mqtt: MqttSession, topic: str, batch: list[Observation]) -> None:
-        await mqtt.publish(topic, encode_batch(self._gateway_id, batch))
+        await mqtt.publish(topic, encode_batch(self._gateway_id, batch, self._outbox.epoch))
         self.stats.batches_sent += 1
         self.stats.observations_sent += len(batch)

@@ -49,6 +49,7 @@ from gateway.alarms import (
 from gateway.alarms.escalation import due_step
 from gateway.alarms.lifecycle import Transition
 from gateway.careplan import CarePlan
+from gateway.fhir.queue import enqueue_closed_alarm
 from gateway.models import AlarmRow, Patient, Tenant
 from tryggheim.domain import Observation
 
@@ -139,6 +140,11 @@ class _Locked:
 
 class AlarmBook:
     """Evaluates and keeps alarms inside the caller's transaction (``s``)."""
+
+    def __init__(self) -> None:
+        self.journal_tenants: frozenset[str] = frozenset()
+        """Tenants whose closed alarms are journaled (a FHIR destination is configured): the
+        close of one with a resolution note queues its document in the same transaction."""
 
     async def _lock(
         self, s: AsyncSession, patient_ids: Iterable[int], now: datetime
@@ -288,6 +294,8 @@ class AlarmBook:
             # folded into this closed alarm.
             state, _ = release(item.state, alarm.key, now)
             item.patient.alarm_state = state.to_json()
+        if action == "close" and alarm.resolution_note and row.tenant_id in self.journal_tenants:
+            await enqueue_closed_alarm(s, row, now)
         return row
 
     # --- escalation ---

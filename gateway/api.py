@@ -41,6 +41,8 @@ from gateway.deps import (
     patient_for,
 )
 from gateway.events import EventBus
+from gateway.fhir.admin_api import fhir_outbound_router
+from gateway.fhir.api import fhir_router
 from gateway.models import ObservationRow
 from gateway.observability import Probes, database_reachable, platform_problems
 from gateway.registry import Registry
@@ -145,6 +147,8 @@ def create_app(
     app.include_router(registry_router())
     app.include_router(hl7_router())
     app.include_router(stream_router())
+    app.include_router(fhir_outbound_router())
+    app.include_router(fhir_router())
     _care_routes(app)
 
     probes = probes or Probes({"database": lambda: database_reachable(store)})

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException
 
@@ -33,6 +33,7 @@ from gateway.deps import (
     NotVisible,
     api_stats,
 )
+from gateway.fhir.api import FhirRequestError, operation_outcome
 from gateway.privacy import UnknownPatient
 from gateway.registry import NotFound, RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem
@@ -147,11 +148,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return failed or problem(404, str(exc.args[0]), hint=exc.hint)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         api_stats(request).bad_requests += 1
         errors = _jsonable(exc.errors())
         log.info("bad request %s %s: %s", request.method, request.url.path, errors[:3])
+        if request.url.path.startswith("/fhir/"):
+            # A FHIR client expects an OperationOutcome, and FHIR says 400 for a bad search.
+            return operation_outcome(400, "value", _validation_summary(errors))
         return problem(422, _validation_summary(errors), errors=errors)
+
+    @app.exception_handler(FhirRequestError)
+    async def fhir_request_error(request: Request, exc: FhirRequestError) -> Response:
+        api_stats(request).bad_requests += 1
+        log.info("FHIR request refused %s: %s", request.url.path, exc.detail)
+        return operation_outcome(exc.status_code, exc.code, str(exc.detail))
 
     @app.exception_handler(HTTPException)
     async def http_exception(request: Request, exc: HTTPException) -> JSONResponse:

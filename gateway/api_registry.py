@@ -44,6 +44,7 @@ from gateway.schemas import (
     DeviceOut,
     GatewayIn,
     GatewayOut,
+    GatewayOutboxOut,
     GatewayProvisioned,
     PatientRegistrationIn,
     PatientRegistrationOut,
@@ -238,6 +239,14 @@ def registry_router() -> APIRouter:
     @router.get("/gateways", response_model=list[GatewayOut])
     async def list_gateways(principal: ManagesRegistry, registry: Registered) -> Any:
         return await registry.gateways(principal.tenant_id)
+
+    @router.get("/gateways/{gateway_id}/outboxes", response_model=list[GatewayOutboxOut])
+    async def gateway_outboxes(
+        gateway_id: str, principal: ManagesRegistry, registry: Registered
+    ) -> Any:
+        """The gateway's edge outboxes (epochs), newest first: committed and highest seq (a
+        gap between them is missing data), seq jumps and dead-lettered observations."""
+        return await registry.gateway_outboxes(principal.tenant_id, gateway_id)
 
     @router.post("/gateways", response_model=GatewayProvisioned, status_code=201)
     async def provision_gateway(

@@ -196,7 +196,7 @@ class Hl7State(StrEnum):
 class ObservationRow(Base):
     __tablename__ = "observations"
     __table_args__ = (
-        UniqueConstraint("gateway_id", "seq", name="uq_observation_gateway_seq"),
+        UniqueConstraint("gateway_id", "epoch", "seq", name="uq_observation_outbox_seq"),
         Index("ix_observations_patient_time", "patient_id", "time"),
         Index("ix_observations_hl7_state", "hl7_state"),
         Index("ix_observations_ts_exported", "ts_exported"),
@@ -205,6 +205,10 @@ class ObservationRow(Base):
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     id: Mapped[str] = mapped_column(String(36))
     gateway_id: Mapped[str] = mapped_column(String(64))
+    # Server defaults only (here and in GatewayProgress): a row written with the columns of an
+    # older revision gets them too.
+    epoch: Mapped[str] = mapped_column(String(36), server_default="")
+    """The edge outbox that numbered ``seq`` ("" for edges that name none)."""
     seq: Mapped[int] = mapped_column(BigInteger)
     device_id: Mapped[str] = mapped_column(String(64))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
@@ -242,13 +246,41 @@ class ObservationRow(Base):
 
 
 class GatewayProgress(Base):
-    """The commit watermark per home gateway: every seq up to it is in the record store."""
+    """The commit watermark per edge outbox (home gateway and epoch): every seq up to it is in
+    the record store, or dead-lettered as a :class:`RejectedObservation`."""
 
     __tablename__ = "gateway_progress"
 
     gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(36), primary_key=True, server_default="")
     committed_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seen: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    highest_seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    """The highest seq received: above ``committed_seq`` while seqs are missing."""
+    seq_jumps: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Seqs that arrived far beyond the watermark (an outbox reset without a new epoch, or a
+    broken edge), counted for the operators' gateway view."""
+    rejected: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Observations of this outbox dead-lettered (as :class:`RejectedObservation`)."""
+
+
+class RejectedObservation(Base):
+    """Dead letters by seq: observations the platform will never store, and the reason. They
+    count as settled for the watermark; the edge is told (a ``rejected`` ack) and keeps them."""
+
+    __tablename__ = "rejected_observations"
+    __table_args__ = (
+        UniqueConstraint("gateway_id", "epoch", "seq", name="uq_rejected_outbox_seq"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    """The observation as it arrived (JSON, cut after 64 KiB)."""
+    received_at: Mapped[datetime] = mapped_column(AwareDateTime())
 
 
 class Hl7MessageState(StrEnum):
@@ -467,3 +499,72 @@ class Hl7Inbound(Base):
     None until processed, and for a message refused before it was stored (CR)."""
     processed_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     """When the outcome (state, detail, application_ack) was recorded."""
+
+
+class FhirMessageState(StrEnum):
+    PENDING = "pending"
+    """Waiting to be sent, or to be sent again (``next_attempt_at``)."""
+    ACCEPTED = "accepted"
+    """The destination answered 202: its ``$status`` (``location``) is polled until it is done."""
+    JOURNALED = "journaled"
+    """``$status`` said it is done: settled."""
+    PARKED = "parked"
+    """Refused (400 with an OperationOutcome, or failed in processing), or no document could be
+    made: kept for a person to see and requeue through the API; the rest of the destination
+    goes on."""
+
+
+class FhirMessage(Base):
+    """Durable outbound FHIR queue (gateway.fhir.outbound). A closed alarm's row is written in
+    the transaction that closes it; its document is made when it is first sent and kept with
+    the first recorded answer, so every later attempt sends the same bytes (and the same
+    ``Bundle.identifier``, which the receiver deduplicates on). Each destination is served in
+    ``id`` order."""
+
+    __tablename__ = "fhir_messages"
+    __table_args__ = (
+        UniqueConstraint("destination", "alarm_id", name="uq_fhir_messages_alarm"),
+        Index("ix_fhir_messages_destination", "destination", "state", "id"),
+        Index("ix_fhir_messages_tenant", "tenant_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    destination: Mapped[str] = mapped_column(String(100))
+    """``jft:<tenant id>``: the tenant's Journalføringstjenesten (its URL is a setting)."""
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    alarm_id: Mapped[int] = mapped_column(Integer)
+    """The closed alarm the document is about (no foreign key: the row outlives nothing)."""
+    patient_id: Mapped[int | None] = mapped_column(Integer)
+    bundle_identifier: Mapped[str | None] = mapped_column(String(200))
+    bundle: Mapped[str | None] = mapped_column(Text)
+    """The document as sent (JSON); None until it is first made."""
+    state: Mapped[str] = mapped_column(String(16), default=FhirMessageState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    next_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    """Not before this: a resend after a backoff, or the next ``$status`` poll."""
+    accepted_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    location: Mapped[str | None] = mapped_column(Text)
+    """Where the destination reports its processing (``$status``)."""
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    """The destination's last OperationOutcome (JSON), e.g. why it refused the document."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class FhirDestination(Base):
+    """One outbound FHIR destination: its delivery status, and the lease that lets one platform
+    process at a time send to it, so that its documents go in order."""
+
+    __tablename__ = "fhir_destinations"
+
+    destination: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_success_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(AwareDateTime())

@@ -22,6 +22,7 @@ from gateway.models import (
     AuditEntry,
     CareTeam,
     Device,
+    GatewayProgress,
     HomeGateway,
     Patient,
     Tenant,
@@ -394,6 +395,21 @@ class Registry:
                     select(HomeGateway)
                     .where(HomeGateway.tenant_id == tenant_id)
                     .order_by(HomeGateway.id)
+                )
+            )
+
+    async def gateway_outboxes(self, tenant_id: str, gateway_id: str) -> list[GatewayProgress]:
+        """The edge outboxes (epochs) a home gateway of the tenant has sent from, newest
+        first: watermark, highest seq, seq jumps and dead-lettered observations of each."""
+        async with self._store.session() as s:
+            gateway = await s.get(HomeGateway, gateway_id)
+            if gateway is None or gateway.tenant_id != tenant_id:
+                raise NotFound("home gateway", gateway_id)
+            return list(
+                await s.scalars(
+                    select(GatewayProgress)
+                    .where(GatewayProgress.gateway_id == gateway_id)
+                    .order_by(GatewayProgress.last_seen.desc(), GatewayProgress.epoch)
                 )
             )
 

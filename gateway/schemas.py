@@ -250,6 +250,25 @@ class GatewayOut(BaseModel):
     status_at: datetime | None
 
 
+class GatewayOutboxOut(BaseModel):
+    """One edge outbox of a home gateway (an epoch: a new outbox, e.g. after an SD card was
+    replaced, starts a new one): how far the platform has committed its seqs."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    epoch: str
+    """"" for an edge that sends no epoch (older than epochs)."""
+    committed_seq: int
+    """Every seq up to it is stored or dead-lettered (what the edge was acknowledged)."""
+    highest_seq: int
+    """The highest seq received; above ``committed_seq`` while seqs are missing (a gap)."""
+    seq_jumps: int
+    """Times a seq arrived far beyond everything this outbox sent before."""
+    rejected: int
+    """Observations dead-lettered (the edge was told, and keeps them aside)."""
+    last_seen: datetime | None
+
+
 class GatewayProvisioned(GatewayOut):
     broker_username: str
     broker_password: str

@@ -7,12 +7,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api import create_app
 from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
+from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
+from gateway.fhir.records import document_for_alarm
 from gateway.hl7_inbound import receiver_for, serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
 from gateway.ingest import IngestWorker
@@ -42,6 +45,10 @@ class Platform:
             TimeSeriesExporter(settings.timeseries, self.store) if settings.timeseries else None
         )
         self.hl7 = Hl7Outbound(settings.hl7, self.store)
+        self.fhir_stats = FhirStats()
+        if settings.fhir_outbound is not None:
+            # Closes of these tenants' alarms queue their documents (same transaction).
+            self.store.alarms.journal_tenants = frozenset(settings.fhir_outbound.destinations)
         self.retention = RetentionJob(self.store, settings.timeseries)
         listen = settings.hl7_listen
         self.hl7_in = receiver_for(self.store, listen) if listen is not None else None
@@ -54,6 +61,7 @@ class Platform:
                 "hl7_inbound": lambda: [self.hl7_in.stats] if self.hl7_in else [],
                 "hl7_mllp": lambda: [self.hl7_in.connection_stats] if self.hl7_in else [],
                 "api": lambda: [self.app.state.stats],
+                "fhir_outbound": lambda: [self.fhir_stats] if settings.fhir_outbound else [],
             },
             self.store,
             backlog=exporter.backlog if exporter else None,
@@ -119,6 +127,16 @@ class Platform:
                 if self.exporter is not None:
                     tasks.create_task(self.exporter.run(), name="timeseries-export")
                 tasks.create_task(self.hl7.run(), name="hl7-outbound")
+                if self.settings.fhir_outbound is not None:
+                    tasks.create_task(
+                        serve_fhir_outbound(
+                            self.settings.fhir_outbound,
+                            self.store,
+                            self._alarm_document,
+                            self.fhir_stats,
+                        ),
+                        name="fhir-outbound",
+                    )
                 tasks.create_task(self._alarm_ticks(), name="alarm-tick")
                 tasks.create_task(self._escalations(), name="alarm-escalation")
                 tasks.create_task(
@@ -135,6 +153,9 @@ class Platform:
                 )
         finally:
             await self.store.close()
+
+    async def _alarm_document(self, alarm_id: int) -> dict[str, Any]:
+        return await document_for_alarm(self.store, alarm_id, self.settings.fhir, datetime.now(UTC))
 
     async def _alarm_ticks(self) -> None:
         """Time-based rules. Every platform process may run this: each patient is ticked

@@ -11,6 +11,8 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validato
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.auth import AuthSettings
+from gateway.fhir.settings import FhirSettings
+from gateway.fhir.transport_settings import FhirOutboundSettings
 from tryggheim.mqtt import MqttSettings
 
 #: A SQLite file in the working directory: what a first try or the demo needs.
@@ -189,6 +191,12 @@ class ErasureSettings(RecordStoreSettings):
     timeseries: TimeSeriesSettings | None = None
 
 
+class FhirCommandSettings(RecordStoreSettings):
+    """What ``tryggheim fhir alarm-document`` reads: the profiles and the municipalities."""
+
+    fhir: FhirSettings = FhirSettings()
+
+
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRYGGHEIM_GATEWAY_", env_nested_delimiter="__", extra="forbid"
@@ -218,6 +226,10 @@ class GatewaySettings(BaseSettings):
     broker so that every process's streams see every change (docs/scale.md)."""
     hl7_listen: Hl7ListenSettings | None = None
     """Unset: the platform receives no HL7 (it still sends ORU^R01 to GPs)."""
+    fhir: FhirSettings = FhirSettings()
+    """FHIR R4: profiles claimed, and each tenant's municipality (docs/fhir.md)."""
+    fhir_outbound: FhirOutboundSettings | None = None
+    """Unset: no closed alarm is journaled (docs/fhir.md, "Transport")."""
 
     @model_validator(mode="after")
     def _http_tls_pair(self) -> GatewaySettings:

@@ -1,15 +1,19 @@
 """The record store: every query and transaction of the care platform, behind one class.
 
-Exactly-once rests on two things here: observations are unique on ``(gateway_id, seq)`` so a
-resend inserts nothing, and the per-gateway watermark (the highest ``seq`` below which nothing
-is missing) is advanced inside the same transaction as the inserts, under a row lock, so an ack
-never names a seq that is not committed — even with several ingest workers committing batches
-of one gateway out of order.
+Exactly-once rests on two things here: observations are unique on ``(gateway_id, epoch, seq)``
+(the epoch names the edge outbox) so a resend inserts nothing, and the per-outbox watermark (the
+highest ``seq`` below which nothing is missing: stored, or dead-lettered as refused) is advanced
+inside the same transaction as the inserts, under a row lock, so an ack never names a seq that
+is not committed — even with several ingest workers committing batches of one gateway out of
+order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
-from sqlalchemy import Table, bindparam, event, func, select, update
+from sqlalchemy import Table, bindparam, event, func, select, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -37,10 +41,19 @@ from gateway.models import (
     ObservationRow,
     Patient,
     RejectedMessage,
+    RejectedObservation,
 )
 from tryggheim import codes
 from tryggheim.domain import Observation
-from tryggheim.wire import GatewayStatusReport, ObservationBatch
+from tryggheim.wire import (
+    LEGACY_EPOCH,
+    GatewayStatusReport,
+    ObservationBatch,
+    RejectedItem,
+    observation_to_dict,
+)
+
+log = logging.getLogger(__name__)
 
 #: ``Observation.source`` of values received in an HL7 message (``hl7:ORU^R01``).
 HL7_SOURCE_PREFIX = "hl7:"
@@ -50,6 +63,9 @@ HL7_QUEUE_LOCK = 0x5452_5948_4C37_51
 
 #: How many seqs past the watermark one commit looks at to advance it.
 _WATERMARK_SCAN = 100_000
+#: A seq this far beyond everything an outbox sent before is logged and counted as a jump: an
+#: edge keeps at most a send window (5000) in flight, plus urgent events from its backlog.
+SEQ_JUMP = _WATERMARK_SCAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,18 +119,35 @@ class StoredObservation:
     patient_id: int | None
 
 
+class OutboxKey(NamedTuple):
+    """One edge outbox: a home gateway's seqs are numbered per epoch."""
+
+    gateway_id: str
+    epoch: str = LEGACY_EPOCH
+
+
+class OutboxSeq(NamedTuple):
+    gateway_id: str
+    epoch: str
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    committed: Mapping[str, int]
-    """The commit watermark of each gateway in the transaction."""
+    committed: Mapping[OutboxKey, int]
+    """The commit watermark of each outbox in the transaction."""
     inserted: tuple[StoredObservation, ...]
     alarms: tuple[AlarmRow, ...] = ()
     """Alarms the new observations raised or changed."""
     scopes: Mapping[int, PatientScope] = field(default_factory=dict)
     """Tenant and care team of each patient in ``inserted``, for the live stream."""
-    lost: Mapping[str, int] = field(default_factory=dict)
-    """Observations a gateway had been told were committed that the record store no longer
-    has (it was restored from an older backup), per gateway: see :meth:`RecordStore._catch_up`."""
+    rejected: Mapping[OutboxKey, tuple[RejectedItem, ...]] = field(default_factory=dict)
+    """Observations dead-lettered in the transaction, per outbox, in seq order."""
+    seq_jumps: tuple[OutboxKey, ...] = ()
+    """Outboxes a seq of which arrived far beyond anything they sent before."""
+    lost: Mapping[OutboxKey, int] = field(default_factory=dict)
+    """Observations an outbox had been told were committed that the record store no longer
+    has (it was restored from an older backup), per outbox: see :meth:`RecordStore._catch_up`."""
 
     @property
     def committed_seq(self) -> int:
@@ -206,8 +239,8 @@ class RecordStore:
         table = ObservationRow.__table__
         return (
             dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
-            .returning(table.c.gateway_id, table.c.seq)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
+            .returning(table.c.gateway_id, table.c.epoch, table.c.seq)
         )
 
     async def commit_batch(
@@ -223,19 +256,27 @@ class RecordStore:
         *,
         patients: Mapping[str, int] | None = None,
         statuses: Sequence[GatewayStatusReport] = (),
+        from_edges: bool = False,
     ) -> CommitResult:
         """Commit batches (of one or many gateways), evaluate their alarms and advance each
-        gateway's watermark, all in one transaction: under load an ingest worker hands over
+        outbox's watermark, all in one transaction: under load an ingest worker hands over
         everything it has received, and the per-transaction cost is paid once. ``statuses``
         (home gateways' heartbeats received meanwhile) are recorded in the same transaction.
+        The observations a batch carries as ``rejected`` are dead-lettered in it too.
 
         Shielded: a worker cancelled mid-commit lets the transaction finish rather than leave
         it open holding locks (and SQLite's write lock) until its connection is collected; the
         acks are then simply not sent, and the edge's resend finds the rows committed.
 
         ``patients`` names the patient of a gateway's unpaired devices when no home gateway
-        row says it (an HL7 sender reporting for a patient it names)."""
-        return await asyncio.shield(self._commit_batches(batches, now, patients or {}, statuses))
+        row says it (an HL7 sender reporting for a patient it names).
+
+        ``from_edges``: the batches come from edge outboxes, whose observation ids are kept
+        across resends; a stored seq that arrives with another id is then no resend but a
+        reused seq, and is dead-lettered (see :meth:`_reused_seqs`)."""
+        return await asyncio.shield(
+            self._commit_batches(batches, now, patients or {}, statuses, from_edges)
+        )
 
     async def _commit_batches(
         self,
@@ -243,9 +284,10 @@ class RecordStore:
         now: datetime,
         patients: Mapping[str, int],
         statuses: Sequence[GatewayStatusReport],
+        from_edges: bool,
     ) -> CommitResult:
         async with self.session() as s:
-            return await self.commit_in(s, batches, now, patients, statuses)
+            return await self.commit_in(s, batches, now, patients, statuses, from_edges=from_edges)
 
     async def commit_in(
         self,
@@ -254,50 +296,151 @@ class RecordStore:
         now: datetime,
         patients: Mapping[str, int],
         statuses: Sequence[GatewayStatusReport] = (),
+        *,
+        from_edges: bool = False,
     ) -> CommitResult:
         """:meth:`commit_batches` inside the caller's transaction ``s`` (which must be one that
         may take patients' row locks: the alarm engine runs here too)."""
-        # Gateways, and seqs within each, in one order in every transaction: two workers
+        # Outboxes, and seqs within each, in one order in every transaction: two workers
         # inserting the same resent rows wait for each other instead of deadlocking.
-        by_gateway: dict[str, dict[int, Observation]] = {}
+        by_outbox: dict[OutboxKey, dict[int, Observation]] = {}
+        refused: dict[OutboxKey, dict[int, RejectedItem]] = {}
         for batch in batches:
+            key = OutboxKey(batch.gateway_id, batch.epoch)
+            numbered = by_outbox.setdefault(key, {})
             for obs in batch.observations:
                 if obs.seq is None:
                     raise ValueError("an observation without seq cannot be committed")
-                by_gateway.setdefault(batch.gateway_id, {})[obs.seq] = obs
-        gateways = sorted(by_gateway)
-        observations = [by_gateway[g][seq] for g in gateways for seq in sorted(by_gateway[g])]
+                numbered[obs.seq] = obs
+            for item in batch.rejected:
+                refused.setdefault(key, {})[item.seq] = item
+        outboxes = sorted(by_outbox)
+        observations = [
+            (key, by_outbox[key][seq]) for key in outboxes for seq in sorted(by_outbox[key])
+        ]
         inserted: list[StoredObservation] = []
         alarms: list[AlarmRow] = []
         owners: dict[tuple[str, str], Patient] = {}
         if observations:
-            owners = await self._owners(s, observations, patients)
-            rows = [_row(o, owners.get((o.gateway_id, o.device_id)), now) for o in observations]
+            owners = await self._owners(s, [o for _, o in observations], patients)
+            rows = [
+                _row(o, key.epoch, owners.get((o.gateway_id, o.device_id)), now)
+                for key, o in observations
+            ]
             # Rows as executemany parameters, not .values(rows): one cached statement
             # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
-            keys = {(gateway, seq) for gateway, seq in await s.execute(self._insert(), rows)}
+            stored = {OutboxSeq(*row) for row in await s.execute(self._insert(), rows)}
             by_patient: dict[int, list[Observation]] = {}
-            for obs in observations:
-                if (obs.gateway_id, obs.seq) not in keys:
+            conflicts: dict[OutboxKey, list[Observation]] = {}
+            for key, obs in observations:
+                assert obs.seq is not None
+                if OutboxSeq(key.gateway_id, key.epoch, obs.seq) not in stored:
+                    conflicts.setdefault(key, []).append(obs)
                     continue
                 owner = owners.get((obs.gateway_id, obs.device_id))
                 inserted.append(StoredObservation(obs, owner.id if owner else None))
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
+            for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
+                assert obs.seq is not None
+                refused.setdefault(key, {})[obs.seq] = RejectedItem(
+                    obs.seq,
+                    "the seq already holds another observation of this outbox (was the outbox "
+                    "replaced? an edge that sends an epoch starts a new one)",
+                    json.dumps(observation_to_dict(obs)),
+                )
             alarms = await self.alarms.observe(s, by_patient, now)
-        committed = await self._advance_watermarks(
-            s, {g: sorted(by_gateway[g]) for g in gateways}, now
+        rejected = {
+            key: tuple(items[seq] for seq in sorted(items)) for key, items in refused.items()
+        }
+        dead = await self._dead_letter(s, rejected, now)
+        seqs = {
+            key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
+            for key in sorted(by_outbox.keys() | refused.keys())
+        }
+        committed, jumps = await self._advance_watermarks(
+            s, seqs, dead, now, count_jumps=from_edges
         )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
-        lost: dict[str, int] = {}
+        lost: dict[OutboxKey, int] = {}
         for report in statuses:
             if caught_up := await self._catch_up(s, report):
-                committed[report.gateway_id], lost[report.gateway_id] = caught_up
+                key = OutboxKey(report.gateway_id, report.epoch)
+                committed[key], lost[key] = caught_up
             changed, patient = await self._record_status(s, report, now)
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
-        return CommitResult(committed, tuple(inserted), tuple(alarms), scopes, lost)
+        return CommitResult(
+            committed,
+            tuple(inserted),
+            tuple(alarms),
+            scopes,
+            rejected=rejected,
+            seq_jumps=jumps,
+            lost=lost,
+        )
+
+    async def _reused_seqs(
+        self, s: AsyncSession, conflicts: Mapping[OutboxKey, Sequence[Observation]]
+    ) -> list[tuple[OutboxKey, Observation]]:
+        """Of the observations whose seq was already stored, those that are not a resend: the
+        stored row has another id. An edge that sends no epoch numbers from 1 again after its
+        outbox was replaced; taking these as resends would ack (and so delete) new readings."""
+        reused: list[tuple[OutboxKey, Observation]] = []
+        for key, received in conflicts.items():
+            ids = dict(
+                (
+                    await s.execute(
+                        select(ObservationRow.seq, ObservationRow.id)
+                        .where(ObservationRow.gateway_id == key.gateway_id)
+                        .where(ObservationRow.epoch == key.epoch)
+                        .where(ObservationRow.seq.in_([o.seq for o in received]))
+                    )
+                ).all()
+            )
+            reused += [(key, o) for o in received if ids.get(o.seq or 0, o.id) != o.id]
+        return reused
+
+    async def _dead_letter(
+        self, s: AsyncSession, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
+    ) -> Counter[OutboxKey]:
+        """Keep the rejected observations; how many of each outbox are new dead letters."""
+        if not rejected:
+            return Counter()
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        table = RejectedObservation.__table__
+        statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
+            .returning(table.c.gateway_id, table.c.epoch)
+        )
+        rows = [
+            {
+                "gateway_id": key.gateway_id,
+                "epoch": key.epoch,
+                "seq": item.seq,
+                "reason": item.reason,
+                "body": item.body,
+                "received_at": now,
+            }
+            for key, items in rejected.items()
+            for item in items
+        ]
+        return Counter(OutboxKey(*row) for row in await s.execute(statement, rows))
+
+    async def dead_letter(
+        self, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
+    ) -> CommitResult:
+        """Dead-letter observations that cannot be stored (an ingest worker isolated them) and
+        advance the watermarks past them, in one transaction."""
+        return await self.commit_batches(
+            [
+                ObservationBatch(key.gateway_id, (), key.epoch, tuple(items))
+                for key, items in rejected.items()
+            ],
+            now,
+        )
 
     async def _owners(
         self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
@@ -330,65 +473,125 @@ class RecordStore:
         return owners
 
     async def _advance_watermarks(
-        self, s: AsyncSession, seqs: Mapping[str, Sequence[int]], now: datetime
-    ) -> dict[str, int]:
-        """Advance each gateway's watermark past the seqs of this transaction (ascending per
-        gateway), under the gateways' progress row locks taken in gateway order. Three
-        statements for the whole round: the common case — a gateway sending in order — needs
-        only the highest seq it has stored to know that nothing lies beyond what this round
-        filled in. A gateway with seqs stored past that (batches committed out of order) is
-        scanned from its new mark."""
-        gateways = sorted(seqs)
-        if not gateways:
-            return {}
+        self,
+        s: AsyncSession,
+        seqs: Mapping[OutboxKey, Sequence[int]],
+        dead: Mapping[OutboxKey, int],
+        now: datetime,
+        *,
+        count_jumps: bool,
+    ) -> tuple[dict[OutboxKey, int], tuple[OutboxKey, ...]]:
+        """Advance each outbox's watermark past the seqs of this transaction (ascending per
+        outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
+        order. Three statements for the whole round: the common case — a gateway sending in
+        order — needs only the highest seq it has stored to know that nothing lies beyond what
+        this round filled in. An outbox with seqs stored past that (batches committed out of
+        order) is scanned from its new mark. Also returns the outboxes whose seqs jumped (with
+        ``count_jumps``: other senders than edges, HL7, number their seqs with gaps by design)."""
+        outboxes = sorted(seqs)
+        if not outboxes:
+            return {}, ()
         progress = cast(Table, GatewayProgress.__table__)
+        row_key = tuple_(progress.c.gateway_id, progress.c.epoch)
         locked = (
-            select(progress.c.gateway_id, progress.c.committed_seq)
-            .order_by(progress.c.gateway_id)
+            select(
+                progress.c.gateway_id,
+                progress.c.epoch,
+                progress.c.committed_seq,
+                progress.c.highest_seq,
+            )
+            .order_by(progress.c.gateway_id, progress.c.epoch)
             .with_for_update()
         )
-        marks: dict[str, int] = dict(
-            (await s.execute(locked.where(progress.c.gateway_id.in_(gateways)))).all()
-        )
-        if missing := [g for g in gateways if g not in marks]:
+        found = {
+            OutboxKey(g, e): (mark, top)
+            for g, e, mark, top in await s.execute(locked.where(row_key.in_(outboxes)))
+        }
+        if missing := [key for key in outboxes if key not in found]:
             dialect = postgresql if self.dialect == "postgresql" else sqlite
             await s.execute(
-                dialect.insert(progress).on_conflict_do_nothing(index_elements=["gateway_id"]),
-                [{"gateway_id": g, "committed_seq": 0} for g in missing],
+                dialect.insert(progress).on_conflict_do_nothing(
+                    index_elements=["gateway_id", "epoch"]
+                ),
+                [
+                    {"gateway_id": k.gateway_id, "epoch": k.epoch, "committed_seq": 0}
+                    for k in missing
+                ],
             )
-            marks |= dict((await s.execute(locked.where(progress.c.gateway_id.in_(missing)))).all())
+            found |= {
+                OutboxKey(g, e): (mark, top)
+                for g, e, mark, top in await s.execute(locked.where(row_key.in_(missing)))
+            }
         observations = ObservationRow.__table__
-        highest = (
-            select(func.max(observations.c.seq))
-            .where(observations.c.gateway_id == progress.c.gateway_id)
+        letters = RejectedObservation.__table__
+        same_outbox = (observations.c.gateway_id == progress.c.gateway_id) & (
+            observations.c.epoch == progress.c.epoch
+        )
+        highest_stored = select(func.max(observations.c.seq)).where(same_outbox).scalar_subquery()
+        highest_dead = (
+            select(func.max(letters.c.seq))
+            .where(
+                (letters.c.gateway_id == progress.c.gateway_id)
+                & (letters.c.epoch == progress.c.epoch)
+            )
             .scalar_subquery()
         )
-        stored: dict[str, int | None] = dict(
-            (
-                await s.execute(
-                    select(progress.c.gateway_id, highest).where(
-                        progress.c.gateway_id.in_(gateways)
-                    )
+        stored = {
+            OutboxKey(g, e): max(a or 0, b or 0)
+            for g, e, a, b in await s.execute(
+                select(progress.c.gateway_id, progress.c.epoch, highest_stored, highest_dead).where(
+                    row_key.in_(outboxes)
                 )
-            ).all()
-        )
-        for gateway in gateways:
-            mark = marks[gateway]
-            for seq in seqs[gateway]:
+            )
+        }
+        marks: dict[OutboxKey, int] = {}
+        jumps: list[OutboxKey] = []
+        changes = []
+        for key in outboxes:
+            mark, highest_before = found[key]
+            arrived = seqs[key]
+            if count_jumps and arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
+                jumps.append(key)
+                log.warning(
+                    "%s (epoch %r): seq %d arrived far beyond the watermark %d",
+                    key.gateway_id,
+                    key.epoch,
+                    arrived[-1],
+                    mark,
+                )
+            for seq in arrived:
                 if seq == mark + 1:
                     mark = seq
                 elif seq > mark:
                     break
-            if (stored[gateway] or 0) > mark:
-                mark = await self._scan_watermark(s, gateway, mark)
-            marks[gateway] = mark
+            if stored[key] > mark:
+                mark = await self._scan_watermark(s, key, mark)
+            marks[key] = mark
+            changes.append(
+                {
+                    "gateway": key.gateway_id,
+                    "outbox_epoch": key.epoch,
+                    "mark": mark,
+                    "highest": max(highest_before, stored[key]),
+                    "jumped": int(key in jumps),
+                    "dead": dead.get(key, 0),
+                    "now": now,
+                }
+            )
         await s.execute(
             update(progress)
             .where(progress.c.gateway_id == bindparam("gateway"))
-            .values(committed_seq=bindparam("mark"), last_seen=bindparam("now")),
-            [{"gateway": g, "mark": marks[g], "now": now} for g in gateways],
+            .where(progress.c.epoch == bindparam("outbox_epoch"))
+            .values(
+                committed_seq=bindparam("mark"),
+                highest_seq=bindparam("highest"),
+                seq_jumps=progress.c.seq_jumps + bindparam("jumped"),
+                rejected=progress.c.rejected + bindparam("dead"),
+                last_seen=bindparam("now"),
+            ),
+            changes,
         )
-        return {g: marks[g] for g in gateways}
+        return marks, tuple(jumps)
 
     async def _catch_up(
         self, s: AsyncSession, report: GatewayStatusReport
@@ -399,10 +602,15 @@ class RecordStore:
         for ever and the gateway's outbox with it. The watermark moves to what the gateway says
         (and on over what it has resent since); returns (new watermark, observations lost)."""
         claimed = report.committed_seq
-        progress = cast(Table, GatewayProgress.__table__)
-        mark_of = select(progress.c.committed_seq).where(progress.c.gateway_id == report.gateway_id)
         if claimed is None:
             return None
+        key = OutboxKey(report.gateway_id, report.epoch)
+        progress = cast(Table, GatewayProgress.__table__)
+        mark_of = (
+            select(progress.c.committed_seq)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
+        )
         # The common case (the gateway is not ahead) takes no lock.
         mark = await s.scalar(mark_of)
         if mark is None or claimed <= mark:
@@ -410,28 +618,41 @@ class RecordStore:
         mark = await s.scalar(mark_of.with_for_update())
         if mark is None or claimed <= mark:
             return None
-        observations = ObservationRow.__table__
-        kept = await s.scalar(
-            select(func.count())
-            .where(observations.c.gateway_id == report.gateway_id)
-            .where(observations.c.seq > mark, observations.c.seq <= claimed)
-        )
-        new_mark = await self._scan_watermark(s, report.gateway_id, claimed)
+        kept = 0
+        for table in (ObservationRow.__table__, RejectedObservation.__table__):
+            kept += (
+                await s.scalar(
+                    select(func.count())
+                    .where(table.c.gateway_id == key.gateway_id)
+                    .where(table.c.epoch == key.epoch)
+                    .where(table.c.seq > mark, table.c.seq <= claimed)
+                )
+                or 0
+            )
+        new_mark = await self._scan_watermark(s, key, claimed)
         await s.execute(
             update(progress)
-            .where(progress.c.gateway_id == report.gateway_id)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
             .values(committed_seq=new_mark)
         )
-        return new_mark, claimed - mark - int(kept or 0)
+        return new_mark, claimed - mark - kept
 
-    async def _scan_watermark(self, s: AsyncSession, gateway_id: str, mark: int) -> int:
-        seqs = await s.scalars(
+    async def _scan_watermark(self, s: AsyncSession, key: OutboxKey, mark: int) -> int:
+        stored = (
             select(ObservationRow.seq)
-            .where(ObservationRow.gateway_id == gateway_id)
+            .where(ObservationRow.gateway_id == key.gateway_id)
+            .where(ObservationRow.epoch == key.epoch)
             .where(ObservationRow.seq > mark)
-            .order_by(ObservationRow.seq)
-            .limit(_WATERMARK_SCAN)
         )
+        dead = (
+            select(RejectedObservation.seq)
+            .where(RejectedObservation.gateway_id == key.gateway_id)
+            .where(RejectedObservation.epoch == key.epoch)
+            .where(RejectedObservation.seq > mark)
+        )
+        settled = union_all(stored, dead).subquery()
+        seqs = await s.scalars(select(settled.c.seq).order_by(settled.c.seq).limit(_WATERMARK_SCAN))
         for seq in seqs:
             if seq != mark + 1:
                 break
@@ -692,7 +913,7 @@ class RecordStore:
             return [UnexportedRow(*row) for row in result]
 
 
-def _row(obs: Observation, patient: Patient | None, now: datetime) -> dict[str, Any]:
+def _row(obs: Observation, epoch: str, patient: Patient | None, now: datetime) -> dict[str, Any]:
     # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
     measurement = codes.metric(
         obs.code
@@ -703,6 +924,7 @@ def _row(obs: Observation, patient: Patient | None, now: datetime) -> dict[str, 
     return {
         "id": obs.id,
         "gateway_id": obs.gateway_id,
+        "epoch": epoch,
         "seq": obs.seq,
         "device_id": obs.device_id,
         "patient_id": patient.id if patient else None,

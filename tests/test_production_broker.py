@@ -181,9 +181,7 @@ async def test_a_gateway_that_subscribes_everywhere_gets_nothing_and_takes_nothi
             ]
             await stack.enter_async_context(running(worker.run(), "ingest"))
             await until(lambda: worker.stats.connected, timeout=10)
-            home_b = await stack.enter_async_context(
-                MqttSession(broker.settings("gw-b"), "gw-b")
-            )
+            home_b = await stack.enter_async_context(MqttSession(broker.settings("gw-b"), "gw-b"))
             for seq in range(1, 41):
                 observation = replace(readings(seq, 1)[0], gateway_id="gw-b", seq=seq)
                 await home_b.publish(obs_topic("gw-b"), encode_batch("gw-b", [observation]))

@@ -19,7 +19,14 @@ from programs import OPTIONAL_PROGRAMS, PROGRAMS
 ROOT = Path(__file__).parent.parent
 SETUP = ROOT / "scripts" / "setup.sh"
 SOURCE_DIRS = (
-    "tryggheim", "edge", "gateway", "hl7", "dashboards", "firmware_sim", "tests", "bench"
+    "tryggheim",
+    "edge",
+    "gateway",
+    "hl7",
+    "dashboards",
+    "firmware_sim",
+    "tests",
+    "bench",
 )
 
 # The ways our Python starts or looks up a program by a literal name.

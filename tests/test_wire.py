@@ -14,7 +14,11 @@ from hypothesis import strategies as st
 from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 from tryggheim.errors import PayloadError
 from tryggheim.wire import (
+    LEGACY_EPOCH,
+    MAX_KEPT_BYTES,
     Ack,
+    RejectedRange,
+    ack_topic,
     decode_ack,
     decode_batch,
     decode_status,
@@ -26,6 +30,8 @@ from tryggheim.wire import (
 )
 
 TOPIC = obs_topic("gw-0001")
+STATUS = status_topic("gw-0001")
+ACK = ack_topic("gw-0001")
 
 
 def _obs(seq: int, value: str = "120", **changes: object) -> Observation:
@@ -75,7 +81,8 @@ def test_naive_times_are_refused() -> None:
         (lambda o: o.update(value="NaN"), "not finite"),
         (lambda o: o.update(value="12,5"), "not a decimal"),
         (lambda o: o.update(value=120), "expected str"),
-        (lambda o: o.update(seq=0), "seq: must be >= 1"),
+        (lambda o: o.update(seq=0), "seq: must be in 1..9223372036854775807, got 0"),
+        (lambda o: o.update(seq=2**63), "seq: must be in 1..9223372036854775807"),
         (lambda o: o.update(seq=True), "seq: expected int"),
         (lambda o: o.update(time="yesterday"), "not ISO 8601"),
         (lambda o: o.update(time="2026-11-22T07:30:00"), "no time zone"),
@@ -89,8 +96,105 @@ def test_naive_times_are_refused() -> None:
 def test_each_malformed_field_is_named(mutate: object, problem: str) -> None:
     body = json.loads(encode_batch("gw-0001", [_obs(1)]))
     mutate(body["observations"][0])  # type: ignore[operator]
-    with pytest.raises(PayloadError, match=problem):
-        decode_batch(TOPIC, json.dumps(body).encode())
+    assert problem in _problem(json.dumps(body).encode())
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _problem(payload: bytes) -> str:
+    """Why ``payload`` was refused: the whole message, or its one observation (by its seq)."""
+    try:
+        batch = decode_batch(TOPIC, payload)
+    except PayloadError as exc:
+        return exc.problem
+    assert batch.observations == ()
+    (item,) = batch.rejected
+    return item.reason
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"time": "0001-01-01T00:00:00+14:00"}, "is not in 1970..2200"),
+        ({"time": "9999-12-31T23:59:59-14:00"}, "is not in 1970..2200"),
+        ({"device_id": "z" * 65}, "device_id: expected 1 to 64 characters, got 65"),
+        ({"id": "i" * 37}, "id: expected 1 to 36 characters, got 37"),
+        ({"source": "s" * 65}, "source: expected 1 to 64 characters"),
+        ({"value": "9" * 100_000}, "value: expected 1 to 32 characters, got 100000"),
+        ({"value": "1E+9"}, "value: 1E+9 is outside 0..400"),
+        ({"value": "-1"}, "value: -1 is outside 0..400"),
+        ({"unit": "kg"}, "MDC_PRESS_BLD_NONINV_SYS in kg: unit: expected mm[Hg], kPa"),
+        ({"flags": ["x"] * 33}, "flags: at most 32"),
+        ({"flags": json.loads(nested(900))}, "flags: expected a list of strings"),
+    ],
+)
+def test_values_outside_the_bounds_refuse_that_observation_with_the_reason(
+    changes: dict[str, object], problem: str
+) -> None:
+    good = _obs(1)
+    body = json.loads(encode_batch("gw-0001", [good, _obs(2)]))
+    body["observations"][1].update(changes)
+    batch = decode_batch(TOPIC, json.dumps(body).encode())
+    assert batch.observations == (good,)
+    (item,) = batch.rejected
+    assert item.seq == 2 and problem in item.reason
+    # Kept as it arrived (cut after 64 KiB), or a note where it cannot be encoded again.
+    assert item.body.startswith('{"id": ') or item.body == '"(nested too deeply to keep)"'
+    assert len(item.body) <= MAX_KEPT_BYTES
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "problem"),
+    [
+        (
+            TOPIC,
+            f'{{"v": 1, "gateway_id": {nested(500)}}}',
+            "gateway_id: expected str, got an array",
+        ),
+        (
+            TOPIC,
+            f'{{"v": 1, "gateway_id": "gw-0001", "observations": {nested(100_000)}}}',
+            "nested",
+        ),
+        (TOPIC, nested(100_000), "nested"),
+        (
+            STATUS,
+            f'{{"v": 1, "gateway_id": "gw-0001", "state": "online", "outbox_depth": {2**63}}}',
+            "outbox_depth: must be in 0..2147483647",
+        ),
+        (STATUS, f'{{"v": 1, "gateway_id": "gw-0001", "state": {nested(500)}}}', "state"),
+        (ACK, f'{{"v": 1, "gateway_id": "gw-0001", "committed_seq": {2**63}}}', "committed_seq"),
+        (
+            TOPIC,
+            '{"v": 1, "gateway_id": "gw-0001", "observations": [], "pad": "'
+            + "x" * 4_200_000
+            + '"}',
+            "more than 4194304",
+        ),
+        (TOPIC, '{"v": 1, "gateway_id": "gw-0001", "epoch": "a/b", "observations": []}', "epoch"),
+    ],
+)
+def test_hostile_messages_are_payload_errors_that_say_why(
+    topic: str, payload: str, problem: str
+) -> None:
+    decode = {TOPIC: decode_batch, STATUS: decode_status, ACK: decode_ack}[topic]
+    with pytest.raises(PayloadError) as raised:
+        decode(topic, payload.encode())
+    assert problem in raised.value.problem
+    assert len(str(raised.value)) < 400
+
+
+def test_epochs_and_rejections_round_trip() -> None:
+    good = _obs(1)
+    batch = decode_batch(TOPIC, encode_batch("gw-0001", [good], epoch="5f0c-42"))
+    assert batch.epoch == "5f0c-42" and batch.observations == (good,)
+    assert decode_batch(TOPIC, encode_batch("gw-0001", [_obs(1)])).epoch == LEGACY_EPOCH
+    ack = Ack("gw-0001", 7, "5f0c-42", (RejectedRange(8, 9, "device_id: too long"),))
+    assert decode_ack(ACK, encode_ack(ack)) == ack
+    # An ack of an older platform, or of the legacy epoch, names no epoch.
+    assert b"epoch" not in encode_ack(Ack("gw-0001", 7))
 
 
 def test_topic_outside_the_tree_is_refused() -> None:
@@ -103,7 +207,9 @@ def test_arbitrary_bytes_never_escape_as_anything_but_payload_error(payload: byt
     with contextlib.suppress(PayloadError):
         decode_batch(TOPIC, payload)
     with contextlib.suppress(PayloadError):
-        decode_ack("tryggheim/v1/gw-0001/down/ack", payload)
+        decode_ack(ACK, payload)
+    with contextlib.suppress(PayloadError):
+        decode_status(STATUS, payload)
 
 
 json_values = st.recursive(
@@ -142,11 +248,55 @@ def test_structurally_wrong_observations_are_payload_errors(changes: dict[str, o
         decoded = decode_batch(TOPIC, json.dumps(body).encode())
     except PayloadError:
         return
+    if decoded.rejected:
+        (item,) = decoded.rejected
+        assert item.reason and decoded.observations == ()
+        return
     # Whatever was accepted is a valid, aware observation of this gateway.
     (obs,) = decoded.observations
     assert obs.gateway_id == "gw-0001" and obs.time.utcoffset() is not None
     assert obs.value.is_finite()
     assert obs.time.astimezone(UTC).tzinfo is UTC
+
+
+hostile_values = st.one_of(
+    json_values,
+    st.integers(min_value=2**62, max_value=2**80),
+    st.integers(min_value=1, max_value=3000).map(lambda d: json.loads(nested(d // 3 + 1))),
+    st.text(min_size=60, max_size=200),
+)
+
+
+@given(
+    st.sampled_from(
+        [
+            "v",
+            "gateway_id",
+            "state",
+            "outbox_depth",
+            "committed_seq",
+            "epoch",
+            "observations",
+            "rejected",
+        ]
+    ),
+    hostile_values,
+)
+def test_any_value_in_any_top_level_field_is_a_payload_error_or_decodes(
+    key: str, value: object
+) -> None:
+    body = {
+        "v": 1,
+        "gateway_id": "gw-0001",
+        "state": "online",
+        "committed_seq": 1,
+        "observations": [],
+    }
+    body[key] = value
+    payload = json.dumps(body).encode()
+    for topic, decode in ((TOPIC, decode_batch), (STATUS, decode_status), (ACK, decode_ack)):
+        with contextlib.suppress(PayloadError):
+            decode(topic, payload)
 
 
 def _status(**extra: object) -> bytes:
@@ -212,3 +362,14 @@ def test_what_a_gateway_of_the_previous_version_sends_is_understood() -> None:
     assert obs.time == datetime(2026, 11, 22, 6, 30, tzinfo=UTC)
     status = decode_status(status_topic("gw-0001"), STATUS_0_1_0)
     assert (status.online, status.outbox_depth, status.committed_seq) == (True, 12, 4711)
+
+
+def test_a_status_names_its_outbox_epoch_and_bounds_its_adjustments() -> None:
+    report = decode_status(STATUS, _status(committed_seq=7, epoch="5f0c-42"))
+    assert (report.committed_seq, report.epoch) == (7, "5f0c-42")
+    assert decode_status(STATUS, _status()).epoch == LEGACY_EPOCH
+    many = {"zigbee2mqtt": {f"reason-{n}": 1 for n in range(257)}}
+    with pytest.raises(PayloadError, match="more than 256"):
+        decode_status(STATUS, _status(input_adjustments=many))
+    with pytest.raises(PayloadError, match="at most 64"):
+        decode_status(STATUS, _status(input_adjustments={"ble": {"r" * 65: 1}}))

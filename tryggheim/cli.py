@@ -399,6 +399,79 @@ async def _hl7_send(args: argparse.Namespace) -> int:
     return 0 if ack.accepted else 1
 
 
+def _organisation(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from gateway.fhir.settings import Organisation
+
+    if (args.organisation_number is None) != (args.organisation_name is None):
+        raise ConfigError(
+            "command line", "--organisation-number", "give it with --organisation-name"
+        )
+    if args.organisation_number is None:
+        return None
+    try:
+        return Organisation(
+            organisation_number=args.organisation_number, name=args.organisation_name
+        )
+    except ValidationError:
+        raise ConfigError(
+            "command line", "--organisation-number", "nine digits (Enhetsregisteret)"
+        ) from None
+
+
+async def _fhir_observations(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from gateway.fhir.resources import fhir_json
+    from gateway.fhir.settings import FhirProfiles
+    from gateway.fhir.tools import observations_bundle
+
+    built = observations_bundle(
+        args.observations,
+        national_id=args.patient_id,
+        device_eui64=args.device_eui64,
+        performer=_organisation(args),
+        profiles=FhirProfiles(),
+        now=datetime.now().astimezone(),
+    )
+    for obs in built.skipped:
+        log.warning("%s: no FHIR Observation for %s (an event or telemetry)", obs.id, obs.code)
+    print(fhir_json(built.bundle, indent=2))
+    return 0
+
+
+async def _fhir_alarm_document(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from gateway.fhir.records import document_for_alarm
+    from gateway.fhir.resources import fhir_json
+    from gateway.settings import FhirCommandSettings
+    from tryggheim.config import load_settings
+
+    settings = (
+        load_settings(FhirCommandSettings, args.config)
+        if args.config is not None
+        else FhirCommandSettings()
+    )
+    url = _database_option(args.database) if args.database else settings.database_url
+    async with _store_at(url) as store:
+        document = await document_for_alarm(
+            store, args.alarm, settings.fhir, datetime.now().astimezone()
+        )
+    print(fhir_json(document, indent=2))
+    return 0
+
+
+async def _fhir_validate(args: argparse.Namespace) -> int:
+    from gateway.fhir.tools import validate_file
+
+    problems = validate_file(args.file)
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
+
+
 async def _ble_decode(args: argparse.Namespace) -> int:
     from edge.ble.decode_cli import run
 
@@ -593,6 +666,39 @@ def build_parser() -> argparse.ArgumentParser:
     hl7_send.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     hl7_send.add_argument("file", type=Path, metavar="FILE", help="the message ('-': stdin)")
     hl7_send.set_defaults(handler=_hl7_send)
+
+    fhir = commands.add_parser("fhir", help="HL7 FHIR R4 tools").add_subparsers(
+        dest="fhir_command", required=True
+    )
+    fhir_obs = fhir.add_parser(
+        "observations", help="print a FHIR R4 collection Bundle of observations"
+    )
+    fhir_obs.add_argument(
+        "--observations", type=Path, required=True, help="JSON of `ble decode --observations`"
+    )
+    fhir_obs.add_argument("--patient-id", required=True, help="national identity number")
+    fhir_obs.add_argument("--device-eui64", default=None, help="the device's EUI-64 (or MAC)")
+    fhir_obs.add_argument("--organisation-number", default=None, help="the performer's org.nr.")
+    fhir_obs.add_argument("--organisation-name", default=None, help="the performer's name")
+    fhir_obs.set_defaults(handler=_fhir_observations)
+    fhir_doc = fhir.add_parser(
+        "alarm-document", help="print the VKP document Bundle of a closed alarm"
+    )
+    fhir_doc.add_argument(
+        "--database", default=None, help="record store URL (default: the platform's)"
+    )
+    fhir_doc.add_argument(
+        "--config", type=Path, default=None, help="platform TOML file ([fhir] settings)"
+    )
+    fhir_doc.add_argument("--alarm", type=int, required=True, help="the alarm's id")
+    fhir_doc.set_defaults(handler=_fhir_alarm_document)
+    fhir_validate = fhir.add_parser(
+        "validate",
+        help="validate a resource or Bundle offline (R4 JSON Schema, vital-signs and VKP "
+        "rules); exit 1 with one line per problem",
+    )
+    fhir_validate.add_argument("file", type=Path, metavar="FILE")
+    fhir_validate.set_defaults(handler=_fhir_validate)
 
     patients = commands.add_parser("patients", help="the patient register").add_subparsers(
         dest="patients_command", required=True

@@ -8,9 +8,10 @@ partition << 16 | term code, and the MDC unit code used in HL7 OBX-6).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
-from tryggheim.errors import UnknownCodeError
+from tryggheim.errors import ImplausibleValueError, UnknownCodeError
 
 #: Code system identifier used in HL7 OBX-3 / OBX-6 for MDC codes.
 MDC_CODING_SYSTEM = "MDC"
@@ -25,6 +26,10 @@ class Unit:
     ucum: str
     mdc_ref: str
     mdc_code: int
+    lowest: Decimal
+    highest: Decimal
+    """What any measurement or sensor reading in this unit can be (a physical bound, far wider
+    than any clinical range: it refuses broken and hostile values, not worrying ones)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,22 +43,25 @@ class MetricCode:
     system: str
     display: str
     """Short human name, used on the dashboard and in HL7 OBX-3 text."""
+    units: tuple[Unit, ...]
+    """The units a value of this code may come in (systolic pressure in kg is refused)."""
 
 
-MMHG = Unit("mm[Hg]", "MDC_DIM_MMHG", 266016)
-KPA = Unit("kPa", "MDC_DIM_KILO_PASCAL", 265987)
-BEATS_PER_MIN = Unit("{beat}/min", "MDC_DIM_BEAT_PER_MIN", 264864)
-PERCENT = Unit("%", "MDC_DIM_PERCENT", 262688)
-CELSIUS = Unit("Cel", "MDC_DIM_DEGC", 268192)
-FAHRENHEIT = Unit("[degF]", "MDC_DIM_FAHR", 266560)
-KILOGRAM = Unit("kg", "MDC_DIM_KILO_G", 263875)
-POUND = Unit("[lb_av]", "MDC_DIM_LB", 263904)
-CENTIMETRE = Unit("cm", "MDC_DIM_CENTI_M", 263441)
-INCH = Unit("[in_i]", "MDC_DIM_INCH", 263520)
-KG_PER_M2 = Unit("kg/m2", "MDC_DIM_KG_PER_M_SQ", 264096)
-MMOL_PER_L = Unit("mmol/L", "MDC_DIM_MILLI_MOLE_PER_L", 266866)
-MG_PER_DL = Unit("mg/dL", "MDC_DIM_MILLI_G_PER_DL", 264274)
-NO_UNIT = Unit("1", "MDC_DIM_DIMLESS", 262656)
+MMHG = Unit("mm[Hg]", "MDC_DIM_MMHG", 266016, Decimal(0), Decimal(400))
+KPA = Unit("kPa", "MDC_DIM_KILO_PASCAL", 265987, Decimal(0), Decimal(55))
+BEATS_PER_MIN = Unit("{beat}/min", "MDC_DIM_BEAT_PER_MIN", 264864, Decimal(0), Decimal(400))
+PERCENT = Unit("%", "MDC_DIM_PERCENT", 262688, Decimal(0), Decimal(100))
+CELSIUS = Unit("Cel", "MDC_DIM_DEGC", 268192, Decimal(-60), Decimal(100))
+FAHRENHEIT = Unit("[degF]", "MDC_DIM_FAHR", 266560, Decimal(-76), Decimal(212))
+KILOGRAM = Unit("kg", "MDC_DIM_KILO_G", 263875, Decimal(0), Decimal(700))
+POUND = Unit("[lb_av]", "MDC_DIM_LB", 263904, Decimal(0), Decimal(1550))
+CENTIMETRE = Unit("cm", "MDC_DIM_CENTI_M", 263441, Decimal(0), Decimal(300))
+INCH = Unit("[in_i]", "MDC_DIM_INCH", 263520, Decimal(0), Decimal(120))
+KG_PER_M2 = Unit("kg/m2", "MDC_DIM_KG_PER_M_SQ", 264096, Decimal(0), Decimal(250))
+MMOL_PER_L = Unit("mmol/L", "MDC_DIM_MILLI_MOLE_PER_L", 266866, Decimal(0), Decimal(100))
+MG_PER_DL = Unit("mg/dL", "MDC_DIM_MILLI_G_PER_DL", 264274, Decimal(0), Decimal(1800))
+#: Events (0 or 1) and counts such as a Zigbee link quality (0-255).
+NO_UNIT = Unit("1", "MDC_DIM_DIMLESS", 262656, Decimal(0), Decimal(65535))
 
 UNITS: dict[str, Unit] = {
     u.ucum: u
@@ -99,27 +107,31 @@ _PROFILE_REFS = {
 }
 
 
-def _mdc(ref: str, code: int, display: str) -> MetricCode:
-    return MetricCode(ref, code, MDC_CODING_SYSTEM, display)
+def _mdc(ref: str, code: int, display: str, *units: Unit) -> MetricCode:
+    return MetricCode(ref, code, MDC_CODING_SYSTEM, display, units)
 
 
-def _event(ref: str, code: int, display: str) -> MetricCode:
-    return MetricCode(ref, code, EVENT_CODING_SYSTEM, display)
+def _event(ref: str, code: int, display: str, unit: Unit = NO_UNIT) -> MetricCode:
+    return MetricCode(ref, code, EVENT_CODING_SYSTEM, display, (unit,))
 
 
-NIBP_SYS = _mdc("MDC_PRESS_BLD_NONINV_SYS", 150021, "Systolic blood pressure")
-NIBP_DIA = _mdc("MDC_PRESS_BLD_NONINV_DIA", 150022, "Diastolic blood pressure")
-NIBP_MEAN = _mdc("MDC_PRESS_BLD_NONINV_MEAN", 150023, "Mean arterial pressure")
-PULSE_NIBP = _mdc("MDC_PULS_RATE_NON_INV", 149546, "Pulse rate (cuff)")
-PULSE_OXIM = _mdc("MDC_PULS_OXIM_PULS_RATE", 149530, "Pulse rate (oximeter)")
-HEART_RATE = _mdc("MDC_ECG_HEART_RATE", 147842, "Heart rate")
-SPO2 = _mdc("MDC_PULS_OXIM_SAT_O2", 150456, "SpO2")
-BODY_TEMP = _mdc("MDC_TEMP_BODY", 150364, "Body temperature")
-BODY_WEIGHT = _mdc("MDC_MASS_BODY_ACTUAL", 188736, "Body weight")
-BODY_HEIGHT = _mdc("MDC_LEN_BODY_ACTUAL", 188740, "Body height")
-BMI = _mdc("MDC_RATIO_MASS_BODY_LEN_SQ", 188752, "Body mass index")
+NIBP_SYS = _mdc("MDC_PRESS_BLD_NONINV_SYS", 150021, "Systolic blood pressure", MMHG, KPA)
+NIBP_DIA = _mdc("MDC_PRESS_BLD_NONINV_DIA", 150022, "Diastolic blood pressure", MMHG, KPA)
+NIBP_MEAN = _mdc("MDC_PRESS_BLD_NONINV_MEAN", 150023, "Mean arterial pressure", MMHG, KPA)
+PULSE_NIBP = _mdc("MDC_PULS_RATE_NON_INV", 149546, "Pulse rate (cuff)", BEATS_PER_MIN)
+PULSE_OXIM = _mdc("MDC_PULS_OXIM_PULS_RATE", 149530, "Pulse rate (oximeter)", BEATS_PER_MIN)
+HEART_RATE = _mdc("MDC_ECG_HEART_RATE", 147842, "Heart rate", BEATS_PER_MIN)
+SPO2 = _mdc("MDC_PULS_OXIM_SAT_O2", 150456, "SpO2", PERCENT)
+BODY_TEMP = _mdc("MDC_TEMP_BODY", 150364, "Body temperature", CELSIUS, FAHRENHEIT)
+BODY_WEIGHT = _mdc("MDC_MASS_BODY_ACTUAL", 188736, "Body weight", KILOGRAM, POUND)
+BODY_HEIGHT = _mdc("MDC_LEN_BODY_ACTUAL", 188740, "Body height", CENTIMETRE, INCH)
+BMI = _mdc("MDC_RATIO_MASS_BODY_LEN_SQ", 188752, "Body mass index", KG_PER_M2)
 GLUCOSE_CAPILLARY = _mdc(
-    "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", 160184, "Glucose (capillary whole blood)"
+    "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD",
+    160184,
+    "Glucose (capillary whole blood)",
+    MMOL_PER_L,
+    MG_PER_DL,
 )
 # One glucose code per sample type of a Bluetooth glucose meter (0x2A18 Type); sources of the
 # numbers in docs/codes.md.
@@ -151,10 +163,10 @@ EVENT_MOTION = _event("TRY_EVT_MOTION", 1004, "Motion")
 EVENT_BED = _event("TRY_EVT_BED_OCCUPANCY", 1005, "Bed occupancy")
 EVENT_SMOKE = _event("TRY_EVT_SMOKE", 1006, "Smoke alarm")
 EVENT_WATER = _event("TRY_EVT_WATER_LEAK", 1007, "Water leak")
-EVENT_BATTERY = _event("TRY_EVT_DEVICE_BATTERY", 1008, "Device battery level")
+EVENT_BATTERY = _event("TRY_EVT_DEVICE_BATTERY", 1008, "Device battery level", PERCENT)
 EVENT_DEVICE_OFFLINE = _event("TRY_EVT_DEVICE_OFFLINE", 1009, "Device offline")
-ROOM_TEMPERATURE = _event("TRY_ENV_ROOM_TEMPERATURE", 1010, "Room temperature")
-ROOM_HUMIDITY = _event("TRY_ENV_ROOM_HUMIDITY", 1011, "Room humidity")
+ROOM_TEMPERATURE = _event("TRY_ENV_ROOM_TEMPERATURE", 1010, "Room temperature", CELSIUS)
+ROOM_HUMIDITY = _event("TRY_ENV_ROOM_HUMIDITY", 1011, "Room humidity", PERCENT)
 LINK_QUALITY = _event("TRY_DEV_LINK_QUALITY", 1012, "Radio link quality")
 GLUCOSE_CONTROL_CHECK = _event(
     "TRY_DEV_GLUCOSE_CONTROL_CHECK", 1013, "Glucose meter check with control solution"
@@ -235,3 +247,26 @@ def unit(ucum: str) -> Unit:
         return UNITS[ucum]
     except KeyError:
         raise UnknownCodeError(ucum, kind="unit") from None
+
+
+#: Longest decimal text of a value on the wire and in the record store.
+MAX_VALUE_CHARS = 32
+
+
+#: (code, unit) → the unit, for every unit a code may come in.
+_UNIT_OF_CODE: dict[tuple[str, str], Unit] = {
+    (m.ref, u.ucum): u for m in METRICS.values() for u in m.units
+}
+
+
+def check_plausible(ref: str, ucum: str, value: Decimal) -> None:
+    """Raise :class:`ImplausibleValueError` unless ``value`` in ``ucum`` is something a device
+    reporting ``ref`` can say: one of the code's units, inside the unit's physical range."""
+    found = _UNIT_OF_CODE.get((ref, ucum))
+    if found is None:
+        units = ", ".join(u.ucum for u in metric(ref).units)
+        raise ImplausibleValueError(ref, ucum, f"unit: expected {units}")
+    if not found.lowest <= value <= found.highest:
+        raise ImplausibleValueError(
+            ref, ucum, f"value: {value} is outside {found.lowest}..{found.highest}"
+        )

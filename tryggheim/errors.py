@@ -51,6 +51,20 @@ class DecodeError(TryggheimError):
         )
 
 
+class ImplausibleValueError(TryggheimError):
+    """A value that no device of its kind can measure, or one in a unit that does not fit its
+    code (systolic pressure in kg): refused rather than stored or alarmed on."""
+
+    def __init__(self, code: str, unit: str, problem: str) -> None:
+        self.code = code
+        self.unit = unit
+        self.problem = problem
+        super().__init__(
+            f"{code} in {unit}: {problem}",
+            hint="see docs/codes.md for each code's units and the range of its values",
+        )
+
+
 class PayloadError(TryggheimError):
     """An MQTT payload or API body does not follow the platform's wire contract."""
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from tryggheim import codes
 from tryggheim.domain import Observation, TimeSource
-from tryggheim.errors import PayloadError, TryggheimError
+from tryggheim.errors import ImplausibleValueError, PayloadError, TryggheimError
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "tryggheim/v1"
@@ -84,16 +86,76 @@ def gateway_of_topic(topic: str) -> str:
     return parts[2]
 
 
+#: The outbox epoch of edges that send none (older than epochs): all of their seqs are one epoch.
+LEGACY_EPOCH = ""
+
+# Bounds of every decoded value, checked here and nowhere else: what the record store's columns
+# hold (gateway/models.py ObservationRow, GatewayProgress) and what one batch may carry. A value
+# outside them is refused with its reason before it reaches a transaction (docs/wire.md, Bounds).
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+#: The edge's largest ``batch_size``.
+MAX_BATCH_OBSERVATIONS = 5000
+#: ``seq`` is a signed 64-bit column.
+MAX_SEQ = 2**63 - 1
+#: Counts in a status (``outbox_depth``) are 32-bit columns.
+MAX_COUNT = 2**31 - 1
+MAX_ID_CHARS = 36
+MAX_NAME_CHARS = 64
+"""``gateway_id``, ``device_id``, ``source``: the width of their columns."""
+MAX_EPOCH_CHARS = 36
+_EPOCH_CHARS = re.compile(r"[A-Za-z0-9-]+")
+#: Flags are stored comma-joined in one text column.
+MAX_FLAGS = 32
+MAX_FLAG_CHARS = 64
+MAX_REASON_CHARS = 500
+#: (entry point, reason) pairs a status may count in ``input_adjustments``.
+MAX_ADJUSTMENTS = 256
+#: What a dead letter keeps of what arrived: enough to investigate, and a gateway sending
+#: refused messages at full speed cannot fill the record store's disk much faster than the
+#: broker lets it send.
+MAX_KEPT_BYTES = 64 * 1024
+#: Observation times: a device clock outside these years is broken, and a time near year 1 or
+#: 9999 cannot even be converted to UTC.
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 2200
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """An observation of a batch that cannot be taken in, by its ``seq``, with the reason."""
+
+    seq: int
+    reason: str
+    body: str
+    """The observation as it arrived (JSON, cut after :data:`MAX_KEPT_BYTES` characters)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObservationBatch:
     gateway_id: str
     observations: tuple[Observation, ...]
+    epoch: str = LEGACY_EPOCH
+    """The edge outbox that numbered these seqs (:data:`LEGACY_EPOCH` when it sent none)."""
+    rejected: tuple[RejectedItem, ...] = ()
+    """Observations of the message that were refused one by one (the others are taken in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRange:
+    """Seqs the platform will never store (dead-lettered with ``reason``): the edge keeps them
+    aside and stops sending them."""
+
+    first_seq: int
+    last_seq: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class Ack:
     gateway_id: str
     committed_seq: int
+    epoch: str = LEGACY_EPOCH
+    rejected: tuple[RejectedRange, ...] = ()
 
 
 def observation_to_dict(obs: Observation) -> dict[str, Any]:
@@ -113,29 +175,57 @@ def observation_to_dict(obs: Observation) -> dict[str, Any]:
     }
 
 
-def encode_batch(gateway_id: str, observations: Sequence[Observation]) -> bytes:
-    body = {
-        "v": WIRE_VERSION,
-        "gateway_id": gateway_id,
-        "observations": [observation_to_dict(o) for o in observations],
-    }
+def encode_batch(
+    gateway_id: str, observations: Sequence[Observation], epoch: str = LEGACY_EPOCH
+) -> bytes:
+    body: dict[str, Any] = {"v": WIRE_VERSION, "gateway_id": gateway_id}
+    if epoch != LEGACY_EPOCH:
+        body["epoch"] = epoch
+    body["observations"] = [observation_to_dict(o) for o in observations]
     return json.dumps(body, separators=(",", ":")).encode()
 
 
 def encode_ack(ack: Ack) -> bytes:
-    body = {"v": WIRE_VERSION, "gateway_id": ack.gateway_id, "committed_seq": ack.committed_seq}
+    body: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "gateway_id": ack.gateway_id,
+        "committed_seq": ack.committed_seq,
+    }
+    if ack.epoch != LEGACY_EPOCH:
+        body["epoch"] = ack.epoch
+    if ack.rejected:
+        body["rejected"] = [
+            {"first_seq": r.first_seq, "last_seq": r.last_seq, "reason": r.reason}
+            for r in ack.rejected
+        ]
     return json.dumps(body).encode()
 
 
+def _shown(value: Any) -> str:
+    """A value for an error message: never the whole of a hostile one (nor a repr that
+    recurses through its nesting)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}...({len(text)} chars)"
+
+
 def _load(topic: str, payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(topic, f"{len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
     try:
         body = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(topic, f"not JSON: {exc}") from None
+        # ValueError also covers an integer of more than 4300 digits.
+        raise PayloadError(topic, f"not JSON: {str(exc)[:200]}") from None
+    except RecursionError:
+        raise PayloadError(topic, "JSON nested deeper than the decoder allows") from None
     if not isinstance(body, dict):
         raise PayloadError(topic, "top level is not an object")
     if body.get("v") != WIRE_VERSION:
-        raise PayloadError(topic, f"unsupported wire version {body.get('v')!r}")
+        raise PayloadError(topic, f"unsupported wire version {_shown(body.get('v'))}")
     return body
 
 
@@ -143,31 +233,45 @@ def _field(topic: str, body: dict[str, Any], key: str, kind: type[Any]) -> Any:
     value = body.get(key)
     # bool is an int in Python; a JSON true is never a valid number here.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PayloadError(topic, f"{key}: expected {kind.__name__}, got {value!r}")
+        raise PayloadError(topic, f"{key}: expected {kind.__name__}, got {_shown(value)}")
+    return value
+
+
+def _text(topic: str, body: dict[str, Any], key: str, most: int) -> str:
+    value: str = _field(topic, body, key, str)
+    if not value or len(value) > most:
+        raise PayloadError(topic, f"{key}: expected 1 to {most} characters, got {len(value)}")
+    return value
+
+
+def _count(topic: str, body: dict[str, Any], key: str, least: int, most: int) -> int:
+    value: int = _field(topic, body, key, int)
+    if not least <= value <= most:
+        raise PayloadError(topic, f"{key}: must be in {least}..{most}, got {_shown(value)}")
     return value
 
 
 def observation_from_dict(topic: str, item: dict[str, Any], gateway_id: str) -> Observation:
+    """The observation in ``item``, with its structure checked (the edge reads its own outbox
+    with this); :func:`decode_batch` checks the platform's bounds on top."""
     if not isinstance(item, dict):
         raise PayloadError(topic, "observation is not an object")
     raw_value = _field(topic, item, "value", str)
     try:
         value = Decimal(raw_value)
     except InvalidOperation:
-        raise PayloadError(topic, f"value: not a decimal: {raw_value!r}") from None
+        raise PayloadError(topic, f"value: not a decimal: {_shown(raw_value)}") from None
     if not value.is_finite():
-        raise PayloadError(topic, f"value: not finite: {raw_value!r}")
+        raise PayloadError(topic, f"value: not finite: {_shown(raw_value)}")
     raw_time = _field(topic, item, "time", str)
     try:
         time = datetime.fromisoformat(raw_time)
     except ValueError:
-        raise PayloadError(topic, f"time: not ISO 8601: {raw_time!r}") from None
+        raise PayloadError(topic, f"time: not ISO 8601: {_shown(raw_time)}") from None
     flags = _field(topic, item, "flags", list)
     if not all(isinstance(f, str) for f in flags):
         raise PayloadError(topic, "flags: expected a list of strings")
-    seq = _field(topic, item, "seq", int)
-    if seq < 1:
-        raise PayloadError(topic, f"seq: must be >= 1, got {seq}")
+    seq = _count(topic, item, "seq", 1, MAX_SEQ)
     if item.get("gateway_id") != gateway_id:
         raise PayloadError(topic, "gateway_id of an observation differs from its batch")
     try:
@@ -189,16 +293,96 @@ def observation_from_dict(topic: str, item: dict[str, Any], gateway_id: str) -> 
         raise PayloadError(topic, str(exc)) from None
 
 
+def _bounded(topic: str, obs: Observation) -> Observation:
+    """The platform's bounds on a structurally valid observation: lengths that fit the
+    record store's columns, a time that converts to UTC, and a unit and value that are
+    plausible for the code. On the hot path: the common case is a few comparisons."""
+    if not (
+        0 < len(obs.id) <= MAX_ID_CHARS
+        and 0 < len(obs.device_id) <= MAX_NAME_CHARS
+        and 0 < len(obs.source) <= MAX_NAME_CHARS
+    ):
+        for key, text, most in (
+            ("id", obs.id, MAX_ID_CHARS),
+            ("device_id", obs.device_id, MAX_NAME_CHARS),
+            ("source", obs.source, MAX_NAME_CHARS),
+        ):
+            if not 0 < len(text) <= most:
+                raise PayloadError(
+                    topic, f"{key}: expected 1 to {most} characters, got {len(text)}"
+                )
+    if len(text := str(obs.value)) > codes.MAX_VALUE_CHARS:
+        raise PayloadError(
+            topic, f"value: expected 1 to {codes.MAX_VALUE_CHARS} characters, got {len(text)}"
+        )
+    if obs.flags and (
+        len(obs.flags) > MAX_FLAGS or not all(0 < len(f) <= MAX_FLAG_CHARS for f in obs.flags)
+    ):
+        raise PayloadError(
+            topic, f"flags: at most {MAX_FLAGS} flags of 1 to {MAX_FLAG_CHARS} characters"
+        )
+    # A local year well inside the bounds is inside them in UTC too (offsets are < 1 day).
+    if not EARLIEST_YEAR < obs.time.year < LATEST_YEAR:
+        try:
+            year = obs.time.astimezone(UTC).year
+        except OverflowError:
+            year = obs.time.year
+        if not EARLIEST_YEAR <= year <= LATEST_YEAR:
+            raise PayloadError(
+                topic, f"time: {obs.time.isoformat()} is not in {EARLIEST_YEAR}..{LATEST_YEAR}"
+            )
+    try:
+        codes.check_plausible(obs.code, obs.unit, obs.value)
+    except ImplausibleValueError as exc:
+        raise PayloadError(topic, f"{exc.code} in {exc.unit}: {exc.problem}") from None
+    return obs
+
+
+def _kept(item: dict[str, Any]) -> str:
+    """The observation as it arrived, for its dead letter."""
+    try:
+        text = json.dumps(item)
+    except RecursionError:
+        # Decoded a few frames up the stack, it may not encode again here.
+        return '"(nested too deeply to keep)"'
+    return text[:MAX_KEPT_BYTES]
+
+
+def _item_seq(item: Any) -> int | None:
+    """The seq an observation claims, if it is one the platform could store and name."""
+    seq = item.get("seq") if isinstance(item, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq <= MAX_SEQ:
+        return seq
+    return None
+
+
 def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
     """Decode an ``up/obs`` or ``up/event`` message. The gateway named in the topic must match
-    the body: a gateway can only speak for itself (the broker ACL enforces the topic)."""
+    the body: a gateway can only speak for itself (the broker ACL enforces the topic).
+
+    A message that cannot be read as a whole raises :class:`PayloadError`; an observation in it
+    that is malformed or out of bounds, but names a valid ``seq``, is refused alone (in
+    ``rejected``) and the others are taken in."""
     body = _load(topic, payload)
-    gateway_id = _field(topic, body, "gateway_id", str)
+    gateway_id = _text(topic, body, "gateway_id", MAX_NAME_CHARS)
     if gateway_id != gateway_of_topic(topic):
-        raise PayloadError(topic, f"gateway_id {gateway_id!r} does not match the topic")
+        raise PayloadError(topic, f"gateway_id {_shown(gateway_id)} does not match the topic")
+    epoch = _epoch(topic, body)
     items = _field(topic, body, "observations", list)
-    observations = tuple(observation_from_dict(topic, item, gateway_id) for item in items)
-    return ObservationBatch(gateway_id, observations)
+    if len(items) > MAX_BATCH_OBSERVATIONS:
+        raise PayloadError(topic, f"observations: more than {MAX_BATCH_OBSERVATIONS}")
+    observations: list[Observation] = []
+    rejected: list[RejectedItem] = []
+    for item in items:
+        try:
+            observations.append(_bounded(topic, observation_from_dict(topic, item, gateway_id)))
+        except PayloadError as exc:
+            seq = _item_seq(item)
+            if seq is None:
+                raise
+            reason = exc.problem[:MAX_REASON_CHARS]
+            rejected.append(RejectedItem(seq, reason, _kept(item)))
+    return ObservationBatch(gateway_id, tuple(observations), epoch, tuple(rejected))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +395,8 @@ class GatewayStatusReport:
     ``input_adjustments`` of the status, docs/wire.md)."""
     committed_seq: int | None = None
     """The highest seq the gateway was told is committed (and has deleted up to)."""
+    epoch: str = LEGACY_EPOCH
+    """The edge outbox ``committed_seq`` is of."""
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
@@ -218,22 +404,32 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     if not topic.endswith("/status"):
         raise PayloadError(topic, "not a status topic")
     body = _load(topic, payload)
-    gateway_id = _field(topic, body, "gateway_id", str)
+    gateway_id = _text(topic, body, "gateway_id", MAX_NAME_CHARS)
     if gateway_id != gateway_of_topic(topic):
-        raise PayloadError(topic, f"gateway_id {gateway_id!r} does not match the topic")
+        raise PayloadError(topic, f"gateway_id {_shown(gateway_id)} does not match the topic")
     state = _field(topic, body, "state", str)
     if state not in ("online", "offline"):
-        raise PayloadError(topic, f"state: expected online or offline, got {state!r}")
-    depth = body.get("outbox_depth")
-    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
-        raise PayloadError(topic, f"outbox_depth: expected a count, got {depth!r}")
+        raise PayloadError(topic, f"state: expected online or offline, got {_shown(state)}")
+    depth = None
+    if body.get("outbox_depth") is not None:
+        depth = _count(topic, body, "outbox_depth", 0, MAX_COUNT)
     adjustments = _adjustments(topic, body.get("input_adjustments", {}))
-    committed = body.get("committed_seq")
-    if committed is not None and not (
-        isinstance(committed, int) and not isinstance(committed, bool) and 0 <= committed < 2**63
-    ):
-        raise PayloadError(topic, f"committed_seq: expected a seq, got {committed!r}")
-    return GatewayStatusReport(gateway_id, state == "online", depth, adjustments, committed)
+    committed = None
+    if body.get("committed_seq") is not None:
+        committed = _count(topic, body, "committed_seq", 0, MAX_SEQ)
+    return GatewayStatusReport(
+        gateway_id, state == "online", depth, adjustments, committed, _epoch(topic, body)
+    )
+
+
+def _epoch(topic: str, body: dict[str, Any]) -> str:
+    """The optional ``epoch`` of a batch or status: the legacy epoch when there is none."""
+    if body.get("epoch", LEGACY_EPOCH) == LEGACY_EPOCH:
+        return LEGACY_EPOCH
+    epoch = _text(topic, body, "epoch", MAX_EPOCH_CHARS)
+    if not _EPOCH_CHARS.fullmatch(epoch):
+        raise PayloadError(topic, "epoch: letters, digits and '-' only")
+    return epoch
 
 
 def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
@@ -245,18 +441,34 @@ def _adjustments(topic: str, raw: object) -> dict[tuple[str, str], int]:
         if not isinstance(reasons, dict):
             raise PayloadError(topic, problem)
         for reason, count in reasons.items():
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                raise PayloadError(topic, f"{problem}, got {count!r} for {source}/{reason}")
+            if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= MAX_SEQ:
+                raise PayloadError(topic, f"{problem}, got {_shown(count)} for {_shown(reason)}")
+            if len(source) > MAX_NAME_CHARS or len(reason) > MAX_NAME_CHARS:
+                raise PayloadError(topic, f"input_adjustments: names of at most {MAX_NAME_CHARS}")
             counts[(source, reason)] = count
+            # Each pair becomes a metric label: a status must not invent them by the thousand.
+            if len(counts) > MAX_ADJUSTMENTS:
+                raise PayloadError(topic, f"input_adjustments: more than {MAX_ADJUSTMENTS}")
     return counts
 
 
 def decode_ack(topic: str, payload: bytes) -> Ack:
     body = _load(topic, payload)
-    committed = _field(topic, body, "committed_seq", int)
-    if committed < 0:
-        raise PayloadError(topic, f"committed_seq: must be >= 0, got {committed}")
-    return Ack(_field(topic, body, "gateway_id", str), committed)
+    committed = _count(topic, body, "committed_seq", 0, MAX_SEQ)
+    epoch = _epoch(topic, body)
+    listed = body.get("rejected", [])
+    if not isinstance(listed, list):
+        raise PayloadError(topic, f"rejected: expected an array, got {_shown(listed)}")
+    rejected = []
+    for item in listed:
+        if not isinstance(item, dict):
+            raise PayloadError(topic, "rejected: expected objects")
+        first = _count(topic, item, "first_seq", 1, MAX_SEQ)
+        last = _count(topic, item, "last_seq", first, MAX_SEQ)
+        reason = _field(topic, item, "reason", str)[:MAX_REASON_CHARS]
+        rejected.append(RejectedRange(first, last, reason))
+    gateway_id = _text(topic, body, "gateway_id", MAX_NAME_CHARS)
+    return Ack(gateway_id, committed, epoch, tuple(rejected))
 
 
 #: Mosquitto ACL for the central broker: a home gateway (user name = gateway id) may publish

@@ -526,6 +526,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{R}/gateways", A.MANAGE_REGISTRY),
     Route("POST", f"{R}/gateways", A.MANAGE_REGISTRY, new_gateway, ok=201),
     Route("DELETE", f"{R}/gateways/{{gateway_id}}", A.MANAGE_REGISTRY, about=About.GATEWAY, ok=204),
+    Route("GET", f"{R}/gateways/{{gateway_id}}/outboxes", A.MANAGE_REGISTRY, about=About.GATEWAY),
     Route("GET", f"{R}/devices", A.MANAGE_REGISTRY),
     Route("POST", f"{R}/devices", A.MANAGE_REGISTRY, new_device, ok=201),
     Route("DELETE", f"{R}/devices/{{device_id}}", A.MANAGE_REGISTRY, about=About.DEVICE, ok=204),

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from edge.outbox import Outbox
 from gateway.models import GatewayProgress, ObservationRow, RejectedMessage
-from gateway.store import RecordStore
+from gateway.store import OutboxKey, RecordStore
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import ObservationBatch
 
@@ -83,7 +83,7 @@ async def test_two_workers_share_the_stream_and_the_ack_never_runs_ahead(
         await until(lambda: outbox.depth() == 0, timeout=60)
     assert await count_rows(store) == (1000, 1000)
     async with store.session() as s:
-        progress = await s.get_one(GatewayProgress, GATEWAY)
+        progress = await s.get_one(GatewayProgress, (GATEWAY, outbox.epoch))
     assert progress.committed_seq == 1000
 
 
@@ -139,7 +139,7 @@ async def test_a_burst_of_batches_from_many_gateways_is_one_commit(store: Record
     burst = [batch("gw-a", range(1, 3)), batch("gw-b", range(1, 3)), batch("gw-a", range(3, 4))]
     now = datetime.now(UTC)
     first = await store.commit_batches([*burst, burst[0]], now)
-    assert first.committed == {"gw-a": 3, "gw-b": 2}
+    assert first.committed == {OutboxKey("gw-a"): 3, OutboxKey("gw-b"): 2}
     assert sorted((s.observation.gateway_id, s.observation.seq) for s in first.inserted) == [
         ("gw-a", 1),
         ("gw-a", 2),
@@ -169,13 +169,13 @@ async def test_watermarks_of_a_round_follow_gaps_out_of_order_commits_and_resend
     first = await store.commit_batches(
         [batch("gw-a", 1, 5), batch("gw-b", 4, 6), batch("gw-c", 1, 2), batch("gw-c", 4, 4)], now
     )
-    assert first.committed == {"gw-a": 5, "gw-b": 0, "gw-c": 2}
+    assert first.committed == {OutboxKey("gw-a"): 5, OutboxKey("gw-b"): 0, OutboxKey("gw-c"): 2}
     # gw-b's gap is filled (the stored 4-6 lie beyond what this round carries), gw-c's too,
     # and gw-a resends what it already has.
     second = await store.commit_batches(
         [batch("gw-b", 1, 3), batch("gw-c", 3, 3), batch("gw-a", 4, 6)], now
     )
-    assert second.committed == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
+    assert second.committed == {OutboxKey("gw-a"): 6, OutboxKey("gw-b"): 6, OutboxKey("gw-c"): 4}
     assert len(second.inserted) == 3 + 1 + 1
     async with store.session() as s:
         query = select(GatewayProgress.gateway_id, GatewayProgress.committed_seq)

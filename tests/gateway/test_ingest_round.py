@@ -33,8 +33,8 @@ def observation(gateway: str, seq: int, code: str = "TRY_ENV_ROOM_TEMPERATURE") 
         device_id="hall-sensor",
         source="mqtt:zigbee2mqtt",
         code=code,
-        value=Decimal(21),
-        unit="Cel",
+        value=Decimal(21) if code.startswith("TRY_ENV") else Decimal(1),
+        unit="Cel" if code.startswith("TRY_ENV") else "1",
         time=T0,
         id=f"{gateway}-{seq}",
     )

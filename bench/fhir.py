@@ -1,0 +1,120 @@
+"""FHIR transport throughput (issue 17): a backlog of ``--backlog`` closed alarms' documents in
+the durable queue (``fhir_messages``, SQLite record store) drained by
+:class:`gateway.fhir.outbound.FhirOutbound` to the JFT-like test peer (tests/jft_peer.py: every
+request's DPoP proof and HelseID token checked, every Bundle validated against the official R4
+JSON Schema and fhir.resources), with tokens from npm oidc-provider (tests/helseid_provider.py).
+The clock runs from the start of the drain until every document is journaled (POST → 202, then
+one ``$status`` poll → 200). The peer runs in this process, so ``cpu_s`` is sender and receiver
+together. Goal (issue 17): 10,000 documents in <= 60 s. Prints one JSON line.
+
+    python -m bench.fhir [--backlog 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fhir_documents import closed_alarm_document
+from helseid_provider import helseid_provider
+from jft_peer import jft_peer
+from sqlalchemy import func, select
+
+from gateway.fhir.helseid import HelseIdClient
+from gateway.fhir.outbound import FhirOutbound
+from gateway.fhir.transport_settings import FhirOutboundSettings
+from gateway.models import FhirMessage, FhirMessageState
+from gateway.store import RecordStore
+
+TENANT = "default"
+
+
+async def build(alarm_id: int) -> dict[str, object]:
+    return closed_alarm_document(alarm_id)
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def main(backlog: int, in_flight: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as work:
+        directory = Path(work)
+        store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
+        await store.migrate()
+        now = datetime.now(UTC)
+        async with store.session() as s:
+            s.add_all(
+                FhirMessage(
+                    destination=f"jft:{TENANT}",
+                    tenant_id=TENANT,
+                    alarm_id=alarm_id,
+                    state=FhirMessageState.PENDING,
+                    attempts=0,
+                    polls=0,
+                    created_at=now,
+                )
+                for alarm_id in range(1, backlog + 1)
+            )
+        async with (
+            helseid_provider(directory) as provider,
+            jft_peer(provider.issuer, provider.jwks_uri, polls_before_done=0) as peer,
+            httpx.AsyncClient() as http,
+        ):
+            settings = FhirOutboundSettings.model_validate(
+                {
+                    "helseid": provider.settings(),
+                    "destinations": {TENANT: {"base_url": peer.url}},
+                    "poll_after_s": 0.001,
+                    "in_flight": in_flight,
+                }
+            )
+            outbound = FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), build)
+            cpu_before, started = cpu_s(), time.perf_counter()
+            while True:
+                await outbound.send_due()
+                async with store.session() as s:
+                    left = await s.scalar(
+                        select(func.count()).where(FhirMessage.state != FhirMessageState.JOURNALED)
+                    )
+                if not left:
+                    break
+                await asyncio.sleep(0.001)
+            drain_s = time.perf_counter() - started
+            cpu = cpu_s() - cpu_before
+        await store.close()
+    return {
+        "bench": "fhir",
+        "backlog": backlog,
+        "in_flight": in_flight,
+        "drain_s": round(drain_s, 2),
+        "documents_per_s": round(backlog / drain_s, 1),
+        "cpu_s": round(cpu, 2),
+        "journaled": len(peer.journaled),
+        "posts": sum(peer.received.values()),
+        "tokens": provider.tokens_issued(),
+        "goal_s": 60,
+        "ok": drain_s <= 60 and len(peer.journaled) == backlog,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--in-flight", type=int, default=8, help="FhirOutboundSettings.in_flight")
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments.backlog, arguments.in_flight))
+    print(json.dumps(result))
+    sys.exit(0 if result["ok"] else 1)
