@@ -8,6 +8,7 @@ import { playAlarmSound, soundState, unlockSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
 import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
+import { carePlanView } from "./careplan.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
 import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
 import {
@@ -71,6 +72,7 @@ const ctx = {
   patient: (id) => state.patients.find((p) => p.id === id),
   subject: () => api.claims()?.sub,
   act, signIn, navigate, updateSettings, testSound,
+  render: () => render(),
 };
 
 // --- routing ---------------------------------------------------------------------------------
@@ -78,6 +80,8 @@ const ctx = {
 function parseRoute() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
+  const plan = path.match(/^\/patients\/(\d+)\/care-plan$/);
+  if (plan) return { name: "careplan", id: Number(plan[1]) };
   const patient = path.match(/^\/patients\/(\d+)$/);
   if (patient) {
     const range = RANGES[params.get("range")] ? params.get("range") : "7d";
@@ -109,7 +113,9 @@ function onRoute() {
 
 // --- rendering -------------------------------------------------------------------------------
 
-const VIEWS = { patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView };
+const VIEWS = {
+  patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView, careplan: carePlanView,
+};
 
 function viewTitle(signedIn) {
   if (!signedIn) return t("login.title");

@@ -1,8 +1,8 @@
 """refresh_tokens: rotating, revocable refresh tokens of a sign-in session (issue 16, a
 shift-long session)
 
-Revision ID: 0010_refresh_tokens
-Revises: 0009
+Revision ID: 0012_refresh_tokens
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from gateway.models import AwareDateTime
 
-revision: str = "0010_refresh_tokens"
-down_revision: str | None = "0009"
+revision: str = "0012_refresh_tokens"
+down_revision: str | None = "0011"
 branch_labels: str | None = None
 depends_on: str | None = None
 
