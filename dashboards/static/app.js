@@ -9,6 +9,7 @@ import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
 import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
 import { carePlanView } from "./careplan.js";
+import { adminView, caresForPatients, forgetAdminState, isAdmin, leftSection, showNavFor } from "./admin.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
 import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
 import {
@@ -89,6 +90,8 @@ function parseRoute() {
   }
   if (path === "/alarms") return { name: "alarms", show: params.get("show") === "all" ? "all" : "open" };
   if (path === "/settings") return { name: "settings" };
+  const admin = path.match(/^\/admin(?:\/(\w+))?$/);
+  if (admin) return { name: "admin", section: admin[1] ?? null };
   return { name: "patients" };
 }
 
@@ -101,7 +104,8 @@ function navigate(hash, { keepFocus = false } = {}) {
 function onRoute() {
   const before = route;
   route = parseRoute();
-  if (!api.token()) { render({ focus: true }); return; }
+  if (before.name !== route.name || before.section !== route.section) leftSection();
+  if (!api.token() || !caresForPatients()) { render({ focus: true }); return; }
   if (route.name === "patient" && (state.detail?.id !== route.id || state.detail?.range !== route.range)) {
     if (state.detail?.id !== route.id) state.detail = null;
     refreshNow({ detail: true });
@@ -115,12 +119,20 @@ function onRoute() {
 
 const VIEWS = {
   patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView, careplan: carePlanView,
+  admin: adminView,
 };
+
+/** The view to show: an admin without a care role has her own home, never the patients. */
+function viewName(signedIn) {
+  if (signedIn && !caresForPatients() && route.name !== "settings") return "admin";
+  if (route.name === "admin" && !isAdmin()) return "patients";
+  return route.name;
+}
 
 function viewTitle(signedIn) {
   if (!signedIn) return t("login.title");
   if (route.name === "patient") return patientName(ctx.patient(route.id));
-  return t(`${route.name}.title`);
+  return t(`${viewName(signedIn)}.title`);
 }
 
 function render({ focus = false } = {}) {
@@ -129,10 +141,10 @@ function render({ focus = false } = {}) {
   renderSessionEnded(document.getElementById("session-ended"), sessionEnded, () => showLogin(null, { keepDrafts: true }));
   renderShell(signedIn);
   const main = document.getElementById("main");
-  const view = signedIn ? VIEWS[route.name] : loginView;
+  const view = signedIn ? VIEWS[viewName(signedIn)] : loginView;
   keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)),
     () => document.getElementById("view-title"));
-  main.classList.toggle("not-live", signedIn && state.connection !== "live");
+  main.classList.toggle("not-live", signedIn && state.connection !== null && state.connection !== "live");
   const unacknowledged = state.alarms.filter((a) => a.state === "raised").length;
   document.title = sessionEnded
     ? `${t("connection.ended")} – Tryggheim`
@@ -149,6 +161,7 @@ function renderShell(signedIn) {
   }
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
+  showNavFor(signedIn);
   for (const link of document.querySelectorAll("#nav a")) {
     const current = signedIn && (link.dataset.route === route.name
       || (link.dataset.route === "patients" && route.name === "patient"));
@@ -438,7 +451,7 @@ const keeper = new SessionKeeper({
     // The stream moves to the new token before the old one expires; what arrived while it
     // reconnected is loaded again.
     stream?.renew();
-    refreshSoon({ overview: true, detail: route.name === "patient" });
+    if (caresForPatients()) refreshSoon({ overview: true, detail: route.name === "patient" });
   },
   onEnded: () => sessionHasEnded(),
 });
@@ -474,12 +487,20 @@ function startSession() {
     known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
   });
   sessionEnded = null;
-  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut });
-  stream.start();
   state.platform = null;
   platformWatch.start();
-  refreshNow({ overview: true, detail: route.name === "patient" });
   keeper.start();
+  if (!caresForPatients()) {
+    // An admin: no patients, no live stream; her own home screen.
+    stream = null;
+    state.connection = null;
+    if (route.name !== "admin" && route.name !== "settings") navigate("#/admin");
+    return;
+  }
+  if (route.name === "admin" && !isAdmin()) navigate("#/patients");
+  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut });
+  stream.start();
+  refreshNow({ overview: true, detail: route.name === "patient" });
 }
 
 /** The sign-in form. Signing out on purpose (no problem) ends the session at the platform and
@@ -522,6 +543,7 @@ async function signIn(username, password, form) {
     document.getElementById("password").focus();
     return;
   }
+  forgetAdminState();
   startSession();
   render({ focus: true });
 }

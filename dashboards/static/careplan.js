@@ -248,17 +248,6 @@ async function load(ctx, id) {
   ctx.render();
 }
 
-/** The platform's 422 errors by field: `["body", "schedule", 0, "deadline"]` → "schedule.0.deadline". */
-function errorsByField(problem) {
-  const found = {};
-  for (const e of problem?.errors ?? []) {
-    const key = (e.loc ?? []).slice(1).join(".");
-    const message = String(e.msg ?? "").replace(/^Value error, /, "");
-    found[key] = found[key] ? `${found[key]} ${message}` : message;
-  }
-  return found;
-}
-
 async function save(ctx) {
   const edit = plan;
   edit.saving = true;
@@ -272,7 +261,7 @@ async function save(ctx) {
     edit.defaults = await api.get(`api/v1/patients/${edit.id}/thresholds`);
   } catch (error) {
     if (error instanceof api.SignedOut) throw error;
-    edit.errors = error.status === 422 ? errorsByField(error.problem) : {};
+    edit.errors = error.status === 422 ? api.fieldErrors(error.problem) : {};
     edit.problem = error.status === 422 ? t("careplan.invalid") : t("careplan.failed", { detail: error.message });
   }
   edit.saving = false;
