@@ -37,9 +37,8 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Nurse
 
 
 async def section(page: Page, name: str) -> None:
-    await (
-        page.get_by_role("navigation", name="Administrasjon").get_by_role("link", name=name, exact=True).click()
-    )
+    sections = page.get_by_role("navigation", name="Administrasjon")
+    await sections.get_by_role("link", name=name, exact=True).click()
     await expect(page.get_by_role("heading", level=1)).to_have_text(name)
 
 
