@@ -137,6 +137,35 @@ def test_help_and_ble_decode_run_from_the_wheel(installed_wheel: InstalledWheel)
     assert json.loads(decoded.stdout)["systolic"] == "128"
 
 
+def test_fhir_observations_and_validate_run_from_the_wheel(
+    installed_wheel: InstalledWheel,
+) -> None:
+    """The FHIR JSON Schema ships in the wheel (gateway/fhir/schema) and jsonschema-rs with it."""
+    decoded = installed_wheel.run(
+        "ble", "decode", "2A35", "06 8e00 5b00 6c00 ea07 0c 06 08 1e 05 4800", "--observations"
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    (installed_wheel.workdir / "obs.json").write_text(decoded.stdout)
+    bundle = installed_wheel.run(
+        "fhir",
+        "observations",
+        "--observations",
+        "obs.json",
+        "--patient-id",
+        "01017012345",
+        "--device-eui64",
+        "AA:BB:CC:DD:EE:FF",
+    )
+    assert bundle.returncode == 0, bundle.stderr
+    (installed_wheel.workdir / "bundle.json").write_text(bundle.stdout)
+    valid = installed_wheel.run("fhir", "validate", "bundle.json")
+    assert (valid.returncode, valid.stdout) == (0, ""), valid.stderr
+    (installed_wheel.workdir / "bundle.json").write_text(bundle.stdout.replace('"/min"', '"bpm"'))
+    invalid = installed_wheel.run("fhir", "validate", "bundle.json")
+    assert invalid.returncode == 1
+    assert "valueQuantity.code 'bpm' is not /min" in invalid.stdout
+
+
 def test_hl7_listen_from_the_wheel_acks_an_adt(installed_wheel: InstalledWheel) -> None:
     port = find_free_port()
     listen = subprocess.Popen(

@@ -10,8 +10,9 @@ every read is audited. Errors are OperationOutcomes. Searchsets are paged with `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +22,16 @@ from sqlalchemy import select
 from gateway.alarm_book import alarm_of
 from gateway.alarms import ALARM_CODES
 from gateway.auth import Action, Principal, policy
-from gateway.deps import Audit, ListsPatients, PathId, ReadsPatient, Registered, Store, patient_for
+from gateway.deps import (
+    Audit,
+    ListsPatients,
+    NotVisible,
+    PathId,
+    ReadsPatient,
+    Registered,
+    Store,
+    patient_for,
+)
 from gateway.fhir import terminology as t
 from gateway.fhir.document import alarm_key, detected_issue, in_zone
 from gateway.fhir.records import MEASURED_CODES, devices_of, patient_ref
@@ -38,6 +48,7 @@ from gateway.fhir.resources import (
 from gateway.fhir.settings import FhirSettings
 from gateway.models import ObservationRow, Patient
 from gateway.registry import Registry
+from gateway.schemas import MAX_ROW_ID
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim import codes
 
@@ -114,16 +125,19 @@ async def _patient_of_search(
     registry: Registry,
     store: RecordStore,
     principal: Principal,
+    denied: Callable[[int | None], Awaitable[None]],
     patient: str | None,
     subject: str | None,
     identifier: str | None,
 ) -> Patient | None:
-    """The one patient a search names (None: no such patient the caller may see)."""
+    """The one patient a search names (None: no such patient the caller may see; a patient
+    who exists outside her scope is written to the audit log as a refused read)."""
     given = [p for p in (patient, subject, identifier) if p is not None]
     if len(given) != 1:
         raise FhirRequestError(
             400, "required", "name one patient: patient, subject or patient.identifier"
         )
+    patient_id: int | None
     if identifier is not None:
         system, value = _split_token(identifier)
         async with store.session() as s:
@@ -136,14 +150,19 @@ async def _patient_of_search(
             return None
         patient_id = found.id
     else:
-        text = (patient or subject or "").removeprefix("Patient/")
-        if not text.isdigit() or len(text) > 12:
-            return None
-        patient_id = int(text)
+        patient_id = _row_id((patient or subject or "").removeprefix("Patient/"))
+    if patient_id is None:
+        return None
     try:
         return await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-    except HTTPException:
+    except NotVisible as exc:
+        await denied(exc.patient_id if await _exists(store, patient_id) else None)
         return None
+
+
+async def _exists(store: RecordStore, patient_id: int) -> bool:
+    async with store.session() as s:
+        return await s.get(Patient, patient_id) is not None
 
 
 def _searchset(
@@ -189,7 +208,7 @@ def _codes_for(token: str) -> set[str]:
     return found & set(MEASURED_CODES)
 
 
-def _date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
+def date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
     """``date`` parameters (``ge2026-12-01``, ``lt2026-12-02T00:00:00+01:00``, ...) as an
     inclusive start and an exclusive end. A date is a day in the tenant's time zone; a time of
     day must carry its zone."""
@@ -208,8 +227,12 @@ def _date_bounds(values: Sequence[str], tz: ZoneInfo) -> tuple[datetime | None, 
                 day = date.fromisoformat(text)
                 start = datetime.combine(day, time(), tz)
                 end = datetime.combine(day + timedelta(days=1), time(), tz)
+            # The record store compares in UTC; a bound with no UTC time is no date of ours.
+            start.astimezone(UTC), end.astimezone(UTC)
         except ValueError:
             raise FhirRequestError(400, "value", f"date={raw}: not a FHIR date") from None
+        except OverflowError:
+            raise FhirRequestError(400, "value", f"date={raw}: out of range") from None
         if prefix in {"eq", "ge"}:
             since = start if since is None else max(since, start)
         if prefix == "gt":
@@ -357,12 +380,18 @@ def fhir_router() -> APIRouter:
         ``date`` (``ge``/``gt``/``le``/``lt``/``eq``), ``_count`` per page."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, subject, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_observation"),
+            patient,
+            subject,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))
         tz = ZoneInfo((await registry.tenant(found.tenant_id)).timezone)
-        since, until = _date_bounds(date_ or [], tz)
+        since, until = date_bounds(date_ or [], tz)
         wanted = set(MEASURED_CODES)
         if code is not None:
             wanted = set().union(*(_codes_for(token) for token in code.split(",")))
@@ -409,15 +438,19 @@ def fhir_router() -> APIRouter:
         """A patient's alarms, newest first: final once closed, else preliminary."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, None, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_detected_issue"),
+            patient,
+            None,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))
-        before: int | None = None
-        if page is not None:
-            if not page.isdigit() or len(page) > 12:
-                raise FhirRequestError(400, "value", "_page: not one this server handed out")
-            before = int(page)
+        before = None if page is None else _row_id(page)
+        if page is not None and before is None:
+            raise FhirRequestError(400, "value", "_page: not one this server handed out")
         await audit("fhir_search_detected_issue", found.id)
         per_page = _count(count)
         rows = await registry.alarms(
@@ -459,7 +492,13 @@ def fhir_router() -> APIRouter:
         """The patient's paired devices and those her measurements came from."""
         _check_format(request)
         found = await _patient_of_search(
-            registry, store, principal, patient, None, patient_identifier
+            registry,
+            store,
+            principal,
+            partial(audit.denied, "fhir_search_device"),
+            patient,
+            None,
+            patient_identifier,
         )
         if found is None:
             return FhirResponse(_empty(request))
@@ -469,6 +508,14 @@ def fhir_router() -> APIRouter:
         return FhirResponse(_searchset(request, resources, None))
 
     return router
+
+
+def _row_id(text: str) -> int | None:
+    """A row id as a path or search gives it, bounded like the database column."""
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        return None
+    number = int(text)
+    return number if 1 <= number <= MAX_ROW_ID else None
 
 
 def _cursor(text: str | None) -> Cursor | None:

@@ -16,6 +16,8 @@ to FHIR resources as JSON-ready dicts.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -344,29 +346,28 @@ def collection_bundle(resources: Sequence[Resource], *, now: datetime) -> Resour
     }
 
 
-def _json_text(value: Any, indent: int | None, depth: int) -> Iterable[str]:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise FhirMappingError("value", f"{value} is not a finite number")
-        yield str(value)
-        return
-    if not isinstance(value, dict | list | tuple) or not value:
-        yield json.dumps(value, ensure_ascii=False)
-        return
-    inner = "" if indent is None else "\n" + " " * indent * (depth + 1)
-    outer = "" if indent is None else "\n" + " " * indent * depth
-    colon = ":" if indent is None else ": "
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    yield "{" if isinstance(value, dict) else "["
-    for n, (key, item) in enumerate(items):
-        yield ("," if n else "") + inner
-        if isinstance(value, dict):
-            yield json.dumps(key, ensure_ascii=False) + colon
-        yield from _json_text(item, indent, depth + 1)
-    yield outer + ("}" if isinstance(value, dict) else "]")
-
-
 def fhir_json(resource: Resource, indent: int | None = None) -> str:
     """The resource as JSON (compact, or indented by ``indent``), decimals digit for digit
-    (``37.20`` stays ``37.20``, where ``json.dumps`` of a float would write ``37.2``)."""
-    return "".join(_json_text(resource, indent, 0))
+    (``37.20`` stays ``37.20``, where ``json.dumps`` of a float would write ``37.2``).
+
+    Each Decimal is first written as a string holding a random token and its index, then that
+    string is replaced by the number's text: the token is new for every call, so no text in the
+    resource (a nurse's note) can pose as a number."""
+    token = secrets.token_hex(16)
+    numbers: list[str] = []
+
+    def number(value: object) -> str:
+        if not isinstance(value, Decimal):
+            raise TypeError(f"{type(value).__name__} is not JSON")
+        if not value.is_finite():
+            raise FhirMappingError("value", f"{value} is not a finite number")
+        numbers.append(str(value))
+        return f"{token}:{len(numbers) - 1}"
+
+    separators = (",", ":") if indent is None else (",", ": ")
+    text = json.dumps(
+        resource, ensure_ascii=False, indent=indent, separators=separators, default=number
+    )
+    if not numbers:
+        return text
+    return re.sub(f'"{token}:([0-9]+)"', lambda m: numbers[int(m.group(1))], text)

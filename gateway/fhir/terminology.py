@@ -81,6 +81,55 @@ def _vital(kind: VitalSignKind, loinc: tuple[str, str], *others: Coding) -> Vita
 _PULSE_SNOMED = Coding(SNOMED, "364075005", "Heart rate")
 _GLUCOSE_SNOMED = Coding(SNOMED, "434912009", "Blood glucose concentration")
 
+#: Glucose: the LOINC code names the sample and the kind of quantity, so a row is chosen by
+#: sample type and unit. Whole blood from any site is "in Blood" (15074-8 / 2339-0), as VKP's
+#: glucose example codes a home meter's capillary reading, with NPU02187 "B—Glucose" (a
+#: substance concentration, so mmol/L only); plasma from any site "in Serum or Plasma"
+#: (14749-6 / 2345-7). Interstitial fluid (CGM) and an unstated sample get no Observation yet.
+_GLUCOSE_WHOLE_BLOOD = (
+    codes.GLUCOSE_CAPILLARY,
+    codes.GLUCOSE_VENOUS_WHOLEBLOOD,
+    codes.GLUCOSE_ARTERIAL_WHOLEBLOOD,
+    codes.GLUCOSE_UNDETERMINED_WHOLEBLOOD,
+)
+_GLUCOSE_PLASMA = (
+    codes.GLUCOSE_CAPILLARY_PLASMA,
+    codes.GLUCOSE_VENOUS_PLASMA,
+    codes.GLUCOSE_ARTERIAL_PLASMA,
+    codes.GLUCOSE_UNDETERMINED_PLASMA,
+)
+
+
+def _glucose_rows() -> dict[tuple[str, str | None], VitalSignCode]:
+    rows: dict[tuple[str, str | None], VitalSignCode] = {}
+    for metric in _GLUCOSE_WHOLE_BLOOD:
+        rows[(metric.ref, codes.MMOL_PER_L.ucum)] = _vital(
+            VitalSignKind.GLUCOSE,
+            ("15074-8", "Glucose [Moles/volume] in Blood"),
+            _GLUCOSE_SNOMED,
+            Coding(NPU, "NPU02187", "B—Glucose"),
+            _mdc(metric),
+        )
+        rows[(metric.ref, codes.MG_PER_DL.ucum)] = _vital(
+            VitalSignKind.GLUCOSE,
+            ("2339-0", "Glucose [Mass/volume] in Blood"),
+            _GLUCOSE_SNOMED,
+            _mdc(metric),
+        )
+    for metric in _GLUCOSE_PLASMA:
+        rows[(metric.ref, codes.MMOL_PER_L.ucum)] = _vital(
+            VitalSignKind.GLUCOSE,
+            ("14749-6", "Glucose [Moles/volume] in Serum or Plasma"),
+            _mdc(metric),
+        )
+        rows[(metric.ref, codes.MG_PER_DL.ucum)] = _vital(
+            VitalSignKind.GLUCOSE,
+            ("2345-7", "Glucose [Mass/volume] in Serum or Plasma"),
+            _mdc(metric),
+        )
+    return rows
+
+
 #: (platform code, UCUM unit or None for any unit) → codings.
 VITAL_SIGNS: dict[tuple[str, str | None], VitalSignCode] = {
     (codes.PULSE_NIBP.ref, None): _vital(
@@ -123,22 +172,7 @@ VITAL_SIGNS: dict[tuple[str, str | None], VitalSignCode] = {
         Coding(SNOMED, "60621009", "Body mass index"),
         _mdc(codes.BMI),
     ),
-    # Glucose: the LOINC code names the sample and the kind of quantity, so the row is chosen by
-    # unit. Capillary whole blood from a home meter is "in Blood" (15074-8 / 2339-0), as the
-    # VKP glucose example codes it; NPU02187 "B—Glucose" is a substance concentration (mmol/L).
-    (codes.GLUCOSE_CAPILLARY.ref, codes.MMOL_PER_L.ucum): _vital(
-        VitalSignKind.GLUCOSE,
-        ("15074-8", "Glucose [Moles/volume] in Blood"),
-        _GLUCOSE_SNOMED,
-        Coding(NPU, "NPU02187", "B—Glucose"),
-        _mdc(codes.GLUCOSE_CAPILLARY),
-    ),
-    (codes.GLUCOSE_CAPILLARY.ref, codes.MG_PER_DL.ucum): _vital(
-        VitalSignKind.GLUCOSE,
-        ("2339-0", "Glucose [Mass/volume] in Blood"),
-        _GLUCOSE_SNOMED,
-        _mdc(codes.GLUCOSE_CAPILLARY),
-    ),
+    **_glucose_rows(),
 }
 
 #: Blood pressure: one Observation (HL7 PHD IG, FHIR R4 ``bp`` profile) whose components are the

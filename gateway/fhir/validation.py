@@ -123,6 +123,11 @@ def _schema_problems(resource: Any, path: str) -> list[Problem]:
     return problems
 
 
+def _text(value: Any) -> str | None:
+    """A JSON string, else None: what a malformed element holds is compared with nothing."""
+    return value if isinstance(value, str) else None
+
+
 def _codings(concept: Any) -> list[dict[str, Any]]:
     if not isinstance(concept, dict):
         return []
@@ -131,7 +136,7 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 
 def _has_coding(concept: Any, system: str, codes: frozenset[str] | None = None) -> bool:
     return any(
-        c.get("system") == system and (codes is None or c.get("code") in codes)
+        c.get("system") == system and (codes is None or _text(c.get("code")) in codes)
         for c in _codings(concept)
     )
 
@@ -146,7 +151,7 @@ def _quantity_problems(quantity: Any, kind: t.VitalSignKind, where: str) -> list
     problems = []
     if quantity.get("system") != t.UCUM:
         problems.append(f"{where}.system is not UCUM ({t.UCUM})")
-    if quantity.get("code") not in _UNITS[kind]:
+    if _text(quantity.get("code")) not in _UNITS[kind]:
         wanted = " or ".join(sorted(_UNITS[kind]))
         problems.append(f"{where}.code {quantity.get('code')!r} is not {wanted}")
     if "value" not in quantity:
@@ -163,7 +168,7 @@ def _vital_sign_problems(obs: dict[str, Any]) -> list[str]:
         for c in _list(obs.get("category"))
     ):
         problems.append("category has no vital-signs coding")
-    loincs = [c.get("code") for c in _codings(obs.get("code")) if c.get("system") == t.LOINC]
+    loincs = [_text(c.get("code")) for c in _codings(obs.get("code")) if c.get("system") == t.LOINC]
     kinds = {_KIND_OF_LOINC[code] for code in loincs if code in _KIND_OF_LOINC}
     if not loincs:
         problems.append("code has no LOINC coding")
@@ -179,10 +184,16 @@ def _vital_sign_problems(obs: dict[str, Any]) -> list[str]:
         problems.append("subject is missing")
     elif "reference" not in subject:
         identifier = subject.get("identifier")
-        system = identifier.get("system") if isinstance(identifier, dict) else None
+        system = _text(identifier.get("system")) if isinstance(identifier, dict) else None
         if system not in _NATIONAL_ID_SYSTEMS:
             problems.append(f"subject.identifier.system {system!r} is no Norwegian national id")
-    if obs.get("status") not in {"final", "amended", "corrected", "preliminary", "registered"}:
+    if _text(obs.get("status")) not in {
+        "final",
+        "amended",
+        "corrected",
+        "preliminary",
+        "registered",
+    }:
         problems.append(f"status {obs.get('status')!r}")
     for kind in kinds:
         if kind is t.VitalSignKind.BLOOD_PRESSURE:
@@ -214,7 +225,7 @@ def _is_vital_sign(resource: dict[str, Any]) -> bool:
             _has_coding(c, t.OBSERVATION_CATEGORY, frozenset({"vital-signs"}))
             for c in _list(resource.get("category"))
         )
-        or any(c.get("code") in _KIND_OF_LOINC for c in _codings(resource.get("code")))
+        or any(_text(c.get("code")) in _KIND_OF_LOINC for c in _codings(resource.get("code")))
     )
 
 
@@ -238,7 +249,7 @@ def _document_problems(bundle: dict[str, Any]) -> list[tuple[str, str]]:
     if not _zoned(bundle.get("timestamp")):
         problems.append(("Bundle", "timestamp is missing or has no time zone"))
     entries = [e for e in _list(bundle.get("entry")) if isinstance(e, dict)]
-    full_urls = {e.get("fullUrl") for e in entries}
+    full_urls = {_text(e.get("fullUrl")) for e in entries}
     resources_: list[dict[str, Any]] = [
         resource if isinstance(resource := e.get("resource"), dict) else {} for e in entries
     ]

@@ -43,6 +43,8 @@ from gateway.models import (
     AlarmRow,
     AuditEntry,
     CareTeam,
+    FhirMessage,
+    FhirMessageState,
     Hl7Message,
     Hl7MessageState,
     HomeGateway,
@@ -157,6 +159,7 @@ class About(StrEnum):
     GATEWAY = "gateway"
     DEVICE = "device"
     HL7_MESSAGE = "hl7_message"
+    FHIR_MESSAGE = "fhir_message"
 
 
 CARE_OBJECTS = (About.PATIENT, About.ALARM)
@@ -265,6 +268,23 @@ class World:
             await s.flush()
             return message.id
 
+    async def new_parked_fhir_message(self, target: Target) -> int:
+        """A closed alarm's FHIR document its tenant's JFT refused (400), about a patient of
+        ``target``."""
+        patient_id = await self.new_patient(target)
+        async with self.store.session() as s:
+            message = FhirMessage(
+                destination=f"jft:{TARGET_TENANT[target]}",
+                tenant_id=TARGET_TENANT[target],
+                alarm_id=self.number(),  # one message per alarm and destination
+                patient_id=patient_id,
+                state=FhirMessageState.PARKED,
+                created_at=datetime.now(UTC),
+            )
+            s.add(message)
+            await s.flush()
+            return message.id
+
     async def new_user(self, target: Target) -> int:
         async with self.store.session() as s:
             user = User(
@@ -349,6 +369,8 @@ class World:
                 return await self.new_device(target)
             case About.HL7_MESSAGE:
                 return await self.new_parked_message(target)
+            case About.FHIR_MESSAGE:
+                return await self.new_parked_fhir_message(target)
         raise AssertionError(f"{route} is about nothing")
 
 
@@ -549,6 +571,16 @@ ROUTES: tuple[Route, ...] = (
         about=About.HL7_MESSAGE,
         fresh=True,
     ),
+    # --- FHIR out ---
+    Route("GET", "/api/v1/fhir/destinations", A.MANAGE_REGISTRY),
+    Route("GET", "/api/v1/fhir/messages", A.MANAGE_REGISTRY),
+    Route(
+        "POST",
+        "/api/v1/fhir/messages/{message_id}/requeue",
+        A.MANAGE_REGISTRY,
+        about=About.FHIR_MESSAGE,
+        fresh=True,
+    ),
 )
 del A, P, R
 
@@ -560,6 +592,7 @@ ID_NAMES = {
     About.GATEWAY: "gateway_id",
     About.DEVICE: "device_id",
     About.HL7_MESSAGE: "message_id",
+    About.FHIR_MESSAGE: "message_id",
 }
 
 

@@ -5,6 +5,7 @@ code and date, and the platform's auth, care-team scope and audit hold."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from access import platform_settings, token
+from access import platform_settings, signed_in
 from chain import serving_app
 from fhir_samples import (
     CUFF,
@@ -35,6 +36,7 @@ from gateway.auth import Role
 from gateway.events import EventBus
 from gateway.fhir.validation import validate
 from gateway.models import AuditEntry, Patient
+from gateway.registry import Registry
 from gateway.store import RecordStore
 from tryggheim import codes
 from tryggheim.domain import Observation
@@ -51,17 +53,27 @@ class Server:
     store: RecordStore
     alarms: StoredAlarms
     team: int
+    other_team: int
+    """A care team of the same tenant without this patient."""
 
-    def client(self, *roles: Role, teams: tuple[int, ...] | None = None) -> AsyncFHIRClient:
-        bearer = token(*roles, teams=(self.team,) if teams is None else teams)
-        return AsyncFHIRClient(f"{self.url}/fhir/R4", authorization=f"Bearer {bearer}")
+    async def headers(self, *roles: Role, teams: tuple[int, ...] | None = None) -> dict[str, str]:
+        if not roles:
+            return {}
+        return await signed_in(self.store, *roles, teams=(self.team,) if teams is None else teams)
 
-    def http(self, *roles: Role, teams: tuple[int, ...] | None = None) -> httpx.AsyncClient:
-        headers = {}
-        if roles:
-            bearer = token(*roles, teams=(self.team,) if teams is None else teams)
-            headers["Authorization"] = f"Bearer {bearer}"
-        return httpx.AsyncClient(base_url=f"{self.url}/fhir/R4", headers=headers, timeout=30)
+    async def client(self, *roles: Role, teams: tuple[int, ...] | None = None) -> AsyncFHIRClient:
+        headers = await self.headers(*roles, teams=teams)
+        return AsyncFHIRClient(f"{self.url}/fhir/R4", authorization=headers["Authorization"])
+
+    @contextlib.asynccontextmanager
+    async def http(
+        self, *roles: Role, teams: tuple[int, ...] | None = None
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        headers = await self.headers(*roles, teams=teams)
+        async with httpx.AsyncClient(
+            base_url=f"{self.url}/fhir/R4", headers=headers, timeout=30
+        ) as client:
+            yield client
 
 
 def cuff_reading(n: int) -> list[Observation]:
@@ -104,9 +116,10 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
         patient = await s.get(Patient, alarms.patient_id)
         assert patient is not None and patient.care_team_id is not None
         team = patient.care_team_id
+    other_team = (await Registry(store).create_team(patient.tenant_id, "Team Sør")).id
     app = create_app(store, EventBus(), platform_settings())
     async with serving_app(app) as url:
-        yield Server(url, store, alarms, team)
+        yield Server(url, store, alarms, team, other_team)
     await store.close()
 
 
@@ -134,7 +147,7 @@ async def test_metadata_is_a_capability_statement_served_as_fhir_json(server: Se
 
 
 async def test_fhirpy_reads_every_observation_page_by_page(server: Server) -> None:
-    client = server.client(Role.NURSE)
+    client = await server.client(Role.NURSE)
     search = (
         client.resources("Observation")
         .search(**{"patient.identifier": f"{FNR}|{PATIENT.national_id}"})
@@ -181,7 +194,7 @@ async def test_pages_have_next_links_until_the_last(server: Server) -> None:
 )
 async def test_search_by_code(server: Server, code: str, expected: set[str]) -> None:
     search = (
-        server.client(Role.NURSE)
+        (await server.client(Role.NURSE))
         .resources("Observation")
         .search(patient=str(server.alarms.patient_id), code=code)
     )
@@ -217,7 +230,7 @@ async def test_search_by_date_range(server: Server) -> None:
 
 async def test_detected_issues_final_when_closed(server: Server) -> None:
     search = (
-        server.client(Role.NURSE)
+        (await server.client(Role.NURSE))
         .resources("DetectedIssue")
         .search(**{"patient.identifier": PATIENT.national_id})
         .limit(2)
@@ -235,7 +248,7 @@ async def test_detected_issues_final_when_closed(server: Server) -> None:
 
 async def test_devices_by_eui64(server: Server) -> None:
     search = (
-        server.client(Role.COORDINATOR, teams=())
+        (await server.client(Role.COORDINATOR, teams=()))
         .resources("Device")
         .search(patient=f"Patient/{server.alarms.patient_id}")
     )
@@ -247,7 +260,7 @@ async def test_devices_by_eui64(server: Server) -> None:
 
 
 async def test_patient_search_and_read(server: Server) -> None:
-    client = server.client(Role.NURSE)
+    client = await server.client(Role.NURSE)
     (found,) = serialised(
         await client.resources("Patient")
         .search(identifier=f"{FNR}|{PATIENT.national_id}")
@@ -260,7 +273,7 @@ async def test_patient_search_and_read(server: Server) -> None:
 
 
 async def test_another_team_sees_nothing_and_a_stranger_is_refused(server: Server) -> None:
-    other = server.client(Role.NURSE, teams=(server.team + 100,))
+    other = await server.client(Role.NURSE, teams=(server.other_team,))
     assert (
         await other.resources("Observation")
         .search(patient=str(server.alarms.patient_id))
@@ -268,7 +281,16 @@ async def test_another_team_sees_nothing_and_a_stranger_is_refused(server: Serve
         == []
     )
     assert await other.resources("Patient").fetch_all() == []
-    async with server.http(Role.NURSE, teams=(server.team + 100,)) as http:
+    async with server.store.session() as s:
+        refused = list(
+            await s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.action == "fhir_search_observation")
+                .where(AuditEntry.outcome == "denied")
+            )
+        )
+    assert [e.patient_id for e in refused] == [server.alarms.patient_id]
+    async with server.http(Role.NURSE, teams=(server.other_team,)) as http:
         assert (await http.get(f"/Patient/{server.alarms.patient_id}")).status_code == 404
     async with server.http() as http:
         assert (await http.get("/Observation", params={"patient": "1"})).status_code == 401
@@ -315,3 +337,24 @@ async def test_every_read_is_audited(server: Server) -> None:
     assert entries[-1].action == "fhir_search_device"
     assert entries[-1].patient_id == server.alarms.patient_id
     assert {e.action for e in entries} >= {"fhir_search_observation", "fhir_search_patient"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"patient": "999999"},
+        {"patient": "99999999999999999999"},
+        {"patient": "Patient/abc"},
+        {"patient": "٣"},
+        {"patient.identifier": "urn:oid:2.16.578.1.12.4.1.4.2|01017012345"},
+        {"patient.identifier": "01017099999"},
+    ],
+)
+async def test_an_unknown_or_impossible_patient_is_an_empty_searchset(
+    server: Server, query: dict[str, str]
+) -> None:
+    async with server.http(Role.COORDINATOR, teams=()) as http:
+        for resource in ("Observation", "DetectedIssue", "Device"):
+            answer = await http.get(f"/{resource}", params=query)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["entry"] == []

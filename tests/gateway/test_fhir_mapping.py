@@ -72,6 +72,7 @@ def single(obs: Observation) -> dict[str, Any]:
         (codes.BMI, codes.KG_PER_M2, "39156-5", "60621009", "kg/m2"),
         (codes.GLUCOSE_CAPILLARY, codes.MMOL_PER_L, "15074-8", "434912009", "mmol/L"),
         (codes.GLUCOSE_CAPILLARY, codes.MG_PER_DL, "2339-0", "434912009", "mg/dL"),
+        (codes.GLUCOSE_VENOUS_WHOLEBLOOD, codes.MMOL_PER_L, "15074-8", "434912009", "mmol/L"),
     ],
 )
 def test_each_measurement_has_loinc_first_snomed_mdc_and_ucum(
@@ -91,6 +92,27 @@ def test_each_measurement_has_loinc_first_snomed_mdc_and_ucum(
         "system": t.UCUM,
         "code": fhir_unit,
     }
+
+
+@pytest.mark.parametrize(
+    ("code", "unit", "loinc"),
+    [
+        (codes.GLUCOSE_CAPILLARY_PLASMA, codes.MMOL_PER_L, "14749-6"),
+        (codes.GLUCOSE_VENOUS_PLASMA, codes.MG_PER_DL, "2345-7"),
+        (codes.GLUCOSE_UNDETERMINED_WHOLEBLOOD, codes.MG_PER_DL, "2339-0"),
+    ],
+)
+def test_glucose_is_coded_by_sample_type_and_unit(
+    code: codes.MetricCode, unit: codes.Unit, loinc: str
+) -> None:
+    obs = single(measurement(code, "6.1", unit))
+    assert obs["code"]["coding"][0]["code"] == loinc
+    assert (t.MDC, str(code.code)) in codings(obs["code"])
+
+
+def test_glucose_in_interstitial_fluid_gets_no_observation_yet() -> None:
+    cgm = measurement(codes.GLUCOSE_ISF, "6.1", codes.MMOL_PER_L)
+    assert map_observations([cgm], context()).skipped == (cgm,)
 
 
 def test_spo2_also_carries_the_pulse_oximetry_loinc_and_glucose_the_npu_code() -> None:
@@ -422,3 +444,19 @@ def test_profiles_are_settings() -> None:
     document = fall_document(profiles=profiles)
     assert "meta" not in document["entry"][0]["resource"]
     assert document["entry"][1]["resource"]["meta"] == {"profile": ["http://example.org/DI"]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(max_size=40),
+    st.decimals(allow_nan=False, allow_infinity=False, places=None),
+    st.sampled_from([None, 2]),
+)
+def test_json_keeps_every_decimal_and_every_text(
+    text: str, value: Decimal, indent: int | None
+) -> None:
+    written = fhir_json({"note": text, "value": value, "list": [value, text]}, indent)
+    parsed = json.loads(written, parse_float=Decimal)
+    assert parsed["note"] == text and parsed["list"][1] == text
+    assert parsed["value"] == value and parsed["list"][0] == value
+    assert str(value) in written

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 from fhir_samples import MORNING, context, cuff_reading, store_closed_alarms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from npm_cache import cache_dir, npm_installed
 
 from gateway.fhir.document import ClosedAlarm, alarm_document
 from gateway.fhir.resources import DeviceRef, collection_bundle, fhir_json, map_observations
 from gateway.fhir.settings import FhirProfiles
-from gateway.fhir.validation import validate
+from gateway.fhir.validation import Problem, validate
 from gateway.store import RecordStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -317,3 +319,110 @@ async def test_fhir_alarm_document_of_a_closed_alarm(tmp_path: Path) -> None:
         assert refused.returncode == 2
         assert reason in refused.stderr
         assert refused.stdout == ""
+
+
+# --- anything at all ------------------------------------------------------------------------
+
+_ANY = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=4)
+    | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+_SYSTEMS = st.sampled_from(
+    [
+        "http://loinc.org",
+        "http://unitsofmeasure.org",
+        "urn:oid:2.16.578.1.12.4.1.4.1",
+        "http://terminology.hl7.org/CodeSystem/observation-category",
+        "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090",
+        "http://ehelse.no/fhir/CodeSystem/vkp-composition-category-v090",
+    ]
+)
+_CODES = st.sampled_from(["vital-signs", "8867-4", "85354-9", "8480-6", "/min", "1", "34133-9"])
+_CODING = st.fixed_dictionaries({}, optional={"system": _SYSTEMS | _ANY, "code": _CODES | _ANY})
+_CONCEPT = st.fixed_dictionaries({}, optional={"coding": st.lists(_CODING, max_size=2) | _ANY})
+_QUANTITY = st.fixed_dictionaries(
+    {}, optional={"system": _SYSTEMS | _ANY, "code": _CODES | _ANY, "value": _ANY}
+)
+_REFERENCE = st.fixed_dictionaries(
+    {},
+    optional={
+        "reference": st.just("urn:uuid:a") | _ANY,
+        "identifier": st.fixed_dictionaries({}, optional={"system": _SYSTEMS | _ANY}) | _ANY,
+    },
+)
+_OBSERVATION = st.fixed_dictionaries(
+    {"resourceType": st.just("Observation")},
+    optional={
+        "status": st.just("final") | _ANY,
+        "category": st.lists(_CONCEPT, max_size=2) | _ANY,
+        "code": _CONCEPT | _ANY,
+        "subject": _REFERENCE | _ANY,
+        "effectiveDateTime": st.just("2026-12-06T08:00:00+01:00") | _ANY,
+        "valueQuantity": _QUANTITY | _ANY,
+        "component": st.lists(
+            st.fixed_dictionaries({}, optional={"code": _CONCEPT, "valueQuantity": _QUANTITY})
+            | _ANY,
+            max_size=3,
+        )
+        | _ANY,
+    },
+)
+_COMPOSITION = st.fixed_dictionaries(
+    {"resourceType": st.just("Composition")},
+    optional={
+        "status": _ANY,
+        "type": _CONCEPT | _ANY,
+        "category": st.lists(_CONCEPT, max_size=2) | _ANY,
+        "subject": _REFERENCE | _ANY,
+        "event": st.lists(
+            st.fixed_dictionaries({}, optional={"code": st.lists(_CONCEPT)}) | _ANY, max_size=2
+        )
+        | _ANY,
+        "section": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "code": _CONCEPT | _ANY,
+                    "text": st.fixed_dictionaries({}, optional={"div": _ANY}) | _ANY,
+                },
+            )
+            | _ANY,
+            max_size=2,
+        )
+        | _ANY,
+    },
+)
+_ISSUE = st.fixed_dictionaries(
+    {"resourceType": st.just("DetectedIssue")},
+    optional={
+        "code": _CONCEPT | _ANY,
+        "patient": _REFERENCE | _ANY,
+        "identifiedDateTime": _ANY,
+        "status": _ANY,
+    },
+)
+_RESOURCE = _OBSERVATION | _COMPOSITION | _ISSUE
+_BUNDLE = st.fixed_dictionaries(
+    {"resourceType": st.just("Bundle"), "type": st.just("document") | _ANY},
+    optional={
+        "identifier": _ANY,
+        "timestamp": _ANY,
+        "entry": st.lists(
+            st.fixed_dictionaries({}, optional={"fullUrl": _ANY, "resource": _RESOURCE | _ANY})
+            | _ANY,
+            max_size=4,
+        )
+        | _ANY,
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_RESOURCE | _BUNDLE)
+def test_any_json_gives_problems_never_a_crash(resource: dict[str, Any]) -> None:
+    found = validate(resource)
+    assert all(isinstance(p, Problem) for p in found)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-from access import bearer, platform_settings
+from access import platform_settings, signed_in
 from chain import serving_app, until
 from delivery import (
     GATEWAY,
@@ -212,9 +212,10 @@ async def test_seq_jumps_are_counted_and_shown_in_the_gateway_view(store: Record
     assert jumped.seq_jumps == (OutboxKey(GATEWAY, "e-1"),)
     assert jumped.committed == {OutboxKey(GATEWAY, "e-1"): 3}
     app = create_app(store, EventBus(), platform_settings())
+    admin = await signed_in(store, Role.ADMIN)
     async with (
         serving_app(app) as url,
-        httpx.AsyncClient(base_url=url, headers=bearer(Role.ADMIN)) as api,
+        httpx.AsyncClient(base_url=url, headers=admin) as api,
     ):
         answer = await api.get(f"/api/v1/registry/gateways/{GATEWAY}/outboxes")
         unknown = await api.get("/api/v1/registry/gateways/gw-nobody/outboxes")
