@@ -19,6 +19,7 @@ from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, size
 from nurse_world import ADMIN, NurseWorld, running_world
 from playwright.async_api import Browser, Page, expect
 from sqlalchemy import update
+from test_nurse_app import screenshot
 
 from gateway.models import HomeGateway
 
@@ -90,6 +91,7 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         )
         nina = page.locator(f'li[data-user="{username}"]')
         await expect(nina).to_contain_text(f"Sykepleier · {team} · Aktiv")
+        await screenshot(page, f"admin-users-{size}.png")
 
         # She forgot her password: a temporary one, shown once, that signs her in.
         await nina.get_by_role("button", name=re.compile("^Nytt passord")).click()

@@ -16,6 +16,7 @@ from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, size
 from nurse_world import COORDINATOR, NURSE, NurseWorld, gateway_of, now_here, running_world
 from playwright.async_api import Browser, expect
 from sqlalchemy import func, select
+from test_nurse_app import screenshot
 
 from gateway.models import AuditEntry, Patient
 from tryggheim import codes
@@ -79,6 +80,7 @@ async def test_a_coordinator_sets_a_care_plan_that_applies_at_once(
         await expect(page.locator("#inactivity-hours-problem")).to_contain_text("24")
         await expect(temperature).to_be_focused()
         await accessible(page, axe_script, f"care plan with errors ({size})")
+        await screenshot(page, f"care-plan-{size}.png")
         assert await plan_edits(world, berg) == edits_before
 
         # Corrected, with a morning measurement and an OR rule.

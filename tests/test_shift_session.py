@@ -22,6 +22,7 @@ from care_screens import SIZES, accessible, at_top_of_viewport, sign_in, sized_p
 from nurse_world import NURSE, NurseWorld, running_world
 from playwright.async_api import Browser, Request, expect
 from sqlalchemy import update
+from test_nurse_app import screenshot
 
 from gateway.events import PatientScope, alarm_event
 from gateway.models import RefreshTokenRow
@@ -103,9 +104,11 @@ async def test_a_shift_long_session_and_its_end(
         await expect(page.locator("#connection")).to_contain_text("Logget ut")
         await expect(page.locator("main")).to_have_class(re.compile(r"\bnot-live\b"))
         await expect(item).to_be_visible()
+        await expect(note).to_have_value("Fant henne på badet, ringte legevakten")
         await expect(page.locator(".stale-marker").first).to_be_visible()
         await at_top_of_viewport(page, "#session-ended")
         await accessible(page, axe_script, f"session ended ({size})")
+        await screenshot(page, f"session-ended-{size}.png")
 
         # She signs in again: the note she was writing is there.
         await ended.get_by_role("button", name="Logg inn igjen").click()

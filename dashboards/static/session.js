@@ -87,8 +87,14 @@ const DRAFT_PREFIX = "tryggheim.draft.";
 
 /** Map-like (get, set, delete) notes being written, kept per user and alarm in sessionStorage. */
 export class Drafts {
+  constructor() {
+    this.owner = "-";
+  }
+
   key(id) {
-    return `${DRAFT_PREFIX}${claims()?.sub ?? "-"}.${id}`;
+    // After the session ended (no token) the notes are still hers, on the screen she keeps.
+    this.owner = claims()?.sub ?? this.owner;
+    return `${DRAFT_PREFIX}${this.owner}.${id}`;
   }
 
   get(id) {
