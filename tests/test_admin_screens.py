@@ -81,7 +81,9 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         await expect(page.locator(notice)).to_have_text("Ikke lagret: rett feltene som er merket.")
         password = page.get_by_label("Startpassord")
         await expect(password).to_have_attribute("aria-invalid", "true")
-        await expect(page.locator("#new-user-password-problem")).to_contain_text("12")
+        await expect(page.locator("#new-user-password-problem")).to_have_text(
+            "For kort: minst 12."
+        )
         await expect(password).to_be_focused()
         await check(page, axe_script, f"a user refused ({size})")
         await password.fill("et langt startpassord")

@@ -75,9 +75,13 @@ async def test_a_coordinator_sets_a_care_plan_that_applies_at_once(
         await expect(page.locator("#care-plan-result")).to_have_text(
             "Planen er ikke lagret: rett feltene som er merket."
         )
-        await expect(page.locator("#limit-temperature_high-problem")).to_contain_text("decimal")
+        await expect(page.locator("#limit-temperature_high-problem")).to_have_text(
+            "Skriv et tall, f.eks. 37,8."
+        )
         await expect(temperature).to_have_attribute("aria-invalid", "true")
-        await expect(page.locator("#inactivity-hours-problem")).to_contain_text("24")
+        await expect(page.locator("#inactivity-hours-problem")).to_have_text(
+            "Kan ikke være mer enn 24."
+        )
         await expect(temperature).to_be_focused()
         await accessible(page, axe_script, f"care plan with errors ({size})")
         await screenshot(page, f"care-plan-{size}.png")

@@ -10,6 +10,7 @@
 import * as api from "./api.js";
 import { h } from "./dom.js";
 import { addTexts, clock, t } from "./i18n.js";
+import { fieldErrors } from "./validation.js";
 
 addTexts({
   nb: {
@@ -195,7 +196,7 @@ async function change(ctx, { name, method, path, body, done, kinds = [], after }
     reload(ctx, ...kinds);
   } catch (error) {
     if (error instanceof api.SignedOut) throw error;
-    const found = error.status === 422 ? api.fieldErrors(error.problem) : {};
+    const found = error.status === 422 ? fieldErrors(error.problem) : {};
     errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
     notice = { text: error.status === 422 ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
   }
@@ -549,7 +550,7 @@ function auditSection(ctx) {
       api.get(`${R}/audit?limit=200${auditQuery()}`).then((rows) => { lists.audit = rows; }, (error) => {
         lists.audit = [];
         if (error instanceof api.SignedOut) throw error;
-        errors = Object.fromEntries(Object.entries(error.status === 422 ? api.fieldErrors(error.problem) : {})
+        errors = Object.fromEntries(Object.entries(error.status === 422 ? fieldErrors(error.problem) : {})
           .map(([key, message]) => [`audit.${key.replace(/^query\./, "")}`, message]));
         notice = { text: t("admin.failed", { detail: error.message }), problem: true };
       }).finally(() => ctx.render());

@@ -167,17 +167,6 @@ export async function post(path, body) {
   return (await request(path, { method: "POST", body })).data;
 }
 
-/** A 422 problem's errors by field: `["body", "schedule", 0, "deadline"]` → "schedule.0.deadline". */
-export function fieldErrors(problem) {
-  const found = {};
-  for (const e of problem?.errors ?? []) {
-    const key = (e.loc ?? []).slice(1).join(".");
-    const message = String(e.msg ?? "").replace(/^Value error, /, "");
-    found[key] = found[key] ? `${found[key]} ${message}` : message;
-  }
-  return found;
-}
-
 async function problemOf(response) {
   try {
     return await response.json();

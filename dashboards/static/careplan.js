@@ -11,6 +11,7 @@
 import * as api from "./api.js";
 import { h } from "./dom.js";
 import { addTexts, clock, t } from "./i18n.js";
+import { fieldErrors } from "./validation.js";
 import { unitText } from "./vitals.js";
 
 addTexts({
@@ -261,7 +262,7 @@ async function save(ctx) {
     edit.defaults = await api.get(`api/v1/patients/${edit.id}/thresholds`);
   } catch (error) {
     if (error instanceof api.SignedOut) throw error;
-    edit.errors = error.status === 422 ? api.fieldErrors(error.problem) : {};
+    edit.errors = error.status === 422 ? fieldErrors(error.problem) : {};
     edit.problem = error.status === 422 ? t("careplan.invalid") : t("careplan.failed", { detail: error.message });
   }
   edit.saving = false;
