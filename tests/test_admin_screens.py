@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
-from gateway.models import HomeGateway
+from gateway.models import HomeGateway, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -81,9 +81,7 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         await expect(page.locator(notice)).to_have_text("Ikke lagret: rett feltene som er merket.")
         password = page.get_by_label("Startpassord")
         await expect(password).to_have_attribute("aria-invalid", "true")
-        await expect(page.locator("#new-user-password-problem")).to_have_text(
-            "For kort: minst 12."
-        )
+        await expect(page.locator("#new-user-password-problem")).to_have_text("For kort: minst 12.")
         await expect(password).to_be_focused()
         await check(page, axe_script, f"a user refused ({size})")
         await password.fill("et langt startpassord")
@@ -168,3 +166,30 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         for text in await entries.all_inner_texts():
             assert "pair_device" in text and "Tillatt" in text, text
         await check(page, axe_script, f"audit log ({size})")
+
+        # "Sign out everywhere" for her account: her next action finds the session ended; the
+        # screen stays, under the notice, and nothing keeps asking the platform.
+        async with world.store.session() as s:
+            await s.execute(
+                update(User)
+                .where(User.username == ADMIN)
+                .values(token_version=User.token_version + 1)
+            )
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
+        await page.get_by_role("button", name="Vis").click()
+        await expect(page.locator("#session-ended").get_by_role("alert")).to_contain_text(
+            "Du er logget ut"
+        )
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Revisjonslogg")
+        await page.wait_for_timeout(1000)
+        assert len(asked) <= 3, asked  # the refused request, one refresh, nothing more
+        await check(page, axe_script, f"admin's session ended ({size})")
+        await page.get_by_role("button", name="Logg inn igjen").click()
+        await sign_in(page, ADMIN)
+        await expect(page.locator("#session-ended")).to_be_hidden()
+        # Her filter is still set, and the list is fetched again with it.
+        await expect(page.get_by_label("Handling")).to_have_value("pair_device")
+        await expect(entries.first).to_contain_text("pair_device")
+        for text in await entries.all_inner_texts():
+            assert "pair_device" in text, text

@@ -171,10 +171,12 @@ const patientName = (id) => {
 const teamName = (id) => (lists.teams ?? []).find((x) => x.id === id)?.name ?? `#${id}`;
 
 function load(ctx, kind, query = "") {
-  if (lists[kind] !== undefined || loading.has(kind)) return;
+  // Signed out (the session ended): the lists she had stay as they were.
+  if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
   loading.add(kind);
   const path = kind === "audit" ? `${R}/audit?limit=200${query}` : `${R}/${kind === "teams" ? "care-teams" : kind}`;
   api.get(path).then((rows) => { lists[kind] = rows; }, (error) => {
+    if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     lists[kind] = [];
     notice = { text: t("admin.failed", { detail: error.message }), problem: true };
   }).finally(() => { loading.delete(kind); ctx.render(); });
@@ -195,7 +197,7 @@ async function change(ctx, { name, method, path, body, done, kinds = [], after }
     after?.(data);
     reload(ctx, ...kinds);
   } catch (error) {
-    if (error instanceof api.SignedOut) throw error;
+    if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     const found = error.status === 422 ? fieldErrors(error.problem) : {};
     errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
     notice = { text: error.status === 422 ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
@@ -549,7 +551,7 @@ function auditSection(ctx) {
       delete lists.audit;
       api.get(`${R}/audit?limit=200${auditQuery()}`).then((rows) => { lists.audit = rows; }, (error) => {
         lists.audit = [];
-        if (error instanceof api.SignedOut) throw error;
+        if (error instanceof api.SignedOut) { ctx.failed(error); return; }
         errors = Object.fromEntries(Object.entries(error.status === 422 ? fieldErrors(error.problem) : {})
           .map(([key, message]) => [`audit.${key.replace(/^query\./, "")}`, message]));
         notice = { text: t("admin.failed", { detail: error.message }), problem: true };
@@ -589,10 +591,17 @@ export function adminView(ctx) {
   return view ? view(ctx) : home(ctx);
 }
 
-/** A new sign-in starts afresh (another admin, or the same after her session ended). */
+let owner = null; // the subject whose forms these are
+
+/** A new sign-in: the lists are fetched afresh; what she was typing stays if it is her again
+ * (her session had ended), and is forgotten for anyone else. */
 export function forgetAdminState() {
   for (const key of Object.keys(lists)) delete lists[key];
-  for (const key of Object.keys(forms)) delete forms[key];
+  const subject = api.claims()?.sub ?? null;
+  if (subject !== owner) {
+    for (const key of Object.keys(forms)) delete forms[key];
+    owner = subject;
+  }
   errors = {};
   notice = null;
   secret = null;

@@ -74,6 +74,7 @@ const ctx = {
   subject: () => api.claims()?.sub,
   act, signIn, navigate, updateSettings, testSound,
   render: () => render(),
+  failed: (error) => failed(error),
 };
 
 // --- routing ---------------------------------------------------------------------------------
@@ -415,8 +416,10 @@ function signedOutText(reason) {
 
 function failed(error) {
   if (error instanceof api.SignedOut) {
-    if (error.message === "session expired") sessionHasEnded();
-    else showLogin(signedOutText(error.message));
+    // 403: this user may not do it at all; otherwise the session has ended (request() has
+    // already tried to renew it).
+    if (error.message === "forbidden") showLogin(signedOutText(error.message));
+    else sessionHasEnded();
     return;
   }
   console.error(error);
@@ -525,7 +528,6 @@ function showLogin(problem, { keepDrafts = false } = {}) {
 async function signIn(username, password, form) {
   unlockSound(); // a user gesture: the alarm sound may play from now on
   const button = form.querySelector("button[type=submit]");
-  const problem = document.getElementById("login-problem");
   button.disabled = true;
   button.textContent = t("login.busy");
   let ok = false;
@@ -538,7 +540,8 @@ async function signIn(username, password, form) {
   button.disabled = false;
   button.textContent = t("login.submit");
   if (!ok) {
-    problem.textContent = loginProblem;
+    // Looked up now: the page may have been drawn again while she waited.
+    document.getElementById("login-problem").textContent = loginProblem;
     document.getElementById("password").select();
     document.getElementById("password").focus();
     return;

@@ -236,15 +236,16 @@ function freshId(prefix, edit) {
 }
 
 async function load(ctx, id) {
-  plan = { id, loaded: false };
+  const owner = api.claims()?.sub;
+  plan = { id, owner, loaded: false };
   try {
     const [stored, defaults] = await Promise.all([
       api.get(`api/v1/patients/${id}/care-plan`), api.get(`api/v1/patients/${id}/thresholds`),
     ]);
-    if (plan.id === id) plan = fromPlan(id, stored, defaults);
+    if (plan.id === id) plan = { ...fromPlan(id, stored, defaults), owner };
   } catch (error) {
-    plan = { id, loaded: true, failed: error };
-    if (error instanceof api.SignedOut) throw error;
+    if (error instanceof api.SignedOut) { plan = null; ctx.failed(error); return; }
+    plan = { id, owner, loaded: true, failed: error };
   }
   ctx.render();
 }
@@ -261,7 +262,9 @@ async function save(ctx) {
     edit.saved = new Date();
     edit.defaults = await api.get(`api/v1/patients/${edit.id}/thresholds`);
   } catch (error) {
-    if (error instanceof api.SignedOut) throw error;
+    edit.saving = false;
+    // Her changes stay on the screen: she saves them after signing in again.
+    if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     edit.errors = error.status === 422 ? fieldErrors(error.problem) : {};
     edit.problem = error.status === 422 ? t("careplan.invalid") : t("careplan.failed", { detail: error.message });
   }
@@ -487,7 +490,10 @@ export function carePlanView(ctx) {
       h("span", { "aria-hidden": "true", class: "arrow" }, "←"), t("careplan.back"))),
     h("h1", { tabindex: "-1", id: "view-title" }, t("careplan.heading", { name })),
   ];
-  if (plan?.id !== id) load(ctx, id).catch(() => {});
+  // Another user signed in (on a shared tablet): not her plan being edited.
+  const subject = api.claims()?.sub;
+  if (plan && subject && plan.owner !== subject) plan = null;
+  if (plan?.id !== id && api.token()) load(ctx, id);
   if (!plan?.loaded) return [...head, h("p", { role: "status" }, t("careplan.loading"))];
   if (plan.failed) return [...head, h("p", { class: "problem", role: "alert" }, t("careplan.failed", { detail: plan.failed.message }))];
   const form = h("form", {
