@@ -1,26 +1,40 @@
-"""Sustained ingest (issue 5, part 8): observations/s from many home gateways through Mosquitto
-into the care platform, and the same load through the Node-RED flow users otherwise assemble.
+"""Sustained ingest (issues 5 and 18): observations/s from many home gateways through Mosquitto
+into the care platform, and the same load through the Node-RED flows users otherwise assemble.
 
 Many simulated home gateways publish observation batches (the real wire format, QoS 1, seq
 from 1 per gateway) at full speed from a few publisher clients. Each consumer gets a fresh
 Mosquitto and a fresh VictoriaMetrics and runs in its own process:
 
 - ours: ``tryggheim gateway run --workers N`` (SQLite record store, time-series export to
-  VictoriaMetrics), once per worker count; done when every gateway's last seq is acknowledged
-  and VictoriaMetrics has received every point;
-- Node-RED (bench/nodered/: ``mqtt in`` -> ``function`` -> node-red-contrib-influxdb
-  ``influxdb batch`` in InfluxDB 2.x mode, HTTP agent capped at 64 sockets); done when
-  VictoriaMetrics has received every point.
+  VictoriaMetrics), once per worker count, with one patient per gateway provisioned (default
+  care plan, so every alarm rule runs); done when every gateway's last seq is acknowledged and
+  VictoriaMetrics has received every point;
+- plain Node-RED (bench/nodered/flow.json: ``mqtt in`` -> ``function`` ->
+  node-red-contrib-influxdb ``influxdb batch`` in InfluxDB 2.x mode, HTTP agent capped at 64
+  sockets); done when VictoriaMetrics has received every point;
+- durable Node-RED (bench/nodered/durable.json): the function node commits each message in one
+  better-sqlite3 transaction (WAL, ``synchronous=FULL``, the platform's table and unique key,
+  the deduplicating insert, the watermark and an SpO2 threshold check), then publishes
+  ``down/ack`` and writes the points; done like ours.
+
+A fraction of the SpO2 readings cross the default threshold (below 92 %, cleared at 94 %):
+each such episode starts and ends inside one batch, so its alarm does not depend on the order
+in which batches are handled. After the run the platform's alarms are compared with what the
+rule says for the data: one ``spo2_low`` alarm per episode, with its gateway, device and
+triggering value, and no other alarm raised by an observation. Timer rules (inactivity,
+silent device, gateway offline) depend on the wall clock and are only counted.
 
 The clock runs from the first publish until done; CPU-seconds are those of the consumer's
 process tree over that time (start-up and a warm-up batch excluded). Afterwards the record
 store and VictoriaMetrics are read back: lost and duplicated observations are reported, not
-hidden. Goal: ours >= 5x Node-RED in observations per CPU-second.
+hidden. Goal (issue 18): ours >= 1.5x plain Node-RED and >= 3x durable Node-RED in
+observations per CPU-second.
 
-Prints one JSON line; exits 1 if ours lost, doubled or invented an observation.
+Prints one JSON line; exits 1 if ours lost, doubled or invented an observation, or raised
+other alarms than the rules say.
 
-    .venv/bin/python bench/ingest.py [--gateways 200] [--batches-per-gateway 5]
-        [--batch-size 50] [--workers 1,2] [--no-peer] [--nodered-dir DIR]
+    .venv/bin/python bench/ingest.py [--gateways 1000] [--batches-per-gateway 5]
+        [--batch-size 50] [--workers 1] [--no-peer] [--nodered-dir DIR]
 """
 
 from __future__ import annotations
@@ -49,18 +63,28 @@ import aiohttp
 from bench_common import start_platform, tree_usage
 from pydantic import SecretStr
 
-from gateway.models import ObservationRow
+from gateway.alarms import DeviceSilentRule, GatewayOfflineRule, InactivityRule, default_rules
+from gateway.models import AlarmRow, HomeGateway, ObservationRow
 from tryggheim.broker import MosquittoServer, find_free_port
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL, ack_topic, decode_ack, encode_batch, obs_topic
 
-# The VictoriaMetrics helpers of the test suite, reused rather than copied.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.servers import export_series, running_victoria_metrics
+# The VictoriaMetrics helpers of the test suite, reused rather than copied. tests/ is not a
+# package (its modules import each other by name), so it goes on the path as such.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from servers import export_series, running_victoria_metrics
 
 NODERED_SOURCE = Path(__file__).resolve().parent / "nodered"
 WARMUP_GATEWAY = "gw-warmup"
+#: Issue 18: observations per CPU-second, ours over each peer's.
+GOAL_RATIOS = {"nodered": 1.5, "nodered_durable": 3.0}
+#: Rules that raise on the wall clock, not on an observation.
+TIMER_RULES = frozenset(
+    r.rule_id
+    for r in default_rules()
+    if isinstance(r, InactivityRule | DeviceSilentRule | GatewayOfflineRule)
+)
 LOAD_GATEWAYS = "gw-[0-9]+"
 CONSUMER_LOG = "consumer.log"
 # Both load users are confined like gateways: the load generator publishes batches and reads
@@ -74,18 +98,26 @@ topic read tryggheim/v1/+/down/ack
 
 user nodered
 topic read tryggheim/v1/+/up/obs
+topic write tryggheim/v1/+/down/ack
 """
 )
 # A busy home's mix (as in bench/outbox_drain.py): sensor events, room climate, vital signs.
 # Each code has its own device, so every series gets one point per second of simulated time.
+# The readings are in the daytime (door openings raise no alarm then).
 KINDS = [
     ("0x00124b0000000001", "mqtt:zigbee2mqtt", "TRY_EVT_MOTION", "1"),
     ("0x00124b0000000002", "mqtt:zigbee2mqtt", "TRY_ENV_ROOM_TEMPERATURE", "Cel"),
     ("0x00124b0000000003", "mqtt:zigbee2mqtt", "TRY_EVT_DOOR_CONTACT", "1"),
     ("C0:10:00:00:00:04", "ble:2A5E", "MDC_PULS_OXIM_SAT_O2", "%"),
 ]
+SPO2 = 3
+"""The index in KINDS of the only vital sign with a default threshold among them."""
+# docs/alarms.md: spo2_low is raised below 92 % and cleared at 92 + 2 %.
+SPO2_NORMAL, SPO2_LIMIT, SPO2_CLEARED = Decimal(97), Decimal(92), Decimal(94)
 # One point as VictoriaMetrics exports it: gateway, device, code, unit, ms timestamp, value.
 PointKey = tuple[str, str, str, str, int, float]
+# One alarm raised by an observation: gateway, rule, device, triggering value (decimal text).
+AlarmKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -96,6 +128,8 @@ class Load:
     """Per gateway, its batches in seq order."""
     batch_size: int
     expected: frozenset[PointKey]
+    alarms: Counter[AlarmKey]
+    """What the default rules raise for these observations."""
     warmup: bytes
     first_ms: int
     last_ms: int
@@ -106,12 +140,32 @@ class Load:
         return len(self.expected)
 
     @classmethod
-    def make(cls, gateways: int, batches_per_gateway: int, batch_size: int) -> Load:
-        start = datetime(2026, 11, 1, tzinfo=UTC)
+    def make(
+        cls, gateways: int, batches_per_gateway: int, batch_size: int, crossing_every: int
+    ) -> Load:
+        """``crossing_every``: one batch in that many holds an SpO2 episode below the limit."""
+        if batch_size < 2 * len(KINDS):
+            raise SystemExit(f"--batch-size must be at least {2 * len(KINDS)} (two SpO2 readings)")
+        # 12:00 in Oslo: daytime.
+        start = datetime(2026, 11, 1, 11, tzinfo=UTC)
         batches: dict[str, list[bytes]] = {}
         expected: set[PointKey] = set()
 
-        def observations(gateway: str, first: int) -> list[Observation]:
+        def value(kind: int, n: int, first: int, crossing: bool) -> Decimal:
+            if kind != SPO2:
+                # Motion and door contact 0/1, room temperature around 21 Cel.
+                return Decimal(n % 2) if kind != 1 else Decimal(200 + n % 20) / 10
+            if not crossing:
+                return SPO2_NORMAL
+            # The batch's first SpO2 reading is below the limit (a value of its own, so the
+            # check knows which reading raised), the last one clears, those between stay in
+            # the hysteresis band (no new alarm).
+            spo2 = [k for k in range(first, first + batch_size) if k % len(KINDS) == SPO2]
+            if n == spo2[0]:
+                return SPO2_LIMIT - 1 - Decimal(n % 50) / 10
+            return SPO2_CLEARED + 1 if n == spo2[-1] else SPO2_CLEARED - 1
+
+        def observations(gateway: str, first: int, crossing: bool = False) -> list[Observation]:
             result = []
             for n in range(first, first + batch_size):
                 device, source, code, unit = KINDS[n % len(KINDS)]
@@ -121,7 +175,7 @@ class Load:
                         device_id=device,
                         source=source,
                         code=code,
-                        value=Decimal(n % 97) / 4,
+                        value=value(n % len(KINDS), n, first, crossing),
                         unit=unit,
                         time=start + timedelta(seconds=n),
                         time_source=TimeSource.GATEWAY,
@@ -130,19 +184,38 @@ class Load:
                 )
             return result
 
+        alarms: Counter[AlarmKey] = Counter()
         for g in range(gateways):
             gateway = f"gw-{g:04d}"
             batches[gateway] = []
             for b in range(batches_per_gateway):
-                batch = observations(gateway, b * batch_size)
+                crossing = (g * batches_per_gateway + b) % crossing_every == 0
+                batch = observations(gateway, b * batch_size, crossing)
                 batches[gateway].append(encode_batch(gateway, batch))
                 expected.update(
                     (o.gateway_id, o.device_id, o.code, o.unit, _ms(o.time), float(o.value))
                     for o in batch
                 )
+                alarms.update(spo2_alarms(batch))
         warmup = encode_batch(WARMUP_GATEWAY, observations(WARMUP_GATEWAY, 0))
         times = [key[4] for key in expected]
-        return cls(batches, batch_size, frozenset(expected), warmup, min(times), max(times))
+        return cls(batches, batch_size, frozenset(expected), alarms, warmup, min(times), max(times))
+
+
+def spo2_alarms(batch: list[Observation]) -> list[AlarmKey]:
+    """The alarms the documented spo2_low rule raises for one batch (starting cleared): below
+    the limit raises, at or above limit + margin clears, in between nothing changes."""
+    raised: list[AlarmKey] = []
+    active = False
+    for o in batch:
+        if o.code != KINDS[SPO2][2]:
+            continue
+        if not active and o.value < SPO2_LIMIT:
+            active = True
+            raised.append((o.gateway_id, "spo2_low", o.device_id, str(o.value)))
+        elif active and o.value >= SPO2_CLEARED:
+            active = False
+    return raised
 
 
 def _ms(at: datetime) -> int:
@@ -346,6 +419,51 @@ def stored_points(url: str, load: Load, timeout: float = 20.0) -> Counter[PointK
         time.sleep(0.5)
 
 
+def raised_alarms(db: Path) -> tuple[Counter[AlarmKey], int]:
+    """The alarms of the load's gateways in the platform's record store: those an observation
+    raised, and how many the timer rules raised (counted only: they follow the wall clock)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        rows = connection.execute(
+            f"SELECT g.id, a.rule_id, a.device_id, a.trigger_value FROM {AlarmRow.__tablename__} a"
+            f" JOIN {HomeGateway.__tablename__} g ON g.patient_id = a.patient_id WHERE g.id != ?",
+            (WARMUP_GATEWAY,),
+        ).fetchall()
+    raised: Counter[AlarmKey] = Counter()
+    timed = 0
+    for gateway, rule_id, device, value in rows:
+        if rule_id in TIMER_RULES:
+            timed += 1
+        else:
+            raised[(gateway, rule_id, device, value)] += 1
+    return raised, timed
+
+
+def alarm_check(load: Load, db: Path) -> dict[str, int]:
+    """The platform's alarms against what the rules say for the load's data."""
+    raised, timed = raised_alarms(db)
+    return {
+        "expected": load.alarms.total(),
+        "raised": raised.total(),
+        "missing": (load.alarms - raised).total(),
+        "unexpected": (raised - load.alarms).total(),
+        "by_timer_rules": timed,
+    }
+
+
+def write_registry(path: Path, gateways: list[str]) -> Path:
+    """One patient per home gateway (11-digit national ids, unique), default care plan."""
+    path.write_text(
+        "".join(
+            f'[[patients]]\nnational_id = "010170{n:05d}"\nfamily_name = "Home {n:04d}"\n'
+            f'given_name = "Patient"\ncare_team = "Team {n // 100:02d}"\n'
+            f'home_gateway = "{gateway}"\n\n'
+            for n, gateway in enumerate(gateways)
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
 def stored_records(db: Path) -> tuple[int, int]:
     """(rows, distinct (gateway, seq)) of the load in the platform's record store."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
@@ -358,7 +476,13 @@ def stored_records(db: Path) -> tuple[int, int]:
 
 
 def measure(
-    load: Load, start: Starter, *, records: bool, publishers: int, stall_s: float
+    load: Load,
+    start: Starter,
+    *,
+    records: bool,
+    alarms: bool = False,
+    publishers: int,
+    stall_s: float,
 ) -> dict[str, Any]:
     """One consumer against a fresh broker and VictoriaMetrics; its numbers and losses."""
     with tempfile.TemporaryDirectory(prefix="tryggheim-bench-ingest-") as tmp:
@@ -407,12 +531,17 @@ def measure(
                 "lost": load.observations - distinct,
                 "duplicates": rows - distinct,
             }
+        if alarms:
+            result["alarms"] = alarm_check(load, work / "records.db")
     return result
 
 
-def ours(workers: int) -> Starter:
+def ours(workers: int, gateways: list[str]) -> Starter:
     async def start(work: Path, broker: MosquittoServer, vm_url: str) -> asyncio.subprocess.Process:
-        return await start_platform(work, broker, workers=workers, timeseries_url=vm_url)
+        registry = write_registry(work / "registry.toml", [WARMUP_GATEWAY, *gateways])
+        return await start_platform(
+            work, broker, workers=workers, timeseries_url=vm_url, registry=registry
+        )
 
     return start
 
@@ -441,7 +570,9 @@ def install_nodered(directory: Path) -> dict[str, str]:
     return wanted
 
 
-def nodered(directory: Path) -> Starter:
+def nodered(directory: Path, flow_file: str) -> Starter:
+    """Node-RED running bench/nodered/``flow_file``; a durable flow keeps its SQLite record
+    store where the platform keeps its own (``records.db``)."""
     node = shutil.which("node")
     if node is None:
         raise SystemExit("bench/ingest.py: Node.js ('node') is needed for the Node-RED peer")
@@ -450,7 +581,7 @@ def nodered(directory: Path) -> Starter:
         user_dir = work / "nodered"
         user_dir.mkdir()
         flow = user_dir / "flow.json"
-        shutil.copy(NODERED_SOURCE / "flow.json", flow)
+        shutil.copy(NODERED_SOURCE / flow_file, flow)
         # Plain text (settings.js: credentialSecret false), in a directory removed after the run.
         (user_dir / "flow_cred.json").write_text(
             json.dumps(
@@ -479,6 +610,7 @@ def nodered(directory: Path) -> Starter:
                     "TRYGGHEIM_BENCH_BROKER_HOST": broker.host,
                     "TRYGGHEIM_BENCH_BROKER_PORT": str(broker.port),
                     "TRYGGHEIM_BENCH_VM_URL": vm_url,
+                    "TRYGGHEIM_BENCH_DB": str(work / "records.db"),
                 },
             )
         finally:
@@ -489,14 +621,20 @@ def nodered(directory: Path) -> Starter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gateways", type=int, default=200)
+    parser.add_argument("--gateways", type=int, default=1000)
     parser.add_argument("--batches-per-gateway", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=50, help="observations per batch")
     parser.add_argument(
-        "--workers", default="1,2", help="ingest worker counts to run, comma-separated"
+        "--workers", default="1", help="ingest worker counts to run, comma-separated"
+    )
+    parser.add_argument(
+        "--crossing-every",
+        type=int,
+        default=10,
+        help="one batch in this many holds an SpO2 reading below the alarm threshold",
     )
     parser.add_argument("--publishers", type=int, default=4, help="MQTT clients publishing")
-    parser.add_argument("--no-peer", action="store_true", help="skip the Node-RED peer")
+    parser.add_argument("--no-peer", action="store_true", help="skip the Node-RED peers")
     parser.add_argument(
         "--nodered-dir",
         type=Path,
@@ -517,7 +655,8 @@ def main() -> None:
     # API, so any key does (an older platform ignores the variable).
     os.environ.setdefault("TRYGGHEIM_GATEWAY_AUTH__SIGNING_KEY", secrets.token_urlsafe(32))
     versions = None if args.no_peer else install_nodered(args.nodered_dir)
-    load = Load.make(args.gateways, args.batches_per_gateway, args.batch_size)
+    load = Load.make(args.gateways, args.batches_per_gateway, args.batch_size, args.crossing_every)
+    gateways = list(load.batches)
     options: dict[str, Any] = {"publishers": args.publishers, "stall_s": args.stall_s}
     result: dict[str, Any] = {
         "bench": "ingest",
@@ -526,25 +665,40 @@ def main() -> None:
         "batch_size": args.batch_size,
         "observations": load.observations,
         "cores": os.cpu_count(),
-        "ours": {str(w): measure(load, ours(w), records=True, **options) for w in workers},
+        "expected_alarms": load.alarms.total(),
+        "ours": {
+            str(w): measure(load, ours(w, gateways), records=True, alarms=True, **options)
+            for w in workers
+        },
     }
     if versions is not None:
-        peer = measure(load, nodered(args.nodered_dir), records=False, **options)
-        result["nodered"] = {**peer, "versions": versions}
-        result["ratio_per_core"] = {
-            w: round(o["obs_per_cpu_s"] / peer["obs_per_cpu_s"], 2)
-            for w, o in result["ours"].items()
-            if o["obs_per_cpu_s"] and peer["obs_per_cpu_s"]
+        peers = {
+            "nodered": measure(
+                load, nodered(args.nodered_dir, "flow.json"), records=False, **options
+            ),
+            "nodered_durable": measure(
+                load, nodered(args.nodered_dir, "durable.json"), records=True, **options
+            ),
         }
-        result["goal_ratio_per_core"] = 5
+        result.update(peers)
+        result["nodered_versions"] = versions
+        for name, goal in GOAL_RATIOS.items():
+            peer = peers[name]["obs_per_cpu_s"]
+            result[f"ratio_vs_{name}"] = {
+                w: round(o["obs_per_cpu_s"] / peer, 2)
+                for w, o in result["ours"].items()
+                if o["obs_per_cpu_s"] and peer
+            }
+            result[f"goal_ratio_vs_{name}"] = goal
     print(json.dumps(result))
-    if any(
+    wrong = (
         n
         for o in result["ours"].values()
-        for part in ("records", "timeseries")
+        for part in ("records", "timeseries", "alarms")
         for key, n in o[part].items()
-        if key != "stored"
-    ):
+        if key in ("lost", "duplicates", "unexpected", "missing")
+    )
+    if any(wrong):
         sys.exit(1)
 
 

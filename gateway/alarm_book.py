@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -50,6 +51,7 @@ from gateway.alarms.escalation import due_step
 from gateway.alarms.lifecycle import Transition
 from gateway.careplan import CarePlan
 from gateway.fhir.queue import enqueue_closed_alarm
+from gateway.fhir.transport_settings import DestinationKind
 from gateway.models import AlarmRow, Patient, Tenant
 from tryggheim.domain import Observation
 
@@ -131,6 +133,13 @@ def _store(row: AlarmRow, alarm: Alarm, now: datetime) -> None:
 # --- the book --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _rules(care_plan: str, tz: str) -> PatientRules:
+    """A care plan's rules, built once per plan text and time zone: rules are frozen values,
+    and most patients share a few plans (the default above all)."""
+    return CarePlan.model_validate_json(care_plan).rules(ZoneInfo(tz))
+
+
 @dataclass(frozen=True, slots=True)
 class _Locked:
     patient: Patient
@@ -142,9 +151,10 @@ class AlarmBook:
     """Evaluates and keeps alarms inside the caller's transaction (``s``)."""
 
     def __init__(self) -> None:
-        self.journal_tenants: frozenset[str] = frozenset()
-        """Tenants whose closed alarms are journaled (a FHIR destination is configured): the
-        close of one with a resolution note queues its document in the same transaction."""
+        self.journal_tenants: dict[str, DestinationKind] = {}
+        """Tenants whose closed alarms are journaled, and where (JFT or VKP; a FHIR destination
+        is configured): the close of one with a resolution note queues its document in the
+        same transaction."""
 
     async def _lock(
         self, s: AsyncSession, patient_ids: Iterable[int], now: datetime
@@ -165,8 +175,9 @@ class AlarmBook:
         )
         locked = []
         for patient, tz in result:
-            rules = CarePlan.model_validate_json(patient.care_plan).rules(ZoneInfo(tz))
-            locked.append(_Locked(patient, rules, _engine_state(patient, now)))
+            locked.append(
+                _Locked(patient, _rules(patient.care_plan, tz), _engine_state(patient, now))
+            )
         return locked
 
     async def observe(
@@ -295,7 +306,7 @@ class AlarmBook:
             state, _ = release(item.state, alarm.key, now)
             item.patient.alarm_state = state.to_json()
         if action == "close" and alarm.resolution_note and row.tenant_id in self.journal_tenants:
-            await enqueue_closed_alarm(s, row, now)
+            await enqueue_closed_alarm(s, row, now, self.journal_tenants[row.tenant_id])
         return row
 
     # --- escalation ---

@@ -33,7 +33,7 @@ from gateway.deps import (
     NotVisible,
     api_stats,
 )
-from gateway.fhir.api import FhirRequestError, operation_outcome
+from gateway.fhir.api import FHIR_JSON, FhirRequestError, operation_outcome
 from gateway.privacy import UnknownPatient
 from gateway.registry import NotFound, RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem
@@ -227,6 +227,7 @@ _DESCRIPTIONS = {
     401: "No valid bearer token (missing, malformed, expired, or its access has ended)",
     403: "The caller's roles do not allow this",
     404: "Not found, or outside the caller's tenant or care teams",
+    406: "A ``_format`` other than JSON was asked for (FHIR API)",
     409: "Conflicts with the current state (or with a change made at the same time)",
     422: "Invalid input: ``errors`` names each invalid field",
     503: "The record store (or the identity provider's keys) cannot be reached: retry after "
@@ -250,6 +251,14 @@ def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[in
     return statuses
 
 
+def _fhir_error_statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
+    """The FHIR API says 400 (an OperationOutcome) where the rest of the API says 422."""
+    statuses = _error_statuses(path, method, operation) - {422}
+    if operation.get("parameters"):
+        statuses |= {400, 406}
+    return statuses
+
+
 def document_errors(app: FastAPI) -> None:
     """Replace ``app.openapi`` by one that documents the problem answers of every ``/api/``
     route (the token route keeps its RFC 6749 400), and gives the problem body to any error a
@@ -264,6 +273,9 @@ def document_errors(app: FastAPI) -> None:
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
         schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        # The FHIR API answers a bad search with an OperationOutcome; sign-in and the record
+        # store answer as everywhere else.
+        fhir_content = {**content, FHIR_JSON: {"schema": {"type": "object"}}}
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
                 responses = operation.setdefault("responses", {})
@@ -274,13 +286,15 @@ def document_errors(app: FastAPI) -> None:
                 }
                 if path.startswith("/api/"):
                     declared |= _error_statuses(path, method, operation)
+                elif path.startswith("/fhir/"):
+                    declared |= _fhir_error_statuses(path, method, operation)
                 for status in sorted(declared):
                     documented = responses.get(str(status), {})
                     if status == 400 and documented:
                         continue
                     answer: dict[str, Any] = {
                         "description": documented.get("description") or _DESCRIPTIONS[status],
-                        "content": content,
+                        "content": fhir_content if path.startswith("/fhir/") else content,
                     }
                     if status == 401:
                         answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}

@@ -107,6 +107,9 @@ class CarePlan(_Strict):
     """No movement in the home for this long in the daytime raises an alarm (default 4)."""
     schedule: list[ScheduledMeasurement] = []
     combined: list[CombinedRule] = []
+    pmd_consent: bool = False
+    """She has consented to her measurements going to Pasientens måledata (Helsenorge): while
+    set, they are sent there in batches (docs/fhir.md, "Measurements to PMD")."""
 
     @model_validator(mode="after")
     def _builds(self) -> Self:

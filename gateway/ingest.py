@@ -4,7 +4,8 @@
 For each round of received messages: decode (a message that cannot be read is stored as a dead
 letter, logged and counted — never acknowledged to the edge; an observation out of bounds is
 dead-lettered by its seq and the edge is told with a ``rejected`` ack), commit to the record
-store, then publish each edge outbox's commit watermark on its gateway's ``down/ack``. A round
+store, then publish each edge outbox's commit watermark on its gateway's ``down/ack``. Home
+gateway statuses (heartbeats) wait in memory up to a second and are committed together. A round
 the store refuses for its data is committed in halves down to the poison. Nothing from input
 escapes a round: the worker runs in the platform's task group beside the API, alarms and HL7.
 Several workers can run side by side: they share nothing but the database.
@@ -57,6 +58,10 @@ from tryggheim.wire import (
 log = logging.getLogger(__name__)
 
 STORE_RETRY_PAUSE_S = 1.0
+#: Home gateway statuses (heartbeats) wait in memory at most this long and are committed
+#: together, with the next round of observations or on their own: a thousand homes' heartbeats
+#: cost one transaction a second, not one each.
+STATUS_FLUSH_S = 1.0
 #: Most MQTT messages committed in one transaction (when that many are waiting).
 MESSAGES_PER_COMMIT = 200
 
@@ -152,6 +157,8 @@ class IngestWorker:
         self._on_commit = on_commit
         self._metrics = metrics
         self.stats = IngestStats()
+        self._statuses: dict[str, GatewayStatusReport] = {}
+        """Statuses received and not yet committed, the newest of each gateway."""
 
     async def run(self) -> None:
         delays = backoff_delays()
@@ -170,10 +177,14 @@ class IngestWorker:
                     await mqtt.subscribe(status_subscription(group))
                     self.stats.connected = True
                     log.info("ingest %s subscribed", self.client_id)
-                    async for messages in mqtt.message_batches(MESSAGES_PER_COMMIT):
-                        await self._contained(mqtt, messages)
-                        for message in messages:
-                            mqtt.ack(message)
+                    flusher = asyncio.create_task(self._flush_statuses(mqtt))
+                    try:
+                        async for messages in mqtt.message_batches(MESSAGES_PER_COMMIT):
+                            await self._contained(mqtt, messages)
+                            for message in messages:
+                                mqtt.ack(message)
+                    finally:
+                        flusher.cancel()
             except ConnectionLost as exc:
                 self.stats.connected = False
                 log.warning("ingest %s: %s", self.client_id, exc)
@@ -192,6 +203,33 @@ class IngestWorker:
             senders = sorted({m.topic for m in messages})
             log.exception("ingest round of %d messages failed (%s)", len(messages), senders[:5])
 
+    async def _flush_statuses(self, mqtt: MqttSession) -> None:
+        """Commit the statuses that came without observations to go with, every
+        :data:`STATUS_FLUSH_S`."""
+        while True:
+            await asyncio.sleep(STATUS_FLUSH_S)
+            if self._statuses:
+                await self._contained_commit(mqtt, self._take_statuses())
+
+    def _take_statuses(self) -> tuple[GatewayStatusReport, ...]:
+        statuses = tuple(self._statuses.values())
+        self._statuses.clear()
+        return statuses
+
+    async def _contained_commit(
+        self, mqtt: MqttSession, statuses: Sequence[GatewayStatusReport]
+    ) -> None:
+        try:
+            await self._commit(mqtt, (), time.monotonic(), statuses)
+        except ConnectionLost as exc:
+            # The worker's loop reconnects; the gateways' next heartbeats make up for these.
+            log.warning(
+                "ingest %s: %d statuses not committed: %s", self.client_id, len(statuses), exc
+            )
+        except Exception:
+            self.stats.handling_errors += 1
+            log.exception("committing %d gateway statuses failed", len(statuses))
+
     async def _handle(self, mqtt: MqttSession, messages: list[Message]) -> None:
         plan = plan_round(messages)
         for message in plan.replies:
@@ -203,8 +241,9 @@ class IngestWorker:
         if self._metrics is not None:
             for status in plan.statuses:
                 self._metrics.edge_inputs.report(status.gateway_id, status.input_adjustments)
-        if plan.rest or plan.statuses:
-            await self._commit(mqtt, plan.rest, received_at, plan.statuses)
+        self._statuses.update((status.gateway_id, status) for status in plan.statuses)
+        if plan.rest:
+            await self._commit(mqtt, plan.rest, received_at, self._take_statuses())
         for message, exc in plan.rejected:
             await self._reject(message, exc)
 

@@ -2,11 +2,12 @@
 record store and the time-series backend.
 
 Covered: the patient, devices, observations, outbound HL7 messages, the HL7 messages received
-about the patient (ADT, ORU^R01: stored raw), alarms, time-series points refused by the backend
-(dead letters: they hold the values), and the patient's points in the time-series backend; the
-patient's home gateway stays registered but is unlinked. A received message that could not be
-tied to a patient (an unknown national identity number) has no patient to follow: it goes with
-the tenant's retention.
+about the patient (ADT, ORU^R01: stored raw), the FHIR documents and measurement bundles queued
+for the national record path (they hold her national id and values), alarms, time-series
+points refused by the backend (dead letters: they hold the values), and the patient's points in
+the time-series backend; the patient's home gateway stays registered but is unlinked. A
+received message that could not be tied to a patient (an unknown national identity number) has
+no patient to follow: it goes with the tenant's retention.
 
 Kept after erasure, on purpose: the audit log (who read the patient's data, and the erasure
 itself — the health-sector security norm requires it; it holds the internal patient number, not
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.models import (
     AlarmRow,
     Device,
+    FhirMessage,
     Hl7Inbound,
     Hl7Message,
     HomeGateway,
@@ -98,6 +100,13 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
                 select(AlarmRow).where(AlarmRow.patient_id == patient.id).order_by(AlarmRow.id)
             )
         )
+        documents = list(
+            await s.scalars(
+                select(FhirMessage)
+                .where(FhirMessage.patient_id == patient.id)
+                .order_by(FhirMessage.id)
+            )
+        )
         dead_letters = list(
             await s.scalars(
                 select(TimeSeriesDeadLetter)
@@ -145,6 +154,17 @@ async def export_patient(store: RecordStore, national_id: str, *, now: datetime)
             for m in received
         ],
         "alarms": [_alarm(a) for a in alarms],
+        "fhir_messages": [
+            {
+                "destination": m.destination,
+                "state": m.state,
+                "bundle_identifier": m.bundle_identifier,
+                "created_at": m.created_at.isoformat(),
+                "settled_at": None if m.settled_at is None else m.settled_at.isoformat(),
+                "bundle": m.bundle,
+            }
+            for m in documents
+        ],
         "timeseries_dead_letters": [
             {"line": d.line, "status": d.status, "reason": d.reason, "at": d.at.isoformat()}
             for d in dead_letters
@@ -216,6 +236,9 @@ async def erase_patient(
             ),
             "hl7_received": await _delete(
                 s, delete(Hl7Inbound).where(Hl7Inbound.patient_id == patient.id)
+            ),
+            "fhir_messages": await _delete(
+                s, delete(FhirMessage).where(FhirMessage.patient_id == patient.id)
             ),
             "alarms": await _delete(s, delete(AlarmRow).where(AlarmRow.patient_id == patient.id)),
             "devices": await _delete(s, delete(Device).where(Device.patient_id == patient.id)),

@@ -4,6 +4,7 @@ each a named task in one TaskGroup, sharing one record store."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.api import create_app
 from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
+from gateway.fhir.pmd import queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.hl7_inbound import receiver_for, serve_hl7
 from gateway.hl7_outbound import Hl7Outbound
@@ -48,7 +50,9 @@ class Platform:
         self.fhir_stats = FhirStats()
         if settings.fhir_outbound is not None:
             # Closes of these tenants' alarms queue their documents (same transaction).
-            self.store.alarms.journal_tenants = frozenset(settings.fhir_outbound.destinations)
+            self.store.alarms.journal_tenants = {
+                tenant: d.kind for tenant, d in settings.fhir_outbound.destinations.items()
+            }
         self.retention = RetentionJob(self.store, settings.timeseries)
         listen = settings.hl7_listen
         self.hl7_in = receiver_for(self.store, listen) if listen is not None else None
@@ -117,6 +121,9 @@ class Platform:
     async def run(self) -> None:
         """Run until cancelled."""
         await self.store.migrate()
+        # What start-up built (modules, the app, the rules) lives as long as the process: out of
+        # the collector's generations, a full collection under ingest load no longer walks it.
+        gc.freeze()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.http.serve(), name="http")
@@ -134,6 +141,7 @@ class Platform:
                             self.store,
                             self._alarm_document,
                             self.fhir_stats,
+                            self._pmd_batches,
                         ),
                         name="fhir-outbound",
                     )
@@ -156,6 +164,13 @@ class Platform:
 
     async def _alarm_document(self, alarm_id: int) -> dict[str, Any]:
         return await document_for_alarm(self.store, alarm_id, self.settings.fhir, datetime.now(UTC))
+
+    async def _pmd_batches(self, tenant_id: str) -> int:
+        assert self.settings.fhir_outbound is not None  # the sender runs only when it is set
+        pmd = self.settings.fhir_outbound.pmd[tenant_id]
+        return await queue_measurement_batches(
+            self.store, tenant_id, pmd, self.settings.fhir, datetime.now(UTC)
+        )
 
     async def _alarm_ticks(self) -> None:
         """Time-based rules. Every platform process may run this: each patient is ticked

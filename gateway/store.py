@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
@@ -182,6 +182,12 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+#: How often a home gateway status that changes nothing is still fed to the alarm engine: well
+#: inside the gateway-offline rule's silence (5 minutes), so a gateway that keeps sending
+#: heartbeats is never taken for silent.
+HEARTBEAT_EVALUATION = timedelta(minutes=1)
+
+
 class RecordStore:
     def __init__(self, url: str) -> None:
         # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
@@ -194,6 +200,8 @@ class RecordStore:
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.alarms = AlarmBook()
+        self._heartbeats_evaluated: dict[str, datetime] = {}
+        """When each home gateway's status was last fed to the alarm engine (this process)."""
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, see gateway/migrate.py)."""
@@ -363,11 +371,22 @@ class RecordStore:
         )
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         lost: dict[OutboxKey, int] = {}
+        # The home gateways of the statuses in one query.
+        wanted = {r.gateway_id for r in statuses}
+        gateways = (
+            {
+                g.id: g
+                for g in await s.scalars(select(HomeGateway).where(HomeGateway.id.in_(wanted)))
+            }
+            if wanted
+            else {}
+        )
         for report in statuses:
             if caught_up := await self._catch_up(s, report):
                 key = OutboxKey(report.gateway_id, report.epoch)
                 committed[key], lost[key] = caught_up
-            changed, patient = await self._record_status(s, report, now)
+            gateway = gateways.get(report.gateway_id)
+            changed, patient = await self._record_status(s, gateway, report, now)
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
@@ -670,17 +689,27 @@ class RecordStore:
             return row, patient
 
     async def _record_status(
-        self, s: AsyncSession, report: GatewayStatusReport, now: datetime
+        self,
+        s: AsyncSession,
+        gateway: HomeGateway | None,
+        report: GatewayStatusReport,
+        now: datetime,
     ) -> tuple[list[AlarmRow], Patient | None]:
-        gateway = await s.get(HomeGateway, report.gateway_id)
         if gateway is None:
             return [], None
+        news = gateway.online != report.online
         gateway.online = report.online
         gateway.status_at = now
         if report.outbox_depth is not None:
             gateway.outbox_depth = report.outbox_depth
         if gateway.patient_id is None:
             return [], None
+        # A heartbeat that says what the last one said changes no alarm; it only keeps the
+        # engine's gateway-offline silence timer fed, which once a minute does.
+        fed = self._heartbeats_evaluated.get(gateway.id)
+        if not news and fed is not None and now - fed < HEARTBEAT_EVALUATION:
+            return [], None
+        self._heartbeats_evaluated[gateway.id] = now
         changed = await self.alarms.gateway_status(
             s, gateway.patient_id, gateway.id, report.online, now
         )

@@ -10,6 +10,9 @@ loopback port). It checks what the real one checks before it accepts a document:
   ``dist/fhir/r4/fhir.schema.json``) and PyPI ``fhir.resources`` (its R4B models) must both
   accept it, else 400 with an OperationOutcome naming each problem.
 
+``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once;
+so does ``POST /epj/r4/{orgnr}/bundle`` (VKP R4), which wants a plain Bearer token instead
+(the provider's, for this resource, not bound to a key: no DPoP).
 ``POST /v1/Bundle`` answers 202 with ``Location: /v1/Bundle/{id}/$status``; a Bundle whose
 identifier it has journaled already gets the same Location and is not journaled again (the
 peer counts both). ``GET …/$status`` answers 202 for the first ``polls_before_done`` polls and
@@ -18,9 +21,11 @@ requests fail (5xx, a hang past the client's timeout, or a closed connection).""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import time
 import uuid
 from collections import Counter
@@ -89,6 +94,7 @@ class Journaled:
     id: str
     identifier: str
     polls: int = 0
+    bundle: dict[str, Any] = field(default_factory=dict)
 
 
 def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
@@ -125,6 +131,8 @@ class JftPeer:
     """POSTs per Bundle.identifier, resends included."""
     refused: list[str] = field(default_factory=list)
     """Why each refused request was refused (auth and DPoP)."""
+    vkp_organisations: Counter[str] = field(default_factory=Counter)
+    """VKP POSTs per organisation number in the path."""
     failures: list[tuple[Failure, int]] = field(default_factory=list)
     """What the next POSTs do instead of answering (in turn)."""
 
@@ -177,10 +185,30 @@ class JftPeer:
         if access.get("cnf", {}).get("jkt") != jwk_thumbprint(header["jwk"]):
             raise DpopRefused("invalid_token", "token not bound to the proof's key")
 
-    async def _gate(self, request: web.Request) -> web.StreamResponse | None:
+    def _check_bearer(self, request: web.Request) -> None:
+        """VKP: a plain Bearer token of the provider for this resource, not bound to a key."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "Bearer" or not token:
+            raise DpopRefused("invalid_token", "Authorization must be 'Bearer <token>'")
+        try:
+            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
+            access = jwt.decode(
+                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
+            )
+        except (jwt.PyJWTError, KeyError) as exc:
+            raise DpopRefused("invalid_token", f"access token: {exc}") from None
+        if "cnf" in access:
+            raise DpopRefused("invalid_token", "a DPoP-bound token sent as Bearer")
+
+    async def _gate(
+        self, request: web.Request, *, bearer: bool = False
+    ) -> web.StreamResponse | None:
         """An auth refusal, else ``None`` (go on)."""
         try:
-            self._check_auth(request)
+            if bearer:
+                self._check_bearer(request)
+            else:
+                self._check_auth(request)
         except DpopRefused as exc:
             self.refused.append(str(exc))
             headers = {"WWW-Authenticate": f'DPoP error="{exc.error}"'}
@@ -209,7 +237,21 @@ class JftPeer:
     # --- routes ---
 
     async def post_bundle(self, request: web.Request) -> web.StreamResponse:
-        refusal = await self._gate(request)
+        return await self._take(request, polled=True)
+
+    async def post_measurements(self, request: web.Request) -> web.StreamResponse:
+        """PMD: the Bundle (a ``collection``) is taken at once, 201, nothing to poll."""
+        return await self._take(request, polled=False)
+
+    async def post_vkp(self, request: web.Request) -> web.StreamResponse:
+        """VKP R4: ``POST /epj/r4/{orgnr}/bundle`` with a Bearer token, taken at once (201)."""
+        self.vkp_organisations[request.match_info["orgnr"]] += 1
+        return await self._take(request, polled=False, bearer=True)
+
+    async def _take(
+        self, request: web.Request, *, polled: bool, bearer: bool = False
+    ) -> web.StreamResponse:
+        refusal = await self._gate(request, bearer=bearer)
         if refusal is not None:
             return refusal
         failure, status = self.failures.pop(0) if self.failures else (None, 0)
@@ -240,11 +282,16 @@ class JftPeer:
         self.received[key] += 1
         entry = self.journaled.get(key)
         if entry is None:
-            entry = Journaled(uuid.uuid4().hex, key)
+            entry = Journaled(uuid.uuid4().hex, key, bundle=bundle)
             self.journaled[key] = entry
             self.by_id[entry.id] = entry
         if failure is not None:
             return await self._fail(request, failure, status)
+        if not polled:
+            return web.json_response(
+                operation_outcome([("information", "informational", f"stored {key}")]),
+                status=201,
+            )
         return web.json_response(
             operation_outcome([("information", "informational", "accepted")]),
             status=202,
@@ -254,6 +301,12 @@ class JftPeer:
     def _invalid(self, problems: list[str]) -> web.Response:
         return web.json_response(
             operation_outcome([("error", "invalid", p) for p in problems]), status=400
+        )
+
+    async def counts(self, request: web.Request) -> web.Response:
+        """What the peer saw, for a test or bench that runs it in its own process."""
+        return web.json_response(
+            {"journaled": len(self.journaled), "posts": sum(self.received.values())}
         )
 
     async def status(self, request: web.Request) -> web.StreamResponse:
@@ -283,6 +336,9 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
     app = web.Application(client_max_size=1_000_000)
     app.router.add_post("/v1/Bundle", peer.post_bundle)
     app.router.add_get("/v1/Bundle/{id}/$status", peer.status)
+    app.router.add_post("/pmd/", peer.post_measurements)
+    app.router.add_post("/epj/r4/{orgnr}/bundle", peer.post_vkp)
+    app.router.add_get("/peer/counts", peer.counts)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -295,3 +351,23 @@ async def jft_peer(issuer: str, jwks_uri: str, **options: Any) -> AsyncIterator[
         yield peer
     finally:
         await runner.cleanup()
+
+
+async def _serve(issuer: str, jwks_uri: str, polls_before_done: int) -> None:
+    """The peer until stdin closes, its URL printed first (bench/fhir.py runs it so: its CPU
+    is then apart from the sender's, and on a core of its own when there is one)."""
+    async with jft_peer(issuer, jwks_uri, polls_before_done=polls_before_done) as peer:
+        print(json.dumps({"url": peer.url}), flush=True)
+        stdin = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        await stdin.read()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the JFT-like test peer in its own process")
+    parser.add_argument("--issuer", required=True)
+    parser.add_argument("--jwks-uri", required=True)
+    parser.add_argument("--polls-before-done", type=int, default=0)
+    arguments = parser.parse_args()
+    asyncio.run(_serve(arguments.issuer, arguments.jwks_uri, arguments.polls_before_done))

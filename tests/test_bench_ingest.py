@@ -1,6 +1,6 @@
-"""bench/ingest.py with a tiny load and without the Node-RED peer: it runs, prints its JSON
+"""bench/ingest.py with a tiny load and without the Node-RED peers: it runs, prints its JSON
 line, and both worker counts store every observation exactly once in the record store and in
-VictoriaMetrics."""
+VictoriaMetrics, and raise exactly the alarms the rules say for the data."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def test_ingest_bench_counts_every_observation_once() -> None:
             "10",
             "--workers",
             "1,2",
+            "--crossing-every",
+            "2",
             "--no-peer",
             "--stall-s",
             "5",
@@ -39,6 +41,8 @@ def test_ingest_bench_counts_every_observation_once() -> None:
     assert result["bench"] == "ingest"
     assert result["observations"] == 6 * 3 * 10
     assert "nodered" not in result
+    # 18 batches, every other one with an SpO2 episode below the threshold.
+    assert result["expected_alarms"] == 9
     assert set(result["ours"]) == {"1", "2"}
     for run in result["ours"].values():
         assert run["complete"] is True
@@ -49,6 +53,9 @@ def test_ingest_bench_counts_every_observation_once() -> None:
             "duplicates": 0,
             "unexpected": 0,
         }, run
+        assert run["alarms"]["missing"] == 0, run
+        assert run["alarms"]["unexpected"] == 0, run
+        assert run["alarms"]["raised"] == 9, run
         assert run["cpu_s"] > 0
         assert run["obs_per_s"] > 0
         assert run["peak_rss_mb"] > 0

@@ -8,6 +8,13 @@
 // ran this flow in production would have to.
 require("http").globalAgent.maxSockets = 64;
 
+// The durable flow's SQLite driver, installed beside Node-RED (bench/nodered/package.json) and
+// handed to its function node as a global (function nodes cannot require()).
+const path = require("path");
+const Database = require(
+    require.resolve("better-sqlite3", { paths: [path.dirname(require.main.filename)] })
+);
+
 module.exports = {
     uiHost: "127.0.0.1",
     // The flow comes from a file: no editor, no HTTP-in nodes.
@@ -20,5 +27,6 @@ module.exports = {
     // Run only what bench/nodered/package.json pins; never install anything at run time.
     externalModules: { autoInstall: false, palette: { allowInstall: false } },
     functionExternalModules: false,
+    functionGlobalContext: { Database },
     telemetry: { enabled: false, updateNotification: false },
 };

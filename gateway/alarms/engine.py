@@ -281,6 +281,10 @@ class _Work:
         self.series = dict(state.series)
         self.devices = dict(state.devices)
         self.gateways = dict(state.gateways)
+        self.raised: list[str] = []
+        """Keys activated since :meth:`settle` last ran."""
+        self.ended: dict[str, ActiveCondition] = {}
+        """Keys deactivated since then, with the condition they had."""
 
     def is_active(self, key: str) -> bool:
         return key in self.active
@@ -299,6 +303,7 @@ class _Work:
     ) -> None:
         if key in self.active:
             return
+        self.raised.append(key)
         self.active[key] = ActiveCondition(
             rule_id=rule.rule_id,
             alarm_code=rule.alarm_code,
@@ -314,7 +319,33 @@ class _Work:
         )
 
     def deactivate(self, key: str) -> None:
-        self.active.pop(key, None)
+        ended = self.active.pop(key, None)
+        if ended is not None:
+            self.ended.setdefault(key, ended)
+
+    def settle(self, rules: PatientRules) -> list[AlarmChange]:
+        """The alarm changes since the last call: keys that ended and keys that began (a key
+        that ended and began again in between is no change)."""
+        for key in [k for k in self.active if _top_rule_id(k) not in rules.by_id]:
+            self.deactivate(key)  # the rule was removed or switched off: nothing watches it
+        if not self.raised and not self.ended:
+            return []
+        patient_id = self.state.patient_id
+        cleared = sorted(k for k in self.ended if _is_top_level(k) and k not in self.active)
+        began = sorted(
+            {k for k in self.raised if _is_top_level(k) and k in self.active} - self.ended.keys()
+        )
+        changes = [
+            AlarmChange(ChangeKind.CLEARED, key, patient_id, self.now, self.ended[key])
+            for key in cleared
+        ]
+        changes += [
+            AlarmChange(ChangeKind.RAISED, key, patient_id, self.now, self.active[key])
+            for key in began
+        ]
+        self.raised = []
+        self.ended = {}
+        return changes
 
     def newer(self, key: str, at: datetime) -> bool:
         """Record ``at`` as the newest value time for ``key``; False if a newer one was seen."""
@@ -604,24 +635,17 @@ def _track(w: _Work, item: Observation | GatewayStatus) -> None:
 _MAX_GAPS = 50
 
 
-def _finish(
-    before: EvaluatorState, w: _Work, rules: PatientRules
-) -> tuple[EvaluatorState, list[AlarmChange]]:
-    for key in [k for k in w.active if _top_rule_id(k) not in rules.by_id]:
-        w.deactivate(key)  # the rule was removed or switched off: nothing watches it any more
-    after = w.freeze()
-    changes: list[AlarmChange] = []
-    old = {k for k in before.active if _is_top_level(k)}
-    new = {k for k in after.active if _is_top_level(k)}
-    for key in sorted(old - new):
-        changes.append(
-            AlarmChange(ChangeKind.CLEARED, key, before.patient_id, w.now, before.active[key])
-        )
-    for key in sorted(new - old):
-        changes.append(
-            AlarmChange(ChangeKind.RAISED, key, before.patient_id, w.now, after.active[key])
-        )
-    return after, changes
+def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> None:
+    if isinstance(item, Observation) and item.time.utcoffset() != timedelta(0):
+        item = replace(item, time=item.time.astimezone(UTC))
+    _track(w, item)
+    if isinstance(item, Observation):
+        for rule in rules.watching(item.code):
+            _observe(w, rule, "", item)
+        return
+    for rule in rules.rules:
+        if isinstance(rule, GatewayOfflineRule) and item.online:
+            w.deactivate(f"{rule.rule_id}:{item.gateway_id}")
 
 
 def evaluate(
@@ -631,16 +655,7 @@ def evaluate(
     now: datetime,
 ) -> tuple[EvaluatorState, list[AlarmChange]]:
     """Feed one observation or gateway status received at ``now``."""
-    w = _Work(state, rules, _aware(now, "evaluation time"))
-    if isinstance(item, Observation) and item.time.utcoffset() != timedelta(0):
-        item = replace(item, time=item.time.astimezone(UTC))
-    _track(w, item)
-    for rule in rules.rules:
-        if isinstance(item, Observation):
-            _observe(w, rule, "", item)
-        elif isinstance(rule, GatewayOfflineRule) and item.online:
-            w.deactivate(f"{rule.rule_id}:{item.gateway_id}")
-    return _finish(state, w, rules)
+    return evaluate_all(state, rules, (item,), now)
 
 
 def evaluate_all(
@@ -649,12 +664,17 @@ def evaluate_all(
     items: Iterable[Observation | GatewayStatus],
     now: datetime,
 ) -> tuple[EvaluatorState, list[AlarmChange]]:
-    """Feed a batch received at ``now``; the changes of every item, in order."""
+    """Feed a batch received at ``now``; the changes of every item, in order (a dip below a
+    limit and back within one batch is an alarm raised and cleared). One working copy serves
+    the whole batch: the state's dicts are copied once, not once per item."""
+    w = _Work(state, rules, _aware(now, "evaluation time"))
     changes: list[AlarmChange] = []
+    fed = False
     for item in items:
-        state, more = evaluate(state, rules, item, now)
-        changes.extend(more)
-    return state, changes
+        _feed(w, rules, item)
+        changes += w.settle(rules)
+        fed = True
+    return (w.freeze() if fed else state), changes
 
 
 def tick(
@@ -671,7 +691,8 @@ def tick(
     for rule in rules.rules:
         if not isinstance(rule, GatewayOfflineRule):
             _tick(w, rule, "", gateway_down)
-    return _finish(state, w, rules)
+    changes = w.settle(rules)
+    return w.freeze(), changes
 
 
 def release(

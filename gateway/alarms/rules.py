@@ -495,6 +495,7 @@ class PatientRules:
     rules: tuple[Rule, ...]
     tz: ZoneInfo
     by_id: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
+    _by_code: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_id: dict[str, Rule] = {}
@@ -503,6 +504,17 @@ class PatientRules:
                 raise RuleError(rule.rule_id, "two rules with the same rule_id")
             by_id[rule.rule_id] = rule
         object.__setattr__(self, "by_id", by_id)
+        object.__setattr__(self, "_by_code", {})
+
+    def watching(self, code: str) -> tuple[Rule, ...]:
+        """The rules an observation of ``code`` can change, in rule order: a home sends a
+        handful of codes, and most rules watch one or two of them (the index is filled as
+        codes arrive, so it stays as small as the codes seen)."""
+        found = self._by_code.get(code)
+        if found is None:
+            found = tuple(r for r in self.rules if _watches(r, code))
+            self._by_code[code] = found
+        return found
 
     @classmethod
     def default(
@@ -529,3 +541,18 @@ class PatientRules:
         if unknown:
             raise RuleError(sorted(unknown)[0], "override of a rule that has no default")
         return cls((*rules, *extra), tz)
+
+
+def _watches(rule: Rule, code: str) -> bool:
+    """Whether an observation of ``code`` can change ``rule``'s conditions (engine._observe)."""
+    match rule:
+        case ThresholdRule() | ScheduleRule() | InactivityRule():
+            return code in rule.codes
+        case TrendRule() | ImmediateRule():
+            return code == rule.code
+        case DoorAtNightRule():
+            return code == codes.EVENT_DOOR.ref
+        case LowBatteryRule():
+            return code in (codes.EVENT_BATTERY.ref, codes.EVENT_BATTERY_LOW.ref)
+    # Device silent and gateway offline hear every observation; a combined rule, its children.
+    return True

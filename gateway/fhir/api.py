@@ -16,7 +16,8 @@ from functools import partial
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from gateway.alarm_book import alarm_of
@@ -71,7 +72,10 @@ _SEARCHES: dict[str, list[tuple[str, str]]] = {
 }
 
 
-class FhirResponse(Response):
+class FhirResponse(JSONResponse):
+    """A FHIR resource as ``application/fhir+json`` (a JSON response, so the OpenAPI says the
+    body is JSON rather than a string)."""
+
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:

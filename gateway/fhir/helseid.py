@@ -184,8 +184,12 @@ class HelseIdClient:
         http: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.time,
+        bound: bool = True,
     ) -> None:
         self._settings = settings
+        self.bound = bound
+        """DPoP-bound tokens and a proof per request; ``False``: plain Bearer tokens (VKP asks
+        for those), asked for and used without DPoP."""
         self._http = http
         self._clock = clock
         self._client_key = load_private_key(settings.client_key_file)
@@ -198,6 +202,12 @@ class HelseIdClient:
         self._nonces: dict[str, str] = {}
         """The latest DPoP nonce each origin gave."""
         self.tokens_fetched = 0
+
+    def sibling(
+        self, settings: HelseIdSettings | None = None, *, bound: bool = True
+    ) -> HelseIdClient:
+        """Another client on the same HTTP connections (its own token), e.g. for VKP."""
+        return HelseIdClient(settings or self._settings, self._http, clock=self._clock, bound=bound)
 
     # --- the token ---
 
@@ -243,14 +253,15 @@ class HelseIdClient:
             form["resource"] = self._settings.resource
         for _ in range(2):  # the second time with the nonce the server asked for
             form["client_assertion"] = self._client_assertion()
-            proof = self.dpop.proof(
-                "POST", self._token_endpoint, nonce=self._nonces.get(_origin(self._token_endpoint))
-            )
+            headers = {"Accept": "application/json"}
+            if self.bound:
+                nonce = self._nonces.get(_origin(self._token_endpoint))
+                headers["DPoP"] = self.dpop.proof("POST", self._token_endpoint, nonce=nonce)
             try:
                 response = await self._http.post(
                     self._token_endpoint,
                     data=form,
-                    headers={"DPoP": proof, "Accept": "application/json"},
+                    headers=headers,
                     timeout=self._settings.timeout_s,
                 )
             except httpx.HTTPError as exc:
@@ -277,9 +288,10 @@ class HelseIdClient:
         )
         if not isinstance(value, str) or not value:
             raise TokenRefused(200, "no_access_token", "the answer had no access_token")
-        if not isinstance(kind, str) or kind.lower() != "dpop":
+        expected = "dpop" if self.bound else "bearer"
+        if not isinstance(kind, str) or kind.lower() != expected:
             # A bearer token would be usable by anyone who sees it: refuse what we did not ask.
-            raise TokenRefused(200, "not_dpop_bound", f"token_type {kind!r}, not DPoP")
+            raise TokenRefused(200, f"not_{expected}", f"token_type {kind!r}, not {expected}")
         if not isinstance(lifetime, int | float) or lifetime <= 0:
             raise TokenRefused(200, "no_expires_in", f"expires_in {lifetime!r}")
         self.tokens_fetched += 1
@@ -309,10 +321,12 @@ class HelseIdClient:
         nonce_retried = token_retried = False
         while True:
             token = await self.access_token()
-            proof = self.dpop.proof(
-                method, url, access_token=token, nonce=self._nonces.get(_origin(url))
-            )
-            sent_headers = {**(headers or {}), "Authorization": f"DPoP {token}", "DPoP": proof}
+            sent_headers = {**(headers or {}), "Authorization": f"Bearer {token}"}
+            if self.bound:
+                proof = self.dpop.proof(
+                    method, url, access_token=token, nonce=self._nonces.get(_origin(url))
+                )
+                sent_headers |= {"Authorization": f"DPoP {token}", "DPoP": proof}
             response = await self._http.request(
                 method, url, content=content, headers=sent_headers, timeout=timeout
             )

@@ -39,16 +39,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.queue import destination_of
 from gateway.fhir.transport import Answer, JftClient, Verdict
-from gateway.fhir.transport_settings import FhirOutboundSettings
+from gateway.fhir.transport_settings import (
+    DestinationKind,
+    FhirDestinationSettings,
+    FhirOutboundSettings,
+)
 from gateway.hl7_sending import backoff
 from gateway.models import FhirDestination, FhirMessage, FhirMessageState
 from gateway.store import RecordStore
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 #: The document of a closed alarm, by its id (a FHIR ``document`` Bundle as JSON-ready dict,
 #: with ``identifier``). Raises :class:`TryggheimError` when there is none to send.
 DocumentBuilder = Callable[[int], Awaitable[dict[str, Any]]]
+#: Queues the tenant's due PMD batches (gateway.fhir.pmd.queue_measurement_batches, bound).
+MeasurementBatcher = Callable[[str], Awaitable[object]]
 #: Rows a lane reads from its destination in one query, and answers it records in one.
 WINDOW = 100
 #: Answers are recorded at least this often, so a crash makes a lane send again at most what
@@ -116,6 +122,20 @@ class FhirStats:
     polls: int = 0
 
 
+def _record_client(
+    destination: FhirDestinationSettings, helseid: HelseIdClient, timeout_s: float
+) -> JftClient:
+    """The client of a tenant's record destination: JFT (DPoP, polled) or VKP (Bearer)."""
+    base = str(destination.base_url)
+    if destination.kind is DestinationKind.VKP:
+        bearer = helseid.sibling(destination.helseid, bound=False)
+        path = f"/epj/r4/{destination.organisation_number}/bundle"
+        return JftClient(base, bearer, timeout_s=timeout_s, path=path, polled=False)
+    if destination.helseid is not None:
+        helseid = helseid.sibling(destination.helseid)
+    return JftClient(base, helseid, timeout_s=timeout_s)
+
+
 class FhirOutbound:
     """The queue in one platform process: a lane per destination that has due work."""
 
@@ -126,6 +146,7 @@ class FhirOutbound:
         helseid: HelseIdClient,
         build_document: DocumentBuilder,
         *,
+        batch_measurements: MeasurementBatcher | None = None,
         stats: FhirStats | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -133,12 +154,17 @@ class FhirOutbound:
         self._store = store
         self._build = build_document
         self._clock = clock
+        timeout_s = settings.request_timeout_s
         self._clients = {
-            destination_of(d.kind, tenant): JftClient(
-                str(d.base_url), helseid, timeout_s=settings.request_timeout_s
-            )
+            destination_of(d.kind, tenant): _record_client(d, helseid, timeout_s)
             for tenant, d in settings.destinations.items()
+        } | {
+            destination_of(DestinationKind.PMD, tenant): JftClient(
+                str(p.base_url), helseid, timeout_s=timeout_s, path="", polled=False
+            )
+            for tenant, p in settings.pmd.items()
         }
+        self._batch_measurements = batch_measurements
         self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = timedelta(seconds=2 * settings.request_timeout_s + 30)
         self._wakeup = asyncio.Event()
@@ -163,7 +189,11 @@ class FhirOutbound:
 
     async def send_due(self) -> float:
         """Serve every configured destination that has due work, side by side; returns the
-        seconds until the earliest not yet due."""
+        seconds until the earliest not yet due. Consenting patients' measurements are queued
+        for PMD first (in batches, :mod:`gateway.fhir.pmd`)."""
+        if self._batch_measurements is not None:
+            for tenant in self._settings.pmd:
+                await self._batch_measurements(tenant)
         waits = await asyncio.gather(*(self._lane(d) for d in self._clients))
         return min(waits, default=float("inf"))
 
@@ -293,6 +323,10 @@ class FhirOutbound:
     async def _compose(self, destination: str, message: _Queued) -> _Document | None:
         """Make the document (kept with its first recorded answer); ``None`` (and the row
         parked) when there is none."""
+        if destination.startswith(f"{DestinationKind.PMD}:"):
+            # A PMD batch's Bundle is made when it is cut; its alarm_id is no alarm.
+            await self._park(destination, message, "a PMD batch without its Bundle")
+            return None
         try:
             bundle = await self._build(message.alarm_id)
             identifier = bundle["identifier"]
@@ -343,6 +377,9 @@ class FhirOutbound:
                 "location": answer.location,
                 "next_attempt_at": now + timedelta(seconds=self._settings.poll_after_s),
             }
+        elif answer.verdict is Verdict.DONE:  # an endpoint that is not polled (PMD)
+            self.stats.journaled += 1
+            values |= {"state": FhirMessageState.JOURNALED, "settled_at": now}
         elif answer.verdict is Verdict.REFUSED:
             self.stats.parked += 1
             log.error("FHIR %s refused alarm %d: %s", destination, message.alarm_id, answer.error)
@@ -368,7 +405,7 @@ class FhirOutbound:
             message,
             values,
             error=answer.error,
-            success=answer.verdict is Verdict.ACCEPTED,
+            success=answer.verdict in (Verdict.ACCEPTED, Verdict.DONE),
         )
 
     async def _record_poll(self, destination: str, message: _Queued, answer: Answer) -> None:
@@ -430,15 +467,31 @@ class FhirOutbound:
                 "last_error": f"alarm {last.message.alarm_id}: {last.error}",
                 "last_error_at": now,
             }
+        # One statement per set of columns changed, run for all its rows at once (executemany):
+        # a row statement each was most of the sender's record-store time.
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for change in changes:
+            message = change.message
+            by_columns.setdefault(tuple(sorted(change.values)), []).append(
+                change.values
+                | {
+                    "_id": message.id,
+                    "_state": message.state,
+                    "_attempts": message.attempts,
+                    "_polls": message.polls,
+                }
+            )
+        table = cast(Table, FhirMessage.__table__)
         async with self._store.session() as s:
-            for change in changes:
-                message = change.message
+            for columns, rows in by_columns.items():
+                # Each only if its row is still as read.
                 await s.execute(
-                    update(FhirMessage)
-                    .where(FhirMessage.id == message.id, FhirMessage.state == message.state)
-                    .where(FhirMessage.attempts == message.attempts)
-                    .where(FhirMessage.polls == message.polls)
-                    .values(change.values)
+                    update(table)
+                    .where(table.c.id == bindparam("_id"), table.c.state == bindparam("_state"))
+                    .where(table.c.attempts == bindparam("_attempts"))
+                    .where(table.c.polls == bindparam("_polls"))
+                    .values({column: bindparam(column) for column in columns}),
+                    rows,
                 )
             renewed = await s.execute(
                 update(FhirDestination)
@@ -486,10 +539,18 @@ async def serve_fhir_outbound(
     store: RecordStore,
     build_document: DocumentBuilder,
     stats: FhirStats,
+    batch_measurements: MeasurementBatcher | None = None,
 ) -> None:
     """The queue for a platform process, until cancelled. The key files are read first: a
     missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
     naming it."""
     async with httpx.AsyncClient() as http:
         helseid = HelseIdClient(settings.helseid, http)
-        await FhirOutbound(settings, store, helseid, build_document, stats=stats).run()
+        await FhirOutbound(
+            settings,
+            store,
+            helseid,
+            build_document,
+            batch_measurements=batch_measurements,
+            stats=stats,
+        ).run()

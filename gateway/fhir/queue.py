@@ -24,10 +24,13 @@ def destination_of(kind: DestinationKind, tenant_id: str) -> str:
     return f"{kind.value}:{tenant_id}"
 
 
-async def enqueue_closed_alarm(s: AsyncSession, row: AlarmRow, now: datetime) -> bool:
-    """Queue the closed alarm's document for its tenant's JFT, in the caller's transaction (the
-    one that closes it); whether a row was added (not when one is there already)."""
-    destination = destination_of(DestinationKind.JFT, row.tenant_id)
+async def enqueue_closed_alarm(
+    s: AsyncSession, row: AlarmRow, now: datetime, kind: DestinationKind
+) -> bool:
+    """Queue the closed alarm's document for its tenant's record destination (JFT or VKP), in
+    the caller's transaction (the one that closes it); whether a row was added (not when one
+    is there already)."""
+    destination = destination_of(kind, row.tenant_id)
     existing = await s.scalar(
         select(FhirMessage.id).where(
             FhirMessage.destination == destination, FhirMessage.alarm_id == row.id

@@ -30,7 +30,7 @@ class Verdict(StrEnum):
     IN_PROGRESS = "in_progress"
     """$status: not done yet."""
     DONE = "done"
-    """$status: journaled."""
+    """$status (or a POST to an endpoint that is not polled): journaled."""
     REFUSED = "refused"
     """This document will not be journaled as it is (400 + OperationOutcome): park it."""
     TRANSIENT = "transient"
@@ -88,10 +88,23 @@ def _failed(outcome: dict[str, Any] | None) -> bool:
 
 
 class JftClient:
-    def __init__(self, base_url: str, helseid: HelseIdClient, *, timeout_s: float) -> None:
+    """A FHIR endpoint that takes Bundles: JFT (``POST {base}/v1/Bundle`` → 202, polled) by
+    default; with ``path=""`` and ``polled=False`` PMD (``POST {base}`` → 200/201, done)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        helseid: HelseIdClient,
+        *,
+        timeout_s: float,
+        path: str = "/v1/Bundle",
+        polled: bool = True,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._post_url = f"{self.base_url}{path}" if path else base_url
         self._helseid = helseid
         self._timeout_s = timeout_s
+        self._polled = polled
 
     async def _request(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
         headers = {"Accept": FHIR_JSON}
@@ -103,11 +116,13 @@ class JftClient:
 
     async def post_bundle(self, body: bytes) -> Answer:
         try:
-            response = await self._request("POST", f"{self.base_url}/v1/Bundle", body)
+            response = await self._request("POST", self._post_url, body)
         except (httpx.HTTPError, HelseIdError) as exc:
             return Answer(Verdict.TRANSIENT, None, error=f"{type(exc).__name__}: {exc}")
         outcome, text = _outcome(response)
         status = response.status_code
+        if status in (200, 201) and not self._polled:
+            return Answer(Verdict.DONE, status, None, text)
         if status in (200, 201, 202):
             location = response.headers.get("Location")
             if not location:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field, HttpUrl, model_validator
 
 
 class HelseIdSettings(BaseModel):
@@ -37,11 +38,42 @@ class DestinationKind(StrEnum):
     """Journalføringstjenesten: ``POST {base}/v1/Bundle`` → 202 + ``Location``, polled via
     ``$status``; HelseID token bound with DPoP."""
 
+    VKP = "vkp"
+    """Velferdsteknologisk knutepunkt (R4): ``POST {base}/epj/r4/{orgnr}/bundle`` → 200/201
+    (not polled); a plain Bearer HelseID token (client credentials, ``private_key_jwt``, no
+    DPoP)."""
+    PMD = "pmd"
+    """Pasientens måledata: ``POST {base}`` of a ``collection`` Bundle of a patient's
+    measurements → 200/201 (not polled); HelseID token bound with DPoP."""
+
+
+class PmdSettings(BaseModel):
+    """A tenant's PMD destination and how its consenting patients' measurements are batched
+    (docs/fhir.md, "Measurements to PMD")."""
+
+    base_url: HttpUrl
+    """The endpoint Bundles are posted to as it is (e.g. ``https://api.pmd.nhn.no/``)."""
+    batch_every_s: float = Field(default=900.0, gt=0)
+    """A patient's measurements wait at most this long (from the oldest one's arrival) ..."""
+    batch_max: int = Field(default=50, ge=2, le=500)
+    """... or until this many are waiting: then a Bundle is queued."""
+
 
 class FhirDestinationSettings(BaseModel):
     kind: DestinationKind = DestinationKind.JFT
     base_url: HttpUrl
-    """E.g. ``https://jft.nhn.no``; ``/v1/Bundle`` is added."""
+    """E.g. ``https://jft.nhn.no``; ``/v1/Bundle`` is added (VKP: ``/epj/r4/{orgnr}/bundle``)."""
+    organisation_number: str | None = Field(default=None, pattern=r"^[0-9]{9}$")
+    """VKP: the municipality's number in Enhetsregisteret, in the path."""
+    helseid: HelseIdSettings | None = None
+    """Another HelseID client for this destination (e.g. VKP's, with its scope); default the
+    common one."""
+
+    @model_validator(mode="after")
+    def _vkp_has_organisation(self) -> Self:
+        if self.kind is DestinationKind.VKP and self.organisation_number is None:
+            raise ValueError("a VKP destination needs organisation_number (its path has it)")
+        return self
 
 
 class FhirOutboundSettings(BaseModel):
@@ -49,6 +81,9 @@ class FhirOutboundSettings(BaseModel):
     destinations: dict[str, FhirDestinationSettings] = {}
     """Per tenant id: where its closed alarms' documents are journaled. A tenant without one
     sends none (nothing is queued for it)."""
+    pmd: dict[str, PmdSettings] = {}
+    """Per tenant id: where the measurements of its patients who consented (care plan
+    ``pmd_consent``) go. A tenant without one sends none."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     retry_after_s: float = Field(default=15.0, gt=0)
     """First wait before resending after a 5xx, a timeout or a lost connection; it doubles per

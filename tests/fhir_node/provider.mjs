@@ -43,6 +43,16 @@ const provider = new Provider(issuer, {
     dpop_bound_access_tokens: true,
     // The provider signs with ES256 only (its one key); the default (RS256) would be refused.
     id_token_signed_response_alg: 'ES256',
+  }, {
+    // The same key, for plain Bearer tokens (VKP asks for those): DPoP not required.
+    client_id: `${args['client-id']}-bearer`,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [clientJwk] },
+    scope: args.scope,
+    id_token_signed_response_alg: 'ES256',
   }],
   jwks: { keys: [{ ...signingKey, kid: 'provider-1', use: 'sig', alg: 'ES256' }] },
   scopes: [args.scope],

@@ -116,7 +116,7 @@ async def test_restore_drill_every_row_back_and_the_outage_filled_from_the_outbo
                 actor="nurse-ida",
                 tenant_id=DEFAULT_TENANT,
                 action="read_history",
-                patient_id=kari.id,
+                patient_ids=[kari.id],
                 purpose="care",
                 client="test",
                 now=datetime.now(UTC) + timedelta(seconds=n),

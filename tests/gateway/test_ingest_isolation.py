@@ -181,6 +181,8 @@ async def test_a_legacy_edge_reusing_its_seqs_gets_them_rejected_not_acknowledge
         MqttSession(mqtt_settings(mosquitto, GATEWAY), GATEWAY) as edge,
     ):
         await edge.subscribe(ack_topic(GATEWAY))
+        # A batch published before the worker's shared subscription exists reaches nobody.
+        await until(lambda: worker.stats.connected, what="the ingest worker subscribed")
         async with running(receive(edge), "acks"):
             await edge.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, first))
             await until(lambda: any(a.committed_seq == 5 for a in acks), what="the first ack")

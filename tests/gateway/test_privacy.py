@@ -21,6 +21,8 @@ from gateway.models import (
     DEFAULT_TENANT,
     AlarmRow,
     AuditEntry,
+    FhirMessage,
+    FhirMessageState,
     Hl7Inbound,
     HomeGateway,
     ObservationRow,
@@ -137,8 +139,22 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
                     patient_id=ids[who],
                 )
             )
+            # A closed alarm's document journaled on the national record path names her.
+            s.add(
+                FhirMessage(
+                    destination="jft:default",
+                    tenant_id="default",
+                    alarm_id=ids[who],
+                    patient_id=ids[who],
+                    bundle_identifier=f"alarm-{who}",
+                    bundle=f'{{"identifier": {{"value": "{who}"}}}}',
+                    state=FhirMessageState.JOURNALED,
+                    created_at=datetime.now(UTC),
+                )
+            )
 
     export = await export_patient(store, KARI, now=datetime.now(UTC))
+    assert [m["bundle_identifier"] for m in export["fhir_messages"]] == [f"alarm-{KARI}"]
     assert export["patient"]["family_name"] == "Ødegård"
     assert [m["control_id"] for m in export["hl7_received"]] == [f"A08-{KARI}"]
     assert "Ødegård^Kari" in export["hl7_received"][0]["message"]
@@ -160,6 +176,7 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
         "observations": 5,
         "hl7_messages": 0,
         "hl7_received": 1,
+        "fhir_messages": 1,
         "alarms": kari_alarms,
         "devices": 1,
     }
@@ -170,8 +187,10 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
         home = await s.get(HomeGateway, GATEWAY)
         audit = list(await s.scalars(select(AuditEntry.patient_id)))
         received_left = list(await s.scalars(select(Hl7Inbound.control_id)))
+        documents_left = list(await s.scalars(select(FhirMessage.bundle_identifier)))
     assert left == 5  # Ola's
     assert received_left == [f"A08-{OLA}"]
+    assert documents_left == [f"alarm-{OLA}"]
     assert set(alarms_left) == {ids[OLA]}
     assert home is not None and home.patient_id is None
     assert ids[KARI] in audit

@@ -103,7 +103,7 @@ async def realistic_data(store: RecordStore) -> None:
             actor="nurse-ida",
             tenant_id=DEFAULT_TENANT,
             action="read_patient",
-            patient_id=kari.id,
+            patient_ids=[kari.id],
             purpose="care",
             client="web",
             now=NOW + timedelta(minutes=n),
