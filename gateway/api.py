@@ -53,6 +53,7 @@ from gateway.schemas import (
     PlatformStatusOut,
     Readiness,
 )
+from gateway.sessions import RefreshSessions
 from gateway.settings import GatewaySettings
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim.errors import ConfigError
@@ -134,7 +135,12 @@ def create_app(
 
     if settings.auth.password_flow_enabled:
         app.include_router(
-            token_router(settings.auth, registry.user_record, on_rehash=registry.rehash)
+            token_router(
+                settings.auth,
+                registry.user_record,
+                on_rehash=registry.rehash,
+                sessions=RefreshSessions(store, settings.auth),
+            )
         )
     app.include_router(alarms_router())
     app.include_router(nurse_router())

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
 from gateway.auth import Passwords
+from gateway.auth.passwords import temporary_password
 from gateway.broker_credentials import (
     check_gateway_user,
     mosquitto_hash,
@@ -46,6 +47,7 @@ from gateway.schemas import (
     GatewayOut,
     GatewayOutboxOut,
     GatewayProvisioned,
+    PasswordReset,
     PatientRegistrationIn,
     PatientRegistrationOut,
     PatientRegistrationPatch,
@@ -166,6 +168,19 @@ def registry_router() -> APIRouter:
         events.publish(access_changed_event(principal.tenant_id))
         return UserOut.of(updated.user, updated.team_ids)
 
+    @router.post("/users/{user_id}/password", response_model=PasswordReset)
+    async def reset_password(
+        user_id: PathId, principal: ManagesUsers, registry: Registered, events: Events
+    ) -> PasswordReset:
+        """A new temporary password for the user, in this answer only; her tokens and
+        sessions end at once (as with any password change)."""
+        password = temporary_password()
+        await registry.update_user(
+            principal.tenant_id, user_id, password_hash=await _hash(password)
+        )
+        events.publish(access_changed_event(principal.tenant_id))
+        return PasswordReset(password=password)
+
     # --- patients ---
     @router.get("/patients", response_model=list[PatientRegistrationOut])
     async def list_registered_patients(
@@ -273,6 +288,24 @@ def registry_router() -> APIRouter:
             broker_password=password,
         )
 
+    @router.post("/gateways/{gateway_id}/password", response_model=GatewayProvisioned)
+    async def rotate_gateway_password(
+        request: Request, gateway_id: str, principal: ManagesRegistry, registry: Registered
+    ) -> GatewayProvisioned:
+        """A new broker password for the home gateway, in this answer only (put it in its
+        edge.toml); the broker's password file is written again, and the old password stops
+        working when the broker reloads it."""
+        password = new_password()
+        gateway = await registry.set_gateway_password(
+            principal.tenant_id, gateway_id, await asyncio.to_thread(mosquitto_hash, password)
+        )
+        await _write_broker_passwords(request, registry)
+        return GatewayProvisioned(
+            **GatewayOut.model_validate(gateway).model_dump(),
+            broker_username=gateway.id,
+            broker_password=password,
+        )
+
     @router.delete("/gateways/{gateway_id}", status_code=204)
     async def delete_gateway(
         request: Request, gateway_id: str, principal: ManagesRegistry, registry: Registered
@@ -324,12 +357,26 @@ def registry_router() -> APIRouter:
         principal: ReadsAuditLog,
         registry: Registered,
         since: Annotated[datetime | None, Query()] = None,
+        until: Annotated[datetime | None, Query(description="before this time")] = None,
+        actor: Annotated[str | None, Query(max_length=200, description="e.g. user:17")] = None,
+        action: Annotated[str | None, Query(max_length=64)] = None,
+        patient_id: QueryId = None,
+        outcome: Annotated[Literal["allowed", "denied"] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
         before_id: QueryId = None,
     ) -> Any:
-        """Who read or changed what, newest first (admins only)."""
+        """Who read or changed what, newest first (admins only), narrowed by each filter
+        given."""
         return await registry.audit_entries(
-            principal.tenant_id, since=since, limit=limit, before_id=before_id
+            principal.tenant_id,
+            since=since,
+            until=until,
+            actor=actor,
+            action=action,
+            patient_id=patient_id,
+            outcome=outcome,
+            limit=limit,
+            before_id=before_id,
         )
 
     return router

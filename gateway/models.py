@@ -111,6 +111,26 @@ class User(Base):
     password); a token carrying an older version is refused on its next request."""
 
 
+class RefreshTokenRow(Base):
+    """One refresh token of a sign-in session (docs/auth.md, "A shift-long session"). Only its
+    SHA-256 is stored. Every token of one sign-in shares ``family_id`` and the family's
+    absolute end ``expires_at``; a token is used once (``rotated_at``), and presenting a
+    rotated one again revokes the whole family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_version: Mapped[int] = mapped_column(Integer)
+    """The user's token_version at sign-in: a change to her account ends the family too."""
+    issued_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    expires_at: Mapped[datetime] = mapped_column(AwareDateTime())
+    rotated_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
+
+
 class Patient(Base):
     __tablename__ = "patients"
 

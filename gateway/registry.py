@@ -510,6 +510,18 @@ class Registry:
             else:
                 gateway.patient_id = patient_id
 
+    async def set_gateway_password(
+        self, tenant_id: str, gateway_id: str, password_hash: str
+    ) -> HomeGateway:
+        """A new broker password for the home gateway (the old one stops working once the
+        broker has read its password file again)."""
+        async with self._store.session() as s:
+            gateway = await s.get(HomeGateway, gateway_id)
+            if gateway is None or gateway.tenant_id != tenant_id:
+                raise NotFound("home gateway", gateway_id)
+            gateway.broker_password_hash = password_hash
+            return gateway
+
     async def delete_gateway(self, tenant_id: str, gateway_id: str) -> None:
         async with self._store.session() as s:
             gateway = await s.get(HomeGateway, gateway_id)
@@ -645,12 +657,33 @@ class Registry:
 
     # --- audit ---
     async def audit_entries(
-        self, tenant_id: str, *, since: datetime | None, limit: int, before_id: int | None
+        self,
+        tenant_id: str,
+        *,
+        since: datetime | None,
+        limit: int,
+        before_id: int | None,
+        until: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        patient_id: int | None = None,
+        outcome: str | None = None,
     ) -> list[AuditEntry]:
+        """Newest first; each filter given narrows the entries (``until`` is exclusive)."""
         async with self._store.session() as s:
             statement = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+            for column, value in (
+                (AuditEntry.actor, actor),
+                (AuditEntry.action, action),
+                (AuditEntry.patient_id, patient_id),
+                (AuditEntry.outcome, outcome),
+            ):
+                if value is not None:
+                    statement = statement.where(column == value)
             if since is not None:
                 statement = statement.where(AuditEntry.at >= since)
+            if until is not None:
+                statement = statement.where(AuditEntry.at < until)
             if before_id is not None:
                 statement = statement.where(AuditEntry.id < before_id)
             return list(await s.scalars(statement.order_by(AuditEntry.id.desc()).limit(limit)))

@@ -176,6 +176,12 @@ class UserPatch(_In):
     password: SecretStr | None = Field(default=None, min_length=12, max_length=200)
 
 
+class PasswordReset(BaseModel):
+    password: str
+    """A temporary password, shown this once: give it to her; she signs in with it (her
+    sessions and tokens ended when it was set)."""
+
+
 class UserOut(BaseModel):
     id: int
     username: str
@@ -257,6 +263,8 @@ class GatewayOut(BaseModel):
     created_at: datetime
     online: bool | None
     status_at: datetime | None
+    outbox_depth: int | None = None
+    """Observations waiting in its outbox, as its last status said."""
 
 
 class GatewayOutboxOut(BaseModel):

@@ -194,14 +194,15 @@ async def test_sign_in_and_my_patients_by_urgency(
     await accessible(page, axe_script, "sign-in page")
     await screenshot(page, "login.png")
 
-    # An admin has no care role: the app says so rather than showing an empty list.
+    # An admin has no care role: she gets her own home screen, never the patients
+    # (tests/test_admin_screens.py), and signs out again.
     await page.get_by_label("Brukernavn").fill(ADMIN)
     await page.get_by_label("Passord").fill(PASSWORD)
     await page.get_by_role("button", name="Logg inn").click()
-    await expect(page.locator("#login-problem")).to_have_text(
-        "Brukeren din har ikke tilgang til pasientene. Logg inn som sykepleier eller koordinator."
-    )
-    await expect(page.get_by_role("navigation")).to_be_hidden()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
+    await expect(page.get_by_role("link", name="Pasienter")).to_be_hidden()
+    await page.get_by_role("button", name="Logg ut").click()
+    await expect(page.get_by_role("navigation", name="Hovedmeny")).to_be_hidden()
 
     await page.get_by_label("Brukernavn").fill(NURSE)
     await page.get_by_label("Passord").fill("wrong password!")

@@ -7,6 +7,9 @@ import { h, keepingFocus } from "./dom.js";
 import { playAlarmSound, soundState, unlockSound, watchSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
+import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
+import { carePlanView } from "./careplan.js";
+import { adminView, caresForPatients, forgetAdminState, isAdmin, leftSection, showNavFor } from "./admin.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
 import { EVENT_CODES, VITAL_CODES } from "./vitals.js";
 import {
@@ -50,13 +53,14 @@ const state = {
   top: null, // the patient at the top of the list
   platform: null, // the platform's own problems (coordinators); null: not asked or not allowed
 };
-const drafts = new Map(); // alarm id → resolution note being written
+const drafts = new Drafts(); // alarm id → resolution note being written (kept in this tab)
 const pending = new Map(); // alarm id → { action, status: "pending" | "failed", reason } of the nurse's step
 const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
 let route = parseRoute();
 let stream = null;
 const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
+let sessionEnded = null; // { at }: the session ended; its last screen is kept, marked stale
 let soundNote = null;
 let focusView = false;
 
@@ -71,6 +75,8 @@ const ctx = {
   subject: () => api.claims()?.sub,
   userName: () => api.claims()?.name,
   act, signIn, navigate, updateSettings, testSound,
+  render: () => render(),
+  failed: (error) => failed(error),
 };
 
 // --- routing ---------------------------------------------------------------------------------
@@ -78,6 +84,8 @@ const ctx = {
 function parseRoute() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
+  const plan = path.match(/^\/patients\/(\d+)\/care-plan$/);
+  if (plan) return { name: "careplan", id: Number(plan[1]) };
   const patient = path.match(/^\/patients\/(\d+)$/);
   if (patient) {
     const range = RANGES[params.get("range")] ? params.get("range") : "7d";
@@ -85,6 +93,8 @@ function parseRoute() {
   }
   if (path === "/alarms") return { name: "alarms", show: params.get("show") === "all" ? "all" : "open" };
   if (path === "/settings") return { name: "settings" };
+  const admin = path.match(/^\/admin(?:\/(\w+))?$/);
+  if (admin) return { name: "admin", section: admin[1] ?? null };
   return { name: "patients" };
 }
 
@@ -97,7 +107,8 @@ function navigate(hash, { keepFocus = false } = {}) {
 function onRoute() {
   const before = route;
   route = parseRoute();
-  if (!api.token()) { render({ focus: true }); return; }
+  if (before.name !== route.name || before.section !== route.section) leftSection();
+  if (!api.token() || !caresForPatients()) { render({ focus: true }); return; }
   if (route.name === "patient" && (state.detail?.id !== route.id || state.detail?.range !== route.range)) {
     if (state.detail?.id !== route.id) state.detail = null;
     refreshNow({ detail: true });
@@ -109,22 +120,34 @@ function onRoute() {
 
 // --- rendering -------------------------------------------------------------------------------
 
-const VIEWS = { patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView };
+const VIEWS = {
+  patients: patientsView, patient: patientView, alarms: alarmsView, settings: settingsView, careplan: carePlanView,
+  admin: adminView,
+};
+
+/** The view to show: an admin without a care role has her own home, never the patients. */
+function viewName(signedIn) {
+  if (signedIn && !caresForPatients() && route.name !== "settings") return "admin";
+  if (route.name === "admin" && !isAdmin()) return "patients";
+  return route.name;
+}
 
 function viewTitle(signedIn) {
   if (!signedIn) return t("login.title");
   if (route.name === "patient") return patientName(ctx.patient(route.id));
-  return t(`${route.name}.title`);
+  return t(`${viewName(signedIn)}.title`);
 }
 
 function render({ focus = false } = {}) {
-  const signedIn = Boolean(api.token());
+  // After the session ended, the last screen stays (not live) under the notice.
+  const signedIn = Boolean(api.token()) || sessionEnded !== null;
+  renderSessionEnded(document.getElementById("session-ended"), sessionEnded, () => showLogin(null, { keepDrafts: true }));
   renderShell(signedIn);
   const main = document.getElementById("main");
-  const view = signedIn ? VIEWS[route.name] : loginView;
+  const view = signedIn ? VIEWS[viewName(signedIn)] : loginView;
   keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)), focusInstead);
-  main.classList.toggle("not-live", signedIn && state.connection !== "live");
-  document.title = tabTitle(signedIn);
+  main.classList.toggle("not-live", signedIn && state.connection !== null && state.connection !== "live");
+  document.title = sessionEnded ? `${t("connection.ended")} – Tryggheim` : tabTitle(signedIn);
   // Scrolling to what has focus leaves room for the alerts fixed at the top of the viewport.
   document.documentElement.style.scrollPaddingTop = `${document.getElementById("alerts").offsetHeight + 8}px`;
   if (focus) document.getElementById("view-title")?.focus();
@@ -171,6 +194,7 @@ function renderShell(signedIn) {
   }
   document.getElementById("nav").hidden = !signedIn;
   document.getElementById("sign-out").hidden = !signedIn;
+  showNavFor(signedIn);
   for (const link of document.querySelectorAll("#nav a")) {
     const current = signedIn && (link.dataset.route === route.name
       || (link.dataset.route === "patients" && route.name === "patient"));
@@ -509,7 +533,10 @@ function signedOutText(reason) {
 
 function failed(error) {
   if (error instanceof api.SignedOut) {
-    showLogin(signedOutText(error.message));
+    // 403: this user may not do it at all; otherwise the session has ended (request() has
+    // already tried to renew it).
+    if (error.message === "forbidden") showLogin(signedOutText(error.message));
+    else sessionHasEnded();
     return;
   }
   console.error(error);
@@ -607,7 +634,39 @@ function onState(connection, { lastLive }) {
 
 // --- session ---------------------------------------------------------------------------------
 
-let expiry = null;
+const keeper = new SessionKeeper({
+  onRenewed: () => {
+    // The stream moves to the new token before the old one expires; what arrived while it
+    // reconnected is loaded again.
+    stream?.renew();
+    if (caresForPatients()) refreshSoon({ overview: true, detail: route.name === "patient" });
+  },
+  onEnded: () => sessionHasEnded(),
+});
+
+/** The stream was refused (401): its token expired while the tablet slept, or the session
+ * was revoked. A refresh tells which. */
+async function streamSignedOut(reason) {
+  if (reason === "forbidden") { showLogin(signedOutText(reason)); return; }
+  if (await api.refresh().catch(() => false)) {
+    keeper.start();
+    stream?.start();
+  } else {
+    sessionHasEnded();
+  }
+}
+
+function sessionHasEnded() {
+  if (sessionEnded) return;
+  stream?.stop();
+  platformWatch.stop();
+  keeper.stop();
+  api.signOut();
+  sessionEnded = { at: new Date() };
+  state.connection = "ended";
+  state.banner = [];
+  render();
+}
 
 function startSession() {
   stream?.stop();
@@ -615,26 +674,38 @@ function startSession() {
     patients: [], thresholds: new Map(), alarms: [], allAlarms: [], loaded: false, detail: null,
     known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
   });
-  stream = new LiveStream({ onEvent, onState, onSignedOut: (reason) => showLogin(signedOutText(reason)) });
-  stream.start();
+  sessionEnded = null;
   state.platform = null;
   platformWatch.start();
+  keeper.start();
+  if (!caresForPatients()) {
+    // An admin: no patients, no live stream; her own home screen.
+    stream = null;
+    state.connection = null;
+    if (route.name !== "admin" && route.name !== "settings") navigate("#/admin");
+    return;
+  }
+  if (route.name === "admin" && !isAdmin()) navigate("#/patients");
+  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut });
+  stream.start();
   refreshNow({ overview: true, detail: route.name === "patient" });
-  clearTimeout(expiry);
-  const exp = api.claims()?.exp;
-  const left = exp ? exp * 1000 - Date.now() : null;
-  if (left !== null && left < 2 ** 31) expiry = setTimeout(() => showLogin(t("login.expired")), Math.max(left, 0));
 }
 
-function showLogin(problem) {
+/** The sign-in form. Signing out on purpose (no problem) ends the session at the platform and
+ * forgets the drafts; after a session ended by itself, they are kept for her next sign-in. */
+function showLogin(problem, { keepDrafts = false } = {}) {
   stream?.stop();
   stream = null;
   platformWatch.stop();
   state.platform = null;
-  clearTimeout(expiry);
+  keeper.stop();
+  if (problem === null && !keepDrafts) {
+    drafts.clear();
+    api.endSession();
+  }
   api.signOut();
+  sessionEnded = null;
   loginProblem = problem;
-  drafts.clear();
   state.banner = [];
   render({ focus: true });
 }
@@ -642,7 +713,6 @@ function showLogin(problem) {
 async function signIn(username, password, form) {
   unlockSound(); // a user gesture: the alarm sound may play from now on
   const button = form.querySelector("button[type=submit]");
-  const problem = document.getElementById("login-problem");
   button.disabled = true;
   button.textContent = t("login.busy");
   let ok = false;
@@ -655,11 +725,13 @@ async function signIn(username, password, form) {
   button.disabled = false;
   button.textContent = t("login.submit");
   if (!ok) {
-    problem.textContent = loginProblem;
+    // Looked up now: the page may have been drawn again while she waited.
+    document.getElementById("login-problem").textContent = loginProblem;
     document.getElementById("password").select();
     document.getElementById("password").focus();
     return;
   }
+  forgetAdminState();
   startSession();
   render({ focus: true });
 }
@@ -703,5 +775,10 @@ window.addEventListener("hashchange", onRoute);
 // Relative times ("5 min ago") move on.
 setInterval(() => { if (api.token()) render(); }, 60_000);
 
-if (api.token()) startSession();
 render({ focus: false });
+// A reload: the session goes on with its refresh cookie, if it has one.
+api.refresh().then((ok) => {
+  if (!ok) return;
+  startSession();
+  render({ focus: false });
+}, () => {});

@@ -695,3 +695,8 @@ export function duration(ms) {
   if (minutes >= 120) return unit(Math.floor(minutes / 60), "hour");
   return unit(minutes, "minute");
 }
+
+/** Texts of a screen kept in its own module (session.js, careplan.js, admin.js). */
+export function addTexts(texts) {
+  for (const [code, entries] of Object.entries(texts)) Object.assign(DICTIONARIES[code], entries);
+}

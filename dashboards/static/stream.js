@@ -52,6 +52,14 @@ export class LiveStream {
     this.wake?.();
   }
 
+  /** A new access token: connect again with it at once, while the old one still works (the
+   * platform ends a stream when its token expires). */
+  renew() {
+    if (this.stopped || this.state !== "live") return;
+    this.renewing = true;
+    this.controller?.abort();
+  }
+
   /** Give up waiting for the next attempt and connect at once. */
   reconnectNow() {
     if (this.state === "live") return;
@@ -92,6 +100,10 @@ export class LiveStream {
         await this.listen(() => { attempt = 0; });
       } catch (error) {
         if (this.stopped) return;
+        if (this.renewing) {
+          this.renewing = false;
+          continue;
+        }
         if (error instanceof SignedOut) {
           this.stop();
           this.onSignedOut(error.message);

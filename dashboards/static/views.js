@@ -1,6 +1,7 @@
 // The pages of the nurse app, built from the app's state. Each returns the content of <main>;
 // app.js decides when to render (on navigation, on new data from the live stream).
 
+import { carePlanLink } from "./careplan.js";
 import { h, uid } from "./dom.js";
 import { laneChart, lineChart } from "./chart.js";
 import {
@@ -507,6 +508,7 @@ export function patientView(ctx) {
     heading(patientName(patient)),
     staleNotice(ctx),
     patient?.gp_name ? h("p", { class: "intro" }, t("patient.gp", { name: patient.gp_name })) : null,
+    carePlanLink(id),
   ];
   if (!data || !data.loaded) return [...head, h("p", { role: "status" }, t("patient.loading"))];
 

@@ -174,3 +174,20 @@ class TokenRevoked(AuthError):
             f"access token no longer valid: {reason}",
             hint="sign in again; if that fails, ask an administrator about the account",
         )
+
+
+class SessionEnded(AuthError):
+    """The refresh token cannot continue the session: none sent, unknown, expired (the shift's
+    maximum reached), revoked (signed out, or a rotated token was presented again), or the
+    account changed. ``reason`` is one of ``missing``, ``unknown``, ``expired``, ``revoked``,
+    ``reused``, ``account``; a client signs in again."""
+
+    status_code = 401
+    error = "invalid_grant"
+
+    def __init__(self, reason: str, problem: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"the session has ended: {problem}",
+            hint="sign in again with username and password",
+        )

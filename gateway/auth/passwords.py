@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -36,3 +38,8 @@ class Passwords:
         """Spend the time of one verification, so an unknown username is not faster to answer
         than a wrong password."""
         self._hash.verify(password, self._dummy)
+
+
+def temporary_password() -> str:
+    """A password an admin gives a user who lost hers (16 URL-safe characters, 96 bits)."""
+    return secrets.token_urlsafe(12)

@@ -89,7 +89,17 @@ class AuthSettings(BaseModel):
     issuer: str = "tryggheim"
     """``iss`` of the tokens this platform issues itself."""
     audience: str = "tryggheim-api"
-    access_token_lifetime_s: int = Field(default=1800, ge=60, le=24 * 3600)
+    access_token_lifetime_s: int = Field(default=600, ge=60, le=24 * 3600)
+    """Short: a client keeps its session with the refresh token (``session_max_s``)."""
+    session_max_s: int = Field(default=12 * 3600, ge=300, le=7 * 24 * 3600)
+    """The absolute end of a sign-in session (a 12 h shift by default): its refresh tokens
+    are never renewed past this, however active she is. Then she signs in again."""
+    refresh_reuse_grace_s: float = Field(default=10.0, ge=0, le=120)
+    """A rotated refresh token presented again within this time (the answer to the first
+    use was lost on the network, two tabs raced) continues the session; later, it is taken
+    as stolen and its whole family is revoked."""
+    refresh_cookie: str = "tryggheim_refresh"
+    """Name of the httpOnly cookie carrying the refresh token (path: ``/api/v1/auth``)."""
     algorithm: Literal["HS256", "EdDSA", "ES256"] = "HS256"
     signing_key: SecretStr | None = None
     """HS256: a random string of at least 32 bytes (see ``generate_signing_key``); EdDSA/ES256: a

@@ -8,15 +8,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi import APIRouter, Cookie, Depends, HTTPException, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer, OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from gateway.auth import policy
-from gateway.auth.errors import AuthError, InvalidCredentials, MissingToken
+from gateway.auth.errors import AuthError, InvalidCredentials, MissingToken, SessionEnded
 from gateway.auth.passwords import Passwords
 from gateway.auth.policy import Action
 from gateway.auth.principal import AuthMethod, Principal, Role
@@ -158,10 +158,31 @@ UserLookup = Callable[[str], Awaitable[UserRecord | None]]
 RehashCallback = Callable[[UserRecord, str], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedRefresh:
+    token: str
+    expires_at: datetime
+    """The session's absolute end (``auth.session_max_s`` after the sign-in)."""
+
+
+class RefreshSessions(Protocol):
+    """Where refresh tokens are kept (gateway/sessions.py: the record store)."""
+
+    async def start(self, user: UserRecord, *, now: datetime) -> IssuedRefresh: ...
+
+    async def rotate(self, token: str, *, now: datetime) -> tuple[str, IssuedRefresh]:
+        """The session's username and its next refresh token, or raise SessionEnded."""
+        ...
+
+    async def end(self, token: str, *, now: datetime) -> None: ...
+
+
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
+    session_expires_at: datetime | None = None
+    """With a refresh cookie: when the session ends at the latest (then sign in again)."""
 
 
 class TokenError(BaseModel):
@@ -184,15 +205,58 @@ def token_router(
     tokens: EmbeddedTokens | None = None,
     passwords: Passwords | None = None,
     on_rehash: RehashCallback | None = None,
+    sessions: RefreshSessions | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> APIRouter:
     """``POST settings.token_url`` (OAuth2 password flow, form fields ``username`` and
     ``password``) → ``{"access_token", "token_type": "bearer", "expires_in"}``. Unknown user,
     wrong password and disabled account all answer 400 ``invalid_grant`` in the same time.
-    ``on_rehash(user, new_hash)`` is called when the stored hash should be upgraded."""
+    ``on_rehash(user, new_hash)`` is called when the stored hash should be upgraded. With
+    ``sessions``, a sign-in also sets an httpOnly refresh cookie, and ``…/refresh`` and
+    ``…/logout`` (beside the token URL) continue and end the session."""
     issuer = tokens or EmbeddedTokens(settings)
     hasher = passwords or Passwords()
     router = APIRouter(tags=["auth"])
+    no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    cookie_path = settings.token_url.rsplit("/", 1)[0] or "/"
+
+    def refused(error: AuthError, status_code: int = 400) -> JSONResponse:
+        message = str(error.args[0])
+        body = TokenError(
+            status=status_code,
+            title="Bad Request" if status_code == 400 else "Unauthorized",
+            detail=message,
+            hint=error.hint,
+            error=error.error,
+            error_description=message,
+        )
+        return JSONResponse(body.model_dump(), status_code=status_code, headers=no_store)
+
+    def keep_refresh(response: Response, refresh: IssuedRefresh, now: datetime) -> None:
+        # httpOnly: no script (nor an injected one) can read it; SameSite=Strict and the
+        # path: it goes only with the app's own requests to the auth routes.
+        response.set_cookie(
+            settings.refresh_cookie,
+            refresh.token,
+            max_age=max(int((refresh.expires_at - now).total_seconds()), 0),
+            path=cookie_path,
+            httponly=True,
+            secure=True,
+            samesite="strict",
+        )
+
+    def answer(
+        response: Response, user: UserRecord, now: datetime, refresh: IssuedRefresh | None
+    ) -> TokenResponse:
+        issued = issuer.issue(user.principal(), now=now)
+        response.headers.update(no_store)
+        if refresh is not None:
+            keep_refresh(response, refresh, now)
+        return TokenResponse(
+            access_token=issued.access_token,
+            expires_in=issued.expires_in,
+            session_expires_at=refresh.expires_at if refresh else None,
+        )
 
     @router.post(
         settings.token_url,
@@ -203,7 +267,6 @@ def token_router(
     async def issue_token(
         form: Annotated[OAuth2PasswordRequestForm, Depends()], response: Response
     ) -> TokenResponse | JSONResponse:
-        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         user = await lookup_user(form.username)
         if user is None:
             await asyncio.to_thread(hasher.dummy_verify, form.password)
@@ -213,16 +276,50 @@ def token_router(
                 hasher.verify_and_update, form.password, user.password_hash
             )
         if user is None or not ok or user.disabled:
-            error = InvalidCredentials()
-            message = str(error.args[0])
-            body = TokenError(
-                detail=message, hint=error.hint, error=error.error, error_description=message
-            )
-            return JSONResponse(body.model_dump(), status_code=400, headers=no_store)
+            return refused(InvalidCredentials())
         if new_hash is not None and on_rehash is not None:
             await on_rehash(user, new_hash)
-        issued = issuer.issue(user.principal(), now=clock())
-        response.headers.update(no_store)
-        return TokenResponse(access_token=issued.access_token, expires_in=issued.expires_in)
+        now = clock()
+        refresh = await sessions.start(user, now=now) if sessions is not None else None
+        return answer(response, user, now, refresh)
+
+    if sessions is None:
+        return router
+
+    @router.post(
+        f"{cookie_path}/refresh",
+        response_model=TokenResponse,
+        responses={401: {"model": TokenError}},
+        summary="Continue the session: a new access token for the refresh cookie",
+    )
+    async def refresh_token(
+        response: Response,
+        refresh: Annotated[str | None, Cookie(alias=settings.refresh_cookie)] = None,
+    ) -> TokenResponse | JSONResponse:
+        """Rotates the httpOnly refresh cookie (each one is used once; a rotated one used again
+        revokes the session) and answers a new access token, until the session's maximum."""
+        now = clock()
+        try:
+            if not refresh:
+                raise SessionEnded("missing", "no refresh cookie")
+            username, following = await sessions.rotate(refresh, now=now)
+            user = await lookup_user(username)
+            if user is None or user.disabled:
+                raise SessionEnded("account", "the account was disabled or deleted")
+        except SessionEnded as e:
+            ended = refused(e, 401)
+            ended.delete_cookie(settings.refresh_cookie, path=cookie_path)
+            return ended
+        return answer(response, user, now, following)
+
+    @router.post(f"{cookie_path}/logout", status_code=204, summary="Sign out: end the session")
+    async def logout(
+        refresh: Annotated[str | None, Cookie(alias=settings.refresh_cookie)] = None,
+    ) -> Response:
+        if refresh:
+            await sessions.end(refresh, now=clock())
+        ended = Response(status_code=204, headers=no_store)
+        ended.delete_cookie(settings.refresh_cookie, path=cookie_path)
+        return ended
 
     return router

@@ -60,7 +60,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OTHER_TENANT = "other"
 GATEWAY = "gw-access"
-TOKEN_ROUTE = "/api/v1/auth/token"
+AUTH_ROUTES = "/api/v1/auth/"
+"""Sign-in, refresh and sign-out: before any principal (tests/gateway/test_api_refresh.py)."""
 
 Json = dict[str, Any]
 
@@ -526,6 +527,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{R}/users", A.MANAGE_USERS),
     Route("POST", f"{R}/users", A.MANAGE_USERS, new_user, ok=201),
     Route("PATCH", f"{R}/users/{{user_id}}", A.MANAGE_USERS, user_patch, About.USER),
+    Route("POST", f"{R}/users/{{user_id}}/password", A.MANAGE_USERS, no_body, About.USER, True),
     Route("GET", f"{R}/patients", A.MANAGE_REGISTRY),
     Route("POST", f"{R}/patients", A.MANAGE_REGISTRY, new_registration, ok=201),
     Route("GET", f"{R}/patients/{{patient_id}}", A.MANAGE_REGISTRY, about=About.PATIENT),
@@ -549,6 +551,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{R}/gateways", A.MANAGE_REGISTRY, new_gateway, ok=201),
     Route("DELETE", f"{R}/gateways/{{gateway_id}}", A.MANAGE_REGISTRY, about=About.GATEWAY, ok=204),
     Route("GET", f"{R}/gateways/{{gateway_id}}/outboxes", A.MANAGE_REGISTRY, about=About.GATEWAY),
+    Route(
+        "POST", f"{R}/gateways/{{gateway_id}}/password", A.MANAGE_REGISTRY, no_body, About.GATEWAY
+    ),
     Route("GET", f"{R}/devices", A.MANAGE_REGISTRY),
     Route("POST", f"{R}/devices", A.MANAGE_REGISTRY, new_device, ok=201),
     Route("DELETE", f"{R}/devices/{{device_id}}", A.MANAGE_REGISTRY, about=About.DEVICE, ok=204),
@@ -624,7 +629,7 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
         for effective, route in routes
         if isinstance(route, APIRoute)
         and (path := getattr(effective, "path", "")).startswith("/api/v1/")
-        and path != TOKEN_ROUTE
+        and not path.startswith(AUTH_ROUTES)
         for method in getattr(effective, "methods", None) or ()
     }
 

@@ -95,9 +95,9 @@ def test_settings_refuse_short_or_missing_key() -> None:
 def test_issue_and_verify_round_trip() -> None:
     tokens = EmbeddedTokens(SETTINGS)
     issued = tokens.issue(KARI, now=NOW)
-    assert issued.expires_in == 1800
-    assert issued.expires_at == NOW + timedelta(seconds=1800)
-    verified = tokens.verify(issued.access_token, now=NOW + timedelta(minutes=29))
+    assert issued.expires_in == 600
+    assert issued.expires_at == NOW + timedelta(seconds=600)
+    verified = tokens.verify(issued.access_token, now=NOW + timedelta(minutes=9))
     assert verified == replace(KARI, expires_at=issued.expires_at)
     claims = jwt.decode(issued.access_token, options={"verify_signature": False})
     assert claims["ver"] == 3
@@ -222,4 +222,4 @@ def test_asymmetric_embedded_keys(algorithm: Literal["EdDSA", "ES256"]) -> None:
     tokens = EmbeddedTokens(AuthSettings(algorithm=algorithm, signing_key=SecretStr(pem)))
     token = tokens.issue(KARI, now=NOW).access_token
     assert jwt.get_unverified_header(token)["alg"] == algorithm
-    assert tokens.verify(token, now=NOW) == replace(KARI, expires_at=NOW + timedelta(minutes=30))
+    assert tokens.verify(token, now=NOW) == replace(KARI, expires_at=NOW + timedelta(minutes=10))

@@ -118,7 +118,7 @@ async def test_password_flow_then_protected_route(client: httpx.AsyncClient) -> 
     response = await sign_in(client, "kari", "kari-passord")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["token_type"] == "bearer" and body["expires_in"] == 1800
+    assert body["token_type"] == "bearer" and body["expires_in"] == 600
     assert response.headers["cache-control"] == "no-store"
     me = await client.get("/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200

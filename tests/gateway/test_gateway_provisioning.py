@@ -93,6 +93,22 @@ async def test_a_provisioned_gateway_can_connect_until_it_is_deleted(
     await until(refused, timeout=10, what="the account to be gone")
 
 
+async def test_a_rotated_password_replaces_the_old_one_on_the_broker(
+    mosquitto: BrokerFixture, admin_api: httpx.AsyncClient
+) -> None:
+    created = await admin_api.post("/api/v1/registry/gateways", json={"id": "gw-9002"})
+    old = created.json()["broker_password"]
+    rotated = await admin_api.post("/api/v1/registry/gateways/gw-9002/password")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["broker_password"]
+    assert new != old and rotated.json()["broker_username"] == "gw-9002"
+    reload_broker(mosquitto)
+    await until(lambda: connects(mosquitto, "gw-9002", new), timeout=10, what="reload")
+    assert not await connects(mosquitto, "gw-9002", old)
+    missing = await admin_api.post("/api/v1/registry/gateways/gw-none/password")
+    assert missing.status_code == 404
+
+
 async def test_a_gateway_cannot_take_a_static_broker_users_name(
     mosquitto: BrokerFixture, admin_api: httpx.AsyncClient
 ) -> None:

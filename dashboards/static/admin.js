@@ -1,0 +1,618 @@
+// The admin's screens (#/admin/…): users, care teams, home gateways, devices and the audit
+// log, on the registry API (gateway/api_registry.py). An admin is municipality IT, not care:
+// she has no patient list or live stream, and signs in to this home screen of her own.
+//
+// Lists and form values live in this module (a redraw shows them again); every change is
+// answered by the platform, whose refusals are shown next to the field they name, and a
+// password the platform shows once (a home gateway's broker password, a user's temporary
+// password) stays on screen until she hides it.
+
+import * as api from "./api.js";
+import { h } from "./dom.js";
+import { addTexts, clock, t } from "./i18n.js";
+import { fieldErrors } from "./validation.js";
+
+addTexts({
+  nb: {
+    "nav.admin": "Administrasjon",
+    "admin.title": "Administrasjon",
+    "admin.intro": "Brukere, team, hjemmeenheter, enheter og revisjonsloggen for kommunen din.",
+    "admin.sections": "Administrasjon",
+    "admin.users": "Brukere", "admin.teams": "Team", "admin.gateways": "Hjemmeenheter",
+    "admin.devices": "Enheter", "admin.audit": "Revisjonslogg",
+    "admin.count": "{count} registrert",
+    "admin.loading": "Henter …",
+    "admin.failed": "Ikke utført: {detail}",
+    "admin.invalid": "Ikke lagret: rett feltene som er merket.",
+    "admin.none": "Ingen ennå.",
+    "admin.hide_secret": "Jeg har tatt vare på det – skjul",
+    "admin.shown_once": "Vises bare nå: det lagres ikke i klartekst og kan ikke hentes igjen.",
+    "admin.confirm": "Bekreft: {what}",
+    "role.nurse": "Sykepleier", "role.coordinator": "Koordinator", "role.admin": "Administrator",
+    "role.integration": "Integrasjon",
+    "user.new": "Ny bruker", "user.username": "Brukernavn", "user.display_name": "Fullt navn",
+    "user.roles": "Roller", "user.teams": "Team", "user.password": "Startpassord (minst 12 tegn)",
+    "user.create": "Opprett bruker", "user.created": "Brukeren {name} er opprettet.",
+    "user.disabled": "Deaktivert", "user.active": "Aktiv",
+    "user.edit": "Endre roller og team for {name}", "user.save": "Lagre endringer for {name}",
+    "user.saved": "Endringene for {name} er lagret. Hun må logge inn igjen.",
+    "user.disable": "Deaktiver {name}", "user.enable": "Aktiver {name}",
+    "user.disabled_done": "{name} er deaktivert og logget ut overalt.", "user.enabled_done": "{name} er aktivert igjen.",
+    "user.reset": "Nytt passord for {name}",
+    "user.reset_done": "Midlertidig passord for {name}: ",
+    "team.new": "Nytt team", "team.name": "Navn på teamet", "team.create": "Opprett team",
+    "team.created": "Teamet {name} er opprettet.", "team.rename_label": "Navn på {name}",
+    "team.rename": "Gi nytt navn", "team.renamed": "Teamet heter nå {name}.",
+    "team.delete": "Slett {name}", "team.deleted": "Teamet {name} er slettet.",
+    "gateway.new": "Ny hjemmeenhet", "gateway.id": "Id (også MQTT-brukernavn)",
+    "gateway.id_hint": "2–63 små bokstaver, tall og bindestrek, f.eks. gw-oslo-0042.",
+    "gateway.patient": "Pasient", "gateway.no_patient": "Ingen ennå",
+    "gateway.provision": "Opprett hjemmeenhet",
+    "gateway.password_for": "Passord for hjemmeenheten {id} (MQTT-bruker {id}): ",
+    "gateway.put_in_edge": "Legg det i hjemmeenhetens edge.toml nå.",
+    "gateway.online": "Tilkoblet", "gateway.offline": "Frakoblet", "gateway.unknown": "Ikke hørt fra ennå",
+    "gateway.status_at": "siste status {time}", "gateway.outbox": "{count} målinger venter i utboksen",
+    "gateway.outbox_unknown": "utboks ukjent",
+    "gateway.rotate": "Nytt passord for {id}", "gateway.delete": "Fjern {id}",
+    "gateway.deleted": "Hjemmeenheten {id} er fjernet.",
+    "gateway.for": "Hos {name}",
+    "device.new": "Par en enhet", "device.id": "Enhets-ID (BLE-adresse eller serienummer)",
+    "device.kind": "Type", "device.patient": "Pasient", "device.gateway": "Hjemmeenhet",
+    "device.pair": "Par enheten", "device.paired": "{id} er paret.",
+    "device.unpair": "Fjern paring av {id}", "device.unpaired": "Paringen av {id} er fjernet.",
+    "device.on": "{kind} · {patient} · {gateway}",
+    "kind.blood_pressure": "Blodtrykksmåler", "kind.pulse_oximeter": "Pulsoksymeter",
+    "kind.thermometer": "Termometer", "kind.scale": "Vekt", "kind.glucose_meter": "Blodsukkermåler",
+    "audit.filters": "Filtrer", "audit.actor": "Hvem (f.eks. user:2)", "audit.action": "Handling (f.eks. edit_care_plan)",
+    "audit.patient": "Pasient-ID", "audit.outcome": "Utfall", "audit.outcome.any": "Alle",
+    "audit.outcome.allowed": "Tillatt", "audit.outcome.denied": "Avvist",
+    "audit.since": "Fra", "audit.until": "Til", "audit.show": "Vis",
+    "audit.entries": "{count} oppføringer (nyeste først)",
+    "audit.patient_n": "pasient {id}",
+  },
+  en: {
+    "nav.admin": "Administration",
+    "admin.title": "Administration",
+    "admin.intro": "Users, teams, home gateways, devices and the audit log of your municipality.",
+    "admin.sections": "Administration",
+    "admin.users": "Users", "admin.teams": "Teams", "admin.gateways": "Home gateways",
+    "admin.devices": "Devices", "admin.audit": "Audit log",
+    "admin.count": "{count} registered",
+    "admin.loading": "Loading …",
+    "admin.failed": "Not done: {detail}",
+    "admin.invalid": "Not saved: correct the marked fields.",
+    "admin.none": "None yet.",
+    "admin.hide_secret": "I have kept it – hide",
+    "admin.shown_once": "Shown only now: it is not stored in clear text and cannot be fetched again.",
+    "admin.confirm": "Confirm: {what}",
+    "role.nurse": "Nurse", "role.coordinator": "Coordinator", "role.admin": "Administrator",
+    "role.integration": "Integration",
+    "user.new": "New user", "user.username": "User name", "user.display_name": "Full name",
+    "user.roles": "Roles", "user.teams": "Teams", "user.password": "Initial password (at least 12 characters)",
+    "user.create": "Create user", "user.created": "The user {name} was created.",
+    "user.disabled": "Disabled", "user.active": "Active",
+    "user.edit": "Change roles and teams of {name}", "user.save": "Save changes for {name}",
+    "user.saved": "The changes for {name} are saved. She must sign in again.",
+    "user.disable": "Disable {name}", "user.enable": "Enable {name}",
+    "user.disabled_done": "{name} is disabled and signed out everywhere.", "user.enabled_done": "{name} is enabled again.",
+    "user.reset": "New password for {name}",
+    "user.reset_done": "Temporary password for {name}: ",
+    "team.new": "New team", "team.name": "Name of the team", "team.create": "Create team",
+    "team.created": "The team {name} was created.", "team.rename_label": "Name of {name}",
+    "team.rename": "Rename", "team.renamed": "The team is now called {name}.",
+    "team.delete": "Delete {name}", "team.deleted": "The team {name} was deleted.",
+    "gateway.new": "New home gateway", "gateway.id": "Id (also the MQTT user name)",
+    "gateway.id_hint": "2–63 lower-case letters, digits and hyphens, e.g. gw-oslo-0042.",
+    "gateway.patient": "Patient", "gateway.no_patient": "None yet",
+    "gateway.provision": "Create home gateway",
+    "gateway.password_for": "Password of the home gateway {id} (MQTT user {id}): ",
+    "gateway.put_in_edge": "Put it in the home gateway's edge.toml now.",
+    "gateway.online": "Online", "gateway.offline": "Offline", "gateway.unknown": "Not heard from yet",
+    "gateway.status_at": "last status {time}", "gateway.outbox": "{count} readings waiting in the outbox",
+    "gateway.outbox_unknown": "outbox unknown",
+    "gateway.rotate": "New password for {id}", "gateway.delete": "Remove {id}",
+    "gateway.deleted": "The home gateway {id} was removed.",
+    "gateway.for": "At {name}",
+    "device.new": "Pair a device", "device.id": "Device id (BLE address or serial)",
+    "device.kind": "Kind", "device.patient": "Patient", "device.gateway": "Home gateway",
+    "device.pair": "Pair the device", "device.paired": "{id} is paired.",
+    "device.unpair": "Unpair {id}", "device.unpaired": "{id} is unpaired.",
+    "device.on": "{kind} · {patient} · {gateway}",
+    "kind.blood_pressure": "Blood pressure monitor", "kind.pulse_oximeter": "Pulse oximeter",
+    "kind.thermometer": "Thermometer", "kind.scale": "Scale", "kind.glucose_meter": "Glucose meter",
+    "audit.filters": "Filter", "audit.actor": "Who (e.g. user:2)", "audit.action": "Action (e.g. edit_care_plan)",
+    "audit.patient": "Patient id", "audit.outcome": "Outcome", "audit.outcome.any": "Any",
+    "audit.outcome.allowed": "Allowed", "audit.outcome.denied": "Denied",
+    "audit.since": "From", "audit.until": "To", "audit.show": "Show",
+    "audit.entries": "{count} entries (newest first)",
+    "audit.patient_n": "patient {id}",
+  },
+});
+
+const R = "api/v1/registry";
+const SECTIONS = ["users", "teams", "gateways", "devices", "audit"];
+const ROLES = ["nurse", "coordinator", "admin"];
+const KINDS = { blood_pressure: 528391, pulse_oximeter: 528388, thermometer: 528392, scale: 528399, glucose_meter: 528401 };
+
+const lists = {}; // "users" | "teams" | "gateways" | "devices" | "patients" | "audit" → rows
+const forms = {}; // form name → { field: value }
+let errors = {}; // "form.field" → the platform's message
+let notice = null; // { text, problem }
+let secret = null; // { label, value, note }: a password shown once
+let confirming = null; // the key of a destructive button pressed once
+let loading = new Set();
+
+// Roles of the signed-in user; after her session ended (no token), those she had, so that the
+// last screen stays what it was under the notice.
+let knownRoles = [];
+const roles = () => {
+  const current = api.claims()?.roles;
+  if (current) knownRoles = current;
+  return knownRoles;
+};
+export const isAdmin = () => roles().includes("admin");
+export const caresForPatients = () => roles().some((r) => r === "nurse" || r === "coordinator");
+
+/** Show the menu entries this user can use (the care ones to nurses and coordinators). */
+export function showNavFor(signedIn) {
+  for (const item of document.querySelectorAll("#nav [data-route]")) {
+    const route = item.dataset.route;
+    const allowed = route === "admin" ? isAdmin() : route === "settings" || caresForPatients();
+    item.closest("li").hidden = !signedIn || !allowed;
+  }
+}
+
+const form = (name) => (forms[name] ??= {});
+const errorOf = (key) => errors[key] ?? null;
+const patientName = (id) => {
+  const p = (lists.patients ?? []).find((x) => x.id === id);
+  return p ? `${p.family_name}, ${p.given_name}` : id === null || id === undefined ? "–" : `#${id}`;
+};
+const teamName = (id) => (lists.teams ?? []).find((x) => x.id === id)?.name ?? `#${id}`;
+
+function load(ctx, kind, query = "") {
+  // Signed out (the session ended): the lists she had stay as they were.
+  if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
+  loading.add(kind);
+  const path = kind === "audit" ? `${R}/audit?limit=200${query}` : `${R}/${kind === "teams" ? "care-teams" : kind}`;
+  api.get(path).then((rows) => { lists[kind] = rows; }, (error) => {
+    if (error instanceof api.SignedOut) { ctx.failed(error); return; }
+    lists[kind] = [];
+    notice = { text: t("admin.failed", { detail: error.message }), problem: true };
+  }).finally(() => { loading.delete(kind); ctx.render(); });
+}
+
+function reload(ctx, ...kinds) {
+  for (const kind of kinds) delete lists[kind];
+  for (const kind of kinds) load(ctx, kind, kind === "audit" ? auditQuery() : "");
+}
+
+/** Do one change at the platform; on success say `done`, reload `kinds` and run `after`. */
+async function change(ctx, { name, method, path, body, done, kinds = [], after }) {
+  notice = null;
+  try {
+    const { data } = await api.request(path, { method, body });
+    errors = Object.fromEntries(Object.entries(errors).filter(([key]) => !key.startsWith(`${name}.`)));
+    notice = { text: typeof done === "function" ? done(data) : done, problem: false };
+    after?.(data);
+    reload(ctx, ...kinds);
+  } catch (error) {
+    if (error instanceof api.SignedOut) { ctx.failed(error); return; }
+    const found = error.status === 422 ? fieldErrors(error.problem) : {};
+    errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
+    notice = { text: error.status === 422 ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
+  }
+  confirming = null;
+  ctx.render();
+  const invalid = document.querySelector("main [aria-invalid=true]");
+  (invalid ?? document.getElementById("admin-notice"))?.focus();
+}
+
+// --- building blocks ---------------------------------------------------------------------------
+
+function input(name, field, label, { type = "text", hint = null, autocomplete = "off", required = false } = {}) {
+  const id = `${name}-${field}`;
+  const key = `${name}.${field}`;
+  const described = [hint ? `${id}-hint` : null, `${id}-problem`].filter(Boolean).join(" ");
+  return h("div", { class: "field" },
+    h("label", { for: id }, label),
+    h("input", {
+      id, type, autocomplete, required, "data-key": id, value: form(name)[field] ?? "",
+      "aria-invalid": errorOf(key) ? "true" : null, "aria-describedby": described,
+      oninput: (e) => { form(name)[field] = e.target.value; },
+    }),
+    hint ? h("p", { id: `${id}-hint`, class: "hint" }, hint) : null,
+    h("p", { id: `${id}-problem`, class: "problem field-problem" }, errorOf(key) ?? ""));
+}
+
+function choice(name, field, label, options) {
+  const id = `${name}-${field}`;
+  const key = `${name}.${field}`;
+  const current = form(name)[field] ?? options[0]?.[0] ?? "";
+  form(name)[field] = current;
+  return h("div", { class: "field" },
+    h("label", { for: id }, label),
+    h("select", {
+      id, "data-key": id, "aria-invalid": errorOf(key) ? "true" : null, "aria-describedby": `${id}-problem`,
+      onchange: (e) => { form(name)[field] = e.target.value; },
+    }, options.map(([value, text]) => {
+      const option = h("option", { value }, text);
+      option.selected = value === current;
+      return option;
+    })),
+    h("p", { id: `${id}-problem`, class: "problem field-problem" }, errorOf(key) ?? ""));
+}
+
+function checks(name, field, legend, options, initial = []) {
+  const chosen = (form(name)[field] ??= new Set(initial));
+  const key = `${name}.${field}`;
+  return h("fieldset", { class: "days", "aria-describedby": `${name}-${field}-problem` },
+    h("legend", {}, legend),
+    options.map(([value, text]) => h("label", { class: "check" },
+      h("input", {
+        type: "checkbox", "data-key": `${name}-${field}-${value}`, checked: chosen.has(value),
+        onchange: (e) => { if (e.target.checked) chosen.add(value); else chosen.delete(value); },
+      }), " ", text)),
+    h("p", { id: `${name}-${field}-problem`, class: "problem field-problem" }, errorOf(key) ?? ""));
+}
+
+/** A button that asks once more before it removes something. */
+function removeButton(ctx, key, label, run) {
+  const armed = confirming === key;
+  return h("button", {
+    type: "button", class: armed ? "danger" : "quiet", "data-key": key,
+    onclick: () => {
+      if (!armed) { confirming = key; ctx.render(); return; }
+      run();
+    },
+  }, armed ? t("admin.confirm", { what: label }) : label);
+}
+
+function noticeLine() {
+  return h("p", {
+    id: "admin-notice", tabindex: "-1", class: notice?.problem ? "problem" : "saved",
+    role: notice?.problem ? "alert" : "status",
+  }, notice?.text ?? "");
+}
+
+function secretBox(ctx) {
+  if (!secret) return null;
+  return h("div", { class: "secret", role: "status" },
+    h("p", {}, secret.label, h("code", { "data-secret": "" }, secret.value)),
+    h("p", {}, [secret.note, t("admin.shown_once")].filter(Boolean).join(" ")),
+    h("button", {
+      type: "button", "data-key": "hide-secret",
+      onclick: () => { secret = null; ctx.render(); document.getElementById("view-title")?.focus(); },
+    }, t("admin.hide_secret")));
+}
+
+function sectionNav(current) {
+  return h("nav", { class: "admin-sections", "aria-label": t("admin.sections") },
+    h("ul", {}, SECTIONS.map((s) => h("li", {},
+      h("a", { href: `#/admin/${s}`, "aria-current": s === current ? "page" : null, "data-key": `section-${s}` },
+        t(`admin.${s}`))))));
+}
+
+function page(ctx, section, ...content) {
+  return [
+    h("h1", { tabindex: "-1", id: "view-title" }, section ? t(`admin.${section}`) : t("admin.title")),
+    sectionNav(section),
+    noticeLine(),
+    secretBox(ctx),
+    ...content,
+  ];
+}
+
+const pending = (...kinds) => kinds.some((k) => lists[k] === undefined);
+const loadingLine = () => h("p", { role: "status" }, t("admin.loading"));
+
+// --- the sections ------------------------------------------------------------------------------
+
+function home(ctx) {
+  for (const kind of ["users", "teams", "gateways", "devices"]) load(ctx, kind);
+  return page(ctx, null,
+    h("p", { class: "intro" }, t("admin.intro")),
+    h("ul", { class: "admin-cards" }, SECTIONS.map((s) => h("li", {},
+      h("a", { href: `#/admin/${s}` }, h("strong", {}, t(`admin.${s}`))),
+      s !== "audit" && lists[s] ? h("p", {}, t("admin.count", { count: lists[s].length })) : null))));
+}
+
+function usersSection(ctx) {
+  load(ctx, "users");
+  load(ctx, "teams");
+  if (pending("users", "teams")) return page(ctx, "users", loadingLine());
+  const roleOptions = ROLES.map((r) => [r, t(`role.${r}`)]);
+  const teamOptions = lists.teams.map((team) => [team.id, team.name]);
+  const create = h("form", {
+    class: "admin-form", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      const f = form("new-user");
+      change(ctx, {
+        name: "new-user", method: "POST", path: `${R}/users`, kinds: ["users"],
+        body: {
+          username: (f.username ?? "").trim(), display_name: (f.display_name ?? "").trim(),
+          roles: [...(f.roles ?? [])], care_team_ids: [...(f.care_team_ids ?? [])], password: f.password ?? "",
+        },
+        done: (made) => t("user.created", { name: made.display_name }),
+        after: () => { forms["new-user"] = {}; },
+      });
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("user.new"))),
+    input("new-user", "username", t("user.username")),
+    input("new-user", "display_name", t("user.display_name")),
+    checks("new-user", "roles", t("user.roles"), roleOptions, ["nurse"]),
+    checks("new-user", "care_team_ids", t("user.teams"), teamOptions),
+    input("new-user", "password", t("user.password"), { type: "password", autocomplete: "new-password" }),
+    h("button", { type: "submit", class: "primary", "data-key": "create-user" }, t("user.create"))));
+  const items = lists.users.map((u) => {
+    const name = u.display_name;
+    const edit = `user-${u.id}`;
+    return h("li", { class: "admin-item", "data-user": u.username },
+      h("h2", {}, name),
+      h("p", {}, [u.username, u.roles.map((r) => t(`role.${r}`)).join(", "),
+        u.care_team_ids.map(teamName).join(", ") || null, t(u.disabled ? "user.disabled" : "user.active")]
+        .filter(Boolean).join(" · ")),
+      h("details", { "data-details": edit },
+        h("summary", {}, t("user.edit", { name })),
+        h("form", {
+          class: "admin-form", novalidate: true,
+          onsubmit: (e) => {
+            e.preventDefault();
+            const f = form(edit);
+            change(ctx, {
+              name: edit, method: "PATCH", path: `${R}/users/${u.id}`, kinds: ["users"],
+              body: { roles: [...f.roles], care_team_ids: [...f.care_team_ids] },
+              done: t("user.saved", { name }),
+            });
+          },
+        },
+        checks(edit, "roles", t("user.roles"), roleOptions, u.roles),
+        checks(edit, "care_team_ids", t("user.teams"), teamOptions, u.care_team_ids),
+        h("button", { type: "submit", "data-key": `${edit}-save` }, t("user.save", { name })))),
+      h("p", { class: "actions" },
+        h("button", {
+          type: "button", "data-key": `${edit}-toggle`,
+          onclick: () => change(ctx, {
+            name: edit, method: "PATCH", path: `${R}/users/${u.id}`, body: { disabled: !u.disabled }, kinds: ["users"],
+            done: t(u.disabled ? "user.enabled_done" : "user.disabled_done", { name }),
+          }),
+        }, t(u.disabled ? "user.enable" : "user.disable", { name })),
+        h("button", {
+          type: "button", "data-key": `${edit}-reset`,
+          onclick: () => change(ctx, {
+            name: edit, method: "POST", path: `${R}/users/${u.id}/password`,
+            done: t("user.reset", { name }),
+            after: (answer) => { secret = { label: t("user.reset_done", { name }), value: answer.password }; },
+          }),
+        }, t("user.reset", { name }))));
+  });
+  return page(ctx, "users", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+}
+
+function teamsSection(ctx) {
+  load(ctx, "teams");
+  if (pending("teams")) return page(ctx, "teams", loadingLine());
+  const create = h("form", {
+    class: "admin-form", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      const name = (form("new-team").name ?? "").trim();
+      change(ctx, {
+        name: "new-team", method: "POST", path: `${R}/care-teams`, body: { name }, kinds: ["teams"],
+        done: t("team.created", { name }), after: () => { forms["new-team"] = {}; },
+      });
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("team.new"))),
+    input("new-team", "name", t("team.name")),
+    h("button", { type: "submit", class: "primary", "data-key": "create-team" }, t("team.create"))));
+  const items = lists.teams.map((team) => {
+    const name = `team-${team.id}`;
+    form(name).name ??= team.name;
+    return h("li", { class: "admin-item" },
+      h("form", {
+        class: "inline-form", novalidate: true,
+        onsubmit: (e) => {
+          e.preventDefault();
+          const renamed = (form(name).name ?? "").trim();
+          change(ctx, {
+            name, method: "PUT", path: `${R}/care-teams/${team.id}`, body: { name: renamed }, kinds: ["teams"],
+            done: t("team.renamed", { name: renamed }),
+          });
+        },
+      },
+      input(name, "name", t("team.rename_label", { name: team.name })),
+      h("button", { type: "submit", "data-key": `${name}-rename` }, t("team.rename"))),
+      removeButton(ctx, `${name}-delete`, t("team.delete", { name: team.name }), () => change(ctx, {
+        name, method: "DELETE", path: `${R}/care-teams/${team.id}`, kinds: ["teams", "users"],
+        done: t("team.deleted", { name: team.name }), after: () => { delete forms[name]; },
+      })));
+  });
+  return page(ctx, "teams", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+}
+
+function gatewayPassword(answer) {
+  secret = { label: t("gateway.password_for", { id: answer.broker_username }), value: answer.broker_password, note: t("gateway.put_in_edge") };
+}
+
+function gatewaysSection(ctx) {
+  load(ctx, "gateways");
+  load(ctx, "patients");
+  if (pending("gateways", "patients")) return page(ctx, "gateways", loadingLine());
+  const patients = [["", t("gateway.no_patient")], ...lists.patients.map((p) => [String(p.id), `${p.family_name}, ${p.given_name}`])];
+  const create = h("form", {
+    class: "admin-form", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      const f = form("new-gateway");
+      change(ctx, {
+        name: "new-gateway", method: "POST", path: `${R}/gateways`, kinds: ["gateways"],
+        body: { id: (f.id ?? "").trim(), patient_id: f.patient_id ? Number(f.patient_id) : null },
+        done: (answer) => t("gateway.password_for", { id: answer.id }).replace(/: $/, "."),
+        after: (answer) => { gatewayPassword(answer); forms["new-gateway"] = {}; },
+      });
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("gateway.new"))),
+    input("new-gateway", "id", t("gateway.id"), { hint: t("gateway.id_hint") }),
+    choice("new-gateway", "patient_id", t("gateway.patient"), patients),
+    h("button", { type: "submit", class: "primary", "data-key": "create-gateway" }, t("gateway.provision"))));
+  const items = lists.gateways.map((g) => {
+    const state = g.online === null || g.online === undefined ? "unknown" : g.online ? "online" : "offline";
+    return h("li", { class: `admin-item gateway-${state}`, "data-gateway": g.id },
+      h("h2", {}, g.id),
+      h("p", {}, [
+        h("strong", {}, t(`gateway.${state}`)),
+        g.status_at ? ` · ${t("gateway.status_at", { time: clock(g.status_at, { date: true }) })}` : "",
+        ` · ${g.outbox_depth === null || g.outbox_depth === undefined ? t("gateway.outbox_unknown") : t("gateway.outbox", { count: g.outbox_depth })}`,
+      ]),
+      h("p", {}, t("gateway.for", { name: patientName(g.patient_id) })),
+      h("p", { class: "actions" },
+        h("button", {
+          type: "button", "data-key": `gateway-${g.id}-rotate`,
+          onclick: () => change(ctx, {
+            name: `gateway-${g.id}`, method: "POST", path: `${R}/gateways/${g.id}/password`,
+            done: t("gateway.rotate", { id: g.id }), after: gatewayPassword,
+          }),
+        }, t("gateway.rotate", { id: g.id })),
+        removeButton(ctx, `gateway-${g.id}-delete`, t("gateway.delete", { id: g.id }), () => change(ctx, {
+          name: `gateway-${g.id}`, method: "DELETE", path: `${R}/gateways/${g.id}`, kinds: ["gateways"],
+          done: t("gateway.deleted", { id: g.id }),
+        }))));
+  });
+  return page(ctx, "gateways", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+}
+
+function devicesSection(ctx) {
+  for (const kind of ["devices", "patients", "gateways"]) load(ctx, kind);
+  if (pending("devices", "patients", "gateways")) return page(ctx, "devices", loadingLine());
+  const kindName = (profile) => {
+    const kind = Object.entries(KINDS).find(([, code]) => code === profile)?.[0];
+    return kind ? t(`kind.${kind}`) : String(profile);
+  };
+  const create = h("form", {
+    class: "admin-form", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      const f = form("new-device");
+      const id = (f.device_id ?? "").trim();
+      change(ctx, {
+        name: "new-device", method: "POST", path: `${R}/devices`, kinds: ["devices"],
+        body: { device_id: id, kind: f.kind, patient_id: Number(f.patient_id), gateway_id: f.gateway_id },
+        done: t("device.paired", { id: id.toUpperCase() }), after: () => { forms["new-device"] = {}; },
+      });
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("device.new"))),
+    input("new-device", "device_id", t("device.id")),
+    choice("new-device", "kind", t("device.kind"), Object.keys(KINDS).map((k) => [k, t(`kind.${k}`)])),
+    choice("new-device", "patient_id", t("device.patient"), lists.patients.map((p) => [String(p.id), `${p.family_name}, ${p.given_name}`])),
+    choice("new-device", "gateway_id", t("device.gateway"), lists.gateways.map((g) => [g.id, g.id])),
+    h("button", { type: "submit", class: "primary", "data-key": "pair-device" }, t("device.pair"))));
+  const items = lists.devices.map((d) => h("li", { class: "admin-item", "data-device": d.device_id },
+    h("h2", {}, d.device_id),
+    h("p", {}, t("device.on", { kind: kindName(d.profile), patient: patientName(d.patient_id), gateway: d.gateway_id })),
+    removeButton(ctx, `device-${d.device_id}-unpair`, t("device.unpair", { id: d.device_id }), () => change(ctx, {
+      name: "device", method: "DELETE", path: `${R}/devices/${encodeURIComponent(d.device_id)}`, kinds: ["devices"],
+      done: t("device.unpaired", { id: d.device_id }),
+    }))));
+  return page(ctx, "devices", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+}
+
+function auditQuery() {
+  const f = form("audit");
+  const query = new URLSearchParams();
+  for (const field of ["actor", "action", "patient_id", "outcome"]) {
+    const value = (f[field] ?? "").trim();
+    if (value) query.set(field, value);
+  }
+  for (const field of ["since", "until"]) {
+    if (f[field]) query.set(field, new Date(f[field]).toISOString());
+  }
+  const text = query.toString();
+  return text ? `&${text}` : "";
+}
+
+function auditSection(ctx) {
+  load(ctx, "users");
+  load(ctx, "audit", auditQuery());
+  const filters = h("form", {
+    class: "admin-form audit-filters", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      notice = null;
+      errors = {};
+      delete lists.audit;
+      api.get(`${R}/audit?limit=200${auditQuery()}`).then((rows) => { lists.audit = rows; }, (error) => {
+        lists.audit = [];
+        if (error instanceof api.SignedOut) { ctx.failed(error); return; }
+        errors = Object.fromEntries(Object.entries(error.status === 422 ? fieldErrors(error.problem) : {})
+          .map(([key, message]) => [`audit.${key.replace(/^query\./, "")}`, message]));
+        notice = { text: t("admin.failed", { detail: error.message }), problem: true };
+      }).finally(() => ctx.render());
+      ctx.render();
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("audit.filters"))),
+    h("div", { class: "filter-grid" },
+      input("audit", "actor", t("audit.actor")),
+      input("audit", "action", t("audit.action")),
+      input("audit", "patient_id", t("audit.patient"), { type: "text" }),
+      choice("audit", "outcome", t("audit.outcome"), [["", t("audit.outcome.any")], ["allowed", t("audit.outcome.allowed")], ["denied", t("audit.outcome.denied")]]),
+      input("audit", "since", t("audit.since"), { type: "datetime-local" }),
+      input("audit", "until", t("audit.until"), { type: "datetime-local" })),
+    h("button", { type: "submit", class: "primary", "data-key": "audit-show" }, t("audit.show"))));
+  if (pending("audit")) return page(ctx, "audit", filters, loadingLine());
+  const who = (actor) => {
+    const user = (lists.users ?? []).find((u) => `user:${u.id}` === actor);
+    return user ? `${user.display_name} (${actor})` : actor;
+  };
+  return page(ctx, "audit", filters,
+    h("h2", { id: "audit-count" }, t("audit.entries", { count: lists.audit.length })),
+    h("ol", { class: "audit-list", "aria-labelledby": "audit-count" }, lists.audit.map((e) => h("li", { class: `audit-${e.outcome}` },
+      h("span", { class: "when" }, clock(e.at, { date: true, seconds: true })), " · ",
+      h("span", {}, who(e.actor)), " · ",
+      h("code", {}, e.action),
+      e.patient_id ? ` · ${t("audit.patient_n", { id: e.patient_id })}` : "",
+      ` · ${t(`audit.outcome.${e.outcome}`)}`))));
+}
+
+const VIEWS = { users: usersSection, teams: teamsSection, gateways: gatewaysSection, devices: devicesSection, audit: auditSection };
+
+export function adminView(ctx) {
+  const view = VIEWS[ctx.route.section];
+  return view ? view(ctx) : home(ctx);
+}
+
+let owner = null; // the subject whose forms these are
+
+/** A new sign-in: the lists are fetched afresh; what she was typing stays if it is her again
+ * (her session had ended), and is forgotten for anyone else. */
+export function forgetAdminState() {
+  for (const key of Object.keys(lists)) delete lists[key];
+  const subject = api.claims()?.sub ?? null;
+  if (subject !== owner) {
+    for (const key of Object.keys(forms)) delete forms[key];
+    owner = subject;
+  }
+  errors = {};
+  notice = null;
+  secret = null;
+  confirming = null;
+  loading = new Set();
+}
+
+/** Another section: its message and a half-pressed "remove" are no longer about what she sees,
+ * and its lists are fetched afresh (a home gateway's status changes by itself). */
+export function leftSection() {
+  notice = null;
+  confirming = null;
+  for (const key of Object.keys(lists)) delete lists[key];
+}

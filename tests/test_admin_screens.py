@@ -1,0 +1,197 @@
+"""The admin's screens (issue 16, admin screens) in headless Chromium at tablet and phone size,
+against a real platform: an admin signs in to a home screen of her own (never "no access to
+the patients"), creates a care team and a user (the platform's refusal shown next to the
+field), gives the user a temporary password and disables her, provisions a home gateway (its
+broker password shown once), rotates that password, sees its status and outbox depth, pairs
+and unpairs a device, and reads the audit log with a filter. axe-core finds nothing in each
+state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from axe_core import install
+from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, sized_page
+from nurse_world import ADMIN, NurseWorld, running_world
+from playwright.async_api import Browser, Page, expect
+from sqlalchemy import update
+from test_nurse_app import screenshot
+
+from gateway.models import HomeGateway, User
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> str:
+    return install().read_text(encoding="utf-8")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NurseWorld]:
+    async with running_world(tmp_path_factory.mktemp("admin")) as running:
+        yield running
+
+
+async def section(page: Page, name: str) -> None:
+    sections = page.get_by_role("navigation", name="Administrasjon")
+    await sections.get_by_role("link", name=name, exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(name)
+
+
+async def check(page: Page, axe_script: str, what: str) -> None:
+    await no_sideways_scrolling(page)
+    await accessible(page, axe_script, what)
+
+
+@pytest.mark.parametrize("size", ["tablet", "phone"])
+async def test_an_admin_runs_the_municipality_from_the_app(
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
+) -> None:
+    notice = "#admin-notice"
+    async with sized_page(browser, SIZES[size]) as page:
+        await page.goto(world.url)
+        await sign_in(page, ADMIN)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
+        await expect(page.locator("#login-problem")).to_have_count(0)
+        await expect(page.get_by_role("link", name="Pasienter")).to_be_hidden()
+        await check(page, axe_script, f"admin home ({size})")
+
+        # A care team.
+        team = f"Sone 9 {size}"
+        await section(page, "Team")
+        await page.get_by_label("Navn på teamet").fill(team)
+        await page.get_by_role("button", name="Opprett team").click()
+        await expect(page.locator(notice)).to_have_text(f"Teamet {team} er opprettet.")
+        await expect(page.get_by_label(f"Navn på {team}")).to_have_value(team)
+        await check(page, axe_script, f"teams ({size})")
+
+        # A user: the platform refuses a short password, next to the field.
+        username = f"nina.{size}"
+        await section(page, "Brukere")
+        await page.get_by_label("Brukernavn").fill(username)
+        await page.get_by_label("Fullt navn").fill(f"Nina {size.title()}")
+        await page.get_by_role("group", name="Team").get_by_label(team).check()
+        await page.get_by_label("Startpassord").fill("kort")
+        await page.get_by_role("button", name="Opprett bruker").click()
+        await expect(page.locator(notice)).to_have_text("Ikke lagret: rett feltene som er merket.")
+        password = page.get_by_label("Startpassord")
+        await expect(password).to_have_attribute("aria-invalid", "true")
+        await expect(page.locator("#new-user-password-problem")).to_have_text("For kort: minst 12.")
+        await expect(password).to_be_focused()
+        await check(page, axe_script, f"a user refused ({size})")
+        await password.fill("et langt startpassord")
+        await page.get_by_role("button", name="Opprett bruker").click()
+        await expect(page.locator(notice)).to_have_text(
+            f"Brukeren Nina {size.title()} er opprettet."
+        )
+        nina = page.locator(f'li[data-user="{username}"]')
+        await expect(nina).to_contain_text(f"Sykepleier · {team} · Aktiv")
+        await screenshot(page, f"admin-users-{size}.png")
+
+        # She forgot her password: a temporary one, shown once, that signs her in.
+        await nina.get_by_role("button", name=re.compile("^Nytt passord")).click()
+        secret = page.locator(".secret code")
+        await expect(secret).to_have_count(1)
+        temporary = await secret.inner_text()
+        async with httpx.AsyncClient(base_url=world.url) as client:
+            signed = await client.post(
+                "/api/v1/auth/token", data={"username": username, "password": temporary}
+            )
+        assert signed.status_code == 200, signed.text
+        await check(page, axe_script, f"a temporary password ({size})")
+        await page.get_by_role("button", name="Jeg har tatt vare på det – skjul").click()
+        await expect(secret).to_have_count(0)
+        # She leaves: disabled, and signed out everywhere.
+        await nina.get_by_role("button", name=re.compile("^Deaktiver")).click()
+        await expect(nina).to_contain_text("Deaktivert")
+
+        # A home gateway for Berg: the broker password once; then a new one.
+        gateway = f"gw-admin-{size}"
+        await section(page, "Hjemmeenheter")
+        await page.get_by_label("Id (også MQTT-brukernavn)").fill(gateway)
+        await page.get_by_label("Pasient").select_option(label="Berg, Ola")
+        await page.get_by_role("button", name="Opprett hjemmeenhet").click()
+        await expect(page.locator(".secret")).to_contain_text(
+            f"Passord for hjemmeenheten {gateway}"
+        )
+        first = await secret.inner_text()
+        assert len(first) >= 40
+        item = page.locator(f'li[data-gateway="{gateway}"]')
+        await expect(item).to_contain_text("Ikke hørt fra ennå")
+        await expect(item).to_contain_text("Hos Berg, Ola")
+        await check(page, axe_script, f"a gateway provisioned ({size})")
+        await item.get_by_role("button", name=f"Nytt passord for {gateway}").click()
+        await expect(secret).not_to_have_text(first)
+        await page.get_by_role("button", name="Jeg har tatt vare på det – skjul").click()
+        # It comes online with a backlog: seen when she opens the list again.
+        async with world.store.session() as s:
+            await s.execute(
+                update(HomeGateway)
+                .where(HomeGateway.id == gateway)
+                .values(online=True, outbox_depth=17)
+            )
+        await section(page, "Enheter")
+        await section(page, "Hjemmeenheter")
+        await expect(item).to_contain_text("Tilkoblet")
+        await expect(item).to_contain_text("17 målinger venter i utboksen")
+
+        # A thermometer paired with Berg, then unpaired (asked twice).
+        device = "C0:99:00:00:00:01" if size == "tablet" else "C0:99:00:00:00:02"
+        await section(page, "Enheter")
+        await page.get_by_label("Enhets-ID").fill(device.lower())
+        await page.get_by_label("Type").select_option(label="Termometer")
+        await page.get_by_label("Pasient").select_option(label="Berg, Ola")
+        await page.get_by_label("Hjemmeenhet").select_option(gateway)
+        await page.get_by_role("button", name="Par enheten").click()
+        await expect(page.locator(notice)).to_have_text(f"{device} er paret.")
+        paired = page.locator(f'li[data-device="{device}"]')
+        await expect(paired).to_contain_text(f"Termometer · Berg, Ola · {gateway}")
+        await check(page, axe_script, f"devices ({size})")
+        await paired.get_by_role("button", name=f"Fjern paring av {device}").click()
+        await paired.get_by_role("button", name=f"Bekreft: Fjern paring av {device}").click()
+        await expect(page.locator(notice)).to_have_text(f"Paringen av {device} er fjernet.")
+        await expect(paired).to_have_count(0)
+
+        # The audit log, narrowed to pairings.
+        await section(page, "Revisjonslogg")
+        await page.get_by_label("Handling").fill("pair_device")
+        await page.get_by_role("button", name="Vis").click()
+        entries = page.locator(".audit-list > li")
+        await expect(entries.first).to_contain_text("pair_device")
+        for text in await entries.all_inner_texts():
+            assert "pair_device" in text and "Tillatt" in text, text
+        await check(page, axe_script, f"audit log ({size})")
+
+        # "Sign out everywhere" for her account: her next action finds the session ended; the
+        # screen stays, under the notice, and nothing keeps asking the platform.
+        async with world.store.session() as s:
+            await s.execute(
+                update(User)
+                .where(User.username == ADMIN)
+                .values(token_version=User.token_version + 1)
+            )
+        # A change made in the database by hand counts within auth.session_check_cache_s.
+        await page.wait_for_timeout(1500)
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
+        await page.get_by_role("button", name="Vis").click()
+        await expect(page.locator("#session-ended").get_by_role("alert")).to_contain_text(
+            "Du er logget ut"
+        )
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Revisjonslogg")
+        await page.wait_for_timeout(1000)
+        assert len(asked) <= 3, asked  # the refused request, one refresh, nothing more
+        await check(page, axe_script, f"admin's session ended ({size})")
+        await page.get_by_role("button", name="Logg inn igjen").click()
+        await sign_in(page, ADMIN)
+        await expect(page.locator("#session-ended")).to_be_hidden()
+        # Her filter is still set, and the list is fetched again with it.
+        await expect(page.get_by_label("Handling")).to_have_value("pair_device")
+        await expect(entries.first).to_contain_text("pair_device")
+        for text in await entries.all_inner_texts():
+            assert "pair_device" in text, text

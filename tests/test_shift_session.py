@@ -1,0 +1,128 @@
+"""A shift-long session in the care team's app (issue 16 #1), in headless Chromium at tablet
+and phone size, with Playwright's clock for the passing time:
+
+- the access token lives 10 minutes, and the app renews it before it expires, again and again:
+  after 40 minutes she is still signed in and live, and a reload keeps her signed in (the
+  httpOnly refresh cookie);
+- a resolution note she is writing survives the reload and a new sign-in;
+- when the session is ended (revoked at the platform), the app says so in a fixed notice at
+  every scroll position, keeps the last screen marked as not up to date, and lets her sign in
+  again; axe-core finds nothing in each state."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from axe_core import install
+from care_screens import SIZES, accessible, at_top_of_viewport, sign_in, sized_page
+from nurse_world import NURSE, NurseWorld, running_world
+from playwright.async_api import Browser, Request, expect
+from sqlalchemy import update
+from test_nurse_app import screenshot
+
+from gateway.events import PatientScope, alarm_event
+from gateway.models import RefreshTokenRow
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+MINUTE_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def axe_script() -> str:
+    return install().read_text(encoding="utf-8")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NurseWorld]:
+    async with running_world(tmp_path_factory.mktemp("shift-session")) as running:
+        yield running
+
+
+async def taken_by_the_nurse(world: NurseWorld, family: str) -> int:
+    """A fall at her patient's home, acknowledged and taken by her (the resolve form is hers)."""
+    fall = await world.fall(family)
+    for step in ("acknowledge", "start"):
+        row, patient = await world.store.act_on_alarm(
+            fall.id, step, world.nurse_subject, datetime.now(UTC)
+        )
+        world.events.publish(
+            alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id))
+        )
+    return fall.id
+
+
+@pytest.mark.parametrize("size", ["tablet", "phone"])
+async def test_a_shift_long_session_and_its_end(
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
+) -> None:
+    async with sized_page(browser, SIZES[size]) as page:
+        refreshes: list[Request] = []
+        page.on(
+            "request",
+            lambda r: refreshes.append(r) if r.url.endswith("/api/v1/auth/refresh") else None,
+        )
+        await page.clock.install()
+        await page.goto(f"{world.url}/#/alarms")
+        await sign_in(page, NURSE)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        alarm_id = await taken_by_the_nurse(world, "Ødegård")
+        item = page.locator(f'.alarm-list > li[data-alarm-id="{alarm_id}"]')
+        note = item.get_by_label(re.compile("Hva ble funnet og gjort"))
+        await note.fill("Fant henne på badet, ")
+
+        # A reload: still signed in (the refresh cookie), and the note is still there.
+        await page.reload()
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(note).to_have_value("Fant henne på badet, ")
+        await note.press("End")
+        await note.type("ringte legevakten")
+        renewed = len(refreshes)
+
+        # 40 minutes of a shift with a 10-minute access token: renewed before each expiry.
+        for _ in range(5):
+            await page.clock.fast_forward(9 * MINUTE_MS)
+            await expect(page.locator("#connection")).to_contain_text("Direkte")
+        assert len(refreshes) - renewed >= 4, f"{len(refreshes) - renewed} refreshes in 45 min"
+        await expect(page.locator("#session-ended")).to_be_hidden()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Alarmer")
+        await expect(note).to_have_value("Fant henne på badet, ringte legevakten")
+
+        # The session is revoked at the platform ("sign out everywhere"): at the next renewal
+        # the app says so, whatever she was doing, and keeps the last screen as it was.
+        async with world.store.session() as s:
+            await s.execute(update(RefreshTokenRow).values(revoked_at=datetime.now(UTC)))
+        await page.clock.fast_forward(9 * MINUTE_MS)
+        ended = page.locator("#session-ended")
+        await expect(ended.get_by_role("alert")).to_contain_text("Du er logget ut")
+        await expect(ended.get_by_role("alert")).to_contain_text("oppdateres ikke")
+        await expect(page).to_have_title("Logget ut – Tryggheim")
+        await expect(page.locator("#connection")).to_contain_text("Logget ut")
+        await expect(page.locator("main")).to_have_class(re.compile(r"\bnot-live\b"))
+        await expect(item).to_be_visible()
+        await expect(note).to_have_value("Fant henne på badet, ringte legevakten")
+        await expect(page.locator(".stale-marker").first).to_be_visible()
+        await at_top_of_viewport(page, "#session-ended")
+        await accessible(page, axe_script, f"session ended ({size})")
+        await screenshot(page, f"session-ended-{size}.png")
+
+        # She signs in again: the note she was writing is there.
+        await ended.get_by_role("button", name="Logg inn igjen").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn")
+        await accessible(page, axe_script, f"sign in again ({size})")
+        await sign_in(page, NURSE)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(ended).to_be_hidden()
+        await expect(note).to_have_value("Fant henne på badet, ringte legevakten")
+        await accessible(page, axe_script, f"signed in again ({size})")
+
+        # Signing out on purpose ends the session and forgets the note (a shared tablet).
+        await page.locator("#sign-out").click()
+        await page.reload()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn")
+        assert await page.evaluate("() => Object.keys(sessionStorage).length") == 0
+    await world.settle(alarm_id)
