@@ -745,6 +745,9 @@ async def test_a_step_that_fails_says_so_and_can_be_retried(
     try:
         card_ = inbox_card(page, panic.id)
         await expect(card_.locator(".state")).to_have_text("Ny")
+        # The live stream's notice of the new alarm first, so that it cannot come after (and
+        # over) the notice of the failed step.
+        await expect(page.locator("#announce-alert")).to_contain_text("Ny alarm")
         await page.context.set_offline(True)
         await card_.get_by_role("button", name="Kvitter").click()
         await expect(card_.locator(".step-status")).to_have_text(

@@ -60,6 +60,7 @@ let route = parseRoute();
 let stream = null;
 const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
+let lastSubject = null; // who signed in last (the screen kept after her session ended is hers)
 let sessionEnded = null; // { at }: the session ended; its last screen is kept, marked stale
 let soundNote = null;
 let focusView = false;
@@ -72,7 +73,9 @@ const ctx = {
   get loginProblem() { return loginProblem; },
   get soundNote() { return soundNote; },
   patient: (id) => state.patients.find((p) => p.id === id),
-  subject: () => api.claims()?.sub,
+  // After the session ended the screen she keeps is still hers: her alarms keep their forms.
+  typed: { username: "", password: "" }, // the sign-in form's fields, kept across redraws
+  subject: () => (lastSubject = api.claims()?.sub ?? lastSubject),
   userName: () => api.claims()?.name,
   act, signIn, navigate, updateSettings, testSound,
   render: () => render(),
@@ -731,6 +734,7 @@ async function signIn(username, password, form) {
     document.getElementById("password").focus();
     return;
   }
+  Object.assign(ctx.typed, { username: "", password: "" }); // no password kept in memory
   forgetAdminState();
   startSession();
   render({ focus: true });

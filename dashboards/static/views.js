@@ -214,11 +214,14 @@ export function loginView(ctx) {
     },
     h("p", { id: problemId, class: "problem", role: "alert" }, ctx.loginProblem ?? ""),
     h("label", { for: "username" }, t("login.username")),
+    // What she typed survives a redraw of the page (a live event, the end of a sign-out).
     h("input", { id: "username", name: "username", autocomplete: "username", required: true,
-      autocapitalize: "none", spellcheck: "false", "data-key": "username" }),
+      autocapitalize: "none", spellcheck: "false", "data-key": "username",
+      value: ctx.typed.username, oninput: (e) => { ctx.typed.username = e.target.value; } }),
     h("label", { for: "password" }, t("login.password")),
     h("input", { id: "password", name: "password", type: "password", required: true,
-      autocomplete: "current-password", "data-key": "password" }),
+      autocomplete: "current-password", "data-key": "password",
+      value: ctx.typed.password, oninput: (e) => { ctx.typed.password = e.target.value; } }),
     h("button", { type: "submit", class: "primary", "data-key": "sign-in" }, t("login.submit"))),
   ];
 }
