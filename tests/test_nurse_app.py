@@ -813,6 +813,8 @@ async def test_the_words_say_to_whom_and_what(
         events = page.get_by_role("region", name="Hendelser i hjemmet")
         await expect(events.get_by_text("Vannlekkasje opphørt").first).to_be_visible()
         meter, code = "C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref
+        # The live stream is open before the reading, so that its alarm arrives as new.
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
         # normal first (an earlier test may have left it low), then low now
         glucose = [
             (meter, code, "6.0", "mmol/L", now_here() - timedelta(seconds=2)),
