@@ -33,7 +33,8 @@ from gateway.deps import (
     NotVisible,
     api_stats,
 )
-from gateway.fhir.api import FHIR_JSON, FhirRequestError, operation_outcome
+from gateway.fhir.api import FhirRequestError, operation_outcome
+from gateway.fhir.terminology import FHIR_JSON
 from gateway.privacy import UnknownPatient
 from gateway.registry import NotFound, RegistryError
 from gateway.schemas import MAX_ROW_ID, Problem

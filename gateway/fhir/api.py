@@ -47,13 +47,13 @@ from gateway.fhir.resources import (
     patient_resource,
 )
 from gateway.fhir.settings import FhirSettings
+from gateway.fhir.terminology import FHIR_JSON
 from gateway.models import ObservationRow, Patient
 from gateway.registry import Registry
 from gateway.schemas import MAX_ROW_ID
 from gateway.store import Cursor, HistoryQuery, RecordStore
 from tryggheim import codes
 
-FHIR_JSON = "application/fhir+json"
 DEFAULT_COUNT = 50
 MAX_COUNT = 500
 _JSON_FORMATS = {"json", "application/json", FHIR_JSON}

@@ -14,6 +14,10 @@ from enum import StrEnum
 
 from tryggheim import codes
 
+#: The media type of FHIR resources in JSON (requests, answers and the read API).
+FHIR_JSON = "application/fhir+json"
+
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 MDC = "urn:iso:std:iso:11073:10101"

@@ -18,8 +18,8 @@ from urllib.parse import urljoin
 import httpx
 
 from gateway.fhir.helseid import HelseIdClient, HelseIdError
+from gateway.fhir.terminology import FHIR_JSON
 
-FHIR_JSON = "application/fhir+json"
 #: A client error that says "not now" rather than "not this document".
 _TRANSIENT_CLIENT_ERRORS = frozenset({401, 403, 408, 425, 429})
 
