@@ -222,6 +222,24 @@ async def test_drifting_clock_is_corrected_and_later_readings_carry_the_right_ti
     assert abs(now - after.time) < timedelta(seconds=5)
 
 
+async def test_a_clock_within_the_tolerance_is_left_alone() -> None:
+    """Measured at real speed: in the compressed day a few milliseconds of a loaded machine's
+    latency are minutes of simulated time, so the day cannot show this."""
+    sink = Sink()
+    clock = DeviceClock(offset=timedelta(seconds=20), drift=0.0, reference=home_now)
+    async with (
+        VirtualRadio() as radio,
+        SimulatedScale(radio, ADDRESS, clock=clock) as scale,
+        gateway(radio, [device(ADDRESS, DeviceKind.WEIGHT_SCALE)], sink) as reader,
+    ):
+        await scale.measure(WeightReading(Decimal("71.20")))
+        await sink.wait_for(1)
+        await scale.wait_until_disconnected()
+        status = reader.device_status[ADDRESS]
+        assert status.clock_error_s is not None and 15 < status.clock_error_s <= 20
+        assert status.clock_corrections == 0 and scale.clock_writes == 0
+
+
 async def test_low_battery_is_reported_on_connect_and_when_it_falls() -> None:
     sink = Sink()
     async with (
