@@ -64,7 +64,7 @@ from bench_common import start_platform, tree_usage
 from pydantic import SecretStr
 
 from gateway.alarms import DeviceSilentRule, GatewayOfflineRule, InactivityRule, default_rules
-from gateway.models import AlarmRow, HomeGateway, ObservationRow
+from gateway.records.models import AlarmRow, HomeGateway, ObservationRow
 from tryggheim.broker import MosquittoServer, find_free_port
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.mqtt import MqttSession, MqttSettings

@@ -28,7 +28,7 @@ from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonit
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.household import write_edge_config
 from gateway.auth import Role
-from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
 from hl7.gp_peer import GPEndpoint

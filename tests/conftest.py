@@ -36,7 +36,7 @@ from servers import (
     running_victoria_metrics,
 )
 
-from gateway.store import RecordStore
+from gateway.records.store import RecordStore
 from tryggheim.broker import MosquittoServer
 
 CHROMIUM = "/usr/bin/chromium"

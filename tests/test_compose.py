@@ -40,9 +40,9 @@ import yaml
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from gateway.broker_credentials import mosquitto_hash, write_password_file
+from gateway.records.store import RecordStore
+from gateway.registry.broker_credentials import mosquitto_hash, write_password_file
 from gateway.settings import GatewaySettings
-from gateway.store import RecordStore
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient
 from tryggheim.broker import find_free_port

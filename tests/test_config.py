@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import EdgeSettings
-from gateway.provision import Registry, load_registry
+from gateway.registry.provision import Registry, load_registry
 from gateway.settings import GatewaySettings
 from tryggheim.config import load_settings
 from tryggheim.errors import ConfigError

@@ -46,7 +46,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
 from sqlalchemy import select
 
-from gateway.models import AuditEntry
+from gateway.records.models import AuditEntry
 from tryggheim import codes
 from tryggheim.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement

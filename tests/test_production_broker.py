@@ -21,7 +21,7 @@ from delivery import count_rows, make_worker, readings, running
 from pydantic import SecretStr
 from servers import require_binary, stop_process, tail
 
-from gateway.store import RecordStore
+from gateway.records.store import RecordStore
 from tryggheim.broker import find_free_port
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import Message, MqttSession, MqttSettings

@@ -23,9 +23,9 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from gateway.auth import Role
-from gateway.bootstrap import add_user
-from gateway.models import DEFAULT_TENANT, ObservationRow
-from gateway.registry import Registry
+from gateway.records.models import DEFAULT_TENANT, ObservationRow
+from gateway.registry.bootstrap import add_user
+from gateway.registry.service import Registry
 from gateway.service import Platform
 from gateway.settings import BrokerAccountsSettings, GatewaySettings
 from tryggheim.broker import MosquittoServer, TlsFiles, find_free_port

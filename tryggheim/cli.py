@@ -20,7 +20,7 @@ from tryggheim.errors import ConfigError, TryggheimError
 from tryggheim.version import installed_version
 
 if TYPE_CHECKING:
-    from gateway.store import RecordStore
+    from gateway.records.store import RecordStore
 
 log = logging.getLogger("tryggheim")
 
@@ -85,7 +85,7 @@ async def _gateway_run(args: argparse.Namespace) -> int:
 
 
 async def _gateway_add_tenant(args: argparse.Namespace) -> int:
-    from gateway.registry import Registry
+    from gateway.registry.service import Registry
 
     async with _record_store(args) as store:
         tenant = await Registry(store).ensure_tenant(args.id, args.name, args.timezone)
@@ -95,7 +95,7 @@ async def _gateway_add_tenant(args: argparse.Namespace) -> int:
 
 async def _gateway_add_user(args: argparse.Namespace) -> int:
     from gateway.auth import Role
-    from gateway.bootstrap import add_user
+    from gateway.registry.bootstrap import add_user
 
     password = sys.stdin.readline().rstrip("\n")
     if len(password) < 12:
@@ -116,7 +116,7 @@ async def _gateway_add_user(args: argparse.Namespace) -> int:
 
 
 async def _gateway_broker_passwords(args: argparse.Namespace) -> int:
-    from gateway.bootstrap import write_broker_passwords
+    from gateway.registry.bootstrap import write_broker_passwords
     from gateway.settings import BrokerPasswordsSettings
     from tryggheim.config import load_settings
 
@@ -155,7 +155,7 @@ def _database_option(value: str | None) -> str:
 @contextlib.asynccontextmanager
 async def _store_at(database_url: str) -> AsyncIterator[RecordStore]:
     """The record store at ``database_url`` (normalised already), migrated."""
-    from gateway.store import RecordStore
+    from gateway.records.store import RecordStore
 
     store = RecordStore(database_url)
     try:
@@ -166,9 +166,9 @@ async def _store_at(database_url: str) -> AsyncIterator[RecordStore]:
 
 
 async def _gateway_migrate(args: argparse.Namespace) -> int:
-    from gateway.migrate import current_revision
+    from gateway.records.migrate import current_revision
+    from gateway.records.store import RecordStore
     from gateway.settings import RecordStoreSettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
@@ -184,7 +184,7 @@ async def _gateway_migrate(args: argparse.Namespace) -> int:
 async def _gateway_backup(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.backup import back_up
+    from gateway.records.backup import back_up
     from gateway.settings import ErasureSettings
     from tryggheim.config import load_settings
 
@@ -196,9 +196,9 @@ async def _gateway_backup(args: argparse.Namespace) -> int:
 
 
 async def _gateway_restore(args: argparse.Namespace) -> int:
-    from gateway.backup import restore
+    from gateway.records.backup import restore
+    from gateway.records.store import RecordStore
     from gateway.settings import ErasureSettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     if not args.yes:
@@ -226,9 +226,9 @@ async def _gateway_restore(args: argparse.Namespace) -> int:
 async def _gateway_export_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.privacy import export_patient
+    from gateway.records.store import RecordStore
+    from gateway.registry.privacy import export_patient
     from gateway.settings import RecordStoreSettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
@@ -255,9 +255,9 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
 async def _gateway_erase_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.privacy import erase_patient
+    from gateway.records.store import RecordStore
+    from gateway.registry.privacy import erase_patient
     from gateway.settings import ErasureSettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     if not args.yes:
@@ -285,9 +285,9 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
 
 
 async def _gateway_provision(args: argparse.Namespace) -> int:
-    from gateway.provision import load_registry, provision
+    from gateway.records.store import RecordStore
+    from gateway.registry.provision import load_registry, provision
     from gateway.settings import RecordStoreSettings
-    from gateway.store import RecordStore
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
@@ -323,7 +323,7 @@ async def _hl7_gp_peer(args: argparse.Namespace) -> int:
 
 
 async def _hl7_listen(args: argparse.Namespace) -> int:
-    from gateway.hl7_inbound import serve_hl7
+    from gateway.hl7.inbound.service import serve_hl7
     from gateway.settings import Hl7ListenSettings
     from hl7.mllp import MLLPServer
 
@@ -344,7 +344,7 @@ async def _hl7_listen(args: argparse.Namespace) -> int:
 
 
 async def _patients_list(args: argparse.Namespace) -> int:
-    from gateway.registry import Registry
+    from gateway.registry.service import Registry
 
     async with _store_at(_database_option(args.database)) as store:
         patients = await Registry(store).patients(args.tenant)

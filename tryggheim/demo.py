@@ -48,12 +48,12 @@ from firmware_sim.ble.peripheral import SimulatedPeripheral
 from firmware_sim.ble.pulse_oximeter import SimulatedPulseOximeter, SpotCheckReading
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.household import Household, Incident
+from gateway.alarms.careplan import CarePlan, ScheduledMeasurement, ThresholdOverride
 from gateway.auth import AuthSettings, Role, generate_signing_key
-from gateway.bootstrap import add_user
-from gateway.careplan import CarePlan, ScheduledMeasurement, ThresholdOverride
-from gateway.models import DEFAULT_TENANT, ObservationRow, Patient
-from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
-from gateway.registry import Registry as Records
+from gateway.records.models import DEFAULT_TENANT, ObservationRow, Patient
+from gateway.registry.bootstrap import add_user
+from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.registry.service import Registry as Records
 from gateway.service import Platform
 from gateway.settings import AlarmSettings, GatewaySettings, Hl7Settings
 from hl7.gp_peer import GPEndpoint

@@ -19,9 +19,9 @@ from delivery import GATEWAY, mqtt_settings, running
 from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
 
-from gateway.models import DEFAULT_TENANT
 from gateway.observability import PlatformProblem, StoreSnapshot, platform_problems
-from gateway.registry import Registry
+from gateway.records.models import DEFAULT_TENANT
+from gateway.registry.service import Registry
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
 from hl7.ack import AckCode, build_ack
