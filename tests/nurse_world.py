@@ -200,7 +200,8 @@ async def _patient(
 
 
 async def _pair(world: NurseWorld, family: str, device: str, profile: DeviceProfile) -> None:
-    await world.store.pair_device(
+    await Registry(world.store).pair_device(
+        DEFAULT_TENANT,
         device_id=device,
         patient_id=world.patients[family],
         gateway_id=gateway_of(family),

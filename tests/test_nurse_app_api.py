@@ -20,7 +20,8 @@ from sqlalchemy import select
 import gateway.api.routes.stream
 from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Role
-from gateway.records.models import AuditEntry
+from gateway.records.models import DEFAULT_TENANT, AuditEntry
+from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 
@@ -175,7 +176,8 @@ async def test_a_paired_device_never_heard_from_is_listed(
     world: NurseWorld, nurse: httpx.AsyncClient
 ) -> None:
     berg = world.patients["Berg"]
-    await world.store.pair_device(
+    await Registry(world.store).pair_device(
+        DEFAULT_TENANT,
         device_id="C0:40:00:00:00:09",
         patient_id=berg,
         gateway_id="gw-berg",

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from gateway.alarms import ALARM_CODES
 from gateway.alarms.book import alarm_of
@@ -144,12 +143,7 @@ async def _patient_of_search(
     patient_id: int | None
     if identifier is not None:
         system, value = _split_token(identifier)
-        async with store.session() as s:
-            found = await s.scalar(
-                select(Patient)
-                .where(Patient.tenant_id == principal.tenant_id)
-                .where(Patient.national_id == value)
-            )
+        found = await registry.patient_with_national_id(principal.tenant_id, value)
         if found is None or (system is not None and patient_ref(found).system != system):
             return None
         patient_id = found.id
@@ -160,13 +154,9 @@ async def _patient_of_search(
     try:
         return await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
     except NotVisible as exc:
-        await denied(exc.patient_id if await _exists(store, patient_id) else None)
+        exists = await store.patient(patient_id) is not None
+        await denied(exc.patient_id if exists else None)
         return None
-
-
-async def _exists(store: RecordStore, patient_id: int) -> bool:
-    async with store.session() as s:
-        return await s.get(Patient, patient_id) is not None
 
 
 def _searchset(

@@ -5,7 +5,6 @@ evidence; a patient's measurements and devices. Thin I/O; the mapping itself is 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -17,7 +16,9 @@ from gateway.fhir.document import ClosedAlarm, alarm_document, in_zone
 from gateway.fhir.resources import DeviceRef, PatientRef, Resource
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.terminology import BLOOD_PRESSURE_COMPONENTS, VITAL_SIGNS
+from gateway.records.devices import DeviceRepository
 from gateway.records.models import AlarmRow, Device, ObservationRow, Patient, Tenant
+from gateway.records.observations import ObservationRepository
 from gateway.records.store import RecordStore
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
@@ -110,15 +111,7 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[DeviceRef]:
     """The patient's paired devices and every device her measurements came from."""
     async with store.session() as s:
         paired = {
-            d.device_id: d.profile
-            for d in await s.scalars(select(Device).where(Device.patient_id == patient_id))
+            d.device_id: d.profile for d in await DeviceRepository(s).of_patients([patient_id])
         }
-        seen: Sequence[str] = list(
-            await s.scalars(
-                select(ObservationRow.device_id)
-                .where(ObservationRow.patient_id == patient_id)
-                .where(ObservationRow.code.in_(MEASURED_CODES))
-                .distinct()
-            )
-        )
+        seen = await ObservationRepository(s).devices_seen(patient_id, MEASURED_CODES)
     return [device_ref(d, paired.get(d)) for d in sorted(set(paired) | set(seen))]

@@ -44,6 +44,7 @@ from gateway.records.models import (
     RejectedMessage,
     RejectedObservation,
 )
+from gateway.records.patients import PatientRepository
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.wire import (
@@ -730,7 +731,7 @@ class RecordStore:
         a thousand patients must not hold up an alarm arriving meanwhile (bench/alarm_latency.py
         measured p99 over a second with chunks of 200)."""
         async with self.session() as s:
-            ids = list(await s.scalars(select(Patient.id).order_by(Patient.id)))
+            ids = await PatientRepository(s).ids()
         changed: list[tuple[AlarmRow, PatientScope]] = []
         for start in range(0, len(ids), chunk):
             async with self.session() as s:
@@ -747,8 +748,9 @@ class RecordStore:
         self, s: AsyncSession, rows: Sequence[AlarmRow]
     ) -> list[tuple[AlarmRow, PatientScope]]:
         scoped = []
+        patients = PatientRepository(s)
         for row in rows:
-            patient = await s.get(Patient, row.patient_id)
+            patient = await patients.get(row.patient_id)
             assert patient is not None
             scoped.append((row, PatientScope(patient.tenant_id, patient.care_team_id)))
         return scoped
@@ -764,51 +766,15 @@ class RecordStore:
         async with self.session() as s:
             s.add(RejectedMessage(topic=topic, payload=payload, reason=reason, received_at=now))
 
-    # --- registry ---
-    async def upsert_patient(
-        self,
-        *,
-        national_id: str,
-        family_name: str,
-        given_name: str,
-        gp_name: str | None,
-        gp_hl7_host: str | None,
-        gp_hl7_port: int | None,
-    ) -> int:
-        async with self.session() as s:
-            patient = await s.scalar(select(Patient).where(Patient.national_id == national_id))
-            if patient is None:
-                patient = Patient(national_id=national_id)
-                s.add(patient)
-            patient.family_name = family_name
-            patient.given_name = given_name
-            patient.gp_name = gp_name
-            patient.gp_hl7_host = gp_hl7_host
-            patient.gp_hl7_port = gp_hl7_port
-            await s.flush()
-            return patient.id
-
-    async def pair_device(
-        self, *, device_id: str, patient_id: int, gateway_id: str, profile: codes.DeviceProfile
-    ) -> None:
-        async with self.session() as s:
-            await s.merge(
-                Device(
-                    device_id=device_id,
-                    patient_id=patient_id,
-                    gateway_id=gateway_id,
-                    profile=profile.value,
-                )
-            )
-
     # --- reads for the API ---
     async def patients(self) -> list[Patient]:
         async with self.session() as s:
-            return list(await s.scalars(select(Patient).order_by(Patient.family_name)))
+            return await PatientRepository(s).everyone()
 
     async def patient(self, patient_id: int) -> Patient | None:
+        """Any tenant's patient: the caller scopes (the registry's reads are per tenant)."""
         async with self.session() as s:
-            return await s.get(Patient, patient_id)
+            return await PatientRepository(s).get(patient_id)
 
     async def latest_values(self, patient_ids: Sequence[int]) -> list[ObservationRow]:
         """The newest observation of each code for each of these patients."""
@@ -840,10 +806,7 @@ class RecordStore:
 
     async def tenant_of(self, national_id: str) -> str | None:
         async with self.session() as s:
-            tenant: str | None = await s.scalar(
-                select(Patient.tenant_id).where(Patient.national_id == national_id)
-            )
-            return tenant
+            return await PatientRepository(s).tenant_of(national_id)
 
     async def observations(
         self, patient_id: int, query: HistoryQuery, *, after: Cursor | None = None

@@ -47,10 +47,12 @@ class Registry(BaseSettings):
 
 async def provision(store: RecordStore, registry: Registry) -> int:
     """Idempotent: keyed on national identity number and device id. Patients go to the
-    default tenant."""
+    default tenant; a patient or device of another tenant is a
+    :class:`~gateway.registry.service.Conflict`, left as it is."""
     records = registered.Registry(store)
     for entry in registry.patients:
-        patient_id = await store.upsert_patient(
+        patient = await records.upsert_patient(
+            DEFAULT_TENANT,
             national_id=entry.national_id,
             family_name=entry.family_name,
             given_name=entry.given_name,
@@ -58,8 +60,10 @@ async def provision(store: RecordStore, registry: Registry) -> int:
             gp_hl7_host=entry.gp_hl7_host,
             gp_hl7_port=entry.gp_hl7_port,
         )
+        patient_id = patient.id
         for device in entry.devices:
-            await store.pair_device(
+            await records.pair_device(
+                DEFAULT_TENANT,
                 device_id=device.device_id.upper(),
                 patient_id=patient_id,
                 gateway_id=device.gateway_id,

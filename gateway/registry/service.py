@@ -5,7 +5,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,6 +17,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from gateway.alarms.careplan import CarePlan
 from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
+from gateway.records.devices import DeviceRepository
+from gateway.records.home_gateways import HomeGatewayRepository
 from gateway.records.models import (
     AlarmRow,
     AuditEntry,
@@ -25,11 +27,14 @@ from gateway.records.models import (
     GatewayProgress,
     HomeGateway,
     HomeSensor,
+    ObservationRow,
     Patient,
     Tenant,
     User,
     user_teams,
 )
+from gateway.records.observations import ObservationRepository
+from gateway.records.patients import PatientRepository
 from gateway.records.store import RecordStore
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
@@ -57,6 +62,16 @@ class Conflict(RegistryError):
         super().__init__(f"{what} {key} already exists", hint="choose another id or update it")
 
 
+def _team_ids_of(scope: TeamScope) -> list[int] | None:
+    """The care teams a scope limits patients to; ``None``: every team of the tenant."""
+    return None if scope.all_teams else [int(t) for t in scope.team_ids if t.isdigit()]
+
+
+def _set(row: object, fields: Mapping[str, object]) -> None:
+    for name, value in fields.items():
+        setattr(row, name, value)
+
+
 def _team_filter(scope: TeamScope) -> list[ColumnElement[bool]]:
     conditions = [Patient.tenant_id == scope.tenant_id]
     if not scope.all_teams:
@@ -74,6 +89,19 @@ class DevicePlace:
     profile: str | None
     """A paired medical device's IEEE 11073 profile."""
     room: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HomeDevices:
+    """The rows a patient's device list is made of."""
+
+    newest: list[ObservationRow]
+    """The newest observation of each code from each device in her data."""
+    paired: list[Device]
+    gateways: dict[str, HomeGateway]
+    """Her home gateways and those her data came through, by id."""
+    sensors: dict[tuple[str, str], HomeSensor]
+    """Home sensors by (gateway, device)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +191,7 @@ class Registry:
         """Patients of the team are left without a team (only tenant-wide roles see them)."""
         async with self._store.session() as s:
             team = await self._team(s, tenant_id, team_id)
-            await s.execute(
-                update(Patient).where(Patient.care_team_id == team.id).values(care_team_id=None)
-            )
+            await PatientRepository(s).leave_team(team.id)
             members = select(user_teams.c.user_id).where(user_teams.c.team_id == team.id)
             # Their tokens name the team (whose id a new team may get again): they end now.
             await s.execute(
@@ -221,25 +247,17 @@ class Registry:
             return {}
         patient_ids = {p for p, _ in wanted}
         async with self._store.session() as s:
-            sensors = await s.execute(
-                select(
-                    HomeGateway.patient_id, HomeSensor.device_id, HomeSensor.kind, HomeSensor.room
-                )
-                .join(HomeSensor, HomeSensor.gateway_id == HomeGateway.id)
-                .where(HomeGateway.patient_id.in_(patient_ids))
-            )
-            paired = await s.execute(
-                select(Device.patient_id, Device.device_id, Device.profile).where(
-                    Device.patient_id.in_(patient_ids)
-                )
-            )
-            places = {
-                (p, d): DevicePlace(None, profile) for p, d, profile in paired if (p, d) in wanted
-            }
-            for p, d, kind, room in sensors:
-                if p is not None and (p, d) in wanted:
-                    places[(p, d)] = DevicePlace(kind, None, room)
-            return places
+            sensors = await HomeGatewayRepository(s).sensors_of_patients(patient_ids)
+            paired = await DeviceRepository(s).of_patients(patient_ids)
+        places = {
+            (d.patient_id, d.device_id): DevicePlace(None, d.profile)
+            for d in paired
+            if (d.patient_id, d.device_id) in wanted
+        }
+        for p, sensor in sensors:
+            if p is not None and (p, sensor.device_id) in wanted:
+                places[(p, sensor.device_id)] = DevicePlace(sensor.kind, None, sensor.room)
+        return places
 
     async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
         rows = await s.scalars(
@@ -387,46 +405,83 @@ class Registry:
     # --- patients ---
     async def patients(self, tenant_id: str) -> list[Patient]:
         async with self._store.session() as s:
-            return list(
-                await s.scalars(
-                    select(Patient)
-                    .where(Patient.tenant_id == tenant_id)
-                    .order_by(Patient.family_name, Patient.given_name, Patient.id)
-                )
-            )
+            return await PatientRepository(s).of_tenant(tenant_id)
 
     async def patient(self, tenant_id: str, patient_id: int) -> Patient:
         async with self._store.session() as s:
             return await self._patient(s, tenant_id, patient_id)
 
+    async def patient_with_national_id(self, tenant_id: str, national_id: str) -> Patient | None:
+        async with self._store.session() as s:
+            return await PatientRepository(s).with_national_id(national_id, tenant_id=tenant_id)
+
     async def _patient(self, s: AsyncSession, tenant_id: str, patient_id: int) -> Patient:
-        patient = await s.get(Patient, patient_id)
-        if patient is None or patient.tenant_id != tenant_id:
+        patient = await PatientRepository(s).in_tenant(tenant_id, patient_id)
+        if patient is None:
             raise NotFound("patient", patient_id)
         return patient
 
-    async def create_patient(self, tenant_id: str, **fields: object) -> Patient:
-        team_id = fields.get("care_team_id")
+    async def create_patient(
+        self,
+        tenant_id: str,
+        *,
+        national_id: str,
+        family_name: str,
+        given_name: str,
+        **fields: object,
+    ) -> Patient:
+        try:
+            async with self._store.session() as s:
+                await self._check_team_of(s, tenant_id, fields)
+                patient = PatientRepository(s).add(tenant_id, national_id, family_name, given_name)
+                _set(patient, fields)
+                await s.flush()
+                return patient
+        except IntegrityError:
+            raise Conflict("patient with national id", national_id) from None
+
+    async def upsert_patient(
+        self,
+        tenant_id: str,
+        *,
+        national_id: str,
+        family_name: str,
+        given_name: str,
+        **fields: object,
+    ) -> Patient:
+        """The tenant's patient with this national identity number, created when missing and
+        otherwise updated (idempotent provisioning); a number that is another tenant's patient
+        is a :class:`Conflict`, never a takeover."""
         async with self._store.session() as s:
-            if isinstance(team_id, int):
-                await self._team(s, tenant_id, team_id)
-        patient = Patient(tenant_id=tenant_id, care_plan="{}", **fields)
-        await self._add(patient, "patient with national id", fields.get("national_id"))
-        return patient
+            patients = PatientRepository(s)
+            patient = await patients.with_national_id(national_id)
+            if patient is not None and patient.tenant_id != tenant_id:
+                raise Conflict("patient with national id", national_id)
+            await self._check_team_of(s, tenant_id, fields)
+            if patient is None:
+                patient = patients.add(tenant_id, national_id, family_name, given_name)
+            patient.family_name, patient.given_name = family_name, given_name
+            _set(patient, fields)
+            await s.flush()
+            return patient
 
     async def update_patient(self, tenant_id: str, patient_id: int, **fields: object) -> Patient:
         try:
             async with self._store.session() as s:
                 patient = await self._patient(s, tenant_id, patient_id)
-                team_id = fields.get("care_team_id")
-                if isinstance(team_id, int):
-                    await self._team(s, tenant_id, team_id)
-                for name, value in fields.items():
-                    setattr(patient, name, value)
+                await self._check_team_of(s, tenant_id, fields)
+                _set(patient, fields)
                 await s.flush()
                 return patient
         except IntegrityError:
             raise Conflict("patient with national id", fields.get("national_id")) from None
+
+    async def _check_team_of(
+        self, s: AsyncSession, tenant_id: str, fields: Mapping[str, object]
+    ) -> None:
+        team_id = fields.get("care_team_id")
+        if isinstance(team_id, int):
+            await self._team(s, tenant_id, team_id)
 
     async def care_plan(self, tenant_id: str, patient_id: int) -> CarePlan:
         patient = await self.patient(tenant_id, patient_id)
@@ -436,9 +491,7 @@ class Registry:
         """Under the patient's row lock: the alarm engine reads the plan under the same lock,
         so a batch is evaluated wholly under the old plan or wholly under the new one."""
         async with self._store.session() as s:
-            patient = await s.scalar(
-                select(Patient).where(Patient.id == patient_id).with_for_update()
-            )
+            patient = await PatientRepository(s).locked(patient_id)
             if patient is None or patient.tenant_id != tenant_id:
                 raise NotFound("patient", patient_id)
             patient.care_plan = plan.model_dump_json()
@@ -446,28 +499,20 @@ class Registry:
     # --- home gateways ---
     async def gateways(self, tenant_id: str) -> list[HomeGateway]:
         async with self._store.session() as s:
-            return list(
-                await s.scalars(
-                    select(HomeGateway)
-                    .where(HomeGateway.tenant_id == tenant_id)
-                    .order_by(HomeGateway.id)
-                )
-            )
+            return await HomeGatewayRepository(s).of_tenant(tenant_id)
+
+    async def _gateway(self, s: AsyncSession, tenant_id: str, gateway_id: str) -> HomeGateway:
+        gateway = await HomeGatewayRepository(s).in_tenant(tenant_id, gateway_id)
+        if gateway is None:
+            raise NotFound("home gateway", gateway_id)
+        return gateway
 
     async def gateway_outboxes(self, tenant_id: str, gateway_id: str) -> list[GatewayProgress]:
         """The edge outboxes (epochs) a home gateway of the tenant has sent from, newest
         first: watermark, highest seq, seq jumps and dead-lettered observations of each."""
         async with self._store.session() as s:
-            gateway = await s.get(HomeGateway, gateway_id)
-            if gateway is None or gateway.tenant_id != tenant_id:
-                raise NotFound("home gateway", gateway_id)
-            return list(
-                await s.scalars(
-                    select(GatewayProgress)
-                    .where(GatewayProgress.gateway_id == gateway_id)
-                    .order_by(GatewayProgress.last_seen.desc(), GatewayProgress.epoch)
-                )
-            )
+            await self._gateway(s, tenant_id, gateway_id)
+            return await HomeGatewayRepository(s).outboxes(gateway_id)
 
     async def create_gateway(
         self,
@@ -477,18 +522,21 @@ class Registry:
         password_hash: str,
         now: datetime,
     ) -> HomeGateway:
-        async with self._store.session() as s:
-            if patient_id is not None:
-                await self._patient(s, tenant_id, patient_id)
-        gateway = HomeGateway(
-            id=gateway_id,
-            tenant_id=tenant_id,
-            patient_id=patient_id,
-            broker_password_hash=password_hash,
-            created_at=now,
-        )
-        await self._add(gateway, "home gateway", gateway_id)
-        return gateway
+        try:
+            async with self._store.session() as s:
+                if patient_id is not None:
+                    await self._patient(s, tenant_id, patient_id)
+                gateway = HomeGatewayRepository(s).add(
+                    gateway_id,
+                    tenant_id=tenant_id,
+                    patient_id=patient_id,
+                    password_hash=password_hash,
+                    now=now,
+                )
+                await s.flush()
+                return gateway
+        except IntegrityError:
+            raise Conflict("home gateway", gateway_id) from None
 
     async def register_gateway(
         self, tenant_id: str, gateway_id: str, patient_id: int, now: datetime
@@ -496,16 +544,15 @@ class Registry:
         """Put a home gateway whose broker account is managed elsewhere (no hash kept) in a
         patient's home; idempotent."""
         async with self._store.session() as s:
-            gateway = await s.get(HomeGateway, gateway_id)
+            gateways = HomeGatewayRepository(s)
+            gateway = await gateways.get(gateway_id)
             if gateway is None:
-                s.add(
-                    HomeGateway(
-                        id=gateway_id,
-                        tenant_id=tenant_id,
-                        patient_id=patient_id,
-                        broker_password_hash="",
-                        created_at=now,
-                    )
+                gateways.add(
+                    gateway_id,
+                    tenant_id=tenant_id,
+                    patient_id=patient_id,
+                    password_hash="",
+                    now=now,
                 )
             else:
                 gateway.patient_id = patient_id
@@ -516,47 +563,28 @@ class Registry:
         """A new broker password for the home gateway (the old one stops working once the
         broker has read its password file again)."""
         async with self._store.session() as s:
-            gateway = await s.get(HomeGateway, gateway_id)
-            if gateway is None or gateway.tenant_id != tenant_id:
-                raise NotFound("home gateway", gateway_id)
+            gateway = await self._gateway(s, tenant_id, gateway_id)
             gateway.broker_password_hash = password_hash
             return gateway
 
     async def delete_gateway(self, tenant_id: str, gateway_id: str) -> None:
         async with self._store.session() as s:
-            gateway = await s.get(HomeGateway, gateway_id)
-            if gateway is None or gateway.tenant_id != tenant_id:
-                raise NotFound("home gateway", gateway_id)
-            await s.delete(gateway)
+            await HomeGatewayRepository(s).remove(await self._gateway(s, tenant_id, gateway_id))
 
     async def broker_password_lines(self) -> list[str]:
         """``user:hash`` lines of every home gateway, for the broker's password file."""
         async with self._store.session() as s:
-            rows = await s.execute(
-                select(HomeGateway.id, HomeGateway.broker_password_hash)
-                .where(HomeGateway.broker_password_hash != "")
-                .order_by(HomeGateway.id)
-            )
-            return [f"{gateway_id}:{hash_}" for gateway_id, hash_ in rows]
+            accounts = await HomeGatewayRepository(s).broker_accounts()
+        return [f"{gateway_id}:{hash_}" for gateway_id, hash_ in accounts]
 
     async def gateway_patient(self, gateway_id: str) -> int | None:
         async with self._store.session() as s:
-            patient_id: int | None = await s.scalar(
-                select(HomeGateway.patient_id).where(HomeGateway.id == gateway_id)
-            )
-            return patient_id
+            return await HomeGatewayRepository(s).patient_of(gateway_id)
 
     # --- devices ---
     async def devices(self, tenant_id: str) -> list[Device]:
         async with self._store.session() as s:
-            return list(
-                await s.scalars(
-                    select(Device)
-                    .join(Patient, Device.patient_id == Patient.id)
-                    .where(Patient.tenant_id == tenant_id)
-                    .order_by(Device.device_id)
-                )
-            )
+            return await DeviceRepository(s).of_tenant(tenant_id)
 
     async def pair_device(
         self,
@@ -567,46 +595,51 @@ class Registry:
         gateway_id: str,
         profile: DeviceProfile,
     ) -> Device:
+        """Pair a device to a patient of the tenant (or move it to her); a device paired to
+        another tenant's patient is a :class:`Conflict`."""
         async with self._store.session() as s:
             await self._patient(s, tenant_id, patient_id)
-            existing = await s.get(Device, device_id)
-            if existing is not None:
-                owner = await s.get(Patient, existing.patient_id)
+            devices = DeviceRepository(s)
+            if (existing := await devices.get(device_id)) is not None:
+                owner = await PatientRepository(s).get(existing.patient_id)
                 if owner is None or owner.tenant_id != tenant_id:
                     raise Conflict("device", device_id)
-            device = await s.merge(
-                Device(
-                    device_id=device_id,
-                    patient_id=patient_id,
-                    gateway_id=gateway_id,
-                    profile=profile.value,
-                )
+            return await devices.pair(
+                device_id, patient_id=patient_id, gateway_id=gateway_id, profile=profile
             )
-            await s.flush()
-            return device
 
     async def unpair_device(self, tenant_id: str, device_id: str) -> None:
         async with self._store.session() as s:
-            device = await s.get(Device, device_id)
-            owner = await s.get(Patient, device.patient_id) if device else None
+            devices = DeviceRepository(s)
+            device = await devices.get(device_id)
+            owner = await PatientRepository(s).get(device.patient_id) if device else None
             if device is None or owner is None or owner.tenant_id != tenant_id:
                 raise NotFound("device", device_id)
-            await s.delete(device)
+            await devices.unpair(device)
+
+    async def home_devices(self, patient_id: int) -> HomeDevices:
+        """What the patient's device list is made of, read in one transaction."""
+        async with self._store.session() as s:
+            newest = await ObservationRepository(s).newest_per_device(patient_id)
+            paired = await DeviceRepository(s).of_patients([patient_id])
+            gateways = HomeGatewayRepository(s)
+            homes = await gateways.of_patient(
+                patient_id, {r.gateway_id for r in newest} | {d.gateway_id for d in paired}
+            )
+            sensors = await gateways.sensors([g.id for g in homes])
+        return HomeDevices(
+            newest=newest,
+            paired=paired,
+            gateways={g.id: g for g in homes},
+            sensors={(p.gateway_id, p.device_id): p for p in sensors},
+        )
 
     # --- the care view ---
     async def visible_patients(self, scope: TeamScope) -> list[Patient]:
         if scope.empty:
             return []
         async with self._store.session() as s:
-            return list(
-                await s.scalars(
-                    select(Patient)
-                    .where(*_team_filter(scope))
-                    # A record merged into another (ADT^A40) is shown as the surviving one.
-                    .where(Patient.merged_into_id.is_(None))
-                    .order_by(Patient.family_name, Patient.given_name, Patient.id)
-                )
-            )
+            return await PatientRepository(s).visible(scope.tenant_id, _team_ids_of(scope))
 
     async def alarms(
         self,

@@ -12,7 +12,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter
-from sqlalchemy import func, select
 
 from gateway.alarms import ThresholdRule, default_rules
 from gateway.alarms.careplan import CarePlan
@@ -22,7 +21,6 @@ from gateway.api.deps import (
     PathId,
     ReadsPatient,
     Registered,
-    Store,
     patient_for,
 )
 from gateway.api.schemas import (
@@ -33,15 +31,7 @@ from gateway.api.schemas import (
     ThresholdOut,
 )
 from gateway.auth import Action, policy
-from gateway.records.models import (
-    Device,
-    HomeGateway,
-    HomeSensor,
-    ObservationRow,
-    Patient,
-    restore_offset,
-)
-from gateway.records.store import RecordStore
+from gateway.records.models import ObservationRow, Patient, restore_offset
 from gateway.registry.service import Registry
 from tryggheim import codes
 
@@ -71,50 +61,11 @@ async def _timezone(registry: Registry, tenant_id: str) -> ZoneInfo:
     return ZoneInfo((await registry.tenant(tenant_id)).timezone)
 
 
-async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceOut]:
+async def devices_of(registry: Registry, patient_id: int) -> list[PatientDeviceOut]:
     """Paired devices and every device seen in the patient's data, with the newest observation
-    of each code per device (one grouped query over the patient's rows)."""
-    async with store.session() as s:
-        newest = (
-            select(
-                ObservationRow.device_id,
-                ObservationRow.code,
-                func.max(ObservationRow.time).label("time"),
-            )
-            .where(ObservationRow.patient_id == patient_id)
-            .group_by(ObservationRow.device_id, ObservationRow.code)
-            .subquery()
-        )
-        rows = list(
-            await s.scalars(
-                select(ObservationRow)
-                .join(
-                    newest,
-                    (ObservationRow.device_id == newest.c.device_id)
-                    & (ObservationRow.code == newest.c.code)
-                    & (ObservationRow.time == newest.c.time),
-                )
-                .where(ObservationRow.patient_id == patient_id)
-                .order_by(ObservationRow.seq)
-            )
-        )
-        paired = list(await s.scalars(select(Device).where(Device.patient_id == patient_id)))
-        gateway_ids = {r.gateway_id for r in rows} | {d.gateway_id for d in paired}
-        gateways = {
-            g.id: g
-            for g in await s.scalars(
-                select(HomeGateway).where(
-                    HomeGateway.id.in_(gateway_ids) | (HomeGateway.patient_id == patient_id)
-                )
-            )
-        }
-        places = {
-            (p.gateway_id, p.device_id): p
-            for p in await s.scalars(
-                select(HomeSensor).where(HomeSensor.gateway_id.in_(gateways.keys()))
-            )
-        }
-
+    of each code per device."""
+    home = await registry.home_devices(patient_id)
+    rows, paired, gateways, places = home.newest, home.paired, home.gateways, home.sensors
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row)
@@ -202,7 +153,6 @@ def nurse_router() -> APIRouter:
     async def patient_devices(
         patient_id: PathId,
         principal: ReadsPatient,
-        store: Store,
         registry: Registered,
         audit: Audit,
     ) -> list[PatientDeviceOut]:
@@ -211,6 +161,6 @@ def nurse_router() -> APIRouter:
         whether its home gateway is online."""
         await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
         await audit("read_devices", patient_id)
-        return await devices_of(store, patient_id)
+        return await devices_of(registry, patient_id)
 
     return router

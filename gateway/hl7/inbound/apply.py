@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.records.models import AlarmRow, Device, HomeGateway, ObservationRow, Patient
+from gateway.records.models import Patient
+from gateway.records.patients import PatientRepository
 from gateway.records.store import HL7_SOURCE_PREFIX, RecordStore
 from hl7.adt import AdtMessage, PatientAction
 from hl7.errors import ErrorCode, MessageContentError, UnknownPatientError
@@ -53,14 +53,9 @@ class MessageApplier:
         if patient is None:
             if adt.name is None or adt.action is PatientAction.DISCHARGE:
                 raise UnknownPatientError(adt.national_id)
-            patient = Patient(
-                national_id=adt.national_id,
-                tenant_id=self.tenant_id,
-                care_plan="{}",
-                family_name=adt.name.family,
-                given_name=adt.name.given,
+            patient = PatientRepository(s).add(
+                self.tenant_id, adt.national_id, adt.name.family, adt.name.given
             )
-            s.add(patient)
         _apply_demographics(patient, adt)
         if adt.action is PatientAction.DISCHARGE:
             patient.discharged_at = adt.event_time
@@ -89,22 +84,16 @@ class MessageApplier:
             prior.national_id = adt.national_id
             _apply_demographics(prior, adt)
             return prior.id, "ADT^A40: identifier changed"
-        for table in (ObservationRow, AlarmRow, Device, HomeGateway):
-            await s.execute(
-                update(table).where(table.patient_id == prior.id).values(patient_id=surviving.id)
-            )
+        await PatientRepository(s).move_records(prior.id, surviving.id)
         prior.merged_into_id = surviving.id
         _apply_demographics(surviving, adt)
         return surviving.id, f"ADT^A40: patient {prior.id} merged into {surviving.id}"
 
     async def _patient(self, s: AsyncSession, national_id: str) -> Patient | None:
-        patient: Patient | None = await s.scalar(
-            select(Patient)
-            .where(Patient.national_id == national_id, Patient.tenant_id == self.tenant_id)
-            .with_for_update()
-        )
+        patients = PatientRepository(s)
+        patient = await patients.with_national_id(national_id, tenant_id=self.tenant_id, lock=True)
         while patient is not None and patient.merged_into_id is not None:
-            patient = await s.get(Patient, patient.merged_into_id)
+            patient = await patients.get(patient.merged_into_id)
         return patient
 
     async def _oru(self, s: AsyncSession, oru: ReceivedOru, row_id: int) -> tuple[int, str]:

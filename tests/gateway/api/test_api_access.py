@@ -53,6 +53,7 @@ from gateway.records.models import (
     User,
 )
 from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
@@ -243,7 +244,8 @@ class World:
     async def new_device(self, target: Target, patient_id: int | None = None) -> str:
         patient_id = patient_id or await self.new_patient(target)
         device_id = self.unique("DEV")
-        await self.store.pair_device(
+        await Registry(self.store).pair_device(
+            TARGET_TENANT[target],
             device_id=device_id,
             patient_id=patient_id,
             gateway_id=GATEWAY,

@@ -27,8 +27,9 @@ from servers import PostgresServer, running_postgres, start_postgres, stop_postg
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
-from gateway.records.models import Patient
+from gateway.records.models import DEFAULT_TENANT, Patient
 from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
@@ -160,7 +161,8 @@ async def patients(store: RecordStore) -> list[int]:
             ids.append(patient.id)
         gateway = f"gw-race-{n}"
         device = f"C0:30:00:00:00:{n:02X}"
-        await store.pair_device(
+        await Registry(store).pair_device(
+            DEFAULT_TENANT,
             device_id=device,
             patient_id=patient.id,
             gateway_id=gateway,

@@ -35,8 +35,9 @@ from schemathesis.core.result import Err
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
-from gateway.records.models import CareTeam, Patient
+from gateway.records.models import DEFAULT_TENANT, CareTeam, Patient
 from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
@@ -106,7 +107,8 @@ async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pl
         s.add(patient)
         await s.flush()
         team_id, patient_id = team.id, patient.id
-    await store.pair_device(
+    await Registry(store).pair_device(
+        DEFAULT_TENANT,
         device_id=DEVICE,
         patient_id=patient_id,
         gateway_id=GATEWAY,

@@ -21,8 +21,9 @@ from sqlalchemy import select
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
-from gateway.records.models import AuditEntry
+from gateway.records.models import DEFAULT_TENANT, AuditEntry
 from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim.codes import DeviceProfile
 
 
@@ -30,16 +31,17 @@ from tryggheim.codes import DeviceProfile
 async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordStore, int]]:
     store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
     await store.migrate()
-    patient = await store.upsert_patient(
-        national_id="01014090011",
-        family_name="Ødegård",
-        given_name="Kari",
-        gp_name=None,
-        gp_hl7_host=None,
-        gp_hl7_port=None,
-    )
+    patient = (
+        await Registry(store).upsert_patient(
+            DEFAULT_TENANT,
+            national_id="01014090011",
+            family_name="Ødegård",
+            given_name="Kari",
+        )
+    ).id
     team = await care_team_of(store, patient)
-    await store.pair_device(
+    await Registry(store).pair_device(
+        DEFAULT_TENANT,
         device_id="C0:10:00:00:00:01",
         patient_id=patient,
         gateway_id=GATEWAY,

@@ -30,6 +30,7 @@ from gateway.hl7.outbound.queue_admin import (
 )
 from gateway.hl7.outbound.service import Hl7Outbound
 from gateway.records.models import (
+    DEFAULT_TENANT,
     AlarmRow,
     Hl7Destination,
     Hl7Message,
@@ -41,6 +42,7 @@ from gateway.records.models import (
     Tenant,
 )
 from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from gateway.settings import AlertManagerSettings, Hl7Settings
 from hl7.message import format_timestamp, parse_message
 from hl7.mllp import MLLPServer, ReceivedMessage
@@ -525,19 +527,22 @@ async def test_measurements_go_out_with_abnormal_flags_from_the_care_plan(
             care_plan=plan,
         )
         nobody = await new_patient(store, "12345", gp=("127.0.0.1", gp.port))
-        await store.pair_device(
+        await Registry(store).pair_device(
+            DEFAULT_TENANT,
             device_id="C0:10:00:00:00:02",
             patient_id=patient,
             gateway_id=GATEWAY,
             profile=DeviceProfile.PULSE_OXIMETER,
         )
-        await store.pair_device(
+        await Registry(store).pair_device(
+            DEFAULT_TENANT,
             device_id="00:1B:DC:0F:AA:01",
             patient_id=patient,
             gateway_id=GATEWAY,
             profile=DeviceProfile.THERMOMETER,
         )
-        await store.pair_device(
+        await Registry(store).pair_device(
+            DEFAULT_TENANT,
             device_id="C0:10:00:00:00:09",
             patient_id=nobody,
             gateway_id=GATEWAY,
@@ -586,7 +591,8 @@ async def test_composers_take_turns_so_ids_are_committed_in_order(store: RecordS
     waits: a lane, which never goes back in id order, cannot see a higher id commit before a
     lower one (PostgreSQL with two platform processes)."""
     patient = await new_patient(store, "15076500565", gp=("127.0.0.1", 1))
-    await store.pair_device(
+    await Registry(store).pair_device(
+        DEFAULT_TENANT,
         device_id="C0:10:00:00:00:02",
         patient_id=patient,
         gateway_id=GATEWAY,
@@ -610,7 +616,8 @@ def _with_alert_manager(port: int, **changes: float) -> Hl7Settings:
 
 async def _spo2_patient(store: RecordStore, device: str = "C0:10:00:00:00:03") -> int:
     patient = await new_patient(store, "15076500565")
-    await store.pair_device(
+    await Registry(store).pair_device(
+        DEFAULT_TENANT,
         device_id=device,
         patient_id=patient,
         gateway_id=GATEWAY,

@@ -32,6 +32,7 @@ from gateway.records.models import (
 )
 from gateway.records.store import RecordStore
 from gateway.registry.privacy import UnknownPatient, erase_patient, export_patient
+from gateway.registry.service import Registry
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
 from tryggheim.codes import DeviceProfile
 
@@ -43,15 +44,16 @@ async def _two_patients(store: RecordStore) -> dict[str, int]:
     for n, (national_id, device) in enumerate(
         ((KARI, "C0:10:00:00:00:01"), (OLA, "C0:10:00:00:00:02"))
     ):
-        ids[national_id] = await store.upsert_patient(
-            national_id=national_id,
-            family_name="Ødegård" if n == 0 else "Hansen",
-            given_name="Kari" if n == 0 else "Ola",
-            gp_name=None,
-            gp_hl7_host=None,
-            gp_hl7_port=None,
-        )
-        await store.pair_device(
+        ids[national_id] = (
+            await Registry(store).upsert_patient(
+                DEFAULT_TENANT,
+                national_id=national_id,
+                family_name="Ødegård" if n == 0 else "Hansen",
+                given_name="Kari" if n == 0 else "Ola",
+            )
+        ).id
+        await Registry(store).pair_device(
+            DEFAULT_TENANT,
             device_id=device,
             patient_id=ids[national_id],
             gateway_id=GATEWAY,

@@ -1,0 +1,108 @@
+"""The home gateways: the box in each patient's home, its broker account, its last status, the
+home sensors its status names with their rooms, and the edge outboxes it has sent from."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.records.models import GatewayProgress, HomeGateway, HomeSensor
+
+
+class HomeGatewayRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    def add(
+        self,
+        gateway_id: str,
+        *,
+        tenant_id: str,
+        patient_id: int | None,
+        password_hash: str,
+        now: datetime,
+    ) -> HomeGateway:
+        """``password_hash`` empty: the broker account is managed elsewhere."""
+        gateway = HomeGateway(
+            id=gateway_id,
+            tenant_id=tenant_id,
+            patient_id=patient_id,
+            broker_password_hash=password_hash,
+            created_at=now,
+        )
+        self._s.add(gateway)
+        return gateway
+
+    async def get(self, gateway_id: str) -> HomeGateway | None:
+        return await self._s.get(HomeGateway, gateway_id)
+
+    async def in_tenant(self, tenant_id: str, gateway_id: str) -> HomeGateway | None:
+        gateway = await self._s.get(HomeGateway, gateway_id)
+        return gateway if gateway is not None and gateway.tenant_id == tenant_id else None
+
+    async def remove(self, gateway: HomeGateway) -> None:
+        await self._s.delete(gateway)
+
+    async def of_tenant(self, tenant_id: str) -> list[HomeGateway]:
+        return list(
+            await self._s.scalars(
+                select(HomeGateway)
+                .where(HomeGateway.tenant_id == tenant_id)
+                .order_by(HomeGateway.id)
+            )
+        )
+
+    async def of_patient(self, patient_id: int, also: Collection[str] = ()) -> list[HomeGateway]:
+        """The gateways in the patient's home, and those named in ``also`` (ones her data came
+        through)."""
+        return list(
+            await self._s.scalars(
+                select(HomeGateway).where(
+                    HomeGateway.id.in_(also) | (HomeGateway.patient_id == patient_id)
+                )
+            )
+        )
+
+    async def patient_of(self, gateway_id: str) -> int | None:
+        patient_id: int | None = await self._s.scalar(
+            select(HomeGateway.patient_id).where(HomeGateway.id == gateway_id)
+        )
+        return patient_id
+
+    async def broker_accounts(self) -> list[tuple[str, str]]:
+        """(gateway id, password hash) of every gateway whose broker account is ours."""
+        rows = await self._s.execute(
+            select(HomeGateway.id, HomeGateway.broker_password_hash)
+            .where(HomeGateway.broker_password_hash != "")
+            .order_by(HomeGateway.id)
+        )
+        return [(gateway_id, hash_) for gateway_id, hash_ in rows]
+
+    async def outboxes(self, gateway_id: str) -> list[GatewayProgress]:
+        """The edge outboxes (epochs) the gateway has sent from, newest first."""
+        return list(
+            await self._s.scalars(
+                select(GatewayProgress)
+                .where(GatewayProgress.gateway_id == gateway_id)
+                .order_by(GatewayProgress.last_seen.desc(), GatewayProgress.epoch)
+            )
+        )
+
+    async def sensors(self, gateway_ids: Collection[str]) -> list[HomeSensor]:
+        return list(
+            await self._s.scalars(select(HomeSensor).where(HomeSensor.gateway_id.in_(gateway_ids)))
+        )
+
+    async def sensors_of_patients(
+        self, patient_ids: Collection[int]
+    ) -> list[tuple[int | None, HomeSensor]]:
+        """Each home sensor of these patients' gateways, with the gateway's patient."""
+        rows = await self._s.execute(
+            select(HomeGateway.patient_id, HomeSensor)
+            .join(HomeSensor, HomeSensor.gateway_id == HomeGateway.id)
+            .where(HomeGateway.patient_id.in_(patient_ids))
+        )
+        return [(patient_id, sensor) for patient_id, sensor in rows]

@@ -1,0 +1,128 @@
+"""The record store's place in the house (docs/architecture.md): gateway/records/ is the lower
+layer — engine, sessions, transactions and one repository per aggregate — and imports only the
+kernel and its own libraries; the wings above it ask it for rows and write no SQL of their own;
+a route holds no query; a patient row is created in one place."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).parents[3]
+RECORDS = ROOT / "gateway" / "records"
+
+#: The modules outside gateway/records/ that still build queries themselves (issue 15: to move
+#: into repositories, aggregate by aggregate). The list may only shrink.
+SQL_NOT_YET_IN_REPOSITORIES = {
+    "gateway/alarms/book.py",
+    "gateway/auth/sessions.py",
+    "gateway/fhir/outbound.py",
+    "gateway/fhir/pmd.py",
+    "gateway/fhir/queue.py",
+    "gateway/fhir/records.py",
+    "gateway/hl7/inbound/processor.py",
+    "gateway/hl7/inbound/rows.py",
+    "gateway/hl7/outbound/alarm_reports.py",
+    "gateway/hl7/outbound/measurements.py",
+    "gateway/hl7/outbound/queue_admin.py",
+    "gateway/hl7/outbound/sending.py",
+    "gateway/hl7/outbound/service.py",
+    "gateway/ingest/timeseries.py",
+    "gateway/observability.py",
+    "gateway/registry/privacy.py",
+    "gateway/registry/retention.py",
+    "gateway/registry/service.py",
+}
+
+#: A record-store module that still reads a setting of the platform: the backup also snapshots
+#: the time-series backend (an operator's tool above the store, to move out of records/).
+ABOVE_THE_STORE = {
+    "gateway/records/backup.py": ["gateway.settings"],
+    "gateway/records/store.py": ["gateway.alarms.book", "gateway.live.events"],
+}
+
+#: Routes: thin, they call the registry or a repository and hold no query of their own.
+ROUTES = [
+    *sorted((ROOT / "gateway" / "api" / "routes").glob("*.py")),
+    ROOT / "gateway" / "fhir" / "api.py",
+    ROOT / "gateway" / "fhir" / "admin_api.py",
+]
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(_tree(path)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            if node.module == "sqlalchemy":  # from sqlalchemy import exc
+                names.update(f"sqlalchemy.{alias.name}" for alias in node.names)
+    return names
+
+
+#: What a module above the store may take from SQLAlchemy: the type of the transaction it is
+#: handed, and the exception types (a service translates a unique-key violation into a Conflict).
+NOT_QUERIES = {"sqlalchemy.exc", "sqlalchemy.ext.asyncio"}
+
+
+def _builds_queries(path: Path) -> bool:
+    imported = {n for n in _imports(path) if n.split(".")[0] == "sqlalchemy"}
+    members = imported - {"sqlalchemy"}  # `from sqlalchemy import exc` names both
+    if imported and not members:  # import sqlalchemy
+        return True
+    return bool(members - NOT_QUERIES)
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_the_record_store_imports_only_the_kernel_and_itself() -> None:
+    breaches = {
+        _relative(path): sorted(
+            name
+            for name in _imports(path)
+            if name.split(".")[0] in {"gateway", "edge", "hl7", "dashboards", "firmware_sim"}
+            and not name.startswith("gateway.records")
+        )
+        for path in sorted(RECORDS.rglob("*.py"))
+    }
+    assert {path: names for path, names in breaches.items() if names} == ABOVE_THE_STORE
+
+
+def test_queries_live_in_the_record_store() -> None:
+    building = {
+        _relative(path)
+        for path in sorted((ROOT / "gateway").rglob("*.py"))
+        if RECORDS not in path.parents and _builds_queries(path)
+    }
+    assert building == SQL_NOT_YET_IN_REPOSITORIES
+
+
+def test_no_route_holds_a_query() -> None:
+    holding = set()
+    for path in ROUTES:
+        opens_a_session = any(
+            isinstance(node, ast.Attribute) and node.attr == "session"
+            for node in ast.walk(_tree(path))
+        )
+        if opens_a_session or any(n.startswith("sqlalchemy") for n in _imports(path)):
+            holding.add(_relative(path))
+    assert holding == set()
+
+
+def test_a_patient_row_is_created_in_one_place() -> None:
+    creating = {
+        _relative(path)
+        for path in sorted((ROOT / "gateway").rglob("*.py"))
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Patient"
+    }
+    assert creating == {"gateway/records/patients.py"}
