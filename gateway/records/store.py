@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from gateway.alarms.book import AlarmBook, AlarmNotFound
 from gateway.live.events import PatientScope
+from gateway.records.alarms import AlarmRepository
+from gateway.records.audit import AuditRepository
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
     AlarmRow,
@@ -757,7 +759,7 @@ class RecordStore:
 
     async def alarm(self, alarm_id: int) -> AlarmRow:
         async with self.session() as s:
-            row = await s.get(AlarmRow, alarm_id)
+            row = await AlarmRepository(s).get(alarm_id)
             if row is None:
                 raise AlarmNotFound(alarm_id)
             return row
@@ -844,7 +846,7 @@ class RecordStore:
         """One audit entry per patient (None: an access that named no patient), in one
         transaction."""
         async with self.session() as s:
-            s.add_all(
+            AuditRepository(s).add(
                 AuditEntry(
                     at=now,
                     actor=actor,

@@ -1,5 +1,7 @@
-"""The registry in the record store: tenants, care teams, users, patients with their care plan,
-home gateways and devices. Every query is limited to one tenant; the routes never see another
+"""The registry: tenants, care teams, users, patients with their care plan, home gateways and
+devices — the one tenant-scoped way to register and change them, for the API, provisioning and
+the tests alike. Each method is one transaction of the record store over its repositories
+(gateway/records/); every read is limited to one tenant, so the routes never see another
 municipality's rows. Errors are typed so the API can answer 404 / 409 precisely."""
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.alarms.careplan import CarePlan
 from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
+from gateway.records.alarms import AlarmRepository
+from gateway.records.audit import AuditRepository
 from gateway.records.devices import DeviceRepository
 from gateway.records.home_gateways import HomeGatewayRepository
 from gateway.records.models import (
@@ -31,11 +33,12 @@ from gateway.records.models import (
     Patient,
     Tenant,
     User,
-    user_teams,
 )
 from gateway.records.observations import ObservationRepository
 from gateway.records.patients import PatientRepository
 from gateway.records.store import RecordStore
+from gateway.records.tenants import TenantRepository
+from gateway.records.users import UserRepository
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
 
@@ -70,14 +73,6 @@ def _team_ids_of(scope: TeamScope) -> list[int] | None:
 def _set(row: object, fields: Mapping[str, object]) -> None:
     for name, value in fields.items():
         setattr(row, name, value)
-
-
-def _team_filter(scope: TeamScope) -> list[ColumnElement[bool]]:
-    conditions = [Patient.tenant_id == scope.tenant_id]
-    if not scope.all_teams:
-        ids = [int(t) for t in scope.team_ids if t.isdigit()]
-        conditions.append(Patient.care_team_id.in_(ids))
-    return conditions
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +120,10 @@ class Registry:
     # --- tenants ---
     async def ensure_tenant(self, tenant_id: str, name: str, timezone: str) -> Tenant:
         async with self._store.session() as s:
-            tenant = await s.get(Tenant, tenant_id)
+            tenants = TenantRepository(s)
+            tenant = await tenants.get(tenant_id)
             if tenant is None:
-                tenant = Tenant(id=tenant_id, name=name, timezone=timezone)
-                s.add(tenant)
+                tenant = tenants.add(tenant_id, name, timezone)
             else:
                 tenant.name, tenant.timezone = name, timezone
             await s.flush()
@@ -136,18 +131,19 @@ class Registry:
 
     async def tenant(self, tenant_id: str) -> Tenant:
         async with self._store.session() as s:
-            tenant = await s.get(Tenant, tenant_id)
-            if tenant is None:
-                raise NotFound("tenant", tenant_id)
-            return tenant
+            return await self._tenant(s, tenant_id)
+
+    async def _tenant(self, s: AsyncSession, tenant_id: str) -> Tenant:
+        tenant = await TenantRepository(s).get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant", tenant_id)
+        return tenant
 
     async def set_retention(
         self, tenant_id: str, *, observations_days: int, alarms_days: int, audit_days: int
     ) -> Tenant:
         async with self._store.session() as s:
-            tenant = await s.get(Tenant, tenant_id)
-            if tenant is None:
-                raise NotFound("tenant", tenant_id)
+            tenant = await self._tenant(s, tenant_id)
             tenant.retention_observations_days = observations_days
             tenant.retention_alarms_days = alarms_days
             tenant.retention_audit_days = audit_days
@@ -156,23 +152,21 @@ class Registry:
     # --- care teams ---
     async def teams(self, tenant_id: str) -> list[CareTeam]:
         async with self._store.session() as s:
-            return list(
-                await s.scalars(
-                    select(CareTeam).where(CareTeam.tenant_id == tenant_id).order_by(CareTeam.name)
-                )
-            )
+            return await TenantRepository(s).teams(tenant_id)
 
     async def create_team(self, tenant_id: str, name: str) -> CareTeam:
-        team = CareTeam(tenant_id=tenant_id, name=name)
-        await self._add(team, "care team", name)
-        return team
+        try:
+            async with self._store.session() as s:
+                team = TenantRepository(s).add_team(tenant_id, name)
+                await s.flush()
+                return team
+        except IntegrityError:
+            raise Conflict("care team", name) from None
 
     async def team_named(self, tenant_id: str, name: str) -> int:
         """The id of the tenant's care team of that name, created when missing."""
         async with self._store.session() as s:
-            existing: int | None = await s.scalar(
-                select(CareTeam.id).where(CareTeam.tenant_id == tenant_id, CareTeam.name == name)
-            )
+            existing = await TenantRepository(s).team_named(tenant_id, name)
         if existing is not None:
             return existing
         return (await self.create_team(tenant_id, name)).id
@@ -192,20 +186,12 @@ class Registry:
         async with self._store.session() as s:
             team = await self._team(s, tenant_id, team_id)
             await PatientRepository(s).leave_team(team.id)
-            members = select(user_teams.c.user_id).where(user_teams.c.team_id == team.id)
-            # Their tokens name the team (whose id a new team may get again): they end now.
-            await s.execute(
-                update(User)
-                .where(User.id.in_(members))
-                .values(token_version=User.token_version + 1)
-            )
-            await s.execute(delete(user_teams).where(user_teams.c.team_id == team.id))
-            await s.delete(team)
+            await TenantRepository(s).remove_team(team)
         self._checked_sessions.clear()
 
     async def _team(self, s: AsyncSession, tenant_id: str, team_id: int) -> CareTeam:
-        team = await s.get(CareTeam, team_id)
-        if team is None or team.tenant_id != tenant_id:
+        team = await TenantRepository(s).team(tenant_id, team_id)
+        if team is None:
             raise NotFound("care team", team_id)
         return team
 
@@ -216,12 +202,11 @@ class Registry:
     # --- users ---
     async def users(self, tenant_id: str) -> list[UserWithTeams]:
         async with self._store.session() as s:
-            users = list(
-                await s.scalars(
-                    select(User).where(User.tenant_id == tenant_id).order_by(User.username)
-                )
-            )
-            return [UserWithTeams(u, await self._team_ids(s, u.id)) for u in users]
+            users = UserRepository(s)
+            return [
+                UserWithTeams(u, await users.team_ids(u.id))
+                for u in await users.of_tenant(tenant_id)
+            ]
 
     async def display_names(self, tenant_id: str, subjects: Iterable[str | None]) -> dict[str, str]:
         """Subject (``user:17``) → display name, for the people named on alarms; a subject
@@ -230,12 +215,8 @@ class Registry:
         if not ids:
             return {}
         async with self._store.session() as s:
-            rows = await s.execute(
-                select(User.id, User.display_name).where(
-                    User.tenant_id == tenant_id, User.id.in_(ids)
-                )
-            )
-            return {f"user:{user_id}": name for user_id, name in rows}
+            names = await UserRepository(s).display_names(tenant_id, ids)
+        return {f"user:{user_id}": name for user_id, name in names.items()}
 
     async def device_places(
         self, devices: Iterable[tuple[int, str | None]]
@@ -259,14 +240,6 @@ class Registry:
                 places[(p, sensor.device_id)] = DevicePlace(sensor.kind, None, sensor.room)
         return places
 
-    async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
-        rows = await s.scalars(
-            select(user_teams.c.team_id)
-            .where(user_teams.c.user_id == user_id)
-            .order_by(user_teams.c.team_id)
-        )
-        return tuple(rows)
-
     async def create_user(
         self,
         tenant_id: str,
@@ -280,17 +253,16 @@ class Registry:
         try:
             async with self._store.session() as s:
                 await self._check_teams(s, tenant_id, team_ids)
-                user = User(
+                users = UserRepository(s)
+                user = users.add(
+                    tenant_id,
                     username=username,
                     display_name=display_name,
-                    tenant_id=tenant_id,
                     roles=",".join(sorted(roles)),
                     password_hash=password_hash,
-                    disabled=False,
                 )
-                s.add(user)
                 await s.flush()
-                await self._set_teams(s, user.id, team_ids)
+                await users.set_teams(user.id, team_ids, replace=False)
                 return UserWithTeams(user, tuple(sorted(set(team_ids))))
         except IntegrityError:
             raise Conflict("user", username) from None
@@ -307,15 +279,11 @@ class Registry:
         password_hash: str | None = None,
     ) -> UserWithTeams:
         async with self._store.session() as s:
-            user = await s.get(User, user_id)
+            users = UserRepository(s)
+            user = await users.get(user_id)
             if user is None or user.tenant_id != tenant_id:
                 raise NotFound("user", user_id)
-            before = (
-                user.roles,
-                user.disabled,
-                user.password_hash,
-                await self._team_ids(s, user.id),
-            )
+            before = (user.roles, user.disabled, user.password_hash, await users.team_ids(user.id))
             if display_name is not None:
                 user.display_name = display_name
             if roles is not None:
@@ -326,25 +294,19 @@ class Registry:
                 user.password_hash = password_hash
             if team_ids is not None:
                 await self._check_teams(s, tenant_id, team_ids)
-                await s.execute(delete(user_teams).where(user_teams.c.user_id == user.id))
-                await self._set_teams(s, user.id, team_ids)
-            teams = await self._team_ids(s, user.id)
+                await users.set_teams(user.id, team_ids, replace=True)
+            teams = await users.team_ids(user.id)
             if (user.roles, user.disabled, user.password_hash, teams) != before:
                 # What her tokens say about her is no longer true: they end now.
                 user.token_version += 1
         self._checked_sessions.clear()  # after the commit: no check may see the old row again
         return UserWithTeams(user, teams)
 
-    async def _set_teams(self, s: AsyncSession, user_id: int, team_ids: Sequence[int]) -> None:
-        if team_ids:
-            await s.execute(
-                user_teams.insert(), [{"user_id": user_id, "team_id": t} for t in set(team_ids)]
-            )
-
     async def user_record(self, username: str) -> UserRecord | None:
         """For the token route: the user's password hash and what goes into her token."""
         async with self._store.session() as s:
-            user = await s.scalar(select(User).where(User.username == username))
+            users = UserRepository(s)
+            user = await users.named(username)
             if user is None:
                 return None
             return UserRecord(
@@ -353,7 +315,7 @@ class Registry:
                 password_hash=user.password_hash,
                 display_name=user.display_name,
                 tenant_id=user.tenant_id,
-                care_team_ids=frozenset(str(t) for t in await self._team_ids(s, user.id)),
+                care_team_ids=frozenset(str(t) for t in await users.team_ids(user.id)),
                 roles=frozenset(Role(r) for r in user.roles.split(",") if r),
                 disabled=user.disabled,
                 token_version=user.token_version,
@@ -372,17 +334,7 @@ class Registry:
         _, _, number = principal.subject.partition(":")
         user_id = int(number) if number.isdigit() and len(number) < 19 else None
         async with self._store.session() as s:
-            row = (
-                None
-                if user_id is None
-                else (
-                    await s.execute(
-                        select(User.tenant_id, User.disabled, User.token_version).where(
-                            User.id == user_id
-                        )
-                    )
-                ).first()
-            )
+            row = None if user_id is None else await UserRepository(s).session_facts(user_id)
         if row is None or row.tenant_id != principal.tenant_id:
             raise TokenRevoked(principal.subject, "no such user")
         if row.disabled:
@@ -398,9 +350,7 @@ class Registry:
 
     async def rehash(self, record: UserRecord, new_hash: str) -> None:
         async with self._store.session() as s:
-            await s.execute(
-                update(User).where(User.username == record.username).values(password_hash=new_hash)
-            )
+            await UserRepository(s).set_password_hash(record.username, new_hash)
 
     # --- patients ---
     async def patients(self, tenant_id: str) -> list[Patient]:
@@ -653,40 +603,26 @@ class Registry:
         if scope.empty:
             return []
         async with self._store.session() as s:
-            statement = (
-                select(AlarmRow)
-                .join(Patient, AlarmRow.patient_id == Patient.id)
-                .where(*_team_filter(scope))
+            return await AlarmRepository(s).page(
+                scope.tenant_id,
+                _team_ids_of(scope),
+                patient_id=patient_id,
+                open_only=open_only,
+                limit=limit,
+                before_id=before_id,
             )
-            if patient_id is not None:
-                statement = statement.where(AlarmRow.patient_id == patient_id)
-            if open_only:
-                statement = statement.where(AlarmRow.state != "closed")
-            if before_id is not None:
-                statement = statement.where(AlarmRow.id < before_id)
-            return list(await s.scalars(statement.order_by(AlarmRow.id.desc()).limit(limit)))
 
     async def alarm_patient(self, alarm_id: int) -> Patient | None:
         async with self._store.session() as s:
-            patient: Patient | None = await s.scalar(
-                select(Patient)
-                .join(AlarmRow, AlarmRow.patient_id == Patient.id)
-                .where(AlarmRow.id == alarm_id)
-            )
-            return patient
+            return await AlarmRepository(s).patient_of(alarm_id)
 
     async def open_alarm_counts(self, patient_ids: Sequence[int]) -> dict[int, list[AlarmRow]]:
         async with self._store.session() as s:
-            rows = await s.scalars(
-                select(AlarmRow)
-                .where(AlarmRow.patient_id.in_(patient_ids))
-                .where(AlarmRow.state != "closed")
-                .order_by(AlarmRow.id)
-            )
-            by_patient: dict[int, list[AlarmRow]] = {}
-            for row in rows:
-                by_patient.setdefault(row.patient_id, []).append(row)
-            return by_patient
+            rows = await AlarmRepository(s).open_of(patient_ids)
+        by_patient: dict[int, list[AlarmRow]] = {}
+        for row in rows:
+            by_patient.setdefault(row.patient_id, []).append(row)
+        return by_patient
 
     # --- audit ---
     async def audit_entries(
@@ -704,31 +640,18 @@ class Registry:
     ) -> list[AuditEntry]:
         """Newest first; each filter given narrows the entries (``until`` is exclusive)."""
         async with self._store.session() as s:
-            statement = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
-            for column, value in (
-                (AuditEntry.actor, actor),
-                (AuditEntry.action, action),
-                (AuditEntry.patient_id, patient_id),
-                (AuditEntry.outcome, outcome),
-            ):
-                if value is not None:
-                    statement = statement.where(column == value)
-            if since is not None:
-                statement = statement.where(AuditEntry.at >= since)
-            if until is not None:
-                statement = statement.where(AuditEntry.at < until)
-            if before_id is not None:
-                statement = statement.where(AuditEntry.id < before_id)
-            return list(await s.scalars(statement.order_by(AuditEntry.id.desc()).limit(limit)))
+            return await AuditRepository(s).page(
+                tenant_id,
+                limit=limit,
+                before_id=before_id,
+                since=since,
+                until=until,
+                actor=actor,
+                action=action,
+                patient_id=patient_id,
+                outcome=outcome,
+            )
 
     async def count_users(self) -> int:
         async with self._store.session() as s:
-            return int(await s.scalar(select(func.count()).select_from(User)) or 0)
-
-    async def _add(self, row: object, what: str, key: object) -> None:
-        try:
-            async with self._store.session() as s:
-                s.add(row)
-                await s.flush()
-        except IntegrityError:
-            raise Conflict(what, key) from None
+            return await UserRepository(s).count()

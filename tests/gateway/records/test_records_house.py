@@ -31,7 +31,6 @@ SQL_NOT_YET_IN_REPOSITORIES = {
     "gateway/observability.py",
     "gateway/registry/privacy.py",
     "gateway/registry/retention.py",
-    "gateway/registry/service.py",
 }
 
 #: A record-store module that still reads a setting of the platform: the backup also snapshots

@@ -1,0 +1,66 @@
+"""Reads of the alarms table for the care views. (Raising and changing alarms — under the
+patient's row lock, with the engine's state — is the alarm wing's book,
+:mod:`gateway.alarms.book`.)"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.records.models import AlarmRow, Patient
+
+
+class AlarmRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def get(self, alarm_id: int) -> AlarmRow | None:
+        return await self._s.get(AlarmRow, alarm_id)
+
+    async def page(
+        self,
+        tenant_id: str,
+        team_ids: Collection[int] | None,
+        *,
+        patient_id: int | None,
+        open_only: bool,
+        limit: int,
+        before_id: int | None,
+    ) -> list[AlarmRow]:
+        """Newest first: the alarms of the tenant's patients in these care teams (``None``:
+        any team), of one patient, only open ones, below an id, as asked."""
+        statement = (
+            select(AlarmRow)
+            .join(Patient, AlarmRow.patient_id == Patient.id)
+            .where(Patient.tenant_id == tenant_id)
+        )
+        if team_ids is not None:
+            statement = statement.where(Patient.care_team_id.in_(team_ids))
+        if patient_id is not None:
+            statement = statement.where(AlarmRow.patient_id == patient_id)
+        if open_only:
+            statement = statement.where(AlarmRow.state != "closed")
+        if before_id is not None:
+            statement = statement.where(AlarmRow.id < before_id)
+        return list(await self._s.scalars(statement.order_by(AlarmRow.id.desc()).limit(limit)))
+
+    async def patient_of(self, alarm_id: int) -> Patient | None:
+        patient: Patient | None = await self._s.scalar(
+            select(Patient)
+            .join(AlarmRow, AlarmRow.patient_id == Patient.id)
+            .where(AlarmRow.id == alarm_id)
+        )
+        return patient
+
+    async def open_of(self, patient_ids: Collection[int]) -> list[AlarmRow]:
+        """The alarms of these patients that are not closed, oldest first."""
+        return list(
+            await self._s.scalars(
+                select(AlarmRow)
+                .where(AlarmRow.patient_id.in_(patient_ids))
+                .where(AlarmRow.state != "closed")
+                .order_by(AlarmRow.id)
+            )
+        )
