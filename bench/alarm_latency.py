@@ -67,6 +67,7 @@ from pydantic import SecretStr
 
 from firmware_sim.household import WARM_UP_SENSOR_TOML, write_edge_config
 from gateway.alarms import codes as alarm_codes
+from gateway.alarms.book import AlarmBook
 from gateway.auth import AuthSettings, EmbeddedTokens, Role, generate_signing_key
 from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import RecordStore
@@ -131,7 +132,7 @@ def write_registry(path: Path, gateways: list[str]) -> Path:
 async def coordinator_token(database_url: str, signing_key: str) -> str:
     """A coordinator of the platform's user table (it checks every token against its user)
     and a token of hers."""
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     try:
         registry = Registry(store)
         await registry.create_user(

@@ -43,6 +43,7 @@ from firmware_sim.household import (
     write_edge_config,
 )
 from firmware_sim.sensors import ClimateSensor, Kind
+from gateway.alarms.book import AlarmBook
 from gateway.ingest.worker import IngestWorker
 from gateway.live.events import EventBus
 from gateway.records.models import ObservationRow
@@ -83,7 +84,7 @@ async def run(
             MosquittoServer(work / "central", central_users, acl_file=BROKER_ACL) as central,
             MosquittoServer(work / "home", home_users) as home,
         ):
-            store = RecordStore(f"sqlite+aiosqlite:///{work / 'records.db'}")
+            store = RecordStore(f"sqlite+aiosqlite:///{work / 'records.db'}", alarms=AlarmBook())
             await store.migrate()
             platform = MqttSettings(
                 host=central.host,

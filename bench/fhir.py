@@ -34,6 +34,7 @@ from fhir_documents import closed_alarm_document
 from helseid_provider import helseid_provider
 from sqlalchemy import func, select
 
+from gateway.alarms.book import AlarmBook
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.outbound import FhirOutbound
 from gateway.fhir.transport_settings import FhirOutboundSettings
@@ -80,7 +81,7 @@ async def peer_process(issuer: str, jwks_uri: str) -> AsyncIterator[str]:
 async def main(backlog: int, in_flight: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as work:
         directory = Path(work)
-        store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
+        store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}", alarms=AlarmBook())
         await store.migrate()
         now = datetime.now(UTC)
         async with store.session() as s:

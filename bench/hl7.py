@@ -86,6 +86,7 @@ from typing import Any
 from bench_common import tree_usage
 from hl7apy.parser import parse_message as hl7apy_parse_message
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.store import RecordStore
 from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.settings import Hl7Settings
@@ -468,7 +469,7 @@ async def backlog_via_queue(
     # Imported here: ``--backlog-via client`` must work while the queue's code is being changed.
     from gateway.hl7.outbound.service import Hl7Outbound
 
-    store = RecordStore(f"sqlite+aiosqlite:///{work / 'backlog.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{work / 'backlog.db'}", alarms=AlarmBook())
     await store.migrate()
     gp_port = find_free_port()
     settings = Hl7Settings(retry_after_s=retry_after_s, ack_timeout_s=10.0)

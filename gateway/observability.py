@@ -16,25 +16,17 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.alarms.rules import Severity
-from gateway.records.models import (
-    AlarmRow,
-    Hl7Inbound,
-    Hl7InboundState,
-    Hl7Message,
-    Hl7MessageState,
-    HomeGateway,
-)
+from gateway.records.models import Hl7InboundState, Hl7MessageState
 from gateway.records.store import RecordStore
+from gateway.records.totals import Totals
 from tryggheim.version import installed_version
 
 log = logging.getLogger(__name__)
@@ -217,14 +209,15 @@ class PlatformMetrics(Collector):
 
     async def refresh(self, now: datetime) -> None:
         async with self._store.session() as s:
-            gateways = await _counts(s, HomeGateway.online)
-            depth = await s.scalar(select(func.coalesce(func.sum(HomeGateway.outbox_depth), 0)))
-            alarms = await _counts(s, AlarmRow.severity, AlarmRow.state != "closed")
-            outbound = await _counts(s, Hl7Message.state)
-            inbound = await _counts(s, Hl7Inbound.state)
+            totals = Totals(s)
+            gateways = await totals.gateways_by_online()
+            depth = await totals.outbox_depth()
+            alarms = await totals.open_alarms_by_severity()
+            outbound = await totals.hl7_outbound_by_state()
+            inbound = await totals.hl7_inbound_by_state()
         self.snapshot = StoreSnapshot(
             gateways={_gateway_state(k): v for k, v in gateways.items()},
-            outbox_depth=int(depth or 0),
+            outbox_depth=depth,
             open_alarms={str(k): v for k, v in alarms.items()},
             hl7_outbound={str(k): v for k, v in outbound.items()},
             hl7_inbound={str(k): v for k, v in inbound.items()},
@@ -243,13 +236,6 @@ class PlatformMetrics(Collector):
                 self.snapshot.record_store_up = False
                 log.warning("metrics: cannot read the record store: %s", exc)
             await asyncio.sleep(interval_s)
-
-
-async def _counts(s: Any, column: Any, *where: Any) -> dict[Any, int]:
-    statement = select(column, func.count()).group_by(column)
-    if where:
-        statement = statement.where(*where)
-    return {key: int(count) for key, count in await s.execute(statement)}
 
 
 def _expiries(certificates: Mapping[str, Path]) -> dict[str, float]:
@@ -327,8 +313,7 @@ class Probes:
 
 async def database_reachable(store: RecordStore) -> bool:
     try:
-        async with store.session() as s:
-            await s.execute(select(1))
+        await store.ping()
     except (SQLAlchemyError, OSError) as exc:
         log.warning("readiness: record store unreachable: %s", exc)
         return False

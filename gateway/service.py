@@ -13,6 +13,7 @@ from typing import Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.api.schemas import AlarmOut
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
@@ -22,9 +23,10 @@ from gateway.hl7.inbound.service import receiver_for, serve_hl7
 from gateway.hl7.outbound.service import Hl7Outbound
 from gateway.ingest.timeseries import TimeSeriesExporter
 from gateway.ingest.worker import IngestWorker
-from gateway.live.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
+from gateway.live.events import BrokerEventRelay, EventBus, alarm_event
 from gateway.observability import PlatformMetrics, Probes, database_reachable
 from gateway.records.models import AlarmRow
+from gateway.records.patients import PatientScope
 from gateway.records.store import CommitResult, RecordStore
 from gateway.registry.retention import RetentionJob
 from gateway.settings import GatewaySettings, certificates_in_use
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 class Platform:
     def __init__(self, settings: GatewaySettings, *, workers: int = 1) -> None:
         self.settings = settings
-        self.store = RecordStore(settings.database_url)
+        self.alarm_book = AlarmBook()
+        self.store = RecordStore(settings.database_url, alarms=self.alarm_book)
         self.events = EventBus()
         self.relay = (
             BrokerEventRelay(
@@ -51,7 +54,7 @@ class Platform:
         self.fhir_stats = FhirStats()
         if settings.fhir_outbound is not None:
             # Closes of these tenants' alarms queue their documents (same transaction).
-            self.store.alarms.journal_tenants = {
+            self.alarm_book.journal_tenants = {
                 tenant: d.kind for tenant, d in settings.fhir_outbound.destinations.items()
             }
         self.retention = RetentionJob(self.store, settings.timeseries)

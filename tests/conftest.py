@@ -36,6 +36,7 @@ from servers import (
     running_victoria_metrics,
 )
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.store import RecordStore
 from tryggheim.broker import MosquittoServer
 
@@ -134,7 +135,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest_asyncio.fixture
 async def store(database_url: str) -> AsyncIterator[RecordStore]:
     """A migrated record store on SQLite and on PostgreSQL."""
-    record_store = RecordStore(database_url)
+    record_store = RecordStore(database_url, alarms=AlarmBook())
     await record_store.migrate()
     yield record_store
     await record_store.close()

@@ -27,14 +27,15 @@ from access import platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
-from gateway.alarms.book import history_of
+from gateway.alarms.book import AlarmBook, history_of
 from gateway.api.app import create_app
 from gateway.api.schemas import AlarmOut
 from gateway.auth import Role
 from gateway.ingest.worker import publish_commit
-from gateway.live.events import EventBus, PatientScope, alarm_event
+from gateway.live.events import EventBus, alarm_event
 from gateway.observability import Probes, database_reachable
 from gateway.records.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
+from gateway.records.patients import PatientScope
 from gateway.records.store import CommitResult, RecordStore
 from gateway.registry.bootstrap import add_user
 from gateway.registry.service import Registry
@@ -380,7 +381,7 @@ async def seed(world: NurseWorld) -> None:
 
 @contextlib.asynccontextmanager
 async def running_world(directory: Path) -> AsyncIterator[NurseWorld]:
-    store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     events = EventBus()
     checks: dict[str, bool] = {"ingest": True}

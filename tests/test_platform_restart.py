@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from firmware_sim.ble.bp_monitor import SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
+from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from hl7.gp_peer import GPEndpoint
@@ -39,7 +40,7 @@ async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, database_url, find_free_port())
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
 
     async def rows() -> list[tuple[str, str, str]]:
         async with store.session() as s:

@@ -21,6 +21,7 @@ from delivery import count_rows, make_worker, readings, running
 from pydantic import SecretStr
 from servers import require_binary, stop_process, tail
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.store import RecordStore
 from tryggheim.broker import find_free_port
 from tryggheim.errors import ConnectionLost
@@ -168,7 +169,7 @@ async def test_a_gateway_that_subscribes_everywhere_gets_nothing_and_takes_nothi
         "tryggheim/v1/gw-b/down/#",
         "#",
     ]
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     worker = make_worker(broker.settings("platform"), store)
     try:

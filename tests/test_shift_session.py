@@ -24,8 +24,9 @@ from playwright.async_api import Browser, Request, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
-from gateway.live.events import PatientScope, alarm_event
+from gateway.live.events import alarm_event
 from gateway.records.models import RefreshTokenRow
+from gateway.records.patients import PatientScope
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -53,16 +53,11 @@ from gateway.alarms.escalation import due_step
 from gateway.alarms.lifecycle import Transition
 from gateway.fhir.queue import enqueue_closed_alarm
 from gateway.fhir.transport_settings import DestinationKind
+from gateway.records.alarms import AlarmNotFound
 from gateway.records.models import AlarmRow, Patient, Tenant
 from tryggheim.domain import Observation
 
 log = logging.getLogger(__name__)
-
-
-class AlarmNotFound(LookupError):
-    def __init__(self, alarm_id: int) -> None:
-        self.alarm_id = alarm_id
-        super().__init__(f"no alarm {alarm_id}")
 
 
 # --- row <-> pure alarm ----------------------------------------------------------------------
@@ -149,7 +144,8 @@ class _Locked:
 
 
 class AlarmBook:
-    """Evaluates and keeps alarms inside the caller's transaction (``s``)."""
+    """Evaluates and keeps alarms inside the caller's transaction (``s``): the record store's
+    :class:`~gateway.records.alarms.AlarmKeeper`."""
 
     def __init__(self) -> None:
         self.journal_tenants: dict[str, DestinationKind] = {}

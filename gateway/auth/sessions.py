@@ -14,12 +14,11 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
-
 from gateway.auth import AuthSettings, SessionEnded
 from gateway.auth.web import IssuedRefresh, UserRecord
-from gateway.records.models import RefreshTokenRow, User
+from gateway.records.refresh_tokens import RefreshTokenRepository
 from gateway.records.store import RecordStore
+from gateway.records.users import UserRepository
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,15 @@ class RefreshSessions:
         token = secrets.token_urlsafe(32)
         expires_at = now + timedelta(seconds=self._settings.session_max_s)
         async with self._store.session() as s:
-            await s.execute(delete(RefreshTokenRow).where(RefreshTokenRow.expires_at < now))
-            s.add(
-                RefreshTokenRow(
-                    token_hash=token_hash(token),
-                    family_id=secrets.token_hex(16),
-                    user_id=_user_id(user.subject),
-                    token_version=user.token_version,
-                    issued_at=now,
-                    expires_at=expires_at,
-                )
+            tokens = RefreshTokenRepository(s)
+            await tokens.sweep_expired(now)
+            tokens.add(
+                token_hash=token_hash(token),
+                family_id=secrets.token_hex(16),
+                user_id=_user_id(user.subject),
+                token_version=user.token_version,
+                issued_at=now,
+                expires_at=expires_at,
             )
         return IssuedRefresh(token, expires_at)
 
@@ -64,14 +62,11 @@ class RefreshSessions:
         when the session cannot go on (a reuse revokes the family, committed before the raise)."""
         ended: SessionEnded | None = None
         async with self._store.session() as s:
-            row = await s.scalar(
-                select(RefreshTokenRow)
-                .where(RefreshTokenRow.token_hash == token_hash(token))
-                .with_for_update()
-            )
+            tokens = RefreshTokenRepository(s)
+            row = await tokens.locked(token_hash(token))
             if row is None:
                 raise SessionEnded("unknown", "the refresh token is not known")
-            user = await s.get(User, row.user_id)
+            user = await UserRepository(s).get(row.user_id)
             grace = timedelta(seconds=self._settings.refresh_reuse_grace_s)
             if row.revoked_at is not None:
                 ended = SessionEnded("revoked", "signed out or revoked")
@@ -87,28 +82,19 @@ class RefreshSessions:
             elif user is None or user.disabled or user.token_version != row.token_version:
                 ended = SessionEnded("account", "the account was disabled or its access changed")
             if ended is not None:
-                await s.execute(
-                    update(RefreshTokenRow)
-                    .where(
-                        RefreshTokenRow.family_id == row.family_id,
-                        RefreshTokenRow.revoked_at.is_(None),
-                    )
-                    .values(revoked_at=now)
-                )
+                await tokens.revoke_family(row.family_id, now)
             else:
                 assert user is not None
                 if row.rotated_at is None:
                     row.rotated_at = now
                 following = secrets.token_urlsafe(32)
-                s.add(
-                    RefreshTokenRow(
-                        token_hash=token_hash(following),
-                        family_id=row.family_id,
-                        user_id=row.user_id,
-                        token_version=row.token_version,
-                        issued_at=now,
-                        expires_at=row.expires_at,
-                    )
+                tokens.add(
+                    token_hash=token_hash(following),
+                    family_id=row.family_id,
+                    user_id=row.user_id,
+                    token_version=row.token_version,
+                    issued_at=now,
+                    expires_at=row.expires_at,
                 )
                 return user.username, IssuedRefresh(following, row.expires_at)
         raise ended
@@ -116,16 +102,7 @@ class RefreshSessions:
     async def end(self, token: str, *, now: datetime) -> None:
         """Sign out: the token's whole family is revoked (an unknown token is no error)."""
         async with self._store.session() as s:
-            family = await s.scalar(
-                select(RefreshTokenRow.family_id).where(
-                    RefreshTokenRow.token_hash == token_hash(token)
-                )
-            )
+            tokens = RefreshTokenRepository(s)
+            family = await tokens.family_of(token_hash(token))
             if family is not None:
-                await s.execute(
-                    update(RefreshTokenRow)
-                    .where(
-                        RefreshTokenRow.family_id == family, RefreshTokenRow.revoked_at.is_(None)
-                    )
-                    .values(revoked_at=now)
-                )
+                await tokens.revoke_family(family, now)

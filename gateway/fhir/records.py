@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from gateway.alarms.book import alarm_of
 from gateway.fhir.document import ClosedAlarm, alarm_document, in_zone
 from gateway.fhir.resources import DeviceRef, PatientRef, Resource
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.terminology import BLOOD_PRESSURE_COMPONENTS, VITAL_SIGNS
+from gateway.records.alarms import AlarmRepository
 from gateway.records.devices import DeviceRepository
-from gateway.records.models import AlarmRow, Device, ObservationRow, Patient, Tenant
+from gateway.records.models import Patient
 from gateway.records.observations import ObservationRepository
+from gateway.records.patients import PatientRepository
 from gateway.records.store import RecordStore
+from gateway.records.tenants import TenantRepository
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError
@@ -64,29 +65,25 @@ async def load_alarm(store: RecordStore, alarm_id: int) -> AlarmRecord:
     """An alarm with its device and evidence: the newest measurement of its device up to the
     time it was raised (the values of one reading together)."""
     async with store.session() as s:
-        row = await s.get(AlarmRow, alarm_id)
+        row = await AlarmRepository(s).get(alarm_id)
         if row is None:
             raise UnknownAlarm(alarm_id)
-        patient = await s.get(Patient, row.patient_id)
-        tenant = await s.get(Tenant, row.tenant_id)
+        patient = await PatientRepository(s).get(row.patient_id)
+        tenant = await TenantRepository(s).get(row.tenant_id)
         assert patient is not None and tenant is not None  # foreign keys
         alarm = in_zone(alarm_of(row), ZoneInfo(tenant.timezone))
         device: DeviceRef | None = None
         evidence: list[Observation] = []
         if row.device_id is not None:
-            paired = await s.get(Device, row.device_id)
+            paired = await DeviceRepository(s).get(row.device_id)
             device = device_ref(row.device_id, paired.profile if paired else None)
-            rows = list(
-                await s.scalars(
-                    select(ObservationRow)
-                    .where(ObservationRow.patient_id == row.patient_id)
-                    .where(ObservationRow.device_id == row.device_id)
-                    .where(ObservationRow.code.in_(MEASURED_CODES))
-                    .where(ObservationRow.time <= row.raised_at + CLOCK_TOLERANCE)
-                    .where(ObservationRow.time >= row.raised_at - EVIDENCE_WINDOW)
-                    .order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
-                    .limit(16)
-                )
+            rows = await ObservationRepository(s).newest_of_device(
+                row.patient_id,
+                row.device_id,
+                MEASURED_CODES,
+                since=row.raised_at - EVIDENCE_WINDOW,
+                until=row.raised_at + CLOCK_TOLERANCE,
+                limit=16,
             )
             evidence = [r.observation() for r in rows if r.time == rows[0].time]
             evidence.reverse()

@@ -4,12 +4,53 @@ patient's row lock, with the engine's state — is the alarm wing's book,
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import AlarmRow, Patient
+from tryggheim.domain import Observation
+
+
+class AlarmNotFound(LookupError):
+    def __init__(self, alarm_id: int) -> None:
+        self.alarm_id = alarm_id
+        super().__init__(f"no alarm {alarm_id}")
+
+
+class AlarmKeeper(Protocol):
+    """What the record store asks of the alarm wing inside its own transactions (``s``): the
+    alarm wing's :class:`gateway.alarms.book.AlarmBook` is one, handed to the store by whoever
+    builds it (the platform, :mod:`gateway.service`). Ingest evaluates inside the transaction
+    that stores the observations, so an observation is never stored without having been
+    evaluated, nor evaluated twice."""
+
+    async def observe(
+        self, s: AsyncSession, by_patient: Mapping[int, Sequence[Observation]], now: datetime
+    ) -> list[AlarmRow]: ...
+
+    async def gateway_status(
+        self, s: AsyncSession, patient_id: int, gateway_id: str, online: bool, now: datetime
+    ) -> list[AlarmRow]: ...
+
+    async def tick(
+        self, s: AsyncSession, patient_ids: Sequence[int], now: datetime
+    ) -> list[AlarmRow]: ...
+
+    async def act(
+        self,
+        s: AsyncSession,
+        alarm_id: int,
+        action: str,
+        by: str,
+        now: datetime,
+        note: str | None = None,
+    ) -> AlarmRow: ...
+
+    async def escalate_due(self, s: AsyncSession, now: datetime) -> list[AlarmRow]: ...
 
 
 class AlarmRepository:

@@ -6,6 +6,7 @@ methods too.)"""
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,5 +53,30 @@ class ObservationRepository:
                 .where(ObservationRow.patient_id == patient_id)
                 .where(ObservationRow.code.in_(codes))
                 .distinct()
+            )
+        )
+
+    async def newest_of_device(
+        self,
+        patient_id: int,
+        device_id: str,
+        codes: Collection[str],
+        *,
+        since: datetime,
+        until: datetime,
+        limit: int,
+    ) -> list[ObservationRow]:
+        """The patient's observations of these codes from one device between ``since`` and
+        ``until`` (both included), newest first."""
+        return list(
+            await self._s.scalars(
+                select(ObservationRow)
+                .where(ObservationRow.patient_id == patient_id)
+                .where(ObservationRow.device_id == device_id)
+                .where(ObservationRow.code.in_(codes))
+                .where(ObservationRow.time <= until)
+                .where(ObservationRow.time >= since)
+                .order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
+                .limit(limit)
             )
         )

@@ -1,4 +1,18 @@
-"""The record store: every query and transaction of the care platform, behind one class.
+"""The record store: the database engine, its transactions, and the exactly-once commit of
+observations.
+
+Every row of the care platform is reached through a transaction of :class:`RecordStore`
+(:meth:`RecordStore.session`: committed when the block ends, rolled back on an error) and, inside
+it, the repository of its aggregate in this package: patients (``patients.py``), paired devices
+(``devices.py``), home gateways and their sensors and outboxes (``home_gateways.py``), tenants and
+care teams (``tenants.py``), users (``users.py``), alarms (``alarms.py``), the audit log
+(``audit.py``) and reads of observations (``observations.py``). The wings above (registry, HL7,
+FHIR, alarms, API) open the transaction and ask the repositories; an API route holds no query.
+Some wings still query their own tables (the HL7 and FHIR queues, retention, privacy, the
+time-series export, the alarm book): ``tests/gateway/records/test_records_house.py`` lists them,
+and the list may only shrink. This package is the lower layer: it imports only the kernel and
+SQLAlchemy. Alarms are evaluated inside the commit's transaction by the
+:class:`~gateway.records.alarms.AlarmKeeper` the store is built with (the alarm wing's book).
 
 Exactly-once rests on two things here: observations are unique on ``(gateway_id, epoch, seq)``
 (the epoch names the edge outbox) so a resend inserts nothing, and the per-outbox watermark (the
@@ -26,9 +40,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from gateway.alarms.book import AlarmBook, AlarmNotFound
-from gateway.live.events import PatientScope
-from gateway.records.alarms import AlarmRepository
+from gateway.records.alarms import AlarmKeeper, AlarmNotFound, AlarmRepository
 from gateway.records.audit import AuditRepository
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
@@ -46,9 +58,10 @@ from gateway.records.models import (
     RejectedMessage,
     RejectedObservation,
 )
-from gateway.records.patients import PatientRepository
+from gateway.records.patients import PatientRepository, PatientScope
 from tryggheim import codes
 from tryggheim.domain import Observation
+from tryggheim.errors import TryggheimError
 from tryggheim.wire import (
     LEGACY_EPOCH,
     GatewayStatusReport,
@@ -192,8 +205,19 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 HEARTBEAT_EVALUATION = timedelta(minutes=1)
 
 
+class NoAlarmKeeper(TryggheimError):
+    def __init__(self) -> None:
+        super().__init__(
+            "this record store was built without an alarm keeper, so it cannot evaluate alarms",
+            hint="build it with RecordStore(url, alarms=AlarmBook()) (gateway.alarms.book)",
+        )
+
+
 class RecordStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, alarms: AlarmKeeper | None = None) -> None:
+        """``alarms``: the alarm wing's book, which evaluates alarms inside the store's
+        transactions (the platform's store has one; a tool that only migrates, backs up or
+        exports needs none)."""
         # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
         # drop one, and the ping was a round trip to the driver's thread per transaction.
         self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
@@ -203,9 +227,15 @@ class RecordStore:
             event.listen(sync_engine, "connect", _sqlite_pragmas)
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.alarms = AlarmBook()
+        self._alarms = alarms
         self._heartbeats_evaluated: dict[str, datetime] = {}
         """When each home gateway's status was last fed to the alarm engine (this process)."""
+
+    @property
+    def alarms(self) -> AlarmKeeper:
+        if self._alarms is None:
+            raise NoAlarmKeeper()
+        return self._alarms
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic, see gateway/records/migrate.py)."""
@@ -213,6 +243,11 @@ class RecordStore:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """One round trip to the database; raises what the driver raises when it is gone."""
+        async with self.session() as s:
+            await s.execute(select(1))
 
     async def sqlite_connection(self) -> aiosqlite.Connection | None:
         """A connection of the caller's own to the SQLite file, set up as the engine's (but

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
 from edge.sensors import SensorKind, SensorSettings
+from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.broker import MosquittoServer
@@ -50,7 +51,7 @@ async def test_sensor_messages_reach_the_record_store(
         ],
         resend_after_s=2.0,
     )
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     agent = EdgeAgent(settings)
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from servers import BrokerFixture, tail
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.broker import MosquittoServer
@@ -48,7 +49,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     mosquitto: BrokerFixture, home_broker: MosquittoServer, tmp_path: Path
 ) -> None:
     rng = random.Random(20261122)
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())

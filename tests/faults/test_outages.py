@@ -24,6 +24,7 @@ from servers import BrokerFixture, PostgresServer
 from sqlalchemy import select
 
 from edge.outbox import Outbox
+from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 
@@ -43,7 +44,7 @@ async def _in_order(store: RecordStore) -> bool:
 
 
 async def test_broker_restart_mid_stream(mosquitto: BrokerFixture, tmp_path: Path) -> None:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
     up = make_uplink(mqtt_settings(mosquitto, GATEWAY), outbox)
@@ -63,7 +64,7 @@ async def test_broker_restart_mid_stream(mosquitto: BrokerFixture, tmp_path: Pat
 async def test_database_refusing_connections_for_a_while(
     mosquitto: BrokerFixture, postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
 ) -> None:
-    store = RecordStore(postgres_url)
+    store = RecordStore(postgres_url, alarms=AlarmBook())
     await store.migrate()
     dbname = postgres_url.rsplit("/", 1)[1]
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
@@ -92,7 +93,7 @@ async def test_database_refusing_connections_for_a_while(
 async def test_network_partition_between_home_and_broker(
     mosquitto: BrokerFixture, tmp_path: Path
 ) -> None:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     outbox = Outbox(tmp_path / "outbox.db", GATEWAY)
     async with PartitionProxy(mosquitto.host, mosquitto.port) as proxy:

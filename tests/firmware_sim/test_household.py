@@ -35,6 +35,7 @@ from firmware_sim.sensors import (
     SensorOptions,
 )
 from gateway.alarms import DeviceSilentRule
+from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.broker import MosquittoServer
@@ -210,7 +211,7 @@ async def test_a_household_day_through_the_edge_agent(
     mosquitto: BrokerFixture, home_broker: MosquittoServer, tmp_path: Path
 ) -> None:
     day = HouseholdDay(seed=20261123, climate_every_min=15)
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     ingest = make_worker(mqtt_settings(mosquitto, "platform"), store)
     ingest_task = asyncio.create_task(ingest.run())

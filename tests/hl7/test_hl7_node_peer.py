@@ -42,6 +42,7 @@ from proxy import LoopbackProxy
 from servers import require_binary
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.hl7.inbound.service import serve_hl7
 from gateway.records.models import Hl7Inbound, ObservationRow, Patient
 from gateway.records.store import RecordStore
@@ -275,7 +276,7 @@ def check_capture(name: str, frame: bytes) -> None:
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[RecordStore]:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     yield store
     await store.close()

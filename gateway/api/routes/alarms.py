@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gateway.alarms.book import AlarmNotFound, history_of
+from gateway.alarms.book import history_of
 from gateway.api.deps import (
     Audit,
     Events,
@@ -26,8 +26,10 @@ from gateway.api.deps import (
 )
 from gateway.api.schemas import AlarmOut, ResolveIn
 from gateway.auth import Action, Principal, policy
-from gateway.live.events import PatientScope, alarm_event
+from gateway.live.events import alarm_event
+from gateway.records.alarms import AlarmNotFound
 from gateway.records.models import AlarmRow
+from gateway.records.patients import PatientScope
 from gateway.registry.service import Registry
 
 AlarmAction = Literal["acknowledge", "start", "take_over", "resolve", "close"]

@@ -34,6 +34,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Action, EmbeddedTokens, Principal, Role, policy
 from gateway.auth.web import UserRecord
@@ -642,7 +643,7 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     path: Path = tmp_path_factory.mktemp("api-access") / "records.db"
-    store = RecordStore(f"sqlite+aiosqlite:///{path}")
+    store = RecordStore(f"sqlite+aiosqlite:///{path}", alarms=AlarmBook())
     await store.migrate()
     app = create_app(store, EventBus(), platform_settings())
     async with serving_app(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:

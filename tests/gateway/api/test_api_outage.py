@@ -24,6 +24,7 @@ from access import care_team_of, platform_settings, signed_in
 from chain import serving_app
 from servers import PostgresServer, running_postgres, start_postgres, stop_postgres
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -63,7 +64,7 @@ class Platform:
 async def platform(own_postgres: PostgresServer) -> AsyncIterator[Platform]:
     with psycopg.connect(own_postgres.conninfo(), autocommit=True) as admin:
         admin.execute("CREATE DATABASE records")
-    store = RecordStore(own_postgres.url("records"))
+    store = RecordStore(own_postgres.url("records"), alarms=AlarmBook())
     await store.migrate()
     async with store.session() as s:
         patient = Patient(national_id="01014090011", family_name="Berg", given_name="Kari")

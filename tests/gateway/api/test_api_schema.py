@@ -32,6 +32,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.result import Err
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -89,7 +90,7 @@ class Platform:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def platform(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Platform]:
     path: Path = tmp_path_factory.mktemp("api-schema") / "records.db"
-    store = RecordStore(f"sqlite+aiosqlite:///{path}")
+    store = RecordStore(f"sqlite+aiosqlite:///{path}", alarms=AlarmBook())
     await store.migrate()
     # A patient in a care team with a device, values and an open alarm, so that generated ids
     # (small integers) find something to read, change or erase now and then.

@@ -18,6 +18,7 @@ from chain import serving_app
 from delivery import GATEWAY, readings
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -29,7 +30,7 @@ from tryggheim.codes import DeviceProfile
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, RecordStore, int]]:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     patient = (
         await Registry(store).upsert_patient(

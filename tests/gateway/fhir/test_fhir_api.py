@@ -31,6 +31,7 @@ from fhir_samples import (
 from fhirpy import AsyncFHIRClient
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.fhir.validation import validate
@@ -107,7 +108,7 @@ def cuff_reading(n: int) -> list[Observation]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Server]:
     path: Path = tmp_path_factory.mktemp("fhir-api") / "records.db"
-    store = RecordStore(f"sqlite+aiosqlite:///{path}")
+    store = RecordStore(f"sqlite+aiosqlite:///{path}", alarms=AlarmBook())
     await store.migrate()
     alarms = await store_closed_alarms(store)
     for n in range(READINGS):

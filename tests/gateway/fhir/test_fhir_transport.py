@@ -33,6 +33,7 @@ from jft_peer import Failure, JftPeer, jft_peer
 from pydantic import ValidationError
 from sqlalchemy import event, select, update
 
+from gateway.alarms.book import AlarmBook
 from gateway.alarms.careplan import CarePlan
 from gateway.api.deps import ApiStats
 from gateway.api.errors import install_error_handlers
@@ -89,7 +90,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[RecordStore]:
-    records = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    records = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await records.migrate()
     records.alarms.journal_tenants = {TENANT: DestinationKind.JFT}
     yield records

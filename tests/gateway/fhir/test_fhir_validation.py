@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from npm_cache import cache_dir, npm_installed
 
+from gateway.alarms.book import AlarmBook
 from gateway.fhir.document import ClosedAlarm, alarm_document
 from gateway.fhir.resources import DeviceRef, collection_bundle, fhir_json, map_observations
 from gateway.fhir.settings import FhirProfiles
@@ -263,7 +264,7 @@ def test_fhir_validate_exits_1_with_one_line_per_problem(tmp_path: Path) -> None
 
 async def test_fhir_alarm_document_of_a_closed_alarm(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
-    store = RecordStore(url)
+    store = RecordStore(url, alarms=AlarmBook())
     await store.migrate()
     try:
         stored = await store_closed_alarms(store)

@@ -13,6 +13,7 @@ from access import bearer_of, platform_settings, signed_in, user
 from chain import until
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.hl7.inbound.service import Hl7Receiver
@@ -42,7 +43,7 @@ World = tuple[httpx.AsyncClient, RecordStore, dict[str, int]]
 async def world(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, RecordStore, dict[str, int]]]:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     ids: dict[str, int] = {}
     async with store.session() as s:

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from edge.outbox import Outbox
 from edge.status import DEFAULT_WARN_FRACTION, EdgeAlarm, edge_status
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -242,7 +243,7 @@ async def test_each_value_postgresql_refuses_is_dead_lettered_alone(
 ) -> None:
     """The probe's PostgreSQL poisons, handed to the store without the wire's bounds: each one
     is a DataError of its own, found by the bisection, and the readings around it are stored."""
-    store = RecordStore(postgres_url)
+    store = RecordStore(postgres_url, alarms=AlarmBook())
     await store.migrate()
     try:
         rows = [replace(o, seq=n + 1) for n, o in enumerate(readings(0, 8))]

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from servers import LOOPBACK, VictoriaMetricsServer, export_series
 from sqlalchemy import select
 
+from gateway.alarms.book import AlarmBook
 from gateway.ingest.timeseries import (
     NOT_SENT,
     WRITTEN,
@@ -101,7 +102,7 @@ async def _store_with(
     tmp_path: Path, gateway: str, values: Sequence[Decimal | None]
 ) -> RecordStore:
     """A record store holding one observation per entry of ``values`` (None: an ordinary one)."""
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     batch = [
         replace(o, gateway_id=gateway, seq=n + 1, value=o.value if v is None else v)

@@ -25,6 +25,7 @@ from servers import BrokerFixture, export_series, poll_until, running_victoria_m
 from sqlalchemy import func, select, text
 
 from edge.outbox import Outbox
+from gateway.alarms.book import AlarmBook
 from gateway.ingest.timeseries import TimeSeriesExporter
 from gateway.records.backup import MANIFEST, BackupError, Manifest, back_up, restore
 from gateway.records.models import (
@@ -91,7 +92,7 @@ async def destroy(store: RecordStore) -> None:
 async def test_restore_drill_every_row_back_and_the_outage_filled_from_the_outbox(
     mosquitto: BrokerFixture, database_url: str, tmp_path: Path
 ) -> None:
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     await store.migrate()
     registry = Registry(store)
     kari = await registry.create_patient(

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from delivery import readings
 from sqlalchemy import select, text
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.migrate import SCRIPT_LOCATION, current_revision, upgrade
 from gateway.records.models import Base, GatewayProgress
 from gateway.records.store import OutboxKey, RecordStore
@@ -26,7 +27,7 @@ def _head() -> str | None:
 
 
 async def test_migrations_reach_head_and_match_the_models(database_url: str) -> None:
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     try:
         await store.migrate()
         await store.migrate()  # again: nothing to do, nothing breaks
@@ -46,7 +47,7 @@ async def test_migrations_reach_head_and_match_the_models(database_url: str) -> 
 async def test_gateways_watermarks_and_seqs_become_the_legacy_epochs(database_url: str) -> None:
     """Revision 0011 keys seqs and watermarks by edge outbox: what was stored before belongs to
     the legacy epoch "", so an edge that sends no epoch goes on exactly where it was."""
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     try:
         await upgrade(store.engine, "0010")
         async with store.engine.begin() as conn:

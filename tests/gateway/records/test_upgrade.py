@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from delivery import GATEWAY, readings
 from sqlalchemy import MetaData, Table, delete, func, insert, select, text
 
+from gateway.alarms.book import AlarmBook
 from gateway.records.migrate import SCRIPT_LOCATION, current_revision, upgrade
 from gateway.records.models import DEFAULT_TENANT, Base, GatewayProgress, Hl7Inbound, ObservationRow
 from gateway.records.store import RecordStore
@@ -163,7 +164,7 @@ async def test_a_store_at_the_previous_revision_upgrades_with_every_row_intact(
     database_url: str, tmp_path: Any
 ) -> None:
     previous, head = revisions()
-    source = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'made-by-today.db'}")
+    source = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'made-by-today.db'}", alarms=AlarmBook())
     await source.migrate()
     await realistic_data(source)
     expected = await rows_by_table(source)
@@ -171,7 +172,7 @@ async def test_a_store_at_the_previous_revision_upgrades_with_every_row_intact(
     assert len(expected["observations"]) == 42 and expected["alarms"]
     assert len(expected["hl7_inbound"]) == 3 and len(expected["audit_log"]) == 3
 
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     try:
         await write_at_revision(store, previous, expected)
         assert await current_revision(store.engine) == previous

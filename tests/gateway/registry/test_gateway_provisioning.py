@@ -17,6 +17,7 @@ from chain import serving_app, until
 from pydantic import SecretStr
 from servers import BrokerFixture
 
+from gateway.alarms.book import AlarmBook
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -34,7 +35,7 @@ async def admin_api(mosquitto: BrokerFixture, tmp_path: Path) -> AsyncIterator[h
     accounts = BrokerAccountsSettings(
         password_file=mosquitto.server.password_path, base_password_file=base
     )
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     app = create_app(store, EventBus(), platform_settings(broker_accounts=accounts))
     admin = await signed_in(store, Role.ADMIN)

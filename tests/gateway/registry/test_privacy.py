@@ -17,6 +17,7 @@ from delivery import GATEWAY, readings, running
 from servers import VictoriaMetricsServer, export_series
 from sqlalchemy import func, select
 
+from gateway.alarms.book import AlarmBook
 from gateway.ingest.timeseries import TimeSeriesExporter
 from gateway.records.models import (
     DEFAULT_TENANT,
@@ -107,7 +108,7 @@ async def _two_patients(store: RecordStore) -> dict[str, int]:
 async def test_export_then_erase_leaves_nothing_of_the_patient(
     database_url: str, victoria_metrics: VictoriaMetricsServer
 ) -> None:
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     await store.migrate()
     ids = await _two_patients(store)
     series = TimeSeriesSettings(url=victoria_metrics.url, flavour=TimeSeriesFlavour.VICTORIAMETRICS)

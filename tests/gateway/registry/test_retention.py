@@ -17,6 +17,7 @@ from delivery import running
 from servers import LOOPBACK, VictoriaMetricsServer, export_series
 from sqlalchemy import select, update
 
+from gateway.alarms.book import AlarmBook
 from gateway.ingest.timeseries import TimeSeriesExporter
 from gateway.records.models import (
     DEFAULT_TENANT,
@@ -280,7 +281,7 @@ EXPECTED_REMAINING = {
 async def test_each_tenant_keeps_exactly_what_its_limits_allow(
     database_url: str, victoria_metrics: VictoriaMetricsServer
 ) -> None:
-    store = RecordStore(database_url)
+    store = RecordStore(database_url, alarms=AlarmBook())
     await store.migrate()
     world = await _world(store)
     series = TimeSeriesSettings(url=victoria_metrics.url, flavour=TimeSeriesFlavour.VICTORIAMETRICS)
@@ -327,7 +328,7 @@ async def test_each_tenant_keeps_exactly_what_its_limits_allow(
 async def test_a_failing_time_series_backend_stops_neither_the_purge_nor_the_loop(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     world = await _world(store)
     closed = TimeSeriesSettings(
