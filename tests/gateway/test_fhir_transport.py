@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 import pytest
@@ -82,8 +83,8 @@ async def peer(provider: HelseIdProvider) -> AsyncIterator[JftPeer]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
         yield client
 
 
@@ -187,7 +188,7 @@ async def running(outbound: FhirOutbound) -> AsyncIterator[asyncio.Task[None]]:
 def make_outbound(
     settings: FhirOutboundSettings,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     builder: DocumentBuilder = build,
 ) -> FhirOutbound:
     return FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), builder)
@@ -197,7 +198,7 @@ def make_outbound(
 
 
 async def test_token_is_dpop_bound_to_our_key_and_cached(
-    provider: HelseIdProvider, http: httpx.AsyncClient
+    provider: HelseIdProvider, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     token = await client.access_token()
@@ -212,7 +213,7 @@ async def test_token_is_dpop_bound_to_our_key_and_cached(
 
 
 async def test_token_is_taken_anew_shortly_before_it_expires(
-    tmp_path: Path, http: httpx.AsyncClient
+    tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     now = [1_000_000.0]
     async with helseid_provider(tmp_path, ttl_s=60) as provider:
@@ -226,7 +227,7 @@ async def test_token_is_taken_anew_shortly_before_it_expires(
 
 
 async def test_unregistered_client_key_is_refused_with_the_providers_reason(
-    provider: HelseIdProvider, http: httpx.AsyncClient, tmp_path: Path
+    provider: HelseIdProvider, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     stranger = write_key(
         tmp_path / "stranger.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -238,7 +239,7 @@ async def test_unregistered_client_key_is_refused_with_the_providers_reason(
 
 
 async def test_key_files_are_checked_when_the_client_is_made(
-    provider: HelseIdProvider, http: httpx.AsyncClient, tmp_path: Path
+    provider: HelseIdProvider, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     rsa_key = write_key(
         tmp_path / "rsa.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -256,7 +257,7 @@ async def test_key_files_are_checked_when_the_client_is_made(
 
 
 async def test_api_request_carries_ath_and_follows_a_new_nonce(
-    provider: HelseIdProvider, peer: JftPeer, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     body = json.dumps(closed_alarm_document(1)).encode()
@@ -280,7 +281,7 @@ async def test_api_request_carries_ath_and_follows_a_new_nonce(
 
 
 async def test_a_token_the_api_refuses_is_replaced_once(
-    provider: HelseIdProvider, peer: JftPeer, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     await client.access_token()
@@ -295,7 +296,7 @@ async def test_a_token_the_api_refuses_is_replaced_once(
 
 
 async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     rows = await queued(store)
@@ -317,7 +318,7 @@ async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
 
 
 async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """The document builder of gateway/fhir (VKP 0.9.0 document) through the queue: JFT's
     stand-in validates it against the official schema and fhir.resources, and journals it."""
@@ -350,7 +351,7 @@ async def test_an_alarm_closed_without_journaling_or_twice_is_queued_once(
 
 
 async def test_refused_document_is_parked_with_its_outcome_and_the_rest_go_on(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     bad = ids[1]
@@ -376,7 +377,7 @@ async def test_refused_document_is_parked_with_its_outcome_and_the_rest_go_on(
 
 
 async def test_server_errors_are_retried_with_the_same_document_in_order(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     peer.fail_next(Failure.SERVER_ERROR, 2, status=503)
@@ -395,7 +396,7 @@ async def test_server_errors_are_retried_with_the_same_document_in_order(
 
 
 async def test_a_hang_and_a_closed_connection_are_retried(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 2)
     peer.fail_next(Failure.HANG)
@@ -411,7 +412,7 @@ async def test_a_hang_and_a_closed_connection_are_retried(
 
 
 async def test_a_lost_answer_is_resent_and_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 2)
     peer.fail_next(Failure.ACCEPT_THEN_CLOSE)
@@ -423,7 +424,7 @@ async def test_a_lost_answer_is_resent_and_journaled_once(
 
 
 async def test_a_stop_mid_send_loses_nothing_and_journals_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 3)
     peer.fail_next(Failure.ACCEPT_THEN_HANG)
@@ -458,7 +459,7 @@ def admin_api(store: RecordStore) -> httpx.AsyncClient:
 
 
 async def test_parked_documents_are_shown_with_their_outcome_and_requeued(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     refused, unbuildable = ids[0], ids[1]
@@ -515,7 +516,7 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
     provider: HelseIdProvider,
     peer: JftPeer,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
     """SIGKILL of the sender's process while JFT has the first document and its answer is on
@@ -548,7 +549,7 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
 
 
 async def test_documents_in_flight_side_by_side_are_each_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """``in_flight`` 4: sent in groups of four (answers awaited together, nonce and token
     shared); one that fails is tried again after its backoff, the rest of its group is
@@ -573,7 +574,7 @@ async def test_documents_in_flight_side_by_side_are_each_journaled_once(
 
 
 async def test_no_token_from_helseid_keeps_the_documents_waiting(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """HelseID unreachable: nothing is parked (the documents are fine), the destination waits
     and says why; once HelseID answers, they go."""
@@ -600,7 +601,7 @@ async def test_no_token_from_helseid_keeps_the_documents_waiting(
 
 
 async def test_answers_are_recorded_a_statement_per_kind_not_per_document(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """The bench's finding (docs/benchmarks.md): an UPDATE per answer was most of the sender's
     record-store time. 40 documents sent side by side and polled: their answers are written
@@ -683,7 +684,7 @@ def pmd_outbound(
     peer: JftPeer,
     provider: HelseIdProvider,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     *,
     retry_after_s: float = 0.05,
     **batching: Any,
@@ -710,7 +711,7 @@ def observations_in(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_measurements_of_a_consenting_patient_reach_pmd_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Consent on: her measurements waiting longer than ``batch_every_s`` go as one
     ``collection`` Bundle (blood pressure one Observation), with DPoP, received once; later
@@ -734,7 +735,7 @@ async def test_measurements_of_a_consenting_patient_reach_pmd_once(
 
 
 async def test_pmd_batches_wait_for_time_or_count(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Measurements that arrived just now wait for ``batch_every_s``, unless ``batch_max`` of
     them wait: then a Bundle goes with whole readings only (a blood pressure's components are
@@ -752,7 +753,7 @@ async def test_pmd_batches_wait_for_time_or_count(
 
 
 async def test_a_pmd_batch_lost_mid_send_is_resent_and_stored_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """PMD stores the Bundle but the connection drops before the answer; the platform stops
     and a new process takes over: the same Bundle (same bytes and identifier) goes again, PMD
@@ -777,7 +778,7 @@ async def test_a_pmd_batch_lost_mid_send_is_resent_and_stored_once(
 
 
 async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """A tenant whose destination is ``kind = "vkp"``: each closed alarm's document is posted
     to ``/epj/r4/{orgnr}/bundle`` with a Bearer token from the provider (client credentials,
@@ -808,7 +809,7 @@ def test_a_vkp_destination_names_its_organisation() -> None:
 
 
 async def test_a_pmd_batch_not_sent_when_consent_is_withdrawn_is_parked(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Her batch is queued, PMD is down; she withdraws her consent before it could go: it is
     parked (for a person to see), never sent, and nothing more of hers is queued."""
@@ -832,7 +833,7 @@ async def test_a_pmd_batch_not_sent_when_consent_is_withdrawn_is_parked(
 
 
 async def test_a_pmd_batch_requeued_without_its_bundle_is_not_made_from_an_alarm(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """A PMD row whose batch had no Observation is parked without a Bundle; requeued by an
     admin, it is parked again: its key is a measurement's, never an alarm's document."""
