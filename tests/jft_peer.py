@@ -124,6 +124,8 @@ class JftPeer:
     url: str = ""
     nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
     seen_jti: set[str] = field(default_factory=set)
+    verified_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proof_keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     journaled: dict[str, Journaled] = field(default_factory=dict)
     """By Bundle.identifier (``system|value``)."""
     by_id: dict[str, Journaled] = field(default_factory=dict)
@@ -156,8 +158,7 @@ class JftPeer:
             header = jwt.get_unverified_header(proof)
             if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256":
                 raise DpopRefused("invalid_dpop_proof", f"header {header}")
-            key = jwt.PyJWK(header["jwk"], algorithm="ES256")
-            claims = jwt.decode(proof, key, algorithms=["ES256"])
+            claims = jwt.decode(proof, self._proof_key(header["jwk"]), algorithms=["ES256"])
         except (jwt.PyJWTError, KeyError) as exc:
             raise DpopRefused("invalid_dpop_proof", f"proof: {exc}") from None
         expected_htu = f"{self.url}{request.path}"
@@ -175,29 +176,42 @@ class JftPeer:
         if not isinstance(jti, str) or jti in self.seen_jti:
             raise DpopRefused("invalid_dpop_proof", f"jti {jti!r} replayed")
         self.seen_jti.add(jti)
-        try:
-            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
-            access = jwt.decode(
-                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise DpopRefused("invalid_token", f"access token: {exc}") from None
+        access = self._access_claims(token)
         if access.get("cnf", {}).get("jkt") != jwk_thumbprint(header["jwk"]):
             raise DpopRefused("invalid_token", "token not bound to the proof's key")
+
+    def _proof_key(self, jwk: dict[str, Any]) -> jwt.PyJWK:
+        """The proof's embedded key, parsed once per key (a client keeps its DPoP key)."""
+        thumbprint = jwk_thumbprint(jwk)
+        key = self.proof_keys.get(thumbprint)
+        if key is None:
+            key = self.proof_keys[thumbprint] = jwt.PyJWK(jwk, algorithm="ES256")
+        return key
+
+    def _access_claims(self, token: str) -> dict[str, Any]:
+        """The access token's claims: signed by the provider, its issuer, for this resource.
+        The signature is checked the first time a token is seen (as a resource server keeps
+        a verified token until it expires), the expiry every time."""
+        access = self.verified_tokens.get(token)
+        if access is None:
+            try:
+                signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
+                access = jwt.decode(
+                    token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
+                )
+            except (jwt.PyJWTError, KeyError) as exc:
+                raise DpopRefused("invalid_token", f"access token: {exc}") from None
+            self.verified_tokens[token] = access
+        if float(access.get("exp", 0)) <= time.time():
+            raise DpopRefused("invalid_token", "access token: Signature has expired")
+        return access
 
     def _check_bearer(self, request: web.Request) -> None:
         """VKP: a plain Bearer token of the provider for this resource, not bound to a key."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or not token:
             raise DpopRefused("invalid_token", "Authorization must be 'Bearer <token>'")
-        try:
-            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
-            access = jwt.decode(
-                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise DpopRefused("invalid_token", f"access token: {exc}") from None
-        if "cnf" in access:
+        if "cnf" in self._access_claims(token):
             raise DpopRefused("invalid_token", "a DPoP-bound token sent as Bearer")
 
     async def _gate(

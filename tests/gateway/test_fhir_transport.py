@@ -207,7 +207,7 @@ async def test_token_is_dpop_bound_to_our_key_and_cached(
     assert claims["aud"] == provider.settings().resource
     assert claims["client_id"] == provider.settings().client_id
     assert await client.access_token() == token
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     # The provider requires a nonce: the first request was answered use_dpop_nonce.
     assert any(e.get("error") == "use_dpop_nonce" for e in provider.events)
 
@@ -270,7 +270,7 @@ async def test_api_request_carries_ath_and_follows_a_new_nonce(
     assert [r for r in peer.refused if r.startswith("use_dpop_nonce")] == [
         "use_dpop_nonce: a current nonce is required"
     ] * 2
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     assert list(peer.received.values()) == [2] and len(peer.journaled) == 1
     token = await client.access_token()
     proof = client.dpop.proof("GET", f"{peer.url}/x?y=1", access_token=token, nonce="n")
@@ -289,7 +289,7 @@ async def test_a_token_the_api_refuses_is_replaced_once(
     client._token = type(client._token)(jwt.encode({"x": 1}, "k" * 32), 2e9)  # type: ignore[misc]
     response = await client.request("GET", f"{peer.url}/v1/Bundle/nothing/$status", timeout=5)
     assert response.status_code == 404
-    assert provider.tokens_issued() == 2
+    assert await provider.tokens_told(2) == 2
 
 
 # --- the queue -------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
     assert [json.loads(r.bundle or "")["identifier"] for r in rows] == [
         closed_alarm_document(i)["identifier"] for i in ids
     ]
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     metrics = PlatformMetrics({"fhir_outbound": lambda: [outbound.stats]}, store).render()
     assert b"tryggheim_fhir_outbound_journaled_total 3.0" in metrics
 
@@ -570,7 +570,7 @@ async def test_documents_in_flight_side_by_side_are_each_journaled_once(
         json.loads(rows[failed].bundle or "")["identifier"]["value"].rsplit(":", 1)[1]
     )
     assert position == 3
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
 
 
 async def test_no_token_from_helseid_keeps_the_documents_waiting(
@@ -800,6 +800,7 @@ async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
     ] * 2
     assert peer.vkp_organisations == {"921234567": 2}
     assert len(peer.journaled) == 2 and set(peer.received.values()) == {1}
+    assert await provider.tokens_told() == 1
     assert [e["jkt"] for e in provider.events if e["event"] == "token"] == [None]
 
 
