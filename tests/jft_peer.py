@@ -10,7 +10,8 @@ loopback port). It checks what the real one checks before it accepts a document:
   ``dist/fhir/r4/fhir.schema.json``) and PyPI ``fhir.resources`` (its R4B models) must both
   accept it, else 400 with an OperationOutcome naming each problem.
 
-``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once;
+``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way, if it is tagged with a
+municipality number (``meta.tag``, kommunenummer, as PMD's example Bundle is), and answers 201;
 so does ``POST /epj/r4/{orgnr}/bundle`` (VKP R4), which wants a plain Bearer token instead
 (the provider's, for this resource, not bound to a key: no DPoP).
 ``POST /v1/Bundle`` answers 202 with ``Location: /v1/Bundle/{id}/$status``; a Bundle whose
@@ -44,6 +45,7 @@ from helseid_provider import RESOURCE, node_modules
 from pydantic import ValidationError
 
 from gateway.fhir.helseid import access_token_hash, jwk_thumbprint
+from gateway.fhir.terminology import KOMMUNENUMMER
 
 PROOF_MAX_AGE_S = 60
 
@@ -105,6 +107,17 @@ def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
             for severity, code, text in issues
         ],
     }
+
+
+def municipality_of(bundle: dict[str, Any]) -> str | None:
+    """The kommunenummer a Bundle is tagged with, if it has one of four digits."""
+    meta = bundle.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("system") == KOMMUNENUMMER:
+            code = tag.get("code")
+            return code if isinstance(code, str) and len(code) == 4 and code.isdigit() else None
+    return None
 
 
 class DpopRefused(Exception):
@@ -254,8 +267,9 @@ class JftPeer:
         return await self._take(request, polled=True)
 
     async def post_measurements(self, request: web.Request) -> web.StreamResponse:
-        """PMD: the Bundle (a ``collection``) is taken at once, 201, nothing to poll."""
-        return await self._take(request, polled=False)
+        """PMD: the Bundle (a ``collection``, tagged with its municipality) is taken at once,
+        201, nothing to poll."""
+        return await self._take(request, polled=False, municipality=True)
 
     async def post_vkp(self, request: web.Request) -> web.StreamResponse:
         """VKP R4: ``POST /epj/r4/{orgnr}/bundle`` with a Bearer token, taken at once (201)."""
@@ -263,7 +277,12 @@ class JftPeer:
         return await self._take(request, polled=False, bearer=True)
 
     async def _take(
-        self, request: web.Request, *, polled: bool, bearer: bool = False
+        self,
+        request: web.Request,
+        *,
+        polled: bool,
+        bearer: bool = False,
+        municipality: bool = False,
     ) -> web.StreamResponse:
         refusal = await self._gate(request, bearer=bearer)
         if refusal is not None:
@@ -290,6 +309,8 @@ class JftPeer:
         identifier = bundle.get("identifier") or {}
         if not identifier.get("value"):
             problems.append("Bundle.identifier.value is required (idempotent resend)")
+        if municipality and not municipality_of(bundle):
+            problems.append(f"Bundle.meta.tag: a four-digit municipality number ({KOMMUNENUMMER})")
         if problems:
             return self._invalid(problems)
         key = f"{identifier.get('system', '')}|{identifier['value']}"

@@ -41,13 +41,15 @@ from gateway.deps import ApiStats
 from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
-from gateway.fhir.pmd import CONSENT_WITHDRAWN, queue_measurement_batches
+from gateway.fhir.pmd import CONSENT_WITHDRAWN, municipality_tag, queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.fhir.settings import FhirSettings
+from gateway.fhir.terminology import KOMMUNENUMMER
 from gateway.fhir.transport_settings import (
     DestinationKind,
     FhirDestinationSettings,
     FhirOutboundSettings,
+    PmdSettings,
 )
 from gateway.models import (
     AlarmRow,
@@ -68,6 +70,8 @@ from tryggheim.errors import TryggheimError
 REPO = Path(__file__).resolve().parents[2]
 TENANT = "default"
 DESTINATION = f"jft:{TENANT}"
+TROMSO = "5501"
+"""Tromsø's kommunenummer."""
 
 
 @pytest.fixture
@@ -689,7 +693,12 @@ def pmd_outbound(
     retry_after_s: float = 0.05,
     **batching: Any,
 ) -> FhirOutbound:
-    pmd = {"base_url": f"{peer.url}/pmd/", "batch_every_s": 600} | batching
+    pmd = {
+        "base_url": f"{peer.url}/pmd/",
+        "municipality_number": TROMSO,
+        "municipality_name": "Tromsø",
+        "batch_every_s": 600,
+    } | batching
     settings = queue_settings(
         peer, provider, pmd={TENANT: pmd}, retry_after_s=retry_after_s, retry_max_s=retry_after_s
     )
@@ -714,8 +723,9 @@ async def test_measurements_of_a_consenting_patient_reach_pmd_once(
     provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Consent on: her measurements waiting longer than ``batch_every_s`` go as one
-    ``collection`` Bundle (blood pressure one Observation), with DPoP, received once; later
-    rounds send nothing again. Consent off: nothing of hers is queued or sent."""
+    ``collection`` Bundle (blood pressure one Observation) tagged with the municipality's
+    number, with DPoP, received once; later rounds send nothing again. Consent off: nothing of
+    hers is queued or sent."""
     consenting = await patient_measuring(store, consent=True, readings=2)
     await patient_measuring(store, consent=False, readings=2, national_id="01017012345")
     outbound = pmd_outbound(peer, provider, store, http, batch_every_s=60)
@@ -729,6 +739,7 @@ async def test_measurements_of_a_consenting_patient_reach_pmd_once(
     assert peer.received[received.identifier] == 1
     bundle = received.bundle
     assert bundle["type"] == "collection" and bundle["identifier"]["value"].startswith("urn:uuid:")
+    assert bundle["meta"]["tag"] == [{"system": KOMMUNENUMMER, "code": TROMSO, "display": "Tromsø"}]
     codes = sorted(o["code"]["coding"][0]["code"] for o in observations_in(bundle))
     assert codes == ["2708-6", "2708-6", "85354-9", "85354-9", "8867-4", "8867-4"]
     assert {o["subject"]["identifier"]["value"] for o in observations_in(bundle)} == {"15076500565"}
@@ -802,6 +813,18 @@ async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
     assert len(peer.journaled) == 2 and set(peer.received.values()) == {1}
     assert await provider.tokens_told() == 1
     assert [e["jkt"] for e in provider.events if e["event"] == "token"] == [None]
+
+
+def test_a_pmd_destination_names_its_municipality() -> None:
+    """PMD's Bundles carry the kommunenummer: a PMD destination without one (or with one that
+    is not four digits) is refused when the settings are read, naming the key."""
+    pmd = {"base_url": "https://api.pmd.nhn.no/"}
+    with pytest.raises(ValidationError, match="municipality_number"):
+        PmdSettings.model_validate(pmd)
+    with pytest.raises(ValidationError, match="municipality_number"):
+        PmdSettings.model_validate(pmd | {"municipality_number": "55011"})
+    tag = municipality_tag(PmdSettings.model_validate(pmd | {"municipality_number": "0301"}))
+    assert tag == {"system": KOMMUNENUMMER, "code": "0301"}
 
 
 def test_a_vkp_destination_names_its_organisation() -> None:
