@@ -61,7 +61,7 @@ from gateway.records.models import (
 )
 from gateway.records.store import RecordStore
 from gateway.registry.service import Registry
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.errors import TryggheimError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -187,7 +187,7 @@ def test_an_unchanged_copy_is_still_valid() -> None:
 
 def tryggheim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", *args],
+        [sys.executable, "-m", "tryggheim.apps.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -45,7 +45,7 @@ from gateway.settings import AlertManagerSettings, Hl7Settings
 from hl7.message import format_timestamp, parse_message
 from hl7.mllp import MLLPServer, ReceivedMessage
 from hl7.strict import validate_strictly
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
