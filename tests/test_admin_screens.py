@@ -25,7 +25,7 @@ from sqlalchemy import delete, update
 from test_nurse_app import screenshot
 
 from gateway.fhir.pmd import CONSENT_WITHDRAWN
-from gateway.models import FhirDestination, FhirMessage, HomeGateway, User
+from gateway.records.models import FhirDestination, FhirMessage, HomeGateway, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
