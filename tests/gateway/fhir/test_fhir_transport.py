@@ -64,7 +64,7 @@ from gateway.registry.service import Registry
 from tryggheim.apps.broker import find_free_port
 from tryggheim.errors import TryggheimError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TENANT = "default"
 DESTINATION = f"jft:{TENANT}"
 
