@@ -38,7 +38,7 @@ from servers import (
 
 from gateway.alarms.book import AlarmBook
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

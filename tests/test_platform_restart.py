@@ -30,7 +30,7 @@ from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from hl7.gp_peer import GPEndpoint
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 READINGS = 12
 

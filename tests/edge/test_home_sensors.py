@@ -19,7 +19,7 @@ from edge.sensors import SensorKind, SensorSettings
 from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 
 

@@ -38,7 +38,7 @@ from gateway.alarms import DeviceSilentRule
 from gateway.alarms.book import AlarmBook
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.codes import URGENT_EVENTS
 from tryggheim.mqtt import MqttSession, MqttSettings
 
