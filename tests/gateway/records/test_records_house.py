@@ -45,11 +45,7 @@ SQL_NOT_YET_IN_REPOSITORIES = {
 ABOVE_THE_STORE = {"gateway/records/backup.py": ["gateway.settings"]}
 
 #: Routes: thin, they call the registry or a repository and hold no query of their own.
-ROUTES = [
-    *sorted((ROOT / "gateway" / "api" / "routes").glob("*.py")),
-    ROOT / "gateway" / "fhir" / "api.py",
-    ROOT / "gateway" / "fhir" / "admin_api.py",
-]
+ROUTES = sorted((ROOT / "gateway" / "api" / "routes").glob("*.py"))
 
 
 def _tree(path: Path) -> ast.Module:
