@@ -69,6 +69,7 @@ class Platform:
                 "hl7_mllp": lambda: [self.hl7_in.connection_stats] if self.hl7_in else [],
                 "api": lambda: [self.app.state.stats],
                 "fhir_outbound": lambda: [self.fhir_stats] if settings.fhir_outbound else [],
+                "domain_events": lambda: [self.store.unit_of_work.stats],
             },
             self.store,
             backlog=exporter.backlog if exporter else None,

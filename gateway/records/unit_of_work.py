@@ -27,6 +27,14 @@ from tryggheim.domain import Observation
 log = logging.getLogger(__name__)
 
 
+@dataclass(slots=True)
+class DomainEventStats:
+    published: int = 0
+    """Events of committed transactions handed to the handler."""
+    unpublished: int = 0
+    """Events of committed transactions that the handler failed to publish (logged)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObservationsStored:
     """A patient has new values (inserted by the transaction; a resend inserts none)."""
@@ -88,8 +96,7 @@ class UnitOfWork:
         self._sessions = sessions
         self.handler: EventHandler | None = None
         """None: nothing listens (a command-line tool), and the events are dropped."""
-        self.unpublished = 0
-        """Events of committed transactions that the handler failed to publish."""
+        self.stats = DomainEventStats()
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:
@@ -103,9 +110,10 @@ class UnitOfWork:
     async def _hand_over(self, handler: EventHandler, events: Sequence[DomainEvent]) -> None:
         try:
             await handler(events)
+            self.stats.published += len(events)
         except Exception:
             # The transaction is committed: its caller (an ingest round, an HL7 batch, a
             # nurse's action) must go on as done. The live stream is best effort anyway; a
             # nurse app that missed an event is behind until it reloads.
-            self.unpublished += len(events)
+            self.stats.unpublished += len(events)
             log.exception("%d domain events committed but not published", len(events))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,7 +28,7 @@ from gateway.live.events import EventBus
 from gateway.live.publisher import LivePublisher
 from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import RecordStore
-from gateway.records.unit_of_work import savepoint
+from gateway.records.unit_of_work import DomainEvent, DomainEventStats, savepoint
 from gateway.registry.service import Registry
 from gateway.service import Platform
 from gateway.settings import Hl7ListenSettings
@@ -223,6 +223,16 @@ async def test_a_patient_an_inbound_adt_registers_is_on_the_stream(
     assert (registered["tenant_id"], registered["care_team_id"]) == (DEFAULT_TENANT, None)
 
 
+async def test_a_patient_registered_in_the_registry_is_on_the_stream(store: RecordStore) -> None:
+    """The registry's door (the API's ``POST /api/v1/patients``, provisioning)."""
+    async with live(store) as seen:
+        patient, team = await kari(store)
+        await until(lambda: seen, timeout=5, what="the new patient")
+    (registered,) = seen
+    assert (registered["type"], registered["patient_id"]) == ("patient", patient)
+    assert (registered["tenant_id"], registered["care_team_id"]) == (DEFAULT_TENANT, team)
+
+
 async def test_a_nurse_acknowledging_in_the_api_is_on_every_stream_with_her_name(
     store: RecordStore,
 ) -> None:
@@ -269,6 +279,8 @@ async def test_the_escalation_check_of_the_platform_puts_the_escalation_on_the_s
     (escalated,) = seen
     assert (escalated["type"], escalated["alarm_id"]) == ("alarm", raised.id)
     assert (escalated["state"], escalated["escalation_level"]) == ("raised", 0)
+    # The values and the raised alarm, then the escalation; counted for Prometheus.
+    assert "tryggheim_domain_events_published_total 3.0" in platform.metrics.render().decode()
 
 
 async def test_what_rolls_back_publishes_nothing(store: RecordStore) -> None:
@@ -292,3 +304,17 @@ async def test_what_rolls_back_publishes_nothing(store: RecordStore) -> None:
         await until(lambda: seen, timeout=5, what="the committed value")
     (committed,) = seen
     assert [o["value"] for o in committed["observations"]] == ["97"]
+
+
+async def test_a_handler_that_fails_leaves_the_commit_done_and_is_counted(
+    store: RecordStore,
+) -> None:
+    await kari(store)
+
+    async def broken(events: Sequence[DomainEvent]) -> None:
+        raise RuntimeError("the live bus is gone")
+
+    store.unit_of_work.handler = broken
+    (alarm,) = (await store.commit_batch(GATEWAY, [spo2(1, "85")], T0)).alarms
+    assert (await store.alarm(alarm.id)).state == "raised"
+    assert store.unit_of_work.stats == DomainEventStats(published=0, unpublished=2)
