@@ -72,7 +72,7 @@ from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import RecordStore
 from gateway.registry.service import Registry
 from tryggheim import codes
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings

@@ -46,7 +46,7 @@ from firmware_sim.sensors import ClimateSensor, Kind
 from gateway.ingest.worker import IngestWorker
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 

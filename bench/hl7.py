@@ -93,7 +93,7 @@ from hl7.inbound import decode_inbound
 from hl7.message import decode_message
 from hl7.mllp import MLLPClient
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import ObservationBatch
@@ -190,7 +190,7 @@ async def tryggheim_server(work: Path, name: str, *args: str) -> AsyncIterator[t
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tryggheim.cli",
+            "tryggheim.apps.cli",
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,

@@ -37,7 +37,7 @@ from servers import (
 )
 
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tryggheim.broker import find_free_port
-from tryggheim.demo import (
+from tryggheim.apps.broker import find_free_port
+from tryggheim.apps.demo import (
     REPLAYED,
     SCENARIOS,
     TIMEZONE,
@@ -86,7 +86,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         [
             sys.executable,
             "-m",
-            "tryggheim.cli",
+            "tryggheim.apps.cli",
             "demo",
             "--homes",
             str(HOMES),

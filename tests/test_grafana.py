@@ -39,7 +39,7 @@ from gateway.registry.service import Registry
 from gateway.service import Platform
 from hl7.tools import send_message
 from tryggheim import codes
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import encode_batch, obs_topic, status_topic

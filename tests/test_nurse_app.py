@@ -48,7 +48,7 @@ from sqlalchemy import select
 
 from gateway.records.models import AuditEntry
 from tryggheim import codes
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

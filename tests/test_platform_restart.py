@@ -29,7 +29,7 @@ from firmware_sim.ble.radio import VirtualRadio
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from hl7.gp_peer import GPEndpoint
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 READINGS = 12
 

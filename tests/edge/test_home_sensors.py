@@ -18,7 +18,7 @@ from edge.config import EdgeSettings
 from edge.sensors import SensorKind, SensorSettings
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 
 

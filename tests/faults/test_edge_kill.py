@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 
 KILLS = 20

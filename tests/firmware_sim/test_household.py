@@ -37,7 +37,7 @@ from firmware_sim.sensors import (
 from gateway.alarms import DeviceSilentRule
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.codes import URGENT_EVENTS
 from tryggheim.mqtt import MqttSession, MqttSettings
 

@@ -23,7 +23,7 @@ from gateway.fhir.settings import FhirProfiles
 from gateway.fhir.validation import Problem, validate
 from gateway.records.store import RecordStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NPM_PACKAGE = ROOT / "tests" / "medplum"
 
 
@@ -187,7 +187,7 @@ def test_an_unchanged_copy_is_still_valid() -> None:
 
 def tryggheim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", *args],
+        [sys.executable, "-m", "tryggheim.apps.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

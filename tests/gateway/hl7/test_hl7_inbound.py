@@ -38,8 +38,8 @@ from hl7.errors import MessageError
 from hl7.inbound import InboundMessage
 from hl7.message import parse_message, read_header
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
-from tryggheim.broker import find_free_port
-from tryggheim.tlsutil import make_test_ca
+from tryggheim.apps.broker import find_free_port
+from tryggheim.apps.tlsutil import make_test_ca
 
 KARI = "15076500565"
 OLA = "01014090011"
@@ -227,7 +227,7 @@ async def test_hl7_listen_and_patients_list_on_the_command_line(tmp_path: Path) 
     listen = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tryggheim.cli",
+        "tryggheim.apps.cli",
         "hl7",
         "listen",
         "--port",
@@ -248,7 +248,7 @@ async def test_hl7_listen_and_patients_list_on_the_command_line(tmp_path: Path) 
     listed = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tryggheim.cli",
+        "tryggheim.apps.cli",
         "patients",
         "list",
         "--json",

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hl7.ack import Ack, AckCode, parse_ack
 from hl7.mllp import MLLPDecoder, encode_frame
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 SB, EB = b"\x0b", b"\x1c\x0d"
 #: The valid message's answer may wait for a hostile message before it in processing order
@@ -42,7 +42,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = find_free_port()
     command = ["hl7", "listen", "--port", str(port), "--database", database]
     process = subprocess.Popen(
-        [sys.executable, "-m", "tryggheim.cli", *command],
+        [sys.executable, "-m", "tryggheim.apps.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )

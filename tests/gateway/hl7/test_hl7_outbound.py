@@ -45,7 +45,7 @@ from gateway.settings import AlertManagerSettings, Hl7Settings
 from hl7.message import format_timestamp, parse_message
 from hl7.mllp import MLLPServer, ReceivedMessage
 from hl7.strict import validate_strictly
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
@@ -55,7 +55,7 @@ FAST = Hl7Settings(settle_s=0.05, ack_timeout_s=2.0, retry_after_s=0.1, retry_ma
 #: then, so the assertions below allow a resend anywhere (never a reordering).
 IMPATIENT = FAST.model_copy(update={"ack_timeout_s": 0.3})
 GATEWAY = "gw-hl7"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 _seqs = itertools.count(1)
 
 

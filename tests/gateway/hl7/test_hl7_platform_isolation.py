@@ -19,7 +19,7 @@ from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7ListenSettings
 from hl7.ack import AckCode
 from hl7.mllp import MLLPClient
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 
 def _many_names(control_id: str, repetitions: int) -> str:

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from gateway.records.models import RejectedObservation
 from gateway.service import Platform
 from gateway.settings import GatewaySettings
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.apps.broker import MosquittoServer, find_free_port
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import (

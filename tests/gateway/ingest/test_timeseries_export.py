@@ -43,7 +43,7 @@ from gateway.ingest.timeseries import (
 from gateway.records.models import ObservationRow, TimeSeriesDeadLetter
 from gateway.records.store import RecordStore
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.mqtt import backoff_delays
 
 BAD_DEVICE = "C0:10:00:00:0B:AD"

@@ -38,7 +38,7 @@ from gateway.records.models import (
 from gateway.records.store import RecordStore
 from gateway.registry.service import Registry
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.domain import Observation
 
 FALLS = 3
@@ -65,7 +65,7 @@ async def cli(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tryggheim.cli",
+        "tryggheim.apps.cli",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -278,7 +278,7 @@ async def test_the_commands_refuse_without_their_tools_or_consent(
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, database_url, find_free_port())
     refused = await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "tryggheim.cli", "gateway", "restore", "--config", str(config), str(tmp_path)),
+        *("-m", "tryggheim.apps.cli", "gateway", "restore", "--config", str(config), str(tmp_path)),
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await refused.communicate()
@@ -287,7 +287,7 @@ async def test_the_commands_refuse_without_their_tools_or_consent(
         # No PostgreSQL client on PATH: a one-line reason and what to install.
         backup = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "tryggheim.cli", "gateway", "backup", "--config", str(config)),
+            *("-m", "tryggheim.apps.cli", "gateway", "backup", "--config", str(config)),
             *("--to", str(tmp_path / "b")),
             stderr=asyncio.subprocess.PIPE,
             env=os.environ | {"PATH": str(tmp_path / "empty")},

@@ -207,7 +207,7 @@ def test_erasure_from_the_command_line_asks_for_yes(tmp_path: Path) -> None:
         f'database_url = "sqlite+aiosqlite:///{tmp_path / "r.db"}"\n'
         '[mqtt]\nusername = "platform"\npassword = "x"\n'
     )
-    base = [sys.executable, "-m", "tryggheim.cli", "gateway"]
+    base = [sys.executable, "-m", "tryggheim.apps.cli", "gateway"]
     args = ["--config", str(config), "--national-id", KARI, "--operator", "it-admin"]
     refused = subprocess.run([*base, "erase-patient", *args], capture_output=True, text=True)
     assert refused.returncode == 2 and "--yes" in refused.stderr

@@ -33,7 +33,7 @@ from gateway.records.models import (
 from gateway.records.store import RecordStore
 from gateway.registry.retention import RetentionJob, TenantPurge
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 #: Not a fixed date: VictoriaMetrics refuses points from the future.
 NOW = datetime.now(UTC)

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from tryggheim.aio import wait_event
-from tryggheim.demo import (
+from tryggheim.apps.demo import (
     DRAIN_TIMEOUT_S,
     Home,
     expected_observations,

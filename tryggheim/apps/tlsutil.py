@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tryggheim.broker import TlsFiles
+from tryggheim.apps.broker import TlsFiles
 
 # Long enough for any test run or demo, short enough that a leaked test key is soon worthless.
 VALIDITY = timedelta(days=7)

@@ -59,7 +59,7 @@ from gateway.settings import AlarmSettings, GatewaySettings, Hl7Settings
 from hl7.gp_peer import GPEndpoint
 from tryggheim import codes
 from tryggheim.aio import wait_event
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 

@@ -479,7 +479,7 @@ async def _ble_decode(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from tryggheim.demo import DemoOptions, run_demo
+    from tryggheim.apps.demo import DemoOptions, run_demo
 
     options = DemoOptions(
         homes=args.homes,
@@ -497,7 +497,7 @@ async def _simulate(args: argparse.Namespace) -> int:
 
     from pydantic import SecretStr
 
-    from tryggheim.simulate import SimulateOptions, run_simulation
+    from tryggheim.apps.simulate import SimulateOptions, run_simulation
 
     password = os.environ.get("TRYGGHEIM_SIMULATE_PASSWORD") or sys.stdin.readline().rstrip("\n")
     if not password:
