@@ -117,7 +117,7 @@ async def test_mqtt_ingest_puts_the_values_and_the_alarm_they_raise_on_the_strea
         await until(lambda: worker.stats.connected, what="the ingest worker")
         async with MqttSession(mqtt_settings(mosquitto, GATEWAY), "edge") as edge:
             await edge.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, [spo2(1, "88")]))
-        await until(lambda: of_type(seen, "alarm"), what="the alarm on the stream")
+        await until(lambda: bool(of_type(seen, "alarm")), what="the alarm on the stream")
     (values,) = of_type(seen, "observation")
     assert (values["patient_id"], values["care_team_id"]) == (patient, team)
     assert [(o["code"], o["value"]) for o in values["observations"]] == [(codes.SPO2.ref, "88")]
@@ -193,7 +193,9 @@ async def test_an_alarm_an_inbound_oru_raises_reaches_the_stream_at_once_with_it
         subscribed(platform.events) as seen,
     ):
         assert await send(port, oru("O1", KARI, "195")) is AckCode.AA
-        await until(lambda: of_type(seen, "alarm"), timeout=10, what="the alarm on the stream")
+        await until(
+            lambda: bool(of_type(seen, "alarm")), timeout=10, what="the alarm on the stream"
+        )
     (values,) = of_type(seen, "observation")
     assert values["patient_id"] == patient
     assert [(o["code"], o["value"], o["unit"]) for o in values["observations"]] == [
@@ -218,7 +220,7 @@ async def test_a_patient_an_inbound_adt_registers_is_on_the_stream(
         subscribed(platform.events) as seen,
     ):
         assert await send(port, adt_a04("A1", "01014090011")) is AckCode.AA
-        await until(lambda: of_type(seen, "patient"), timeout=10, what="the new patient")
+        await until(lambda: bool(of_type(seen, "patient")), timeout=10, what="the new patient")
     (registered,) = seen
     assert (registered["tenant_id"], registered["care_team_id"]) == (DEFAULT_TENANT, None)
 
@@ -227,7 +229,7 @@ async def test_a_patient_registered_in_the_registry_is_on_the_stream(store: Reco
     """The registry's door (the API's ``POST /api/v1/patients``, provisioning)."""
     async with live(store) as seen:
         patient, team = await kari(store)
-        await until(lambda: seen, timeout=5, what="the new patient")
+        await until(lambda: bool(seen), timeout=5, what="the new patient")
     (registered,) = seen
     assert (registered["type"], registered["patient_id"]) == ("patient", patient)
     assert (registered["tenant_id"], registered["care_team_id"]) == (DEFAULT_TENANT, team)
@@ -273,7 +275,7 @@ async def test_the_escalation_check_of_the_platform_puts_the_escalation_on_the_s
         (raised,) = (await platform.store.commit_batch(GATEWAY, [spo2(1, "85")], T0)).alarms
         async with subscribed(platform.events) as seen:
             await platform.store.escalate_alarms(T0 + timedelta(minutes=1))
-            await until(lambda: seen, timeout=5, what="the escalation on the stream")
+            await until(lambda: bool(seen), timeout=5, what="the escalation on the stream")
     finally:
         await platform.store.close()
     (escalated,) = seen
@@ -301,7 +303,7 @@ async def test_what_rolls_back_publishes_nothing(store: RecordStore) -> None:
             await store.commit_in(s, [ObservationBatch(GATEWAY, (spo2(2, "97", 1),))], T0, {})
             await asyncio.sleep(0.1)
             assert seen == []  # not before the commit
-        await until(lambda: seen, timeout=5, what="the committed value")
+        await until(lambda: bool(seen), timeout=5, what="the committed value")
     (committed,) = seen
     assert [o["value"] for o in committed["observations"]] == ["97"]
 
