@@ -37,7 +37,6 @@ from gateway.events import access_changed_event
 from gateway.privacy import erase_patient, export_patient
 from gateway.registry import Registry
 from gateway.schemas import (
-    DEVICE_PROFILES,
     AuditOut,
     CareTeamIn,
     CareTeamOut,
@@ -56,6 +55,7 @@ from gateway.schemas import (
     UserIn,
     UserOut,
     UserPatch,
+    profile_of,
 )
 from gateway.settings import GatewaySettings
 
@@ -335,7 +335,7 @@ def registry_router() -> APIRouter:
             device_id=body.device_id.upper(),
             patient_id=body.patient_id,
             gateway_id=body.gateway_id,
-            profile=DEVICE_PROFILES[body.kind],
+            profile=profile_of(body.kind),
         )
         await audit("pair_device", body.patient_id, purpose="administration")
         return DeviceOut(

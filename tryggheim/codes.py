@@ -107,6 +107,39 @@ _PROFILE_REFS = {
 }
 
 
+class DeviceKind(StrEnum):
+    """The kinds of medical device a home gateway reads and the platform pairs: the one name of
+    each, in the edge's config and pair command, the registry API and the nurse app."""
+
+    BLOOD_PRESSURE = "blood_pressure"
+    WEIGHT_SCALE = "weight_scale"
+    THERMOMETER = "thermometer"
+    PULSE_OXIMETER = "pulse_oximeter"
+    GLUCOSE_METER = "glucose_meter"
+    HEART_RATE = "heart_rate"
+
+    @property
+    def profile(self) -> DeviceProfile | None:
+        """Its IEEE 11073 specialisation; None for a kind that has none (a heart-rate strap),
+        which the platform cannot pair."""
+        return _PROFILE_OF_KIND.get(self)
+
+    @classmethod
+    def of_profile(cls, profile: str) -> DeviceKind | None:
+        """The kind of a paired device, from the profile code the registry stores."""
+        return _KIND_OF_PROFILE.get(profile)
+
+
+_PROFILE_OF_KIND = {
+    DeviceKind.BLOOD_PRESSURE: DeviceProfile.BLOOD_PRESSURE,
+    DeviceKind.WEIGHT_SCALE: DeviceProfile.SCALE,
+    DeviceKind.THERMOMETER: DeviceProfile.THERMOMETER,
+    DeviceKind.PULSE_OXIMETER: DeviceProfile.PULSE_OXIMETER,
+    DeviceKind.GLUCOSE_METER: DeviceProfile.GLUCOSE_METER,
+}
+_KIND_OF_PROFILE = {profile.value: kind for kind, profile in _PROFILE_OF_KIND.items()}
+
+
 def _mdc(ref: str, code: int, display: str, *units: Unit) -> MetricCode:
     return MetricCode(ref, code, MDC_CODING_SYSTEM, display, units)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.config import DeviceKind
+from tryggheim.codes import DeviceKind
 
 BATTERY_SERVICE = 0x180F
 BATTERY_LEVEL = 0x2A19
@@ -61,4 +61,4 @@ PROFILES: dict[DeviceKind, Profile] = {
         Profile(DeviceKind.HEART_RATE, 0x180D, (0x2A37,)),
     )
 }
-"""Every :class:`~edge.config.DeviceKind` has a profile (checked by the tests)."""
+"""Every :class:`~tryggheim.codes.DeviceKind` has a profile (checked by the tests)."""

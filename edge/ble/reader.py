@@ -103,7 +103,8 @@ from edge.ble.racp import (
     ResponseCode,
     encode_report_stored_records,
 )
-from edge.config import DeviceKind, DeviceSettings
+from edge.config import DeviceSettings
+from tryggheim.codes import DeviceKind
 from tryggheim.domain import Observation
 from tryggheim.errors import DecodeError
 

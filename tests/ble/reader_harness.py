@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader
-from edge.config import DeviceKind, DeviceSettings
+from edge.config import DeviceSettings
 from edge.outbox import Outbox
 from firmware_sim.ble.radio import VirtualRadio
-from tryggheim.codes import EVENT_BATTERY
+from tryggheim.codes import EVENT_BATTERY, DeviceKind
 from tryggheim.domain import Observation
 
 OSLO = ZoneInfo("Europe/Oslo")

@@ -13,7 +13,6 @@ from decimal import Decimal
 from pathlib import Path
 
 from ble.reader_harness import OSLO, OutboxSink, device, gateway, wait_until
-from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import SimulatedBloodPressureMonitor
 from firmware_sim.ble.day import Devices, HouseholdDay, SimulatedTime, expected_observations
 from firmware_sim.ble.glucose_meter import GlucoseReading, SimulatedGlucoseMeter
@@ -22,7 +21,7 @@ from firmware_sim.ble.pulse_oximeter import SimulatedPulseOximeter
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.ble.scale import SimulatedScale
 from firmware_sim.ble.thermometer import SimulatedThermometer
-from tryggheim.codes import EVENT_BATTERY
+from tryggheim.codes import EVENT_BATTERY, DeviceKind
 from tryggheim.domain import Observation, TimeSource
 
 DAY = date(2025, 3, 4)  # no DST change in Oslo

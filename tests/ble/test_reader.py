@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 from ble.reader_harness import Sink, device
 from edge.ble.bumble_backend import bumble_backend
 from edge.ble.reader import BleReader, _Session
-from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import CuffReading, CuffStatus, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
+from tryggheim.codes import DeviceKind
 from tryggheim.domain import Observation, TimeSource
 
 OSLO = ZoneInfo("Europe/Oslo")

@@ -17,7 +17,6 @@ from edge.ble.current_time import AdjustReason, decode_current_time, encode_curr
 from edge.ble.glucose import GlucoseType, Meal, SampleLocation
 from edge.ble.profiles import PROFILES
 from edge.ble.reader import BleReader
-from edge.config import DeviceKind
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.clock import DeviceClock
 from firmware_sim.ble.day import Peripheral, Reading, expected_observations
@@ -31,7 +30,7 @@ from firmware_sim.ble.pulse_oximeter import (
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.ble.scale import SimulatedScale, WeightReading
 from firmware_sim.ble.thermometer import SimulatedThermometer, TemperatureReading
-from tryggheim.codes import EVENT_BATTERY
+from tryggheim.codes import EVENT_BATTERY, DeviceKind
 from tryggheim.domain import Observation
 
 ADDRESS = "C0:20:00:00:00:01"

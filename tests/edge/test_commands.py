@@ -28,8 +28,9 @@ from edge.commands import (
     decode_command,
     with_overrides,
 )
-from edge.config import DeviceKind, EdgeSettings
+from edge.config import EdgeSettings
 from firmware_sim.ble.radio import VirtualRadio
+from tryggheim.codes import DeviceKind
 from tryggheim.errors import ConfigError, PayloadError
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import cmd_topic, reply_topic, status_topic
