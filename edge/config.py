@@ -12,9 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from edge.sensors import SensorSettings
 from tryggheim.codes import DeviceKind
 from tryggheim.mqtt import MqttSettings
-from tryggheim.wire import GATEWAY_ID_PATTERN
-
-BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
+from tryggheim.wire import BLE_ADDRESS_PATTERN, GATEWAY_ID_PATTERN
 
 
 class BleBackend(StrEnum):

@@ -19,21 +19,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from servers import BrokerFixture, tail
 
-from edge.commands import (
-    ConfigUpdate,
-    Pair,
-    TimeSync,
-    Unpair,
-    apply,
-    decode_command,
-    with_overrides,
-)
+from edge.commands import apply, with_overrides
 from edge.config import EdgeSettings
 from firmware_sim.ble.radio import VirtualRadio
 from tryggheim.codes import DeviceKind
 from tryggheim.errors import ConfigError, PayloadError
 from tryggheim.mqtt import MqttSession
-from tryggheim.wire import cmd_topic, reply_topic, status_topic
+from tryggheim.wire import (
+    ConfigUpdate,
+    Pair,
+    TimeSync,
+    Unpair,
+    cmd_topic,
+    decode_command,
+    reply_topic,
+    status_topic,
+)
 
 TOPIC = cmd_topic(GATEWAY)
 
