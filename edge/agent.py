@@ -53,7 +53,7 @@ async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]
     if settings.ble.hci_transport is None:
         raise ConfigError("edge config", "ble.hci_transport", "required for the bumble backend")
     # Imported here: bumble's host stack is several MB a Pi on BlueZ never needs.
-    from edge.ble.bumble_backend import bumble_backend
+    from edge.ble.backends.bumble import bumble_backend
 
     async with bumble_backend(settings.ble.hci_transport) as backend:
         yield backend.scanner_type, backend.client_type

@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum, IntEnum
 from typing import Any, TypeVar
 
-from edge.ble.ieee11073 import SpecialValue, decode_float, decode_sfloat
+from edge.ble.gatt.ieee11073 import SpecialValue, decode_float, decode_sfloat
 from tryggheim.errors import DecodeError
 
 #: A decoded SFLOAT/FLOAT: a number, or the special value the device sent instead of one.

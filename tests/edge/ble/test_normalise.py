@@ -9,16 +9,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.adjustments import Reason
-from edge.ble.blood_pressure import BloodPressureMeasurement, MeasurementStatus, PressureUnit
-from edge.ble.characteristics import UnknownCharacteristicError, decode
-from edge.ble.glucose import GlucoseMeasurement, GlucoseMeasurementContext
-from edge.ble.ieee11073 import SpecialValue
-from edge.ble.normalise import (
+from edge.ble.gatt.blood_pressure import BloodPressureMeasurement, MeasurementStatus, PressureUnit
+from edge.ble.gatt.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from edge.ble.gatt.ieee11073 import SpecialValue
+from edge.ble.gatt.normalise import (
     alterations,
     blood_pressure_observations,
     glucose_observations,
-    observations_for,
 )
+from edge.ble.gatt.registry import UnknownCharacteristicError, decode, observations_for
 from tryggheim import codes
 from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 

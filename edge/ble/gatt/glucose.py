@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum, IntFlag, StrEnum
 
-from edge.ble.fields import Reader, Sfloat, enum_or_raw
+from edge.ble.gatt.fields import Reader, Sfloat, enum_or_raw
 
 MEASUREMENT_NAME = "0x2A18 Glucose Measurement"
 CONTEXT_NAME = "0x2A34 Glucose Measurement Context"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, IntFlag, StrEnum
 
-from edge.ble.fields import Reader, Sfloat, enum_or_raw
+from edge.ble.gatt.fields import Reader, Sfloat, enum_or_raw
 
 CHARACTERISTIC_NAME = "0x2A1C Temperature Measurement"
 

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-from edge.ble.fields import Reader, enum_or_raw
+from edge.ble.gatt.fields import Reader, enum_or_raw
 
 CHARACTERISTIC_NAME = "0x2A52 Record Access Control Point"
 

@@ -12,8 +12,8 @@ from bleak import BleakClient, BleakScanner
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
-from edge.ble.blood_pressure import decode_blood_pressure_measurement
-from edge.ble.bumble_backend import BumbleBackend, bumble_backend
+from edge.ble.backends.bumble import BumbleBackend, bumble_backend
+from edge.ble.gatt.blood_pressure import decode_blood_pressure_measurement
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ble.packets import check_truncations, date_time, decodes_or_raises_decode_error, u8, u16, u32
-from edge.ble.weight_scale import (
+from edge.ble.gatt.weight_scale import (
     FEATURE_NAME,
     MEASUREMENT_NAME,
     HeightResolution,

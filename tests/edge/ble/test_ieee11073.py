@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.ble.ieee11073 import SpecialValue, decode_float, decode_sfloat
+from edge.ble.gatt.ieee11073 import SpecialValue, decode_float, decode_sfloat
 from firmware_sim.ble.encode import (
     SFLOAT_EXPONENT_MAX,
     SFLOAT_EXPONENT_MIN,

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.ble.current_time import AdjustReason, DayOfWeek, decode_current_time
-from edge.ble.glucose import (
+from edge.ble.gatt.current_time import AdjustReason, DayOfWeek, decode_current_time
+from edge.ble.gatt.glucose import (
     ConcentrationUnit,
     GlucoseType,
     Meal,
@@ -19,14 +19,14 @@ from edge.ble.glucose import (
     decode_glucose_measurement,
     decode_glucose_measurement_context,
 )
-from edge.ble.health_thermometer import TemperatureUnit, decode_temperature_measurement
-from edge.ble.heart_rate import SensorContact, decode_heart_rate_measurement
-from edge.ble.pulse_oximeter import (
+from edge.ble.gatt.health_thermometer import TemperatureUnit, decode_temperature_measurement
+from edge.ble.gatt.heart_rate import SensorContact, decode_heart_rate_measurement
+from edge.ble.gatt.pulse_oximeter import (
     decode_plx_continuous_measurement,
     decode_plx_spot_check_measurement,
 )
-from edge.ble.racp import GeneralResponse, NumberOfStoredRecordsResponse, decode_racp_response
-from edge.ble.weight_scale import UnitSystem, decode_weight_measurement
+from edge.ble.gatt.racp import GeneralResponse, NumberOfStoredRecordsResponse, decode_racp_response
+from edge.ble.gatt.weight_scale import UnitSystem, decode_weight_measurement
 from firmware_sim.ble import encode
 
 times = st.datetimes(datetime(1582, 1, 1), datetime(9999, 12, 31)).map(

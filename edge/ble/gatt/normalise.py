@@ -50,27 +50,21 @@ reader can count each with its reason.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum, IntFlag
-from types import UnionType
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge.adjustments import Reason
-from edge.ble import characteristics
-from edge.ble.battery import BatteryLevel
-from edge.ble.blood_pressure import (
+from edge.ble.gatt.battery import BatteryLevel
+from edge.ble.gatt.blood_pressure import (
     UNKNOWN_USER,
     BloodPressureMeasurement,
-    IntermediateCuffPressure,
     PressureUnit,
 )
-from edge.ble.characteristics import Decoded
-from edge.ble.current_time import CurrentTime, DateTime
-from edge.ble.fields import Sfloat, enum_fields
-from edge.ble.glucose import (
+from edge.ble.gatt.fields import Sfloat, enum_fields
+from edge.ble.gatt.glucose import (
     EXERCISE_DURATION_OVERRUN,
     ConcentrationUnit,
     GlucoseMeasurement,
@@ -79,12 +73,11 @@ from edge.ble.glucose import (
     MedicationUnit,
     SampleLocation,
 )
-from edge.ble.health_thermometer import TemperatureMeasurement, TemperatureUnit
-from edge.ble.heart_rate import HeartRateMeasurement, SensorContact
-from edge.ble.ieee11073 import SpecialValue
-from edge.ble.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
-from edge.ble.racp import GeneralResponse, NumberOfStoredRecordsResponse
-from edge.ble.weight_scale import UnitSystem, WeightMeasurement, WeightScaleFeature
+from edge.ble.gatt.health_thermometer import TemperatureMeasurement, TemperatureUnit
+from edge.ble.gatt.heart_rate import HeartRateMeasurement, SensorContact
+from edge.ble.gatt.ieee11073 import SpecialValue
+from edge.ble.gatt.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
+from edge.ble.gatt.weight_scale import UnitSystem, WeightMeasurement
 from tryggheim import codes
 from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 
@@ -92,7 +85,12 @@ from tryggheim.domain import NaiveTimeError, Observation, TimeSource
 _Value = tuple[str, Sfloat | None, codes.MetricCode, codes.Unit]
 
 
-def _require_aware(received_at: datetime) -> None:
+def source_of(uuid16: int) -> str:
+    """The Observation ``source`` of values from characteristic ``uuid16``, e.g. ``ble:2A35``."""
+    return f"ble:{uuid16:04X}"
+
+
+def require_aware(received_at: datetime) -> None:
     if received_at.tzinfo is None or received_at.utcoffset() is None:
         # a gateway time without a zone would silently shift the reading by hours
         raise NaiveTimeError("received_at")
@@ -106,8 +104,8 @@ class _Context:
     def __init__(
         self, uuid16: int, gateway_id: str, device_id: str, received_at: datetime, tz: ZoneInfo
     ) -> None:
-        _require_aware(received_at)
-        self.source = characteristics.characteristic(uuid16).source
+        require_aware(received_at)
+        self.source = source_of(uuid16)
         self.gateway_id = gateway_id
         self.device_id = device_id
         self.received_at = received_at
@@ -438,55 +436,3 @@ def _walk(value: object, prefix: str, found: list[tuple[Reason, str]]) -> None:
             found.append((Reason.RESERVED_VALUE, name))
         else:
             _walk(item, f"{name}.", found)
-
-
-def _nothing(m: object, **_: object) -> list[Observation]:
-    return []
-
-
-_Normaliser = Callable[..., list[Observation]]
-
-_NORMALISERS: dict[int, tuple[type[Any] | UnionType, _Normaliser]] = {
-    0x2A35: (BloodPressureMeasurement, blood_pressure_observations),
-    0x2A36: (IntermediateCuffPressure, _nothing),
-    0x2A37: (HeartRateMeasurement, heart_rate_observations),
-    0x2A1C: (TemperatureMeasurement, temperature_observations),
-    0x2A9D: (WeightMeasurement, weight_observations),
-    0x2A9E: (WeightScaleFeature, _nothing),
-    0x2A5E: (PlxSpotCheckMeasurement, plx_spot_check_observations),
-    0x2A5F: (PlxContinuousMeasurement, plx_continuous_observations),
-    0x2A18: (GlucoseMeasurement, glucose_observations),
-    0x2A34: (GlucoseMeasurementContext, _nothing),
-    0x2A52: (NumberOfStoredRecordsResponse | GeneralResponse, _nothing),
-    0x2A19: (BatteryLevel, battery_observations),
-    0x2A2B: (CurrentTime, _nothing),
-    0x2A08: (DateTime, _nothing),
-}
-
-
-def observations_for(
-    uuid16: int,
-    decoded: Decoded,
-    *,
-    gateway_id: str,
-    device_id: str,
-    received_at: datetime,
-    tz: ZoneInfo,
-) -> list[Observation]:
-    """The Observations of ``decoded``, the value of characteristic ``uuid16`` as returned by
-    :func:`edge.ble.characteristics.decode`; ``[]`` for characteristics without a platform
-    code (see the module docstring).
-
-    Raises :class:`~edge.ble.characteristics.UnknownCharacteristicError` for a UUID without a
-    decoder, ``TypeError`` if ``decoded`` is not what that characteristic decodes to (a
-    programming error), and :class:`~tryggheim.domain.NaiveTimeError` for a naive
-    ``received_at``.
-    """
-    characteristics.characteristic(uuid16)
-    kind, normaliser = _NORMALISERS[uuid16]
-    if not isinstance(decoded, kind):
-        raise TypeError(f"0x{uuid16:04X} decodes to {kind}, not {type(decoded).__name__}")
-    _require_aware(received_at)
-    return normaliser(
-        decoded, gateway_id=gateway_id, device_id=device_id, received_at=received_at, tz=tz
-    )

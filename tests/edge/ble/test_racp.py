@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ble.packets import check_truncations, decodes_or_raises_decode_error
-from edge.ble.racp import (
+from edge.ble.gatt.racp import (
     CHARACTERISTIC_NAME,
     GeneralResponse,
     NumberOfStoredRecordsResponse,

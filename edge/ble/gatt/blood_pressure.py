@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntFlag, StrEnum
 
-from edge.ble.fields import Reader, Sfloat
+from edge.ble.gatt.fields import Reader, Sfloat
 
 CHARACTERISTIC_NAME = "0x2A35 Blood Pressure Measurement"
 INTERMEDIATE_CHARACTERISTIC_NAME = "0x2A36 Intermediate Cuff Pressure"

@@ -19,8 +19,8 @@ from ble.packets import (
     u16,
     u24,
 )
-from edge.ble.ieee11073 import SpecialValue
-from edge.ble.pulse_oximeter import (
+from edge.ble.gatt.ieee11073 import SpecialValue
+from edge.ble.gatt.pulse_oximeter import (
     CONTINUOUS_NAME,
     SPOT_CHECK_NAME,
     DeviceAndSensorStatus,

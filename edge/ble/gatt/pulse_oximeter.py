@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntFlag
 
-from edge.ble.fields import Reader, Sfloat
+from edge.ble.gatt.fields import Reader, Sfloat
 
 SPOT_CHECK_NAME = "0x2A5E PLX Spot-Check Measurement"
 CONTINUOUS_NAME = "0x2A5F PLX Continuous Measurement"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.ble.fields import Reader
+from edge.ble.gatt.fields import Reader
 
 CHARACTERISTIC_NAME = "0x2A19 Battery Level"
 

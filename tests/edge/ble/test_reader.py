@@ -12,7 +12,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from ble.reader_harness import Sink, device
-from edge.ble.bumble_backend import bumble_backend
+from edge.ble.backends.bumble import bumble_backend
 from edge.ble.reader import BleReader, _Session
 from firmware_sim.ble.bp_monitor import CuffReading, CuffStatus, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio

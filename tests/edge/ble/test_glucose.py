@@ -18,7 +18,7 @@ from ble.packets import (
     u8,
     u16,
 )
-from edge.ble.glucose import (
+from edge.ble.gatt.glucose import (
     CONTEXT_NAME,
     MEASUREMENT_NAME,
     CarbohydrateId,
@@ -35,7 +35,7 @@ from edge.ble.glucose import (
     decode_glucose_measurement,
     decode_glucose_measurement_context,
 )
-from edge.ble.glucose import (
+from edge.ble.gatt.glucose import (
     Tester as GlucoseTester,
 )
 from tryggheim.errors import DecodeError

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge.ble.bumble_backend import bumble_backend
+from edge.ble.backends.bumble import bumble_backend
 from edge.ble.reader import BleReader
 from edge.config import DeviceSettings
 from edge.outbox import Outbox

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntFlag, StrEnum
 
-from edge.ble.fields import Reader
+from edge.ble.gatt.fields import Reader
 
 CHARACTERISTIC_NAME = "0x2A37 Heart Rate Measurement"
 

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ble.packets import check_truncations, date_time, decodes_or_raises_decode_error, u8
-from edge.ble.battery import CHARACTERISTIC_NAME as BATTERY_NAME
-from edge.ble.battery import BatteryLevel, decode_battery_level
-from edge.ble.current_time import (
+from edge.ble.gatt.battery import CHARACTERISTIC_NAME as BATTERY_NAME
+from edge.ble.gatt.battery import BatteryLevel, decode_battery_level
+from edge.ble.gatt.current_time import (
     CURRENT_TIME_NAME,
     DATE_TIME_NAME,
     AdjustReason,
@@ -22,7 +22,7 @@ from edge.ble.current_time import (
     decode_current_time,
     decode_date_time,
 )
-from edge.ble.fields import DateTimeFields
+from edge.ble.gatt.fields import DateTimeFields
 from tryggheim.errors import DecodeError
 
 WHEN = datetime(2025, 3, 1, 8, 15, 30)  # a Saturday

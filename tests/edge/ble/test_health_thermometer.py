@@ -17,14 +17,14 @@ from ble.packets import (
     float32,
     u8,
 )
-from edge.ble.health_thermometer import (
+from edge.ble.gatt.health_thermometer import (
     CHARACTERISTIC_NAME,
     TemperatureMeasurement,
     TemperatureType,
     TemperatureUnit,
     decode_temperature_measurement,
 )
-from edge.ble.ieee11073 import SpecialValue
+from edge.ble.gatt.ieee11073 import SpecialValue
 from tryggheim.errors import DecodeError
 
 WHEN = datetime(2025, 3, 1, 8, 16, 32)

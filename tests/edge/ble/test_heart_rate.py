@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ble.packets import check_truncations, decodes_or_raises_decode_error, u8, u16
-from edge.ble.heart_rate import (
+from edge.ble.gatt.heart_rate import (
     CHARACTERISTIC_NAME,
     HeartRateMeasurement,
     SensorContact,

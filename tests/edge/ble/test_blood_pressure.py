@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.ble.blood_pressure import (
+from edge.ble.gatt.blood_pressure import (
     BloodPressureMeasurement,
     IntermediateCuffPressure,
     MeasurementStatus,
@@ -21,7 +21,7 @@ from edge.ble.blood_pressure import (
     decode_blood_pressure_measurement,
     decode_intermediate_cuff_pressure,
 )
-from edge.ble.ieee11073 import SpecialValue
+from edge.ble.gatt.ieee11073 import SpecialValue
 from firmware_sim.ble.encode import (
     SFLOAT_NAN,
     SFLOAT_NEGATIVE_INFINITY,

@@ -1,7 +1,7 @@
 """Pure decoders of the Current Time (GATT 0x2A2B) and Date Time (0x2A08) characteristics.
 
 0x2A08 Date Time: year u16, month, day, hours, minutes, seconds (u8 each); year, month or day 0
-means "not known". The fields are kept as sent (:class:`~edge.ble.fields.DateTimeFields`), so a
+means "not known". The fields are kept as sent (:class:`~edge.ble.gatt.fields.DateTimeFields`), so a
 clock that knows the time of day but not the date (``00000000121A20``: 18:26:32) keeps it.
 
 0x2A2B Current Time (Current Time Service 1.1), "Exact Time 256" followed by the adjust reason::
@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum, IntFlag
 
-from edge.ble.fields import DateTimeFields, Reader, enum_or_raw
+from edge.ble.gatt.fields import DateTimeFields, Reader, enum_or_raw
 
 CURRENT_TIME_NAME = "0x2A2B Current Time"
 DATE_TIME_NAME = "0x2A08 Date Time"

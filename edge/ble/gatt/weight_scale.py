@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import IntEnum, IntFlag, StrEnum
 
-from edge.ble.fields import Reader, enum_or_raw, scaled
+from edge.ble.gatt.fields import Reader, enum_or_raw, scaled
 
 MEASUREMENT_NAME = "0x2A9D Weight Measurement"
 FEATURE_NAME = "0x2A9E Weight Scale Feature"

@@ -12,9 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from ble.reader_harness import OSLO, OutboxSink, Sink, device, gateway, wait_until
-from edge.ble.bumble_backend import bumble_backend
-from edge.ble.current_time import AdjustReason, decode_current_time, encode_current_time
-from edge.ble.glucose import GlucoseType, Meal, SampleLocation
+from edge.ble.backends.bumble import bumble_backend
+from edge.ble.gatt.current_time import AdjustReason, decode_current_time, encode_current_time
+from edge.ble.gatt.glucose import GlucoseType, Meal, SampleLocation
 from edge.ble.profiles import PROFILES
 from edge.ble.reader import BleReader
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
@@ -52,6 +52,19 @@ def keys(observations: list[Observation]) -> Counter[tuple[str, Decimal, str]]:
 
 def test_every_device_kind_has_a_profile() -> None:
     assert set(PROFILES) == set(DeviceKind)
+
+
+def test_each_kind_subscribes_in_order_to_what_the_registry_says() -> None:
+    """The subscriptions come from the one characteristic registry; measurement first, the
+    glucose context before the RACP (a report must find every subscription ready)."""
+    assert {kind: PROFILES[kind].subscribe for kind in DeviceKind} == {
+        DeviceKind.BLOOD_PRESSURE: (0x2A35,),
+        DeviceKind.WEIGHT_SCALE: (0x2A9D,),
+        DeviceKind.THERMOMETER: (0x2A1C,),
+        DeviceKind.PULSE_OXIMETER: (0x2A5E, 0x2A5F),
+        DeviceKind.GLUCOSE_METER: (0x2A18, 0x2A34, 0x2A52),
+        DeviceKind.HEART_RATE: (0x2A37,),
+    }
 
 
 def test_current_time_encoder_round_trips() -> None:
