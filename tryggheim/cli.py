@@ -377,7 +377,7 @@ async def _patients_list(args: argparse.Namespace) -> int:
 async def _hl7_oru(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from hl7.tools import oru_for_observations, read_observations
+    from gateway.hl7_compose import oru_for_observations, read_observations
 
     message = oru_for_observations(
         read_observations(args.observations),

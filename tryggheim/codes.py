@@ -303,3 +303,21 @@ def check_plausible(ref: str, ucum: str, value: Decimal) -> None:
         raise ImplausibleValueError(
             ref, ucum, f"value: {value} is outside {found.lowest}..{found.highest}"
         )
+
+
+#: Metric reference id → the IEEE 11073 specialisation whose devices measure it.
+_PROFILE_OF_METRIC: dict[str, DeviceProfile] = {
+    **dict.fromkeys(
+        (NIBP_SYS.ref, NIBP_DIA.ref, NIBP_MEAN.ref, PULSE_NIBP.ref), DeviceProfile.BLOOD_PRESSURE
+    ),
+    **dict.fromkeys((SPO2.ref, PULSE_OXIM.ref), DeviceProfile.PULSE_OXIMETER),
+    BODY_TEMP.ref: DeviceProfile.THERMOMETER,
+    **dict.fromkeys((BODY_WEIGHT.ref, BODY_HEIGHT.ref, BMI.ref), DeviceProfile.SCALE),
+    **dict.fromkeys(GLUCOSE_CODES, DeviceProfile.GLUCOSE_METER),
+}
+
+
+def profile_measuring(ref: str) -> DeviceProfile | None:
+    """The device specialisation that measures metric ``ref``; None for events and platform
+    codes, which no IEEE 11073 device measures."""
+    return _PROFILE_OF_METRIC.get(ref)
