@@ -2,7 +2,7 @@
 
 Pure: HL7-level values in (:class:`PatientRef`, :class:`DeviceRef`, :class:`NumericObservation`),
 message text out (segments terminated by ``\\r``). What a platform value becomes in these is
-the platform's business (:mod:`gateway.hl7_compose`). Choices made here:
+the platform's business (:mod:`gateway.hl7.outbound.compose`). Choices made here:
 
 * **MSH** — MSH-9 ``ORU^R01^ORU_R01``, MSH-11 ``P``, MSH-12 ``2.6``, MSH-15 ``AL`` / MSH-16
   ``NE`` (PCD-01: accept acknowledgement always, no application acknowledgement; this is
@@ -40,8 +40,8 @@ the platform's business (:mod:`gateway.hl7_compose`). Choices made here:
   not fit HL7 table 0078.
 * **OBX-8** — abnormal flag from HL7 table 0078, only where the caller says so
   (:attr:`NumericObservation.abnormal`): ``H``/``L`` when the value is past one of the
-  patient's own alarm thresholds (:func:`gateway.hl7_compose.abnormal_flags` decides), ``A``
-  when past both. Empty otherwise: no flag is "not judged", not "normal".
+  patient's own alarm thresholds (:func:`gateway.hl7.outbound.compose.abnormal_flags`
+  decides), ``A`` when past both. Empty otherwise: no flag is "not judged", not "normal".
 * **Times** — DTM with the observation's own UTC offset (``20250301081500+0100``); fractions of a
   second are written to 4 digits (DTM's limit) only when present.
 """

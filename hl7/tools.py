@@ -1,6 +1,6 @@
 """The HL7 work behind ``tryggheim hl7 send`` and ``tryggheim hl7 oru`` (argument parsing stays
-in :mod:`tryggheim.cli`; what ``hl7 oru`` makes of observations is the platform's mapping,
-:func:`gateway.hl7_compose.oru_for_observations`).
+in :mod:`tryggheim.apps.cli`; what ``hl7 oru`` makes of observations is the platform's mapping,
+:func:`gateway.hl7.outbound.compose.oru_for_observations`).
 
 ``hl7 oru`` prints its message one segment per line (``\\n``) so that a terminal shows it;
 ``hl7 send`` accepts that form and sends ``\\r``.

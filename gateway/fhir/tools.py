@@ -1,5 +1,5 @@
 """The work behind ``tryggheim fhir observations`` and ``tryggheim fhir validate`` (argument
-parsing stays in :mod:`tryggheim.cli`).
+parsing stays in :mod:`tryggheim.apps.cli`).
 
 ``fhir observations`` reads the JSON that ``tryggheim ble decode ... --observations`` prints (as
 ``tryggheim hl7 oru`` does) and builds a ``collection`` Bundle of the FHIR Observations and the
@@ -26,7 +26,7 @@ from gateway.fhir.resources import (
 )
 from gateway.fhir.settings import FhirProfiles, Organisation
 from gateway.fhir.validation import Problem, validate
-from gateway.hl7_compose import device_profile_for, read_observations
+from gateway.hl7.outbound.compose import device_profile_for, read_observations
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError
 

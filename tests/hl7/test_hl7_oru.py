@@ -1,5 +1,5 @@
 """hl7.oru: the IHE PCD-01 ORU^R01 of one blood-pressure session, golden text + hl7apy. The
-platform's Observations reach it through the one mapping (gateway.hl7_compose)."""
+platform's Observations reach it through the one mapping (gateway.hl7.outbound.compose)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.hl7_compose import device_profile_for, measurement_session
+from gateway.hl7.outbound.compose import device_profile_for, measurement_session
 from hl7.errors import OruBuildError
 from hl7.message import parse_message
 from hl7.oru import AbnormalFlag, PatientRef, build_oru_r01, eui64

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.hl7_compose import numeric_observation
+from gateway.hl7.outbound.compose import numeric_observation
 from hl7.errors import OruBuildError
 from hl7.message import parse_message
 from hl7.oru import AbnormalFlag, CodedValue, PatientRef
