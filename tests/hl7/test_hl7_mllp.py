@@ -17,13 +17,13 @@ import pytest
 from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
+from tlsutil import make_test_ca
 
 from hl7.ack import Ack, AckCode, build_ack, encode_ack, parse_ack
 from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
 from hl7.oru import CodedValue, DeviceRef, NumericObservation, PatientRef, build_oru_r01
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.errors import ConnectionLost
 
 SB, EB = b"\x0b", b"\x1c\x0d"

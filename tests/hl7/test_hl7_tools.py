@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tlsutil import make_test_ca
 
 from gateway.hl7.outbound.compose import (
     measurement_session,
@@ -26,7 +27,6 @@ from hl7.mllp import MLLPClient, MLLPServer, ReceivedMessage
 from hl7.oru import PatientRef, build_oru_r01
 from hl7.strict import validate_strictly
 from hl7.tools import ToolInputError, message_from_bytes
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost

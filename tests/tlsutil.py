@@ -1,4 +1,4 @@
-"""A throw-away certificate authority for the demo and the tests: a CA and one server
+"""A throw-away certificate authority for the tests: a CA and one server
 certificate valid for ``localhost`` and ``127.0.0.1``, written as PEM files.
 
 Production brokers use the municipality's own certificates; nothing here is meant for them.
