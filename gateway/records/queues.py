@@ -1,9 +1,18 @@
-"""What the outbound queues (HL7 v2 and FHIR) share: a message a person looks up or requeues
-is either there for her tenant or not, and only a parked one may be sent again."""
+"""What the outbound queues (HL7 v2 and FHIR) share: the backoff after a failed attempt; a
+message a person looks up or requeues is either there for her tenant or not, and only a parked
+one may be sent again."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from tryggheim.errors import TryggheimError
+
+
+def backoff(attempts: int, first: float, most: float) -> timedelta:
+    """Wait after the ``attempts``-th failed attempt: ``first``, doubling, at most ``most``."""
+    exponent = min(max(attempts - 1, 0), 32)
+    return timedelta(seconds=min(first * 2**exponent, most))
 
 
 class QueuedMessageNotFound(TryggheimError):

@@ -28,8 +28,8 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -59,6 +59,7 @@ from gateway.records.models import (
     RejectedObservation,
 )
 from gateway.records.patients import PatientRepository, PatientScope
+from gateway.records.unit_of_work import AlarmChanged, ObservationsStored, UnitOfWork, record
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError
@@ -226,7 +227,9 @@ class RecordStore:
             sync_engine: Engine = self.engine.sync_engine
             event.listen(sync_engine, "connect", _sqlite_pragmas)
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.unit_of_work = UnitOfWork(async_sessionmaker(self.engine, expire_on_commit=False))
+        """Every transaction's domain events go, after its commit, to its ``handler`` (set by
+        the composition root: the live stream's publisher)."""
         self._alarms = alarms
         self._heartbeats_evaluated: dict[str, datetime] = {}
         """When each home gateway's status was last fed to the alarm engine (this process)."""
@@ -261,10 +264,10 @@ class RecordStore:
             await connection.execute(pragma)
         return connection
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
-            yield session
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction, as a unit of work: what it records with
+        :func:`~gateway.records.unit_of_work.record` is published once it has committed."""
+        return self.unit_of_work.begin()
 
     async def lock_hl7_queue(self, s: AsyncSession) -> None:
         """Serialise, until ``s`` ends, the transactions that add messages to the outbound HL7
@@ -368,6 +371,7 @@ class RecordStore:
         inserted: list[StoredObservation] = []
         alarms: list[AlarmRow] = []
         owners: dict[tuple[str, str], Patient] = {}
+        by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
             rows = [
@@ -377,7 +381,6 @@ class RecordStore:
             # Rows as executemany parameters, not .values(rows): one cached statement
             # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
             stored = {OutboxSeq(*row) for row in await s.execute(self._insert(), rows)}
-            by_patient: dict[int, list[Observation]] = {}
             conflicts: dict[OutboxKey, list[Observation]] = {}
             for key, obs in observations:
                 assert obs.seq is not None
@@ -429,6 +432,11 @@ class RecordStore:
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
+        record(
+            s,
+            *(ObservationsStored(p, scopes[p], tuple(new)) for p, new in by_patient.items()),
+            *(AlarmChanged(alarm, scopes[alarm.patient_id]) for alarm in alarms),
+        )
         return CommitResult(
             committed,
             tuple(inserted),
@@ -725,6 +733,7 @@ class RecordStore:
             row = await self.alarms.act(s, alarm_id, action, by, now, note)
             patient = await s.get(Patient, row.patient_id)
             assert patient is not None  # the foreign key guarantees it
+            record(s, AlarmChanged(row, PatientScope(patient.tenant_id, patient.care_team_id), by))
             return row, patient
 
     async def _record_status(
@@ -773,23 +782,27 @@ class RecordStore:
         for start in range(0, len(ids), chunk):
             async with self.session() as s:
                 rows = await self.alarms.tick(s, ids[start : start + chunk], now)
-                changed += await self._scoped(s, rows)
+                changed += await self._engine_changed(s, rows)
             await asyncio.sleep(0)
         return changed
 
     async def escalate_alarms(self, now: datetime) -> list[tuple[AlarmRow, PatientScope]]:
         async with self.session() as s:
-            return await self._scoped(s, await self.alarms.escalate_due(s, now))
+            return await self._engine_changed(s, await self.alarms.escalate_due(s, now))
 
-    async def _scoped(
+    async def _engine_changed(
         self, s: AsyncSession, rows: Sequence[AlarmRow]
     ) -> list[tuple[AlarmRow, PatientScope]]:
+        """Alarms the engine changed in ``s``, with their patients' scopes, recorded as
+        domain events."""
         scoped = []
         patients = PatientRepository(s)
         for row in rows:
             patient = await patients.get(row.patient_id)
             assert patient is not None
-            scoped.append((row, PatientScope(patient.tenant_id, patient.care_team_id)))
+            scope = PatientScope(patient.tenant_id, patient.care_team_id)
+            record(s, AlarmChanged(row, scope))
+            scoped.append((row, scope))
         return scoped
 
     async def alarm(self, alarm_id: int) -> AlarmRow:

@@ -35,9 +35,10 @@ from gateway.records.models import (
     User,
 )
 from gateway.records.observations import ObservationRepository
-from gateway.records.patients import PatientRepository
+from gateway.records.patients import PatientRepository, PatientScope
 from gateway.records.store import RecordStore
 from gateway.records.tenants import TenantRepository
+from gateway.records.unit_of_work import PatientRegistered, record
 from gateway.records.users import UserRepository
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
@@ -68,6 +69,11 @@ class Conflict(RegistryError):
 def _team_ids_of(scope: TeamScope) -> list[int] | None:
     """The care teams a scope limits patients to; ``None``: every team of the tenant."""
     return None if scope.all_teams else [int(t) for t in scope.team_ids if t.isdigit()]
+
+
+def _registered(s: AsyncSession, patient: Patient) -> None:
+    """A new patient: lists that show her load again (after the commit)."""
+    record(s, PatientRegistered(patient.id, PatientScope(patient.tenant_id, patient.care_team_id)))
 
 
 def _set(row: object, fields: Mapping[str, object]) -> None:
@@ -386,6 +392,7 @@ class Registry:
                 patient = PatientRepository(s).add(tenant_id, national_id, family_name, given_name)
                 _set(patient, fields)
                 await s.flush()
+                _registered(s, patient)
                 return patient
         except IntegrityError:
             raise Conflict("patient with national id", national_id) from None
@@ -408,11 +415,14 @@ class Registry:
             if patient is not None and patient.tenant_id != tenant_id:
                 raise Conflict("patient with national id", national_id)
             await self._check_team_of(s, tenant_id, fields)
+            new = patient is None
             if patient is None:
                 patient = patients.add(tenant_id, national_id, family_name, given_name)
             patient.family_name, patient.given_name = family_name, given_name
             _set(patient, fields)
             await s.flush()
+            if new:
+                _registered(s, patient)
             return patient
 
     async def update_patient(self, tenant_id: str, patient_id: int, **fields: object) -> Patient:
