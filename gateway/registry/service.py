@@ -17,7 +17,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from gateway.alarms.careplan import CarePlan
 from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
-from gateway.live.events import PatientScope
 from gateway.records.models import (
     AlarmRow,
     AuditEntry,
@@ -32,7 +31,7 @@ from gateway.records.models import (
     user_teams,
 )
 from gateway.records.store import RecordStore
-from gateway.records.unit_of_work import PatientRegistered, record
+from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
 
