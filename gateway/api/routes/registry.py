@@ -44,7 +44,6 @@ from gateway.api.schemas import (
     UserIn,
     UserOut,
     UserPatch,
-    profile_of,
 )
 from gateway.auth import Passwords
 from gateway.auth.passwords import temporary_password
@@ -55,6 +54,7 @@ from gateway.registry.broker_credentials import (
     new_password,
     write_password_file,
 )
+from gateway.registry.kinds import profile_of
 from gateway.registry.privacy import erase_patient, export_patient
 from gateway.registry.service import Registry
 from gateway.settings import GatewaySettings
