@@ -120,6 +120,16 @@ export function refresh() {
   return refreshing;
 }
 
+/** A new opening of the view `name` (overview, patient, live): the loads sent with it are
+ * audited once per patient for the whole opening, its refreshes included (docs/auth.md, "What
+ * the audit log records"). */
+export function openView(name) {
+  const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${name}/${id}`;
+}
+
+export const VIEW_HEADER = "X-Tryggheim-View";
+
 export function authHeaders() {
   const value = token();
   if (!value) throw new SignedOut("not signed in");
@@ -128,11 +138,12 @@ export function authHeaders() {
 
 /** A request to the API; the parsed JSON (or null), with the response for its headers. An
  * expired access token (a tablet that slept past its refresh) is renewed once and the request
- * sent again. */
-export async function request(path, { method = "GET", body, signal } = {}) {
+ * sent again. `view`: the view opening (openView) a read belongs to. */
+export async function request(path, { method = "GET", body, signal, view } = {}) {
   const send = () => {
     const headers = { ...authHeaders(), Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (view) headers[VIEW_HEADER] = view;
     return fetch(path, {
       method, headers, cache: "no-store",
       signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),
