@@ -7,7 +7,7 @@ import { h, keepingFocus } from "./dom.js";
 import { playAlarmSound, soundState, unlockSound, watchSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
-import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
+import { Drafts, SessionKeeper, renderSessionEnded, renderSessionEnding } from "./session.js";
 import { carePlanView } from "./careplan.js";
 import { adminView, caresForPatients, forgetAdminState, isAdmin, leftSection, showNavFor } from "./admin.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
@@ -66,6 +66,7 @@ const platformWatch = new PlatformWatch((problems) => { state.platform = problem
 let loginProblem = null;
 let lastSubject = null; // who signed in last (the screen kept after her session ended is hers)
 let sessionEnded = null; // { at }: the session ended; its last screen is kept, marked stale
+let sessionEnding = null; // Date: the session's maximum is near; she is asked to sign in again
 let soundNote = null;
 let focusView = false;
 
@@ -149,6 +150,8 @@ function render({ focus = false } = {}) {
   // After the session ended, the last screen stays (not live) under the notice.
   const signedIn = Boolean(api.token()) || sessionEnded !== null;
   renderSessionEnded(document.getElementById("session-ended"), sessionEnded, () => showLogin(null, { keepDrafts: true }));
+  renderSessionEnding(document.getElementById("session-ending"), api.token() && !sessionEnded ? sessionEnding : null,
+    () => showLogin(null, { keepDrafts: true }));
   renderShell(signedIn);
   const main = document.getElementById("main");
   const view = signedIn ? VIEWS[viewName(signedIn)] : loginView;
@@ -653,6 +656,7 @@ const keeper = new SessionKeeper({
     if (caresForPatients()) refreshSoon({ overview: true, detail: route.name === "patient" });
   },
   onEnded: () => sessionHasEnded(),
+  onEnding: (ends) => { sessionEnding = ends; render(); },
 });
 
 /** The stream was refused (401): its token expired while the tablet slept, or the session
@@ -686,6 +690,7 @@ function startSession() {
     known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
   });
   sessionEnded = null;
+  sessionEnding = null;
   state.platform = null;
   platformWatch.start();
   keeper.start();
@@ -724,6 +729,7 @@ function showLogin(problem, { keepDrafts = false } = {}) {
   }
   api.signOut();
   sessionEnded = null;
+  sessionEnding = null;
   loginProblem = problem;
   state.banner = [];
   render({ focus: true });
