@@ -44,7 +44,7 @@ from nurse_world import (
     now_here,
     running_world,
 )
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 from proxy import PartitionProxy
 from sqlalchemy import func, select
 
@@ -1185,6 +1185,41 @@ async def test_a_sensor_has_the_name_the_admin_gave_it(
         await world.settle(fall.id)
         for device in ("door-odegard", "fall-ødegård"):
             await registry.name_device(DEFAULT_TENANT, gateway, device, None)
+
+
+async def test_an_alarm_between_the_first_load_and_the_live_stream_is_announced(
+    world: NurseWorld, tablet: Page
+) -> None:
+    """The app's first load has answered, its live stream is not open yet, and a fall is
+    raised: no stream delivers it, yet it is announced as new (the app loads again when the
+    stream opens, and what that load finds that the first did not is new)."""
+    page = tablet
+    opened = asyncio.Event()
+
+    async def hold_the_stream(route: Route) -> None:
+        await opened.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/stream", hold_the_stream)
+    await page.goto(world.url + "/")
+    await page.get_by_label("Brukernavn").fill(NURSE)
+    await page.get_by_label("Passord").fill(PASSWORD)
+    await page.get_by_role("button", name="Logg inn").click()
+    await expect(cards(page)).to_have_count(4)
+    await expect(page.locator("#connection")).not_to_contain_text("Direkte")
+    fall = await world.fall("Berg")
+    try:
+        await asyncio.sleep(0.5)
+        await expect(page.get_by_role("region", name="Ny alarm")).to_be_hidden()
+        opened.set()
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(banner).to_contain_text("Kritisk: Fall hos Berg, Ola")
+        await expect(page.locator("#announce-alert")).to_have_text(
+            "Ny alarm – kritisk: Fall hos Berg, Ola."
+        )
+    finally:
+        await world.settle(fall.id)
 
 
 async def test_a_device_checking_itself_is_shown_on_the_device(
