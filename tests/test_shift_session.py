@@ -155,6 +155,7 @@ async def test_she_is_warned_before_the_session_maximum(
             re.compile(r"Økten avsluttes kl\. \d\d[:.]\d\d$")
         )
         await expect(ending).to_contain_text(re.compile(r"om (9|10) min"))
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
         await at_top_of_viewport(page, "#session-ending")
         await expect(page).to_have_title(re.compile("Alarmer"))
         await accessible(page, axe_script, f"the session's end is near ({size})")

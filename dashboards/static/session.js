@@ -170,7 +170,7 @@ export function renderSessionEnding(element, ends, onSignInNow) {
   element.replaceChildren(
     // Said once, when it appears; the minutes counting down are not read out each time.
     h("div", { role: first ? "alert" : null },
-      h("h2", { id: "session-ending-title" }, h("span", { "aria-hidden": "true" }, "⏱ "),
+      h("h2", { id: "session-ending-title" }, h("span", { "aria-hidden": "true" }, "⚠ "),
         t("session.ending_title", { time })),
       h("p", {}, t("session.ending_body", { time, minutes }))),
     h("button", { type: "button", "data-key": "sign-in-now", onclick: onSignInNow }, t("session.sign_in_now")),
