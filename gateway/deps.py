@@ -248,16 +248,16 @@ class ViewsAudited:
         todo = list(dict.fromkeys(keys))
         while todo:
             now = self._clock()
-            mine: list[ViewKey] = []
+            mine: dict[ViewKey, _Written] = {}
             theirs: list[tuple[ViewKey, asyncio.Future[bool]]] = []
             for key in todo:
                 written = self._written.get(key)
                 if written is None or written.until <= now:
-                    self._written[key] = _Written(
+                    written = _Written(
                         now + self._window_s, asyncio.get_running_loop().create_future()
                     )
+                    self._written[key] = mine[key] = written
                     self._written.move_to_end(key)
-                    mine.append(key)
                 elif not written.done.done():
                     theirs.append((key, written.done))
             if mine:
@@ -266,16 +266,17 @@ class ViewsAudited:
             todo = [key for key, done in theirs if not await asyncio.shield(done)]
 
     async def _write(
-        self, keys: list[ViewKey], write: Callable[[list[ViewKey]], Awaitable[None]]
+        self,
+        mine: dict[ViewKey, _Written],
+        write: Callable[[list[ViewKey]], Awaitable[None]],
     ) -> None:
         ok = False
         try:
-            await write(keys)
+            await write(list(mine))
             ok = True
         finally:
-            for key in keys:
-                written = self._written[key]
-                if not ok:
+            for key, written in mine.items():
+                if not ok and self._written.get(key) is written:
                     del self._written[key]
                 written.done.set_result(ok)
 
@@ -344,10 +345,10 @@ class Auditor:
     ) -> None:
         """Like :meth:`shown`, but within a view opening an entry already written is not
         written again."""
-        named = _named(patient_ids)
         if self._view is None:
-            await self._write(action, named, purpose, "allowed")
+            await self.shown(action, patient_ids, purpose)
             return
+        named = _named(patient_ids)
         principal: Principal = self._request.state.principal
         view = self._view
 
@@ -379,7 +380,7 @@ class Auditor:
 
 
 def _named(patient_ids: Iterable[int | None]) -> list[int | None]:
-    """The patients named (each once, in order), or [None] when none is."""
+    """The patients named (each once, by id), or [None] when none is."""
     return [*sorted({p for p in patient_ids if p is not None})] or [None]
 
 

@@ -400,3 +400,19 @@ async def test_an_admin_names_a_device_and_the_nurse_sees_the_name(
     assert (await nurse.put(path, json={"name": ""}, headers=admin)).json()["name"] is None
     devices = by((await nurse.get(f"/api/v1/patients/{berg}/devices")).json(), "device_id")
     assert devices["C0:40:00:00:00:01"]["name"] is None
+
+
+async def test_views_forgotten_for_room_are_audited_again() -> None:
+    """The memory of openings is bounded: one forgotten writes its row again (never fewer)."""
+    views = ViewsAudited(remembered=2)
+    written: list[ViewKey] = []
+
+    async def write(keys: list[ViewKey]) -> None:
+        written.extend(keys)
+
+    keys: list[ViewKey] = [("t", "user:1", f"patient/{n}", "view:patient", n) for n in range(3)]
+    for key in keys:
+        await views.write_once([key], write)
+    await views.write_once([keys[2]], write)
+    await views.write_once([keys[0]], write)
+    assert written == [*keys, keys[0]]
