@@ -37,8 +37,8 @@ from sqlalchemy import func, select
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.outbound import FhirOutbound
 from gateway.fhir.transport_settings import FhirOutboundSettings
-from gateway.models import FhirMessage, FhirMessageState
-from gateway.store import RecordStore
+from gateway.records.models import FhirMessage, FhirMessageState
+from gateway.records.store import RecordStore
 
 TENANT = "default"
 ROOT = Path(__file__).resolve().parent.parent

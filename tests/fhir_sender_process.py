@@ -1,5 +1,5 @@
 """The FHIR outbound queue in a process of its own, for the crash test in
-tests/gateway/test_fhir_transport.py (killed with SIGKILL mid-send):
+tests/gateway/fhir/test_fhir_transport.py (killed with SIGKILL mid-send):
 
     python tests/fhir_sender_process.py SETTINGS_JSON DATABASE_URL
 
@@ -20,7 +20,7 @@ from fhir_documents import closed_alarm_document
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.outbound import FhirOutbound
 from gateway.fhir.transport_settings import FhirOutboundSettings
-from gateway.store import RecordStore
+from gateway.records.store import RecordStore
 
 
 async def build(alarm_id: int) -> dict[str, object]:

@@ -21,7 +21,7 @@ from playwright.async_api import Browser, Page, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
-from gateway.models import HomeGateway, User
+from gateway.records.models import HomeGateway, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -5,7 +5,7 @@ raises exactly the alarms the rules say for the data.
 One worker only: with two workers (batches of one home committed by either, in either order) the
 alarm check reports one SpO2 episode of nine missing in about one run of three. Open defect,
 README "Not yet done"; exactly-once storage with several workers is tested in
-tests/gateway/test_delivery.py."""
+tests/gateway/ingest/test_delivery.py."""
 
 from __future__ import annotations
 

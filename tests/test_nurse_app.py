@@ -48,11 +48,11 @@ from playwright.async_api import Browser, Locator, Page, Route, expect
 from proxy import PartitionProxy
 from sqlalchemy import func, select
 
-from gateway.deps import VIEW_HEADER
-from gateway.models import DEFAULT_TENANT, AuditEntry
-from gateway.registry import Registry
+from gateway.api.deps import VIEW_HEADER
+from gateway.records.models import DEFAULT_TENANT, AuditEntry
+from gateway.registry.service import Registry
 from tryggheim import codes
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -53,9 +53,9 @@ from gateway.fhir.transport_settings import (
     FhirDestinationSettings,
     FhirOutboundSettings,
 )
-from gateway.hl7_sending import backoff
-from gateway.models import FhirDestination, FhirMessage, FhirMessageState
-from gateway.store import RecordStore
+from gateway.hl7.outbound.sending import backoff
+from gateway.records.models import FhirDestination, FhirMessage, FhirMessageState
+from gateway.records.store import RecordStore
 from tryggheim.aio import wait_event
 from tryggheim.errors import TryggheimError
 

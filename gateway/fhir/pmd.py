@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.careplan import CarePlan
+from gateway.alarms.careplan import CarePlan
 from gateway.fhir.queue import destination_of
 from gateway.fhir.records import MEASURED_CODES, device_ref, patient_ref
 from gateway.fhir.resources import (
@@ -35,8 +35,8 @@ from gateway.fhir.resources import (
 )
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.transport_settings import DestinationKind, PmdSettings
-from gateway.models import Device, FhirMessage, FhirMessageState, ObservationRow, Patient
-from gateway.store import RecordStore
+from gateway.records.models import Device, FhirMessage, FhirMessageState, ObservationRow, Patient
+from gateway.records.store import RecordStore
 
 log = logging.getLogger(__name__)
 
