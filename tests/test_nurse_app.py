@@ -986,7 +986,7 @@ async def test_live_readings_are_applied_without_asking_again(
 ) -> None:
     """The live stream's events carry what changed: five readings and a new alarm reach the
     list without one request to the API, and the audit log gets no row per reading (only the
-    stream's one row per patient it showed, once per stream)."""
+    stream's one row per patient it showed, once per live session)."""
     page = sized
     await sign_in(page, world.url)
     await expect(cards(page)).to_have_count(4)

@@ -690,7 +690,15 @@ class Registry:
         return (
             known[0]
             if known
-            else HomeDevice(gateway_id, device_id, patient_id, None, None, None, name)
+            else HomeDevice(
+                gateway_id=gateway_id,
+                device_id=device_id,
+                patient_id=patient_id,
+                sensor_kind=None,
+                room=None,
+                profile=None,
+                name=name,
+            )
         )
 
     # --- the care view ---
