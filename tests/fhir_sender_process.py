@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -30,7 +30,7 @@ async def build(alarm_id: int) -> dict[str, object]:
 async def main(settings_json: str, database_url: str) -> None:
     settings = FhirOutboundSettings.model_validate_json(settings_json)
     store = RecordStore(database_url)
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         outbound = FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), build)
         print("running", flush=True)
         await outbound.run()

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import httpx
+import aiohttp
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -544,7 +544,7 @@ async def serve_fhir_outbound(
     """The queue for a platform process, until cancelled. The key files are read first: a
     missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
     naming it."""
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         helseid = HelseIdClient(settings.helseid, http)
         await FhirOutbound(
             settings,

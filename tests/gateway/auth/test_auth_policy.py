@@ -11,7 +11,7 @@ import pytest
 
 from gateway.auth import Action, PermissionDenied, Principal, Role, Scope, policy
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "auth.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "auth.md"
 
 N, C, AD, I = Role.NURSE, Role.COORDINATOR, Role.ADMIN, Role.INTEGRATION  # noqa: E741
 T, W = Scope.TEAM, Scope.TENANT

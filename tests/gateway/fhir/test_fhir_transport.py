@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 import pytest
@@ -36,17 +37,19 @@ from sqlalchemy import event, select, update
 from gateway.alarms.careplan import CarePlan
 from gateway.api.deps import ApiStats
 from gateway.api.errors import install_error_handlers
+from gateway.api.routes.fhir_queue import fhir_outbound_router
 from gateway.auth import BearerVerifier, Role
-from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
-from gateway.fhir.pmd import CONSENT_WITHDRAWN, queue_measurement_batches
+from gateway.fhir.pmd import CONSENT_WITHDRAWN, municipality_tag, queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
 from gateway.fhir.settings import FhirSettings
+from gateway.fhir.terminology import KOMMUNENUMMER
 from gateway.fhir.transport_settings import (
     DestinationKind,
     FhirDestinationSettings,
     FhirOutboundSettings,
+    PmdSettings,
 )
 from gateway.observability import PlatformMetrics
 from gateway.records.models import (
@@ -64,9 +67,11 @@ from gateway.registry.service import Registry
 from tryggheim.apps.broker import find_free_port
 from tryggheim.errors import TryggheimError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TENANT = "default"
 DESTINATION = f"jft:{TENANT}"
+TROMSO = "5501"
+"""Tromsø's kommunenummer."""
 
 
 @pytest.fixture
@@ -82,8 +87,8 @@ async def peer(provider: HelseIdProvider) -> AsyncIterator[JftPeer]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
         yield client
 
 
@@ -187,7 +192,7 @@ async def running(outbound: FhirOutbound) -> AsyncIterator[asyncio.Task[None]]:
 def make_outbound(
     settings: FhirOutboundSettings,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     builder: DocumentBuilder = build,
 ) -> FhirOutbound:
     return FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), builder)
@@ -197,7 +202,7 @@ def make_outbound(
 
 
 async def test_token_is_dpop_bound_to_our_key_and_cached(
-    provider: HelseIdProvider, http: httpx.AsyncClient
+    provider: HelseIdProvider, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     token = await client.access_token()
@@ -206,13 +211,13 @@ async def test_token_is_dpop_bound_to_our_key_and_cached(
     assert claims["aud"] == provider.settings().resource
     assert claims["client_id"] == provider.settings().client_id
     assert await client.access_token() == token
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     # The provider requires a nonce: the first request was answered use_dpop_nonce.
     assert any(e.get("error") == "use_dpop_nonce" for e in provider.events)
 
 
 async def test_token_is_taken_anew_shortly_before_it_expires(
-    tmp_path: Path, http: httpx.AsyncClient
+    tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     now = [1_000_000.0]
     async with helseid_provider(tmp_path, ttl_s=60) as provider:
@@ -226,7 +231,7 @@ async def test_token_is_taken_anew_shortly_before_it_expires(
 
 
 async def test_unregistered_client_key_is_refused_with_the_providers_reason(
-    provider: HelseIdProvider, http: httpx.AsyncClient, tmp_path: Path
+    provider: HelseIdProvider, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     stranger = write_key(
         tmp_path / "stranger.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -238,7 +243,7 @@ async def test_unregistered_client_key_is_refused_with_the_providers_reason(
 
 
 async def test_key_files_are_checked_when_the_client_is_made(
-    provider: HelseIdProvider, http: httpx.AsyncClient, tmp_path: Path
+    provider: HelseIdProvider, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     rsa_key = write_key(
         tmp_path / "rsa.pem", rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -256,7 +261,7 @@ async def test_key_files_are_checked_when_the_client_is_made(
 
 
 async def test_api_request_carries_ath_and_follows_a_new_nonce(
-    provider: HelseIdProvider, peer: JftPeer, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     body = json.dumps(closed_alarm_document(1)).encode()
@@ -269,7 +274,7 @@ async def test_api_request_carries_ath_and_follows_a_new_nonce(
     assert [r for r in peer.refused if r.startswith("use_dpop_nonce")] == [
         "use_dpop_nonce: a current nonce is required"
     ] * 2
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     assert list(peer.received.values()) == [2] and len(peer.journaled) == 1
     token = await client.access_token()
     proof = client.dpop.proof("GET", f"{peer.url}/x?y=1", access_token=token, nonce="n")
@@ -280,7 +285,7 @@ async def test_api_request_carries_ath_and_follows_a_new_nonce(
 
 
 async def test_a_token_the_api_refuses_is_replaced_once(
-    provider: HelseIdProvider, peer: JftPeer, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, http: aiohttp.ClientSession
 ) -> None:
     client = HelseIdClient(provider.settings(), http)
     await client.access_token()
@@ -288,14 +293,14 @@ async def test_a_token_the_api_refuses_is_replaced_once(
     client._token = type(client._token)(jwt.encode({"x": 1}, "k" * 32), 2e9)  # type: ignore[misc]
     response = await client.request("GET", f"{peer.url}/v1/Bundle/nothing/$status", timeout=5)
     assert response.status_code == 404
-    assert provider.tokens_issued() == 2
+    assert await provider.tokens_told(2) == 2
 
 
 # --- the queue -------------------------------------------------------------------------------
 
 
 async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     rows = await queued(store)
@@ -311,13 +316,13 @@ async def test_closed_alarm_is_queued_in_its_close_and_journaled_once(
     assert [json.loads(r.bundle or "")["identifier"] for r in rows] == [
         closed_alarm_document(i)["identifier"] for i in ids
     ]
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
     metrics = PlatformMetrics({"fhir_outbound": lambda: [outbound.stats]}, store).render()
     assert b"tryggheim_fhir_outbound_journaled_total 3.0" in metrics
 
 
 async def test_the_platforms_own_document_of_a_closed_fall_is_journaled(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """The document builder of gateway/fhir (VKP 0.9.0 document) through the queue: JFT's
     stand-in validates it against the official schema and fhir.resources, and journals it."""
@@ -350,7 +355,7 @@ async def test_an_alarm_closed_without_journaling_or_twice_is_queued_once(
 
 
 async def test_refused_document_is_parked_with_its_outcome_and_the_rest_go_on(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     bad = ids[1]
@@ -376,7 +381,7 @@ async def test_refused_document_is_parked_with_its_outcome_and_the_rest_go_on(
 
 
 async def test_server_errors_are_retried_with_the_same_document_in_order(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     peer.fail_next(Failure.SERVER_ERROR, 2, status=503)
@@ -395,7 +400,7 @@ async def test_server_errors_are_retried_with_the_same_document_in_order(
 
 
 async def test_a_hang_and_a_closed_connection_are_retried(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 2)
     peer.fail_next(Failure.HANG)
@@ -411,7 +416,7 @@ async def test_a_hang_and_a_closed_connection_are_retried(
 
 
 async def test_a_lost_answer_is_resent_and_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 2)
     peer.fail_next(Failure.ACCEPT_THEN_CLOSE)
@@ -423,7 +428,7 @@ async def test_a_lost_answer_is_resent_and_journaled_once(
 
 
 async def test_a_stop_mid_send_loses_nothing_and_journals_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     await close_alarms(store, 3)
     peer.fail_next(Failure.ACCEPT_THEN_HANG)
@@ -458,7 +463,7 @@ def admin_api(store: RecordStore) -> httpx.AsyncClient:
 
 
 async def test_parked_documents_are_shown_with_their_outcome_and_requeued(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     ids = await close_alarms(store, 3)
     refused, unbuildable = ids[0], ids[1]
@@ -515,7 +520,7 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
     provider: HelseIdProvider,
     peer: JftPeer,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     tmp_path: Path,
 ) -> None:
     """SIGKILL of the sender's process while JFT has the first document and its answer is on
@@ -548,7 +553,7 @@ async def test_a_sender_killed_mid_send_loses_nothing_and_journals_once(
 
 
 async def test_documents_in_flight_side_by_side_are_each_journaled_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """``in_flight`` 4: sent in groups of four (answers awaited together, nonce and token
     shared); one that fails is tried again after its backoff, the rest of its group is
@@ -569,11 +574,11 @@ async def test_documents_in_flight_side_by_side_are_each_journaled_once(
         json.loads(rows[failed].bundle or "")["identifier"]["value"].rsplit(":", 1)[1]
     )
     assert position == 3
-    assert provider.tokens_issued() == 1
+    assert await provider.tokens_told() == 1
 
 
 async def test_no_token_from_helseid_keeps_the_documents_waiting(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """HelseID unreachable: nothing is parked (the documents are fine), the destination waits
     and says why; once HelseID answers, they go."""
@@ -600,7 +605,7 @@ async def test_no_token_from_helseid_keeps_the_documents_waiting(
 
 
 async def test_answers_are_recorded_a_statement_per_kind_not_per_document(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """The bench's finding (docs/benchmarks.md): an UPDATE per answer was most of the sender's
     record-store time. 40 documents sent side by side and polled: their answers are written
@@ -683,12 +688,17 @@ def pmd_outbound(
     peer: JftPeer,
     provider: HelseIdProvider,
     store: RecordStore,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     *,
     retry_after_s: float = 0.05,
     **batching: Any,
 ) -> FhirOutbound:
-    pmd = {"base_url": f"{peer.url}/pmd/", "batch_every_s": 600} | batching
+    pmd = {
+        "base_url": f"{peer.url}/pmd/",
+        "municipality_number": TROMSO,
+        "municipality_name": "Tromsø",
+        "batch_every_s": 600,
+    } | batching
     settings = queue_settings(
         peer, provider, pmd={TENANT: pmd}, retry_after_s=retry_after_s, retry_max_s=retry_after_s
     )
@@ -710,11 +720,12 @@ def observations_in(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def test_measurements_of_a_consenting_patient_reach_pmd_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Consent on: her measurements waiting longer than ``batch_every_s`` go as one
-    ``collection`` Bundle (blood pressure one Observation), with DPoP, received once; later
-    rounds send nothing again. Consent off: nothing of hers is queued or sent."""
+    ``collection`` Bundle (blood pressure one Observation) tagged with the municipality's
+    number, with DPoP, received once; later rounds send nothing again. Consent off: nothing of
+    hers is queued or sent."""
     consenting = await patient_measuring(store, consent=True, readings=2)
     await patient_measuring(store, consent=False, readings=2, national_id="01017012345")
     outbound = pmd_outbound(peer, provider, store, http, batch_every_s=60)
@@ -728,13 +739,14 @@ async def test_measurements_of_a_consenting_patient_reach_pmd_once(
     assert peer.received[received.identifier] == 1
     bundle = received.bundle
     assert bundle["type"] == "collection" and bundle["identifier"]["value"].startswith("urn:uuid:")
+    assert bundle["meta"]["tag"] == [{"system": KOMMUNENUMMER, "code": TROMSO, "display": "Tromsø"}]
     codes = sorted(o["code"]["coding"][0]["code"] for o in observations_in(bundle))
     assert codes == ["2708-6", "2708-6", "85354-9", "85354-9", "8867-4", "8867-4"]
     assert {o["subject"]["identifier"]["value"] for o in observations_in(bundle)} == {"15076500565"}
 
 
 async def test_pmd_batches_wait_for_time_or_count(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Measurements that arrived just now wait for ``batch_every_s``, unless ``batch_max`` of
     them wait: then a Bundle goes with whole readings only (a blood pressure's components are
@@ -752,7 +764,7 @@ async def test_pmd_batches_wait_for_time_or_count(
 
 
 async def test_a_pmd_batch_lost_mid_send_is_resent_and_stored_once(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """PMD stores the Bundle but the connection drops before the answer; the platform stops
     and a new process takes over: the same Bundle (same bytes and identifier) goes again, PMD
@@ -777,7 +789,7 @@ async def test_a_pmd_batch_lost_mid_send_is_resent_and_stored_once(
 
 
 async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """A tenant whose destination is ``kind = "vkp"``: each closed alarm's document is posted
     to ``/epj/r4/{orgnr}/bundle`` with a Bearer token from the provider (client credentials,
@@ -799,7 +811,20 @@ async def test_a_vkp_tenant_journals_closed_alarms_with_a_plain_bearer_token(
     ] * 2
     assert peer.vkp_organisations == {"921234567": 2}
     assert len(peer.journaled) == 2 and set(peer.received.values()) == {1}
+    assert await provider.tokens_told() == 1
     assert [e["jkt"] for e in provider.events if e["event"] == "token"] == [None]
+
+
+def test_a_pmd_destination_names_its_municipality() -> None:
+    """PMD's Bundles carry the kommunenummer: a PMD destination without one (or with one that
+    is not four digits) is refused when the settings are read, naming the key."""
+    pmd = {"base_url": "https://api.pmd.nhn.no/"}
+    with pytest.raises(ValidationError, match="municipality_number"):
+        PmdSettings.model_validate(pmd)
+    with pytest.raises(ValidationError, match="municipality_number"):
+        PmdSettings.model_validate(pmd | {"municipality_number": "55011"})
+    tag = municipality_tag(PmdSettings.model_validate(pmd | {"municipality_number": "0301"}))
+    assert tag == {"system": KOMMUNENUMMER, "code": "0301"}
 
 
 def test_a_vkp_destination_names_its_organisation() -> None:
@@ -808,7 +833,7 @@ def test_a_vkp_destination_names_its_organisation() -> None:
 
 
 async def test_a_pmd_batch_not_sent_when_consent_is_withdrawn_is_parked(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """Her batch is queued, PMD is down; she withdraws her consent before it could go: it is
     parked (for a person to see), never sent, and nothing more of hers is queued."""
@@ -832,7 +857,7 @@ async def test_a_pmd_batch_not_sent_when_consent_is_withdrawn_is_parked(
 
 
 async def test_a_pmd_batch_requeued_without_its_bundle_is_not_made_from_an_alarm(
-    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: httpx.AsyncClient
+    provider: HelseIdProvider, peer: JftPeer, store: RecordStore, http: aiohttp.ClientSession
 ) -> None:
     """A PMD row whose batch had no Observation is parked without a Bundle; requeued by an
     admin, it is parked again: its key is a measurement's, never an alarm's document."""

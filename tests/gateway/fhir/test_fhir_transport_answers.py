@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.fhir.helseid import Reply
 from gateway.fhir.transport import JftClient, Verdict, _outcome, outcome_summary
 
 JSON = st.recursive(
@@ -40,7 +40,7 @@ OUTCOMES = st.fixed_dictionaries(
     body=OUTCOMES | JSON, status=st.sampled_from([200, 202, 400, 401, 404, 409, 422, 429, 500, 503])
 )
 def test_any_answer_gets_a_verdict_and_a_summary(body: Any, status: int) -> None:
-    response = httpx.Response(status, content=json.dumps(body).encode())
+    response = Reply(status, {}, json.dumps(body).encode())
     outcome, text = _outcome(response)
     summary = outcome_summary(outcome)
     assert isinstance(summary, str) and summary
@@ -53,5 +53,5 @@ def test_any_answer_gets_a_verdict_and_a_summary(body: Any, status: int) -> None
 
 
 def test_not_json_is_no_outcome() -> None:
-    assert _outcome(httpx.Response(400, content=b"<html>bad gateway</html>")) == (None, None)
+    assert _outcome(Reply(400, {}, b"<html>bad gateway</html>")) == (None, None)
     assert outcome_summary(None) == "no OperationOutcome"

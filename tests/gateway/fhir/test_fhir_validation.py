@@ -23,7 +23,7 @@ from gateway.fhir.settings import FhirProfiles
 from gateway.fhir.validation import Problem, validate
 from gateway.records.store import RecordStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 NPM_PACKAGE = ROOT / "tests" / "medplum"
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from gateway.alarms import AlarmState
 from gateway.hl7.outbound import service as hl7_outbound
 from gateway.hl7.outbound.queue_admin import (
-    MessageNotFound,
-    MessageNotParked,
+    QueuedMessageNotFound,
+    QueuedMessageNotParked,
     destination_statuses,
     requeue_parked,
 )
@@ -55,7 +55,7 @@ FAST = Hl7Settings(settle_s=0.05, ack_timeout_s=2.0, retry_after_s=0.1, retry_ma
 #: then, so the assertions below allow a resend anywhere (never a reordering).
 IMPATIENT = FAST.model_copy(update={"ack_timeout_s": 0.3})
 GATEWAY = "gw-hl7"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 _seqs = itertools.count(1)
 
 
@@ -229,9 +229,9 @@ async def test_order_retry_with_the_same_control_id_park_and_requeue(store: Reco
         assert await destination_statuses(store, "other") == []
 
         # A person requeues the parked message: sent again with its MSH-10.
-        with pytest.raises(MessageNotFound):
+        with pytest.raises(QueuedMessageNotFound):
             await requeue_parked(store, "other", found["m2"].id, datetime.now(UTC))
-        with pytest.raises(MessageNotParked):
+        with pytest.raises(QueuedMessageNotParked):
             await requeue_parked(store, "default", found["m1"].id, datetime.now(UTC))
         await requeue_parked(store, "default", found["m2"].id, datetime.now(UTC))
         assert await states(store, "m2") == ["pending"]

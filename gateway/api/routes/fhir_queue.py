@@ -10,21 +10,25 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from gateway.api.deps import Audit, ManagesRegistry, PathId, Store
+from gateway.api.deps import (
+    ADMINISTRATION,
+    QUEUE_ACTION_ERRORS,
+    Audit,
+    ManagesRegistry,
+    NewestFirst,
+    PathId,
+    Store,
+)
 from gateway.fhir.queue import (
     DestinationStatus,
-    MessageNotFound,
-    MessageNotParked,
     destination_statuses,
     list_messages,
     requeue_parked,
 )
 from gateway.records.models import FhirMessage, FhirMessageState
-
-PURPOSE = "administration"
 
 
 class FhirDestinationOut(BaseModel):
@@ -74,9 +78,6 @@ class FhirMessageOut(BaseModel):
         return cls(**values, outcome=json.loads(row.outcome) if row.outcome else None)
 
 
-Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
-
-
 def fhir_outbound_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1/fhir", tags=["fhir"])
 
@@ -94,33 +95,24 @@ def fhir_outbound_router() -> APIRouter:
         state: Annotated[
             FhirMessageState | None, Query(description="only documents in this state")
         ] = None,
-        limit: Limit = 100,
+        limit: NewestFirst = 100,
     ) -> list[FhirMessageOut]:
         """The tenant's outbound documents, newest first. Each patient shown is audited."""
         rows = await list_messages(store, principal.tenant_id, state=state, limit=limit)
-        shown: list[int | None] = [
-            *sorted({row.patient_id for row in rows if row.patient_id is not None})
-        ]
-        for patient_id in shown or [None]:
-            await audit("read_fhir_messages", patient_id, purpose=PURPOSE)
+        await audit.shown("read_fhir_messages", (row.patient_id for row in rows), ADMINISTRATION)
         return [FhirMessageOut.of(row) for row in rows]
 
     @router.post(
         "/messages/{message_id}/requeue",
         response_model=FhirMessageOut,
-        responses={404: {"description": "no such document"}, 409: {"description": "not parked"}},
+        responses=QUEUE_ACTION_ERRORS,
     )
     async def requeue(
         message_id: PathId, principal: ManagesRegistry, store: Store, audit: Audit
     ) -> FhirMessageOut:
         """Send a parked document again (same Bundle.identifier), in its place in order."""
-        try:
-            row = await requeue_parked(store, principal.tenant_id, message_id, datetime.now(UTC))
-        except MessageNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
-        except MessageNotParked as exc:
-            raise HTTPException(409, str(exc)) from None
-        await audit("requeue_fhir_message", row.patient_id, purpose=PURPOSE)
+        row = await requeue_parked(store, principal.tenant_id, message_id, datetime.now(UTC))
+        await audit("requeue_fhir_message", row.patient_id, purpose=ADMINISTRATION)
         return FhirMessageOut.of(row)
 
     return router
