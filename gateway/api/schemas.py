@@ -6,12 +6,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.alarms.book import history_of
@@ -301,6 +296,37 @@ class DeviceOut(BaseModel):
     profile: int
 
 
+#: What a device's name may hold: letters, digits, spaces and common punctuation (no control
+#: characters, no markup).
+DEVICE_NAME_PATTERN = r"^[\w .,:;'()/&+–-]*$"
+
+
+class DeviceNameIn(_In):
+    name: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=64, pattern=DEVICE_NAME_PATTERN),
+        ]
+        | None
+    )
+    """The name the nurse sees ("Ytterdør"); null or empty: none (room and kind)."""
+
+
+class HomeDeviceOut(BaseModel):
+    """A device of a home, as the admin names it: a paired device (``profile``) or a home
+    sensor of its gateway's sensor map (``sensor_kind``, ``room``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    sensor_kind: str | None
+    room: str | None
+    profile: str | None
+    name: str | None
+
+
 # --- alarms -----------------------------------------------------------------------------------
 
 
@@ -328,6 +354,8 @@ class AlarmOut(BaseModel):
     sensor's (``motion``); None when the platform does not know it."""
     device_room: str | None = None
     """Where a home sensor is (its gateway's sensor map)."""
+    device_name: str | None = None
+    """The name an admin gave the device ("Ytterdør")."""
     trigger_value: str | None
     """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
     trigger_unit: str | None
@@ -371,6 +399,7 @@ class AlarmOut(BaseModel):
             device_id=row.device_id,
             device_kind=kind,
             device_room=place.room if place else None,
+            device_name=place.name if place else None,
             trigger_value=row.trigger_value,
             trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
@@ -474,6 +503,8 @@ class PatientDeviceOut(BaseModel):
     """Of a home sensor, from its gateway's sensor map (``motion``, ``door``, ``fall`` …)."""
     room: str | None = None
     """Where it is, from the sensor map (``Bad``); None when the map does not say."""
+    name: str | None = None
+    """The name an admin gave it ("Ytterdør"); shown before its room and kind."""
     codes: list[str]
     """What it has reported, e.g. ``TRY_EVT_DOOR_CONTACT``."""
     last_seen: datetime | None
