@@ -133,6 +133,16 @@ class OutboxSeq(NamedTuple):
     seq: int
 
 
+class CaughtUp(NamedTuple):
+    """An outbox's watermark moved to what its home gateway says was committed (see
+    :meth:`RecordStore._catch_up`)."""
+
+    before: int
+    mark: int
+    lost: int
+    """Observations the gateway was told were committed that the record store does not have."""
+
+
 @dataclass(frozen=True, slots=True)
 class CommitResult:
     committed: Mapping[OutboxKey, int]
@@ -282,7 +292,9 @@ class RecordStore:
 
         ``from_edges``: the batches come from edge outboxes, whose observation ids are kept
         across resends; a stored seq that arrives with another id is then no resend but a
-        reused seq, and is dead-lettered (see :meth:`_reused_seqs`)."""
+        reused seq, and is dead-lettered (see :meth:`_reused_seqs`). Their observations are
+        fed to the alarm engine in each outbox's seq order, as its watermark passes them (see
+        :meth:`_in_seq_order`); others (HL7 senders number with gaps) as they are stored."""
         return await asyncio.shield(
             self._commit_batches(batches, now, patients or {}, statuses, from_edges)
         )
@@ -327,8 +339,7 @@ class RecordStore:
         observations = [
             (key, by_outbox[key][seq]) for key in outboxes for seq in sorted(by_outbox[key])
         ]
-        inserted: list[StoredObservation] = []
-        alarms: list[AlarmRow] = []
+        inserted: list[tuple[OutboxKey, StoredObservation]] = []
         owners: dict[tuple[str, str], Patient] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
@@ -339,7 +350,6 @@ class RecordStore:
             # Rows as executemany parameters, not .values(rows): one cached statement
             # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
             stored = {OutboxSeq(*row) for row in await s.execute(self._insert(), rows)}
-            by_patient: dict[int, list[Observation]] = {}
             conflicts: dict[OutboxKey, list[Observation]] = {}
             for key, obs in observations:
                 assert obs.seq is not None
@@ -347,9 +357,7 @@ class RecordStore:
                     conflicts.setdefault(key, []).append(obs)
                     continue
                 owner = owners.get((obs.gateway_id, obs.device_id))
-                inserted.append(StoredObservation(obs, owner.id if owner else None))
-                if owner is not None:
-                    by_patient.setdefault(owner.id, []).append(obs)
+                inserted.append((key, StoredObservation(obs, owner.id if owner else None)))
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
                 assert obs.seq is not None
                 refused.setdefault(key, {})[obs.seq] = RejectedItem(
@@ -358,7 +366,6 @@ class RecordStore:
                     "replaced? an edge that sends an epoch starts a new one)",
                     json.dumps(observation_to_dict(obs)),
                 )
-            alarms = await self.alarms.observe(s, by_patient, now)
         rejected = {
             key: tuple(items[seq] for seq in sorted(items)) for key, items in refused.items()
         }
@@ -367,11 +374,27 @@ class RecordStore:
             key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
             for key in sorted(by_outbox.keys() | refused.keys())
         }
-        committed, jumps = await self._advance_watermarks(
-            s, seqs, dead, now, count_jumps=from_edges
-        )
+        passed, jumps = await self._advance_watermarks(s, seqs, dead, now, count_jumps=from_edges)
+        committed = {key: mark for key, (_, mark) in passed.items()}
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         lost: dict[OutboxKey, int] = {}
+        for report in statuses:
+            if caught_up := await self._catch_up(s, report):
+                key = OutboxKey(report.gateway_id, report.epoch)
+                passed[key] = (passed.get(key, caught_up)[0], caught_up.mark)
+                committed[key], lost[key] = caught_up.mark, caught_up.lost
+        if from_edges:
+            by_patient = await self._in_seq_order(s, inserted, passed)
+        else:
+            by_patient = {}
+            for _, new in inserted:
+                if new.patient_id is not None:
+                    by_patient.setdefault(new.patient_id, []).append(new.observation)
+        alarms = await self.alarms.observe(s, by_patient, now)
+        for patient_id in by_patient.keys() - scopes.keys():
+            # Evaluated now, stored by an earlier transaction: the alarm engine has it locked.
+            owner = await s.get_one(Patient, patient_id)
+            scopes[patient_id] = PatientScope(owner.tenant_id, owner.care_team_id)
         # The home gateways of the statuses in one query.
         wanted = {r.gateway_id for r in statuses}
         gateways = (
@@ -383,9 +406,6 @@ class RecordStore:
             else {}
         )
         for report in statuses:
-            if caught_up := await self._catch_up(s, report):
-                key = OutboxKey(report.gateway_id, report.epoch)
-                committed[key], lost[key] = caught_up
             gateway = gateways.get(report.gateway_id)
             changed, patient = await self._record_status(s, gateway, report, now)
             if patient is not None:
@@ -393,7 +413,7 @@ class RecordStore:
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
         return CommitResult(
             committed,
-            tuple(inserted),
+            tuple(new for _, new in inserted),
             tuple(alarms),
             scopes,
             rejected=rejected,
@@ -460,7 +480,51 @@ class RecordStore:
                 for key, items in rejected.items()
             ],
             now,
+            from_edges=True,
         )
+
+    async def _in_seq_order(
+        self,
+        s: AsyncSession,
+        inserted: Sequence[tuple[OutboxKey, StoredObservation]],
+        passed: Mapping[OutboxKey, tuple[int, int]],
+    ) -> dict[int, list[Observation]]:
+        """What the alarm engine is fed from edge outboxes, per patient: each outbox's readings
+        in seq order, when its watermark passes them. The engine takes a reading older than one
+        it has used for a rule as a late backlog value and ignores it; ingest workers commit a
+        home's batches in whatever order they receive them, so a batch evaluated as it was
+        stored after a later one had its readings ignored (an SpO2 dip in it raised no alarm).
+        Readings stored beyond the watermark wait for the gap below them to be filled and are
+        read back then (``passed``: each outbox's watermark before and after this transaction).
+        Urgent events (a fall, a leak) are sent ahead of any backlog: they are evaluated as
+        they are stored, and not again."""
+        fed: dict[OutboxKey, dict[int, tuple[int | None, Observation]]] = {}
+        for key, item in inserted:
+            obs = item.observation
+            assert obs.seq is not None
+            before, mark = passed.get(key, (0, 0))
+            if obs.is_urgent or before < obs.seq <= mark:
+                fed.setdefault(key, {})[obs.seq] = (item.patient_id, obs)
+        for key, (before, mark) in passed.items():
+            here = sum(1 for seq in fed.get(key, {}) if before < seq <= mark)
+            if mark - before <= here:
+                continue  # the common case: this transaction stored all it passed
+            earlier = await s.scalars(
+                select(ObservationRow)
+                .where(ObservationRow.gateway_id == key.gateway_id)
+                .where(ObservationRow.epoch == key.epoch)
+                .where(ObservationRow.seq > before, ObservationRow.seq <= mark)
+            )
+            for row in earlier:
+                if row.seq not in fed.get(key, {}) and row.code not in codes.URGENT_EVENTS:
+                    fed.setdefault(key, {})[row.seq] = (row.patient_id, row.observation())
+        by_patient: dict[int, list[Observation]] = {}
+        for key in sorted(fed):
+            for seq in sorted(fed[key]):
+                patient_id, obs = fed[key][seq]
+                if patient_id is not None:
+                    by_patient.setdefault(patient_id, []).append(obs)
+        return by_patient
 
     async def _owners(
         self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
@@ -500,14 +564,15 @@ class RecordStore:
         now: datetime,
         *,
         count_jumps: bool,
-    ) -> tuple[dict[OutboxKey, int], tuple[OutboxKey, ...]]:
+    ) -> tuple[dict[OutboxKey, tuple[int, int]], tuple[OutboxKey, ...]]:
         """Advance each outbox's watermark past the seqs of this transaction (ascending per
         outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
         order. Three statements for the whole round: the common case — a gateway sending in
         order — needs only the highest seq it has stored to know that nothing lies beyond what
         this round filled in. An outbox with seqs stored past that (batches committed out of
-        order) is scanned from its new mark. Also returns the outboxes whose seqs jumped (with
-        ``count_jumps``: other senders than edges, HL7, number their seqs with gaps by design)."""
+        order) is scanned from its new mark. Returns each outbox's watermark before and after,
+        and the outboxes whose seqs jumped (with ``count_jumps``: other senders than edges,
+        HL7, number their seqs with gaps by design)."""
         outboxes = sorted(seqs)
         if not outboxes:
             return {}, ()
@@ -564,11 +629,12 @@ class RecordStore:
                 )
             )
         }
-        marks: dict[OutboxKey, int] = {}
+        marks: dict[OutboxKey, tuple[int, int]] = {}
         jumps: list[OutboxKey] = []
         changes = []
         for key in outboxes:
             mark, highest_before = found[key]
+            before = mark
             arrived = seqs[key]
             if count_jumps and arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
                 jumps.append(key)
@@ -586,7 +652,7 @@ class RecordStore:
                     break
             if stored[key] > mark:
                 mark = await self._scan_watermark(s, key, mark)
-            marks[key] = mark
+            marks[key] = (before, mark)
             changes.append(
                 {
                     "gateway": key.gateway_id,
@@ -613,14 +679,12 @@ class RecordStore:
         )
         return marks, tuple(jumps)
 
-    async def _catch_up(
-        self, s: AsyncSession, report: GatewayStatusReport
-    ) -> tuple[int, int] | None:
+    async def _catch_up(self, s: AsyncSession, report: GatewayStatusReport) -> CaughtUp | None:
         """A home gateway that was told more is committed than the record store now holds: the
         store was restored from a backup older than the gateway's last ack. The gateway deleted
         those rows, so they will never come again, and a watermark waiting for them would stall
         for ever and the gateway's outbox with it. The watermark moves to what the gateway says
-        (and on over what it has resent since); returns (new watermark, observations lost)."""
+        (and on over what it has resent since)."""
         claimed = report.committed_seq
         if claimed is None:
             return None
@@ -656,7 +720,7 @@ class RecordStore:
             .where(progress.c.epoch == key.epoch)
             .values(committed_seq=new_mark)
         )
-        return new_mark, claimed - mark - kept
+        return CaughtUp(mark, new_mark, claimed - mark - kept)
 
     async def _scan_watermark(self, s: AsyncSession, key: OutboxKey, mark: int) -> int:
         stored = (
