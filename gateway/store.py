@@ -14,10 +14,10 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
@@ -251,13 +251,50 @@ class RecordStore:
             await s.connection()
 
     # --- ingest ---
+    async def _insert_observations(
+        self,
+        s: AsyncSession,
+        observations: Sequence[tuple[OutboxKey, Observation]],
+        owners: Mapping[tuple[str, str], Patient],
+        now: datetime,
+    ) -> set[OutboxSeq]:
+        """Insert the observations, leaving out those whose seq the outbox has stored already;
+        the keys of the rows inserted."""
+        if self.dialect != "sqlite":
+            mapped = [
+                dict(zip(_ROW_COLUMNS, _row(o, key.epoch, owners, now, _as_is), strict=True))
+                for key, o in observations
+            ]
+            # Rows as executemany parameters, not .values(rows): one cached statement (sent in
+            # "insertmanyvalues" pages) instead of a new SQL compile per batch; Core, not ORM:
+            # only the keys of the rows inserted come back (a resent row returns nothing).
+            return {OutboxSeq(*row) for row in await s.execute(self._insert(), mapped)}
+        # SQLite: the statement written out and the values in its storage format, as one
+        # executemany on the transaction's connection. Through Core each row's parameters
+        # were processed one by one (about 20 µs an observation, the issue measured the raw
+        # insert at 5-6); SQLite's executemany returns no rows, so what was inserted is told
+        # by the count, and in the rare round with a resend in it by the rowids: SQLite gives
+        # a new row the highest rowid plus one, so the rows this statement inserted, under
+        # the transaction's write lock, are the last ``inserted`` rowids.
+        ingested = _sqlite_time(now)
+        rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
+        connection = await s.connection()
+        inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
+        if inserted == len(rows):
+            return {OutboxSeq(row[1], row[2], row[3]) for row in rows}
+        if not inserted:
+            return set()
+        latest = await connection.exec_driver_sql(
+            f"SELECT gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
+            "WHERE pk > last_insert_rowid() - ?",
+            (inserted,),
+        )
+        return {OutboxSeq._make(row) for row in latest}
+
     def _insert(self) -> Any:
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        # Core, not ORM: the caller already holds every value, so only the keys of the rows
-        # actually inserted come back (a resent row conflicts and returns nothing).
-        table = ObservationRow.__table__
+        table = cast(Table, ObservationRow.__table__)
         return (
-            dialect.insert(table)
+            postgresql.insert(table)
             .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
             .returning(table.c.gateway_id, table.c.epoch, table.c.seq)
         )
@@ -343,13 +380,7 @@ class RecordStore:
         owners: dict[tuple[str, str], Patient] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
-            rows = [
-                _row(o, key.epoch, owners.get((o.gateway_id, o.device_id)), now)
-                for key, o in observations
-            ]
-            # Rows as executemany parameters, not .values(rows): one cached statement
-            # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
-            stored = {OutboxSeq(*row) for row in await s.execute(self._insert(), rows)}
+            stored = await self._insert_observations(s, observations, owners, now)
             conflicts: dict[OutboxKey, list[Observation]] = {}
             for key, obs in observations:
                 assert obs.seq is not None
@@ -1013,7 +1044,53 @@ class RecordStore:
             return [UnexportedRow(*row) for row in result]
 
 
-def _row(obs: Observation, epoch: str, patient: Patient | None, now: datetime) -> dict[str, Any]:
+#: The columns of an ingested observation, in the order of :func:`_row`.
+_ROW_COLUMNS = (
+    "id",
+    "gateway_id",
+    "epoch",
+    "seq",
+    "device_id",
+    "patient_id",
+    "source",
+    "code",
+    "mdc",
+    "value",
+    "unit",
+    "time",
+    "utc_offset_min",
+    "time_source",
+    "flags",
+    "ingested_at",
+    "hl7_state",
+    "ts_exported",
+)
+_SQLITE_INSERT = (
+    f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"
+)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """A time as :class:`gateway.models.AwareDateTime` stores it on SQLite: UTC, in SQLAlchemy's
+    SQLite text format (``2026-11-01 11:00:23.000000``)."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _as_is(at: datetime) -> datetime:
+    return at
+
+
+def _row(
+    obs: Observation,
+    epoch: str,
+    owners: Mapping[tuple[str, str], Patient],
+    ingested_at: object,
+    time_value: Callable[[datetime], object],
+) -> tuple[Any, ...]:
+    """An observation's row (:data:`_ROW_COLUMNS`), its time given by ``time_value``."""
+    patient = owners.get((obs.gateway_id, obs.device_id))
     # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
     measurement = codes.metric(
         obs.code
@@ -1021,23 +1098,23 @@ def _row(obs: Observation, epoch: str, patient: Patient | None, now: datetime) -
     has_gp = patient is not None and patient.gp_hl7_host is not None
     offset = obs.time.utcoffset()
     assert offset is not None
-    return {
-        "id": obs.id,
-        "gateway_id": obs.gateway_id,
-        "epoch": epoch,
-        "seq": obs.seq,
-        "device_id": obs.device_id,
-        "patient_id": patient.id if patient else None,
-        "source": obs.source,
-        "code": obs.code,
-        "mdc": obs.mdc,
-        "value": str(obs.value),
-        "unit": obs.unit,
-        "time": obs.time,
-        "utc_offset_min": int(offset.total_seconds() // 60),
-        "time_source": obs.time_source.value,
-        "flags": ",".join(obs.flags),
-        "ingested_at": now,
-        "hl7_state": Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE,
-        "ts_exported": False,
-    }
+    return (
+        obs.id,
+        obs.gateway_id,
+        epoch,
+        obs.seq,
+        obs.device_id,
+        patient.id if patient else None,
+        obs.source,
+        obs.code,
+        obs.mdc,
+        str(obs.value),
+        obs.unit,
+        time_value(obs.time),
+        int(offset.total_seconds() // 60),
+        obs.time_source.value,
+        ",".join(obs.flags),
+        ingested_at,
+        (Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE).value,
+        False,
+    )
