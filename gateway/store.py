@@ -1091,10 +1091,11 @@ def _row(
 ) -> tuple[Any, ...]:
     """An observation's row (:data:`_ROW_COLUMNS`), its time given by ``time_value``."""
     patient = owners.get((obs.gateway_id, obs.device_id))
+    metric = codes.metric(obs.code)
     # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
-    measurement = codes.metric(
-        obs.code
-    ).system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(HL7_SOURCE_PREFIX)
+    measurement = metric.system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(
+        HL7_SOURCE_PREFIX
+    )
     has_gp = patient is not None and patient.gp_hl7_host is not None
     offset = obs.time.utcoffset()
     assert offset is not None
@@ -1107,7 +1108,7 @@ def _row(
         patient.id if patient else None,
         obs.source,
         obs.code,
-        obs.mdc,
+        metric.code,
         str(obs.value),
         obs.unit,
         time_value(obs.time),
