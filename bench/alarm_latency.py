@@ -68,11 +68,11 @@ from pydantic import SecretStr
 from firmware_sim.household import WARM_UP_SENSOR_TOML, write_edge_config
 from gateway.alarms import codes as alarm_codes
 from gateway.auth import AuthSettings, EmbeddedTokens, Role, generate_signing_key
-from gateway.models import DEFAULT_TENANT
-from gateway.registry import Registry
-from gateway.store import RecordStore
+from gateway.records.models import DEFAULT_TENANT
+from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim import codes
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings

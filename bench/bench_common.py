@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.auth import generate_signing_key
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.apps.broker import MosquittoServer, find_free_port
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -52,7 +52,7 @@ async def start_platform(
         provision = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tryggheim.cli",
+            "tryggheim.apps.cli",
             "gateway",
             "provision",
             "--config",
@@ -72,7 +72,7 @@ async def start_platform(
 async def tryggheim(*args: str) -> asyncio.subprocess.Process:
     """A ``tryggheim`` command as a child process (its log is not kept)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tryggheim.cli", *args, stderr=asyncio.subprocess.DEVNULL
+        sys.executable, "-m", "tryggheim.apps.cli", *args, stderr=asyncio.subprocess.DEVNULL
     )
 
 
@@ -102,7 +102,7 @@ class EdgeProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "tryggheim.cli",
+                "tryggheim.apps.cli",
                 "edge",
                 "run",
                 "--config",

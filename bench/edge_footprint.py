@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 

@@ -43,11 +43,11 @@ from firmware_sim.household import (
     write_edge_config,
 )
 from firmware_sim.sensors import ClimateSensor, Kind
-from gateway.events import EventBus
-from gateway.ingest import IngestWorker
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from gateway.ingest.worker import IngestWorker
+from gateway.live.events import EventBus
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -37,8 +37,8 @@ from sqlalchemy import func, select
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.outbound import FhirOutbound
 from gateway.fhir.transport_settings import FhirOutboundSettings
-from gateway.models import FhirMessage, FhirMessageState
-from gateway.store import RecordStore
+from gateway.records.models import FhirMessage, FhirMessageState
+from gateway.records.store import RecordStore
 
 TENANT = "default"
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ async def main(backlog: int, in_flight: int) -> dict[str, object]:
         async with (
             helseid_provider(directory) as provider,
             peer_process(provider.issuer, provider.jwks_uri) as peer_url,
-            httpx.AsyncClient() as http,
+            aiohttp.ClientSession() as http,
         ):
             settings = FhirOutboundSettings.model_validate(
                 {
@@ -122,7 +122,8 @@ async def main(backlog: int, in_flight: int) -> dict[str, object]:
                 await asyncio.sleep(0.001)
             drain_s = time.perf_counter() - started
             cpu = cpu_s() - cpu_before
-            seen = (await http.get(f"{peer_url}/peer/counts")).raise_for_status().json()
+            async with http.get(f"{peer_url}/peer/counts", raise_for_status=True) as response:
+                seen = await response.json()
         peer_cpu = cpu_s(resource.RUSAGE_CHILDREN)  # the peer's (node's is not counted: it runs on)
         await store.close()
     return {

@@ -3,7 +3,7 @@ outbound queue after a GP outage, and hl7apy's parse rate as the baseline, in on
 
 - **inbound**: ``tryggheim hl7 listen`` (its own process, SQLite record store) takes messages
   over ``--connections`` persistent MLLP connections, each sending its next message when the
-  previous one's ACK is in (MLLP has no pipelining). Two paths (see gateway/hl7_inbound.py):
+  previous one's ACK is in (MLLP has no pipelining). Two paths (see gateway/hl7/inbound/service.py):
 
   - ``ack``: the store-and-ACK path. ADT^A08 updates of already registered patients (one per
     connection) with MSH-15 ``AL``, MSH-16 ``NE`` (accept acknowledgement only): each is
@@ -86,14 +86,14 @@ from typing import Any
 from bench_common import tree_usage
 from hl7apy.parser import parse_message as hl7apy_parse_message
 
-from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.records.store import RecordStore
+from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.settings import Hl7Settings
-from gateway.store import RecordStore
 from hl7.inbound import decode_inbound
 from hl7.message import decode_message
 from hl7.mllp import MLLPClient
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.wire import ObservationBatch
@@ -190,7 +190,7 @@ async def tryggheim_server(work: Path, name: str, *args: str) -> AsyncIterator[t
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tryggheim.cli",
+            "tryggheim.apps.cli",
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
@@ -466,7 +466,7 @@ async def backlog_via_queue(
     drain_limit_s: float,
 ) -> dict[str, Any]:
     # Imported here: ``--backlog-via client`` must work while the queue's code is being changed.
-    from gateway.hl7_outbound import Hl7Outbound
+    from gateway.hl7.outbound.service import Hl7Outbound
 
     store = RecordStore(f"sqlite+aiosqlite:///{work / 'backlog.db'}")
     await store.migrate()
@@ -512,7 +512,7 @@ async def backlog_via_queue(
     first = first_ack if first_ack is not None else drained
     complete = acked == composed
     return {
-        "via": "gateway.hl7_outbound.Hl7Outbound (compose, run)",
+        "via": "gateway.hl7.outbound.service.Hl7Outbound (compose, run)",
         "messages": composed,
         "patients": patients,
         "commit_s": round(committed_s, 2),

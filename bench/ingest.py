@@ -64,8 +64,8 @@ from bench_common import start_platform, tree_usage
 from pydantic import SecretStr
 
 from gateway.alarms import DeviceSilentRule, GatewayOfflineRule, InactivityRule, default_rules
-from gateway.models import AlarmRow, HomeGateway, ObservationRow
-from tryggheim.broker import MosquittoServer, find_free_port
+from gateway.records.models import AlarmRow, HomeGateway, ObservationRow
+from tryggheim.apps.broker import MosquittoServer, find_free_port
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL, ack_topic, decode_ack, encode_batch, obs_topic

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from tryggheim.broker import MosquittoServer
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.domain import Observation, TimeSource
 from tryggheim.mqtt import MqttSettings
 from tryggheim.wire import BROKER_ACL

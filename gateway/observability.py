@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.alarms.rules import Severity
-from gateway.models import (
+from gateway.records.models import (
     AlarmRow,
     Hl7Inbound,
     Hl7InboundState,
@@ -34,7 +34,7 @@ from gateway.models import (
     Hl7MessageState,
     HomeGateway,
 )
-from gateway.store import RecordStore
+from gateway.records.store import RecordStore
 from tryggheim.version import installed_version
 
 log = logging.getLogger(__name__)

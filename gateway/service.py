@@ -13,21 +13,21 @@ from typing import Any
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.api import create_app
-from gateway.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
+from gateway.api.app import create_app
+from gateway.api.schemas import AlarmOut
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
 from gateway.fhir.pmd import queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
-from gateway.hl7_inbound import receiver_for, serve_hl7
-from gateway.hl7_outbound import Hl7Outbound
-from gateway.ingest import IngestWorker
-from gateway.models import AlarmRow
+from gateway.hl7.inbound.service import receiver_for, serve_hl7
+from gateway.hl7.outbound.service import Hl7Outbound
+from gateway.ingest.timeseries import TimeSeriesExporter
+from gateway.ingest.worker import IngestWorker
+from gateway.live.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
 from gateway.observability import PlatformMetrics, Probes, database_reachable
-from gateway.retention import RetentionJob
-from gateway.schemas import AlarmOut
+from gateway.records.models import AlarmRow
+from gateway.records.store import CommitResult, RecordStore
+from gateway.registry.retention import RetentionJob
 from gateway.settings import GatewaySettings, certificates_in_use
-from gateway.store import CommitResult, RecordStore
-from gateway.timeseries import TimeSeriesExporter
 
 log = logging.getLogger(__name__)
 

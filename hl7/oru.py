@@ -38,7 +38,7 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
   not fit HL7 table 0078.
 * **OBX-8** — abnormal flag from HL7 table 0078, only where the caller says so
   (``abnormal``, keyed by :attr:`Observation.id`): ``H``/``L`` when the value is past one of
-  the patient's own alarm thresholds (:func:`gateway.hl7_compose.abnormal_flags` decides),
+  the patient's own alarm thresholds (:func:`gateway.hl7.outbound.compose.abnormal_flags` decides),
   ``A`` when past both. Empty otherwise: no flag is "not judged", not "normal".
 * **Times** — DTM with the observation's own UTC offset (``20250301081500+0100``); fractions of a
   second are written to 4 digits (DTM's limit) only when present.

@@ -1,5 +1,5 @@
 """The work behind ``tryggheim hl7 oru`` and ``tryggheim hl7 send`` (argument parsing stays in
-:mod:`tryggheim.cli`).
+:mod:`tryggheim.apps.cli`).
 
 ``hl7 oru`` reads the JSON that ``tryggheim ble decode ... --observations`` prints (a list of
 Observations in the wire format of :func:`tryggheim.wire.observation_to_dict`; ``seq`` may be

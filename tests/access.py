@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from gateway.auth import AuthSettings, EmbeddedTokens, Role
 from gateway.auth.web import UserRecord
-from gateway.models import DEFAULT_TENANT, CareTeam, Patient, Tenant
-from gateway.registry import Registry
+from gateway.records.models import DEFAULT_TENANT, CareTeam, Patient, Tenant
+from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from gateway.settings import GatewaySettings
-from gateway.store import RecordStore
 from tryggheim.mqtt import MqttSettings
 
 #: A key for tests only; real deployments take theirs from the environment.

@@ -28,11 +28,11 @@ from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonit
 from firmware_sim.ble.radio import VirtualRadio
 from firmware_sim.household import write_edge_config
 from gateway.auth import Role
-from gateway.provision import DeviceEntry, PatientEntry, Registry, provision
+from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings, TimeSeriesSettings
 from hl7.gp_peer import GPEndpoint
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.apps.broker import MosquittoServer, find_free_port
 from tryggheim.mqtt import MqttSettings
 
 GATEWAY = "gw-test"
@@ -114,7 +114,7 @@ class ServiceProcess:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "tryggheim.cli",
+                "tryggheim.apps.cli",
                 *self.args,
                 stdout=log,
                 stderr=log,

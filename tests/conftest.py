@@ -36,8 +36,8 @@ from servers import (
     running_victoria_metrics,
 )
 
-from gateway.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from gateway.records.store import RecordStore
+from tryggheim.apps.broker import MosquittoServer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

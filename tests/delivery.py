@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 
 from edge.outbox import Outbox
 from edge.uplink import Uplink
-from gateway.events import EventBus
-from gateway.ingest import IngestWorker
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
+from gateway.ingest.worker import IngestWorker
+from gateway.live.events import EventBus
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSettings
 

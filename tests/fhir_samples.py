@@ -11,9 +11,9 @@ from gateway.alarms import Alarm, AlarmState, Severity
 from gateway.alarms.lifecycle import Transition
 from gateway.fhir.resources import DeviceRef, ObservationContext, PatientRef
 from gateway.fhir.settings import FhirProfiles, Organisation
-from gateway.models import DEFAULT_TENANT
-from gateway.registry import Registry
-from gateway.store import RecordStore
+from gateway.records.models import DEFAULT_TENANT
+from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.domain import Observation
 

@@ -1,5 +1,5 @@
 """The FHIR outbound queue in a process of its own, for the crash test in
-tests/gateway/test_fhir_transport.py (killed with SIGKILL mid-send):
+tests/gateway/fhir/test_fhir_transport.py (killed with SIGKILL mid-send):
 
     python tests/fhir_sender_process.py SETTINGS_JSON DATABASE_URL
 
@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -20,7 +20,7 @@ from fhir_documents import closed_alarm_document
 from gateway.fhir.helseid import HelseIdClient
 from gateway.fhir.outbound import FhirOutbound
 from gateway.fhir.transport_settings import FhirOutboundSettings
-from gateway.store import RecordStore
+from gateway.records.store import RecordStore
 
 
 async def build(alarm_id: int) -> dict[str, object]:
@@ -30,7 +30,7 @@ async def build(alarm_id: int) -> dict[str, object]:
 async def main(settings_json: str, database_url: str) -> None:
     settings = FhirOutboundSettings.model_validate_json(settings_json)
     store = RecordStore(database_url)
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         outbound = FhirOutbound(settings, store, HelseIdClient(settings.helseid, http), build)
         print("running", flush=True)
         await outbound.run()

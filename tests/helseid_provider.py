@@ -54,6 +54,8 @@ class HelseIdProvider:
     client_key_file: Path
     dpop_key_file: Path
     events: list[dict[str, Any]] = field(default_factory=list)
+    told: asyncio.Condition = field(default_factory=asyncio.Condition)
+    """Notified as each event is read."""
 
     @property
     def token_endpoint(self) -> str:
@@ -65,6 +67,16 @@ class HelseIdProvider:
 
     def tokens_issued(self) -> int:
         return sum(1 for e in self.events if e["event"] == "token")
+
+    async def tokens_told(self, at_least: int = 1, timeout_s: float = 5.0) -> int:
+        """:meth:`tokens_issued` once the provider has told of ``at_least``: it tells through
+        a pipe read beside the HTTP answers, so a token's line may be read after its answer."""
+        async with self.told:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.told.wait_for(lambda: self.tokens_issued() >= at_least), timeout_s
+                )
+        return self.tokens_issued()
 
     def settings(self, **overrides: Any) -> HelseIdSettings:
         values: dict[str, Any] = {
@@ -122,6 +134,8 @@ async def helseid_provider(directory: Path, *, ttl_s: int = 300) -> AsyncIterato
             while line := await stdout.readline():
                 if line.startswith(b"{"):  # the provider's own warnings are not events
                     provider.events.append(json.loads(line))
+                    async with provider.told:
+                        provider.told.notify_all()
 
         reader = asyncio.create_task(follow())
         yield provider

@@ -10,7 +10,8 @@ loopback port). It checks what the real one checks before it accepts a document:
   ``dist/fhir/r4/fhir.schema.json``) and PyPI ``fhir.resources`` (its R4B models) must both
   accept it, else 400 with an OperationOutcome naming each problem.
 
-``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way and answers 201 at once;
+``POST /pmd/`` (Pasientens måledata) takes a Bundle the same way, if it is tagged with a
+municipality number (``meta.tag``, kommunenummer, as PMD's example Bundle is), and answers 201;
 so does ``POST /epj/r4/{orgnr}/bundle`` (VKP R4), which wants a plain Bearer token instead
 (the provider's, for this resource, not bound to a key: no DPoP).
 ``POST /v1/Bundle`` answers 202 with ``Location: /v1/Bundle/{id}/$status``; a Bundle whose
@@ -44,6 +45,7 @@ from helseid_provider import RESOURCE, node_modules
 from pydantic import ValidationError
 
 from gateway.fhir.helseid import access_token_hash, jwk_thumbprint
+from gateway.fhir.terminology import KOMMUNENUMMER
 
 PROOF_MAX_AGE_S = 60
 
@@ -107,6 +109,17 @@ def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
     }
 
 
+def municipality_of(bundle: dict[str, Any]) -> str | None:
+    """The kommunenummer a Bundle is tagged with, if it has one of four digits."""
+    meta = bundle.get("meta")
+    tags = meta.get("tag") if isinstance(meta, dict) else None
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, dict) and tag.get("system") == KOMMUNENUMMER:
+            code = tag.get("code")
+            return code if isinstance(code, str) and len(code) == 4 and code.isdigit() else None
+    return None
+
+
 class DpopRefused(Exception):
     def __init__(self, error: str, description: str) -> None:
         self.error = error
@@ -124,6 +137,8 @@ class JftPeer:
     url: str = ""
     nonce: str = field(default_factory=lambda: uuid.uuid4().hex)
     seen_jti: set[str] = field(default_factory=set)
+    verified_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    proof_keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
     journaled: dict[str, Journaled] = field(default_factory=dict)
     """By Bundle.identifier (``system|value``)."""
     by_id: dict[str, Journaled] = field(default_factory=dict)
@@ -156,8 +171,7 @@ class JftPeer:
             header = jwt.get_unverified_header(proof)
             if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256":
                 raise DpopRefused("invalid_dpop_proof", f"header {header}")
-            key = jwt.PyJWK(header["jwk"], algorithm="ES256")
-            claims = jwt.decode(proof, key, algorithms=["ES256"])
+            claims = jwt.decode(proof, self._proof_key(header["jwk"]), algorithms=["ES256"])
         except (jwt.PyJWTError, KeyError) as exc:
             raise DpopRefused("invalid_dpop_proof", f"proof: {exc}") from None
         expected_htu = f"{self.url}{request.path}"
@@ -175,29 +189,42 @@ class JftPeer:
         if not isinstance(jti, str) or jti in self.seen_jti:
             raise DpopRefused("invalid_dpop_proof", f"jti {jti!r} replayed")
         self.seen_jti.add(jti)
-        try:
-            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
-            access = jwt.decode(
-                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise DpopRefused("invalid_token", f"access token: {exc}") from None
+        access = self._access_claims(token)
         if access.get("cnf", {}).get("jkt") != jwk_thumbprint(header["jwk"]):
             raise DpopRefused("invalid_token", "token not bound to the proof's key")
+
+    def _proof_key(self, jwk: dict[str, Any]) -> jwt.PyJWK:
+        """The proof's embedded key, parsed once per key (a client keeps its DPoP key)."""
+        thumbprint = jwk_thumbprint(jwk)
+        key = self.proof_keys.get(thumbprint)
+        if key is None:
+            key = self.proof_keys[thumbprint] = jwt.PyJWK(jwk, algorithm="ES256")
+        return key
+
+    def _access_claims(self, token: str) -> dict[str, Any]:
+        """The access token's claims: signed by the provider, its issuer, for this resource.
+        The signature is checked the first time a token is seen (as a resource server keeps
+        a verified token until it expires), the expiry every time."""
+        access = self.verified_tokens.get(token)
+        if access is None:
+            try:
+                signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
+                access = jwt.decode(
+                    token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
+                )
+            except (jwt.PyJWTError, KeyError) as exc:
+                raise DpopRefused("invalid_token", f"access token: {exc}") from None
+            self.verified_tokens[token] = access
+        if float(access.get("exp", 0)) <= time.time():
+            raise DpopRefused("invalid_token", "access token: Signature has expired")
+        return access
 
     def _check_bearer(self, request: web.Request) -> None:
         """VKP: a plain Bearer token of the provider for this resource, not bound to a key."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme != "Bearer" or not token:
             raise DpopRefused("invalid_token", "Authorization must be 'Bearer <token>'")
-        try:
-            signing = self.jwks[jwt.get_unverified_header(token)["kid"]]
-            access = jwt.decode(
-                token, signing, algorithms=["ES256"], audience=RESOURCE, issuer=self.issuer
-            )
-        except (jwt.PyJWTError, KeyError) as exc:
-            raise DpopRefused("invalid_token", f"access token: {exc}") from None
-        if "cnf" in access:
+        if "cnf" in self._access_claims(token):
             raise DpopRefused("invalid_token", "a DPoP-bound token sent as Bearer")
 
     async def _gate(
@@ -240,8 +267,9 @@ class JftPeer:
         return await self._take(request, polled=True)
 
     async def post_measurements(self, request: web.Request) -> web.StreamResponse:
-        """PMD: the Bundle (a ``collection``) is taken at once, 201, nothing to poll."""
-        return await self._take(request, polled=False)
+        """PMD: the Bundle (a ``collection``, tagged with its municipality) is taken at once,
+        201, nothing to poll."""
+        return await self._take(request, polled=False, municipality=True)
 
     async def post_vkp(self, request: web.Request) -> web.StreamResponse:
         """VKP R4: ``POST /epj/r4/{orgnr}/bundle`` with a Bearer token, taken at once (201)."""
@@ -249,7 +277,12 @@ class JftPeer:
         return await self._take(request, polled=False, bearer=True)
 
     async def _take(
-        self, request: web.Request, *, polled: bool, bearer: bool = False
+        self,
+        request: web.Request,
+        *,
+        polled: bool,
+        bearer: bool = False,
+        municipality: bool = False,
     ) -> web.StreamResponse:
         refusal = await self._gate(request, bearer=bearer)
         if refusal is not None:
@@ -276,6 +309,8 @@ class JftPeer:
         identifier = bundle.get("identifier") or {}
         if not identifier.get("value"):
             problems.append("Bundle.identifier.value is required (idempotent resend)")
+        if municipality and not municipality_of(bundle):
+            problems.append(f"Bundle.meta.tag: a four-digit municipality number ({KOMMUNENUMMER})")
         if problems:
             return self._invalid(problems)
         key = f"{identifier.get('system', '')}|{identifier['value']}"

@@ -3,7 +3,7 @@
 SQLite record store, a nurse who signs in with a password, and four patients of her team.
 
 Observations go through ``RecordStore.commit_batch`` (so the alarm engine runs on them) and
-their changes are published on the live stream exactly as ``gateway/ingest.py`` does.
+their changes are published on the live stream exactly as ``gateway/ingest/worker.py`` does.
 
 - Nilsen, Per: COPD, personal SpO2 limit 88 %; SpO2 86 % now: a new high alarm.
 - Haugen, Ingrid: systolic 186 mmHg now: a high alarm, acknowledged by the nurse.
@@ -27,17 +27,17 @@ from access import platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
-from gateway.alarm_book import history_of
-from gateway.api import create_app
+from gateway.alarms.book import history_of
+from gateway.api.app import create_app
+from gateway.api.schemas import AlarmOut
 from gateway.auth import Role
-from gateway.bootstrap import add_user
-from gateway.events import EventBus, PatientScope, alarm_event
-from gateway.ingest import publish_commit
-from gateway.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
+from gateway.ingest.worker import publish_commit
+from gateway.live.events import EventBus, PatientScope, alarm_event
 from gateway.observability import Probes, database_reachable
-from gateway.registry import Registry
-from gateway.schemas import AlarmOut
-from gateway.store import CommitResult, RecordStore
+from gateway.records.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
+from gateway.records.store import CommitResult, RecordStore
+from gateway.registry.bootstrap import add_user
+from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation

@@ -9,14 +9,16 @@ system), so that a fresh machine has it — not only a machine with leftovers.
 from __future__ import annotations
 
 PROGRAMS: dict[str, str] = {
-    "mosquitto": "the broker: tryggheim.broker (demo, tests), tests/test_production_broker.py",
-    "mosquitto_passwd": "password files: tryggheim.broker, deploy/compose/mosquitto/broker-init.sh",
+    "mosquitto": "the broker: tryggheim.apps.broker (demo, tests), tests/test_production_broker.py",
+    "mosquitto_passwd": (
+        "password files: tryggheim.apps.broker, deploy/compose/mosquitto/broker-init.sh"
+    ),
     "mosquitto_sub": "the compose broker's health check, run on the host by tests/test_compose.py",
     "initdb": "a throw-away PostgreSQL cluster (tests/servers.py, tests/test_compose.py)",
     "pg_ctl": "starts and stops that cluster",
     "psql": "the compose stack's database init script (tests/test_compose.py)",
-    "pg_dump": "tryggheim gateway backup of a PostgreSQL record store (gateway/backup.py)",
-    "pg_restore": "tryggheim gateway restore into PostgreSQL (gateway/backup.py)",
+    "pg_dump": "tryggheim gateway backup of a PostgreSQL record store (gateway/records/backup.py)",
+    "pg_restore": "tryggheim gateway restore into PostgreSQL (gateway/records/backup.py)",
     "promtool": "the alert rules' unit tests (tests/test_alerts.py)",
     "runuser": "initdb and pg_ctl as user postgres when the tests run as root",
     "victoria-metrics": "the time-series backend of the tests",

@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from programs import PROGRAMS
 
-from tryggheim.broker import MosquittoServer, find_free_port
+from tryggheim.apps.broker import MosquittoServer, find_free_port
 from tryggheim.wire import BROKER_ACL
 
 T = TypeVar("T")

@@ -3,25 +3,29 @@ against a real platform: an admin signs in to a home screen of her own (never "n
 the patients"), creates a care team and a user (the platform's refusal shown next to the
 field), gives the user a temporary password and disables her, provisions a home gateway (its
 broker password shown once), rotates that password, sees its status and outbox depth, pairs
-and unpairs a device, and reads the audit log with a filter. axe-core finds nothing in each
-state."""
+and unpairs a device, reads the audit log with a filter, and sees the FHIR documents the
+record refused and sends one again. axe-core finds nothing in each state."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import pytest_asyncio
 from axe_core import install
 from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, sized_page
+from jft_peer import operation_outcome
 from nurse_world import ADMIN, NurseWorld, running_world
 from playwright.async_api import Browser, Page, expect
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from test_nurse_app import screenshot
 
-from gateway.models import HomeGateway, User
+from gateway.fhir.pmd import CONSENT_WITHDRAWN
+from gateway.records.models import FhirDestination, FhirMessage, HomeGateway, User
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -195,3 +199,135 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         await expect(entries.first).to_contain_text("pair_device")
         for text in await entries.all_inner_texts():
             assert "pair_device" in text, text
+
+
+async def queue_of_documents(world: NurseWorld) -> dict[str, int]:
+    """The FHIR queue as the sender leaves it after a refusal and an outage (what each row
+    holds is what gateway.fhir.outbound records): to JFT one document refused with the
+    receiver's OperationOutcome, one waiting after two 503s and one journaled; to PMD a batch
+    parked because its patient withdrew her consent. Message ids by name."""
+    now = datetime.now(UTC)
+    berg, andersen = world.patients["Berg"], world.patients["Andersen"]
+    refusal = operation_outcome(
+        [
+            (
+                "error",
+                "invalid",
+                "fhir.resources: entry.0.resource.status: Input should be 'preliminary', "
+                "'final', 'amended' or 'entered-in-error'",
+            )
+        ]
+    )
+    rows = {
+        "refused": FhirMessage(
+            destination="jft:default",
+            alarm_id=41,
+            patient_id=berg,
+            state="parked",
+            attempts=1,
+            http_status=400,
+            outcome=json.dumps(refusal),
+            settled_at=now,
+            last_error="HTTP 400: fhir.resources: entry.0.resource.status: ...",
+        ),
+        "waiting": FhirMessage(
+            destination="jft:default",
+            alarm_id=42,
+            patient_id=andersen,
+            state="pending",
+            attempts=2,
+            http_status=503,
+            next_attempt_at=now + timedelta(minutes=2),
+            last_error="HTTP 503: try again later",
+        ),
+        "journaled": FhirMessage(
+            destination="jft:default",
+            alarm_id=40,
+            patient_id=berg,
+            state="journaled",
+            attempts=1,
+            polls=2,
+            settled_at=now,
+        ),
+        "withdrawn": FhirMessage(
+            destination="pmd:default",
+            alarm_id=7,
+            patient_id=berg,
+            state="parked",
+            settled_at=now,
+            last_error=CONSENT_WITHDRAWN,
+        ),
+    }
+    async with world.store.session() as s:
+        await s.execute(delete(FhirMessage))
+        await s.execute(delete(FhirDestination))
+        for row in rows.values():
+            row.tenant_id, row.created_at = "default", now - timedelta(hours=1)
+            row.polls = row.polls or 0
+        s.add_all(rows.values())
+        s.add(
+            FhirDestination(
+                destination="jft:default",
+                last_success_at=now - timedelta(minutes=30),
+                last_error="alarm 42: HTTP 503: try again later",
+                last_error_at=now,
+            )
+        )
+        await s.flush()
+        return {name: row.id for name, row in rows.items()}
+
+
+@pytest.mark.parametrize("size", ["tablet", "phone"])
+async def test_an_admin_sees_refused_fhir_documents_and_sends_one_again(
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
+) -> None:
+    """Issue 17: a document the record refused (400 + OperationOutcome) waits for a person.
+    The admin sees it on her home screen, reads each destination's state and the receiver's
+    own words, and sends it again once the cause is fixed; it is then waiting, in order."""
+    ids = await queue_of_documents(world)
+    async with sized_page(browser, SIZES[size]) as page:
+        await page.goto(world.url)
+        await sign_in(page, ADMIN)
+        card = page.locator(".admin-cards li", has=page.get_by_role("link", name="Journalføring"))
+        await expect(card).to_contain_text("2 avviste dokumenter venter på deg")
+
+        await section(page, "Journalføring")
+        jft = page.locator('li[data-destination="jft:default"]')
+        await expect(jft.get_by_role("heading")).to_have_text("Journalføringstjenesten (default)")
+        await expect(jft).to_contain_text("1 venter · 0 under behandling · 1 levert · 1 avvist")
+        await expect(jft).to_contain_text("alarm 42: HTTP 503: try again later")
+        pmd = page.locator('li[data-destination="pmd:default"]')
+        await expect(pmd).to_contain_text("Pasientens måledata (default)")
+        await expect(pmd).to_contain_text("0 venter · 0 under behandling · 0 levert · 1 avvist")
+
+        parked = page.get_by_role("list", name="Avviste dokumenter")
+        refused = parked.locator(f'li[data-message="{ids["refused"]}"]')
+        await expect(refused.get_by_role("heading")).to_have_text("Alarm 41 · Berg, Ola")
+        await expect(refused).to_contain_text("Mottakerens svar (HTTP 400)")
+        await expect(refused).to_contain_text(
+            "feil: fhir.resources: entry.0.resource.status: Input should be 'preliminary'"
+        )
+        withdrawn = parked.locator(f'li[data-message="{ids["withdrawn"]}"]')
+        await expect(withdrawn).to_contain_text("Målinger · Berg, Ola")
+        await expect(withdrawn).to_contain_text(f"Årsak: {CONSENT_WITHDRAWN}")
+        waiting = page.get_by_role("list", name="Venter på å bli sendt")
+        await expect(waiting.locator("li")).to_have_count(1)
+        await expect(waiting).to_contain_text("Alarm 42 · Andersen")
+        await expect(waiting).to_contain_text("2 forsøk")
+        await expect(waiting).to_contain_text("HTTP 503: try again later")
+        await check(page, axe_script, f"FHIR queue ({size})")
+        await screenshot(page, f"admin-fhir-{size}.png")
+
+        await refused.get_by_role("button", name="Send Alarm 41 · Berg, Ola igjen").click()
+        await expect(page.locator("#admin-notice")).to_have_text(
+            "Alarm 41 · Berg, Ola er lagt i køen igjen."
+        )
+        await expect(refused).to_have_count(0)
+        await expect(waiting.locator(f'li[data-message="{ids["refused"]}"]')).to_contain_text(
+            "Alarm 41 · Berg, Ola"
+        )
+        await expect(jft).to_contain_text("2 venter · 0 under behandling · 1 levert · 0 avvist")
+        await check(page, axe_script, f"FHIR document requeued ({size})")
+    async with world.store.session() as s:
+        row = await s.get(FhirMessage, ids["refused"])
+        assert row is not None and row.state == "pending" and row.next_attempt_at is not None

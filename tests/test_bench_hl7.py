@@ -81,7 +81,7 @@ def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
     assert outbound["acks"] == {"CA": 40} and outbound["msgs_per_s"] > 0
 
     backlog = result["backlog"]
-    assert backlog["via"].startswith("gateway.hl7_outbound")
+    assert backlog["via"].startswith("gateway.hl7.outbound.service")
     assert (backlog["messages"], backlog["acked"], backlog["complete"]) == (60, 60, True)
     assert backlog["states"] == {"acked": 60}
     assert backlog["attempts_while_down"] >= 1  # the GP really was down

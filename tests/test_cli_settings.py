@@ -85,7 +85,7 @@ def tryggheim(
     *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", *args],
+        [sys.executable, "-m", "tryggheim.apps.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -40,12 +40,12 @@ import yaml
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
-from gateway.broker_credentials import mosquitto_hash, write_password_file
+from gateway.records.store import RecordStore
+from gateway.registry.broker_credentials import mosquitto_hash, write_password_file
 from gateway.settings import GatewaySettings
-from gateway.store import RecordStore
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.config import load_settings
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession
@@ -748,7 +748,7 @@ def test_the_simulator_is_a_profile() -> None:
 
 
 def test_the_simulator_runs_homes_against_the_stack_over_tls() -> None:
-    from tryggheim.cli import build_parser
+    from tryggheim.apps.cli import build_parser
 
     all_services = services()
     simulator = all_services["simulator"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import EdgeSettings
-from gateway.provision import Registry, load_registry
+from gateway.registry.provision import Registry, load_registry
 from gateway.settings import GatewaySettings
 from tryggheim.config import load_settings
 from tryggheim.errors import ConfigError
@@ -55,7 +55,7 @@ def test_the_command_exits_2_with_one_line_on_a_bad_config(tmp_path: Path) -> No
     path = tmp_path / "edge.toml"
     path.write_text('gateway_id = "Not Valid"\n', encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", "edge", "run", "--config", str(path)],
+        [sys.executable, "-m", "tryggheim.apps.cli", "edge", "run", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

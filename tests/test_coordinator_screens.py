@@ -18,7 +18,7 @@ from playwright.async_api import Browser, expect
 from sqlalchemy import func, select
 from test_nurse_app import screenshot
 
-from gateway.models import AuditEntry, Patient
+from gateway.records.models import AuditEntry, Patient
 from tryggheim import codes
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -14,8 +14,8 @@ from playwright.async_api import Page, expect
 from servers import BrokerFixture
 
 from gateway.auth import Role
-from gateway.bootstrap import add_user
-from gateway.models import DEFAULT_TENANT
+from gateway.records.models import DEFAULT_TENANT
+from gateway.registry.bootstrap import add_user
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tryggheim.broker import find_free_port
-from tryggheim.demo import (
+from tryggheim.apps.broker import find_free_port
+from tryggheim.apps.demo import (
     REPLAYED,
     SCENARIOS,
     TIMEZONE,
@@ -86,7 +86,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         [
             sys.executable,
             "-m",
-            "tryggheim.cli",
+            "tryggheim.apps.cli",
             "demo",
             "--homes",
             str(HOMES),
@@ -148,7 +148,7 @@ def test_the_banner_names_the_web_app_and_accounts_that_sign_in(demo: DemoRun) -
 
 def test_the_log_is_in_the_work_directory_not_on_the_terminal(demo: DemoRun) -> None:
     log = (demo.workdir / "demo.log").read_text(encoding="utf-8")
-    assert "edge.agent" in log and "gateway.ingest" in log
+    assert "edge.agent" in log and "gateway.ingest.worker" in log
     assert " INFO " not in demo.stderr and " WARNING " not in demo.stderr
     assert str(demo.workdir / "demo.log") in "\n".join(demo.banner)
     # stdout: the banner and the verdict, nothing in between

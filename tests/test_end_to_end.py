@@ -15,7 +15,7 @@ from delivery import mqtt_settings
 from servers import BrokerFixture, VictoriaMetricsServer, export_series
 from sqlalchemy import select
 
-from gateway.models import Hl7Message, Hl7MessageState, ObservationRow
+from gateway.records.models import Hl7Message, Hl7MessageState, ObservationRow
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import status_topic
 

@@ -32,14 +32,14 @@ from test_compose import (
 )
 
 from gateway.alarms.rules import DEFAULT_THRESHOLDS, WEIGHT_GAIN
-from gateway.models import DEFAULT_TENANT
-from gateway.registry import Registry
+from gateway.ingest.timeseries import MEASUREMENT, to_line
+from gateway.records.models import DEFAULT_TENANT
+from gateway.records.store import UnexportedRow
+from gateway.registry.service import Registry
 from gateway.service import Platform
-from gateway.store import UnexportedRow
-from gateway.timeseries import MEASUREMENT, to_line
 from hl7.tools import send_message
 from tryggheim import codes
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
 from tryggheim.wire import encode_batch, obs_topic, status_topic

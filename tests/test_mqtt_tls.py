@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from tryggheim.broker import MosquittoServer, TlsFiles
+from tryggheim.apps.broker import MosquittoServer, TlsFiles
+from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings
-from tryggheim.tlsutil import make_test_ca
 from tryggheim.wire import BROKER_ACL
 
 

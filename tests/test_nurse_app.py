@@ -46,9 +46,9 @@ from playwright.async_api import Browser, Locator, Page, expect
 from proxy import PartitionProxy
 from sqlalchemy import select
 
-from gateway.models import AuditEntry
+from gateway.records.models import AuditEntry
 from tryggheim import codes
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

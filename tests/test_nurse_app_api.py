@@ -1,7 +1,8 @@
-"""The read routes the nurse app uses beyond the care API (gateway/api_nurse.py), and the live
+"""The read routes the nurse app uses beyond the care API (gateway/api/routes/nurse.py), and the
+live
 stream's keepalive, against the platform of tests/nurse_world.py over real HTTP: the thresholds
 in effect per patient (defaults and care plan), the devices of a patient's home with battery
-and last seen. Who may call them is in tests/gateway/test_api_access.py."""
+and last seen. Who may call them is in tests/gateway/api/test_api_access.py."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from access import signed_in
 from nurse_world import NURSE, PASSWORD, NurseWorld, now_here, running_world
 from sqlalchemy import select
 
-import gateway.api_stream
+import gateway.api.routes.stream
 from gateway.alarms import ThresholdRule, default_rules
 from gateway.auth import Role
-from gateway.models import AuditEntry
+from gateway.records.models import AuditEntry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 
@@ -211,7 +212,7 @@ async def test_a_paired_device_never_heard_from_is_listed(
 async def test_the_live_stream_says_it_is_alive_between_events(
     world: NurseWorld, nurse: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway.api_stream, "STREAM_KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(gateway.api.routes.stream, "STREAM_KEEPALIVE_S", 0.2)
     async with nurse.stream("GET", "/api/v1/stream") as response:
         assert response.status_code == 200
         lines = response.aiter_lines()

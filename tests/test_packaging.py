@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 ROOT = Path(__file__).parent.parent
 PRODUCT_PACKAGES = ("tryggheim", "edge", "gateway", "hl7", "dashboards", "firmware_sim")

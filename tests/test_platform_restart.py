@@ -26,10 +26,10 @@ from sqlalchemy import select
 
 from firmware_sim.ble.bp_monitor import SimulatedBloodPressureMonitor
 from firmware_sim.ble.radio import VirtualRadio
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
 from hl7.gp_peer import GPEndpoint
-from tryggheim.broker import find_free_port
+from tryggheim.apps.broker import find_free_port
 
 READINGS = 12
 

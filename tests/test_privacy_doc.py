@@ -11,7 +11,7 @@ from pathlib import Path
 from test_grafana import written_tags
 
 from edge.outbox import Outbox
-from gateway.models import Base
+from gateway.records.models import Base
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "privacy.md"
 CLASSES = {"identifying", "health", "pseudonymous", "staff", "none"}

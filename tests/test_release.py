@@ -26,7 +26,7 @@ def release(*args: str, dist: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_command_says_its_version() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", "--version"],
+        [sys.executable, "-m", "tryggheim.apps.cli", "--version"],
         capture_output=True,
         text=True,
         check=True,

@@ -23,7 +23,7 @@ from servers import (
     serving_html,
 )
 
-from tryggheim.broker import BrokerStartError, MosquittoServer
+from tryggheim.apps.broker import BrokerStartError, MosquittoServer
 
 OWN_DOWN = f"tryggheim/v1/{GATEWAY_USER}/down/ack"
 OTHER_DOWN = "tryggheim/v1/gw-other/down/ack"

@@ -24,8 +24,8 @@ from playwright.async_api import Browser, Request, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
-from gateway.events import PatientScope, alarm_event
-from gateway.models import RefreshTokenRow
+from gateway.live.events import PatientScope, alarm_event
+from gateway.records.models import RefreshTokenRow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

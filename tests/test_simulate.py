@@ -23,16 +23,16 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from gateway.auth import Role
-from gateway.bootstrap import add_user
-from gateway.models import DEFAULT_TENANT, ObservationRow
-from gateway.registry import Registry
+from gateway.records.models import DEFAULT_TENANT, ObservationRow
+from gateway.registry.bootstrap import add_user
+from gateway.registry.service import Registry
 from gateway.service import Platform
 from gateway.settings import BrokerAccountsSettings, GatewaySettings
-from tryggheim.broker import MosquittoServer, TlsFiles, find_free_port
-from tryggheim.demo import make_homes
+from tryggheim.apps.broker import MosquittoServer, TlsFiles, find_free_port
+from tryggheim.apps.demo import make_homes
+from tryggheim.apps.simulate import PlatformApi, register_homes
+from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.mqtt import MqttSettings
-from tryggheim.simulate import PlatformApi, register_homes
-from tryggheim.tlsutil import make_test_ca
 from tryggheim.wire import BROKER_ACL
 
 ADMIN = "it-admin"
@@ -114,7 +114,7 @@ async def test_simulated_homes_deliver_to_a_running_platform(
             simulator = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "tryggheim.cli",
+                "tryggheim.apps.cli",
                 "simulate",
                 "--homes",
                 "2",

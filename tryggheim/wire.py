@@ -90,7 +90,8 @@ def gateway_of_topic(topic: str) -> str:
 LEGACY_EPOCH = ""
 
 # Bounds of every decoded value, checked here and nowhere else: what the record store's columns
-# hold (gateway/models.py ObservationRow, GatewayProgress) and what one batch may carry. A value
+# hold (gateway/records/models.py ObservationRow, GatewayProgress) and what one batch may carry. A
+# value
 # outside them is refused with its reason before it reaches a transaction (docs/wire.md, Bounds).
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 #: The edge's largest ``batch_size``.

@@ -1,6 +1,7 @@
 // The admin's screens (#/admin/…): users, care teams, home gateways, devices and the audit
-// log, on the registry API (gateway/api_registry.py). An admin is municipality IT, not care:
-// she has no patient list or live stream, and signs in to this home screen of her own.
+// log, on the registry API (gateway/api_registry.py), and the FHIR journaling queue on its
+// admin API (gateway/fhir/admin_api.py). An admin is municipality IT, not care: she has no
+// patient list or live stream, and signs in to this home screen of her own.
 //
 // Lists and form values live in this module (a redraw shows them again); every change is
 // answered by the platform, whose refusals are shown next to the field they name, and a
@@ -16,10 +17,10 @@ addTexts({
   nb: {
     "nav.admin": "Administrasjon",
     "admin.title": "Administrasjon",
-    "admin.intro": "Brukere, team, hjemmeenheter, enheter og revisjonsloggen for kommunen din.",
+    "admin.intro": "Brukere, team, hjemmeenheter, enheter, journalføringen og revisjonsloggen for kommunen din.",
     "admin.sections": "Administrasjon",
     "admin.users": "Brukere", "admin.teams": "Team", "admin.gateways": "Hjemmeenheter",
-    "admin.devices": "Enheter", "admin.audit": "Revisjonslogg",
+    "admin.devices": "Enheter", "admin.fhir": "Journalføring", "admin.audit": "Revisjonslogg",
     "admin.count": "{count} registrert",
     "admin.loading": "Henter …",
     "admin.failed": "Ikke utført: {detail}",
@@ -69,14 +70,31 @@ addTexts({
     "audit.since": "Fra", "audit.until": "Til", "audit.show": "Vis",
     "audit.entries": "{count} oppføringer (nyeste først)",
     "audit.patient_n": "pasient {id}",
+    "fhir.intro": "Dokumentene om lukkede alarmer går til kommunens journal (Journalføringstjenesten eller VKP) og målingene til Pasientens måledata, som FHIR. Et dokument mottakeren avviser, venter her til du har rettet årsaken og sender det igjen.",
+    "fhir.none": "Ingen mottakere har fått dokumenter ennå.",
+    "fhir.kind.jft": "Journalføringstjenesten", "fhir.kind.vkp": "Velferdsteknologisk knutepunkt",
+    "fhir.kind.pmd": "Pasientens måledata",
+    "fhir.counts": "{pending} venter · {accepted} under behandling · {journaled} levert · {parked} avvist",
+    "fhir.oldest": "Eldste ventende lagt i køen {time}", "fhir.last_success": "Sist levert {time}",
+    "fhir.last_error": "Siste feil {time}: ",
+    "fhir.parked": "Avviste dokumenter", "fhir.parked_none": "Ingen avviste dokumenter.",
+    "fhir.waiting": "Venter på å bli sendt", "fhir.waiting_none": "Ingen dokumenter venter.",
+    "fhir.alarm": "Alarm {id}", "fhir.measurements": "Målinger",
+    "fhir.parked_at": "avvist {time}", "fhir.attempts": "{count} forsøk",
+    "fhir.next": "neste forsøk {time}",
+    "fhir.outcome": "Mottakerens svar", "fhir.no_outcome": "Årsak: ",
+    "fhir.severity.fatal": "alvorlig feil", "fhir.severity.error": "feil",
+    "fhir.severity.warning": "advarsel", "fhir.severity.information": "informasjon",
+    "fhir.requeue": "Send {what} igjen", "fhir.requeued": "{what} er lagt i køen igjen.",
+    "fhir.home_parked": "{count} avviste dokumenter venter på deg",
   },
   en: {
     "nav.admin": "Administration",
     "admin.title": "Administration",
-    "admin.intro": "Users, teams, home gateways, devices and the audit log of your municipality.",
+    "admin.intro": "Users, teams, home gateways, devices, record journaling and the audit log of your municipality.",
     "admin.sections": "Administration",
     "admin.users": "Users", "admin.teams": "Teams", "admin.gateways": "Home gateways",
-    "admin.devices": "Devices", "admin.audit": "Audit log",
+    "admin.devices": "Devices", "admin.fhir": "Record journaling", "admin.audit": "Audit log",
     "admin.count": "{count} registered",
     "admin.loading": "Loading …",
     "admin.failed": "Not done: {detail}",
@@ -126,11 +144,37 @@ addTexts({
     "audit.since": "From", "audit.until": "To", "audit.show": "Show",
     "audit.entries": "{count} entries (newest first)",
     "audit.patient_n": "patient {id}",
+    "fhir.intro": "The documents of closed alarms go to the municipality's record (Journalføringstjenesten or VKP) and the measurements to Pasientens måledata, as FHIR. A document the receiver refuses waits here until you have fixed the cause and send it again.",
+    "fhir.none": "No receiver has been sent documents yet.",
+    "fhir.kind.jft": "Journalføringstjenesten", "fhir.kind.vkp": "Velferdsteknologisk knutepunkt",
+    "fhir.kind.pmd": "Pasientens måledata",
+    "fhir.counts": "{pending} waiting · {accepted} being processed · {journaled} delivered · {parked} refused",
+    "fhir.oldest": "Oldest waiting queued {time}", "fhir.last_success": "Last delivered {time}",
+    "fhir.last_error": "Last error {time}: ",
+    "fhir.parked": "Refused documents", "fhir.parked_none": "No refused documents.",
+    "fhir.waiting": "Waiting to be sent", "fhir.waiting_none": "No documents waiting.",
+    "fhir.alarm": "Alarm {id}", "fhir.measurements": "Measurements",
+    "fhir.parked_at": "refused {time}", "fhir.attempts": "{count} attempts",
+    "fhir.next": "next attempt {time}",
+    "fhir.outcome": "The receiver's answer", "fhir.no_outcome": "Cause: ",
+    "fhir.severity.fatal": "fatal error", "fhir.severity.error": "error",
+    "fhir.severity.warning": "warning", "fhir.severity.information": "information",
+    "fhir.requeue": "Send {what} again", "fhir.requeued": "{what} is queued again.",
+    "fhir.home_parked": "{count} refused documents wait for you",
   },
 });
 
 const R = "api/v1/registry";
-const SECTIONS = ["users", "teams", "gateways", "devices", "audit"];
+const F = "api/v1/fhir";
+const SECTIONS = ["users", "teams", "gateways", "devices", "fhir", "audit"];
+const COUNTED = ["users", "teams", "gateways", "devices"];
+/** Where each list is read (by default the registry's list of that name). */
+const PATHS = {
+  teams: `${R}/care-teams`,
+  fhir: `${F}/destinations`,
+  parked: `${F}/messages?state=parked&limit=200`,
+  waiting: `${F}/messages?state=pending&limit=200`,
+};
 const ROLES = ["nurse", "coordinator", "admin"];
 const KINDS = { blood_pressure: 528391, pulse_oximeter: 528388, thermometer: 528392, scale: 528399, glucose_meter: 528401 };
 
@@ -174,7 +218,7 @@ function load(ctx, kind, query = "") {
   // Signed out (the session ended): the lists she had stay as they were.
   if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
   loading.add(kind);
-  const path = kind === "audit" ? `${R}/audit?limit=200${query}` : `${R}/${kind === "teams" ? "care-teams" : kind}`;
+  const path = kind === "audit" ? `${R}/audit?limit=200${query}` : PATHS[kind] ?? `${R}/${kind}`;
   api.get(path).then((rows) => { lists[kind] = rows; }, (error) => {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     lists[kind] = [];
@@ -309,12 +353,16 @@ const loadingLine = () => h("p", { role: "status" }, t("admin.loading"));
 // --- the sections ------------------------------------------------------------------------------
 
 function home(ctx) {
-  for (const kind of ["users", "teams", "gateways", "devices"]) load(ctx, kind);
+  for (const kind of [...COUNTED, "fhir"]) load(ctx, kind);
+  const parked = (lists.fhir ?? []).reduce((sum, d) => sum + d.parked, 0);
+  const summary = (s) => {
+    if (s === "fhir") return parked ? h("p", { class: "problem" }, t("fhir.home_parked", { count: parked })) : null;
+    return COUNTED.includes(s) && lists[s] ? h("p", {}, t("admin.count", { count: lists[s].length })) : null;
+  };
   return page(ctx, null,
     h("p", { class: "intro" }, t("admin.intro")),
     h("ul", { class: "admin-cards" }, SECTIONS.map((s) => h("li", {},
-      h("a", { href: `#/admin/${s}` }, h("strong", {}, t(`admin.${s}`))),
-      s !== "audit" && lists[s] ? h("p", {}, t("admin.count", { count: lists[s].length })) : null))));
+      h("a", { href: `#/admin/${s}` }, h("strong", {}, t(`admin.${s}`))), summary(s)))));
 }
 
 function usersSection(ctx) {
@@ -584,7 +632,66 @@ function auditSection(ctx) {
       ` · ${t(`audit.outcome.${e.outcome}`)}`))));
 }
 
-const VIEWS = { users: usersSection, teams: teamsSection, gateways: gatewaysSection, devices: devicesSection, audit: auditSection };
+/** "jft:default" → "Journalføringstjenesten (default)". */
+function destinationName(destination) {
+  const [kind, tenant] = destination.split(/:(.*)/s);
+  const name = t(`fhir.kind.${kind}`);
+  return name === `fhir.kind.${kind}` ? destination : `${name} (${tenant})`;
+}
+
+/** What a queued document is about, for a heading and a button: the alarm, or (PMD) a batch. */
+const documentName = (m) => m.destination.startsWith("pmd:") ? t("fhir.measurements") : t("fhir.alarm", { id: m.alarm_id });
+
+/** The receiver's OperationOutcome, an issue a line; else the queue's own reason. */
+function outcomeOf(m) {
+  const issues = (m.outcome?.issue ?? []).filter((i) => i && typeof i === "object");
+  if (!issues.length) return m.last_error ? h("p", {}, t("fhir.no_outcome"), h("span", { class: "problem" }, m.last_error)) : null;
+  return h("div", { class: "fhir-outcome" },
+    h("p", {}, h("strong", {}, t("fhir.outcome")), m.http_status ? ` (HTTP ${m.http_status})` : ""),
+    h("ul", {}, issues.map((i) => h("li", {},
+      h("span", { class: i.severity === "error" || i.severity === "fatal" ? "problem" : null },
+        t(`fhir.severity.${i.severity}`) === `fhir.severity.${i.severity}` ? String(i.severity ?? "?") : t(`fhir.severity.${i.severity}`)),
+      ": ", String(i.diagnostics ?? i.details?.text ?? i.code ?? "?")))));
+}
+
+function fhirSection(ctx) {
+  for (const kind of ["fhir", "parked", "waiting", "patients"]) load(ctx, kind);
+  if (pending("fhir", "parked", "waiting", "patients")) return page(ctx, "fhir", loadingLine());
+  const destinations = lists.fhir.map((d) => h("li", { class: "admin-item", "data-destination": d.destination },
+    h("h2", {}, destinationName(d.destination)),
+    h("p", {}, t("fhir.counts", d)),
+    d.oldest_pending_at ? h("p", {}, t("fhir.oldest", { time: clock(d.oldest_pending_at, { date: true }) })) : null,
+    d.last_success_at ? h("p", {}, t("fhir.last_success", { time: clock(d.last_success_at, { date: true }) })) : null,
+    d.last_error ? h("p", {}, t("fhir.last_error", { time: clock(d.last_error_at, { date: true }) }),
+      h("span", { class: "problem" }, d.last_error)) : null));
+  const about = (m) => `${documentName(m)} · ${patientName(m.patient_id)}`;
+  const parked = lists.parked.map((m) => h("li", { class: "admin-item", "data-message": m.id },
+    h("h3", {}, about(m)),
+    h("p", {}, [destinationName(m.destination), m.settled_at ? t("fhir.parked_at", { time: clock(m.settled_at, { date: true }) }) : null,
+      t("fhir.attempts", { count: m.attempts })].filter(Boolean).join(" · ")),
+    outcomeOf(m),
+    h("p", { class: "actions" }, h("button", {
+      type: "button", "data-key": `fhir-${m.id}-requeue`,
+      onclick: () => change(ctx, {
+        name: `fhir-${m.id}`, method: "POST", path: `${F}/messages/${m.id}/requeue`, kinds: ["fhir", "parked", "waiting"],
+        done: t("fhir.requeued", { what: about(m) }),
+      }),
+    }, t("fhir.requeue", { what: about(m) })))));
+  const waiting = lists.waiting.map((m) => h("li", { class: "admin-item", "data-message": m.id },
+    h("h3", {}, about(m)),
+    h("p", {}, [destinationName(m.destination), t("fhir.attempts", { count: m.attempts }),
+      m.attempts && m.next_attempt_at ? t("fhir.next", { time: clock(m.next_attempt_at, { date: true }) }) : null].filter(Boolean).join(" · ")),
+    m.last_error ? h("p", {}, t("fhir.no_outcome"), h("span", { class: "problem" }, m.last_error)) : null));
+  return page(ctx, "fhir",
+    h("p", { class: "intro" }, t("fhir.intro")),
+    destinations.length ? h("ul", { class: "admin-list" }, destinations) : h("p", {}, t("fhir.none")),
+    h("h2", { id: "fhir-parked" }, t("fhir.parked")),
+    parked.length ? h("ul", { class: "admin-list", "aria-labelledby": "fhir-parked" }, parked) : h("p", {}, t("fhir.parked_none")),
+    h("h2", { id: "fhir-waiting" }, t("fhir.waiting")),
+    waiting.length ? h("ul", { class: "admin-list", "aria-labelledby": "fhir-waiting" }, waiting) : h("p", {}, t("fhir.waiting_none")));
+}
+
+const VIEWS = { users: usersSection, teams: teamsSection, gateways: gatewaysSection, devices: devicesSection, fhir: fhirSection, audit: auditSection };
 
 export function adminView(ctx) {
   const view = VIEWS[ctx.route.section];

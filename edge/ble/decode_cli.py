@@ -18,7 +18,7 @@ Output contract (integrators and tests rely on it):
   :func:`tryggheim.wire.observation_to_dict` (``code``, ``mdc``, ``value``, ``unit``, ``time``,
   ``flags``, ``id``, ``gateway_id``, ``seq``, ``device_id``, ``source``, ``time_source``).
 
-Arguments (parsed in :mod:`tryggheim.cli`, so other commands do not import the decoders):
+Arguments (parsed in :mod:`tryggheim.apps.cli`, so other commands do not import the decoders):
 ``UUID`` in hex with optional ``0x``, case-insensitive; ``HEX`` the value's bytes, optionally
 ``0x``-prefixed and split in groups by spaces, ``:`` or ``-``; ``--observations``;
 ``--device-id`` and ``--gateway-id`` (default ``cli``); ``--tz`` the device clock's zone

@@ -35,7 +35,8 @@ class Principal:
     token_version: int | None = None
     """Embedded tokens: the user's token version when the token was issued. A change to her
     account that must end access (disabled, roles, care teams, password) raises the stored
-    version, and every request compares the two (``gateway.registry.Registry.check_session``).
+    version, and every request compares the two
+    (``gateway.registry.service.Registry.check_session``).
     None for OIDC tokens: the identity provider revokes those."""
     expires_at: datetime | None = None
     """When the token expires (its ``exp``): a live stream ends then."""

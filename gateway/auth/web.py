@@ -166,7 +166,7 @@ class IssuedRefresh:
 
 
 class RefreshSessions(Protocol):
-    """Where refresh tokens are kept (gateway/sessions.py: the record store)."""
+    """Where refresh tokens are kept (gateway/auth/sessions.py: the record store)."""
 
     async def start(self, user: UserRecord, *, now: datetime) -> IssuedRefresh: ...
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from gateway.deps import Audit, ManagesRegistry, PathId, Store
+from gateway.api.deps import Audit, ManagesRegistry, PathId, Store
 from gateway.fhir.queue import (
     DestinationStatus,
     MessageNotFound,
@@ -22,7 +22,7 @@ from gateway.fhir.queue import (
     list_messages,
     requeue_parked,
 )
-from gateway.models import FhirMessage, FhirMessageState
+from gateway.records.models import FhirMessage, FhirMessageState
 
 PURPOSE = "administration"
 

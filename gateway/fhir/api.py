@@ -3,7 +3,7 @@
 
 The same mapping as the documents (:mod:`gateway.fhir.resources`), with references that resolve
 on this server (``Patient/12``, ``Device/<uuid>``). Who may read what is the platform's rule
-(gateway/deps.py): every search names one patient (``patient``, ``patient.identifier`` or
+(gateway/api/deps.py): every search names one patient (``patient``, ``patient.identifier`` or
 ``subject``), a patient outside the caller's care teams is answered as if she did not exist, and
 every read is audited. Errors are OperationOutcomes. Searchsets are paged with ``_count`` and a
 ``next`` link."""
@@ -20,10 +20,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from gateway.alarm_book import alarm_of
 from gateway.alarms import ALARM_CODES
-from gateway.auth import Action, Principal, policy
-from gateway.deps import (
+from gateway.alarms.book import alarm_of
+from gateway.api.deps import (
     Audit,
     ListsPatients,
     NotVisible,
@@ -33,6 +32,8 @@ from gateway.deps import (
     Store,
     patient_for,
 )
+from gateway.api.schemas import MAX_ROW_ID
+from gateway.auth import Action, Principal, policy
 from gateway.fhir import terminology as t
 from gateway.fhir.document import alarm_key, detected_issue, in_zone
 from gateway.fhir.records import MEASURED_CODES, devices_of, patient_ref
@@ -48,10 +49,9 @@ from gateway.fhir.resources import (
 )
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.terminology import FHIR_JSON
-from gateway.models import ObservationRow, Patient
-from gateway.registry import Registry
-from gateway.schemas import MAX_ROW_ID
-from gateway.store import Cursor, HistoryQuery, RecordStore
+from gateway.records.models import ObservationRow, Patient
+from gateway.records.store import Cursor, HistoryQuery, RecordStore
+from gateway.registry.service import Registry
 from tryggheim import codes
 
 DEFAULT_COUNT = 50

@@ -12,6 +12,10 @@ such a token (docs/fhir.md, "Transport").
   again once with the nonce it sent in ``DPoP-Nonce``.
 * The token is kept until ``refresh_before_s`` before it expires, and taken anew after an API
   answers 401 ``invalid_token`` (one retry).
+
+HTTP goes through one :class:`aiohttp.ClientSession` (its connection pool costs far less per
+request than httpx's, which walked every connection for each: docs/benchmarks.md, "FHIR
+transport"); each answer is read whole into a :class:`Reply`.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
+import aiohttp
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -46,6 +50,15 @@ DPOP_NONCE_ERROR = "use_dpop_nonce"
 
 class HelseIdError(TryggheimError):
     """No access token could be had (or an API refused the one we had)."""
+
+
+class Unreachable(TryggheimError):
+    """A server did not answer: no connection, the connection lost, or no answer in time."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(f"{problem} ({url})")
 
 
 class KeyFileError(HelseIdError):
@@ -175,13 +188,58 @@ class AccessToken:
     """Clock seconds (the client's clock) at which the token server said it expires."""
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A server's answer, read whole (token and FHIR answers are small)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    """Case-insensitive (aiohttp's header mapping)."""
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body as JSON; :class:`ValueError` when it is not."""
+        return json.loads(self.content)
+
+
+async def send(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout_s: float,
+    content: bytes | None = None,
+    form: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Reply:
+    """One request, its answer read whole; :class:`Unreachable` when none came."""
+    try:
+        async with http.request(
+            method,
+            url,
+            data=content if form is None else dict(form),
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as response:
+            return Reply(response.status, response.headers, await response.read())
+    except TimeoutError:
+        raise Unreachable(url, f"no answer in {timeout_s:g} s") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise Unreachable(url, f"{type(exc).__name__}: {exc}") from None
+
+
 class HelseIdClient:
     """Access tokens for the platform, bound to its DPoP key, and requests that carry them."""
 
     def __init__(
         self,
         settings: HelseIdSettings,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
         bound: bool = True,
@@ -258,14 +316,16 @@ class HelseIdClient:
                 nonce = self._nonces.get(_origin(self._token_endpoint))
                 headers["DPoP"] = self.dpop.proof("POST", self._token_endpoint, nonce=nonce)
             try:
-                response = await self._http.post(
+                response = await send(
+                    self._http,
+                    "POST",
                     self._token_endpoint,
-                    data=form,
+                    form=form,
                     headers=headers,
-                    timeout=self._settings.timeout_s,
+                    timeout_s=self._settings.timeout_s,
                 )
-            except httpx.HTTPError as exc:
-                raise TokenEndpointUnavailable(f"{type(exc).__name__}: {exc}") from None
+            except Unreachable as exc:
+                raise TokenEndpointUnavailable(exc.problem) from None
             self._remember_nonce(self._token_endpoint, response)
             body = _json_object(response)
             if response.status_code == 200:
@@ -298,7 +358,7 @@ class HelseIdClient:
         log.info("HelseID: access token for %s, %d s", self._settings.client_id, lifetime)
         return AccessToken(value, self._clock() + float(lifetime))
 
-    def _remember_nonce(self, url: str, response: httpx.Response) -> None:
+    def _remember_nonce(self, url: str, response: Reply) -> None:
         nonce = response.headers.get("DPoP-Nonce")
         if nonce:
             self._nonces[_origin(url)] = nonce
@@ -313,11 +373,11 @@ class HelseIdClient:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float,
-    ) -> httpx.Response:
+    ) -> Reply:
         """``method url`` with ``Authorization: DPoP <token>`` and a proof; asked again once
         when the server wants a (new) nonce, and once with a new token when it refused ours.
-        Raises :class:`HelseIdError` when no token can be had and :class:`httpx.HTTPError`
-        when the API cannot be reached."""
+        Raises :class:`HelseIdError` when no token can be had and :class:`Unreachable` when
+        the API does not answer."""
         nonce_retried = token_retried = False
         while True:
             token = await self.access_token()
@@ -327,8 +387,8 @@ class HelseIdClient:
                     method, url, access_token=token, nonce=self._nonces.get(_origin(url))
                 )
                 sent_headers |= {"Authorization": f"DPoP {token}", "DPoP": proof}
-            response = await self._http.request(
-                method, url, content=content, headers=sent_headers, timeout=timeout
+            response = await send(
+                self._http, method, url, content=content, headers=sent_headers, timeout_s=timeout
             )
             self._remember_nonce(url, response)
             if response.status_code != 401:
@@ -344,7 +404,7 @@ class HelseIdClient:
             return response
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: Reply) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:

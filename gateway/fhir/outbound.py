@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import httpx
+import aiohttp
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -53,9 +53,9 @@ from gateway.fhir.transport_settings import (
     FhirDestinationSettings,
     FhirOutboundSettings,
 )
-from gateway.hl7_sending import backoff
-from gateway.models import FhirDestination, FhirMessage, FhirMessageState
-from gateway.store import RecordStore
+from gateway.hl7.outbound.sending import backoff
+from gateway.records.models import FhirDestination, FhirMessage, FhirMessageState
+from gateway.records.store import RecordStore
 from tryggheim.aio import wait_event
 from tryggheim.errors import TryggheimError
 
@@ -544,7 +544,7 @@ async def serve_fhir_outbound(
     """The queue for a platform process, until cancelled. The key files are read first: a
     missing or unusable one stops the platform with :class:`~gateway.fhir.helseid.KeyFileError`
     naming it."""
-    async with httpx.AsyncClient() as http:
+    async with aiohttp.ClientSession() as http:
         helseid = HelseIdClient(settings.helseid, http)
         await FhirOutbound(
             settings,

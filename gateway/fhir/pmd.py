@@ -1,8 +1,9 @@
 """Measurements to Pasientens måledata (PMD) per patient consent (docs/fhir.md, "Measurements
 to PMD"): the measurements of a patient whose care plan has ``pmd_consent`` are cut into
 batches, each a FHIR ``collection`` Bundle of vital-signs Observations (and their Devices) as
-PMD 2.0 takes them, queued to the tenant's PMD destination (``pmd:<tenant>``) in the durable
-FHIR queue (:mod:`gateway.fhir.outbound`), which sends it with a DPoP-bound HelseID token.
+PMD 2.0 takes them, tagged with the municipality's number (``meta.tag``, kommunenummer),
+queued to the tenant's PMD destination (``pmd:<tenant>``) in the durable FHIR queue
+(:mod:`gateway.fhir.outbound`), which sends it with a DPoP-bound HelseID token.
 
 A batch is cut when ``batch_max`` of her measurements wait, or the oldest has waited
 ``batch_every_s``. Its row is written with the Bundle made (its ``Bundle.identifier`` named
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.careplan import CarePlan
+from gateway.alarms.careplan import CarePlan
 from gateway.fhir.queue import destination_of
 from gateway.fhir.records import MEASURED_CODES, device_ref, patient_ref
 from gateway.fhir.resources import (
@@ -34,13 +35,22 @@ from gateway.fhir.resources import (
     resource_id,
 )
 from gateway.fhir.settings import FhirSettings
+from gateway.fhir.terminology import KOMMUNENUMMER
 from gateway.fhir.transport_settings import DestinationKind, PmdSettings
-from gateway.models import Device, FhirMessage, FhirMessageState, ObservationRow, Patient
-from gateway.store import RecordStore
+from gateway.records.models import Device, FhirMessage, FhirMessageState, ObservationRow, Patient
+from gateway.records.store import RecordStore
 
 log = logging.getLogger(__name__)
 
 CONSENT_WITHDRAWN = "consent to PMD withdrawn: not sent"
+
+
+def municipality_tag(settings: PmdSettings) -> Resource:
+    """The Coding PMD's Bundles are tagged with: the municipality the measurements are from."""
+    tag: Resource = {"system": KOMMUNENUMMER, "code": settings.municipality_number}
+    if settings.municipality_name is not None:
+        tag["display"] = settings.municipality_name
+    return tag
 
 
 def measurement_bundle(
@@ -48,11 +58,13 @@ def measurement_bundle(
     patient: Patient,
     devices: dict[str, str | None],
     fhir: FhirSettings,
+    pmd: PmdSettings,
     tenant_id: str,
     now: datetime,
 ) -> Resource | None:
-    """The batch's Bundle (``None`` when no measurement in it has a vital-signs Observation);
-    ``Bundle.identifier`` is the same for the same measurements, so a resend is known."""
+    """The batch's Bundle (``None`` when no measurement in it has a vital-signs Observation),
+    tagged with the municipality; ``Bundle.identifier`` is the same for the same measurements,
+    so a resend is known."""
     ctx = ObservationContext(
         patient_ref(patient),
         fhir.profiles,
@@ -63,6 +75,7 @@ def measurement_bundle(
     if not mapped.observations:
         return None
     bundle = collection_bundle([*mapped.observations, *mapped.devices], now=now)
+    bundle["meta"] = {"tag": [municipality_tag(pmd)]}
     key = f"{tenant_id}/{patient.id}/{rows[0].pk}-{rows[-1].pk}"
     bundle["identifier"] = {
         "system": URI_IDENTIFIER,
@@ -178,7 +191,7 @@ async def _cut(
             for d in await s.scalars(select(Device).where(Device.patient_id == patient.id))
         }
         devices |= {r.device_id: devices.get(r.device_id) for r in rows}
-        bundle = measurement_bundle(rows, patient, devices, fhir, patient.tenant_id, now)
+        bundle = measurement_bundle(rows, patient, devices, fhir, settings, patient.tenant_id, now)
         row = FhirMessage(
             destination=destination,
             tenant_id=patient.tenant_id,

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.fhir.transport_settings import DestinationKind
-from gateway.models import AlarmRow, FhirDestination, FhirMessage, FhirMessageState
+from gateway.records.models import AlarmRow, FhirDestination, FhirMessage, FhirMessageState
 from tryggheim.errors import TryggheimError
 
 if TYPE_CHECKING:  # the store imports the alarm book, which imports this module
-    from gateway.store import RecordStore
+    from gateway.records.store import RecordStore
 
 
 def destination_of(kind: DestinationKind, tenant_id: str) -> str:

@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from gateway.alarm_book import alarm_of
+from gateway.alarms.book import alarm_of
 from gateway.fhir.document import ClosedAlarm, alarm_document, in_zone
 from gateway.fhir.resources import DeviceRef, PatientRef, Resource
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.terminology import BLOOD_PRESSURE_COMPONENTS, VITAL_SIGNS
-from gateway.models import AlarmRow, Device, ObservationRow, Patient, Tenant
-from gateway.store import RecordStore
+from gateway.records.models import AlarmRow, Device, ObservationRow, Patient, Tenant
+from gateway.records.store import RecordStore
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError

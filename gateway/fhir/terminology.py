@@ -32,6 +32,11 @@ D_NUMMER = "urn:oid:2.16.578.1.12.4.1.4.2"
 FH_NUMMER = "urn:oid:2.16.578.1.12.4.1.4.3"
 #: Organisation number in Enhetsregisteret (the municipality).
 ORGANISATION_NUMBER = "urn:oid:2.16.578.1.12.4.1.4.101"
+#: Municipality number (kommunenummer, four digits) in Kartverket's register, as PMD 2.0's
+#: example Bundle tags it (NHN utviklerportal, PMD 2.0, "Connectathon juni 2026").
+KOMMUNENUMMER = (
+    "https://register.geonorge.no/sosi-kodelister/inndelinger/inndelingsbase/kommunenummer"
+)
 #: IEEE EUI-64 system id of a device (HL7 PHD IG), and the identifier type it carries there.
 EUI64 = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680"
 CONTINUA_DEVICE_IDENTIFIERS = "http://hl7.org/fhir/uv/phd/CodeSystem/ContinuaDeviceIdentifiers"

@@ -1,5 +1,5 @@
 """The work behind ``tryggheim fhir observations`` and ``tryggheim fhir validate`` (argument
-parsing stays in :mod:`tryggheim.cli`).
+parsing stays in :mod:`tryggheim.apps.cli`).
 
 ``fhir observations`` reads the JSON that ``tryggheim ble decode ... --observations`` prints (as
 ``tryggheim hl7 oru`` does) and builds a ``collection`` Bundle of the FHIR Observations and the

@@ -15,9 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urljoin
 
-import httpx
-
-from gateway.fhir.helseid import HelseIdClient, HelseIdError
+from gateway.fhir.helseid import HelseIdClient, HelseIdError, Reply, Unreachable
 from gateway.fhir.terminology import FHIR_JSON
 
 #: A client error that says "not now" rather than "not this document".
@@ -48,7 +46,7 @@ class Answer:
     """What went wrong, for the queue's ``last_error``."""
 
 
-def _outcome(response: httpx.Response) -> tuple[dict[str, Any] | None, str | None]:
+def _outcome(response: Reply) -> tuple[dict[str, Any] | None, str | None]:
     try:
         body = response.json()
     except ValueError:
@@ -106,7 +104,7 @@ class JftClient:
         self._timeout_s = timeout_s
         self._polled = polled
 
-    async def _request(self, method: str, url: str, body: bytes | None = None) -> httpx.Response:
+    async def _request(self, method: str, url: str, body: bytes | None = None) -> Reply:
         headers = {"Accept": FHIR_JSON}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
@@ -117,8 +115,8 @@ class JftClient:
     async def post_bundle(self, body: bytes) -> Answer:
         try:
             response = await self._request("POST", self._post_url, body)
-        except (httpx.HTTPError, HelseIdError) as exc:
-            return Answer(Verdict.TRANSIENT, None, error=f"{type(exc).__name__}: {exc}")
+        except (Unreachable, HelseIdError) as exc:
+            return Answer(Verdict.TRANSIENT, None, error=str(exc))
         outcome, text = _outcome(response)
         status = response.status_code
         if status in (200, 201) and not self._polled:
@@ -133,8 +131,8 @@ class JftClient:
     async def poll(self, location: str) -> Answer:
         try:
             response = await self._request("GET", location)
-        except (httpx.HTTPError, HelseIdError) as exc:
-            return Answer(Verdict.TRANSIENT, None, error=f"{type(exc).__name__}: {exc}")
+        except (Unreachable, HelseIdError) as exc:
+            return Answer(Verdict.TRANSIENT, None, error=str(exc))
         outcome, text = _outcome(response)
         status = response.status_code
         if status == 202:

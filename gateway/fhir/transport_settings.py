@@ -53,6 +53,11 @@ class PmdSettings(BaseModel):
 
     base_url: HttpUrl
     """The endpoint Bundles are posted to as it is (e.g. ``https://api.pmd.nhn.no/``)."""
+    municipality_number: str = Field(pattern=r"^[0-9]{4}$")
+    """The tenant's kommunenummer (four digits, e.g. ``"5501"`` Tromsø): every Bundle to PMD
+    is tagged with it (``meta.tag``), as PMD's example Bundle is."""
+    municipality_name: str | None = Field(default=None, min_length=1, max_length=100)
+    """The municipality's name as the tag's ``display`` (e.g. ``"Tromsø"``)."""
     batch_every_s: float = Field(default=900.0, gt=0)
     """A patient's measurements wait at most this long (from the oldest one's arrival) ..."""
     batch_max: int = Field(default=50, ge=2, le=500)

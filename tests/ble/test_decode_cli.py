@@ -12,7 +12,7 @@ import pytest
 
 def tryggheim(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tryggheim.cli", "ble", "decode", *args],
+        [sys.executable, "-m", "tryggheim.apps.cli", "ble", "decode", *args],
         capture_output=True,
         text=True,
         timeout=30,

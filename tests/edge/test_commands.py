@@ -156,7 +156,7 @@ async def test_commands_over_the_broker_to_a_running_agent(
                 show = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "tryggheim.cli",
+                    "tryggheim.apps.cli",
                     "edge",
                     "status",
                     "--config",

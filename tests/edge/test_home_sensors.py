@@ -16,9 +16,9 @@ from sqlalchemy import select
 from edge.agent import EdgeAgent
 from edge.config import EdgeSettings
 from edge.sensors import SensorKind, SensorSettings
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 
 

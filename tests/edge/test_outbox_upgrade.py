@@ -20,8 +20,8 @@ from servers import BrokerFixture
 from sqlalchemy import select
 
 from edge.outbox import Outbox
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
 from tryggheim.wire import observation_from_dict
 
 

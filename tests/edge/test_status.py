@@ -94,7 +94,7 @@ def test_edge_status_command(tmp_path: Path) -> None:
 
     def status() -> tuple[int, dict[str, object]]:
         done = subprocess.run(
-            [sys.executable, "-m", "tryggheim.cli", "edge", "status", "--config", str(config)],
+            [sys.executable, "-m", "tryggheim.apps.cli", "edge", "status", "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=60,

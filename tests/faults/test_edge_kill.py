@@ -22,9 +22,9 @@ from pydantic import SecretStr
 from servers import BrokerFixture, tail
 from sqlalchemy import select
 
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
 
 KILLS = 20

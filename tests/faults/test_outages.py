@@ -24,8 +24,8 @@ from servers import BrokerFixture, PostgresServer
 from sqlalchemy import select
 
 from edge.outbox import Outbox
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
 
 
 async def _stream(outbox: Outbox, notify: Callable[[], None], first: int, count: int) -> None:

@@ -35,9 +35,9 @@ from firmware_sim.sensors import (
     SensorOptions,
 )
 from gateway.alarms import DeviceSilentRule
-from gateway.models import ObservationRow
-from gateway.store import RecordStore
-from tryggheim.broker import MosquittoServer
+from gateway.records.models import ObservationRow
+from gateway.records.store import RecordStore
+from tryggheim.apps.broker import MosquittoServer
 from tryggheim.codes import URGENT_EVENTS
 from tryggheim.mqtt import MqttSession, MqttSettings
 

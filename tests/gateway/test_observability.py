@@ -19,18 +19,18 @@ from delivery import GATEWAY, mqtt_settings, running
 from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
 
-from gateway.models import DEFAULT_TENANT
 from gateway.observability import PlatformProblem, StoreSnapshot, platform_problems
-from gateway.registry import Registry
+from gateway.records.models import DEFAULT_TENANT
+from gateway.registry.service import Registry
 from gateway.service import Platform
 from gateway.settings import GatewaySettings, Hl7Settings
 from hl7.ack import AckCode, build_ack
 from hl7.mllp import MLLPServer, ReceivedMessage
-from tryggheim.broker import TlsFiles, find_free_port
+from tryggheim.apps.broker import TlsFiles, find_free_port
+from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
-from tryggheim.tlsutil import make_test_ca
 from tryggheim.version import installed_version
 from tryggheim.wire import encode_batch, obs_topic, status_topic
 

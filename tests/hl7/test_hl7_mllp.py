@@ -23,10 +23,10 @@ from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
+from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost
-from tryggheim.tlsutil import make_test_ca
 
 SB, EB = b"\x0b", b"\x1c\x0d"
 

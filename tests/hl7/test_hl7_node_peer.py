@@ -9,7 +9,7 @@ the tests run under node.
 - our :class:`~hl7.mllp.MLLPClient` sends an ORU^R01 (:func:`hl7.oru.build_oru_r01`) and an ADT
   to node-hl7-server, over one connection: both AA, and node received our frames byte for byte;
 - node-hl7-client sends an ADT^A01 and an ORU^R01 that its own builder made (MSH-7, MSH-10 its
-  choice) to the platform's endpoint (:func:`gateway.hl7_inbound.serve_hl7`): both AA, the
+  choice) to the platform's endpoint (:func:`gateway.hl7.inbound.service.serve_hl7`): both AA, the
   patient Ødegård is registered, the observations stored, and ``hl7_inbound.raw`` holds exactly
   what node sent;
 - tests/hl7/captured/ holds what the peer put on the wire (its frames and its ACKs, framing
@@ -42,10 +42,10 @@ from proxy import LoopbackProxy
 from servers import require_binary
 from sqlalchemy import select
 
-from gateway.hl7_inbound import serve_hl7
-from gateway.models import Hl7Inbound, ObservationRow, Patient
+from gateway.hl7.inbound.service import serve_hl7
+from gateway.records.models import Hl7Inbound, ObservationRow, Patient
+from gateway.records.store import RecordStore
 from gateway.settings import Hl7ListenSettings
-from gateway.store import RecordStore
 from hl7.ack import AckCode, parse_ack
 from hl7.mllp import END_BLOCK, START_BLOCK, MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01

@@ -21,10 +21,10 @@ from hl7.mllp import MLLPClient, MLLPServer, ReceivedMessage
 from hl7.oru import DeviceRef, PatientRef, build_oru_r01
 from hl7.strict import validate_strictly
 from hl7.tools import ToolInputError, message_from_bytes, oru_for_observations, read_observations
+from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost
-from tryggheim.tlsutil import make_test_ca
 
 # Systolic 120, diastolic 80, mean 93 mmHg, 2025-03-01 08:15:00, pulse 64: Blood Pressure
 # Measurement (0x2A35) with a time stamp and a pulse rate.
@@ -36,7 +36,7 @@ async def _tryggheim(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tryggheim.cli",
+        "tryggheim.apps.cli",
         *args,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -191,7 +191,7 @@ async def test_gp_peer_serves_mllp_over_tls(tmp_path: Path) -> None:
     files = make_test_ca(tmp_path / "tls")
     log_file = tmp_path / "received.hl7"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tryggheim.cli", "hl7", "gp-peer", "--port", "0",
+        sys.executable, "-m", "tryggheim.apps.cli", "hl7", "gp-peer", "--port", "0",
         "--tls-cert", str(files.certfile), "--tls-key", str(files.keyfile),
         "--log", str(log_file),
         stdout=asyncio.subprocess.PIPE,

@@ -1,0 +1,1121 @@
+"""The record store: every query and transaction of the care platform, behind one class.
+
+Exactly-once rests on two things here: observations are unique on ``(gateway_id, epoch, seq)``
+(the epoch names the edge outbox) so a resend inserts nothing, and the per-outbox watermark (the
+highest ``seq`` below which nothing is missing: stored, or dead-lettered as refused) is advanced
+inside the same transaction as the inserts, under a row lock, so an ack never names a seq that
+is not committed — even with several ingest workers committing batches of one gateway out of
+order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, cast
+
+import aiosqlite
+from sqlalchemy import Table, bindparam, delete, event, func, select, tuple_, union_all, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from gateway.alarms.book import AlarmBook, AlarmNotFound
+from gateway.live.events import PatientScope
+from gateway.records.migrate import upgrade
+from gateway.records.models import (
+    AlarmRow,
+    AuditEntry,
+    Device,
+    GatewayProgress,
+    Hl7Message,
+    Hl7MessageState,
+    Hl7State,
+    HomeGateway,
+    HomeSensor,
+    ObservationRow,
+    Patient,
+    RejectedMessage,
+    RejectedObservation,
+)
+from tryggheim import codes
+from tryggheim.domain import Observation
+from tryggheim.wire import (
+    LEGACY_EPOCH,
+    GatewayStatusReport,
+    ObservationBatch,
+    RejectedItem,
+    observation_to_dict,
+)
+
+log = logging.getLogger(__name__)
+
+#: ``Observation.source`` of values received in an HL7 message (``hl7:ORU^R01``).
+HL7_SOURCE_PREFIX = "hl7:"
+
+#: The PostgreSQL advisory lock of :meth:`RecordStore.lock_hl7_queue` ("TRYHL7Q").
+HL7_QUEUE_LOCK = 0x5452_5948_4C37_51
+
+#: How many seqs past the watermark one commit looks at to advance it.
+_WATERMARK_SCAN = 100_000
+#: A seq this far beyond everything an outbox sent before is logged and counted as a jump: an
+#: edge keeps at most a send window (5000) in flight, plus urgent events from its backlog.
+SEQ_JUMP = _WATERMARK_SCAN
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    codes: tuple[str, ...] = ()
+    limit: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of history ended: the last row's time and primary key."""
+
+    time: datetime
+    pk: int
+
+    @classmethod
+    def after(cls, row: ObservationRow) -> Cursor:
+        return cls(row.time, row.pk)
+
+    def encode(self) -> str:
+        return f"{self.time.isoformat()}~{self.pk}"
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """Raises ValueError on anything this class did not produce."""
+        moment, _, pk = text.rpartition("~")
+        time = datetime.fromisoformat(moment)
+        if time.utcoffset() is None:
+            raise ValueError("cursor time has no offset")
+        return cls(time, int(pk))
+
+
+class UnexportedRow(NamedTuple):
+    pk: int
+    code: str
+    unit: str
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    value: str
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservation:
+    """An observation this commit inserted (a resent one is not), with its patient."""
+
+    observation: Observation
+    patient_id: int | None
+
+
+class OutboxKey(NamedTuple):
+    """One edge outbox: a home gateway's seqs are numbered per epoch."""
+
+    gateway_id: str
+    epoch: str = LEGACY_EPOCH
+
+
+class OutboxSeq(NamedTuple):
+    gateway_id: str
+    epoch: str
+    seq: int
+
+
+class CaughtUp(NamedTuple):
+    """An outbox's watermark moved to what its home gateway says was committed (see
+    :meth:`RecordStore._catch_up`)."""
+
+    before: int
+    mark: int
+    lost: int
+    """Observations the gateway was told were committed that the record store does not have."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    committed: Mapping[OutboxKey, int]
+    """The commit watermark of each outbox in the transaction."""
+    inserted: tuple[StoredObservation, ...]
+    alarms: tuple[AlarmRow, ...] = ()
+    """Alarms the new observations raised or changed."""
+    scopes: Mapping[int, PatientScope] = field(default_factory=dict)
+    """Tenant and care team of each patient in ``inserted``, for the live stream."""
+    rejected: Mapping[OutboxKey, tuple[RejectedItem, ...]] = field(default_factory=dict)
+    """Observations dead-lettered in the transaction, per outbox, in seq order."""
+    seq_jumps: tuple[OutboxKey, ...] = ()
+    """Outboxes a seq of which arrived far beyond anything they sent before."""
+    lost: Mapping[OutboxKey, int] = field(default_factory=dict)
+    """Observations an outbox had been told were committed that the record store no longer
+    has (it was restored from an older backup), per outbox: see :meth:`RecordStore._catch_up`."""
+
+    @property
+    def committed_seq(self) -> int:
+        """The watermark of the one gateway of a :meth:`RecordStore.commit_batch`."""
+        (seq,) = self.committed.values()
+        return seq
+
+
+#: Every SQLite connection of the record store: WAL with a full sync, so a commit is on disk
+#: before anything is acknowledged; writers wait for each other rather than fail.
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are begun by us (below), not implicitly by the driver.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in _SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when the transaction starts. A transaction that reads first and
+    writes later would otherwise fail at once (SQLITE_BUSY_SNAPSHOT, no busy wait) whenever
+    another writer committed in between — e.g. two ingest workers."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+#: How often a home gateway status that changes nothing is still fed to the alarm engine: well
+#: inside the gateway-offline rule's silence (5 minutes), so a gateway that keeps sending
+#: heartbeats is never taken for silent.
+HEARTBEAT_EVALUATION = timedelta(minutes=1)
+
+
+class RecordStore:
+    def __init__(self, url: str) -> None:
+        # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
+        # drop one, and the ping was a round trip to the driver's thread per transaction.
+        self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sync_engine: Engine = self.engine.sync_engine
+            event.listen(sync_engine, "connect", _sqlite_pragmas)
+            event.listen(sync_engine, "begin", _sqlite_begin_immediate)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.alarms = AlarmBook()
+        self._heartbeats_evaluated: dict[str, datetime] = {}
+        """When each home gateway's status was last fed to the alarm engine (this process)."""
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic, see gateway/records/migrate.py)."""
+        await upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def sqlite_connection(self) -> aiosqlite.Connection | None:
+        """A connection of the caller's own to the SQLite file, set up as the engine's (but
+        beginning no transaction by itself), for a hot path where SQLAlchemy's work per
+        statement is the cost; ``None`` on PostgreSQL and for an in-memory database."""
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        connection = await aiosqlite.connect(database, isolation_level=None)
+        for pragma in _SQLITE_PRAGMAS:
+            await connection.execute(pragma)
+        return connection
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def lock_hl7_queue(self, s: AsyncSession) -> None:
+        """Serialise, until ``s`` ends, the transactions that add messages to the outbound HL7
+        queue. A lane sends its destination's messages in id order and never goes back; on
+        PostgreSQL two platform processes composing at once could commit a lower id after a
+        higher one was sent, so they take turns on a transaction-scoped advisory lock. On
+        SQLite the transaction's start (``BEGIN IMMEDIATE``) takes the database's one write
+        lock, which does the same."""
+        if self.dialect == "postgresql":
+            await s.execute(select(func.pg_advisory_xact_lock(HL7_QUEUE_LOCK)))
+        else:
+            await s.connection()
+
+    # --- ingest ---
+    async def _insert_observations(
+        self,
+        s: AsyncSession,
+        observations: Sequence[tuple[OutboxKey, Observation]],
+        owners: Mapping[tuple[str, str], Patient],
+        now: datetime,
+    ) -> set[OutboxSeq]:
+        """Insert the observations, leaving out those whose seq the outbox has stored already;
+        the keys of the rows inserted."""
+        if self.dialect != "sqlite":
+            mapped = [
+                dict(zip(_ROW_COLUMNS, _row(o, key.epoch, owners, now, _as_is), strict=True))
+                for key, o in observations
+            ]
+            # Rows as executemany parameters, not .values(rows): one cached statement (sent in
+            # "insertmanyvalues" pages) instead of a new SQL compile per batch; Core, not ORM:
+            # only the keys of the rows inserted come back (a resent row returns nothing).
+            return {OutboxSeq(*row) for row in await s.execute(self._insert(), mapped)}
+        # SQLite: the statement written out and the values in its storage format, as one
+        # executemany on the transaction's connection. Through Core each row's parameters
+        # were processed one by one (about 20 µs an observation, the issue measured the raw
+        # insert at 5-6); SQLite's executemany returns no rows, so what was inserted is told
+        # by the count, and in the rare round with a resend in it by the rowids: SQLite gives
+        # a new row the highest rowid plus one, so the rows this statement inserted, under
+        # the transaction's write lock, are the last ``inserted`` rowids.
+        ingested = _sqlite_time(now)
+        rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
+        connection = await s.connection()
+        inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
+        if inserted == len(rows):
+            return {OutboxSeq(row[1], row[2], row[3]) for row in rows}
+        if not inserted:
+            return set()
+        latest = await connection.exec_driver_sql(
+            f"SELECT gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
+            "WHERE pk > last_insert_rowid() - ?",
+            (inserted,),
+        )
+        return {OutboxSeq._make(row) for row in latest}
+
+    def _insert(self) -> Any:
+        table = cast(Table, ObservationRow.__table__)
+        return (
+            postgresql.insert(table)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
+            .returning(table.c.gateway_id, table.c.epoch, table.c.seq)
+        )
+
+    async def commit_batch(
+        self, gateway_id: str, observations: Sequence[Observation], now: datetime
+    ) -> CommitResult:
+        """Commit one gateway's batch; see :meth:`commit_batches`."""
+        return await self.commit_batches([ObservationBatch(gateway_id, tuple(observations))], now)
+
+    async def commit_batches(
+        self,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        *,
+        patients: Mapping[str, int] | None = None,
+        statuses: Sequence[GatewayStatusReport] = (),
+        from_edges: bool = False,
+    ) -> CommitResult:
+        """Commit batches (of one or many gateways), evaluate their alarms and advance each
+        outbox's watermark, all in one transaction: under load an ingest worker hands over
+        everything it has received, and the per-transaction cost is paid once. ``statuses``
+        (home gateways' heartbeats received meanwhile) are recorded in the same transaction.
+        The observations a batch carries as ``rejected`` are dead-lettered in it too.
+
+        Shielded: a worker cancelled mid-commit lets the transaction finish rather than leave
+        it open holding locks (and SQLite's write lock) until its connection is collected; the
+        acks are then simply not sent, and the edge's resend finds the rows committed.
+
+        ``patients`` names the patient of a gateway's unpaired devices when no home gateway
+        row says it (an HL7 sender reporting for a patient it names).
+
+        ``from_edges``: the batches come from edge outboxes, whose observation ids are kept
+        across resends; a stored seq that arrives with another id is then no resend but a
+        reused seq, and is dead-lettered (see :meth:`_reused_seqs`). Their observations are
+        fed to the alarm engine in each outbox's seq order, as its watermark passes them (see
+        :meth:`_in_seq_order`); others (HL7 senders number with gaps) as they are stored."""
+        return await asyncio.shield(
+            self._commit_batches(batches, now, patients or {}, statuses, from_edges)
+        )
+
+    async def _commit_batches(
+        self,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        patients: Mapping[str, int],
+        statuses: Sequence[GatewayStatusReport],
+        from_edges: bool,
+    ) -> CommitResult:
+        async with self.session() as s:
+            return await self.commit_in(s, batches, now, patients, statuses, from_edges=from_edges)
+
+    async def commit_in(
+        self,
+        s: AsyncSession,
+        batches: Sequence[ObservationBatch],
+        now: datetime,
+        patients: Mapping[str, int],
+        statuses: Sequence[GatewayStatusReport] = (),
+        *,
+        from_edges: bool = False,
+    ) -> CommitResult:
+        """:meth:`commit_batches` inside the caller's transaction ``s`` (which must be one that
+        may take patients' row locks: the alarm engine runs here too)."""
+        # Outboxes, and seqs within each, in one order in every transaction: two workers
+        # inserting the same resent rows wait for each other instead of deadlocking.
+        by_outbox: dict[OutboxKey, dict[int, Observation]] = {}
+        refused: dict[OutboxKey, dict[int, RejectedItem]] = {}
+        for batch in batches:
+            key = OutboxKey(batch.gateway_id, batch.epoch)
+            numbered = by_outbox.setdefault(key, {})
+            for obs in batch.observations:
+                if obs.seq is None:
+                    raise ValueError("an observation without seq cannot be committed")
+                numbered[obs.seq] = obs
+            for item in batch.rejected:
+                refused.setdefault(key, {})[item.seq] = item
+        outboxes = sorted(by_outbox)
+        observations = [
+            (key, by_outbox[key][seq]) for key in outboxes for seq in sorted(by_outbox[key])
+        ]
+        inserted: list[tuple[OutboxKey, StoredObservation]] = []
+        owners: dict[tuple[str, str], Patient] = {}
+        if observations:
+            owners = await self._owners(s, [o for _, o in observations], patients)
+            stored = await self._insert_observations(s, observations, owners, now)
+            conflicts: dict[OutboxKey, list[Observation]] = {}
+            for key, obs in observations:
+                assert obs.seq is not None
+                if OutboxSeq(key.gateway_id, key.epoch, obs.seq) not in stored:
+                    conflicts.setdefault(key, []).append(obs)
+                    continue
+                owner = owners.get((obs.gateway_id, obs.device_id))
+                inserted.append((key, StoredObservation(obs, owner.id if owner else None)))
+            for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
+                assert obs.seq is not None
+                refused.setdefault(key, {})[obs.seq] = RejectedItem(
+                    obs.seq,
+                    "the seq already holds another observation of this outbox (was the outbox "
+                    "replaced? an edge that sends an epoch starts a new one)",
+                    json.dumps(observation_to_dict(obs)),
+                )
+        rejected = {
+            key: tuple(items[seq] for seq in sorted(items)) for key, items in refused.items()
+        }
+        dead = await self._dead_letter(s, rejected, now)
+        seqs = {
+            key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
+            for key in sorted(by_outbox.keys() | refused.keys())
+        }
+        passed, jumps = await self._advance_watermarks(s, seqs, dead, now, count_jumps=from_edges)
+        committed = {key: mark for key, (_, mark) in passed.items()}
+        scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        lost: dict[OutboxKey, int] = {}
+        for report in statuses:
+            if caught_up := await self._catch_up(s, report):
+                key = OutboxKey(report.gateway_id, report.epoch)
+                passed[key] = (passed.get(key, caught_up)[0], caught_up.mark)
+                committed[key], lost[key] = caught_up.mark, caught_up.lost
+        if from_edges:
+            by_patient = await self._in_seq_order(s, inserted, passed)
+        else:
+            by_patient = {}
+            for _, new in inserted:
+                if new.patient_id is not None:
+                    by_patient.setdefault(new.patient_id, []).append(new.observation)
+        alarms = await self.alarms.observe(s, by_patient, now)
+        for patient_id in by_patient.keys() - scopes.keys():
+            # Evaluated now, stored by an earlier transaction: the alarm engine has it locked.
+            owner = await s.get_one(Patient, patient_id)
+            scopes[patient_id] = PatientScope(owner.tenant_id, owner.care_team_id)
+        # The home gateways of the statuses in one query.
+        wanted = {r.gateway_id for r in statuses}
+        gateways = (
+            {
+                g.id: g
+                for g in await s.scalars(select(HomeGateway).where(HomeGateway.id.in_(wanted)))
+            }
+            if wanted
+            else {}
+        )
+        for report in statuses:
+            gateway = gateways.get(report.gateway_id)
+            changed, patient = await self._record_status(s, gateway, report, now)
+            if patient is not None:
+                alarms += changed
+                scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
+        return CommitResult(
+            committed,
+            tuple(new for _, new in inserted),
+            tuple(alarms),
+            scopes,
+            rejected=rejected,
+            seq_jumps=jumps,
+            lost=lost,
+        )
+
+    async def _reused_seqs(
+        self, s: AsyncSession, conflicts: Mapping[OutboxKey, Sequence[Observation]]
+    ) -> list[tuple[OutboxKey, Observation]]:
+        """Of the observations whose seq was already stored, those that are not a resend: the
+        stored row has another id. An edge that sends no epoch numbers from 1 again after its
+        outbox was replaced; taking these as resends would ack (and so delete) new readings."""
+        reused: list[tuple[OutboxKey, Observation]] = []
+        for key, received in conflicts.items():
+            ids = dict(
+                (
+                    await s.execute(
+                        select(ObservationRow.seq, ObservationRow.id)
+                        .where(ObservationRow.gateway_id == key.gateway_id)
+                        .where(ObservationRow.epoch == key.epoch)
+                        .where(ObservationRow.seq.in_([o.seq for o in received]))
+                    )
+                ).all()
+            )
+            reused += [(key, o) for o in received if ids.get(o.seq or 0, o.id) != o.id]
+        return reused
+
+    async def _dead_letter(
+        self, s: AsyncSession, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
+    ) -> Counter[OutboxKey]:
+        """Keep the rejected observations; how many of each outbox are new dead letters."""
+        if not rejected:
+            return Counter()
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        table = RejectedObservation.__table__
+        statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
+            .returning(table.c.gateway_id, table.c.epoch)
+        )
+        rows = [
+            {
+                "gateway_id": key.gateway_id,
+                "epoch": key.epoch,
+                "seq": item.seq,
+                "reason": item.reason,
+                "body": item.body,
+                "received_at": now,
+            }
+            for key, items in rejected.items()
+            for item in items
+        ]
+        return Counter(OutboxKey(*row) for row in await s.execute(statement, rows))
+
+    async def dead_letter(
+        self, rejected: Mapping[OutboxKey, Sequence[RejectedItem]], now: datetime
+    ) -> CommitResult:
+        """Dead-letter observations that cannot be stored (an ingest worker isolated them) and
+        advance the watermarks past them, in one transaction."""
+        return await self.commit_batches(
+            [
+                ObservationBatch(key.gateway_id, (), key.epoch, tuple(items))
+                for key, items in rejected.items()
+            ],
+            now,
+            from_edges=True,
+        )
+
+    async def _in_seq_order(
+        self,
+        s: AsyncSession,
+        inserted: Sequence[tuple[OutboxKey, StoredObservation]],
+        passed: Mapping[OutboxKey, tuple[int, int]],
+    ) -> dict[int, list[Observation]]:
+        """What the alarm engine is fed from edge outboxes, per patient: each outbox's readings
+        in seq order, when its watermark passes them. The engine takes a reading older than one
+        it has used for a rule as a late backlog value and ignores it; ingest workers commit a
+        home's batches in whatever order they receive them, so a batch evaluated as it was
+        stored after a later one had its readings ignored (an SpO2 dip in it raised no alarm).
+        Readings stored beyond the watermark wait for the gap below them to be filled and are
+        read back then (``passed``: each outbox's watermark before and after this transaction).
+        Urgent events (a fall, a leak) are sent ahead of any backlog: they are evaluated as
+        they are stored, and not again."""
+        fed: dict[OutboxKey, dict[int, tuple[int | None, Observation]]] = {}
+        for key, item in inserted:
+            obs = item.observation
+            assert obs.seq is not None
+            before, mark = passed.get(key, (0, 0))
+            if obs.is_urgent or before < obs.seq <= mark:
+                fed.setdefault(key, {})[obs.seq] = (item.patient_id, obs)
+        for key, (before, mark) in passed.items():
+            here = sum(1 for seq in fed.get(key, {}) if before < seq <= mark)
+            if mark - before <= here:
+                continue  # the common case: this transaction stored all it passed
+            earlier = await s.scalars(
+                select(ObservationRow)
+                .where(ObservationRow.gateway_id == key.gateway_id)
+                .where(ObservationRow.epoch == key.epoch)
+                .where(ObservationRow.seq > before, ObservationRow.seq <= mark)
+            )
+            for row in earlier:
+                if row.seq not in fed.get(key, {}) and row.code not in codes.URGENT_EVENTS:
+                    fed.setdefault(key, {})[row.seq] = (row.patient_id, row.observation())
+        by_patient: dict[int, list[Observation]] = {}
+        for key in sorted(fed):
+            for seq in sorted(fed[key]):
+                patient_id, obs = fed[key][seq]
+                if patient_id is not None:
+                    by_patient.setdefault(patient_id, []).append(obs)
+        return by_patient
+
+    async def _owners(
+        self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
+    ) -> dict[tuple[str, str], Patient]:
+        """The patient of each (gateway, device): the one the device is paired to, else the
+        patient whose home the gateway is in (home sensors are not paired one by one)."""
+        pairs = {(o.gateway_id, o.device_id) for o in observations}
+        paired = await s.execute(
+            select(Device.device_id, Patient)
+            .join(Patient, Device.patient_id == Patient.id)
+            .where(Device.device_id.in_({device for _, device in pairs}))
+        )
+        by_device: dict[str, Patient] = {device_id: patient for device_id, patient in paired}
+        by_home: dict[str, Patient] = {}
+        if any(device not in by_device for _, device in pairs):
+            homes = await s.execute(
+                select(HomeGateway.id, Patient)
+                .join(Patient, HomeGateway.patient_id == Patient.id)
+                .where(HomeGateway.id.in_({gateway for gateway, _ in pairs}))
+            )
+            by_home = {gateway_id: patient for gateway_id, patient in homes}
+            for gateway_id, patient_id in patients.items():
+                if (named := await s.get(Patient, patient_id)) is not None:
+                    by_home[gateway_id] = named
+        owners: dict[tuple[str, str], Patient] = {}
+        for gateway, device in pairs:
+            patient = by_device.get(device) or by_home.get(gateway)
+            if patient is not None:
+                owners[(gateway, device)] = patient
+        return owners
+
+    async def _advance_watermarks(
+        self,
+        s: AsyncSession,
+        seqs: Mapping[OutboxKey, Sequence[int]],
+        dead: Mapping[OutboxKey, int],
+        now: datetime,
+        *,
+        count_jumps: bool,
+    ) -> tuple[dict[OutboxKey, tuple[int, int]], tuple[OutboxKey, ...]]:
+        """Advance each outbox's watermark past the seqs of this transaction (ascending per
+        outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
+        order. Three statements for the whole round: the common case — a gateway sending in
+        order — needs only the highest seq it has stored to know that nothing lies beyond what
+        this round filled in. An outbox with seqs stored past that (batches committed out of
+        order) is scanned from its new mark. Returns each outbox's watermark before and after,
+        and the outboxes whose seqs jumped (with ``count_jumps``: other senders than edges,
+        HL7, number their seqs with gaps by design)."""
+        outboxes = sorted(seqs)
+        if not outboxes:
+            return {}, ()
+        progress = cast(Table, GatewayProgress.__table__)
+        row_key = tuple_(progress.c.gateway_id, progress.c.epoch)
+        locked = (
+            select(
+                progress.c.gateway_id,
+                progress.c.epoch,
+                progress.c.committed_seq,
+                progress.c.highest_seq,
+            )
+            .order_by(progress.c.gateway_id, progress.c.epoch)
+            .with_for_update()
+        )
+        found = {
+            OutboxKey(g, e): (mark, top)
+            for g, e, mark, top in await s.execute(locked.where(row_key.in_(outboxes)))
+        }
+        if missing := [key for key in outboxes if key not in found]:
+            dialect = postgresql if self.dialect == "postgresql" else sqlite
+            await s.execute(
+                dialect.insert(progress).on_conflict_do_nothing(
+                    index_elements=["gateway_id", "epoch"]
+                ),
+                [
+                    {"gateway_id": k.gateway_id, "epoch": k.epoch, "committed_seq": 0}
+                    for k in missing
+                ],
+            )
+            found |= {
+                OutboxKey(g, e): (mark, top)
+                for g, e, mark, top in await s.execute(locked.where(row_key.in_(missing)))
+            }
+        observations = ObservationRow.__table__
+        letters = RejectedObservation.__table__
+        same_outbox = (observations.c.gateway_id == progress.c.gateway_id) & (
+            observations.c.epoch == progress.c.epoch
+        )
+        highest_stored = select(func.max(observations.c.seq)).where(same_outbox).scalar_subquery()
+        highest_dead = (
+            select(func.max(letters.c.seq))
+            .where(
+                (letters.c.gateway_id == progress.c.gateway_id)
+                & (letters.c.epoch == progress.c.epoch)
+            )
+            .scalar_subquery()
+        )
+        stored = {
+            OutboxKey(g, e): max(a or 0, b or 0)
+            for g, e, a, b in await s.execute(
+                select(progress.c.gateway_id, progress.c.epoch, highest_stored, highest_dead).where(
+                    row_key.in_(outboxes)
+                )
+            )
+        }
+        marks: dict[OutboxKey, tuple[int, int]] = {}
+        jumps: list[OutboxKey] = []
+        changes = []
+        for key in outboxes:
+            mark, highest_before = found[key]
+            before = mark
+            arrived = seqs[key]
+            if count_jumps and arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
+                jumps.append(key)
+                log.warning(
+                    "%s (epoch %r): seq %d arrived far beyond the watermark %d",
+                    key.gateway_id,
+                    key.epoch,
+                    arrived[-1],
+                    mark,
+                )
+            for seq in arrived:
+                if seq == mark + 1:
+                    mark = seq
+                elif seq > mark:
+                    break
+            if stored[key] > mark:
+                mark = await self._scan_watermark(s, key, mark)
+            marks[key] = (before, mark)
+            changes.append(
+                {
+                    "gateway": key.gateway_id,
+                    "outbox_epoch": key.epoch,
+                    "mark": mark,
+                    "highest": max(highest_before, stored[key]),
+                    "jumped": int(key in jumps),
+                    "dead": dead.get(key, 0),
+                    "now": now,
+                }
+            )
+        await s.execute(
+            update(progress)
+            .where(progress.c.gateway_id == bindparam("gateway"))
+            .where(progress.c.epoch == bindparam("outbox_epoch"))
+            .values(
+                committed_seq=bindparam("mark"),
+                highest_seq=bindparam("highest"),
+                seq_jumps=progress.c.seq_jumps + bindparam("jumped"),
+                rejected=progress.c.rejected + bindparam("dead"),
+                last_seen=bindparam("now"),
+            ),
+            changes,
+        )
+        return marks, tuple(jumps)
+
+    async def _catch_up(self, s: AsyncSession, report: GatewayStatusReport) -> CaughtUp | None:
+        """A home gateway that was told more is committed than the record store now holds: the
+        store was restored from a backup older than the gateway's last ack. The gateway deleted
+        those rows, so they will never come again, and a watermark waiting for them would stall
+        for ever and the gateway's outbox with it. The watermark moves to what the gateway says
+        (and on over what it has resent since)."""
+        claimed = report.committed_seq
+        if claimed is None:
+            return None
+        key = OutboxKey(report.gateway_id, report.epoch)
+        progress = cast(Table, GatewayProgress.__table__)
+        mark_of = (
+            select(progress.c.committed_seq)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
+        )
+        # The common case (the gateway is not ahead) takes no lock.
+        mark = await s.scalar(mark_of)
+        if mark is None or claimed <= mark:
+            return None
+        mark = await s.scalar(mark_of.with_for_update())
+        if mark is None or claimed <= mark:
+            return None
+        kept = 0
+        for table in (ObservationRow.__table__, RejectedObservation.__table__):
+            kept += (
+                await s.scalar(
+                    select(func.count())
+                    .where(table.c.gateway_id == key.gateway_id)
+                    .where(table.c.epoch == key.epoch)
+                    .where(table.c.seq > mark, table.c.seq <= claimed)
+                )
+                or 0
+            )
+        new_mark = await self._scan_watermark(s, key, claimed)
+        await s.execute(
+            update(progress)
+            .where(progress.c.gateway_id == key.gateway_id)
+            .where(progress.c.epoch == key.epoch)
+            .values(committed_seq=new_mark)
+        )
+        return CaughtUp(mark, new_mark, claimed - mark - kept)
+
+    async def _scan_watermark(self, s: AsyncSession, key: OutboxKey, mark: int) -> int:
+        stored = (
+            select(ObservationRow.seq)
+            .where(ObservationRow.gateway_id == key.gateway_id)
+            .where(ObservationRow.epoch == key.epoch)
+            .where(ObservationRow.seq > mark)
+        )
+        dead = (
+            select(RejectedObservation.seq)
+            .where(RejectedObservation.gateway_id == key.gateway_id)
+            .where(RejectedObservation.epoch == key.epoch)
+            .where(RejectedObservation.seq > mark)
+        )
+        settled = union_all(stored, dead).subquery()
+        seqs = await s.scalars(select(settled.c.seq).order_by(settled.c.seq).limit(_WATERMARK_SCAN))
+        for seq in seqs:
+            if seq != mark + 1:
+                break
+            mark = seq
+        return mark
+
+    # --- alarms ---
+    async def act_on_alarm(
+        self, alarm_id: int, action: str, by: str, now: datetime, *, note: str | None = None
+    ) -> tuple[AlarmRow, Patient]:
+        async with self.session() as s:
+            row = await self.alarms.act(s, alarm_id, action, by, now, note)
+            patient = await s.get(Patient, row.patient_id)
+            assert patient is not None  # the foreign key guarantees it
+            return row, patient
+
+    async def _record_status(
+        self,
+        s: AsyncSession,
+        gateway: HomeGateway | None,
+        report: GatewayStatusReport,
+        now: datetime,
+    ) -> tuple[list[AlarmRow], Patient | None]:
+        if gateway is None:
+            return [], None
+        news = gateway.online != report.online
+        gateway.online = report.online
+        gateway.status_at = now
+        if report.outbox_depth is not None:
+            gateway.outbox_depth = report.outbox_depth
+        if report.sensors is not None:
+            await s.execute(delete(HomeSensor).where(HomeSensor.gateway_id == gateway.id))
+            s.add_all(
+                HomeSensor(gateway_id=gateway.id, device_id=p.device_id, kind=p.kind, room=p.room)
+                for p in {p.device_id: p for p in report.sensors}.values()
+            )
+        if gateway.patient_id is None:
+            return [], None
+        # A heartbeat that says what the last one said changes no alarm; it only keeps the
+        # engine's gateway-offline silence timer fed, which once a minute does.
+        fed = self._heartbeats_evaluated.get(gateway.id)
+        if not news and fed is not None and now - fed < HEARTBEAT_EVALUATION:
+            return [], None
+        self._heartbeats_evaluated[gateway.id] = now
+        changed = await self.alarms.gateway_status(
+            s, gateway.patient_id, gateway.id, report.online, now
+        )
+        return changed, await s.get(Patient, gateway.patient_id)
+
+    async def tick_alarms(
+        self, now: datetime, chunk: int = 20
+    ) -> list[tuple[AlarmRow, PatientScope]]:
+        """Run the time-based rules for every patient, a small chunk of patients per
+        transaction, handing the event loop and the write lock back between chunks: a tick of
+        a thousand patients must not hold up an alarm arriving meanwhile (bench/alarm_latency.py
+        measured p99 over a second with chunks of 200)."""
+        async with self.session() as s:
+            ids = list(await s.scalars(select(Patient.id).order_by(Patient.id)))
+        changed: list[tuple[AlarmRow, PatientScope]] = []
+        for start in range(0, len(ids), chunk):
+            async with self.session() as s:
+                rows = await self.alarms.tick(s, ids[start : start + chunk], now)
+                changed += await self._scoped(s, rows)
+            await asyncio.sleep(0)
+        return changed
+
+    async def escalate_alarms(self, now: datetime) -> list[tuple[AlarmRow, PatientScope]]:
+        async with self.session() as s:
+            return await self._scoped(s, await self.alarms.escalate_due(s, now))
+
+    async def _scoped(
+        self, s: AsyncSession, rows: Sequence[AlarmRow]
+    ) -> list[tuple[AlarmRow, PatientScope]]:
+        scoped = []
+        for row in rows:
+            patient = await s.get(Patient, row.patient_id)
+            assert patient is not None
+            scoped.append((row, PatientScope(patient.tenant_id, patient.care_team_id)))
+        return scoped
+
+    async def alarm(self, alarm_id: int) -> AlarmRow:
+        async with self.session() as s:
+            row = await s.get(AlarmRow, alarm_id)
+            if row is None:
+                raise AlarmNotFound(alarm_id)
+            return row
+
+    async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
+        async with self.session() as s:
+            s.add(RejectedMessage(topic=topic, payload=payload, reason=reason, received_at=now))
+
+    # --- registry ---
+    async def upsert_patient(
+        self,
+        *,
+        national_id: str,
+        family_name: str,
+        given_name: str,
+        gp_name: str | None,
+        gp_hl7_host: str | None,
+        gp_hl7_port: int | None,
+    ) -> int:
+        async with self.session() as s:
+            patient = await s.scalar(select(Patient).where(Patient.national_id == national_id))
+            if patient is None:
+                patient = Patient(national_id=national_id)
+                s.add(patient)
+            patient.family_name = family_name
+            patient.given_name = given_name
+            patient.gp_name = gp_name
+            patient.gp_hl7_host = gp_hl7_host
+            patient.gp_hl7_port = gp_hl7_port
+            await s.flush()
+            return patient.id
+
+    async def pair_device(
+        self, *, device_id: str, patient_id: int, gateway_id: str, profile: codes.DeviceProfile
+    ) -> None:
+        async with self.session() as s:
+            await s.merge(
+                Device(
+                    device_id=device_id,
+                    patient_id=patient_id,
+                    gateway_id=gateway_id,
+                    profile=profile.value,
+                )
+            )
+
+    # --- reads for the API ---
+    async def patients(self) -> list[Patient]:
+        async with self.session() as s:
+            return list(await s.scalars(select(Patient).order_by(Patient.family_name)))
+
+    async def patient(self, patient_id: int) -> Patient | None:
+        async with self.session() as s:
+            return await s.get(Patient, patient_id)
+
+    async def latest_values(self, patient_ids: Sequence[int]) -> list[ObservationRow]:
+        """The newest observation of each code for each of these patients."""
+        async with self.session() as s:
+            newest = (
+                select(
+                    ObservationRow.patient_id,
+                    ObservationRow.code,
+                    func.max(ObservationRow.time).label("time"),
+                )
+                .where(ObservationRow.patient_id.in_(patient_ids))
+                .group_by(ObservationRow.patient_id, ObservationRow.code)
+                .subquery()
+            )
+            rows = await s.scalars(
+                select(ObservationRow)
+                .join(
+                    newest,
+                    (ObservationRow.patient_id == newest.c.patient_id)
+                    & (ObservationRow.code == newest.c.code)
+                    & (ObservationRow.time == newest.c.time),
+                )
+                .order_by(ObservationRow.patient_id, ObservationRow.code, ObservationRow.seq)
+            )
+            latest: dict[tuple[int | None, str], ObservationRow] = {}
+            for row in rows:
+                latest[(row.patient_id, row.code)] = row
+            return list(latest.values())
+
+    async def tenant_of(self, national_id: str) -> str | None:
+        async with self.session() as s:
+            tenant: str | None = await s.scalar(
+                select(Patient.tenant_id).where(Patient.national_id == national_id)
+            )
+            return tenant
+
+    async def observations(
+        self, patient_id: int, query: HistoryQuery, *, after: Cursor | None = None
+    ) -> list[ObservationRow]:
+        """A page of a patient's observations, newest first; ``after`` continues a listing."""
+        async with self.session() as s:
+            statement = select(ObservationRow).where(ObservationRow.patient_id == patient_id)
+            if query.since is not None:
+                statement = statement.where(ObservationRow.time >= query.since)
+            if query.until is not None:
+                statement = statement.where(ObservationRow.time < query.until)
+            if query.codes:
+                statement = statement.where(ObservationRow.code.in_(query.codes))
+            if after is not None:
+                # Keyset paging on (time, pk): values of one measurement share a time.
+                statement = statement.where(
+                    (ObservationRow.time < after.time)
+                    | ((ObservationRow.time == after.time) & (ObservationRow.pk < after.pk))
+                )
+            statement = statement.order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
+            return list(await s.scalars(statement.limit(query.limit)))
+
+    async def audit(
+        self,
+        *,
+        actor: str,
+        tenant_id: str | None,
+        action: str,
+        patient_ids: Sequence[int | None],
+        purpose: str,
+        client: str | None,
+        now: datetime,
+        outcome: str = "allowed",
+    ) -> None:
+        """One audit entry per patient (None: an access that named no patient), in one
+        transaction."""
+        async with self.session() as s:
+            s.add_all(
+                AuditEntry(
+                    at=now,
+                    actor=actor,
+                    tenant_id=tenant_id,
+                    action=action,
+                    patient_id=patient_id,
+                    purpose=purpose,
+                    client=client,
+                    outcome=outcome,
+                )
+                for patient_id in patient_ids
+            )
+
+    # --- totals, for the demo and operators ---
+    async def observation_count(self) -> int:
+        async with self.session() as s:
+            return int(await s.scalar(select(func.count()).select_from(ObservationRow)) or 0)
+
+    async def hl7_counts(self) -> dict[str, int]:
+        async with self.session() as s:
+            result = await s.execute(
+                select(Hl7Message.state, func.count()).group_by(Hl7Message.state)
+            )
+            return {str(state): int(n) for state, n in result}
+
+    async def hl7_sent_count(self) -> int:
+        """Messages transmitted to a peer at least once."""
+        async with self.session() as s:
+            sent = await s.scalar(
+                select(func.count()).select_from(Hl7Message).where(Hl7Message.attempts > 0)
+            )
+            return int(sent or 0)
+
+    async def hl7_backlog(self) -> int:
+        """Measurements not yet in an ORU^R01 plus messages not yet acknowledged."""
+        async with self.session() as s:
+            waiting = await s.scalar(
+                select(func.count())
+                .select_from(ObservationRow)
+                .where(ObservationRow.hl7_state == Hl7State.WAITING)
+            )
+            pending = await s.scalar(
+                select(func.count())
+                .select_from(Hl7Message)
+                .where(Hl7Message.state == Hl7MessageState.PENDING)
+            )
+            return int(waiting or 0) + int(pending or 0)
+
+    async def mark_exported(self, pks: Sequence[int]) -> None:
+        async with self.session() as s:
+            await s.execute(
+                update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
+            )
+
+    async def unexported(self, limit: int) -> list[UnexportedRow]:
+        """The oldest rows not yet in the time-series backend: only the columns a point needs
+        (plain tuples, not ORM objects: the exporter reads every row once)."""
+        async with self.session() as s:
+            result = await s.execute(
+                select(*(getattr(ObservationRow, name) for name in UnexportedRow._fields))
+                .where(ObservationRow.ts_exported.is_(False))
+                .order_by(ObservationRow.pk)
+                .limit(limit)
+            )
+            return [UnexportedRow(*row) for row in result]
+
+
+#: The columns of an ingested observation, in the order of :func:`_row`.
+_ROW_COLUMNS = (
+    "id",
+    "gateway_id",
+    "epoch",
+    "seq",
+    "device_id",
+    "patient_id",
+    "source",
+    "code",
+    "mdc",
+    "value",
+    "unit",
+    "time",
+    "utc_offset_min",
+    "time_source",
+    "flags",
+    "ingested_at",
+    "hl7_state",
+    "ts_exported",
+)
+_SQLITE_INSERT = (
+    f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"
+)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """A time as :class:`gateway.models.AwareDateTime` stores it on SQLite: UTC, in SQLAlchemy's
+    SQLite text format (``2026-11-01 11:00:23.000000``)."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _as_is(at: datetime) -> datetime:
+    return at
+
+
+def _row(
+    obs: Observation,
+    epoch: str,
+    owners: Mapping[tuple[str, str], Patient],
+    ingested_at: object,
+    time_value: Callable[[datetime], object],
+) -> tuple[Any, ...]:
+    """An observation's row (:data:`_ROW_COLUMNS`), its time given by ``time_value``."""
+    patient = owners.get((obs.gateway_id, obs.device_id))
+    metric = codes.metric(obs.code)
+    # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
+    measurement = metric.system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(
+        HL7_SOURCE_PREFIX
+    )
+    has_gp = patient is not None and patient.gp_hl7_host is not None
+    offset = obs.time.utcoffset()
+    assert offset is not None
+    return (
+        obs.id,
+        obs.gateway_id,
+        epoch,
+        obs.seq,
+        obs.device_id,
+        patient.id if patient else None,
+        obs.source,
+        obs.code,
+        metric.code,
+        str(obs.value),
+        obs.unit,
+        time_value(obs.time),
+        int(offset.total_seconds() // 60),
+        obs.time_source.value,
+        ",".join(obs.flags),
+        ingested_at,
+        (Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE).value,
+        False,
+    )

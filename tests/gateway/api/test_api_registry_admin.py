@@ -1,0 +1,115 @@
+"""What the admin screens need beyond the registry's basics (issue 16): a temporary password
+for a user who lost hers (her sessions end), the home gateways' outbox depth, and the audit
+log narrowed by actor, action, patient, outcome and time. Real uvicorn, SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+from access import platform_settings, signed_in
+from chain import serving_app
+from sqlalchemy import update
+
+from gateway.api.app import create_app
+from gateway.auth import Passwords, Role
+from gateway.live.events import EventBus
+from gateway.records.models import DEFAULT_TENANT, AuditEntry, HomeGateway
+from gateway.records.store import RecordStore
+from gateway.registry.service import Registry
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def admin(store: RecordStore) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(store, EventBus(), platform_settings())
+    headers = await signed_in(store, Role.ADMIN)
+    async with serving_app(app) as url, httpx.AsyncClient(base_url=url, headers=headers) as client:
+        yield client
+
+
+async def test_a_reset_password_is_shown_once_and_ends_her_sessions(
+    store: RecordStore, admin: httpx.AsyncClient
+) -> None:
+    made = await Registry(store).create_user(
+        DEFAULT_TENANT, username="siri", display_name="Siri", roles=(Role.NURSE,),
+        team_ids=(), password_hash=Passwords().hash("the old password"),
+    )  # fmt: skip
+    signed = await admin.post(
+        "/api/v1/auth/token", data={"username": "siri", "password": "the old password"}
+    )
+    her = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    reset = await admin.post(f"/api/v1/registry/users/{made.user.id}/password")
+    assert reset.status_code == 200, reset.text
+    temporary = reset.json()["password"]
+    assert len(temporary) >= 12
+    assert (await admin.get("/api/v1/patients", headers=her)).status_code == 401
+    old = await admin.post(
+        "/api/v1/auth/token", data={"username": "siri", "password": "the old password"}
+    )
+    assert old.status_code == 400
+    new = await admin.post("/api/v1/auth/token", data={"username": "siri", "password": temporary})
+    assert new.status_code == 200
+    assert (await admin.post("/api/v1/registry/users/999999/password")).status_code == 404
+
+
+async def test_the_gateway_list_shows_its_outbox_depth(
+    store: RecordStore, admin: httpx.AsyncClient
+) -> None:
+    assert (await admin.post("/api/v1/registry/gateways", json={"id": "gw-1"})).status_code == 201
+    async with store.session() as s:
+        await s.execute(
+            update(HomeGateway).values(online=True, outbox_depth=42, status_at=datetime.now(UTC))
+        )
+    (listed,) = (await admin.get("/api/v1/registry/gateways")).json()
+    assert (listed["online"], listed["outbox_depth"]) == (True, 42)
+
+
+async def test_the_audit_log_is_narrowed_by_each_filter(
+    store: RecordStore, admin: httpx.AsyncClient
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        ("user:1", "read_patient", 7, "allowed", now - timedelta(hours=2)),
+        ("user:1", "read_patient", 8, "denied", now - timedelta(hours=1)),
+        ("user:2", "edit_care_plan", 7, "allowed", now),
+    ]
+    async with store.session() as s:
+        for actor, action, patient, outcome, at in rows:
+            s.add(
+                AuditEntry(
+                    at=at, actor=actor, action=action, patient_id=patient, purpose="care",
+                    client=None, tenant_id=DEFAULT_TENANT, outcome=outcome,
+                )
+            )  # fmt: skip
+
+    async def listed(**query: str) -> list[tuple[str, str, int]]:
+        found = await admin.get("/api/v1/registry/audit", params=query)
+        assert found.status_code == 200, found.text
+        return [
+            (e["actor"], e["action"], e["patient_id"])
+            for e in found.json()
+            if e["actor"].startswith("user:") and e["actor"] in ("user:1", "user:2")
+        ]
+
+    assert await listed(actor="user:1") == [
+        ("user:1", "read_patient", 8),
+        ("user:1", "read_patient", 7),
+    ]
+    assert await listed(action="edit_care_plan") == [("user:2", "edit_care_plan", 7)]
+    assert await listed(patient_id="7") == [
+        ("user:2", "edit_care_plan", 7),
+        ("user:1", "read_patient", 7),
+    ]
+    assert await listed(outcome="denied") == [("user:1", "read_patient", 8)]
+    until = (now - timedelta(minutes=30)).isoformat()
+    since = (now - timedelta(minutes=90)).isoformat()
+    assert await listed(since=since, until=until) == [("user:1", "read_patient", 8)]
+    refused = await admin.get("/api/v1/registry/audit", params={"outcome": "maybe"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["query", "outcome"]
