@@ -13,7 +13,7 @@ import json
 import platform
 import time
 
-from edge.ble.characteristics import CHARACTERISTICS
+from edge.ble.gatt.registry import CHARACTERISTICS
 
 PAYLOADS: dict[int, str] = {
     0x2A35: "1e 8000 5200 6100 e907 03 01 08 0f 00 4200 01 0400",

@@ -44,7 +44,6 @@ from firmware_sim.household import (
 )
 from firmware_sim.sensors import ClimateSensor, Kind
 from gateway.ingest.worker import IngestWorker
-from gateway.live.events import EventBus
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.apps.broker import MosquittoServer
@@ -91,7 +90,7 @@ async def run(
                 username="platform",
                 password=SecretStr(central_users["platform"]),
             )
-            ingest = IngestWorker(platform, store, EventBus(), client_id="ingest-soak")
+            ingest = IngestWorker(platform, store, client_id="ingest-soak")
             ingest_task = asyncio.create_task(ingest.run())
             config = write_edge_config(
                 work / "edge.toml",

@@ -86,13 +86,14 @@ from typing import Any
 from bench_common import tree_usage
 from hl7apy.parser import parse_message as hl7apy_parse_message
 
+from gateway.hl7.outbound.compose import measurement_session
 from gateway.records.store import RecordStore
 from gateway.registry.provision import DeviceEntry, PatientEntry, Registry, provision
 from gateway.settings import Hl7Settings
 from hl7.inbound import decode_inbound
 from hl7.message import decode_message
 from hl7.mllp import MLLPClient
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01
+from hl7.oru import PatientRef, build_oru_r01
 from tryggheim.apps.broker import find_free_port
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation, TimeSource
@@ -147,10 +148,13 @@ def session(gateway: str, device: str, at: datetime, k: int, seq: int) -> list[O
 def oru(patient: int, k: int, control_id: str) -> str:
     """ORU^R01 of the ``k``-th session of ``patient``, as the platform sends it."""
     at = FIRST_SESSION + timedelta(minutes=k)
+    device, metrics = measurement_session(
+        session("gw-bench", cuff(patient), at, k, 1), cuff(patient), DeviceProfile.BLOOD_PRESSURE
+    )
     return build_oru_r01(
         patient=PatientRef(national_id(patient), "Ødegård", f"Kari {patient}"),
-        observations=session("gw-bench", cuff(patient), at, k, 1),
-        device=DeviceRef(cuff(patient), DeviceProfile.BLOOD_PRESSURE),
+        observations=metrics,
+        device=device,
         sending_app="TRYGGHEIM",
         sending_facility="Bergen kommune",
         receiving_app="EPJ",

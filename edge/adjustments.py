@@ -12,6 +12,8 @@ import logging
 from collections import Counter
 from enum import StrEnum
 
+from tryggheim.wire import adjustments_to_json
+
 log = logging.getLogger(__name__)
 
 
@@ -80,9 +82,10 @@ class InputAdjustments:
             level, "%s: %s (%s): %s", source, reason, "dropped" if reason.drops else "kept", detail
         )
 
+    def by_reason(self) -> dict[tuple[str, str], int]:
+        """(entry point, reason) → count, as the status message carries them."""
+        return {(source.value, reason.value): n for (source, reason), n in self.counts.items()}
+
     def to_json(self) -> dict[str, dict[str, int]]:
         """``{"ble": {"special_value": 2}, ...}`` (the status message's ``input_adjustments``)."""
-        body: dict[str, dict[str, int]] = {}
-        for (source, reason), count in sorted(self.counts.items()):
-            body.setdefault(source.value, {})[reason.value] = count
-        return body
+        return adjustments_to_json(self.by_reason())

@@ -11,22 +11,15 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
 
 from edge.adjustments import InputAdjustments
 from edge.ble.reader import BleReader
-from edge.commands import (
-    TimeSync,
-    apply,
-    decode_command,
-    load_overrides,
-    overrides_path,
-    save_overrides,
-)
+from edge.commands import apply, load_overrides, overrides_path, save_overrides
 from edge.config import BleBackend, EdgeSettings
 from edge.outbox import Outbox
 from edge.sensor_listener import SensorListener
@@ -34,7 +27,16 @@ from edge.status import edge_status, status_file, write_atomically
 from edge.uplink import Uplink
 from tryggheim.domain import Observation
 from tryggheim.errors import ConfigError, PayloadError
-from tryggheim.wire import cmd_topic
+from tryggheim.wire import (
+    CommandReply,
+    DeviceReport,
+    EdgeStatus,
+    SensorPlacement,
+    TimeSync,
+    cmd_topic,
+    decode_command,
+    status_to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ async def bleak_backends(settings: EdgeSettings) -> AsyncIterator[BleakBackends]
     if settings.ble.hci_transport is None:
         raise ConfigError("edge config", "ble.hci_transport", "required for the bumble backend")
     # Imported here: bumble's host stack is several MB a Pi on BlueZ never needs.
-    from edge.ble.bumble_backend import bumble_backend
+    from edge.ble.backends.bumble import bumble_backend
 
     async with bumble_backend(settings.ble.hci_transport) as backend:
         yield backend.scanner_type, backend.client_type
@@ -102,77 +104,81 @@ class EdgeAgent:
             else None
         )
 
-    def describe(self, state: str) -> dict[str, Any]:
+    def describe(self, state: str) -> EdgeStatus:
         """The gateway's status: outbox, alarms, and what its sensors last said."""
         status = edge_status(
             self.outbox,
             self.settings.gateway_id,
             state=state,
             warn_fraction=self.settings.outbox_warn_fraction,
-        ).to_json()
-        status["clock_offset_s"] = self.clock_offset_s
-        # Where each sensor is: the platform shows "Bad – bevegelse", not an address.
-        status["sensor_map"] = [
-            {"device_id": sensor.identity, "kind": sensor.kind.value, "room": sensor.room}
-            for sensor in self.settings.sensors
-        ]
-        status["input_adjustments"] = self.adjustments.to_json()
+        )
+        devices = None
         if self.reader is not None:
-            status["devices"] = {
-                address: {
-                    "kind": device.kind.value,
-                    "last_seen": device.last_seen.isoformat() if device.last_seen else None,
-                    "battery": device.battery,
-                    "connected": device.connected,
-                    "clock_error_s": device.clock_error_s,
-                    "decode_errors": device.decode_errors,
-                }
+            devices = {
+                address: DeviceReport(
+                    kind=device.kind.value,
+                    last_seen=device.last_seen,
+                    battery=device.battery,
+                    connected=device.connected,
+                    clock_error_s=device.clock_error_s,
+                    decode_errors=device.decode_errors,
+                )
                 for address, device in self.reader.device_status.items()
             }
-        if self.sensors is not None:
-            status["sensors"] = {
-                name: {"last_seen": seen.isoformat()}
-                for name, seen in (self.sensors.stats.last_seen or {}).items()
-            }
-        return status
+        return replace(
+            status,
+            clock_offset_s=self.clock_offset_s,
+            # Where each sensor is: the platform shows "Bad – bevegelse", not an address.
+            sensor_map=tuple(
+                SensorPlacement(sensor.identity, sensor.kind.value, sensor.room)
+                for sensor in self.settings.sensors
+            ),
+            input_adjustments=self.adjustments.by_reason(),
+            devices=devices,
+            sensors_seen=(
+                dict(self.sensors.stats.last_seen or {}) if self.sensors is not None else None
+            ),
+        )
 
     async def _write_status(self) -> None:
         """Keep ``status.json`` beside the outbox current, for ``tryggheim edge status`` on the
         box (a technician's view when the uplink is down)."""
         path = status_file(self.settings)
         while True:
-            write_atomically(path, json.dumps(self.describe("running"), indent=2))
+            write_atomically(path, json.dumps(status_to_json(self.describe("running")), indent=2))
             await asyncio.sleep(self.settings.status_interval_s)
 
     async def _store(self, observations: Sequence[Observation]) -> None:
         self.outbox.append(observations)
         self.uplink.notify()
 
-    async def on_command(self, payload: bytes) -> tuple[dict[str, Any], Callable[[], None] | None]:
+    async def on_command(self, payload: bytes) -> tuple[CommandReply, Callable[[], None] | None]:
         """Carry out a command from the platform; the reply, and a restart to apply a change."""
         try:
             command = decode_command(cmd_topic(self.settings.gateway_id), payload)
         except PayloadError as exc:
             self.commands_refused += 1
             log.error("%s", exc)
-            return {"v": 1, "ok": False, "error": exc.problem}, None
+            return CommandReply(None, ok=False, error=exc.problem), None
         if isinstance(command, TimeSync):
             now = datetime.now(UTC)
             self.clock_offset_s = (now - command.platform_time).total_seconds()
             if abs(self.clock_offset_s) > CLOCK_WARNING_S:
                 log.warning("gateway clock is %.1f s off the platform's", self.clock_offset_s)
-            reply = {"gateway_time": now.isoformat(), "clock_offset_s": self.clock_offset_s}
-            return {"v": 1, "id": command.id, "ok": True, **reply}, None
+            reply = CommandReply(
+                command.id, ok=True, gateway_time=now, clock_offset_s=self.clock_offset_s
+            )
+            return reply, None
         try:
             change = apply(command, self.settings)
         except ConfigError as exc:
             self.commands_refused += 1
             log.error("command %s refused: %s", command.id, exc)
-            return {"v": 1, "id": command.id, "ok": False, "error": exc.problem}, None
+            return CommandReply(command.id, ok=False, error=exc.problem), None
         path = overrides_path(self.settings)
         save_overrides(path, load_overrides(path) | change)
         log.info("command %s: %s; restarting to apply it", command.id, type(command).__name__)
-        return {"v": 1, "id": command.id, "ok": True, "restart": True}, self._restart.set
+        return CommandReply(command.id, ok=True, restart=True), self._restart.set
 
     async def run(self) -> bool:
         """Run until cancelled, or until a command changed the configuration: then return

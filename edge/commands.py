@@ -1,13 +1,5 @@
-"""Commands from the platform to a home gateway (``tryggheim/v1/{gateway}/down/cmd``).
-
-``{"v": 1, "id": "...", "cmd": "time_sync" | "pair" | "unpair" | "config", ...}``:
-
-- ``time_sync`` with ``platform_time`` (ISO 8601 with offset): the gateway reports how far its own
-  clock is from the platform's (device clocks are corrected from the gateway's clock, so an off
-  gateway clock must be seen). The gateway's system clock itself is NTP's business.
-- ``pair`` with ``address``, ``kind`` and optionally ``bond`` / ``set_clock``: read this BLE
-  device from now on; ``unpair`` with ``address``: stop.
-- ``config`` with ``settings``: replace some settings (see :data:`CONFIGURABLE`).
+"""What the home gateway does with the platform's commands (their format, and decoding, are the
+kernel's: :mod:`tryggheim.wire`, docs/wire.md).
 
 Pairing and configuration changes are kept in ``overrides.json`` beside the outbox, layered over
 the config file at start, so they survive restarts; the agent restarts itself to apply them.
@@ -18,104 +10,15 @@ Pure functions here; the agent applies them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-
-from pydantic import ValidationError
 
 from edge.config import DeviceSettings, EdgeSettings
 from edge.status import write_atomically
 from tryggheim.config import validate_settings
-from tryggheim.errors import ConfigError, PayloadError
-
-#: Settings the platform may change remotely. Not the uplink (a wrong broker address or password
-#: sent by mistake would cut the gateway off for good) and not paths.
-CONFIGURABLE = frozenset(
-    {
-        "timezone",
-        "devices",
-        "sensors",
-        "batch_size",
-        "resend_after_s",
-        "status_interval_s",
-        "outbox_quota_mb",
-        "outbox_warn_fraction",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TimeSync:
-    id: str
-    platform_time: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Pair:
-    id: str
-    device: DeviceSettings
-
-
-@dataclass(frozen=True, slots=True)
-class Unpair:
-    id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigUpdate:
-    id: str
-    settings: dict[str, Any]
-
-
-Command = TimeSync | Pair | Unpair | ConfigUpdate
-
-
-def decode_command(topic: str, payload: bytes) -> Command:
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(topic, f"not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("v") != 1:
-        raise PayloadError(topic, "not a version 1 command object")
-    command_id = body.get("id")
-    if not isinstance(command_id, str) or not command_id:
-        raise PayloadError(topic, "id: expected a non-empty string")
-    match body.get("cmd"):
-        case "time_sync":
-            raw = body.get("platform_time")
-            try:
-                moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-            except ValueError:
-                moment = None
-            if moment is None or moment.utcoffset() is None:
-                raise PayloadError(topic, "platform_time: expected ISO 8601 with an offset")
-            return TimeSync(command_id, moment)
-        case "pair":
-            fields = {k: body[k] for k in ("address", "kind", "bond", "set_clock") if k in body}
-            try:
-                return Pair(command_id, DeviceSettings.model_validate(fields))
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"])
-                raise PayloadError(topic, f"pair: {where}: {first['msg']}") from None
-        case "unpair":
-            address = body.get("address")
-            if not isinstance(address, str):
-                raise PayloadError(topic, "address: expected a string")
-            return Unpair(command_id, address.upper())
-        case "config":
-            settings = body.get("settings")
-            if not isinstance(settings, dict) or not settings:
-                raise PayloadError(topic, "settings: expected a non-empty object")
-            refused = sorted(set(settings) - CONFIGURABLE)
-            if refused:
-                raise PayloadError(topic, f"settings: not changeable remotely: {refused}")
-            return ConfigUpdate(command_id, settings)
-        case other:
-            raise PayloadError(topic, f"cmd: unknown command {other!r}")
+from tryggheim.errors import ConfigError
+from tryggheim.wire import ConfigUpdate, Pair, Unpair
 
 
 def overrides_path(settings: EdgeSettings) -> Path:
@@ -152,8 +55,10 @@ def apply(command: Pair | Unpair | ConfigUpdate, settings: EdgeSettings) -> dict
     current = settings.model_dump(mode="json")
     match command:
         case Pair(device=device):
+            said = {key: value for key, value in asdict(device).items() if value is not None}
+            paired = DeviceSettings.model_validate(said).model_dump(mode="json")
             devices = [d for d in current["devices"] if d["address"] != device.address]
-            change: dict[str, Any] = {"devices": [*devices, device.model_dump(mode="json")]}
+            change: dict[str, Any] = {"devices": [*devices, paired]}
         case Unpair(address=address):
             change = {"devices": [d for d in current["devices"] if d["address"] != address]}
         case ConfigUpdate(settings=new):

@@ -10,21 +10,9 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge.sensors import SensorSettings
+from tryggheim.codes import DeviceKind
 from tryggheim.mqtt import MqttSettings
-from tryggheim.wire import GATEWAY_ID_PATTERN
-
-BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
-
-
-class DeviceKind(StrEnum):
-    """The BLE health device types the home gateway reads (see :mod:`edge.ble.profiles`)."""
-
-    BLOOD_PRESSURE = "blood_pressure"
-    WEIGHT_SCALE = "weight_scale"
-    THERMOMETER = "thermometer"
-    PULSE_OXIMETER = "pulse_oximeter"
-    GLUCOSE_METER = "glucose_meter"
-    HEART_RATE = "heart_rate"
+from tryggheim.wire import BLE_ADDRESS_PATTERN, GATEWAY_ID_PATTERN
 
 
 class BleBackend(StrEnum):

@@ -1,56 +1,19 @@
 """What the home gateway reports about itself: in the retained ``status`` message to the
-platform, and to a technician on the box (``tryggheim edge status``)."""
+platform, and to a technician on the box (``tryggheim edge status``). The message's format is
+the kernel's (:class:`tryggheim.wire.EdgeStatus`); here is how the edge fills it in."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from edge.config import EdgeSettings
 from edge.outbox import Outbox
+from tryggheim.wire import EdgeAlarm, EdgeStatus
 
 #: Share of the outbox quota at which the status raises its warning.
 DEFAULT_WARN_FRACTION = 0.8
-
-
-class EdgeAlarm(StrEnum):
-    OUTBOX_NEARLY_FULL = "outbox_nearly_full"
-    """The outbox passed the warning fraction of its disk quota: the uplink has been down long."""
-    OUTBOX_FULL = "outbox_full"
-    """Over quota: home telemetry (room climate, link quality) is no longer stored."""
-    URGENT_WAITING = "urgent_events_waiting"
-    """A fall, panic, smoke or water-leak event is not yet committed by the platform."""
-    OBSERVATIONS_REJECTED = "observations_rejected"
-    """The platform refused observations for good (a rejected ack); they are kept aside."""
-
-
-@dataclass(frozen=True, slots=True)
-class EdgeStatus:
-    gateway_id: str
-    state: str
-    """``online``, or ``offline`` (the MQTT will) or ``unknown`` (read from disk)."""
-    outbox_depth: int
-    urgent_waiting: int
-    committed_seq: int
-    last_seq: int
-    last_commit_at: float | None
-    outbox_bytes: int
-    outbox_fill: float
-    telemetry_refused: int
-    rejected: int
-    """Observations the platform refused for good, kept aside in the outbox."""
-    epoch: str
-    alarms: tuple[EdgeAlarm, ...]
-    time: float
-
-    def to_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["alarms"] = [a.value for a in self.alarms]
-        return {"v": 1, **body}
 
 
 def status_file(settings: EdgeSettings) -> Path:

@@ -12,12 +12,10 @@ is sent again (the platform ignores what it already has).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from edge.outbox import Outbox
 from edge.status import DEFAULT_WARN_FRACTION, edge_status
@@ -26,10 +24,14 @@ from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost, PayloadError
 from tryggheim.mqtt import MqttSession, MqttSettings, Will, backoff_delays
 from tryggheim.wire import (
+    CommandReply,
+    EdgeStatus,
     ack_topic,
     cmd_topic,
     decode_ack,
     encode_batch,
+    encode_reply,
+    encode_status,
     event_topic,
     obs_topic,
     reply_topic,
@@ -39,7 +41,7 @@ from tryggheim.wire import (
 log = logging.getLogger(__name__)
 
 #: Handles a command's payload: the reply to publish, and what to do once it is out.
-CommandHandler = Callable[[bytes], Awaitable[tuple[dict[str, Any], Callable[[], None] | None]]]
+CommandHandler = Callable[[bytes], Awaitable[tuple[CommandReply, Callable[[], None] | None]]]
 
 #: Observations sent but not yet acknowledged, at most; bounds what a slow platform must absorb.
 SEND_WINDOW = 5000
@@ -77,11 +79,11 @@ class Uplink:
         batch_size: int,
         resend_after_s: float,
         status_interval_s: float,
-        describe: Callable[[str], dict[str, Any]] | None = None,
+        describe: Callable[[str], EdgeStatus] | None = None,
         on_command: CommandHandler | None = None,
     ) -> None:
-        """``describe(state)`` gives the body of the retained status message; by default the
-        outbox's own state (:func:`edge.status.edge_status`)."""
+        """``describe(state)`` gives the retained status message; by default the outbox's own
+        state (:func:`edge.status.edge_status`)."""
         self._settings = settings
         self._outbox = outbox
         self._gateway_id = gateway_id
@@ -127,12 +129,12 @@ class Uplink:
                 tasks.create_task(self._heartbeat(mqtt), name=f"{gw}-status")
 
     def _status_payload(self, state: str) -> bytes:
-        return json.dumps(self._describe(state)).encode()
+        return encode_status(self._describe(state))
 
-    def _own_status(self, state: str) -> dict[str, Any]:
+    def _own_status(self, state: str) -> EdgeStatus:
         return edge_status(
             self._outbox, self._gateway_id, state=state, warn_fraction=DEFAULT_WARN_FRACTION
-        ).to_json()
+        )
 
     async def _heartbeat(self, mqtt: MqttSession) -> None:
         while True:
@@ -176,7 +178,7 @@ class Uplink:
     async def _command(self, mqtt: MqttSession, payload: bytes) -> None:
         assert self._on_command is not None
         reply, then = await self._on_command(payload)
-        await mqtt.publish(reply_topic(self._gateway_id), json.dumps(reply).encode())
+        await mqtt.publish(reply_topic(self._gateway_id), encode_reply(reply))
         if then is not None:
             then()
 

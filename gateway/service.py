@@ -14,7 +14,6 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.api.app import create_app
-from gateway.api.schemas import AlarmOut
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
 from gateway.fhir.pmd import queue_measurement_batches
 from gateway.fhir.records import document_for_alarm
@@ -22,11 +21,12 @@ from gateway.hl7.inbound.service import receiver_for, serve_hl7
 from gateway.hl7.outbound.service import Hl7Outbound
 from gateway.ingest.timeseries import TimeSeriesExporter
 from gateway.ingest.worker import IngestWorker
-from gateway.live.events import BrokerEventRelay, EventBus, PatientScope, alarm_event
+from gateway.live.events import BrokerEventRelay, EventBus
+from gateway.live.publisher import LivePublisher
 from gateway.observability import PlatformMetrics, Probes, database_reachable
-from gateway.records.models import AlarmRow
 from gateway.records.store import CommitResult, RecordStore
 from gateway.registry.retention import RetentionJob
+from gateway.registry.service import Registry
 from gateway.settings import GatewaySettings, certificates_in_use
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class Platform:
         self.settings = settings
         self.store = RecordStore(settings.database_url)
         self.events = EventBus()
+        # The one way out for domain events: each transaction's, once it has committed.
+        self.store.unit_of_work.handler = LivePublisher(self.events, Registry(self.store))
         self.relay = (
             BrokerEventRelay(
                 settings.mqtt, self.events, client_id=f"{settings.ingest_client_id}-events"
@@ -67,6 +69,7 @@ class Platform:
                 "hl7_mllp": lambda: [self.hl7_in.connection_stats] if self.hl7_in else [],
                 "api": lambda: [self.app.state.stats],
                 "fhir_outbound": lambda: [self.fhir_stats] if settings.fhir_outbound else [],
+                "domain_events": lambda: [self.store.unit_of_work.stats],
             },
             self.store,
             backlog=exporter.backlog if exporter else None,
@@ -76,7 +79,6 @@ class Platform:
             IngestWorker(
                 settings.mqtt,
                 self.store,
-                self.events,
                 client_id=f"{settings.ingest_client_id}-{n}",
                 on_commit=self._committed,
                 metrics=self.metrics,
@@ -178,23 +180,18 @@ class Platform:
         under its row lock, and a tick that finds nothing due changes nothing."""
         while True:
             await asyncio.sleep(self.settings.alarms.tick_s)
-            await self._announce(self.store.tick_alarms, "alarm tick")
+            await self._alarm_step(self.store.tick_alarms, "alarm tick")
 
     async def _escalations(self) -> None:
         while True:
             await asyncio.sleep(self.settings.alarms.escalation_check_s)
-            await self._announce(self.store.escalate_alarms, "escalation")
+            await self._alarm_step(self.store.escalate_alarms, "escalation")
 
-    async def _announce(
-        self,
-        step: Callable[[datetime], Awaitable[list[tuple[AlarmRow, PatientScope]]]],
-        what: str,
-    ) -> None:
+    async def _alarm_step(self, step: Callable[[datetime], Awaitable[object]], what: str) -> None:
+        """Run a step of the alarm engine; the alarms it changes go on the live stream as its
+        transactions commit (the record store's unit of work)."""
         try:
-            changed = await step(datetime.now(UTC))
+            await step(datetime.now(UTC))
         except SQLAlchemyError as exc:
             # The record store is down: ingest notices too; try again next round.
             log.error("%s failed: %s", what, exc)
-            return
-        for row, scope in changed:
-            self.events.publish(alarm_event(row, scope, AlarmOut.of(row).model_dump(mode="json")))

@@ -22,6 +22,7 @@ escape sequences, character sets other than those and bytes that are not in the 
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -540,7 +541,15 @@ def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     """Escape ``text`` for use as one HL7 value (a component or subcomponent).
 
     CR and LF are written as ``\\X0D\\``/``\\X0A\\`` because a raw one would end the segment."""
-    d = delimiters
+    # On the hot path of every outbound message; most values (codes, units) need nothing.
+    special, table = _DEFAULT_ESCAPES if delimiters is DEFAULT_DELIMITERS else _escapes(delimiters)
+    if special.search(text) is None:
+        return text
+    return special.sub(lambda m: table[m.group()], text)
+
+
+@functools.cache
+def _escapes(d: Delimiters) -> tuple[re.Pattern[str], dict[str, str]]:
     table = {
         d.escape: f"{d.escape}E{d.escape}",
         d.field: f"{d.escape}F{d.escape}",
@@ -550,7 +559,10 @@ def escape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
         "\r": f"{d.escape}X0D{d.escape}",
         "\n": f"{d.escape}X0A{d.escape}",
     }
-    return "".join(table.get(c, c) for c in text)
+    return re.compile("|".join(re.escape(c) for c in table)), table
+
+
+_DEFAULT_ESCAPES = _escapes(DEFAULT_DELIMITERS)
 
 
 def unescape(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charset: str = "utf-8") -> str:

@@ -1,6 +1,8 @@
 """ORU^R01 v2.6 for one measurement session, following IHE PCD-01 (Communicate PCD Data).
 
-Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made here:
+Pure: HL7-level values in (:class:`PatientRef`, :class:`DeviceRef`, :class:`NumericObservation`),
+message text out (segments terminated by ``\\r``). What a platform value becomes in these is
+the platform's business (:mod:`gateway.hl7.outbound.compose`). Choices made here:
 
 * **MSH** — MSH-9 ``ORU^R01^ORU_R01``, MSH-11 ``P``, MSH-12 ``2.6``, MSH-15 ``AL`` / MSH-16
   ``NE`` (PCD-01: accept acknowledgement always, no application acknowledgement; this is
@@ -33,13 +35,13 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
   inserting ``FFFE`` after the first three octets (``C0:10:00:00:00:01`` →
   ``C01000FFFE000001``), as Continua/PCHA H.811 does for Bluetooth devices. The IPv6 "modified
   EUI-64" bit flip is *not* applied: that is an IPv6 interface-id rule, not an EUI-64 one.
-* **Flags** — device status flags (irregular pulse, cuff too loose...) go in an NTE after the
+* **Notes** — device status flags (irregular pulse, cuff too loose...) go in an NTE after the
   metric's OBX (NTE-2 ``L``: comment from the filler, NTE-3 one repetition per flag): they do
   not fit HL7 table 0078.
 * **OBX-8** — abnormal flag from HL7 table 0078, only where the caller says so
-  (``abnormal``, keyed by :attr:`Observation.id`): ``H``/``L`` when the value is past one of
-  the patient's own alarm thresholds (:func:`gateway.hl7.outbound.compose.abnormal_flags` decides),
-  ``A`` when past both. Empty otherwise: no flag is "not judged", not "normal".
+  (:attr:`NumericObservation.abnormal`): ``H``/``L`` when the value is past one of the
+  patient's own alarm thresholds (:func:`gateway.hl7.outbound.compose.abnormal_flags`
+  decides), ``A`` when past both. Empty otherwise: no flag is "not judged", not "normal".
 * **Times** — DTM with the observation's own UTC offset (``20250301081500+0100``); fractions of a
   second are written to 4 digits (DTM's limit) only when present.
 """
@@ -47,17 +49,15 @@ Pure: inputs in, message text out (segments terminated by ``\\r``). Choices made
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
 from hl7.patient import national_id_kind
-from tryggheim import codes
-from tryggheim.codes import DeviceProfile
-from tryggheim.domain import Observation
 
 PCD_01_PROFILE = "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO"
 MONITORING_OF_PATIENT = "182777000^monitoring of patient^SNOMED-CT"
@@ -89,13 +89,45 @@ class PatientRef:
 
 
 @dataclass(frozen=True, slots=True)
+class CodedValue:
+    """A CWE triplet: code, text, coding system."""
+
+    code: str
+    text: str
+    system: str
+
+    def encode(self) -> str:
+        return f"{escape(self.code)}^{escape(self.text)}^{escape(self.system)}"
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceRef:
-    """The device that measured; ``device_id`` as in :class:`~tryggheim.domain.Observation`."""
+    """The device that measured."""
 
     device_id: str
-    profile: DeviceProfile
-    model: str | None = None
-    manufacturer: str | None = None
+    """An EUI-64 or a MAC-48 (see :func:`eui64`)."""
+    profile: CodedValue
+    """Its IEEE 11073 specialisation (the MDS row's OBX-3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NumericObservation:
+    """One numeric metric: an OBX with OBX-2 ``NM``."""
+
+    identifier: CodedValue
+    """OBX-3."""
+    value: Decimal
+    """OBX-5: written with the value's own digits, never via float."""
+    unit: CodedValue
+    """OBX-6."""
+    unit_alternate: CodedValue | None
+    """OBX-6's alternate coding (components 4 to 6), e.g. the UCUM code beside the MDC one."""
+    time: datetime
+    """OBX-14."""
+    abnormal: AbnormalFlag | None = None
+    """OBX-8."""
+    notes: tuple[str, ...] = ()
+    """An NTE after the OBX, one repetition each."""
 
 
 def eui64(device_id: str) -> str:
@@ -111,39 +143,10 @@ def eui64(device_id: str) -> str:
     raise OruBuildError("device_id", f"{device_id!r} has {len(digits) // 2} octets, not 6 or 8")
 
 
-_PROFILE_OF_CODE = {
-    **dict.fromkeys(
-        (codes.NIBP_SYS, codes.NIBP_DIA, codes.NIBP_MEAN, codes.PULSE_NIBP),
-        DeviceProfile.BLOOD_PRESSURE,
-    ),
-    **dict.fromkeys((codes.SPO2, codes.PULSE_OXIM), DeviceProfile.PULSE_OXIMETER),
-    codes.BODY_TEMP: DeviceProfile.THERMOMETER,
-    **dict.fromkeys((codes.BODY_WEIGHT, codes.BODY_HEIGHT, codes.BMI), DeviceProfile.SCALE),
-    **dict.fromkeys(codes.GLUCOSE_BY_SAMPLE, DeviceProfile.GLUCOSE_METER),
-}
-_PROFILE_BY_REF = {metric.ref: profile for metric, profile in _PROFILE_OF_CODE.items()}
-
-
-def device_profile_for(observations: Sequence[Observation]) -> DeviceProfile:
-    """The device specialisation whose measurements these are (for a caller that has no
-    device registry, such as ``tryggheim hl7 oru``)."""
-    profiles = set()
-    for obs in observations:
-        profile = _PROFILE_BY_REF.get(obs.code)
-        if profile is None:
-            raise OruBuildError("observations", f"{obs.code} is measured by no device profile")
-        profiles.add(profile)
-    if len(profiles) != 1:
-        names = sorted(p.ref for p in profiles) or ["none"]
-        raise OruBuildError("observations", f"need one device profile, found {names}")
-    (profile,) = profiles
-    return profile
-
-
 def build_oru_r01(
     *,
     patient: PatientRef,
-    observations: Sequence[Observation],
+    observations: Sequence[NumericObservation],
     device: DeviceRef,
     sending_app: str,
     sending_facility: str,
@@ -152,11 +155,8 @@ def build_oru_r01(
     control_id: str,
     now: datetime,
     processing_id: str = "P",
-    abnormal: Mapping[str, AbnormalFlag] | None = None,
 ) -> str:
-    """One ORU^R01 carrying the observations of one device's measurement session.
-
-    ``abnormal`` gives OBX-8 per observation (keyed by :attr:`Observation.id`)."""
+    """One ORU^R01 carrying the observations of one device's measurement session."""
     if not observations:
         raise OruBuildError("observations", "at least one observation is needed")
     header = msh_segment(
@@ -170,14 +170,8 @@ def build_oru_r01(
         now=now,
         processing_id=processing_id,
     )
-    for obs in observations:
-        if obs.device_id != device.device_id:
-            raise OruBuildError(
-                "observations", f"{obs.code} is from {obs.device_id!r}, not {device.device_id!r}"
-            )
     device_eui64 = eui64(device.device_id)
     equipment = f"{device_eui64}^EUI-64"
-    flags = abnormal or {}
     segments = [
         header,
         pid_segment(patient),
@@ -196,7 +190,7 @@ def build_oru_r01(
             "OBX",
             "1",
             "",
-            f"{device.profile.value}^{device.profile.ref}^{codes.MDC_CODING_SYSTEM}",
+            device.profile.encode(),
             "1",
             "",
             "",
@@ -210,10 +204,9 @@ def build_oru_r01(
         ),
     ]
     for number, obs in enumerate(observations, start=1):
-        flag = flags.get(obs.id)
-        segments.append(_metric_obx(number + 1, f"1.0.0.{number}", obs, equipment, flag))
-        if obs.flags:
-            segments.append(segment("NTE", "1", "L", "~".join(escape(f) for f in obs.flags)))
+        segments.append(_metric_obx(number + 1, f"1.0.0.{number}", obs, equipment))
+        if obs.notes:
+            segments.append(segment("NTE", "1", "L", "~".join(escape(n) for n in obs.notes)))
     return SEGMENT_TERMINATOR.join(segments) + SEGMENT_TERMINATOR
 
 
@@ -294,24 +287,18 @@ def pid_segment(patient: PatientRef) -> str:
     )
 
 
-def metric_fields(obs: Observation) -> tuple[str, str, str]:
+def metric_fields(obs: NumericObservation) -> tuple[str, str, str]:
     """OBX-3, OBX-5 and OBX-6 of a numeric observation."""
-    metric = codes.metric(obs.code)
-    unit = codes.unit(obs.unit)
     if not obs.value.is_finite():
-        raise OruBuildError(f"{obs.code} value", f"{obs.value} is not a finite number")
-    return (
-        f"{metric.code}^{metric.ref}^{metric.system}",
-        # Same digits as str(Decimal) (never via float), but without exponent form: NM has none.
-        format(obs.value, "f"),
-        f"{unit.mdc_code}^{unit.mdc_ref}^{codes.MDC_CODING_SYSTEM}"
-        f"^{escape(unit.ucum)}^{escape(unit.ucum)}^UCUM",
-    )
+        raise OruBuildError(f"{obs.identifier.text} value", f"{obs.value} is not a finite number")
+    unit = obs.unit.encode()
+    if obs.unit_alternate is not None:
+        unit += f"^{obs.unit_alternate.encode()}"
+    # Same digits as str(Decimal) (never via float), but without exponent form: NM has none.
+    return obs.identifier.encode(), format(obs.value, "f"), unit
 
 
-def _metric_obx(
-    set_id: int, position: str, obs: Observation, equipment: str, flag: AbnormalFlag | None
-) -> str:
+def _metric_obx(set_id: int, position: str, obs: NumericObservation, equipment: str) -> str:
     code, value, unit = metric_fields(obs)
     return segment(
         "OBX",
@@ -322,7 +309,7 @@ def _metric_obx(
         value,
         unit,
         "",
-        flag.value if flag else "",
+        obs.abnormal.value if obs.abnormal else "",
         "",
         "",
         "R",

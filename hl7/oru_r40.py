@@ -48,8 +48,16 @@ from enum import StrEnum
 
 from hl7.errors import OruBuildError
 from hl7.message import SEGMENT_TERMINATOR, escape, format_timestamp
-from hl7.oru import AbnormalFlag, PatientRef, metric_fields, msh_segment, pid_segment, segment
-from tryggheim.domain import Observation
+from hl7.oru import (
+    AbnormalFlag,
+    CodedValue,
+    NumericObservation,
+    PatientRef,
+    metric_fields,
+    msh_segment,
+    pid_segment,
+    segment,
+)
 
 PCD_04_PROFILE = "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO"
 ALARM_EVENT = "196616^MDC_EVT_ALARM^MDC"
@@ -96,18 +104,6 @@ class AlertKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class CodedValue:
-    """A CWE triplet: code, text, coding system."""
-
-    code: str
-    text: str
-    system: str
-
-    def encode(self) -> str:
-        return f"{escape(self.code)}^{escape(self.text)}^{escape(self.system)}"
-
-
-@dataclass(frozen=True, slots=True)
 class AlertReport:
     """One state of one alert, as the alert manager is told it."""
 
@@ -124,7 +120,7 @@ class AlertReport:
     changed_at: datetime
     """When the alert reached this state (OBX-14)."""
     abnormal: AbnormalFlag | None = None
-    source: Observation | None = None
+    source: NumericObservation | None = None
     """The measurement that raised the alarm, when known."""
     device_eui64: str | None = None
 

@@ -1,12 +1,9 @@
-"""The work behind ``tryggheim hl7 oru`` and ``tryggheim hl7 send`` (argument parsing stays in
-:mod:`tryggheim.apps.cli`).
+"""The HL7 work behind ``tryggheim hl7 send`` and ``tryggheim hl7 oru`` (argument parsing stays
+in :mod:`tryggheim.apps.cli`; what ``hl7 oru`` makes of observations is the platform's mapping,
+:func:`gateway.hl7.outbound.compose.oru_for_observations`).
 
-``hl7 oru`` reads the JSON that ``tryggheim ble decode ... --observations`` prints (a list of
-Observations in the wire format of :func:`tryggheim.wire.observation_to_dict`; ``seq`` may be
-null) and builds one ORU^R01 (:func:`hl7.oru.build_oru_r01`) for them: the device profile comes
-from the codes, the device from ``--device-eui64`` or else the observations' ``device_id``
-(which must then be an EUI-64 or a MAC address). The message is printed one segment per line
-(``\\n``) so that a terminal shows it; ``hl7 send`` accepts that form and sends ``\\r``.
+``hl7 oru`` prints its message one segment per line (``\\n``) so that a terminal shows it;
+``hl7 send`` accepts that form and sends ``\\r``.
 
 ``hl7 send`` sends one message over MLLP and returns the raw ACK frame, so that the command can
 print it as received.
@@ -16,22 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
-import uuid
-from collections.abc import Sequence
-from dataclasses import replace
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import Any
 
 from hl7.ack import Ack, parse_ack
 from hl7.errors import MalformedMessageError, MLLPTimeoutError
 from hl7.message import parse_header
 from hl7.mllp import MLLPDecoder, encode_frame
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01, device_profile_for, eui64
-from tryggheim.domain import Observation, TimeSource
 from tryggheim.errors import ConnectionLost, TryggheimError
 
 
@@ -42,86 +29,12 @@ class ToolInputError(TryggheimError):
         super().__init__(f"{what}: {problem}", hint="see tryggheim hl7 --help")
 
 
-def read_observations(path: Path) -> list[Observation]:
-    """The observations in a JSON file (a list, or one object) as ``ble decode`` prints them."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ToolInputError(str(path), f"cannot read JSON: {exc}") from None
-    items = data if isinstance(data, list) else [data]
-    if not items:
-        raise ToolInputError(str(path), "holds no observations")
-    return [_observation(str(path), n, item) for n, item in enumerate(items, start=1)]
-
-
-def _observation(where: str, n: int, item: Any) -> Observation:
-    if not isinstance(item, dict):
-        raise ToolInputError(f"{where}: observation {n}", "not a JSON object")
-    try:
-        value = Decimal(str(item["value"]))
-        if not value.is_finite():
-            raise ValueError(f"value {item['value']!r} is not finite")
-        seq = item.get("seq")
-        return Observation(
-            id=str(item.get("id") or uuid.uuid4()),
-            gateway_id=str(item.get("gateway_id") or "cli"),
-            seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-            device_id=str(item["device_id"]),
-            source=str(item.get("source") or "cli"),
-            code=str(item["code"]),
-            value=value,
-            unit=str(item["unit"]),
-            time=datetime.fromisoformat(str(item["time"])),
-            time_source=TimeSource(item.get("time_source") or TimeSource.DEVICE.value),
-            flags=tuple(str(f) for f in item.get("flags") or ()),
-        )
-    except KeyError as exc:
-        raise ToolInputError(f"{where}: observation {n}", f"missing {exc.args[0]!r}") from None
-    except (InvalidOperation, TryggheimError, ValueError) as exc:
-        raise ToolInputError(f"{where}: observation {n}", str(exc)) from None
-
-
 def parse_patient_name(text: str) -> tuple[str, str]:
     """``FAMILY^GIVEN`` (the given name may be left out)."""
     family, _, given = text.partition("^")
     if not family.strip() or "^" in given:
         raise ToolInputError("--patient-name", f"{text!r} is not FAMILY^GIVEN")
     return family.strip(), given.strip()
-
-
-def oru_for_observations(
-    observations: Sequence[Observation],
-    *,
-    national_id: str,
-    patient_name: str,
-    device_eui64: str | None,
-    now: datetime,
-    sending_app: str = "TRYGGHEIM",
-    sending_facility: str = "TRYGGHEIM",
-    receiving_app: str = "GP",
-    receiving_facility: str = "GP",
-) -> str:
-    """One ORU^R01 (``\\r`` terminators) for the observations of one device."""
-    family, given = parse_patient_name(patient_name)
-    if device_eui64 is not None:
-        device_id = eui64(device_eui64)
-        observations = [replace(obs, device_id=device_id) for obs in observations]
-    else:
-        devices = {obs.device_id for obs in observations}
-        if len(devices) != 1:
-            raise ToolInputError("observations", f"from {len(devices)} devices; give one")
-        (device_id,) = devices
-    return build_oru_r01(
-        patient=PatientRef(national_id, family, given),
-        observations=observations,
-        device=DeviceRef(device_id, device_profile_for(observations)),
-        sending_app=sending_app,
-        sending_facility=sending_facility,
-        receiving_app=receiving_app,
-        receiving_facility=receiving_facility,
-        control_id=uuid.uuid4().hex[:20],
-        now=now,
-    )
 
 
 def message_from_bytes(data: bytes) -> str:

@@ -16,7 +16,6 @@ from sqlalchemy import func, select
 from edge.outbox import Outbox
 from edge.uplink import Uplink
 from gateway.ingest.worker import IngestWorker
-from gateway.live.events import EventBus
 from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.domain import Observation
@@ -76,4 +75,4 @@ def make_uplink(settings: MqttSettings, outbox: Outbox) -> Uplink:
 
 
 def make_worker(settings: MqttSettings, store: RecordStore, n: int = 1) -> IngestWorker:
-    return IngestWorker(settings, store, EventBus(), client_id=f"ingest-{n}")
+    return IngestWorker(settings, store, client_id=f"ingest-{n}")

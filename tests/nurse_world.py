@@ -2,8 +2,9 @@
 (tests/test_nurse_app*.py): the real app (``create_app``) on a real uvicorn server with a
 SQLite record store, a nurse who signs in with a password, and four patients of her team.
 
-Observations go through ``RecordStore.commit_batch`` (so the alarm engine runs on them) and
-their changes are published on the live stream exactly as ``gateway/ingest/worker.py`` does.
+Observations go through ``RecordStore.commit_batch`` (so the alarm engine runs on them), and
+every change reaches the live stream as in the platform: through the record store's unit of
+work and its one publisher (``gateway.live.publisher``).
 
 - Nilsen, Per: COPD, personal SpO2 limit 88 %; SpO2 86 % now: a new high alarm.
 - Haugen, Ingrid: systolic 186 mmHg now: a high alarm, acknowledged by the nurse.
@@ -27,12 +28,10 @@ from access import platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
-from gateway.alarms.book import history_of
 from gateway.api.app import create_app
-from gateway.api.schemas import AlarmOut
 from gateway.auth import Role
-from gateway.ingest.worker import publish_commit
-from gateway.live.events import EventBus, PatientScope, alarm_event
+from gateway.live.events import EventBus
+from gateway.live.publisher import LivePublisher
 from gateway.observability import Probes, database_reachable
 from gateway.records.models import DEFAULT_TENANT, AlarmRow, HomeGateway, Patient
 from gateway.records.store import CommitResult, RecordStore
@@ -73,8 +72,8 @@ class NurseWorld:
     async def commit(
         self, gateway: str, values: Iterable[tuple[str, str, str, str, datetime]]
     ) -> CommitResult:
-        """Commit (device, code, value, unit, time) values of one home gateway, then publish
-        the changes on the live stream as ingest does."""
+        """Commit (device, code, value, unit, time) values of one home gateway (live, as
+        ingest does)."""
         seq = self._seqs.setdefault(gateway, itertools.count(1))
         observations = [
             Observation(
@@ -89,9 +88,7 @@ class NurseWorld:
             )
             for device, code, value, unit, at in values
         ]
-        result = await self.store.commit_batch(gateway, observations, datetime.now(UTC))
-        publish_commit(self.events, result)
-        return result
+        return await self.store.commit_batch(gateway, observations, datetime.now(UTC))
 
     async def fall(self, family_name: str) -> AlarmRow:
         """The patient's fall sensor reports a fall now: a critical alarm, live."""
@@ -104,26 +101,15 @@ class NurseWorld:
 
     async def act(self, alarm_id: int, step: str, by: str = "user:colleague") -> AlarmRow:
         """One step of an alarm (acknowledge, start, resolve, close) by ``by``, live."""
-        row, patient = await self.store.act_on_alarm(
+        row, _ = await self.store.act_on_alarm(
             alarm_id, step, by, datetime.now(UTC), note="Handled by a colleague."
         )
-        await self.publish_alarm(row, PatientScope(patient.tenant_id, patient.care_team_id))
         return row
-
-    async def publish_alarm(self, row: AlarmRow, scope: PatientScope) -> None:
-        """An alarm change on the live stream, as the API shows it (names and all)."""
-        registry = Registry(self.store)
-        names = await registry.display_names(DEFAULT_TENANT, [t.by for t in history_of(row)])
-        places = await registry.device_places([(row.patient_id, row.device_id)])
-        shown = AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or "")))
-        self.events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
 
     async def escalate(self, minutes: int) -> None:
         """The platform's escalation check, run as if ``minutes`` had passed: unacknowledged
         alarms go on to the next level of their policy, live."""
-        now = datetime.now(UTC) + timedelta(minutes=minutes)
-        for row, scope in await self.store.escalate_alarms(now):
-            await self.publish_alarm(row, scope)
+        await self.store.escalate_alarms(datetime.now(UTC) + timedelta(minutes=minutes))
 
     async def settle(self, *alarm_ids: int) -> None:
         """Take alarms through to closed (as another nurse would), live."""
@@ -382,6 +368,7 @@ async def running_world(directory: Path) -> AsyncIterator[NurseWorld]:
     store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}")
     await store.migrate()
     events = EventBus()
+    store.unit_of_work.handler = LivePublisher(events, Registry(store))
     checks: dict[str, bool] = {"ingest": True}
 
     async def ingest_connected() -> bool:

@@ -41,3 +41,18 @@ def test_each_folder_imports_only_what_the_architecture_allows() -> None:
             if extra:
                 breaches[relative] = sorted(extra)
     assert breaches == {}, "see docs/architecture.md, 'The house'"
+
+
+def test_hl7_knows_no_platform_observation() -> None:
+    """Issue 15: hl7/ is an HL7 v2 protocol library on its own frozen dataclasses; the platform's
+    Observation becomes an OBX in gateway/ (gateway.hl7.outbound.compose), in one place."""
+    users = []
+    for path in sorted((ROOT / "hl7").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "tryggheim.domain"
+                and any(alias.name == "Observation" for alias in node.names)
+            ):
+                users.append(str(path.relative_to(ROOT)))
+    assert users == []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from tlsutil import make_test_ca
 
 from tryggheim.apps.broker import MosquittoServer, TlsFiles
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL

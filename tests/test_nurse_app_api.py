@@ -146,6 +146,17 @@ async def test_the_devices_of_her_home_with_battery_and_last_seen(
         assert device["last_seen"].endswith(("+01:00", "+02:00")), "not in Oslo time"
 
 
+async def test_a_paired_scale_is_named_as_the_edge_names_it(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    """The one set of device kind names (tryggheim.codes.DeviceKind): ``weight_scale``, as in
+    the edge's config, no longer this API's own ``scale``."""
+    response = await nurse.get(f"/api/v1/patients/{world.patients['Ødegård']}/devices")
+    kinds = {d["device_id"]: d["kind"] for d in response.json()}
+    assert kinds["C0:10:00:00:00:03"] == "weight_scale"
+    assert kinds["C0:10:00:00:00:02"] == "pulse_oximeter"
+
+
 async def test_device_checks_and_battery_low_flags_show_on_the_device(
     world: NurseWorld, nurse: httpx.AsyncClient
 ) -> None:

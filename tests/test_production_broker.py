@@ -20,10 +20,10 @@ from chain import until
 from delivery import count_rows, make_worker, readings, running
 from pydantic import SecretStr
 from servers import require_binary, stop_process, tail
+from tlsutil import make_test_ca
 
 from gateway.records.store import RecordStore
 from tryggheim.apps.broker import find_free_port
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import Message, MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL, ack_topic, encode_batch, obs_topic

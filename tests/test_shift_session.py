@@ -24,7 +24,6 @@ from playwright.async_api import Browser, Request, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
-from gateway.live.events import PatientScope, alarm_event
 from gateway.records.models import RefreshTokenRow
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -47,12 +46,7 @@ async def taken_by_the_nurse(world: NurseWorld, family: str) -> int:
     """A fall at her patient's home, acknowledged and taken by her (the resolve form is hers)."""
     fall = await world.fall(family)
     for step in ("acknowledge", "start"):
-        row, patient = await world.store.act_on_alarm(
-            fall.id, step, world.nurse_subject, datetime.now(UTC)
-        )
-        world.events.publish(
-            alarm_event(row, PatientScope(patient.tenant_id, patient.care_team_id))
-        )
+        await world.act(fall.id, step, world.nurse_subject)
     return fall.id
 
 

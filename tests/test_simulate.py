@@ -21,6 +21,7 @@ from access import auth_settings
 from chain import until
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from tlsutil import make_test_ca
 
 from gateway.auth import Role
 from gateway.records.models import DEFAULT_TENANT, ObservationRow
@@ -31,7 +32,6 @@ from gateway.settings import BrokerAccountsSettings, GatewaySettings
 from tryggheim.apps.broker import MosquittoServer, TlsFiles, find_free_port
 from tryggheim.apps.demo import make_homes
 from tryggheim.apps.simulate import PlatformApi, register_homes
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.mqtt import MqttSettings
 from tryggheim.wire import BROKER_ACL
 

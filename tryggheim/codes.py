@@ -107,6 +107,39 @@ _PROFILE_REFS = {
 }
 
 
+class DeviceKind(StrEnum):
+    """The kinds of medical device a home gateway reads and the platform pairs: the one name of
+    each, in the edge's config and pair command, the registry API and the nurse app."""
+
+    BLOOD_PRESSURE = "blood_pressure"
+    WEIGHT_SCALE = "weight_scale"
+    THERMOMETER = "thermometer"
+    PULSE_OXIMETER = "pulse_oximeter"
+    GLUCOSE_METER = "glucose_meter"
+    HEART_RATE = "heart_rate"
+
+    @property
+    def profile(self) -> DeviceProfile | None:
+        """Its IEEE 11073 specialisation; None for a kind that has none (a heart-rate strap),
+        which the platform cannot pair."""
+        return _PROFILE_OF_KIND.get(self)
+
+    @classmethod
+    def of_profile(cls, profile: str) -> DeviceKind | None:
+        """The kind of a paired device, from the profile code the registry stores."""
+        return _KIND_OF_PROFILE.get(profile)
+
+
+_PROFILE_OF_KIND = {
+    DeviceKind.BLOOD_PRESSURE: DeviceProfile.BLOOD_PRESSURE,
+    DeviceKind.WEIGHT_SCALE: DeviceProfile.SCALE,
+    DeviceKind.THERMOMETER: DeviceProfile.THERMOMETER,
+    DeviceKind.PULSE_OXIMETER: DeviceProfile.PULSE_OXIMETER,
+    DeviceKind.GLUCOSE_METER: DeviceProfile.GLUCOSE_METER,
+}
+_KIND_OF_PROFILE = {profile.value: kind for kind, profile in _PROFILE_OF_KIND.items()}
+
+
 def _mdc(ref: str, code: int, display: str, *units: Unit) -> MetricCode:
     return MetricCode(ref, code, MDC_CODING_SYSTEM, display, units)
 
@@ -270,3 +303,21 @@ def check_plausible(ref: str, ucum: str, value: Decimal) -> None:
         raise ImplausibleValueError(
             ref, ucum, f"value: {value} is outside {found.lowest}..{found.highest}"
         )
+
+
+#: Metric reference id → the IEEE 11073 specialisation whose devices measure it.
+_PROFILE_OF_METRIC: dict[str, DeviceProfile] = {
+    **dict.fromkeys(
+        (NIBP_SYS.ref, NIBP_DIA.ref, NIBP_MEAN.ref, PULSE_NIBP.ref), DeviceProfile.BLOOD_PRESSURE
+    ),
+    **dict.fromkeys((SPO2.ref, PULSE_OXIM.ref), DeviceProfile.PULSE_OXIMETER),
+    BODY_TEMP.ref: DeviceProfile.THERMOMETER,
+    **dict.fromkeys((BODY_WEIGHT.ref, BODY_HEIGHT.ref, BMI.ref), DeviceProfile.SCALE),
+    **dict.fromkeys(GLUCOSE_CODES, DeviceProfile.GLUCOSE_METER),
+}
+
+
+def profile_measuring(ref: str) -> DeviceProfile | None:
+    """The device specialisation that measures metric ``ref``; None for events and platform
+    codes, which no IEEE 11073 device measures."""
+    return _PROFILE_OF_METRIC.get(ref)

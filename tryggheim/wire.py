@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from math import isfinite
 from typing import Any
 
 from tryggheim import codes
@@ -418,7 +420,8 @@ class GatewayStatusReport:
 
 
 def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
-    """A home gateway's retained ``status`` (edge.status.EdgeStatus, or the will's offline)."""
+    """The platform's part of a home gateway's retained ``status`` (:class:`EdgeStatus`, or the
+    will's offline)."""
     if not topic.endswith("/status"):
         raise PayloadError(topic, "not a status topic")
     body = _load(topic, payload)
@@ -440,6 +443,119 @@ def decode_status(topic: str, payload: bytes) -> GatewayStatusReport:
     return GatewayStatusReport(
         gateway_id, state == "online", depth, adjustments, committed, _epoch(topic, body), sensors
     )
+
+
+class EdgeAlarm(StrEnum):
+    """What a home gateway's status warns about (``alarms``)."""
+
+    OUTBOX_NEARLY_FULL = "outbox_nearly_full"
+    """The outbox passed the warning fraction of its disk quota: the uplink has been down long."""
+    OUTBOX_FULL = "outbox_full"
+    """Over quota: home telemetry (room climate, link quality) is no longer stored."""
+    URGENT_WAITING = "urgent_events_waiting"
+    """A fall, panic, smoke or water-leak event is not yet committed by the platform."""
+    OBSERVATIONS_REJECTED = "observations_rejected"
+    """The platform refused observations for good (a rejected ack); they are kept aside."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    """One configured BLE device as the gateway last saw it (``devices`` of a status)."""
+
+    kind: str
+    last_seen: datetime | None
+    battery: int | None
+    connected: bool
+    clock_error_s: float | None
+    decode_errors: int
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeStatus:
+    """Everything a home gateway says about itself in its retained ``status`` (and in
+    ``status.json`` for a technician on the box); :func:`decode_status` reads the platform's
+    part of it. The fields after ``time`` are left out of the message while None."""
+
+    gateway_id: str
+    state: str
+    """``online``, or ``offline`` (the MQTT will) or ``unknown`` (read from disk)."""
+    outbox_depth: int
+    urgent_waiting: int
+    committed_seq: int
+    last_seq: int
+    last_commit_at: float | None
+    outbox_bytes: int
+    outbox_fill: float
+    telemetry_refused: int
+    rejected: int
+    """Observations the platform refused for good, kept aside in the outbox."""
+    epoch: str
+    alarms: tuple[EdgeAlarm, ...]
+    time: float
+    clock_offset_s: float | None = None
+    """The gateway's clock minus the platform's, from the last ``time_sync`` (always sent)."""
+    sensor_map: tuple[SensorPlacement, ...] | None = None
+    input_adjustments: Mapping[tuple[str, str], int] | None = None
+    devices: Mapping[str, DeviceReport] | None = None
+    """By BLE address."""
+    sensors_seen: Mapping[str, datetime] | None = None
+    """Each home sensor's name → when it last said something."""
+
+
+def adjustments_to_json(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    """``{"ble": {"special_value": 2}, ...}``: a status's ``input_adjustments``."""
+    body: dict[str, dict[str, int]] = {}
+    for (source, reason), count in sorted(counts.items()):
+        body.setdefault(source, {})[reason] = count
+    return body
+
+
+def status_to_json(status: EdgeStatus) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "gateway_id": status.gateway_id,
+        "state": status.state,
+        "outbox_depth": status.outbox_depth,
+        "urgent_waiting": status.urgent_waiting,
+        "committed_seq": status.committed_seq,
+        "last_seq": status.last_seq,
+        "last_commit_at": status.last_commit_at,
+        "outbox_bytes": status.outbox_bytes,
+        "outbox_fill": status.outbox_fill,
+        "telemetry_refused": status.telemetry_refused,
+        "rejected": status.rejected,
+        "epoch": status.epoch,
+        "alarms": [a.value for a in status.alarms],
+        "time": status.time,
+        "clock_offset_s": status.clock_offset_s,
+    }
+    if status.sensor_map is not None:
+        body["sensor_map"] = [
+            {"device_id": s.device_id, "kind": s.kind, "room": s.room} for s in status.sensor_map
+        ]
+    if status.input_adjustments is not None:
+        body["input_adjustments"] = adjustments_to_json(status.input_adjustments)
+    if status.devices is not None:
+        body["devices"] = {
+            address: {
+                "kind": d.kind,
+                "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+                "battery": d.battery,
+                "connected": d.connected,
+                "clock_error_s": d.clock_error_s,
+                "decode_errors": d.decode_errors,
+            }
+            for address, d in status.devices.items()
+        }
+    if status.sensors_seen is not None:
+        body["sensors"] = {
+            name: {"last_seen": seen.isoformat()} for name, seen in status.sensors_seen.items()
+        }
+    return body
+
+
+def encode_status(status: EdgeStatus) -> bytes:
+    return json.dumps(status_to_json(status)).encode()
 
 
 def _sensors(topic: str, raw: object) -> tuple[SensorPlacement, ...]:
@@ -507,6 +623,186 @@ def decode_ack(topic: str, payload: bytes) -> Ack:
         rejected.append(RejectedRange(first, last, reason))
     gateway_id = _text(topic, body, "gateway_id", MAX_NAME_CHARS)
     return Ack(gateway_id, committed, epoch, tuple(rejected))
+
+
+# --- commands (down/cmd) and their replies (up/reply) -----------------------------------------
+
+#: A BLE device address as the edge keeps it: six upper-case hex pairs.
+BLE_ADDRESS_PATTERN = r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$"
+_BLE_ADDRESS = re.compile(BLE_ADDRESS_PATTERN)
+
+#: Settings the platform may change remotely. Not the uplink (a wrong broker address or password
+#: sent by mistake would cut the gateway off for good) and not paths.
+CONFIGURABLE = frozenset(
+    {
+        "timezone",
+        "devices",
+        "sensors",
+        "batch_size",
+        "resend_after_s",
+        "status_interval_s",
+        "outbox_quota_mb",
+        "outbox_warn_fraction",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSync:
+    id: str
+    platform_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceToPair:
+    address: str
+    kind: codes.DeviceKind
+    bond: bool | None = None
+    """None: not said (the edge's default)."""
+    set_clock: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    id: str
+    device: DeviceToPair
+
+
+@dataclass(frozen=True, slots=True)
+class Unpair:
+    id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigUpdate:
+    id: str
+    settings: dict[str, Any]
+
+
+Command = TimeSync | Pair | Unpair | ConfigUpdate
+
+
+def encode_command(command: Command) -> bytes:
+    """What the platform publishes on a gateway's ``down/cmd``."""
+    body: dict[str, Any] = {"v": WIRE_VERSION, "id": command.id}
+    match command:
+        case TimeSync(platform_time=moment):
+            body |= {"cmd": "time_sync", "platform_time": moment.isoformat()}
+        case Pair(device=device):
+            body |= {"cmd": "pair", "address": device.address, "kind": device.kind.value}
+            for key, value in (("bond", device.bond), ("set_clock", device.set_clock)):
+                if value is not None:
+                    body[key] = value
+        case Unpair(address=address):
+            body |= {"cmd": "unpair", "address": address}
+        case ConfigUpdate(settings=settings):
+            body |= {"cmd": "config", "settings": settings}
+    return json.dumps(body).encode()
+
+
+def decode_command(topic: str, payload: bytes) -> Command:
+    body = _load(topic, payload)
+    command_id = body.get("id")
+    if not isinstance(command_id, str) or not command_id:
+        raise PayloadError(topic, "id: expected a non-empty string")
+    match body.get("cmd"):
+        case "time_sync":
+            raw = body.get("platform_time")
+            try:
+                moment = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+            except ValueError:
+                moment = None
+            if moment is None or moment.utcoffset() is None:
+                raise PayloadError(topic, "platform_time: expected ISO 8601 with an offset")
+            return TimeSync(command_id, moment)
+        case "pair":
+            return Pair(command_id, _device_to_pair(topic, body))
+        case "unpair":
+            address = body.get("address")
+            if not isinstance(address, str):
+                raise PayloadError(topic, "address: expected a string")
+            return Unpair(command_id, address.upper())
+        case "config":
+            settings = body.get("settings")
+            if not isinstance(settings, dict) or not settings:
+                raise PayloadError(topic, "settings: expected a non-empty object")
+            refused = sorted(set(settings) - CONFIGURABLE)
+            if refused:
+                raise PayloadError(topic, f"settings: not changeable remotely: {refused}")
+            return ConfigUpdate(command_id, settings)
+        case other:
+            raise PayloadError(topic, f"cmd: unknown command {_shown(other)}")
+
+
+def _device_to_pair(topic: str, body: dict[str, Any]) -> DeviceToPair:
+    address = body.get("address")
+    if not isinstance(address, str) or not _BLE_ADDRESS.fullmatch(address.upper()):
+        raise PayloadError(
+            topic, f"pair: address: expected 11:22:33:AA:BB:CC, got {_shown(address)}"
+        )
+    raw_kind = body.get("kind")
+    known = {k.value: k for k in codes.DeviceKind}
+    if not isinstance(raw_kind, str) or raw_kind not in known:
+        raise PayloadError(topic, f"pair: kind: one of {', '.join(known)}, not {_shown(raw_kind)}")
+    kind = known[raw_kind]
+    flags: dict[str, bool] = {}
+    for key in ("bond", "set_clock"):
+        if key in body:
+            flags[key] = _field(topic, body, key, bool)
+    return DeviceToPair(address.upper(), kind, **flags)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """A gateway's answer on ``up/reply``."""
+
+    id: str | None
+    """The command's; None when the command could not be read far enough to find it."""
+    ok: bool
+    error: str | None = None
+    restart: bool = False
+    """The gateway restarts to apply the change."""
+    gateway_time: datetime | None = None
+    """Of a ``time_sync``: the gateway's clock when it answered, and how far it is off."""
+    clock_offset_s: float | None = None
+
+
+def encode_reply(reply: CommandReply) -> bytes:
+    body: dict[str, Any] = {"v": WIRE_VERSION}
+    if reply.id is not None:
+        body["id"] = reply.id
+    body["ok"] = reply.ok
+    if reply.error is not None:
+        body["error"] = reply.error
+    if reply.restart:
+        body["restart"] = True
+    if reply.gateway_time is not None:
+        body["gateway_time"] = reply.gateway_time.isoformat()
+    if reply.clock_offset_s is not None:
+        body["clock_offset_s"] = reply.clock_offset_s
+    return json.dumps(body).encode()
+
+
+def decode_reply(topic: str, payload: bytes) -> CommandReply:
+    body = _load(topic, payload)
+    command_id = None if body.get("id") is None else _text(topic, body, "id", MAX_NAME_CHARS)
+    ok = _field(topic, body, "ok", bool)
+    error = None if body.get("error") is None else _field(topic, body, "error", str)
+    restart = body.get("restart", False) is True
+    gateway_time = None
+    if body.get("gateway_time") is not None:
+        raw = _field(topic, body, "gateway_time", str)
+        try:
+            gateway_time = datetime.fromisoformat(raw)
+        except ValueError:
+            raise PayloadError(topic, f"gateway_time: not ISO 8601: {_shown(raw)}") from None
+    offset = body.get("clock_offset_s")
+    if offset is not None and (
+        not isinstance(offset, int | float) or isinstance(offset, bool) or not isfinite(offset)
+    ):
+        raise PayloadError(topic, f"clock_offset_s: expected a number, got {_shown(offset)}")
+    return CommandReply(command_id, ok, error, restart, gateway_time, offset)
 
 
 #: Mosquitto ACL for the central broker: a home gateway (user name = gateway id) may publish

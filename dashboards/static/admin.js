@@ -63,7 +63,7 @@ addTexts({
     "device.unpair": "Fjern paring av {id}", "device.unpaired": "Paringen av {id} er fjernet.",
     "device.on": "{kind} · {patient} · {gateway}",
     "kind.blood_pressure": "Blodtrykksmåler", "kind.pulse_oximeter": "Pulsoksymeter",
-    "kind.thermometer": "Termometer", "kind.scale": "Vekt", "kind.glucose_meter": "Blodsukkermåler",
+    "kind.thermometer": "Termometer", "kind.weight_scale": "Vekt", "kind.glucose_meter": "Blodsukkermåler",
     "audit.filters": "Filtrer", "audit.actor": "Hvem (f.eks. user:2)", "audit.action": "Handling (f.eks. edit_care_plan)",
     "audit.patient": "Pasient-ID", "audit.outcome": "Utfall", "audit.outcome.any": "Alle",
     "audit.outcome.allowed": "Tillatt", "audit.outcome.denied": "Avvist",
@@ -137,7 +137,7 @@ addTexts({
     "device.unpair": "Unpair {id}", "device.unpaired": "{id} is unpaired.",
     "device.on": "{kind} · {patient} · {gateway}",
     "kind.blood_pressure": "Blood pressure monitor", "kind.pulse_oximeter": "Pulse oximeter",
-    "kind.thermometer": "Thermometer", "kind.scale": "Scale", "kind.glucose_meter": "Glucose meter",
+    "kind.thermometer": "Thermometer", "kind.weight_scale": "Scale", "kind.glucose_meter": "Glucose meter",
     "audit.filters": "Filter", "audit.actor": "Who (e.g. user:2)", "audit.action": "Action (e.g. edit_care_plan)",
     "audit.patient": "Patient id", "audit.outcome": "Outcome", "audit.outcome.any": "Any",
     "audit.outcome.allowed": "Allowed", "audit.outcome.denied": "Denied",
@@ -176,7 +176,7 @@ const PATHS = {
   waiting: `${F}/messages?state=pending&limit=200`,
 };
 const ROLES = ["nurse", "coordinator", "admin"];
-const KINDS = { blood_pressure: 528391, pulse_oximeter: 528388, thermometer: 528392, scale: 528399, glucose_meter: 528401 };
+const KINDS = { blood_pressure: 528391, pulse_oximeter: 528388, thermometer: 528392, weight_scale: 528399, glucose_meter: 528401 };
 
 const lists = {}; // "users" | "teams" | "gateways" | "devices" | "patients" | "audit" → rows
 const forms = {}; // form name → { field: value }

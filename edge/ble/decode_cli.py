@@ -43,9 +43,8 @@ from enum import Enum, IntFlag
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from edge.ble.characteristics import decode
-from edge.ble.fields import enum_fields
-from edge.ble.normalise import observations_for
+from edge.ble.gatt.fields import enum_fields
+from edge.ble.gatt.registry import decode, observations_for
 from tryggheim.errors import TryggheimError
 from tryggheim.wire import observation_to_dict
 

@@ -1,8 +1,7 @@
 """What the connection manager does with each kind of BLE health device: the service it
-advertises, the characteristics to subscribe to, and whether it keeps stored records that must
-be asked for (RACP). Decoding and normalising go through the shared UUID tables
-(:mod:`edge.ble.characteristics`, :func:`edge.ble.normalise.observations_for`), so a profile
-only names UUIDs.
+advertises, and whether it keeps stored records that must be asked for (RACP). What it
+subscribes to, and how each value is decoded and normalised, is the characteristic registry's
+(:mod:`edge.ble.gatt.registry`), so a new characteristic is registered there alone.
 
 Battery (0x2A19) and Current Time (0x2A2B) are optional on every kind: the reader uses them
 when the device exposes them.
@@ -12,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge.config import DeviceKind
+from edge.ble.gatt.registry import subscriptions
+from tryggheim.codes import DeviceKind
 
 BATTERY_SERVICE = 0x180F
 BATTERY_LEVEL = 0x2A19
@@ -31,11 +31,14 @@ class Profile:
     kind: DeviceKind
     service: int
     """The 16-bit UUID of the primary service the device advertises."""
-    subscribe: tuple[int, ...]
-    """Measurement characteristics to subscribe to, in this order, where the device has them
-    (a spot-check-only oximeter has no 0x2A5F). A device with none of them is misconfigured."""
     stored_records: bool = False
     """Records stay in the device until the gateway asks for them over RACP (0x2A52)."""
+
+    @property
+    def subscribe(self) -> tuple[int, ...]:
+        """Characteristics to subscribe to, in this order, where the device has them (a
+        spot-check-only oximeter has no 0x2A5F). A device with none of them is misconfigured."""
+        return subscriptions(self.kind)
 
     @property
     def services(self) -> list[str]:
@@ -46,19 +49,12 @@ class Profile:
 PROFILES: dict[DeviceKind, Profile] = {
     p.kind: p
     for p in (
-        # 0x2A36 Intermediate Cuff Pressure is only a progress display: not subscribed.
-        Profile(DeviceKind.BLOOD_PRESSURE, 0x1810, (0x2A35,)),
-        Profile(DeviceKind.WEIGHT_SCALE, 0x181D, (0x2A9D,)),
-        Profile(DeviceKind.THERMOMETER, 0x1809, (0x2A1C,)),
-        Profile(DeviceKind.PULSE_OXIMETER, 0x1822, (0x2A5E, 0x2A5F)),
-        # the context (0x2A34) before the RACP, so that a report finds every subscription ready
-        Profile(
-            DeviceKind.GLUCOSE_METER,
-            0x1808,
-            (0x2A18, 0x2A34, RECORD_ACCESS_CONTROL_POINT),
-            stored_records=True,
-        ),
-        Profile(DeviceKind.HEART_RATE, 0x180D, (0x2A37,)),
+        Profile(DeviceKind.BLOOD_PRESSURE, 0x1810),
+        Profile(DeviceKind.WEIGHT_SCALE, 0x181D),
+        Profile(DeviceKind.THERMOMETER, 0x1809),
+        Profile(DeviceKind.PULSE_OXIMETER, 0x1822),
+        Profile(DeviceKind.GLUCOSE_METER, 0x1808, stored_records=True),
+        Profile(DeviceKind.HEART_RATE, 0x180D),
     )
 }
-"""Every :class:`~edge.config.DeviceKind` has a profile (checked by the tests)."""
+"""Every :class:`~tryggheim.codes.DeviceKind` has a profile (checked by the tests)."""

@@ -2,10 +2,10 @@
 them by their profile (:mod:`edge.ble.profiles`), turn every value into Observations and hand
 them to the outbox.
 
-This is thin I/O around the pure parts (:mod:`edge.ble.characteristics`,
-:mod:`edge.ble.normalise`, :mod:`edge.ble.racp`, :mod:`edge.ble.current_time`) and uses only
-bleak's public API, so on a Raspberry Pi it runs on BlueZ (``scanner_backend`` /
-``client_backend`` = ``None``) and in tests on the bumble backend.
+This is thin I/O around the pure parts (:mod:`edge.ble.gatt`: the registry of decoders and
+normalisers, RACP, Current Time) and uses only bleak's public API, so on a Raspberry Pi it runs
+on BlueZ (``scanner_backend`` / ``client_backend`` = ``None``) and in tests on the bumble
+backend.
 
 How it behaves, and why:
 
@@ -83,11 +83,18 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError, BleakGATTProtocolError, BleakGATTProtocolErrorCode
 
 from edge.adjustments import InputAdjustments, Reason, Source
-from edge.ble import characteristics
-from edge.ble.battery import BatteryLevel
-from edge.ble.current_time import AdjustReason, decode_current_time, encode_current_time
-from edge.ble.glucose import GlucoseMeasurement, GlucoseMeasurementContext
-from edge.ble.normalise import alterations, glucose_observations, observations_for
+from edge.ble.gatt import registry
+from edge.ble.gatt.battery import BatteryLevel
+from edge.ble.gatt.current_time import AdjustReason, decode_current_time, encode_current_time
+from edge.ble.gatt.glucose import GlucoseMeasurement, GlucoseMeasurementContext
+from edge.ble.gatt.normalise import alterations, glucose_observations
+from edge.ble.gatt.racp import (
+    GeneralResponse,
+    NumberOfStoredRecordsResponse,
+    RacpResponse,
+    ResponseCode,
+    encode_report_stored_records,
+)
 from edge.ble.profiles import (
     BATTERY_LEVEL,
     CURRENT_TIME,
@@ -96,14 +103,8 @@ from edge.ble.profiles import (
     Profile,
     uuid128,
 )
-from edge.ble.racp import (
-    GeneralResponse,
-    NumberOfStoredRecordsResponse,
-    RacpResponse,
-    ResponseCode,
-    encode_report_stored_records,
-)
-from edge.config import DeviceKind, DeviceSettings
+from edge.config import DeviceSettings
+from tryggheim.codes import DeviceKind
 from tryggheim.domain import Observation
 from tryggheim.errors import DecodeError
 
@@ -517,7 +518,7 @@ class _Session:
         received_at = reader._clock()
         self.status.last_seen = received_at
         try:
-            decoded = characteristics.decode(uuid16, bytes(data))
+            decoded = registry.decode(uuid16, bytes(data))
         except DecodeError as error:
             self._decode_error(uuid16, data, error)
             return
@@ -530,7 +531,7 @@ class _Session:
         if isinstance(decoded, GlucoseMeasurement | GlucoseMeasurementContext):
             self._on_glucose(decoded, received_at)
             return
-        observations = observations_for(
+        observations = registry.observations_for(
             uuid16,
             decoded,
             gateway_id=reader.gateway_id,
@@ -607,7 +608,7 @@ class _Session:
         then = partial(reader._state.set_last_sequence_number, self.address, record.sequence_number)
         reader._queue.put_nowait(_Handover(observations, then))
 
-    def _on_racp(self, response: characteristics.Decoded) -> None:
+    def _on_racp(self, response: registry.Decoded) -> None:
         pending = self.racp_response
         if (
             pending is None

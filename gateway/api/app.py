@@ -34,6 +34,8 @@ from gateway.api.deps import (
 )
 from gateway.api.errors import document_errors, install_error_handlers, invalid_query
 from gateway.api.routes.alarms import alarms_router
+from gateway.api.routes.fhir import fhir_router
+from gateway.api.routes.fhir_queue import fhir_outbound_router
 from gateway.api.routes.hl7 import hl7_router
 from gateway.api.routes.nurse import nurse_router
 from gateway.api.routes.registry import registry_router
@@ -48,8 +50,6 @@ from gateway.api.schemas import (
 from gateway.auth import Action, BearerVerifier, policy
 from gateway.auth.sessions import RefreshSessions
 from gateway.auth.web import token_router
-from gateway.fhir.admin_api import fhir_outbound_router
-from gateway.fhir.api import fhir_router
 from gateway.live.events import EventBus
 from gateway.observability import Probes, database_reachable, platform_problems
 from gateway.records.models import ObservationRow

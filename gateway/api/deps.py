@@ -74,6 +74,14 @@ def get_events(request: Request) -> EventBus:
 #: 422 rather than a database error.
 PathId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 QueryId = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
+NewestFirst = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
+
+ADMINISTRATION = "administration"
+"""The audit purpose of municipality IT looking at queues and registers."""
+QUEUE_ACTION_ERRORS: dict[int | str, dict[str, str]] = {
+    404: {"description": "no such message (or another tenant's)"},
+    409: {"description": "the message is not parked"},
+}
 
 Store = Annotated[RecordStore, Depends(get_store)]
 Registered = Annotated[Registry, Depends(get_registry)]

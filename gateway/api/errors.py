@@ -30,11 +30,12 @@ from gateway.api.deps import (
     NotVisible,
     api_stats,
 )
+from gateway.api.routes.fhir import FhirRequestError, operation_outcome
 from gateway.api.schemas import MAX_ROW_ID, Problem
 from gateway.auth import AuthError, PermissionDenied
 from gateway.auth.web import auth_headers
-from gateway.fhir.api import FhirRequestError, operation_outcome
 from gateway.fhir.terminology import FHIR_JSON
+from gateway.records.queues import QueuedMessageNotFound, QueuedMessageNotParked
 from gateway.registry.broker_credentials import BrokerUserTaken
 from gateway.registry.privacy import UnknownPatient
 from gateway.registry.service import NotFound, RegistryError
@@ -190,6 +191,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(AlarmTransitionError, typed(409))
     app.add_exception_handler(BrokerUserTaken, typed(409))
+    app.add_exception_handler(QueuedMessageNotFound, typed(404))
+    app.add_exception_handler(QueuedMessageNotParked, typed(409))
     # A GDPR export or erasure that lost a race with an erasure: the patient is gone.
     app.add_exception_handler(UnknownPatient, typed(404))
 

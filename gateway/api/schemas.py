@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    WithJsonSchema,
+)
 
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.alarms.book import history_of
@@ -20,16 +28,38 @@ from tryggheim.wire import GATEWAY_ID_PATTERN
 if TYPE_CHECKING:
     from gateway.registry.service import DevicePlace
 
-DeviceKindName = Literal[
-    "blood_pressure", "pulse_oximeter", "thermometer", "scale", "glucose_meter"
+
+def _kind_by_old_name(value: object) -> object:
+    """``scale``: this API's name of a weight scale until the platform and the edge shared one
+    set of kind names (2026-12); admin tools of that time may still send it."""
+    return codes.DeviceKind.WEIGHT_SCALE if value == "scale" else value
+
+
+def profile_of(kind: codes.DeviceKind) -> codes.DeviceProfile:
+    """The IEEE 11073 profile the registry stores for a paired device of this kind."""
+    if kind.profile is None:
+        raise ValueError(f"{kind.value} has no IEEE 11073 device profile: it cannot be paired")
+    return kind.profile
+
+
+def _pairable(kind: codes.DeviceKind) -> codes.DeviceKind:
+    profile_of(kind)
+    return kind
+
+
+#: A kind of medical device the registry can pair: one with an IEEE 11073 profile.
+PairableKind = Annotated[
+    codes.DeviceKind,
+    BeforeValidator(_kind_by_old_name),
+    AfterValidator(_pairable),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [k.value for k in codes.DeviceKind if k.profile is not None],
+            "description": "The old name `scale` is accepted for `weight_scale`.",
+        }
+    ),
 ]
-DEVICE_PROFILES: dict[str, codes.DeviceProfile] = {
-    "blood_pressure": codes.DeviceProfile.BLOOD_PRESSURE,
-    "pulse_oximeter": codes.DeviceProfile.PULSE_OXIMETER,
-    "thermometer": codes.DeviceProfile.THERMOMETER,
-    "scale": codes.DeviceProfile.SCALE,
-    "glucose_meter": codes.DeviceProfile.GLUCOSE_METER,
-}
 
 
 class ObservationOut(BaseModel):
@@ -296,7 +326,7 @@ class DeviceIn(_In):
     device_id: str = Field(min_length=1, max_length=64)
     patient_id: RowId
     gateway_id: str = Field(pattern=_GATEWAY_ID)
-    kind: DeviceKindName
+    kind: PairableKind
 
 
 class DeviceOut(BaseModel):
@@ -361,7 +391,7 @@ class AlarmOut(BaseModel):
         names = names or {}
         kind = None
         if place is not None:
-            kind = place.sensor_kind or KIND_OF_PROFILE.get(place.profile or "")
+            kind = place.sensor_kind or codes.DeviceKind.of_profile(place.profile or "")
         history = history_of(row)
         taker = taken_by(history)
         return cls(
@@ -473,7 +503,7 @@ class PatientDeviceOut(BaseModel):
 
     device_id: str
     gateway_id: str
-    kind: DeviceKindName | None
+    kind: codes.DeviceKind | None
     """Of a paired medical device; a home sensor has none (see ``codes``)."""
     sensor_kind: str | None = None
     """Of a home sensor, from its gateway's sensor map (``motion``, ``door``, ``fall`` …)."""
@@ -495,12 +525,6 @@ class PatientDeviceOut(BaseModel):
     gateway_online: bool | None
     """The home gateway's last status (None: never reported)."""
     gateway_status_at: datetime | None
-
-
-#: A paired device's profile code → its kind name (the reverse of DEVICE_PROFILES).
-KIND_OF_PROFILE: dict[str, DeviceKindName] = {
-    profile.value: cast(DeviceKindName, kind) for kind, profile in DEVICE_PROFILES.items()
-}
 
 
 def escalated_to(row: AlarmRow) -> str | None:

@@ -53,8 +53,8 @@ from gateway.fhir.transport_settings import (
     FhirDestinationSettings,
     FhirOutboundSettings,
 )
-from gateway.hl7.outbound.sending import backoff
 from gateway.records.models import FhirDestination, FhirMessage, FhirMessageState
+from gateway.records.queues import backoff
 from gateway.records.store import RecordStore
 from tryggheim.aio import wait_event
 from tryggheim.errors import TryggheimError

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.fhir.transport_settings import DestinationKind
 from gateway.records.models import AlarmRow, FhirDestination, FhirMessage, FhirMessageState
-from tryggheim.errors import TryggheimError
+from gateway.records.queues import QueuedMessageNotFound, QueuedMessageNotParked
 
 if TYPE_CHECKING:  # the store imports the alarm book, which imports this module
     from gateway.records.store import RecordStore
@@ -65,21 +65,6 @@ class DestinationStatus:
     last_success_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
-
-
-class MessageNotFound(TryggheimError):
-    def __init__(self, message_id: int) -> None:
-        self.message_id = message_id
-        super().__init__(f"no FHIR message {message_id}", hint="list them with ?state=parked")
-
-
-class MessageNotParked(TryggheimError):
-    def __init__(self, message_id: int, state: str) -> None:
-        self.message_id = message_id
-        self.state = state
-        super().__init__(
-            f"FHIR message {message_id} is {state}", hint="only a parked one can be requeued"
-        )
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -156,9 +141,9 @@ async def requeue_parked(
             .with_for_update()
         )
         if row is None:
-            raise MessageNotFound(message_id)
+            raise QueuedMessageNotFound("FHIR", message_id)
         if row.state != FhirMessageState.PARKED:
-            raise MessageNotParked(message_id, row.state)
+            raise QueuedMessageNotParked("FHIR", message_id, row.state)
         row.state = FhirMessageState.PENDING
         row.settled_at = None
         row.next_attempt_at = now

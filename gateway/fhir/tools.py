@@ -26,8 +26,7 @@ from gateway.fhir.resources import (
 )
 from gateway.fhir.settings import FhirProfiles, Organisation
 from gateway.fhir.validation import Problem, validate
-from hl7.oru import device_profile_for
-from hl7.tools import read_observations
+from gateway.hl7.outbound.compose import device_profile_for, read_observations
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError
 

@@ -32,8 +32,6 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as SQLTimeoutError
 
-from gateway.api.schemas import AlarmOut, ObservationOut
-from gateway.live.events import EventBus, alarm_event, observation_event
 from gateway.observability import PlatformMetrics
 from gateway.records.store import CommitResult, OutboxKey, RecordStore
 from tryggheim.errors import ConnectionLost, PayloadError
@@ -57,25 +55,6 @@ from tryggheim.wire import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def publish_commit(events: EventBus, result: CommitResult) -> None:
-    """Put a commit on the live stream: each patient's new values, and each alarm it raised or
-    changed, carrying the data itself (the nurse app applies it without asking again)."""
-    by_patient: dict[int, list[dict[str, object]]] = {}
-    for stored in result.inserted:
-        if stored.patient_id is not None:
-            obs = stored.observation
-            by_patient.setdefault(stored.patient_id, []).append(
-                ObservationOut.of_observation(obs, obs.seq or 0, str(obs.value)).model_dump(
-                    mode="json"
-                )
-            )
-    for patient_id, observations in by_patient.items():
-        events.publish(observation_event(patient_id, result.scopes[patient_id], observations))
-    for alarm in result.alarms:
-        shown = AlarmOut.of(alarm).model_dump(mode="json")
-        events.publish(alarm_event(alarm, result.scopes[alarm.patient_id], shown))
 
 
 STORE_RETRY_PAUSE_S = 1.0
@@ -165,7 +144,6 @@ class IngestWorker:
         self,
         settings: MqttSettings,
         store: RecordStore,
-        events: EventBus,
         *,
         client_id: str,
         on_commit: Callable[[CommitResult], None] | None = None,
@@ -173,7 +151,6 @@ class IngestWorker:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._events = events
         self.client_id = client_id
         self._on_commit = on_commit
         self._metrics = metrics
@@ -366,7 +343,8 @@ class IngestWorker:
     async def _committed(
         self, mqtt: MqttSession, result: CommitResult, started: float, received_at: float
     ) -> None:
-        """Tell the edges and everyone else what one transaction committed."""
+        """Tell the edges and everyone else what one transaction committed (its domain events
+        went on the live stream as it committed: the record store's unit of work)."""
         self.stats.observations_new += len(result.inserted)
         self.stats.seq_jumps += len(result.seq_jumps)
         for key, items in result.rejected.items():
@@ -406,7 +384,6 @@ class IngestWorker:
                 for key, seq in result.committed.items()
             )
         )
-        publish_commit(self._events, result)
         if self._metrics is not None:
             done = time.monotonic()
             self._metrics.commit_seconds.observe(done - started)

@@ -1,4 +1,6 @@
-"""Fan-out of live changes (new observations, alarm changes) to API streams.
+"""Fan-out of live changes (new observations, alarm changes, patients registered) to API
+streams. Domain events come here from one publisher only (:mod:`gateway.live.publisher`, fed
+by the record store's unit of work after each commit).
 
 Each subscriber gets its own bounded queue; a subscriber too slow to keep up is dropped (its
 stream ends and the browser reconnects and reloads) rather than slowing ingest down.
@@ -165,6 +167,16 @@ def alarm_event(
         "severity": row.severity,
         "escalation_level": row.escalation_level,
         "device_id": row.device_id,
+    }
+
+
+def patient_event(patient_id: int, scope: PatientScope) -> dict[str, Any]:
+    """A patient was registered (or taken in again): a list that shows her may load again."""
+    return {
+        "type": "patient",
+        "patient_id": patient_id,
+        "tenant_id": scope.tenant_id,
+        "care_team_id": scope.care_team_id,
     }
 
 

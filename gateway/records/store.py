@@ -14,8 +14,8 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -46,6 +46,7 @@ from gateway.records.models import (
     RejectedObservation,
     stored_observation,
 )
+from gateway.records.unit_of_work import AlarmChanged, ObservationsStored, UnitOfWork, record
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.wire import (
@@ -211,7 +212,9 @@ class RecordStore:
             sync_engine: Engine = self.engine.sync_engine
             event.listen(sync_engine, "connect", _sqlite_pragmas)
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.unit_of_work = UnitOfWork(async_sessionmaker(self.engine, expire_on_commit=False))
+        """Every transaction's domain events go, after its commit, to its ``handler`` (set by
+        the composition root: the live stream's publisher)."""
         self.alarms = AlarmBook()
         self._heartbeats_evaluated: dict[str, datetime] = {}
         """When each home gateway's status was last fed to the alarm engine (this process)."""
@@ -235,10 +238,10 @@ class RecordStore:
             await connection.execute(pragma)
         return connection
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
-            yield session
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction, as a unit of work: what it records with
+        :func:`~gateway.records.unit_of_work.record` is published once it has committed."""
+        return self.unit_of_work.begin()
 
     async def lock_hl7_queue(self, s: AsyncSession) -> None:
         """Serialise, until ``s`` ends, the transactions that add messages to the outbound HL7
@@ -372,6 +375,7 @@ class RecordStore:
         ]
         inserted: list[tuple[OutboxKey, StoredObservation]] = []
         owners: dict[tuple[str, str], Patient] = {}
+        by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
             stored = await self._insert_observations(s, observations, owners, now)
@@ -383,6 +387,8 @@ class RecordStore:
                     continue
                 owner = owners.get((obs.gateway_id, obs.device_id))
                 inserted.append((key, StoredObservation(obs, owner.id if owner else None)))
+                if owner is not None:
+                    by_patient.setdefault(owner.id, []).append(obs)
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
                 assert obs.seq is not None
                 refused.setdefault(key, {})[obs.seq] = RejectedItem(
@@ -408,15 +414,9 @@ class RecordStore:
                 key = OutboxKey(report.gateway_id, report.epoch)
                 passed[key] = (passed.get(key, caught_up)[0], caught_up.mark)
                 committed[key], lost[key] = caught_up.mark, caught_up.lost
-        if from_edges:
-            by_patient = await self._in_seq_order(s, inserted, passed)
-        else:
-            by_patient = {}
-            for _, new in inserted:
-                if new.patient_id is not None:
-                    by_patient.setdefault(new.patient_id, []).append(new.observation)
-        alarms = await self.alarms.observe(s, by_patient, now)
-        for patient_id in by_patient.keys() - scopes.keys():
+        fed = await self._in_seq_order(s, inserted, passed) if from_edges else by_patient
+        alarms = await self.alarms.observe(s, fed, now)
+        for patient_id in fed.keys() - scopes.keys():
             # Evaluated now, stored by an earlier transaction: the alarm engine has it locked.
             owner = await s.get_one(Patient, patient_id)
             scopes[patient_id] = PatientScope(owner.tenant_id, owner.care_team_id)
@@ -436,6 +436,11 @@ class RecordStore:
             if patient is not None:
                 alarms += changed
                 scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
+        record(
+            s,
+            *(ObservationsStored(p, scopes[p], tuple(new)) for p, new in by_patient.items()),
+            *(AlarmChanged(alarm, scopes[alarm.patient_id]) for alarm in alarms),
+        )
         return CommitResult(
             committed,
             tuple(new for _, new in inserted),
@@ -778,6 +783,7 @@ class RecordStore:
             row = await self.alarms.act(s, alarm_id, action, by, now, note)
             patient = await s.get(Patient, row.patient_id)
             assert patient is not None  # the foreign key guarantees it
+            record(s, AlarmChanged(row, PatientScope(patient.tenant_id, patient.care_team_id), by))
             return row, patient
 
     async def _record_status(
@@ -826,22 +832,26 @@ class RecordStore:
         for start in range(0, len(ids), chunk):
             async with self.session() as s:
                 rows = await self.alarms.tick(s, ids[start : start + chunk], now)
-                changed += await self._scoped(s, rows)
+                changed += await self._engine_changed(s, rows)
             await asyncio.sleep(0)
         return changed
 
     async def escalate_alarms(self, now: datetime) -> list[tuple[AlarmRow, PatientScope]]:
         async with self.session() as s:
-            return await self._scoped(s, await self.alarms.escalate_due(s, now))
+            return await self._engine_changed(s, await self.alarms.escalate_due(s, now))
 
-    async def _scoped(
+    async def _engine_changed(
         self, s: AsyncSession, rows: Sequence[AlarmRow]
     ) -> list[tuple[AlarmRow, PatientScope]]:
+        """Alarms the engine changed in ``s``, with their patients' scopes, recorded as
+        domain events."""
         scoped = []
         for row in rows:
             patient = await s.get(Patient, row.patient_id)
             assert patient is not None
-            scoped.append((row, PatientScope(patient.tenant_id, patient.care_team_id)))
+            scope = PatientScope(patient.tenant_id, patient.care_team_id)
+            record(s, AlarmChanged(row, scope))
+            scoped.append((row, scope))
         return scoped
 
     async def alarm(self, alarm_id: int) -> AlarmRow:

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.api.schemas import DEVICE_PROFILES, DeviceKindName
+from gateway.api.schemas import PairableKind, profile_of
 from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import RecordStore
 from gateway.registry import service as registered
@@ -22,7 +22,7 @@ from tryggheim.config import load_settings
 class DeviceEntry(BaseModel):
     device_id: str = Field(min_length=1, max_length=64)
     gateway_id: str = Field(min_length=1, max_length=64)
-    kind: DeviceKindName
+    kind: PairableKind
 
 
 class PatientEntry(BaseModel):
@@ -63,7 +63,7 @@ async def provision(store: RecordStore, registry: Registry) -> int:
                 device_id=device.device_id.upper(),
                 patient_id=patient_id,
                 gateway_id=device.gateway_id,
-                profile=DEVICE_PROFILES[device.kind],
+                profile=profile_of(device.kind),
             )
         if entry.care_team is not None:
             team_id = await records.team_named(DEFAULT_TENANT, entry.care_team)

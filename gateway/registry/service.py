@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from gateway.alarms.careplan import CarePlan
 from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
+from gateway.live.events import PatientScope
 from gateway.records.models import (
     AlarmRow,
     AuditEntry,
@@ -31,6 +32,7 @@ from gateway.records.models import (
     user_teams,
 )
 from gateway.records.store import RecordStore
+from gateway.records.unit_of_work import PatientRegistered, record
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
 
@@ -407,11 +409,17 @@ class Registry:
 
     async def create_patient(self, tenant_id: str, **fields: object) -> Patient:
         team_id = fields.get("care_team_id")
-        async with self._store.session() as s:
-            if isinstance(team_id, int):
-                await self._team(s, tenant_id, team_id)
         patient = Patient(tenant_id=tenant_id, care_plan="{}", **fields)
-        await self._add(patient, "patient with national id", fields.get("national_id"))
+        try:
+            async with self._store.session() as s:
+                if isinstance(team_id, int):
+                    await self._team(s, tenant_id, team_id)
+                s.add(patient)
+                await s.flush()
+                scope = PatientScope(tenant_id, patient.care_team_id)
+                record(s, PatientRegistered(patient.id, scope))
+        except IntegrityError:
+            raise Conflict("patient with national id", fields.get("national_id")) from None
         return patient
 
     async def update_patient(self, tenant_id: str, patient_id: int, **fields: object) -> Patient:

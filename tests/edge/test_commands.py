@@ -19,20 +19,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 from servers import BrokerFixture, tail
 
-from edge.commands import (
+from edge.commands import apply, with_overrides
+from edge.config import EdgeSettings
+from firmware_sim.ble.radio import VirtualRadio
+from tryggheim.codes import DeviceKind
+from tryggheim.errors import ConfigError, PayloadError
+from tryggheim.mqtt import MqttSession
+from tryggheim.wire import (
+    Command,
     ConfigUpdate,
+    DeviceToPair,
     Pair,
     TimeSync,
     Unpair,
-    apply,
+    cmd_topic,
     decode_command,
-    with_overrides,
+    encode_command,
+    reply_topic,
+    status_topic,
 )
-from edge.config import DeviceKind, EdgeSettings
-from firmware_sim.ble.radio import VirtualRadio
-from tryggheim.errors import ConfigError, PayloadError
-from tryggheim.mqtt import MqttSession
-from tryggheim.wire import cmd_topic, reply_topic, status_topic
 
 TOPIC = cmd_topic(GATEWAY)
 
@@ -134,18 +139,22 @@ async def test_commands_over_the_broker_to_a_running_agent(
                         if message.topic == topic and check(body):
                             return body
 
-            async def command(**body: object) -> dict[str, Any]:
-                await platform.publish(TOPIC, _command(**body))
+            async def command(sent: Command | bytes) -> dict[str, Any]:
+                """Sent as the platform encodes it, or as raw bytes."""
+                payload = sent if isinstance(sent, bytes) else encode_command(sent)
+                await platform.publish(TOPIC, payload)
                 return await next_on(reply_topic(GATEWAY))
 
             await edge.start()
             try:
                 await next_on(status_topic(GATEWAY), lambda b: b["state"] == "online")
                 skewed = datetime.now(UTC) - timedelta(seconds=42)
-                reply = await command(cmd="time_sync", platform_time=skewed.isoformat())
+                reply = await command(TimeSync("c1", skewed))
                 assert reply["ok"] and 41 < reply["clock_offset_s"] < 60
 
-                reply = await command(cmd="pair", address="C0:10:00:00:00:09", kind="thermometer")
+                reply = await command(
+                    Pair("c1", DeviceToPair("C0:10:00:00:00:09", DeviceKind.THERMOMETER))
+                )
                 assert reply == {"v": 1, "id": "c1", "ok": True, "restart": True}
                 status = await next_on(
                     status_topic(GATEWAY), lambda b: "C0:10:00:00:00:09" in b.get("devices", {})
@@ -166,10 +175,10 @@ async def test_commands_over_the_broker_to_a_running_agent(
                 shown = json.loads((await show.communicate())[0])
                 assert shown["devices"]["C0:10:00:00:00:09"]["kind"] == "thermometer"
 
-                reply = await command(cmd="config", settings={"uplink": {"port": 1}})
+                reply = await command(_command(cmd="config", settings={"uplink": {"port": 1}}))
                 assert not reply["ok"] and "not changeable" in reply["error"]
 
-                reply = await command(cmd="unpair", address="C0:10:00:00:00:09")
+                reply = await command(Unpair("c1", "C0:10:00:00:00:09"))
                 assert reply["ok"]
                 await next_on(
                     status_topic(GATEWAY),

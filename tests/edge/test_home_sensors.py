@@ -20,6 +20,7 @@ from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from tryggheim.apps.broker import MosquittoServer
 from tryggheim.mqtt import MqttSession, MqttSettings
+from tryggheim.wire import status_to_json
 
 
 def _mqtt(server: MosquittoServer, user: str) -> MqttSettings:
@@ -92,11 +93,11 @@ async def test_sensor_messages_reach_the_record_store(
             ("TRY_EVT_MOTION", "1"),
         ]
         assert (sensors.stats.malformed, sensors.stats.unmapped) == (1, 1)
-        assert agent.describe("running")["input_adjustments"] == {
+        assert status_to_json(agent.describe("running"))["input_adjustments"] == {
             "zigbee2mqtt": {"malformed": 1, "unmapped_sensor": 1, "wrong_type": 1}
         }
         # where each sensor is, for the platform to name it (issue 16)
-        assert agent.describe("running")["sensor_map"] == [
+        assert status_to_json(agent.describe("running"))["sensor_map"] == [
             {"device_id": "z2m:front_door", "kind": "door", "room": "hall"},
             {"device_id": "z2m:pendant", "kind": "fall", "room": "anywhere"},
             {"device_id": "z2m:bathroom_radar", "kind": "fall", "room": "bathroom"},

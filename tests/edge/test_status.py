@@ -16,9 +16,9 @@ from delivery import GATEWAY, mqtt_settings, readings
 from servers import BrokerFixture
 
 from edge.outbox import Outbox
-from edge.status import EdgeAlarm, edge_status
+from edge.status import edge_status
 from tryggheim.mqtt import MqttSession
-from tryggheim.wire import status_topic
+from tryggheim.wire import EdgeAlarm, status_topic
 
 EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "edge.toml"
 

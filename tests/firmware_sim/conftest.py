@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sim_helpers import Inbox
 
-from edge.ble.bumble_backend import BumbleBackend, bumble_backend
+from edge.ble.backends.bumble import BumbleBackend, bumble_backend
 from firmware_sim.ble.radio import VirtualRadio
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from bleak import BleakClient, BleakScanner
 from sim_helpers import Inbox, uuid16
 
-from edge.ble.bumble_backend import BumbleBackend
+from edge.ble.backends.bumble import BumbleBackend
 from firmware_sim.ble.clock import DeviceClock
 from firmware_sim.ble.encode import (
     TemperatureType,

@@ -14,7 +14,7 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakGATTProtocolError
 from sim_helpers import Inbox, uuid16
 
-from edge.ble.bumble_backend import BumbleBackend
+from edge.ble.backends.bumble import BumbleBackend
 from firmware_sim.ble.encode import (
     GlucoseSensorStatus,
     Meal,

@@ -12,7 +12,7 @@ from bleak import BleakClient
 from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
 from sim_helpers import Inbox, uuid16
 
-from edge.ble.bumble_backend import BumbleBackend
+from edge.ble.backends.bumble import BumbleBackend
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.clock import DeviceClock
 from firmware_sim.ble.encode import (

@@ -18,6 +18,7 @@ from cryptography import x509
 from delivery import GATEWAY, mqtt_settings, running
 from prometheus_client.parser import text_string_to_metric_families
 from servers import BrokerFixture
+from tlsutil import make_test_ca
 
 from gateway.observability import PlatformProblem, StoreSnapshot, platform_problems
 from gateway.records.models import DEFAULT_TENANT
@@ -27,7 +28,6 @@ from gateway.settings import GatewaySettings, Hl7Settings
 from hl7.ack import AckCode, build_ack
 from hl7.mllp import MLLPServer, ReceivedMessage
 from tryggheim.apps.broker import TlsFiles, find_free_port
-from tryggheim.apps.tlsutil import make_test_ca
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession

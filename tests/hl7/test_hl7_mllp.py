@@ -17,15 +17,13 @@ import pytest
 from chain import until
 from hypothesis import given
 from hypothesis import strategies as st
+from tlsutil import make_test_ca
 
 from hl7.ack import Ack, AckCode, build_ack, encode_ack, parse_ack
 from hl7.errors import FrameTooLargeError, MLLPTimeoutError
 from hl7.gp_peer import GPEndpoint
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, ReceivedMessage, encode_frame
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01
-from tryggheim.apps.tlsutil import make_test_ca
-from tryggheim.codes import DeviceProfile
-from tryggheim.domain import Observation
+from hl7.oru import CodedValue, DeviceRef, NumericObservation, PatientRef, build_oru_r01
 from tryggheim.errors import ConnectionLost
 
 SB, EB = b"\x0b", b"\x1c\x0d"
@@ -118,12 +116,16 @@ def test_arbitrary_bytes_raise_only_the_typed_error(chunks: list[bytes]) -> None
 # ---------------------------------------------------------------- loopback I/O
 
 WHEN = dt.datetime(2025, 3, 1, 8, 15, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-CUFF = DeviceRef("C0:10:00:00:00:01", DeviceProfile.BLOOD_PRESSURE)
+CUFF = DeviceRef("C0:10:00:00:00:01", CodedValue("528391", "MDC_DEV_SPEC_PROFILE_BPM", "MDC"))
 
 
 def _oru(control_id: str, note: str = "") -> str:
-    systolic = Observation(
-        "gw", CUFF.device_id, "ble:2A35", "MDC_PRESS_BLD_NONINV_SYS", Decimal("120"), "mm[Hg]", WHEN
+    systolic = NumericObservation(
+        CodedValue("150021", "MDC_PRESS_BLD_NONINV_SYS", "MDC"),
+        Decimal("120"),
+        CodedValue("266016", "MDC_DIM_MMHG", "MDC"),
+        CodedValue("mm[Hg]", "mm[Hg]", "UCUM"),
+        WHEN,
     )
     message = build_oru_r01(
         patient=PatientRef("15076500565", "Ødegård", "Kari"),

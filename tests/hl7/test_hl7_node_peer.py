@@ -43,12 +43,13 @@ from servers import require_binary
 from sqlalchemy import select
 
 from gateway.hl7.inbound.service import serve_hl7
+from gateway.hl7.outbound.compose import measurement_session
 from gateway.records.models import Hl7Inbound, ObservationRow, Patient
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7ListenSettings
 from hl7.ack import AckCode, parse_ack
 from hl7.mllp import END_BLOCK, START_BLOCK, MLLPClient, MLLPDecoder, MLLPServer, encode_frame
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01
+from hl7.oru import PatientRef, build_oru_r01
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 
@@ -319,15 +320,20 @@ def our_oru(control_id: str) -> str:
     def obs(code: str, value: str, unit: str) -> Observation:
         return Observation("gw-1", CUFF, "ble:2A35", code, Decimal(value), unit, MEASURED)
 
-    return build_oru_r01(
-        patient=KARI,
-        observations=[
+    device, metrics = measurement_session(
+        [
             obs("MDC_PRESS_BLD_NONINV_SYS", "120", "mm[Hg]"),
             obs("MDC_PRESS_BLD_NONINV_DIA", "80", "mm[Hg]"),
             obs("MDC_PRESS_BLD_NONINV_MEAN", "93", "mm[Hg]"),
             obs("MDC_PULS_RATE_NON_INV", "64", "{beat}/min"),
         ],
-        device=DeviceRef(CUFF, DeviceProfile.BLOOD_PRESSURE),
+        CUFF,
+        DeviceProfile.BLOOD_PRESSURE,
+    )
+    return build_oru_r01(
+        patient=KARI,
+        observations=metrics,
+        device=device,
         sending_app="TRYGGHEIM",
         sending_facility="Bergen kommune",
         receiving_app="EPJ",

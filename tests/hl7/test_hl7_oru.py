@@ -1,8 +1,10 @@
-"""hl7.oru: the IHE PCD-01 ORU^R01 of one blood-pressure session, golden text + hl7apy."""
+"""hl7.oru: the IHE PCD-01 ORU^R01 of one blood-pressure session, golden text + hl7apy. The
+platform's Observations reach it through the one mapping (gateway.hl7.outbound.compose)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -13,16 +15,10 @@ from hl7apy.parser import parse_segment as hl7apy_parse_segment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.hl7.outbound.compose import device_profile_for, measurement_session
 from hl7.errors import OruBuildError
 from hl7.message import parse_message
-from hl7.oru import (
-    AbnormalFlag,
-    DeviceRef,
-    PatientRef,
-    build_oru_r01,
-    device_profile_for,
-    eui64,
-)
+from hl7.oru import AbnormalFlag, PatientRef, build_oru_r01, eui64
 from hl7.oru_inbound import decode_oru
 from hl7.strict import StrictValidationError, validate_strictly
 from tryggheim.codes import DeviceProfile
@@ -33,7 +29,17 @@ MEASURED = datetime(2025, 3, 1, 8, 15, 0, tzinfo=OSLO_WINTER)
 NOW = datetime(2025, 3, 1, 8, 16, 30, tzinfo=OSLO_WINTER)
 CUFF = "C0:10:00:00:00:01"
 KARI = PatientRef("15076500565", "Ødegård", "Kari", date(1965, 7, 15))
-BPM = DeviceRef(CUFF, DeviceProfile.BLOOD_PRESSURE)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """The device of a session, as the registry knows it."""
+
+    device_id: str
+    profile: DeviceProfile
+
+
+BPM = Measured(CUFF, DeviceProfile.BLOOD_PRESSURE)
 
 
 def _obs(code: str, value: str, unit: str, flags: tuple[str, ...] = ()) -> Observation:
@@ -51,22 +57,24 @@ SESSION = (
 def _build(
     observations: Sequence[Observation] = SESSION,
     patient: PatientRef = KARI,
-    device: DeviceRef = BPM,
+    device: Measured = BPM,
     control_id: str = "TRY000001",
     now: datetime = NOW,
     abnormal: Mapping[str, AbnormalFlag] | None = None,
 ) -> str:
+    measured_by, metrics = measurement_session(
+        observations, device.device_id, device.profile, abnormal
+    )
     return build_oru_r01(
         patient=patient,
-        observations=observations,
-        device=device,
+        observations=metrics,
+        device=measured_by,
         sending_app="TRYGGHEIM",
         sending_facility="Bergen kommune",
         receiving_app="EPJ",
         receiving_facility="Fjellsiden lk",
         control_id=control_id,
         now=now,
-        abnormal=abnormal,
     )
 
 
@@ -100,7 +108,7 @@ GOLDEN = "\r".join(
 def test_glucose_obx_names_its_sample_type() -> None:
     # issue 14: a plasma-calibrated meter's reading goes out under its own MDC code
     plasma = _obs("MDC_CONC_GLU_CAPILLARY_PLASMA", "6.1", "mmol/L", ("meal_preprandial",))
-    meter = DeviceRef(CUFF, DeviceProfile.GLUCOSE_METER)  # the helper's device id
+    meter = Measured(CUFF, DeviceProfile.GLUCOSE_METER)  # the helper's device id
     message = parse_message(_build([plasma], device=meter))
     mds, metric = list(message.all("OBX"))
     assert mds.value(3) == "528401"
@@ -177,7 +185,7 @@ def test_pid_3_names_the_register_of_each_national_identity(
 
 
 def test_values_keep_the_device_digits() -> None:
-    thermometer = DeviceRef("00:1B:DC:0F:AA:01", DeviceProfile.THERMOMETER)
+    thermometer = Measured("00:1B:DC:0F:AA:01", DeviceProfile.THERMOMETER)
     temps = [
         Observation(
             "gw", thermometer.device_id, "ble:2A1C", "MDC_TEMP_BODY", Decimal(v), "Cel", MEASURED
@@ -221,14 +229,15 @@ def test_input_errors() -> None:
         _build(control_id="A|B")
     with pytest.raises(OruBuildError, match="national_id"):
         _build(patient=PatientRef("1234", "X", "Y"))
-    other = DeviceRef("C0:10:00:00:00:02", DeviceProfile.BLOOD_PRESSURE)
+    other = Measured("C0:10:00:00:00:02", DeviceProfile.BLOOD_PRESSURE)
     with pytest.raises(OruBuildError, match="not 'C0:10:00:00:00:02'"):
         _build(device=other)
+    bpm, metrics = measurement_session(SESSION, CUFF, DeviceProfile.BLOOD_PRESSURE)
     with pytest.raises(OruBuildError, match="sending_app"):
         build_oru_r01(
             patient=KARI,
-            observations=SESSION,
-            device=BPM,
+            observations=metrics,
+            device=bpm,
             sending_app="A" * 21,
             sending_facility="",
             receiving_app="",
@@ -360,10 +369,10 @@ _OFFSET = st.integers(min_value=-12 * 60, max_value=14 * 60).map(
 
 
 @st.composite
-def _session(draw: st.DrawFn) -> tuple[DeviceRef, list[Observation], dict[str, AbnormalFlag]]:
+def _session(draw: st.DrawFn) -> tuple[Measured, list[Observation], dict[str, AbnormalFlag]]:
     profile = draw(st.sampled_from(list(_SESSIONS)))
     octets = draw(st.binary(min_size=6, max_size=6))
-    device = DeviceRef(":".join(f"{b:02X}" for b in octets), profile)
+    device = Measured(":".join(f"{b:02X}" for b in octets), profile)
     zone = draw(_OFFSET)
     observations = []
     for code, unit in draw(st.lists(st.sampled_from(_SESSIONS[profile]), min_size=1, max_size=4)):
@@ -382,7 +391,7 @@ def _session(draw: st.DrawFn) -> tuple[DeviceRef, list[Observation], dict[str, A
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_session(), _NAME, _NAME, st.sampled_from(["15076500565", "41017012345"]))
 def test_any_session_validates_strictly_and_reads_back(
-    session: tuple[DeviceRef, list[Observation], dict[str, AbnormalFlag]],
+    session: tuple[Measured, list[Observation], dict[str, AbnormalFlag]],
     family: str,
     given_name: str,
     national_id: str,

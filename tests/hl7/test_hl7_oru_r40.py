@@ -11,15 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.hl7.outbound.compose import numeric_observation
 from hl7.errors import OruBuildError
 from hl7.message import parse_message
-from hl7.oru import AbnormalFlag, PatientRef
+from hl7.oru import AbnormalFlag, CodedValue, PatientRef
 from hl7.oru_r40 import (
     AlertKind,
     AlertPriority,
     AlertReport,
     AlertState,
-    CodedValue,
     EventPhase,
     InactivationState,
     build_oru_r40,
@@ -46,7 +46,7 @@ ALERT = AlertReport(
     raised_at=RAISED,
     changed_at=RAISED,
     abnormal=AbnormalFlag.LOW,
-    source=SPO2,
+    source=numeric_observation(SPO2),
     device_eui64="C01000FFFE000002",
 )
 
@@ -142,7 +142,7 @@ def test_every_state_validates_strictly(
         kind=kind,
         abnormal=abnormal,
         text=text,
-        source=SPO2 if with_source else None,
+        source=numeric_observation(SPO2) if with_source else None,
     )
     message = _build(alert)
     validate_strictly(message)

@@ -13,15 +13,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tlsutil import make_test_ca
 
+from gateway.hl7.outbound.compose import (
+    measurement_session,
+    oru_for_observations,
+    read_observations,
+)
 from hl7.ack import AckCode, build_ack
 from hl7.errors import MLLPTimeoutError
 from hl7.message import parse_message
 from hl7.mllp import MLLPClient, MLLPServer, ReceivedMessage
-from hl7.oru import DeviceRef, PatientRef, build_oru_r01
+from hl7.oru import PatientRef, build_oru_r01
 from hl7.strict import validate_strictly
-from hl7.tools import ToolInputError, message_from_bytes, oru_for_observations, read_observations
-from tryggheim.apps.tlsutil import make_test_ca
+from hl7.tools import ToolInputError, message_from_bytes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.errors import ConnectionLost
@@ -202,15 +207,20 @@ async def test_gp_peer_serves_mllp_over_tls(tmp_path: Path) -> None:
         line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
         assert "MLLP over TLS" in line, line
         port = int(line.split(":")[1].split()[0])
-        oru = build_oru_r01(
-            patient=PatientRef("15076500565", "Ødegård", "Kari"),
-            observations=[
+        device, metrics = measurement_session(
+            [
                 Observation(
                     "gw", CUFF, "ble:2A35", "MDC_PRESS_BLD_NONINV_SYS", Decimal("120"),
                     "mm[Hg]", datetime(2025, 3, 1, 8, 15, tzinfo=UTC),
                 )
             ],
-            device=DeviceRef(CUFF, DeviceProfile.BLOOD_PRESSURE),
+            CUFF,
+            DeviceProfile.BLOOD_PRESSURE,
+        )  # fmt: skip
+        oru = build_oru_r01(
+            patient=PatientRef("15076500565", "Ødegård", "Kari"),
+            observations=metrics,
+            device=device,
             sending_app="TRYGGHEIM",
             sending_facility="K",
             receiving_app="EPJ",

@@ -46,6 +46,7 @@ async def _edge_status(args: argparse.Namespace) -> int:
     from edge.outbox import Outbox
     from edge.status import edge_status, status_file
     from tryggheim.config import load_settings
+    from tryggheim.wire import status_to_json
 
     settings = load_settings(EdgeSettings, args.config)
     outbox = Outbox(
@@ -62,7 +63,7 @@ async def _edge_status(args: argparse.Namespace) -> int:
         )
     finally:
         outbox.close()
-    body = status.to_json()
+    body = status_to_json(status)
     # Devices and sensors as the running agent last saw them (written every status interval).
     with contextlib.suppress(FileNotFoundError, ValueError):  # no agent ran, or mid-write
         written = json.loads(status_file(settings).read_text(encoding="utf-8"))
@@ -376,7 +377,7 @@ async def _patients_list(args: argparse.Namespace) -> int:
 async def _hl7_oru(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from hl7.tools import oru_for_observations, read_observations
+    from gateway.hl7.outbound.compose import oru_for_observations, read_observations
 
     message = oru_for_observations(
         read_observations(args.observations),

@@ -40,7 +40,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from edge.agent import EdgeAgent
-from edge.config import BleBackend, BleSettings, DeviceKind, DeviceSettings, EdgeSettings
+from edge.config import BleBackend, BleSettings, DeviceSettings, EdgeSettings
 from edge.sensors import SensorSettings
 from firmware_sim.ble.bp_monitor import CuffReading, SimulatedBloodPressureMonitor
 from firmware_sim.ble.day import expected_observations as device_expected
@@ -60,6 +60,7 @@ from hl7.gp_peer import GPEndpoint
 from tryggheim import codes
 from tryggheim.aio import wait_event
 from tryggheim.apps.broker import MosquittoServer
+from tryggheim.codes import DeviceKind
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import BROKER_ACL
 
@@ -221,12 +222,16 @@ def make_homes(
         scenario = SCENARIOS[n - 1] if n <= len(SCENARIOS) else Scenario.QUIET
         gateway_id = f"{prefix}-{n:04d}"
         cuff = f"C0:10:00:00:{n // 256:02X}:{n % 256:02X}"
-        devices = [DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind="blood_pressure")]
+        devices = [
+            DeviceEntry(device_id=cuff, gateway_id=gateway_id, kind=DeviceKind.BLOOD_PRESSURE)
+        ]
         oximeter = None
         if scenario is Scenario.LOW_SPO2:
             oximeter = f"C0:20:00:00:{n // 256:02X}:{n % 256:02X}"
             devices.append(
-                DeviceEntry(device_id=oximeter, gateway_id=gateway_id, kind="pulse_oximeter")
+                DeviceEntry(
+                    device_id=oximeter, gateway_id=gateway_id, kind=DeviceKind.PULSE_OXIMETER
+                )
             )
         patient = PatientEntry(
             national_id=_national_id(n),

@@ -11,10 +11,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from gateway.alarms.book import AlarmNotFound, history_of
+from gateway.alarms.book import AlarmNotFound
 from gateway.api.deps import (
     Audit,
-    Events,
     HandlesAlarm,
     NotVisible,
     PathId,
@@ -26,21 +25,10 @@ from gateway.api.deps import (
 )
 from gateway.api.schemas import AlarmOut, ResolveIn
 from gateway.auth import Action, Principal, policy
-from gateway.live.events import PatientScope, alarm_event
-from gateway.records.models import AlarmRow
+from gateway.live.publisher import shown_alarms
 from gateway.registry.service import Registry
 
 AlarmAction = Literal["acknowledge", "start", "take_over", "resolve", "close"]
-
-
-async def _named(registry: Registry, principal: Principal, rows: list[AlarmRow]) -> list[AlarmOut]:
-    """The alarms with the display names of who acknowledged and who has taken each."""
-    people = [t.by for row in rows for t in history_of(row)] + [r.acknowledged_by for r in rows]
-    names = await registry.display_names(principal.tenant_id, people)
-    places = await registry.device_places((row.patient_id, row.device_id) for row in rows)
-    return [
-        AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or ""))) for row in rows
-    ]
 
 
 async def _alarm_patient_id(
@@ -80,7 +68,7 @@ def alarms_router() -> APIRouter:
             before_id=before_id,
         )
         await audit.shown("list_alarms", [patient_id, *(row.patient_id for row in rows)])
-        return await _named(registry, principal, list(rows))
+        return await shown_alarms(registry, principal.tenant_id, list(rows))
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
     async def get_alarm(
@@ -88,7 +76,7 @@ def alarms_router() -> APIRouter:
     ) -> AlarmOut:
         patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
         await audit("read_alarm", patient_id)
-        return (await _named(registry, principal, [await store.alarm(alarm_id)]))[0]
+        return (await shown_alarms(registry, principal.tenant_id, [await store.alarm(alarm_id)]))[0]
 
     @router.post("/{alarm_id}/{action}", response_model=AlarmOut)
     async def act_on_alarm(
@@ -97,14 +85,14 @@ def alarms_router() -> APIRouter:
         principal: HandlesAlarm,
         store: Store,
         registry: Registered,
-        events: Events,
         audit: Audit,
         body: ResolveIn | None = None,
     ) -> AlarmOut:
         """``resolve`` needs a body ``{"note": "..."}`` saying what was found and done."""
         patient_id = await _alarm_patient_id(registry, principal, Action.HANDLE_ALARM, alarm_id)
         try:
-            row, patient = await store.act_on_alarm(
+            # The change goes on the live stream as it commits (the record store's unit of work).
+            row, _ = await store.act_on_alarm(
                 alarm_id,
                 action,
                 principal.subject,
@@ -115,9 +103,7 @@ def alarms_router() -> APIRouter:
             # Closed and purged (retention) or erased with its patient since the check above.
             raise NotVisible("alarm", alarm_id, Action.HANDLE_ALARM, patient_id) from None
         await audit(f"{action}_alarm", patient_id)
-        (shown,) = await _named(registry, principal, [row])
-        scope = PatientScope(patient.tenant_id, patient.care_team_id)
-        events.publish(alarm_event(row, scope, shown.model_dump(mode="json")))
+        (shown,) = await shown_alarms(registry, principal.tenant_id, [row])
         return shown
 
     return router

@@ -7,22 +7,26 @@ shown is written to the audit log."""
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from gateway.api.deps import Audit, ManagesRegistry, PathId, Store
+from gateway.api.deps import (
+    ADMINISTRATION,
+    QUEUE_ACTION_ERRORS,
+    Audit,
+    ManagesRegistry,
+    NewestFirst,
+    PathId,
+    Store,
+)
 from gateway.hl7.outbound.queue_admin import (
     DestinationStatus,
-    MessageNotFound,
-    MessageNotParked,
     destination_statuses,
     list_inbound,
     list_messages,
     requeue_parked,
 )
 from gateway.records.models import Hl7Inbound, Hl7InboundState, Hl7Message, Hl7MessageState
-
-PURPOSE = "administration"
 
 
 class Hl7DestinationOut(BaseModel):
@@ -147,9 +151,6 @@ class Hl7InboundOut(BaseModel):
         )
 
 
-Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many, newest first")]
-
-
 def _text(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", errors="replace")
 
@@ -171,12 +172,12 @@ def hl7_router() -> APIRouter:
         state: Annotated[
             Hl7MessageState | None, Query(description="only messages in this state")
         ] = None,
-        limit: Limit = 100,
+        limit: NewestFirst = 100,
     ) -> list[Hl7MessageOut]:
         """The tenant's outbound messages, newest first (``?state=parked``: those waiting for
         a person). Each patient shown is audited."""
         rows = await list_messages(store, principal.tenant_id, state=state, limit=limit)
-        await audit.shown("read_hl7_messages", (row.patient_id for row in rows), PURPOSE)
+        await audit.shown("read_hl7_messages", (row.patient_id for row in rows), ADMINISTRATION)
         return [Hl7MessageOut.of(row) for row in rows]
 
     @router.get("/inbound", response_model=list[Hl7InboundOut])
@@ -187,32 +188,27 @@ def hl7_router() -> APIRouter:
         state: Annotated[
             Hl7InboundState | None, Query(description="only messages in this state")
         ] = None,
-        limit: Limit = 100,
+        limit: NewestFirst = 100,
     ) -> list[Hl7InboundOut]:
         """What the tenant's MLLP endpoint received, newest first (``?state=error``: accepted
         with CA, then failed in processing, e.g. an unknown patient). Each patient shown is
         audited."""
         rows = await list_inbound(store, principal.tenant_id, state=state, limit=limit)
-        await audit.shown("read_hl7_inbound", (row.patient_id for row in rows), PURPOSE)
+        await audit.shown("read_hl7_inbound", (row.patient_id for row in rows), ADMINISTRATION)
         return [Hl7InboundOut.of(row) for row in rows]
 
     @router.post(
         "/messages/{message_id}/retry",
         response_model=Hl7MessageOut,
-        responses={409: {"description": "the message is not parked"}},
+        responses=QUEUE_ACTION_ERRORS,
     )
     async def retry(
         message_id: PathId, principal: ManagesRegistry, store: Store, audit: Audit
     ) -> Hl7MessageOut:
         """Send a parked message again, with the same MSH-10, in its place in its
         destination's order."""
-        try:
-            row = await requeue_parked(store, principal.tenant_id, message_id, datetime.now(UTC))
-        except MessageNotFound:
-            raise HTTPException(404, f"no HL7 message {message_id}") from None
-        except MessageNotParked as exc:
-            raise HTTPException(409, str(exc)) from None
-        await audit("retry_hl7_message", row.patient_id, purpose=PURPOSE)
+        row = await requeue_parked(store, principal.tenant_id, message_id, datetime.now(UTC))
+        await audit("retry_hl7_message", row.patient_id, purpose=ADMINISTRATION)
         return Hl7MessageOut.of(row)
 
     return router

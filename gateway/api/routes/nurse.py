@@ -26,7 +26,6 @@ from gateway.api.deps import (
     patient_for,
 )
 from gateway.api.schemas import (
-    KIND_OF_PROFILE,
     DeviceCheckOut,
     PatientDeviceOut,
     PatientThresholdsOut,
@@ -118,7 +117,7 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row)
-    kinds = {d.device_id: KIND_OF_PROFILE.get(d.profile) for d in paired}
+    kinds = {d.device_id: codes.DeviceKind.of_profile(d.profile) for d in paired}
     paired_gateway = {d.device_id: d.gateway_id for d in paired}
 
     out = []

@@ -26,7 +26,6 @@ from gateway.api.deps import (
     Store,
 )
 from gateway.api.schemas import (
-    DEVICE_PROFILES,
     AuditOut,
     CareTeamIn,
     CareTeamOut,
@@ -45,6 +44,7 @@ from gateway.api.schemas import (
     UserIn,
     UserOut,
     UserPatch,
+    profile_of,
 )
 from gateway.auth import Passwords
 from gateway.auth.passwords import temporary_password
@@ -335,7 +335,7 @@ def registry_router() -> APIRouter:
             device_id=body.device_id.upper(),
             patient_id=body.patient_id,
             gateway_id=body.gateway_id,
-            profile=DEVICE_PROFILES[body.kind],
+            profile=profile_of(body.kind),
         )
         await audit("pair_device", body.patient_id, purpose="administration")
         return DeviceOut(

@@ -120,8 +120,9 @@ def stream_router() -> APIRouter:
         principal: ReadsPatient, events: Events, registry: Registered, audit: Audit
     ) -> StreamingResponse:
         """Server-sent events for the caller's patients: ``observation`` when a patient has a
-        new value, ``alarm`` when an alarm is raised, changes state or escalates. The stream
-        ends when the token expires or the caller's access ends (sign in again)."""
+        new value, ``alarm`` when an alarm is raised, changes state or escalates, ``patient``
+        when a patient is registered. The stream ends when the token expires or the caller's
+        access ends (sign in again)."""
         await audit.shown("open_live_stream", [])
         return StreamingResponse(
             _events(principal, events, registry, audit), media_type="text/event-stream"

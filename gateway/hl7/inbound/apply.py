@@ -12,8 +12,10 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.live.events import PatientScope
 from gateway.records.models import AlarmRow, Device, HomeGateway, ObservationRow, Patient
 from gateway.records.store import HL7_SOURCE_PREFIX, RecordStore
+from gateway.records.unit_of_work import PatientRegistered, record
 from hl7.adt import AdtMessage, PatientAction
 from hl7.errors import ErrorCode, MessageContentError, UnknownPatientError
 from hl7.inbound import InboundMessage
@@ -50,6 +52,10 @@ class MessageApplier:
         patient = await self._patient(s, adt.national_id)
         if adt.action is PatientAction.MERGE:
             return await self._merge(s, adt, patient)
+        # A new patient, or one discharged who is taken in again: lists that show her load again.
+        registered = patient is None or (
+            patient.discharged_at is not None and adt.action is PatientAction.CREATE_OR_UPDATE
+        )
         if patient is None:
             if adt.name is None or adt.action is PatientAction.DISCHARGE:
                 raise UnknownPatientError(adt.national_id)
@@ -67,6 +73,9 @@ class MessageApplier:
         elif adt.action is PatientAction.CREATE_OR_UPDATE:
             patient.discharged_at = None
         await s.flush()
+        if registered:
+            scope = PatientScope(patient.tenant_id, patient.care_team_id)
+            record(s, PatientRegistered(patient.id, scope))
         return patient.id, f"ADT^{adt.event}: {adt.action.value}"
 
     async def _merge(
@@ -151,7 +160,9 @@ class MessageApplier:
             self._clock(),
             {HL7_GATEWAY: patient.id},
         )
-        # The OBX left out are the message's warnings (ERR W), counted by the processor.
+        # Its values and the alarms they raise go on the live stream as the processor's
+        # transaction commits (the unit of work). The OBX left out are the message's warnings
+        # (ERR W), counted by the processor.
         return patient.id, f"ORU^R01: {len(result.inserted)} observations"
 
 

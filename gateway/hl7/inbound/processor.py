@@ -38,6 +38,7 @@ from gateway.hl7.inbound.shared import (
 )
 from gateway.records.models import Hl7Inbound, Hl7InboundState
 from gateway.records.store import RecordStore
+from gateway.records.unit_of_work import savepoint
 from hl7.ack import AckCode, build_ack, build_nak, encode_ack
 from hl7.errors import ErrorCode, MalformedMessageError, MessageError
 from hl7.inbound import InboundMessage, decode_inbound
@@ -312,7 +313,8 @@ class InboundProcessor:
         if isinstance(decoded, MessageError):
             return self._failed(row_id, message, decoded)
         try:
-            async with s.begin_nested():
+            # A message that fails takes its domain events along with its savepoint.
+            async with savepoint(s):
                 patient_id, note = await self._applier.apply(s, decoded, row_id)
         except MessageError as exc:
             return self._failed(row_id, message, exc)

@@ -16,6 +16,7 @@ from gateway.alarms import PatientRules
 from gateway.hl7.outbound.compose import (
     abnormal_flags,
     care_plan_rules,
+    measurement_session,
     new_control_id,
     patient_ref,
 )
@@ -31,7 +32,7 @@ from gateway.records.models import (
 )
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
-from hl7.oru import DeviceRef, build_oru_r01
+from hl7.oru import build_oru_r01
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
 
@@ -123,17 +124,22 @@ def _oru(
     now = clock()
     try:
         observations = [row.observation() for row, _, _ in session]
+        measured_by, metrics = measurement_session(
+            observations,
+            device.device_id,
+            DeviceProfile(device.profile),
+            abnormal_flags(observations, rules) if rules else None,
+        )
         text = build_oru_r01(
             patient=patient_ref(patient),
-            observations=observations,
-            device=DeviceRef(device.device_id, DeviceProfile(device.profile)),
+            observations=metrics,
+            device=measured_by,
             sending_app=settings.sending_application,
             sending_facility=settings.sending_facility,
             receiving_app=GP_APPLICATION,
             receiving_facility=(patient.gp_name or GP_APPLICATION)[:_HD_LENGTH],
             control_id=control_id,
             now=now,
-            abnormal=abnormal_flags(observations, rules) if rules else None,
         )
     except (TryggheimError, ValueError) as exc:
         # One bad session (a patient without a valid national id, a device that is no

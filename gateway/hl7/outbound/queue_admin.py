@@ -19,6 +19,7 @@ from gateway.records.models import (
     Hl7MessageState,
     Patient,
 )
+from gateway.records.queues import QueuedMessageNotFound, QueuedMessageNotParked
 from gateway.records.store import RecordStore
 
 
@@ -36,19 +37,6 @@ class DestinationStatus:
     last_success_at: datetime | None
     last_error: str | None
     last_error_at: datetime | None
-
-
-class MessageNotFound(LookupError):
-    def __init__(self, message_id: int) -> None:
-        self.message_id = message_id
-        super().__init__(f"no HL7 message {message_id}")
-
-
-class MessageNotParked(ValueError):
-    def __init__(self, message_id: int, state: str) -> None:
-        self.message_id = message_id
-        self.state = state
-        super().__init__(f"HL7 message {message_id} is {state}; only a parked one can be retried")
 
 
 async def destination_statuses(store: RecordStore, tenant_id: str) -> list[DestinationStatus]:
@@ -157,8 +145,8 @@ async def requeue_parked(
     store: RecordStore, tenant_id: str, message_id: int, now: datetime
 ) -> Hl7Message:
     """Send a parked message again (same MSH-10), in its place in its destination's order.
-    Raises :class:`MessageNotFound` (also for another tenant's message) or
-    :class:`MessageNotParked`."""
+    Raises :class:`QueuedMessageNotFound` (also for another tenant's message) or
+    :class:`QueuedMessageNotParked`."""
     async with store.session() as s:
         row = await s.scalar(
             select(Hl7Message)
@@ -167,9 +155,9 @@ async def requeue_parked(
             .with_for_update(of=Hl7Message)
         )
         if row is None:
-            raise MessageNotFound(message_id)
+            raise QueuedMessageNotFound("HL7", message_id)
         if row.state != Hl7MessageState.PARKED:
-            raise MessageNotParked(message_id, row.state)
+            raise QueuedMessageNotParked("HL7", message_id, row.state)
         row.state = Hl7MessageState.PENDING
         row.settled_at = None
         row.next_attempt_at = now

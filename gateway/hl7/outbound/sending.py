@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.hl7.outbound.stats import Hl7Stats
 from gateway.records.models import Hl7Destination, Hl7Message, Hl7MessageState
+from gateway.records.queues import backoff
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
 from hl7.ack import Ack, AckCode
@@ -26,12 +27,6 @@ from tryggheim.errors import ConnectionLost
 log = logging.getLogger(__name__)
 
 Destination = tuple[str, int]
-
-
-def backoff(attempts: int, first: float, most: float) -> timedelta:
-    """Wait after the ``attempts``-th failed attempt: ``first``, doubling, at most ``most``."""
-    exponent = min(max(attempts - 1, 0), 32)
-    return timedelta(seconds=min(first * 2**exponent, most))
 
 
 class LeaseLost(Exception):

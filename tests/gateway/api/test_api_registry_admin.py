@@ -113,3 +113,27 @@ async def test_the_audit_log_is_narrowed_by_each_filter(
     refused = await admin.get("/api/v1/registry/audit", params={"outcome": "maybe"})
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["query", "outcome"]
+
+
+async def test_a_device_is_paired_by_the_kind_names_the_edge_uses_and_the_old_scale(
+    store: RecordStore, admin: httpx.AsyncClient
+) -> None:
+    """One set of device kind names (tryggheim.codes.DeviceKind): the edge's ``weight_scale``,
+    and this API's old ``scale`` still accepted; a kind with no IEEE 11073 profile is refused."""
+    patient_id = await store.upsert_patient(
+        national_id="01017012345", family_name="Vik", given_name="Ane",
+        gp_name=None, gp_hl7_host=None, gp_hl7_port=None,
+    )  # fmt: skip
+
+    async def pair(device_id: str, kind: str) -> httpx.Response:
+        body = {"device_id": device_id, "patient_id": patient_id, "gateway_id": "gw-vik"}
+        return await admin.post("/api/v1/registry/devices", json=body | {"kind": kind})
+
+    for device_id, kind in (("C0:50:00:00:00:01", "weight_scale"), ("C0:50:00:00:00:02", "scale")):
+        paired = await pair(device_id, kind)
+        assert paired.status_code == 201, paired.text
+        assert paired.json()["profile"] == 528399
+    refused = await pair("C0:50:00:00:00:03", "heart_rate")
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["loc"] == ["body", "kind"]
+    assert "no IEEE 11073 device profile" in refused.text

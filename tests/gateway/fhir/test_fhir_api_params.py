@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.fhir.api import FhirRequestError, date_bounds
+from gateway.api.routes.fhir import FhirRequestError, date_bounds
 
 
 @settings(max_examples=300, deadline=None)

@@ -37,8 +37,8 @@ from sqlalchemy import event, select, update
 from gateway.alarms.careplan import CarePlan
 from gateway.api.deps import ApiStats
 from gateway.api.errors import install_error_handlers
+from gateway.api.routes.fhir_queue import fhir_outbound_router
 from gateway.auth import BearerVerifier, Role
-from gateway.fhir.admin_api import fhir_outbound_router
 from gateway.fhir.helseid import HelseIdClient, KeyFileError, TokenRefused, access_token_hash
 from gateway.fhir.outbound import DocumentBuilder, FhirOutbound
 from gateway.fhir.pmd import CONSENT_WITHDRAWN, municipality_tag, queue_measurement_batches

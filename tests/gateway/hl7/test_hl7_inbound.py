@@ -26,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from tlsutil import make_test_ca
 
 from gateway.hl7.inbound.apply import HL7_GATEWAY, MessageApplier
 from gateway.hl7.inbound.service import Hl7Receiver, screen, serve_hl7
@@ -39,7 +40,6 @@ from hl7.inbound import InboundMessage
 from hl7.message import parse_message, read_header
 from hl7.mllp import MLLPClient, MLLPDecoder, MLLPServer, encode_frame
 from tryggheim.apps.broker import find_free_port
-from tryggheim.apps.tlsutil import make_test_ca
 
 KARI = "15076500565"
 OLA = "01014090011"

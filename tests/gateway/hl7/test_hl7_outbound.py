@@ -23,8 +23,8 @@ from sqlalchemy import select
 from gateway.alarms import AlarmState
 from gateway.hl7.outbound import service as hl7_outbound
 from gateway.hl7.outbound.queue_admin import (
-    MessageNotFound,
-    MessageNotParked,
+    QueuedMessageNotFound,
+    QueuedMessageNotParked,
     destination_statuses,
     requeue_parked,
 )
@@ -229,9 +229,9 @@ async def test_order_retry_with_the_same_control_id_park_and_requeue(store: Reco
         assert await destination_statuses(store, "other") == []
 
         # A person requeues the parked message: sent again with its MSH-10.
-        with pytest.raises(MessageNotFound):
+        with pytest.raises(QueuedMessageNotFound):
             await requeue_parked(store, "other", found["m2"].id, datetime.now(UTC))
-        with pytest.raises(MessageNotParked):
+        with pytest.raises(QueuedMessageNotParked):
             await requeue_parked(store, "default", found["m1"].id, datetime.now(UTC))
         await requeue_parked(store, "default", found["m2"].id, datetime.now(UTC))
         assert await states(store, "m2") == ["pending"]

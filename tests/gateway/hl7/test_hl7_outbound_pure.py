@@ -16,8 +16,8 @@ from gateway.alarms import Comparison, PatientRules, Severity, ThresholdRule
 from gateway.alarms import codes as alarm_codes
 from gateway.alarms.careplan import CarePlan
 from gateway.hl7.outbound.compose import abnormal_flags, alert_report
-from gateway.hl7.outbound.sending import backoff
 from gateway.records.models import AlarmRow
+from gateway.records.queues import backoff
 from hl7.oru import AbnormalFlag
 from hl7.oru_r40 import (
     AlertKind,

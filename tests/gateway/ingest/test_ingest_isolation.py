@@ -25,7 +25,7 @@ from servers import BrokerFixture
 from sqlalchemy import select
 
 from edge.outbox import Outbox
-from edge.status import DEFAULT_WARN_FRACTION, EdgeAlarm, edge_status
+from edge.status import DEFAULT_WARN_FRACTION, edge_status
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -41,6 +41,7 @@ from tryggheim.mqtt import MqttSession
 from tryggheim.wire import (
     LEGACY_EPOCH,
     Ack,
+    EdgeAlarm,
     ObservationBatch,
     ack_topic,
     decode_ack,

@@ -1,0 +1,119 @@
+"""The unit of work: one record store transaction that collects the domain events of what it
+changes and, once it has committed, hands them to the one handler that publishes them (the
+platform's is :class:`gateway.live.publisher.LivePublisher`). This is the only way a domain
+event leaves the record store: no caller publishes by hand, so no entry point (MQTT ingest,
+HL7 inbound, the API, the alarm tick) can forget to, and nothing is published for a
+transaction that rolled back.
+
+Code inside a transaction records events with :func:`record`: appending to a list, no query,
+so the hot ingest path pays nothing for it. A :func:`savepoint` that rolls back takes the
+events recorded inside it along.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.live.events import PatientScope
+from gateway.records.models import AlarmRow
+from tryggheim.domain import Observation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class DomainEventStats:
+    published: int = 0
+    """Events of committed transactions handed to the handler."""
+    unpublished: int = 0
+    """Events of committed transactions that the handler failed to publish (logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationsStored:
+    """A patient has new values (inserted by the transaction; a resend inserts none)."""
+
+    patient_id: int
+    scope: PatientScope
+    observations: tuple[Observation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChanged:
+    """An alarm was raised, or changed its state or escalation level."""
+
+    alarm: AlarmRow
+    scope: PatientScope
+    by: str | None = None
+    """The person who acted on it; None when the alarm engine changed it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRegistered:
+    """A patient was added to the register (or taken in again after a discharge)."""
+
+    patient_id: int
+    scope: PatientScope
+
+
+DomainEvent: TypeAlias = ObservationsStored | AlarmChanged | PatientRegistered
+EventHandler: TypeAlias = Callable[[Sequence[DomainEvent]], Awaitable[None]]
+
+#: Where a session keeps the events of its transaction (``Session.info``).
+_EVENTS = "tryggheim.domain_events"
+
+
+def record(s: AsyncSession, *events: DomainEvent) -> None:
+    """Note events of the transaction ``s``: handed on after it commits, dropped if it does
+    not."""
+    s.info.setdefault(_EVENTS, []).extend(events)
+
+
+@asynccontextmanager
+async def savepoint(s: AsyncSession) -> AsyncIterator[None]:
+    """A nested transaction of ``s``: if it rolls back, so do the events recorded inside."""
+    events: list[DomainEvent] = s.info.setdefault(_EVENTS, [])
+    kept = len(events)
+    try:
+        async with s.begin_nested():
+            yield
+    except BaseException:
+        del events[kept:]
+        raise
+
+
+class UnitOfWork:
+    """Opens the record store's transactions; each one's events go to :attr:`handler` after
+    it commits."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self.handler: EventHandler | None = None
+        """None: nothing listens (a command-line tool), and the events are dropped."""
+        self.stats = DomainEventStats()
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as s:
+            async with s.begin():
+                yield s
+            events: list[DomainEvent] | None = s.info.pop(_EVENTS, None)
+        if events and self.handler is not None:
+            await self._hand_over(self.handler, events)
+
+    async def _hand_over(self, handler: EventHandler, events: Sequence[DomainEvent]) -> None:
+        try:
+            await handler(events)
+            self.stats.published += len(events)
+        except Exception:
+            # The transaction is committed: its caller (an ingest round, an HL7 batch, a
+            # nurse's action) must go on as done. The live stream is best effort anyway; a
+            # nurse app that missed an event is behind until it reloads.
+            self.stats.unpublished += len(events)
+            log.exception("%d domain events committed but not published", len(events))
