@@ -17,10 +17,10 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from gateway.records.models import AlarmRow
+from gateway.records.unit_of_work import PatientScope
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import TOPIC_ROOT
@@ -28,14 +28,6 @@ from tryggheim.wire import TOPIC_ROOT
 log = logging.getLogger(__name__)
 
 _QUEUE_SIZE = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class PatientScope:
-    """Who may see a patient's data: the tenant and care team (for live-stream filtering)."""
-
-    tenant_id: str
-    care_team_id: int | None
 
 
 #: Live events between platform processes. ``_`` cannot start a gateway id, so no home

@@ -169,6 +169,17 @@ class HomeSensor(Base):
     room: Mapped[str] = mapped_column(String(64))
 
 
+class DeviceName(Base):
+    """A name an admin gave a device of a home ("Ytterdør"), shown to the nurse before its room
+    and kind; kept apart from the sensor map, which each status of the gateway replaces."""
+
+    __tablename__ = "device_names"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+
 class HomeGateway(Base):
     """A home gateway in a patient's home; its broker user has the same name as its id."""
 

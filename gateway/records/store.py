@@ -27,7 +27,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.alarms.book import AlarmBook, AlarmNotFound
-from gateway.live.events import PatientScope
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
     OBSERVATION_COLUMNS,
@@ -46,7 +45,13 @@ from gateway.records.models import (
     RejectedObservation,
     stored_observation,
 )
-from gateway.records.unit_of_work import AlarmChanged, ObservationsStored, UnitOfWork, record
+from gateway.records.unit_of_work import (
+    AlarmChanged,
+    ObservationsStored,
+    PatientScope,
+    UnitOfWork,
+    record,
+)
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.wire import (

@@ -4,6 +4,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,12 +18,12 @@ from sqlalchemy.sql.elements import ColumnElement
 from gateway.alarms.careplan import CarePlan
 from gateway.auth import Principal, Role, TeamScope, TokenRevoked
 from gateway.auth.web import UserRecord
-from gateway.live.events import PatientScope
 from gateway.records.models import (
     AlarmRow,
     AuditEntry,
     CareTeam,
     Device,
+    DeviceName,
     GatewayProgress,
     HomeGateway,
     HomeSensor,
@@ -32,7 +33,7 @@ from gateway.records.models import (
     user_teams,
 )
 from gateway.records.store import RecordStore
-from gateway.records.unit_of_work import PatientRegistered, record
+from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
 
@@ -76,6 +77,22 @@ class DevicePlace:
     profile: str | None
     """A paired medical device's IEEE 11073 profile."""
     room: str | None = None
+    name: str | None = None
+    """The name an admin gave it ("Ytterdør")."""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeDevice:
+    """A device of a home as the admin names it: a home sensor of its gateway's sensor map, or a
+    paired medical device (``profile``)."""
+
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    sensor_kind: str | None
+    room: str | None
+    profile: str | None
+    name: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,12 +252,22 @@ class Registry:
                     Device.patient_id.in_(patient_ids)
                 )
             )
+            names = {
+                (p, d): name
+                for p, d, name in await s.execute(
+                    select(HomeGateway.patient_id, DeviceName.device_id, DeviceName.name)
+                    .join(DeviceName, DeviceName.gateway_id == HomeGateway.id)
+                    .where(HomeGateway.patient_id.in_(patient_ids))
+                )
+            }
             places = {
-                (p, d): DevicePlace(None, profile) for p, d, profile in paired if (p, d) in wanted
+                (p, d): DevicePlace(None, profile, name=names.get((p, d)))
+                for p, d, profile in paired
+                if (p, d) in wanted
             }
             for p, d, kind, room in sensors:
                 if p is not None and (p, d) in wanted:
-                    places[(p, d)] = DevicePlace(kind, None, room)
+                    places[(p, d)] = DevicePlace(kind, None, room, names.get((p, d)))
             return places
 
     async def _team_ids(self, s: AsyncSession, user_id: int) -> tuple[int, ...]:
@@ -535,6 +562,7 @@ class Registry:
             gateway = await s.get(HomeGateway, gateway_id)
             if gateway is None or gateway.tenant_id != tenant_id:
                 raise NotFound("home gateway", gateway_id)
+            await s.execute(delete(DeviceName).where(DeviceName.gateway_id == gateway_id))
             await s.delete(gateway)
 
     async def broker_password_lines(self) -> list[str]:
@@ -600,6 +628,85 @@ class Registry:
             if device is None or owner is None or owner.tenant_id != tenant_id:
                 raise NotFound("device", device_id)
             await s.delete(device)
+
+    async def home_devices(self, tenant_id: str) -> list[HomeDevice]:
+        """The devices of the tenant's homes (paired, and the sensors of each sensor map), with
+        their names, by home gateway and device."""
+        async with self._store.session() as s:
+            gateways = select(HomeGateway.id).where(HomeGateway.tenant_id == tenant_id)
+            sensors = await s.execute(
+                select(HomeSensor, HomeGateway.patient_id)
+                .join(HomeGateway, HomeSensor.gateway_id == HomeGateway.id)
+                .where(HomeGateway.tenant_id == tenant_id)
+            )
+            paired = await s.scalars(
+                select(Device)
+                .join(Patient, Device.patient_id == Patient.id)
+                .where(Patient.tenant_id == tenant_id)
+            )
+            names = {
+                (n.gateway_id, n.device_id): n.name
+                for n in await s.scalars(
+                    select(DeviceName).where(DeviceName.gateway_id.in_(gateways))
+                )
+            }
+            found = {
+                (d.gateway_id, d.device_id): HomeDevice(
+                    d.gateway_id, d.device_id, d.patient_id, None, None, d.profile, None
+                )
+                for d in paired
+            }
+            for sensor, patient_id in sensors:
+                found[(sensor.gateway_id, sensor.device_id)] = HomeDevice(
+                    sensor.gateway_id,
+                    sensor.device_id,
+                    patient_id,
+                    sensor.kind,
+                    sensor.room,
+                    None,
+                    None,
+                )
+        return [
+            dataclasses.replace(device, name=names.get(key))
+            for key, device in sorted(found.items())
+        ]
+
+    async def name_device(
+        self, tenant_id: str, gateway_id: str, device_id: str, name: str | None
+    ) -> HomeDevice:
+        """Give a device of a home a name (None: take it away). The device need not have been
+        heard from yet: a sensor may be named when it is installed."""
+        async with self._store.session() as s:
+            gateway = await s.get(HomeGateway, gateway_id)
+            if gateway is None or gateway.tenant_id != tenant_id:
+                raise NotFound("home gateway", gateway_id)
+            patient_id = gateway.patient_id
+            if name is None:
+                await s.execute(
+                    delete(DeviceName).where(
+                        DeviceName.gateway_id == gateway_id, DeviceName.device_id == device_id
+                    )
+                )
+            else:
+                await s.merge(DeviceName(gateway_id=gateway_id, device_id=device_id, name=name))
+        known = [
+            d
+            for d in await self.home_devices(tenant_id)
+            if (d.gateway_id, d.device_id) == (gateway_id, device_id)
+        ]
+        return (
+            known[0]
+            if known
+            else HomeDevice(
+                gateway_id=gateway_id,
+                device_id=device_id,
+                patient_id=patient_id,
+                sensor_kind=None,
+                room=None,
+                profile=None,
+                name=name,
+            )
+        )
 
     # --- the care view ---
     async def visible_patients(self, scope: TeamScope) -> list[Patient]:

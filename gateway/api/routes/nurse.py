@@ -34,6 +34,7 @@ from gateway.api.schemas import (
 from gateway.auth import Action, policy
 from gateway.records.models import (
     Device,
+    DeviceName,
     HomeGateway,
     HomeSensor,
     ObservationRow,
@@ -113,6 +114,12 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
                 select(HomeSensor).where(HomeSensor.gateway_id.in_(gateways.keys()))
             )
         }
+        names = {
+            (n.gateway_id, n.device_id): n.name
+            for n in await s.scalars(
+                select(DeviceName).where(DeviceName.gateway_id.in_(gateways.keys()))
+            )
+        }
 
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
@@ -137,6 +144,7 @@ async def devices_of(store: RecordStore, patient_id: int) -> list[PatientDeviceO
                 kind=kinds.get(device_id),
                 sensor_kind=place.kind if place else None,
                 room=place.room if place else None,
+                name=names.get((gateway_id, device_id)),
                 codes=sorted({r.code for r in seen}),
                 last_seen=restore_offset(last.time, last.utc_offset_min) if last else None,
                 battery_percent=battery.value if battery else None,
@@ -181,7 +189,7 @@ def nurse_router() -> APIRouter:
         patients = await registry.visible_patients(
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
-        await audit.shown("list_thresholds", (p.id for p in patients))
+        await audit.viewed("list_thresholds", (p.id for p in patients))
         tz = await _timezone(registry, principal.tenant_id)
         return [
             PatientThresholdsOut(patient_id=p.id, thresholds=thresholds_of(p, tz)) for p in patients
@@ -194,7 +202,7 @@ def nurse_router() -> APIRouter:
         """The patient's thresholds in effect: the defaults (docs/alarms.md) with her care
         plan's limits; a threshold she has switched off is not listed."""
         patient = await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_thresholds", patient_id)
+        await audit.viewed("read_thresholds", [patient_id])
         return thresholds_of(patient, await _timezone(registry, patient.tenant_id))
 
     @router.get("/patients/{patient_id}/devices", response_model=list[PatientDeviceOut])
@@ -209,7 +217,7 @@ def nurse_router() -> APIRouter:
         seen in her data, each with its newest battery level, when it was last heard from and
         whether its home gateway is online."""
         await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_devices", patient_id)
+        await audit.viewed("read_devices", [patient_id])
         return await devices_of(store, patient_id)
 
     return router

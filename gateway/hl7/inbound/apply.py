@@ -12,10 +12,9 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.live.events import PatientScope
 from gateway.records.models import AlarmRow, Device, HomeGateway, ObservationRow, Patient
 from gateway.records.store import HL7_SOURCE_PREFIX, RecordStore
-from gateway.records.unit_of_work import PatientRegistered, record
+from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
 from hl7.adt import AdtMessage, PatientAction
 from hl7.errors import ErrorCode, MessageContentError, UnknownPatientError
 from hl7.inbound import InboundMessage
