@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.auth import AuthSettings
+from gateway.auth.settings import AuthSettings
 from gateway.fhir.settings import FhirSettings
 from gateway.fhir.transport_settings import FhirOutboundSettings
 from tryggheim.mqtt import MqttSettings

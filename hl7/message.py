@@ -31,7 +31,7 @@ from enum import Enum
 from typing import Final, TypeAlias
 
 from hl7.errors import ErrorCode, MalformedMessageError, MessageContentError
-from tryggheim.domain import NaiveTimeError
+from tryggheim.errors import NaiveTimeError
 
 #: The segment terminator the platform writes.
 SEGMENT_TERMINATOR = "\r"

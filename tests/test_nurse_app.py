@@ -22,11 +22,13 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
@@ -42,11 +44,13 @@ from nurse_world import (
     now_here,
     running_world,
 )
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Browser, Locator, Page, Route, expect
 from proxy import PartitionProxy
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from gateway.records.models import AuditEntry
+from gateway.api.deps import VIEW_HEADER
+from gateway.records.models import DEFAULT_TENANT, AuditEntry
+from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.apps.broker import find_free_port
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
@@ -982,7 +986,7 @@ async def test_live_readings_are_applied_without_asking_again(
 ) -> None:
     """The live stream's events carry what changed: five readings and a new alarm reach the
     list without one request to the API, and the audit log gets no row per reading (only the
-    stream's one row per patient it showed, once per stream)."""
+    stream's one row per patient it showed, once per live session)."""
     page = sized
     await sign_in(page, world.url)
     await expect(cards(page)).to_have_count(4)
@@ -1015,6 +1019,205 @@ async def test_live_readings_are_applied_without_asking_again(
         assert asked == [], f"the app asked again: {asked}"
         added = (await audit_actions(world))[before:]
         assert set(added) <= {"live_stream"} and len(added) <= 2, added
+    finally:
+        await world.settle(fall.id)
+
+
+async def audit_rows(world: NurseWorld, after: int) -> Counter[tuple[str, str]]:
+    """The nurse's audit rows after row ``after``: (action, family name or "-") counted."""
+    names = {patient_id: family for family, patient_id in world.patients.items()}
+    async with world.store.session() as s:
+        rows = await s.execute(
+            select(AuditEntry.action, AuditEntry.patient_id).where(
+                AuditEntry.id > after, AuditEntry.actor == world.nurse_subject
+            )
+        )
+        return Counter((action, names.get(patient, "-")) for action, patient in rows)
+
+
+async def audited_exactly(
+    world: NurseWorld, after: int, expected: Counter[tuple[str, str]]
+) -> None:
+    """The audit log reaches ``expected`` and stays there (no late refresh adds a row)."""
+    with contextlib.suppress(AssertionError):
+        await until(lambda: _same(world, after, expected), timeout=10)
+    await asyncio.sleep(1.0)
+    found = await audit_rows(world, after)
+    assert found == expected, f"audit rows: {sorted(found.items())}"
+
+
+async def _same(world: NurseWorld, after: int, expected: Counter[tuple[str, str]]) -> bool:
+    return await audit_rows(world, after) == expected
+
+
+async def test_the_audit_log_has_one_row_per_thing_she_saw(world: NurseWorld, tablet: Page) -> None:
+    """A realistic session: sign in, the overview, one patient, live readings and a new alarm,
+    a step on it (a background reload), a reload of the page, two exports. The audit log gets
+    one row per patient per view opened, per live session and per thing she did, and none per
+    resource loaded, per refresh or per event (docs/auth.md, "What the audit log records")."""
+    page = tablet
+    async with world.store.session() as s:
+        before = await s.scalar(select(func.max(AuditEntry.id))) or 0
+    mine = ["Ødegård", "Nilsen", "Haugen", "Berg"]
+    overview = Counter({("view:overview", family): 1 for family in mine})
+    expected = overview + Counter({("open_live_stream", "-"): 1})
+
+    await sign_in(page, world.url)
+    await expect(cards(page)).to_have_count(4)
+    await audited_exactly(world, before, expected)
+
+    await card(page, "Nilsen, Per").get_by_role("link").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Nilsen, Per")
+    expected[("view:patient", "Nilsen")] += 1
+    await audited_exactly(world, before, expected)
+
+    # Live: readings of two patients and a fall; one row per patient for the live session.
+    oximeter, thermometer = "C0:20:00:00:00:01", "C0:40:00:00:00:01"
+    start = now_here() - timedelta(seconds=10)
+    for n in range(3):
+        at = start + timedelta(seconds=n)
+        await world.commit(
+            gateway_of("Nilsen"), [(oximeter, codes.PULSE_OXIM.ref, f"8{n}", "{beat}/min", at)]
+        )
+        await world.commit(
+            gateway_of("Berg"), [(thermometer, codes.BODY_TEMP.ref, f"36.{n + 4}", "Cel", at)]
+        )
+    fall = await world.fall("Nilsen")
+    try:
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(banner).to_contain_text("Fall hos Nilsen, Per")
+        expected += Counter({("live_stream", "Nilsen"): 1, ("live_stream", "Berg"): 1})
+        await audited_exactly(world, before, expected)
+
+        # A step she takes is audited; the reloads it sets off are not.
+        await banner.get_by_role("button", name="Kvitter").click()
+        await expect(banner).to_be_hidden()
+        expected[("acknowledge_alarm", "Nilsen")] += 1
+        await audited_exactly(world, before, expected)
+
+        # A reload of the page opens the views (and a live session) again.
+        await page.reload()
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Nilsen, Per")
+        expected += overview + Counter(
+            {("view:patient", "Nilsen"): 1, ("open_live_stream", "-"): 1}
+        )
+        await audited_exactly(world, before, expected)
+
+        # Every export is audited, whatever view it claims to belong to.
+        async with httpx.AsyncClient(base_url=world.url, timeout=10) as client:
+            token = await client.post(
+                "/api/v1/auth/token", data={"username": NURSE, "password": PASSWORD}
+            )
+            headers = {
+                "Authorization": f"Bearer {token.json()['access_token']}",
+                VIEW_HEADER: "patient/0123456789abcdef0123",
+            }
+            for _ in range(2):
+                export = await client.get(
+                    f"/api/v1/patients/{world.patients['Nilsen']}/observations.csv",
+                    headers=headers,
+                )
+                assert export.status_code == 200
+        expected[("export_csv", "Nilsen")] += 2
+        await audited_exactly(world, before, expected)
+    finally:
+        await world.settle(fall.id)
+
+
+async def test_a_sensor_has_the_name_the_admin_gave_it(
+    world: NurseWorld, sized: Page, size: str, axe_script: str
+) -> None:
+    """The admin names the front-door sensor "Ytterdør" in her devices screen; the nurse sees
+    "Ytterdør" in the device list (its room and kind under it) and on an alarm's card."""
+    gateway = gateway_of("Ødegård")
+    placements = (
+        SensorPlacement("door-odegard", "door", "Gang"),
+        SensorPlacement("fall-ødegård", "fall", "Bad"),
+    )
+    status = GatewayStatusReport(gateway, True, 0, sensors=placements)
+    await world.store.commit_batches([], datetime.now(UTC), statuses=[status])
+    registry = Registry(world.store)
+    for device in ("door-odegard", "fall-ødegård"):
+        await registry.name_device(DEFAULT_TENANT, gateway, device, None)
+    page = sized
+
+    await page.goto(f"{world.url}/#/admin/devices")
+    await page.get_by_label("Brukernavn").fill(ADMIN)
+    await page.get_by_label("Passord").fill(PASSWORD)
+    await page.get_by_role("button", name="Logg inn").click()
+    door = page.locator('[data-home-device="door-odegard"]')
+    await expect(door.get_by_role("heading")).to_have_text("Gang – dør")
+    await door.get_by_label("Navn på door-odegard").fill("Ytterdør")
+    await door.get_by_role("button", name="Lagre navnet").click()
+    await expect(page.locator("#admin-notice")).to_have_text("door-odegard heter nå «Ytterdør».")
+    await expect(door.get_by_role("heading")).to_have_text("Ytterdør")
+    await no_sideways_scrolling(page)
+    await accessible(page, axe_script, f"admin naming a device ({size})")
+    await door.scroll_into_view_if_needed()
+    await screenshot(page, f"admin-device-name-{size}.png")
+    # A name the nurse could not read is refused next to the field.
+    await door.get_by_label("Navn på door-odegard").fill("<b>dør</b>")
+    await door.get_by_role("button", name="Lagre navnet").click()
+    await expect(door.get_by_label("Navn på door-odegard")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    await page.get_by_role("button", name="Logg ut").click()
+    await registry.name_device(DEFAULT_TENANT, gateway, "fall-ødegård", "Fallarmbånd")
+
+    fall = await world.fall("Ødegård")
+    try:
+        await sign_in(page, world.url, f"#/patients/{world.patients['Ødegård']}")
+        devices = page.get_by_role("region", name="Enheter")
+        named = devices.locator('tr[data-device-id="door-odegard"]')
+        await expect(named.locator(".device-kind")).to_have_text("Ytterdør")
+        await expect(named.locator(".device-place")).to_have_text("Gang – dør")
+        card_of_fall = page.locator(f'[data-alarm-id="{fall.id}"]').first
+        await expect(card_of_fall.locator(".alarm-device")).to_have_text(
+            "Enhet: Fallarmbånd (Bad – fall)"
+        )
+        await no_sideways_scrolling(page)
+        await accessible(page, axe_script, f"a named sensor ({size})")
+        # In one step: a live update may draw the section again meanwhile.
+        await page.evaluate("() => document.querySelector('section.devices').scrollIntoView()")
+        await screenshot(page, f"devices-named-{size}.png")
+    finally:
+        await world.settle(fall.id)
+        for device in ("door-odegard", "fall-ødegård"):
+            await registry.name_device(DEFAULT_TENANT, gateway, device, None)
+
+
+async def test_an_alarm_between_the_first_load_and_the_live_stream_is_announced(
+    world: NurseWorld, tablet: Page
+) -> None:
+    """The app's first load has answered, its live stream is not open yet, and a fall is
+    raised: no stream delivers it, yet it is announced as new (the app loads again when the
+    stream opens, and what that load finds that the first did not is new)."""
+    page = tablet
+    opened = asyncio.Event()
+
+    async def hold_the_stream(route: Route) -> None:
+        await opened.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/stream", hold_the_stream)
+    await page.goto(world.url + "/")
+    await page.get_by_label("Brukernavn").fill(NURSE)
+    await page.get_by_label("Passord").fill(PASSWORD)
+    await page.get_by_role("button", name="Logg inn").click()
+    await expect(cards(page)).to_have_count(4)
+    await expect(page.locator("#connection")).not_to_contain_text("Direkte")
+    fall = await world.fall("Berg")
+    try:
+        await asyncio.sleep(0.5)
+        await expect(page.get_by_role("region", name="Ny alarm")).to_be_hidden()
+        opened.set()
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(banner).to_contain_text("Kritisk: Fall hos Berg, Ola")
+        await expect(page.locator("#announce-alert")).to_have_text(
+            "Ny alarm – kritisk: Fall hos Berg, Ola."
+        )
     finally:
         await world.settle(fall.id)
 

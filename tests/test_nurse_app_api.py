@@ -6,6 +6,7 @@ and last seen. Who may call them is in tests/gateway/api/test_api_access.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -15,12 +16,13 @@ import pytest
 import pytest_asyncio
 from access import signed_in
 from nurse_world import NURSE, PASSWORD, NurseWorld, now_here, running_world
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 import gateway.api.routes.stream
 from gateway.alarms import ThresholdRule, default_rules
+from gateway.api.deps import VIEW_HEADER, ViewKey, ViewsAudited
 from gateway.auth import Role
-from gateway.records.models import DEFAULT_TENANT, AuditEntry
+from gateway.records.models import DEFAULT_TENANT, AuditEntry, Patient
 from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
@@ -202,6 +204,7 @@ async def test_a_paired_device_never_heard_from_is_listed(
         "kind": "blood_pressure",
         "sensor_kind": None,
         "room": None,
+        "name": None,
         "codes": [],
         "last_seen": None,
         "battery_percent": None,
@@ -243,3 +246,187 @@ async def test_the_live_stream_says_it_is_alive_between_events(
             if line.startswith("data: ") and f'"alarm_id": {alarm.id}' in line:
                 break
         assert events[-2:] == ["observation", "alarm"]
+
+
+# --- the audit log: one row per patient per view opening ---------------------------------------
+
+
+async def nurse_rows(world: NurseWorld, after: int) -> list[tuple[str, int | None]]:
+    async with world.store.session() as s:
+        rows = await s.execute(
+            select(AuditEntry.action, AuditEntry.patient_id)
+            .where(AuditEntry.id > after, AuditEntry.actor == world.nurse_subject)
+            .order_by(AuditEntry.id)
+        )
+        return [(action, patient) for action, patient in rows]
+
+
+async def last_row(world: NurseWorld) -> int:
+    async with world.store.session() as s:
+        return await s.scalar(select(func.max(AuditEntry.id))) or 0
+
+
+async def test_a_view_opening_is_audited_once_per_patient_and_nothing_escapes_it(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    mine = sorted(p for family, p in world.patients.items() if family != "Andersen")
+    before = await last_row(world)
+    opening = {VIEW_HEADER: "overview/" + "a1" * 16}
+
+    # The loads of one view opening, in parallel and again later: one row per patient.
+    answers = await asyncio.gather(
+        *(nurse.get(path, headers=opening) for path in ["/api/v1/patients"] * 3),
+        nurse.get("/api/v1/thresholds", headers=opening),
+        nurse.get("/api/v1/alarms", headers=opening),
+    )
+    assert [a.status_code for a in answers] == [200] * 5
+    assert (await nurse.get("/api/v1/patients", headers=opening)).status_code == 200
+    assert sorted(await nurse_rows(world, before)) == [("view:overview", p) for p in mine]
+
+    # Another opening is another view; a read without one is audited as it comes, each time.
+    before = await last_row(world)
+    await nurse.get("/api/v1/patients", headers={VIEW_HEADER: "overview/" + "b2" * 16})
+    await nurse.get("/api/v1/patients")
+    await nurse.get("/api/v1/patients")
+    rows = await nurse_rows(world, before)
+    assert rows == [("view:overview", p) for p in mine] + [("list_patients", p) for p in mine] * 2
+
+    # A colleague cannot hide her reads behind the nurse's opening.
+    async with world.store.session() as s:
+        nilsen = await s.get(Patient, world.patients["Nilsen"])
+        assert nilsen is not None and nilsen.care_team_id is not None
+    colleague = await signed_in(world.store, Role.NURSE, teams=(nilsen.care_team_id,))
+    before = await last_row(world)
+    answer = await nurse.get(
+        "/api/v1/patients", headers={**colleague, VIEW_HEADER: opening[VIEW_HEADER]}
+    )
+    assert answer.status_code == 200
+    async with world.store.session() as s:
+        theirs = list(await s.scalars(select(AuditEntry.action).where(AuditEntry.id > before)))
+    assert theirs == ["view:overview"] * len(mine)
+
+
+@pytest.mark.parametrize(
+    "value", ["overview", "overview/short", "Overview/" + "a" * 20, "overview/" + "a" * 20 + "!"]
+)
+async def test_a_malformed_view_opening_is_refused_and_counted(
+    world: NurseWorld, nurse: httpx.AsyncClient, value: str
+) -> None:
+    refused = world.app.state.stats.bad_requests
+    before = await last_row(world)
+    answer = await nurse.get("/api/v1/patients", headers={VIEW_HEADER: value})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert VIEW_HEADER.lower() in answer.json()["detail"].lower()
+    assert world.app.state.stats.bad_requests == refused + 1
+    assert await nurse_rows(world, before) == []
+
+
+async def test_the_live_session_is_audited_once_across_reconnections(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    session = {VIEW_HEADER: "live/" + "c3" * 16}
+    before = await last_row(world)
+    for _ in range(2):  # the app reconnects at each token renewal
+        async with nurse.stream("GET", "/api/v1/stream", headers=session) as response:
+            lines = response.aiter_lines()
+            assert await anext(lines) == ": connected"
+            await world.commit(
+                "gw-berg",
+                [("C0:40:00:00:00:01", codes.BODY_TEMP.ref, "36.8", "Cel", now_here())],
+            )
+            async for line in lines:
+                if line.startswith("event: observation"):
+                    break
+    assert await nurse_rows(world, before) == [
+        ("open_live_stream", None),
+        ("live_stream", world.patients["Berg"]),
+    ]
+
+
+async def test_a_view_row_is_written_again_after_the_window_and_never_lost() -> None:
+    """A client that keeps one opening id gets a row per patient per window; a row whose
+    write failed is written by the next load that needs it."""
+    now = [0.0]
+    views = ViewsAudited(window_s=60, clock=lambda: now[0])
+    written: list[list[ViewKey]] = []
+
+    async def write(keys: list[ViewKey]) -> None:
+        written.append(keys)
+
+    key: ViewKey = ("t", "user:1", "patient/x", "view:patient", 7)
+    await views.write_once([key], write)
+    now[0] = 59
+    await views.write_once([key], write)
+    now[0] = 61
+    await views.write_once([key], write)
+    assert written == [[key], [key]]
+
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def failing(keys: list[ViewKey]) -> None:
+        started.set()
+        await release.wait()
+        raise ConnectionError("the record store went away")
+
+    other: ViewKey = ("t", "user:1", "patient/x", "view:patient", 8)
+    first = asyncio.create_task(views.write_once([other], failing))
+    await started.wait()
+    second = asyncio.create_task(views.write_once([other], write))
+    await asyncio.sleep(0.01)
+    assert not second.done(), "a load went ahead on a row still being written"
+    release.set()
+    with pytest.raises(ConnectionError):
+        await first
+    await second
+    assert written[-1] == [other]
+
+
+# --- a device's own name ------------------------------------------------------------------------
+
+
+async def test_an_admin_names_a_device_and_the_nurse_sees_the_name(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    admin = await signed_in(world.store, Role.ADMIN)
+    path = "/api/v1/registry/gateways/gw-berg/devices/C0:40:00:00:00:01/name"
+    answer = await nurse.put(path, json={"name": "Termometer på kjøkkenet"}, headers=admin)
+    assert answer.status_code == 200
+    assert answer.json()["name"] == "Termometer på kjøkkenet"
+    listed = await nurse.get("/api/v1/registry/home-devices", headers=admin)
+    assert {(d["device_id"], d["name"]) for d in listed.json()} >= {
+        ("C0:40:00:00:00:01", "Termometer på kjøkkenet")
+    }
+    berg = world.patients["Berg"]
+    devices = by((await nurse.get(f"/api/v1/patients/{berg}/devices")).json(), "device_id")
+    assert devices["C0:40:00:00:00:01"]["name"] == "Termometer på kjøkkenet"
+
+    # Refused, each with its reason: markup, a gateway of no home of hers, a nurse.
+    bad = await nurse.put(path, json={"name": "<script>"}, headers=admin)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["body", "name"]
+    unknown = await nurse.put(
+        "/api/v1/registry/gateways/gw-nowhere/devices/door/name", json={"name": "x"}, headers=admin
+    )
+    assert unknown.status_code == 404
+    assert (await nurse.put(path, json={"name": "x"})).status_code == 403
+
+    # An empty name takes it away: the nurse sees the kind again.
+    assert (await nurse.put(path, json={"name": ""}, headers=admin)).json()["name"] is None
+    devices = by((await nurse.get(f"/api/v1/patients/{berg}/devices")).json(), "device_id")
+    assert devices["C0:40:00:00:00:01"]["name"] is None
+
+
+async def test_views_forgotten_for_room_are_audited_again() -> None:
+    """The memory of openings is bounded: one forgotten writes its row again (never fewer)."""
+    views = ViewsAudited(remembered=2)
+    written: list[ViewKey] = []
+
+    async def write(keys: list[ViewKey]) -> None:
+        written.extend(keys)
+
+    keys: list[ViewKey] = [("t", "user:1", f"patient/{n}", "view:patient", n) for n in range(3)]
+    for key in keys:
+        await views.write_once([key], write)
+    await views.write_once([keys[2]], write)
+    await views.write_once([keys[0]], write)
+    assert written == [*keys, keys[0]]

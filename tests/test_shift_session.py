@@ -120,3 +120,45 @@ async def test_a_shift_long_session_and_its_end(
         await expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn")
         assert await page.evaluate("() => Object.keys(sessionStorage).length") == 0
     await world.settle(alarm_id)
+
+
+@pytest.mark.parametrize("size", ["tablet", "phone"])
+async def test_she_is_warned_before_the_session_maximum(
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
+) -> None:
+    """Ten minutes before the shift's maximum (12 h after signing in) a banner among the alerts
+    fixed at the top says when she will be signed out; she signs in again at once, and the note
+    she was writing is still there."""
+    async with sized_page(browser, SIZES[size]) as page:
+        await page.clock.install()
+        await page.goto(f"{world.url}/#/alarms")
+        await sign_in(page, NURSE)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        alarm_id = await taken_by_the_nurse(world, "Ødegård")
+        note = page.locator(f'.alarm-list > li[data-alarm-id="{alarm_id}"]').get_by_label(
+            re.compile("Hva ble funnet og gjort")
+        )
+        await note.fill("Ringte pårørende")
+        ending = page.locator("#session-ending")
+
+        await page.clock.fast_forward(11 * 60 * MINUTE_MS + 45 * MINUTE_MS)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(ending).to_be_hidden()
+        await page.clock.fast_forward(6 * MINUTE_MS)
+        await expect(ending.get_by_role("heading")).to_have_text(
+            re.compile(r"Økten avsluttes kl\. \d\d[:.]\d\d$")
+        )
+        await expect(ending).to_contain_text(re.compile(r"om (9|10) min"))
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await at_top_of_viewport(page, "#session-ending")
+        await expect(page).to_have_title(re.compile("Alarmer"))
+        await accessible(page, axe_script, f"the session's end is near ({size})")
+        await screenshot(page, f"session-ending-{size}.png")
+
+        await ending.get_by_role("button", name="Logg inn på nytt nå").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Logg inn")
+        await sign_in(page, NURSE)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(ending).to_be_hidden()
+        await expect(note).to_have_value("Ringte pårørende")
+    await world.settle(alarm_id)

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tryggheim.codes import DeviceKind
-from tryggheim.domain import NaiveTimeError, Observation, TimeSource
-from tryggheim.errors import PayloadError
+from tryggheim.domain import Observation, TimeSource
+from tryggheim.errors import NaiveTimeError, PayloadError
 from tryggheim.wire import (
     CONFIGURABLE,
     LEGACY_EPOCH,

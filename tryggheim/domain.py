@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from tryggheim import codes
-from tryggheim.errors import TryggheimError
+from tryggheim.errors import NaiveTimeError
 
 
 class TimeSource(StrEnum):
@@ -21,13 +21,6 @@ class TimeSource(StrEnum):
     """The device's own clock stamped the reading."""
     GATEWAY = "gateway"
     """The device had no clock (or an unset one); the home gateway stamped it on receipt."""
-
-
-class NaiveTimeError(TryggheimError):
-    def __init__(self, what: str) -> None:
-        super().__init__(
-            f"{what} has no time zone", hint="every time in Tryggheim is timezone-aware"
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,3 +83,10 @@ class ConnectionLost(TryggheimError):
         self.peer = peer
         self.reason = reason
         super().__init__(f"{peer}: {reason}", hint="the connection is retried automatically")
+
+
+class NaiveTimeError(TryggheimError):
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} has no time zone", hint="every time in Tryggheim is timezone-aware"
+        )

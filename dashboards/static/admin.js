@@ -62,6 +62,12 @@ addTexts({
     "device.pair": "Par enheten", "device.paired": "{id} er paret.",
     "device.unpair": "Fjern paring av {id}", "device.unpaired": "Paringen av {id} er fjernet.",
     "device.on": "{kind} · {patient} · {gateway}",
+    "device.names": "Navn på enhetene i hjemmene",
+    "device.names_intro": "Sykepleieren ser navnet foran rom og type, for eksempel «Ytterdør». Tomt felt: rom og type.",
+    "device.name": "Navn på {id}",
+    "device.save_name": "Lagre navnet",
+    "device.named": "{id} heter nå «{name}».",
+    "device.unnamed": "{id} har ikke lenger eget navn.",
     "kind.blood_pressure": "Blodtrykksmåler", "kind.pulse_oximeter": "Pulsoksymeter",
     "kind.thermometer": "Termometer", "kind.weight_scale": "Vekt", "kind.glucose_meter": "Blodsukkermåler",
     "audit.filters": "Filtrer", "audit.actor": "Hvem (f.eks. user:2)", "audit.action": "Handling (f.eks. edit_care_plan)",
@@ -136,6 +142,12 @@ addTexts({
     "device.pair": "Pair the device", "device.paired": "{id} is paired.",
     "device.unpair": "Unpair {id}", "device.unpaired": "{id} is unpaired.",
     "device.on": "{kind} · {patient} · {gateway}",
+    "device.names": "Names of the devices in the homes",
+    "device.names_intro": "The nurse sees the name before the room and kind, e.g. “Front door”. Empty: room and kind.",
+    "device.name": "Name of {id}",
+    "device.save_name": "Save the name",
+    "device.named": "{id} is now called “{name}”.",
+    "device.unnamed": "{id} has no name of its own any more.",
     "kind.blood_pressure": "Blood pressure monitor", "kind.pulse_oximeter": "Pulse oximeter",
     "kind.thermometer": "Thermometer", "kind.weight_scale": "Scale", "kind.glucose_meter": "Glucose meter",
     "audit.filters": "Filter", "audit.actor": "Who (e.g. user:2)", "audit.action": "Action (e.g. edit_care_plan)",
@@ -537,8 +549,8 @@ function gatewaysSection(ctx) {
 }
 
 function devicesSection(ctx) {
-  for (const kind of ["devices", "patients", "gateways"]) load(ctx, kind);
-  if (pending("devices", "patients", "gateways")) return page(ctx, "devices", loadingLine());
+  for (const kind of ["devices", "patients", "gateways", "home-devices"]) load(ctx, kind);
+  if (pending("devices", "patients", "gateways", "home-devices")) return page(ctx, "devices", loadingLine());
   const kindName = (profile) => {
     const kind = Object.entries(KINDS).find(([, code]) => code === profile)?.[0];
     return kind ? t(`kind.${kind}`) : String(profile);
@@ -570,7 +582,42 @@ function devicesSection(ctx) {
       name: "device", method: "DELETE", path: `${R}/devices/${encodeURIComponent(d.device_id)}`, kinds: ["devices"],
       done: t("device.unpaired", { id: d.device_id }),
     }))));
-  return page(ctx, "devices", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+  return page(ctx, "devices", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")),
+    deviceNames(ctx, kindName));
+}
+
+/** Each device of the homes with a field for its name ("Ytterdør"), as the nurse will see it. */
+function deviceNames(ctx, kindName) {
+  const items = lists["home-devices"].map((d) => {
+    const name = `name-${d.gateway_id}-${d.device_id}`.replace(/[^\w-]/g, "_");
+    form(name).name ??= d.name ?? "";
+    const place = d.sensor_kind
+      ? [d.room, t(`place.${d.sensor_kind}`)].filter(Boolean).join(" – ")
+      : kindName(Number(d.profile));
+    const path = `${R}/gateways/${encodeURIComponent(d.gateway_id)}/devices/${encodeURIComponent(d.device_id)}/name`;
+    return h("li", { class: "admin-item", "data-home-device": d.device_id },
+      h("h3", {}, d.name || place),
+      h("p", {}, t("device.on", { kind: place, patient: patientName(d.patient_id), gateway: d.gateway_id }), " · ",
+        h("span", { class: "device-id" }, d.device_id)),
+      h("form", {
+        class: "admin-form", novalidate: true,
+        onsubmit: (e) => {
+          e.preventDefault();
+          const value = (form(name).name ?? "").trim();
+          change(ctx, {
+            name, method: "PUT", path, body: { name: value || null }, kinds: ["home-devices"],
+            done: value ? t("device.named", { id: d.device_id, name: value }) : t("device.unnamed", { id: d.device_id }),
+            after: () => { delete forms[name]; },
+          });
+        },
+      },
+      input(name, "name", t("device.name", { id: d.device_id })),
+      h("button", { type: "submit", "data-key": `${name}-save` }, t("device.save_name"))));
+  });
+  return h("section", { "aria-labelledby": "device-names-title" },
+    h("h2", { id: "device-names-title" }, t("device.names")),
+    h("p", {}, t("device.names_intro")),
+    items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
 }
 
 function auditQuery() {

@@ -12,7 +12,8 @@
 const REQUEST_TIMEOUT_MS = 15_000;
 
 let accessToken = null;
-let sessionEnds = null; // Date: the refresh cookie's absolute end
+let sessionEnds = null; // Date: the refresh cookie's absolute end, on this tablet's clock
+let sessionEndsSaid; // the end as the platform said it (its clock)
 // When the token expires, on this tablet's clock: from the answer's expires_in, since the
 // tablet's clock may differ from the platform's.
 let expiresAt = 0;
@@ -32,7 +33,7 @@ export function token() {
   return accessToken;
 }
 
-/** When the session ends at the latest (null: not known). */
+/** When the session ends at the latest, on this tablet's clock (null: not known). */
 export function sessionEndsAt() {
   return sessionEnds;
 }
@@ -46,6 +47,7 @@ export function signOut() {
 export async function endSession() {
   accessToken = null;
   sessionEnds = null;
+  sessionEndsSaid = undefined;
   try {
     await fetch("api/v1/auth/logout", { method: "POST", signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   } catch {
@@ -61,7 +63,14 @@ export function tokenLeftMs() {
 function keep(body) {
   accessToken = body.access_token;
   expiresAt = Date.now() + body.expires_in * 1000;
-  sessionEnds = body.session_expires_at ? new Date(body.session_expires_at) : null;
+  // The platform says when on its own clock; the token's issue time tells how far this
+  // tablet's clock is from it. A renewal in the same session keeps the end as it was.
+  if (body.session_expires_at !== sessionEndsSaid) {
+    const issued = (claims()?.iat ?? 0) * 1000 || Date.now();
+    sessionEnds = body.session_expires_at
+      ? new Date(Date.now() + Date.parse(body.session_expires_at) - issued) : null;
+    sessionEndsSaid = body.session_expires_at;
+  }
 }
 
 /** The token's claims (for the name shown and the subject of "acknowledged by you"); the
@@ -120,6 +129,16 @@ export function refresh() {
   return refreshing;
 }
 
+/** A new opening of the view `name` (overview, patient, live): the loads sent with it are
+ * audited once per patient for the whole opening, its refreshes included (docs/auth.md, "What
+ * the audit log records"). */
+export function openView(name) {
+  const id = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return `${name}/${id}`;
+}
+
+export const VIEW_HEADER = "X-Tryggheim-View";
+
 export function authHeaders() {
   const value = token();
   if (!value) throw new SignedOut("not signed in");
@@ -128,11 +147,12 @@ export function authHeaders() {
 
 /** A request to the API; the parsed JSON (or null), with the response for its headers. An
  * expired access token (a tablet that slept past its refresh) is renewed once and the request
- * sent again. */
-export async function request(path, { method = "GET", body, signal } = {}) {
+ * sent again. `view`: the view opening (openView) a read belongs to. */
+export async function request(path, { method = "GET", body, signal, view } = {}) {
   const send = () => {
     const headers = { ...authHeaders(), Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (view) headers[VIEW_HEADER] = view;
     return fetch(path, {
       method, headers, cache: "no-store",
       signal: signal ?? AbortSignal.timeout(REQUEST_TIMEOUT_MS),

@@ -7,7 +7,7 @@ import { h, keepingFocus } from "./dom.js";
 import { playAlarmSound, soundState, unlockSound, watchSound } from "./alerting.js";
 import { alarmName, clock, setLanguage, severityWord, t } from "./i18n.js";
 import { PlatformWatch } from "./platform.js";
-import { Drafts, SessionKeeper, renderSessionEnded } from "./session.js";
+import { Drafts, SessionKeeper, renderSessionEnded, renderSessionEnding } from "./session.js";
 import { carePlanView } from "./careplan.js";
 import { adminView, caresForPatients, forgetAdminState, isAdmin, leftSection, showNavFor } from "./admin.js";
 import { LiveStream, STALE_AFTER_MS } from "./stream.js";
@@ -58,10 +58,15 @@ const pending = new Map(); // alarm id → { action, status: "pending" | "failed
 const openDetails = new Map(); // <details data-details> the nurse opened (true) or closed
 let route = parseRoute();
 let stream = null;
+// The view openings her loads are audited by (one row per patient per opening, docs/auth.md):
+// the overview (patients, alarms: every page shows them) and the live session from sign-in or
+// a reconnection, a patient's page from when it is opened.
+const views = { overview: null, live: null, patient: null };
 const platformWatch = new PlatformWatch((problems) => { state.platform = problems; render(); });
 let loginProblem = null;
 let lastSubject = null; // who signed in last (the screen kept after her session ended is hers)
 let sessionEnded = null; // { at }: the session ended; its last screen is kept, marked stale
+let sessionEnding = null; // Date: the session's maximum is near; she is asked to sign in again
 let soundNote = null;
 let focusView = false;
 
@@ -145,6 +150,8 @@ function render({ focus = false } = {}) {
   // After the session ended, the last screen stays (not live) under the notice.
   const signedIn = Boolean(api.token()) || sessionEnded !== null;
   renderSessionEnded(document.getElementById("session-ended"), sessionEnded, () => showLogin(null, { keepDrafts: true }));
+  renderSessionEnding(document.getElementById("session-ending"), api.token() && !sessionEnded ? sessionEnding : null,
+    () => showLogin(null, { keepDrafts: true }));
   renderShell(signedIn);
   const main = document.getElementById("main");
   const view = signedIn ? VIEWS[viewName(signedIn)] : loginView;
@@ -369,10 +376,11 @@ async function runRefresh() {
 
 async function loadOverview() {
   const [patients, alarms, thresholds, all] = await Promise.all([
-    api.get("api/v1/patients"),
-    api.get("api/v1/alarms?state=open&limit=1000"),
-    api.get("api/v1/thresholds"),
-    route.name === "alarms" && route.show === "all" ? api.get("api/v1/alarms?state=all&limit=100") : null,
+    api.get("api/v1/patients", { view: views.overview }),
+    api.get("api/v1/alarms?state=open&limit=1000", { view: views.overview }),
+    api.get("api/v1/thresholds", { view: views.overview }),
+    route.name === "alarms" && route.show === "all"
+      ? api.get("api/v1/alarms?state=all&limit=100", { view: views.overview }) : null,
   ]);
   state.patients = patients;
   state.alarms = alarms;
@@ -390,12 +398,14 @@ async function loadDetail(id, range) {
   const since = encodeURIComponent(new Date(from).toISOString());
   const base = `api/v1/patients/${id}`;
   const codes = (list) => list.map((c) => `code=${encodeURIComponent(c)}`).join("&");
+  if (views.patient?.id !== id) views.patient = { id, view: api.openView("patient") };
+  const { view } = views.patient;
   const [thresholds, observations, events, devices, alarms] = await Promise.all([
-    api.get(`${base}/thresholds`),
-    api.request(`${base}/observations?since=${since}&limit=10000&${codes(VITAL_CODES)}`),
-    api.get(`${base}/observations?since=${since}&limit=2000&${codes(EVENT_CODES)}`),
-    api.get(`${base}/devices`),
-    api.get(`api/v1/alarms?patient_id=${id}&state=all&limit=50`),
+    api.get(`${base}/thresholds`, { view }),
+    api.request(`${base}/observations?since=${since}&limit=10000&${codes(VITAL_CODES)}`, { view }),
+    api.get(`${base}/observations?since=${since}&limit=2000&${codes(EVENT_CODES)}`, { view }),
+    api.get(`${base}/devices`, { view }),
+    api.get(`api/v1/alarms?patient_id=${id}&state=all&limit=50`, { view }),
   ]);
   if (route.name !== "patient" || route.id !== id || route.range !== range) return; // moved on
   state.detail = {
@@ -580,7 +590,7 @@ function applyAlarm(alarm) {
   // Names and places are looked up where a person acted; a change by the engine (escalated,
   // cleared) keeps those already known.
   const shown = { ...alarm };
-  for (const key of ["acknowledged_by_name", "taken_by_name", "device_kind", "device_room"]) {
+  for (const key of ["acknowledged_by_name", "taken_by_name", "device_kind", "device_room", "device_name"]) {
     shown[key] ??= known?.[key] ?? null;
   }
   if (shown.state !== "closed" && !state.alarms.some((a) => a.id === shown.id)) state.alarms = [shown, ...state.alarms];
@@ -628,7 +638,8 @@ function onState(connection, { lastLive }) {
   state.connection = connection;
   state.lastLive = lastLive;
   if (connection === "live") {
-    // Whatever happened while not connected: load it all again.
+    // Whatever happened while not connected: load it all again (the views opened again).
+    if (wasDown) openViews({ live: false });
     refreshNow({ overview: true, detail: route.name === "patient" });
     if (wasDown) announce(t("connection.back"));
   }
@@ -645,6 +656,7 @@ const keeper = new SessionKeeper({
     if (caresForPatients()) refreshSoon({ overview: true, detail: route.name === "patient" });
   },
   onEnded: () => sessionHasEnded(),
+  onEnding: (ends) => { sessionEnding = ends; render(); },
 });
 
 /** The stream was refused (401): its token expired while the tablet slept, or the session
@@ -678,6 +690,7 @@ function startSession() {
     known: null, banner: [], connection: "connecting", lastLive: null, updatedAt: null, top: null,
   });
   sessionEnded = null;
+  sessionEnding = null;
   state.platform = null;
   platformWatch.start();
   keeper.start();
@@ -689,9 +702,17 @@ function startSession() {
     return;
   }
   if (route.name === "admin" && !isAdmin()) navigate("#/patients");
-  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut });
+  openViews({ live: true });
+  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut, view: views.live });
   stream.start();
   refreshNow({ overview: true, detail: route.name === "patient" });
+}
+
+/** New openings of the overview and the patient's page (and of the live session). */
+function openViews({ live }) {
+  views.overview = api.openView("overview");
+  views.patient = null;
+  if (live) views.live = api.openView("live");
 }
 
 /** The sign-in form. Signing out on purpose (no problem) ends the session at the platform and
@@ -708,6 +729,7 @@ function showLogin(problem, { keepDrafts = false } = {}) {
   }
   api.signOut();
   sessionEnded = null;
+  sessionEnding = null;
   loginProblem = problem;
   state.banner = [];
   render({ focus: true });

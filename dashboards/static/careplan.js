@@ -237,12 +237,13 @@ function freshId(prefix, edit) {
 
 async function load(ctx, id) {
   const owner = api.claims()?.sub;
-  plan = { id, owner, loaded: false };
+  const view = api.openView("care_plan");
+  plan = { id, owner, view, loaded: false };
   try {
     const [stored, defaults] = await Promise.all([
-      api.get(`api/v1/patients/${id}/care-plan`), api.get(`api/v1/patients/${id}/thresholds`),
+      api.get(`api/v1/patients/${id}/care-plan`, { view }), api.get(`api/v1/patients/${id}/thresholds`, { view }),
     ]);
-    if (plan.id === id) plan = { ...fromPlan(id, stored, defaults), owner };
+    if (plan.id === id) plan = { ...fromPlan(id, stored, defaults), owner, view };
   } catch (error) {
     if (error instanceof api.SignedOut) { plan = null; ctx.failed(error); return; }
     plan = { id, owner, loaded: true, failed: error };
@@ -260,7 +261,7 @@ async function save(ctx) {
     await api.request(`api/v1/patients/${edit.id}/care-plan`, { method: "PUT", body: toPlan(edit) });
     edit.errors = {};
     edit.saved = new Date();
-    edit.defaults = await api.get(`api/v1/patients/${edit.id}/thresholds`);
+    edit.defaults = await api.get(`api/v1/patients/${edit.id}/thresholds`, { view: edit.view });
   } catch (error) {
     edit.saving = false;
     // Her changes stay on the screen: she saves them after signing in again.

@@ -6,10 +6,13 @@
 // - Drafts keeps what she has written (a resolution note) in sessionStorage, per user and
 //   alarm, so that it survives a reload and a new sign-in in this tab; signing out on purpose
 //   forgets it (the tablet may be handed over).
+// - Some minutes before the session's maximum, a banner among the alerts fixed at the top says
+//   when it will end, so that she finishes what she is writing and signs in again in time
+//   (renderSessionEnding).
 // - When the session does end, the app keeps the last screen, marked as not up to date, under
 //   a fixed notice she cannot miss, with the way to sign in again (sessionEndedNotice).
 
-import { claims, refresh, tokenLeftMs } from "./api.js";
+import { claims, refresh, sessionEndsAt, tokenLeftMs } from "./api.js";
 import { h } from "./dom.js";
 import { addTexts, clock, t } from "./i18n.js";
 
@@ -20,6 +23,9 @@ addTexts({
     "session.ended_body": "Økten ble avsluttet kl. {time}. Skjermen viser det som var kjent da, og oppdateres ikke: nye alarmer vises ikke før du logger inn igjen.",
     "session.ended_drafts": "Notater du har begynt på, er tatt vare på.",
     "session.sign_in_again": "Logg inn igjen",
+    "session.ending_title": "Økten avsluttes kl. {time}",
+    "session.ending_body": "Du blir logget ut kl. {time} (om {minutes} min), når vaktens lengste økt er over. Skriv ferdig det du holder på med, og logg inn på nytt: notater du har begynt på, tas vare på.",
+    "session.sign_in_now": "Logg inn på nytt nå",
   },
   en: {
     "connection.ended": "Signed out",
@@ -27,6 +33,9 @@ addTexts({
     "session.ended_body": "The session ended at {time}. The screen shows what was known then and is not updated: new alarms are not shown until you sign in again.",
     "session.ended_drafts": "Notes you had started are kept.",
     "session.sign_in_again": "Sign in again",
+    "session.ending_title": "The session ends at {time}",
+    "session.ending_body": "You will be signed out at {time} (in {minutes} min), when a shift's longest session is over. Finish what you are doing and sign in again: notes you have started are kept.",
+    "session.sign_in_now": "Sign in again now",
   },
 });
 
@@ -34,21 +43,32 @@ addTexts({
 const LEAD_MIN_MS = 30_000;
 const LEAD_MAX_MS = 120_000;
 const RETRY_MS = 15_000;
+/** How long before the session's maximum the app warns her. */
+export const SESSION_WARNING_MS = 10 * 60_000;
 
 export class SessionKeeper {
   /**
    * @param {object} handlers
    * @param {() => void} handlers.onRenewed a new access token is in use
    * @param {() => void} handlers.onEnded the session cannot go on: sign in again
+   * @param {(ends: Date) => void} handlers.onEnding the session's maximum is SESSION_WARNING_MS
+   *   away or less
    */
-  constructor({ onRenewed, onEnded }) {
+  constructor({ onRenewed, onEnded, onEnding }) {
     this.onRenewed = onRenewed;
     this.onEnded = onEnded;
+    this.onEnding = onEnding;
     this.timer = null;
+    this.warning = null;
   }
 
   start() {
     this.stop();
+    const ends = sessionEndsAt();
+    if (ends) {
+      const delay = Math.max(ends.getTime() - SESSION_WARNING_MS - Date.now(), 0);
+      this.warning = setTimeout(() => this.onEnding(ends), Math.min(delay, 2 ** 31 - 1));
+    }
     const { iat, exp } = claims() ?? {};
     if (!exp) return;
     const lifetime = (exp - (iat ?? exp)) * 1000;
@@ -58,7 +78,9 @@ export class SessionKeeper {
 
   stop() {
     clearTimeout(this.timer);
+    clearTimeout(this.warning);
     this.timer = null;
+    this.warning = null;
   }
 
   later(ms) {
@@ -132,5 +154,25 @@ export function renderSessionEnded(element, ended, onSignInAgain) {
       h("p", {}, t("session.ended_body", { time: clock(ended.at) }), " ", t("session.ended_drafts"))),
     h("button", { type: "button", class: "primary", "data-key": "sign-in-again", onclick: onSignInAgain },
       t("session.sign_in_again")),
+  );
+}
+
+/** The banner among the fixed alerts while the session's maximum is near (null: it is not). */
+export function renderSessionEnding(element, ends, onSignInNow) {
+  element.hidden = !ends;
+  if (!ends) { element.replaceChildren(); delete element.dataset.at; return; }
+  const minutes = Math.max(Math.ceil((ends.getTime() - Date.now()) / 60_000), 0);
+  const key = `${ends.getTime()} ${minutes} ${document.documentElement.lang}`;
+  if (element.dataset.at === key) return;
+  const first = element.dataset.at === undefined;
+  element.dataset.at = key;
+  const time = clock(ends);
+  element.replaceChildren(
+    // Said once, when it appears; the minutes counting down are not read out each time.
+    h("div", { role: first ? "alert" : null },
+      h("h2", { id: "session-ending-title" }, h("span", { "aria-hidden": "true" }, "⚠ "),
+        t("session.ending_title", { time })),
+      h("p", {}, t("session.ending_body", { time, minutes }))),
+    h("button", { type: "button", "data-key": "sign-in-now", onclick: onSignInNow }, t("session.sign_in_now")),
   );
 }

@@ -7,7 +7,7 @@
 // fails is "lost". Either way the app says so plainly until the stream is live again, and then
 // reloads what it shows (events may have been missed in between).
 
-import { SignedOut, authHeaders, refuseSignedOut } from "./api.js";
+import { SignedOut, VIEW_HEADER, authHeaders, refuseSignedOut } from "./api.js";
 
 export const STALE_AFTER_MS = 40_000;
 const CONNECT_TIMEOUT_MS = 15_000;
@@ -20,8 +20,11 @@ export class LiveStream {
    * @param {(state: string, detail: object) => void} handlers.onState
    *   state: "connecting" | "live" | "stale" | "lost"
    * @param {(reason: string) => void} handlers.onSignedOut
+   * @param {string} view the live session (api.openView): its reconnections are one session in
+   *   the audit log
    */
-  constructor({ onEvent, onState, onSignedOut }) {
+  constructor({ onEvent, onState, onSignedOut, view }) {
+    this.view = view;
     this.onEvent = onEvent;
     this.onState = onState;
     this.onSignedOut = onSignedOut;
@@ -125,7 +128,7 @@ export class LiveStream {
     this.controller = new AbortController();
     this.attemptStarted = Date.now();
     const response = await fetch("api/v1/stream", {
-      headers: { ...authHeaders(), Accept: "text/event-stream" },
+      headers: { ...authHeaders(), Accept: "text/event-stream", [VIEW_HEADER]: this.view },
       signal: this.controller.signal,
       cache: "no-store",
     });

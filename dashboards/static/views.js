@@ -9,7 +9,7 @@ import {
   severityWord, t,
 } from "./i18n.js";
 import {
-  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceLabel,
+  DIA, EVENT_KINDS, GROUPS, LANES, LOW_BATTERY, SYS, assess, assessmentText, deviceLabel, devicePlace,
   sampleText,
   eventText, latestOf, limitsFor, trim, unitText, valueText,
 } from "./vitals.js";
@@ -106,11 +106,12 @@ export function alarmCard(ctx, alarm, { showPatient = true, headingLevel = "h2" 
     lines.push(h("span", {}, t("alarm.measured", { value: valueText(alarm.trigger_value, alarm.trigger_unit ?? "") })));
   }
   if (alarm.device_id) {
-    // "Bad – bevegelse" or "Blodtrykksmåler" when the platform knows the device; its id only
-    // when it does not.
-    const known = alarm.device_kind
-      ? deviceLabel({ sensor_kind: alarm.device_kind, room: alarm.device_room })
+    // "Ytterdør (Gang – dør)", "Bad – bevegelse" or "Blodtrykksmåler" when the platform knows
+    // the device; its id only when it does not.
+    const place = alarm.device_kind
+      ? devicePlace({ sensor_kind: alarm.device_kind, room: alarm.device_room })
       : alarm.device_id;
+    const known = alarm.device_name ? `${alarm.device_name} (${place})` : place;
     lines.push(h("span", { class: "alarm-device" }, t("alarm.device", { device: known })));
   }
   // People by name, never by id ("user:2"): "Kvittert av Kari", "Tatt av deg".
@@ -464,6 +465,7 @@ function devicesSection(data, now) {
       : t(d.gateway_online ? "devices.gateway_online" : "devices.gateway_offline", { id: d.gateway_id });
     return h("tr", { "data-device-id": d.device_id },
       h("th", { scope: "row" }, h("span", { class: "device-kind" }, deviceLabel(d)), h("br"),
+        d.name ? [h("span", { class: "device-place" }, devicePlace(d)), h("br")] : null,
         h("span", { class: "device-id" }, d.device_id),
         d.last_check ? [h("br"), h("span", { class: "device-check" }, checkText(d.last_check))] : null),
       h("td", { class: low ? "out low" : "", "data-label": t("devices.col.battery") }, [

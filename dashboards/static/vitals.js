@@ -154,11 +154,16 @@ export function deviceKind(device) {
   return t(`device.${found ? found[1] : "other"}`);
 }
 
-/** What a nurse calls the device: "Bad – bevegelse" when its room is known (the home gateway's
+/** Where and what the device is: "Bad – bevegelse" when its room is known (the home gateway's
  * sensor map), else its kind ("Blodtrykksmåler"); never only its address. */
-export function deviceLabel(device) {
+export function devicePlace(device) {
   if (device.room && device.sensor_kind) return `${device.room} – ${t(`place.${device.sensor_kind}`)}`;
   return deviceKind(device);
+}
+
+/** What a nurse calls the device: the name an admin gave it ("Ytterdør"), else its place. */
+export function deviceLabel(device) {
+  return device.name || devicePlace(device);
 }
 
 export const LOW_BATTERY = 20;

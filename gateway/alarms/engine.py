@@ -41,8 +41,8 @@ from gateway.alarms.rules import (
     local_time,
 )
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation
-from tryggheim.errors import TryggheimError
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 _STATE_VERSION = 1
 

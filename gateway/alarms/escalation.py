@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 
 from gateway.alarms.lifecycle import Alarm, AlarmState
 from gateway.alarms.rules import Severity
-from tryggheim.domain import NaiveTimeError
-from tryggheim.errors import TryggheimError
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 
 class EscalationPolicyError(TryggheimError):

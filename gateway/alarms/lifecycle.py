@@ -11,8 +11,7 @@ from enum import StrEnum
 
 from gateway.alarms.engine import AlarmChange, ChangeKind
 from gateway.alarms.rules import Severity
-from tryggheim.domain import NaiveTimeError
-from tryggheim.errors import TryggheimError
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 
 class AlarmState(StrEnum):

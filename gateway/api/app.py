@@ -30,6 +30,7 @@ from gateway.api.deps import (
     ReadsPlatformStatus,
     Registered,
     Store,
+    ViewsAudited,
     patient_for,
 )
 from gateway.api.errors import document_errors, install_error_handlers, invalid_query
@@ -129,6 +130,7 @@ def create_app(
     app.state.settings = settings
     app.state.verifier = _verifier(settings)
     app.state.stats = ApiStats()
+    app.state.views_audited = ViewsAudited()
 
     install_error_handlers(app)
     document_errors(app)
@@ -214,7 +216,7 @@ def _care_routes(app: FastAPI) -> None:
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
         ids = [p.id for p in patients]
-        await audit.shown("list_patients", ids)
+        await audit.viewed("list_patients", ids)
         by_patient: dict[int, list[ObservationRow]] = {}
         for row in await store.latest_values(ids):
             if row.patient_id is not None:
@@ -245,7 +247,7 @@ def _care_routes(app: FastAPI) -> None:
         query = history_query(since, until, code, limit)
         after = _cursor(cursor)
         await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_observations", patient_id)
+        await audit.viewed("read_observations", [patient_id])
         rows = await store.observations(patient_id, query, after=after)
         if len(rows) == query.limit:
             response.headers["X-Next-Cursor"] = Cursor.after(rows[-1]).encode()
@@ -306,7 +308,7 @@ def _care_routes(app: FastAPI) -> None:
     ) -> CarePlan:
         """Personal thresholds, measurement schedule and combined rules (docs/alarms.md)."""
         patient = await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_care_plan", patient_id)
+        await audit.viewed("read_care_plan", [patient_id])
         return CarePlan.model_validate_json(patient.care_plan)
 
     @app.put("/api/v1/patients/{patient_id}/care-plan", response_model=CarePlan, tags=["care"])

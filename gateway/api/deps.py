@@ -9,13 +9,16 @@ typed errors (AuthError, NotVisible) and answered, and audited, in gateway/api/e
 (No ``from __future__ import annotations``: FastAPI must see the dependency annotations as
 objects.)"""
 
+import asyncio
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Path, Query, Request, Security
+from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import exc as sa
 
@@ -205,14 +208,125 @@ async def patient_for(
     return patient
 
 
+#: The request header that names the view opening a load belongs to: ``<view>/<opening id>``,
+#: e.g. ``patient/3f2a…``. The nurse app makes a new opening id each time a view is opened.
+VIEW_HEADER = "X-Tryggheim-View"
+VIEW_PATTERN = r"^[a-z][a-z_]{0,31}/[A-Za-z0-9_-]{16,64}$"
+#: How long one view opening covers a patient: a view still loading her data after this long
+#: (a tablet left open, or a client that reuses an opening id) writes her row again.
+VIEW_AUDIT_WINDOW_S = 3600.0
+_VIEWS_REMEMBERED = 100_000
+
+#: (tenant, actor, view opening, action, patient) of an audit row already written.
+ViewKey = tuple[str, str, str, str, int | None]
+
+
+@dataclass(slots=True)
+class _Written:
+    until: float
+    done: asyncio.Future[bool]
+    """True once the row is in the audit log; False when writing it failed."""
+
+
+class ViewsAudited:
+    """Which rows of a view opening the audit log already has (in this process), so that the
+    loads that make up one view, and its background refreshes, write one row per patient.
+
+    A load waits until the row it relies on is written: data is never answered on the
+    strength of a row that another request is still writing and may fail to write. Several
+    platform processes each write their own row (more rows, never fewer); a row is written
+    again after ``window_s``."""
+
+    def __init__(
+        self,
+        window_s: float = VIEW_AUDIT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        remembered: int = _VIEWS_REMEMBERED,
+    ) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._remembered = remembered
+        self._written: OrderedDict[ViewKey, _Written] = OrderedDict()
+
+    async def write_once(
+        self, keys: Iterable[ViewKey], write: Callable[[list[ViewKey]], Awaitable[None]]
+    ) -> None:
+        """``write`` the keys that have no row yet (in one call); wait for those being
+        written by another request, and write them here if that failed."""
+        todo = list(dict.fromkeys(keys))
+        while todo:
+            now = self._clock()
+            mine: dict[ViewKey, _Written] = {}
+            theirs: list[tuple[ViewKey, asyncio.Future[bool]]] = []
+            for key in todo:
+                written = self._written.get(key)
+                if written is None or written.until <= now:
+                    written = _Written(
+                        now + self._window_s, asyncio.get_running_loop().create_future()
+                    )
+                    self._written[key] = mine[key] = written
+                    self._written.move_to_end(key)
+                elif not written.done.done():
+                    theirs.append((key, written.done))
+            if mine:
+                await self._write(mine, write)
+            self._forget_old(now)
+            todo = [key for key, done in theirs if not await asyncio.shield(done)]
+
+    async def _write(
+        self,
+        mine: dict[ViewKey, _Written],
+        write: Callable[[list[ViewKey]], Awaitable[None]],
+    ) -> None:
+        ok = False
+        try:
+            await write(list(mine))
+            ok = True
+        finally:
+            for key, written in mine.items():
+                if not ok and self._written.get(key) is written:
+                    del self._written[key]
+                written.done.set_result(ok)
+
+    def _forget_old(self, now: float) -> None:
+        # Oldest first: every key is (re)inserted at the end with the same window.
+        while self._written:
+            key, written = next(iter(self._written.items()))
+            if written.until > now and len(self._written) <= self._remembered:
+                break
+            del self._written[key]
+
+
+def views_audited(request: Request) -> ViewsAudited:
+    views: ViewsAudited = request.app.state.views_audited
+    return views
+
+
 class Auditor:
     """Writes the audit log: who (the principal), what (action and patients), when, from where
     (client address), and whether it was allowed. The rule: one entry per patient whose data
-    a response showed or changed; one entry naming no patient when it showed none."""
+    a response showed or changed; one entry naming no patient when it showed none. A read
+    that is part of a view (``viewed``), sent with the view's opening in ``X-Tryggheim-View``,
+    writes one entry per patient per view opening instead (docs/auth.md, "What the audit log
+    records")."""
 
-    def __init__(self, request: Request, store: Store) -> None:
+    def __init__(
+        self,
+        request: Request,
+        store: Store,
+        view: Annotated[
+            str | None,
+            Header(
+                alias=VIEW_HEADER,
+                pattern=VIEW_PATTERN,
+                description="The view opening this load is part of (`<view>/<opening id>`): "
+                "its reads are audited once per patient per opening.",
+            ),
+        ] = None,
+    ) -> None:
         self._store = store
         self._request = request
+        self._view = view
 
     async def __call__(self, action: str, patient_id: int | None, purpose: str = "care") -> None:
         await self.shown(action, [patient_id], purpose)
@@ -221,8 +335,37 @@ class Auditor:
         self, action: str, patient_ids: Iterable[int | None], purpose: str = "care"
     ) -> None:
         """One entry per patient in ``patient_ids`` (duplicates once), or one naming nobody."""
-        named = sorted({p for p in patient_ids if p is not None})
-        await self._write(action, [*named] or [None], purpose, "allowed")
+        await self._write(action, _named(patient_ids), purpose, "allowed")
+
+    async def viewed(
+        self, action: str, patient_ids: Iterable[int | None], purpose: str = "care"
+    ) -> None:
+        """A read that loads (part of) a view: with a view opening, one ``view:<view>`` entry
+        per patient per opening, however many loads and refreshes it makes; without one,
+        as :meth:`shown`."""
+        if self._view is None:
+            await self.shown(action, patient_ids, purpose)
+        else:
+            await self.once(f"view:{self._view.partition('/')[0]}", patient_ids, purpose)
+
+    async def once(
+        self, action: str, patient_ids: Iterable[int | None], purpose: str = "care"
+    ) -> None:
+        """Like :meth:`shown`, but within a view opening an entry already written is not
+        written again."""
+        if self._view is None:
+            await self.shown(action, patient_ids, purpose)
+            return
+        named = _named(patient_ids)
+        principal: Principal = self._request.state.principal
+        view = self._view
+
+        async def write(keys: list[ViewKey]) -> None:
+            await self._write(action, [key[-1] for key in keys], purpose, "allowed")
+
+        await views_audited(self._request).write_once(
+            ((principal.tenant_id, principal.subject, view, action, p) for p in named), write
+        )
 
     async def denied(self, action: str, patient_id: int | None) -> None:
         await self._write(action, [patient_id], "care", "denied")
@@ -242,6 +385,11 @@ class Auditor:
             now=datetime.now(UTC),
             outcome=outcome,
         )
+
+
+def _named(patient_ids: Iterable[int | None]) -> list[int | None]:
+    """The patients named (each once, by id), or [None] when none is."""
+    return [*sorted({p for p in patient_ids if p is not None})] or [None]
 
 
 Audit = Annotated[Auditor, Depends(Auditor)]

@@ -6,60 +6,20 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    WithJsonSchema,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.alarms.book import history_of
 from gateway.auth import Role
 from gateway.observability import PlatformProblem
 from gateway.records.models import AlarmRow, ObservationRow, Patient, User
+from gateway.registry.kinds import PairableKind
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.wire import GATEWAY_ID_PATTERN
 
 if TYPE_CHECKING:
     from gateway.registry.service import DevicePlace
-
-
-def _kind_by_old_name(value: object) -> object:
-    """``scale``: this API's name of a weight scale until the platform and the edge shared one
-    set of kind names (2026-12); admin tools of that time may still send it."""
-    return codes.DeviceKind.WEIGHT_SCALE if value == "scale" else value
-
-
-def profile_of(kind: codes.DeviceKind) -> codes.DeviceProfile:
-    """The IEEE 11073 profile the registry stores for a paired device of this kind."""
-    if kind.profile is None:
-        raise ValueError(f"{kind.value} has no IEEE 11073 device profile: it cannot be paired")
-    return kind.profile
-
-
-def _pairable(kind: codes.DeviceKind) -> codes.DeviceKind:
-    profile_of(kind)
-    return kind
-
-
-#: A kind of medical device the registry can pair: one with an IEEE 11073 profile.
-PairableKind = Annotated[
-    codes.DeviceKind,
-    BeforeValidator(_kind_by_old_name),
-    AfterValidator(_pairable),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "enum": [k.value for k in codes.DeviceKind if k.profile is not None],
-            "description": "The old name `scale` is accepted for `weight_scale`.",
-        }
-    ),
-]
 
 
 class ObservationOut(BaseModel):
@@ -336,6 +296,37 @@ class DeviceOut(BaseModel):
     profile: int
 
 
+#: What a device's name may hold: letters, digits, spaces and common punctuation (no control
+#: characters, no markup).
+DEVICE_NAME_PATTERN = r"^[\w .,:;'()/&+–-]*$"
+
+
+class DeviceNameIn(_In):
+    name: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=64, pattern=DEVICE_NAME_PATTERN),
+        ]
+        | None
+    )
+    """The name the nurse sees ("Ytterdør"); null or empty: none (room and kind)."""
+
+
+class HomeDeviceOut(BaseModel):
+    """A device of a home, as the admin names it: a paired device (``profile``) or a home
+    sensor of its gateway's sensor map (``sensor_kind``, ``room``)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    sensor_kind: str | None
+    room: str | None
+    profile: str | None
+    name: str | None
+
+
 # --- alarms -----------------------------------------------------------------------------------
 
 
@@ -363,6 +354,8 @@ class AlarmOut(BaseModel):
     sensor's (``motion``); None when the platform does not know it."""
     device_room: str | None = None
     """Where a home sensor is (its gateway's sensor map)."""
+    device_name: str | None = None
+    """The name an admin gave the device ("Ytterdør")."""
     trigger_value: str | None
     """The value that raised it, as measured, in ``trigger_unit`` (UCUM)."""
     trigger_unit: str | None
@@ -406,6 +399,7 @@ class AlarmOut(BaseModel):
             device_id=row.device_id,
             device_kind=kind,
             device_room=place.room if place else None,
+            device_name=place.name if place else None,
             trigger_value=row.trigger_value,
             trigger_unit=row.trigger_unit,
             acknowledged_by=row.acknowledged_by,
@@ -509,6 +503,8 @@ class PatientDeviceOut(BaseModel):
     """Of a home sensor, from its gateway's sensor map (``motion``, ``door``, ``fall`` …)."""
     room: str | None = None
     """Where it is, from the sensor map (``Bad``); None when the map does not say."""
+    name: str | None = None
+    """The name an admin gave it ("Ytterdør"); shown before its room and kind."""
     codes: list[str]
     """What it has reported, e.g. ``TRY_EVT_DOOR_CONTACT``."""
     last_seen: datetime | None

@@ -31,8 +31,8 @@ from gateway.fhir.settings import FhirProfiles, Organisation
 from hl7.errors import OruBuildError
 from hl7.oru import eui64
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation
-from tryggheim.errors import TryggheimError
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 Resource = dict[str, Any]
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.records.models import AlarmRow
-from gateway.records.patients import PatientScope
+from gateway.records.unit_of_work import PatientScope
 from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings, backoff_delays
 from tryggheim.wire import TOPIC_ROOT

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.records.models import GatewayProgress, HomeGateway, HomeSensor
+from gateway.records.models import DeviceName, GatewayProgress, HomeGateway, HomeSensor
 
 
 class HomeGatewayRepository:
@@ -44,6 +44,8 @@ class HomeGatewayRepository:
         return gateway if gateway is not None and gateway.tenant_id == tenant_id else None
 
     async def remove(self, gateway: HomeGateway) -> None:
+        """The gateway and the names given to the devices of its home."""
+        await self._s.execute(delete(DeviceName).where(DeviceName.gateway_id == gateway.id))
         await self._s.delete(gateway)
 
     async def of_tenant(self, tenant_id: str) -> list[HomeGateway]:
@@ -106,3 +108,53 @@ class HomeGatewayRepository:
             .where(HomeGateway.patient_id.in_(patient_ids))
         )
         return [(patient_id, sensor) for patient_id, sensor in rows]
+
+    async def device_names(self, gateway_ids: Collection[str]) -> dict[tuple[str, str], str]:
+        """The names an admin gave devices of these homes, by (gateway, device)."""
+        return {
+            (n.gateway_id, n.device_id): n.name
+            for n in await self._s.scalars(
+                select(DeviceName).where(DeviceName.gateway_id.in_(gateway_ids))
+            )
+        }
+
+    async def device_names_of_patients(
+        self, patient_ids: Collection[int]
+    ) -> dict[tuple[int, str], str]:
+        """The names an admin gave devices of these patients' homes, by (patient, device)."""
+        rows = await self._s.execute(
+            select(HomeGateway.patient_id, DeviceName.device_id, DeviceName.name)
+            .join(DeviceName, DeviceName.gateway_id == HomeGateway.id)
+            .where(HomeGateway.patient_id.in_(patient_ids))
+        )
+        return {(p, d): name for p, d, name in rows if p is not None}
+
+    async def sensors_of_tenant(self, tenant_id: str) -> list[tuple[HomeSensor, int | None]]:
+        """Each home sensor of the tenant's gateways, with the gateway's patient."""
+        rows = await self._s.execute(
+            select(HomeSensor, HomeGateway.patient_id)
+            .join(HomeGateway, HomeSensor.gateway_id == HomeGateway.id)
+            .where(HomeGateway.tenant_id == tenant_id)
+        )
+        return [(sensor, patient_id) for sensor, patient_id in rows]
+
+    async def device_names_of_tenant(self, tenant_id: str) -> dict[tuple[str, str], str]:
+        """The names an admin gave devices of the tenant's homes, by (gateway, device)."""
+        gateways = select(HomeGateway.id).where(HomeGateway.tenant_id == tenant_id)
+        return {
+            (n.gateway_id, n.device_id): n.name
+            for n in await self._s.scalars(
+                select(DeviceName).where(DeviceName.gateway_id.in_(gateways))
+            )
+        }
+
+    async def name_device(self, gateway_id: str, device_id: str, name: str | None) -> None:
+        """Give a device of the gateway's home a name (None: take it away)."""
+        if name is None:
+            await self._s.execute(
+                delete(DeviceName).where(
+                    DeviceName.gateway_id == gateway_id, DeviceName.device_id == device_id
+                )
+            )
+        else:
+            await self._s.merge(DeviceName(gateway_id=gateway_id, device_id=device_id, name=name))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     BigInteger,
@@ -169,6 +169,17 @@ class HomeSensor(Base):
     room: Mapped[str] = mapped_column(String(64))
 
 
+class DeviceName(Base):
+    """A name an admin gave a device of a home ("Ytterdør"), shown to the nurse before its room
+    and kind; kept apart from the sensor map, which each status of the gateway replaces."""
+
+    __tablename__ = "device_names"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+
 class HomeGateway(Base):
     """A home gateway in a patient's home; its broker user has the same name as its id."""
 
@@ -241,19 +252,45 @@ class ObservationRow(Base):
 
     def observation(self) -> Observation:
         """The stored row as the domain's Observation, in the device's own UTC offset."""
-        return Observation(
-            id=self.id,
-            gateway_id=self.gateway_id,
-            seq=self.seq,
-            device_id=self.device_id,
-            source=self.source,
-            code=self.code,
-            value=Decimal(self.value),
-            unit=self.unit,
-            time=restore_offset(self.time, self.utc_offset_min),
-            time_source=TimeSource(self.time_source),
-            flags=tuple(f for f in self.flags.split(",") if f),
-        )
+        return stored_observation(self)
+
+
+class StoredColumns(Protocol):
+    """The columns of an observations row an Observation is made of: an ORM row, or a row of
+    a Core select of :data:`OBSERVATION_COLUMNS` (cheaper where many are read)."""
+
+    id: str
+    gateway_id: str
+    seq: int
+    device_id: str
+    source: str
+    code: str
+    value: str
+    unit: str
+    time: datetime
+    utc_offset_min: int
+    time_source: str
+    flags: str
+
+
+OBSERVATION_COLUMNS = tuple(StoredColumns.__annotations__)
+
+
+def stored_observation(row: StoredColumns) -> Observation:
+    """A stored row as the domain's Observation, in the device's own UTC offset."""
+    return Observation(
+        id=row.id,
+        gateway_id=row.gateway_id,
+        seq=row.seq,
+        device_id=row.device_id,
+        source=row.source,
+        code=row.code,
+        value=Decimal(row.value),
+        unit=row.unit,
+        time=restore_offset(row.time, row.utc_offset_min),
+        time_source=TimeSource(row.time_source),
+        flags=tuple(f for f in row.flags.split(",") if f),
+    )
 
 
 class GatewayProgress(Base):

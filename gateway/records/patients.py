@@ -6,20 +6,11 @@ read APIs all come here; each works inside a transaction of the record store
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import AlarmRow, Device, HomeGateway, ObservationRow, Patient
-
-
-@dataclass(frozen=True, slots=True)
-class PatientScope:
-    """Who may see a patient's data: the tenant and care team (for live-stream filtering)."""
-
-    tenant_id: str
-    care_team_id: int | None
 
 
 class PatientRepository:

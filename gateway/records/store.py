@@ -28,10 +28,10 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
@@ -44,6 +44,7 @@ from gateway.records.alarms import AlarmKeeper, AlarmNotFound, AlarmRepository
 from gateway.records.audit import AuditRepository
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
+    OBSERVATION_COLUMNS,
     AlarmRow,
     AuditEntry,
     Device,
@@ -57,9 +58,16 @@ from gateway.records.models import (
     Patient,
     RejectedMessage,
     RejectedObservation,
+    stored_observation,
 )
-from gateway.records.patients import PatientRepository, PatientScope
-from gateway.records.unit_of_work import AlarmChanged, ObservationsStored, UnitOfWork, record
+from gateway.records.patients import PatientRepository
+from gateway.records.unit_of_work import (
+    AlarmChanged,
+    ObservationsStored,
+    PatientScope,
+    UnitOfWork,
+    record,
+)
 from tryggheim import codes
 from tryggheim.domain import Observation
 from tryggheim.errors import TryggheimError
@@ -148,6 +156,16 @@ class OutboxSeq(NamedTuple):
     gateway_id: str
     epoch: str
     seq: int
+
+
+class CaughtUp(NamedTuple):
+    """An outbox's watermark moved to what its home gateway says was committed (see
+    :meth:`RecordStore._catch_up`)."""
+
+    before: int
+    mark: int
+    lost: int
+    """Observations the gateway was told were committed that the record store does not have."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,16 +300,45 @@ class RecordStore:
             await s.connection()
 
     # --- ingest ---
-    def _insert(self) -> Any:
-        dialect = postgresql if self.dialect == "postgresql" else sqlite
-        # Core, not ORM: the caller already holds every value, so only the keys of the rows
-        # actually inserted come back (a resent row conflicts and returns nothing).
-        table = ObservationRow.__table__
-        return (
-            dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=["gateway_id", "epoch", "seq"])
-            .returning(table.c.gateway_id, table.c.epoch, table.c.seq)
+    async def _insert_observations(
+        self,
+        s: AsyncSession,
+        observations: Sequence[tuple[OutboxKey, Observation]],
+        owners: Mapping[tuple[str, str], Patient],
+        now: datetime,
+    ) -> set[OutboxSeq]:
+        """Insert the observations, leaving out those whose seq the outbox has stored already;
+        the keys of the rows inserted."""
+        connection = await s.connection()
+        if self.dialect == "postgresql":
+            # One statement with each column as an array, not Core's multi-row VALUES: psycopg
+            # parsed that statement's thousands of placeholders anew for every page (about
+            # 80 µs an observation of client CPU). A resent row conflicts and returns nothing.
+            rows = [_row(o, key.epoch, owners, now, _utc) for key, o in observations]
+            # Lists: psycopg sends a list as an array (a tuple would be a record).
+            columns = tuple(list(column) for column in zip(*rows, strict=True))
+            inserted_rows = await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
+            return {OutboxSeq._make(row) for row in inserted_rows}
+        # SQLite: the statement written out and the values in its storage format, as one
+        # executemany on the transaction's connection. Through Core each row's parameters
+        # were processed one by one (about 20 µs an observation, the issue measured the raw
+        # insert at 5-6); SQLite's executemany returns no rows, so what was inserted is told
+        # by the count, and in the rare round with a resend in it by the rowids: SQLite gives
+        # a new row the highest rowid plus one, so the rows this statement inserted, under
+        # the transaction's write lock, are the last ``inserted`` rowids.
+        ingested = _sqlite_time(now)
+        rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
+        inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
+        if inserted == len(rows):
+            return {OutboxSeq(row[1], row[2], row[3]) for row in rows}
+        if not inserted:
+            return set()
+        latest = await connection.exec_driver_sql(
+            f"SELECT gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
+            "WHERE pk > last_insert_rowid() - ?",
+            (inserted,),
         )
+        return {OutboxSeq._make(row) for row in latest}
 
     async def commit_batch(
         self, gateway_id: str, observations: Sequence[Observation], now: datetime
@@ -323,7 +370,9 @@ class RecordStore:
 
         ``from_edges``: the batches come from edge outboxes, whose observation ids are kept
         across resends; a stored seq that arrives with another id is then no resend but a
-        reused seq, and is dead-lettered (see :meth:`_reused_seqs`)."""
+        reused seq, and is dead-lettered (see :meth:`_reused_seqs`). Their observations are
+        fed to the alarm engine in each outbox's seq order, as its watermark passes them (see
+        :meth:`_in_seq_order`); others (HL7 senders number with gaps) as they are stored."""
         return await asyncio.shield(
             self._commit_batches(batches, now, patients or {}, statuses, from_edges)
         )
@@ -368,19 +417,12 @@ class RecordStore:
         observations = [
             (key, by_outbox[key][seq]) for key in outboxes for seq in sorted(by_outbox[key])
         ]
-        inserted: list[StoredObservation] = []
-        alarms: list[AlarmRow] = []
+        inserted: list[tuple[OutboxKey, StoredObservation]] = []
         owners: dict[tuple[str, str], Patient] = {}
         by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
-            rows = [
-                _row(o, key.epoch, owners.get((o.gateway_id, o.device_id)), now)
-                for key, o in observations
-            ]
-            # Rows as executemany parameters, not .values(rows): one cached statement
-            # (sent in "insertmanyvalues" pages) instead of a new SQL compile per batch.
-            stored = {OutboxSeq(*row) for row in await s.execute(self._insert(), rows)}
+            stored = await self._insert_observations(s, observations, owners, now)
             conflicts: dict[OutboxKey, list[Observation]] = {}
             for key, obs in observations:
                 assert obs.seq is not None
@@ -388,7 +430,7 @@ class RecordStore:
                     conflicts.setdefault(key, []).append(obs)
                     continue
                 owner = owners.get((obs.gateway_id, obs.device_id))
-                inserted.append(StoredObservation(obs, owner.id if owner else None))
+                inserted.append((key, StoredObservation(obs, owner.id if owner else None)))
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
@@ -399,7 +441,6 @@ class RecordStore:
                     "replaced? an edge that sends an epoch starts a new one)",
                     json.dumps(observation_to_dict(obs)),
                 )
-            alarms = await self.alarms.observe(s, by_patient, now)
         rejected = {
             key: tuple(items[seq] for seq in sorted(items)) for key, items in refused.items()
         }
@@ -408,11 +449,21 @@ class RecordStore:
             key: sorted(by_outbox.get(key, {}).keys() | refused.get(key, {}).keys())
             for key in sorted(by_outbox.keys() | refused.keys())
         }
-        committed, jumps = await self._advance_watermarks(
-            s, seqs, dead, now, count_jumps=from_edges
-        )
+        passed, jumps = await self._advance_watermarks(s, seqs, dead, now, count_jumps=from_edges)
+        committed = {key: mark for key, (_, mark) in passed.items()}
         scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
         lost: dict[OutboxKey, int] = {}
+        for report in statuses:
+            if caught_up := await self._catch_up(s, report):
+                key = OutboxKey(report.gateway_id, report.epoch)
+                passed[key] = (passed.get(key, caught_up)[0], caught_up.mark)
+                committed[key], lost[key] = caught_up.mark, caught_up.lost
+        fed = await self._in_seq_order(s, inserted, passed) if from_edges else by_patient
+        alarms = await self.alarms.observe(s, fed, now)
+        for patient_id in fed.keys() - scopes.keys():
+            # Evaluated now, stored by an earlier transaction: the alarm engine has it locked.
+            owner = await s.get_one(Patient, patient_id)
+            scopes[patient_id] = PatientScope(owner.tenant_id, owner.care_team_id)
         # The home gateways of the statuses in one query.
         wanted = {r.gateway_id for r in statuses}
         gateways = (
@@ -424,9 +475,6 @@ class RecordStore:
             else {}
         )
         for report in statuses:
-            if caught_up := await self._catch_up(s, report):
-                key = OutboxKey(report.gateway_id, report.epoch)
-                committed[key], lost[key] = caught_up
             gateway = gateways.get(report.gateway_id)
             changed, patient = await self._record_status(s, gateway, report, now)
             if patient is not None:
@@ -439,7 +487,7 @@ class RecordStore:
         )
         return CommitResult(
             committed,
-            tuple(inserted),
+            tuple(new for _, new in inserted),
             tuple(alarms),
             scopes,
             rejected=rejected,
@@ -506,7 +554,53 @@ class RecordStore:
                 for key, items in rejected.items()
             ],
             now,
+            from_edges=True,
         )
+
+    async def _in_seq_order(
+        self,
+        s: AsyncSession,
+        inserted: Sequence[tuple[OutboxKey, StoredObservation]],
+        passed: Mapping[OutboxKey, tuple[int, int]],
+    ) -> dict[int, list[Observation]]:
+        """What the alarm engine is fed from edge outboxes, per patient: each outbox's readings
+        in seq order, when its watermark passes them. The engine takes a reading older than one
+        it has used for a rule as a late backlog value and ignores it; ingest workers commit a
+        home's batches in whatever order they receive them, so a batch evaluated as it was
+        stored after a later one had its readings ignored (an SpO2 dip in it raised no alarm).
+        Readings stored beyond the watermark wait for the gap below them to be filled and are
+        read back then (``passed``: each outbox's watermark before and after this transaction).
+        Urgent events (a fall, a leak) are sent ahead of any backlog: they are evaluated as
+        they are stored, and not again."""
+        fed: dict[OutboxKey, dict[int, tuple[int | None, Observation]]] = {}
+        for key, item in inserted:
+            obs = item.observation
+            assert obs.seq is not None
+            before, mark = passed.get(key, (0, 0))
+            if obs.is_urgent or before < obs.seq <= mark:
+                fed.setdefault(key, {})[obs.seq] = (item.patient_id, obs)
+        for key, (before, mark) in passed.items():
+            here = sum(1 for seq in fed.get(key, {}) if before < seq <= mark)
+            if mark - before <= here:
+                continue  # the common case: this transaction stored all it passed
+            table = cast(Table, ObservationRow.__table__)
+            # Columns, not ORM objects: with two workers a good part of a load comes this way.
+            earlier = await s.execute(
+                select(table.c.patient_id, *(table.c[name] for name in OBSERVATION_COLUMNS))
+                .where(table.c.gateway_id == key.gateway_id)
+                .where(table.c.epoch == key.epoch)
+                .where(table.c.seq > before, table.c.seq <= mark)
+            )
+            for row in earlier:
+                if row.seq not in fed.get(key, {}) and row.code not in codes.URGENT_EVENTS:
+                    fed.setdefault(key, {})[row.seq] = (row.patient_id, stored_observation(row))
+        by_patient: dict[int, list[Observation]] = {}
+        for key in sorted(fed):
+            for seq in sorted(fed[key]):
+                patient_id, obs = fed[key][seq]
+                if patient_id is not None:
+                    by_patient.setdefault(patient_id, []).append(obs)
+        return by_patient
 
     async def _owners(
         self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
@@ -546,14 +640,15 @@ class RecordStore:
         now: datetime,
         *,
         count_jumps: bool,
-    ) -> tuple[dict[OutboxKey, int], tuple[OutboxKey, ...]]:
+    ) -> tuple[dict[OutboxKey, tuple[int, int]], tuple[OutboxKey, ...]]:
         """Advance each outbox's watermark past the seqs of this transaction (ascending per
         outbox; stored or dead-lettered), under the outboxes' progress row locks taken in
         order. Three statements for the whole round: the common case — a gateway sending in
         order — needs only the highest seq it has stored to know that nothing lies beyond what
         this round filled in. An outbox with seqs stored past that (batches committed out of
-        order) is scanned from its new mark. Also returns the outboxes whose seqs jumped (with
-        ``count_jumps``: other senders than edges, HL7, number their seqs with gaps by design)."""
+        order) is scanned from its new mark. Returns each outbox's watermark before and after,
+        and the outboxes whose seqs jumped (with ``count_jumps``: other senders than edges,
+        HL7, number their seqs with gaps by design)."""
         outboxes = sorted(seqs)
         if not outboxes:
             return {}, ()
@@ -610,11 +705,12 @@ class RecordStore:
                 )
             )
         }
-        marks: dict[OutboxKey, int] = {}
+        marks: dict[OutboxKey, tuple[int, int]] = {}
         jumps: list[OutboxKey] = []
         changes = []
         for key in outboxes:
             mark, highest_before = found[key]
+            before = mark
             arrived = seqs[key]
             if count_jumps and arrived and arrived[-1] > max(mark, highest_before) + SEQ_JUMP:
                 jumps.append(key)
@@ -632,7 +728,7 @@ class RecordStore:
                     break
             if stored[key] > mark:
                 mark = await self._scan_watermark(s, key, mark)
-            marks[key] = mark
+            marks[key] = (before, mark)
             changes.append(
                 {
                     "gateway": key.gateway_id,
@@ -659,14 +755,12 @@ class RecordStore:
         )
         return marks, tuple(jumps)
 
-    async def _catch_up(
-        self, s: AsyncSession, report: GatewayStatusReport
-    ) -> tuple[int, int] | None:
+    async def _catch_up(self, s: AsyncSession, report: GatewayStatusReport) -> CaughtUp | None:
         """A home gateway that was told more is committed than the record store now holds: the
         store was restored from a backup older than the gateway's last ack. The gateway deleted
         those rows, so they will never come again, and a watermark waiting for them would stall
         for ever and the gateway's outbox with it. The watermark moves to what the gateway says
-        (and on over what it has resent since); returns (new watermark, observations lost)."""
+        (and on over what it has resent since)."""
         claimed = report.committed_seq
         if claimed is None:
             return None
@@ -702,7 +796,7 @@ class RecordStore:
             .where(progress.c.epoch == key.epoch)
             .values(committed_seq=new_mark)
         )
-        return new_mark, claimed - mark - kept
+        return CaughtUp(mark, new_mark, claimed - mark - kept)
 
     async def _scan_watermark(self, s: AsyncSession, key: OutboxKey, mark: int) -> int:
         stored = (
@@ -962,31 +1056,86 @@ class RecordStore:
             return [UnexportedRow(*row) for row in result]
 
 
-def _row(obs: Observation, epoch: str, patient: Patient | None, now: datetime) -> dict[str, Any]:
+#: The columns of an ingested observation, in the order of :func:`_row`, with their types in
+#: PostgreSQL (the insert there passes each column as one array).
+_ROW_COLUMNS = {
+    "id": "text",
+    "gateway_id": "text",
+    "epoch": "text",
+    "seq": "bigint",
+    "device_id": "text",
+    "patient_id": "bigint",
+    "source": "text",
+    "code": "text",
+    "mdc": "integer",
+    "value": "text",
+    "unit": "text",
+    "time": "timestamptz",
+    "utc_offset_min": "integer",
+    "time_source": "text",
+    "flags": "text",
+    "ingested_at": "timestamptz",
+    "hl7_state": "text",
+    "ts_exported": "boolean",
+}
+_SQLITE_INSERT = (
+    f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"
+)
+_POSTGRESQL_INSERT = (
+    f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in _ROW_COLUMNS.values())}) "
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING RETURNING gateway_id, epoch, seq"
+)
+
+
+def _sqlite_time(at: datetime) -> str:
+    """A time as :class:`gateway.models.AwareDateTime` stores it on SQLite: UTC, in SQLAlchemy's
+    SQLite text format (``2026-11-01 11:00:23.000000``)."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _utc(at: datetime) -> datetime:
+    # Raises OverflowError for a time that has no UTC (year 1 at +14:00), as SQLAlchemy's
+    # AwareDateTime does: PostgreSQL would store it as a year before Christ.
+    return at.astimezone(UTC)
+
+
+def _row(
+    obs: Observation,
+    epoch: str,
+    owners: Mapping[tuple[str, str], Patient],
+    ingested_at: object,
+    time_value: Callable[[datetime], object],
+) -> tuple[Any, ...]:
+    """An observation's row (:data:`_ROW_COLUMNS`), its time given by ``time_value``."""
+    patient = owners.get((obs.gateway_id, obs.device_id))
+    metric = codes.metric(obs.code)
     # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
-    measurement = codes.metric(
-        obs.code
-    ).system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(HL7_SOURCE_PREFIX)
+    measurement = metric.system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(
+        HL7_SOURCE_PREFIX
+    )
     has_gp = patient is not None and patient.gp_hl7_host is not None
     offset = obs.time.utcoffset()
     assert offset is not None
-    return {
-        "id": obs.id,
-        "gateway_id": obs.gateway_id,
-        "epoch": epoch,
-        "seq": obs.seq,
-        "device_id": obs.device_id,
-        "patient_id": patient.id if patient else None,
-        "source": obs.source,
-        "code": obs.code,
-        "mdc": obs.mdc,
-        "value": str(obs.value),
-        "unit": obs.unit,
-        "time": obs.time,
-        "utc_offset_min": int(offset.total_seconds() // 60),
-        "time_source": obs.time_source.value,
-        "flags": ",".join(obs.flags),
-        "ingested_at": now,
-        "hl7_state": Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE,
-        "ts_exported": False,
-    }
+    return (
+        obs.id,
+        obs.gateway_id,
+        epoch,
+        obs.seq,
+        obs.device_id,
+        patient.id if patient else None,
+        obs.source,
+        obs.code,
+        metric.code,
+        str(obs.value),
+        obs.unit,
+        time_value(obs.time),
+        int(offset.total_seconds() // 60),
+        obs.time_source.value,
+        ",".join(obs.flags),
+        ingested_at,
+        (Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE).value,
+        False,
+    )

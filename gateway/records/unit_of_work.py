@@ -21,10 +21,17 @@ from typing import TypeAlias
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.records.models import AlarmRow
-from gateway.records.patients import PatientScope
 from tryggheim.domain import Observation
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientScope:
+    """Who may see a patient's data: the tenant and care team (for live-stream filtering)."""
+
+    tenant_id: str
+    care_team_id: int | None
 
 
 @dataclass(slots=True)

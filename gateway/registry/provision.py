@@ -12,10 +12,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.api.schemas import PairableKind, profile_of
 from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import RecordStore
 from gateway.registry import service as registered
+from gateway.registry.kinds import PairableKind, profile_of
 from tryggheim.config import load_settings
 
 

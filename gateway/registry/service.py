@@ -6,6 +6,7 @@ municipality's rows. Errors are typed so the API can answer 404 / 409 precisely.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,10 +36,10 @@ from gateway.records.models import (
     User,
 )
 from gateway.records.observations import ObservationRepository
-from gateway.records.patients import PatientRepository, PatientScope
+from gateway.records.patients import PatientRepository
 from gateway.records.store import RecordStore
 from gateway.records.tenants import TenantRepository
-from gateway.records.unit_of_work import PatientRegistered, record
+from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
 from gateway.records.users import UserRepository
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
@@ -90,10 +91,26 @@ class DevicePlace:
     profile: str | None
     """A paired medical device's IEEE 11073 profile."""
     room: str | None = None
+    name: str | None = None
+    """The name an admin gave it ("Ytterdør")."""
 
 
 @dataclass(frozen=True, slots=True)
-class HomeDevices:
+class HomeDevice:
+    """A device of a home as the admin names it: a home sensor of its gateway's sensor map, or a
+    paired medical device (``profile``)."""
+
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    sensor_kind: str | None
+    room: str | None
+    profile: str | None
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientDevices:
     """The rows a patient's device list is made of."""
 
     newest: list[ObservationRow]
@@ -103,6 +120,8 @@ class HomeDevices:
     """Her home gateways and those her data came through, by id."""
     sensors: dict[tuple[str, str], HomeSensor]
     """Home sensors by (gateway, device)."""
+    names: dict[tuple[str, str], str]
+    """The names an admin gave devices of these homes, by (gateway, device)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,16 +253,22 @@ class Registry:
             return {}
         patient_ids = {p for p, _ in wanted}
         async with self._store.session() as s:
-            sensors = await HomeGatewayRepository(s).sensors_of_patients(patient_ids)
+            gateways = HomeGatewayRepository(s)
+            sensors = await gateways.sensors_of_patients(patient_ids)
+            names = await gateways.device_names_of_patients(patient_ids)
             paired = await DeviceRepository(s).of_patients(patient_ids)
         places = {
-            (d.patient_id, d.device_id): DevicePlace(None, d.profile)
+            (d.patient_id, d.device_id): DevicePlace(
+                None, d.profile, name=names.get((d.patient_id, d.device_id))
+            )
             for d in paired
             if (d.patient_id, d.device_id) in wanted
         }
         for p, sensor in sensors:
             if p is not None and (p, sensor.device_id) in wanted:
-                places[(p, sensor.device_id)] = DevicePlace(sensor.kind, None, sensor.room)
+                places[(p, sensor.device_id)] = DevicePlace(
+                    sensor.kind, None, sensor.room, names.get((p, sensor.device_id))
+                )
         return places
 
     async def create_user(
@@ -577,7 +602,7 @@ class Registry:
                 raise NotFound("device", device_id)
             await devices.unpair(device)
 
-    async def home_devices(self, patient_id: int) -> HomeDevices:
+    async def patient_devices(self, patient_id: int) -> PatientDevices:
         """What the patient's device list is made of, read in one transaction."""
         async with self._store.session() as s:
             newest = await ObservationRepository(s).newest_per_device(patient_id)
@@ -587,11 +612,69 @@ class Registry:
                 patient_id, {r.gateway_id for r in newest} | {d.gateway_id for d in paired}
             )
             sensors = await gateways.sensors([g.id for g in homes])
-        return HomeDevices(
+            names = await gateways.device_names([g.id for g in homes])
+        return PatientDevices(
             newest=newest,
             paired=paired,
             gateways={g.id: g for g in homes},
             sensors={(p.gateway_id, p.device_id): p for p in sensors},
+            names=names,
+        )
+
+    async def home_devices(self, tenant_id: str) -> list[HomeDevice]:
+        """The devices of the tenant's homes (paired, and the sensors of each sensor map), with
+        their names, by home gateway and device."""
+        async with self._store.session() as s:
+            gateways = HomeGatewayRepository(s)
+            sensors = await gateways.sensors_of_tenant(tenant_id)
+            paired = await DeviceRepository(s).of_tenant(tenant_id)
+            names = await gateways.device_names_of_tenant(tenant_id)
+            found = {
+                (d.gateway_id, d.device_id): HomeDevice(
+                    d.gateway_id, d.device_id, d.patient_id, None, None, d.profile, None
+                )
+                for d in paired
+            }
+            for sensor, patient_id in sensors:
+                found[(sensor.gateway_id, sensor.device_id)] = HomeDevice(
+                    sensor.gateway_id,
+                    sensor.device_id,
+                    patient_id,
+                    sensor.kind,
+                    sensor.room,
+                    None,
+                    None,
+                )
+        return [
+            dataclasses.replace(device, name=names.get(key))
+            for key, device in sorted(found.items())
+        ]
+
+    async def name_device(
+        self, tenant_id: str, gateway_id: str, device_id: str, name: str | None
+    ) -> HomeDevice:
+        """Give a device of a home a name (None: take it away). The device need not have been
+        heard from yet: a sensor may be named when it is installed."""
+        async with self._store.session() as s:
+            patient_id = (await self._gateway(s, tenant_id, gateway_id)).patient_id
+            await HomeGatewayRepository(s).name_device(gateway_id, device_id, name)
+        known = [
+            d
+            for d in await self.home_devices(tenant_id)
+            if (d.gateway_id, d.device_id) == (gateway_id, device_id)
+        ]
+        return (
+            known[0]
+            if known
+            else HomeDevice(
+                gateway_id=gateway_id,
+                device_id=device_id,
+                patient_id=patient_id,
+                sensor_kind=None,
+                room=None,
+                profile=None,
+                name=name,
+            )
         )
 
     # --- the care view ---

@@ -31,7 +31,7 @@ from hl7.message import (
     split_segments,
     unescape,
 )
-from tryggheim.domain import NaiveTimeError
+from tryggheim.errors import NaiveTimeError
 
 SAMPLE = (
     "MSH|^~\\&|LAB|HOSP|TRY|KOMMUNE|20250301120000+0100||ADT^A08^ADT_A01|C\\T\\1|P|2.6\n"

@@ -22,7 +22,8 @@ from hl7.oru import AbnormalFlag, PatientRef, build_oru_r01, eui64
 from hl7.oru_inbound import decode_oru
 from hl7.strict import StrictValidationError, validate_strictly
 from tryggheim.codes import DeviceProfile
-from tryggheim.domain import NaiveTimeError, Observation
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError
 
 OSLO_WINTER = timezone(timedelta(hours=1))
 MEASURED = datetime(2025, 3, 1, 8, 15, 0, tzinfo=OSLO_WINTER)

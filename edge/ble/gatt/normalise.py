@@ -79,7 +79,8 @@ from edge.ble.gatt.ieee11073 import SpecialValue
 from edge.ble.gatt.pulse_oximeter import PlxContinuousMeasurement, PlxSpotCheckMeasurement
 from edge.ble.gatt.weight_scale import UnitSystem, WeightMeasurement
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation, TimeSource
+from tryggheim.domain import Observation, TimeSource
+from tryggheim.errors import NaiveTimeError
 
 #: One value to normalise: field name (for special-value flags), value, code, unit.
 _Value = tuple[str, Sfloat | None, codes.MetricCode, codes.Unit]

@@ -67,7 +67,7 @@ def alarms_router() -> APIRouter:
             limit=limit,
             before_id=before_id,
         )
-        await audit.shown("list_alarms", [patient_id, *(row.patient_id for row in rows)])
+        await audit.viewed("list_alarms", [patient_id, *(row.patient_id for row in rows)])
         return await shown_alarms(registry, principal.tenant_id, list(rows))
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
@@ -75,7 +75,7 @@ def alarms_router() -> APIRouter:
         alarm_id: PathId, principal: ReadsPatient, store: Store, registry: Registered, audit: Audit
     ) -> AlarmOut:
         patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
-        await audit("read_alarm", patient_id)
+        await audit.viewed("read_alarm", [patient_id])
         return (await shown_alarms(registry, principal.tenant_id, [await store.alarm(alarm_id)]))[0]
 
     @router.post("/{alarm_id}/{action}", response_model=AlarmOut)

@@ -63,8 +63,9 @@ async def _timezone(registry: Registry, tenant_id: str) -> ZoneInfo:
 async def devices_of(registry: Registry, patient_id: int) -> list[PatientDeviceOut]:
     """Paired devices and every device seen in the patient's data, with the newest observation
     of each code per device."""
-    home = await registry.home_devices(patient_id)
-    rows, paired, gateways, places = home.newest, home.paired, home.gateways, home.sensors
+    home = await registry.patient_devices(patient_id)
+    rows, paired, gateways = home.newest, home.paired, home.gateways
+    places, names = home.sensors, home.names
     by_device: dict[str, list[ObservationRow]] = {}
     for row in rows:
         by_device.setdefault(row.device_id, []).append(row)
@@ -88,6 +89,7 @@ async def devices_of(registry: Registry, patient_id: int) -> list[PatientDeviceO
                 kind=kinds.get(device_id),
                 sensor_kind=place.kind if place else None,
                 room=place.room if place else None,
+                name=names.get((gateway_id, device_id)),
                 codes=sorted({r.code for r in seen}),
                 last_seen=restore_offset(last.time, last.utc_offset_min) if last else None,
                 battery_percent=battery.value if battery else None,
@@ -132,7 +134,7 @@ def nurse_router() -> APIRouter:
         patients = await registry.visible_patients(
             policy.visible_team_ids(principal, Action.LIST_PATIENTS)
         )
-        await audit.shown("list_thresholds", (p.id for p in patients))
+        await audit.viewed("list_thresholds", (p.id for p in patients))
         tz = await _timezone(registry, principal.tenant_id)
         return [
             PatientThresholdsOut(patient_id=p.id, thresholds=thresholds_of(p, tz)) for p in patients
@@ -145,7 +147,7 @@ def nurse_router() -> APIRouter:
         """The patient's thresholds in effect: the defaults (docs/alarms.md) with her care
         plan's limits; a threshold she has switched off is not listed."""
         patient = await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_thresholds", patient_id)
+        await audit.viewed("read_thresholds", [patient_id])
         return thresholds_of(patient, await _timezone(registry, patient.tenant_id))
 
     @router.get("/patients/{patient_id}/devices", response_model=list[PatientDeviceOut])
@@ -159,7 +161,7 @@ def nurse_router() -> APIRouter:
         seen in her data, each with its newest battery level, when it was last heard from and
         whether its home gateway is online."""
         await patient_for(registry, principal, Action.READ_PATIENT, patient_id)
-        await audit("read_devices", patient_id)
+        await audit.viewed("read_devices", [patient_id])
         return await devices_of(registry, patient_id)
 
     return router

@@ -9,7 +9,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from gateway.api.deps import (
     Audit,
@@ -30,11 +30,13 @@ from gateway.api.schemas import (
     CareTeamIn,
     CareTeamOut,
     DeviceIn,
+    DeviceNameIn,
     DeviceOut,
     GatewayIn,
     GatewayOut,
     GatewayOutboxOut,
     GatewayProvisioned,
+    HomeDeviceOut,
     PasswordReset,
     PatientRegistrationIn,
     PatientRegistrationOut,
@@ -44,7 +46,6 @@ from gateway.api.schemas import (
     UserIn,
     UserOut,
     UserPatch,
-    profile_of,
 )
 from gateway.auth import Passwords
 from gateway.auth.passwords import temporary_password
@@ -55,6 +56,7 @@ from gateway.registry.broker_credentials import (
     new_password,
     write_password_file,
 )
+from gateway.registry.kinds import profile_of
 from gateway.registry.privacy import erase_patient, export_patient
 from gateway.registry.service import Registry
 from gateway.settings import GatewaySettings
@@ -350,6 +352,32 @@ def registry_router() -> APIRouter:
         device_id: str, principal: ManagesRegistry, registry: Registered
     ) -> None:
         await registry.unpair_device(principal.tenant_id, device_id.upper())
+
+    @router.get("/home-devices", response_model=list[HomeDeviceOut])
+    async def list_home_devices(
+        principal: ManagesRegistry, registry: Registered
+    ) -> list[HomeDeviceOut]:
+        """The devices of the municipality's homes with their names: paired devices, and the
+        home sensors of each home gateway's sensor map."""
+        devices = await registry.home_devices(principal.tenant_id)
+        return [HomeDeviceOut.model_validate(d) for d in devices]
+
+    @router.put("/gateways/{gateway_id}/devices/{device_id}/name", response_model=HomeDeviceOut)
+    async def name_device(
+        gateway_id: str,
+        device_id: Annotated[str, Path(min_length=1, max_length=64)],
+        body: DeviceNameIn,
+        principal: ManagesRegistry,
+        registry: Registered,
+        audit: Audit,
+    ) -> HomeDeviceOut:
+        """Name a device of a home ("Ytterdør"): the nurse app shows the name before its room
+        and kind. An empty name or null takes the name away."""
+        named = await registry.name_device(
+            principal.tenant_id, gateway_id, device_id, body.name or None
+        )
+        await audit("name_device", named.patient_id, purpose="administration")
+        return HomeDeviceOut.model_validate(named)
 
     # --- audit log ---
     @router.get("/audit", response_model=list[AuditOut])

@@ -2,7 +2,9 @@
 its end: the stream closes when the caller's token expires, and when her access ends (her
 account disabled or changed: checked every ``STREAM_ACCESS_CHECK_S`` and at once when an
 access change is published on the event bus). Each patient whose events it delivered is
-written to the audit log the first time."""
+written to the audit log the first time: once per stream, or once per live session when the
+stream is opened with the session's ``X-Tryggheim-View`` (the app's stream, reconnected at each
+token renewal, is one session)."""
 
 from __future__ import annotations
 
@@ -100,7 +102,7 @@ async def _events(
             patient_id = event.get("patient_id")
             if isinstance(patient_id, int) and patient_id not in audited:
                 try:
-                    await audit.shown("live_stream", [patient_id])
+                    await audit.once("live_stream", [patient_id])
                 except STORE_UNAVAILABLE:
                     # Nothing is shown that the audit log does not record.
                     yield ": closed: the record store is not reachable\n\n"
@@ -123,7 +125,7 @@ def stream_router() -> APIRouter:
         new value, ``alarm`` when an alarm is raised, changes state or escalates, ``patient``
         when a patient is registered. The stream ends when the token expires or the caller's
         access ends (sign in again)."""
-        await audit.shown("open_live_stream", [])
+        await audit.once("open_live_stream", [])
         return StreamingResponse(
             _events(principal, events, registry, audit), media_type="text/event-stream"
         )

@@ -12,9 +12,9 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import Patient
-from gateway.records.patients import PatientRepository, PatientScope
+from gateway.records.patients import PatientRepository
 from gateway.records.store import HL7_SOURCE_PREFIX, RecordStore
-from gateway.records.unit_of_work import PatientRegistered, record
+from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
 from hl7.adt import AdtMessage, PatientAction
 from hl7.errors import ErrorCode, MessageContentError, UnknownPatientError
 from hl7.inbound import InboundMessage

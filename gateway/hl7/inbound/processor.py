@@ -292,6 +292,10 @@ class InboundProcessor:
             message = decode_message(raw)
         except MalformedMessageError as exc:
             return exc
+        return self._decoded(message)
+
+    def _decoded(self, message: Message) -> _Decoded:
+        """A parsed message routed by its type (MSH-9) and decoded, or what is wrong with it."""
         try:
             return message, decode_inbound(message, default_zone=self._zone)
         except MessageError as exc:
@@ -304,7 +308,13 @@ class InboundProcessor:
         of it. A failure that is not the message's fault (the store) propagates: the whole
         batch is tried again."""
         # Off the event loop when large: decoding is linear, but 4 MB still take seconds.
-        decoding = ahead if ahead is not None else await parse_off_loop(raw, self._decode)
+        handed = self._backlog.parsed.pop(row_id, None)
+        if ahead is not None:
+            decoding = ahead
+        elif handed is not None:
+            decoding = self._decoded(handed)
+        else:
+            decoding = await parse_off_loop(raw, self._decode)
         if isinstance(decoding, MalformedMessageError):
             # The endpoint parsed these bytes before storing them; rows written otherwise
             # (by hand, by an older version) might not parse.

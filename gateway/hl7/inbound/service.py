@@ -205,7 +205,7 @@ class Hl7Receiver:
                 ca = build_ack(message, AckCode.CA, "", self._local_now(), new_control_id())
                 values |= {"ack": encode_ack(ca, message), "ack_code": AckCode.CA.value}
         try:
-            stored = await self._writer.stored(values)
+            stored = await self._writer.stored(values, message)
         except STORE_ERRORS as exc:
             self.stats.store_errors += 1
             log.error(

@@ -9,6 +9,8 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
+from hl7.message import Message
+
 
 @dataclass(slots=True)
 class InboundStats:
@@ -62,6 +64,15 @@ class Backlog:
     """Original-mode senders by row id: answered when their row is processed."""
     work: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when rows were stored for processing (or a sender waits for its answer)."""
+    parsed: dict[int, Message] = field(default_factory=dict)
+    """The endpoint's parse of rows stored for processing, by row id, so that the processor
+    does not parse the same bytes again (at most :data:`MAX_HANDED_OVER`; the others, and
+    rows left from before a restart, are parsed from the store)."""
+
+
+#: Parsed messages handed from the endpoint to the processor at most (the processor may defer
+#: for seconds under a stream; beyond this the stored bytes are parsed again, as after a restart).
+MAX_HANDED_OVER = 2_000
 
 
 def settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:

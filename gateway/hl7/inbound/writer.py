@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.hl7.inbound.rows import STORE_ERRORS, Key, Rows, open_rows
-from gateway.hl7.inbound.shared import Backlog, InboundStats, Stored, Waiter, settle
+from gateway.hl7.inbound.shared import (
+    MAX_HANDED_OVER,
+    Backlog,
+    InboundStats,
+    Stored,
+    Waiter,
+    settle,
+)
 from gateway.records.models import Hl7InboundState
 from gateway.records.store import RecordStore
+from hl7.message import Message
+from hl7.mllp import INLINE_PARSE_BYTES
 
 # The endpoint's logger (gateway.hl7.inbound.service), whichever of its modules logs.
 log = logging.getLogger("gateway.hl7.inbound.service")
@@ -39,6 +48,8 @@ class _Arrival:
     key: tuple[str, str] | None
     """Sender and MSH-10; None without MSH-10 (it cannot be recognised when resent)."""
     stored: asyncio.Future[Stored]
+    message: Message | None
+    """The endpoint's parse, handed to the processor with the row (None: it parses it)."""
 
 
 @dataclass(slots=True)
@@ -72,12 +83,12 @@ class InboundWriter:
         """Senders (connections) by when their last message came (loop time)."""
         self._rows: Rows | None = None
 
-    async def stored(self, values: dict[str, Any]) -> Stored:
+    async def stored(self, values: dict[str, Any], message: Message | None = None) -> Stored:
         """Hand the row to the writer; wait until it is stored (and, when it holds no ACK yet,
-        processed)."""
+        processed). ``message``: the row's bytes as the endpoint parsed them."""
         control_id = values["control_id"]
         key = (values["sender"], control_id) if control_id is not None else None
-        arrival = _Arrival(values, key, asyncio.get_running_loop().create_future())
+        arrival = _Arrival(values, key, asyncio.get_running_loop().create_future(), message)
         self._queue.append(arrival)
         now = asyncio.get_running_loop().time()
         self._backlog.last_arrival = self._peers[values["peer"]] = now
@@ -200,6 +211,11 @@ class InboundWriter:
                 to_process = True
             if not duplicate and arrival.values["state"] == Hl7InboundState.RECEIVED:
                 to_process = True
+                # A large message is parsed off the loop ahead of its turn (the processor).
+                small = len(arrival.values["raw"]) <= INLINE_PARSE_BYTES
+                room = len(self._backlog.parsed) < MAX_HANDED_OVER
+                if arrival.message is not None and small and room:
+                    self._backlog.parsed[row_id] = arrival.message
         # The processor is woken when rows wait and it was idle, or a sender waits for it;
         # a deferring processor looks at the arrivals again when its timer is up.
         if to_process and self._backlog.since is None:

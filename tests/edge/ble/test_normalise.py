@@ -19,7 +19,8 @@ from edge.ble.gatt.normalise import (
 )
 from edge.ble.gatt.registry import UnknownCharacteristicError, decode, observations_for
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation, TimeSource
+from tryggheim.domain import Observation, TimeSource
+from tryggheim.errors import NaiveTimeError
 
 OSLO = ZoneInfo("Europe/Oslo")
 RECEIVED = datetime(2025, 7, 1, 6, 0, 5, tzinfo=UTC)

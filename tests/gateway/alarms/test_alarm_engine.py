@@ -32,7 +32,8 @@ from gateway.alarms import (
 from gateway.alarms import codes as alarm_codes
 from gateway.alarms.rules import DeviceSilentRule, convert
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError
 
 OSLO = ZoneInfo("Europe/Oslo")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=OSLO)  # a Monday, winter time (UTC+1)

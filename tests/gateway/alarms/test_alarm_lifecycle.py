@@ -33,8 +33,8 @@ from gateway.alarms import (
 )
 from gateway.alarms.escalation import EscalationPolicyError
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation
-from tryggheim.errors import TryggheimError
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 OSLO = ZoneInfo("Europe/Oslo")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=OSLO)

@@ -14,20 +14,26 @@ import pytest
 from chain import until
 from delivery import GATEWAY, make_uplink, make_worker, mqtt_settings, running
 from servers import BrokerFixture
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from edge.outbox import Outbox
 from gateway.alarms import AlarmState, AlarmTransitionError, ResolutionNoteRequired
 from gateway.alarms.careplan import CarePlan, ThresholdOverride
 from gateway.api.schemas import AlarmOut
-from gateway.records.models import DEFAULT_TENANT, AlarmRow, HomeGateway, RejectedMessage
+from gateway.records.models import (
+    DEFAULT_TENANT,
+    AlarmRow,
+    HomeGateway,
+    ObservationRow,
+    RejectedMessage,
+)
 from gateway.records.store import RecordStore
 from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
 from tryggheim.mqtt import MqttSession
-from tryggheim.wire import status_topic
+from tryggheim.wire import encode_batch, event_topic, obs_topic, status_topic
 
 OXIMETER = "C0:20:00:00:00:01"
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -190,6 +196,68 @@ async def test_one_condition_is_one_alarm_with_two_ingest_workers(
         await until(lambda: outbox.depth() == 0, timeout=60)
     (alarm,) = await alarms(store)
     assert (alarm.rule_id, alarm.state) == ("spo2_low", "raised")
+
+
+async def test_a_dip_committed_after_a_later_batch_of_the_home_still_raises_its_alarm(
+    mosquitto: BrokerFixture, store: RecordStore
+) -> None:
+    """Two ingest workers commit a home's batches in whichever order they receive them; here
+    the later batch is committed first. The dip to 89 % in the earlier batch is older than the
+    readings the engine would otherwise already have used, and was ignored as a late backlog
+    value: no alarm. Each home's readings are evaluated in seq order instead, the later batch's
+    once the earlier one fills the gap below it."""
+    await _patient(store)
+    earlier = [spo2(1, "97", 0), spo2(2, "89", 1), spo2(3, "95", 2)]
+    later = [spo2(4, "88", 3), spo2(5, "87", 4)]
+    platform = mqtt_settings(mosquitto, "platform")
+    workers = [make_worker(platform, store, n) for n in (1, 2)]
+    async with (
+        running(workers[0].run(), "ingest-1"),
+        running(workers[1].run(), "ingest-2"),
+        MqttSession(mqtt_settings(mosquitto, GATEWAY), "home", clean_start=True) as home,
+    ):
+        await until(lambda: all(w.stats.connected for w in workers), what="both workers")
+        await home.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, later))
+        await until(lambda: stored(store, 2), what="the later batch to be stored")
+        assert await alarms(store) == []  # the gap below it: not evaluated yet
+        await home.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, earlier))
+        await until(lambda: stored(store, 5), what="the earlier batch to be stored")
+        await until(lambda: count_alarms(store, 2), what="both alarms")
+    dip, low = await alarms(store)
+    assert (dip.rule_id, dip.trigger_value, dip.state) == ("spo2_low", "89", "closed")
+    assert (low.rule_id, low.trigger_value, low.state) == ("spo2_low", "88", "raised")
+
+
+async def test_a_fall_sent_ahead_of_the_backlog_raises_its_alarm_at_once(
+    mosquitto: BrokerFixture, store: RecordStore
+) -> None:
+    """Urgent events overtake a home's backlog (seqs below them not yet committed): they are
+    evaluated as they are stored, not when the backlog has filled the gap."""
+    await _patient(store)
+    worker = make_worker(mqtt_settings(mosquitto, "platform"), store)
+    async with (
+        running(worker.run(), "ingest"),
+        MqttSession(mqtt_settings(mosquitto, GATEWAY), "home", clean_start=True) as home,
+    ):
+        await until(lambda: worker.stats.connected, what="the worker")
+        fall = event(9, "TRY_EVT_FALL", 1, 30)
+        await home.publish(event_topic(GATEWAY), encode_batch(GATEWAY, [fall]))
+        await until(lambda: count_alarms(store, 1), what="the fall alarm")
+        backlog = [spo2(seq, "97", seq) for seq in range(1, 9)]
+        await home.publish(obs_topic(GATEWAY), encode_batch(GATEWAY, backlog))
+        await until(lambda: stored(store, 9), what="the backlog to be stored")
+    # The fall was evaluated once: the backlog passing it raised nothing more.
+    (alarm,) = await alarms(store)
+    assert (alarm.rule_id, alarm.state) == ("fall", "raised")
+
+
+async def stored(store: RecordStore, count: int) -> bool:
+    async with store.session() as s:
+        return await s.scalar(select(func.count()).select_from(ObservationRow)) == count
+
+
+async def count_alarms(store: RecordStore, count: int) -> bool:
+    return len(await alarms(store)) == count
 
 
 async def test_a_gateway_going_offline_raises_the_offline_alarm(

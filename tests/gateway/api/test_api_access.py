@@ -459,6 +459,10 @@ def new_device(world: World, target: Target | None) -> Json:
     }
 
 
+def device_name(world: World, target: Target | None) -> Json:
+    return {"name": "Ytterdør"}
+
+
 def care_plan(world: World, target: Target | None) -> Json:
     return {"inactivity_hours": 6, "thresholds": {"spo2_low": {"limit": "88"}}}
 
@@ -560,6 +564,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{R}/devices", A.MANAGE_REGISTRY),
     Route("POST", f"{R}/devices", A.MANAGE_REGISTRY, new_device, ok=201),
     Route("DELETE", f"{R}/devices/{{device_id}}", A.MANAGE_REGISTRY, about=About.DEVICE, ok=204),
+    Route("GET", f"{R}/home-devices", A.MANAGE_REGISTRY),
+    Route(
+        "PUT",
+        f"{R}/gateways/{{gateway_id}}/devices/{{device_id}}/name",
+        A.MANAGE_REGISTRY,
+        device_name,
+        About.GATEWAY,
+        values={"device_id": "door-1"},
+    ),
     Route("GET", f"{R}/audit", A.READ_AUDIT_LOG),
     # --- the platform's own health (no patient data) ---
     Route("GET", "/api/v1/platform/status", A.READ_PLATFORM_STATUS),

@@ -26,8 +26,8 @@ from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus, observation_event
 from gateway.records.models import AuditEntry, Patient, User, user_teams
-from gateway.records.patients import PatientScope
 from gateway.records.store import RecordStore
+from gateway.records.unit_of_work import PatientScope
 from gateway.registry.service import Registry
 
 pytestmark = pytest.mark.asyncio

@@ -39,8 +39,8 @@ from gateway.fhir.resources import (
 from gateway.fhir.settings import FhirProfiles
 from gateway.fhir.validation import validate
 from tryggheim import codes
-from tryggheim.domain import NaiveTimeError, Observation
-from tryggheim.errors import TryggheimError
+from tryggheim.domain import Observation
+from tryggheim.errors import NaiveTimeError, TryggheimError
 
 
 def round_trip(resource: dict[str, Any]) -> dict[str, Any]:

@@ -625,3 +625,50 @@ async def test_a_large_message_being_processed_does_not_hold_up_the_next_ca(
         big_ack = await answered
     assert (ca.code, big_ack.code) == (AckCode.CA, AckCode.AA)
     assert waited < 0.5, f"the CA waited {waited:.2f} s"
+
+
+async def test_a_message_is_parsed_once_on_its_way_in(
+    store: RecordStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint's parse goes with the row to the processor, which routes it by MSH-9 and
+    applies it without parsing the bytes again; rows stored before a restart are parsed from
+    the store."""
+    from gateway.hl7.inbound import processor
+
+    parsed_from_store: list[bytes] = []
+    parse = processor.decode_message
+
+    def counted(raw: bytes) -> object:
+        parsed_from_store.append(raw)
+        return parse(raw)
+
+    monkeypatch.setattr(processor, "decode_message", counted)
+    messages = [adt("A01", "P1", KARI, "Ødegård^Kari"), oru("P2", KARI, "141")]
+    messages += [adt("A08", "P3", KARI, "Hansen^Kari", modes=ACCEPT)]
+    async with serving(store) as port:
+        for message in messages:
+            await send(port, message)
+        await until(lambda: processed(store, "P1", "P2", "P3"), what="processing")
+    assert parsed_from_store == []
+    rows = await inbound_rows(store)
+    assert [rows[c].state for c in ("P1", "P2", "P3")] == ["accepted"] * 3
+    assert (await patients(store))[KARI].family_name == "Hansen"
+
+    left = adt("A08", "P4", KARI, "Berg^Kari")
+    async with store.session() as s:
+        s.add(
+            Hl7Inbound(
+                tenant_id="default",
+                sender="DIPS|AHUS",
+                control_id="P4",
+                message_type="ADT",
+                peer="127.0.0.1:1",
+                received_at=datetime.now(UTC),
+                raw=left,
+                state="received",
+            )
+        )
+    async with serving(store):
+        await until(lambda: processed(store, "P4"), what="processing at start")
+    assert parsed_from_store == [left]
+    assert (await patients(store))[KARI].family_name == "Berg"

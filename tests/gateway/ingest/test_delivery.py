@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from chain import until
@@ -181,3 +182,26 @@ async def test_watermarks_of_a_round_follow_gaps_out_of_order_commits_and_resend
         query = select(GatewayProgress.gateway_id, GatewayProgress.committed_seq)
         marks = dict((await s.execute(query)).all())
     assert marks == {"gw-a": 6, "gw-b": 6, "gw-c": 4}
+
+
+async def test_a_stored_observation_reads_back_as_it_came_in(store: RecordStore) -> None:
+    """On SQLite ingest writes its rows with the driver's executemany, not SQLAlchemy: every
+    column must still be what SQLAlchemy writes, so the row reads back as the observation that
+    came in and its times compare equal in SQLAlchemy's queries."""
+    came_in = replace(
+        readings(0, 1)[0],
+        seq=1,
+        value=Decimal("120.50"),
+        time=datetime(2026, 11, 22, 7, 5, 3, 120, tzinfo=timezone(timedelta(hours=1))),
+        flags=("irregular_pulse", "cuff_loose"),
+    )
+    now = datetime.now(UTC)
+    await store.commit_batches([ObservationBatch(GATEWAY, (came_in,))], now, from_edges=True)
+    async with store.session() as s:
+        row = await s.scalar(
+            select(ObservationRow)
+            .where(ObservationRow.time == came_in.time)
+            .where(ObservationRow.ingested_at == now)
+        )
+    assert row is not None and row.observation() == came_in
+    assert (row.mdc, row.hl7_state, row.ts_exported) == (150021, "n/a", False)
