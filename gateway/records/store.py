@@ -2,11 +2,13 @@
 observations.
 
 Every row of the care platform is reached through a transaction of :class:`RecordStore`
-(:meth:`RecordStore.session`: committed when the block ends, rolled back on an error) and, inside
-it, the repository of its aggregate in this package: patients (``patients.py``), paired devices
+(:meth:`RecordStore.session`, a unit of work: committed when the block ends, rolled back on an
+error, its domain events handed on after the commit, see ``unit_of_work.py``) and, inside it,
+the repository of its aggregate in this package: patients (``patients.py``), paired devices
 (``devices.py``), home gateways and their sensors and outboxes (``home_gateways.py``), tenants and
 care teams (``tenants.py``), users (``users.py``), alarms (``alarms.py``), the audit log
-(``audit.py``) and reads of observations (``observations.py``). The wings above (registry, HL7,
+(``audit.py``), refresh-token sessions (``refresh_tokens.py``), reads of observations
+(``observations.py``) and the operators' totals (``totals.py``). The wings above (registry, HL7,
 FHIR, alarms, API) open the transaction and ask the repositories; an API route holds no query.
 Some wings still query their own tables (the HL7 and FHIR queues, retention, privacy, the
 time-series export, the alarm book): ``tests/gateway/records/test_records_house.py`` lists them,
