@@ -1,7 +1,8 @@
 """The record store's place in the house (docs/architecture.md): gateway/records/ is the lower
 layer — engine, sessions, transactions and one repository per aggregate — and imports only the
 kernel and its own libraries; the wings above it ask it for rows and write no SQL of their own;
-a route holds no query; a patient row is created in one place."""
+a route holds no query; a patient row is created in one place. What the record store may import
+is an import-linter contract (pyproject.toml, run by tests/test_architecture.py)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,6 @@ SQL_NOT_YET_IN_REPOSITORIES = {
     "gateway/registry/retention.py",
 }
 
-#: A record-store module that still reads a setting of the platform: the backup also snapshots
-#: the time-series backend (an operator's tool above the store, to move out of records/).
-ABOVE_THE_STORE = {"gateway/records/backup.py": ["gateway.settings"]}
-
 #: Routes: thin, they call the registry or a repository and hold no query of their own.
 ROUTES = sorted((ROOT / "gateway" / "api" / "routes").glob("*.py"))
 
@@ -79,19 +76,6 @@ def _builds_queries(path: Path) -> bool:
 
 def _relative(path: Path) -> str:
     return str(path.relative_to(ROOT))
-
-
-def test_the_record_store_imports_only_the_kernel_and_itself() -> None:
-    breaches = {
-        _relative(path): sorted(
-            name
-            for name in _imports(path)
-            if name.split(".")[0] in {"gateway", "edge", "hl7", "dashboards", "firmware_sim"}
-            and not name.startswith("gateway.records")
-        )
-        for path in sorted(RECORDS.rglob("*.py"))
-    }
-    assert {path: names for path, names in breaches.items() if names} == ABOVE_THE_STORE
 
 
 def test_queries_live_in_the_record_store() -> None:
