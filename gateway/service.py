@@ -14,6 +14,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.alarms.book import AlarmBook
+from gateway.alarms.service import AlarmService
 from gateway.api.app import create_app
 from gateway.fhir.outbound import FhirStats, serve_fhir_outbound
 from gateway.fhir.pmd import queue_measurement_batches
@@ -38,6 +39,7 @@ class Platform:
         self.settings = settings
         self.alarm_book = AlarmBook()
         self.store = RecordStore(settings.database_url, alarms=self.alarm_book)
+        self.alarms = AlarmService(self.store)
         self.events = EventBus()
         # The one way out for domain events: each transaction's, once it has committed.
         self.store.unit_of_work.handler = LivePublisher(self.events, Registry(self.store))
@@ -182,12 +184,12 @@ class Platform:
         under its row lock, and a tick that finds nothing due changes nothing."""
         while True:
             await asyncio.sleep(self.settings.alarms.tick_s)
-            await self._alarm_step(self.store.tick_alarms, "alarm tick")
+            await self._alarm_step(self.alarms.tick, "alarm tick")
 
     async def _escalations(self) -> None:
         while True:
             await asyncio.sleep(self.settings.alarms.escalation_check_s)
-            await self._alarm_step(self.store.escalate_alarms, "escalation")
+            await self._alarm_step(self.alarms.escalate, "escalation")
 
     async def _alarm_step(self, step: Callable[[datetime], Awaitable[object]], what: str) -> None:
         """Run a step of the alarm engine; the alarms it changes go on the live stream as its

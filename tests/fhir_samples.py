@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from gateway.alarms import Alarm, AlarmState, Severity
 from gateway.alarms.lifecycle import Transition
+from gateway.alarms.service import AlarmService
 from gateway.fhir.resources import DeviceRef, ObservationContext, PatientRef
 from gateway.fhir.settings import FhirProfiles, Organisation
 from gateway.records.models import DEFAULT_TENANT
@@ -162,13 +163,14 @@ async def store_closed_alarms(store: RecordStore, at: datetime = MORNING) -> Sto
     (spo2_alarm,) = [a for a in spo2.alarms if a.code == "TRY_ALM_SPO2_LOW"]
     (fall_alarm,) = fall.alarms
     (open_alarm,) = battery.alarms
+    alarm_service = AlarmService(store)
     for alarm_id, note in (
         (spo2_alarm.id, "Målte på nytt: 94 %. Ringte fastlegen."),
         (fall_alarm.id, "Fant henne på gulvet i stua. Ingen skade."),
     ):
         now = at + timedelta(minutes=10)
-        await store.act_on_alarm(alarm_id, "acknowledge", "nurse-1", now)
-        await store.act_on_alarm(alarm_id, "start", "nurse-1", now)
-        await store.act_on_alarm(alarm_id, "resolve", "nurse-1", now, note=note)
-        await store.act_on_alarm(alarm_id, "close", "nurse-1", now + timedelta(minutes=1))
+        await alarm_service.act(alarm_id, "acknowledge", "nurse-1", now)
+        await alarm_service.act(alarm_id, "start", "nurse-1", now)
+        await alarm_service.act(alarm_id, "resolve", "nurse-1", now, note=note)
+        await alarm_service.act(alarm_id, "close", "nurse-1", now + timedelta(minutes=1))
     return StoredAlarms(patient.id, spo2_alarm.id, fall_alarm.id, open_alarm.id)

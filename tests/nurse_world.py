@@ -29,6 +29,7 @@ from chain import serving_app
 from fastapi import FastAPI
 
 from gateway.alarms.book import AlarmBook
+from gateway.alarms.service import AlarmService
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.live.events import EventBus
@@ -70,6 +71,10 @@ class NurseWorld:
     """The readiness checks the app's platform status reports; a test sets one False."""
     _seqs: dict[str, itertools.count[int]] = field(default_factory=dict)
 
+    @property
+    def alarms(self) -> AlarmService:
+        return AlarmService(self.store)
+
     async def commit(
         self, gateway: str, values: Iterable[tuple[str, str, str, str, datetime]]
     ) -> CommitResult:
@@ -102,7 +107,7 @@ class NurseWorld:
 
     async def act(self, alarm_id: int, step: str, by: str = "user:colleague") -> AlarmRow:
         """One step of an alarm (acknowledge, start, resolve, close) by ``by``, live."""
-        row, _ = await self.store.act_on_alarm(
+        row = await self.alarms.act(
             alarm_id, step, by, datetime.now(UTC), note="Handled by a colleague."
         )
         return row
@@ -110,19 +115,19 @@ class NurseWorld:
     async def escalate(self, minutes: int) -> None:
         """The platform's escalation check, run as if ``minutes`` had passed: unacknowledged
         alarms go on to the next level of their policy, live."""
-        await self.store.escalate_alarms(datetime.now(UTC) + timedelta(minutes=minutes))
+        await self.alarms.escalate(datetime.now(UTC) + timedelta(minutes=minutes))
 
     async def settle(self, *alarm_ids: int) -> None:
         """Take alarms through to closed (as another nurse would), live."""
         steps = ["acknowledge", "start", "resolve", "close"]
         done = {"raised": 0, "acknowledged": 1, "in_progress": 2, "resolved": 3, "closed": 4}
         for alarm_id in alarm_ids:
-            row = await self.store.alarm(alarm_id)
+            row = await self.alarms.get(alarm_id)
             for step in steps[done[row.state] :]:
                 await self.act(alarm_id, step)
 
     async def alarm_state(self, alarm_id: int) -> str:
-        return (await self.store.alarm(alarm_id)).state
+        return (await self.alarms.get(alarm_id)).state
 
 
 def now_here() -> datetime:
@@ -338,7 +343,7 @@ async def seed(world: NurseWorld) -> None:
     ]
     result = await world.commit(gateway_of("Haugen"), values)
     (high,) = [a for a in result.alarms if a.rule_id == "systolic_high"]
-    await store.act_on_alarm(
+    await world.alarms.act(
         high.id, "acknowledge", world.nurse_subject, datetime.now(UTC) - timedelta(minutes=45)
     )
 

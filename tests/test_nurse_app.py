@@ -415,7 +415,7 @@ async def test_a_new_alarm_appears_live_and_is_handled_to_the_end(
     await expect(first.locator(".note")).to_have_text(
         "Notat: Hjulpet opp fra gulvet, ingen skader. Nytt tilsyn i kveld."
     )
-    resolved = await world.store.alarm(fall.id)
+    resolved = await world.alarms.get(fall.id)
     assert resolved.state == "resolved"
     assert resolved.resolution_note == "Hjulpet opp fra gulvet, ingen skader. Nytt tilsyn i kveld."
 
@@ -891,7 +891,7 @@ async def test_who_has_an_alarm_is_named_and_she_takes_over(
         await card_.get_by_role("button", name="Ta over").click()
         await expect(card_.locator(".taken-by")).to_have_text("Tatt av deg")
         await expect(card_.get_by_label("Hva ble funnet og gjort? (påkrevd)")).to_be_focused()
-        row = await world.store.alarm(panic.id)
+        row = await world.alarms.get(panic.id)
         assert row.state == "in_progress"
         assert [t["by"] for t in json.loads(row.history)][-2:] == [
             world.coordinator_subject,

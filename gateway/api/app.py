@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.alarms.careplan import CarePlan
+from gateway.alarms.service import AlarmService
 from gateway.api.deps import (
     ApiStats,
     Audit,
@@ -127,6 +128,7 @@ def create_app(
     app.state.store = store
     app.state.events = events
     app.state.registry = registry
+    app.state.alarms = AlarmService(store)
     app.state.settings = settings
     app.state.verifier = _verifier(settings)
     app.state.stats = ApiStats()

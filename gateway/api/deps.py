@@ -22,6 +22,7 @@ from fastapi import Depends, Header, Path, Query, Request, Security
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import exc as sa
 
+from gateway.alarms.service import AlarmService
 from gateway.api.schemas import MAX_ROW_ID
 from gateway.auth import Action, AuthError, AuthMethod, Principal, TokenVerifier, policy
 from gateway.auth.web import bearer_token
@@ -68,6 +69,11 @@ def get_registry(request: Request) -> Registry:
     return registry
 
 
+def get_alarms(request: Request) -> AlarmService:
+    alarms: AlarmService = request.app.state.alarms
+    return alarms
+
+
 def get_events(request: Request) -> EventBus:
     events: EventBus = request.app.state.events
     return events
@@ -88,6 +94,7 @@ QUEUE_ACTION_ERRORS: dict[int | str, dict[str, str]] = {
 
 Store = Annotated[RecordStore, Depends(get_store)]
 Registered = Annotated[Registry, Depends(get_registry)]
+Alarms = Annotated[AlarmService, Depends(get_alarms)]
 Events = Annotated[EventBus, Depends(get_events)]
 
 

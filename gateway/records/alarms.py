@@ -22,11 +22,12 @@ class AlarmNotFound(LookupError):
 
 
 class AlarmKeeper(Protocol):
-    """What the record store asks of the alarm wing inside its own transactions (``s``): the
-    alarm wing's :class:`gateway.alarms.book.AlarmBook` is one, handed to the store by whoever
-    builds it (the platform, :mod:`gateway.service`). Ingest evaluates inside the transaction
-    that stores the observations, so an observation is never stored without having been
-    evaluated, nor evaluated twice."""
+    """What the alarm wing does inside a record store transaction (``s``): the alarm wing's
+    :class:`gateway.alarms.book.AlarmBook` is one, handed to the store by whoever builds it
+    (the platform, :mod:`gateway.service`). Ingest evaluates inside the transaction that stores
+    the observations, so an observation is never stored without having been evaluated, nor
+    evaluated twice; the alarm wing's :class:`gateway.alarms.service.AlarmService` runs the
+    rest (people's actions, tick, escalation) in the store's transactions."""
 
     async def observe(
         self, s: AsyncSession, by_patient: Mapping[int, Sequence[Observation]], now: datetime

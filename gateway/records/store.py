@@ -14,7 +14,9 @@ Some wings still query their own tables (the HL7 and FHIR queues, retention, pri
 time-series export, the alarm book): ``tests/gateway/records/test_records_house.py`` lists them,
 and the list may only shrink. This package is the lower layer: it imports only the kernel and
 SQLAlchemy. Alarms are evaluated inside the commit's transaction by the
-:class:`~gateway.records.alarms.AlarmKeeper` the store is built with (the alarm wing's book).
+:class:`~gateway.records.alarms.AlarmKeeper` the store is built with (the alarm wing's book);
+people's actions on alarms, the tick and escalation are the alarm wing's
+(:class:`gateway.alarms.service.AlarmService`), in this store's transactions.
 
 Exactly-once rests on two things here: observations are unique on ``(gateway_id, epoch, seq)``
 (the epoch names the edge outbox) so a resend inserts nothing, and the per-outbox watermark (the
@@ -42,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from gateway.records.alarms import AlarmKeeper, AlarmNotFound, AlarmRepository
+from gateway.records.alarms import AlarmKeeper
 from gateway.records.audit import AuditRepository
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
@@ -821,17 +823,7 @@ class RecordStore:
             mark = seq
         return mark
 
-    # --- alarms ---
-    async def act_on_alarm(
-        self, alarm_id: int, action: str, by: str, now: datetime, *, note: str | None = None
-    ) -> tuple[AlarmRow, Patient]:
-        async with self.session() as s:
-            row = await self.alarms.act(s, alarm_id, action, by, now, note)
-            patient = await s.get(Patient, row.patient_id)
-            assert patient is not None  # the foreign key guarantees it
-            record(s, AlarmChanged(row, PatientScope(patient.tenant_id, patient.care_team_id), by))
-            return row, patient
-
+    # --- home gateway status ---
     async def _record_status(
         self,
         s: AsyncSession,
@@ -864,49 +856,6 @@ class RecordStore:
             s, gateway.patient_id, gateway.id, report.online, now
         )
         return changed, await s.get(Patient, gateway.patient_id)
-
-    async def tick_alarms(
-        self, now: datetime, chunk: int = 20
-    ) -> list[tuple[AlarmRow, PatientScope]]:
-        """Run the time-based rules for every patient, a small chunk of patients per
-        transaction, handing the event loop and the write lock back between chunks: a tick of
-        a thousand patients must not hold up an alarm arriving meanwhile (bench/alarm_latency.py
-        measured p99 over a second with chunks of 200)."""
-        async with self.session() as s:
-            ids = await PatientRepository(s).ids()
-        changed: list[tuple[AlarmRow, PatientScope]] = []
-        for start in range(0, len(ids), chunk):
-            async with self.session() as s:
-                rows = await self.alarms.tick(s, ids[start : start + chunk], now)
-                changed += await self._engine_changed(s, rows)
-            await asyncio.sleep(0)
-        return changed
-
-    async def escalate_alarms(self, now: datetime) -> list[tuple[AlarmRow, PatientScope]]:
-        async with self.session() as s:
-            return await self._engine_changed(s, await self.alarms.escalate_due(s, now))
-
-    async def _engine_changed(
-        self, s: AsyncSession, rows: Sequence[AlarmRow]
-    ) -> list[tuple[AlarmRow, PatientScope]]:
-        """Alarms the engine changed in ``s``, with their patients' scopes, recorded as
-        domain events."""
-        scoped = []
-        patients = PatientRepository(s)
-        for row in rows:
-            patient = await patients.get(row.patient_id)
-            assert patient is not None
-            scope = PatientScope(patient.tenant_id, patient.care_team_id)
-            record(s, AlarmChanged(row, scope))
-            scoped.append((row, scope))
-        return scoped
-
-    async def alarm(self, alarm_id: int) -> AlarmRow:
-        async with self.session() as s:
-            row = await AlarmRepository(s).get(alarm_id)
-            if row is None:
-                raise AlarmNotFound(alarm_id)
-            return row
 
     async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
         async with self.session() as s:

@@ -586,7 +586,7 @@ async def run_demo(options: DemoOptions) -> int:
         await _set_care_plans(platform, homes, expected_end)
         # The platform has been watching these patients since before the replayed day: a
         # window of their care plan inside it is due, not "before the platform knew her".
-        await platform.store.tick_alarms(expected_end - REPLAYED - timedelta(hours=1))
+        await platform.alarms.tick(expected_end - REPLAYED - timedelta(hours=1))
         passwords = await _add_accounts(platform)
 
         async with asyncio.TaskGroup() as tasks:
@@ -616,7 +616,7 @@ async def run_demo(options: DemoOptions) -> int:
                 day.cancel()
             await _drain(homes, platform)
             # The time-based rules look at the whole replayed day once before the end.
-            await platform.store.tick_alarms(datetime.now(UTC))
+            await platform.alarms.tick(datetime.now(UTC))
             for task in (*home_tasks, platform_task):
                 task.cancel()
         verdict = await _verdict(homes, platform, gp)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from gateway.api.deps import (
+    Alarms,
     Audit,
     HandlesAlarm,
     NotVisible,
@@ -19,7 +20,6 @@ from gateway.api.deps import (
     QueryId,
     ReadsPatient,
     Registered,
-    Store,
     patient_for,
 )
 from gateway.api.schemas import AlarmOut, ResolveIn
@@ -72,18 +72,22 @@ def alarms_router() -> APIRouter:
 
     @router.get("/{alarm_id}", response_model=AlarmOut)
     async def get_alarm(
-        alarm_id: PathId, principal: ReadsPatient, store: Store, registry: Registered, audit: Audit
+        alarm_id: PathId,
+        principal: ReadsPatient,
+        alarms: Alarms,
+        registry: Registered,
+        audit: Audit,
     ) -> AlarmOut:
         patient_id = await _alarm_patient_id(registry, principal, Action.READ_PATIENT, alarm_id)
         await audit.viewed("read_alarm", [patient_id])
-        return (await shown_alarms(registry, principal.tenant_id, [await store.alarm(alarm_id)]))[0]
+        return (await shown_alarms(registry, principal.tenant_id, [await alarms.get(alarm_id)]))[0]
 
     @router.post("/{alarm_id}/{action}", response_model=AlarmOut)
     async def act_on_alarm(
         alarm_id: PathId,
         action: AlarmAction,
         principal: HandlesAlarm,
-        store: Store,
+        alarms: Alarms,
         registry: Registered,
         audit: Audit,
         body: ResolveIn | None = None,
@@ -92,7 +96,7 @@ def alarms_router() -> APIRouter:
         patient_id = await _alarm_patient_id(registry, principal, Action.HANDLE_ALARM, alarm_id)
         try:
             # The change goes on the live stream as it commits (the record store's unit of work).
-            row, _ = await store.act_on_alarm(
+            row = await alarms.act(
                 alarm_id,
                 action,
                 principal.subject,

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from edge.outbox import Outbox
 from gateway.alarms import AlarmState, AlarmTransitionError, ResolutionNoteRequired
 from gateway.alarms.careplan import CarePlan, ThresholdOverride
+from gateway.alarms.service import AlarmService
 from gateway.api.schemas import AlarmOut
 from gateway.records.models import (
     DEFAULT_TENANT,
@@ -126,21 +127,22 @@ async def test_personal_threshold_from_the_care_plan(store: RecordStore) -> None
 async def test_lifecycle_first_acknowledger_kept_note_required_wrong_step_refused(
     store: RecordStore,
 ) -> None:
+    alarm_service = AlarmService(store)
     await _patient(store)
     (alarm,) = (await store.commit_batch(GATEWAY, [spo2(1, "85", 0)], T0)).alarms
     at = T0 + timedelta(minutes=1)
-    acked, _ = await store.act_on_alarm(alarm.id, "acknowledge", "user:kari", at)
-    again, _ = await store.act_on_alarm(alarm.id, "acknowledge", "user:ola", at)
+    acked = await alarm_service.act(alarm.id, "acknowledge", "user:kari", at)
+    again = await alarm_service.act(alarm.id, "acknowledge", "user:ola", at)
     assert (acked.state, again.acknowledged_by) == ("acknowledged", "user:kari")
     with pytest.raises(AlarmTransitionError):
-        await store.act_on_alarm(alarm.id, "close", "user:kari", at)
-    await store.act_on_alarm(alarm.id, "start", "user:kari", at)
+        await alarm_service.act(alarm.id, "close", "user:kari", at)
+    await alarm_service.act(alarm.id, "start", "user:kari", at)
     with pytest.raises(ResolutionNoteRequired):
-        await store.act_on_alarm(alarm.id, "resolve", "user:kari", at, note="  ")
-    resolved, _ = await store.act_on_alarm(
+        await alarm_service.act(alarm.id, "resolve", "user:kari", at, note="  ")
+    resolved = await alarm_service.act(
         alarm.id, "resolve", "user:kari", at, note="Called her; oximeter on a cold finger."
     )
-    closed, _ = await store.act_on_alarm(alarm.id, "close", "user:kari", at)
+    closed = await alarm_service.act(alarm.id, "close", "user:kari", at)
     assert resolved.resolution_note == "Called her; oximeter on a cold finger."
     assert closed.state == AlarmState.CLOSED.value
     # The value is still low: the condition was never cleared, so no second alarm is raised.
@@ -150,15 +152,16 @@ async def test_lifecycle_first_acknowledger_kept_note_required_wrong_step_refuse
 async def test_escalation_climbs_until_acknowledged_then_stops_everywhere(
     store: RecordStore,
 ) -> None:
+    alarm_service = AlarmService(store)
     await _patient(store)
     (alarm,) = (await store.commit_batch(GATEWAY, [spo2(1, "85", 0)], T0)).alarms
-    (first,) = await store.escalate_alarms(T0)
+    (first,) = await alarm_service.escalate(T0)
     assert first[0].escalation_level == 0  # the care team, at once
-    assert await store.escalate_alarms(T0 + timedelta(minutes=1)) == []
-    (second,) = await store.escalate_alarms(T0 + timedelta(minutes=6))
+    assert await alarm_service.escalate(T0 + timedelta(minutes=1)) == []
+    (second,) = await alarm_service.escalate(T0 + timedelta(minutes=6))
     assert second[0].escalation_level == 1  # the coordinator after 5 minutes
-    await store.act_on_alarm(alarm.id, "acknowledge", "user:kari", T0 + timedelta(minutes=7))
-    assert await store.escalate_alarms(T0 + timedelta(minutes=60)) == []
+    await alarm_service.act(alarm.id, "acknowledge", "user:kari", T0 + timedelta(minutes=7))
+    assert await alarm_service.escalate(T0 + timedelta(minutes=60)) == []
     (row,) = await alarms(store)
     assert row.next_escalation_at is None and row.escalation_level == 1
 
@@ -166,15 +169,16 @@ async def test_escalation_climbs_until_acknowledged_then_stops_everywhere(
 async def test_a_fall_from_an_unpaired_home_sensor_alarms_her_and_closing_releases_it(
     store: RecordStore,
 ) -> None:
+    alarm_service = AlarmService(store)
     patient = await _patient(store)
     (fall,) = (await store.commit_batch(GATEWAY, [event(1, "TRY_EVT_FALL", 1, 0)], T0)).alarms
     assert (fall.patient_id, fall.severity, fall.code) == (patient, "critical", "TRY_ALM_FALL")
     assert fall.device_id == "hall-sensor"
     at = T0 + timedelta(minutes=3)
     for action in ("acknowledge", "start"):
-        await store.act_on_alarm(fall.id, action, "user:kari", at)
-    await store.act_on_alarm(fall.id, "resolve", "user:kari", at, note="Helped her up; no injury")
-    await store.act_on_alarm(fall.id, "close", "user:kari", at)
+        await alarm_service.act(fall.id, action, "user:kari", at)
+    await alarm_service.act(fall.id, "resolve", "user:kari", at, note="Helped her up; no injury")
+    await alarm_service.act(fall.id, "close", "user:kari", at)
     (again,) = (await store.commit_batch(GATEWAY, [event(2, "TRY_EVT_FALL", 1, 30)], at)).alarms
     assert again.id != fall.id and again.state == "raised"
 
@@ -278,7 +282,7 @@ async def test_a_gateway_going_offline_raises_the_offline_alarm(
 
         await until(offline, what="the status to be recorded")
     later = datetime.now(UTC) + timedelta(minutes=3)
-    ((alarm, scope),) = await store.tick_alarms(later)
+    ((alarm, scope),) = await AlarmService(store).tick(later)
     assert (alarm.rule_id, alarm.key, scope.tenant_id) == (
         "gateway_offline",
         f"gateway_offline:{GATEWAY}",

@@ -35,6 +35,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
 from gateway.alarms.book import AlarmBook
+from gateway.alarms.service import AlarmService
 from gateway.api.app import create_app
 from gateway.auth import Action, EmbeddedTokens, Principal, Role, policy
 from gateway.auth.web import UserRecord
@@ -347,7 +348,7 @@ class World:
         alarm_id = await self.low_spo2_alarm(patient_id, await self.new_device(target, patient_id))
         steps = ["acknowledge", "start", "resolve", "close"]
         for step in steps[: steps.index(ready_for)]:
-            await self.store.act_on_alarm(
+            await AlarmService(self.store).act(
                 alarm_id, step, "user:setup", datetime.now(UTC), note="set up for the test"
             )
         return alarm_id

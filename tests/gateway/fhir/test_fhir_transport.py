@@ -36,6 +36,7 @@ from sqlalchemy import event, select, update
 
 from gateway.alarms.book import AlarmBook
 from gateway.alarms.careplan import CarePlan
+from gateway.alarms.service import AlarmService
 from gateway.api.deps import ApiStats
 from gateway.api.errors import install_error_handlers
 from gateway.api.routes.fhir_queue import fhir_outbound_router
@@ -156,7 +157,7 @@ async def close_alarms(
         ids = [row.id for row in rows]
     for alarm_id in ids:
         for action in ("acknowledge", "start", "resolve", "close"):
-            await store.act_on_alarm(alarm_id, action, "nurse@default", now, note=note)
+            await AlarmService(store).act(alarm_id, action, "nurse@default", now, note=note)
     return ids
 
 

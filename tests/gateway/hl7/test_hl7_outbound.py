@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway.alarms import AlarmState
+from gateway.alarms.service import AlarmService
 from gateway.hl7.outbound import service as hl7_outbound
 from gateway.hl7.outbound.queue_admin import (
     QueuedMessageNotFound,
@@ -658,7 +659,7 @@ async def test_an_alarm_is_reported_from_start_to_end(store: RecordStore) -> Non
         assert await outbound.queue_alarm_reports() == 1
         assert await outbound.queue_alarm_reports() == 0  # nothing changed: nothing new
 
-        await store.act_on_alarm(alarm.id, "acknowledge", "user:nurse", datetime.now(UTC))
+        await AlarmService(store).act(alarm.id, "acknowledge", "user:nurse", datetime.now(UTC))
         assert await outbound.queue_alarm_reports() == 1
         # SpO2 back to normal while the alarm is open: latched.
         await measure(
@@ -669,7 +670,7 @@ async def test_an_alarm_is_reported_from_start_to_end(store: RecordStore) -> Non
         )
         assert await outbound.queue_alarm_reports() == 1
         for action in ("start", "resolve", "close"):
-            await store.act_on_alarm(
+            await AlarmService(store).act(
                 alarm.id, action, "user:nurse", datetime.now(UTC), note="Sensor moved."
             )
         assert await outbound.queue_alarm_reports() == 1

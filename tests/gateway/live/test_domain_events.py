@@ -21,6 +21,7 @@ from chain import serving_app, until
 from delivery import GATEWAY, make_worker, mqtt_settings, running
 from servers import BrokerFixture
 
+from gateway.alarms.service import AlarmService
 from gateway.api.app import create_app
 from gateway.auth import Role
 from gateway.hl7.inbound.service import serve_hl7
@@ -274,7 +275,7 @@ async def test_the_escalation_check_of_the_platform_puts_the_escalation_on_the_s
     try:
         (raised,) = (await platform.store.commit_batch(GATEWAY, [spo2(1, "85")], T0)).alarms
         async with subscribed(platform.events) as seen:
-            await platform.store.escalate_alarms(T0 + timedelta(minutes=1))
+            await platform.alarms.escalate(T0 + timedelta(minutes=1))
             await until(lambda: bool(seen), timeout=5, what="the escalation on the stream")
     finally:
         await platform.store.close()
@@ -318,5 +319,5 @@ async def test_a_handler_that_fails_leaves_the_commit_done_and_is_counted(
 
     store.unit_of_work.handler = broken
     (alarm,) = (await store.commit_batch(GATEWAY, [spo2(1, "85")], T0)).alarms
-    assert (await store.alarm(alarm.id)).state == "raised"
+    assert (await AlarmService(store).get(alarm.id)).state == "raised"
     assert store.unit_of_work.stats == DomainEventStats(published=0, unpublished=2)

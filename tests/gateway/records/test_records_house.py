@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from delivery import GATEWAY, readings
 
+from gateway.alarms.service import AlarmService
 from gateway.records.models import DEFAULT_TENANT
 from gateway.records.store import NoAlarmKeeper, RecordStore
 from gateway.registry.service import Registry
@@ -134,7 +135,7 @@ async def test_a_store_without_an_alarm_keeper_says_so_when_asked_to_evaluate(
                 GATEWAY, [replace(o, seq=1) for o in readings(0, 1)], datetime.now(UTC)
             )
         with pytest.raises(NoAlarmKeeper):
-            await store.tick_alarms(datetime.now(UTC))
+            await AlarmService(store).tick(datetime.now(UTC))
         assert await store.observation_count() == 0
     finally:
         await store.close()
