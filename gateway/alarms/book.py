@@ -7,7 +7,8 @@ state is read, fed, and written back, and the alarms it raises or clears are wri
 anyone else may touch that patient. Ingest evaluates inside the very transaction that stores the
 observations, so an observation is never stored without having been evaluated, nor evaluated
 twice (a resend inserts nothing and so evaluates nothing). Locks are always taken patient first,
-then alarm, and patients in id order, so two transactions never wait on each other in a circle.
+then alarm, and patients in id order, so two transactions never wait on each other in a circle;
+the queries that take them are the alarms repository's (:mod:`gateway.records.alarms`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.alarms import (
@@ -53,8 +53,8 @@ from gateway.alarms.escalation import due_step
 from gateway.alarms.lifecycle import Transition
 from gateway.fhir.queue import enqueue_closed_alarm
 from gateway.fhir.transport_settings import DestinationKind
-from gateway.records.alarms import AlarmNotFound
-from gateway.records.models import AlarmRow, Patient, Tenant
+from gateway.records.alarms import AlarmNotFound, AlarmRepository
+from gateway.records.models import AlarmRow, Patient
 from tryggheim.domain import Observation
 
 log = logging.getLogger(__name__)
@@ -156,26 +156,13 @@ class AlarmBook:
     async def _lock(
         self, s: AsyncSession, patient_ids: Iterable[int], now: datetime
     ) -> list[_Locked]:
-        ids = sorted(set(patient_ids))
+        ids = set(patient_ids)
         if not ids:
             return []
-        result = await s.execute(
-            select(Patient, Tenant.timezone)
-            .join(Tenant, Patient.tenant_id == Tenant.id)
-            .where(Patient.id.in_(ids))
-            .order_by(Patient.id)
-            .with_for_update(of=Patient)
-            # The session may hold these patients already (read before the lock, e.g. to find
-            # a device's owner): refresh them from the locked rows, or the engine state would
-            # be a stale copy and two workers would each raise the same alarm.
-            .execution_options(populate_existing=True)
-        )
-        locked = []
-        for patient, tz in result:
-            locked.append(
-                _Locked(patient, _rules(patient.care_plan, tz), _engine_state(patient, now))
-            )
-        return locked
+        return [
+            _Locked(patient, _rules(patient.care_plan, tz), _engine_state(patient, now))
+            for patient, tz in await AlarmRepository(s).lock_patients(ids)
+        ]
 
     async def observe(
         self, s: AsyncSession, by_patient: Mapping[int, Sequence[Observation]], now: datetime
@@ -221,7 +208,7 @@ class AlarmBook:
         for change in changes:
             if change.kind is ChangeKind.RAISED:
                 changed.append(self._raise(s, patient, change, now))
-            elif (row := await self._open_alarm(s, patient.id, change.key)) is not None:
+            elif (row := await AlarmRepository(s).open_locked(patient.id, change.key)) is not None:
                 before = row.state, row.condition_cleared_at
                 _store(row, apply_change(alarm_of(row), change), now)
                 if (row.state, row.condition_cleared_at) != before:
@@ -253,19 +240,6 @@ class AlarmBook:
         log.info("alarm %s raised for patient %s (%s)", alarm.rule_id, patient.id, alarm.key)
         return row
 
-    async def _open_alarm(self, s: AsyncSession, patient_id: int, key: str) -> AlarmRow | None:
-        row: AlarmRow | None = await s.scalar(
-            select(AlarmRow)
-            .where(AlarmRow.patient_id == patient_id)
-            .where(AlarmRow.key == key)
-            .where(AlarmRow.state != AlarmState.CLOSED.value)
-            .order_by(AlarmRow.id.desc())
-            .limit(1)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return row
-
     # --- people acting on alarms ---
 
     async def act(
@@ -279,11 +253,12 @@ class AlarmBook:
     ) -> AlarmRow:
         """acknowledge / start / resolve / close, under the patient's and the alarm's lock.
         Raises AlarmNotFound, AlarmTransitionError or ResolutionNoteRequired."""
-        patient_id = await s.scalar(select(AlarmRow.patient_id).where(AlarmRow.id == alarm_id))
+        alarms = AlarmRepository(s)
+        patient_id = await alarms.patient_id_of(alarm_id)
         if patient_id is None:
             raise AlarmNotFound(alarm_id)
         locked = await self._lock(s, [patient_id], now)
-        row = await s.scalar(select(AlarmRow).where(AlarmRow.id == alarm_id).with_for_update())
+        row = await alarms.locked(alarm_id)
         if row is None or not locked:
             raise AlarmNotFound(alarm_id)
         alarm = alarm_of(row)
@@ -314,20 +289,10 @@ class AlarmBook:
         self, s: AsyncSession, now: datetime, limit: int = 500
     ) -> list[AlarmRow]:
         """Advance every unacknowledged alarm whose next escalation step is due; returns the rows
-        that escalated (the caller announces them). ``SKIP LOCKED``: an alarm a nurse is
-        acknowledging right now is left to her."""
-        rows = list(
-            await s.scalars(
-                select(AlarmRow)
-                .where(AlarmRow.state == AlarmState.RAISED.value)
-                .where(AlarmRow.next_escalation_at <= now)
-                .order_by(AlarmRow.next_escalation_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        )
+        that escalated (the caller announces them). An alarm a nurse is acknowledging right now
+        is left to her."""
         escalated = []
-        for row in rows:
+        for row in await AlarmRepository(s).due_for_escalation(now, limit):
             alarm = alarm_of(row)
             policy = policy_for(alarm.severity)
             step = due_step(alarm, policy, now)

@@ -1,6 +1,8 @@
-"""Reads of the alarms table for the care views. (Raising and changing alarms — under the
-patient's row lock, with the engine's state — is the alarm wing's book,
-:mod:`gateway.alarms.book`.)"""
+"""The alarms aggregate: every query on the alarms table, for the care views and for the alarm
+wing's book (:mod:`gateway.alarms.book`), which raises and changes alarms under the patient's row
+lock with the engine's state. Locks are always taken patient first, then alarm, and patients in
+id order (:meth:`AlarmRepository.lock_patients`), so two transactions never wait on each other
+in a circle."""
 
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.records.models import AlarmRow, Patient
+from gateway.records.models import AlarmRow, Patient, Tenant
 from tryggheim.domain import Observation
+
+#: The states of :class:`gateway.alarms.AlarmState` the queries here name (the record store
+#: cannot import the alarm core; tests/gateway/alarms/test_alarms_wired.py keeps them equal).
+CLOSED = "closed"
+RAISED = "raised"
 
 
 class AlarmNotFound(LookupError):
@@ -83,7 +90,7 @@ class AlarmRepository:
         if patient_id is not None:
             statement = statement.where(AlarmRow.patient_id == patient_id)
         if open_only:
-            statement = statement.where(AlarmRow.state != "closed")
+            statement = statement.where(AlarmRow.state != CLOSED)
         if before_id is not None:
             statement = statement.where(AlarmRow.id < before_id)
         return list(await self._s.scalars(statement.order_by(AlarmRow.id.desc()).limit(limit)))
@@ -102,7 +109,67 @@ class AlarmRepository:
             await self._s.scalars(
                 select(AlarmRow)
                 .where(AlarmRow.patient_id.in_(patient_ids))
-                .where(AlarmRow.state != "closed")
+                .where(AlarmRow.state != CLOSED)
                 .order_by(AlarmRow.id)
+            )
+        )
+
+    # --- for the alarm book: under the locks, in the order above ---
+
+    async def lock_patients(self, patient_ids: Collection[int]) -> list[tuple[Patient, str]]:
+        """These patients under their row locks, in id order, each with her tenant's time
+        zone."""
+        result = await self._s.execute(
+            select(Patient, Tenant.timezone)
+            .join(Tenant, Patient.tenant_id == Tenant.id)
+            .where(Patient.id.in_(sorted(patient_ids)))
+            .order_by(Patient.id)
+            .with_for_update(of=Patient)
+            # The session may hold these patients already (read before the lock, e.g. to find
+            # a device's owner): refresh them from the locked rows, or the engine state would
+            # be a stale copy and two workers would each raise the same alarm.
+            .execution_options(populate_existing=True)
+        )
+        return [(patient, timezone) for patient, timezone in result]
+
+    async def open_locked(self, patient_id: int, key: str) -> AlarmRow | None:
+        """The patient's newest alarm of this key that is not closed, under its row lock
+        (take the patient's first)."""
+        row: AlarmRow | None = await self._s.scalar(
+            select(AlarmRow)
+            .where(AlarmRow.patient_id == patient_id)
+            .where(AlarmRow.key == key)
+            .where(AlarmRow.state != CLOSED)
+            .order_by(AlarmRow.id.desc())
+            .limit(1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return row
+
+    async def patient_id_of(self, alarm_id: int) -> int | None:
+        patient_id: int | None = await self._s.scalar(
+            select(AlarmRow.patient_id).where(AlarmRow.id == alarm_id)
+        )
+        return patient_id
+
+    async def locked(self, alarm_id: int) -> AlarmRow | None:
+        """The alarm under its row lock (take its patient's first)."""
+        row: AlarmRow | None = await self._s.scalar(
+            select(AlarmRow).where(AlarmRow.id == alarm_id).with_for_update()
+        )
+        return row
+
+    async def due_for_escalation(self, now: datetime, limit: int) -> list[AlarmRow]:
+        """Raised alarms whose next escalation step is due, soonest first, under their row
+        locks; ``SKIP LOCKED``: an alarm a nurse is acknowledging right now is left to her."""
+        return list(
+            await self._s.scalars(
+                select(AlarmRow)
+                .where(AlarmRow.state == RAISED)
+                .where(AlarmRow.next_escalation_at <= now)
+                .order_by(AlarmRow.next_escalation_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
             )
         )

@@ -11,8 +11,8 @@ care teams (``tenants.py``), users (``users.py``), alarms (``alarms.py``), the a
 (``observations.py``) and the operators' totals (``totals.py``). The wings above (registry, HL7,
 FHIR, alarms, API) open the transaction and ask the repositories; an API route holds no query.
 Some wings still query their own tables (the HL7 and FHIR queues, retention, privacy, the
-time-series export, the alarm book): ``tests/gateway/records/test_records_house.py`` lists them,
-and the list may only shrink. This package is the lower layer: it imports only the kernel and
+time-series export): ``tests/gateway/records/test_records_house.py`` lists them, and the list
+may only shrink. This package is the lower layer: it imports only the kernel and
 SQLAlchemy. Alarms are evaluated inside the commit's transaction by the
 :class:`~gateway.records.alarms.AlarmKeeper` the store is built with (the alarm wing's book);
 people's actions on alarms, the tick and escalation are the alarm wing's

@@ -21,6 +21,7 @@ from gateway.alarms import AlarmState, AlarmTransitionError, ResolutionNoteRequi
 from gateway.alarms.careplan import CarePlan, ThresholdOverride
 from gateway.alarms.service import AlarmService
 from gateway.api.schemas import AlarmOut
+from gateway.records import alarms as records_alarms
 from gateway.records.models import (
     DEFAULT_TENANT,
     AlarmRow,
@@ -91,6 +92,15 @@ def event(seq: int, code: str, value: int, minute: int, device: str = "hall-sens
 async def alarms(store: RecordStore) -> list[AlarmRow]:
     async with store.session() as s:
         return list(await s.scalars(select(AlarmRow).order_by(AlarmRow.id)))
+
+
+def test_the_alarms_repository_names_the_alarm_states_of_the_core() -> None:
+    """The record store cannot import the alarm core: its queries spell the states it filters
+    on, and they must be the core's."""
+    assert (
+        AlarmState.CLOSED.value,
+        AlarmState.RAISED.value,
+    ) == (records_alarms.CLOSED, records_alarms.RAISED)
 
 
 async def test_a_low_spo2_raises_one_alarm_which_clears_itself_and_a_resend_raises_nothing(
