@@ -8,7 +8,8 @@ the repository of its aggregate in this package: patients (``patients.py``), pai
 (``devices.py``), home gateways and their sensors and outboxes (``home_gateways.py``), tenants and
 care teams (``tenants.py``), users (``users.py``), alarms (``alarms.py``), the audit log
 (``audit.py``), refresh-token sessions (``refresh_tokens.py``), reads of observations
-(``observations.py``) and the operators' totals (``totals.py``). The wings above (registry, HL7,
+(``observations.py``), the operators' totals (``totals.py``), the outbound HL7 queue
+(``hl7_queue.py``) and the inbound HL7 log (``hl7_inbound.py``). The wings above (registry, HL7,
 FHIR, alarms, API) open the transaction and ask the repositories; an API route holds no query.
 Some wings still query their own tables (the HL7 and FHIR queues, retention, privacy, the
 time-series export): ``tests/gateway/records/test_records_house.py`` lists them, and the list

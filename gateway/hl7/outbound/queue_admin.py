@@ -6,19 +6,12 @@ the messages received."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
-
-from gateway.hl7.outbound.sending import Destination, pending_heads
-from gateway.records.models import (
-    Hl7Destination,
-    Hl7Inbound,
-    Hl7InboundState,
-    Hl7Message,
-    Hl7MessageState,
-    Patient,
-)
+from gateway.hl7.outbound.sending import pending_heads
+from gateway.records.hl7_inbound import Hl7InboundRepository
+from gateway.records.hl7_queue import Hl7QueueRepository
+from gateway.records.models import Hl7Inbound, Hl7InboundState, Hl7Message, Hl7MessageState
 from gateway.records.queues import QueuedMessageNotFound, QueuedMessageNotParked
 from gateway.records.store import RecordStore
 
@@ -45,38 +38,10 @@ async def destination_statuses(store: RecordStore, tenant_id: str) -> list[Desti
     # Not inside the session below: on SQLite a second transaction would wait for the first.
     heads = dict(await pending_heads(store))
     async with store.session() as s:
-        counts: dict[Destination, dict[str, int]] = {}
-        result = await s.execute(
-            select(Hl7Message.host, Hl7Message.port, Hl7Message.state, func.count())
-            .join(Patient, Hl7Message.patient_id == Patient.id)
-            .where(Patient.tenant_id == tenant_id)
-            .group_by(Hl7Message.host, Hl7Message.port, Hl7Message.state)
-        )
-        for host, port, state, n in result:
-            counts.setdefault((host, port), {})[state] = int(n)
-        oldest: dict[Destination, datetime] = {}
-        pending = await s.execute(
-            select(Hl7Message.host, Hl7Message.port, func.min(Hl7Message.created_at))
-            .join(Patient, Hl7Message.patient_id == Patient.id)
-            .where(Patient.tenant_id == tenant_id)
-            .where(Hl7Message.state == Hl7MessageState.PENDING)
-            .group_by(Hl7Message.host, Hl7Message.port)
-        )
-        for host, port, at in pending:
-            oldest[(host, port)] = at
-        destinations: dict[Destination, Hl7Destination] = {}
-        if counts:
-            rows = await s.scalars(
-                select(Hl7Destination).where(
-                    or_(
-                        *(
-                            and_(Hl7Destination.host == host, Hl7Destination.port == port)
-                            for host, port in counts
-                        )
-                    )
-                )
-            )
-            destinations = {(d.host, d.port): d for d in rows}
+        queue = Hl7QueueRepository(s)
+        counts = await queue.counts(tenant_id)
+        oldest = await queue.oldest_pending(tenant_id)
+        destinations = await queue.destinations(counts)
     statuses = []
     for (host, port), by_state in sorted(counts.items()):
         dest = destinations.get((host, port))
@@ -87,7 +52,7 @@ async def destination_statuses(store: RecordStore, tenant_id: str) -> list[Desti
                 pending=by_state.get(Hl7MessageState.PENDING, 0),
                 parked=by_state.get(Hl7MessageState.PARKED, 0),
                 acked=by_state.get(Hl7MessageState.ACKED, 0),
-                oldest_pending_at=_aware(oldest.get((host, port))),
+                oldest_pending_at=oldest.get((host, port)),
                 next_attempt_at=heads.get((host, port)),
                 last_attempt_at=dest.last_attempt_at if dest else None,
                 last_success_at=dest.last_success_at if dest else None,
@@ -96,13 +61,6 @@ async def destination_statuses(store: RecordStore, tenant_id: str) -> list[Desti
             )
         )
     return statuses
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """An aggregate (``min``) bypasses the column type: SQLite gives it back naive (UTC)."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 async def list_messages(
@@ -114,14 +72,7 @@ async def list_messages(
 ) -> list[Hl7Message]:
     """The tenant's messages, newest first, in one state or all."""
     async with store.session() as s:
-        statement = (
-            select(Hl7Message)
-            .join(Patient, Hl7Message.patient_id == Patient.id)
-            .where(Patient.tenant_id == tenant_id)
-        )
-        if state is not None:
-            statement = statement.where(Hl7Message.state == state)
-        return list(await s.scalars(statement.order_by(Hl7Message.id.desc()).limit(limit)))
+        return await Hl7QueueRepository(s).page(tenant_id, state=state, limit=limit)
 
 
 async def list_inbound(
@@ -135,10 +86,7 @@ async def list_inbound(
     (``error``: accept-mode messages answered CA whose processing failed — the sender was told
     nothing more, so a person has to look)."""
     async with store.session() as s:
-        statement = select(Hl7Inbound).where(Hl7Inbound.tenant_id == tenant_id)
-        if state is not None:
-            statement = statement.where(Hl7Inbound.state == state)
-        return list(await s.scalars(statement.order_by(Hl7Inbound.id.desc()).limit(limit)))
+        return await Hl7InboundRepository(s).page(tenant_id, state=state, limit=limit)
 
 
 async def requeue_parked(
@@ -148,12 +96,7 @@ async def requeue_parked(
     Raises :class:`QueuedMessageNotFound` (also for another tenant's message) or
     :class:`QueuedMessageNotParked`."""
     async with store.session() as s:
-        row = await s.scalar(
-            select(Hl7Message)
-            .join(Patient, Hl7Message.patient_id == Patient.id)
-            .where(Hl7Message.id == message_id, Patient.tenant_id == tenant_id)
-            .with_for_update(of=Hl7Message)
-        )
+        row = await Hl7QueueRepository(s).locked_in_tenant(tenant_id, message_id)
         if row is None:
             raise QueuedMessageNotFound("HL7", message_id)
         if row.state != Hl7MessageState.PARKED:

@@ -15,6 +15,7 @@ from sqlalchemy import String, Text, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.hl7.outbound.stats import Hl7Stats
+from gateway.records.hl7_queue import Destination, Hl7QueueRepository
 from gateway.records.models import Hl7Destination, Hl7Message, Hl7MessageState
 from gateway.records.queues import backoff
 from gateway.records.store import RecordStore
@@ -25,8 +26,6 @@ from hl7.mllp import MLLPClient
 from tryggheim.errors import ConnectionLost
 
 log = logging.getLogger(__name__)
-
-Destination = tuple[str, int]
 
 
 class LeaseLost(Exception):
@@ -84,18 +83,7 @@ _RECORD_OUTCOME = (
 async def pending_heads(store: RecordStore) -> list[tuple[Destination, datetime | None]]:
     """Each destination with unsettled messages, and when its oldest one may be sent."""
     async with store.session() as s:
-        heads = (
-            select(func.min(Hl7Message.id).label("id"))
-            .where(Hl7Message.state == Hl7MessageState.PENDING)
-            .group_by(Hl7Message.host, Hl7Message.port)
-            .subquery()
-        )
-        result = await s.execute(
-            select(Hl7Message.host, Hl7Message.port, Hl7Message.next_attempt_at)
-            .join(heads, Hl7Message.id == heads.c.id)
-            .order_by(Hl7Message.id)
-        )
-        return [((host, port), at) for host, port, at in result]
+        return await Hl7QueueRepository(s).pending_heads()
 
 
 class LaneSender:

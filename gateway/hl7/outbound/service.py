@@ -70,8 +70,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.hl7.outbound.alarm_reports import reconcile_alarms
 from gateway.hl7.outbound.measurements import compose_sessions
-from gateway.hl7.outbound.sending import Destination, LaneSender, LeaseLost, pending_heads
+from gateway.hl7.outbound.sending import LaneSender, LeaseLost, pending_heads
 from gateway.hl7.outbound.stats import Hl7Stats
+from gateway.records.hl7_queue import Destination
 from gateway.records.models import Hl7Destination
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
