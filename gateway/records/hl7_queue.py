@@ -5,16 +5,64 @@ sent in id order."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import String, Text, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import Hl7Destination, Hl7Message, Hl7MessageState, Patient
 
 Destination: TypeAlias = tuple[str, int]
+
+
+class PendingMessage(NamedTuple):
+    """An unsettled message as a lane reads it: plain values, no ORM object."""
+
+    id: int
+    control_id: str
+    kind: str
+    text: str
+    attempts: int
+    next_attempt_at: datetime | None
+
+
+class Attempt(NamedTuple):
+    """One attempt to send a message, and its outcome."""
+
+    id: int
+    attempts: int
+    """The message's attempts as the lane read them (this attempt not counted)."""
+    state: str
+    sent_at: datetime
+    settled_at: datetime | None
+    next_attempt_at: datetime | None
+    ack_code: str | None
+    ack_text: str | None
+    error: str | None
+
+
+#: One attempt and its outcome, per message (executemany). Only a row still as the lane read it
+#: is changed, so recording the same outcomes twice (a settle cancelled after its commit and
+#: done again) counts one attempt. A value left ``None`` keeps the row's earlier one (e.g. the
+#: last ACK code when the connection was lost).
+_RECORD_ATTEMPT = (
+    update(Hl7Message)
+    .where(Hl7Message.id == bindparam("b_id"))
+    .where(Hl7Message.state == Hl7MessageState.PENDING)
+    .where(Hl7Message.attempts == bindparam("b_attempts"))
+    .values(
+        state=bindparam("b_state"),
+        attempts=Hl7Message.attempts + 1,
+        sent_at=bindparam("b_sent_at"),
+        settled_at=bindparam("b_settled_at"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        ack_code=func.coalesce(bindparam("b_ack_code", type_=String()), Hl7Message.ack_code),
+        ack_text=func.coalesce(bindparam("b_ack_text", type_=Text()), Hl7Message.ack_text),
+        last_error=func.coalesce(bindparam("b_error", type_=Text()), Hl7Message.last_error),
+    )
+)
 
 
 class Hl7QueueRepository:
@@ -35,6 +83,57 @@ class Hl7QueueRepository:
             .order_by(Hl7Message.id)
         )
         return [((host, port), at) for host, port, at in result]
+
+    async def due_window(self, host: str, port: int, limit: int) -> list[PendingMessage]:
+        """The destination's oldest unsettled messages, in id order (the order they go in)."""
+        result = await self._s.execute(
+            select(
+                Hl7Message.id,
+                Hl7Message.control_id,
+                Hl7Message.kind,
+                Hl7Message.message,
+                Hl7Message.attempts,
+                Hl7Message.next_attempt_at,
+            )
+            .where(Hl7Message.host == host, Hl7Message.port == port)
+            .where(Hl7Message.state == Hl7MessageState.PENDING)
+            .order_by(Hl7Message.id)
+            .limit(limit)
+        )
+        return [PendingMessage._make(row) for row in result]
+
+    async def first_pending(self, host: str, port: int) -> int | None:
+        """The id of the destination's oldest unsettled message."""
+        first: int | None = await self._s.scalar(
+            select(func.min(Hl7Message.id))
+            .where(Hl7Message.host == host, Hl7Message.port == port)
+            .where(Hl7Message.state == Hl7MessageState.PENDING)
+        )
+        return first
+
+    async def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Count each attempt on its message and record its outcome."""
+        # On the connection, not the session: a list of parameters is one executemany there,
+        # where the session would make it an ORM bulk update by primary key.
+        connection = await self._s.connection()
+        await connection.execute(
+            _RECORD_ATTEMPT,
+            [{f"b_{name}": value for name, value in a._asdict().items()} for a in attempts],
+        )
+
+    async def renew_lease(
+        self, host: str, port: int, owner: str, status: Mapping[str, object]
+    ) -> bool:
+        """Update the destination's delivery status (``status``: its columns, with the new
+        ``lease_until``) if ``owner`` still holds its lease; whether it did."""
+        connection = await self._s.connection()
+        renewed = await connection.execute(
+            update(Hl7Destination)
+            .where(Hl7Destination.host == host, Hl7Destination.port == port)
+            .where(Hl7Destination.lease_owner == owner)
+            .values(status)
+        )
+        return renewed.rowcount > 0
 
     async def counts(self, tenant_id: str) -> dict[Destination, dict[str, int]]:
         """How many of the tenant's messages each destination has, by state."""

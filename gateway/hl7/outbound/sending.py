@@ -1,6 +1,5 @@
 """Sending one destination's queue in order (see :mod:`gateway.hl7.outbound.service`): windows of
-its
-due messages over one connection, each message's outcome from the peer's answer, and recording
+its due messages over one connection, each message's outcome from the peer's answer, and recording
 the outcomes together with the lease renewal."""
 
 from __future__ import annotations
@@ -11,12 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, Text, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.hl7.outbound.stats import Hl7Stats
-from gateway.records.hl7_queue import Destination, Hl7QueueRepository
-from gateway.records.models import Hl7Destination, Hl7Message, Hl7MessageState
+from gateway.records.hl7_queue import Attempt, Destination, Hl7QueueRepository
+from gateway.records.models import Hl7MessageState
 from gateway.records.queues import backoff
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
@@ -56,28 +54,6 @@ class _Outcome:
     ack: Ack | None
     error: str | None
     """What went wrong (a negative ACK, a timeout, a lost connection); ``None`` when acked."""
-
-
-#: One attempt and its outcome, per message (executemany). Only a row still as the lane read it
-#: is changed, so recording the same outcomes twice (a settle cancelled after its commit and
-#: done again) counts one attempt. A value left ``None`` keeps the row's earlier one (e.g. the
-#: last ACK code when the connection was lost).
-_RECORD_OUTCOME = (
-    update(Hl7Message)
-    .where(Hl7Message.id == bindparam("b_id"))
-    .where(Hl7Message.state == Hl7MessageState.PENDING)
-    .where(Hl7Message.attempts == bindparam("b_attempts"))
-    .values(
-        state=bindparam("b_state"),
-        attempts=Hl7Message.attempts + 1,
-        sent_at=bindparam("b_sent_at"),
-        settled_at=bindparam("b_settled_at"),
-        next_attempt_at=bindparam("b_next_attempt_at"),
-        ack_code=func.coalesce(bindparam("b_ack_code", type_=String()), Hl7Message.ack_code),
-        ack_text=func.coalesce(bindparam("b_ack_text", type_=Text()), Hl7Message.ack_text),
-        last_error=func.coalesce(bindparam("b_error", type_=Text()), Hl7Message.last_error),
-    )
-)
 
 
 async def pending_heads(store: RecordStore) -> list[tuple[Destination, datetime | None]]:
@@ -161,27 +137,13 @@ class LaneSender:
         """The destination's oldest unsettled messages in id order, as many as may be sent now
         (the first one not due yet and everything after it wait)."""
         async with self._store.session() as s:
-            result = await s.execute(
-                select(
-                    Hl7Message.id,
-                    Hl7Message.control_id,
-                    Hl7Message.kind,
-                    Hl7Message.message,
-                    Hl7Message.attempts,
-                    Hl7Message.next_attempt_at,
-                )
-                .where(Hl7Message.host == host, Hl7Message.port == port)
-                .where(Hl7Message.state == Hl7MessageState.PENDING)
-                .order_by(Hl7Message.id)
-                .limit(self._window)
-            )
-            rows = result.all()
+            rows = await Hl7QueueRepository(s).due_window(host, port, self._window)
         now = self._clock()
         window = []
-        for id_, control_id, kind, text, attempts, next_attempt_at in rows:
-            if next_attempt_at is not None and next_attempt_at > now:
+        for row in rows:
+            if row.next_attempt_at is not None and row.next_attempt_at > now:
                 break
-            window.append(_Queued(id_, control_id, kind, text, attempts))
+            window.append(_Queued(row.id, row.control_id, row.kind, row.text, row.attempts))
         return window
 
     async def _exchange(self, client: MLLPClient, message: _Queued) -> _Outcome:
@@ -209,7 +171,7 @@ class LaneSender:
         when another process took the destination."""
         now = self._clock()
         retry_at: dict[int, datetime] = {}
-        params = []
+        attempts = []
         for outcome in outcomes:
             message, ack = outcome.message, outcome.ack
             settled = outcome.state is not Hl7MessageState.PENDING
@@ -218,18 +180,18 @@ class LaneSender:
                     message.attempts + 1, self._settings.retry_after_s, self._settings.retry_max_s
                 )
                 retry_at[message.id] = now + wait
-            params.append(
-                {
-                    "b_id": message.id,
-                    "b_attempts": message.attempts,
-                    "b_state": outcome.state.value,
-                    "b_sent_at": outcome.sent_at,
-                    "b_settled_at": now if settled else None,
-                    "b_next_attempt_at": retry_at.get(message.id),
-                    "b_ack_code": ack.code.value if ack else None,
-                    "b_ack_text": ack.text if ack else None,
-                    "b_error": outcome.error,
-                }
+            attempts.append(
+                Attempt(
+                    id=message.id,
+                    attempts=message.attempts,
+                    state=outcome.state.value,
+                    sent_at=outcome.sent_at,
+                    settled_at=now if settled else None,
+                    next_attempt_at=retry_at.get(message.id),
+                    ack_code=ack.code.value if ack else None,
+                    ack_text=ack.text if ack else None,
+                    error=outcome.error,
+                )
             )
         destination: dict[str, object] = {
             "last_attempt_at": outcomes[-1].sent_at,
@@ -242,25 +204,12 @@ class LaneSender:
             destination["last_error"] = f"{failed[-1].message.control_id}: {failed[-1].error}"
             destination["last_error_at"] = now
         async with self._store.session() as s:
-            # On the connection, not the session: a list of parameters is one executemany
-            # there, where the session would make it an ORM bulk update by primary key.
-            connection = await s.connection()
-            await connection.execute(_RECORD_OUTCOME, params)
-            renewed = await connection.execute(
-                update(Hl7Destination)
-                .where(Hl7Destination.host == host, Hl7Destination.port == port)
-                .where(Hl7Destination.lease_owner == self._owner)
-                .values(destination)
-            )
-            first_pending = None
-            if resume is not None:
-                first_pending = await connection.scalar(
-                    select(func.min(Hl7Message.id))
-                    .where(Hl7Message.host == host, Hl7Message.port == port)
-                    .where(Hl7Message.state == Hl7MessageState.PENDING)
-                )
+            queue = Hl7QueueRepository(s)
+            await queue.record_attempts(attempts)
+            renewed = await queue.renew_lease(host, port, self._owner, destination)
+            first_pending = await queue.first_pending(host, port) if resume is not None else None
         self._count(host, port, outcomes, retry_at, now)
-        if renewed.rowcount == 0:
+        if not renewed:
             raise LeaseLost
         return resume is None or first_pending is None or first_pending >= resume
 
