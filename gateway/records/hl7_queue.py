@@ -121,6 +121,25 @@ class Hl7QueueRepository:
             [{f"b_{name}": value for name, value in a._asdict().items()} for a in attempts],
         )
 
+    async def locked_destination(self, host: str, port: int) -> Hl7Destination | None:
+        """The destination's delivery status and lease, under its row lock."""
+        return await self._s.get(Hl7Destination, (host, port), with_for_update=True)
+
+    def add_destination(self, host: str, port: int) -> Hl7Destination:
+        """A destination's row, for the first lane to serve it (a second process adding the
+        same one at once fails on the primary key when it commits)."""
+        destination = Hl7Destination(host=host, port=port)
+        self._s.add(destination)
+        return destination
+
+    async def release_leases(self, owner: str) -> None:
+        """Give up every destination ``owner`` holds."""
+        await self._s.execute(
+            update(Hl7Destination)
+            .where(Hl7Destination.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
     async def renew_lease(
         self, host: str, port: int, owner: str, status: Mapping[str, object]
     ) -> bool:

@@ -65,15 +65,13 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from gateway.hl7.outbound.alarm_reports import reconcile_alarms
 from gateway.hl7.outbound.measurements import compose_sessions
 from gateway.hl7.outbound.sending import LaneSender, LeaseLost, pending_heads
 from gateway.hl7.outbound.stats import Hl7Stats
-from gateway.records.hl7_queue import Destination
-from gateway.records.models import Hl7Destination
+from gateway.records.hl7_queue import Destination, Hl7QueueRepository
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
 from hl7.mllp import MLLPClient
@@ -225,10 +223,10 @@ class Hl7Outbound:
         now = self._clock()
         try:
             async with self._store.session() as s:
-                dest = await s.get(Hl7Destination, (host, port), with_for_update=True)
+                queue = Hl7QueueRepository(s)
+                dest = await queue.locked_destination(host, port)
                 if dest is None:
-                    dest = Hl7Destination(host=host, port=port)
-                    s.add(dest)
+                    dest = queue.add_destination(host, port)
                 elif (
                     dest.lease_owner not in (None, self._owner)
                     and dest.lease_until is not None
@@ -243,15 +241,11 @@ class Hl7Outbound:
 
     async def _release(self, host: str, port: int) -> None:
         async with self._store.session() as s:
-            dest = await s.get(Hl7Destination, (host, port), with_for_update=True)
+            dest = await Hl7QueueRepository(s).locked_destination(host, port)
             if dest is not None and dest.lease_owner == self._owner:
                 dest.lease_owner = None
                 dest.lease_until = None
 
     async def _release_all(self) -> None:
         async with self._store.session() as s:
-            await s.execute(
-                update(Hl7Destination)
-                .where(Hl7Destination.lease_owner == self._owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+            await Hl7QueueRepository(s).release_leases(self._owner)

@@ -33,7 +33,6 @@ SQL_NOT_YET_IN_REPOSITORIES = {
     "gateway/hl7/inbound/rows.py",
     "gateway/hl7/outbound/alarm_reports.py",
     "gateway/hl7/outbound/measurements.py",
-    "gateway/hl7/outbound/service.py",
     "gateway/ingest/timeseries.py",
     "gateway/registry/privacy.py",
     "gateway/registry/retention.py",
