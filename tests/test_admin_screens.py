@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,11 +22,19 @@ from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, size
 from jft_peer import operation_outcome
 from nurse_world import ADMIN, NurseWorld, running_world
 from playwright.async_api import Browser, Page, expect
-from sqlalchemy import delete, update
-from test_nurse_app import screenshot
+from sqlalchemy import delete, func, select, update
+from test_nurse_app import audit_rows, audited_exactly, screenshot
 
 from gateway.fhir.pmd import CONSENT_WITHDRAWN
-from gateway.records.models import FhirDestination, FhirMessage, HomeGateway, User
+from gateway.records.models import (
+    DEFAULT_TENANT,
+    AuditEntry,
+    FhirDestination,
+    FhirMessage,
+    HomeGateway,
+    Patient,
+    User,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -335,3 +344,61 @@ async def test_an_admin_sees_refused_fhir_documents_and_sends_one_again(
     async with world.store.session() as s:
         row = await s.get(FhirMessage, ids["refused"])
         assert row is not None and row.state == "pending" and row.next_attempt_at is not None
+
+
+async def seen_by_screen(world: NurseWorld, screen: str) -> Counter[tuple[str, str]]:
+    """One ``view:<screen>`` row per patient of the tenant (every admin screen with a patient
+    list shows them all), named as :func:`audit_rows` names them."""
+    async with world.store.session() as s:
+        ids = (await s.scalars(select(Patient.id).where(Patient.tenant_id == DEFAULT_TENANT))).all()
+    names = {patient_id: family for family, patient_id in world.patients.items()}
+    return Counter({(f"view:{screen}", names.get(i, f"#{i}")): 1 for i in ids})
+
+
+async def test_the_audit_log_has_one_row_per_patient_an_admin_saw(
+    world: NurseWorld, browser: Browser
+) -> None:
+    """The admin's screens send their view opening like the nurse app (docs/auth.md, "What the
+    audit log records"): one row per patient per screen opened, however many lists it loads
+    and reloads after a change; opening a screen again, or a reload of the page, is a new
+    opening; what she does is audited every time."""
+    await queue_of_documents(world)
+    async with world.store.session() as s:
+        before = await s.scalar(select(func.max(AuditEntry.id))) or 0
+    expected: Counter[tuple[str, str]] = Counter()
+    admin = world.admin_subject
+
+    async with sized_page(browser, SIZES["tablet"]) as page:
+        await page.goto(world.url)
+        await sign_in(page, ADMIN)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
+        await expect(page.locator(".admin-cards")).to_contain_text("registrert")
+        await audited_exactly(world, before, expected, admin)
+
+        # The FHIR queue shows the patient list and two lists of documents: one row each.
+        await section(page, "Journalføring")
+        refused = page.get_by_role("button", name="Send Alarm 41 · Berg, Ola igjen")
+        await expect(refused).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await audited_exactly(world, before, expected, admin)
+
+        # A step is audited; the three lists it reloads are not.
+        await refused.click()
+        await expect(page.locator("#admin-notice")).to_have_text(
+            "Alarm 41 · Berg, Ola er lagt i køen igjen."
+        )
+        expected[("requeue_fhir_message", "Berg")] += 1
+        await audited_exactly(world, before, expected, admin)
+
+        # Another screen, then this one again, then a reload of the page: three openings.
+        await section(page, "Hjemmeenheter")
+        await expect(page.get_by_role("button", name="Opprett hjemmeenhet")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_gateways")
+        await section(page, "Journalføring")
+        await expect(page.get_by_role("list", name="Venter på å bli sendt")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await page.reload()
+        await expect(page.get_by_role("list", name="Venter på å bli sendt")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await audited_exactly(world, before, expected, admin)
+    assert await audit_rows(world, before, admin) == expected

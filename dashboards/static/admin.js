@@ -197,6 +197,10 @@ let notice = null; // { text, problem }
 let secret = null; // { label, value, note }: a password shown once
 let confirming = null; // the key of a destructive button pressed once
 let loading = new Set();
+// The opening of the screen she has open (docs/auth.md, "What the audit log records"): its
+// loads, the reloads after a change included, are audited once per patient shown; opening
+// another screen (or this one again) is a new opening.
+let opening = null; // { screen, view }
 
 // Roles of the signed-in user; after her session ended (no token), those she had, so that the
 // last screen stays what it was under the notice.
@@ -226,12 +230,19 @@ const patientName = (id) => {
 };
 const teamName = (id) => (lists.teams ?? []).find((x) => x.id === id)?.name ?? `#${id}`;
 
+/** The view opening of the screen in `ctx` (admin_users, admin_patients, …; `admin` for home). */
+function viewOf(ctx) {
+  const screen = ctx.route.section ? `admin_${ctx.route.section}` : "admin";
+  if (opening?.screen !== screen) opening = { screen, view: api.openView(screen) };
+  return opening.view;
+}
+
 function load(ctx, kind, query = "") {
   // Signed out (the session ended): the lists she had stay as they were.
   if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
   loading.add(kind);
   const path = kind === "audit" ? `${R}/audit?limit=200${query}` : PATHS[kind] ?? `${R}/${kind}`;
-  api.get(path).then((rows) => { lists[kind] = rows; }, (error) => {
+  api.get(path, { view: viewOf(ctx) }).then((rows) => { lists[kind] = rows; }, (error) => {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     lists[kind] = [];
     notice = { text: t("admin.failed", { detail: error.message }), problem: true };
@@ -644,7 +655,7 @@ function auditSection(ctx) {
       notice = null;
       errors = {};
       delete lists.audit;
-      api.get(`${R}/audit?limit=200${auditQuery()}`).then((rows) => { lists.audit = rows; }, (error) => {
+      api.get(`${R}/audit?limit=200${auditQuery()}`, { view: viewOf(ctx) }).then((rows) => { lists.audit = rows; }, (error) => {
         lists.audit = [];
         if (error instanceof api.SignedOut) { ctx.failed(error); return; }
         errors = Object.fromEntries(Object.entries(error.status === 422 ? fieldErrors(error.problem) : {})
@@ -761,6 +772,7 @@ export function forgetAdminState() {
   secret = null;
   confirming = null;
   loading = new Set();
+  opening = null;
 }
 
 /** Another section: its message and a half-pressed "remove" are no longer about what she sees,
@@ -768,5 +780,6 @@ export function forgetAdminState() {
 export function leftSection() {
   notice = null;
   confirming = null;
+  opening = null;
   for (const key of Object.keys(lists)) delete lists[key];
 }
