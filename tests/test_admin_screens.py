@@ -482,6 +482,26 @@ async def test_the_audit_log_has_one_row_per_patient_an_admin_saw(
         expected[("requeue_fhir_message", "Berg")] += 1
         await audited_exactly(world, before, expected, admin)
 
+        # Registering a patient reloads the register: a row for the registration and one for
+        # the patient the screen now shows, none for those it showed already.
+        await section(page, "Pasienter")
+        new = page.get_by_role("group", name="Registrer en pasient")
+        await expect(page.locator("li[data-patient]").first).to_be_visible()
+        expected += await seen_by_screen(world, "admin_patients")
+        await audited_exactly(world, before, expected, admin)
+        number = "81019012345"  # an FH-nummer
+        await new.get_by_label("Fødselsnummer, D-nummer eller FH-nummer").fill(number)
+        await new.get_by_label("Fornavn").fill("Audun")
+        await new.get_by_label("Etternavn").fill("Revisor")
+        await new.get_by_role("button", name="Registrer pasienten").click()
+        await expect(page.locator("#admin-notice")).to_have_text("Revisor, Audun er registrert.")
+        await expect(page.locator("li[data-patient]", has_text="Revisor, Audun")).to_be_visible()
+        async with world.store.session() as s:
+            registered = await s.scalar(select(Patient.id).where(Patient.national_id == number))
+        expected[("register_patient", f"#{registered}")] += 1
+        expected[("view:admin_patients", f"#{registered}")] += 1
+        await audited_exactly(world, before, expected, admin)
+
         # Another screen, then this one again, then a reload of the page: three openings.
         await section(page, "Hjemmeenheter")
         await expect(page.get_by_role("button", name="Opprett hjemmeenhet")).to_be_visible()
