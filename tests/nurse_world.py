@@ -66,6 +66,7 @@ class NurseWorld:
     """Family name → patient id."""
     nurse_subject: str = ""
     coordinator_subject: str = ""
+    admin_subject: str = ""
     """Kari Koordinator, of the nurse's team: the colleague who takes alarms in the tests."""
     platform_checks: dict[str, bool] = field(default_factory=lambda: {"ingest": True})
     """The readiness checks the app's platform status reports; a test sets one False."""
@@ -242,7 +243,7 @@ async def seed(world: NurseWorld) -> None:
         password=PASSWORD,
     )
     world.coordinator_subject = f"user:{coordinator.user.id}"
-    await add_user(
+    admin = await add_user(
         store,
         tenant_id=DEFAULT_TENANT,
         username=ADMIN,
@@ -251,6 +252,7 @@ async def seed(world: NurseWorld) -> None:
         team_names=[],
         password=PASSWORD,
     )
+    world.admin_subject = f"user:{admin.user.id}"
 
     await _patient(world, 1, "Ødegård", "Kari", team)
     await _patient(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,13 +20,22 @@ import pytest_asyncio
 from axe_core import install
 from care_screens import SIZES, accessible, no_sideways_scrolling, sign_in, sized_page
 from jft_peer import operation_outcome
-from nurse_world import ADMIN, NurseWorld, running_world
+from nurse_world import ADMIN, TEAM, NurseWorld, running_world
 from playwright.async_api import Browser, Page, expect
-from sqlalchemy import delete, update
-from test_nurse_app import screenshot
+from sqlalchemy import delete, func, select, update
+from test_nurse_app import audit_rows, audited_exactly, screenshot
 
 from gateway.fhir.pmd import CONSENT_WITHDRAWN
-from gateway.records.models import FhirDestination, FhirMessage, HomeGateway, User
+from gateway.records.models import (
+    DEFAULT_TENANT,
+    AuditEntry,
+    CareTeam,
+    FhirDestination,
+    FhirMessage,
+    HomeGateway,
+    Patient,
+    User,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -62,7 +72,7 @@ async def test_an_admin_runs_the_municipality_from_the_app(
         await sign_in(page, ADMIN)
         await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
         await expect(page.locator("#login-problem")).to_have_count(0)
-        await expect(page.get_by_role("link", name="Pasienter")).to_be_hidden()
+        await expect(page.locator("#nav").get_by_role("link", name="Pasienter")).to_be_hidden()
         await check(page, axe_script, f"admin home ({size})")
 
         # A care team.
@@ -205,6 +215,97 @@ async def test_an_admin_runs_the_municipality_from_the_app(
             assert "pair_device" in text, text
 
 
+@pytest.mark.parametrize("size", ["tablet", "phone"])
+async def test_an_admin_registers_a_patient_and_edits_the_registration(
+    world: NurseWorld, browser: Browser, axe_script: str, size: str
+) -> None:
+    """Patients in the admin's app, on the registry API: she registers a patient (national
+    identity number, names, care team); a malformed number, an empty name and a number already
+    registered are refused next to their fields, in Norwegian; she sees the list and changes a
+    name and the care team."""
+    notice = "#admin-notice"
+    number = "01019012345" if size == "tablet" else "41019012345"  # a fødselsnummer, a D-nummer
+    given, family = f"Astrid {size.title()}", "Lund"
+    other_team = "Hjemmesykepleien sone 2"
+    async with sized_page(browser, SIZES[size]) as page:
+        await page.goto(world.url)
+        await sign_in(page, ADMIN)
+        await section(page, "Pasienter")
+        await expect(page.locator("li[data-patient]", has_text="Berg, Ola")).to_contain_text(
+            f"Team: {TEAM}"
+        )
+        await check(page, axe_script, f"patients ({size})")
+
+        new = page.get_by_role("group", name="Registrer en pasient")
+        national_id = new.get_by_label("Fødselsnummer, D-nummer eller FH-nummer")
+        await national_id.fill("0101 90")
+        await new.get_by_label("Fornavn").fill(given)
+        await new.get_by_role("button", name="Registrer pasienten").click()
+        await expect(page.locator(notice)).to_have_text("Ikke lagret: rett feltene som er merket.")
+        await expect(page.locator("#new-patient-national_id-problem")).to_have_text(
+            "Skriv de 11 sifrene i fødselsnummeret, D-nummeret eller FH-nummeret."
+        )
+        await expect(page.locator("#new-patient-family_name-problem")).to_have_text("Må fylles ut.")
+        await expect(national_id).to_have_attribute("aria-invalid", "true")
+        await expect(national_id).to_be_focused()
+        await check(page, axe_script, f"a patient refused ({size})")
+
+        # Written as on a card, with a space: the same 11 digits.
+        await national_id.fill(f"{number[:6]} {number[6:]}")
+        await new.get_by_label("Etternavn").fill(family)
+        await new.get_by_label("Team").select_option(label=TEAM)
+        await new.get_by_role("button", name="Registrer pasienten").click()
+        await expect(page.locator(notice)).to_have_text(f"{family}, {given} er registrert.")
+        registered = page.locator("li[data-patient]", has_text=f"{family}, {given}")
+        await expect(registered).to_contain_text(f"{number} · Team: {TEAM}")
+        await expect(national_id).to_have_value("")
+
+        # The same number again: refused next to the field.
+        await national_id.fill(number)
+        await new.get_by_label("Fornavn").fill("Noen")
+        await new.get_by_label("Etternavn").fill("Annen")
+        await new.get_by_role("button", name="Registrer pasienten").click()
+        await expect(page.locator("#new-patient-national_id-problem")).to_have_text(
+            "En pasient med dette nummeret er allerede registrert."
+        )
+        await expect(national_id).to_be_focused()
+        await national_id.fill("")
+        await new.get_by_label("Fornavn").fill("")
+        await new.get_by_label("Etternavn").fill("")
+
+        # A new family name and another team; an empty given name is refused first.
+        patient_id = int(await registered.get_attribute("data-patient") or 0)
+        edit = f"#patient-{patient_id}"
+        await registered.get_by_text(f"Endre registreringen for {family}, {given}").click()
+        await registered.get_by_label("Fornavn").fill(" ")
+        await registered.get_by_label("Etternavn").fill("Lund-Berg")
+        await registered.get_by_label("Team").select_option(label=other_team)
+        await registered.get_by_role("button", name=re.compile("^Lagre endringer")).click()
+        await expect(page.locator(f"{edit}-given_name-problem")).to_have_text("Må fylles ut.")
+        await expect(page.locator(f"{edit}-given_name")).to_be_focused()
+        await check(page, axe_script, f"a registration change refused ({size})")
+        await page.locator(f"{edit}-given_name").fill(given)
+        await registered.get_by_role("button", name=re.compile("^Lagre endringer")).click()
+        await expect(page.locator(notice)).to_have_text(
+            f"Endringene for Lund-Berg, {given} er lagret."
+        )
+        changed = page.locator(f'li[data-patient="{patient_id}"]')
+        await expect(changed.get_by_role("heading")).to_have_text(f"Lund-Berg, {given}")
+        await expect(changed).to_contain_text(f"{number} · Team: {other_team}")
+        await check(page, axe_script, f"a registration changed ({size})")
+        await screenshot(page, f"admin-patients-{size}.png", full_page=True)
+    async with world.store.session() as s:
+        patient = await s.get(Patient, patient_id)
+        assert patient is not None
+        assert (patient.national_id, patient.family_name, patient.given_name) == (
+            number,
+            "Lund-Berg",
+            given,
+        )
+        team = await s.scalar(select(CareTeam.id).where(CareTeam.name == other_team))
+        assert patient.care_team_id == team
+
+
 async def queue_of_documents(world: NurseWorld) -> dict[str, int]:
     """The FHIR queue as the sender leaves it after a refusal and an outage (what each row
     holds is what gateway.fhir.outbound records): to JFT one document refused with the
@@ -335,3 +436,81 @@ async def test_an_admin_sees_refused_fhir_documents_and_sends_one_again(
     async with world.store.session() as s:
         row = await s.get(FhirMessage, ids["refused"])
         assert row is not None and row.state == "pending" and row.next_attempt_at is not None
+
+
+async def seen_by_screen(world: NurseWorld, screen: str) -> Counter[tuple[str, str]]:
+    """One ``view:<screen>`` row per patient of the tenant (every admin screen with a patient
+    list shows them all), named as :func:`audit_rows` names them."""
+    async with world.store.session() as s:
+        ids = (await s.scalars(select(Patient.id).where(Patient.tenant_id == DEFAULT_TENANT))).all()
+    names = {patient_id: family for family, patient_id in world.patients.items()}
+    return Counter({(f"view:{screen}", names.get(i, f"#{i}")): 1 for i in ids})
+
+
+async def test_the_audit_log_has_one_row_per_patient_an_admin_saw(
+    world: NurseWorld, browser: Browser
+) -> None:
+    """The admin's screens send their view opening like the nurse app (docs/auth.md, "What the
+    audit log records"): one row per patient per screen opened, however many lists it loads
+    and reloads after a change; opening a screen again, or a reload of the page, is a new
+    opening; what she does is audited every time."""
+    await queue_of_documents(world)
+    async with world.store.session() as s:
+        before = await s.scalar(select(func.max(AuditEntry.id))) or 0
+    expected: Counter[tuple[str, str]] = Counter()
+    admin = world.admin_subject
+
+    async with sized_page(browser, SIZES["tablet"]) as page:
+        await page.goto(world.url)
+        await sign_in(page, ADMIN)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
+        await expect(page.locator(".admin-cards")).to_contain_text("registrert")
+        await audited_exactly(world, before, expected, admin)
+
+        # The FHIR queue shows the patient list and two lists of documents: one row each.
+        await section(page, "Journalføring")
+        refused = page.get_by_role("button", name="Send Alarm 41 · Berg, Ola igjen")
+        await expect(refused).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await audited_exactly(world, before, expected, admin)
+
+        # A step is audited; the three lists it reloads are not.
+        await refused.click()
+        await expect(page.locator("#admin-notice")).to_have_text(
+            "Alarm 41 · Berg, Ola er lagt i køen igjen."
+        )
+        expected[("requeue_fhir_message", "Berg")] += 1
+        await audited_exactly(world, before, expected, admin)
+
+        # Registering a patient reloads the register: a row for the registration and one for
+        # the patient the screen now shows, none for those it showed already.
+        await section(page, "Pasienter")
+        new = page.get_by_role("group", name="Registrer en pasient")
+        await expect(page.locator("li[data-patient]").first).to_be_visible()
+        expected += await seen_by_screen(world, "admin_patients")
+        await audited_exactly(world, before, expected, admin)
+        number = "81019012345"  # an FH-nummer
+        await new.get_by_label("Fødselsnummer, D-nummer eller FH-nummer").fill(number)
+        await new.get_by_label("Fornavn").fill("Audun")
+        await new.get_by_label("Etternavn").fill("Revisor")
+        await new.get_by_role("button", name="Registrer pasienten").click()
+        await expect(page.locator("#admin-notice")).to_have_text("Revisor, Audun er registrert.")
+        await expect(page.locator("li[data-patient]", has_text="Revisor, Audun")).to_be_visible()
+        async with world.store.session() as s:
+            registered = await s.scalar(select(Patient.id).where(Patient.national_id == number))
+        expected[("register_patient", f"#{registered}")] += 1
+        expected[("view:admin_patients", f"#{registered}")] += 1
+        await audited_exactly(world, before, expected, admin)
+
+        # Another screen, then this one again, then a reload of the page: three openings.
+        await section(page, "Hjemmeenheter")
+        await expect(page.get_by_role("button", name="Opprett hjemmeenhet")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_gateways")
+        await section(page, "Journalføring")
+        await expect(page.get_by_role("list", name="Venter på å bli sendt")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await page.reload()
+        await expect(page.get_by_role("list", name="Venter på å bli sendt")).to_be_visible()
+        expected += await seen_by_screen(world, "admin_fhir")
+        await audited_exactly(world, before, expected, admin)
+    assert await audit_rows(world, before, admin) == expected

@@ -1023,31 +1023,39 @@ async def test_live_readings_are_applied_without_asking_again(
         await world.settle(fall.id)
 
 
-async def audit_rows(world: NurseWorld, after: int) -> Counter[tuple[str, str]]:
-    """The nurse's audit rows after row ``after``: (action, family name or "-") counted."""
+async def audit_rows(
+    world: NurseWorld, after: int, actor: str | None = None
+) -> Counter[tuple[str, str]]:
+    """The audit rows of ``actor`` (the nurse by default) after row ``after``: (action, family
+    name, "#<id>" for a patient the world did not make, or "-") counted."""
     names = {patient_id: family for family, patient_id in world.patients.items()}
     async with world.store.session() as s:
         rows = await s.execute(
             select(AuditEntry.action, AuditEntry.patient_id).where(
-                AuditEntry.id > after, AuditEntry.actor == world.nurse_subject
+                AuditEntry.id > after, AuditEntry.actor == (actor or world.nurse_subject)
             )
         )
-        return Counter((action, names.get(patient, "-")) for action, patient in rows)
+        return Counter(
+            (action, "-" if patient is None else names.get(patient, f"#{patient}"))
+            for action, patient in rows
+        )
 
 
 async def audited_exactly(
-    world: NurseWorld, after: int, expected: Counter[tuple[str, str]]
+    world: NurseWorld, after: int, expected: Counter[tuple[str, str]], actor: str | None = None
 ) -> None:
     """The audit log reaches ``expected`` and stays there (no late refresh adds a row)."""
     with contextlib.suppress(AssertionError):
-        await until(lambda: _same(world, after, expected), timeout=10)
+        await until(lambda: _same(world, after, expected, actor), timeout=10)
     await asyncio.sleep(1.0)
-    found = await audit_rows(world, after)
+    found = await audit_rows(world, after, actor)
     assert found == expected, f"audit rows: {sorted(found.items())}"
 
 
-async def _same(world: NurseWorld, after: int, expected: Counter[tuple[str, str]]) -> bool:
-    return await audit_rows(world, after) == expected
+async def _same(
+    world: NurseWorld, after: int, expected: Counter[tuple[str, str]], actor: str | None
+) -> bool:
+    return await audit_rows(world, after, actor) == expected
 
 
 async def test_the_audit_log_has_one_row_per_thing_she_saw(world: NurseWorld, tablet: Page) -> None:

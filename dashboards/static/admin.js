@@ -17,9 +17,9 @@ addTexts({
   nb: {
     "nav.admin": "Administrasjon",
     "admin.title": "Administrasjon",
-    "admin.intro": "Brukere, team, hjemmeenheter, enheter, journalføringen og revisjonsloggen for kommunen din.",
+    "admin.intro": "Brukere, team, pasienter, hjemmeenheter, enheter, journalføringen og revisjonsloggen for kommunen din.",
     "admin.sections": "Administrasjon",
-    "admin.users": "Brukere", "admin.teams": "Team", "admin.gateways": "Hjemmeenheter",
+    "admin.users": "Brukere", "admin.teams": "Team", "admin.patients": "Pasienter", "admin.gateways": "Hjemmeenheter",
     "admin.devices": "Enheter", "admin.fhir": "Journalføring", "admin.audit": "Revisjonslogg",
     "admin.count": "{count} registrert",
     "admin.loading": "Henter …",
@@ -45,6 +45,16 @@ addTexts({
     "team.created": "Teamet {name} er opprettet.", "team.rename_label": "Navn på {name}",
     "team.rename": "Gi nytt navn", "team.renamed": "Teamet heter nå {name}.",
     "team.delete": "Slett {name}", "team.deleted": "Teamet {name} er slettet.",
+    "patient.new": "Registrer en pasient", "patient.national_id": "Fødselsnummer, D-nummer eller FH-nummer",
+    "patient.national_id_hint": "11 siffer. Nummeret kan ikke endres etterpå.",
+    "patient.given_name": "Fornavn", "patient.family_name": "Etternavn", "patient.team": "Team",
+    "patient.no_team": "Ikke noe team ennå",
+    "patient.register": "Registrer pasienten", "patient.registered": "{name} er registrert.",
+    "patient.exists": "En pasient med dette nummeret er allerede registrert.",
+    "patient.team_of": "Team: {team}", "patient.without_team": "Ikke noe team: ingen sykepleier ser pasienten.",
+    "patient.discharged": "Utskrevet {date}",
+    "patient.edit": "Endre registreringen for {name}", "patient.save": "Lagre endringer for {name}",
+    "patient.saved": "Endringene for {name} er lagret.",
     "gateway.new": "Ny hjemmeenhet", "gateway.id": "Id (også MQTT-brukernavn)",
     "gateway.id_hint": "2–63 små bokstaver, tall og bindestrek, f.eks. gw-oslo-0042.",
     "gateway.patient": "Pasient", "gateway.no_patient": "Ingen ennå",
@@ -97,9 +107,9 @@ addTexts({
   en: {
     "nav.admin": "Administration",
     "admin.title": "Administration",
-    "admin.intro": "Users, teams, home gateways, devices, record journaling and the audit log of your municipality.",
+    "admin.intro": "Users, teams, patients, home gateways, devices, record journaling and the audit log of your municipality.",
     "admin.sections": "Administration",
-    "admin.users": "Users", "admin.teams": "Teams", "admin.gateways": "Home gateways",
+    "admin.users": "Users", "admin.teams": "Teams", "admin.patients": "Patients", "admin.gateways": "Home gateways",
     "admin.devices": "Devices", "admin.fhir": "Record journaling", "admin.audit": "Audit log",
     "admin.count": "{count} registered",
     "admin.loading": "Loading …",
@@ -125,6 +135,16 @@ addTexts({
     "team.created": "The team {name} was created.", "team.rename_label": "Name of {name}",
     "team.rename": "Rename", "team.renamed": "The team is now called {name}.",
     "team.delete": "Delete {name}", "team.deleted": "The team {name} was deleted.",
+    "patient.new": "Register a patient", "patient.national_id": "National identity number, D number or FH number",
+    "patient.national_id_hint": "11 digits. The number cannot be changed afterwards.",
+    "patient.given_name": "Given name", "patient.family_name": "Family name", "patient.team": "Team",
+    "patient.no_team": "No team yet",
+    "patient.register": "Register the patient", "patient.registered": "{name} is registered.",
+    "patient.exists": "A patient with this number is already registered.",
+    "patient.team_of": "Team: {team}", "patient.without_team": "No team: no nurse sees the patient.",
+    "patient.discharged": "Discharged {date}",
+    "patient.edit": "Change the registration of {name}", "patient.save": "Save changes for {name}",
+    "patient.saved": "The changes for {name} are saved.",
     "gateway.new": "New home gateway", "gateway.id": "Id (also the MQTT user name)",
     "gateway.id_hint": "2–63 lower-case letters, digits and hyphens, e.g. gw-oslo-0042.",
     "gateway.patient": "Patient", "gateway.no_patient": "None yet",
@@ -178,7 +198,7 @@ addTexts({
 
 const R = "api/v1/registry";
 const F = "api/v1/fhir";
-const SECTIONS = ["users", "teams", "gateways", "devices", "fhir", "audit"];
+const SECTIONS = ["users", "teams", "patients", "gateways", "devices", "fhir", "audit"];
 const COUNTED = ["users", "teams", "gateways", "devices"];
 /** Where each list is read (by default the registry's list of that name). */
 const PATHS = {
@@ -197,6 +217,10 @@ let notice = null; // { text, problem }
 let secret = null; // { label, value, note }: a password shown once
 let confirming = null; // the key of a destructive button pressed once
 let loading = new Set();
+// The opening of the screen she has open (docs/auth.md, "What the audit log records"): its
+// loads, the reloads after a change included, are audited once per patient shown; opening
+// another screen (or this one again) is a new opening.
+let opening = null; // { screen, view }
 
 // Roles of the signed-in user; after her session ended (no token), those she had, so that the
 // last screen stays what it was under the notice.
@@ -226,12 +250,19 @@ const patientName = (id) => {
 };
 const teamName = (id) => (lists.teams ?? []).find((x) => x.id === id)?.name ?? `#${id}`;
 
+/** The view opening of the screen in `ctx` (admin_users, admin_patients, …; `admin` for home). */
+function viewOf(ctx) {
+  const screen = ctx.route.section ? `admin_${ctx.route.section}` : "admin";
+  if (opening?.screen !== screen) opening = { screen, view: api.openView(screen) };
+  return opening.view;
+}
+
 function load(ctx, kind, query = "") {
   // Signed out (the session ended): the lists she had stay as they were.
   if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
   loading.add(kind);
   const path = kind === "audit" ? `${R}/audit?limit=200${query}` : PATHS[kind] ?? `${R}/${kind}`;
-  api.get(path).then((rows) => { lists[kind] = rows; }, (error) => {
+  api.get(path, { view: viewOf(ctx) }).then((rows) => { lists[kind] = rows; }, (error) => {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     lists[kind] = [];
     notice = { text: t("admin.failed", { detail: error.message }), problem: true };
@@ -243,8 +274,10 @@ function reload(ctx, ...kinds) {
   for (const kind of kinds) load(ctx, kind, kind === "audit" ? auditQuery() : "");
 }
 
-/** Do one change at the platform; on success say `done`, reload `kinds` and run `after`. */
-async function change(ctx, { name, method, path, body, done, kinds = [], after }) {
+/** Do one change at the platform; on success say `done`, reload `kinds` and run `after`. A
+ * refusal is shown next to the fields it names; `conflict` ({ field, text }): the field a 409
+ * (already exists) is about. */
+async function change(ctx, { name, method, path, body, done, kinds = [], after, conflict }) {
   notice = null;
   try {
     const { data } = await api.request(path, { method, body });
@@ -254,9 +287,10 @@ async function change(ctx, { name, method, path, body, done, kinds = [], after }
     reload(ctx, ...kinds);
   } catch (error) {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
-    const found = error.status === 422 ? fieldErrors(error.problem) : {};
+    const found = error.status === 422 ? fieldErrors(error.problem)
+      : error.status === 409 && conflict ? { [conflict.field]: conflict.text } : {};
     errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
-    notice = { text: error.status === 422 ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
+    notice = { text: Object.keys(found).length ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
   }
   confirming = null;
   ctx.render();
@@ -495,6 +529,72 @@ function teamsSection(ctx) {
   return page(ctx, "teams", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
 }
 
+const fullName = (p) => `${p.family_name}, ${p.given_name}`;
+
+function patientsSection(ctx) {
+  load(ctx, "patients");
+  load(ctx, "teams");
+  if (pending("patients", "teams")) return page(ctx, "patients", loadingLine());
+  const teams = [["", t("patient.no_team")], ...lists.teams.map((team) => [String(team.id), team.name])];
+  const teamOf = (f) => (f.care_team_id ? Number(f.care_team_id) : null);
+  const names = (f) => ({ family_name: (f.family_name ?? "").trim(), given_name: (f.given_name ?? "").trim() });
+  const create = h("form", {
+    class: "admin-form", novalidate: true,
+    onsubmit: (e) => {
+      e.preventDefault();
+      const f = form("new-patient");
+      change(ctx, {
+        name: "new-patient", method: "POST", path: `${R}/patients`, kinds: ["patients"],
+        // "010190 12345" as written on a card is the same number.
+        body: { national_id: (f.national_id ?? "").replace(/\s/g, ""), ...names(f), care_team_id: teamOf(f) },
+        conflict: { field: "national_id", text: t("patient.exists") },
+        done: (made) => t("patient.registered", { name: fullName(made) }),
+        after: () => { forms["new-patient"] = {}; },
+      });
+    },
+  },
+  h("fieldset", { class: "plan-section" },
+    h("legend", {}, h("h2", {}, t("patient.new"))),
+    input("new-patient", "national_id", t("patient.national_id"), { hint: t("patient.national_id_hint") }),
+    input("new-patient", "given_name", t("patient.given_name")),
+    input("new-patient", "family_name", t("patient.family_name")),
+    choice("new-patient", "care_team_id", t("patient.team"), teams),
+    h("button", { type: "submit", class: "primary", "data-key": "register-patient" }, t("patient.register"))));
+  const items = lists.patients.map((p) => {
+    const name = fullName(p);
+    const edit = `patient-${p.id}`;
+    const f = form(edit);
+    f.given_name ??= p.given_name;
+    f.family_name ??= p.family_name;
+    f.care_team_id ??= p.care_team_id === null ? "" : String(p.care_team_id);
+    return h("li", { class: "admin-item", "data-patient": p.id },
+      h("h2", {}, name),
+      h("p", {}, [p.national_id,
+        p.care_team_id === null ? t("patient.without_team") : t("patient.team_of", { team: teamName(p.care_team_id) }),
+        p.discharged_at ? t("patient.discharged", { date: clock(p.discharged_at, { date: true }) }) : null,
+      ].filter(Boolean).join(" · ")),
+      h("details", { "data-details": edit, open: ctx.isOpen(edit, false) },
+        h("summary", {}, t("patient.edit", { name })),
+        h("form", {
+          class: "admin-form", novalidate: true,
+          onsubmit: (e) => {
+            e.preventDefault();
+            const changed = { ...names(f), care_team_id: teamOf(f) };
+            change(ctx, {
+              name: edit, method: "PATCH", path: `${R}/patients/${p.id}`, body: changed, kinds: ["patients"],
+              done: t("patient.saved", { name: `${changed.family_name}, ${changed.given_name}` }),
+              after: () => { delete forms[edit]; },
+            });
+          },
+        },
+        input(edit, "given_name", t("patient.given_name")),
+        input(edit, "family_name", t("patient.family_name")),
+        choice(edit, "care_team_id", t("patient.team"), teams),
+        h("button", { type: "submit", "data-key": `${edit}-save` }, t("patient.save", { name })))));
+  });
+  return page(ctx, "patients", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
+}
+
 function gatewayPassword(answer) {
   secret = { label: t("gateway.password_for", { id: answer.broker_username }), value: answer.broker_password, note: t("gateway.put_in_edge") };
 }
@@ -644,7 +744,7 @@ function auditSection(ctx) {
       notice = null;
       errors = {};
       delete lists.audit;
-      api.get(`${R}/audit?limit=200${auditQuery()}`).then((rows) => { lists.audit = rows; }, (error) => {
+      api.get(`${R}/audit?limit=200${auditQuery()}`, { view: viewOf(ctx) }).then((rows) => { lists.audit = rows; }, (error) => {
         lists.audit = [];
         if (error instanceof api.SignedOut) { ctx.failed(error); return; }
         errors = Object.fromEntries(Object.entries(error.status === 422 ? fieldErrors(error.problem) : {})
@@ -738,7 +838,7 @@ function fhirSection(ctx) {
     waiting.length ? h("ul", { class: "admin-list", "aria-labelledby": "fhir-waiting" }, waiting) : h("p", {}, t("fhir.waiting_none")));
 }
 
-const VIEWS = { users: usersSection, teams: teamsSection, gateways: gatewaysSection, devices: devicesSection, fhir: fhirSection, audit: auditSection };
+const VIEWS = { users: usersSection, teams: teamsSection, patients: patientsSection, gateways: gatewaysSection, devices: devicesSection, fhir: fhirSection, audit: auditSection };
 
 export function adminView(ctx) {
   const view = VIEWS[ctx.route.section];
@@ -761,6 +861,7 @@ export function forgetAdminState() {
   secret = null;
   confirming = null;
   loading = new Set();
+  opening = null;
 }
 
 /** Another section: its message and a half-pressed "remove" are no longer about what she sees,
@@ -768,5 +869,6 @@ export function forgetAdminState() {
 export function leftSection() {
   notice = null;
   confirming = null;
+  opening = null;
   for (const key of Object.keys(lists)) delete lists[key];
 }

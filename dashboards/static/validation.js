@@ -17,6 +17,8 @@ addTexts({
     "invalid.string_pattern_mismatch": "Har tegn som ikke er tillatt her.",
     "invalid.time_parsing": "Skriv et klokkeslett, f.eks. 08:00.",
     "invalid.missing": "Må fylles ut.",
+    "invalid.national_id.string_pattern_mismatch": "Skriv de 11 sifrene i fødselsnummeret, D-nummeret eller FH-nummeret.",
+    "invalid.given_name.string_too_short": "Må fylles ut.", "invalid.family_name.string_too_short": "Må fylles ut.",
   },
   en: {
     "invalid.decimal_parsing": "Enter a number, e.g. 37.8.",
@@ -30,13 +32,20 @@ addTexts({
     "invalid.string_pattern_mismatch": "Has characters not allowed here.",
     "invalid.time_parsing": "Enter a time, e.g. 08:00.",
     "invalid.missing": "Must be filled in.",
+    "invalid.national_id.string_pattern_mismatch": "Enter the 11 digits of the national identity number, D number or FH number.",
+    "invalid.given_name.string_too_short": "Must be filled in.", "invalid.family_name.string_too_short": "Must be filled in.",
   },
 });
 
+/** The reason in her words: one said for this field (`invalid.<field>.<type>`), else for the
+ * kind of error, else the platform's. */
 function reason(error) {
-  const key = `invalid.${error.type}`;
-  const text = t(key, error.ctx ?? {});
-  return text === key ? String(error.msg ?? "").replace(/^Value error, /, "") : text;
+  const field = (error.loc ?? []).at(-1);
+  for (const key of [`invalid.${field}.${error.type}`, `invalid.${error.type}`]) {
+    const text = t(key, error.ctx ?? {});
+    if (text !== key) return text;
+  }
+  return String(error.msg ?? "").replace(/^Value error, /, "");
 }
 
 /** A 422 problem's errors by field: `["body", "schedule", 0, "deadline"]` → "schedule.0.deadline". */

@@ -211,6 +211,8 @@ class PatientRegistrationPatch(_In):
     gp_name: str | None = Field(default=None, max_length=200)
     gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
     gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
+    care_team_id: RowId | None = None
+    """The team that cares for the patient (null: none); only the fields sent are changed."""
 
 
 class PatientRegistrationOut(BaseModel):

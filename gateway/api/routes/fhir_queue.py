@@ -99,7 +99,7 @@ def fhir_outbound_router() -> APIRouter:
     ) -> list[FhirMessageOut]:
         """The tenant's outbound documents, newest first. Each patient shown is audited."""
         rows = await list_messages(store, principal.tenant_id, state=state, limit=limit)
-        await audit.shown("read_fhir_messages", (row.patient_id for row in rows), ADMINISTRATION)
+        await audit.viewed("read_fhir_messages", (row.patient_id for row in rows), ADMINISTRATION)
         return [FhirMessageOut.of(row) for row in rows]
 
     @router.post(

@@ -189,7 +189,7 @@ def registry_router() -> APIRouter:
         principal: ManagesRegistry, registry: Registered, audit: Audit
     ) -> Any:
         patients = await registry.patients(principal.tenant_id)
-        await audit.shown("list_registrations", (p.id for p in patients), "administration")
+        await audit.viewed("list_registrations", (p.id for p in patients), "administration")
         return patients
 
     @router.post("/patients", response_model=PatientRegistrationOut, status_code=201)
@@ -205,7 +205,7 @@ def registry_router() -> APIRouter:
         patient_id: PathId, principal: ManagesRegistry, registry: Registered, audit: Audit
     ) -> Any:
         patient = await registry.patient(principal.tenant_id, patient_id)
-        await audit("read_registration", patient_id, purpose="administration")
+        await audit.viewed("read_registration", [patient_id], "administration")
         return patient
 
     @router.patch("/patients/{patient_id}", response_model=PatientRegistrationOut)
