@@ -12,7 +12,15 @@ from typing import NamedTuple, TypeAlias
 from sqlalchemy import String, Text, and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.records.models import Hl7Destination, Hl7Message, Hl7MessageState, Patient
+from gateway.records.alarms import CLOSED
+from gateway.records.models import (
+    AlarmRow,
+    Hl7AlarmReport,
+    Hl7Destination,
+    Hl7Message,
+    Hl7MessageState,
+    Patient,
+)
 
 Destination: TypeAlias = tuple[str, int]
 
@@ -153,6 +161,32 @@ class Hl7QueueRepository:
             .values(status)
         )
         return renewed.rowcount > 0
+
+    async def alarms_to_report(
+        self, since: datetime, limit: int
+    ) -> list[tuple[AlarmRow, Hl7AlarmReport | None]]:
+        """Alarms open, or changed since ``since``, whose raise, state or latch differs from
+        what the alert manager was last told (``None``: told nothing yet), in id order, under
+        their row locks; ``SKIP LOCKED``: an alarm being changed right now waits for the next
+        round."""
+        latched = AlarmRow.condition_cleared_at.is_not(None)
+        result = await self._s.execute(
+            select(AlarmRow, Hl7AlarmReport)
+            .outerjoin(Hl7AlarmReport, Hl7AlarmReport.alarm_id == AlarmRow.id)
+            .where(or_(AlarmRow.state != CLOSED, AlarmRow.updated_at >= since))
+            .where(
+                or_(
+                    Hl7AlarmReport.alarm_id.is_(None),
+                    Hl7AlarmReport.raised_at != AlarmRow.raised_at,
+                    Hl7AlarmReport.state != AlarmRow.state,
+                    Hl7AlarmReport.latched != latched,
+                )
+            )
+            .order_by(AlarmRow.id)
+            .limit(limit)
+            .with_for_update(of=AlarmRow, skip_locked=True)
+        )
+        return [(alarm, report) for alarm, report in result]
 
     async def counts(self, tenant_id: str) -> dict[Destination, dict[str, int]]:
         """How many of the tenant's messages each destination has, by state."""

@@ -80,3 +80,18 @@ class ObservationRepository:
                 .limit(limit)
             )
         )
+
+    async def newest_by(
+        self, patient_id: int, codes: Collection[str], moment: datetime
+    ) -> ObservationRow | None:
+        """The patient's newest observation of these codes taken and stored by ``moment``."""
+        row: ObservationRow | None = await self._s.scalar(
+            select(ObservationRow)
+            .where(ObservationRow.patient_id == patient_id)
+            .where(ObservationRow.code.in_(codes))
+            .where(ObservationRow.ingested_at <= moment)
+            .where(ObservationRow.time <= moment)
+            .order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
+            .limit(1)
+        )
+        return row

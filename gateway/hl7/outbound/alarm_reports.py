@@ -8,22 +8,22 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.alarms import AlarmState, ImmediateRule, PatientRules, ThresholdRule, TrendRule
 from gateway.alarms.rules import convert
 from gateway.hl7.outbound.compose import alert_report, care_plan_rules, new_control_id, patient_ref
+from gateway.records.hl7_queue import Hl7QueueRepository
 from gateway.records.models import (
     AlarmRow,
     Hl7AlarmReport,
     Hl7Message,
     Hl7MessageKind,
     Hl7MessageState,
-    ObservationRow,
     Patient,
     Tenant,
 )
+from gateway.records.observations import ObservationRepository
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
 from hl7.oru_r40 import EventPhase, build_oru_r40
@@ -46,27 +46,10 @@ async def reconcile_alarms(
         return 0
     now = clock()
     since = now - timedelta(seconds=settings.alert_lookback_s)
-    latched = AlarmRow.condition_cleared_at.is_not(None)
     made = 0
     async with store.session() as s:
         await store.lock_hl7_queue(s)
-        result = await s.execute(
-            select(AlarmRow, Hl7AlarmReport)
-            .outerjoin(Hl7AlarmReport, Hl7AlarmReport.alarm_id == AlarmRow.id)
-            .where(or_(AlarmRow.state != AlarmState.CLOSED.value, AlarmRow.updated_at >= since))
-            .where(
-                or_(
-                    Hl7AlarmReport.alarm_id.is_(None),
-                    Hl7AlarmReport.raised_at != AlarmRow.raised_at,
-                    Hl7AlarmReport.state != AlarmRow.state,
-                    Hl7AlarmReport.latched != latched,
-                )
-            )
-            .order_by(AlarmRow.id)
-            .limit(_ALARM_BATCH)
-            .with_for_update(of=AlarmRow, skip_locked=True)
-        )
-        for alarm, report in list(result):
+        for alarm, report in await Hl7QueueRepository(s).alarms_to_report(since, _ALARM_BATCH):
             made += await _queue_alarm(s, alarm, report, now, settings, clock)
     return made
 
@@ -140,15 +123,7 @@ async def _alarm_source(
         watched = (rule.code,)
     else:
         return None
-    row = await s.scalar(
-        select(ObservationRow)
-        .where(ObservationRow.patient_id == alarm.patient_id)
-        .where(ObservationRow.code.in_(watched))
-        .where(ObservationRow.ingested_at <= alarm.raised_at)
-        .where(ObservationRow.time <= alarm.raised_at)
-        .order_by(ObservationRow.time.desc(), ObservationRow.pk.desc())
-        .limit(1)
-    )
+    row = await ObservationRepository(s).newest_by(alarm.patient_id, watched, alarm.raised_at)
     if row is None:
         return None
     observation = row.observation()
