@@ -9,17 +9,21 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple, TypeAlias
 
-from sqlalchemy import String, Text, and_, bindparam, func, or_, select, update
+from sqlalchemy import String, Text, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.alarms import CLOSED
 from gateway.records.models import (
     AlarmRow,
+    Device,
     Hl7AlarmReport,
     Hl7Destination,
     Hl7Message,
     Hl7MessageState,
+    Hl7State,
+    ObservationRow,
     Patient,
+    Tenant,
 )
 
 Destination: TypeAlias = tuple[str, int]
@@ -161,6 +165,52 @@ class Hl7QueueRepository:
             .values(status)
         )
         return renewed.rowcount > 0
+
+    async def waiting_measurements(
+        self, settled_before: datetime
+    ) -> list[tuple[ObservationRow, Patient, Device, str]]:
+        """Measurements waiting for an ORU^R01 that were stored before ``settled_before``, each
+        with its patient, device and the tenant's time zone, by patient, device and time, under
+        their row locks; ``SKIP LOCKED``: another process composing takes those."""
+        result = await self._s.execute(
+            select(ObservationRow, Patient, Device, Tenant.timezone)
+            .join(Patient, ObservationRow.patient_id == Patient.id)
+            .join(Device, ObservationRow.device_id == Device.device_id)
+            .join(Tenant, Patient.tenant_id == Tenant.id)
+            .where(ObservationRow.hl7_state == Hl7State.WAITING)
+            .where(ObservationRow.ingested_at <= settled_before)
+            .order_by(ObservationRow.patient_id, ObservationRow.device_id, ObservationRow.time)
+            .with_for_update(skip_locked=True, of=ObservationRow)
+        )
+        return [(row, patient, device, timezone) for row, patient, device, timezone in result]
+
+    async def queue_measurements(
+        self, messages: Sequence[Mapping[str, object]], members_of: Sequence[Sequence[int]]
+    ) -> None:
+        """Insert the message rows (column values) and mark the observations of each
+        (``members_of``: their keys, per message) queued in it: two statements (each an
+        executemany) for any number of messages, rather than an ORM object and a flush each."""
+        connection = await self._s.connection()
+        # One row after another, so ids follow the order the sessions were composed in (a
+        # patient's measurements go out in time order).
+        await connection.execute(insert(Hl7Message), messages)
+        # Linked through MSH-10 (unique) rather than the new ids: reading those back in
+        # order (RETURNING) takes a statement per row on SQLite.
+        await connection.execute(
+            update(ObservationRow)
+            .where(ObservationRow.pk == bindparam("b_pk"))
+            .values(
+                hl7_state=Hl7State.QUEUED,
+                hl7_message_id=select(Hl7Message.id)
+                .where(Hl7Message.control_id == bindparam("b_control_id"))
+                .scalar_subquery(),
+            ),
+            [
+                {"b_pk": pk, "b_control_id": message["control_id"]}
+                for message, members in zip(messages, members_of, strict=True)
+                for pk in members
+            ],
+        )
 
     async def alarms_to_report(
         self, since: datetime, limit: int

@@ -5,12 +5,9 @@ the outbound queue, in the transaction that marks its observations queued (see
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
-
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.alarms import PatientRules
 from gateway.hl7.outbound.compose import (
@@ -20,15 +17,14 @@ from gateway.hl7.outbound.compose import (
     new_control_id,
     patient_ref,
 )
+from gateway.records.hl7_queue import Hl7QueueRepository
 from gateway.records.models import (
     Device,
-    Hl7Message,
     Hl7MessageKind,
     Hl7MessageState,
     Hl7State,
     ObservationRow,
     Patient,
-    Tenant,
 )
 from gateway.records.store import RecordStore
 from gateway.settings import Hl7Settings
@@ -51,17 +47,8 @@ async def compose_sessions(
     settled_before = clock() - timedelta(seconds=settings.settle_s)
     async with store.session() as s:
         await store.lock_hl7_queue(s)
-        result = await s.execute(
-            select(ObservationRow, Patient, Device, Tenant.timezone)
-            .join(Patient, ObservationRow.patient_id == Patient.id)
-            .join(Device, ObservationRow.device_id == Device.device_id)
-            .join(Tenant, Patient.tenant_id == Tenant.id)
-            .where(ObservationRow.hl7_state == Hl7State.WAITING)
-            .where(ObservationRow.ingested_at <= settled_before)
-            .order_by(ObservationRow.patient_id, ObservationRow.device_id, ObservationRow.time)
-            .with_for_update(skip_locked=True, of=ObservationRow)
-        )
-        rows = list(result)
+        queue = Hl7QueueRepository(s)
+        rows = await queue.waiting_measurements(settled_before)
         rules: dict[int, PatientRules | None] = {}
         messages: list[dict[str, object]] = []
         members_of: list[list[int]] = []  # the observations' keys, per message
@@ -76,36 +63,8 @@ async def compose_sessions(
                 messages.append(message)
                 members_of.append([row.pk for row, _, _ in session])
         if messages:
-            await _queue_orus(s, messages, members_of)
+            await queue.queue_measurements(messages, members_of)
     return len(messages)
-
-
-async def _queue_orus(
-    s: AsyncSession, messages: Sequence[Mapping[str, object]], members_of: Sequence[list[int]]
-) -> None:
-    """Insert the message rows and mark their observations queued: two statements (each an
-    executemany) for any number of messages, rather than an ORM object and a flush each."""
-    connection = await s.connection()
-    # One row after another, so ids follow the order the sessions were composed in (a
-    # patient's measurements go out in time order).
-    await connection.execute(insert(Hl7Message), messages)
-    # Linked through MSH-10 (unique) rather than the new ids: reading those back in
-    # order (RETURNING) takes a statement per row on SQLite.
-    await connection.execute(
-        update(ObservationRow)
-        .where(ObservationRow.pk == bindparam("b_pk"))
-        .values(
-            hl7_state=Hl7State.QUEUED,
-            hl7_message_id=select(Hl7Message.id)
-            .where(Hl7Message.control_id == bindparam("b_control_id"))
-            .scalar_subquery(),
-        ),
-        [
-            {"b_pk": pk, "b_control_id": message["control_id"]}
-            for message, members in zip(messages, members_of, strict=True)
-            for pk in members
-        ],
-    )
 
 
 def _oru(
