@@ -153,12 +153,20 @@ def _database_option(value: str | None) -> str:
         raise ConfigError("command line", "--database", str(exc)) from None
 
 
+def _store_with_alarms(database_url: str) -> RecordStore:
+    """The record store at ``database_url``, with the alarm book: every command that stores
+    readings (``hl7 listen`` applying an ORU^R01) evaluates their alarm rules as the platform
+    does."""
+    from gateway.alarms.book import AlarmBook
+    from gateway.records.store import RecordStore
+
+    return RecordStore(database_url, alarms=AlarmBook())
+
+
 @contextlib.asynccontextmanager
 async def _store_at(database_url: str) -> AsyncIterator[RecordStore]:
     """The record store at ``database_url`` (normalised already), migrated."""
-    from gateway.records.store import RecordStore
-
-    store = RecordStore(database_url)
+    store = _store_with_alarms(database_url)
     try:
         await store.migrate()
         yield store
@@ -168,12 +176,11 @@ async def _store_at(database_url: str) -> AsyncIterator[RecordStore]:
 
 async def _gateway_migrate(args: argparse.Namespace) -> int:
     from gateway.records.migrate import current_revision
-    from gateway.records.store import RecordStore
     from gateway.settings import RecordStoreSettings
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
-    store = RecordStore(settings.database_url)
+    store = _store_with_alarms(settings.database_url)
     try:
         await store.migrate()
         print(f"record store at revision {await current_revision(store.engine)}")
@@ -198,7 +205,6 @@ async def _gateway_backup(args: argparse.Namespace) -> int:
 
 async def _gateway_restore(args: argparse.Namespace) -> int:
     from gateway.records.backup import restore
-    from gateway.records.store import RecordStore
     from gateway.settings import ErasureSettings
     from tryggheim.config import load_settings
 
@@ -210,7 +216,7 @@ async def _gateway_restore(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings(ErasureSettings, args.config)
     # Not migrated first: the backup brings its own schema; `gateway run` migrates it after.
-    store = RecordStore(settings.database_url)
+    store = _store_with_alarms(settings.database_url)
     try:
         manifest = await restore(
             store,
@@ -227,13 +233,12 @@ async def _gateway_restore(args: argparse.Namespace) -> int:
 async def _gateway_export_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.records.store import RecordStore
     from gateway.registry.privacy import export_patient
     from gateway.settings import RecordStoreSettings
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
-    store = RecordStore(settings.database_url)
+    store = _store_with_alarms(settings.database_url)
     try:
         await store.migrate()
         tenant_id = await store.tenant_of(args.national_id)
@@ -256,7 +261,6 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
 async def _gateway_erase_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.records.store import RecordStore
     from gateway.registry.privacy import erase_patient
     from gateway.settings import ErasureSettings
     from tryggheim.config import load_settings
@@ -265,7 +269,7 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
         print("tryggheim: erasure cannot be undone; add --yes to go ahead", file=sys.stderr)
         return 2
     settings = load_settings(ErasureSettings, args.config)
-    store = RecordStore(settings.database_url)
+    store = _store_with_alarms(settings.database_url)
     try:
         await store.migrate()
         tenant_id = await store.tenant_of(args.national_id)
@@ -286,14 +290,13 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
 
 
 async def _gateway_provision(args: argparse.Namespace) -> int:
-    from gateway.records.store import RecordStore
     from gateway.registry.provision import load_registry, provision
     from gateway.settings import RecordStoreSettings
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
     registry = load_registry(args.registry)
-    store = RecordStore(settings.database_url)
+    store = _store_with_alarms(settings.database_url)
     try:
         await store.migrate()
         count = await provision(store, registry)

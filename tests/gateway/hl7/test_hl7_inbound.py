@@ -242,6 +242,8 @@ async def test_hl7_listen_and_patients_list_on_the_command_line(tmp_path: Path) 
         line = await asyncio.wait_for(listen.stdout.readline(), 30)
         assert line.decode().strip().endswith(f":{port}")
         assert (await send(port, adt("A01", "M1", KARI, "Ødegård^Kari"))).accepted
+        # A measurement for her: stored, its alarm rules evaluated (the process has the book).
+        assert (await send(port, oru("M2", KARI, "141"))).accepted
     finally:
         listen.terminate()
         await listen.wait()
