@@ -204,7 +204,7 @@ async def test_sign_in_and_my_patients_by_urgency(
     await page.get_by_label("Passord").fill(PASSWORD)
     await page.get_by_role("button", name="Logg inn").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Administrasjon")
-    await expect(page.get_by_role("link", name="Pasienter")).to_be_hidden()
+    await expect(page.locator("#nav").get_by_role("link", name="Pasienter")).to_be_hidden()
     await page.get_by_role("button", name="Logg ut").click()
     await expect(page.get_by_role("navigation", name="Hovedmeny")).to_be_hidden()
 

@@ -155,7 +155,10 @@ function render({ focus = false } = {}) {
   renderShell(signedIn);
   const main = document.getElementById("main");
   const view = signedIn ? VIEWS[viewName(signedIn)] : loginView;
-  keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)), focusInstead);
+  // The cards around the alarm she has focused, as they are before this redraw.
+  const focusedAlarm = document.activeElement?.closest?.(".alarm-list > li[data-alarm-id]")?.dataset.alarmId;
+  const around = focusedAlarm ? neighbours({ id: focusedAlarm }) : [];
+  keepingFocus(() => main.replaceChildren(...[view(ctx)].flat(Infinity).filter(Boolean)), (key) => focusInstead(key, around));
   main.classList.toggle("not-live", signedIn && state.connection !== null && state.connection !== "live");
   document.title = sessionEnded ? `${t("connection.ended")} – Tryggheim` : tabTitle(signedIn);
   // Scrolling to what has focus leaves room for the alerts fixed at the top of the viewport.
@@ -188,11 +191,13 @@ function bannerText(alarm) {
 
 /** Where focus goes when what had it is gone. A button of an alarm that changed (a colleague
  * acknowledged it, say) leaves focus on that alarm's card, never on the next step's button:
- * Enter must not act on what she did not choose. */
-function focusInstead(key) {
+ * Enter must not act on what she did not choose. An alarm that left the list hands focus to
+ * the nearest card still shown (`around`, nearest first), not to the top of the page. */
+function focusInstead(key, around = []) {
+  const cardOf = (id) => document.querySelector(`[data-key="alarm-${id}-card"]`);
   const alarm = key?.match(/^alarm-(\d+)-/)?.[1];
-  const card = alarm ? document.querySelector(`[data-key="alarm-${alarm}-card"]`) : null;
-  return card ?? document.getElementById("view-title");
+  return (alarm ? cardOf(alarm) : null) ?? around.map(cardOf).find(Boolean)
+    ?? document.getElementById("view-title");
 }
 
 function renderShell(signedIn) {
@@ -468,11 +473,11 @@ function replaceAlarm(updated) {
   if (updated.state !== "raised") state.banner = state.banner.filter((id) => id !== updated.id);
 }
 
-/** The alarm cards around `alarm` in the list it is shown in (to move focus to a neighbour
- * when it leaves the list). */
+/** The alarm cards around `alarm`, nearest first in page order: those after it in its list,
+ * then on into the next lists, then those before it (to move focus to a neighbour when it
+ * leaves its list; the last card of a list hands focus to the next list, not to the top). */
 function neighbours(alarm) {
-  const card = document.querySelector(`[data-alarm-id="${alarm.id}"]`);
-  const ids = [...(card?.parentElement?.children ?? [])].map((li) => li.dataset.alarmId);
+  const ids = [...document.querySelectorAll(".alarm-list > li[data-alarm-id]")].map((li) => li.dataset.alarmId);
   const at = ids.indexOf(String(alarm.id));
   return at < 0 ? [] : [...ids.slice(at + 1), ...ids.slice(0, at).reverse()];
 }
