@@ -56,7 +56,6 @@ async def _events(
     principal: Principal, events: EventBus, registry: Registry, audit: Auditor
 ) -> AsyncIterator[str]:
     scope = policy.visible_team_ids(principal, Action.READ_PATIENT)
-    yield ": connected\n\n"
     # The subscription is read in a task of its own, so that waiting for an event can time
     # out (a keepalive line, an access check) without ending the subscription. The hand-over
     # queue holds one event: a slow reader still backs up the bus, which drops it.
@@ -71,6 +70,11 @@ async def _events(
     audited: set[int] = set()
     last_sent = next_check = time.monotonic()
     try:
+        # "connected" only once the subscription is on the bus: the app reloads when it reads
+        # it, and an event committed in between would otherwise reach neither (the task's first
+        # step, which subscribes, runs before this one resumes).
+        await asyncio.sleep(0)
+        yield ": connected\n\n"
         while True:
             now = time.monotonic()
             if now >= next_check or _expired(principal):
