@@ -230,6 +230,24 @@ async def _gateway_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _audit_operator(
+    store: RecordStore, operator: str, tenant_id: str | None, action: str, purpose: str
+) -> None:
+    """The audit row of an operator's GDPR command (it names the tenant, not the patient:
+    after an erasure she is gone)."""
+    from datetime import UTC, datetime
+
+    await store.audit(
+        actor=operator,
+        tenant_id=tenant_id,
+        action=action,
+        patient_ids=[None],
+        purpose=purpose,
+        client="cli",
+        now=datetime.now(UTC),
+    )
+
+
 async def _gateway_export_patient(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -238,29 +256,17 @@ async def _gateway_export_patient(args: argparse.Namespace) -> int:
     from tryggheim.config import load_settings
 
     settings = load_settings(RecordStoreSettings, args.config)
-    store = _store_with_alarms(settings.database_url)
-    try:
-        await store.migrate()
+    async with _store_at(settings.database_url) as store:
         tenant_id = await store.tenant_of(args.national_id)
         export = await export_patient(store, args.national_id, now=datetime.now(UTC))
-        await store.audit(
-            actor=args.operator,
-            tenant_id=tenant_id,
-            action="export_patient",
-            patient_ids=[None],
-            purpose="GDPR access request",
-            client="cli",
-            now=datetime.now(UTC),
+        await _audit_operator(
+            store, args.operator, tenant_id, "export_patient", "GDPR access request"
         )
-    finally:
-        await store.close()
     print(json.dumps(export, indent=2, ensure_ascii=False))
     return 0
 
 
 async def _gateway_erase_patient(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
     from gateway.registry.privacy import erase_patient
     from gateway.settings import ErasureSettings
     from tryggheim.config import load_settings
@@ -269,22 +275,10 @@ async def _gateway_erase_patient(args: argparse.Namespace) -> int:
         print("tryggheim: erasure cannot be undone; add --yes to go ahead", file=sys.stderr)
         return 2
     settings = load_settings(ErasureSettings, args.config)
-    store = _store_with_alarms(settings.database_url)
-    try:
-        await store.migrate()
+    async with _store_at(settings.database_url) as store:
         tenant_id = await store.tenant_of(args.national_id)
         removed = await erase_patient(store, settings.timeseries, args.national_id)
-        await store.audit(
-            actor=args.operator,
-            tenant_id=tenant_id,
-            action="erase_patient",
-            patient_ids=[None],
-            purpose="GDPR erasure",
-            client="cli",
-            now=datetime.now(UTC),
-        )
-    finally:
-        await store.close()
+        await _audit_operator(store, args.operator, tenant_id, "erase_patient", "GDPR erasure")
     print(json.dumps({"erased": removed}))
     return 0
 
