@@ -62,16 +62,9 @@ class EventBus:
                     queue.get_nowait()
                 queue.put_nowait(None)
 
-    def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        """The events from now on: the subscription holds from this call, not from the first
-        read (a stream says "connected" only once nothing can be missed)."""
+    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_QUEUE_SIZE)
         self._subscribers.add(queue)
-        return self._events_of(queue)
-
-    async def _events_of(
-        self, queue: asyncio.Queue[dict[str, Any] | None]
-    ) -> AsyncIterator[dict[str, Any]]:
         try:
             while (event := await queue.get()) is not None:
                 yield event

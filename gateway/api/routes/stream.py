@@ -61,10 +61,8 @@ async def _events(
     # queue holds one event: a slow reader still backs up the bus, which drops it.
     inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(1)
 
-    subscription = events.subscribe()
-
     async def receive() -> None:
-        async for event in subscription:
+        async for event in events.subscribe():
             await inbox.put(event)
         await inbox.put(None)
 
@@ -72,8 +70,10 @@ async def _events(
     audited: set[int] = set()
     last_sent = next_check = time.monotonic()
     try:
-        # Subscribed above: an event committed once the app reads "connected" (and reloads)
-        # reaches the stream.
+        # "connected" only once the subscription is on the bus: the app reloads when it reads
+        # it, and an event committed in between would otherwise reach neither (the task's first
+        # step, which subscribes, runs before this one resumes).
+        await asyncio.sleep(0)
         yield ": connected\n\n"
         while True:
             now = time.monotonic()
