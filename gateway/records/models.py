@@ -60,7 +60,9 @@ class Base(DeclarativeBase):
 
 #: ``__table_args__`` of a table whose ids are kept elsewhere after its row is deleted (the
 #: audit log names erased patients): SQLite then never gives a deleted row's id again, as
-#: PostgreSQL's sequences never do (docs/privacy.md, "Ids are never reused").
+#: PostgreSQL's sequences never do (docs/privacy.md, "Ids are never reused"). A migration that
+#: rebuilds such a table on SQLite (``batch_alter_table``) must pass it as ``table_kwargs``:
+#: the rebuild does not keep it by itself.
 IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
 
 

@@ -64,6 +64,28 @@ async def test_migrations_reach_head_and_match_the_models(database_url: str) -> 
         await store.close()
 
 
+async def test_tables_whose_ids_are_never_reused_are_autoincrement_on_sqlite(
+    tmp_path: Path,
+) -> None:
+    """The comparison above does not see ``sqlite_autoincrement``, and a batch migration that
+    rebuilds a table loses it unless given again (``table_kwargs``): this sees it."""
+    store = RecordStore(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}", alarms=AlarmBook())
+    try:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            made = dict((await conn.execute(text("SELECT name, sql FROM sqlite_master"))).all())
+    finally:
+        await store.close()
+    never_reused = {
+        table.name
+        for table in Base.metadata.sorted_tables
+        if table.dialect_options["sqlite"]["autoincrement"]
+    }
+    assert {"patients", "alarms", "care_teams"} <= never_reused
+    autoincrement = {name for name, sql in made.items() if sql and "AUTOINCREMENT" in sql}
+    assert autoincrement == never_reused
+
+
 async def test_gateways_watermarks_and_seqs_become_the_legacy_epochs(database_url: str) -> None:
     """Revision 0011 keys seqs and watermarks by edge outbox: what was stored before belongs to
     the legacy epoch "", so an edge that sends no epoch goes on exactly where it was."""
