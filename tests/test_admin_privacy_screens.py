@@ -19,6 +19,7 @@ from nurse_world import ADMIN, NURSE, TEAM, NurseWorld, now_here
 from playwright.async_api import Browser, Page, Route, expect
 from sqlalchemy import func, select
 from test_admin_screens import axe_script, check, section, world
+from test_nurse_app import screenshot
 
 from gateway.records.models import (
     DEFAULT_TENANT,
@@ -252,6 +253,7 @@ async def test_an_admin_exports_and_erases_a_patients_data_and_the_audit_log_sho
         await typed.fill(f"  {given.lower()}  innsyn ")
         await expect(now).to_be_enabled()
         await check(page, axe_script, f"an erasure confirmed ({size})")
+        await screenshot(page, f"admin-erase-{size}.png")
         await now.click()
         await expect(page.locator(NOTICE)).to_have_text(
             f"Alle data om {name} er slettet: 2 målinger."
@@ -287,11 +289,14 @@ async def test_an_admin_exports_and_erases_a_patients_data_and_the_audit_log_sho
     assert sorted(audited) == ["erase_patient_data", "export_patient_data"]
 
 
-@pytest.mark.parametrize("size", ["tablet"])
+@pytest.mark.parametrize("size", ["tablet", "phone"])
 async def test_a_nurse_sees_a_patient_leave_and_join_her_list_live(
     world: NurseWorld, browser: Browser, axe_script: str, size: str
 ) -> None:
-    patient = await new_patient(world, "Flytt", "Flyttesen")
+    """An admin moves a patient of the nurse's team to another team: her card goes from the
+    nurse's list (on the phone the nurse has the patient's page open: she is taken back to the
+    list), with nothing asked of the platform; moved back, the patient is loaded again."""
+    patient = await new_patient(world, "Flytt", f"Flyttesen {size.title()}")
     registry = Registry(world.store)
     async with world.store.session() as s:
         other = await s.scalar(
@@ -303,13 +308,21 @@ async def test_a_nurse_sees_a_patient_leave_and_join_her_list_live(
         await sign_in(page, NURSE)
         await expect(page.locator(card)).to_be_visible()
         await expect(page.locator("#connection")).to_contain_text("Direkte")
+        if size == "phone":
+            await page.goto(f"{world.url}/#/patients/{patient.id}")
+            await expect(page.get_by_role("heading", level=1)).to_have_text(
+                f"Flyttesen {size.title()}, Flytt"
+            )
+            await expect(page.locator("#alarms-title")).to_be_visible()  # her page loaded
         asked: list[str] = []
         page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
 
         await registry.update_patient(DEFAULT_TENANT, patient.id, care_team_id=other)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Mine pasienter")
         await expect(page.locator(card)).to_have_count(0)
         await expect(page.locator("#announce-polite")).to_have_text(
-            "Flyttesen, Flytt er flyttet til et annet team og er ikke lenger på listen din."
+            f"Flyttesen {size.title()}, Flytt er flyttet til et annet team og er ikke lenger "
+            "på listen din."
         )
         assert asked == []  # applied as it came, nothing asked
         await check(page, axe_script, f"a patient moved away ({size})")
