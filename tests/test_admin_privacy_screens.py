@@ -95,6 +95,10 @@ async def test_an_admin_changes_the_retention_in_the_app(
         )
         await expect(kept).to_have_attribute("aria-invalid", "true")
         await expect(kept).to_be_focused()
+        # The fields say what to change; the button is not a "try again".
+        await expect(page.locator('[data-key="save-retention"]')).to_have_text(
+            "Lagre lagringstiden"
+        )
         await check(page, axe_script, f"retention refused ({size})")
         assert await retention_of(world) == (observations, alarms, audit)
 
@@ -216,9 +220,19 @@ async def test_an_admin_exports_and_erases_a_patients_data_and_the_audit_log_sho
         await sign_in(page, ADMIN)
         await section(page, "Pasienter")
 
-        # The export: a JSON file named for the patient, her registration in it.
+        # The export: the platform out of reach, then a JSON file named for the patient, her
+        # registration in it.
+        export = f"**/api/v1/registry/patients/{patient.id}/export"
+        await page.route(export, lambda route: route.abort())
+        await page.locator(row).get_by_role("button", name=f"Eksporter data for {name}").click()
+        await expect(page.locator(NOTICE)).to_contain_text("Ikke utført:")
+        retry = page.locator(row).get_by_role(
+            "button", name=f"Prøv igjen: Eksporter data for {name}", exact=True
+        )
+        await expect(retry).to_be_enabled()
+        await page.unroute(export)
         async with page.expect_download() as downloading:
-            await page.locator(row).get_by_role("button", name=f"Eksporter data for {name}").click()
+            await retry.click()
         download = await downloading.value
         file = f"pasient-{patient.id}-innsyn.json"
         assert download.suggested_filename == file

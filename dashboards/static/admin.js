@@ -285,29 +285,30 @@ function reload(ctx, ...kinds) {
 
 /** Do one change at the platform; on success say `done`, reload `kinds` and run `after`. A
  * refusal is shown next to the fields it names; `conflict` ({ field, text }): the field a 409
- * (already exists) is about. Whether it was done. */
+ * (already exists) is about. Answers "done", "invalid" (refused fields, marked) or "failed". */
 export async function change(ctx, { name, method, path, body, done, kinds = [], after, conflict }) {
   notice = null;
-  let succeeded = false;
+  let outcome = "failed";
   try {
     const { data } = await api.request(path, { method, body });
     errors = Object.fromEntries(Object.entries(errors).filter(([key]) => !key.startsWith(`${name}.`)));
     notice = { text: typeof done === "function" ? done(data) : done, problem: false };
     after?.(data);
     reload(ctx, ...kinds);
-    succeeded = true;
+    outcome = "done";
   } catch (error) {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     const found = error.status === 422 ? fieldErrors(error.problem)
       : error.status === 409 && conflict ? { [conflict.field]: conflict.text } : {};
     errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
-    notice = { text: Object.keys(found).length ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
+    if (Object.keys(found).length) outcome = "invalid";
+    notice = { text: outcome === "invalid" ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
   }
   confirming = null;
   ctx.render();
   const invalid = document.querySelector("main [aria-invalid=true]");
   (invalid ?? document.getElementById("admin-notice"))?.focus();
-  return succeeded;
+  return outcome;
 }
 
 /** Say `text` in the notice line (a problem: as an alert). */

@@ -77,15 +77,14 @@ export function forgetPrivacyState() {
   erasing = null;
 }
 
-/** Run `work` (true when done) as the action `key`: its button says it is under way, and after
- * a failure offers to try again. */
+/** Run `work` (answering as `change` does) as the action `key`: its button says it is under
+ * way, and after a failure offers to try again (refused fields are marked instead). */
 async function act(ctx, key, work) {
   if (busy.get(key) === "pending") return;
   busy.set(key, "pending");
   ctx.render();
-  const done = await work();
-  if (done) busy.delete(key);
-  else busy.set(key, "failed");
+  if (await work() === "failed") busy.set(key, "failed");
+  else busy.delete(key);
   ctx.render();
 }
 
@@ -191,11 +190,11 @@ async function exportData(ctx, p) {
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
     tell(t("export.done", { name: fullName(p), file }));
-    return true;
+    return "done";
   } catch (error) {
-    if (error instanceof api.SignedOut) { ctx.failed(error); return false; }
+    if (error instanceof api.SignedOut) { ctx.failed(error); return "failed"; }
     tell(t("admin.failed", { detail: error.message }), { problem: true });
-    return false;
+    return "failed";
   } finally {
     ctx.render();
     document.getElementById("admin-notice")?.focus();
