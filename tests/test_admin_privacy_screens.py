@@ -307,21 +307,23 @@ async def test_an_admin_exports_and_erases_a_patients_data_and_the_audit_log_sho
 async def test_a_nurse_sees_a_patient_leave_and_join_her_list_live(
     world: NurseWorld, browser: Browser, axe_script: str, size: str
 ) -> None:
-    """An admin moves a patient of the nurse's team to another team: her card goes from the
-    nurse's list (on the phone the nurse has the patient's page open: she is taken back to the
-    list), with nothing asked of the platform; moved back, the patient is loaded again."""
-    patient = await new_patient(world, "Flytt", f"Flyttesen {size.title()}")
+    """A patient registered in the nurse's team while her list is open appears on it; an admin
+    moves her to another team: her card goes from the nurse's list (on the phone the nurse has
+    the patient's page open: she is taken back to the list), with nothing asked of the
+    platform; moved back, the patient is loaded again."""
     registry = Registry(world.store)
     async with world.store.session() as s:
         other = await s.scalar(
             select(CareTeam.id).where(CareTeam.name == "Hjemmesykepleien sone 2")
         )
-    card = f'[data-patient-id="{patient.id}"]'
     async with sized_page(browser, SIZES[size]) as page:
         await page.goto(world.url)
         await sign_in(page, NURSE)
-        await expect(page.locator(card)).to_be_visible()
         await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await expect(page.locator("[data-patient-id]").first).to_be_visible()
+        patient = await new_patient(world, "Flytt", f"Flyttesen {size.title()}")
+        card = f'[data-patient-id="{patient.id}"]'
+        await expect(page.locator(card)).to_be_visible()
         if size == "phone":
             await page.goto(f"{world.url}/#/patients/{patient.id}")
             await expect(page.get_by_role("heading", level=1)).to_have_text(

@@ -573,6 +573,7 @@ function failed(error) {
 function onEvent(type, data) {
   state.updatedAt = new Date();
   if (type === "patient_moved") { applyMove(data); return; }
+  if (type === "patient") { applyMove({ ...data, visible: true }); return; }
   if (type !== "observation" && type !== "alarm") return;
   const parts = { overview: true, detail: route.name === "patient" && data.patient_id === route.id };
   if (type === "alarm" && data.alarm) {
@@ -589,7 +590,8 @@ function onEvent(type, data) {
 }
 
 /** A patient went to another care team: gone from this nurse's screen if she is no longer
- * hers (her page too, with a word why), or loaded if she now is. */
+ * hers (her page too, with a word why), or loaded if she now is (as a patient registered in
+ * her team is). */
 function applyMove({ patient_id: id, visible }) {
   const known = ctx.patient(id);
   if (visible) {
