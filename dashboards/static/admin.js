@@ -1,8 +1,9 @@
 // The admin's screens (#/admin/…): users, care teams, patients, home gateways, devices and the
 // audit log, on the registry API (gateway/api/routes/registry.py), and the FHIR journaling
-// queue on its admin API (gateway/fhir/admin_api.py); retention and a patient's GDPR export and
-// erasure and GP are in admin_privacy.js, on the building blocks exported here. An admin is municipality IT, not care: she has no
-// patient list or live stream, and signs in to this home screen of her own.
+// queue on its admin API (gateway/fhir/admin_api.py); retention, a patient's GP and her GDPR
+// export and erasure are in admin_privacy.js, on the building blocks exported here. An admin
+// is municipality IT, not care: she has no patient list or live stream, and signs in to this
+// home screen of her own.
 //
 // Lists and form values live in this module (a redraw shows them again); every change is
 // answered by the platform, whose refusals are shown next to the field they name, and a
