@@ -69,7 +69,18 @@ class PatientRegistered:
     scope: PatientScope
 
 
-DomainEvent: TypeAlias = ObservationsStored | AlarmChanged | PatientRegistered
+@dataclass(frozen=True, slots=True)
+class PatientMoved:
+    """A patient went to another care team (or to none): the streams of her old team drop her,
+    those of her new team take her in."""
+
+    patient_id: int
+    scope: PatientScope
+    """Where she is now."""
+    from_care_team_id: int | None
+
+
+DomainEvent: TypeAlias = ObservationsStored | AlarmChanged | PatientRegistered | PatientMoved
 EventHandler: TypeAlias = Callable[[Sequence[DomainEvent]], Awaitable[None]]
 
 #: Where a session keeps the events of its transaction (``Session.info``).
