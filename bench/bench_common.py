@@ -24,24 +24,26 @@ async def start_platform(
     timeseries_url: str | None = None,
     signing_key: str | None = None,
     registry: Path | None = None,
+    database_url: str | None = None,
 ) -> asyncio.subprocess.Process:
-    """``tryggheim gateway run`` with a SQLite record store in ``work``, on ``broker`` as its
-    ``platform`` user, with ``workers`` ingest workers and, given ``timeseries_url``, exporting
-    to that VictoriaMetrics; the caller terminates it. Its settings are in
-    ``work / "platform.toml"`` (the HTTP port among them).
+    """``tryggheim gateway run`` with its record store at ``database_url`` (by default SQLite in
+    ``work / "records.db"``), on ``broker`` as its ``platform`` user, with ``workers`` ingest
+    workers and, given ``timeseries_url``, exporting to that VictoriaMetrics; the caller
+    terminates it. Its settings are in ``work / "platform.toml"`` (the HTTP port among them).
 
     ``signing_key`` is the API's token key (a fresh one when not given), for a bench that mints
     its own bearer tokens. ``registry``, a registry TOML file, is loaded with ``tryggheim
     gateway provision`` before the platform starts (RuntimeError with its output if that
     fails)."""
     config = work / "platform.toml"
+    database_url = database_url or f"sqlite+aiosqlite:///{work / 'records.db'}"
     timeseries = (
         f'[timeseries]\nurl = "{timeseries_url}"\nflavour = "victoriametrics"\n'
         if timeseries_url is not None
         else ""
     )
     config.write_text(
-        f'database_url = "sqlite+aiosqlite:///{work / "records.db"}"\n'
+        f'database_url = "{database_url}"\n'
         f"http_port = {find_free_port()}\n"
         f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\n'
         f'username = "platform"\npassword = "{broker.users["platform"]}"\n'

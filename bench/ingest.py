@@ -5,10 +5,12 @@ Many simulated home gateways publish observation batches (the real wire format, 
 from 1 per gateway) at full speed from a few publisher clients. Each consumer gets a fresh
 Mosquitto and a fresh VictoriaMetrics and runs in its own process:
 
-- ours: ``tryggheim gateway run --workers N`` (SQLite record store, time-series export to
-  VictoriaMetrics), once per worker count, with one patient per gateway provisioned (default
-  care plan, so every alarm rule runs); done when every gateway's last seq is acknowledged and
-  VictoriaMetrics has received every point;
+- ours: ``tryggheim gateway run --workers N`` (a SQLite record store, or with ``--database
+  postgresql`` a fresh PostgreSQL cluster of the test suite's kind with its own durability
+  settings, fsync and synchronous commit on; time-series export to VictoriaMetrics), once per
+  worker count, with one patient per gateway provisioned (default care plan, so every alarm
+  rule runs); done when every gateway's last seq is acknowledged and VictoriaMetrics has
+  received every point;
 - plain Node-RED (bench/nodered/flow.json: ``mqtt in`` -> ``function`` ->
   node-red-contrib-influxdb ``influxdb batch`` in InfluxDB 2.x mode, HTTP agent capped at 64
   sockets); done when VictoriaMetrics has received every point;
@@ -25,7 +27,9 @@ triggering value, and no other alarm raised by an observation. Timer rules (inac
 silent device, gateway offline) depend on the wall clock and are only counted.
 
 The clock runs from the first publish until done; CPU-seconds are those of the consumer's
-process tree over that time (start-up and a warm-up batch excluded). Afterwards the record
+process tree over that time (start-up and a warm-up batch excluded), on PostgreSQL with the
+server's (its postmaster's process tree) added, also shown alone as ``db_server_cpu_s``.
+Afterwards the record
 store and VictoriaMetrics are read back: lost and duplicated observations are reported, not
 hidden. Goal (issue 18): ours >= 1.5x plain Node-RED and >= 3x durable Node-RED in
 observations per CPU-second.
@@ -34,7 +38,8 @@ Prints one JSON line; exits 1 if ours lost, doubled or invented an observation, 
 other alarms than the rules say.
 
     .venv/bin/python bench/ingest.py [--gateways 1000] [--batches-per-gateway 5]
-        [--batch-size 50] [--workers 1] [--no-peer] [--nodered-dir DIR]
+        [--batch-size 50] [--workers 1] [--database sqlite|postgresql] [--no-peer]
+        [--nodered-dir DIR]
 """
 
 from __future__ import annotations
@@ -46,13 +51,12 @@ import json
 import os
 import secrets
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -62,6 +66,8 @@ from typing import Any
 import aiohttp
 from bench_common import start_platform, tree_usage
 from pydantic import SecretStr
+from sqlalchemy import Executable, create_engine, func, make_url, select
+from sqlalchemy.pool import NullPool
 
 from gateway.alarms import DeviceSilentRule, GatewayOfflineRule, InactivityRule, default_rules
 from gateway.records.models import AlarmRow, HomeGateway, ObservationRow
@@ -73,7 +79,7 @@ from tryggheim.wire import BROKER_ACL, ack_topic, decode_ack, encode_batch, obs_
 # The VictoriaMetrics helpers of the test suite, reused rather than copied. tests/ is not a
 # package (its modules import each other by name), so it goes on the path as such.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import export_series, running_victoria_metrics
+from servers import export_series, running_postgres, running_victoria_metrics
 
 NODERED_SOURCE = Path(__file__).resolve().parent / "nodered"
 WARMUP_GATEWAY = "gw-warmup"
@@ -239,16 +245,57 @@ class Acks:
 
 
 @dataclass(frozen=True)
+class RecordDatabase:
+    """Where a consumer keeps its records: for the platform's settings, and to read back."""
+
+    url: str
+    """The platform's ``database_url``."""
+    server_pid: int | None = None
+    """A database server's main process, whose CPU is counted as the consumer's."""
+
+    def read(self, query: Executable) -> list[tuple[Any, ...]]:
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            url = url.set(drivername="sqlite")  # the platform's driver is aiosqlite's
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                return [tuple(row) for row in connection.execute(query)]
+        finally:
+            engine.dispose()
+
+
+@contextlib.contextmanager
+def record_database(kind: str, work: Path) -> Iterator[RecordDatabase]:
+    """SQLite in ``work / "records.db"``, or a PostgreSQL cluster of its own for the run."""
+    if kind == "sqlite":
+        yield RecordDatabase(f"sqlite+aiosqlite:///{work / 'records.db'}")
+        return
+    # Not in ``work``: the cluster runs as user postgres, who must reach its directory. Durable
+    # like the platform's SQLite (synchronous=FULL) and the durable Node-RED flow.
+    with (
+        tempfile.TemporaryDirectory(prefix="tryggheim-bench-pg-") as basedir,
+        running_postgres(Path(basedir), durable=True) as server,
+    ):
+        # The cluster is the run's alone: its default database will do.
+        yield RecordDatabase(server.url("postgres"), server.postmaster_pid)
+
+
+@dataclass(frozen=True)
 class Measured:
     complete: bool
     elapsed_s: float
     publish_s: float
     commit_s: float | None
     cpu_s: float
+    """The consumer's process tree, with the database server's."""
+    db_server_cpu_s: float | None
     peak_rss_mb: float
 
 
-Starter = Callable[[Path, MosquittoServer, str], Awaitable[asyncio.subprocess.Process]]
+Starter = Callable[
+    [Path, MosquittoServer, str, RecordDatabase], Awaitable[asyncio.subprocess.Process]
+]
 
 
 async def vm_points(http: aiohttp.ClientSession, url: str, load: Load, gateways: str) -> int:
@@ -288,6 +335,7 @@ async def drive(
     broker: MosquittoServer,
     vm_url: str,
     start: Starter,
+    records: RecordDatabase,
     *,
     acked: bool,
     publishers: int,
@@ -305,7 +353,11 @@ async def drive(
 
     gateways = list(load.batches)
     target = load.observations
-    consumer = await start(work, broker, vm_url)
+    consumer = await start(work, broker, vm_url, records)
+
+    def server_cpu_s() -> float:
+        return 0.0 if records.server_pid is None else tree_usage(records.server_pid).cpu_s
+
     acks = Acks()
     try:
         async with aiohttp.ClientSession() as http, contextlib.AsyncExitStack() as stack:
@@ -359,6 +411,7 @@ async def drive(
                 return min(points, committed)
 
             cpu_before = tree_usage(consumer.pid).cpu_s
+            server_before = server_cpu_s()
             started = time.perf_counter()
             publishing = asyncio.create_task(publish_all())
             # Done when everything is confirmed, or given up when nothing has moved for
@@ -372,6 +425,7 @@ async def drive(
                 await asyncio.sleep(0.1)
             elapsed = time.perf_counter() - started
             usage = tree_usage(consumer.pid)
+            server_s = server_cpu_s() - server_before
             publish_s = await publishing
     finally:
         if consumer.returncode is None:
@@ -388,7 +442,8 @@ async def drive(
         elapsed_s=elapsed if done >= target else moved - started,
         publish_s=publish_s,
         commit_s=commit_s,
-        cpu_s=usage.cpu_s - cpu_before,
+        cpu_s=usage.cpu_s - cpu_before + server_s,
+        db_server_cpu_s=None if records.server_pid is None else server_s,
         peak_rss_mb=usage.peak_rss_mb,
     )
 
@@ -419,15 +474,14 @@ def stored_points(url: str, load: Load, timeout: float = 20.0) -> Counter[PointK
         time.sleep(0.5)
 
 
-def raised_alarms(db: Path) -> tuple[Counter[AlarmKey], int]:
+def raised_alarms(records: RecordDatabase) -> tuple[Counter[AlarmKey], int]:
     """The alarms of the load's gateways in the platform's record store: those an observation
     raised, and how many the timer rules raised (counted only: they follow the wall clock)."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
-        rows = connection.execute(
-            f"SELECT g.id, a.rule_id, a.device_id, a.trigger_value FROM {AlarmRow.__tablename__} a"
-            f" JOIN {HomeGateway.__tablename__} g ON g.patient_id = a.patient_id WHERE g.id != ?",
-            (WARMUP_GATEWAY,),
-        ).fetchall()
+    rows = records.read(
+        select(HomeGateway.id, AlarmRow.rule_id, AlarmRow.device_id, AlarmRow.trigger_value)
+        .join(HomeGateway, HomeGateway.patient_id == AlarmRow.patient_id)
+        .where(HomeGateway.id != WARMUP_GATEWAY)
+    )
     raised: Counter[AlarmKey] = Counter()
     timed = 0
     for gateway, rule_id, device, value in rows:
@@ -438,9 +492,9 @@ def raised_alarms(db: Path) -> tuple[Counter[AlarmKey], int]:
     return raised, timed
 
 
-def alarm_check(load: Load, db: Path) -> dict[str, int]:
+def alarm_check(load: Load, records: RecordDatabase) -> dict[str, int]:
     """The platform's alarms against what the rules say for the load's data."""
-    raised, timed = raised_alarms(db)
+    raised, timed = raised_alarms(records)
     return {
         "expected": load.alarms.total(),
         "raised": raised.total(),
@@ -464,14 +518,17 @@ def write_registry(path: Path, gateways: list[str]) -> Path:
     return path
 
 
-def stored_records(db: Path) -> tuple[int, int]:
-    """(rows, distinct (gateway, seq)) of the load in the platform's record store."""
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
-        rows, distinct = connection.execute(
-            f"SELECT count(*), count(DISTINCT gateway_id || '/' || seq) "
-            f"FROM {ObservationRow.__tablename__} WHERE gateway_id != ?",
-            (WARMUP_GATEWAY,),
-        ).fetchone()
+def stored_records(records: RecordDatabase) -> tuple[int, int]:
+    """(rows, distinct (gateway, seq)) of the load in the consumer's record store."""
+    load = select(ObservationRow.gateway_id, ObservationRow.seq).where(
+        ObservationRow.gateway_id != WARMUP_GATEWAY
+    )
+    [(rows, distinct)] = records.read(
+        select(
+            select(func.count()).select_from(load.subquery()).scalar_subquery(),
+            select(func.count()).select_from(load.distinct().subquery()).scalar_subquery(),
+        )
+    )
     return int(rows), int(distinct)
 
 
@@ -481,11 +538,16 @@ def measure(
     *,
     records: bool,
     alarms: bool = False,
+    database: str = "sqlite",
     publishers: int,
     stall_s: float,
 ) -> dict[str, Any]:
-    """One consumer against a fresh broker and VictoriaMetrics; its numbers and losses."""
-    with tempfile.TemporaryDirectory(prefix="tryggheim-bench-ingest-") as tmp:
+    """One consumer against a fresh broker, VictoriaMetrics and record database; its numbers
+    and losses."""
+    with (
+        tempfile.TemporaryDirectory(prefix="tryggheim-bench-ingest-") as tmp,
+        record_database(database, Path(tmp)) as store,
+    ):
         work = Path(tmp)
         users = {name: secrets.token_urlsafe(12) for name in ("platform", "loadgen", "nodered")}
         (work / "vm").mkdir()
@@ -500,6 +562,7 @@ def measure(
                     broker,
                     vm.url,
                     start,
+                    store,
                     acked=records,
                     publishers=publishers,
                     stall_s=stall_s,
@@ -523,8 +586,10 @@ def measure(
                 "unexpected": sum(n for key, n in points.items() if key not in found),
             },
         }
+        if m.db_server_cpu_s is not None:
+            result["db_server_cpu_s"] = round(m.db_server_cpu_s, 2)
         if records:
-            rows, distinct = stored_records(work / "records.db")
+            rows, distinct = stored_records(store)
             result["commit_s"] = None if m.commit_s is None else round(m.commit_s, 2)
             result["records"] = {
                 "stored": distinct,
@@ -532,15 +597,22 @@ def measure(
                 "duplicates": rows - distinct,
             }
         if alarms:
-            result["alarms"] = alarm_check(load, work / "records.db")
+            result["alarms"] = alarm_check(load, store)
     return result
 
 
 def ours(workers: int, gateways: list[str]) -> Starter:
-    async def start(work: Path, broker: MosquittoServer, vm_url: str) -> asyncio.subprocess.Process:
+    async def start(
+        work: Path, broker: MosquittoServer, vm_url: str, records: RecordDatabase
+    ) -> asyncio.subprocess.Process:
         registry = write_registry(work / "registry.toml", [WARMUP_GATEWAY, *gateways])
         return await start_platform(
-            work, broker, workers=workers, timeseries_url=vm_url, registry=registry
+            work,
+            broker,
+            workers=workers,
+            timeseries_url=vm_url,
+            registry=registry,
+            database_url=records.url,
         )
 
     return start
@@ -572,12 +644,14 @@ def install_nodered(directory: Path) -> dict[str, str]:
 
 def nodered(directory: Path, flow_file: str) -> Starter:
     """Node-RED running bench/nodered/``flow_file``; a durable flow keeps its SQLite record
-    store where the platform keeps its own (``records.db``)."""
+    store where the platform keeps its own on SQLite (``records.db``)."""
     node = shutil.which("node")
     if node is None:
         raise SystemExit("bench/ingest.py: Node.js ('node') is needed for the Node-RED peer")
 
-    async def start(work: Path, broker: MosquittoServer, vm_url: str) -> asyncio.subprocess.Process:
+    async def start(
+        work: Path, broker: MosquittoServer, vm_url: str, records: RecordDatabase
+    ) -> asyncio.subprocess.Process:
         user_dir = work / "nodered"
         user_dir.mkdir()
         flow = user_dir / "flow.json"
@@ -610,7 +684,7 @@ def nodered(directory: Path, flow_file: str) -> Starter:
                     "TRYGGHEIM_BENCH_BROKER_HOST": broker.host,
                     "TRYGGHEIM_BENCH_BROKER_PORT": str(broker.port),
                     "TRYGGHEIM_BENCH_VM_URL": vm_url,
-                    "TRYGGHEIM_BENCH_DB": str(work / "records.db"),
+                    "TRYGGHEIM_BENCH_DB": make_url(records.url).database or "",
                 },
             )
         finally:
@@ -634,6 +708,12 @@ def main() -> None:
         help="one batch in this many holds an SpO2 reading below the alarm threshold",
     )
     parser.add_argument("--publishers", type=int, default=4, help="MQTT clients publishing")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="our record store (the Node-RED peers keep theirs in SQLite)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip the Node-RED peers")
     parser.add_argument(
         "--nodered-dir",
@@ -665,9 +745,17 @@ def main() -> None:
         "batch_size": args.batch_size,
         "observations": load.observations,
         "cores": os.cpu_count(),
+        "database": args.database,
         "expected_alarms": load.alarms.total(),
         "ours": {
-            str(w): measure(load, ours(w, gateways), records=True, alarms=True, **options)
+            str(w): measure(
+                load,
+                ours(w, gateways),
+                records=True,
+                alarms=True,
+                database=args.database,
+                **options,
+            )
             for w in workers
         },
     }

@@ -235,6 +235,11 @@ class PostgresServer:
         """SQLAlchemy URL of database ``dbname`` on this server."""
         return f"postgresql+psycopg://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}"
 
+    @property
+    def postmaster_pid(self) -> int:
+        """The server's main process, parent of its backends and helpers (``postmaster.pid``)."""
+        return int((self.datadir / "postmaster.pid").read_text().split()[0])
+
     def conninfo(self, dbname: str = "postgres") -> str:
         """psycopg connection string of database ``dbname``."""
         return (
@@ -272,9 +277,11 @@ def _run_checked(command: list[str], what: str, log_path: Path | None = None) ->
 
 
 @contextmanager
-def running_postgres(basedir: Path) -> Iterator[PostgresServer]:
+def running_postgres(basedir: Path, *, durable: bool = False) -> Iterator[PostgresServer]:
     """initdb + pg_ctl start in ``basedir`` (which must be reachable by user postgres when run
-    as root); stops the cluster with ``pg_ctl stop -m immediate`` on exit."""
+    as root); stops the cluster with ``pg_ctl stop -m immediate`` on exit. ``durable`` keeps
+    PostgreSQL's own settings (fsync, synchronous commit, full-page writes) for a benchmark
+    that compares it with stores that sync every commit; tests run faster without them."""
     bindir = _postgres_bindir()
     owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
     if owner is not None:
@@ -320,12 +327,14 @@ def running_postgres(basedir: Path) -> Iterator[PostgresServer]:
             f"-c listen_addresses={LOOPBACK}",
             f"-p {server.port}",
             f"-k {basedir}",  # unix sockets here, not in the system's /var/run/postgresql
-            # Durability is not under test against this cluster; speed is wanted.
-            "-c fsync=off",
-            "-c synchronous_commit=off",
-            "-c full_page_writes=off",
             "-c max_connections=200",
         ]
+        # Durability is not under test against this cluster; speed is wanted.
+        + (
+            []
+            if durable
+            else ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        )
     )
     server = replace(server, options=options)
     try:

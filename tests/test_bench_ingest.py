@@ -1,7 +1,8 @@
 """bench/ingest.py with a tiny load and without the Node-RED peers: it runs, prints its JSON
 line, and stores every observation exactly once in the record store and in VictoriaMetrics, and
 raises exactly the alarms the rules say for the data — with two ingest workers, which commit a
-home's batches in either order (each home's readings are still evaluated in seq order)."""
+home's batches in either order (each home's readings are still evaluated in seq order). On
+SQLite and on a PostgreSQL cluster of the bench's own, whose server CPU is counted as ours."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
 
 
-def test_ingest_bench_counts_every_observation_once() -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_ingest_bench_counts_every_observation_once(database: str) -> None:
     done = subprocess.run(
         [
             sys.executable,
@@ -28,6 +32,8 @@ def test_ingest_bench_counts_every_observation_once() -> None:
             "2",
             "--crossing-every",
             "2",
+            "--database",
+            database,
             "--no-peer",
             "--stall-s",
             "5",
@@ -44,6 +50,7 @@ def test_ingest_bench_counts_every_observation_once() -> None:
     assert "nodered" not in result
     # 18 batches, every other one with an SpO2 episode below the threshold.
     assert result["expected_alarms"] == 9
+    assert result["database"] == database
     assert set(result["ours"]) == {"2"}
     for run in result["ours"].values():
         assert run["complete"] is True
@@ -58,5 +65,10 @@ def test_ingest_bench_counts_every_observation_once() -> None:
         assert run["alarms"]["unexpected"] == 0, run
         assert run["alarms"]["raised"] == 9, run
         assert run["cpu_s"] > 0
+        if database == "postgresql":
+            # Counted in cpu_s (the server did the commits), and shown alone.
+            assert 0 < run["db_server_cpu_s"] < run["cpu_s"], run
+        else:
+            assert "db_server_cpu_s" not in run
         assert run["obs_per_s"] > 0
         assert run["peak_rss_mb"] > 0
