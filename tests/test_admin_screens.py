@@ -194,15 +194,18 @@ async def test_an_admin_runs_the_municipality_from_the_app(
             )
         # A change made in the database by hand counts within auth.session_check_cache_s.
         await page.wait_for_timeout(1500)
-        asked: list[str] = []
-        page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
         await page.get_by_role("button", name="Vis").click()
         await expect(page.locator("#session-ended").get_by_role("alert")).to_contain_text(
             "Du er logget ut"
         )
         await expect(page.get_by_role("heading", level=1)).to_have_text("Revisjonslogg")
-        await page.wait_for_timeout(1000)
-        assert len(asked) <= 3, asked  # the refused request, one refresh, nothing more
+        # Once she is told, nothing asks the platform again until she signs in (counted from
+        # the notice: how many requests led up to it depends on which background refresh was
+        # due, and under load one more may be).
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url) if "/api/" in r.url else None)
+        await page.wait_for_timeout(2500)
+        assert asked == [], asked
         await check(page, axe_script, f"admin's session ended ({size})")
         await page.get_by_role("button", name="Logg inn igjen").click()
         await sign_in(page, ADMIN)
