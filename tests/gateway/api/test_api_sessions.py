@@ -183,9 +183,13 @@ async def test_each_change_to_access_ends_the_token(platform: Platform, change: 
 
 
 async def stream_lines(
-    platform: Platform, headers: dict[str, str], until_s: float
+    platform: Platform,
+    headers: dict[str, str],
+    until_s: float,
+    streaming: asyncio.Event | None = None,
 ) -> tuple[list[str], float]:
-    """The stream's lines until it ends (or ``until_s``), and how long it stayed open."""
+    """The stream's lines until it ends (or ``until_s``), and how long it stayed open;
+    ``streaming`` is set at its first observation."""
     lines: list[str] = []
     started = time.monotonic()
     async with platform.client.stream("GET", "/api/v1/stream", headers=headers) as response:
@@ -195,6 +199,8 @@ async def stream_lines(
             async for line in response.aiter_lines():
                 if line:
                     lines.append(line)
+                if streaming is not None and line == "event: observation":
+                    streaming.set()
 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(read(), until_s)
@@ -227,22 +233,31 @@ async def test_the_stream_closes_when_the_user_is_disabled(platform: Platform) -
     admin = await signed_in(platform.store, Role.ADMIN)
     user_id = int(nurse.subject.removeprefix("user:"))
     publisher = asyncio.create_task(keep_publishing(platform, "a1"))
+    streaming = asyncio.Event()
+    disabled_at: list[float] = []
 
-    async def disable_soon() -> None:
-        await asyncio.sleep(1)
+    async def disable_once_it_streams() -> None:
+        # Once her stream has delivered (a fixed delay raced the stream's start under load).
+        await streaming.wait()
+        disabled_at.append(time.monotonic())
         response = await platform.client.patch(
             f"/api/v1/registry/users/{user_id}", json={"disabled": True}, headers=admin
         )
         assert response.status_code == 200
 
-    disabler = asyncio.create_task(disable_soon())
+    disabler = asyncio.create_task(disable_once_it_streams())
     try:
-        lines, open_s = await stream_lines(platform, headers, until_s=10)
+        lines, _ = await stream_lines(platform, headers, until_s=15, streaming=streaming)
+        closed_at = time.monotonic()
     finally:
         publisher.cancel()
-        await disabler
-    assert "event: observation" in lines
-    assert open_s < 3, f"the stream stayed open {open_s:.1f} s after the user was disabled"
+        if not disabler.done():
+            disabler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await disabler
+    assert disabled_at, "the stream delivered nothing while she had access"
+    open_s = closed_at - disabled_at[0]
+    assert open_s < 2, f"the stream stayed open {open_s:.1f} s after the user was disabled"
     assert lines[-1] == ": closed: access token no longer valid: the account is disabled"
 
 
