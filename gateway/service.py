@@ -117,8 +117,6 @@ class Platform:
     def _committed(self, result: CommitResult) -> None:
         if not result.inserted:
             return
-        if self.exporter is not None:
-            self.exporter.notify()
         self.hl7.notify()
 
     @property

@@ -1,27 +1,37 @@
 """Export of committed observations to the time-series backend (influxdb-client's async API),
 and deletion of a patient's points there (erasure, retention).
 
-The record store is the source of truth and the exporter's queue: the exporter reads rows not
-yet exported, a batch at a time and at its own pace, writes them and marks them. A slow or
-absent backend therefore only grows the backlog (:meth:`TimeSeriesExporter.backlog`, the lag
-operators watch); ingest never waits for it and nothing is held in memory.
+The record store is the source of truth. Each transaction that inserts observations records
+their pk range in ``timeseries_pending`` (gateway/records/export_queue.py) and, once it has
+committed, hands the rows themselves to the exporter (the unit of work's ``exports``): the
+exporter builds their lines from memory and writes them, then deletes the range. No read-back,
+no update per row. What is committed but not yet written survives a crash in the pending
+ranges, and is exported from the record store when the exporter starts again (the *replay*),
+as are the ranges nobody had in memory: committed by a process without an exporter, by one that
+died, or beyond what this one holds (:data:`HELD_ROWS`, while the backend is slow or away). A
+range is replayed once two sweeps (:data:`SWEEP_S` apart) found it pending: another live process
+is still writing a fresh one from its memory, and both writing it would only cost work.
+
+A slow or absent backend therefore grows the pending ranges (:meth:`TimeSeriesExporter.backlog`,
+the lag operators watch) and at most :data:`HELD_ROWS` rows in memory; ingest never waits for it.
 
 What a failed write means decides what happens to the batch:
 
 - transient (connection refused or reset, timeout, HTTP 5xx, 429): back off and write the
-  same rows again; nothing is marked, nothing is lost;
+  same rows again; nothing is settled, nothing is lost;
 - misconfiguration (HTTP 401, 403, 404: token, permissions, org or bucket wrong): the data is
   fine, so it is treated as transient too, but logged as an error on every attempt;
 - rejection (any other 4xx, e.g. 400 a line the backend cannot parse, 413, 422): the backend
   refused the data itself. The batch is bisected (:func:`bisect_write`) until each refused
   point stands alone; the good points are written, each refused one is put into
-  ``timeseries_dead_letters`` with its line, status and reason, and marked exported so it is
-  not retried for ever. A value no 64-bit float can hold is dead-lettered without being sent
-  (status :data:`NOT_SENT`).
+  ``timeseries_dead_letters`` with its line, status and reason when its range is settled, so
+  it is not retried for ever. A value no 64-bit float can hold is dead-lettered without being
+  sent (status :data:`NOT_SENT`).
 
-Bisection writes good points again: harmless on InfluxDB, which keeps one value per series and
-timestamp. VictoriaMetrics keeps duplicate samples unless ``-dedup.minScrapeInterval`` is set
-(1ms is enough), which is also what makes a retry after a lost response harmless there.
+Bisection, a retry and a replay write good points again: harmless on InfluxDB, which keeps one
+value per series and timestamp. VictoriaMetrics keeps duplicate samples unless
+``-dedup.minScrapeInterval`` is set (1ms is enough), which is also what makes a retry after a
+lost response harmless there.
 
 Line protocol: measurement ``vitals``, field ``value`` (VictoriaMetrics names it
 ``vitals_value``), tags for code, unit, patient, gateway and device; timestamps in milliseconds
@@ -33,8 +43,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Generic, TypeVar, cast
@@ -44,10 +56,11 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
-from sqlalchemy import func, select, update
 
-from gateway.records.models import ObservationRow, TimeSeriesDeadLetter
-from gateway.records.store import RecordStore, UnexportedRow
+from gateway.records import export_queue
+from gateway.records.export_queue import DeadLetter
+from gateway.records.store import RecordStore
+from gateway.records.unit_of_work import ExportRow, ObservationsCommitted
 from gateway.settings import TimeSeriesSettings
 from tryggheim.aio import wait_event
 from tryggheim.errors import ConnectionLost
@@ -163,11 +176,33 @@ _MILLISECOND = timedelta(milliseconds=1)
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def to_line(row: UnexportedRow, value: str) -> str:
-    """The observation as one line of line protocol (millisecond time), its field written as
-    ``value``: the device's own decimal text rather than a float's repr, so a value no float can
-    hold still has a line to show in the dead letters. Written by hand: building an
-    influxdb-client Point per value cost as much CPU as storing it."""
+#: Series prefixes kept (:class:`LineBuilder`); past it the cache starts again.
+_SERIES_CACHED = 100_000
+
+
+class LineBuilder:
+    """Observations as lines of line protocol, with each series' prefix (measurement and tags)
+    built once: a home's readings repeat a handful of series."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str, str, int | None, str], str] = {}
+
+    def line(self, row: ExportRow, value: str) -> str:
+        """The observation as one line (millisecond time), its field written as ``value``: the
+        device's own decimal text rather than a float's repr, so a value no float can hold
+        still has a line to show in the dead letters. Written by hand: building an
+        influxdb-client Point per value cost as much CPU as storing it."""
+        series = (row.code, row.device_id, row.gateway_id, row.patient_id, row.unit)
+        prefix = self._prefixes.get(series)
+        if prefix is None:
+            if len(self._prefixes) >= _SERIES_CACHED:
+                self._prefixes.clear()
+            prefix = self._prefixes[series] = _series_prefix(row)
+        millis = (row.time - _UNIX_EPOCH) // _MILLISECOND
+        return f"{prefix} value={value} {millis}"
+
+
+def _series_prefix(row: ExportRow) -> str:
     tags = [
         ("code", row.code),
         ("device", row.device_id),
@@ -176,8 +211,7 @@ def to_line(row: UnexportedRow, value: str) -> str:
         ("unit", row.unit),
     ]
     tag_text = ",".join(f"{k}={v.translate(_TAG_ESCAPES)}" for k, v in tags if v)
-    millis = (row.time - _UNIX_EPOCH) // _MILLISECOND
-    return f"{MEASUREMENT},{tag_text} value={value} {millis}"
+    return f"{MEASUREMENT},{tag_text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +222,13 @@ class PendingPoint:
 
 # -- the exporter ----------------------------------------------------------------------------------
 
+#: Rows the exporter holds in memory at most; what commits beyond waits in the pending ranges.
+HELD_ROWS = 200_000
+#: Seconds between two looks at the pending ranges for those nobody holds in memory.
+SWEEP_S = 5.0
+#: Pending ranges looked at per sweep.
+_SWEEP_RANGES = 1000
+
 
 @dataclass(slots=True)
 class ExportStats:
@@ -197,6 +238,22 @@ class ExportStats:
     retries: int = 0
     """Times a batch was written again after a transient failure or a misconfiguration."""
     dead_lettered: int = 0
+    replayed: int = 0
+    """Points read back from the record store to be written (a replay), not from memory."""
+    overflowed: int = 0
+    """Committed rows not held in memory (beyond :data:`HELD_ROWS`): replayed later."""
+
+
+@dataclass(slots=True)
+class _Work:
+    """Rows to write and the pending ranges they settle once all are written or refused."""
+
+    rows: list[ExportRow]
+    ranges: list[tuple[int, int]]
+    resume: tuple[int, int] | None = None
+    """What is left of the one range of a replay read in part."""
+    written: int = 0
+    refused: list[DeadLetter] = field(default_factory=list)
 
 
 class TimeSeriesExporter:
@@ -206,106 +263,177 @@ class TimeSeriesExporter:
         store: RecordStore,
         *,
         backoff: Callable[[], Iterator[float]] = backoff_delays,
+        held_rows: int = HELD_ROWS,
     ) -> None:
         self._settings = settings
         self._store = store
         self._backoff = backoff
+        self._held_rows = held_rows
         self._wakeup = asyncio.Event()
+        self._lines = LineBuilder()
+        self._queue: deque[ObservationsCommitted] = deque()
+        self._held = 0
+        self._in_hand: set[int] = set()
+        """First pks of the ranges in memory or being written: no sweep takes them."""
+        self._seen: set[int] = set()
+        """First pks of the ranges the last sweep found pending and left alone."""
+        self._replaying = True
+        self._next_sweep = 0.0
         self.stats = ExportStats()
 
-    def notify(self) -> None:
+    def accept(self, committed: ObservationsCommitted) -> None:
+        """Take a transaction's rows, just committed (the record store's unit of work calls
+        this): written from memory, unless too many are held already."""
+        if self._held + len(committed.rows) > self._held_rows:
+            self.stats.overflowed += len(committed.rows)
+            return
+        self._queue.append(committed)
+        self._held += len(committed.rows)
+        self._in_hand.add(committed.first_pk)
         self._wakeup.set()
 
     async def backlog(self) -> int:
         """Committed observations not yet exported: how far the charts lag the record store."""
         async with self._store.session() as s:
-            count = await s.scalar(
-                select(func.count())
-                .select_from(ObservationRow)
-                .where(ObservationRow.ts_exported.is_(False))
-            )
-        return int(count or 0)
+            return await export_queue.backlog(s)
 
     async def run(self) -> None:
+        """Export until cancelled: first what the record store holds pending (the replay),
+        then what commits, from memory, as it commits."""
         s = self._settings
-        async with InfluxDBClientAsync(
-            url=s.url, token=s.token.get_secret_value(), org=s.org
-        ) as client:
-            writer = client.write_api()
+        uow = self._store.unit_of_work
+        self._queue.clear()
+        self._held = 0
+        self._in_hand.clear()
+        self._replaying = True
+        uow.exports = self.accept
+        try:
+            async with InfluxDBClientAsync(
+                url=s.url, token=s.token.get_secret_value(), org=s.org
+            ) as client:
+                await self._export(client)
+        finally:
+            uow.exports = None
 
-            async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
-                try:
-                    await writer.write(
-                        bucket=s.bucket,
-                        record=[p.line for p in points],
-                        # The class's members are plain strings, its annotation the class.
-                        write_precision=cast(WritePrecision, WritePrecision.MS),
-                    )
-                except ApiException as exc:
-                    self.stats.write_failures += 1
-                    return classify(exc.status, str(exc.message))
-                except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    self.stats.write_failures += 1
-                    return Transient(str(exc) or type(exc).__name__)
-                return WRITTEN
+    async def _export(self, client: InfluxDBClientAsync) -> None:
+        s = self._settings
+        writer = client.write_api()
 
-            delays = self._backoff()
-            while True:
-                self._wakeup.clear()
-                batch = await self._store.unexported(s.batch_size)
-                if not batch:
-                    await self._wait()
-                    continue
-                points: list[PendingPoint] = []
-                refused: list[tuple[PendingPoint, Rejected]] = []
-                for row in batch:
-                    value = float_text(row.value)
-                    if value is None:
-                        point = PendingPoint(row.pk, to_line(row, row.value))
-                        refused.append((point, Rejected(NOT_SENT, "not a finite 64-bit float")))
-                    else:
-                        points.append(PendingPoint(row.pk, to_line(row, value)))
-                result = await bisect_write(points, write)
-                await self._settle(result.written, [*refused, *result.rejected])
+        async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
+            try:
+                await writer.write(
+                    bucket=s.bucket,
+                    record=[p.line for p in points],
+                    # The class's members are plain strings, its annotation the class.
+                    write_precision=cast(WritePrecision, WritePrecision.MS),
+                )
+            except ApiException as exc:
+                self.stats.write_failures += 1
+                return classify(exc.status, str(exc.message))
+            except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.stats.write_failures += 1
+                return Transient(str(exc) or type(exc).__name__)
+            return WRITTEN
+
+        delays = self._backoff()
+        while True:
+            self._wakeup.clear()
+            work = await self._next()
+            if work is None:
+                await self._wait()
+                continue
+            while work.rows:
+                chunk, rest = work.rows[: s.batch_size], work.rows[s.batch_size :]
+                result = await bisect_write(self._points(chunk, work), write)
+                work.written += len(result.written)
+                work.refused += (
+                    DeadLetter(point.pk, point.line, answer.status, answer.reason)
+                    for point, answer in result.rejected
+                )
                 if result.transient is not None:
+                    unresolved = {p.pk for p in result.unresolved}
+                    work.rows = [r for r in chunk if r.pk in unresolved] + rest
                     self._complain(result.transient)
                     self.stats.retries += 1
                     await asyncio.sleep(next(delays))
                     continue
+                work.rows = rest
                 delays = self._backoff()
+            await self._settle(work)
 
-    async def _settle(
-        self, written: Sequence[PendingPoint], refused: Sequence[tuple[PendingPoint, Rejected]]
-    ) -> None:
-        """Mark what is done and dead-letter what was refused, in one transaction: a row is never
-        marked without its dead letter, nor dead-lettered twice."""
-        if not written and not refused:
-            return
-        now = datetime.now(UTC)
+    def _points(self, rows: Sequence[ExportRow], work: _Work) -> list[PendingPoint]:
+        """The rows' lines; a value no float can hold is refused at once."""
+        points: list[PendingPoint] = []
+        for row in rows:
+            value = float_text(row.value)
+            if value is None:
+                line = self._lines.line(row, row.value)
+                work.refused.append(DeadLetter(row.pk, line, NOT_SENT, "not a finite 64-bit float"))
+            else:
+                points.append(PendingPoint(row.pk, self._lines.line(row, value)))
+        return points
+
+    async def _next(self) -> _Work | None:
+        """Pending ranges nobody holds when a sweep is due (always while replaying), else what
+        memory holds, a batch's worth of whole transactions."""
+        if self._replaying or time.monotonic() >= self._next_sweep:
+            work = await self._sweep()
+            if work is not None:
+                return work
+        if not self._queue:
+            return None
+        rows: list[ExportRow] = []
+        ranges: list[tuple[int, int]] = []
+        while self._queue and (
+            not rows or len(rows) + len(self._queue[0].rows) <= self._settings.batch_size
+        ):
+            committed = self._queue.popleft()
+            self._held -= len(committed.rows)
+            rows += committed.rows
+            ranges.append((committed.first_pk, committed.last_pk))
+        return _Work(rows, ranges)
+
+    async def _sweep(self) -> _Work | None:
+        """The first pending range nobody holds: read from the record store, a batch at most.
+        Outside a replay (at start, then until no range is left to it), only one the previous
+        sweep found too."""
         async with self._store.session() as s:
-            s.add_all(
-                TimeSeriesDeadLetter(
-                    observation_pk=point.pk,
-                    line=point.line,
-                    status=answer.status,
-                    reason=answer.reason,
-                    at=now,
-                )
-                for point, answer in refused
+            pending = await export_queue.pending(s, _SWEEP_RANGES)
+            free = [(first, last) for first, last in pending if first not in self._in_hand]
+            due = free if self._replaying else [r for r in free if r[0] in self._seen]
+            if not due:
+                self._seen = {first for first, _ in free}
+                self._replaying = False
+                self._next_sweep = time.monotonic() + SWEEP_S
+                return None
+            self._replaying = True
+            first, last = due[0]
+            rows = await export_queue.rows_in(s, first, last, self._settings.batch_size)
+        self._in_hand.add(first)
+        self.stats.replayed += len(rows)
+        resume = None
+        if len(rows) == self._settings.batch_size and rows[-1].pk < last:
+            resume = (rows[-1].pk + 1, last)
+        return _Work(rows, [(first, last)], resume)
+
+    async def _settle(self, work: _Work) -> None:
+        """Take the work's ranges off the queue and dead-letter what was refused, in one
+        transaction."""
+        refused = work.refused
+        async with self._store.session() as s:
+            await export_queue.settle(
+                s, work.ranges, refused, datetime.now(UTC), resume=work.resume
             )
-            pks = [p.pk for p in written] + [p.pk for p, _ in refused]
-            await s.execute(
-                update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
-            )
-        for point, answer in refused:
+        self._in_hand.difference_update(first for first, _ in work.ranges)
+        for letter in refused:
             log.warning(
                 "time-series backend refused observation %d (status %d: %s); dead-lettered: %s",
-                point.pk,
-                answer.status,
-                answer.reason,
-                point.line,
+                letter.pk,
+                letter.status,
+                letter.reason,
+                letter.line,
             )
-        self.stats.points_written += len(written)
+        self.stats.points_written += work.written
         self.stats.dead_lettered += len(refused)
 
     def _complain(self, failure: Transient) -> None:
@@ -321,7 +449,7 @@ class TimeSeriesExporter:
             log.warning("time-series write failed, will retry: %s", failure.reason)
 
     async def _wait(self) -> None:
-        await wait_event(self._wakeup, timeout=5)
+        await wait_event(self._wakeup, timeout=SWEEP_S)
 
 
 # -- deletion --------------------------------------------------------------------------------------
