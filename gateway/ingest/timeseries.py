@@ -264,11 +264,13 @@ class TimeSeriesExporter:
         *,
         backoff: Callable[[], Iterator[float]] = backoff_delays,
         held_rows: int = HELD_ROWS,
+        sweep_s: float = SWEEP_S,
     ) -> None:
         self._settings = settings
         self._store = store
         self._backoff = backoff
         self._held_rows = held_rows
+        self._sweep_s = sweep_s
         self._wakeup = asyncio.Event()
         self._lines = LineBuilder()
         self._queue: deque[ObservationsCommitted] = deque()
@@ -404,7 +406,7 @@ class TimeSeriesExporter:
             if not due:
                 self._seen = {first for first, _ in free}
                 self._replaying = False
-                self._next_sweep = time.monotonic() + SWEEP_S
+                self._next_sweep = time.monotonic() + self._sweep_s
                 return None
             self._replaying = True
             first, last = due[0]
@@ -449,7 +451,7 @@ class TimeSeriesExporter:
             log.warning("time-series write failed, will retry: %s", failure.reason)
 
     async def _wait(self) -> None:
-        await wait_event(self._wakeup, timeout=SWEEP_S)
+        await wait_event(self._wakeup, timeout=self._sweep_s)
 
 
 # -- deletion --------------------------------------------------------------------------------------
