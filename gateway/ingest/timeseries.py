@@ -1,5 +1,6 @@
-"""Export of committed observations to the time-series backend (influxdb-client's async API),
-and deletion of a patient's points there (erasure, retention).
+"""Export of committed observations to the time-series backend (InfluxDB 2's write API, which
+VictoriaMetrics serves too, as a plain HTTP POST), and deletion of a patient's points there
+(erasure, retention; influxdb-client's async API).
 
 The record store is the source of truth. Each transaction that inserts observations records
 their pk range in ``timeseries_pending`` (gateway/records/export_queue.py) and, once it has
@@ -41,6 +42,7 @@ Line protocol: measurement ``vitals``, field ``value`` (VictoriaMetrics names it
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -49,13 +51,11 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
 
 from gateway.records import export_queue
 from gateway.records.export_queue import DeadLetter
@@ -223,9 +223,13 @@ class PendingPoint:
 # -- the exporter ----------------------------------------------------------------------------------
 
 #: Rows the exporter holds in memory at most; what commits beyond waits in the pending ranges.
-HELD_ROWS = 200_000
+HELD_ROWS = 50_000
 #: Seconds between two looks at the pending ranges for those nobody holds in memory.
 SWEEP_S = 5.0
+#: Seconds a write may take before it counts as failed (and is tried again).
+_WRITE_TIMEOUT_S = 30.0
+#: Characters of a backend's answer kept as the reason of a dead letter.
+_REASON_CHARS = 2000
 #: Pending ranges looked at per sweep.
 _SWEEP_RANGES = 1000
 
@@ -310,32 +314,34 @@ class TimeSeriesExporter:
         self._replaying = True
         uow.exports = self.accept
         try:
-            async with InfluxDBClientAsync(
-                url=s.url, token=s.token.get_secret_value(), org=s.org
-            ) as client:
-                await self._export(client)
+            async with aiohttp.ClientSession(
+                headers={
+                    "Authorization": f"Token {s.token.get_secret_value()}",
+                    "Content-Type": "text/plain; charset=utf-8",
+                },
+                timeout=aiohttp.ClientTimeout(total=_WRITE_TIMEOUT_S),
+            ) as http:
+                await self._export(http)
         finally:
             uow.exports = None
 
-    async def _export(self, client: InfluxDBClientAsync) -> None:
+    async def _export(self, http: aiohttp.ClientSession) -> None:
         s = self._settings
-        writer = client.write_api()
+        url = f"{s.url.rstrip('/')}/api/v2/write"
+        query = {"org": s.org, "bucket": s.bucket, "precision": "ms"}
 
         async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
+            body = "\n".join([p.line for p in points]).encode()
             try:
-                await writer.write(
-                    bucket=s.bucket,
-                    record=[p.line for p in points],
-                    # The class's members are plain strings, its annotation the class.
-                    write_precision=cast(WritePrecision, WritePrecision.MS),
-                )
-            except ApiException as exc:
-                self.stats.write_failures += 1
-                return classify(exc.status, str(exc.message))
-            except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                async with http.post(url, params=query, data=body) as response:
+                    if response.status < 300:
+                        return WRITTEN
+                    answer = await response.text()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.stats.write_failures += 1
                 return Transient(str(exc) or type(exc).__name__)
-            return WRITTEN
+            self.stats.write_failures += 1
+            return classify(response.status, _message(answer))
 
         delays = self._backoff()
         while True:
@@ -396,9 +402,13 @@ class TimeSeriesExporter:
         return _Work(rows, ranges)
 
     async def _sweep(self) -> _Work | None:
-        """The first pending range nobody holds: read from the record store, a batch at most.
-        Outside a replay (at start, then until no range is left to it), only one the previous
-        sweep found too."""
+        """The first pending ranges nobody holds, read from the record store, a batch of rows
+        at most (the last range read may be read in part). Outside a replay (at start, then
+        until no range is left to it), only ranges the previous sweep found too."""
+        batch = self._settings.batch_size
+        rows: list[ExportRow] = []
+        ranges: list[tuple[int, int]] = []
+        resume = None
         async with self._store.session() as s:
             pending = await export_queue.pending(s, _SWEEP_RANGES)
             free = [(first, last) for first, last in pending if first not in self._in_hand]
@@ -409,14 +419,17 @@ class TimeSeriesExporter:
                 self._next_sweep = time.monotonic() + self._sweep_s
                 return None
             self._replaying = True
-            first, last = due[0]
-            rows = await export_queue.rows_in(s, first, last, self._settings.batch_size)
-        self._in_hand.add(first)
+            for first, last in due:
+                found = await export_queue.rows_in(s, first, last, batch - len(rows))
+                rows += found
+                ranges.append((first, last))
+                if len(rows) == batch:
+                    if found and found[-1].pk < last:
+                        resume = (found[-1].pk + 1, last)
+                    break
+        self._in_hand.update(first for first, _ in ranges)
         self.stats.replayed += len(rows)
-        resume = None
-        if len(rows) == self._settings.batch_size and rows[-1].pk < last:
-            resume = (rows[-1].pk + 1, last)
-        return _Work(rows, [(first, last)], resume)
+        return _Work(rows, ranges, resume)
 
     async def _settle(self, work: _Work) -> None:
         """Take the work's ranges off the queue and dead-letter what was refused, in one
@@ -452,6 +465,16 @@ class TimeSeriesExporter:
 
     async def _wait(self) -> None:
         await wait_event(self._wakeup, timeout=self._sweep_s)
+
+
+def _message(answer: str) -> str:
+    """The backend's reason for refusing a write: InfluxDB's JSON ``message``, or the text."""
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        return answer[:_REASON_CHARS]
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message if message is not None else answer)[:_REASON_CHARS]
 
 
 # -- deletion --------------------------------------------------------------------------------------
