@@ -230,10 +230,14 @@ class NoAlarmKeeper(TryggheimError):
 
 
 class RecordStore:
-    def __init__(self, url: str, *, alarms: AlarmKeeper | None = None) -> None:
+    def __init__(
+        self, url: str, *, alarms: AlarmKeeper | None = None, export_pending: bool = True
+    ) -> None:
         """``alarms``: the alarm wing's book, which evaluates alarms inside the store's
         transactions (the platform's store has one; a tool that only migrates, backs up or
-        exports needs none)."""
+        exports needs none). ``export_pending``: record what each transaction inserts as
+        pending export to the time-series backend (``timeseries_pending``); a platform with no
+        backend configured does not, or the ranges would pile up with nobody to take them."""
         # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
         # drop one, and the ping was a round trip to the driver's thread per transaction.
         self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
@@ -246,6 +250,7 @@ class RecordStore:
         """Every transaction's domain events go, after its commit, to its ``handler`` (set by
         the composition root: the live stream's publisher)."""
         self._alarms = alarms
+        self._export_pending = export_pending
         self._heartbeats_evaluated: dict[str, datetime] = {}
         """When each home gateway's status was last fed to the alarm engine (this process)."""
 
@@ -305,8 +310,8 @@ class RecordStore:
         now: datetime,
     ) -> dict[OutboxSeq, int]:
         """Insert the observations, leaving out those whose seq the outbox has stored already,
-        and record their pk range as pending export (:class:`TimeSeriesPending`); the pk of
-        each row inserted, by its key."""
+        and record their pk range as pending export (:class:`TimeSeriesPending`, unless the
+        store was built without); the pk of each row inserted, by its key."""
         connection = await s.connection()
         if self.dialect == "postgresql":
             # One statement with each column as an array, not Core's multi-row VALUES: psycopg
@@ -315,7 +320,8 @@ class RecordStore:
             rows = [_row(o, key.epoch, owners, now, _utc) for key, o in observations]
             # Lists: psycopg sends a list as an array (a tuple would be a record).
             columns = tuple(list(column) for column in zip(*rows, strict=True))
-            inserted_rows = await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
+            statement = _POSTGRESQL_INSERT if self._export_pending else _POSTGRESQL_INSERT_ONLY
+            inserted_rows = await connection.exec_driver_sql(statement, columns)
             return _pks_by_key(inserted_rows)
         # SQLite: the statement written out and the values in its storage format, as one
         # executemany on the transaction's connection. Through Core each row's parameters
@@ -341,7 +347,8 @@ class RecordStore:
             )
             pks = _pks_by_key(latest)
             first, last = min(pks.values()), max(pks.values())
-        await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
+        if self._export_pending:
+            await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
         return pks
 
     async def commit_batch(
@@ -441,7 +448,7 @@ class RecordStore:
                 exported.append(ExportRow.of(pk, obs, patient_id))
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
-            if stored:
+            if stored and self._export_pending:
                 values = stored.values()
                 record(s, ObservationsCommitted(min(values), max(values), tuple(exported)))
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
@@ -1033,10 +1040,13 @@ _SQLITE_PENDING = (
     f"INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) VALUES (?, ?) "
     + _PENDING_CONFLICT.format(greatest="max")
 )
-_POSTGRESQL_INSERT = (
-    f"WITH inserted AS (INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
+_POSTGRESQL_INSERT_ONLY = (
+    f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in _ROW_COLUMNS.values())}) "
-    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING RETURNING pk, gateway_id, epoch, seq), "
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING RETURNING pk, gateway_id, epoch, seq"
+)
+_POSTGRESQL_INSERT = (
+    f"WITH inserted AS ({_POSTGRESQL_INSERT_ONLY}), "
     f"pending AS (INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) "
     "SELECT min(pk), max(pk) FROM inserted HAVING count(*) > 0 "
     + _PENDING_CONFLICT.format(greatest="greatest")

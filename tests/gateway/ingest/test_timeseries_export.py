@@ -41,6 +41,7 @@ from gateway.ingest.timeseries import (
     bisect_write,
     classify,
 )
+from gateway.records import export_queue
 from gateway.records.models import ObservationRow, TimeSeriesDeadLetter
 from gateway.records.store import RecordStore
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
@@ -366,3 +367,18 @@ async def test_rows_beyond_what_memory_holds_and_other_processes_rows_are_replay
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_without_a_time_series_backend_nothing_waits_for_export(database_url: str) -> None:
+    """A platform with no backend configured builds its store with ``export_pending=False``:
+    no pending range piles up for an exporter that never runs."""
+    store = RecordStore(database_url, alarms=AlarmBook(), export_pending=False)
+    await store.migrate()
+    try:
+        gateway = f"gw-{uuid.uuid4().hex[:8]}"
+        result = await store.commit_batch(gateway, _batch(gateway, 0, 10), datetime.now(UTC))
+        assert len(result.inserted) == 10
+        async with store.session() as s:
+            assert await export_queue.pending(s, 10) == []
+    finally:
+        await store.close()
