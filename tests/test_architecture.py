@@ -41,3 +41,17 @@ def test_every_folder_of_ours_is_under_a_contract() -> None:
     packages = set(config["tool"]["importlinter"]["root_packages"])
     on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")}
     assert on_disk - {"tests", "bench"} == packages
+
+
+def test_the_tests_mirror_the_tree_without_shadowing_it() -> None:
+    """tests/gateway, tests/edge and tests/hl7 share the product's folder names; pytest run as CI
+    runs it (``.venv/bin/pytest``, no PYTHONPATH) put tests/ first on sys.path, where those
+    folders became namespace packages in place of ours (``No module named
+    'gateway.alarms.book'``). The project root must win."""
+    import edge
+    import gateway
+    import hl7
+
+    for package in (edge, gateway, hl7):
+        assert package.__file__ is not None, f"{package.__name__} is a namespace package"
+        assert Path(package.__file__).parent == ROOT / package.__name__

@@ -1,7 +1,9 @@
-// The admin's screens (#/admin/…): users, care teams, home gateways, devices and the audit
-// log, on the registry API (gateway/api_registry.py), and the FHIR journaling queue on its
-// admin API (gateway/fhir/admin_api.py). An admin is municipality IT, not care: she has no
-// patient list or live stream, and signs in to this home screen of her own.
+// The admin's screens (#/admin/…): users, care teams, patients, home gateways, devices and the
+// audit log, on the registry API (gateway/api/routes/registry.py), and the FHIR journaling
+// queue on its admin API (gateway/fhir/admin_api.py); retention, a patient's GP and her GDPR
+// export and erasure are in admin_privacy.js, on the building blocks exported here. An admin
+// is municipality IT, not care: she has no patient list or live stream, and signs in to this
+// home screen of her own.
 //
 // Lists and form values live in this module (a redraw shows them again); every change is
 // answered by the platform, whose refusals are shown next to the field they name, and a
@@ -12,6 +14,11 @@ import * as api from "./api.js";
 import { h } from "./dom.js";
 import { addTexts, clock, t } from "./i18n.js";
 import { fieldErrors } from "./validation.js";
+// admin_privacy.js uses this module's building blocks, at call time only (an import cycle that
+// ES modules resolve).
+import {
+  forgetPrivacyState, gpBody, gpFields, gpLine, gpPrefill, patientPrivacy, retentionSection,
+} from "./admin_privacy.js";
 
 addTexts({
   nb: {
@@ -21,6 +28,7 @@ addTexts({
     "admin.sections": "Administrasjon",
     "admin.users": "Brukere", "admin.teams": "Team", "admin.patients": "Pasienter", "admin.gateways": "Hjemmeenheter",
     "admin.devices": "Enheter", "admin.fhir": "Journalføring", "admin.audit": "Revisjonslogg",
+    "admin.retention": "Lagringstid",
     "admin.count": "{count} registrert",
     "admin.loading": "Henter …",
     "admin.failed": "Ikke utført: {detail}",
@@ -111,6 +119,7 @@ addTexts({
     "admin.sections": "Administration",
     "admin.users": "Users", "admin.teams": "Teams", "admin.patients": "Patients", "admin.gateways": "Home gateways",
     "admin.devices": "Devices", "admin.fhir": "Record journaling", "admin.audit": "Audit log",
+    "admin.retention": "Retention",
     "admin.count": "{count} registered",
     "admin.loading": "Loading …",
     "admin.failed": "Not done: {detail}",
@@ -198,11 +207,12 @@ addTexts({
 
 const R = "api/v1/registry";
 const F = "api/v1/fhir";
-const SECTIONS = ["users", "teams", "patients", "gateways", "devices", "fhir", "audit"];
+const SECTIONS = ["users", "teams", "patients", "gateways", "devices", "fhir", "audit", "retention"];
 const COUNTED = ["users", "teams", "gateways", "devices"];
 /** Where each list is read (by default the registry's list of that name). */
 const PATHS = {
   teams: `${R}/care-teams`,
+  tenant: `${R}/tenant`,
   fhir: `${F}/destinations`,
   parked: `${F}/messages?state=parked&limit=200`,
   waiting: `${F}/messages?state=pending&limit=200`,
@@ -242,7 +252,7 @@ export function showNavFor(signedIn) {
   }
 }
 
-const form = (name) => (forms[name] ??= {});
+export const form = (name) => (forms[name] ??= {});
 const errorOf = (key) => errors[key] ?? null;
 const patientName = (id) => {
   const p = (lists.patients ?? []).find((x) => x.id === id);
@@ -257,7 +267,7 @@ function viewOf(ctx) {
   return opening.view;
 }
 
-function load(ctx, kind, query = "") {
+export function load(ctx, kind, query = "") {
   // Signed out (the session ended): the lists she had stay as they were.
   if (lists[kind] !== undefined || loading.has(kind) || !api.token()) return;
   loading.add(kind);
@@ -276,38 +286,47 @@ function reload(ctx, ...kinds) {
 
 /** Do one change at the platform; on success say `done`, reload `kinds` and run `after`. A
  * refusal is shown next to the fields it names; `conflict` ({ field, text }): the field a 409
- * (already exists) is about. */
-async function change(ctx, { name, method, path, body, done, kinds = [], after, conflict }) {
+ * (already exists) is about. Answers "done", "invalid" (refused fields, marked) or "failed". */
+export async function change(ctx, { name, method, path, body, done, kinds = [], after, conflict }) {
   notice = null;
+  let outcome = "failed";
   try {
     const { data } = await api.request(path, { method, body });
     errors = Object.fromEntries(Object.entries(errors).filter(([key]) => !key.startsWith(`${name}.`)));
     notice = { text: typeof done === "function" ? done(data) : done, problem: false };
     after?.(data);
     reload(ctx, ...kinds);
+    outcome = "done";
   } catch (error) {
     if (error instanceof api.SignedOut) { ctx.failed(error); return; }
     const found = error.status === 422 ? fieldErrors(error.problem)
       : error.status === 409 && conflict ? { [conflict.field]: conflict.text } : {};
     errors = Object.fromEntries(Object.entries(found).map(([key, message]) => [`${name}.${key}`, message]));
-    notice = { text: Object.keys(found).length ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
+    if (Object.keys(found).length) outcome = "invalid";
+    notice = { text: outcome === "invalid" ? t("admin.invalid") : t("admin.failed", { detail: error.message }), problem: true };
   }
   confirming = null;
   ctx.render();
   const invalid = document.querySelector("main [aria-invalid=true]");
   (invalid ?? document.getElementById("admin-notice"))?.focus();
+  return outcome;
+}
+
+/** Say `text` in the notice line (a problem: as an alert). */
+export function tell(text, { problem = false } = {}) {
+  notice = { text, problem };
 }
 
 // --- building blocks ---------------------------------------------------------------------------
 
-function input(name, field, label, { type = "text", hint = null, autocomplete = "off", required = false } = {}) {
+export function input(name, field, label, { type = "text", hint = null, autocomplete = "off", required = false, inputmode = null } = {}) {
   const id = `${name}-${field}`;
   const key = `${name}.${field}`;
   const described = [hint ? `${id}-hint` : null, `${id}-problem`].filter(Boolean).join(" ");
   return h("div", { class: "field" },
     h("label", { for: id }, label),
     h("input", {
-      id, type, autocomplete, required, "data-key": id, value: form(name)[field] ?? "",
+      id, type, autocomplete, required, inputmode, "data-key": id, value: form(name)[field] ?? "",
       "aria-invalid": errorOf(key) ? "true" : null, "aria-describedby": described,
       oninput: (e) => { form(name)[field] = e.target.value; },
     }),
@@ -360,7 +379,7 @@ function removeButton(ctx, key, label, run) {
 
 function noticeLine() {
   return h("p", {
-    id: "admin-notice", tabindex: "-1", class: notice?.problem ? "problem" : "saved",
+    id: "admin-notice", "data-key": "admin-notice", tabindex: "-1", class: notice?.problem ? "problem" : "saved",
     role: notice?.problem ? "alert" : "status",
   }, notice?.text ?? "");
 }
@@ -383,7 +402,7 @@ function sectionNav(current) {
         t(`admin.${s}`))))));
 }
 
-function page(ctx, section, ...content) {
+export function page(ctx, section, ...content) {
   return [
     h("h1", { tabindex: "-1", id: "view-title" }, section ? t(`admin.${section}`) : t("admin.title")),
     sectionNav(section),
@@ -393,8 +412,9 @@ function page(ctx, section, ...content) {
   ];
 }
 
-const pending = (...kinds) => kinds.some((k) => lists[k] === undefined);
-const loadingLine = () => h("p", { role: "status" }, t("admin.loading"));
+export const pending = (...kinds) => kinds.some((k) => lists[k] === undefined);
+export const loadingLine = () => h("p", { role: "status" }, t("admin.loading"));
+export const listed = (kind) => lists[kind];
 
 // --- the sections ------------------------------------------------------------------------------
 
@@ -567,19 +587,21 @@ function patientsSection(ctx) {
     f.given_name ??= p.given_name;
     f.family_name ??= p.family_name;
     f.care_team_id ??= p.care_team_id === null ? "" : String(p.care_team_id);
+    gpPrefill(f, p);
     return h("li", { class: "admin-item", "data-patient": p.id },
       h("h2", {}, name),
       h("p", {}, [p.national_id,
         p.care_team_id === null ? t("patient.without_team") : t("patient.team_of", { team: teamName(p.care_team_id) }),
         p.discharged_at ? t("patient.discharged", { date: clock(p.discharged_at, { date: true }) }) : null,
       ].filter(Boolean).join(" · ")),
+      h("p", {}, gpLine(p)),
       h("details", { "data-details": edit, open: ctx.isOpen(edit, false) },
         h("summary", {}, t("patient.edit", { name })),
         h("form", {
           class: "admin-form", novalidate: true,
           onsubmit: (e) => {
             e.preventDefault();
-            const changed = { ...names(f), care_team_id: teamOf(f) };
+            const changed = { ...names(f), care_team_id: teamOf(f), ...gpBody(f) };
             change(ctx, {
               name: edit, method: "PATCH", path: `${R}/patients/${p.id}`, body: changed, kinds: ["patients"],
               done: t("patient.saved", { name: `${changed.family_name}, ${changed.given_name}` }),
@@ -590,7 +612,9 @@ function patientsSection(ctx) {
         input(edit, "given_name", t("patient.given_name")),
         input(edit, "family_name", t("patient.family_name")),
         choice(edit, "care_team_id", t("patient.team"), teams),
-        h("button", { type: "submit", "data-key": `${edit}-save` }, t("patient.save", { name })))));
+        gpFields(edit),
+        h("button", { type: "submit", "data-key": `${edit}-save` }, t("patient.save", { name })))),
+      patientPrivacy(ctx, p));
   });
   return page(ctx, "patients", create, items.length ? h("ul", { class: "admin-list" }, items) : h("p", {}, t("admin.none")));
 }
@@ -838,7 +862,10 @@ function fhirSection(ctx) {
     waiting.length ? h("ul", { class: "admin-list", "aria-labelledby": "fhir-waiting" }, waiting) : h("p", {}, t("fhir.waiting_none")));
 }
 
-const VIEWS = { users: usersSection, teams: teamsSection, patients: patientsSection, gateways: gatewaysSection, devices: devicesSection, fhir: fhirSection, audit: auditSection };
+const VIEWS = {
+  users: usersSection, teams: teamsSection, patients: patientsSection, gateways: gatewaysSection, devices: devicesSection,
+  fhir: fhirSection, audit: auditSection, retention: retentionSection,
+};
 
 export function adminView(ctx) {
   const view = VIEWS[ctx.route.section];
@@ -862,6 +889,7 @@ export function forgetAdminState() {
   confirming = null;
   loading = new Set();
   opening = null;
+  forgetPrivacyState();
 }
 
 /** Another section: its message and a half-pressed "remove" are no longer about what she sees,
@@ -870,5 +898,6 @@ export function leftSection() {
   notice = null;
   confirming = null;
   opening = null;
+  forgetPrivacyState();
   for (const key of Object.keys(lists)) delete lists[key];
 }

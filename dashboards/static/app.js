@@ -572,6 +572,8 @@ function failed(error) {
 // platform of an older version). Fifty tablets on the list page ask nothing per reading.
 function onEvent(type, data) {
   state.updatedAt = new Date();
+  if (type === "patient_moved") { applyMove(data); return; }
+  if (type === "patient") { applyMove({ ...data, visible: true }); return; }
   if (type !== "observation" && type !== "alarm") return;
   const parts = { overview: true, detail: route.name === "patient" && data.patient_id === route.id };
   if (type === "alarm" && data.alarm) {
@@ -585,6 +587,29 @@ function onEvent(type, data) {
   // A load under way may answer with the state from before this event and overwrite it: load
   // once more after it.
   if (running) refreshSoon(parts);
+}
+
+/** A patient went to another care team: gone from this nurse's screen if she is no longer
+ * hers (her page too, with a word why), or loaded if she now is (as a patient registered in
+ * her team is). */
+function applyMove({ patient_id: id, visible }) {
+  const known = ctx.patient(id);
+  if (visible) {
+    if (!known) refreshSoon({ overview: true });
+    return;
+  }
+  if (!known) return;
+  state.patients = state.patients.filter((p) => p.id !== id);
+  state.alarms = state.alarms.filter((a) => a.patient_id !== id);
+  state.allAlarms = state.allAlarms.filter((a) => a.patient_id !== id);
+  state.thresholds.delete(id);
+  announce(t("patients.moved_away", { name: patientName(known) }));
+  if (route.name === "patient" && route.id === id) {
+    state.detail = null;
+    navigate("#/patients");
+  }
+  if (running) refreshSoon({ overview: true });
+  render();
 }
 
 const arrivedLive = new Set(); // alarms raised live before the first load answered

@@ -55,6 +55,7 @@ const nb = {
   "patients.measured": "Sist målt {time}",
   "patients.more_alarms": "og {count} til",
   "patients.new_top": "Rekkefølgen er endret: {name} står nå øverst.",
+  "patients.moved_away": "{name} er flyttet til et annet team og er ikke lenger på listen din.",
   "patients.out_of_range": "{count} verdier utenfor grensene",
 
   "vital.bp": "Blodtrykk",
@@ -329,6 +330,7 @@ const en = {
   "patients.measured": "Last measured {time}",
   "patients.more_alarms": "and {count} more",
   "patients.new_top": "The order has changed: {name} is now at the top.",
+  "patients.moved_away": "{name} was moved to another team and is no longer on your list.",
   "patients.out_of_range": "{count} values outside the limits",
 
   "vital.bp": "Blood pressure",

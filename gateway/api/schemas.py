@@ -6,7 +6,16 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from gateway.alarms import AlarmState, Comparison, Severity, alarm_code, policy_for, taken_by
 from gateway.alarms.book import history_of
@@ -192,6 +201,23 @@ class UserOut(BaseModel):
         )
 
 
+_GP_PORT: Any = Field(default=None, ge=1, le=65535, validate_default=True)
+
+
+def _host_with_port(port: int | None, info: ValidationInfo) -> int | None:
+    """The GP's HL7 endpoint is a host and a port, or neither (outbound HL7 needs both). The
+    port follows the host, so the host is known here (absent from ``info.data`` when the host
+    itself was refused: then that is the error to show)."""
+    if "gp_hl7_host" not in info.data:
+        return port
+    host = info.data["gp_hl7_host"]
+    if port is not None and host is None:
+        raise PydanticCustomError("gp_host_missing", "a host is needed with the port")
+    if port is None and host is not None:
+        raise PydanticCustomError("gp_port_missing", "a port is needed with the host")
+    return port
+
+
 class PatientRegistrationIn(_In):
     national_id: str = Field(
         pattern=r"^\d{11}$",
@@ -201,8 +227,10 @@ class PatientRegistrationIn(_In):
     given_name: str = _NAME
     gp_name: str | None = Field(default=None, max_length=200)
     gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
-    gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
+    gp_hl7_port: int | None = _GP_PORT
     care_team_id: RowId | None = None
+
+    _gp_endpoint = field_validator("gp_hl7_port")(_host_with_port)
 
 
 class PatientRegistrationPatch(_In):
@@ -210,9 +238,12 @@ class PatientRegistrationPatch(_In):
     given_name: str | None = Field(default=None, min_length=1, max_length=200)
     gp_name: str | None = Field(default=None, max_length=200)
     gp_hl7_host: str | None = Field(default=None, min_length=1, max_length=255)
-    gp_hl7_port: int | None = Field(default=None, ge=1, le=65535)
+    gp_hl7_port: int | None = _GP_PORT
+    """Sent together with ``gp_hl7_host`` (both, or both null): HL7 goes to host and port."""
     care_team_id: RowId | None = None
     """The team that cares for the patient (null: none); only the fields sent are changed."""
+
+    _gp_endpoint = field_validator("gp_hl7_port")(_host_with_port)
 
 
 class PatientRegistrationOut(BaseModel):

@@ -1,6 +1,6 @@
-"""Fan-out of live changes (new observations, alarm changes, patients registered) to API
-streams. Domain events come here from one publisher only (:mod:`gateway.live.publisher`, fed
-by the record store's unit of work after each commit).
+"""Fan-out of live changes (new observations, alarm changes, patients registered or moved to
+another care team) to API streams. Domain events come here from one publisher only
+(:mod:`gateway.live.publisher`, fed by the record store's unit of work after each commit).
 
 Each subscriber gets its own bounded queue; a subscriber too slow to keep up is dropped (its
 stream ends and the browser reconnects and reloads) rather than slowing ingest down.
@@ -170,6 +170,24 @@ def patient_event(patient_id: int, scope: PatientScope) -> dict[str, Any]:
         "tenant_id": scope.tenant_id,
         "care_team_id": scope.care_team_id,
     }
+
+
+def patient_moved_event(
+    patient_id: int, scope: PatientScope, from_care_team_id: int | None
+) -> dict[str, Any]:
+    """A patient went to another care team: the stream sends it to those who saw her and to
+    those who now do, each told whether she is now theirs (``visible``, see
+    :mod:`gateway.api.routes.stream`)."""
+    return {
+        "type": PATIENT_MOVED,
+        "patient_id": patient_id,
+        "tenant_id": scope.tenant_id,
+        "care_team_id": scope.care_team_id,
+        "from_care_team_id": from_care_team_id,
+    }
+
+
+PATIENT_MOVED = "patient_moved"
 
 
 def access_changed_event(tenant_id: str) -> dict[str, Any]:

@@ -12,12 +12,19 @@ from collections.abc import Sequence
 
 from gateway.alarms.book import history_of
 from gateway.api.schemas import AlarmOut, ObservationOut
-from gateway.live.events import EventBus, alarm_event, observation_event, patient_event
+from gateway.live.events import (
+    EventBus,
+    alarm_event,
+    observation_event,
+    patient_event,
+    patient_moved_event,
+)
 from gateway.records.models import AlarmRow
 from gateway.records.unit_of_work import (
     AlarmChanged,
     DomainEvent,
     ObservationsStored,
+    PatientMoved,
     PatientRegistered,
 )
 from gateway.registry.service import Registry
@@ -62,3 +69,7 @@ class LivePublisher:
                 self._bus.publish(alarm_event(row, event.scope, alarm.model_dump(mode="json")))
             elif isinstance(event, PatientRegistered):
                 self._bus.publish(patient_event(event.patient_id, event.scope))
+            elif isinstance(event, PatientMoved):
+                self._bus.publish(
+                    patient_moved_event(event.patient_id, event.scope, event.from_care_team_id)
+                )

@@ -74,6 +74,17 @@ class PatientRegistered:
     scope: PatientScope
 
 
+@dataclass(frozen=True, slots=True)
+class PatientMoved:
+    """A patient went to another care team (or to none): the streams of her old team drop her,
+    those of her new team take her in."""
+
+    patient_id: int
+    scope: PatientScope
+    """Where she is now."""
+    from_care_team_id: int | None
+
+
 class ExportRow(NamedTuple):
     """What a time-series point is made of: an observation's stored pk and columns."""
 
@@ -111,7 +122,7 @@ class ObservationsCommitted:
 
 
 DomainEvent: TypeAlias = (
-    ObservationsStored | AlarmChanged | PatientRegistered | ObservationsCommitted
+    ObservationsStored | AlarmChanged | PatientRegistered | PatientMoved | ObservationsCommitted
 )
 EventHandler: TypeAlias = Callable[[Sequence[DomainEvent]], Awaitable[None]]
 ExportHandler: TypeAlias = Callable[[ObservationsCommitted], None]

@@ -39,7 +39,7 @@ from gateway.records.observations import ObservationRepository
 from gateway.records.patients import PatientRepository
 from gateway.records.store import RecordStore
 from gateway.records.tenants import TenantRepository
-from gateway.records.unit_of_work import PatientRegistered, PatientScope, record
+from gateway.records.unit_of_work import PatientMoved, PatientRegistered, PatientScope, record
 from gateway.records.users import UserRepository
 from tryggheim.codes import DeviceProfile
 from tryggheim.errors import TryggheimError
@@ -80,6 +80,16 @@ def _registered(s: AsyncSession, patient: Patient) -> None:
 def _set(row: object, fields: Mapping[str, object]) -> None:
     for name, value in fields.items():
         setattr(row, name, value)
+
+
+def _set_patient(s: AsyncSession, patient: Patient, fields: Mapping[str, object]) -> None:
+    """Change a registered patient; a move to another care team is told to the live streams
+    of both teams (after the commit)."""
+    before = patient.care_team_id
+    _set(patient, fields)
+    if patient.care_team_id != before:
+        scope = PatientScope(patient.tenant_id, patient.care_team_id)
+        record(s, PatientMoved(patient.id, scope, before))
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,10 +454,12 @@ class Registry:
             if patient is None:
                 patient = patients.add(tenant_id, national_id, family_name, given_name)
             patient.family_name, patient.given_name = family_name, given_name
-            _set(patient, fields)
-            await s.flush()
             if new:
+                _set(patient, fields)
+                await s.flush()
                 _registered(s, patient)
+            else:
+                _set_patient(s, patient, fields)
             return patient
 
     async def update_patient(self, tenant_id: str, patient_id: int, **fields: object) -> Patient:
@@ -455,7 +467,7 @@ class Registry:
             async with self._store.session() as s:
                 patient = await self._patient(s, tenant_id, patient_id)
                 await self._check_team_of(s, tenant_id, fields)
-                _set(patient, fields)
+                _set_patient(s, patient, fields)
                 await s.flush()
                 return patient
         except IntegrityError:

@@ -20,8 +20,8 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from gateway.api.deps import STORE_UNAVAILABLE, Audit, Auditor, Events, ReadsPatient, Registered
-from gateway.auth import Action, AuthError, AuthMethod, Principal, policy
-from gateway.live.events import ACCESS_CHANGED, EventBus
+from gateway.auth import Action, AuthError, AuthMethod, Principal, TeamScope, policy
+from gateway.live.events import ACCESS_CHANGED, PATIENT_MOVED, EventBus
 from gateway.registry.service import Registry
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ async def access_ended(principal: Principal, registry: Registry) -> str | None:
     except STORE_UNAVAILABLE:
         return "the record store is not reachable to check access"
     return None
+
+
+def _allows(scope: TeamScope, event: dict[str, Any], team_field: str) -> bool:
+    team = event.get(team_field)
+    return scope.allows(str(event.get("tenant_id")), None if team is None else str(team))
 
 
 async def _events(
@@ -100,11 +105,17 @@ async def _events(
             if event["type"] == ACCESS_CHANGED:
                 next_check = time.monotonic()
                 continue
-            team = event.get("care_team_id")
-            if not scope.allows(str(event.get("tenant_id")), None if team is None else str(team)):
+            visible = _allows(scope, event, "care_team_id")
+            if event["type"] == PATIENT_MOVED:
+                # Her old team is told too, so that its apps drop the patient; nothing of
+                # the patient is shown to them (no audit row), only that she is not theirs.
+                if not visible and not _allows(scope, event, "from_care_team_id"):
+                    continue
+                event = {**event, "visible": visible}
+            elif not visible:
                 continue
             patient_id = event.get("patient_id")
-            if isinstance(patient_id, int) and patient_id not in audited:
+            if visible and isinstance(patient_id, int) and patient_id not in audited:
                 try:
                     await audit.once("live_stream", [patient_id])
                 except STORE_UNAVAILABLE:
@@ -127,7 +138,9 @@ def stream_router() -> APIRouter:
     ) -> StreamingResponse:
         """Server-sent events for the caller's patients: ``observation`` when a patient has a
         new value, ``alarm`` when an alarm is raised, changes state or escalates, ``patient``
-        when a patient is registered. The stream ends when the token expires or the caller's
+        when a patient is registered, ``patient_moved`` when a patient goes to another care team
+        (to her old team's and her new team's streams, with ``visible``: whether she is now
+        the caller's). The stream ends when the token expires or the caller's
         access ends (sign in again)."""
         await audit.once("open_live_stream", [])
         return StreamingResponse(

@@ -137,3 +137,36 @@ async def test_a_device_is_paired_by_the_kind_names_the_edge_uses_and_the_old_sc
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["body", "kind"]
     assert "no IEEE 11073 device profile" in refused.text
+
+
+async def test_the_gps_hl7_endpoint_is_a_host_and_a_port_or_neither(
+    store: RecordStore, admin: httpx.AsyncClient
+) -> None:
+    """Outbound HL7 to the GP needs both: a port without its host (or a host without its port)
+    is refused with the field it is about, and both together are kept."""
+    patient = await Registry(store).create_patient(
+        DEFAULT_TENANT, national_id="01019012345", family_name="Berg", given_name="Ola"
+    )
+    path = f"/api/v1/registry/patients/{patient.id}"
+    for body, refusal in [
+        ({"gp_hl7_port": 2575}, "gp_host_missing"),
+        ({"gp_hl7_host": "legekontor.example"}, "gp_port_missing"),
+        ({"gp_hl7_host": "legekontor.example", "gp_hl7_port": 70000}, "less_than_equal"),
+    ]:
+        refused = await admin.patch(path, json=body)
+        assert refused.status_code == 422, refused.text
+        assert [(e["loc"], e["type"]) for e in refused.json()["errors"]] == [
+            (["body", "gp_hl7_port"], refusal)
+        ]
+    posted = await admin.post(
+        "/api/v1/registry/patients",
+        json={"national_id": "01019054321", "family_name": "Lie", "given_name": "Eva",
+              "gp_hl7_port": 2575},
+    )  # fmt: skip
+    assert posted.status_code == 422
+    endpoint = {"gp_name": "Dr. Hansen", "gp_hl7_host": "legekontor.example", "gp_hl7_port": 2575}
+    saved = await admin.patch(path, json=endpoint)
+    assert saved.status_code == 200, saved.text
+    assert {k: saved.json()[k] for k in endpoint} == endpoint
+    cleared = await admin.patch(path, json={"gp_hl7_host": None, "gp_hl7_port": None})
+    assert (cleared.json()["gp_hl7_host"], cleared.json()["gp_hl7_port"]) == (None, None)
