@@ -253,9 +253,10 @@ class _Work:
     """Rows to write and the pending ranges they settle once all are written or refused."""
 
     rows: list[ExportRow]
-    ranges: list[tuple[int, int]]
+    ranges: list[int]
+    """Their ids; a range read in part is not among them (see ``resume``)."""
     resume: tuple[int, int] | None = None
-    """What is left of the one range of a replay read in part."""
+    """A range of a replay read in part: its id and the first pk still to be written."""
     written: int = 0
     refused: list[DeadLetter] = field(default_factory=list)
 
@@ -280,9 +281,9 @@ class TimeSeriesExporter:
         self._queue: deque[ObservationsCommitted] = deque()
         self._held = 0
         self._in_hand: set[int] = set()
-        """First pks of the ranges in memory or being written: no sweep takes them."""
+        """Ids of the ranges in memory or being written: no sweep takes them."""
         self._seen: set[int] = set()
-        """First pks of the ranges the last sweep found pending and left alone."""
+        """Ids of the ranges the last sweep found pending and left alone."""
         self._replaying = True
         self._next_sweep = 0.0
         self.stats = ExportStats()
@@ -295,7 +296,7 @@ class TimeSeriesExporter:
             return
         self._queue.append(committed)
         self._held += len(committed.rows)
-        self._in_hand.add(committed.first_pk)
+        self._in_hand.add(committed.range_id)
         self._wakeup.set()
 
     async def backlog(self) -> int:
@@ -391,14 +392,14 @@ class TimeSeriesExporter:
         if not self._queue:
             return None
         rows: list[ExportRow] = []
-        ranges: list[tuple[int, int]] = []
+        ranges: list[int] = []
         while self._queue and (
             not rows or len(rows) + len(self._queue[0].rows) <= self._settings.batch_size
         ):
             committed = self._queue.popleft()
             self._held -= len(committed.rows)
             rows += committed.rows
-            ranges.append((committed.first_pk, committed.last_pk))
+            ranges.append(committed.range_id)
         return _Work(rows, ranges)
 
     async def _sweep(self) -> _Work | None:
@@ -407,27 +408,32 @@ class TimeSeriesExporter:
         until no range is left to it), only ranges the previous sweep found too."""
         batch = self._settings.batch_size
         rows: list[ExportRow] = []
-        ranges: list[tuple[int, int]] = []
+        ranges: list[int] = []
         resume = None
         async with self._store.session() as s:
             pending = await export_queue.pending(s, _SWEEP_RANGES)
-            free = [(first, last) for first, last in pending if first not in self._in_hand]
-            due = free if self._replaying else [r for r in free if r[0] in self._seen]
+            free = [r for r in pending if r.id not in self._in_hand]
+            due = free if self._replaying else [r for r in free if r.id in self._seen]
             if not due:
-                self._seen = {first for first, _ in free}
+                self._seen = {r.id for r in free}
                 self._replaying = False
                 self._next_sweep = time.monotonic() + self._sweep_s
                 return None
             self._replaying = True
-            for first, last in due:
-                found = await export_queue.rows_in(s, first, last, batch - len(rows))
+            for pending_range in due:
+                found = await export_queue.rows_in(
+                    s, pending_range.first_pk, pending_range.last_pk, batch - len(rows)
+                )
                 rows += found
-                ranges.append((first, last))
-                if len(rows) == batch:
-                    if found and found[-1].pk < last:
-                        resume = (found[-1].pk + 1, last)
+                if len(rows) == batch and found and found[-1].pk < pending_range.last_pk:
+                    resume = (pending_range.id, found[-1].pk + 1)
                     break
-        self._in_hand.update(first for first, _ in ranges)
+                ranges.append(pending_range.id)
+                if len(rows) == batch:
+                    break
+        self._in_hand.update(ranges)
+        if resume is not None:
+            self._in_hand.add(resume[0])
         self.stats.replayed += len(rows)
         return _Work(rows, ranges, resume)
 
@@ -439,7 +445,9 @@ class TimeSeriesExporter:
             await export_queue.settle(
                 s, work.ranges, refused, datetime.now(UTC), resume=work.resume
             )
-        self._in_hand.difference_update(first for first, _ in work.ranges)
+        self._in_hand.difference_update(work.ranges)
+        if work.resume is not None:
+            self._in_hand.discard(work.resume[0])
         for letter in refused:
             log.warning(
                 "time-series backend refused observation %d (status %d: %s); dead-lettered: %s",

@@ -3,9 +3,12 @@ to the time-series backend (``timeseries_pending``, one row per committing trans
 :meth:`gateway.records.store.RecordStore.commit_in`), and the reads and writes of the exporter
 (gateway/ingest/timeseries.py) and of backup and restore on it.
 
-A range is the smallest and largest pk its transaction inserted. On PostgreSQL transactions
-draw pks concurrently, so a range may span rows of another transaction: those are written again
-at worst, and the backend keeps one value per series and timestamp.
+A range is the smallest and largest pk its transaction inserted, under an id of its own that is
+never reused: ranges may overlap (on PostgreSQL transactions draw pks concurrently, so a range
+may span rows of another transaction; on SQLite a pk is reused when the newest rows were
+deleted), and a range is settled only by the one who wrote its rows. Rows of another
+transaction inside a range are written again at worst, and the backend keeps one value per
+series and timestamp.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import ObservationRow, TimeSeriesDeadLetter, TimeSeriesPending
 from gateway.records.unit_of_work import ExportRow
+
+
+class PendingRange(NamedTuple):
+    id: int
+    first_pk: int
+    last_pk: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +41,14 @@ class DeadLetter:
     reason: str
 
 
-async def pending(s: AsyncSession, limit: int) -> list[tuple[int, int]]:
-    """The oldest pending ranges, by first pk."""
+async def pending(s: AsyncSession, limit: int) -> list[PendingRange]:
+    """The oldest pending ranges, by id (the order they were committed in, about)."""
     result = await s.execute(
-        select(TimeSeriesPending.first_pk, TimeSeriesPending.last_pk)
-        .order_by(TimeSeriesPending.first_pk)
+        select(TimeSeriesPending.id, TimeSeriesPending.first_pk, TimeSeriesPending.last_pk)
+        .order_by(TimeSeriesPending.id)
         .limit(limit)
     )
-    return [(first, last) for first, last in result]
+    return [PendingRange(*row) for row in result]
 
 
 async def rows_in(s: AsyncSession, first_pk: int, last_pk: int, limit: int) -> list[ExportRow]:
@@ -56,15 +65,16 @@ async def rows_in(s: AsyncSession, first_pk: int, last_pk: int, limit: int) -> l
 
 async def settle(
     s: AsyncSession,
-    done: Sequence[tuple[int, int]],
+    done: Sequence[int],
     dead: Sequence[DeadLetter],
     at: datetime,
     *,
     resume: tuple[int, int] | None = None,
 ) -> None:
-    """Take the written ranges ``done`` off the queue and dead-letter what was refused, in one
-    transaction: a range is never settled without its dead letters, nor dead-lettered twice.
-    ``resume``: what is left of a range written in part (it is among ``done``)."""
+    """Take the ranges ``done`` (their ids), written, off the queue and dead-letter what was
+    refused, in one transaction: a range is never settled without its dead letters, nor
+    dead-lettered twice. ``resume``: a range written in part (its id, not among ``done``) and
+    the first pk still to be written."""
     s.add_all(
         TimeSeriesDeadLetter(
             observation_pk=d.pk, line=d.line, status=d.status, reason=d.reason, at=at
@@ -72,47 +82,24 @@ async def settle(
         for d in dead
     )
     if done:
-        # By both ends: a range another transaction merged into (see the store's
-        # _PENDING_CONFLICT) has grown, and stays to be written again.
-        await s.execute(
-            delete(TimeSeriesPending).where(
-                or_(
-                    *(
-                        and_(TimeSeriesPending.first_pk == first, TimeSeriesPending.last_pk == last)
-                        for first, last in done
-                    )
-                )
-            )
-        )
+        await s.execute(delete(TimeSeriesPending).where(TimeSeriesPending.id.in_(done)))
     if resume is not None:
-        await add(s, *resume)
+        range_id, first_pk = resume
+        await s.execute(
+            update(TimeSeriesPending)
+            .where(TimeSeriesPending.id == range_id)
+            .values(first_pk=first_pk)
+        )
 
 
 async def add(s: AsyncSession, first_pk: int, last_pk: int) -> None:
-    """Put a range on the queue (merged with one that starts at the same pk: two processes
-    may resume the same range)."""
-    values = {"first_pk": first_pk, "last_pk": last_pk}
-    if s.get_bind().dialect.name == "postgresql":
-        pg = postgresql.insert(TimeSeriesPending).values(values)
-        await s.execute(
-            pg.on_conflict_do_update(
-                index_elements=[TimeSeriesPending.first_pk],
-                set_={"last_pk": func.greatest(TimeSeriesPending.last_pk, pg.excluded.last_pk)},
-            )
-        )
-    else:
-        lite = sqlite.insert(TimeSeriesPending).values(values)
-        await s.execute(
-            lite.on_conflict_do_update(
-                index_elements=[TimeSeriesPending.first_pk],
-                set_={"last_pk": func.max(TimeSeriesPending.last_pk, lite.excluded.last_pk)},
-            )
-        )
+    """Put a range on the queue."""
+    s.add(TimeSeriesPending(first_pk=first_pk, last_pk=last_pk))
 
 
 async def backlog(s: AsyncSession) -> int:
     """About how many committed observations are not yet in the time-series backend: the rows
-    in the pending ranges (a PostgreSQL range spanning another's rows counts those too)."""
+    in the pending ranges (a row in two overlapping ranges counts twice)."""
     # A join on the pk ranges: per range, a range scan of the observations' primary key.
     in_range = ObservationRow.pk.between(TimeSeriesPending.first_pk, TimeSeriesPending.last_pk)
     count = await s.scalar(
@@ -132,11 +119,13 @@ async def frontier(s: AsyncSession) -> int:
 
 async def export_again(s: AsyncSession, *, from_pk: int, ingested_since: datetime) -> None:
     """Queue every row from ``from_pk`` on, and every row ingested since ``ingested_since``,
-    for export again (a restore: the time-series backend came back from an older snapshot)."""
+    for export again (a restore: the time-series backend came back from an older snapshot), as
+    one range that replaces the pending ranges it covers."""
     since = await s.scalar(
         select(func.min(ObservationRow.pk)).where(ObservationRow.ingested_at >= ingested_since)
     )
     first = from_pk if since is None else min(from_pk, int(since))
     last = await s.scalar(select(func.max(ObservationRow.pk)).where(ObservationRow.pk >= first))
     if last is not None:
+        await s.execute(delete(TimeSeriesPending).where(TimeSeriesPending.first_pk >= first))
         await add(s, first, int(last))

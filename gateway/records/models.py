@@ -486,12 +486,14 @@ class AlarmRow(Base):
 class TimeSeriesPending(Base):
     """Observations committed but not yet in the time-series backend, as pk ranges: one row
     per committing transaction, written in it, deleted once its points are written (see
-    gateway/ingest/timeseries.py). The pks of one PostgreSQL transaction may interleave with
-    another's: the range then spans the other's rows too, which are exported again at worst."""
+    gateway/records/export_queue.py). Ranges may overlap; the id is never reused (SQLite's
+    AUTOINCREMENT), so a range is only ever settled by whoever wrote its own rows."""
 
     __tablename__ = "timeseries_pending"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
-    first_pk: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    first_pk: Mapped[int] = mapped_column(BigInteger)
     last_pk: Mapped[int] = mapped_column(BigInteger)
 
 

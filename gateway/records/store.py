@@ -308,10 +308,11 @@ class RecordStore:
         observations: Sequence[tuple[OutboxKey, Observation]],
         owners: Mapping[tuple[str, str], Patient],
         now: datetime,
-    ) -> dict[OutboxSeq, int]:
+    ) -> tuple[dict[OutboxSeq, int], int | None]:
         """Insert the observations, leaving out those whose seq the outbox has stored already,
         and record their pk range as pending export (:class:`TimeSeriesPending`, unless the
-        store was built without); the pk of each row inserted, by its key."""
+        store was built without); the pk of each row inserted, by its key, and the range's
+        id (None when none was recorded)."""
         connection = await s.connection()
         if self.dialect == "postgresql":
             # One statement with each column as an array, not Core's multi-row VALUES: psycopg
@@ -320,9 +321,15 @@ class RecordStore:
             rows = [_row(o, key.epoch, owners, now, _utc) for key, o in observations]
             # Lists: psycopg sends a list as an array (a tuple would be a record).
             columns = tuple(list(column) for column in zip(*rows, strict=True))
-            statement = _POSTGRESQL_INSERT if self._export_pending else _POSTGRESQL_INSERT_ONLY
-            inserted_rows = await connection.exec_driver_sql(statement, columns)
-            return _pks_by_key(inserted_rows)
+            if not self._export_pending:
+                plain = await connection.exec_driver_sql(_POSTGRESQL_INSERT_ONLY, columns)
+                return _pks_by_key(plain), None
+            with_range: list[Any] = list(
+                await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
+            )
+            # Every row carries the range's id.
+            range_id = with_range[0][4] if with_range else None
+            return _pks_by_key(row[:4] for row in with_range), range_id
         # SQLite: the statement written out and the values in its storage format, as one
         # executemany on the transaction's connection. Through Core each row's parameters
         # were processed one by one (about 20 µs an observation, the issue measured the raw
@@ -334,7 +341,7 @@ class RecordStore:
         rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
         inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
         if not inserted:
-            return {}
+            return {}, None
         if inserted == len(rows):
             last = (await connection.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
             first = last - inserted + 1
@@ -347,9 +354,10 @@ class RecordStore:
             )
             pks = _pks_by_key(latest)
             first, last = min(pks.values()), max(pks.values())
-        if self._export_pending:
-            await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
-        return pks
+        if not self._export_pending:
+            return pks, None
+        recorded = await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
+        return pks, recorded.scalar_one()
 
     async def commit_batch(
         self, gateway_id: str, observations: Sequence[Observation], now: datetime
@@ -433,7 +441,7 @@ class RecordStore:
         by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
-            stored = await self._insert_observations(s, observations, owners, now)
+            stored, range_id = await self._insert_observations(s, observations, owners, now)
             conflicts: dict[OutboxKey, list[Observation]] = {}
             exported: list[ExportRow] = []
             for key, obs in observations:
@@ -448,9 +456,8 @@ class RecordStore:
                 exported.append(ExportRow.of(pk, obs, patient_id))
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
-            if stored and self._export_pending:
-                values = stored.values()
-                record(s, ObservationsCommitted(min(values), max(values), tuple(exported)))
+            if range_id is not None:
+                record(s, ObservationsCommitted(range_id, tuple(exported)))
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
                 assert obs.seq is not None
                 refused.setdefault(key, {})[obs.seq] = RejectedItem(
@@ -1029,16 +1036,8 @@ _SQLITE_INSERT = (
     f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
     "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"
 )
-#: A pending range's first pk is its key. Only a pk SQLite reused (the newest rows were deleted
-#: before their export) meets an earlier range: the two become one, which no in-memory export
-#: then settles (it names its own range), so it is exported again from the record store.
-_PENDING_CONFLICT = (
-    f"ON CONFLICT (first_pk) DO UPDATE SET last_pk = {{greatest}}"
-    f"({TimeSeriesPending.__tablename__}.last_pk, excluded.last_pk)"
-)
 _SQLITE_PENDING = (
-    f"INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) VALUES (?, ?) "
-    + _PENDING_CONFLICT.format(greatest="max")
+    f"INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) VALUES (?, ?) RETURNING id"
 )
 _POSTGRESQL_INSERT_ONLY = (
     f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
@@ -1048,9 +1047,8 @@ _POSTGRESQL_INSERT_ONLY = (
 _POSTGRESQL_INSERT = (
     f"WITH inserted AS ({_POSTGRESQL_INSERT_ONLY}), "
     f"pending AS (INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) "
-    "SELECT min(pk), max(pk) FROM inserted HAVING count(*) > 0 "
-    + _PENDING_CONFLICT.format(greatest="greatest")
-    + ") SELECT pk, gateway_id, epoch, seq FROM inserted"
+    "SELECT min(pk), max(pk) FROM inserted HAVING count(*) > 0 RETURNING id) "
+    "SELECT pk, gateway_id, epoch, seq, (SELECT id FROM pending) FROM inserted"
 )
 
 

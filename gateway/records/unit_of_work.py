@@ -113,11 +113,10 @@ class ExportRow(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ObservationsCommitted:
-    """Observations the transaction inserted, all of them (with a patient or not), and the pk
-    range it recorded as pending export (``timeseries_pending``)."""
+    """Observations the transaction inserted, all of them (with a patient or not), and the id
+    of the range it recorded as pending export (``timeseries_pending``)."""
 
-    first_pk: int
-    last_pk: int
+    range_id: int
     rows: tuple[ExportRow, ...]
 
 

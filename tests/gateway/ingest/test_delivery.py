@@ -207,4 +207,5 @@ async def test_a_stored_observation_reads_back_as_it_came_in(store: RecordStore)
         pending = await export_queue.pending(s, 10)
     assert row is not None and row.observation() == came_in
     assert (row.mdc, row.hl7_state) == (150021, "n/a")
-    assert pending == [(row.pk, row.pk)]  # to be written to the time-series backend
+    # To be written to the time-series backend.
+    assert [(r.first_pk, r.last_pk) for r in pending] == [(row.pk, row.pk)]

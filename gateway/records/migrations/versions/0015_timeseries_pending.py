@@ -24,9 +24,11 @@ depends_on: str | None = None
 def upgrade() -> None:
     op.create_table(
         "timeseries_pending",
-        sa.Column("first_pk", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True),
+        sa.Column("first_pk", sa.BigInteger(), nullable=False),
         sa.Column("last_pk", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("first_pk"),
+        sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     op.execute(
         "INSERT INTO timeseries_pending (first_pk, last_pk) "
