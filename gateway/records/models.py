@@ -58,6 +58,14 @@ class Base(DeclarativeBase):
     pass
 
 
+#: ``__table_args__`` of a table whose ids are kept elsewhere after its row is deleted (the
+#: audit log names erased patients): SQLite then never gives a deleted row's id again, as
+#: PostgreSQL's sequences never do (docs/privacy.md, "Ids are never reused"). A migration that
+#: rebuilds such a table on SQLite (``batch_alter_table``) must pass it as ``table_kwargs``:
+#: the rebuild does not keep it by itself.
+IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 #: Every record store has this tenant, so a single municipality needs no set-up and rows
 #: written before tenancy existed (revision 0001) belong somewhere.
 DEFAULT_TENANT = "default"
@@ -78,7 +86,10 @@ class Tenant(Base):
 
 class CareTeam(Base):
     __tablename__ = "care_teams"
-    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_care_team_name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name", name="uq_care_team_name"),
+        IDS_NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
@@ -133,6 +144,7 @@ class RefreshTokenRow(Base):
 
 class Patient(Base):
     __tablename__ = "patients"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     national_id: Mapped[str] = mapped_column(String(11), unique=True)
@@ -402,7 +414,7 @@ class Hl7Destination(Base):
 class Hl7AlarmReport(Base):
     """What the alert manager was last told about an alarm (ORU^R40 queued for it): an alarm
     whose state differs from this is reported again. ``raised_at`` tells a new alarm from an
-    erased one whose id was reused."""
+    erased one whose id SQLite gave again before revision 0015 (ids are never reused since)."""
 
     __tablename__ = "hl7_alarm_reports"
 
@@ -451,6 +463,7 @@ class AlarmRow(Base):
         Index("ix_alarms_patient_state", "patient_id", "state"),
         Index("ix_alarms_escalation", "state", "next_escalation_at"),
         Index("ix_alarms_raised_at", "raised_at"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -44,8 +44,8 @@ class TenantRepository:
         return team_id
 
     async def remove_team(self, team: CareTeam) -> None:
-        """Its members leave it, and their tokens (which name the team, whose id a new team
-        may get again) end now; its patients are the caller's (see PatientRepository)."""
+        """Its members leave it, and their tokens (which name the team) end now; its patients
+        are the caller's (see PatientRepository)."""
         members = select(user_teams.c.user_id).where(user_teams.c.team_id == team.id)
         await self._s.execute(
             update(User).where(User.id.in_(members)).values(token_version=User.token_version + 1)

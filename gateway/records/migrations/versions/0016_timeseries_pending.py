@@ -5,8 +5,8 @@ transaction records its pk range in ``timeseries_pending``, deleted once the poi
 a restart exports what is left there again (issue 18). The ``ts_exported`` flag, and its update
 per exported row, go; rows not yet exported become one pending range.
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0014"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | None = None
 depends_on: str | None = None
 
