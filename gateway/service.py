@@ -38,7 +38,11 @@ class Platform:
     def __init__(self, settings: GatewaySettings, *, workers: int = 1) -> None:
         self.settings = settings
         self.alarm_book = AlarmBook()
-        self.store = RecordStore(settings.database_url, alarms=self.alarm_book)
+        self.store = RecordStore(
+            settings.database_url,
+            alarms=self.alarm_book,
+            export_pending=settings.timeseries is not None,
+        )
         self.alarms = AlarmService(self.store)
         self.events = EventBus()
         # The one way out for domain events: each transaction's, once it has committed.
@@ -117,8 +121,6 @@ class Platform:
     def _committed(self, result: CommitResult) -> None:
         if not result.inserted:
             return
-        if self.exporter is not None:
-            self.exporter.notify()
         self.hl7.notify()
 
     @property

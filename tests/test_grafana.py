@@ -32,9 +32,9 @@ from test_compose import (
 )
 
 from gateway.alarms.rules import DEFAULT_THRESHOLDS, WEIGHT_GAIN
-from gateway.ingest.timeseries import MEASUREMENT, to_line
+from gateway.ingest.timeseries import MEASUREMENT, LineBuilder
 from gateway.records.models import DEFAULT_TENANT
-from gateway.records.store import UnexportedRow
+from gateway.records.unit_of_work import ExportRow
 from gateway.registry.service import Registry
 from gateway.service import Platform
 from hl7.tools import send_message
@@ -358,7 +358,7 @@ def test_stat_panels_show_zero_rather_than_no_data() -> None:
 
 def written_tags() -> set[str]:
     """Tag keys of a line the time-series exporter writes."""
-    row = UnexportedRow(
+    row = ExportRow(
         pk=1,
         code=codes.SPO2.ref,
         unit="%",
@@ -368,7 +368,7 @@ def written_tags() -> set[str]:
         value="95",
         time=datetime(2026, 1, 1, tzinfo=UTC),
     )
-    line = to_line(row, "95")
+    line = LineBuilder().line(row, "95")
     head = line.split(" ", 1)[0]
     measurement, *tags = head.split(",")
     assert measurement == MEASUREMENT and line.split(" ")[1] == "value=95"

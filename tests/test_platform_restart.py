@@ -1,6 +1,8 @@
 """Killing the care platform (SIGKILL) in the middle of a stream of cuff readings loses and
 doubles nothing: every process real — ``tryggheim gateway run``, ``tryggheim edge run``,
-Mosquitto, SQLite — and the cuff on a virtual radio."""
+Mosquitto, SQLite, VictoriaMetrics — and the cuff on a virtual radio. The killed platform could
+not reach its time-series backend, so it died holding committed readings it had not written:
+the restarted one writes them (issue 18: the export from memory, with pending ranges)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from chain import (
     CUFF,
+    GATEWAY,
     ServiceProcess,
     edge_config,
     edge_process,
@@ -21,7 +24,7 @@ from chain import (
     registry_file,
     until,
 )
-from servers import BrokerFixture, tail
+from servers import BrokerFixture, VictoriaMetricsServer, export_series, tail
 from sqlalchemy import select
 
 from firmware_sim.ble.bp_monitor import SimulatedBloodPressureMonitor
@@ -36,11 +39,18 @@ READINGS = 12
 
 
 async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
-    mosquitto: BrokerFixture, tmp_path: Path
+    mosquitto: BrokerFixture, tmp_path: Path, victoria_metrics: VictoriaMetricsServer
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'records.db'}"
     config = gateway_config(tmp_path / "gateway.toml", mosquitto, database_url, find_free_port())
+    settings = config.read_text(encoding="utf-8")
     store = RecordStore(database_url, alarms=AlarmBook())
+
+    def export_to(url: str) -> None:
+        config.write_text(
+            f'{settings}\n[timeseries]\nurl = "{url}"\nflavour = "victoriametrics"\n',
+            encoding="utf-8",
+        )
 
     async def rows() -> list[tuple[str, str, str]]:
         async with store.session() as s:
@@ -68,6 +78,7 @@ async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
                 tmp_path / "gateway.log", "gateway", "run", "--config", str(config)
             )
 
+        export_to(f"http://127.0.0.1:{find_free_port()}")  # nobody listens
         gateway = platform()
         await gateway.start()
         edge = edge_process(edge_config(tmp_path / "edge.toml", mosquitto, radio.central_transport))
@@ -80,6 +91,7 @@ async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
                     await until(lambda: _nonempty(rows), timeout=30, what="first rows")
                     assert await gateway.stop(signal.SIGKILL) == -signal.SIGKILL
                 if n == 2 * READINGS // 3:
+                    export_to(victoria_metrics.url)
                     gateway = platform()
                     await gateway.start()
                 await asyncio.sleep(0.3)
@@ -91,6 +103,25 @@ async def test_platform_killed_mid_stream_loses_and_doubles_nothing(
             assert len(stored) == 4 * READINGS
             assert max(stored.values()) == 1, "a reading was stored twice"
             assert cuff.readings_delivered == READINGS
+
+            async def in_victoria_metrics() -> bool:
+                async with store.session() as s:
+                    found = await s.execute(
+                        select(ObservationRow.code, ObservationRow.time).where(
+                            ObservationRow.code.startswith("MDC_")
+                        )
+                    )
+                    wanted = {(code, int(at.timestamp() * 1000)) for code, at in found}
+                written = {
+                    (series["metric"]["code"], stamp)
+                    for series in export_series(
+                        victoria_metrics.url, f'vitals_value{{gateway="{GATEWAY}"}}'
+                    )
+                    for stamp in series["timestamps"]
+                }
+                return len(wanted) == 4 * READINGS and wanted <= written
+
+            await until(in_victoria_metrics, timeout=30, what="every reading in VictoriaMetrics")
         finally:
             await edge.stop()
             await gateway.stop()

@@ -1,27 +1,38 @@
-"""Export of committed observations to the time-series backend (influxdb-client's async API),
-and deletion of a patient's points there (erasure, retention).
+"""Export of committed observations to the time-series backend (InfluxDB 2's write API, which
+VictoriaMetrics serves too, as a plain HTTP POST), and deletion of a patient's points there
+(erasure, retention; influxdb-client's async API).
 
-The record store is the source of truth and the exporter's queue: the exporter reads rows not
-yet exported, a batch at a time and at its own pace, writes them and marks them. A slow or
-absent backend therefore only grows the backlog (:meth:`TimeSeriesExporter.backlog`, the lag
-operators watch); ingest never waits for it and nothing is held in memory.
+The record store is the source of truth. Each transaction that inserts observations records
+their pk range in ``timeseries_pending`` (gateway/records/export_queue.py) and, once it has
+committed, hands the rows themselves to the exporter (the unit of work's ``exports``): the
+exporter builds their lines from memory and writes them, then deletes the range. No read-back,
+no update per row. What is committed but not yet written survives a crash in the pending
+ranges, and is exported from the record store when the exporter starts again (the *replay*),
+as are the ranges nobody had in memory: committed by a process without an exporter, by one that
+died, or beyond what this one holds (:data:`HELD_ROWS`, while the backend is slow or away). A
+range is replayed once two sweeps (:data:`SWEEP_S` apart) found it pending: another live process
+is still writing a fresh one from its memory, and both writing it would only cost work.
+
+A slow or absent backend therefore grows the pending ranges (:meth:`TimeSeriesExporter.backlog`,
+the lag operators watch) and at most :data:`HELD_ROWS` rows in memory; ingest never waits for it.
 
 What a failed write means decides what happens to the batch:
 
 - transient (connection refused or reset, timeout, HTTP 5xx, 429): back off and write the
-  same rows again; nothing is marked, nothing is lost;
+  same rows again; nothing is settled, nothing is lost;
 - misconfiguration (HTTP 401, 403, 404: token, permissions, org or bucket wrong): the data is
   fine, so it is treated as transient too, but logged as an error on every attempt;
 - rejection (any other 4xx, e.g. 400 a line the backend cannot parse, 413, 422): the backend
   refused the data itself. The batch is bisected (:func:`bisect_write`) until each refused
   point stands alone; the good points are written, each refused one is put into
-  ``timeseries_dead_letters`` with its line, status and reason, and marked exported so it is
-  not retried for ever. A value no 64-bit float can hold is dead-lettered without being sent
-  (status :data:`NOT_SENT`).
+  ``timeseries_dead_letters`` with its line, status and reason when its range is settled, so
+  it is not retried for ever. A value no 64-bit float can hold is dead-lettered without being
+  sent (status :data:`NOT_SENT`).
 
-Bisection writes good points again: harmless on InfluxDB, which keeps one value per series and
-timestamp. VictoriaMetrics keeps duplicate samples unless ``-dedup.minScrapeInterval`` is set
-(1ms is enough), which is also what makes a retry after a lost response harmless there.
+Bisection, a retry and a replay write good points again: harmless on InfluxDB, which keeps one
+value per series and timestamp. VictoriaMetrics keeps duplicate samples unless
+``-dedup.minScrapeInterval`` is set (1ms is enough), which is also what makes a retry after a
+lost response harmless there.
 
 Line protocol: measurement ``vitals``, field ``value`` (VictoriaMetrics names it
 ``vitals_value``), tags for code, unit, patient, gateway and device; timestamps in milliseconds
@@ -31,23 +42,25 @@ Line protocol: measurement ``vitals``, field ``value`` (VictoriaMetrics names it
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Generic, TypeVar, cast
+from typing import Generic, TypeVar
 
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
-from sqlalchemy import func, select, update
 
-from gateway.records.models import ObservationRow, TimeSeriesDeadLetter
-from gateway.records.store import RecordStore, UnexportedRow
+from gateway.records import export_queue
+from gateway.records.export_queue import DeadLetter
+from gateway.records.store import RecordStore
+from gateway.records.unit_of_work import ExportRow, ObservationsCommitted
 from gateway.settings import TimeSeriesSettings
 from tryggheim.aio import wait_event
 from tryggheim.errors import ConnectionLost
@@ -163,11 +176,33 @@ _MILLISECOND = timedelta(milliseconds=1)
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def to_line(row: UnexportedRow, value: str) -> str:
-    """The observation as one line of line protocol (millisecond time), its field written as
-    ``value``: the device's own decimal text rather than a float's repr, so a value no float can
-    hold still has a line to show in the dead letters. Written by hand: building an
-    influxdb-client Point per value cost as much CPU as storing it."""
+#: Series prefixes kept (:class:`LineBuilder`); past it the cache starts again.
+_SERIES_CACHED = 100_000
+
+
+class LineBuilder:
+    """Observations as lines of line protocol, with each series' prefix (measurement and tags)
+    built once: a home's readings repeat a handful of series."""
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[str, str, str, int | None, str], str] = {}
+
+    def line(self, row: ExportRow, value: str) -> str:
+        """The observation as one line (millisecond time), its field written as ``value``: the
+        device's own decimal text rather than a float's repr, so a value no float can hold
+        still has a line to show in the dead letters. Written by hand: building an
+        influxdb-client Point per value cost as much CPU as storing it."""
+        series = (row.code, row.device_id, row.gateway_id, row.patient_id, row.unit)
+        prefix = self._prefixes.get(series)
+        if prefix is None:
+            if len(self._prefixes) >= _SERIES_CACHED:
+                self._prefixes.clear()
+            prefix = self._prefixes[series] = _series_prefix(row)
+        millis = (row.time - _UNIX_EPOCH) // _MILLISECOND
+        return f"{prefix} value={value} {millis}"
+
+
+def _series_prefix(row: ExportRow) -> str:
     tags = [
         ("code", row.code),
         ("device", row.device_id),
@@ -176,8 +211,7 @@ def to_line(row: UnexportedRow, value: str) -> str:
         ("unit", row.unit),
     ]
     tag_text = ",".join(f"{k}={v.translate(_TAG_ESCAPES)}" for k, v in tags if v)
-    millis = (row.time - _UNIX_EPOCH) // _MILLISECOND
-    return f"{MEASUREMENT},{tag_text} value={value} {millis}"
+    return f"{MEASUREMENT},{tag_text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +222,17 @@ class PendingPoint:
 
 # -- the exporter ----------------------------------------------------------------------------------
 
+#: Rows the exporter holds in memory at most; what commits beyond waits in the pending ranges.
+HELD_ROWS = 50_000
+#: Seconds between two looks at the pending ranges for those nobody holds in memory.
+SWEEP_S = 5.0
+#: Seconds a write may take before it counts as failed (and is tried again).
+_WRITE_TIMEOUT_S = 30.0
+#: Characters of a backend's answer kept as the reason of a dead letter.
+_REASON_CHARS = 2000
+#: Pending ranges looked at per sweep.
+_SWEEP_RANGES = 1000
+
 
 @dataclass(slots=True)
 class ExportStats:
@@ -197,6 +242,23 @@ class ExportStats:
     retries: int = 0
     """Times a batch was written again after a transient failure or a misconfiguration."""
     dead_lettered: int = 0
+    replayed: int = 0
+    """Points read back from the record store to be written (a replay), not from memory."""
+    overflowed: int = 0
+    """Committed rows not held in memory (beyond :data:`HELD_ROWS`): replayed later."""
+
+
+@dataclass(slots=True)
+class _Work:
+    """Rows to write and the pending ranges they settle once all are written or refused."""
+
+    rows: list[ExportRow]
+    ranges: list[int]
+    """Their ids; a range read in part is not among them (see ``resume``)."""
+    resume: tuple[int, int] | None = None
+    """A range of a replay read in part: its id and the first pk still to be written."""
+    written: int = 0
+    refused: list[DeadLetter] = field(default_factory=list)
 
 
 class TimeSeriesExporter:
@@ -206,106 +268,195 @@ class TimeSeriesExporter:
         store: RecordStore,
         *,
         backoff: Callable[[], Iterator[float]] = backoff_delays,
+        held_rows: int = HELD_ROWS,
+        sweep_s: float = SWEEP_S,
     ) -> None:
         self._settings = settings
         self._store = store
         self._backoff = backoff
+        self._held_rows = held_rows
+        self._sweep_s = sweep_s
         self._wakeup = asyncio.Event()
+        self._lines = LineBuilder()
+        self._queue: deque[ObservationsCommitted] = deque()
+        self._held = 0
+        self._in_hand: set[int] = set()
+        """Ids of the ranges in memory or being written: no sweep takes them."""
+        self._seen: set[int] = set()
+        """Ids of the ranges the last sweep found pending and left alone."""
+        self._replaying = True
+        self._next_sweep = 0.0
         self.stats = ExportStats()
 
-    def notify(self) -> None:
+    def accept(self, committed: ObservationsCommitted) -> None:
+        """Take a transaction's rows, just committed (the record store's unit of work calls
+        this): written from memory, unless too many are held already."""
+        if self._held + len(committed.rows) > self._held_rows:
+            self.stats.overflowed += len(committed.rows)
+            return
+        self._queue.append(committed)
+        self._held += len(committed.rows)
+        self._in_hand.add(committed.range_id)
         self._wakeup.set()
 
     async def backlog(self) -> int:
         """Committed observations not yet exported: how far the charts lag the record store."""
         async with self._store.session() as s:
-            count = await s.scalar(
-                select(func.count())
-                .select_from(ObservationRow)
-                .where(ObservationRow.ts_exported.is_(False))
-            )
-        return int(count or 0)
+            return await export_queue.backlog(s)
 
     async def run(self) -> None:
+        """Export until cancelled: first what the record store holds pending (the replay),
+        then what commits, from memory, as it commits."""
         s = self._settings
-        async with InfluxDBClientAsync(
-            url=s.url, token=s.token.get_secret_value(), org=s.org
-        ) as client:
-            writer = client.write_api()
+        uow = self._store.unit_of_work
+        self._queue.clear()
+        self._held = 0
+        self._in_hand.clear()
+        self._replaying = True
+        uow.exports = self.accept
+        try:
+            async with aiohttp.ClientSession(
+                headers={
+                    "Authorization": f"Token {s.token.get_secret_value()}",
+                    "Content-Type": "text/plain; charset=utf-8",
+                },
+                timeout=aiohttp.ClientTimeout(total=_WRITE_TIMEOUT_S),
+            ) as http:
+                await self._export(http)
+        finally:
+            uow.exports = None
 
-            async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
-                try:
-                    await writer.write(
-                        bucket=s.bucket,
-                        record=[p.line for p in points],
-                        # The class's members are plain strings, its annotation the class.
-                        write_precision=cast(WritePrecision, WritePrecision.MS),
-                    )
-                except ApiException as exc:
-                    self.stats.write_failures += 1
-                    return classify(exc.status, str(exc.message))
-                except (InfluxDBError, aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    self.stats.write_failures += 1
-                    return Transient(str(exc) or type(exc).__name__)
-                return WRITTEN
+    async def _export(self, http: aiohttp.ClientSession) -> None:
+        s = self._settings
+        url = f"{s.url.rstrip('/')}/api/v2/write"
+        query = {"org": s.org, "bucket": s.bucket, "precision": "ms"}
 
-            delays = self._backoff()
-            while True:
-                self._wakeup.clear()
-                batch = await self._store.unexported(s.batch_size)
-                if not batch:
-                    await self._wait()
-                    continue
-                points: list[PendingPoint] = []
-                refused: list[tuple[PendingPoint, Rejected]] = []
-                for row in batch:
-                    value = float_text(row.value)
-                    if value is None:
-                        point = PendingPoint(row.pk, to_line(row, row.value))
-                        refused.append((point, Rejected(NOT_SENT, "not a finite 64-bit float")))
-                    else:
-                        points.append(PendingPoint(row.pk, to_line(row, value)))
-                result = await bisect_write(points, write)
-                await self._settle(result.written, [*refused, *result.rejected])
+        async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
+            body = "\n".join([p.line for p in points]).encode()
+            try:
+                async with http.post(url, params=query, data=body) as response:
+                    if response.status < 300:
+                        return WRITTEN
+                    answer = await response.text()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.stats.write_failures += 1
+                return Transient(str(exc) or type(exc).__name__)
+            self.stats.write_failures += 1
+            return classify(response.status, _message(answer))
+
+        delays = self._backoff()
+        while True:
+            self._wakeup.clear()
+            work = await self._next()
+            if work is None:
+                await self._wait()
+                continue
+            while work.rows:
+                chunk, rest = work.rows[: s.batch_size], work.rows[s.batch_size :]
+                result = await bisect_write(self._points(chunk, work), write)
+                work.written += len(result.written)
+                work.refused += (
+                    DeadLetter(point.pk, point.line, answer.status, answer.reason)
+                    for point, answer in result.rejected
+                )
                 if result.transient is not None:
+                    unresolved = {p.pk for p in result.unresolved}
+                    work.rows = [r for r in chunk if r.pk in unresolved] + rest
                     self._complain(result.transient)
                     self.stats.retries += 1
                     await asyncio.sleep(next(delays))
                     continue
+                work.rows = rest
                 delays = self._backoff()
+            await self._settle(work)
 
-    async def _settle(
-        self, written: Sequence[PendingPoint], refused: Sequence[tuple[PendingPoint, Rejected]]
-    ) -> None:
-        """Mark what is done and dead-letter what was refused, in one transaction: a row is never
-        marked without its dead letter, nor dead-lettered twice."""
-        if not written and not refused:
-            return
-        now = datetime.now(UTC)
+    def _points(self, rows: Sequence[ExportRow], work: _Work) -> list[PendingPoint]:
+        """The rows' lines; a value no float can hold is refused at once."""
+        points: list[PendingPoint] = []
+        for row in rows:
+            value = float_text(row.value)
+            if value is None:
+                line = self._lines.line(row, row.value)
+                work.refused.append(DeadLetter(row.pk, line, NOT_SENT, "not a finite 64-bit float"))
+            else:
+                points.append(PendingPoint(row.pk, self._lines.line(row, value)))
+        return points
+
+    async def _next(self) -> _Work | None:
+        """Pending ranges nobody holds when a sweep is due (always while replaying), else what
+        memory holds, a batch's worth of whole transactions."""
+        if self._replaying or time.monotonic() >= self._next_sweep:
+            work = await self._sweep()
+            if work is not None:
+                return work
+        if not self._queue:
+            return None
+        rows: list[ExportRow] = []
+        ranges: list[int] = []
+        while self._queue and (
+            not rows or len(rows) + len(self._queue[0].rows) <= self._settings.batch_size
+        ):
+            committed = self._queue.popleft()
+            self._held -= len(committed.rows)
+            rows += committed.rows
+            ranges.append(committed.range_id)
+        return _Work(rows, ranges)
+
+    async def _sweep(self) -> _Work | None:
+        """The first pending ranges nobody holds, read from the record store, a batch of rows
+        at most (the last range read may be read in part). Outside a replay (at start, then
+        until no range is left to it), only ranges the previous sweep found too."""
+        batch = self._settings.batch_size
+        rows: list[ExportRow] = []
+        ranges: list[int] = []
+        resume = None
         async with self._store.session() as s:
-            s.add_all(
-                TimeSeriesDeadLetter(
-                    observation_pk=point.pk,
-                    line=point.line,
-                    status=answer.status,
-                    reason=answer.reason,
-                    at=now,
+            pending = await export_queue.pending(s, _SWEEP_RANGES)
+            free = [r for r in pending if r.id not in self._in_hand]
+            due = free if self._replaying else [r for r in free if r.id in self._seen]
+            if not due:
+                self._seen = {r.id for r in free}
+                self._replaying = False
+                self._next_sweep = time.monotonic() + self._sweep_s
+                return None
+            self._replaying = True
+            for pending_range in due:
+                found = await export_queue.rows_in(
+                    s, pending_range.first_pk, pending_range.last_pk, batch - len(rows)
                 )
-                for point, answer in refused
+                rows += found
+                if len(rows) == batch and found and found[-1].pk < pending_range.last_pk:
+                    resume = (pending_range.id, found[-1].pk + 1)
+                    break
+                ranges.append(pending_range.id)
+                if len(rows) == batch:
+                    break
+        self._in_hand.update(ranges)
+        if resume is not None:
+            self._in_hand.add(resume[0])
+        self.stats.replayed += len(rows)
+        return _Work(rows, ranges, resume)
+
+    async def _settle(self, work: _Work) -> None:
+        """Take the work's ranges off the queue and dead-letter what was refused, in one
+        transaction."""
+        refused = work.refused
+        async with self._store.session() as s:
+            await export_queue.settle(
+                s, work.ranges, refused, datetime.now(UTC), resume=work.resume
             )
-            pks = [p.pk for p in written] + [p.pk for p, _ in refused]
-            await s.execute(
-                update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
-            )
-        for point, answer in refused:
+        self._in_hand.difference_update(work.ranges)
+        if work.resume is not None:
+            self._in_hand.discard(work.resume[0])
+        for letter in refused:
             log.warning(
                 "time-series backend refused observation %d (status %d: %s); dead-lettered: %s",
-                point.pk,
-                answer.status,
-                answer.reason,
-                point.line,
+                letter.pk,
+                letter.status,
+                letter.reason,
+                letter.line,
             )
-        self.stats.points_written += len(written)
+        self.stats.points_written += work.written
         self.stats.dead_lettered += len(refused)
 
     def _complain(self, failure: Transient) -> None:
@@ -321,7 +472,17 @@ class TimeSeriesExporter:
             log.warning("time-series write failed, will retry: %s", failure.reason)
 
     async def _wait(self) -> None:
-        await wait_event(self._wakeup, timeout=5)
+        await wait_event(self._wakeup, timeout=self._sweep_s)
+
+
+def _message(answer: str) -> str:
+    """The backend's reason for refusing a write: InfluxDB's JSON ``message``, or the text."""
+    try:
+        body = json.loads(answer)
+    except ValueError:
+        return answer[:_REASON_CHARS]
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message if message is not None else answer)[:_REASON_CHARS]
 
 
 # -- deletion --------------------------------------------------------------------------------------

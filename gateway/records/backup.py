@@ -5,13 +5,14 @@ PostgreSQL), the name of a VictoriaMetrics snapshot taken just before it, and ``
 written last, so that a directory without one is an interrupted backup.
 
 Order and why: the record store is the source of truth, and the time-series backend is a copy
-of it that the exporter fills (gateway/ingest/timeseries.py, the ``ts_exported`` flag). The
-time-series
-snapshot is taken *first*, so the record-store backup holds every observation that the snapshot
-holds. Rows exported between the two are marked exported in the backup but missing from the
-snapshot; the manifest keeps the export frontier read before the snapshot, and a restore marks
-every row from there on for export again. The backend keeps one value per series and timestamp
-(VictoriaMetrics with ``-dedup.minScrapeInterval``), so what is written twice is stored once.
+of it that the exporter fills (gateway/ingest/timeseries.py; what it has not written yet is in
+the pending ranges, gateway/records/export_queue.py). The time-series snapshot is taken
+*first*, so the record-store backup holds every observation that the snapshot holds. Rows
+exported between the two are no longer pending in the backup but missing from the snapshot; the
+manifest keeps the export frontier (the lowest pending pk) read before the snapshot, and a
+restore queues every row from there on for export again. The backend keeps one value per
+series and timestamp (VictoriaMetrics with ``-dedup.minScrapeInterval``), so what is written
+twice is stored once.
 
 Backups hold personal health data: the directory is made readable by its owner only, and must be
 stored encrypted (docs/privacy.md).
@@ -31,10 +32,9 @@ from pathlib import Path
 
 import aiohttp
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import func, or_, select, update
 
+from gateway.records import export_queue
 from gateway.records.migrate import current_revision
-from gateway.records.models import ObservationRow
 from gateway.records.store import RecordStore
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
 from tryggheim.errors import TryggheimError
@@ -121,11 +121,7 @@ async def back_up(
             directory, "exists already", hint="give a new directory for each backup"
         ) from None
     async with store.session() as s:
-        frontier = await s.scalar(
-            select(func.min(ObservationRow.pk)).where(ObservationRow.ts_exported.is_(False))
-        )
-        if frontier is None:
-            frontier = int(await s.scalar(select(func.max(ObservationRow.pk))) or 0) + 1
+        frontier = await export_queue.frontier(s)
     snapshot = None
     if timeseries is not None and timeseries.flavour is TimeSeriesFlavour.VICTORIAMETRICS:
         snapshot = await victoria_snapshot(timeseries.url, directory)
@@ -147,7 +143,7 @@ async def back_up(
         dialect=store.dialect,
         record_file=record_file,
         started_at=now,
-        export_frontier=int(frontier),
+        export_frontier=frontier,
         timeseries_flavour=timeseries.flavour.value if timeseries is not None else None,
         timeseries_snapshot=snapshot,
     )
@@ -163,7 +159,7 @@ async def restore(
     reexport_since: datetime | None = None,
 ) -> Manifest:
     """Replace the record store's contents with the backup's; with ``reexport`` (a time-series
-    backend is configured), mark the rows the time-series snapshot may lack for export again:
+    backend is configured), queue the rows the time-series snapshot may lack for export again:
     from the manifest's frontier, or ingested since ``reexport_since`` (when the time-series
     was backed up by other means, e.g. ``influx backup``, give the time that began).
     The platform must be stopped."""
@@ -200,15 +196,8 @@ async def restore(
         if reexport_since is not None:
             since = min(since, reexport_since)
         async with store.session() as s:
-            await s.execute(
-                update(ObservationRow)
-                .where(
-                    or_(
-                        ObservationRow.pk >= manifest.export_frontier,
-                        ObservationRow.ingested_at >= since,
-                    )
-                )
-                .values(ts_exported=False)
+            await export_queue.export_again(
+                s, from_pk=manifest.export_frontier, ingested_since=since
             )
     return manifest
 

@@ -233,7 +233,6 @@ class ObservationRow(Base):
         UniqueConstraint("gateway_id", "epoch", "seq", name="uq_observation_outbox_seq"),
         Index("ix_observations_patient_time", "patient_id", "time"),
         Index("ix_observations_hl7_state", "hl7_state"),
-        Index("ix_observations_ts_exported", "ts_exported"),
     )
 
     pk: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -260,7 +259,6 @@ class ObservationRow(Base):
     ingested_at: Mapped[datetime] = mapped_column(AwareDateTime())
     hl7_state: Mapped[str] = mapped_column(String(16))
     hl7_message_id: Mapped[int | None] = mapped_column(ForeignKey("hl7_messages.id"))
-    ts_exported: Mapped[bool] = mapped_column(default=False)
 
     def observation(self) -> Observation:
         """The stored row as the domain's Observation, in the device's own UTC offset."""
@@ -496,6 +494,20 @@ class AlarmRow(Base):
     escalation_repeat: Mapped[int] = mapped_column(Integer, default=0)
     next_escalation_at: Mapped[datetime | None] = mapped_column(AwareDateTime())
     updated_at: Mapped[datetime] = mapped_column(AwareDateTime())
+
+
+class TimeSeriesPending(Base):
+    """Observations committed but not yet in the time-series backend, as pk ranges: one row
+    per committing transaction, written in it, deleted once its points are written (see
+    gateway/records/export_queue.py). Ranges may overlap; the id is never reused (SQLite's
+    AUTOINCREMENT), so a range is only ever settled by whoever wrote its own rows."""
+
+    __tablename__ = "timeseries_pending"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    first_pk: Mapped[int] = mapped_column(BigInteger)
+    last_pk: Mapped[int] = mapped_column(BigInteger)
 
 
 class TimeSeriesDeadLetter(Base):

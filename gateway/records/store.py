@@ -33,7 +33,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,11 +63,14 @@ from gateway.records.models import (
     Patient,
     RejectedMessage,
     RejectedObservation,
+    TimeSeriesPending,
     stored_observation,
 )
 from gateway.records.patients import PatientRepository
 from gateway.records.unit_of_work import (
     AlarmChanged,
+    ExportRow,
+    ObservationsCommitted,
     ObservationsStored,
     PatientScope,
     UnitOfWork,
@@ -129,17 +132,6 @@ class Cursor:
         if time.utcoffset() is None:
             raise ValueError("cursor time has no offset")
         return cls(time, int(pk))
-
-
-class UnexportedRow(NamedTuple):
-    pk: int
-    code: str
-    unit: str
-    gateway_id: str
-    device_id: str
-    patient_id: int | None
-    value: str
-    time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +230,14 @@ class NoAlarmKeeper(TryggheimError):
 
 
 class RecordStore:
-    def __init__(self, url: str, *, alarms: AlarmKeeper | None = None) -> None:
+    def __init__(
+        self, url: str, *, alarms: AlarmKeeper | None = None, export_pending: bool = True
+    ) -> None:
         """``alarms``: the alarm wing's book, which evaluates alarms inside the store's
         transactions (the platform's store has one; a tool that only migrates, backs up or
-        exports needs none)."""
+        exports needs none). ``export_pending``: record what each transaction inserts as
+        pending export to the time-series backend (``timeseries_pending``); a platform with no
+        backend configured does not, or the ranges would pile up with nobody to take them."""
         # A pre-ping finds a PostgreSQL connection the server dropped; a SQLite file cannot
         # drop one, and the ping was a round trip to the driver's thread per transaction.
         self.engine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
@@ -254,6 +250,7 @@ class RecordStore:
         """Every transaction's domain events go, after its commit, to its ``handler`` (set by
         the composition root: the live stream's publisher)."""
         self._alarms = alarms
+        self._export_pending = export_pending
         self._heartbeats_evaluated: dict[str, datetime] = {}
         """When each home gateway's status was last fed to the alarm engine (this process)."""
 
@@ -311,9 +308,11 @@ class RecordStore:
         observations: Sequence[tuple[OutboxKey, Observation]],
         owners: Mapping[tuple[str, str], Patient],
         now: datetime,
-    ) -> set[OutboxSeq]:
-        """Insert the observations, leaving out those whose seq the outbox has stored already;
-        the keys of the rows inserted."""
+    ) -> tuple[dict[OutboxSeq, int], int | None]:
+        """Insert the observations, leaving out those whose seq the outbox has stored already,
+        and record their pk range as pending export (:class:`TimeSeriesPending`, unless the
+        store was built without); the pk of each row inserted, by its key, and the range's
+        id (None when none was recorded)."""
         connection = await s.connection()
         if self.dialect == "postgresql":
             # One statement with each column as an array, not Core's multi-row VALUES: psycopg
@@ -322,28 +321,43 @@ class RecordStore:
             rows = [_row(o, key.epoch, owners, now, _utc) for key, o in observations]
             # Lists: psycopg sends a list as an array (a tuple would be a record).
             columns = tuple(list(column) for column in zip(*rows, strict=True))
-            inserted_rows = await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
-            return {OutboxSeq._make(row) for row in inserted_rows}
+            if not self._export_pending:
+                plain = await connection.exec_driver_sql(_POSTGRESQL_INSERT_ONLY, columns)
+                return _pks_by_key(plain), None
+            with_range: list[Any] = list(
+                await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
+            )
+            # Every row carries the range's id.
+            range_id = with_range[0][4] if with_range else None
+            return _pks_by_key(row[:4] for row in with_range), range_id
         # SQLite: the statement written out and the values in its storage format, as one
         # executemany on the transaction's connection. Through Core each row's parameters
         # were processed one by one (about 20 µs an observation, the issue measured the raw
         # insert at 5-6); SQLite's executemany returns no rows, so what was inserted is told
-        # by the count, and in the rare round with a resend in it by the rowids: SQLite gives
-        # a new row the highest rowid plus one, so the rows this statement inserted, under
-        # the transaction's write lock, are the last ``inserted`` rowids.
+        # by the count, and its pks by the rowids: SQLite gives a new row the highest rowid
+        # plus one, so the rows this statement inserted, under the transaction's write lock,
+        # are the last ``inserted`` rowids, in the order of ``rows``.
         ingested = _sqlite_time(now)
         rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
         inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
-        if inserted == len(rows):
-            return {OutboxSeq(row[1], row[2], row[3]) for row in rows}
         if not inserted:
-            return set()
-        latest = await connection.exec_driver_sql(
-            f"SELECT gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
-            "WHERE pk > last_insert_rowid() - ?",
-            (inserted,),
-        )
-        return {OutboxSeq._make(row) for row in latest}
+            return {}, None
+        if inserted == len(rows):
+            last = (await connection.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
+            first = last - inserted + 1
+            pks = {OutboxSeq(row[1], row[2], row[3]): first + n for n, row in enumerate(rows)}
+        else:
+            latest = await connection.exec_driver_sql(
+                f"SELECT pk, gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
+                "WHERE pk > last_insert_rowid() - ?",
+                (inserted,),
+            )
+            pks = _pks_by_key(latest)
+            first, last = min(pks.values()), max(pks.values())
+        if not self._export_pending:
+            return pks, None
+        recorded = await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
+        return pks, recorded.scalar_one()
 
     async def commit_batch(
         self, gateway_id: str, observations: Sequence[Observation], now: datetime
@@ -427,17 +441,23 @@ class RecordStore:
         by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
-            stored = await self._insert_observations(s, observations, owners, now)
+            stored, range_id = await self._insert_observations(s, observations, owners, now)
             conflicts: dict[OutboxKey, list[Observation]] = {}
+            exported: list[ExportRow] = []
             for key, obs in observations:
                 assert obs.seq is not None
-                if OutboxSeq(key.gateway_id, key.epoch, obs.seq) not in stored:
+                pk = stored.get(OutboxSeq(key.gateway_id, key.epoch, obs.seq))
+                if pk is None:
                     conflicts.setdefault(key, []).append(obs)
                     continue
                 owner = owners.get((obs.gateway_id, obs.device_id))
-                inserted.append((key, StoredObservation(obs, owner.id if owner else None)))
+                patient_id = owner.id if owner else None
+                inserted.append((key, StoredObservation(obs, patient_id)))
+                exported.append(ExportRow.of(pk, obs, patient_id))
                 if owner is not None:
                     by_patient.setdefault(owner.id, []).append(obs)
+            if range_id is not None:
+                record(s, ObservationsCommitted(range_id, tuple(exported)))
             for key, obs in await self._reused_seqs(s, conflicts) if from_edges else ():
                 assert obs.seq is not None
                 refused.setdefault(key, {})[obs.seq] = RejectedItem(
@@ -989,24 +1009,6 @@ class RecordStore:
             )
             return int(waiting or 0) + int(pending or 0)
 
-    async def mark_exported(self, pks: Sequence[int]) -> None:
-        async with self.session() as s:
-            await s.execute(
-                update(ObservationRow).where(ObservationRow.pk.in_(pks)).values(ts_exported=True)
-            )
-
-    async def unexported(self, limit: int) -> list[UnexportedRow]:
-        """The oldest rows not yet in the time-series backend: only the columns a point needs
-        (plain tuples, not ORM objects: the exporter reads every row once)."""
-        async with self.session() as s:
-            result = await s.execute(
-                select(*(getattr(ObservationRow, name) for name in UnexportedRow._fields))
-                .where(ObservationRow.ts_exported.is_(False))
-                .order_by(ObservationRow.pk)
-                .limit(limit)
-            )
-            return [UnexportedRow(*row) for row in result]
-
 
 #: The columns of an ingested observation, in the order of :func:`_row`, with their types in
 #: PostgreSQL (the insert there passes each column as one array).
@@ -1028,18 +1030,31 @@ _ROW_COLUMNS = {
     "flags": "text",
     "ingested_at": "timestamptz",
     "hl7_state": "text",
-    "ts_exported": "boolean",
 }
 _SQLITE_INSERT = (
     f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))}) "
     "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING"
 )
-_POSTGRESQL_INSERT = (
+_SQLITE_PENDING = (
+    f"INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) VALUES (?, ?) RETURNING id"
+)
+_POSTGRESQL_INSERT_ONLY = (
     f"INSERT INTO {ObservationRow.__tablename__} ({', '.join(_ROW_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in _ROW_COLUMNS.values())}) "
-    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING RETURNING gateway_id, epoch, seq"
+    "ON CONFLICT (gateway_id, epoch, seq) DO NOTHING RETURNING pk, gateway_id, epoch, seq"
 )
+_POSTGRESQL_INSERT = (
+    f"WITH inserted AS ({_POSTGRESQL_INSERT_ONLY}), "
+    f"pending AS (INSERT INTO {TimeSeriesPending.__tablename__} (first_pk, last_pk) "
+    "SELECT min(pk), max(pk) FROM inserted HAVING count(*) > 0 RETURNING id) "
+    "SELECT pk, gateway_id, epoch, seq, (SELECT id FROM pending) FROM inserted"
+)
+
+
+def _pks_by_key(rows: Iterable[Any]) -> dict[OutboxSeq, int]:
+    """Rows of ``pk, gateway_id, epoch, seq`` as each pk by its outbox seq."""
+    return {OutboxSeq(gateway, epoch, seq): pk for pk, gateway, epoch, seq in rows}
 
 
 def _sqlite_time(at: datetime) -> str:
@@ -1089,5 +1104,4 @@ def _row(
         ",".join(obs.flags),
         ingested_at,
         (Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE).value,
-        False,
     )

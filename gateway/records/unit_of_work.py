@@ -8,6 +8,10 @@ transaction that rolled back.
 Code inside a transaction records events with :func:`record`: appending to a list, no query,
 so the hot ingest path pays nothing for it. A :func:`savepoint` that rolls back takes the
 events recorded inside it along.
+
+The observations a transaction inserted (:class:`ObservationsCommitted`) go the same way, but to
+the time-series export (:attr:`UnitOfWork.exports`), which writes them from memory: whichever
+entry point committed them, no read-back from the database.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeAlias
+from datetime import datetime
+from typing import NamedTuple, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,8 +85,46 @@ class PatientMoved:
     from_care_team_id: int | None
 
 
-DomainEvent: TypeAlias = ObservationsStored | AlarmChanged | PatientRegistered | PatientMoved
+class ExportRow(NamedTuple):
+    """What a time-series point is made of: an observation's stored pk and columns."""
+
+    pk: int
+    code: str
+    unit: str
+    gateway_id: str
+    device_id: str
+    patient_id: int | None
+    value: str
+    time: datetime
+
+    @classmethod
+    def of(cls, pk: int, obs: Observation, patient_id: int | None) -> ExportRow:
+        return cls(
+            pk,
+            obs.code,
+            obs.unit,
+            obs.gateway_id,
+            obs.device_id,
+            patient_id,
+            str(obs.value),  # the text the record store keeps
+            obs.time,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationsCommitted:
+    """Observations the transaction inserted, all of them (with a patient or not), and the id
+    of the range it recorded as pending export (``timeseries_pending``)."""
+
+    range_id: int
+    rows: tuple[ExportRow, ...]
+
+
+DomainEvent: TypeAlias = (
+    ObservationsStored | AlarmChanged | PatientRegistered | PatientMoved | ObservationsCommitted
+)
 EventHandler: TypeAlias = Callable[[Sequence[DomainEvent]], Awaitable[None]]
+ExportHandler: TypeAlias = Callable[[ObservationsCommitted], None]
 
 #: Where a session keeps the events of its transaction (``Session.info``).
 _EVENTS = "tryggheim.domain_events"
@@ -114,6 +157,9 @@ class UnitOfWork:
         self._sessions = sessions
         self.handler: EventHandler | None = None
         """None: nothing listens (a command-line tool), and the events are dropped."""
+        self.exports: ExportHandler | None = None
+        """Takes each transaction's :class:`ObservationsCommitted` (the time-series exporter);
+        None: none runs here, and the rows wait in ``timeseries_pending`` for one that does."""
         self.stats = DomainEventStats()
 
     @asynccontextmanager
@@ -122,8 +168,19 @@ class UnitOfWork:
             async with s.begin():
                 yield s
             events: list[DomainEvent] | None = s.info.pop(_EVENTS, None)
-        if events and self.handler is not None:
-            await self._hand_over(self.handler, events)
+        if not events:
+            return
+        published: list[DomainEvent] = []
+        for event in events:
+            if isinstance(event, ObservationsCommitted):
+                # Synchronous and cheap (a queue append). Rows not handed over (no exporter
+                # here, or a caller cancelled in between) wait in the pending ranges.
+                if self.exports is not None:
+                    self.exports(event)
+            else:
+                published.append(event)
+        if published and self.handler is not None:
+            await self._hand_over(self.handler, published)
 
     async def _hand_over(self, handler: EventHandler, events: Sequence[DomainEvent]) -> None:
         try:

@@ -23,6 +23,7 @@ from servers import BrokerFixture
 from sqlalchemy import select
 
 from edge.outbox import Outbox
+from gateway.records import export_queue
 from gateway.records.models import GatewayProgress, ObservationRow, RejectedMessage
 from gateway.records.store import OutboxKey, RecordStore
 from tryggheim.mqtt import MqttSession
@@ -203,5 +204,8 @@ async def test_a_stored_observation_reads_back_as_it_came_in(store: RecordStore)
             .where(ObservationRow.time == came_in.time)
             .where(ObservationRow.ingested_at == now)
         )
+        pending = await export_queue.pending(s, 10)
     assert row is not None and row.observation() == came_in
-    assert (row.mdc, row.hl7_state, row.ts_exported) == (150021, "n/a", False)
+    assert (row.mdc, row.hl7_state) == (150021, "n/a")
+    # To be written to the time-series backend.
+    assert [(r.first_pk, r.last_pk) for r in pending] == [(row.pk, row.pk)]

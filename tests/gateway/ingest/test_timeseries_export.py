@@ -41,10 +41,12 @@ from gateway.ingest.timeseries import (
     bisect_write,
     classify,
 )
+from gateway.records import export_queue
 from gateway.records.models import ObservationRow, TimeSeriesDeadLetter
 from gateway.records.store import RecordStore
 from gateway.settings import TimeSeriesFlavour, TimeSeriesSettings
 from tryggheim.apps.broker import find_free_port
+from tryggheim.domain import Observation
 from tryggheim.mqtt import backoff_delays
 
 BAD_DEVICE = "C0:10:00:00:0B:AD"
@@ -272,3 +274,111 @@ def test_bisection_writes_the_good_and_isolates_the_bad(
     else:
         assert result.unresolved  # the chunk that failed is still to be written
         assert len(calls) - 1 == transient_at
+
+
+def _victoria(vm: VictoriaMetricsServer) -> TimeSeriesSettings:
+    return TimeSeriesSettings(url=vm.url, flavour=TimeSeriesFlavour.VICTORIAMETRICS)
+
+
+def _batch(gateway: str, first: int, count: int) -> list[Observation]:
+    return [
+        replace(o, gateway_id=gateway, seq=first + n + 1)
+        for n, o in enumerate(readings(first, count))
+    ]
+
+
+async def test_committed_rows_are_written_from_memory(
+    store: RecordStore, victoria_metrics: VictoriaMetricsServer
+) -> None:
+    """What commits while the exporter runs is handed to it by the commit: written without
+    being read back from the record store, and its pending range is settled."""
+    gateway = f"gw-{uuid.uuid4().hex[:8]}"
+    exporter = TimeSeriesExporter(_victoria(victoria_metrics), store, backoff=fast_backoff)
+    async with running(exporter.run(), "exporter"):
+        await until(lambda: store.unit_of_work.exports is not None, what="the exporter to start")
+        for first in (0, 10, 20):
+            await store.commit_batch(gateway, _batch(gateway, first, 10), datetime.now(UTC))
+        await store.commit_batch(gateway, _batch(gateway, 0, 10), datetime.now(UTC))  # resent
+        await until(lambda: exporter.stats.points_written == 30, what="30 points written")
+        assert await exporter.backlog() == 0
+    assert exporter.stats.replayed == 0
+    assert await _points_in_vm(victoria_metrics, gateway, 30) == _minutes(30)
+
+
+async def test_what_a_crashed_exporter_held_is_written_after_a_restart(
+    store: RecordStore, victoria_metrics: VictoriaMetricsServer
+) -> None:
+    """The exporter held the rows in memory while the backend was away, and died: they are
+    still pending in the record store, and the next exporter writes them at start."""
+    gateway = f"gw-{uuid.uuid4().hex[:8]}"
+    away = TimeSeriesSettings(url=f"http://{LOOPBACK}:{find_free_port()}")
+    crashed = TimeSeriesExporter(away, store, backoff=fast_backoff)
+    async with running(crashed.run(), "exporter"):
+        await until(lambda: store.unit_of_work.exports is not None, what="the exporter to start")
+        await store.commit_batch(gateway, _batch(gateway, 0, 25), datetime.now(UTC))
+        await until(lambda: crashed.stats.retries >= 2, what="failed writes")
+    assert crashed.stats.points_written == 0
+    assert await crashed.backlog() == 25
+    # Read back ten rows at a time: the range is written in three parts.
+    settings = _victoria(victoria_metrics).model_copy(update={"batch_size": 10})
+    restarted = TimeSeriesExporter(settings, store, backoff=fast_backoff)
+    async with running(restarted.run(), "exporter"):
+        await until(lambda: restarted.stats.points_written == 25, what="the replay")
+        assert await restarted.backlog() == 0
+    assert restarted.stats.replayed == 25
+    assert await _points_in_vm(victoria_metrics, gateway, 25) == _minutes(25)
+
+
+async def test_rows_beyond_what_memory_holds_and_other_processes_rows_are_replayed(
+    database_url: str, victoria_metrics: VictoriaMetricsServer
+) -> None:
+    """Two platform processes on one record store: one exports, the other runs no exporter
+    (or its exporter died), and they commit concurrently (on PostgreSQL their pks interleave).
+    The exporter holds at most 5 rows in memory, fewer than a commit's: its own rows too are
+    written once two sweeps found them pending. Nothing is lost (a PostgreSQL range spanning the
+    other's rows writes those twice: the backend keeps one)."""
+    gateways = [f"gw-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    stores = [RecordStore(database_url, alarms=AlarmBook()) for _ in gateways]
+    await stores[0].migrate()
+    exporter = TimeSeriesExporter(
+        _victoria(victoria_metrics), stores[0], backoff=fast_backoff, held_rows=5, sweep_s=0.2
+    )
+    try:
+        async with running(exporter.run(), "exporter"):
+            await until(lambda: stores[0].unit_of_work.exports is not None, what="the start")
+            for first in range(0, 40, 10):
+                await asyncio.gather(
+                    *(
+                        s.commit_batch(g, _batch(g, first, 10), datetime.now(UTC))
+                        for s, g in zip(stores, gateways, strict=True)
+                    )
+                )
+
+            async def settled() -> bool:
+                return await exporter.backlog() == 0 and exporter.stats.points_written >= 80
+
+            await until(settled, what="80 points written")
+        assert exporter.stats.overflowed == 40
+        assert exporter.stats.replayed >= 80
+        for gateway in gateways:
+            # As a set: the test's VictoriaMetrics keeps a point written twice twice (no
+            # -dedup.minScrapeInterval), and on PostgreSQL a range may span the other's rows.
+            assert set(await _points_in_vm(victoria_metrics, gateway, 40)) == set(_minutes(40))
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_without_a_time_series_backend_nothing_waits_for_export(database_url: str) -> None:
+    """A platform with no backend configured builds its store with ``export_pending=False``:
+    no pending range piles up for an exporter that never runs."""
+    store = RecordStore(database_url, alarms=AlarmBook(), export_pending=False)
+    await store.migrate()
+    try:
+        gateway = f"gw-{uuid.uuid4().hex[:8]}"
+        result = await store.commit_batch(gateway, _batch(gateway, 0, 10), datetime.now(UTC))
+        assert len(result.inserted) == 10
+        async with store.session() as s:
+            assert await export_queue.pending(s, 10) == []
+    finally:
+        await store.close()

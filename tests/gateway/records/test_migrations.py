@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 
 from gateway.alarms.book import AlarmBook
 from gateway.auth import Role
+from gateway.records import export_queue
 from gateway.records.migrate import (
     SCRIPT_LOCATION,
     MigrationBrokeForeignKeys,
@@ -106,6 +107,34 @@ async def test_gateways_watermarks_and_seqs_become_the_legacy_epochs(database_ur
         resend = [replace(o, gateway_id="gw-old", seq=41 + n) for n, o in enumerate(readings(0, 2))]
         result = await store.commit_batch("gw-old", resend, datetime.now(UTC))
         assert result.committed == {OutboxKey("gw-old", LEGACY_EPOCH): 42}
+    finally:
+        await store.close()
+
+
+async def test_rows_not_yet_exported_become_a_pending_range(database_url: str) -> None:
+    """Revision 0016 replaces the ``ts_exported`` flag with pending pk ranges: the rows the
+    exporter had not written before the upgrade are still to be written after it."""
+    store = RecordStore(database_url, alarms=AlarmBook())
+    try:
+        await upgrade(store.engine, "0015")
+        async with store.engine.begin() as conn:
+            for seq, exported in ((1, True), (2, False), (3, True), (4, False)):
+                await conn.execute(
+                    text(
+                        "INSERT INTO observations (pk, id, gateway_id, epoch, seq, device_id, "
+                        "source, code, mdc, value, unit, time, utc_offset_min, time_source, "
+                        "flags, ingested_at, hl7_state, ts_exported) VALUES (:seq, :id, 'gw', '', "
+                        ":seq, 'dev', 'ble', 'spo2', 150456, '97', '%', '2026-12-01 10:00:00', "
+                        "60, 'device', '', '2026-12-01 10:00:01', 'n/a', :exported)"
+                    ),
+                    {"seq": seq, "id": f"obs-{seq}", "exported": exported},
+                )
+        await store.migrate()
+        async with store.session() as s:
+            pending = await export_queue.pending(s, 10)
+            assert [(r.first_pk, r.last_pk) for r in pending] == [(2, 4)]
+            assert await export_queue.backlog(s) == 3  # the exported row between is written again
+            assert await export_queue.frontier(s) == 2
     finally:
         await store.close()
 

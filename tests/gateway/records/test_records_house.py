@@ -31,7 +31,6 @@ SQL_NOT_YET_IN_REPOSITORIES = {
     "gateway/fhir/queue.py",
     "gateway/hl7/inbound/processor.py",
     "gateway/hl7/inbound/rows.py",
-    "gateway/ingest/timeseries.py",
     "gateway/registry/privacy.py",
     "gateway/registry/retention.py",
 }

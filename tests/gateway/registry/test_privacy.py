@@ -113,10 +113,12 @@ async def test_export_then_erase_leaves_nothing_of_the_patient(
     ids = await _two_patients(store)
     series = TimeSeriesSettings(url=victoria_metrics.url, flavour=TimeSeriesFlavour.VICTORIAMETRICS)
 
-    async def exported() -> bool:
-        return not await store.unexported(1)
+    exporter = TimeSeriesExporter(series, store)
 
-    async with running(TimeSeriesExporter(series, store).run(), "exporter"):
+    async def exported() -> bool:
+        return await exporter.backlog() == 0
+
+    async with running(exporter.run(), "exporter"):
         await until(exported, what="everything written to VictoriaMetrics")
 
     def points(patient: str) -> int:

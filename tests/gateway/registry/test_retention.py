@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 
 from gateway.alarms.book import AlarmBook
 from gateway.ingest.timeseries import TimeSeriesExporter
+from gateway.records import export_queue
 from gateway.records.models import (
     DEFAULT_TENANT,
     AlarmRow,
@@ -177,19 +178,21 @@ async def _world(store: RecordStore) -> World:
         await s.flush()
         old_p1 = observation(p1, 100, message=1)
         new_p2 = observation(p2, 5, message=3)
-        s.add_all(
-            [
-                old_p1,
-                observation(p1, 40),
-                observation(p2, 100, message=2),
-                new_p2,
-                observation(p3, 400),
-                observation(p3, 100, message=5),
-                observation(None, 400),  # no patient: the default tenant's
-                observation(None, 10),
-            ]
-        )
+        observations = [
+            old_p1,
+            observation(p1, 40),
+            observation(p2, 100, message=2),
+            new_p2,
+            observation(p3, 400),
+            observation(p3, 100, message=5),
+            observation(None, 400),  # no patient: the default tenant's
+            observation(None, 10),
+        ]
+        s.add_all(observations)
         await s.flush()
+        # Written by hand, not committed by ingest: queued for export as ingest queues them.
+        pks = [row.pk for row in observations]
+        await export_queue.add(s, min(pks), max(pks))
         s.add_all(
             TimeSeriesDeadLetter(
                 observation_pk=row.pk, line="vitals value=1E+400", status=0, reason="", at=NOW
