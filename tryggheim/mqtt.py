@@ -309,17 +309,56 @@ class MqttSession:
         async for batch in self.message_batches(limit=1):
             yield batch[0]
 
-    async def message_batches(self, limit: int) -> AsyncIterator[list[Message]]:
+    async def message_batches(
+        self,
+        limit: int,
+        *,
+        linger_s: float = 0.0,
+        urgent: Callable[[Message], bool] | None = None,
+    ) -> AsyncIterator[list[Message]]:
         """Received messages, everything already waiting at once (at most ``limit``), so that
         a consumer under load can handle many in one transaction; one at a time when idle.
-        Ends like :meth:`messages` when the connection drops."""
+        Ends like :meth:`messages` when the connection drops.
+
+        With ``linger_s`` a batch waits up to that long after its first message for more (up
+        to ``limit``): a consumer whose cost is mostly per batch pays it once for a trickle of
+        messages instead of once each. A message that is ``urgent`` ends the wait at once."""
         while True:
             batch = [await self._messages.get()]
-            while len(batch) < limit and not self._messages.empty():
-                batch.append(self._messages.get_nowait())
+            self._take_waiting(batch, limit)
+            if linger_s > 0 and not self._ends_wait(batch, urgent):
+                await self._linger(batch, limit, linger_s, urgent)
             if _DISCONNECTED in batch:
                 received = batch[: batch.index(_DISCONNECTED)]
                 if received:
                     yield received
                 raise self._lost or ConnectionLost(self._peer, "disconnected")
             yield batch
+
+    def _take_waiting(self, batch: list[Message], limit: int) -> None:
+        while len(batch) < limit and not self._messages.empty():
+            batch.append(self._messages.get_nowait())
+
+    @staticmethod
+    def _ends_wait(batch: list[Message], urgent: Callable[[Message], bool] | None) -> bool:
+        return any(m is _DISCONNECTED or (urgent is not None and urgent(m)) for m in batch)
+
+    async def _linger(
+        self,
+        batch: list[Message],
+        limit: int,
+        linger_s: float,
+        urgent: Callable[[Message], bool] | None,
+    ) -> None:
+        deadline = self._loop.time() + linger_s
+        while len(batch) < limit:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await self._messages.get()
+            except TimeoutError:
+                return
+            arrived = [message]
+            self._take_waiting(arrived, limit - len(batch))
+            batch += arrived
+            if self._ends_wait(arrived, urgent):
+                return
