@@ -119,9 +119,10 @@ class Platform:
         return all(w.stats.connected for w in self.workers)
 
     def _committed(self, result: CommitResult) -> None:
-        if not result.inserted:
-            return
-        self.hl7.notify()
+        if result.alarms:
+            self.hl7.notify()  # the alert manager hears of an alarm change at once
+        elif result.inserted:
+            self.hl7.measurements_stored()
 
     @property
     def started(self) -> bool:

@@ -101,6 +101,7 @@ class Hl7Outbound:
         self._store = store
         self._clock = clock
         self._wakeup = asyncio.Event()
+        self._settling: asyncio.TimerHandle | None = None
         self._lanes: dict[Destination, asyncio.Task[bool]] = {}
         self._owner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = timedelta(seconds=2 * settings.ack_timeout_s + 30)
@@ -118,8 +119,21 @@ class Hl7Outbound:
         )
 
     def notify(self) -> None:
-        """Look at the queue now (new measurements, an alarm changed, a message requeued)."""
+        """Look at the queue now (an alarm changed, a message requeued)."""
         self._wakeup.set()
+
+    def measurements_stored(self) -> None:
+        """New measurements were committed. They are composed once settled (``settle_s``
+        after they were stored), so look then: one look for all the commits meanwhile (ingest
+        commits many times a second, and each look is three transactions)."""
+        if self._settling is None:
+            self._settling = asyncio.get_running_loop().call_later(
+                self._settings.settle_s, self._settled
+            )
+
+    def _settled(self) -> None:
+        self._settling = None
+        self.notify()
 
     async def run(self) -> None:
         try:
@@ -135,6 +149,8 @@ class Hl7Outbound:
                     log.error("HL7 outbound round failed: %s", exc)
                 await wait_event(self._wakeup, max(wait, 0.05))
         finally:
+            if self._settling is not None:
+                self._settling.cancel()
             lanes = list(self._lanes.values())
             for lane in lanes:
                 lane.cancel()

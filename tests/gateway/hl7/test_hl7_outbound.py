@@ -747,3 +747,28 @@ async def test_no_alert_manager_no_alarm_reports(store: RecordStore) -> None:
     async with store.session() as s:
         assert list(await s.scalars(select(Hl7Message))) == []
         assert await s.get(Tenant, "default") is not None
+
+
+async def test_commits_while_measurements_settle_cost_one_look(store: RecordStore) -> None:
+    """Ingest commits many times a second; measurements are composed only once settled, so
+    the commits of a settling period wake the queue once, when the first of them has
+    settled — not once each (every look is three transactions)."""
+    settings = FAST.model_copy(update={"settle_s": 0.6})
+    outbound = Hl7Outbound(settings, store)
+    looks: list[float] = []
+    compose = outbound.compose
+
+    async def counted() -> int:
+        looks.append(asyncio.get_running_loop().time())
+        return await compose()
+
+    outbound.compose = counted  # type: ignore[method-assign]
+    async with running(outbound):
+        await until(lambda: asyncio.sleep(0, bool(looks)), what="the first look")
+        first_commit = asyncio.get_running_loop().time()
+        for _ in range(10):
+            outbound.measurements_stored()
+            await asyncio.sleep(0.03)
+        assert len(looks) == 1
+        await until(lambda: asyncio.sleep(0, len(looks) >= 2), what="the look once settled")
+    assert looks[1] - first_commit >= settings.settle_s - 0.05
