@@ -174,14 +174,18 @@ class AlarmBook:
             changed += await self._apply(s, item.patient, state, changes, now)
         return changed
 
-    async def gateway_status(
-        self, s: AsyncSession, patient_id: int, gateway_id: str, online: bool, now: datetime
+    async def gateway_statuses(
+        self,
+        s: AsyncSession,
+        by_patient: Mapping[int, Sequence[tuple[str, bool]]],
+        now: datetime,
     ) -> list[AlarmRow]:
+        """Feed home gateways' statuses, (gateway id, online) each, every patient's in the
+        order received; her patients' locks in one query, not one a heartbeat."""
         changed: list[AlarmRow] = []
-        for item in await self._lock(s, [patient_id], now):
-            state, changes = evaluate_all(
-                item.state, item.rules, [GatewayStatus(gateway_id, online)], now
-            )
+        for item in await self._lock(s, by_patient, now):
+            statuses = [GatewayStatus(*status) for status in by_patient[item.patient.id]]
+            state, changes = evaluate_all(item.state, item.rules, statuses, now)
             changed += await self._apply(s, item.patient, state, changes, now)
         return changed
 

@@ -40,8 +40,11 @@ class AlarmKeeper(Protocol):
         self, s: AsyncSession, by_patient: Mapping[int, Sequence[Observation]], now: datetime
     ) -> list[AlarmRow]: ...
 
-    async def gateway_status(
-        self, s: AsyncSession, patient_id: int, gateway_id: str, online: bool, now: datetime
+    async def gateway_statuses(
+        self,
+        s: AsyncSession,
+        by_patient: Mapping[int, Sequence[tuple[str, bool]]],
+        now: datetime,
     ) -> list[AlarmRow]: ...
 
     async def tick(

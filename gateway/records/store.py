@@ -142,6 +142,22 @@ class StoredObservation:
     patient_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """What ingest needs of the patient an observation belongs to."""
+
+    id: int
+    scope: PatientScope
+    has_gp: bool
+    """She has a GP endpoint: her measurements wait to be sent there over HL7."""
+
+    @classmethod
+    def of(
+        cls, patient_id: int, tenant_id: str, care_team_id: int | None, gp_host: str | None
+    ) -> Owner:
+        return cls(patient_id, PatientScope(tenant_id, care_team_id), gp_host is not None)
+
+
 class OutboxKey(NamedTuple):
     """One edge outbox: a home gateway's seqs are numbered per epoch."""
 
@@ -306,7 +322,7 @@ class RecordStore:
         self,
         s: AsyncSession,
         observations: Sequence[tuple[OutboxKey, Observation]],
-        owners: Mapping[tuple[str, str], Patient],
+        owners: Mapping[tuple[str, str], Owner],
         now: datetime,
     ) -> tuple[dict[OutboxSeq, int], int | None]:
         """Insert the observations, leaving out those whose seq the outbox has stored already,
@@ -437,7 +453,7 @@ class RecordStore:
             (key, by_outbox[key][seq]) for key in outboxes for seq in sorted(by_outbox[key])
         ]
         inserted: list[tuple[OutboxKey, StoredObservation]] = []
-        owners: dict[tuple[str, str], Patient] = {}
+        owners: dict[tuple[str, str], Owner] = {}
         by_patient: dict[int, list[Observation]] = {}
         if observations:
             owners = await self._owners(s, [o for _, o in observations], patients)
@@ -476,19 +492,16 @@ class RecordStore:
         }
         passed, jumps = await self._advance_watermarks(s, seqs, dead, now, count_jumps=from_edges)
         committed = {key: mark for key, (_, mark) in passed.items()}
-        scopes = {p.id: PatientScope(p.tenant_id, p.care_team_id) for p in owners.values()}
+        scopes = {owner.id: owner.scope for owner in owners.values()}
         lost: dict[OutboxKey, int] = {}
+        marks = await self._marks(s, [OutboxKey(r.gateway_id, r.epoch) for r in statuses])
         for report in statuses:
-            if caught_up := await self._catch_up(s, report):
-                key = OutboxKey(report.gateway_id, report.epoch)
+            key = OutboxKey(report.gateway_id, report.epoch)
+            if caught_up := await self._catch_up(s, report, marks.get(key)):
                 passed[key] = (passed.get(key, caught_up)[0], caught_up.mark)
                 committed[key], lost[key] = caught_up.mark, caught_up.lost
         fed = await self._in_seq_order(s, inserted, passed) if from_edges else by_patient
         alarms = await self.alarms.observe(s, fed, now)
-        for patient_id in fed.keys() - scopes.keys():
-            # Evaluated now, stored by an earlier transaction: the alarm engine has it locked.
-            owner = await s.get_one(Patient, patient_id)
-            scopes[patient_id] = PatientScope(owner.tenant_id, owner.care_team_id)
         # The home gateways of the statuses in one query.
         wanted = {r.gateway_id for r in statuses}
         gateways = (
@@ -499,12 +512,18 @@ class RecordStore:
             if wanted
             else {}
         )
+        heard: dict[int, list[tuple[str, bool]]] = {}
         for report in statuses:
             gateway = gateways.get(report.gateway_id)
-            changed, patient = await self._record_status(s, gateway, report, now)
-            if patient is not None:
-                alarms += changed
-                scopes[patient.id] = PatientScope(patient.tenant_id, patient.care_team_id)
+            if (patient_id := await self._record_status(s, gateway, report, now)) is not None:
+                heard.setdefault(patient_id, []).append((report.gateway_id, report.online))
+        if heard:
+            alarms += await self.alarms.gateway_statuses(s, heard, now)
+        for patient_id in (fed.keys() | {a.patient_id for a in alarms}) - scopes.keys():
+            # Evaluated now, stored by an earlier transaction (or a heartbeat's): the alarm
+            # engine has her locked, so she is in the session.
+            locked = await s.get_one(Patient, patient_id)
+            scopes[patient_id] = PatientScope(locked.tenant_id, locked.care_team_id)
         record(
             s,
             *(ObservationsStored(p, scopes[p], tuple(new)) for p, new in by_patient.items()),
@@ -629,32 +648,42 @@ class RecordStore:
 
     async def _owners(
         self, s: AsyncSession, observations: Sequence[Observation], patients: Mapping[str, int]
-    ) -> dict[tuple[str, str], Patient]:
+    ) -> dict[tuple[str, str], Owner]:
         """The patient of each (gateway, device): the one the device is paired to, else the
-        patient whose home the gateway is in (home sensors are not paired one by one)."""
+        patient whose home the gateway is in (home sensors are not paired one by one). Read as
+        columns: loading whole patients (care plan and all) into the session was a third of
+        a small round's commit."""
         pairs = {(o.gateway_id, o.device_id) for o in observations}
+        patient = cast(Table, Patient.__table__)
+        owner_columns = (
+            patient.c.id,
+            patient.c.tenant_id,
+            patient.c.care_team_id,
+            patient.c.gp_hl7_host,
+        )
         paired = await s.execute(
-            select(Device.device_id, Patient)
-            .join(Patient, Device.patient_id == Patient.id)
+            select(Device.device_id, *owner_columns)
+            .join(patient, Device.patient_id == patient.c.id)
             .where(Device.device_id.in_({device for _, device in pairs}))
         )
-        by_device: dict[str, Patient] = {device_id: patient for device_id, patient in paired}
-        by_home: dict[str, Patient] = {}
+        by_device = {row[0]: Owner.of(*row[1:]) for row in paired}
+        by_home: dict[str, Owner] = {}
         if any(device not in by_device for _, device in pairs):
             homes = await s.execute(
-                select(HomeGateway.id, Patient)
-                .join(Patient, HomeGateway.patient_id == Patient.id)
+                select(HomeGateway.id, *owner_columns)
+                .join(patient, HomeGateway.patient_id == patient.c.id)
                 .where(HomeGateway.id.in_({gateway for gateway, _ in pairs}))
             )
-            by_home = {gateway_id: patient for gateway_id, patient in homes}
+            by_home = {row[0]: Owner.of(*row[1:]) for row in homes}
             for gateway_id, patient_id in patients.items():
-                if (named := await s.get(Patient, patient_id)) is not None:
-                    by_home[gateway_id] = named
-        owners: dict[tuple[str, str], Patient] = {}
+                named = await s.execute(select(*owner_columns).where(patient.c.id == patient_id))
+                if (row := named.first()) is not None:
+                    by_home[gateway_id] = Owner.of(*row)
+        owners: dict[tuple[str, str], Owner] = {}
         for gateway, device in pairs:
-            patient = by_device.get(device) or by_home.get(gateway)
-            if patient is not None:
-                owners[(gateway, device)] = patient
+            owner = by_device.get(device) or by_home.get(gateway)
+            if owner is not None:
+                owners[(gateway, device)] = owner
         return owners
 
     async def _advance_watermarks(
@@ -780,14 +809,32 @@ class RecordStore:
         )
         return marks, tuple(jumps)
 
-    async def _catch_up(self, s: AsyncSession, report: GatewayStatusReport) -> CaughtUp | None:
+    async def _marks(self, s: AsyncSession, outboxes: Sequence[OutboxKey]) -> dict[OutboxKey, int]:
+        """The watermarks of these outboxes, read without a lock, in one query (a round's
+        heartbeats each name theirs)."""
+        if not outboxes:
+            return {}
+        progress = cast(Table, GatewayProgress.__table__)
+        row_key = tuple_(progress.c.gateway_id, progress.c.epoch)
+        rows = await s.execute(
+            select(progress.c.gateway_id, progress.c.epoch, progress.c.committed_seq).where(
+                row_key.in_(sorted(set(outboxes)))
+            )
+        )
+        return {OutboxKey(g, e): mark for g, e, mark in rows}
+
+    async def _catch_up(
+        self, s: AsyncSession, report: GatewayStatusReport, mark: int | None
+    ) -> CaughtUp | None:
         """A home gateway that was told more is committed than the record store now holds: the
         store was restored from a backup older than the gateway's last ack. The gateway deleted
         those rows, so they will never come again, and a watermark waiting for them would stall
         for ever and the gateway's outbox with it. The watermark moves to what the gateway says
-        (and on over what it has resent since)."""
+        (and on over what it has resent since). ``mark``: the outbox's watermark read without a
+        lock (None when it has none): the common case (the gateway is not ahead) takes no
+        lock."""
         claimed = report.committed_seq
-        if claimed is None:
+        if claimed is None or mark is None or claimed <= mark:
             return None
         key = OutboxKey(report.gateway_id, report.epoch)
         progress = cast(Table, GatewayProgress.__table__)
@@ -796,10 +843,6 @@ class RecordStore:
             .where(progress.c.gateway_id == key.gateway_id)
             .where(progress.c.epoch == key.epoch)
         )
-        # The common case (the gateway is not ahead) takes no lock.
-        mark = await s.scalar(mark_of)
-        if mark is None or claimed <= mark:
-            return None
         mark = await s.scalar(mark_of.with_for_update())
         if mark is None or claimed <= mark:
             return None
@@ -851,9 +894,11 @@ class RecordStore:
         gateway: HomeGateway | None,
         report: GatewayStatusReport,
         now: datetime,
-    ) -> tuple[list[AlarmRow], Patient | None]:
+    ) -> int | None:
+        """Record a status on its gateway; the gateway's patient when the alarm engine is to
+        hear of it."""
         if gateway is None:
-            return [], None
+            return None
         news = gateway.online != report.online
         gateway.online = report.online
         gateway.status_at = now
@@ -866,17 +911,14 @@ class RecordStore:
                 for p in {p.device_id: p for p in report.sensors}.values()
             )
         if gateway.patient_id is None:
-            return [], None
+            return None
         # A heartbeat that says what the last one said changes no alarm; it only keeps the
         # engine's gateway-offline silence timer fed, which once a minute does.
         fed = self._heartbeats_evaluated.get(gateway.id)
         if not news and fed is not None and now - fed < HEARTBEAT_EVALUATION:
-            return [], None
+            return None
         self._heartbeats_evaluated[gateway.id] = now
-        changed = await self.alarms.gateway_status(
-            s, gateway.patient_id, gateway.id, report.online, now
-        )
-        return changed, await s.get(Patient, gateway.patient_id)
+        return gateway.patient_id
 
     async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
         async with self.session() as s:
@@ -1072,7 +1114,7 @@ def _utc(at: datetime) -> datetime:
 def _row(
     obs: Observation,
     epoch: str,
-    owners: Mapping[tuple[str, str], Patient],
+    owners: Mapping[tuple[str, str], Owner],
     ingested_at: object,
     time_value: Callable[[datetime], object],
 ) -> tuple[Any, ...]:
@@ -1083,7 +1125,7 @@ def _row(
     measurement = metric.system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(
         HL7_SOURCE_PREFIX
     )
-    has_gp = patient is not None and patient.gp_hl7_host is not None
+    has_gp = patient is not None and patient.has_gp
     offset = obs.time.utcoffset()
     assert offset is not None
     return (
