@@ -69,7 +69,7 @@ MESSAGES_PER_COMMIT = 200
 #: per message: a thousand homes' trickle of batches, each its own round, kept the platform
 #: busy with transactions of one batch each. The edge keeps thousands of observations in
 #: flight, so the acks' delay does not slow what it sends.
-ROUND_LINGER_S = 0.1
+ROUND_LINGER_S = 0.25
 
 
 @dataclass(slots=True)
