@@ -96,11 +96,13 @@ async def test_urgent_events_overtake_a_backlog(
     uplink = make_uplink(mqtt_settings(mosquitto, GATEWAY), outbox)
     outbox.append(readings(0, 2000))
     (fall,) = outbox.append(readings(0, 1, code="TRY_EVT_FALL"))
-    async with (
-        running(make_worker(mqtt_settings(mosquitto, "platform"), store).run(), "ingest"),
-        running(uplink.run(), "up"),
-    ):
-        await until(lambda: outbox.depth() == 0, timeout=60)
+    worker = make_worker(mqtt_settings(mosquitto, "platform"), store)
+    async with running(worker.run(), "ingest"):
+        # Subscribed first: a first send that found no subscriber is resent only after the
+        # ack timeout, behind the backlog (the race made this test fail now and then).
+        await until(lambda: worker.stats.connected)
+        async with running(uplink.run(), "up"):
+            await until(lambda: outbox.depth() == 0, timeout=60)
     async with store.session() as s:
         order = list(await s.scalars(select(ObservationRow.seq).order_by(ObservationRow.pk)))
     assert order.index(fall.seq) < 50, "the fall event was stored behind the backlog"
