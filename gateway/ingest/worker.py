@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -90,6 +91,8 @@ class IngestStats:
     handling_errors: int = 0
     """Rounds that failed in an unforeseen way: logged, acknowledged, and ingest went on."""
     store_errors: int = 0
+    conflicts_retried: int = 0
+    """Transactions PostgreSQL chose as a deadlock's victim (or failed to serialise), retried."""
     observations_lost: int = 0
     """Acknowledged observations the record store no longer has (restored from a backup)."""
 
@@ -106,6 +109,19 @@ def is_outage(exc: BaseException) -> bool:
         exc,
         OperationalError | InterfaceError | DisconnectionError | SQLTimeoutError | OSError,
     )
+
+
+#: PostgreSQL's SQLSTATEs for a transaction it rolled back to settle a conflict with another:
+#: a deadlock's victim, a serialisation failure. Retrying it at once is the remedy.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+#: How often a round chosen as a victim is tried again before it counts as an outage.
+CONFLICT_RETRIES = 5
+
+
+def lost_a_conflict(exc: BaseException) -> bool:
+    """The database rolled the transaction back to let a concurrent one through (two ingest
+    workers locking the same gateways): nothing is wrong with the data or the database."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONFLICT_SQLSTATES
 
 
 def refused_data(exc: BaseException) -> bool:
@@ -303,7 +319,21 @@ class IngestWorker:
     async def _commit_parts(self, parts: Sequence[_Part]) -> CommitResult:
         batches = [p for p in parts if isinstance(p, ObservationBatch)]
         statuses = [p for p in parts if isinstance(p, GatewayStatusReport)]
-        return await self._store.commit_batches(batches, _now(), statuses=statuses, from_edges=True)
+        attempt = 1
+        while True:
+            try:
+                return await self._store.commit_batches(
+                    batches, _now(), statuses=statuses, from_edges=True
+                )
+            except DBAPIError as exc:
+                # Handled as an outage, the round would wait for the edges' resends (20 s).
+                if not lost_a_conflict(exc) or attempt == CONFLICT_RETRIES:
+                    raise
+                self.stats.conflicts_retried += 1
+                log.warning("ingest %s: %s; trying again", self.client_id, exc.orig)
+                # Apart in time, so that the two do not meet the same way again.
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+                attempt += 1
 
     async def _isolate(self, parts: Sequence[_Part], refused: Exception) -> list[CommitResult]:
         """``parts`` were refused together (with ``refused``): commit each half on its own."""
