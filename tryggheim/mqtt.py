@@ -315,6 +315,7 @@ class MqttSession:
         *,
         linger_s: float = 0.0,
         urgent: Callable[[Message], bool] | None = None,
+        enough: int | None = None,
     ) -> AsyncIterator[list[Message]]:
         """Received messages, everything already waiting at once (at most ``limit``), so that
         a consumer under load can handle many in one transaction; one at a time when idle.
@@ -322,12 +323,15 @@ class MqttSession:
 
         With ``linger_s`` a batch waits up to that long after its first message for more (up
         to ``limit``): a consumer whose cost is mostly per batch pays it once for a trickle of
-        messages instead of once each. A message that is ``urgent`` ends the wait at once."""
+        messages instead of once each. A message that is ``urgent`` ends the wait at once, and
+        so does a batch of ``enough`` messages: a manual-ack session gets no more than the
+        broker's in-flight maximum unacknowledged, so waiting for more would only stall."""
+        upto = min(limit, enough or limit)
         while True:
             batch = [await self._messages.get()]
             self._take_waiting(batch, limit)
-            if linger_s > 0 and not self._ends_wait(batch, urgent):
-                await self._linger(batch, limit, linger_s, urgent)
+            if linger_s > 0 and len(batch) < upto and not self._ends_wait(batch, urgent):
+                await self._linger(batch, upto, linger_s, urgent)
             if _DISCONNECTED in batch:
                 received = batch[: batch.index(_DISCONNECTED)]
                 if received:

@@ -71,6 +71,10 @@ MESSAGES_PER_COMMIT = 200
 #: busy with transactions of one batch each. The edge keeps thousands of observations in
 #: flight, so the acks' delay does not slow what it sends.
 ROUND_LINGER_S = 0.25
+#: A round of this many messages waits for no more: the transaction is amortised, and the
+#: broker sends no more than its in-flight maximum (100, deploy/mosquitto/mosquitto.conf)
+#: unacknowledged, so a worker lingering for more under a backlog would only stall.
+ROUND_ENOUGH = 50
 
 
 @dataclass(slots=True)
@@ -200,7 +204,10 @@ class IngestWorker:
                     flusher = asyncio.create_task(self._flush_statuses(mqtt))
                     try:
                         async for messages in mqtt.message_batches(
-                            MESSAGES_PER_COMMIT, linger_s=ROUND_LINGER_S, urgent=is_urgent
+                            MESSAGES_PER_COMMIT,
+                            linger_s=ROUND_LINGER_S,
+                            urgent=is_urgent,
+                            enough=ROUND_ENOUGH,
                         ):
                             await self._contained(mqtt, messages)
                             for message in messages:
