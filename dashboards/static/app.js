@@ -387,9 +387,10 @@ async function loadOverview() {
     route.name === "alarms" && route.show === "all"
       ? api.get("api/v1/alarms?state=all&limit=100", { view: views.overview }) : null,
   ]);
+  for (const patient of patients) patient.open_alarms = freshest(patient.open_alarms, { open: true });
   state.patients = patients;
-  state.alarms = alarms;
-  if (all) state.allAlarms = all;
+  state.alarms = freshest(alarms, { open: true });
+  if (all) state.allAlarms = freshest(all);
   state.thresholds = new Map(thresholds.map((p) => [p.patient_id, p.thresholds]));
   state.loaded = true;
   state.updatedAt = new Date();
@@ -414,7 +415,7 @@ async function loadDetail(id, range) {
   ]);
   if (route.name !== "patient" || route.id !== id || route.range !== range) return; // moved on
   state.detail = {
-    id, range, from, to, thresholds, events, devices, alarms, loaded: true,
+    id, range, from, to, thresholds, events, devices, alarms: freshest(alarms), loaded: true,
     observations: observations.data,
     truncated: observations.response.headers.has("X-Next-Cursor"),
   };
@@ -460,7 +461,26 @@ function noticeReorder() {
   state.top = top;
 }
 
+/** The newest state seen of each alarm (by how many steps its history has): a list fetched
+ * before a step of hers answered must not put the alarm back as it was (focus on its next
+ * step would be lost, and a closed alarm would come back until the next refresh). */
+const newestAlarms = new Map();
+
+function newest(alarm) {
+  const known = newestAlarms.get(alarm.id);
+  if (known && (known.history?.length ?? 0) > (alarm.history?.length ?? 0)) return known;
+  newestAlarms.set(alarm.id, alarm);
+  return alarm;
+}
+
+/** A fetched list of alarms with each one as new as already seen (`open`: only those still open). */
+function freshest(alarms, { open = false } = {}) {
+  const fresh = alarms.map(newest);
+  return open ? fresh.filter((a) => a.state !== "closed") : fresh;
+}
+
 function replaceAlarm(updated) {
+  newest(updated);
   const swap = (list) => list.map((a) => (a.id === updated.id ? updated : a));
   state.alarms = swap(state.alarms).filter((a) => a.state !== "closed");
   state.allAlarms = swap(state.allAlarms);
