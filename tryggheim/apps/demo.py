@@ -300,8 +300,12 @@ class ReplayClock:
     def now(self) -> datetime:
         elapsed = self._loop.time() - self._t0
         if elapsed < self._replay_s:
-            return self.start + timedelta(seconds=elapsed * self._speed)
-        return self.end + timedelta(seconds=elapsed - self._replay_s)
+            simulated = self.start + timedelta(seconds=elapsed * self._speed)
+        else:
+            simulated = self.end + timedelta(seconds=elapsed - self._replay_s)
+        # The loop's monotonic clock and the wall clock drift apart by microseconds: a reading
+        # must never be stamped in the future (a full run caught it 1 µs ahead).
+        return min(simulated, datetime.now(UTC))
 
     async def sleep_until(self, moment: datetime) -> None:
         if moment <= self.end:
