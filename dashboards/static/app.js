@@ -380,6 +380,7 @@ async function runRefresh() {
 }
 
 async function loadOverview() {
+  const issued = performance.now();
   const [patients, alarms, thresholds, all] = await Promise.all([
     api.get("api/v1/patients", { view: views.overview }),
     api.get("api/v1/alarms?state=open&limit=1000", { view: views.overview }),
@@ -388,13 +389,17 @@ async function loadOverview() {
       ? api.get("api/v1/alarms?state=all&limit=100", { view: views.overview }) : null,
   ]);
   for (const patient of patients) patient.open_alarms = freshest(patient.open_alarms, { open: true });
+  // An alarm the live stream brought while this load was under way, raised after its answer
+  // was made: kept (and, before the first load, announced as new), not dropped from the list.
+  const raisedSince = state.alarms.filter((a) => (liveSince.get(a.id) ?? -1) > issued
+    && a.state !== "closed" && !alarms.some((b) => b.id === a.id));
   state.patients = patients;
-  state.alarms = freshest(alarms, { open: true });
+  state.alarms = [...raisedSince, ...freshest(alarms, { open: true })];
   if (all) state.allAlarms = freshest(all);
   state.thresholds = new Map(thresholds.map((p) => [p.patient_id, p.thresholds]));
   state.loaded = true;
   state.updatedAt = new Date();
-  noticeNewAlarms(alarms);
+  noticeNewAlarms([...raisedSince, ...alarms]);
   noticeReorder();
 }
 
@@ -633,9 +638,11 @@ function applyMove({ patient_id: id, visible }) {
 }
 
 const arrivedLive = new Set(); // alarms raised live before the first load answered
+const liveSince = new Map(); // alarm id → when the live stream first brought it (performance.now())
 
 function applyAlarm(alarm) {
   if (state.known === null && alarm.state === "raised") arrivedLive.add(alarm.id);
+  if (!liveSince.has(alarm.id)) liveSince.set(alarm.id, performance.now());
   const known = [...state.alarms, ...state.allAlarms].find((a) => a.id === alarm.id);
   // Names and places are looked up where a person acted; a change by the engine (escalated,
   // cleared) keeps those already known.
