@@ -5,32 +5,18 @@ PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import pytest_asyncio
-from access import platform_settings, signed_in
-from chain import serving_app
 from sqlalchemy import update
 
-from gateway.api.app import create_app
 from gateway.auth import Passwords, Role
-from gateway.live.events import EventBus
 from gateway.records.models import DEFAULT_TENANT, AuditEntry, HomeGateway
 from gateway.records.store import RecordStore
 from gateway.registry.service import Registry
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def admin(store: RecordStore) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, EventBus(), platform_settings())
-    headers = await signed_in(store, Role.ADMIN)
-    async with serving_app(app) as url, httpx.AsyncClient(base_url=url, headers=headers) as client:
-        yield client
 
 
 async def test_a_reset_password_is_shown_once_and_ends_her_sessions(

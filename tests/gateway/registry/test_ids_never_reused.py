@@ -7,31 +7,16 @@ without it a deleted highest id came back. Real uvicorn, SQLite and PostgreSQL."
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import pytest_asyncio
-from access import platform_settings, signed_in
-from chain import serving_app
 
 from gateway.alarms.book import AlarmBook
-from gateway.api.app import create_app
-from gateway.auth import Role
-from gateway.live.events import EventBus
 from gateway.records.models import DEFAULT_TENANT, AlarmRow
 from gateway.records.store import RecordStore
 from gateway.registry.privacy import erase_patient
 from gateway.registry.service import Registry
-
-
-@pytest_asyncio.fixture
-async def admin(store: RecordStore) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, EventBus(), platform_settings())
-    headers = await signed_in(store, Role.ADMIN)
-    async with serving_app(app) as url, httpx.AsyncClient(base_url=url, headers=headers) as client:
-        yield client
 
 
 async def _register(admin: httpx.AsyncClient, national_id: str, given_name: str) -> int:
