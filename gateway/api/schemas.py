@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     SecretStr,
     StringConstraints,
+    TypeAdapter,
     ValidationInfo,
     field_validator,
 )
@@ -54,21 +55,32 @@ class ObservationOut(BaseModel):
     @classmethod
     def of_observation(cls, obs: Observation, seq: int, value: str) -> ObservationOut:
         """``value``: the decimal text as stored."""
-        return cls(
-            id=obs.id,
-            gateway_id=obs.gateway_id,
-            seq=seq,
-            device_id=obs.device_id,
-            source=obs.source,
-            code=obs.code,
-            mdc=obs.mdc,
-            display=codes.metric(obs.code).display,
-            value=value,
-            unit=obs.unit,
-            time=obs.time,
-            time_source=obs.time_source.value,
-            flags=list(obs.flags),
-        )
+        return cls.model_validate(shown_observation(obs, seq, value))
+
+
+_JSON_TIME = TypeAdapter(datetime)
+
+
+def shown_observation(obs: Observation, seq: int, value: str) -> dict[str, Any]:
+    """An observation as :class:`ObservationOut` shows it in JSON, built without the model:
+    the live stream carries every new value, and validating then dumping a model per value
+    was about 3.5 µs of the ingest path's CPU per observation (issue 18). ``value``: the
+    decimal text as stored."""
+    return {
+        "id": obs.id,
+        "gateway_id": obs.gateway_id,
+        "seq": seq,
+        "device_id": obs.device_id,
+        "source": obs.source,
+        "code": obs.code,
+        "mdc": obs.mdc,
+        "display": codes.metric(obs.code).display,
+        "value": value,
+        "unit": obs.unit,
+        "time": _JSON_TIME.dump_python(obs.time, mode="json"),
+        "time_source": obs.time_source.value,
+        "flags": list(obs.flags),
+    }
 
 
 class PatientOut(BaseModel):

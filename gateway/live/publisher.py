@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.alarms.book import history_of
-from gateway.api.schemas import AlarmOut, ObservationOut
+from gateway.api.schemas import AlarmOut, shown_observation
 from gateway.live.events import (
     EventBus,
     alarm_event,
@@ -54,9 +54,7 @@ class LivePublisher:
         for event in events:
             if isinstance(event, ObservationsStored):
                 shown = [
-                    ObservationOut.of_observation(obs, obs.seq or 0, str(obs.value)).model_dump(
-                        mode="json"
-                    )
+                    shown_observation(obs, obs.seq or 0, str(obs.value))
                     for obs in event.observations
                 ]
                 self._bus.publish(observation_event(event.patient_id, event.scope, shown))
