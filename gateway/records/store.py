@@ -324,28 +324,28 @@ class RecordStore:
         observations: Sequence[tuple[OutboxKey, Observation]],
         owners: Mapping[tuple[str, str], Owner],
         now: datetime,
-    ) -> tuple[dict[OutboxSeq, int], int | None]:
+    ) -> tuple[list[int | None], int | None]:
         """Insert the observations, leaving out those whose seq the outbox has stored already,
         and record their pk range as pending export (:class:`TimeSeriesPending`, unless the
-        store was built without); the pk of each row inserted, by its key, and the range's
-        id (None when none was recorded)."""
+        store was built without); the pk of each row inserted (None for one left out), in the
+        order of ``observations``, and the range's id (None when none was recorded)."""
         connection = await s.connection()
         if self.dialect == "postgresql":
             # One statement with each column as an array, not Core's multi-row VALUES: psycopg
             # parsed that statement's thousands of placeholders anew for every page (about
             # 80 µs an observation of client CPU). A resent row conflicts and returns nothing.
-            rows = [_row(o, key.epoch, owners, now, _utc) for key, o in observations]
+            rows = _rows(observations, owners, now, _utc)
             # Lists: psycopg sends a list as an array (a tuple would be a record).
             columns = tuple(list(column) for column in zip(*rows, strict=True))
             if not self._export_pending:
                 plain = await connection.exec_driver_sql(_POSTGRESQL_INSERT_ONLY, columns)
-                return _pks_by_key(plain), None
+                return _pks_in_order(observations, plain), None
             with_range: list[Any] = list(
                 await connection.exec_driver_sql(_POSTGRESQL_INSERT, columns)
             )
             # Every row carries the range's id.
             range_id = with_range[0][4] if with_range else None
-            return _pks_by_key(row[:4] for row in with_range), range_id
+            return _pks_in_order(observations, (row[:4] for row in with_range)), range_id
         # SQLite: the statement written out and the values in its storage format, as one
         # executemany on the transaction's connection. Through Core each row's parameters
         # were processed one by one (about 20 µs an observation, the issue measured the raw
@@ -353,23 +353,22 @@ class RecordStore:
         # by the count, and its pks by the rowids: SQLite gives a new row the highest rowid
         # plus one, so the rows this statement inserted, under the transaction's write lock,
         # are the last ``inserted`` rowids, in the order of ``rows``.
-        ingested = _sqlite_time(now)
-        rows = [_row(o, key.epoch, owners, ingested, _sqlite_time) for key, o in observations]
+        rows = _rows(observations, owners, _sqlite_time(now), _sqlite_time)
         inserted = (await connection.exec_driver_sql(_SQLITE_INSERT, rows)).rowcount
         if not inserted:
-            return {}, None
+            return [None] * len(rows), None
         if inserted == len(rows):
             last = (await connection.exec_driver_sql("SELECT last_insert_rowid()")).scalar_one()
             first = last - inserted + 1
-            pks = {OutboxSeq(row[1], row[2], row[3]): first + n for n, row in enumerate(rows)}
+            pks: list[int | None] = list(range(first, last + 1))
         else:
             latest = await connection.exec_driver_sql(
                 f"SELECT pk, gateway_id, epoch, seq FROM {ObservationRow.__tablename__} "
                 "WHERE pk > last_insert_rowid() - ?",
                 (inserted,),
             )
-            pks = _pks_by_key(latest)
-            first, last = min(pks.values()), max(pks.values())
+            pks = _pks_in_order(observations, latest)
+            first, last = min(filter(None, pks)), max(filter(None, pks))
         if not self._export_pending:
             return pks, None
         recorded = await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
@@ -460,9 +459,7 @@ class RecordStore:
             stored, range_id = await self._insert_observations(s, observations, owners, now)
             conflicts: dict[OutboxKey, list[Observation]] = {}
             exported: list[ExportRow] = []
-            for key, obs in observations:
-                assert obs.seq is not None
-                pk = stored.get(OutboxSeq(key.gateway_id, key.epoch, obs.seq))
+            for (key, obs), pk in zip(observations, stored, strict=True):
                 if pk is None:
                     conflicts.setdefault(key, []).append(obs)
                     continue
@@ -1094,15 +1091,22 @@ _POSTGRESQL_INSERT = (
 )
 
 
-def _pks_by_key(rows: Iterable[Any]) -> dict[OutboxSeq, int]:
-    """Rows of ``pk, gateway_id, epoch, seq`` as each pk by its outbox seq."""
-    return {OutboxSeq(gateway, epoch, seq): pk for pk, gateway, epoch, seq in rows}
+def _pks_in_order(
+    observations: Sequence[tuple[OutboxKey, Observation]], rows: Iterable[Any]
+) -> list[int | None]:
+    """Rows of ``pk, gateway_id, epoch, seq`` as the pk of each observation (None for one not
+    among them)."""
+    pks = {OutboxSeq(gateway, epoch, seq): pk for pk, gateway, epoch, seq in rows}
+    return [
+        pks.get(OutboxSeq(key.gateway_id, key.epoch, obs.seq or 0)) for key, obs in observations
+    ]
 
 
 def _sqlite_time(at: datetime) -> str:
     """A time as :class:`gateway.models.AwareDateTime` stores it on SQLite: UTC, in SQLAlchemy's
     SQLite text format (``2026-11-01 11:00:23.000000``)."""
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # Cut, not ``replace(tzinfo=None)``: the offset is the last six characters ("+00:00").
+    return at.astimezone(UTC).isoformat(" ", "microseconds")[:-6]
 
 
 def _utc(at: datetime) -> datetime:
@@ -1111,39 +1115,59 @@ def _utc(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def _row(
-    obs: Observation,
-    epoch: str,
+def _rows(
+    observations: Sequence[tuple[OutboxKey, Observation]],
     owners: Mapping[tuple[str, str], Owner],
     ingested_at: object,
     time_value: Callable[[datetime], object],
-) -> tuple[Any, ...]:
-    """An observation's row (:data:`_ROW_COLUMNS`), its time given by ``time_value``."""
-    patient = owners.get((obs.gateway_id, obs.device_id))
+) -> list[tuple[Any, ...]]:
+    """The observations' rows (:data:`_ROW_COLUMNS`), their times given by ``time_value``. What
+    follows from a device and its code (patient, numeric code, HL7 state) is worked out once
+    per round, not once per value: a home's batch is a few devices' many readings."""
+    by_device: dict[tuple[str, str, str, str], tuple[int | None, int, str]] = {}
+    rows = []
+    for key, obs in observations:
+        device = (obs.gateway_id, obs.device_id, obs.code, obs.source)
+        columns = by_device.get(device)
+        if columns is None:
+            columns = by_device[device] = _device_columns(obs, owners.get(device[:2]))
+        patient_id, mdc, hl7_state = columns
+        offset = obs.time.utcoffset()
+        assert offset is not None
+        rows.append(
+            (
+                obs.id,
+                obs.gateway_id,
+                key.epoch,
+                obs.seq,
+                obs.device_id,
+                patient_id,
+                obs.source,
+                obs.code,
+                mdc,
+                str(obs.value),
+                obs.unit,
+                time_value(obs.time),
+                int(offset.total_seconds() // 60),
+                obs.time_source.value,
+                ",".join(obs.flags),
+                ingested_at,
+                hl7_state,
+            )
+        )
+    return rows
+
+
+def _device_columns(obs: Observation, owner: Owner | None) -> tuple[int | None, int, str]:
+    """The patient, numeric code and HL7 state of a row of this device and code."""
     metric = codes.metric(obs.code)
     # Values that came in over HL7 are not sent out over HL7 again (no echo to their sender).
     measurement = metric.system == codes.MDC_CODING_SYSTEM and not obs.source.startswith(
         HL7_SOURCE_PREFIX
     )
-    has_gp = patient is not None and patient.has_gp
-    offset = obs.time.utcoffset()
-    assert offset is not None
+    waits = measurement and owner is not None and owner.has_gp
     return (
-        obs.id,
-        obs.gateway_id,
-        epoch,
-        obs.seq,
-        obs.device_id,
-        patient.id if patient else None,
-        obs.source,
-        obs.code,
+        owner.id if owner is not None else None,
         metric.code,
-        str(obs.value),
-        obs.unit,
-        time_value(obs.time),
-        int(offset.total_seconds() // 60),
-        obs.time_source.value,
-        ",".join(obs.flags),
-        ingested_at,
-        (Hl7State.WAITING if measurement and has_gp else Hl7State.NOT_APPLICABLE).value,
+        (Hl7State.WAITING if waits else Hl7State.NOT_APPLICABLE).value,
     )
