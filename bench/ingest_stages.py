@@ -1,0 +1,169 @@
+"""Ingest per stage, in process (issue 18): µs of this process's CPU per observation for each
+stage of the platform's hot path, on bench/ingest.py's own load, without MQTT or the
+time-series export around it (bench/export_stages.py measures that one).
+
+Each run builds a fresh SQLite record store wired as ``tryggheim gateway run`` wires it (the
+alarm book evaluating inside the store's transactions, the live stream's publisher taking each
+transaction's domain events after its commit), provisions the homes, calls ``gc.freeze()`` as
+the platform does after start-up, and then hands it the load's messages in rounds of the ingest
+worker's size (every home's next batch, in the order homes send them):
+
+- ``decode``: :func:`gateway.ingest.worker.plan_round` (JSON, validation, domain objects);
+- ``commit``: :meth:`RecordStore.commit_batches` as the ingest worker calls it (owners, the
+  deduplicating insert, watermarks, alarms in each outbox's seq order, alarm rows, the engine
+  state written, the hand-over to the live stream) with one patient per home (the default care
+  plan, so every rule runs);
+- ``commit_unowned``: the same rounds on a store whose homes have no patient, so no alarm rule
+  runs; ``alarms`` is the difference, what evaluating them costs.
+
+Process CPU includes aiosqlite's thread. The SpO2 alarms raised are checked against what the
+rule says for the data (bench/ingest.py's model): a run that raised other alarms fails (exit 1).
+Prints one JSON line with the median of the runs and every run::
+
+    .venv/bin/python bench/ingest_stages.py [--gateways 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest import TIMER_RULES, AlarmKey, Load, write_registry
+from sqlalchemy import select
+
+from gateway.alarms.book import AlarmBook
+from gateway.ingest.worker import MESSAGES_PER_COMMIT, plan_round
+from gateway.live.events import EventBus
+from gateway.live.publisher import LivePublisher
+from gateway.records.models import AlarmRow, HomeGateway
+from gateway.records.store import RecordStore
+from gateway.registry.provision import load_registry, provision
+from gateway.registry.service import Registry
+from tryggheim.mqtt import Message
+from tryggheim.wire import obs_topic
+
+
+def rounds(load: Load) -> list[list[Message]]:
+    """The load's messages as the ingest worker receives them under load: every home's first
+    batch, then every home's second, ..., in rounds of the worker's size."""
+    messages = [
+        Message(obs_topic(gateway), batches[n], qos=1, retain=False)
+        for n in range(max(map(len, load.batches.values())))
+        for gateway, batches in load.batches.items()
+        if n < len(batches)
+    ]
+    return [
+        messages[i : i + MESSAGES_PER_COMMIT] for i in range(0, len(messages), MESSAGES_PER_COMMIT)
+    ]
+
+
+async def one_run(load: Load, work: Path, owned: bool) -> dict[str, Any]:
+    """One fresh store, the whole load: CPU-seconds of decoding and of committing, and the
+    SpO2 alarms raised."""
+    store = RecordStore(
+        f"sqlite+aiosqlite:///{work / 'records.db'}", alarms=AlarmBook(), export_pending=False
+    )
+    store.unit_of_work.handler = LivePublisher(EventBus(), Registry(store))
+    try:
+        await store.migrate()
+        if owned:
+            registry = write_registry(work / "registry.toml", list(load.batches))
+            await provision(store, load_registry(registry))
+        plan = rounds(load)
+        gc.collect()
+        gc.freeze()
+        decode_s = commit_s = 0.0
+        for messages in plan:
+            started = time.process_time()
+            planned = plan_round(messages)
+            decoded = time.process_time()
+            await store.commit_batches(
+                planned.rest, datetime.now(UTC), statuses=planned.statuses, from_edges=True
+            )
+            committed = time.process_time()
+            decode_s += decoded - started
+            commit_s += committed - decoded
+            if planned.rejected:
+                raise SystemExit(f"the load was refused: {planned.rejected[0][1]}")
+        gc.unfreeze()
+        return {"decode_s": decode_s, "commit_s": commit_s, "raised": await raised_alarms(store)}
+    finally:
+        await store.engine.dispose()
+
+
+async def raised_alarms(store: RecordStore) -> Counter[AlarmKey]:
+    """The alarms an observation raised (timer rules follow the wall clock: left out)."""
+    query = (
+        select(HomeGateway.id, AlarmRow.rule_id, AlarmRow.device_id, AlarmRow.trigger_value)
+        .join(HomeGateway, HomeGateway.patient_id == AlarmRow.patient_id)
+        .where(AlarmRow.rule_id.not_in(TIMER_RULES))
+    )
+    async with store.engine.connect() as connection:
+        return Counter(tuple(row) for row in await connection.execute(query))
+
+
+def per_observation(seconds: float, load: Load) -> float:
+    return round(seconds / load.observations * 1e6, 2)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateways", type=int, default=200)
+    parser.add_argument("--batches-per-gateway", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--crossing-every", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    load = Load.make(args.gateways, args.batches_per_gateway, args.batch_size, args.crossing_every)
+    runs: list[dict[str, float]] = []
+    wrong = False
+    for _ in range(args.runs):
+        stages: dict[str, float] = {}
+        # Owned and unowned alternate, so that a change in the machine's load hits both.
+        for owned in (True, False):
+            with tempfile.TemporaryDirectory(prefix="ingest-stages-") as work:
+                measured = await one_run(load, Path(work), owned)
+            if owned:
+                stages["decode"] = per_observation(measured["decode_s"], load)
+                stages["commit"] = per_observation(measured["commit_s"], load)
+                missing = load.alarms - measured["raised"]
+                unexpected = measured["raised"] - load.alarms
+                stages["alarms_missing"] = missing.total()
+                stages["alarms_unexpected"] = unexpected.total()
+                wrong |= bool(missing or unexpected)
+            else:
+                stages["commit_unowned"] = per_observation(measured["commit_s"], load)
+        stages["alarms"] = round(stages["commit"] - stages["commit_unowned"], 2)
+        stages["total"] = round(stages["decode"] + stages["commit"], 2)
+        runs.append(stages)
+    median = {
+        key: statistics.median(run[key] for run in runs)
+        for key in ("decode", "commit", "commit_unowned", "alarms", "total")
+    }
+    print(
+        json.dumps(
+            {
+                "bench": "ingest_stages",
+                "observations": load.observations,
+                "expected_alarms": load.alarms.total(),
+                "us_per_observation": median,
+                "runs": runs,
+            }
+        )
+    )
+    if wrong:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
