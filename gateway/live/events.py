@@ -47,6 +47,12 @@ class EventBus:
         else:
             self.deliver(event)
 
+    @property
+    def listened(self) -> bool:
+        """Whether a published event reaches anyone: a stream of this process, or the relay to
+        the others."""
+        return self._outlet is not None or bool(self._subscribers)
+
     def route_through(self, outlet: Callable[[dict[str, Any]], None]) -> None:
         """Send every published event to ``outlet`` (a relay), which calls :meth:`deliver`."""
         self._outlet = outlet

@@ -4,7 +4,8 @@ that the nurse app applies it without asking again.
 
 Only a person's action on an alarm costs a lookup (the display names of the people on it and
 where its device is); changes by the alarm engine and new values are published as they are,
-with no query, so the hot ingest path is not slowed (the app keeps the names it knows)."""
+with no query, so the hot ingest path is not slowed (the app keeps the names it knows); new values
+are not even built while no stream is open."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ class LivePublisher:
     async def __call__(self, events: Sequence[DomainEvent]) -> None:
         for event in events:
             if isinstance(event, ObservationsStored):
+                if not self._bus.listened:
+                    # The most frequent event by far: with no stream open, building it for
+                    # nobody cost ingest about 3 µs a value.
+                    continue
                 shown = [
                     shown_observation(obs, obs.seq or 0, str(obs.value))
                     for obs in event.observations

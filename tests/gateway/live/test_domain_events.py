@@ -131,6 +131,30 @@ async def test_mqtt_ingest_puts_the_values_and_the_alarm_they_raise_on_the_strea
     assert (alarm["alarm"]["trigger_value"], alarm["alarm"]["device_id"]) == ("88", OXIMETER)
 
 
+async def test_new_values_are_built_for_the_stream_only_while_someone_watches(
+    store: RecordStore,
+) -> None:
+    """Ingest's most frequent event costs nothing while no stream is open; once one is, the
+    values are on it again (and an alarm is published either way)."""
+    await kari(store)
+    published: list[str] = []
+
+    class Recording(EventBus):
+        def publish(self, event: dict[str, Any]) -> None:
+            published.append(event["type"])
+            super().publish(event)
+
+    bus = Recording()
+    store.unit_of_work.handler = LivePublisher(bus, Registry(store))
+    await store.commit_batch(GATEWAY, [spo2(1, "97")], T0)
+    assert published == []
+    async with subscribed(bus) as seen:
+        await store.commit_batch(GATEWAY, [spo2(2, "85", 1)], T0)
+        await until(lambda: len(seen) == 2, timeout=5, what="the value and its alarm")
+    assert sorted(published) == ["alarm", "observation"]
+    assert [o["value"] for o in of_type(seen, "observation")[0]["observations"]] == ["85"]
+
+
 def oru(control_id: str, national_id: str, systolic: str) -> bytes:
     """An ORU^R01 (IHE PCD-01) of a third party's home gateway: one systolic pressure."""
     return (
