@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
@@ -214,8 +214,9 @@ def _series_prefix(row: ExportRow) -> str:
     return f"{MEASUREMENT},{tag_text}"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingPoint:
+class PendingPoint(NamedTuple):
+    """A row's line (a named tuple: one is made per observation exported)."""
+
     pk: int
     line: str
 
