@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
@@ -613,17 +615,27 @@ class RecordStore:
         read back then (``passed``: each outbox's watermark before and after this transaction).
         Urgent events (a fall, a leak) are sent ahead of any backlog: they are evaluated as
         they are stored, and not again."""
-        fed: dict[OutboxKey, dict[int, tuple[int | None, Observation]]] = {}
-        for key, item in inserted:
-            obs = item.observation
-            assert obs.seq is not None
+        fed: dict[OutboxKey, list[StoredObservation]] = {}
+        complete: set[OutboxKey] = set()
+        # ``inserted`` is in outbox and seq order (commit_in sorts it).
+        for key, group in groupby(inserted, key=itemgetter(0)):
+            items = [stored for _, stored in group]
             before, mark = passed.get(key, (0, 0))
-            if obs.is_urgent or before < obs.seq <= mark:
-                fed.setdefault(key, {})[obs.seq] = (item.patient_id, obs)
+            first, last = _seq(items[0].observation), _seq(items[-1].observation)
+            if before < first and last <= mark and len(items) == mark - before:
+                # The common case: this transaction stored all its watermark passed.
+                fed[key] = items
+                complete.add(key)
+            else:
+                fed[key] = [
+                    item
+                    for item in items
+                    if item.observation.is_urgent or before < _seq(item.observation) <= mark
+                ]
         for key, (before, mark) in passed.items():
-            here = sum(1 for seq in fed.get(key, {}) if before < seq <= mark)
-            if mark - before <= here:
-                continue  # the common case: this transaction stored all it passed
+            here = {_seq(item.observation) for item in fed.get(key, ())}
+            if key in complete or mark - before <= sum(1 for seq in here if before < seq <= mark):
+                continue
             table = cast(Table, ObservationRow.__table__)
             # Columns, not ORM objects: with two workers a good part of a load comes this way.
             earlier = await s.execute(
@@ -632,13 +644,20 @@ class RecordStore:
                 .where(table.c.epoch == key.epoch)
                 .where(table.c.seq > before, table.c.seq <= mark)
             )
-            for row in earlier:
-                if row.seq not in fed.get(key, {}) and row.code not in codes.URGENT_EVENTS:
-                    fed.setdefault(key, {})[row.seq] = (row.patient_id, stored_observation(row))
+            fed[key] = sorted(
+                [
+                    *fed.get(key, ()),
+                    *(
+                        StoredObservation(stored_observation(row), row.patient_id)
+                        for row in earlier
+                        if row.seq not in here and row.code not in codes.URGENT_EVENTS
+                    ),
+                ],
+                key=lambda item: _seq(item.observation),
+            )
         by_patient: dict[int, list[Observation]] = {}
         for key in sorted(fed):
-            for seq in sorted(fed[key]):
-                patient_id, obs = fed[key][seq]
+            for obs, patient_id in fed[key]:
                 if patient_id is not None:
                     by_patient.setdefault(patient_id, []).append(obs)
         return by_patient
@@ -1100,6 +1119,12 @@ def _pks_in_order(
     return [
         pks.get(OutboxSeq(key.gateway_id, key.epoch, obs.seq or 0)) for key, obs in observations
     ]
+
+
+def _seq(obs: Observation) -> int:
+    """The seq of an observation that has one (every committed one does)."""
+    assert obs.seq is not None
+    return obs.seq
 
 
 def _sqlite_time(at: datetime) -> str:
