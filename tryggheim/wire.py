@@ -401,8 +401,10 @@ def _plainly_valid(
         time = datetime.fromisoformat(raw_time)
     except ValueError:
         return None
-    # Strictly inside the years: their edges are for _bounded to decide in UTC.
-    if time.utcoffset() is None or not EARLIEST_YEAR < time.year < LATEST_YEAR:
+    # Aware: fromisoformat gives a fixed offset or none, never a tzinfo whose utcoffset() is
+    # None (which costs as much as the parse to ask). Strictly inside the years: their edges
+    # are for _bounded to decide in UTC.
+    if time.tzinfo is None or not EARLIEST_YEAR < time.year < LATEST_YEAR:
         return None
     return prechecked_observation(
         gateway_id,
@@ -413,7 +415,7 @@ def _plainly_valid(
         unit,
         time,
         time_source,
-        tuple(flags),
+        tuple(flags) if flags else (),
         seq,
         id_,
     )
