@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tryggheim import codes, wire
 from tryggheim.codes import DeviceKind
-from tryggheim.domain import Observation, TimeSource
+from tryggheim.domain import Observation, TimeSource, prechecked_observation
 from tryggheim.errors import NaiveTimeError, PayloadError
 from tryggheim.wire import (
     CONFIGURABLE,
@@ -26,6 +30,7 @@ from tryggheim.wire import (
     DeviceToPair,
     EdgeAlarm,
     EdgeStatus,
+    ObservationBatch,
     Pair,
     RejectedRange,
     SensorPlacement,
@@ -317,6 +322,128 @@ def test_any_value_in_any_top_level_field_is_a_payload_error_or_decodes(
     for topic, decode in ((TOPIC, decode_batch), (STATUS, decode_status), (ACK, decode_ack)):
         with contextlib.suppress(PayloadError):
             decode(topic, payload)
+
+
+# --- the plain observation's quick way in (tryggheim.wire._plainly_valid) -----------------
+
+_KINDS = [(m.ref, u) for m in codes.METRICS.values() for u in m.units]
+_NEAR_VALUES = [
+    *("-0", "+1", ".5", "5.", " 97", "97_0", "1e2", "1E+2", "１２", "", "NaN", "sNaN", "-Infinity"),
+    # Texts of at most 32 characters whose value is written in more, and the other way round.
+    "." + "1" * 31,
+    "1" * 26 + "e-31",
+    "0." + "0" * 40 + "1",
+    "9" * 32,
+    "9" * 33,
+]
+_NEAR_TIMES = [
+    *("2026-11-01", "2026-11-01T11:00", "2026-11-01T11:00:00Z", "yesterday"),
+    *("1970-01-01T00:30:00+01:00", "1970-01-01T00:00:00+00:00", "1970-01-01T00:00:00-01:00"),
+    *("2200-12-31T23:30:00-01:00", "2200-12-31T23:30:00+01:00", "0001-01-01T00:00:00+14:00"),
+]
+#: Each field as a gateway sends it, and as it should not.
+_PLAUSIBLE: dict[str, st.SearchStrategy[object]] = {
+    "id": st.uuids().map(str),
+    "seq": st.integers(1, 3),
+    "gateway_id": st.just("gw-0001"),
+    "device_id": st.just("C0:10:00:00:00:01"),
+    "source": st.just("ble:2A35"),
+    "time": st.datetimes(datetime(1971, 1, 1), datetime(2199, 1, 1)).map(
+        lambda t: t.replace(tzinfo=UTC).isoformat()
+    ),
+    "time_source": st.sampled_from(["device", "gateway"]),
+    "flags": st.lists(st.sampled_from(["irregular_pulse", "f" * 64]), max_size=2),
+}
+_ODD: dict[str, st.SearchStrategy[object]] = {
+    "id": st.sampled_from(["i" * 36, "i" * 37, ""]),
+    "seq": st.sampled_from([0, 2**63 - 1, 2**63, True, 1.0]),
+    "gateway_id": st.just("gw-0002"),
+    "device_id": st.sampled_from(["d" * 64, "d" * 65, ""]),
+    "source": st.sampled_from(["s" * 64, "s" * 65, ""]),
+    "code": st.sampled_from(["MDC_NOT_A_CODE", *sorted({c for c, _ in _KINDS})]),
+    "unit": st.sampled_from(["furlongs", *sorted({u.ucum for _, u in _KINDS})]),
+    "value": st.sampled_from(_NEAR_VALUES) | st.text("0123456789.-+eE_ ", max_size=12),
+    "time": st.sampled_from(_NEAR_TIMES)
+    | st.builds(
+        lambda t, hours: t.replace(tzinfo=timezone(timedelta(hours=hours))).isoformat(),
+        st.datetimes(datetime(1969, 12, 31), datetime(2201, 1, 1)),
+        st.integers(-23, 23),
+    ),
+    "time_source": st.sampled_from(["Device", "sundial"]),
+    "flags": st.sampled_from([[""], ["f" * 65], ["x", 1], ["x"] * 32, ["x"] * 33]),
+}
+#: The fields whose checks are the least plain, wrong more often.
+_ODD_FIELDS = [*_ODD, "value", "value", "value", "time", "time", "time", "flags", "unit"]
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[object]:
+    """Observations as a gateway might send them: of one or two kinds, sharing values, each
+    with at most one field that is wrong, and now and then one that is anything at all."""
+    kinds = draw(st.lists(st.sampled_from(_KINDS), min_size=1, max_size=2))
+    items: list[object] = []
+    for _ in range(draw(st.integers(1, 8))):
+        code, unit = draw(st.sampled_from(kinds))
+        plausible = {
+            **_PLAUSIBLE,
+            "code": st.just(code),
+            "unit": st.just(unit.ucum),
+            "value": st.sampled_from(["0", "1", "97", "37.20"])
+            | st.decimals(unit.lowest, unit.highest, places=2).map(str),
+        }
+        odd = draw(st.sampled_from([None, None, None, *_ODD_FIELDS, "anything"]))
+        item = {
+            key: draw(_ODD[key] if key == odd else strategy) for key, strategy in plausible.items()
+        }
+        if odd == "anything":
+            key = draw(st.sampled_from(list(plausible)))
+            if draw(st.booleans()):
+                item[key] = draw(json_values | st.integers(2**62, 2**64))
+            else:
+                del item[key]
+        items.append(item if draw(st.integers(0, 19)) else draw(json_values))
+    return items
+
+
+def _decoded(payload: bytes) -> ObservationBatch | str:
+    try:
+        return decode_batch(TOPIC, payload)
+    except PayloadError as exc:
+        return exc.problem
+
+
+@settings(max_examples=500)
+@given(_batches())
+def test_the_quick_way_takes_in_what_the_careful_way_does_and_refuses_nothing(
+    items: list[object],
+) -> None:
+    payload = json.dumps({"v": 1, "gateway_id": "gw-0001", "observations": items}).encode()
+    quick = _decoded(payload)
+    with mock.patch.object(wire, "_plainly_valid", return_value=None):
+        careful = _decoded(payload)
+    assert quick == careful
+
+
+def test_plain_observations_take_the_quick_way() -> None:
+    batch = [
+        _obs(1),
+        _obs(2, "37.20", code="MDC_TEMP_BODY", unit="Cel", flags=()),
+        _obs(3, "97", code="MDC_PULS_OXIM_SAT_O2", unit="%", time_source=TimeSource.GATEWAY),
+    ]
+    with mock.patch.object(wire, "observation_from_dict", side_effect=AssertionError):
+        assert decode_batch(TOPIC, encode_batch("gw-0001", batch)).observations == tuple(batch)
+
+
+def test_a_prechecked_observation_has_every_field() -> None:
+    names = [f.name for f in dataclasses.fields(Observation)]
+    assert list(inspect.signature(prechecked_observation).parameters) == names
+
+
+def test_a_code_and_a_unit_that_go_together_are_both_known() -> None:
+    """What the quick way takes for granted when it finds them in codes.unit_of."""
+    for code, unit in _KINDS:
+        assert codes.unit_of(code, unit.ucum) is codes.unit(unit.ucum) is unit
+        assert codes.metric(code)
 
 
 def _status(**extra: object) -> bytes:

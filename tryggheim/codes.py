@@ -292,10 +292,15 @@ _UNIT_OF_CODE: dict[tuple[str, str], Unit] = {
 }
 
 
+def unit_of(ref: str, ucum: str) -> Unit | None:
+    """``ucum`` if a value of code ``ref`` may come in it (then both are known); None if not."""
+    return _UNIT_OF_CODE.get((ref, ucum))
+
+
 def check_plausible(ref: str, ucum: str, value: Decimal) -> None:
     """Raise :class:`ImplausibleValueError` unless ``value`` in ``ucum`` is something a device
     reporting ``ref`` can say: one of the code's units, inside the unit's physical range."""
-    found = _UNIT_OF_CODE.get((ref, ucum))
+    found = unit_of(ref, ucum)
     if found is None:
         units = ", ".join(u.ucum for u in metric(ref).units)
         raise ImplausibleValueError(ref, ucum, f"unit: expected {units}")

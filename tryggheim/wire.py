@@ -17,7 +17,7 @@ from math import isfinite
 from typing import Any
 
 from tryggheim import codes
-from tryggheim.domain import Observation, TimeSource
+from tryggheim.domain import Observation, TimeSource, prechecked_observation
 from tryggheim.errors import ImplausibleValueError, PayloadError, TryggheimError
 
 WIRE_VERSION = 1
@@ -341,6 +341,101 @@ def _bounded(topic: str, obs: Observation) -> Observation:
     return obs
 
 
+#: A time source by its wire text (``TimeSource(text)`` finds it the slow way).
+_TIME_SOURCES = {s.value: s for s in TimeSource}
+
+
+def _plainly_valid(
+    item: Any, gateway_id: str, values: dict[tuple[str, str, str], Decimal]
+) -> Observation | None:
+    """The observation in ``item`` if :func:`observation_from_dict` and :func:`_bounded` would
+    take it in as it is: the same checks, made without building what they need to say why
+    (2-3x faster). None sends ``item`` their way, to be taken in or refused with its reason.
+
+    ``values``: the batch's values found plausible so far, by code, unit and text (a batch
+    repeats a few of them: 0 and 1 of events, a resting pulse)."""
+    # Exact types: JSON gives nothing else, and bool, an int, is never a seq.
+    if type(item) is not dict:
+        return None
+    get = item.get
+    id_ = get("id")
+    seq = get("seq")
+    device_id = get("device_id")
+    source = get("source")
+    code = get("code")
+    unit = get("unit")
+    raw_value = get("value")
+    raw_time = get("time")
+    raw_source = get("time_source")
+    flags = get("flags")
+    if not (
+        type(id_) is str
+        and 0 < len(id_) <= MAX_ID_CHARS
+        and type(seq) is int
+        and 1 <= seq <= MAX_SEQ
+        and get("gateway_id") == gateway_id
+        and type(device_id) is str
+        and 0 < len(device_id) <= MAX_NAME_CHARS
+        and type(source) is str
+        and 0 < len(source) <= MAX_NAME_CHARS
+        and type(code) is str
+        and type(unit) is str
+        and type(raw_value) is str
+        and type(raw_time) is str
+        and type(raw_source) is str
+        and type(flags) is list
+    ):
+        return None
+    if (time_source := _TIME_SOURCES.get(raw_source)) is None:
+        return None
+    if flags and (
+        len(flags) > MAX_FLAGS
+        or not all(type(f) is str and 0 < len(f) <= MAX_FLAG_CHARS for f in flags)
+    ):
+        return None
+    if (value := values.get((code, unit, raw_value))) is None:
+        if (value := _plausible_value(code, unit, raw_value)) is None:
+            return None
+        values[(code, unit, raw_value)] = value
+    try:
+        time = datetime.fromisoformat(raw_time)
+    except ValueError:
+        return None
+    # Aware: fromisoformat gives a fixed offset or none, never a tzinfo whose utcoffset() is
+    # None (which costs as much as the parse to ask). Strictly inside the years: their edges
+    # are for _bounded to decide in UTC.
+    if time.tzinfo is None or not EARLIEST_YEAR < time.year < LATEST_YEAR:
+        return None
+    return prechecked_observation(
+        gateway_id,
+        device_id,
+        source,
+        code,
+        value,
+        unit,
+        time,
+        time_source,
+        tuple(flags) if flags else (),
+        seq,
+        id_,
+    )
+
+
+def _plausible_value(code: str, unit: str, text: str) -> Decimal | None:
+    """The value ``text`` if it is one that code ``code`` may have in ``unit``."""
+    # A longer text may still be a short enough value ("0.000...1" is 1E-40): _bounded decides.
+    if (found := codes.unit_of(code, unit)) is None or len(text) > codes.MAX_VALUE_CHARS:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    # The length of the text the value is stored as, which is not always the one that came.
+    if not value.is_finite() or len(str(value)) > codes.MAX_VALUE_CHARS:
+        return None
+    return value if found.lowest <= value <= found.highest else None
+
+
 def _kept(item: dict[str, Any]) -> str:
     """The observation as it arrived, for its dead letter."""
     try:
@@ -376,7 +471,11 @@ def decode_batch(topic: str, payload: bytes) -> ObservationBatch:
         raise PayloadError(topic, f"observations: more than {MAX_BATCH_OBSERVATIONS}")
     observations: list[Observation] = []
     rejected: list[RejectedItem] = []
+    values: dict[tuple[str, str, str], Decimal] = {}
     for item in items:
+        if (obs := _plainly_valid(item, gateway_id, values)) is not None:
+            observations.append(obs)
+            continue
         try:
             observations.append(_bounded(topic, observation_from_dict(topic, item, gateway_id)))
         except PayloadError as exc:
