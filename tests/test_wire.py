@@ -446,6 +446,48 @@ def test_a_code_and_a_unit_that_go_together_are_both_known() -> None:
         assert codes.metric(code)
 
 
+def _loaded(payload: bytes) -> str:
+    """What the wire's JSON reading makes of ``payload``: the body (as JSON text, so that NaN
+    compares equal) or the problem it reports."""
+    try:
+        return json.dumps(wire._load(TOPIC, payload))
+    except PayloadError as exc:
+        return f"refused: {exc.problem}"
+
+
+def _json_only(payload: bytes, **_: object) -> object:
+    raise ValueError("the quick parser is switched off")
+
+
+@settings(max_examples=400)
+@given(
+    st.one_of(
+        json_values.map(lambda v: json.dumps({"v": 1, "x": v}).encode()),
+        st.builds(
+            lambda v, cut, junk: json.dumps({"v": 1, "x": v}).encode()[:cut] + junk,
+            json_values,
+            st.integers(0, 60),
+            st.binary(max_size=6)
+            | st.sampled_from(
+                [b"NaN", b"\xef\xbb\xbf", b'"\\ud800"', b"\x01", b"1" * 4400, b"[" * 300]
+            ),
+        ),
+        st.binary(max_size=40),
+    )
+)
+def test_json_is_read_the_same_by_the_quick_parser_and_by_json(payload: bytes) -> None:
+    """tryggheim.wire._load reads with pydantic-core first and with json where that refuses:
+    a text both read must come out the same, and json's words must be the ones refused with."""
+    quick = _loaded(payload)
+    with mock.patch.object(wire, "from_json", _json_only):
+        assert quick == _loaded(payload)
+
+
+def test_a_bom_or_a_lone_surrogate_is_read_as_json_reads_it() -> None:
+    body = b'{"v": 1, "s": "\\ud800"}'
+    assert json.loads(_loaded(b"\xef\xbb\xbf" + body)) == {"v": 1, "s": "\ud800"}
+
+
 def _status(**extra: object) -> bytes:
     return json.dumps({"v": 1, "gateway_id": "gw-0001", "state": "online", **extra}).encode()
 
