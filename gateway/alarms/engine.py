@@ -399,7 +399,24 @@ class _Work:
 
 def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
     key = prefix + rule.rule_id
+    # The two rules that hear every observation come first (a case is an isinstance check),
+    # and build their per-device key only when some condition could be ended by it.
     match rule:
+        case GatewayOfflineRule():
+            if w.active:
+                w.deactivate(f"{key}:{obs.gateway_id}")
+        case DeviceSilentRule():
+            if obs.code == codes.EVENT_DEVICE_OFFLINE.ref and obs.value != 0:
+                w.activate(
+                    f"{key}:{obs.device_id}",
+                    rule,
+                    obs.time,
+                    device_id=obs.device_id,
+                    detail="reported",
+                    severity=rule.severity_of(w.track_of(obs.device_id)),
+                )
+            elif w.active:
+                w.deactivate(f"{key}:{obs.device_id}")
         case ThresholdRule():
             if obs.code not in rule.codes:
                 return
@@ -429,27 +446,14 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
                 return
             if rule.device_ids and obs.device_id not in rule.device_ids:
                 return
-            night = in_window(local_time(obs.time, w.tz), rule.night_start, rule.night_end)
-            _latch(w, rule, key, obs, assert_=obs.value != 0 and night)
+            # The local time only for an opening: a closing asserts nothing, day or night.
+            opened = obs.value != 0 and in_window(
+                local_time(obs.time, w.tz), rule.night_start, rule.night_end
+            )
+            _latch(w, rule, key, obs, assert_=opened)
         case ImmediateRule():
             if obs.code == rule.code:
                 _latch(w, rule, key, obs, assert_=obs.value != 0)
-        case DeviceSilentRule():
-            dkey = f"{key}:{obs.device_id}"
-            if obs.code == codes.EVENT_DEVICE_OFFLINE.ref:
-                if obs.value != 0:
-                    w.activate(
-                        dkey,
-                        rule,
-                        obs.time,
-                        device_id=obs.device_id,
-                        detail="reported",
-                        severity=rule.severity_of(w.track_of(obs.device_id)),
-                    )
-                else:
-                    w.deactivate(dkey)
-            else:
-                w.deactivate(dkey)
         case LowBatteryRule():
             dkey = f"{key}:{obs.device_id}"
             if obs.code == codes.EVENT_BATTERY_LOW.ref:
@@ -473,8 +477,6 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
                 w.activate(
                     dkey, rule, obs.time, value=obs.value, unit=obs.unit, device_id=obs.device_id
                 )
-        case GatewayOfflineRule():
-            w.deactivate(f"{key}:{obs.gateway_id}")
         case Composite():
             for child in rule.rules:
                 _observe(w, child, key + "/", obs)

@@ -86,7 +86,7 @@ def in_window(moment: time, start: time, end: time) -> bool:
 
 
 def local_time(at: datetime, tz: ZoneInfo) -> time:
-    return at.astimezone(tz).time().replace(tzinfo=None)
+    return at.astimezone(tz).time()  # datetime.time() is naive: the wall-clock time
 
 
 # --- rules -----------------------------------------------------------------------------------
