@@ -399,8 +399,9 @@ class _Work:
 
 def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
     key = prefix + rule.rule_id
-    # The two rules that hear every observation come first (a case is an isinstance check),
-    # and build their per-device key only when some condition could be ended by it.
+    # Each case is an isinstance check: the rules that hear every observation come first, then
+    # those of a home's most frequent readings (motion, doors, vital signs). The former build
+    # their per-device key only when some condition could be ended by it.
     match rule:
         case GatewayOfflineRule():
             if w.active:
@@ -417,26 +418,6 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
                 )
             elif w.active:
                 w.deactivate(f"{key}:{obs.device_id}")
-        case ThresholdRule():
-            if obs.code not in rule.codes:
-                return
-            value = convert(obs.value, obs.unit, rule.unit)
-            if value is None or not w.newer(key, obs.time):
-                return
-            if w.is_active(key):
-                if rule.recovered(value):
-                    w.deactivate(key)
-            elif rule.breached(value):
-                w.activate(
-                    key, rule, obs.time, value=obs.value, unit=obs.unit, device_id=obs.device_id
-                )
-        case TrendRule():
-            _observe_trend(w, rule, key, obs)
-        case ScheduleRule():
-            if obs.code in rule.codes:
-                w.newer(key, obs.time)
-                if w.is_active(key) and _missed(w, rule, key) is None:
-                    w.deactivate(key)
         case InactivityRule():
             if obs.code in rule.codes and obs.value != 0:
                 w.newer(key, obs.time)
@@ -451,6 +432,19 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
                 local_time(obs.time, w.tz), rule.night_start, rule.night_end
             )
             _latch(w, rule, key, obs, assert_=opened)
+        case ThresholdRule():
+            if obs.code not in rule.codes:
+                return
+            value = convert(obs.value, obs.unit, rule.unit)
+            if value is None or not w.newer(key, obs.time):
+                return
+            if w.is_active(key):
+                if rule.recovered(value):
+                    w.deactivate(key)
+            elif rule.breached(value):
+                w.activate(
+                    key, rule, obs.time, value=obs.value, unit=obs.unit, device_id=obs.device_id
+                )
         case ImmediateRule():
             if obs.code == rule.code:
                 _latch(w, rule, key, obs, assert_=obs.value != 0)
@@ -477,6 +471,13 @@ def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
                 w.activate(
                     dkey, rule, obs.time, value=obs.value, unit=obs.unit, device_id=obs.device_id
                 )
+        case TrendRule():
+            _observe_trend(w, rule, key, obs)
+        case ScheduleRule():
+            if obs.code in rule.codes:
+                w.newer(key, obs.time)
+                if w.is_active(key) and _missed(w, rule, key) is None:
+                    w.deactivate(key)
         case Composite():
             for child in rule.rules:
                 _observe(w, child, key + "/", obs)
@@ -719,7 +720,8 @@ def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> N
             if isinstance(rule, GatewayOfflineRule) and item.online:
                 w.deactivate(f"{rule.rule_id}:{item.gateway_id}")
         return
-    if item.time.utcoffset() != _UTC_OFFSET:
+    # Decoded from the wire, a time is in UTC already: ask its offset only otherwise.
+    if item.time.tzinfo is not UTC and item.time.utcoffset() != _UTC_OFFSET:
         item = replace(item, time=item.time.astimezone(UTC))
     _track(w, item)
     for rule in rules.watching(item.code):
@@ -750,7 +752,8 @@ def evaluate_all(
     fed = False
     for item in items:
         _feed(w, rules, item)
-        changes += w.settle()
+        if w.raised or w.ended:  # most items change no condition
+            changes += w.settle()
         fed = True
     return (w.freeze() if fed else state), changes
 
