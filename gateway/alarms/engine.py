@@ -400,24 +400,23 @@ class _Work:
 def _observe(w: _Work, rule: Rule, prefix: str, obs: Observation) -> None:
     key = prefix + rule.rule_id
     # Each case is an isinstance check: the rules that hear every observation come first, then
-    # those of a home's most frequent readings (motion, doors, vital signs). The former build
-    # their per-device key only when some condition could be ended by it.
+    # those of a home's most frequent readings (motion, doors, vital signs).
     match rule:
         case GatewayOfflineRule():
-            if w.active:
-                w.deactivate(f"{key}:{obs.gateway_id}")
+            w.deactivate(f"{key}:{obs.gateway_id}")
         case DeviceSilentRule():
+            dkey = f"{key}:{obs.device_id}"
             if obs.code == codes.EVENT_DEVICE_OFFLINE.ref and obs.value != 0:
                 w.activate(
-                    f"{key}:{obs.device_id}",
+                    dkey,
                     rule,
                     obs.time,
                     device_id=obs.device_id,
                     detail="reported",
                     severity=rule.severity_of(w.track_of(obs.device_id)),
                 )
-            elif w.active:
-                w.deactivate(f"{key}:{obs.device_id}")
+            else:
+                w.deactivate(dkey)
         case InactivityRule():
             if obs.code in rule.codes and obs.value != 0:
                 w.newer(key, obs.time)
@@ -724,7 +723,9 @@ def _feed(w: _Work, rules: PatientRules, item: Observation | GatewayStatus) -> N
     if item.time.tzinfo is not UTC and item.time.utcoffset() != _UTC_OFFSET:
         item = replace(item, time=item.time.astimezone(UTC))
     _track(w, item)
-    for rule in rules.watching(item.code):
+    # With no condition active, the rules that can only end one here are skipped: what they
+    # would end, only they raise, and not on this item.
+    for rule in rules.watching(item.code, ending=bool(w.active)):
         _observe(w, rule, "", item)
 
 
