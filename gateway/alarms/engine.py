@@ -45,6 +45,9 @@ from tryggheim.domain import Observation
 from tryggheim.errors import NaiveTimeError, TryggheimError
 
 _STATE_VERSION = 1
+#: The state's JSON, compact; one encoder for every state (json.dumps with options builds one
+#: a call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class StateFormatError(TryggheimError):
@@ -199,7 +202,7 @@ class EvaluatorState:
         return cls(patient_id, _aware(started_at, "evaluator start"))
 
     def to_json(self) -> str:
-        return json.dumps(
+        return _ENCODER.encode(
             {
                 "v": _STATE_VERSION,
                 "patient_id": self.patient_id,
@@ -211,9 +214,10 @@ class EvaluatorState:
                     for k, s in sorted(self.series.items())
                 },
                 "devices": {
+                    # a tuple is written as a JSON array: no list copy of the gaps
                     k: {
                         "last_seen": d.last_seen.isoformat(),
-                        "gaps_s": list(d.gaps_s),
+                        "gaps_s": d.gaps_s,
                         "safety": d.safety,
                     }
                     for k, d in sorted(self.devices.items())
@@ -228,8 +232,7 @@ class EvaluatorState:
                     }
                     for k, g in sorted(self.gateways.items())
                 },
-            },
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
@@ -249,7 +252,7 @@ class EvaluatorState:
                 devices={
                     k: DeviceTrack(
                         _dt(v["last_seen"]),
-                        tuple(int(g) for g in v["gaps_s"]),
+                        tuple(map(int, v["gaps_s"])),
                         # states saved before safety sensors were told apart
                         bool(v.get("safety", False)),
                     )
