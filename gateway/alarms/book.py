@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,6 +137,34 @@ def _rules(care_plan: str, tz: str) -> PatientRules:
     return CarePlan.model_validate_json(care_plan).rules(ZoneInfo(tz))
 
 
+class _WrittenStates:
+    """Each patient's engine state as this process last wrote it, with the text it wrote.
+
+    Ingest reads, feeds and writes a patient's state every round, and parsing the text it had
+    just written was ~35 µs a patient round (0.7 µs an observation on the ingest bench). The
+    copy is used only while the row holds exactly that text: a state another process (a second
+    ingest worker, another platform) or a rolled-back transaction left differs, and is parsed.
+    States are immutable values, so one copy may serve every later round."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._by_patient: OrderedDict[int, tuple[str, EvaluatorState]] = OrderedDict()
+
+    def read(self, patient: Patient, now: datetime) -> EvaluatorState:
+        written = self._by_patient.get(patient.id)
+        if written is not None and written[0] == patient.alarm_state:
+            self._by_patient.move_to_end(patient.id)
+            return written[1]
+        return _engine_state(patient, now)
+
+    def write(self, patient: Patient, state: EvaluatorState) -> None:
+        text = patient.alarm_state = state.to_json()
+        self._by_patient[patient.id] = (text, state)
+        self._by_patient.move_to_end(patient.id)
+        if len(self._by_patient) > self._size:
+            self._by_patient.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class _Locked:
     patient: Patient
@@ -152,6 +181,8 @@ class AlarmBook:
         """Tenants whose closed alarms are journaled, and where (JFT or VKP; a FHIR destination
         is configured): the close of one with a resolution note queues its document in the
         same transaction."""
+        # ~5 KB a patient with a home of four sensors (state and text): 20 MB at most.
+        self._states = _WrittenStates(size=4096)
 
     async def _lock(
         self, s: AsyncSession, patient_ids: Iterable[int], now: datetime
@@ -160,7 +191,7 @@ class AlarmBook:
         if not ids:
             return []
         return [
-            _Locked(patient, _rules(patient.care_plan, tz), _engine_state(patient, now))
+            _Locked(patient, _rules(patient.care_plan, tz), self._states.read(patient, now))
             for patient, tz in await AlarmRepository(s).lock_patients(ids)
         ]
 
@@ -207,7 +238,7 @@ class AlarmBook:
         changes: Sequence[AlarmChange],
         now: datetime,
     ) -> list[AlarmRow]:
-        patient.alarm_state = state.to_json()
+        self._states.write(patient, state)
         changed: list[AlarmRow] = []
         for change in changes:
             if change.kind is ChangeKind.RAISED:
@@ -282,7 +313,7 @@ class AlarmBook:
             # A panic button never reports "0": without the release a second press would be
             # folded into this closed alarm.
             state, _ = release(item.state, alarm.key, now)
-            item.patient.alarm_state = state.to_json()
+            self._states.write(item.patient, state)
         if action == "close" and alarm.resolution_note and row.tenant_id in self.journal_tenants:
             await enqueue_closed_alarm(s, row, now, self.journal_tenants[row.tenant_id])
         return row

@@ -86,7 +86,7 @@ def in_window(moment: time, start: time, end: time) -> bool:
 
 
 def local_time(at: datetime, tz: ZoneInfo) -> time:
-    return at.astimezone(tz).time().replace(tzinfo=None)
+    return at.astimezone(tz).time()  # datetime.time() is naive: the wall-clock time
 
 
 # --- rules -----------------------------------------------------------------------------------
@@ -510,7 +510,9 @@ class PatientRules:
     rules: tuple[Rule, ...]
     tz: ZoneInfo
     by_id: Mapping[str, Rule] = field(init=False, repr=False, compare=False)
-    _by_code: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _by_code: dict[str, tuple[tuple[Rule, ...], tuple[Rule, ...]]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         by_id: dict[str, Rule] = {}
@@ -521,15 +523,19 @@ class PatientRules:
         object.__setattr__(self, "by_id", by_id)
         object.__setattr__(self, "_by_code", {})
 
-    def watching(self, code: str) -> tuple[Rule, ...]:
+    def watching(self, code: str, *, ending: bool = True) -> tuple[Rule, ...]:
         """The rules an observation of ``code`` can change, in rule order: a home sends a
         handful of codes, and most rules watch one or two of them (the index is filled as
-        codes arrive, so it stays as small as the codes seen)."""
+        codes arrive, so it stays as small as the codes seen). ``ending=False`` leaves out
+        those it can only end a condition of (gateway offline; device silent, but for the
+        device's own offline report): with no condition active they have nothing to do, and
+        they hear every observation."""
         found = self._by_code.get(code)
         if found is None:
-            found = tuple(r for r in self.rules if _watches(r, code))
-            self._by_code[code] = found
-        return found
+            watching = tuple(r for r in self.rules if _watches(r, code))
+            raising = tuple(r for r in watching if _raises(r, code))
+            found = self._by_code[code] = (watching, raising)
+        return found[0] if ending else found[1]
 
     @classmethod
     def default(
@@ -570,4 +576,14 @@ def _watches(rule: Rule, code: str) -> bool:
         case LowBatteryRule():
             return code in (codes.EVENT_BATTERY.ref, codes.EVENT_BATTERY_LOW.ref)
     # Device silent and gateway offline hear every observation; a combined rule, its children.
+    return True
+
+
+def _raises(rule: Rule, code: str) -> bool:
+    """Whether an observation of ``code`` can raise one of ``rule``'s conditions."""
+    match rule:
+        case GatewayOfflineRule():
+            return False
+        case DeviceSilentRule():
+            return code == codes.EVENT_DEVICE_OFFLINE.ref
     return True

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from edge.outbox import Outbox
 from gateway.alarms import AlarmState, AlarmTransitionError, ResolutionNoteRequired
+from gateway.alarms.book import AlarmBook
 from gateway.alarms.careplan import CarePlan, ThresholdOverride
 from gateway.alarms.service import AlarmService
 from gateway.api.schemas import AlarmOut
@@ -130,6 +131,25 @@ async def test_a_low_spo2_raises_one_alarm_which_clears_itself_and_a_resend_rais
     (cleared,) = recovered.alarms
     assert cleared.id == alarm.id and cleared.state == "closed" and cleared.auto_cleared
     assert [a.state for a in await alarms(store)] == ["closed"]
+
+
+async def test_a_state_another_process_wrote_is_read_afresh(
+    store: RecordStore, database_url: str
+) -> None:
+    """A book reuses the engine state it wrote last, not one another platform process wrote
+    since: here the other one cleared the alarm, so the next dip is a new alarm."""
+    await _patient(store)
+    (first,) = (await store.commit_batch(GATEWAY, [spo2(1, "88", 0)], T0)).alarms
+    other = RecordStore(database_url, alarms=AlarmBook())
+    try:
+        later = T0 + timedelta(minutes=5)
+        (cleared,) = (await other.commit_batch(GATEWAY, [spo2(2, "95", 5)], later)).alarms
+    finally:
+        await other.close()
+    assert cleared.id == first.id and cleared.state == "closed"
+    again = await store.commit_batch(GATEWAY, [spo2(3, "87", 10)], T0 + timedelta(minutes=10))
+    (second,) = again.alarms
+    assert second.id != first.id and second.state == "raised"
 
 
 async def test_personal_threshold_from_the_care_plan(store: RecordStore) -> None:
