@@ -51,7 +51,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 import aiohttp
 from influxdb_client.client.exceptions import InfluxDBError
@@ -185,14 +185,15 @@ class LineBuilder:
     built once: a home's readings repeat a handful of series."""
 
     def __init__(self) -> None:
-        self._prefixes: dict[tuple[str, str, str, int | None, str], str] = {}
+        self._prefixes: dict[tuple[str, str, str, str, int | None], str] = {}
 
     def line(self, row: ExportRow, value: str) -> str:
         """The observation as one line (millisecond time), its field written as ``value``: the
         device's own decimal text rather than a float's repr, so a value no float can hold
         still has a line to show in the dead letters. Written by hand: building an
         influxdb-client Point per value cost as much CPU as storing it."""
-        series = (row.code, row.device_id, row.gateway_id, row.patient_id, row.unit)
+        # Code, unit, gateway, device, patient: a slice, not a tuple built field by field.
+        series = row[1:6]
         prefix = self._prefixes.get(series)
         if prefix is None:
             if len(self._prefixes) >= _SERIES_CACHED:
@@ -214,11 +215,9 @@ def _series_prefix(row: ExportRow) -> str:
     return f"{MEASUREMENT},{tag_text}"
 
 
-class PendingPoint(NamedTuple):
-    """A row's line (a named tuple: one is made per observation exported)."""
-
-    pk: int
-    line: str
+#: A row's pk and its line: a plain tuple, one is made per observation exported (a named tuple
+#: took a sixth of the export's CPU).
+PendingPoint = tuple[int, str]
 
 
 # -- the exporter ----------------------------------------------------------------------------------
@@ -333,7 +332,7 @@ class TimeSeriesExporter:
         query = {"org": s.org, "bucket": s.bucket, "precision": "ms"}
 
         async def write(points: Sequence[PendingPoint]) -> WriteOutcome:
-            body = "\n".join([p.line for p in points]).encode()
+            body = "\n".join([line for _, line in points]).encode()
             try:
                 async with http.post(url, params=query, data=body) as response:
                     if response.status < 300:
@@ -357,11 +356,11 @@ class TimeSeriesExporter:
                 result = await bisect_write(self._points(chunk, work), write)
                 work.written += len(result.written)
                 work.refused += (
-                    DeadLetter(point.pk, point.line, answer.status, answer.reason)
-                    for point, answer in result.rejected
+                    DeadLetter(pk, line, answer.status, answer.reason)
+                    for (pk, line), answer in result.rejected
                 )
                 if result.transient is not None:
-                    unresolved = {p.pk for p in result.unresolved}
+                    unresolved = {pk for pk, _ in result.unresolved}
                     work.rows = [r for r in chunk if r.pk in unresolved] + rest
                     self._complain(result.transient)
                     self.stats.retries += 1
@@ -380,7 +379,7 @@ class TimeSeriesExporter:
                 line = self._lines.line(row, row.value)
                 work.refused.append(DeadLetter(row.pk, line, NOT_SENT, "not a finite 64-bit float"))
             else:
-                points.append(PendingPoint(row.pk, self._lines.line(row, value)))
+                points.append((row.pk, self._lines.line(row, value)))
         return points
 
     async def _next(self) -> _Work | None:

@@ -86,7 +86,8 @@ class PatientMoved:
 
 
 class ExportRow(NamedTuple):
-    """What a time-series point is made of: an observation's stored pk and columns."""
+    """What a time-series point is made of: an observation's stored pk and columns. The
+    series' fields (code to patient) stay together: the exporter keys a series by that slice."""
 
     pk: int
     code: str
