@@ -190,8 +190,18 @@ def test_each_incident_happens_once_in_its_home_and_the_rest_is_quiet(demo: Demo
             ("Kristiansen", "blodtrykk_kveld", "medium"): 1,  # the missed blood pressure
         }
     )
-    falls = demo.query("select value from observations where code = 'TRY_EVT_FALL'")
-    assert sum(1 for (value,) in falls if float(value) == 1) == 1
+    # One fall: one change to "fallen". The detector's periodic report repeats its state, so
+    # one that comes while she is still down (on some days' timing) is a reading of 1 too.
+    falls = demo.query(
+        "select device_id, value from observations where code = 'TRY_EVT_FALL'"
+        " order by device_id, time"
+    )
+    fallen: dict[str, bool] = {}
+    onsets = 0
+    for device, value in falls:
+        onsets += float(value) == 1 and not fallen.get(device, False)
+        fallen[device] = float(value) == 1
+    assert onsets == 1
     systolic = [
         float(value)
         for (value,) in demo.query(
