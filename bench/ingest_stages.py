@@ -33,19 +33,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from ingest import TIMER_RULES, AlarmKey, Load, write_registry
-from sqlalchemy import select
+from ingest import Load, RecordDatabase, alarm_check, write_registry
 
 from gateway.alarms.book import AlarmBook
 from gateway.ingest.worker import MESSAGES_PER_COMMIT, plan_round
 from gateway.live.events import EventBus
 from gateway.live.publisher import LivePublisher
-from gateway.records.models import AlarmRow, HomeGateway
 from gateway.records.store import RecordStore
 from gateway.registry.provision import load_registry, provision
 from gateway.registry.service import Registry
@@ -67,12 +63,9 @@ def rounds(load: Load) -> list[list[Message]]:
     ]
 
 
-async def one_run(load: Load, work: Path, owned: bool) -> dict[str, Any]:
-    """One fresh store, the whole load: CPU-seconds of decoding and of committing, and the
-    SpO2 alarms raised."""
-    store = RecordStore(
-        f"sqlite+aiosqlite:///{work / 'records.db'}", alarms=AlarmBook(), export_pending=False
-    )
+async def one_run(load: Load, url: str, work: Path, owned: bool) -> dict[str, float]:
+    """One fresh store at ``url``, the whole load: CPU-seconds of decoding and of committing."""
+    store = RecordStore(url, alarms=AlarmBook(), export_pending=False)
     store.unit_of_work.handler = LivePublisher(EventBus(), Registry(store))
     try:
         await store.migrate()
@@ -96,20 +89,9 @@ async def one_run(load: Load, work: Path, owned: bool) -> dict[str, Any]:
             if planned.rejected:
                 raise SystemExit(f"the load was refused: {planned.rejected[0][1]}")
         gc.unfreeze()
-        return {"decode_s": decode_s, "commit_s": commit_s, "raised": await raised_alarms(store)}
+        return {"decode_s": decode_s, "commit_s": commit_s}
     finally:
         await store.engine.dispose()
-
-
-async def raised_alarms(store: RecordStore) -> Counter[AlarmKey]:
-    """The alarms an observation raised (timer rules follow the wall clock: left out)."""
-    query = (
-        select(HomeGateway.id, AlarmRow.rule_id, AlarmRow.device_id, AlarmRow.trigger_value)
-        .join(HomeGateway, HomeGateway.patient_id == AlarmRow.patient_id)
-        .where(AlarmRow.rule_id.not_in(TIMER_RULES))
-    )
-    async with store.engine.connect() as connection:
-        return Counter(tuple(row) for row in await connection.execute(query))
 
 
 def per_observation(seconds: float, load: Load) -> float:
@@ -132,17 +114,17 @@ async def main() -> None:
         # Owned and unowned alternate, so that a change in the machine's load hits both.
         for owned in (True, False):
             with tempfile.TemporaryDirectory(prefix="ingest-stages-") as work:
-                measured = await one_run(load, Path(work), owned)
-            if owned:
-                stages["decode"] = per_observation(measured["decode_s"], load)
-                stages["commit"] = per_observation(measured["commit_s"], load)
-                missing = load.alarms - measured["raised"]
-                unexpected = measured["raised"] - load.alarms
-                stages["alarms_missing"] = missing.total()
-                stages["alarms_unexpected"] = unexpected.total()
-                wrong |= bool(missing or unexpected)
-            else:
-                stages["commit_unowned"] = per_observation(measured["commit_s"], load)
+                records = RecordDatabase(f"sqlite+aiosqlite:///{Path(work) / 'records.db'}")
+                measured = await one_run(load, records.url, Path(work), owned)
+                if not owned:
+                    stages["commit_unowned"] = per_observation(measured["commit_s"], load)
+                    continue
+                checked = alarm_check(load, records)
+            stages["decode"] = per_observation(measured["decode_s"], load)
+            stages["commit"] = per_observation(measured["commit_s"], load)
+            stages["alarms_missing"] = checked["missing"]
+            stages["alarms_unexpected"] = checked["unexpected"]
+            wrong |= bool(checked["missing"] or checked["unexpected"])
         stages["alarms"] = round(stages["commit"] - stages["commit_unowned"], 2)
         stages["total"] = round(stages["decode"] + stages["commit"], 2)
         runs.append(stages)
