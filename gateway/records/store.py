@@ -370,7 +370,8 @@ class RecordStore:
                 (inserted,),
             )
             pks = _pks_in_order(observations, latest)
-            first, last = min(filter(None, pks)), max(filter(None, pks))
+            stored = [pk for pk in pks if pk is not None]
+            first, last = min(stored), max(stored)
         if not self._export_pending:
             return pks, None
         recorded = await connection.exec_driver_sql(_SQLITE_PENDING, (first, last))
@@ -633,8 +634,10 @@ class RecordStore:
                     if item.observation.is_urgent or before < _seq(item.observation) <= mark
                 ]
         for key, (before, mark) in passed.items():
+            if key in complete:
+                continue
             here = {_seq(item.observation) for item in fed.get(key, ())}
-            if key in complete or mark - before <= sum(1 for seq in here if before < seq <= mark):
+            if mark - before <= sum(1 for seq in here if before < seq <= mark):
                 continue
             table = cast(Table, ObservationRow.__table__)
             # Columns, not ORM objects: with two workers a good part of a load comes this way.
@@ -1116,9 +1119,7 @@ def _pks_in_order(
     """Rows of ``pk, gateway_id, epoch, seq`` as the pk of each observation (None for one not
     among them)."""
     pks = {OutboxSeq(gateway, epoch, seq): pk for pk, gateway, epoch, seq in rows}
-    return [
-        pks.get(OutboxSeq(key.gateway_id, key.epoch, obs.seq or 0)) for key, obs in observations
-    ]
+    return [pks.get(OutboxSeq(key.gateway_id, key.epoch, _seq(obs))) for key, obs in observations]
 
 
 def _seq(obs: Observation) -> int:
