@@ -14,13 +14,19 @@ worker's size (every home's next batch, in the order homes send them):
   state written, the hand-over to the live stream) with one patient per home (the default care
   plan, so every rule runs);
 - ``commit_unowned``: the same rounds on a store whose homes have no patient, so no alarm rule
-  runs; ``alarms`` is the difference, what evaluating them costs.
+  runs; ``alarms`` is the difference, what evaluating them costs;
+- ``heartbeat`` (µs per status, not per observation): after the observations, every home sends
+  ``--heartbeats-per-gateway`` statuses as the edge agent writes them (its sensor map, its BLE
+  devices, when each sensor was last seen), 30 s apart on the clock the store is handed, in
+  rounds of the worker's size: what the ingest worker commits for a home's heartbeat, the
+  alarm engine's gateway-offline feed included (once a minute per home, so every other one).
 
 Process CPU includes aiosqlite's thread. The SpO2 alarms raised are checked against what the
 rule says for the data (bench/ingest.py's model): a run that raised other alarms fails (exit 1).
 Prints one JSON line with the median of the runs and every run::
 
-    .venv/bin/python bench/ingest_stages.py [--gateways 200] [--runs 3]
+    .venv/bin/python bench/ingest_stages.py [--gateways 200] [--heartbeats-per-gateway 4]
+        [--runs 3]
 """
 
 from __future__ import annotations
@@ -33,10 +39,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ingest import Load, RecordDatabase, alarm_check, write_registry
+from ingest import KINDS, Load, RecordDatabase, alarm_check, write_registry
 
 from gateway.alarms.book import AlarmBook
 from gateway.ingest.worker import MESSAGES_PER_COMMIT, plan_round
@@ -46,7 +52,64 @@ from gateway.records.store import RecordStore
 from gateway.registry.provision import load_registry, provision
 from gateway.registry.service import Registry
 from tryggheim.mqtt import Message
-from tryggheim.wire import obs_topic
+from tryggheim.wire import (
+    LEGACY_EPOCH,
+    DeviceReport,
+    EdgeStatus,
+    SensorPlacement,
+    encode_status,
+    obs_topic,
+    status_topic,
+)
+
+#: Where bench/ingest.py's KINDS are in each home (its BLE device has no room).
+ROOMS = ("stue", "stue", "gang", "")
+#: The edge agent's default status interval.
+HEARTBEAT_SPACING = timedelta(seconds=30)
+
+
+def heartbeats(load: Load, count: int, now: datetime) -> list[list[Message]]:
+    """``count`` statuses of every home, in the edge agent's form and in rounds of the worker's
+    size: every home's first, then every home's second, ..."""
+    sensors = tuple(
+        SensorPlacement(device, code.split("_", 2)[-1].lower(), room)
+        for (device, source, code, _), room in zip(KINDS, ROOMS, strict=True)
+        if source.startswith("mqtt:")
+    )
+    devices = {
+        device: DeviceReport("pulse_oximeter", now, 80, False, 0.4, 0)
+        for device, source, _, _ in KINDS
+        if source.startswith("ble:")
+    }
+    messages = []
+    for n in range(count):
+        for gateway, batches in load.batches.items():
+            last_seq = len(batches) * load.batch_size
+            status = EdgeStatus(
+                gateway_id=gateway,
+                state="online",
+                outbox_depth=0,
+                urgent_waiting=0,
+                committed_seq=last_seq,
+                last_seq=last_seq,
+                last_commit_at=now.timestamp(),
+                outbox_bytes=118_784,
+                outbox_fill=0.0001,
+                telemetry_refused=0,
+                rejected=0,
+                epoch=LEGACY_EPOCH,
+                alarms=(),
+                time=(now + n * HEARTBEAT_SPACING).timestamp(),
+                clock_offset_s=0.02,
+                sensor_map=sensors,
+                input_adjustments={},
+                devices=devices,
+                sensors_seen={placement.device_id: now for placement in sensors},
+            )
+            messages.append(Message(status_topic(gateway), encode_status(status), 1, True))
+    return [
+        messages[i : i + MESSAGES_PER_COMMIT] for i in range(0, len(messages), MESSAGES_PER_COMMIT)
+    ]
 
 
 def rounds(load: Load) -> list[list[Message]]:
@@ -63,8 +126,11 @@ def rounds(load: Load) -> list[list[Message]]:
     ]
 
 
-async def one_run(load: Load, url: str, work: Path, owned: bool) -> dict[str, float]:
-    """One fresh store at ``url``, the whole load: CPU-seconds of decoding and of committing."""
+async def one_run(
+    load: Load, url: str, work: Path, owned: bool, heartbeats_per_gateway: int = 0
+) -> dict[str, float]:
+    """One fresh store at ``url``, the whole load: CPU-seconds of decoding, of committing and
+    of decoding and committing the heartbeats that follow."""
     store = RecordStore(url, alarms=AlarmBook(), export_pending=False)
     store.unit_of_work.handler = LivePublisher(EventBus(), Registry(store))
     try:
@@ -88,8 +154,18 @@ async def one_run(load: Load, url: str, work: Path, owned: bool) -> dict[str, fl
             commit_s += committed - decoded
             if planned.rejected:
                 raise SystemExit(f"the load was refused: {planned.rejected[0][1]}")
+        now = datetime.now(UTC)
+        started = time.process_time()
+        for n, messages in enumerate(heartbeats(load, heartbeats_per_gateway, now)):
+            planned = plan_round(messages)
+            if planned.rejected:
+                raise SystemExit(f"a status was refused: {planned.rejected[0][1]}")
+            # The clock moves on by the spacing once every home has sent one.
+            at = now + (n * MESSAGES_PER_COMMIT // len(load.batches)) * HEARTBEAT_SPACING
+            await store.commit_batches([], at, statuses=planned.statuses, from_edges=True)
+        heartbeat_s = time.process_time() - started
         gc.unfreeze()
-        return {"decode_s": decode_s, "commit_s": commit_s}
+        return {"decode_s": decode_s, "commit_s": commit_s, "heartbeat_s": heartbeat_s}
     finally:
         await store.engine.dispose()
 
@@ -104,6 +180,7 @@ async def main() -> None:
     parser.add_argument("--batches-per-gateway", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--crossing-every", type=int, default=10)
+    parser.add_argument("--heartbeats-per-gateway", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     load = Load.make(args.gateways, args.batches_per_gateway, args.batch_size, args.crossing_every)
@@ -115,12 +192,17 @@ async def main() -> None:
         for owned in (True, False):
             with tempfile.TemporaryDirectory(prefix="ingest-stages-") as work:
                 records = RecordDatabase(f"sqlite+aiosqlite:///{Path(work) / 'records.db'}")
-                measured = await one_run(load, records.url, Path(work), owned)
+                measured = await one_run(
+                    load, records.url, Path(work), owned, args.heartbeats_per_gateway
+                )
                 if not owned:
                     stages["commit_unowned"] = per_observation(measured["commit_s"], load)
                     continue
                 checked = alarm_check(load, records)
             stages["decode"] = per_observation(measured["decode_s"], load)
+            if args.heartbeats_per_gateway:
+                sent = args.heartbeats_per_gateway * args.gateways
+                stages["heartbeat"] = round(measured["heartbeat_s"] / sent * 1e6, 1)
             stages["commit"] = per_observation(measured["commit_s"], load)
             stages["alarms_missing"] = checked["missing"]
             stages["alarms_unexpected"] = checked["unexpected"]
@@ -132,6 +214,7 @@ async def main() -> None:
         key: statistics.median(run[key] for run in runs)
         for key in ("decode", "commit", "commit_unowned", "alarms", "total")
     }
+    heartbeat = statistics.median(run.get("heartbeat", 0.0) for run in runs)
     print(
         json.dumps(
             {
@@ -139,6 +222,8 @@ async def main() -> None:
                 "observations": load.observations,
                 "expected_alarms": load.alarms.total(),
                 "us_per_observation": median,
+                "heartbeats": args.heartbeats_per_gateway * args.gateways,
+                "us_per_heartbeat": heartbeat,
                 "runs": runs,
             }
         )

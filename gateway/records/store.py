@@ -42,13 +42,14 @@ from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 import aiosqlite
-from sqlalchemy import Table, bindparam, delete, event, func, select, tuple_, union_all, update
+from sqlalchemy import Table, bindparam, event, func, select, tuple_, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.records.alarms import AlarmKeeper
 from gateway.records.audit import AuditRepository
+from gateway.records.home_gateways import HomeGatewayRepository, StatusHeard
 from gateway.records.migrate import upgrade
 from gateway.records.models import (
     OBSERVATION_COLUMNS,
@@ -60,7 +61,6 @@ from gateway.records.models import (
     Hl7MessageState,
     Hl7State,
     HomeGateway,
-    HomeSensor,
     ObservationRow,
     Patient,
     RejectedMessage,
@@ -502,21 +502,11 @@ class RecordStore:
                 committed[key], lost[key] = caught_up.mark, caught_up.lost
         fed = await self._in_seq_order(s, inserted, passed) if from_edges else by_patient
         alarms = await self.alarms.observe(s, fed, now)
-        # The home gateways of the statuses in one query.
-        wanted = {r.gateway_id for r in statuses}
-        gateways = (
-            {
-                g.id: g
-                for g in await s.scalars(select(HomeGateway).where(HomeGateway.id.in_(wanted)))
-            }
-            if wanted
-            else {}
-        )
         heard: dict[int, list[tuple[str, bool]]] = {}
-        for report in statuses:
-            gateway = gateways.get(report.gateway_id)
-            if (patient_id := await self._record_status(s, gateway, report, now)) is not None:
-                heard.setdefault(patient_id, []).append((report.gateway_id, report.online))
+        for status in await HomeGatewayRepository(s).record_statuses(statuses, now):
+            if self._engine_hears(status, now):
+                assert status.patient_id is not None
+                heard.setdefault(status.patient_id, []).append((status.gateway_id, status.online))
         if heard:
             alarms += await self.alarms.gateway_statuses(s, heard, now)
         for patient_id in (fed.keys() | {a.patient_id for a in alarms}) - scopes.keys():
@@ -907,37 +897,18 @@ class RecordStore:
         return mark
 
     # --- home gateway status ---
-    async def _record_status(
-        self,
-        s: AsyncSession,
-        gateway: HomeGateway | None,
-        report: GatewayStatusReport,
-        now: datetime,
-    ) -> int | None:
-        """Record a status on its gateway; the gateway's patient when the alarm engine is to
-        hear of it."""
-        if gateway is None:
-            return None
-        news = gateway.online != report.online
-        gateway.online = report.online
-        gateway.status_at = now
-        if report.outbox_depth is not None:
-            gateway.outbox_depth = report.outbox_depth
-        if report.sensors is not None:
-            await s.execute(delete(HomeSensor).where(HomeSensor.gateway_id == gateway.id))
-            s.add_all(
-                HomeSensor(gateway_id=gateway.id, device_id=p.device_id, kind=p.kind, room=p.room)
-                for p in {p.device_id: p for p in report.sensors}.values()
-            )
-        if gateway.patient_id is None:
-            return None
-        # A heartbeat that says what the last one said changes no alarm; it only keeps the
-        # engine's gateway-offline silence timer fed, which once a minute does.
-        fed = self._heartbeats_evaluated.get(gateway.id)
-        if not news and fed is not None and now - fed < HEARTBEAT_EVALUATION:
-            return None
-        self._heartbeats_evaluated[gateway.id] = now
-        return gateway.patient_id
+    def _engine_hears(self, status: StatusHeard, now: datetime) -> bool:
+        """Whether the alarm engine is to hear of a status recorded: one of a patient's home,
+        saying something new or the first this minute. A heartbeat that says what the last one
+        said changes no alarm; it only keeps the engine's gateway-offline silence timer fed,
+        which once a minute does."""
+        if status.patient_id is None:
+            return False
+        fed = self._heartbeats_evaluated.get(status.gateway_id)
+        if not status.news and fed is not None and now - fed < HEARTBEAT_EVALUATION:
+            return False
+        self._heartbeats_evaluated[status.gateway_id] = now
+        return True
 
     async def reject(self, topic: str, payload: bytes, reason: str, now: datetime) -> None:
         async with self.session() as s:
