@@ -15,7 +15,8 @@ Every part is real and runs as it is deployed:
 - the background: every other home gateway connected as itself, publishing a batch of room
   climate and motion observations (the real wire format, QoS 1, seq from 1 per gateway; values
   that raise no alarm) every ``--background-interval-s``, the homes spread evenly over the
-  interval, and its retained status heartbeat every ``--status-interval-s``;
+  interval, and its retained status heartbeat every ``--status-interval-s`` (as the edge
+  agent sends it, with its sensor map);
 - a coordinator of tenant ``default`` following ``GET /api/v1/stream`` (server-sent events)
   with a bearer token minted with the platform's signing key.
 
@@ -79,8 +80,12 @@ from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import (
     BROKER_ACL,
+    LEGACY_EPOCH,
+    EdgeStatus,
+    SensorPlacement,
     decode_batch,
     encode_batch,
+    encode_status,
     event_topic,
     obs_topic,
     status_topic,
@@ -100,6 +105,8 @@ device_id = "{LEAK_DEVICE}"
 """
 ALARM_CODE = alarm_codes.WATER_LEAK.ref
 PATIENTS_PER_TEAM = 50
+#: A background home's sensors (``Background.batch``'s devices): number, kind and room.
+HOME_SENSORS = ((1, "climate", "stue"), (2, "climate", "soverom"), (3, "motion", "gang"))
 CONNECTS_AT_ONCE = 50
 #: How long a missed sample's alarm is still waited for before the next sample.
 LATE_ALARM_GRACE_S = 60.0
@@ -278,25 +285,37 @@ class Background:
         return encode_batch(gateway, observations)
 
     def status(self, gateway: str) -> bytes:
+        """The home's heartbeat as the edge agent sends it: with its sensor map (rooms) and
+        when each sensor last said something."""
         seq = self.seq.get(gateway, 0)
         now = time.time()
-        return json.dumps(
-            {
-                "v": 1,
-                "gateway_id": gateway,
-                "state": "online",
-                "outbox_depth": 0,
-                "urgent_waiting": 0,
-                "committed_seq": seq,
-                "last_seq": seq,
-                "last_commit_at": now,
-                "outbox_bytes": 118_784,
-                "outbox_fill": 0.0001,
-                "telemetry_refused": 0,
-                "alarms": [],
-                "time": now,
-            }
-        ).encode()
+        home = int(gateway.rsplit("-", 1)[1])
+        sensors = tuple(
+            SensorPlacement(f"0x00158d00{home:04x}{device:04x}", kind, room)
+            for device, kind, room in HOME_SENSORS
+        )
+        seen = datetime.fromtimestamp(now, UTC)
+        status = EdgeStatus(
+            gateway_id=gateway,
+            state="online",
+            outbox_depth=0,
+            urgent_waiting=0,
+            committed_seq=seq,
+            last_seq=seq,
+            last_commit_at=now,
+            outbox_bytes=118_784,
+            outbox_fill=0.0001,
+            telemetry_refused=0,
+            rejected=0,
+            epoch=LEGACY_EPOCH,
+            alarms=(),
+            time=now,
+            clock_offset_s=0.01,
+            sensor_map=sensors,
+            input_adjustments={},
+            sensors_seen={sensor.device_id: seen for sensor in sensors},
+        )
+        return encode_status(status)
 
     async def _send(self, gateway: str, topic: str, payload: bytes, *, status: bool) -> None:
         try:

@@ -805,7 +805,8 @@ def test_state_json_round_trip_with_everything_in_it() -> None:
         [
             obs(codes.SPO2.ref, "85.5", T0),
             obs(codes.BODY_WEIGHT.ref, "80.20", T0),
-            obs(codes.EVENT_SMOKE.ref, 1, T0, device="kitchen"),
+            # A name beyond ASCII: the state's text is UTF-8, not \u escapes.
+            obs(codes.EVENT_SMOKE.ref, 1, T0, device="kjøkken"),
             obs(codes.EVENT_MOTION.ref, 1, T0 + timedelta(minutes=5), device="pir"),
             GatewayStatus("gw-1", False),
         ],
@@ -813,6 +814,7 @@ def test_state_json_round_trip_with_everything_in_it() -> None:
     state, _ = tick(state, prs, at_local(0, 15))
     again = EvaluatorState.from_json(state.to_json())
     assert again == state
+    assert "kjøkken" in again.devices
     assert again.series["weight_gain"][0][1] == Decimal("80.20")
     assert str(again.active["spo2_low"].value) == "85.5"
 
