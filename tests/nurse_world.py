@@ -2,7 +2,7 @@
 (tests/test_nurse_app*.py): the real app (``create_app``) on a real uvicorn server with a
 SQLite record store, a nurse who signs in with a password, and four patients of her team.
 
-Observations go through ``RecordStore.commit_batch`` (so the alarm engine runs on them), and
+Observations go through ``RecordStore.commit_batches`` (so the alarm engine runs on them), and
 every change reaches the live stream as in the platform: through the record store's unit of
 work and its one publisher (``gateway.live.publisher``).
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -42,6 +42,7 @@ from gateway.registry.service import Registry
 from tryggheim import codes
 from tryggheim.codes import DeviceProfile
 from tryggheim.domain import Observation
+from tryggheim.wire import ObservationBatch
 
 OSLO = ZoneInfo("Europe/Oslo")
 NURSE = "siri.sykepleier"
@@ -81,21 +82,31 @@ class NurseWorld:
     ) -> CommitResult:
         """Commit (device, code, value, unit, time) values of one home gateway (live, as
         ingest does)."""
-        seq = self._seqs.setdefault(gateway, itertools.count(1))
-        observations = [
-            Observation(
-                gateway_id=gateway,
-                device_id=device,
-                source="ble:2A35" if code.startswith("MDC_") else "mqtt:zigbee2mqtt",
-                code=code,
-                value=Decimal(value),
-                unit=unit,
-                time=at,
-                seq=next(seq),
-            )
-            for device, code, value, unit, at in values
-        ]
-        return await self.store.commit_batch(gateway, observations, datetime.now(UTC))
+        return await self.commit_round({gateway: values})
+
+    async def commit_round(
+        self, values: Mapping[str, Iterable[tuple[str, str, str, str, datetime]]]
+    ) -> CommitResult:
+        """Commit the values of several home gateways in one transaction, as an ingest round
+        does."""
+        batches = []
+        for gateway, readings in values.items():
+            seq = self._seqs.setdefault(gateway, itertools.count(1))
+            observations = [
+                Observation(
+                    gateway_id=gateway,
+                    device_id=device,
+                    source="ble:2A35" if code.startswith("MDC_") else "mqtt:zigbee2mqtt",
+                    code=code,
+                    value=Decimal(value),
+                    unit=unit,
+                    time=at,
+                    seq=next(seq),
+                )
+                for device, code, value, unit, at in readings
+            ]
+            batches.append(ObservationBatch(gateway, tuple(observations)))
+        return await self.store.commit_batches(batches, datetime.now(UTC))
 
     async def fall(self, family_name: str) -> AlarmRow:
         """The patient's fall sensor reports a fall now: a critical alarm, live."""

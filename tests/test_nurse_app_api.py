@@ -7,6 +7,7 @@ and last seen. Who may call them is in tests/gateway/api/test_api_access.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from access import signed_in
-from nurse_world import NURSE, PASSWORD, NurseWorld, now_here, running_world
+from nurse_world import NURSE, PASSWORD, NurseWorld, gateway_of, now_here, running_world
 from sqlalchemy import func, select
 
 import gateway.api.routes.stream
@@ -246,6 +247,35 @@ async def test_the_live_stream_says_it_is_alive_between_events(
             if line.startswith("data: ") and f'"alarm_id": {alarm.id}' in line:
                 break
         assert events[-2:] == ["observation", "alarm"]
+
+
+async def test_what_one_round_changes_reaches_the_stream_in_one_piece(
+    world: NurseWorld, nurse: httpx.AsyncClient
+) -> None:
+    """An ingest round commits many homes' readings at once: their events go out in one write
+    (one HTTP chunk), not one per patient. A tablet on a rural mobile network then wakes its
+    radio once a round, not once for each patient of the team."""
+    at = now_here()
+    readings = {
+        gateway_of(name): [(f"thermo-{name}", codes.BODY_TEMP.ref, "36.9", "Cel", at)]
+        for name in ("Berg", "Nilsen", "Haugen")
+    }
+    async with nurse.stream("GET", "/api/v1/stream") as response:
+        pieces = response.aiter_raw()
+        assert await anext(pieces) == b": connected\n\n"
+        await world.commit_round(readings)
+        piece = (await anext(pieces)).decode()
+        while piece.startswith(": keepalive"):
+            piece = (await anext(pieces)).decode()
+    shown = [
+        json.loads(line.removeprefix("data: "))
+        for line in piece.split("\n")
+        if line.startswith("data: ")
+    ]
+    assert [e["type"] for e in shown] == ["observation"] * 3
+    assert {e["patient_id"] for e in shown} == {
+        world.patients[n] for n in ("Berg", "Nilsen", "Haugen")
+    }
 
 
 # --- the audit log: one row per patient per view opening ---------------------------------------

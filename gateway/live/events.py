@@ -14,6 +14,7 @@ process receives each one) and delivers it, in every process including the one t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -69,13 +70,39 @@ class EventBus:
                 queue.put_nowait(None)
 
     async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
+        async with self.subscription() as subscription:
+            while True:
+                for event in await subscription.waiting():
+                    if event is None:
+                        return
+                    yield event
+
+    @contextlib.asynccontextmanager
+    async def subscription(self) -> AsyncIterator[Subscription]:
+        """Events delivered from now until the block ends, taken as they come or all that
+        wait at once (a stream writes a round's events in one piece)."""
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_QUEUE_SIZE)
         self._subscribers.add(queue)
         try:
-            while (event := await queue.get()) is not None:
-                yield event
+            yield Subscription(queue)
         finally:
             self._subscribers.discard(queue)
+
+
+class Subscription:
+    """One subscriber's events, in the order delivered."""
+
+    def __init__(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self._queue = queue
+
+    async def waiting(self) -> list[dict[str, Any] | None]:
+        """The events waiting (at least one: waits for it), oldest first; the last is None
+        when the bus dropped this subscriber as too slow, and nothing follows it. Cancelling
+        the wait (a timeout) loses no event."""
+        events = [await self._queue.get()]
+        while events[-1] is not None and not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
 
 
 class BrokerEventRelay:

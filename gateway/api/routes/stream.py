@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -61,24 +62,14 @@ async def _events(
     principal: Principal, events: EventBus, registry: Registry, audit: Auditor
 ) -> AsyncIterator[str]:
     scope = policy.visible_team_ids(principal, Action.READ_PATIENT)
-    # The subscription is read in a task of its own, so that waiting for an event can time
-    # out (a keepalive line, an access check) without ending the subscription. The hand-over
-    # queue holds one event: a slow reader still backs up the bus, which drops it.
-    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(1)
-
-    async def receive() -> None:
-        async for event in events.subscribe():
-            await inbox.put(event)
-        await inbox.put(None)
-
-    receiver = asyncio.create_task(receive(), name="stream-subscription")
     audited: set[int] = set()
+    # Events taken from the subscription and not yet handled: after an access change the rest
+    # waits here until access has been checked again.
+    pending: deque[dict[str, Any] | None] = deque()
     last_sent = next_check = time.monotonic()
-    try:
+    async with events.subscription() as inbox:
         # "connected" only once the subscription is on the bus: the app reloads when it reads
-        # it, and an event committed in between would otherwise reach neither (the task's first
-        # step, which subscribes, runs before this one resumes).
-        await asyncio.sleep(0)
+        # it, and an event committed in between would otherwise reach neither.
         yield ": connected\n\n"
         while True:
             now = time.monotonic()
@@ -88,45 +79,53 @@ async def _events(
                     yield f": closed: {reason}\n\n"
                     return
                 next_check = now + STREAM_ACCESS_CHECK_S
-            wait = min(last_sent + STREAM_KEEPALIVE_S, next_check) - now
-            if principal.expires_at is not None:
-                wait = min(wait, principal.expires_at.timestamp() - time.time())
-            try:
-                event = await asyncio.wait_for(inbox.get(), max(wait, 0.0))
-            except TimeoutError:
-                if time.monotonic() >= last_sent + STREAM_KEEPALIVE_S:
-                    yield ": keepalive\n\n"
-                    last_sent = time.monotonic()
-                elif principal.expires_at is not None:
-                    next_check = time.monotonic()  # the token's end: check at once
-                continue
-            if event is None:
-                return
-            if event["type"] == ACCESS_CHANGED:
-                next_check = time.monotonic()
-                continue
-            visible = _allows(scope, event, "care_team_id")
-            if event["type"] == PATIENT_MOVED:
-                # Her old team is told too, so that its apps drop the patient; nothing of
-                # the patient is shown to them (no audit row), only that she is not theirs.
-                if not visible and not _allows(scope, event, "from_care_team_id"):
-                    continue
-                event = {**event, "visible": visible}
-            elif not visible:
-                continue
-            patient_id = event.get("patient_id")
-            if visible and isinstance(patient_id, int) and patient_id not in audited:
+            if not pending:
+                wait = min(last_sent + STREAM_KEEPALIVE_S, next_check) - now
+                if principal.expires_at is not None:
+                    wait = min(wait, principal.expires_at.timestamp() - time.time())
                 try:
-                    await audit.once("live_stream", [patient_id])
-                except STORE_UNAVAILABLE:
-                    # Nothing is shown that the audit log does not record.
-                    yield ": closed: the record store is not reachable\n\n"
+                    pending.extend(await asyncio.wait_for(inbox.waiting(), max(wait, 0.0)))
+                except TimeoutError:
+                    if time.monotonic() >= last_sent + STREAM_KEEPALIVE_S:
+                        yield ": keepalive\n\n"
+                        last_sent = time.monotonic()
+                    elif principal.expires_at is not None:
+                        next_check = time.monotonic()  # the token's end: check at once
+                    continue
+            # Everything waiting goes out in one write (a round's events for a whole team):
+            # one packet to the tablet, not one per patient.
+            lines: list[str] = []
+            while pending:
+                event = pending.popleft()
+                if event is None:  # dropped by the bus as too slow
+                    if lines:
+                        yield "".join(lines)
                     return
-                audited.add(patient_id)
-            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            last_sent = time.monotonic()
-    finally:
-        receiver.cancel()
+                if event["type"] == ACCESS_CHANGED:
+                    next_check = time.monotonic()
+                    break
+                visible = _allows(scope, event, "care_team_id")
+                if event["type"] == PATIENT_MOVED:
+                    # Her old team is told too, so that its apps drop the patient; nothing of
+                    # the patient is shown to them (no audit row), only that she is not theirs.
+                    if not visible and not _allows(scope, event, "from_care_team_id"):
+                        continue
+                    event = {**event, "visible": visible}
+                elif not visible:
+                    continue
+                patient_id = event.get("patient_id")
+                if visible and isinstance(patient_id, int) and patient_id not in audited:
+                    try:
+                        await audit.once("live_stream", [patient_id])
+                    except STORE_UNAVAILABLE:
+                        # Nothing is shown that the audit log does not record.
+                        yield "".join(lines) + ": closed: the record store is not reachable\n\n"
+                        return
+                    audited.add(patient_id)
+                lines.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+            if lines:
+                yield "".join(lines)
+                last_sent = time.monotonic()
 
 
 def stream_router() -> APIRouter:
