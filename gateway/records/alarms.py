@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import AlarmRow, Patient, Tenant
@@ -20,6 +20,20 @@ from tryggheim.domain import Observation
 #: cannot import the alarm core; tests/gateway/alarms/test_alarms_wired.py keeps them equal).
 CLOSED = "closed"
 RAISED = "raised"
+
+#: Patients under their row locks, in id order, each with her tenant's time zone; built once
+#: (it is taken every round of ingest).
+_LOCK_PATIENTS = (
+    select(Patient, Tenant.timezone)
+    .join(Tenant, Patient.tenant_id == Tenant.id)
+    .where(Patient.id.in_(bindparam("patients", expanding=True)))
+    .order_by(Patient.id)
+    .with_for_update(of=Patient)
+    # The session may hold these patients already (read before the lock, e.g. to find a
+    # device's owner): refresh them from the locked rows, or the engine state would be a
+    # stale copy and two workers would each raise the same alarm.
+    .execution_options(populate_existing=True)
+)
 
 
 class AlarmNotFound(LookupError):
@@ -122,17 +136,7 @@ class AlarmRepository:
     async def lock_patients(self, patient_ids: Collection[int]) -> list[tuple[Patient, str]]:
         """These patients under their row locks, in id order, each with her tenant's time
         zone."""
-        result = await self._s.execute(
-            select(Patient, Tenant.timezone)
-            .join(Tenant, Patient.tenant_id == Tenant.id)
-            .where(Patient.id.in_(sorted(patient_ids)))
-            .order_by(Patient.id)
-            .with_for_update(of=Patient)
-            # The session may hold these patients already (read before the lock, e.g. to find
-            # a device's owner): refresh them from the locked rows, or the engine state would
-            # be a stale copy and two workers would each raise the same alarm.
-            .execution_options(populate_existing=True)
-        )
+        result = await self._s.execute(_LOCK_PATIENTS, {"patients": sorted(patient_ids)})
         return [(patient, timezone) for patient, timezone in result]
 
     async def open_locked(self, patient_id: int, key: str) -> AlarmRow | None:

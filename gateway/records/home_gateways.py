@@ -16,7 +16,8 @@ from tryggheim.wire import GatewayStatusReport, SensorPlacement
 _GATEWAYS = cast(Table, HomeGateway.__table__)
 _SENSORS = cast(Table, HomeSensor.__table__)
 #: A round's statuses as one statement over their gateways, not an ORM object each: an outbox
-#: depth a status leaves out keeps the one before.
+#: depth a status leaves out keeps the one before. The statements of a round of statuses are
+#: built once: a round comes every second.
 _RECORD_STATUS = (
     update(_GATEWAYS)
     .where(_GATEWAYS.c.id == bindparam("gateway"))
@@ -26,6 +27,14 @@ _RECORD_STATUS = (
         outbox_depth=func.coalesce(bindparam("depth"), _GATEWAYS.c.outbox_depth),
     )
 )
+
+
+_STATES = select(_GATEWAYS.c.id, _GATEWAYS.c.online, _GATEWAYS.c.patient_id).where(
+    _GATEWAYS.c.id.in_(bindparam("gateways", expanding=True))
+)
+_SENSORS_OF = select(
+    _SENSORS.c.gateway_id, _SENSORS.c.device_id, _SENSORS.c.kind, _SENSORS.c.room
+).where(_SENSORS.c.gateway_id.in_(bindparam("gateways", expanding=True)))
 
 
 class StatusHeard(NamedTuple):
@@ -130,14 +139,8 @@ class HomeGatewayRepository:
         wanted = sorted({report.gateway_id for report in reports})
         if not wanted:
             return []
-        known = {
-            gateway_id: (online, patient_id)
-            for gateway_id, online, patient_id in await self._s.execute(
-                select(HomeGateway.id, HomeGateway.online, HomeGateway.patient_id).where(
-                    HomeGateway.id.in_(wanted)
-                )
-            )
-        }
+        states = await self._s.execute(_STATES, {"gateways": wanted})
+        known = {gateway_id: (online, patient_id) for gateway_id, online, patient_id in states}
         heard: list[StatusHeard] = []
         latest: dict[str, dict[str, object]] = {}
         maps: dict[str, dict[str, SensorPlacement]] = {}
@@ -167,11 +170,7 @@ class HomeGatewayRepository:
 
     async def _replace_changed_maps(self, maps: dict[str, dict[str, SensorPlacement]]) -> None:
         stored: dict[str, dict[str, SensorPlacement]] = {}
-        rows = await self._s.execute(
-            select(
-                _SENSORS.c.gateway_id, _SENSORS.c.device_id, _SENSORS.c.kind, _SENSORS.c.room
-            ).where(_SENSORS.c.gateway_id.in_(sorted(maps)))
-        )
+        rows = await self._s.execute(_SENSORS_OF, {"gateways": sorted(maps)})
         for gateway_id, device_id, kind, room in rows:
             stored.setdefault(gateway_id, {})[device_id] = SensorPlacement(device_id, kind, room)
         changed = sorted(g for g, placements in maps.items() if placements != stored.get(g, {}))
