@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -250,15 +250,25 @@ async def test_the_live_stream_says_it_is_alive_between_events(
 
 
 async def test_what_one_round_changes_reaches_the_stream_in_one_piece(
-    world: NurseWorld, nurse: httpx.AsyncClient
+    world: NurseWorld, nurse: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An ingest round commits many homes' readings at once: their events go out in one write
-    (one HTTP chunk), not one per patient. A tablet on a rural mobile network then wakes its
-    radio once a round, not once for each patient of the team."""
+    (one HTTP chunk), not one per patient, and the patients the stream shows for the first
+    time are audited in one transaction, not one each. A tablet on a rural mobile network
+    then wakes its radio once a round, and the record store's write lock is taken once."""
+    audits: list[tuple[str, Sequence[int | None]]] = []
+    write_audit = world.store.audit
+
+    async def audit(**entry: Any) -> None:
+        audits.append((entry["action"], entry["patient_ids"]))
+        await write_audit(**entry)
+
+    monkeypatch.setattr(world.store, "audit", audit)
+    names = ("Berg", "Nilsen", "Haugen")
     at = now_here()
     readings = {
         gateway_of(name): [(f"thermo-{name}", codes.BODY_TEMP.ref, "36.9", "Cel", at)]
-        for name in ("Berg", "Nilsen", "Haugen")
+        for name in names
     }
     async with nurse.stream("GET", "/api/v1/stream") as response:
         pieces = response.aiter_raw()
@@ -273,9 +283,9 @@ async def test_what_one_round_changes_reaches_the_stream_in_one_piece(
         if line.startswith("data: ")
     ]
     assert [e["type"] for e in shown] == ["observation"] * 3
-    assert {e["patient_id"] for e in shown} == {
-        world.patients[n] for n in ("Berg", "Nilsen", "Haugen")
-    }
+    patients = sorted(world.patients[name] for name in names)
+    assert sorted(e["patient_id"] for e in shown) == patients
+    assert audits == [("open_live_stream", [None]), ("live_stream", patients)]
 
 
 # --- the audit log: one row per patient per view opening ---------------------------------------

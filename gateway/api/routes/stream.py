@@ -93,39 +93,52 @@ async def _events(
                         next_check = time.monotonic()  # the token's end: check at once
                     continue
             # Everything waiting goes out in one write (a round's events for a whole team):
-            # one packet to the tablet, not one per patient.
-            lines: list[str] = []
+            # one packet to the tablet, not one per patient, and one audit transaction for the
+            # patients it shows for the first time, not one each.
+            shown: list[dict[str, Any]] = []
+            newly_seen: set[int] = set()
+            dropped = False
             while pending:
                 event = pending.popleft()
                 if event is None:  # dropped by the bus as too slow
-                    if lines:
-                        yield "".join(lines)
-                    return
+                    dropped = True
+                    break
                 if event["type"] == ACCESS_CHANGED:
                     next_check = time.monotonic()
                     break
-                visible = _allows(scope, event, "care_team_id")
-                if event["type"] == PATIENT_MOVED:
-                    # Her old team is told too, so that its apps drop the patient; nothing of
-                    # the patient is shown to them (no audit row), only that she is not theirs.
-                    if not visible and not _allows(scope, event, "from_care_team_id"):
-                        continue
-                    event = {**event, "visible": visible}
-                elif not visible:
+                if (visible := _shown(scope, event)) is None:
                     continue
+                event, shows_patient = visible
+                shown.append(event)
                 patient_id = event.get("patient_id")
-                if visible and isinstance(patient_id, int) and patient_id not in audited:
-                    try:
-                        await audit.once("live_stream", [patient_id])
-                    except STORE_UNAVAILABLE:
-                        # Nothing is shown that the audit log does not record.
-                        yield "".join(lines) + ": closed: the record store is not reachable\n\n"
-                        return
-                    audited.add(patient_id)
-                lines.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
-            if lines:
-                yield "".join(lines)
+                if shows_patient and isinstance(patient_id, int) and patient_id not in audited:
+                    newly_seen.add(patient_id)
+            if newly_seen:
+                try:
+                    await audit.once("live_stream", sorted(newly_seen))
+                except STORE_UNAVAILABLE:
+                    # Nothing is shown that the audit log does not record.
+                    yield ": closed: the record store is not reachable\n\n"
+                    return
+                audited |= newly_seen
+            if shown:
+                yield "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in shown)
                 last_sent = time.monotonic()
+            if dropped:
+                return
+
+
+def _shown(scope: TeamScope, event: dict[str, Any]) -> tuple[dict[str, Any], bool] | None:
+    """The event as the caller's stream shows it, and whether it shows her a patient; None
+    when it is not hers to see."""
+    visible = _allows(scope, event, "care_team_id")
+    if event["type"] == PATIENT_MOVED:
+        # Her old team is told too, so that its apps drop the patient; nothing of the patient
+        # is shown to them (no audit row), only that she is not theirs.
+        if not visible and not _allows(scope, event, "from_care_team_id"):
+            return None
+        return {**event, "visible": visible}, visible
+    return (event, True) if visible else None
 
 
 def stream_router() -> APIRouter:
