@@ -18,6 +18,7 @@ import pytest_asyncio
 from access import signed_in
 from nurse_world import NURSE, PASSWORD, NurseWorld, gateway_of, now_here, running_world
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 import gateway.api.routes.stream
 from gateway.alarms import ThresholdRule, default_rules
@@ -286,6 +287,30 @@ async def test_what_one_round_changes_reaches_the_stream_in_one_piece(
     patients = sorted(world.patients[name] for name in names)
     assert sorted(e["patient_id"] for e in shown) == patients
     assert audits == [("open_live_stream", [None]), ("live_stream", patients)]
+
+
+async def test_the_stream_shows_nothing_it_cannot_audit(
+    world: NurseWorld, nurse: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record store cannot take the audit rows of the patients a write would show for the
+    first time: the stream says so and closes, showing none of them."""
+    async with nurse.stream("GET", "/api/v1/stream") as response:
+        lines = response.aiter_lines()
+        assert await anext(lines) == ": connected"
+
+        async def unreachable(**_entry: Any) -> None:
+            raise OperationalError("INSERT INTO audit_log", {}, OSError("disk gone"))
+
+        monkeypatch.setattr(world.store, "audit", unreachable)
+        at = now_here()
+        await world.commit_round(
+            {
+                gateway_of(name): [(f"thermo-{name}", codes.BODY_TEMP.ref, "37.0", "Cel", at)]
+                for name in ("Berg", "Andersen")
+            }
+        )
+        rest = [line async for line in lines]
+    assert [line for line in rest if line] == [": closed: the record store is not reachable"]
 
 
 # --- the audit log: one row per patient per view opening ---------------------------------------
