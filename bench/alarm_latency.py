@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from bench_common import EdgeProcess, start_platform, stop_process, tree_usage
+from bench_common import EdgeProcess, edge_heartbeat, start_platform, stop_process, tree_usage
 from pydantic import SecretStr
 
 from firmware_sim.household import WARM_UP_SENSOR_TOML, write_edge_config
@@ -80,12 +80,9 @@ from tryggheim.errors import ConnectionLost
 from tryggheim.mqtt import MqttSession, MqttSettings
 from tryggheim.wire import (
     BROKER_ACL,
-    LEGACY_EPOCH,
-    EdgeStatus,
     SensorPlacement,
     decode_batch,
     encode_batch,
-    encode_status,
     event_topic,
     obs_topic,
     status_topic,
@@ -285,37 +282,13 @@ class Background:
         return encode_batch(gateway, observations)
 
     def status(self, gateway: str) -> bytes:
-        """The home's heartbeat as the edge agent sends it: with its sensor map (rooms) and
-        when each sensor last said something."""
-        seq = self.seq.get(gateway, 0)
-        now = time.time()
+        """The home's heartbeat as the edge agent sends it, with its sensor map (rooms)."""
         home = int(gateway.rsplit("-", 1)[1])
-        sensors = tuple(
+        sensors = [
             SensorPlacement(f"0x00158d00{home:04x}{device:04x}", kind, room)
             for device, kind, room in HOME_SENSORS
-        )
-        seen = datetime.fromtimestamp(now, UTC)
-        status = EdgeStatus(
-            gateway_id=gateway,
-            state="online",
-            outbox_depth=0,
-            urgent_waiting=0,
-            committed_seq=seq,
-            last_seq=seq,
-            last_commit_at=now,
-            outbox_bytes=118_784,
-            outbox_fill=0.0001,
-            telemetry_refused=0,
-            rejected=0,
-            epoch=LEGACY_EPOCH,
-            alarms=(),
-            time=now,
-            clock_offset_s=0.01,
-            sensor_map=sensors,
-            input_adjustments={},
-            sensors_seen={sensor.device_id: seen for sensor in sensors},
-        )
-        return encode_status(status)
+        ]
+        return edge_heartbeat(gateway, self.seq.get(gateway, 0), time.time(), sensors)
 
     async def _send(self, gateway: str, topic: str, payload: bytes, *, status: bool) -> None:
         try:

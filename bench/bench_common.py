@@ -1,5 +1,6 @@
 """What the benchmarks share: the care platform in its own process, as a municipality runs it,
-and the CPU and memory of a process tree read from /proc."""
+a home gateway's heartbeat as the edge agent sends it, and the CPU and memory of a process
+tree read from /proc."""
 
 from __future__ import annotations
 
@@ -7,13 +8,52 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.auth import generate_signing_key
 from tryggheim.apps.broker import MosquittoServer, find_free_port
+from tryggheim.wire import LEGACY_EPOCH, DeviceReport, EdgeStatus, SensorPlacement, encode_status
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def edge_heartbeat(
+    gateway: str,
+    committed_seq: int,
+    at: float,
+    sensors: Sequence[SensorPlacement],
+    devices: Mapping[str, DeviceReport] | None = None,
+) -> bytes:
+    """A home gateway's status as the edge agent sends it (``status`` topic): all committed,
+    with its sensor map and when each sensor last said something (``at``, as the status's
+    time), and its BLE devices."""
+    seen = datetime.fromtimestamp(at, UTC)
+    return encode_status(
+        EdgeStatus(
+            gateway_id=gateway,
+            state="online",
+            outbox_depth=0,
+            urgent_waiting=0,
+            committed_seq=committed_seq,
+            last_seq=committed_seq,
+            last_commit_at=at,
+            outbox_bytes=118_784,
+            outbox_fill=0.0001,
+            telemetry_refused=0,
+            rejected=0,
+            epoch=LEGACY_EPOCH,
+            alarms=(),
+            time=at,
+            clock_offset_s=0.01,
+            sensor_map=tuple(sensors),
+            input_adjustments={},
+            devices=devices,
+            sensors_seen={sensor.device_id: seen for sensor in sensors},
+        )
+    )
 
 
 async def start_platform(

@@ -42,6 +42,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench_common import edge_heartbeat
 from ingest import KINDS, Load, RecordDatabase, alarm_check, write_registry
 
 from gateway.alarms.book import AlarmBook
@@ -52,15 +53,7 @@ from gateway.records.store import RecordStore
 from gateway.registry.provision import load_registry, provision
 from gateway.registry.service import Registry
 from tryggheim.mqtt import Message
-from tryggheim.wire import (
-    LEGACY_EPOCH,
-    DeviceReport,
-    EdgeStatus,
-    SensorPlacement,
-    encode_status,
-    obs_topic,
-    status_topic,
-)
+from tryggheim.wire import DeviceReport, SensorPlacement, obs_topic, status_topic
 
 #: Where bench/ingest.py's KINDS are in each home (its BLE device has no room).
 ROOMS = ("stue", "stue", "gang", "")
@@ -71,56 +64,51 @@ HEARTBEAT_SPACING = timedelta(seconds=30)
 def heartbeats(load: Load, count: int, now: datetime) -> list[list[Message]]:
     """``count`` statuses of every home, in the edge agent's form and in rounds of the worker's
     size: every home's first, then every home's second, ..."""
-    sensors = tuple(
+    sensors = [
         SensorPlacement(device, code.split("_", 2)[-1].lower(), room)
         for (device, source, code, _), room in zip(KINDS, ROOMS, strict=True)
         if source.startswith("mqtt:")
-    )
+    ]
     devices = {
         device: DeviceReport("pulse_oximeter", now, 80, False, 0.4, 0)
         for device, source, _, _ in KINDS
         if source.startswith("ble:")
     }
-    messages = []
-    for n in range(count):
-        for gateway, batches in load.batches.items():
-            last_seq = len(batches) * load.batch_size
-            status = EdgeStatus(
-                gateway_id=gateway,
-                state="online",
-                outbox_depth=0,
-                urgent_waiting=0,
-                committed_seq=last_seq,
-                last_seq=last_seq,
-                last_commit_at=now.timestamp(),
-                outbox_bytes=118_784,
-                outbox_fill=0.0001,
-                telemetry_refused=0,
-                rejected=0,
-                epoch=LEGACY_EPOCH,
-                alarms=(),
-                time=(now + n * HEARTBEAT_SPACING).timestamp(),
-                clock_offset_s=0.02,
-                sensor_map=sensors,
-                input_adjustments={},
-                devices=devices,
-                sensors_seen={placement.device_id: now for placement in sensors},
+    return _in_rounds(
+        [
+            Message(
+                status_topic(gateway),
+                edge_heartbeat(
+                    gateway,
+                    len(batches) * load.batch_size,
+                    (now + n * HEARTBEAT_SPACING).timestamp(),
+                    sensors,
+                    devices,
+                ),
+                qos=1,
+                retain=True,
             )
-            messages.append(Message(status_topic(gateway), encode_status(status), 1, True))
-    return [
-        messages[i : i + MESSAGES_PER_COMMIT] for i in range(0, len(messages), MESSAGES_PER_COMMIT)
-    ]
+            for n in range(count)
+            for gateway, batches in load.batches.items()
+        ]
+    )
 
 
 def rounds(load: Load) -> list[list[Message]]:
     """The load's messages as the ingest worker receives them under load: every home's first
     batch, then every home's second, ..., in rounds of the worker's size."""
-    messages = [
-        Message(obs_topic(gateway), batches[n], qos=1, retain=False)
-        for n in range(max(map(len, load.batches.values())))
-        for gateway, batches in load.batches.items()
-        if n < len(batches)
-    ]
+    return _in_rounds(
+        [
+            Message(obs_topic(gateway), batches[n], qos=1, retain=False)
+            for n in range(max(map(len, load.batches.values())))
+            for gateway, batches in load.batches.items()
+            if n < len(batches)
+        ]
+    )
+
+
+def _in_rounds(messages: list[Message]) -> list[list[Message]]:
+    """In rounds of the ingest worker's size."""
     return [
         messages[i : i + MESSAGES_PER_COMMIT] for i in range(0, len(messages), MESSAGES_PER_COMMIT)
     ]

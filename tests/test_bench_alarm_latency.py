@@ -6,41 +6,30 @@ without its alarm."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "alarm_latency.py"
+from bench_run import bench_lines
 
 
 def test_alarm_latency_bench_measures_every_leak() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--homes",
-            "20",
-            "--samples",
-            "5",
-            "--warmup-samples",
-            "1",
-            "--background-interval-s",
-            "2",
-            "--status-interval-s",
-            "4",
-            "--pause-s",
-            "0.1",
-            "--timeout-s",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
+    lines = bench_lines(
+        "alarm_latency.py",
+        "--homes",
+        "20",
+        "--samples",
+        "5",
+        "--warmup-samples",
+        "1",
+        "--background-interval-s",
+        "2",
+        "--status-interval-s",
+        "4",
+        "--pause-s",
+        "0.1",
+        "--timeout-s",
+        "5",
         timeout=45,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1, done.stdout
+    assert len(lines) == 1, lines
     result = json.loads(lines[0])
     assert result["bench"] == "alarm_latency"
     assert result["homes"] == 20

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_run import ROOT, bench_lines
 
 
 def test_fhir_bench_builds_validates_and_journals_every_document() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.fhir", "--backlog", "40", "--documents", "20"],
+    lines = bench_lines(
+        "-m bench.fhir",
+        *("--backlog", "40", "--documents", "20"),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
         timeout=240,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(lines[-1])
     assert result["bench"] == "fhir" and result["ok"] is True
     assert (result["journaled"], result["posts"], result["goal_s"]) == (40, 40, 60)
     assert (result["documents"], result["validation_problems"]) == (20, 0)

@@ -5,46 +5,36 @@ observations, the durable queue drained after the GP outage)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "hl7.py"
+from bench_run import bench_lines
 
 
 def test_hl7_bench_acknowledges_and_counts_every_message() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--connections",
-            "2",
-            "--ack-sweep",
-            "1,3",
-            "--ack-messages",
-            "30",
-            "--full-messages",
-            "20",
-            "--outbound-messages",
-            "40",
-            "--backlog",
-            "60",
-            "--patients",
-            "3",
-            "--down-s",
-            "0.5",
-            "--retry-after-s",
-            "0.5",
-            "--baseline-s",
-            "0.2",
-        ],
-        capture_output=True,
-        text=True,
+    lines = bench_lines(
+        "hl7.py",
+        "--connections",
+        "2",
+        "--ack-sweep",
+        "1,3",
+        "--ack-messages",
+        "30",
+        "--full-messages",
+        "20",
+        "--outbound-messages",
+        "40",
+        "--backlog",
+        "60",
+        "--patients",
+        "3",
+        "--down-s",
+        "0.5",
+        "--retry-after-s",
+        "0.5",
+        "--baseline-s",
+        "0.2",
         timeout=120,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(lines[-1])
     assert result["bench"] == "hl7" and result["ok"] is True
     assert (result["inbound_ack_goal"], result["backlog_goal_s"]) == (2000, 60)
     assert set(result["goals_met"]) == {

@@ -7,44 +7,33 @@ SQLite and on a PostgreSQL cluster of the bench's own, whose server CPU is count
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "ingest.py"
+from bench_run import bench_lines
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_ingest_bench_counts_every_observation_once(database: str) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--gateways",
-            "6",
-            "--batches-per-gateway",
-            "3",
-            "--batch-size",
-            "10",
-            "--workers",
-            "2",
-            "--crossing-every",
-            "2",
-            "--database",
-            database,
-            "--no-peer",
-            "--stall-s",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
+    lines = bench_lines(
+        "ingest.py",
+        "--gateways",
+        "6",
+        "--batches-per-gateway",
+        "3",
+        "--batch-size",
+        "10",
+        "--workers",
+        "2",
+        "--crossing-every",
+        "2",
+        "--database",
+        database,
+        "--no-peer",
+        "--stall-s",
+        "5",
         timeout=120,
-        check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(lines[-1])
     assert result["bench"] == "ingest"
     assert result["observations"] == 6 * 3 * 10
     assert "nodered" not in result
