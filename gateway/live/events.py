@@ -69,14 +69,6 @@ class EventBus:
                     queue.get_nowait()
                 queue.put_nowait(None)
 
-    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        async with self.subscription() as subscription:
-            while True:
-                for event in await subscription.waiting():
-                    if event is None:
-                        return
-                    yield event
-
     @contextlib.asynccontextmanager
     async def subscription(self) -> AsyncIterator[Subscription]:
         """Events delivered from now until the block ends, taken as they come or all that

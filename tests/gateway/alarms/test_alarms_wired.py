@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from chain import until
 from delivery import GATEWAY, make_uplink, make_worker, mqtt_settings, running
+from homes import register_homes, statements
 from servers import BrokerFixture
-from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select
 
 from edge.outbox import Outbox
@@ -333,34 +333,15 @@ async def test_a_round_of_heartbeats_reads_as_much_for_twenty_homes_as_for_one(
     """A thousand homes' heartbeats are committed a second's worth at a time, each home's first
     one through the alarm engine: the queries of such a round must not grow with its heartbeats
     (each read its outbox's watermark, took its patient's lock and read her again)."""
-    registry = Registry(store)
-    team = await registry.create_team(DEFAULT_TENANT, "Team A")
-    for n in range(21):
-        patient = await registry.create_patient(
-            DEFAULT_TENANT,
-            national_id=f"010140{n:05d}",
-            family_name=f"Home {n}",
-            given_name="Kari",
-            care_team_id=team.id,
-        )
-        await registry.create_gateway(DEFAULT_TENANT, f"gw-{n:02d}", patient.id, "", T0)
-    queries: list[str] = []
+    gateways = await register_homes(store, 21, T0)
 
-    def counted(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            queries.append(statement)
+    async def reads(homes: list[str]) -> int:
+        statuses = [GatewayStatusReport(g, True, 0, committed_seq=0) for g in homes]
+        with statements(store, "SELECT") as queries:
+            await store.commit_batches([], datetime.now(UTC), statuses=statuses, from_edges=True)
+        return len(queries)
 
-    async def reads(homes: range) -> int:
-        statuses = [GatewayStatusReport(f"gw-{n:02d}", True, 0, committed_seq=0) for n in homes]
-        before = len(queries)
-        await store.commit_batches([], datetime.now(UTC), statuses=statuses, from_edges=True)
-        return len(queries) - before
-
-    sqlalchemy_event.listen(store.engine.sync_engine, "before_cursor_execute", counted)
-    try:
-        assert await reads(range(1, 21)) == await reads(range(1))
-    finally:
-        sqlalchemy_event.remove(store.engine.sync_engine, "before_cursor_execute", counted)
+    assert await reads(gateways[1:]) == await reads(gateways[:1])
 
 
 async def test_bad_status_payload_is_a_dead_letter(

@@ -85,14 +85,14 @@ async def kari(store: RecordStore) -> tuple[int, int]:
 async def subscribed(bus: EventBus) -> AsyncIterator[list[dict[str, Any]]]:
     """What a subscriber of ``bus`` receives while the body runs."""
     seen: list[dict[str, Any]] = []
+    async with bus.subscription() as subscription:
 
-    async def receive() -> None:
-        async for event in bus.subscribe():
-            seen.append(event)
+        async def receive() -> None:
+            while True:
+                seen.extend(event for event in await subscription.waiting() if event)
 
-    async with running(receive(), "subscriber"):
-        await asyncio.sleep(0)  # the subscription is taken when the task first runs
-        yield seen
+        async with running(receive(), "subscriber"):
+            yield seen
 
 
 @contextlib.asynccontextmanager

@@ -16,8 +16,9 @@ from tryggheim.mqtt import MqttSession
 
 
 async def first_event(events: EventBus, into: list[dict[str, Any]]) -> None:
-    async for event in events.subscribe():
-        into.append(event)
+    async with events.subscription() as subscription:
+        while True:
+            into.extend(event for event in await subscription.waiting() if event)
 
 
 async def test_an_event_published_in_one_process_reaches_every_process(

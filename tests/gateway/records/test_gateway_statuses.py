@@ -5,36 +5,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import event as sqlalchemy_event
+from homes import register_homes, statements
 from sqlalchemy import select
 
 from gateway.records.home_gateways import HomeGatewayRepository, StatusHeard
-from gateway.records.models import DEFAULT_TENANT, HomeGateway, HomeSensor
+from gateway.records.models import HomeGateway, HomeSensor
 from gateway.records.store import RecordStore
-from gateway.registry.service import Registry
 from tryggheim.wire import GatewayStatusReport, SensorPlacement
 
 T0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
 HALL = SensorPlacement("0x00124b0000000003", "door", "gang")
 LIVING_ROOM = SensorPlacement("0x00124b0000000001", "motion", "stue")
 BATHROOM = SensorPlacement("0x00124b0000000009", "motion", "bad")
-
-
-async def _homes(store: RecordStore, count: int) -> list[str]:
-    registry = Registry(store)
-    team = await registry.create_team(DEFAULT_TENANT, "Team A")
-    gateways = []
-    for n in range(count):
-        patient = await registry.create_patient(
-            DEFAULT_TENANT,
-            national_id=f"020240{n:05d}",
-            family_name=f"Home {n}",
-            given_name="Ola",
-            care_team_id=team.id,
-        )
-        gateway = await registry.create_gateway(DEFAULT_TENANT, f"gw-{n:02d}", patient.id, "", T0)
-        gateways.append(gateway.id)
-    return gateways
 
 
 async def _state(store: RecordStore, gateway_id: str) -> tuple[object, ...]:
@@ -50,7 +32,7 @@ async def _state(store: RecordStore, gateway_id: str) -> tuple[object, ...]:
 async def test_a_status_keeps_what_it_leaves_out_and_replaces_a_changed_sensor_map(
     store: RecordStore,
 ) -> None:
-    (gateway,) = await _homes(store, 1)
+    (gateway,) = await register_homes(store, 1, T0)
 
     async def heard(report: GatewayStatusReport, at: datetime) -> tuple[object, ...]:
         await store.commit_batches([], at, statuses=[report], from_edges=True)
@@ -85,7 +67,7 @@ async def test_a_status_keeps_what_it_leaves_out_and_replaces_a_changed_sensor_m
 async def test_statuses_of_one_round_are_recorded_in_order(store: RecordStore) -> None:
     """The will's offline and the next online in one round: the engine hears both, each as
     news, and the gateway ends online with the last depth sent and the last map."""
-    first, second = await _homes(store, 2)
+    first, second = await register_homes(store, 2, T0)
     reports = [
         GatewayStatusReport(first, True, 3, sensors=(HALL,)),
         GatewayStatusReport("gw-not-registered", True, 1),
@@ -112,30 +94,22 @@ async def test_a_round_of_heartbeats_writes_as_much_for_twenty_homes_as_for_one(
     """The edge sends its sensor map in every status. A round of heartbeats that repeat what
     their gateways said wrote the map again (a delete and an insert per sensor) and updated
     each gateway on its own: the writes must not grow with the round's heartbeats."""
-    gateways = await _homes(store, 21)
+    gateways = await register_homes(store, 21, T0)
     sensors = (LIVING_ROOM, HALL)
-    writes: list[str] = []
 
-    def counted(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
-            writes.append(statement)
-
-    async def heartbeats(homes: list[str], at: datetime) -> int:
+    async def heartbeats(homes: list[str], at: datetime) -> list[str]:
         statuses = [
             GatewayStatusReport(g, True, 0, committed_seq=0, sensors=sensors) for g in homes
         ]
-        before = len(writes)
-        await store.commit_batches([], at, statuses=statuses, from_edges=True)
-        return len(writes) - before
+        with statements(store, "INSERT", "UPDATE", "DELETE") as writes:
+            await store.commit_batches([], at, statuses=statuses, from_edges=True)
+        return writes
 
     await heartbeats(gateways, T0)  # the first: each map is new, each home's engine hears it
-    sqlalchemy_event.listen(store.engine.sync_engine, "before_cursor_execute", counted)
-    try:
-        assert await heartbeats(gateways[1:], T0 + timedelta(seconds=30)) == await heartbeats(
-            gateways[:1], T0 + timedelta(seconds=31)
-        )
-    finally:
-        sqlalchemy_event.remove(store.engine.sync_engine, "before_cursor_execute", counted)
+    twenty = await heartbeats(gateways[1:], T0 + timedelta(seconds=30))
+    one = await heartbeats(gateways[:1], T0 + timedelta(seconds=31))
+    assert len(twenty) == len(one)
+    writes = twenty + one
     assert not [w for w in writes if "home_sensors" in w]
     assert await _state(store, gateways[20]) == (
         True,
