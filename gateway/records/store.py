@@ -784,11 +784,10 @@ class RecordStore:
         if claimed is None or mark is None or claimed <= mark:
             return None
         key = OutboxKey(report.gateway_id, report.epoch)
-        progress = cast(Table, GatewayProgress.__table__)
         mark_of = (
-            select(progress.c.committed_seq)
-            .where(progress.c.gateway_id == key.gateway_id)
-            .where(progress.c.epoch == key.epoch)
+            select(_PROGRESS.c.committed_seq)
+            .where(_PROGRESS.c.gateway_id == key.gateway_id)
+            .where(_PROGRESS.c.epoch == key.epoch)
         )
         mark = await s.scalar(mark_of.with_for_update())
         if mark is None or claimed <= mark:
@@ -806,9 +805,9 @@ class RecordStore:
             )
         new_mark = await self._scan_watermark(s, key, claimed)
         await s.execute(
-            update(progress)
-            .where(progress.c.gateway_id == key.gateway_id)
-            .where(progress.c.epoch == key.epoch)
+            update(_PROGRESS)
+            .where(_PROGRESS.c.gateway_id == key.gateway_id)
+            .where(_PROGRESS.c.epoch == key.epoch)
             .values(committed_seq=new_mark)
         )
         return CaughtUp(mark, new_mark, claimed - mark - kept)
