@@ -1276,6 +1276,47 @@ async def test_an_alarm_between_the_first_load_and_the_live_stream_is_announced(
         await world.settle(fall.id)
 
 
+async def test_an_alarm_the_first_load_finds_before_the_stream_brings_it_is_announced(
+    world: NurseWorld, tablet: Page
+) -> None:
+    """The live stream is open, the app's first load is under way, and a low glucose is
+    raised. The load answers with the alarm before the stream brings it (the stream's write
+    waits for its audit): the alarm is still new, announced and in the banner, not taken for
+    one that was there before she signed in."""
+    page = tablet
+    first_load, raised = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_first_load(route: Route) -> None:
+        if not first_load.is_set():
+            first_load.set()
+            await raised.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/alarms?state=open*", hold_the_first_load)
+    opened: list[int] = []
+    try:
+        with world.live_events_late():
+            await sign_in(page, world.url)
+            assert first_load.is_set()
+            await expect(cards(page)).to_have_count(0)  # the first load is not answered yet
+            meter, code = "C0:40:00:00:00:03", codes.GLUCOSE_CAPILLARY.ref
+            glucose = [
+                (meter, code, "6.0", "mmol/L", now_here() - timedelta(seconds=2)),
+                (meter, code, "2.9", "mmol/L", now_here()),
+            ]
+            opened += [a.id for a in (await world.commit(gateway_of("Berg"), glucose)).alarms]
+            raised.set()
+            await expect(cards(page)).to_have_count(4)
+            await asyncio.sleep(0.5)  # the load after the stream opened is done too
+        await expect(page.locator("#announce-alert")).to_have_text(
+            "Ny alarm – høy: Lavt blodsukker hos Berg, Ola."
+        )
+        banner = page.get_by_role("region", name="Ny alarm")
+        await expect(banner).to_contain_text("Lavt blodsukker hos Berg, Ola")
+    finally:
+        await world.settle(*opened)
+
+
 async def test_a_device_checking_itself_is_shown_on_the_device(
     world: NurseWorld, tablet: Page
 ) -> None:

@@ -431,8 +431,10 @@ async function loadDetail(id, range) {
 function noticeNewAlarms(alarms) {
   if (state.known === null) {
     // What the first load finds is known already, except an alarm the live stream brought
-    // before that load answered: it is new.
+    // before that load answered: it is new. (One the stream brings after it: applyAlarm.)
     state.known = new Set(alarms.filter((a) => !arrivedLive.has(a.id)).map((a) => a.id));
+    firstFound.clear();
+    for (const id of state.known) firstFound.add(id);
     arrivedLive.clear();
   }
   const fresh = [];
@@ -638,10 +640,21 @@ function applyMove({ patient_id: id, visible }) {
 }
 
 const arrivedLive = new Set(); // alarms raised live before the first load answered
+const firstFound = new Set(); // alarms the first load found, taken as there before she signed in
 const liveSince = new Map(); // alarm id → when the live stream first brought it (performance.now())
+
+/** The alarm as it was raised, nothing since: the stream brings only what happened after it
+ * opened, so this alarm was raised while she watched. */
+function justRaised(alarm) {
+  const last = alarm.history?.at(-1);
+  return alarm.state === "raised" && last?.to_state === "raised" && last.from_state === null;
+}
 
 function applyAlarm(alarm) {
   if (state.known === null && alarm.state === "raised") arrivedLive.add(alarm.id);
+  // The first load answered after the raise, before this event (the stream's write waited):
+  // new all the same.
+  if (justRaised(alarm) && firstFound.delete(alarm.id)) state.known.delete(alarm.id);
   if (!liveSince.has(alarm.id)) liveSince.set(alarm.id, performance.now());
   const known = [...state.alarms, ...state.allAlarms].find((a) => a.id === alarm.id);
   // Names and places are looked up where a person acted; a change by the engine (escalated,
