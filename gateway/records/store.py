@@ -70,6 +70,7 @@ from gateway.records.models import (
     stored_observation,
 )
 from gateway.records.patients import PatientRepository
+from gateway.records.sqlite_driver import use_one_trip_statements
 from gateway.records.unit_of_work import (
     AlarmChanged,
     ExportRow,
@@ -263,6 +264,7 @@ class RecordStore:
         self.dialect = self.engine.dialect.name
         if self.dialect == "sqlite":
             sync_engine: Engine = self.engine.sync_engine
+            use_one_trip_statements(sync_engine)
             event.listen(sync_engine, "connect", _sqlite_pragmas)
             event.listen(sync_engine, "begin", _sqlite_begin_immediate)
         self.unit_of_work = UnitOfWork(async_sessionmaker(self.engine, expire_on_commit=False))
