@@ -111,7 +111,7 @@ class OneTripConnection(aiosqlite.Connection):
 
     async def run(self, fn: Any, sql: str, parameters: Any) -> _Outcome:
         """``fn(connection, sql, parameters)`` on the connection's thread."""
-        outcome: _Outcome = await self._execute(fn, self._conn, sql, parameters)
+        outcome: _Outcome = await self._execute(fn, self._conn, sql, parameters)  # type: ignore[no-untyped-call]
         return outcome
 
 
