@@ -8,7 +8,8 @@ such calls for a ``SELECT`` and nine for a transaction that reads one row. On a 
 machine a trip costs about 70 µs of CPU, against 2 µs for the statement itself, so a read
 through the API spent most of its time in trips. Here the cursor is made, run, read and closed
 in one trip; SQLAlchemy is handed the description, counts and rows as the plain cursor would
-give them. Everything else (the thread, commit, rollback, close) is aiosqlite's.
+give them. A rollback with no transaction open (the pool's, after every commit) makes no trip.
+Everything else (the thread, commit, a real rollback, close) is aiosqlite's.
 
 Installed by :func:`use_one_trip_statements` on an engine through SQLAlchemy's ``do_connect``
 hook, with the connect arguments the dialect worked out from the URL."""
@@ -108,6 +109,14 @@ class OneTripConnection(aiosqlite.Connection):
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
+
+    async def rollback(self) -> None:
+        # The pool rolls back each connection it takes back, also one whose transaction has
+        # committed: with none open there is nothing to undo, and no trip to make. (The flag
+        # is SQLite's own; nothing runs on the connection while the pool takes it back.)
+        if self._connection is not None and not self._connection.in_transaction:
+            return
+        await super().rollback()
 
     async def run(self, fn: Any, sql: str, parameters: Any) -> _Outcome:
         """``fn(connection, sql, parameters)`` on the connection's thread."""
