@@ -209,10 +209,15 @@ async def patient_for(
         patient = await registry.patient(principal.tenant_id, patient_id)
     except NotFound:
         raise NotVisible("patient", patient_id, action, patient_id) from None
-    team = str(patient.care_team_id) if patient.care_team_id is not None else None
-    if not policy.can_act_on_patient(principal, action, patient.tenant_id, team):
+    if not may_act_on(principal, action, patient):
         raise NotVisible("patient", patient_id, action, patient_id)
     return patient
+
+
+def may_act_on(principal: Principal, action: Action, patient: Patient) -> bool:
+    """Whether ``principal`` may perform ``action`` on ``patient`` (her tenant and team)."""
+    team = str(patient.care_team_id) if patient.care_team_id is not None else None
+    return policy.can_act_on_patient(principal, action, patient.tenant_id, team)
 
 
 #: The request header that names the view opening a load belongs to: ``<view>/<opening id>``,

@@ -37,8 +37,9 @@ async def shown_alarms(
     """The alarms as the API shows them: with the display names of who acknowledged and who
     has taken each, and what and where its device is."""
     people = [t.by for row in rows for t in history_of(row)] + [r.acknowledged_by for r in rows]
-    names = await registry.display_names(tenant_id, people)
-    places = await registry.device_places((row.patient_id, row.device_id) for row in rows)
+    names, places = await registry.names_and_places(
+        tenant_id, people, ((row.patient_id, row.device_id) for row in rows)
+    )
     return [
         AlarmOut.of(row, names, places.get((row.patient_id, row.device_id or ""))) for row in rows
     ]

@@ -243,30 +243,36 @@ class Registry:
                 for u in await users.of_tenant(tenant_id)
             ]
 
-    async def display_names(self, tenant_id: str, subjects: Iterable[str | None]) -> dict[str, str]:
-        """Subject (``user:17``) → display name, for the people named on alarms; a subject
-        that is not a user of the tenant (``user:colleague``, a system) is left out."""
-        ids = {int(s[5:]) for s in subjects if s and s.startswith("user:") and s[5:].isdigit()}
-        if not ids:
-            return {}
-        async with self._store.session() as s:
-            names = await UserRepository(s).display_names(tenant_id, ids)
-        return {f"user:{user_id}": name for user_id, name in names.items()}
+    async def names_and_places(
+        self,
+        tenant_id: str,
+        subjects: Iterable[str | None],
+        devices: Iterable[tuple[int, str | None]],
+    ) -> tuple[dict[str, str], dict[tuple[int, str], DevicePlace]]:
+        """What alarms are shown with, in one transaction:
 
-    async def device_places(
-        self, devices: Iterable[tuple[int, str | None]]
-    ) -> dict[tuple[int, str], DevicePlace]:
-        """(patient, device) → what the device is and where: a home sensor's kind and room from
-        its home gateway's sensor map, a paired medical device's profile."""
+        - subject (``user:17``) → display name, for the people named on them; a subject that
+          is not a user of the tenant (``user:colleague``, a system) is left out;
+        - (patient, device) → what the device is and where: a home sensor's kind and room from
+          its home gateway's sensor map, a paired medical device's profile."""
+        ids = {int(s[5:]) for s in subjects if s and s.startswith("user:") and s[5:].isdigit()}
         wanted = {(p, d) for p, d in devices if d}
-        if not wanted:
-            return {}
-        patient_ids = {p for p, _ in wanted}
+        if not ids and not wanted:
+            return {}, {}
         async with self._store.session() as s:
-            gateways = HomeGatewayRepository(s)
-            sensors = await gateways.sensors_of_patients(patient_ids)
-            names = await gateways.device_names_of_patients(patient_ids)
-            paired = await DeviceRepository(s).of_patients(patient_ids)
+            names = await UserRepository(s).display_names(tenant_id, ids) if ids else {}
+            places = await self._device_places(s, wanted) if wanted else {}
+        return {f"user:{user_id}": name for user_id, name in names.items()}, places
+
+    @staticmethod
+    async def _device_places(
+        s: AsyncSession, wanted: set[tuple[int, str]]
+    ) -> dict[tuple[int, str], DevicePlace]:
+        patient_ids = {p for p, _ in wanted}
+        gateways = HomeGatewayRepository(s)
+        sensors = await gateways.sensors_of_patients(patient_ids)
+        names = await gateways.device_names_of_patients(patient_ids)
+        paired = await DeviceRepository(s).of_patients(patient_ids)
         places = {
             (d.patient_id, d.device_id): DevicePlace(
                 None, d.profile, name=names.get((d.patient_id, d.device_id))

@@ -20,6 +20,7 @@ from gateway.api.deps import (
     QueryId,
     ReadsPatient,
     Registered,
+    may_act_on,
     patient_for,
 )
 from gateway.api.schemas import AlarmOut, ResolveIn
@@ -37,10 +38,8 @@ async def _alarm_patient_id(
     patient = await registry.alarm_patient(alarm_id)
     if patient is None:
         raise NotVisible("alarm", alarm_id, action, None)
-    try:
-        await patient_for(registry, principal, action, patient.id)
-    except NotVisible:
-        raise NotVisible("alarm", alarm_id, action, patient.id) from None
+    if not may_act_on(principal, action, patient):
+        raise NotVisible("alarm", alarm_id, action, patient.id)
     return patient.id
 
 
