@@ -170,14 +170,18 @@ def at_days_ago(days: int, hour: int, minute: int = 0) -> datetime:
 
 
 def history(days: int = 7) -> list[tuple[int, int, datetime]]:
-    """(day, slot, time) of morning and evening measurements in the past, oldest first."""
+    """(day, slot, time) of morning and evening measurements in the past, oldest first: all
+    before the readings the seed puts at "now" (up to an hour ago), so that those are the
+    newest. (A 20:00 slot in the history at 20:45 was newer than Haugen's 186 mmHg of 19:55,
+    which then raised nothing: the seed failed between 20:30 and 20:50, and 08:30 and
+    08:50.)"""
     now = datetime.now(OSLO)
     times = [
         (day, slot, at_days_ago(day, hour))
         for day in range(days - 1, -1, -1)
         for slot, hour in enumerate((8, 20))
     ]
-    return [(d, s, t) for d, s, t in times if t < now - timedelta(minutes=30)]
+    return [(d, s, t) for d, s, t in times if t < now - timedelta(minutes=90)]
 
 
 async def _patient(
