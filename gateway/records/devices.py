@@ -5,12 +5,20 @@ tenant of its patient."""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.records.models import Device, Patient
 from tryggheim.codes import DeviceProfile
+
+_DEVICES = cast(Table, Device.__table__)
+#: A paired device's profile, read each time a person acts on an alarm about it: built once.
+_PROFILES = select(_DEVICES.c.patient_id, _DEVICES.c.device_id, _DEVICES.c.profile).where(
+    _DEVICES.c.patient_id.in_(bindparam("patients", expanding=True)),
+    _DEVICES.c.device_id.in_(bindparam("devices", expanding=True)),
+)
 
 
 class DeviceRepository:
@@ -47,6 +55,15 @@ class DeviceRepository:
                 .order_by(Device.device_id)
             )
         )
+
+    async def profiles(
+        self, patient_ids: Collection[int], device_ids: Collection[str]
+    ) -> dict[tuple[int, str], str]:
+        """(patient, device) → the profile of those of these devices paired with these
+        patients."""
+        params = {"patients": list(patient_ids), "devices": list(device_ids)}
+        rows = await self._s.execute(_PROFILES, params)
+        return {(p, d): profile for p, d, profile in rows}
 
     async def of_patients(self, patient_ids: Collection[int]) -> list[Device]:
         return list(

@@ -32,6 +32,25 @@ _RECORD_STATUS = (
 _STATES = select(_GATEWAYS.c.id, _GATEWAYS.c.online, _GATEWAYS.c.patient_id).where(
     _GATEWAYS.c.id.in_(bindparam("gateways", expanding=True))
 )
+_NAMES = cast(Table, DeviceName.__table__)
+#: What an alarm is shown with (its device's room and name), read each time a person acts on
+#: one: built once, and only the wanted devices' rows.
+_PLACED_SENSORS = (
+    select(_GATEWAYS.c.patient_id, _SENSORS.c.device_id, _SENSORS.c.kind, _SENSORS.c.room)
+    .join(_SENSORS, _SENSORS.c.gateway_id == _GATEWAYS.c.id)
+    .where(
+        _GATEWAYS.c.patient_id.in_(bindparam("patients", expanding=True)),
+        _SENSORS.c.device_id.in_(bindparam("devices", expanding=True)),
+    )
+)
+_NAMED_DEVICES = (
+    select(_GATEWAYS.c.patient_id, _NAMES.c.device_id, _NAMES.c.name)
+    .join(_NAMES, _NAMES.c.gateway_id == _GATEWAYS.c.id)
+    .where(
+        _GATEWAYS.c.patient_id.in_(bindparam("patients", expanding=True)),
+        _NAMES.c.device_id.in_(bindparam("devices", expanding=True)),
+    )
+)
 _SENSORS_OF = select(
     _SENSORS.c.gateway_id, _SENSORS.c.device_id, _SENSORS.c.kind, _SENSORS.c.room
 ).where(_SENSORS.c.gateway_id.in_(bindparam("gateways", expanding=True)))
@@ -191,16 +210,14 @@ class HomeGatewayRepository:
             await self._s.scalars(select(HomeSensor).where(HomeSensor.gateway_id.in_(gateway_ids)))
         )
 
-    async def sensors_of_patients(
-        self, patient_ids: Collection[int]
-    ) -> list[tuple[int | None, HomeSensor]]:
-        """Each home sensor of these patients' gateways, with the gateway's patient."""
-        rows = await self._s.execute(
-            select(HomeGateway.patient_id, HomeSensor)
-            .join(HomeSensor, HomeSensor.gateway_id == HomeGateway.id)
-            .where(HomeGateway.patient_id.in_(patient_ids))
-        )
-        return [(patient_id, sensor) for patient_id, sensor in rows]
+    async def placed_sensors(
+        self, patient_ids: Collection[int], device_ids: Collection[str]
+    ) -> dict[tuple[int, str], tuple[str, str]]:
+        """(patient, device) → the kind and room of those of these devices that are home
+        sensors of these patients' gateways."""
+        params = {"patients": list(patient_ids), "devices": list(device_ids)}
+        rows = await self._s.execute(_PLACED_SENSORS, params)
+        return {(p, d): (kind, room) for p, d, kind, room in rows}
 
     async def device_names(self, gateway_ids: Collection[str]) -> dict[tuple[str, str], str]:
         """The names an admin gave devices of these homes, by (gateway, device)."""
@@ -212,15 +229,13 @@ class HomeGatewayRepository:
         }
 
     async def device_names_of_patients(
-        self, patient_ids: Collection[int]
+        self, patient_ids: Collection[int], device_ids: Collection[str]
     ) -> dict[tuple[int, str], str]:
-        """The names an admin gave devices of these patients' homes, by (patient, device)."""
-        rows = await self._s.execute(
-            select(HomeGateway.patient_id, DeviceName.device_id, DeviceName.name)
-            .join(DeviceName, DeviceName.gateway_id == HomeGateway.id)
-            .where(HomeGateway.patient_id.in_(patient_ids))
-        )
-        return {(p, d): name for p, d, name in rows if p is not None}
+        """The names an admin gave these devices of these patients' homes, by (patient,
+        device)."""
+        params = {"patients": list(patient_ids), "devices": list(device_ids)}
+        rows = await self._s.execute(_NAMED_DEVICES, params)
+        return {(p, d): name for p, d, name in rows}
 
     async def sensors_of_tenant(self, tenant_id: str) -> list[tuple[HomeSensor, int | None]]:
         """Each home sensor of the tenant's gateways, with the gateway's patient."""

@@ -268,23 +268,19 @@ class Registry:
     async def _device_places(
         s: AsyncSession, wanted: set[tuple[int, str]]
     ) -> dict[tuple[int, str], DevicePlace]:
-        patient_ids = {p for p, _ in wanted}
+        patient_ids, device_ids = {p for p, _ in wanted}, {d for _, d in wanted}
         gateways = HomeGatewayRepository(s)
-        sensors = await gateways.sensors_of_patients(patient_ids)
-        names = await gateways.device_names_of_patients(patient_ids)
-        paired = await DeviceRepository(s).of_patients(patient_ids)
+        sensors = await gateways.placed_sensors(patient_ids, device_ids)
+        names = await gateways.device_names_of_patients(patient_ids, device_ids)
+        profiles = await DeviceRepository(s).profiles(patient_ids, device_ids)
         places = {
-            (d.patient_id, d.device_id): DevicePlace(
-                None, d.profile, name=names.get((d.patient_id, d.device_id))
-            )
-            for d in paired
-            if (d.patient_id, d.device_id) in wanted
+            key: DevicePlace(None, profile, name=names.get(key))
+            for key, profile in profiles.items()
+            if key in wanted
         }
-        for p, sensor in sensors:
-            if p is not None and (p, sensor.device_id) in wanted:
-                places[(p, sensor.device_id)] = DevicePlace(
-                    sensor.kind, None, sensor.room, names.get((p, sensor.device_id))
-                )
+        for key, (kind, room) in sensors.items():
+            if key in wanted:
+                places[key] = DevicePlace(kind, None, room, names.get(key))
         return places
 
     async def create_user(
