@@ -16,7 +16,8 @@ of :class:`Step` (when, which sensor, what it reports, why) and plays it on a ho
 - the afternoon in the armchair, the evening bathroom visit, to bed.
 
 Which incidents a day has is chosen (:class:`Incident`; by default the fall): a day without
-the fall has coffee, lunch and dinner in the kitchen instead of the quiet morning; a day with
+the fall has coffee and lunch in the kitchen instead of the quiet morning, and every day has
+dinner and an evening snack there; a day with
 :attr:`Incident.DOOR_AT_NIGHT` has the front door opened at night. With ``checkin_every_min``
 every sensor also reports its state when it has said nothing for that long, as battery
 Zigbee devices do, so the platform never finds a working sensor silent.
@@ -323,6 +324,7 @@ class HouseholdDay:
         )
         if Incident.FALL in self.incidents:
             self._fall()
+            self._meals(after_the_fall=True)
         else:
             self._meals()
         if Incident.DOOR_AT_NIGHT in self.incidents:
@@ -380,17 +382,21 @@ class HouseholdDay:
             ],
         )
 
-    def _meals(self) -> None:
-        """Coffee, lunch, dinner and an evening snack in the kitchen: a day without the fall is
-        never still for hours (the platform's inactivity alarm comes after four)."""
+    def _meals(self, *, after_the_fall: bool = False) -> None:
+        """Coffee, lunch, dinner and an evening snack in the kitchen: a day is never still for
+        hours (the platform's inactivity alarm comes after four) but the fall's morning. On
+        the fall's day, dinner and the evening snack only: without them her evening was still
+        from the afternoon's kitchen visit to bed, and a demo ending between 20:30 and 22:00
+        raised an inactivity alarm the scenario does not have."""
         s = self.sensors
-        for label, hh_mm in (
+        meals = (
             ("coffee", "10:30"),
             ("lunch", "12:30"),
             ("coffee", "15:00"),
             ("dinner", "17:45"),
             ("evening", "20:00"),
-        ):
+        )
+        for label, hh_mm in meals[3:] if after_the_fall else meals:
             self._sequence(
                 self._t(hh_mm, 30 * 60),
                 label,
