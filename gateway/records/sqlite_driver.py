@@ -19,7 +19,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from functools import partial
-from types import TracebackType
 from typing import Any
 
 import aiosqlite
@@ -31,16 +30,15 @@ _Outcome = tuple[Any, int, int | None, list[Any]]
 
 
 def _run(connection: sqlite3.Connection, sql: str, parameters: Any) -> _Outcome:
-    cursor = connection.execute(sql, parameters)
-    try:
-        rows = cursor.fetchall() if cursor.description else []
-        return cursor.description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
+    return _outcome(connection.execute(sql, parameters))
 
 
 def _run_many(connection: sqlite3.Connection, sql: str, parameters: Iterable[Any]) -> _Outcome:
-    cursor = connection.executemany(sql, parameters)
+    return _outcome(connection.executemany(sql, parameters))
+
+
+def _outcome(cursor: sqlite3.Cursor) -> _Outcome:
+    """What SQLAlchemy reads of a cursor after a statement, read at once; the cursor closed."""
     try:
         rows = cursor.fetchall() if cursor.description else []
         return cursor.description, cursor.rowcount, cursor.lastrowid, rows
@@ -50,7 +48,9 @@ def _run_many(connection: sqlite3.Connection, sql: str, parameters: Iterable[Any
 
 class OneTripCursor:
     """The cursor SQLAlchemy's aiosqlite adapter asks of a connection: ``execute`` runs the
-    statement and takes all its rows in one trip, and the rest is answered from them."""
+    statement and takes all its rows in one trip, and the rest is answered from them. (What a
+    server-side cursor would also ask, ``fetchone``/``fetchmany``, it does not have: the
+    record store streams no results.)"""
 
     arraysize = 1
 
@@ -64,35 +64,20 @@ class OneTripCursor:
     async def __aenter__(self) -> OneTripCursor:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def execute(self, sql: str, parameters: Any = ()) -> OneTripCursor:
-        outcome = await self._connection.run(_run, sql, parameters)
-        self.description, self.rowcount, self.lastrowid, self._rows = outcome
-        return self
+        return await self._take(_run, sql, parameters)
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneTripCursor:
-        outcome = await self._connection.run(_run_many, sql, parameters)
+        return await self._take(_run_many, sql, parameters)
+
+    async def _take(self, fn: Any, sql: str, parameters: Any) -> OneTripCursor:
+        outcome = await self._connection.run(fn, sql, parameters)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
 
     async def fetchall(self) -> list[Any]:
         rows, self._rows = self._rows, []
         return rows
-
-    async def fetchmany(self, size: int | None = None) -> list[Any]:
-        size = self.arraysize if size is None else size
-        rows, self._rows = self._rows[:size], self._rows[size:]
-        return rows
-
-    async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
 
     async def close(self) -> None:
         self._rows = []
