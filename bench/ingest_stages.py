@@ -57,6 +57,12 @@ from tryggheim.wire import DeviceReport, SensorPlacement, obs_topic, status_topi
 
 #: Where bench/ingest.py's KINDS are in each home (its BLE device has no room).
 ROOMS = ("stue", "stue", "gang", "")
+#: Each home's sensor map, as its edge agent sends it.
+HOME_SENSORS = tuple(
+    SensorPlacement(device, code.split("_", 2)[-1].lower(), room)
+    for (device, source, code, _), room in zip(KINDS, ROOMS, strict=True)
+    if source.startswith("mqtt:")
+)
 #: The edge agent's default status interval.
 HEARTBEAT_SPACING = timedelta(seconds=30)
 
@@ -64,11 +70,6 @@ HEARTBEAT_SPACING = timedelta(seconds=30)
 def heartbeats(load: Load, count: int, now: datetime) -> list[list[Message]]:
     """``count`` statuses of every home, in the edge agent's form and in rounds of the worker's
     size: every home's first, then every home's second, ..."""
-    sensors = [
-        SensorPlacement(device, code.split("_", 2)[-1].lower(), room)
-        for (device, source, code, _), room in zip(KINDS, ROOMS, strict=True)
-        if source.startswith("mqtt:")
-    ]
     devices = {
         device: DeviceReport("pulse_oximeter", now, 80, False, 0.4, 0)
         for device, source, _, _ in KINDS
@@ -82,7 +83,7 @@ def heartbeats(load: Load, count: int, now: datetime) -> list[list[Message]]:
                     gateway,
                     len(batches) * load.batch_size,
                     (now + n * HEARTBEAT_SPACING).timestamp(),
-                    sensors,
+                    HOME_SENSORS,
                     devices,
                 ),
                 qos=1,

@@ -200,6 +200,14 @@ def make_sensors(
     )
 
 
+#: Coffee and lunch, which the fall's day has not: she lies still all morning.
+_DAY_MEALS = (("coffee", "10:30"), ("lunch", "12:30"), ("coffee", "15:00"))
+#: Dinner and the evening snack, every day. (Without them the fall's evening was still from
+#: the afternoon's kitchen visit to bed, and a demo ending between 20:30 and 22:00 raised an
+#: inactivity alarm its scenario does not have.)
+_EVENING_MEALS = (("dinner", "17:45"), ("evening", "20:00"))
+
+
 class HouseholdDay:
     """One day of ``sensors`` (by default :func:`make_sensors`), planned at construction."""
 
@@ -324,9 +332,9 @@ class HouseholdDay:
         )
         if Incident.FALL in self.incidents:
             self._fall()
-            self._meals(after_the_fall=True)
+            self._meals(_EVENING_MEALS)
         else:
-            self._meals()
+            self._meals(_DAY_MEALS + _EVENING_MEALS)
         if Incident.DOOR_AT_NIGHT in self.incidents:
             self._door_at_night()
         afternoon = self._t("14:30", 10 * 60)
@@ -382,21 +390,11 @@ class HouseholdDay:
             ],
         )
 
-    def _meals(self, *, after_the_fall: bool = False) -> None:
-        """Coffee, lunch, dinner and an evening snack in the kitchen: a day is never still for
-        hours (the platform's inactivity alarm comes after four) but the fall's morning. On
-        the fall's day, dinner and the evening snack only: without them her evening was still
-        from the afternoon's kitchen visit to bed, and a demo ending between 20:30 and 22:00
-        raised an inactivity alarm the scenario does not have."""
+    def _meals(self, meals: Sequence[tuple[str, str]]) -> None:
+        """(label, time) visits to the kitchen: a day is never still for hours (the
+        platform's inactivity alarm comes after four) but the fall's morning."""
         s = self.sensors
-        meals = (
-            ("coffee", "10:30"),
-            ("lunch", "12:30"),
-            ("coffee", "15:00"),
-            ("dinner", "17:45"),
-            ("evening", "20:00"),
-        )
-        for label, hh_mm in meals[3:] if after_the_fall else meals:
+        for label, hh_mm in meals:
             self._sequence(
                 self._t(hh_mm, 30 * 60),
                 label,

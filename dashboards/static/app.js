@@ -433,8 +433,7 @@ function noticeNewAlarms(alarms) {
     // What the first load finds is known already, except an alarm the live stream brought
     // before that load answered: it is new. (One the stream brings after it: applyAlarm.)
     state.known = new Set(alarms.filter((a) => !arrivedLive.has(a.id)).map((a) => a.id));
-    firstFound.clear();
-    for (const id of state.known) firstFound.add(id);
+    firstFound = new Set(state.known);
     arrivedLive.clear();
   }
   const fresh = [];
@@ -640,7 +639,7 @@ function applyMove({ patient_id: id, visible }) {
 }
 
 const arrivedLive = new Set(); // alarms raised live before the first load answered
-const firstFound = new Set(); // alarms the first load found, taken as there before she signed in
+let firstFound = new Set(); // alarms the first load found, taken as there before she signed in
 const liveSince = new Map(); // alarm id → when the live stream first brought it (performance.now())
 
 /** The alarm as it was raised, nothing since: the stream brings only what happened after it
