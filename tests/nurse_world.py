@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from access import platform_settings
+from access import auth_settings, platform_settings
 from chain import serving_app
 from fastapi import FastAPI
 
@@ -402,7 +402,9 @@ async def seed(world: NurseWorld) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_world(directory: Path) -> AsyncIterator[NurseWorld]:
+async def running_world(
+    directory: Path, *, access_token_lifetime_s: int = 600
+) -> AsyncIterator[NurseWorld]:
     store = RecordStore(f"sqlite+aiosqlite:///{directory / 'records.db'}", alarms=AlarmBook())
     await store.migrate()
     events = EventBus()
@@ -413,7 +415,8 @@ async def running_world(directory: Path) -> AsyncIterator[NurseWorld]:
         return checks["ingest"]
 
     probes = Probes({"database": lambda: database_reachable(store), "ingest": ingest_connected})
-    app = create_app(store, events, platform_settings(), probes=probes)
+    auth = auth_settings().model_copy(update={"access_token_lifetime_s": access_token_lifetime_s})
+    app = create_app(store, events, platform_settings(auth=auth), probes=probes)
     world = NurseWorld(store, events, app, platform_checks=checks)
     await seed(world)
     try:

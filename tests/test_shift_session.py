@@ -7,10 +7,12 @@ and phone size, with Playwright's clock for the passing time:
 - a resolution note she is writing survives the reload and a new sign-in;
 - when the session is ended (revoked at the platform), the app says so in a fixed notice at
   every scroll position, keeps the last screen marked as not up to date, and lets her sign in
-  again; axe-core finds nothing in each state."""
+  again; axe-core finds nothing in each state;
+- an alarm raised while the live stream reconnects with a renewed token is shown and announced."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ import pytest_asyncio
 from axe_core import install
 from care_screens import SIZES, accessible, at_top_of_viewport, sign_in, sized_page
 from nurse_world import NURSE, NurseWorld, running_world
-from playwright.async_api import Browser, Request, expect
+from playwright.async_api import Browser, Request, Route, expect
 from sqlalchemy import update
 from test_nurse_app import screenshot
 
@@ -172,3 +174,54 @@ async def test_she_is_warned_before_the_session_maximum(
             await expect(note).to_have_value("Ringte pårørende")
         finally:
             await world.settle(alarm_id)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def brief_tokens(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NurseWorld]:
+    """Access tokens of the shortest life the platform allows (60 s): the app renews hers 30 s
+    after signing in, well before its live stream would be taken for silent (40 s)."""
+    async with running_world(
+        tmp_path_factory.mktemp("brief-tokens"), access_token_lifetime_s=60
+    ) as running:
+        yield running
+
+
+async def test_an_alarm_raised_while_the_stream_reconnects_after_a_renewal_is_shown(
+    brief_tokens: NurseWorld, browser: Browser
+) -> None:
+    """At a token renewal the live stream reconnects with the new token (a slow network: it
+    takes a while). A fall raised before the new stream listens reaches her all the same."""
+    world = brief_tokens
+    async with sized_page(browser, SIZES["tablet"]) as page:
+        opened = 0
+        reconnecting = asyncio.Event()
+        network_answers = asyncio.Event()
+
+        async def slow_reconnection(route: Route) -> None:
+            nonlocal opened
+            opened += 1
+            if opened == 2:
+                reconnecting.set()
+                await network_answers.wait()
+            await route.continue_()
+
+        await page.route("**/api/v1/stream", slow_reconnection)
+        await page.clock.install()
+        await page.goto(f"{world.url}/#/alarms")
+        await sign_in(page, NURSE)
+        await expect(page.locator("#connection")).to_contain_text("Direkte")
+        await page.clock.fast_forward(31_000)  # the renewal, 30 s before the token's end
+        await asyncio.wait_for(reconnecting.wait(), 10)
+        # Long enough for anything the app asks at the renewal itself to have been answered.
+        await asyncio.sleep(1.5)
+        fall = await world.fall("Ødegård")
+        try:
+            network_answers.set()
+            shown = page.locator(f'.alarm-list > li[data-alarm-id="{fall.id}"]')
+            await expect(shown).to_be_visible()
+            await expect(page.locator("#announce-alert")).to_have_text(
+                "Ny alarm – kritisk: Fall hos Ødegård, Kari."
+            )
+            await expect(page.locator("#connection")).to_contain_text("Direkte")
+        finally:
+            await world.settle(fall.id)

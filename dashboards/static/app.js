@@ -718,12 +718,9 @@ function onState(connection, { lastLive }) {
 // --- session ---------------------------------------------------------------------------------
 
 const keeper = new SessionKeeper({
-  onRenewed: () => {
-    // The stream moves to the new token before the old one expires; what arrived while it
-    // reconnected is loaded again.
-    stream?.renew();
-    if (caresForPatients()) refreshSoon({ overview: true, detail: route.name === "patient" });
-  },
+  // The stream moves to the new token before the old one expires; once it is connected again,
+  // what happened in between is loaded (onResumed).
+  onRenewed: () => stream?.renew(),
   onEnded: () => sessionHasEnded(),
   onEnding: (ends) => { sessionEnding = ends; render(); },
 });
@@ -772,7 +769,10 @@ function startSession() {
   }
   if (route.name === "admin" && !isAdmin()) navigate("#/patients");
   openViews({ live: true });
-  stream = new LiveStream({ onEvent, onState, onSignedOut: streamSignedOut, view: views.live });
+  stream = new LiveStream({
+    onEvent, onState, onSignedOut: streamSignedOut, view: views.live,
+    onResumed: () => refreshNow({ overview: true, detail: route.name === "patient" }),
+  });
   stream.start();
   refreshNow({ overview: true, detail: route.name === "patient" });
 }

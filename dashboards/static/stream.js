@@ -20,20 +20,25 @@ export class LiveStream {
    * @param {(state: string, detail: object) => void} handlers.onState
    *   state: "connecting" | "live" | "stale" | "lost"
    * @param {(reason: string) => void} handlers.onSignedOut
+   * @param {() => void} handlers.onResumed the stream is connected again after a token renewal
+   *   (it stayed live): what happened while it reconnected is to be loaded now
    * @param {string} view the live session (api.openView): its reconnections are one session in
    *   the audit log
    */
-  constructor({ onEvent, onState, onSignedOut, view }) {
+  constructor({ onEvent, onState, onSignedOut, onResumed, view }) {
     this.view = view;
     this.onEvent = onEvent;
     this.onState = onState;
     this.onSignedOut = onSignedOut;
+    this.onResumed = onResumed;
     this.state = "connecting";
     this.lastHeard = 0; // Date.now() of the last bytes received
     this.lastLive = null; // the last moment the stream was confirmed alive
     this.controller = null;
     this.stopped = true;
     this.wake = null;
+    this.renewing = false; // the connection is being dropped for a renewed token
+    this.resuming = false; // and the new one has not said anything yet
   }
 
   start() {
@@ -105,6 +110,7 @@ export class LiveStream {
         if (this.stopped) return;
         if (this.renewing) {
           this.renewing = false;
+          this.resuming = true;
           continue;
         }
         if (error instanceof SignedOut) {
@@ -142,8 +148,14 @@ export class LiveStream {
       this.lastHeard = Date.now();
       this.attemptStarted = 0;
       if (this.state !== "live") {
+        this.resuming = false;
         onOpen();
         this.setState("live");
+      } else if (this.resuming) {
+        // Only now, subscribed again, may a reload be trusted: one made before this point
+        // could miss what was raised before the new stream's subscription.
+        this.resuming = false;
+        this.onResumed();
       }
       buffer += value.replace(/\r\n?/g, "\n");
       let end;
