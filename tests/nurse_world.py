@@ -79,14 +79,20 @@ class NurseWorld:
         return AlarmService(self.store)
 
     async def commit(
-        self, gateway: str, values: Iterable[tuple[str, str, str, str, datetime]]
+        self,
+        gateway: str,
+        values: Iterable[tuple[str, str, str, str, datetime]],
+        received: datetime | None = None,
     ) -> CommitResult:
         """Commit (device, code, value, unit, time) values of one home gateway (live, as
-        ingest does)."""
-        return await self.commit_round({gateway: values})
+        ingest does), received now or at ``received`` (when the alarms they raise were
+        raised)."""
+        return await self.commit_round({gateway: values}, received)
 
     async def commit_round(
-        self, values: Mapping[str, Iterable[tuple[str, str, str, str, datetime]]]
+        self,
+        values: Mapping[str, Iterable[tuple[str, str, str, str, datetime]]],
+        received: datetime | None = None,
     ) -> CommitResult:
         """Commit the values of several home gateways in one transaction, as an ingest round
         does."""
@@ -107,7 +113,7 @@ class NurseWorld:
                 for device, code, value, unit, at in readings
             ]
             batches.append(ObservationBatch(gateway, tuple(observations)))
-        return await self.store.commit_batches(batches, datetime.now(UTC))
+        return await self.store.commit_batches(batches, received or datetime.now(UTC))
 
     async def fall(self, family_name: str) -> AlarmRow:
         """The patient's fall sensor reports a fall now: a critical alarm, live."""
@@ -372,10 +378,11 @@ async def seed(world: NurseWorld) -> None:
         (haugen_cuff, DIA, "101", "mm[Hg]", now),
         (haugen_cuff, codes.PULSE_NIBP.ref, "88", "{beat}/min", now),
     ]
-    result = await world.commit(gateway_of("Haugen"), values)
+    # Raised when the reading came in, and acknowledged five minutes later.
+    result = await world.commit(gateway_of("Haugen"), values, received=now.astimezone(UTC))
     (high,) = [a for a in result.alarms if a.rule_id == "systolic_high"]
     await world.alarms.act(
-        high.id, "acknowledge", world.nurse_subject, datetime.now(UTC) - timedelta(minutes=45)
+        high.id, "acknowledge", world.nurse_subject, (now + timedelta(minutes=5)).astimezone(UTC)
     )
 
     # Berg: thermometer, scale and glucose meter, all within the limits.
