@@ -1,13 +1,16 @@
 """TCP proxies on loopback for tests: each forwards the connections it accepts to a target and
 sees every byte go by. :class:`PartitionProxy` can be cut, to make a network partition between
 a home gateway and the broker: while cut, established connections go silent (packets "lost",
-as on a dead mobile link) and new connections are refused."""
+as on a dead mobile link) and new connections are refused. :class:`TlsTerminatingProxy` is
+the TLS front of a plain listener, as nginx or HAProxy are in many deployments."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -31,8 +34,13 @@ class LoopbackProxy:
         return port
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", 0, ssl=self._accepts_tls()
+        )
         return self
+
+    def _accepts_tls(self) -> ssl.SSLContext | None:
+        return None
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -111,3 +119,44 @@ class PartitionProxy(LoopbackProxy):
 
     def _passes(self, connection: int, upstream: bool, data: bytes) -> bool:
         return not self._cut.is_set()  # while cut: dropped on the floor
+
+
+class TlsTerminatingProxy(LoopbackProxy):
+    """Takes TLS connections (``certfile``, ``keyfile``) and forwards them in plain TCP. Like
+    the stream proxies of nginx and HAProxy, it sends on what the target sent within a short
+    while (``gather_s``) in one write, so one TLS record can hold several MQTT packets."""
+
+    def __init__(
+        self, target_host: str, target_port: int, certfile: Path, keyfile: Path, gather_s: float
+    ) -> None:
+        super().__init__(target_host, target_port)
+        self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._tls.load_cert_chain(certfile, keyfile)
+        self._gather_s = gather_s
+
+    def _accepts_tls(self) -> ssl.SSLContext:
+        return self._tls
+
+    async def _pump(
+        self,
+        connection: int,
+        upstream: bool,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+    ) -> None:
+        if upstream:
+            await super()._pump(connection, upstream, source, sink)
+            return
+        try:
+            while data := await source.read(65536):
+                gathered = [data]
+                with contextlib.suppress(TimeoutError):
+                    while more := await asyncio.wait_for(source.read(65536), self._gather_s):
+                        gathered.append(more)
+                sink.write(b"".join(gathered))
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass  # the other side went away; closing below is all there is to do
+        finally:
+            sink.close()
+            self._connections.discard(sink)

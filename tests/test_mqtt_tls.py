@@ -1,14 +1,17 @@
 """The uplink's TLS: a broker certificate signed by the configured CA is accepted, any other is
-refused before credentials are sent."""
+refused before credentials are sent; packets that share a TLS record are all delivered."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from proxy import TlsTerminatingProxy
 from pydantic import SecretStr
 from tlsutil import make_test_ca
 
@@ -71,3 +74,36 @@ async def test_wrong_credentials_are_refused(tls_broker: TlsBroker) -> None:
     with pytest.raises(ConnectionLost, match="refused"):
         async with MqttSession(settings, "gw-tls"):
             pass
+
+
+async def test_packets_that_share_a_tls_record_arrive_at_once(tls_broker: TlsBroker) -> None:
+    """Behind a TLS-terminating proxy (nginx, HAProxy) several MQTT packets can come in one TLS
+    record: each is delivered when it comes, not only when the next bytes arrive (the
+    keepalive's, two minutes later here)."""
+    tls = tls_broker.tls
+    plain_port = tls_broker.server.port
+    async with TlsTerminatingProxy(
+        "127.0.0.1", plain_port, tls.certfile, tls.keyfile, gather_s=0.05
+    ) as front:
+        platform = tls_broker.settings("platform").model_copy(
+            update={"port": front.port, "keepalive_s": 120}
+        )
+        gateway = MqttSettings(
+            host="127.0.0.1",
+            port=plain_port,
+            username="gw-tls",
+            password=SecretStr(tls_broker.users["gw-tls"]),
+        )
+        async with MqttSession(platform, "platform-tls", clean_start=True) as sub:
+            await sub.subscribe("tryggheim/v1/+/up/#")
+            async with MqttSession(gateway, "gw-tls") as pub:
+                for n in range(3):
+                    await pub.publish("tryggheim/v1/gw-tls/up/obs", f"reading {n}".encode())
+            received: list[bytes] = []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    async for message in sub.messages():
+                        received.append(message.payload)
+                        if len(received) == 3:
+                            break
+    assert received == [b"reading 0", b"reading 1", b"reading 2"]

@@ -145,6 +145,12 @@ async def in_viewport(page: Page, locator: Locator, what: str) -> None:
     )
 
 
+async def scroll_to(locator: Locator) -> None:
+    """Into view in one step in the page: a live update may re-render the element between
+    Playwright's finding it and scrolling it ("not attached to the DOM")."""
+    await locator.evaluate("(element) => element.scrollIntoView({ block: 'nearest' })")
+
+
 async def accessible(page: Page, script: str, what: str) -> None:
     found = await violations(page, script)
     assert found == [], f"axe-core, {what}:\n{report(found)}"
@@ -902,7 +908,7 @@ async def test_a_phone_shows_a_compact_header_and_nothing_sideways(
         assert wide == [], f"these scroll sideways: {wide}"
         await no_sideways_scrolling(page)
         await accessible(page, axe_script, "a patient on a phone")
-        await devices.scroll_into_view_if_needed()
+        await scroll_to(devices)
         await screenshot(page, "patient-devices-phone.png")
 
 
@@ -978,7 +984,7 @@ async def test_charts_stay_in_their_frame_with_limits_on_their_own_series(
     await expect(diastolic.locator(".point").first).to_be_attached()
     await expect(diastolic.locator(".limit")).to_have_count(0)
     await accessible(page, axe_script, f"a patient's charts ({size})")
-    await bp.scroll_into_view_if_needed()
+    await scroll_to(bp)
     await screenshot(page, f"chart-bp-{size}.png")
 
 
@@ -1012,7 +1018,7 @@ async def test_devices_are_named_by_room_and_kind(
     assert all(label and label != "Enhet" for label in labels), labels
     await no_sideways_scrolling(page)
     await accessible(page, axe_script, f"devices by room ({size})")
-    await devices.scroll_into_view_if_needed()
+    await scroll_to(devices)
     await screenshot(page, f"devices-by-room-{size}.png")
     # The alarms name the device the same way.
     await page.get_by_role("navigation").get_by_role("link", name=re.compile("^Alarmer")).click()
@@ -1208,7 +1214,7 @@ async def test_a_sensor_has_the_name_the_admin_gave_it(
     await expect(door.get_by_role("heading")).to_have_text("Ytterdør")
     await no_sideways_scrolling(page)
     await accessible(page, axe_script, f"admin naming a device ({size})")
-    await door.scroll_into_view_if_needed()
+    await scroll_to(door)
     await screenshot(page, f"admin-device-name-{size}.png")
     # A name the nurse could not read is refused next to the field.
     await door.get_by_label("Navn på door-odegard").fill("<b>dør</b>")

@@ -143,8 +143,19 @@ class MqttSession:
 
     # Sockets are passed by file descriptor, taken while the callback runs: paho may close
     # the socket object before a deferred call reaches the loop.
-    def _on_socket_open(self, client: paho.Client, _ud: Any, sock: Any) -> None:
-        self._on_loop(self._loop.add_reader, sock.fileno(), client.loop_read)
+    def _on_socket_open(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
+        self._on_loop(self._loop.add_reader, sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        """Take in what the socket has. paho reads about one packet a call, and a TLS record
+        can hold several (a TLS-terminating proxy or a broker that gathers its writes): the
+        rest waits, decrypted, inside the TLS layer, where the selector cannot see it. It is
+        read now, not when the next bytes arrive (the keepalive's, perhaps)."""
+        client = self._client
+        while client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            sock = client.socket()
+            if not isinstance(sock, ssl.SSLSocket) or sock.pending() == 0:
+                return
 
     def _on_socket_close(self, _client: paho.Client, _ud: Any, sock: Any) -> None:
         fd = sock.fileno()
