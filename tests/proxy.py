@@ -62,6 +62,10 @@ class LoopbackProxy:
     def _passes(self, connection: int, upstream: bool, data: bytes) -> bool:
         return True
 
+    async def _gathered(self, upstream: bool, source: asyncio.StreamReader, data: bytes) -> bytes:
+        """What is sent on in one write, starting with ``data``."""
+        return data
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._refuses():
             writer.close()
@@ -88,6 +92,7 @@ class LoopbackProxy:
     ) -> None:
         try:
             while data := await source.read(65536):
+                data = await self._gathered(upstream, source, data)
                 if self._passes(connection, upstream, data):
                     sink.write(data)
                     await sink.drain()
@@ -137,26 +142,11 @@ class TlsTerminatingProxy(LoopbackProxy):
     def _accepts_tls(self) -> ssl.SSLContext:
         return self._tls
 
-    async def _pump(
-        self,
-        connection: int,
-        upstream: bool,
-        source: asyncio.StreamReader,
-        sink: asyncio.StreamWriter,
-    ) -> None:
+    async def _gathered(self, upstream: bool, source: asyncio.StreamReader, data: bytes) -> bytes:
         if upstream:
-            await super()._pump(connection, upstream, source, sink)
-            return
-        try:
-            while data := await source.read(65536):
-                gathered = [data]
-                with contextlib.suppress(TimeoutError):
-                    while more := await asyncio.wait_for(source.read(65536), self._gather_s):
-                        gathered.append(more)
-                sink.write(b"".join(gathered))
-                await sink.drain()
-        except (ConnectionError, OSError):
-            pass  # the other side went away; closing below is all there is to do
-        finally:
-            sink.close()
-            self._connections.discard(sink)
+            return data
+        gathered = [data]
+        with contextlib.suppress(TimeoutError):
+            while more := await asyncio.wait_for(source.read(65536), self._gather_s):
+                gathered.append(more)
+        return b"".join(gathered)
