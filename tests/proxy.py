@@ -20,8 +20,12 @@ class LoopbackProxy:
     decide per chunk whether it passes (:meth:`_passes`) and whether a connection is refused
     (:meth:`_refuses`)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """``tls``: accept TLS connections with it (and forward them in plain TCP)."""
         self._target = (target_host, target_port)
+        self._tls = tls
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -34,13 +38,8 @@ class LoopbackProxy:
         return port
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", 0, ssl=self._accepts_tls()
-        )
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self._tls)
         return self
-
-    def _accepts_tls(self) -> ssl.SSLContext | None:
-        return None
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -134,13 +133,10 @@ class TlsTerminatingProxy(LoopbackProxy):
     def __init__(
         self, target_host: str, target_port: int, certfile: Path, keyfile: Path, gather_s: float
     ) -> None:
-        super().__init__(target_host, target_port)
-        self._tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._tls.load_cert_chain(certfile, keyfile)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(certfile, keyfile)
+        super().__init__(target_host, target_port, tls)
         self._gather_s = gather_s
-
-    def _accepts_tls(self) -> ssl.SSLContext:
-        return self._tls
 
     async def _gathered(self, upstream: bool, source: asyncio.StreamReader, data: bytes) -> bytes:
         if upstream:

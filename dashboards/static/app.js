@@ -354,6 +354,11 @@ function refreshSoon(parts) {
   if (!timer && !running) timer = setTimeout(runRefresh, 250);
 }
 
+/** Everything shown loaded again at once: the list, and her page if one is open. */
+function reloadShown() {
+  refreshNow({ overview: true, detail: route.name === "patient" });
+}
+
 function refreshNow(parts) {
   clearTimeout(timer);
   timer = null;
@@ -560,7 +565,7 @@ async function act(alarm, action, note) {
     } else if (error instanceof api.HttpError && error.status === 409) {
       pending.delete(alarm.id);
       announce(t("alarm.conflict"));
-      refreshNow({ overview: true, detail: route.name === "patient" });
+      reloadShown();
     } else {
       const reason = reasonOf(error);
       pending.set(alarm.id, { action, status: "failed", reason });
@@ -709,7 +714,7 @@ function onState(connection, { lastLive }) {
   if (connection === "live") {
     // Whatever happened while not connected: load it all again (the views opened again).
     if (wasDown) openViews({ live: false });
-    refreshNow({ overview: true, detail: route.name === "patient" });
+    reloadShown();
     if (wasDown) announce(t("connection.back"));
   }
   render();
@@ -771,10 +776,10 @@ function startSession() {
   openViews({ live: true });
   stream = new LiveStream({
     onEvent, onState, onSignedOut: streamSignedOut, view: views.live,
-    onResumed: () => refreshNow({ overview: true, detail: route.name === "patient" }),
+    onResumed: reloadShown,
   });
   stream.start();
-  refreshNow({ overview: true, detail: route.name === "patient" });
+  reloadShown();
 }
 
 /** New openings of the overview and the patient's page (and of the live session). */

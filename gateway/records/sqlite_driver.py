@@ -17,7 +17,7 @@ hook, with the connect arguments the dialect worked out from the URL."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -70,7 +70,9 @@ class OneTripCursor:
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> OneTripCursor:
         return await self._take(_run_many, sql, parameters)
 
-    async def _take(self, fn: Any, sql: str, parameters: Any) -> OneTripCursor:
+    async def _take(
+        self, fn: Callable[[sqlite3.Connection, str, Any], _Outcome], sql: str, parameters: Any
+    ) -> OneTripCursor:
         outcome = await self._connection.run(fn, sql, parameters)
         self.description, self.rowcount, self.lastrowid, self._rows = outcome
         return self
